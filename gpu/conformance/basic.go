@@ -1,0 +1,84 @@
+package conformance
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// Awkward sizes: 1, odd, around powers of two, GPT-2's width and vocabulary.
+var awkward = []int{1, 3, 127, 129, 768, 50257}
+
+func init() {
+	register("Add", testAdd)
+	register("GELU", testGELU)
+	register("LayerNorm", testLayerNorm)
+	register("Embed", testEmbed)
+}
+
+func testAdd(t *testing.T, p *Pair) {
+	for _, n := range append(awkward, 70000) {
+		a := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
+		b := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
+		d := p.Poisoned(t, gpu.F32, n)
+		p.Ref.Add(d.Ref, a.Ref, b.Ref)
+		p.Got.Add(d.Got, a.Got, b.Got)
+		p.Close(t, fmt.Sprintf("n=%d", n), d, 0, 0)
+		p.Free(a, b, d)
+	}
+}
+
+func testGELU(t *testing.T, p *Pair) {
+	for _, n := range awkward {
+		x := p.Randn(n, 3)
+		x[0] = 40 // tanh saturation must not produce NaN
+		if n > 1 {
+			x[1] = -40
+		}
+		a := p.Upload(t, gpu.F32, x, n)
+		d := p.Poisoned(t, gpu.F32, n)
+		p.Ref.GELU(d.Ref, a.Ref)
+		p.Got.GELU(d.Got, a.Got)
+		p.Close(t, fmt.Sprintf("n=%d", n), d, 1e-5, 1e-4)
+		p.Free(a, d)
+	}
+}
+
+func testLayerNorm(t *testing.T, p *Pair) {
+	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
+		m, c := sz[0], sz[1]
+		x := p.Randn(m*c, 2)
+		for i := range x {
+			x[i] += 5 // an offset mean checks the two-pass variance
+		}
+		a := p.Upload(t, gpu.F32, x, m, c)
+		g := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+		b := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+		d := p.Poisoned(t, gpu.F32, m, c)
+		p.Ref.LayerNorm(d.Ref, a.Ref, g.Ref, b.Ref, 1e-5)
+		p.Got.LayerNorm(d.Got, a.Got, g.Got, b.Got, 1e-5)
+		p.Close(t, fmt.Sprintf("%dx%d", m, c), d, 1e-4, 1e-4)
+		p.Free(a, g, b, d)
+	}
+}
+
+func testEmbed(t *testing.T, p *Pair) {
+	for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
+		for _, sz := range [][3]int{{1, 1, 1}, {3, 7, 3}, {129, 50, 127}, {50257, 1024, 768}} {
+			v, pmax, c := sz[0], sz[1], sz[2]
+			m := 37
+			wte := p.Upload(t, dt, p.Randn(v*c, 0.02), v, c)
+			wpe := p.Upload(t, dt, p.Randn(pmax*c, 0.01), pmax, c)
+			tok := p.Ints(m, 0, v)
+			tok[0] = int32(v - 1)
+			tk := p.Upload(t, gpu.I32, tok, m)
+			ps := p.Upload(t, gpu.I32, p.Ints(m, 0, pmax), m)
+			d := p.Poisoned(t, gpu.F32, m, c)
+			p.Ref.Embed(d.Ref, wte.Ref, wpe.Ref, tk.Ref, ps.Ref)
+			p.Got.Embed(d.Got, wte.Got, wpe.Got, tk.Got, ps.Got)
+			p.Close(t, fmt.Sprintf("%v V=%d C=%d", dt, v, c), d, 0, 0)
+			p.Free(wte, wpe, tk, ps, d)
+		}
+	}
+}

@@ -1,0 +1,296 @@
+package gpu
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// AdapterInfo describes one WebGPU adapter as `chameleon devices` shows it.
+type AdapterInfo struct {
+	Index    int      // position in the enumeration, usable with --adapter
+	Name     string   // device name, or the driver's description where the device has none
+	Vendor   string   // vendor name or PCI id
+	Driver   string   // driver description
+	Backend  string   // vulkan, metal, d3d12, browser-webgpu
+	Type     string   // discrete-gpu, integrated-gpu, virtual-gpu, cpu
+	Features []string // every feature the adapter offers
+	Limits   Limits
+}
+
+// Limits are the device limits Chameleon's kernels care about.
+type Limits struct {
+	MaxStorageBufferBindingSize uint64
+	MaxBufferSize               uint64
+	MaxUniformBufferBindingSize uint64
+	MaxStorageBuffersPerStage   uint32
+	MaxWorkgroupStorageSize     uint32
+	MaxInvocationsPerWorkgroup  uint32
+	MaxWorkgroupSizeX           uint32
+	MaxWorkgroupsPerDimension   uint32
+	MinStorageOffsetAlignment   uint32
+	MinUniformOffsetAlignment   uint32
+}
+
+func limitsOf(l wgpu.Limits) Limits {
+	return Limits{
+		MaxStorageBufferBindingSize: l.MaxStorageBufferBindingSize,
+		MaxBufferSize:               l.MaxBufferSize,
+		MaxUniformBufferBindingSize: l.MaxUniformBufferBindingSize,
+		MaxStorageBuffersPerStage:   l.MaxStorageBuffersPerShaderStage,
+		MaxWorkgroupStorageSize:     l.MaxComputeWorkgroupStorageSize,
+		MaxInvocationsPerWorkgroup:  l.MaxComputeInvocationsPerWorkgroup,
+		MaxWorkgroupSizeX:           l.MaxComputeWorkgroupSizeX,
+		MaxWorkgroupsPerDimension:   l.MaxComputeWorkgroupsPerDimension,
+		MinStorageOffsetAlignment:   l.MinStorageBufferOffsetAlignment,
+		MinUniformOffsetAlignment:   l.MinUniformBufferOffsetAlignment,
+	}
+}
+
+// ErrNoAdapter is returned (wrapped, with a hint) when no WebGPU adapter exists.
+var ErrNoAdapter = errors.New("no WebGPU adapter found")
+
+const noAdapterHint = "install a Vulkan driver (on Debian/Ubuntu: apt-get install mesa-vulkan-drivers " +
+	"gives a CPU adapter, lavapipe) or a GPU driver with Vulkan, Metal or D3D12 support"
+
+var (
+	instOnce sync.Once
+	inst     *wgpu.Instance
+)
+
+func instance() *wgpu.Instance {
+	instOnce.Do(func() {
+		// Primary backends only: wgpu's GL backend lacks the compute
+		// features the kernels rely on and duplicates the Vulkan adapters.
+		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: wgpu.InstanceBackendPrimary})
+	})
+	return inst
+}
+
+func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
+	info := a.GetInfo()
+	name := info.Name
+	if name == "" || strings.HasPrefix(name, "0x") {
+		name = info.DriverDescription
+	}
+	var feats []string
+	for _, f := range a.EnumerateFeatures() {
+		feats = append(feats, f.String())
+	}
+	sort.Strings(feats)
+	return AdapterInfo{
+		Index:    i,
+		Name:     name,
+		Vendor:   info.VendorName,
+		Driver:   info.DriverDescription,
+		Backend:  info.BackendType.String(),
+		Type:     info.AdapterType.String(),
+		Features: feats,
+		Limits:   limitsOf(a.GetLimits().Limits),
+	}
+}
+
+// Adapters lists every adapter wgpu can open on this machine.
+func Adapters() []AdapterInfo {
+	var out []AdapterInfo
+	for i, a := range instance().EnumerateAdapters(nil) {
+		out = append(out, adapterInfo(i, a))
+	}
+	return out
+}
+
+// typeRank orders adapter types by preference: real GPUs before CPU ones.
+func typeRank(t string) int {
+	switch t {
+	case "discrete-gpu":
+		return 0
+	case "integrated-gpu":
+		return 1
+	case "virtual-gpu":
+		return 2
+	case "cpu":
+		return 4
+	}
+	return 3
+}
+
+// Options selects and configures the device.
+type Options struct {
+	// Adapter picks an adapter by index ("0") or by a case-insensitive
+	// substring of its name, vendor or driver. Empty: the CHAMELEON_ADAPTER
+	// environment variable, else the best adapter (a real GPU before a CPU one).
+	Adapter string
+	// NoF16 disables the shader-f16 feature even where the adapter has it.
+	NoF16 bool
+}
+
+// Device is an opened WebGPU device with Chameleon's caches.
+type Device struct {
+	Info         AdapterInfo
+	Limits       Limits // the limits granted to the device
+	HasF16       bool   // shader-f16 enabled
+	HasTimestamp bool   // timestamp-query enabled
+
+	adapter *wgpu.Adapter
+	dev     *wgpu.Device
+	queue   *wgpu.Queue
+
+	mu   sync.Mutex
+	lost string // non-empty once the device is lost: the reason
+
+	pool      *bufferPool
+	pipelines map[string]*pipeline
+	metaBGL   *wgpu.BindGroupLayout
+	metas     map[string]*metaEntry
+	groups    map[string]*wgpu.BindGroup
+	rec       *recorder
+	prof      *profiler
+}
+
+// Open selects an adapter as opts say and opens a device on it, requesting
+// every limit the adapter offers and shader-f16 and timestamp-query where
+// present.
+func Open(opts Options) (*Device, error) {
+	sel := opts.Adapter
+	if sel == "" {
+		sel = os.Getenv("CHAMELEON_ADAPTER")
+	}
+	adapters := instance().EnumerateAdapters(nil)
+	if len(adapters) == 0 {
+		return nil, fmt.Errorf("gpu: %w: %s", ErrNoAdapter, noAdapterHint)
+	}
+	infos := make([]AdapterInfo, len(adapters))
+	for i, a := range adapters {
+		infos[i] = adapterInfo(i, a)
+	}
+	pick := -1
+	if sel != "" {
+		if n, err := strconv.Atoi(sel); err == nil {
+			if n < 0 || n >= len(adapters) {
+				return nil, fmt.Errorf("gpu: adapter index %d out of range: %d adapters (see `chameleon devices`)", n, len(adapters))
+			}
+			pick = n
+		} else {
+			s := strings.ToLower(sel)
+			for i, in := range infos {
+				hay := strings.ToLower(in.Name + " " + in.Vendor + " " + in.Driver + " " + in.Backend + " " + in.Type)
+				if strings.Contains(hay, s) {
+					pick = i
+					break
+				}
+			}
+			if pick < 0 {
+				var names []string
+				for _, in := range infos {
+					names = append(names, fmt.Sprintf("%d: %s (%s)", in.Index, in.Name, in.Backend))
+				}
+				return nil, fmt.Errorf("gpu: no adapter matches %q; available: %s", sel, strings.Join(names, "; "))
+			}
+		}
+	} else {
+		pick = 0
+		for i, in := range infos {
+			if typeRank(in.Type) < typeRank(infos[pick].Type) {
+				pick = i
+			}
+		}
+	}
+	a := adapters[pick]
+	d := &Device{Info: infos[pick], adapter: a}
+	var feats []wgpu.FeatureName
+	if a.HasFeature(wgpu.FeatureNameShaderF16) && !opts.NoF16 {
+		feats = append(feats, wgpu.FeatureNameShaderF16)
+		d.HasF16 = true
+	}
+	if a.HasFeature(wgpu.FeatureNameTimestampQuery) {
+		feats = append(feats, wgpu.FeatureNameTimestampQuery)
+		d.HasTimestamp = true
+	}
+	lim := a.GetLimits().Limits
+	dev, err := a.RequestDevice(&wgpu.DeviceDescriptor{
+		Label:            "chameleon",
+		RequiredFeatures: feats,
+		RequiredLimits:   &wgpu.RequiredLimits{Limits: lim},
+		// No DeviceLostCallback: cogentcore/webgpu v0.23.0 passes it a Go
+		// pointer inside Go memory, which cgo's pointer check rejects.
+		// Loss is detected from the errors and map statuses instead
+		// (markLost).
+	})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: adapter %q: request device: %w", d.Info.Name, err)
+	}
+	d.dev = dev
+	d.queue = dev.GetQueue()
+	d.Limits = limitsOf(dev.GetLimits().Limits)
+	d.pool = newBufferPool(d)
+	d.pipelines = map[string]*pipeline{}
+	d.metas = map[string]*metaEntry{}
+	d.groups = map[string]*wgpu.BindGroup{}
+	d.rec = &recorder{d: d}
+	return d, nil
+}
+
+// ErrDeviceLost wraps every error reported after the device was lost.
+var ErrDeviceLost = errors.New("GPU device lost")
+
+// Lost reports whether the device was lost, with the driver's reason.
+func (d *Device) Lost() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.lost != "" {
+		return fmt.Errorf("gpu: %w: %s", ErrDeviceLost, d.lost)
+	}
+	return nil
+}
+
+// markLost records that the device is gone if err says so (wgpu reports
+// "lost" or an invalid parent device in its messages).
+func (d *Device) markLost(err error) {
+	if err == nil {
+		return
+	}
+	m := strings.ToLower(err.Error())
+	if strings.Contains(m, "device lost") || strings.Contains(m, "device is lost") || strings.Contains(m, "parent device is invalid") {
+		d.mu.Lock()
+		if d.lost == "" {
+			d.lost = err.Error()
+		}
+		d.mu.Unlock()
+	}
+}
+
+// Close releases the device and everything cached on it.
+func (d *Device) Close() {
+	if d.dev == nil {
+		return
+	}
+	for _, g := range d.groups {
+		g.Release()
+	}
+	for _, m := range d.metas {
+		m.group.Release()
+		m.buf.Release()
+	}
+	for _, p := range d.pipelines {
+		p.release()
+	}
+	d.pool.release()
+	if d.prof != nil {
+		d.prof.release()
+	}
+	d.queue.Release()
+	d.dev.Release()
+	d.adapter.Release()
+	d.dev = nil
+}
+
+// String names the adapter and its backend.
+func (d *Device) String() string {
+	return fmt.Sprintf("%s (%s, %s)", d.Info.Name, d.Info.Backend, d.Info.Type)
+}

@@ -1,0 +1,42 @@
+//go:build !js
+
+package gpu
+
+import (
+	"fmt"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+func passEnd(p *wgpu.ComputePassEncoder) error { return p.End() }
+
+// mapRead maps staging and returns its first size bytes. Natively the map
+// completes during a blocking device poll.
+func mapRead(d *Device, staging *wgpu.Buffer, asz, size uint64) ([]byte, error) {
+	var status wgpu.BufferMapAsyncStatus = 0xffffffff
+	if err := staging.MapAsync(wgpu.MapModeRead, 0, asz, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
+		return nil, fmt.Errorf("gpu: map readback buffer: %w", err)
+	}
+	for i := 0; status == 0xffffffff; i++ {
+		d.dev.Poll(true, nil)
+		if err := d.Lost(); err != nil {
+			return nil, err
+		}
+		if i > 1000 {
+			return nil, fmt.Errorf("gpu: readback never completed")
+		}
+	}
+	if status == wgpu.BufferMapAsyncStatusDeviceLost {
+		d.mu.Lock()
+		d.lost = "buffer map reported the device lost"
+		d.mu.Unlock()
+		return nil, d.Lost()
+	}
+	if status != wgpu.BufferMapAsyncStatusSuccess {
+		return nil, fmt.Errorf("gpu: map readback buffer: %v", status)
+	}
+	out := make([]byte, size)
+	copy(out, staging.GetMappedRange(0, uint(asz))[:size])
+	staging.Unmap()
+	return out, nil
+}

@@ -1,0 +1,33 @@
+// Package gputest opens the WebGPU device for tests. A test that needs the
+// GPU fails, with a hint, when no adapter can be opened: the GPU half of
+// the suite is never silently skipped.
+package gputest
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+var (
+	once sync.Once
+	dev  *gpu.Device
+	err  error
+)
+
+// Device opens (once per test binary) the adapter chosen by
+// CHAMELEON_ADAPTER, else the best one, and fails t if there is none.
+func Device(t testing.TB) *gpu.Device {
+	t.Helper()
+	once.Do(func() { dev, err = gpu.Open(gpu.Options{}) })
+	if err != nil {
+		t.Fatalf("no WebGPU device: %v\n(make test installs mesa-vulkan-drivers for a CPU adapter; run `chameleon devices`)", err)
+	}
+	return dev
+}
+
+// Backend returns the WebGPU backend on the test device.
+func Backend(t testing.TB) *gpu.WebGPU {
+	return gpu.NewWebGPU(Device(t))
+}

@@ -1,0 +1,187 @@
+package gpu
+
+import (
+	"fmt"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// recorder accumulates dispatches into one command encoder; Flush submits
+// them as one command buffer. The first error since the last flush is kept
+// and returned by Flush, attributed to its kernel.
+type recorder struct {
+	d   *Device
+	enc *wgpu.CommandEncoder
+	n   int   // dispatches in the open encoder
+	err error // first error since the last flush
+
+	pendingFree []*Buffer // freed while the open encoder may still use them
+}
+
+// maxDispatchesPerSubmit bounds how much work one command buffer holds, so
+// a long recording does not starve the driver's watchdog.
+const maxDispatchesPerSubmit = 4096
+
+func (r *recorder) encoder() (*wgpu.CommandEncoder, error) {
+	if r.enc != nil {
+		return r.enc, nil
+	}
+	enc, err := r.d.dev.CreateCommandEncoder(&wgpu.CommandEncoderDescriptor{Label: "chameleon"})
+	if err != nil {
+		return nil, err
+	}
+	r.enc = enc
+	return enc, nil
+}
+
+func (r *recorder) fail(err error) {
+	r.d.markLost(err)
+	if r.err == nil {
+		r.err = err
+	}
+}
+
+// dispatch records kernel name over the bindings with uniform m on a grid of
+// workgroups. Errors are deferred to the next Flush.
+func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y, z uint32) {
+	r := d.rec
+	if r.err != nil {
+		return
+	}
+	if x == 0 || y == 0 || z == 0 {
+		return // nothing to do (an empty tensor)
+	}
+	if len(bs) != nIn+nOut {
+		panic(fmt.Sprintf("gpu: kernel %s: %d bindings, want %d", name, len(bs), nIn+nOut))
+	}
+	maxWG := d.Limits.MaxWorkgroupsPerDimension
+	if x > maxWG || y > maxWG || z > maxWG {
+		r.fail(&KernelError{name, fmt.Errorf("grid %dx%dx%d exceeds maxComputeWorkgroupsPerDimension %d", x, y, z, maxWG)})
+		return
+	}
+	p, err := d.pipeline(name, nIn, nOut)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	g0, err := d.bindGroup(p, bs)
+	if err != nil {
+		r.fail(&KernelError{name, err})
+		return
+	}
+	g1, err := d.meta(m)
+	if err != nil {
+		r.fail(&KernelError{name, err})
+		return
+	}
+	enc, err := r.encoder()
+	if err != nil {
+		r.fail(&KernelError{name, err})
+		return
+	}
+	if d.prof != nil {
+		d.prof.begin(enc, name)
+	}
+	pass := enc.BeginComputePass(&wgpu.ComputePassDescriptor{Label: name})
+	pass.SetPipeline(p.pipe)
+	pass.SetBindGroup(0, g0, nil)
+	pass.SetBindGroup(1, g1, nil)
+	pass.DispatchWorkgroups(x, y, z)
+	if err := passEnd(pass); err != nil {
+		r.fail(&KernelError{name, err})
+	}
+	pass.Release()
+	if d.prof != nil {
+		d.prof.end(enc)
+	}
+	r.n++
+	if r.n >= maxDispatchesPerSubmit || (d.prof != nil && d.prof.full()) {
+		if err := d.flush(); err != nil {
+			r.fail(err)
+		}
+	}
+}
+
+// flush submits the open encoder and waits for the queue to drain.
+func (d *Device) flush() error {
+	r := d.rec
+	if r.enc != nil {
+		enc := r.enc
+		r.enc = nil
+		r.n = 0
+		if d.prof != nil {
+			d.prof.resolve(enc)
+		}
+		cb, err := enc.Finish(nil)
+		enc.Release()
+		if err != nil {
+			r.fail(fmt.Errorf("gpu: finish command buffer: %w", err))
+		} else {
+			d.queue.Submit(cb)
+			cb.Release()
+			d.dev.Poll(true, nil)
+			if d.prof != nil {
+				if err := d.prof.collect(); err != nil {
+					r.fail(err)
+				}
+			}
+		}
+	}
+	for _, b := range r.pendingFree {
+		d.pool.put(b)
+	}
+	r.pendingFree = r.pendingFree[:0]
+	if err := d.Lost(); err != nil {
+		r.fail(err)
+	}
+	err := r.err
+	r.err = nil
+	return err
+}
+
+// Flush submits every recorded dispatch and waits for completion. It
+// returns the first error since the last Flush.
+func (d *Device) Flush() error { return d.flush() }
+
+// readBytes copies size bytes at offset of b back to the host (flushing
+// recorded work first).
+func (d *Device) readBytes(b *Buffer, offset, size uint64) ([]byte, error) {
+	if size == 0 {
+		return nil, d.flush()
+	}
+	asz := (size + 3) &^ 3
+	staging, err := d.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: "readback", Size: asz,
+		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: readback buffer (%d bytes): %w", asz, err)
+	}
+	defer staging.Release()
+	enc, err := d.rec.encoder()
+	if err != nil {
+		return nil, err
+	}
+	if err := enc.CopyBufferToBuffer(b.buf, offset, staging, 0, asz); err != nil {
+		d.rec.fail(fmt.Errorf("gpu: readback copy: %w", err))
+	}
+	if err := d.flush(); err != nil {
+		return nil, err
+	}
+	return mapRead(d, staging, asz, size)
+}
+
+// writeBytes uploads data into b at offset. Recorded work that reads b is
+// flushed first so the write cannot overtake it.
+func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
+	if err := d.flush(); err != nil {
+		return err
+	}
+	if len(data)%4 != 0 {
+		pad := make([]byte, (len(data)+3)&^3)
+		copy(pad, data)
+		data = pad
+	}
+	if err := d.queue.WriteBuffer(b.buf, offset, data); err != nil {
+		return fmt.Errorf("gpu: write buffer: %w", err)
+	}
+	return d.Lost()
+}

@@ -1,0 +1,207 @@
+package gpu
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+)
+
+// WebGPU is the Backend that runs every op as a WGSL kernel on a Device.
+type WebGPU struct {
+	*Device
+	// MatMulVariant names the matmul kernel family in use; chosen per
+	// adapter by NewWebGPU (register-blocked on CPU adapters, workgroup
+	// tiles on GPUs) and overridable for benchmarks.
+	MatMulVariant string
+}
+
+// NewWebGPU wraps an opened device as a Backend.
+func NewWebGPU(d *Device) *WebGPU {
+	w := &WebGPU{Device: d}
+	w.MatMulVariant = defaultMatMulVariant(d)
+	return w
+}
+
+// Name describes the backend and adapter.
+func (w *WebGPU) Name() string { return "webgpu: " + w.Device.String() }
+
+// tensor is a WebGPU tensor: a pooled buffer plus shape. F16 tensors are
+// stored with each row (last dim) padded to an even length and packed two
+// halves per u32, so kernels read them with unpack2x16float on any adapter.
+type tensor struct {
+	shape []int
+	dt    DType
+	buf   *Buffer
+	bytes uint64 // bytes in use (a multiple of 4)
+	freed bool
+}
+
+func (t *tensor) Shape() []int { return t.shape }
+func (t *tensor) DType() DType { return t.dt }
+
+// rowsCols splits a shape into (product of leading dims, last dim).
+func rowsCols(shape []int) (int, int) {
+	if len(shape) == 0 {
+		return 1, 1
+	}
+	return Numel(shape[:len(shape)-1]), shape[len(shape)-1]
+}
+
+// storageBytes is the GPU size of a tensor.
+func storageBytes(dt DType, shape []int) uint64 {
+	if dt == F16 {
+		r, c := rowsCols(shape)
+		return uint64(r) * uint64((c+1)/2) * 4
+	}
+	return uint64(Numel(shape)) * 4
+}
+
+// Alloc returns an uninitialised tensor.
+func (w *WebGPU) Alloc(dt DType, shape ...int) (Tensor, error) {
+	for _, s := range shape {
+		if s < 0 {
+			panic(fmt.Sprintf("gpu: Alloc: negative dimension in %v", shape))
+		}
+	}
+	n := storageBytes(dt, shape)
+	alloc := max(n, 4)
+	b, err := w.pool.get(alloc, fmt.Sprintf("%v%v", dt, shape))
+	if err != nil {
+		return nil, err
+	}
+	return &tensor{shape: slices.Clone(shape), dt: dt, buf: b, bytes: n}, nil
+}
+
+func (w *WebGPU) t(x Tensor) *tensor {
+	t, ok := x.(*tensor)
+	if !ok {
+		panic(fmt.Sprintf("gpu: tensor %T is not a WebGPU tensor", x))
+	}
+	if t.freed {
+		panic("gpu: use of a freed tensor")
+	}
+	return t
+}
+
+// bind is the binding of a whole tensor.
+func (w *WebGPU) bind(x Tensor) binding {
+	t := w.t(x)
+	return binding{buf: t.buf, offset: 0, size: max(t.bytes, 4)}
+}
+
+// Write uploads host data: []float32 into F32 or F16 tensors, []int32 into I32.
+func (w *WebGPU) Write(x Tensor, data any) error {
+	t := w.t(x)
+	n := Numel(t.shape)
+	var raw []byte
+	switch t.dt {
+	case F32, F16:
+		f, ok := data.([]float32)
+		if !ok || len(f) != n {
+			return fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
+		}
+		if t.dt == F32 {
+			raw = make([]byte, 4*n)
+			for i, v := range f {
+				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+			}
+		} else {
+			r, c := rowsCols(t.shape)
+			cp := (c + 1) / 2 * 2
+			raw = make([]byte, 2*r*cp)
+			for i := 0; i < r; i++ {
+				for j := 0; j < c; j++ {
+					binary.LittleEndian.PutUint16(raw[2*(i*cp+j):], F32ToF16(f[i*c+j]))
+				}
+			}
+		}
+	case I32:
+		v, ok := data.([]int32)
+		if !ok || len(v) != n {
+			return fmt.Errorf("gpu: Write: i32 tensor %v needs []int32 of length %d, got %T", t.shape, n, data)
+		}
+		raw = make([]byte, 4*n)
+		for i, x := range v {
+			binary.LittleEndian.PutUint32(raw[4*i:], uint32(x))
+		}
+	}
+	if len(raw) == 0 {
+		return nil
+	}
+	return w.writeBytes(t.buf, 0, raw)
+}
+
+// ReadF32 returns an F32 or F16 tensor's contents.
+func (w *WebGPU) ReadF32(x Tensor) ([]float32, error) {
+	t := w.t(x)
+	if t.dt == I32 {
+		return nil, fmt.Errorf("gpu: ReadF32 of an i32 tensor")
+	}
+	raw, err := w.readBytes(t.buf, 0, t.bytes)
+	if err != nil {
+		return nil, err
+	}
+	n := Numel(t.shape)
+	out := make([]float32, n)
+	if t.dt == F32 {
+		for i := range out {
+			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		return out, nil
+	}
+	r, c := rowsCols(t.shape)
+	cp := (c + 1) / 2 * 2
+	for i := 0; i < r; i++ {
+		for j := 0; j < c; j++ {
+			out[i*c+j] = F16ToF32(binary.LittleEndian.Uint16(raw[2*(i*cp+j):]))
+		}
+	}
+	return out, nil
+}
+
+// ReadI32 returns an I32 tensor's contents.
+func (w *WebGPU) ReadI32(x Tensor) ([]int32, error) {
+	t := w.t(x)
+	if t.dt != I32 {
+		return nil, fmt.Errorf("gpu: ReadI32 of a %v tensor", t.dt)
+	}
+	raw, err := w.readBytes(t.buf, 0, t.bytes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int32, Numel(t.shape))
+	for i := range out {
+		out[i] = int32(binary.LittleEndian.Uint32(raw[4*i:]))
+	}
+	return out, nil
+}
+
+// Free returns the tensor's buffer to the pool once recorded work is done
+// with it.
+func (w *WebGPU) Free(x Tensor) {
+	t := w.t(x)
+	t.freed = true
+	if w.rec.enc != nil {
+		// A recorded dispatch may still use it: the pool may hand it
+		// out again only after that work is submitted.
+		w.rec.pendingFree = append(w.rec.pendingFree, t.buf)
+		return
+	}
+	w.pool.put(t.buf)
+}
+
+// grid1 splits n workgroups into an (x, y) grid within the per-dimension
+// limit; kernels recover the linear id as wid.y * nwg.x + wid.x.
+func (w *WebGPU) grid1(n int) (uint32, uint32) {
+	lim := int(w.Limits.MaxWorkgroupsPerDimension)
+	if n <= lim {
+		return uint32(n), 1
+	}
+	y := (n + lim - 1) / lim
+	return uint32((n + y - 1) / y), uint32(y)
+}
+
+func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+var _ Backend = (*WebGPU)(nil)

@@ -1,0 +1,54 @@
+// layernorm: dst[m,:] = (x[m,:] - mean) / sqrt(var + eps) * gamma + beta over
+// rows of C values; population variance, as GPT-2.
+// Bindings: x(M,C), gamma(C), beta(C) read; dst(M,C) write. Meta: rows M, C, eps.
+// Dispatch: one workgroup per row, over (x, y); linear id = wid.y * nwg.x + wid.x.
+// Two passes over the row (mean, then centred variance) for accuracy.
+const WG: u32 = 256u;
+
+struct Meta { rows: u32, c: u32, eps: f32 }
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> gamma: array<f32>;
+@group(0) @binding(2) var<storage, read> beta: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+
+var<workgroup> red: array<f32, WG>;
+
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            red[lid] = red[lid] + red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= params.rows) {
+        return; // uniform per workgroup: barriers stay in uniform control flow
+    }
+    let base = row * params.c;
+    var s = 0.0;
+    for (var j = lid; j < params.c; j = j + WG) {
+        s = s + x[base + j];
+    }
+    let mean = reduce_sum(s, lid) / f32(params.c);
+    var v = 0.0;
+    for (var j = lid; j < params.c; j = j + WG) {
+        let d = x[base + j] - mean;
+        v = v + d * d;
+    }
+    let rstd = inverseSqrt(reduce_sum(v, lid) / f32(params.c) + params.eps);
+    for (var j = lid; j < params.c; j = j + WG) {
+        dst[base + j] = (x[base + j] - mean) * rstd * gamma[j] + beta[j];
+    }
+}

@@ -1,0 +1,50 @@
+// Package wgsl holds Chameleon's WGSL compute kernels, one kernel per file,
+// embedded into the binary. It is data only: the gpu package compiles the
+// sources into pipelines and owns their binding layouts.
+//
+// Conventions every kernel follows:
+//   - tensors are bound in @group(0), in the order the host passes them,
+//     read-only inputs first and outputs last;
+//   - scalar parameters live in a `Meta` uniform at @group(1) @binding(0)
+//     whose layout is mirrored by the host code that dispatches the kernel;
+//   - the workgroup size is a named module-scope const;
+//   - a header comment states what the kernel computes, its shapes, its
+//     dispatch grid and any portability notes.
+package wgsl
+
+import (
+	"embed"
+	"fmt"
+	"sort"
+	"strings"
+)
+
+//go:embed *.wgsl
+var files embed.FS
+
+// Source returns the WGSL text of kernel name (the file name without
+// ".wgsl"). It panics if no such kernel exists: kernel names are fixed at
+// compile time, so a missing one is a programmer error.
+func Source(name string) string {
+	b, err := files.ReadFile(name + ".wgsl")
+	if err != nil {
+		panic(fmt.Sprintf("wgsl: no kernel %q", name))
+	}
+	return string(b)
+}
+
+// Names lists every embedded kernel, sorted.
+func Names() []string {
+	ents, err := files.ReadDir(".")
+	if err != nil {
+		panic("wgsl: " + err.Error())
+	}
+	var out []string
+	for _, e := range ents {
+		if n, ok := strings.CutSuffix(e.Name(), ".wgsl"); ok {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
