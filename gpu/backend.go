@@ -74,7 +74,9 @@ type SampleParams struct {
 }
 
 // Backend is the set of ops the GPT-2 forward, its training and the
-// adaptation method need. Ops write into dst, never modify their inputs, and
+// adaptation method need. Ops write into dst, never modify their inputs
+// (dst must not alias an input: WebGPU forbids binding one buffer both
+// read-only and read-write in a dispatch, and the WebGPU backend panics), and
 // may run asynchronously: results become visible through ReadF32/ReadI32,
 // which flush. Ops panic on shape or dtype mismatches (programmer errors).
 type Backend interface {

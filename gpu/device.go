@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,10 @@ var (
 
 func instance() *wgpu.Instance {
 	instOnce.Do(func() {
+		// wgpu's own log goes to stderr; errors reach us as values, so
+		// only its errors are worth printing.
+		wgpu.SetLogLevel(wgpu.LogLevelError)
+		quietWSI()
 		// Primary backends only: wgpu's GL backend lacks the compute
 		// features the kernels rely on and duplicates the Vulkan adapters.
 		inst = wgpu.CreateInstance(&wgpu.InstanceDescriptor{Backends: wgpu.InstanceBackendPrimary})
@@ -103,6 +108,21 @@ func Adapters() []AdapterInfo {
 		out = append(out, adapterInfo(i, a))
 	}
 	return out
+}
+
+// quietWSI gives Mesa's window-system code a private runtime directory
+// when the environment has none (headless machines, CI), so that opening a
+// compute-only device does not print "XDG_RUNTIME_DIR is invalid" lines.
+func quietWSI() {
+	if dir := os.Getenv("XDG_RUNTIME_DIR"); dir != "" {
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			return
+		}
+	}
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("chameleon-runtime-%d", os.Getuid()))
+	if err := os.MkdirAll(dir, 0o700); err == nil {
+		os.Setenv("XDG_RUNTIME_DIR", dir)
+	}
 }
 
 // typeRank orders adapter types by preference: real GPUs before CPU ones.

@@ -1,8 +1,118 @@
 package gpu
 
-func (w *WebGPU) KVStore(kCache, vCache, qkv, start, qlen Tensor) {
-	panic("gpu: KVStore: not implemented")
+import (
+	"fmt"
+	"math"
+)
+
+// maxHeadDim is the largest head size D the attention kernels hold in
+// registers (DMAX in wgsl/attention*.wgsl). GPT-2 uses 64, LLaMA-style
+// models 128.
+const maxHeadDim = 128
+
+// attnWG is the number of queries per workgroup of wgsl/attention.wgsl (its WG).
+const attnWG = 64
+
+// kvShapes checks the shapes shared by KVStore and Attention and returns B,
+// Tq, C and Tmax: qkv(B,Tq,3C) F32, kCache and vCache (B,Tmax,C) F32,
+// start(B) and qlen(B) I32.
+func kvShapes(op string, kCache, vCache, qkv, start, qlen Tensor) (b, tq, c, tmax int) {
+	qs := qkv.Shape()
+	if len(qs) != 3 || qs[2]%3 != 0 {
+		panic(fmt.Sprintf("gpu: %s: qkv has shape %v, want (B, Tq, 3C)", op, qs))
+	}
+	b, tq, c = qs[0], qs[1], qs[2]/3
+	CheckShape(op, "qkv", qkv, F32, b, tq, 3*c)
+	CheckShape(op, "kCache", kCache, F32, b, -1, c)
+	tmax = kCache.Shape()[1]
+	CheckShape(op, "vCache", vCache, F32, b, tmax, c)
+	CheckShape(op, "start", start, I32, b)
+	CheckShape(op, "qlen", qlen, I32, b)
+	return b, tq, c, tmax
 }
-func (w *WebGPU) Attention(dst, qkv, kc, vc, start, qlen Tensor, nHead int) {
-	panic("gpu: Attention: not implemented")
+
+// seqChunk is a run of sequences [start, start+n) of the two caches, bound
+// as one storage range each.
+type seqChunk struct {
+	start, n int
+	k, v     binding
+}
+
+// seqChunks splits the caches (B,Tmax,C) by whole sequences into ranges that
+// fit one storage binding and start at an aligned offset. Caches up to the
+// binding limit (128 MiB on many adapters: GPT-2 small at B=32, Tmax=1024)
+// are one chunk.
+func (w *WebGPU) seqChunks(op string, kCache, vCache Tensor, nb int) []seqChunk {
+	kt, vt := w.t(kCache), w.t(vCache)
+	if kt.bytes <= w.Limits.MaxStorageBufferBindingSize || nb <= 1 {
+		return []seqChunk{{0, nb, w.bind(kCache), w.bind(vCache)}}
+	}
+	seqBytes := kt.bytes / uint64(nb)
+	align := uint64(w.Limits.MinStorageOffsetAlignment)
+	per := int(w.Limits.MaxStorageBufferBindingSize / seqBytes)
+	for per > 0 && (uint64(per)*seqBytes)%align != 0 {
+		per--
+	}
+	if per == 0 {
+		panic(fmt.Sprintf("gpu: %s: cache sequences of %d bytes cannot be split into aligned bindings of at most %d bytes",
+			op, seqBytes, w.Limits.MaxStorageBufferBindingSize))
+	}
+	var out []seqChunk
+	for s := 0; s < nb; s += per {
+		n := min(per, nb-s)
+		off, size := uint64(s)*seqBytes, uint64(n)*seqBytes
+		out = append(out, seqChunk{s, n,
+			binding{buf: kt.buf, offset: off, size: size},
+			binding{buf: vt.buf, offset: off, size: size}})
+	}
+	return out
+}
+
+// KVStore writes the keys qkv[b,i,C:2C] and values qkv[b,i,2C:3C] of rows
+// i < qlen[b] into kCache and vCache (B,Tmax,C) at position start[b]+i.
+// Positions outside [0, Tmax) are skipped rather than written. It panics
+// if the shapes disagree.
+func (w *WebGPU) KVStore(kCache, vCache, qkv, start, qlen Tensor) {
+	nb, tq, c, tmax := kvShapes("KVStore", kCache, vCache, qkv, start, qlen)
+	if tmax == 0 {
+		return
+	}
+	for _, ch := range w.seqChunks("KVStore", kCache, vCache, nb) {
+		gx, gy := w.grid1(ceilDiv(ch.n*tq*c, 256))
+		w.dispatch("kvstore", 3, 2, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), ch.k, ch.v},
+			Meta{ch.n, ch.start, tq, c, tmax}, gx, gy, 1)
+	}
+}
+
+// Attention computes causal multi-head attention of the queries qkv[b,i,0:C]
+// (B,Tq,3C) at positions start[b]+i over the cached keys and values
+// (B,Tmax,C) of their sequence into dst (B,Tq,C); rows i >= qlen[b] get
+// zeros. Tq = 1 (decode) runs wgsl/attention_decode.wgsl, which spreads the
+// keys over a workgroup; any other Tq runs wgsl/attention.wgsl, one
+// invocation per query. It panics if the shapes disagree, if C is not a
+// multiple of nHead, or if the head size exceeds 128.
+func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead int) {
+	nb, tq, c, tmax := kvShapes("Attention", kCache, vCache, qkv, start, qlen)
+	CheckShape("Attention", "dst", dst, F32, nb, tq, c)
+	if nHead <= 0 || c%nHead != 0 {
+		panic(fmt.Sprintf("gpu: Attention: C=%d is not divisible by nHead=%d", c, nHead))
+	}
+	d := c / nHead
+	if d > maxHeadDim {
+		panic(fmt.Sprintf("gpu: Attention: head size %d exceeds the kernels' maximum of %d", d, maxHeadDim))
+	}
+	if d == 0 {
+		return // C = 0: dst is empty
+	}
+	scale := float32(1 / math.Sqrt(float64(d)))
+	name, nqb := "attention", ceilDiv(tq, attnWG)
+	if tq == 1 {
+		name, nqb = "attention_decode", 1
+	}
+	for _, ch := range w.seqChunks("Attention", kCache, vCache, nb) {
+		gx, gy := w.grid1(ch.n * nHead * nqb)
+		w.dispatch(name, 5, 1,
+			[]binding{w.bind(qkv), ch.k, ch.v, w.bind(start), w.bind(qlen), w.bind(dst)},
+			Meta{ch.n, ch.start, tq, c, tmax, nHead, d, nqb, scale}, gx, gy, 1)
+	}
 }

@@ -75,14 +75,13 @@ func (d *Device) pipeline(name string, nIn, nOut int) (*pipeline, error) {
 		}
 		return p, nil
 	}
+	return d.compile(name, wgsl.Source(name), nIn, nOut)
+}
+
+// compile builds and caches a pipeline from WGSL source.
+func (d *Device) compile(name, src string, nIn, nOut int) (*pipeline, error) {
 	if err := d.Lost(); err != nil {
 		return nil, &KernelError{name, err}
-	}
-	src := wgsl.Source(name)
-	if d.HasF16 {
-		// Kernels that can use f16 arithmetic declare it themselves;
-		// none require it: f16 weights are unpacked with unpack2x16float.
-		_ = src
 	}
 	mod, err := d.dev.CreateShaderModule(&wgpu.ShaderModuleDescriptor{
 		Label:          name,

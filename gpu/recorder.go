@@ -54,6 +54,14 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 	if len(bs) != nIn+nOut {
 		panic(fmt.Sprintf("gpu: kernel %s: %d bindings, want %d", name, len(bs), nIn+nOut))
 	}
+	for i := nIn; i < len(bs); i++ {
+		for j := 0; j < nIn; j++ {
+			if bs[i].buf == bs[j].buf && bs[i].offset < bs[j].offset+bs[j].size && bs[j].offset < bs[i].offset+bs[i].size {
+				panic(fmt.Sprintf("gpu: kernel %s: output binding %d aliases input binding %d; "+
+					"WebGPU forbids a buffer bound both read-only and read-write in one dispatch, so ops never run in place", name, i, j))
+			}
+		}
+	}
 	maxWG := d.Limits.MaxWorkgroupsPerDimension
 	if x > maxWG || y > maxWG || z > maxWG {
 		r.fail(&KernelError{name, fmt.Errorf("grid %dx%dx%d exceeds maxComputeWorkgroupsPerDimension %d", x, y, z, maxWG)})

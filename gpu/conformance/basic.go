@@ -82,3 +82,28 @@ func testEmbed(t *testing.T, p *Pair) {
 		}
 	}
 }
+
+func init() { register("Copy", testCopy) }
+
+// testCopy checks the device copy (vec4 kernel and queue fallback); it
+// needs the WebGPU backend, since Copy is not a Backend op.
+func testCopy(t *testing.T, p *Pair) {
+	w, ok := p.Got.(*gpu.WebGPU)
+	if !ok {
+		t.Fatalf("Copy is a WebGPU method; backend is %T", p.Got)
+	}
+	for _, n := range []int{3, 4, 127, 128, 70001, 70004} {
+		src := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
+		dst := p.Poisoned(t, gpu.F32, n)
+		w.Copy(dst.Got, src.Got)
+		got, err := w.ReadF32(dst.Got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := p.Ref.ReadF32(src.Ref)
+		if err := AllClose(got, want, 0, 0); err != nil {
+			t.Errorf("n=%d: %v", n, err)
+		}
+		p.Free(src, dst)
+	}
+}

@@ -2,4 +2,31 @@ package ref
 
 import "github.com/chameleon-llm/chameleon/gpu"
 
-func (*Backend) MatMul(dst, x, w, bias gpu.Tensor) { panic("ref: MatMul: not implemented") }
+// MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
+//
+// x and dst may have any leading dims (M is their product); w is F32 or F16
+// (F16 values are the rounded float32 values the tensor holds); bias is F32
+// (N) or nil. Each output is one dot product of K terms accumulated in
+// float64, then rounded to float32. Panics on shape or dtype mismatch.
+func (*Backend) MatMul(dst, x, w, bias gpu.Tensor) {
+	m, k, n := gpu.MatMulDims(dst, x, w, bias)
+	xv, wv, out := f(x), f(w), f(dst)
+	var bv []float32
+	if bias != nil {
+		bv = f(bias)
+	}
+	for i := 0; i < m; i++ {
+		xr := xv[i*k : (i+1)*k]
+		for j := 0; j < n; j++ {
+			wr := wv[j*k : (j+1)*k]
+			var s float64
+			for p := range xr {
+				s += float64(xr[p]) * float64(wr[p])
+			}
+			if bv != nil {
+				s += float64(bv[j])
+			}
+			out[i*n+j] = float32(s)
+		}
+	}
+}

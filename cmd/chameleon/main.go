@@ -1,0 +1,39 @@
+// Command chameleon is the Chameleon CLI: a GPT-2-class inference runtime on
+// WebGPU with batch-aware low-rank adaptation. The commands are thin: the
+// work lives in the gpu, model, cluster, adapt, train and serve packages.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// adapterFlag selects the WebGPU adapter (index or name substring); empty
+// means CHAMELEON_ADAPTER, else the best adapter.
+var adapterFlag string
+
+func main() {
+	root := &cobra.Command{
+		Use:           "chameleon",
+		Short:         "GPT-2-class inference on WebGPU with batch-aware dynamic low-rank adaptation",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&adapterFlag, "adapter", "",
+		"WebGPU adapter: index or name substring (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
+	root.AddCommand(devicesCmd(), selfcheckCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "chameleon:", err)
+		os.Exit(1)
+	}
+}
+
+// recovered turns a programmer-error panic inside a command into an error,
+// at the CLI boundary, so a user sees one line rather than a stack.
+func recovered(err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("internal error: %v", r)
+	}
+}

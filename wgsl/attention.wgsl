@@ -1,0 +1,112 @@
+// attention: causal multi-head attention over the KV cache, any Tq (prefill,
+// chunked prefill, ragged batches). For query row (b, i < qlen[b]) and head
+// h, with p = start[b] + i and D = C/H:
+//   dst[b,i,hD:(h+1)D] = softmax_j(q·K[b,j,hD:(h+1)D] / sqrt(D)) · V[b,j,hD:(h+1)D],  j = 0..p
+// where q = qkv[b,i,hD:(h+1)D]. Padding rows (i >= qlen[b]) get zeros.
+// Bindings: qkv(B,Tq,3C), kCache, vCache (bound to sequences
+// [seq_base, seq_base+nseq): (nseq,Tmax,C)), start(B) i32, qlen(B) i32 read;
+// dst(B,Tq,C) write.
+// Meta: nseq, seq_base, Tq, C, Tmax, H, D, nqb (query blocks per sequence), scale.
+// Dispatch: one workgroup per (sequence of the chunk, head, block of WG
+// queries): nseq*H*nqb workgroups over (x, y); linear id = wid.y*nwg.x + wid.x.
+// One invocation per query streams over the keys with an online softmax
+// (running max, f32 accumulation), KB keys at a time so the rescale of the
+// accumulator is paid once per KB keys. The key loop bound is the same for
+// the whole workgroup (the last query's position), so every K and V load has
+// the same address in all invocations: one broadcast load on lavapipe's SIMD
+// lanes and on a GPU's warp; keys past a query's own position are masked.
+// No barriers and no workgroup memory.
+// Bounds: p is clamped into [0, Tmax-1] and qlen into [0, Tq], so a caller
+// breaking start[b]+qlen[b] <= Tmax never makes the kernel read out of
+// bounds. D <= DMAX (the host checks).
+const WG: u32 = 64u;
+const DMAX: u32 = 128u;
+const KB: u32 = 8u;
+const NEG: f32 = -3.0e38; // a finite -infinity: exp(NEG - m) == 0, NEG - NEG == 0
+
+struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32 }
+
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read> kcache: array<f32>;
+@group(0) @binding(2) var<storage, read> vcache: array<f32>;
+@group(0) @binding(3) var<storage, read> start: array<i32>;
+@group(0) @binding(4) var<storage, read> qlen: array<i32>;
+@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let id = wid.y * nwg.x + wid.x;
+    let nqb = params.nqb;
+    let nh = params.nhead;
+    if (id >= params.nseq * nh * nqb) {
+        return;
+    }
+    let qb = id % nqb;
+    let h = (id / nqb) % nh;
+    let bl = id / (nqb * nh);
+    let b = params.seq_base + bl;
+    let i = qb * WG + lid;
+    if (i >= params.tq) {
+        return;
+    }
+    let c = params.c;
+    let d = params.d;
+    let tmax = params.tmax;
+    let out = (b * params.tq + i) * c + h * d;
+    let ql = u32(clamp(qlen[b], 0, i32(params.tq)));
+    if (i >= ql || tmax == 0u) {
+        for (var e = 0u; e < d; e++) {
+            dst[out + e] = 0.0;
+        }
+        return;
+    }
+    let st = start[b];
+    let p = u32(clamp(st + i32(i), 0, i32(tmax) - 1));
+    // The last real query of the block bounds the keys of the whole block.
+    let ilast = min(ql, (qb + 1u) * WG) - 1u;
+    let pmax = u32(clamp(st + i32(ilast), 0, i32(tmax) - 1));
+
+    var q: array<f32, DMAX>;
+    var acc: array<f32, DMAX>;
+    let qrow = (b * params.tq + i) * 3u * c + h * d;
+    for (var e = 0u; e < d; e++) {
+        q[e] = qkv[qrow + e] * params.scale;
+        acc[e] = 0.0;
+    }
+    let base = bl * tmax * c + h * d; // K[bl, 0, hD]
+    var m = NEG;
+    var l = 0.0;
+    for (var j0 = 0u; j0 <= pmax; j0 += KB) {
+        var s: array<f32, KB>;
+        var bm = m;
+        for (var k = 0u; k < KB; k++) {
+            let row = base + min(j0 + k, pmax) * c;
+            var dot = 0.0;
+            for (var e = 0u; e < d; e++) {
+                dot += q[e] * kcache[row + e];
+            }
+            s[k] = select(dot, NEG, j0 + k > p);
+            bm = max(bm, s[k]);
+        }
+        let corr = exp(m - bm);
+        l *= corr;
+        for (var k = 0u; k < KB; k++) {
+            s[k] = exp(s[k] - bm);
+            l += s[k];
+        }
+        for (var e = 0u; e < d; e++) {
+            var a = acc[e] * corr;
+            for (var k = 0u; k < KB; k++) {
+                a += s[k] * vcache[base + min(j0 + k, pmax) * c + e];
+            }
+            acc[e] = a;
+        }
+        m = bm;
+    }
+    let inv = 1.0 / l;
+    for (var e = 0u; e < d; e++) {
+        dst[out + e] = acc[e] * inv;
+    }
+}
