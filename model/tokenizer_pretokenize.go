@@ -19,6 +19,10 @@ import (
 //   - space:  unicode.IsSpace (the Unicode White_Space property), as in
 //     Python's regex module that GPT-2 used and in tiktoken. JavaScript's \s
 //     differs on two code points: it excludes U+0085 and includes U+FEFF.
+//   - Go's tables are Unicode 15.0; characters assigned later (Unicode 16,
+//     17) are other here, while a JavaScript engine with newer tables may
+//     call them letters or numbers. All other code points agree with
+//     node 20's \p{L}, \p{N} and \s.
 //   - other: everything else, including every byte that is not part of valid
 //     UTF-8. Each such byte is one character of class other, so runs of
 //     invalid bytes group with punctuation, as JavaScript would group the

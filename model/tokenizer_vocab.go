@@ -83,9 +83,15 @@ func (v *vocab) setByteIDs(ids map[string]int32) error {
 	return nil
 }
 
+// tiktokenAssetsR50k returns the r50k_base ranks embedded by
+// github.com/pkoukk/tiktoken-go-loader.
+func tiktokenAssetsR50k() ([]byte, error) {
+	return tiktokenassets.Assets.ReadFile("r50k_base.tiktoken")
+}
+
 // r50kVocab parses the embedded r50k_base ranks once.
 var r50kVocab = sync.OnceValues(func() (*vocab, error) {
-	data, err := tiktokenassets.Assets.ReadFile("r50k_base.tiktoken")
+	data, err := tiktokenAssetsR50k()
 	if err != nil {
 		return nil, fmt.Errorf("model: tokenizer: reading embedded r50k_base.tiktoken: %w", err)
 	}
@@ -133,9 +139,11 @@ func parseTiktoken(data []byte) (*vocab, error) {
 	}
 	for id, tok := range tokens {
 		for k := 1; k < len(tok); k++ {
-			a, okA := ids[tok[:k]]
-			b, okB := ids[tok[k:]]
-			if okA && okB {
+			a, ok := ids[tok[:k]]
+			if !ok {
+				continue
+			}
+			if b, ok := ids[tok[k:]]; ok {
 				v.merges[pairKey(a, b)] = merge{rank: int32(id), id: int32(id)}
 			}
 		}

