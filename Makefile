@@ -38,7 +38,9 @@ bench:
 
 ## fuzz: a short fuzzing session of each parser
 fuzz:
-	$(GO) test ./model -run '^$$' -fuzz FuzzTokenizerRoundTrip -fuzztime 60s
+	$(GO) test ./model -run '^$$' -fuzz FuzzTokenizerRoundTrip -fuzztime 30s
+	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 30s
+	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadGGUF -fuzztime 30s
 
 clean:
 	rm -rf bin
