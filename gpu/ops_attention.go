@@ -6,8 +6,8 @@ import (
 )
 
 // maxHeadDim is the largest head size D the attention kernels hold in
-// registers (DMAX in wgsl/attention*.wgsl). GPT-2 uses 64, LLaMA-style
-// models 128.
+// registers (DMAX in wgsl/attention_decode.wgsl, 4*DMAX4 in
+// wgsl/attention.wgsl). GPT-2 uses 64, LLaMA-style models 128.
 const maxHeadDim = 128
 
 // attnWG is the number of queries per workgroup of wgsl/attention.wgsl (its WG).

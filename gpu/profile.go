@@ -127,7 +127,7 @@ func (p *profiler) collect() error {
 	}
 	p.d.queue.Submit(cb)
 	cb.Release()
-	p.d.dev.Poll(true, nil)
+	p.d.wait()
 	raw, err := mapRead(p.d, staging, n, n)
 	if err != nil {
 		return err

@@ -127,7 +127,7 @@ func (d *Device) flush() error {
 		} else {
 			d.queue.Submit(cb)
 			cb.Release()
-			d.dev.Poll(true, nil)
+			d.wait()
 			if d.prof != nil {
 				if err := d.prof.collect(); err != nil {
 					r.fail(err)
@@ -145,6 +145,18 @@ func (d *Device) flush() error {
 	err := r.err
 	r.err = nil
 	return err
+}
+
+// wait blocks until the queue is empty. A blocking poll can return before
+// the work is done (wgpu's wait has a timeout, which a long submit on a
+// loaded CPU adapter exceeds), so it is repeated until the queue reports
+// empty or the device is lost.
+func (d *Device) wait() {
+	for !d.dev.Poll(true, nil) {
+		if d.Lost() != nil {
+			return
+		}
+	}
 }
 
 // Flush submits every recorded dispatch and waits for completion. It

@@ -10,18 +10,25 @@
 // Dispatch: one workgroup per (sequence of the chunk, head, block of WG
 // queries): nseq*H*nqb workgroups over (x, y); linear id = wid.y*nwg.x + wid.x.
 // One invocation per query streams over the keys with an online softmax
-// (running max, f32 accumulation), KB keys at a time so the rescale of the
-// accumulator is paid once per KB keys. The key loop bound is the same for
-// the whole workgroup (the last query's position), so every K and V load has
-// the same address in all invocations: one broadcast load on lavapipe's SIMD
-// lanes and on a GPU's warp; keys past a query's own position are masked.
-// No barriers and no workgroup memory.
+// (running max, f32 accumulation), KB keys at a time so that the rescale of
+// the accumulator is paid once per KB keys. The key loop bound is the same
+// for the whole workgroup (the last query's position), so every K and V load
+// has the same address in all invocations: one broadcast load on lavapipe's
+// SIMD lanes and on a GPU's warp; keys past a query's own position are
+// masked. No barriers and no workgroup memory.
 // Bounds: p is clamped into [0, Tmax-1] and qlen into [0, Tq], so a caller
 // breaking start[b]+qlen[b] <= Tmax never makes the kernel read out of
-// bounds. D <= DMAX (the host checks).
+// bounds; head columns past D are read clamped and multiplied by zero.
+// D <= 4*DMAX4 (the host checks).
+// Portability: llvmpipe/lavapipe stops every loop of an invocation after
+// 65535 iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS, shared by all
+// loops; constant-trip loops are unrolled and do not count). Hence the
+// head columns go four at a time and the KB keys of a block are unrolled:
+// a query costs ~ (p/KB)*(2*ceil(D/4)+1) iterations, enough for ~31k keys
+// at D = 64 and ~16k at D = 128.
 const WG: u32 = 64u;
-const DMAX: u32 = 128u;
-const KB: u32 = 8u;
+const DMAX4: u32 = 32u; // head size up to 128, as vec4s
+const KB: u32 = 16u;
 const NEG: f32 = -3.0e38; // a finite -infinity: exp(NEG - m) == 0, NEG - NEG == 0
 
 struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32 }
@@ -33,6 +40,17 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 @group(0) @binding(4) var<storage, read> qlen: array<i32>;
 @group(0) @binding(5) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
+
+// Four head columns e..e+3 of a cache row (indices clamped to the head's last column dm1).
+fn k4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
+    return vec4<f32>(kcache[row + min(e, dm1)], kcache[row + min(e + 1u, dm1)],
+                     kcache[row + min(e + 2u, dm1)], kcache[row + min(e + 3u, dm1)]);
+}
+
+fn v4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
+    return vec4<f32>(vcache[row + min(e, dm1)], vcache[row + min(e + 1u, dm1)],
+                     vcache[row + min(e + 2u, dm1)], vcache[row + min(e + 3u, dm1)]);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -53,6 +71,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let c = params.c;
     let d = params.d;
+    let d4 = (d + 3u) / 4u;
+    let dm1 = d - 1u;
     let tmax = params.tmax;
     let out = (b * params.tq + i) * c + h * d;
     let ql = u32(clamp(qlen[b], 0, i32(params.tq)));
@@ -68,26 +88,34 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ilast = min(ql, (qb + 1u) * WG) - 1u;
     let pmax = u32(clamp(st + i32(ilast), 0, i32(tmax) - 1));
 
-    var q: array<f32, DMAX>;
-    var acc: array<f32, DMAX>;
+    var q: array<vec4<f32>, DMAX4>;
+    var acc: array<vec4<f32>, DMAX4>;
     let qrow = (b * params.tq + i) * 3u * c + h * d;
-    for (var e = 0u; e < d; e++) {
-        q[e] = qkv[qrow + e] * params.scale;
-        acc[e] = 0.0;
+    for (var e4 = 0u; e4 < d4; e4++) {
+        let e = 4u * e4;
+        let valid = vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(d);
+        let x = vec4<f32>(qkv[qrow + min(e, dm1)], qkv[qrow + min(e + 1u, dm1)],
+                          qkv[qrow + min(e + 2u, dm1)], qkv[qrow + min(e + 3u, dm1)]);
+        q[e4] = select(vec4<f32>(0.0), x * params.scale, valid);
+        acc[e4] = vec4<f32>(0.0);
     }
     let base = bl * tmax * c + h * d; // K[bl, 0, hD]
     var m = NEG;
     var l = 0.0;
     for (var j0 = 0u; j0 <= pmax; j0 += KB) {
         var s: array<f32, KB>;
+        for (var k = 0u; k < KB; k++) {
+            s[k] = 0.0; // explicitly: naga may hoist the declaration out of the loop
+        }
+        for (var e4 = 0u; e4 < d4; e4++) {
+            let qe = q[e4];
+            for (var k = 0u; k < KB; k++) {
+                s[k] += dot(qe, k4(base + min(j0 + k, pmax) * c, 4u * e4, dm1));
+            }
+        }
         var bm = m;
         for (var k = 0u; k < KB; k++) {
-            let row = base + min(j0 + k, pmax) * c;
-            var dot = 0.0;
-            for (var e = 0u; e < d; e++) {
-                dot += q[e] * kcache[row + e];
-            }
-            s[k] = select(dot, NEG, j0 + k > p);
+            s[k] = select(s[k], NEG, j0 + k > p);
             bm = max(bm, s[k]);
         }
         let corr = exp(m - bm);
@@ -96,17 +124,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             s[k] = exp(s[k] - bm);
             l += s[k];
         }
-        for (var e = 0u; e < d; e++) {
-            var a = acc[e] * corr;
+        for (var e4 = 0u; e4 < d4; e4++) {
+            var a = acc[e4] * corr;
             for (var k = 0u; k < KB; k++) {
-                a += s[k] * vcache[base + min(j0 + k, pmax) * c + e];
+                a += s[k] * v4(base + min(j0 + k, pmax) * c, 4u * e4, dm1);
             }
-            acc[e] = a;
+            acc[e4] = a;
         }
         m = bm;
     }
     let inv = 1.0 / l;
     for (var e = 0u; e < d; e++) {
-        dst[out + e] = acc[e] * inv;
+        dst[out + e] = acc[e / 4u][e % 4u] * inv;
     }
 }

@@ -10,6 +10,18 @@
 //   - the workgroup size is a named module-scope const;
 //   - a header comment states what the kernel computes, its shapes, its
 //     dispatch grid and any portability notes.
+//
+// Portability rules learnt the hard way:
+//   - Mesa's lavapipe (22.x) silently ends every loop of an invocation after
+//     65,535 iterations in total (fixed-count loops that get unrolled do not
+//     count): a kernel with long data-dependent loops must spread the work
+//     over invocations so that no invocation runs near that many iterations.
+//   - Give every `var` inside a loop body an explicit initialiser: one
+//     version of naga did not re-zero an uninitialised var on each pass.
+//   - Array sizes must be a const identifier or literal, not an expression.
+//   - `meta` is a reserved word; the uniform is named `params`.
+//   - A buffer may not be bound read-only and read-write in one dispatch, so
+//     no op runs in place.
 package wgsl
 
 import (
