@@ -98,7 +98,9 @@ func (w *WebGPU) Embed(dst, wte, wpe, tokens, pos Tensor) {
 	CheckShape("Embed", "wpe", wpe, dt, -1, c)
 	CheckShape("Embed", "tokens", tokens, I32, m)
 	CheckShape("Embed", "pos", pos, I32, m)
-	CheckShape("Embed", "dst", dst, F32, m, c)
+	if r, cc := dims2(dst); r != m || cc != c || dst.DType() != F32 {
+		panic(fmt.Sprintf("gpu: Embed: dst is %v%v, want f32 with %d rows of %d", dst.DType(), dst.Shape(), m, c))
+	}
 	name := "embed_f32"
 	if dt == F16 {
 		name = "embed_f16"

@@ -1,6 +1,7 @@
 package ref
 
 import (
+	"fmt"
 	"math"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -62,7 +63,9 @@ func (*Backend) Embed(dst, wte, wpe, tokens, pos gpu.Tensor) {
 	m := gpu.Numel(tokens.Shape())
 	gpu.CheckShape("Embed", "wpe", wpe, wte.DType(), -1, c)
 	gpu.CheckShape("Embed", "pos", pos, gpu.I32, m)
-	gpu.CheckShape("Embed", "dst", dst, gpu.F32, m, c)
+	if r, cc := rowsCols(dst); r != m || cc != c || dst.DType() != gpu.F32 {
+		panic(fmt.Sprintf("gpu: Embed: dst is %v%v, want f32 with %d rows of %d", dst.DType(), dst.Shape(), m, c))
+	}
 	te, pe, tok, ps, out := f(wte), f(wpe), ints(tokens), ints(pos), f(dst)
 	for i := 0; i < m; i++ {
 		for j := 0; j < c; j++ {

@@ -1,0 +1,80 @@
+// crossentropy: dst[row_base+m] = logsumexp(logits[m,:]) - logits[m, t] with
+// t = targets[row_base+m], i.e. -log softmax(logits[m])[t].
+// A negative target masks the row: dst = 0 and the row is not read. A target
+// >= V is a programmer error the host cannot see without a readback: the
+// kernel never reads out of bounds and writes NaN, so the error surfaces in
+// the loss.
+// Bindings: logits(rows, V) f32 (a row chunk starting at row row_base), targets(M)
+// i32 read; dst(M) f32 write. Meta: rows (in this chunk), V, row_base.
+// Dispatch: one workgroup per row, over (x, y); linear id = wid.y * nwg.x + wid.x.
+// One read pass with a running (max, sum of exp(x - max)) per invocation,
+// four strided elements at a time, merged by a tree reduction; the loss is
+// formed as log(sum) - (x_t - max) so large logit offsets cancel exactly.
+const WG: u32 = 256u;
+const LOWEST: f32 = -3.40282346e38;
+
+struct Meta { rows: u32, v: u32, row_base: u32 }
+
+@group(0) @binding(0) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> targets: array<i32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+
+var<workgroup> red_m: array<f32, WG>;
+var<workgroup> red_s: array<f32, WG>;
+var<workgroup> target_sh: i32;
+
+fn at(base: u32, j: u32) -> f32 {
+    if (j < params.v) {
+        return logits[base + j];
+    }
+    return LOWEST;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let row = wid.y * nwg.x + wid.x;
+    if (row >= params.rows) {
+        return; // uniform per workgroup
+    }
+    let out = params.row_base + row;
+    if (lid == 0u) {
+        target_sh = targets[out];
+    }
+    let t = workgroupUniformLoad(&target_sh);
+    if (t < 0 || u32(t) >= params.v) {
+        if (lid == 0u) {
+            dst[out] = select(bitcast<f32>(0x7fc00000u), 0.0, t < 0);
+        }
+        return; // uniform: t came through workgroupUniformLoad
+    }
+    let base = row * params.v;
+    var m = LOWEST;
+    var s = 0.0;
+    for (var j = lid; j < params.v; j = j + 4u * WG) {
+        let x0 = at(base, j);
+        let x1 = at(base, j + WG);
+        let x2 = at(base, j + 2u * WG);
+        let x3 = at(base, j + 3u * WG);
+        let mn = max(m, max(max(x0, x1), max(x2, x3)));
+        s = s * exp(m - mn) + ((exp(x0 - mn) + exp(x1 - mn)) + (exp(x2 - mn) + exp(x3 - mn)));
+        m = mn;
+    }
+    red_m[lid] = m;
+    red_s[lid] = s;
+    workgroupBarrier();
+    for (var k = WG / 2u; k > 0u; k = k / 2u) {
+        if (lid < k) {
+            let m1 = red_m[lid];
+            let m2 = red_m[lid + k];
+            let mn = max(m1, m2);
+            red_s[lid] = red_s[lid] * exp(m1 - mn) + red_s[lid + k] * exp(m2 - mn);
+            red_m[lid] = mn;
+        }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        dst[out] = log(red_s[0]) - (logits[base + u32(t)] - red_m[0]);
+    }
+}
