@@ -6,8 +6,8 @@ package gputest
 import (
 	"errors"
 	"sync"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
