@@ -112,6 +112,10 @@ type Backend interface {
 	GELU(dst, x Tensor)
 	// Add elementwise: dst = a + b (same shapes).
 	Add(dst, a, b Tensor)
+	// Rows gathers rows: dst(R,C) = x[idx[r], :] for x(M,C) F32 and idx(R)
+	// I32 (e.g. each sequence's last position before the vocabulary
+	// projection). Indices outside [0, M) give zero rows.
+	Rows(dst, x, idx Tensor)
 	// KVStore writes the keys and values of qkv(B,Tq,3C) (columns C..2C and
 	// 2C..3C) into kCache(B,Tmax,C) and vCache(B,Tmax,C) at positions
 	// start[b]+i for i < qlen[b]; start(B), qlen(B) I32.

@@ -111,3 +111,16 @@ func (w *WebGPU) Embed(dst, wte, wpe, tokens, pos Tensor) {
 			Meta{m, c, ch.start, ch.n}, gx, gy, 1)
 	}
 }
+
+// Rows: dst(R,C) = x[idx[r]].
+func (w *WebGPU) Rows(dst, x, idx Tensor) {
+	m, c := dims2(x)
+	r := Numel(idx.Shape())
+	CheckShape("Rows", "x", x, F32, x.Shape()...)
+	CheckShape("Rows", "idx", idx, I32, r)
+	if dr, dc := dims2(dst); dr != r || dc != c || dst.DType() != F32 {
+		panic(fmt.Sprintf("gpu: Rows: dst is %v%v, want f32 with %d rows of %d", dst.DType(), dst.Shape(), r, c))
+	}
+	gx, gy := w.grid1(ceilDiv(r*c, 256))
+	w.dispatch("rows", 2, 1, []binding{w.bind(x), w.bind(idx), w.bind(dst)}, Meta{r, c, m}, gx, gy, 1)
+}

@@ -107,3 +107,19 @@ func testCopy(t *testing.T, p *Pair) {
 		p.Free(src, dst)
 	}
 }
+
+func init() { register("Rows", testRows) }
+
+func testRows(t *testing.T, p *Pair) {
+	for _, sz := range [][3]int{{1, 1, 1}, {7, 3, 5}, {129, 768, 33}, {256, 127, 300}} {
+		m, c, r := sz[0], sz[1], sz[2]
+		x := p.Upload(t, gpu.F32, p.Randn(m*c, 1), m, c)
+		idx := p.Ints(r, -2, m+2) // includes out-of-range indices
+		ix := p.Upload(t, gpu.I32, idx, r)
+		d := p.Poisoned(t, gpu.F32, r, c)
+		p.Ref.Rows(d.Ref, x.Ref, ix.Ref)
+		p.Got.Rows(d.Got, x.Got, ix.Got)
+		p.Close(t, fmt.Sprintf("M=%d C=%d R=%d", m, c, r), d, 0, 0)
+		p.Free(x, ix, d)
+	}
+}

@@ -73,3 +73,22 @@ func (*Backend) Embed(dst, wte, wpe, tokens, pos gpu.Tensor) {
 		}
 	}
 }
+
+// Rows: dst(R,C) = x[idx[r]]; out-of-range indices give zero rows.
+func (*Backend) Rows(dst, x, idx gpu.Tensor) {
+	m, c := rowsCols(x)
+	ix := ints(idx)
+	if dr, dc := rowsCols(dst); dr != len(ix) || dc != c {
+		panic(fmt.Sprintf("gpu: Rows: dst is %v, want %d rows of %d", dst.Shape(), len(ix), c))
+	}
+	in, out := f(x), f(dst)
+	for r, s := range ix {
+		for j := 0; j < c; j++ {
+			v := float32(0)
+			if s >= 0 && int(s) < m {
+				v = in[int(s)*c+j]
+			}
+			out[r*c+j] = v
+		}
+	}
+}

@@ -1,0 +1,41 @@
+package model
+
+import "fmt"
+
+// Config is a GPT-2 architecture: the fields of a Hugging Face GPT-2
+// config.json that the forward needs.
+type Config struct {
+	VocabSize int     `json:"vocab_size"`         // V
+	NCtx      int     `json:"n_positions"`        // P, the context length
+	NEmbd     int     `json:"n_embd"`             // C
+	NHead     int     `json:"n_head"`             // H; C % H == 0
+	NLayer    int     `json:"n_layer"`            // L
+	LNEps     float32 `json:"layer_norm_epsilon"` // layernorm epsilon
+}
+
+// Configs are the named architectures `chameleon init --config` knows.
+var Configs = map[string]Config{
+	"gpt2":        {VocabSize: 50257, NCtx: 1024, NEmbd: 768, NHead: 12, NLayer: 12, LNEps: 1e-5},
+	"gpt2-medium": {VocabSize: 50257, NCtx: 1024, NEmbd: 1024, NHead: 16, NLayer: 24, LNEps: 1e-5},
+	"tiny":        {VocabSize: 50257, NCtx: 256, NEmbd: 128, NHead: 4, NLayer: 2, LNEps: 1e-5},
+}
+
+// Validate reports the first inconsistency of c.
+func (c Config) Validate() error {
+	switch {
+	case c.VocabSize <= 0 || c.NCtx <= 0 || c.NEmbd <= 0 || c.NHead <= 0 || c.NLayer <= 0:
+		return fmt.Errorf("model: config %+v: every size must be positive", c)
+	case c.NEmbd%c.NHead != 0:
+		return fmt.Errorf("model: config: n_embd %d is not a multiple of n_head %d", c.NEmbd, c.NHead)
+	case !(c.LNEps > 0):
+		return fmt.Errorf("model: config: layer_norm_epsilon %g must be positive", c.LNEps)
+	}
+	return nil
+}
+
+// Params is the number of parameters (the output projection is tied to wte).
+func (c Config) Params() int {
+	C, V, P := c.NEmbd, c.VocabSize, c.NCtx
+	perLayer := 2*C + (3*C*C + 3*C) + (C*C + C) + 2*C + (4*C*C + 4*C) + (4*C*C + C)
+	return V*C + P*C + c.NLayer*perLayer + 2*C
+}

@@ -1,0 +1,196 @@
+package model
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// Model is a GPT-2 whose weights live on a Backend. The forward is written
+// once against gpu.Backend; the WebGPU and reference backends both run it.
+type Model struct {
+	Cfg Config
+	W   *Weights
+	B   gpu.Backend
+}
+
+// Cache is the key/value cache of B sequences of up to Tmax tokens: per
+// layer K and V of shape (B, Tmax, C), and each sequence's length so far.
+type Cache struct {
+	B, Tmax int
+	K, V    []gpu.Tensor
+	Len     []int
+}
+
+// NewCache allocates a cache for nSeq sequences of up to tmax tokens.
+func (m *Model) NewCache(nSeq, tmax int) (*Cache, error) {
+	if nSeq <= 0 || tmax <= 0 || tmax > m.Cfg.NCtx {
+		return nil, fmt.Errorf("model: cache of %d sequences x %d tokens: need at least one of each and at most the context of %d", nSeq, tmax, m.Cfg.NCtx)
+	}
+	c := &Cache{B: nSeq, Tmax: tmax, Len: make([]int, nSeq)}
+	for l := 0; l < m.Cfg.NLayer; l++ {
+		k, err := m.B.Alloc(gpu.F32, nSeq, tmax, m.Cfg.NEmbd)
+		if err != nil {
+			return nil, fmt.Errorf("model: KV cache: %w", err)
+		}
+		v, err := m.B.Alloc(gpu.F32, nSeq, tmax, m.Cfg.NEmbd)
+		if err != nil {
+			return nil, fmt.Errorf("model: KV cache: %w", err)
+		}
+		c.K, c.V = append(c.K, k), append(c.V, v)
+	}
+	return c, nil
+}
+
+// Free releases the cache's tensors.
+func (m *Model) FreeCache(c *Cache) {
+	for l := range c.K {
+		m.B.Free(c.K[l])
+		m.B.Free(c.V[l])
+	}
+	c.K, c.V = nil, nil
+}
+
+// Forward appends tokens[b] to sequence b of the cache (ragged: sequences
+// may add different numbers of tokens, or none) and returns the logits of
+// every new position, shape (B, Tq, V) with Tq the longest addition; rows
+// past a sequence's own addition are padding and hold no meaning. The
+// caller frees the logits. It fails if a sequence would exceed the cache.
+func (m *Model) Forward(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
+	return m.forward(c, tokens, false)
+}
+
+// ForwardLast is Forward returning only the logits of each sequence's last
+// new token, shape (B, V); a sequence that added no tokens gets a zero row.
+// Generation needs no more, and it skips the vocabulary projection of
+// every other position.
+func (m *Model) ForwardLast(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
+	return m.forward(c, tokens, true)
+}
+
+func (m *Model) forward(c *Cache, tokens [][]int32, lastOnly bool) (gpu.Tensor, error) {
+	if len(tokens) != c.B {
+		return nil, fmt.Errorf("model: %d token sequences for a cache of %d", len(tokens), c.B)
+	}
+	cfg := m.Cfg
+	B, C, V := c.B, cfg.NEmbd, cfg.VocabSize
+	tq := 0
+	for b, ts := range tokens {
+		if c.Len[b]+len(ts) > c.Tmax {
+			return nil, fmt.Errorf("model: sequence %d: %d cached + %d new tokens exceeds the cache's %d positions", b, c.Len[b], len(ts), c.Tmax)
+		}
+		for _, t := range ts {
+			if t < 0 || int(t) >= V {
+				return nil, fmt.Errorf("model: sequence %d: token id %d outside the vocabulary of %d", b, t, V)
+			}
+		}
+		tq = max(tq, len(ts))
+	}
+	if tq == 0 {
+		return nil, fmt.Errorf("model: no tokens to run")
+	}
+	M := B * tq // rows of every activation
+	tok := make([]int32, M)
+	pos := make([]int32, M)
+	start := make([]int32, B)
+	qlen := make([]int32, B)
+	for b, ts := range tokens {
+		start[b], qlen[b] = int32(c.Len[b]), int32(len(ts))
+		for i := 0; i < tq; i++ {
+			if i < len(ts) {
+				tok[b*tq+i] = ts[i]
+				pos[b*tq+i] = int32(c.Len[b] + i)
+			}
+		}
+	}
+	be := m.B
+	var live []gpu.Tensor
+	alloc := func(dt gpu.DType, shape ...int) gpu.Tensor {
+		t := gpu.Must(be.Alloc(dt, shape...))
+		live = append(live, t)
+		return t
+	}
+	defer func() {
+		for _, t := range live {
+			be.Free(t)
+		}
+	}()
+	upload := func(v []int32) (gpu.Tensor, error) {
+		t := alloc(gpu.I32, len(v))
+		return t, be.Write(t, v)
+	}
+	tokT, err := upload(tok)
+	if err != nil {
+		return nil, err
+	}
+	posT, err := upload(pos)
+	if err != nil {
+		return nil, err
+	}
+	startT, err := upload(start)
+	if err != nil {
+		return nil, err
+	}
+	qlenT, err := upload(qlen)
+	if err != nil {
+		return nil, err
+	}
+	x := alloc(gpu.F32, B, tq, C)  // residual stream
+	x2 := alloc(gpu.F32, B, tq, C) // residual after attention
+	h := alloc(gpu.F32, B, tq, C)  // layernorm output
+	qkv := alloc(gpu.F32, B, tq, 3*C)
+	att := alloc(gpu.F32, B, tq, C)
+	proj := alloc(gpu.F32, B, tq, C)
+	fc := alloc(gpu.F32, B, tq, 4*C)
+	act := alloc(gpu.F32, B, tq, 4*C)
+	emb := alloc(gpu.F32, B, tq, C)
+	be.Embed(emb, m.W.Wte, m.W.Wpe, tokT, posT)
+	cur := emb // the first block reads the embedding as its residual input
+	for l, L := range m.W.Layers {
+		be.LayerNorm(h, cur, L.Ln1G, L.Ln1B, cfg.LNEps)
+		be.MatMul(qkv, h, L.AttnW, L.AttnB)
+		be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
+		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
+		be.MatMul(proj, att, L.ProjW, L.ProjB)
+		be.Add(x2, cur, proj)
+		be.LayerNorm(h, x2, L.Ln2G, L.Ln2B, cfg.LNEps)
+		be.MatMul(fc, h, L.FcW, L.FcB)
+		be.GELU(act, fc)
+		be.MatMul(proj, act, L.Fc2W, L.Fc2B)
+		be.Add(x, x2, proj)
+		cur = x
+	}
+	final := cur
+	shape := []int{B, tq, V}
+	if lastOnly {
+		last := make([]int32, B)
+		for b, ts := range tokens {
+			last[b] = int32(b*tq + len(ts) - 1)
+			if len(ts) == 0 {
+				last[b] = -1 // a zero row
+			}
+		}
+		lastT, err := upload(last)
+		if err != nil {
+			return nil, err
+		}
+		final = alloc(gpu.F32, B, C)
+		be.Rows(final, cur, lastT)
+		h = alloc(gpu.F32, B, C)
+		shape = []int{B, V}
+	}
+	be.LayerNorm(h, final, m.W.LnFG, m.W.LnFB, cfg.LNEps)
+	logits, err := be.Alloc(gpu.F32, shape...)
+	if err != nil {
+		return nil, fmt.Errorf("model: logits: %w", err)
+	}
+	be.MatMul(logits, h, m.W.Wte, nil)
+	if err := be.Flush(); err != nil {
+		be.Free(logits)
+		return nil, err
+	}
+	for b, ts := range tokens {
+		c.Len[b] += len(ts)
+	}
+	return logits, nil
+}

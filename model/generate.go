@@ -1,0 +1,192 @@
+package model
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// GenerateOptions configures Generate.
+type GenerateOptions struct {
+	MaxTokens int              // new tokens per sequence at most (> 0)
+	Sample    gpu.SampleParams // Temperature <= 0: greedy
+	Seed      uint64           // sequence i draws from its own RNG, seeded Seed+i ...
+	Seeds     []uint64         // ... or Seeds[i] when given (one per prompt)
+	Stop      []string         // generation of a sequence ends before the first of these
+	StopAtEOT bool             // end a sequence at <|endoftext|> (not included in the text)
+	// OnText, if set, streams each sequence's text as it is produced. Text
+	// that might still turn out to begin a stop string is held back until
+	// it cannot, so the streamed text always equals the final Text.
+	OnText func(seq int, text []byte)
+}
+
+// Generation is one sequence's result.
+type Generation struct {
+	Tokens []int32 // every generated token id, including those that formed a stop string
+	Text   []byte  // their decoded bytes, cut before a stop string
+	Finish string  // "stop" (a stop string or <|endoftext|>), "length" (MaxTokens) or "context" (the context is full)
+}
+
+// Generate continues each prompt (token ids, none empty) as one batch: one
+// batched prefill of the ragged prompts, then one decode step per new
+// token for every unfinished sequence, sampling on the backend. Each
+// sequence's RNG depends only on its own seed, so the result of a sequence
+// does not depend on what else is in the batch.
+func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions) ([]Generation, error) {
+	if len(prompts) == 0 {
+		return nil, fmt.Errorf("model: no prompts")
+	}
+	if opt.MaxTokens <= 0 {
+		return nil, fmt.Errorf("model: max tokens must be positive, got %d", opt.MaxTokens)
+	}
+	longest := 0
+	for i, p := range prompts {
+		if len(p) == 0 {
+			return nil, fmt.Errorf("model: prompt %d is empty", i)
+		}
+		if len(p) > m.Cfg.NCtx {
+			return nil, fmt.Errorf("model: prompt %d has %d tokens, over the context of %d (truncate it)", i, len(p), m.Cfg.NCtx)
+		}
+		longest = max(longest, len(p))
+	}
+	B := len(prompts)
+	tmax := min(m.Cfg.NCtx, longest+opt.MaxTokens)
+	cache, err := m.NewCache(B, tmax)
+	if err != nil {
+		return nil, err
+	}
+	defer m.FreeCache(cache)
+	be := m.B
+	uni := gpu.Must(be.Alloc(gpu.F32, B))
+	ids := gpu.Must(be.Alloc(gpu.I32, B))
+	defer be.Free(uni)
+	defer be.Free(ids)
+	if opt.Seeds != nil && len(opt.Seeds) != B {
+		return nil, fmt.Errorf("model: %d seeds for %d prompts", len(opt.Seeds), B)
+	}
+	rngs := make([]*rand.Rand, B)
+	for i := range rngs {
+		s := opt.Seed + uint64(i)
+		if opt.Seeds != nil {
+			s = opt.Seeds[i]
+		}
+		rngs[i] = rand.New(rand.NewPCG(s, 0x5eed))
+	}
+	out := make([]Generation, B)
+	streams := make([]stopStream, B)
+	for i := range streams {
+		streams[i] = stopStream{stops: opt.Stop, seq: i, emit: opt.OnText}
+	}
+	done := make([]bool, B)
+	step := prompts
+	u := make([]float32, B)
+	for {
+		logits, err := m.ForwardLast(cache, step)
+		if err != nil {
+			return nil, err
+		}
+		for i := range u {
+			u[i] = float32(rngs[i].Float64()) // every RNG advances each step, active or not
+		}
+		if err := be.Write(uni, u); err != nil {
+			be.Free(logits)
+			return nil, err
+		}
+		be.Sample(ids, logits, uni, opt.Sample)
+		next, err := be.ReadI32(ids)
+		be.Free(logits)
+		if err != nil {
+			return nil, err
+		}
+		step = make([][]int32, B)
+		active := 0
+		for i, id := range next {
+			if done[i] {
+				continue
+			}
+			g := &out[i]
+			if opt.StopAtEOT && id == tok.EOT() {
+				g.Finish = "stop"
+				done[i] = true
+				streams[i].flush()
+				continue
+			}
+			g.Tokens = append(g.Tokens, id)
+			if streams[i].add(tok.TokenBytes(id)) {
+				g.Finish = "stop"
+				done[i] = true
+				continue
+			}
+			switch {
+			case len(g.Tokens) >= opt.MaxTokens:
+				g.Finish = "length"
+			case cache.Len[i] >= cache.Tmax:
+				g.Finish = "context"
+			default:
+				step[i] = []int32{id}
+				active++
+				continue
+			}
+			done[i] = true
+			streams[i].flush()
+		}
+		if active == 0 {
+			break
+		}
+	}
+	for i := range out {
+		out[i].Text = streams[i].text
+	}
+	return out, nil
+}
+
+// stopStream accumulates one sequence's text, cuts it at the first stop
+// string, and streams what can no longer be part of one.
+type stopStream struct {
+	stops   []string
+	seq     int
+	emit    func(int, []byte)
+	text    []byte // all text kept so far
+	emitted int    // bytes of text already streamed
+}
+
+// add appends b and reports whether a stop string now occurs.
+func (s *stopStream) add(b []byte) bool {
+	s.text = append(s.text, b...)
+	cut, hold := len(s.text), 0
+	for _, st := range s.stops {
+		if st == "" {
+			continue
+		}
+		if i := bytes.Index(s.text, []byte(st)); i >= 0 && i < cut {
+			cut = i
+		}
+		// The longest suffix of text that is a proper prefix of st.
+		for k := min(len(st)-1, len(s.text)); k > hold; k-- {
+			if bytes.HasSuffix(s.text, []byte(st[:k])) {
+				hold = k
+				break
+			}
+		}
+	}
+	if cut < len(s.text) {
+		s.text = s.text[:cut]
+		s.flush()
+		return true
+	}
+	s.send(len(s.text) - hold)
+	return false
+}
+
+func (s *stopStream) flush() { s.send(len(s.text)) }
+
+func (s *stopStream) send(upto int) {
+	if upto > s.emitted {
+		if s.emit != nil {
+			s.emit(s.seq, s.text[s.emitted:upto])
+		}
+		s.emitted = upto
+	}
+}

@@ -1,0 +1,125 @@
+package model
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/conformance"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
+)
+
+func TestStopStream(t *testing.T) {
+	for _, c := range []struct {
+		pieces []string
+		stops  []string
+		text   string
+		hit    bool
+	}{
+		{[]string{"hel", "lo wo", "rld"}, nil, "hello world", false},
+		{[]string{"hel", "lo\n", "\nmore"}, []string{"\n\n"}, "hello", true},
+		{[]string{"a", "b", "c", "d"}, []string{"bc"}, "a", true},
+		{[]string{"ab", "x"}, []string{"bc"}, "abx", false},
+		{[]string{"END"}, []string{"E", "END"}, "", true},
+	} {
+		var streamed []byte
+		s := stopStream{stops: c.stops, emit: func(_ int, b []byte) { streamed = append(streamed, b...) }}
+		hit := false
+		for _, p := range c.pieces {
+			if s.add([]byte(p)) {
+				hit = true
+				break
+			}
+		}
+		if !hit {
+			s.flush()
+		}
+		if hit != c.hit || string(s.text) != c.text || !bytes.Equal(streamed, s.text) {
+			t.Errorf("%q stops %q: text %q streamed %q hit %v; want %q hit %v", c.pieces, c.stops, s.text, streamed, hit, c.text, c.hit)
+		}
+	}
+}
+
+func generateAll(t *testing.T, m *Model, tok *Tokenizer, prompts [][]int32, opt GenerateOptions) []Generation {
+	t.Helper()
+	g, err := m.Generate(tok, prompts, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+// TestGenerateBackendsAndBatching: greedy and seeded sampled generation
+// give the same tokens on the WebGPU and reference backends, and each
+// sequence of a batch equals the same prompt generated alone.
+func TestGenerateBackendsAndBatching(t *testing.T) {
+	tok, err := NewGPT2Tokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := gputest.Backend(t)
+	seed := conformance.Seed()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 3))
+	cfg := testConfigs[2]
+	prompts := randomTokens(rng, []int{5, 1, 12}, cfg.VocabSize)
+	for _, sp := range []gpu.SampleParams{{}, {Temperature: 0.9, TopK: 20, TopP: 0.9}} {
+		t.Run(fmt.Sprintf("T=%g", sp.Temperature), func(t *testing.T) {
+			opt := GenerateOptions{MaxTokens: 8, Sample: sp, Seed: seed}
+			var streamed [3][]byte
+			opt.OnText = func(i int, b []byte) { streamed[i] = append(streamed[i], b...) }
+			mg := newModel(t, w, cfg, seed, gpu.F32)
+			got := generateAll(t, mg, tok, prompts, opt)
+			opt.OnText = nil
+			want := generateAll(t, newModel(t, ref.New(), cfg, seed, gpu.F32), tok, prompts, opt)
+			for i := range prompts {
+				if !bytes.Equal(streamed[i], got[i].Text) {
+					t.Errorf("sequence %d: streamed %q, final %q", i, streamed[i], got[i].Text)
+				}
+				if got[i].Finish != "length" || len(got[i].Tokens) != 8 {
+					t.Errorf("sequence %d: finish %q after %d tokens", i, got[i].Finish, len(got[i].Tokens))
+				}
+				// Sampling draws equal ids unless a uniform lands on a
+				// rounding boundary; greedy must match exactly.
+				if sp.Temperature == 0 && !slices.Equal(got[i].Tokens, want[i].Tokens) {
+					t.Errorf("greedy sequence %d: webgpu %v, reference %v", i, got[i].Tokens, want[i].Tokens)
+				}
+				one := opt
+				one.Seeds = []uint64{seed + uint64(i)}
+				alone := generateAll(t, mg, tok, prompts[i:i+1], one)
+				if !slices.Equal(alone[0].Tokens, got[i].Tokens) {
+					t.Errorf("sequence %d alone %v, in the batch %v", i, alone[0].Tokens, got[i].Tokens)
+				}
+			}
+		})
+	}
+}
+
+func TestGenerateRejectsBadInput(t *testing.T) {
+	tok, err := NewGPT2Tokenizer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfigs[0]
+	m := newModel(t, ref.New(), cfg, 1, gpu.F32)
+	opt := GenerateOptions{MaxTokens: 2}
+	if _, err := m.Generate(tok, [][]int32{{}}, opt); err == nil {
+		t.Error("empty prompt accepted")
+	}
+	if _, err := m.Generate(tok, [][]int32{make([]int32, cfg.NCtx+1)}, opt); err == nil {
+		t.Error("prompt over the context accepted")
+	}
+	if _, err := m.Generate(tok, [][]int32{{1}}, GenerateOptions{}); err == nil {
+		t.Error("zero max tokens accepted")
+	}
+	g, err := m.Generate(tok, [][]int32{make([]int32, cfg.NCtx-2)}, GenerateOptions{MaxTokens: 10})
+	// Positions NCtx-2 and NCtx-1 are fed back; the token predicted at the
+	// last position is returned but cannot be fed: 3 tokens in all.
+	if err != nil || g[0].Finish != "context" || len(g[0].Tokens) != 3 {
+		t.Errorf("generation at the end of the context: %+v %v", g, err)
+	}
+}
