@@ -221,7 +221,23 @@ func Open(opts Options) (*Device, error) {
 			}
 		}
 	}
-	a := adapters[pick]
+	// Request the device on freshly enumerated adapter objects: with
+	// cogentcore/webgpu v0.23.0, an adapter whose info and feature list were
+	// queried fails RequestDevice intermittently ("failed to request
+	// device"), while a fresh one does not (seen with Mesa 22.3 and 25.0).
+	for _, a := range adapters {
+		a.Release()
+	}
+	fresh := instance().EnumerateAdapters(nil)
+	if pick >= len(fresh) {
+		return nil, fmt.Errorf("gpu: adapter %d disappeared while opening it", pick)
+	}
+	for i, a := range fresh {
+		if i != pick {
+			a.Release()
+		}
+	}
+	a := fresh[pick]
 	d := &Device{Info: infos[pick], adapter: a}
 	var feats []wgpu.FeatureName
 	if a.HasFeature(wgpu.FeatureNameShaderF16) && !opts.NoF16 {

@@ -1,0 +1,317 @@
+package model
+
+// GGUF checkpoints with llama.cpp's GPT-2 conventions.
+//
+// Tensor names (HF name -> GGUF name):
+//
+//	wte.weight              token_embd.weight       (V, C)
+//	wpe.weight              position_embd.weight    (P, C)
+//	h.N.ln_1.*              blk.N.attn_norm.*       (C)
+//	h.N.attn.c_attn.*       blk.N.attn_qkv.*        (3C, C), (3C)
+//	h.N.attn.c_proj.*       blk.N.attn_output.*     (C, C), (C)
+//	h.N.ln_2.*              blk.N.ffn_norm.*        (C)
+//	h.N.mlp.c_fc.*          blk.N.ffn_up.*          (4C, C), (4C)
+//	h.N.mlp.c_proj.*        blk.N.ffn_down.*        (C, 4C), (C)
+//	ln_f.*                  output_norm.*           (C)
+//	(tied)                  output.weight           (V, C), optional
+//
+// Orientation. The shapes above are outermost first, which is how tensorfile
+// exposes GGUF shapes (GGUF itself stores dims innermost first, ggml's ne[0]
+// first). llama.cpp's HF converter transposes GPT-2's Conv1D weights from
+// (in, out) to torch's Linear (out, in) before writing, and the GGUF writer
+// records a numpy array of shape (out, in) as ne = [in, out]; llama.cpp's
+// GPT-2 loader accordingly asks for attn_qkv as {n_embd, 3*n_embd} in ne
+// order, i.e. ne[0] = in, the contiguous dim. So a 2-D GGUF weight read
+// outermost first is (out, in): exactly the project's orientation, and GGUF
+// tensors are copied without any transpose in either direction.
+//
+// Metadata written: general.architecture "gpt2", general.name,
+// general.file_type, gpt2.context_length, gpt2.embedding_length,
+// gpt2.feed_forward_length (4C), gpt2.block_count, gpt2.attention.head_count,
+// gpt2.attention.layer_norm_epsilon, tokenizer.ggml.model "gpt2", and the
+// tokenizer's tokens and merges only when given. The vocabulary size is not a
+// key: the loader takes it from token_embd.weight and checks it against
+// tokenizer.ggml.tokens when that is present.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/chameleon-llm/chameleon/model/tensorfile"
+)
+
+// GGUF metadata keys and names.
+const (
+	ggufArch       = "gpt2"
+	ggufHead       = "output.weight"
+	ggufKeyArch    = "general.architecture"
+	ggufKeyCtx     = "gpt2.context_length"
+	ggufKeyEmbd    = "gpt2.embedding_length"
+	ggufKeyFF      = "gpt2.feed_forward_length"
+	ggufKeyBlocks  = "gpt2.block_count"
+	ggufKeyHeads   = "gpt2.attention.head_count"
+	ggufKeyEps     = "gpt2.attention.layer_norm_epsilon"
+	ggufKeyVocab   = "gpt2.vocab_size"
+	ggufKeyTokens  = "tokenizer.ggml.tokens"
+	ggufKeyMerges  = "tokenizer.ggml.merges"
+	ggufFileF32    = 0  // LLAMA_FTYPE_ALL_F32
+	ggufFileF16    = 1  // LLAMA_FTYPE_MOSTLY_F16
+	ggufFileBF16   = 32 // LLAMA_FTYPE_MOSTLY_BF16
+	ggufBlockNames = "blk."
+)
+
+// ggufLayerParts maps the part of a layer tensor name after "h.N." (without
+// ".weight"/".bias") to llama.cpp's name after "blk.N.".
+var ggufLayerParts = map[string]string{
+	"ln_1":        "attn_norm",
+	"attn.c_attn": "attn_qkv",
+	"attn.c_proj": "attn_output",
+	"ln_2":        "ffn_norm",
+	"mlp.c_fc":    "ffn_up",
+	"mlp.c_proj":  "ffn_down",
+}
+
+// ggufName is llama.cpp's name for a project tensor name. It panics on a
+// name that TensorSpec does not produce.
+func ggufName(name string) string {
+	switch name {
+	case "wte.weight":
+		return "token_embd.weight"
+	case "wpe.weight":
+		return "position_embd.weight"
+	case "ln_f.weight", "ln_f.bias":
+		return "output_norm" + strings.TrimPrefix(name, "ln_f")
+	}
+	if l, ok := layerIndex(name, "h."); ok {
+		_, rest, _ := strings.Cut(name[len("h."):], ".")
+		if i := strings.LastIndexByte(rest, '.'); i >= 0 {
+			if part, ok := ggufLayerParts[rest[:i]]; ok {
+				return fmt.Sprintf("%s%d.%s%s", ggufBlockNames, l, part, rest[i:])
+			}
+		}
+	}
+	panic("model: ggufName: not a GPT-2 tensor name: " + name)
+}
+
+// GGUFOptions are the optional parts of a GGUF checkpoint.
+type GGUFOptions struct {
+	Name       string   // general.name; "" writes "gpt2"
+	Tokens     []string // tokenizer.ggml.tokens, by id; written only if non-empty, then len must be VocabSize
+	Merges     []string // tokenizer.ggml.merges ("left right", by rank); written only if non-empty
+	TiedOutput bool     // also write output.weight as a copy of token_embd.weight, for llama.cpp builds that require it
+}
+
+// LoadGGUF reads a GGUF GPT-2 checkpoint (see the file comment for names,
+// orientation and metadata); validation is as for LoadHF.
+func LoadGGUF(path string) (Config, []HostTensor, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: %w", err)
+	}
+	cfg, host, err := loadGGUF(f, st.Size())
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: %s: %w", path, err)
+	}
+	return cfg, host, nil
+}
+
+// LoadGGUFReader is LoadGGUF over the size bytes of r.
+func LoadGGUFReader(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
+	cfg, host, err := loadGGUF(r, size)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: gguf checkpoint: %w", err)
+	}
+	return cfg, host, nil
+}
+
+func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
+	f, err := tensorfile.ReadGGUF(r, size)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	cfg, err := ggufConfig(f)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	lay := layout{file: map[string]string{}}
+	want := map[string]bool{}
+	for _, s := range TensorSpec(cfg) {
+		g := ggufName(s.Name)
+		lay.file[s.Name] = g
+		want[g] = true
+	}
+	var extra []string
+	head := ""
+	for _, n := range f.Names() {
+		switch {
+		case n == ggufHead:
+			head = n
+		case !want[n]:
+			extra = append(extra, n)
+		}
+	}
+	if len(extra) > 0 {
+		return Config{}, nil, unexpected(extra, func(n string) (int, bool) { return layerIndex(n, ggufBlockNames) },
+			ggufKeyBlocks+" is", cfg.NLayer)
+	}
+	if err := checkEmbedding(f, lay, "wpe.weight", []int{cfg.NCtx, cfg.NEmbd},
+		ggufKeyCtx+" is %d, "+ggufKeyEmbd+" is %d"); err != nil {
+		return Config{}, nil, err
+	}
+	host, err := readSpec(cfg, f, lay)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	if head != "" {
+		if err := checkTiedHead(f, head, host[0]); err != nil {
+			return Config{}, nil, err
+		}
+	}
+	return cfg, host, nil
+}
+
+// ggufConfig reads the architecture from the metadata and the vocabulary
+// size from token_embd.weight, and checks the optional keys that must agree.
+func ggufConfig(f *tensorfile.GGUFFile) (Config, error) {
+	arch, err := f.GetString(ggufKeyArch)
+	if err != nil {
+		return Config{}, err
+	}
+	if arch != ggufArch {
+		return Config{}, fmt.Errorf("%s is %q; only %q is supported", ggufKeyArch, arch, ggufArch)
+	}
+	var sizes [4]int
+	for i, key := range []string{ggufKeyCtx, ggufKeyEmbd, ggufKeyBlocks, ggufKeyHeads} {
+		v, err := f.GetUint(key)
+		if err != nil {
+			return Config{}, err
+		}
+		if v > 1<<31 {
+			return Config{}, fmt.Errorf("%s = %d is too large", key, v)
+		}
+		sizes[i] = int(v)
+	}
+	eps, err := f.GetFloat(ggufKeyEps)
+	if err != nil {
+		return Config{}, err
+	}
+	cfg := Config{NCtx: sizes[0], NEmbd: sizes[1], NLayer: sizes[2], NHead: sizes[3], LNEps: float32(eps)}
+	emb, ok := f.Info("token_embd.weight")
+	if !ok {
+		return Config{}, fmt.Errorf("tensor token_embd.weight (wte.weight) is missing")
+	}
+	if len(emb.Shape) != 2 || emb.Shape[1] != cfg.NEmbd {
+		return Config{}, fmt.Errorf("the config disagrees with the tensors: %s is %d but token_embd.weight (wte.weight) "+
+			"has shape %v (want [n_vocab %d])", ggufKeyEmbd, cfg.NEmbd, emb.Shape, cfg.NEmbd)
+	}
+	cfg.VocabSize = emb.Shape[0]
+	if _, ok := f.Get(ggufKeyFF); ok {
+		ff, err := f.GetUint(ggufKeyFF)
+		if err != nil {
+			return Config{}, err
+		}
+		if ff != uint64(4*cfg.NEmbd) {
+			return Config{}, fmt.Errorf("%s %d is not supported: the MLP must be 4*%s = %d wide",
+				ggufKeyFF, ff, ggufKeyEmbd, 4*cfg.NEmbd)
+		}
+	}
+	if _, ok := f.Get(ggufKeyVocab); ok {
+		v, err := f.GetUint(ggufKeyVocab)
+		if err != nil {
+			return Config{}, err
+		}
+		if v != uint64(cfg.VocabSize) {
+			return Config{}, fmt.Errorf("the config disagrees with the tensors: %s is %d but token_embd.weight has %d rows",
+				ggufKeyVocab, v, cfg.VocabSize)
+		}
+	}
+	if _, ok := f.Get(ggufKeyTokens); ok {
+		toks, err := f.GetStringArray(ggufKeyTokens)
+		if err != nil {
+			return Config{}, err
+		}
+		if len(toks) != cfg.VocabSize {
+			return Config{}, fmt.Errorf("the config disagrees with the tensors: %s has %d entries but token_embd.weight has %d rows",
+				ggufKeyTokens, len(toks), cfg.VocabSize)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, errors.New(strings.TrimPrefix(err.Error(), "model: "))
+	}
+	return cfg, nil
+}
+
+// SaveGGUF writes a GGUF checkpoint to path with no tokenizer data:
+// SaveGGUFWith with zero options.
+func SaveGGUF(path string, cfg Config, host []HostTensor, dtype string) error {
+	return SaveGGUFWith(path, cfg, host, dtype, GGUFOptions{})
+}
+
+// SaveGGUFWith writes a GGUF (version 3) checkpoint to path: matrices and
+// embeddings in dtype ("f32", "f16" or "bf16", rounding to nearest even),
+// layernorm gains and all biases in F32 as llama.cpp's converter keeps them,
+// tensors in TensorSpec order, without output.weight unless opt.TiedOutput.
+// host must be exactly TensorSpec(cfg) with data, in any order, and finite.
+// The file is written to a temporary name and renamed into place.
+func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt GGUFOptions) error {
+	dt, _, err := checkpointDType(dtype)
+	if err != nil {
+		return err
+	}
+	ordered, err := checkHost(cfg, host)
+	if err != nil {
+		return err
+	}
+	if len(opt.Tokens) > 0 && len(opt.Tokens) != cfg.VocabSize {
+		return fmt.Errorf("model: saving: %d tokenizer tokens for a vocabulary of %d", len(opt.Tokens), cfg.VocabSize)
+	}
+	name := opt.Name
+	if name == "" {
+		name = ggufArch
+	}
+	fileType := map[tensorfile.DType]uint32{tensorfile.F32: ggufFileF32, tensorfile.F16: ggufFileF16, tensorfile.BF16: ggufFileBF16}[dt]
+	meta := []tensorfile.KV{
+		{Key: ggufKeyArch, Value: ggufArch},
+		{Key: "general.name", Value: name},
+		{Key: "general.file_type", Value: fileType},
+		{Key: ggufKeyCtx, Value: uint32(cfg.NCtx)},
+		{Key: ggufKeyEmbd, Value: uint32(cfg.NEmbd)},
+		{Key: ggufKeyFF, Value: uint32(4 * cfg.NEmbd)},
+		{Key: ggufKeyBlocks, Value: uint32(cfg.NLayer)},
+		{Key: ggufKeyHeads, Value: uint32(cfg.NHead)},
+		{Key: ggufKeyEps, Value: cfg.LNEps},
+		{Key: "tokenizer.ggml.model", Value: "gpt2"},
+	}
+	if len(opt.Tokens) > 0 {
+		meta = append(meta, tensorfile.KV{Key: "tokenizer.ggml.pre", Value: "gpt-2"},
+			tensorfile.KV{Key: ggufKeyTokens, Value: opt.Tokens})
+	}
+	if len(opt.Merges) > 0 {
+		meta = append(meta, tensorfile.KV{Key: ggufKeyMerges, Value: opt.Merges})
+	}
+	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
+	for _, h := range ordered {
+		tdt := tensorfile.F32
+		if len(h.Shape) == 2 {
+			tdt = dt
+		}
+		t, err := tensorfile.FromFloat32(ggufName(h.Name), tdt, h.Shape, h.Data)
+		if err != nil {
+			return fmt.Errorf("model: %w", err)
+		}
+		ts = append(ts, t)
+		if opt.TiedOutput && h.Name == "wte.weight" {
+			t.Name = ggufHead
+			ts = append(ts, t)
+		}
+	}
+	return writeFileAtomic(path, func(w io.Writer) error { return tensorfile.WriteGGUF(w, meta, ts) })
+}
