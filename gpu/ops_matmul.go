@@ -35,16 +35,28 @@ func defaultMatMulVariant(d *Device) string {
 	return MatMulTile
 }
 
-// matKernel describes one kernel family: its WGSL files and output block.
+// matKernel is one kernel (a WGSL file) and its output block per workgroup.
 type matKernel struct {
-	f32, f16 string // kernel names
-	bm, bn   int    // output rows and columns per workgroup
+	name   string
+	bm, bn int // output rows and columns per workgroup
 }
 
-var matKernels = map[string]matKernel{
-	"reg":  {"matmul_reg_f32", "matmul_reg_f16", 32, 64},
-	"tile": {"matmul_tile_f32", "matmul_tile_f16", 64, 64},
-	"gemv": {"matmul_gemv_f32", "matmul_gemv_f16", 8, 64},
+// matKernels maps a family and weight dtype to its kernel. The blocks
+// must match the kernels' BM and BN. The f16 register kernel has half the
+// rows of the f32 one: lavapipe's compiler crashes on the larger f16 body.
+var matKernels = map[string]map[DType]matKernel{
+	"reg": {
+		F32: {"matmul_reg_f32", 16, 128},
+		F16: {"matmul_reg_f16", 8, 128},
+	},
+	"tile": {
+		F32: {"matmul_tile_f32", 64, 64},
+		F16: {"matmul_tile_f16", 64, 64},
+	},
+	"gemv": {
+		F32: {"matmul_gemv_f32", 8, 256},
+		F16: {"matmul_gemv_f16", 8, 256},
+	},
 }
 
 // MatMulDims checks MatMul's operands and returns (M, K, N): x(M,K) and
@@ -100,39 +112,81 @@ func (w *WebGPU) matMulFamily(m int) string {
 	case MatMulTileOnly:
 		return "tile"
 	}
-	if _, ok := matKernels[w.MatMulVariant]; ok {
-		return w.MatMulVariant
-	}
 	panic(fmt.Sprintf("gpu: MatMul: unknown MatMulVariant %q (want one of %v)", w.MatMulVariant, MatMulVariants))
 }
+
+// cpuSubmitFlops bounds the work of one submit on CPU adapters. wgpu gives
+// up on a queue that has not drained after a few seconds (and the process
+// dies), and a lavapipe matmul runs at a few GFLOP/s, so a large matmul is
+// cut into dispatches of at most this many FLOPs with a flush after each.
+const cpuSubmitFlops = 1 << 27
 
 // MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
 //
 // Every kernel family binds x, w, bias, dst and a Meta of
-// {M, K, N, n_base, n_count, has_bias, tiles_n, kw}: the dispatch covers
-// the n_count rows of w starting at row n_base (one chunk of w when w is
-// larger than a storage binding), tiles_n workgroup tiles along N, kw is
-// w's row stride in u32 words (K for f32, ceil(K/2) for packed f16). A nil
-// bias binds x in its place with has_bias = 0.
+// {M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base}: the
+// dispatch covers the n_count rows of w starting at row n_base (one chunk
+// of w when w is larger than a storage binding), tiles_n workgroup tiles
+// along N, kw is w's row stride in u32 words (K for f32, ceil(K/2) for
+// packed f16), and workgroup i computes tile tile_base + i. A nil bias
+// binds x in its place with has_bias = 0.
 func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	m, k, n := MatMulDims(dst, x, wt, bias)
 	if m == 0 || n == 0 {
 		return
 	}
-	kern := matKernels[w.matMulFamily(m)]
-	name, kw := kern.f32, k
+	kern := matKernels[w.matMulFamily(m)][wt.DType()]
+	name, kw := kern.name, k
 	if wt.DType() == F16 {
-		name, kw = kern.f16, (k+1)/2
+		kw = (k + 1) / 2
 	}
-	bb, hasBias := w.bind(x), 0
+	// Rows of x and dst go in chunks when either is larger than a storage
+	// binding (a (B*T, V) logits matrix easily is); chunks are multiples of
+	// 64 rows so every offset stays aligned.
+	xt, dt := w.t(x), w.t(dst)
+	rowsPer := m
+	if lim := w.Limits.MaxStorageBufferBindingSize; xt.bytes > lim || dt.bytes > lim {
+		rowsPer = int(lim/uint64(4*max(k, n))) / 64 * 64
+		if rowsPer == 0 {
+			panic(fmt.Sprintf("gpu: MatMul: a row of %d or %d floats is too large to bind in aligned chunks", k, n))
+		}
+	}
+	for r0 := 0; r0 < m; r0 += rowsPer {
+		rm := min(rowsPer, m-r0)
+		xb := binding{buf: xt.buf, offset: uint64(r0 * k * 4), size: uint64(max(rm*k, 1) * 4)}
+		db := binding{buf: dt.buf, offset: uint64(r0 * n * 4), size: uint64(rm * n * 4)}
+		w.matMulRows(name, kern, rm, k, n, kw, xb, db, wt, bias)
+	}
+}
+
+// matMulRows dispatches the matmul of rm rows bound as xb and db.
+func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db binding, wt, bias Tensor) {
+	bb, hasBias := xb, 0
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
 	}
 	tilesM := ceilDiv(m, kern.bm)
+	// Tiles per dispatch: all of them, except on CPU adapters where a
+	// dispatch must stay short (see cpuSubmitFlops).
+	perTile := 2 * float64(kern.bm) * float64(kern.bn) * float64(max(k, 1))
 	for _, ch := range w.rowChunks("MatMul", wt) {
 		tilesN := ceilDiv(ch.n, kern.bn)
-		gx, gy := w.grid1(tilesN * tilesM)
-		w.dispatch(name, 3, 1, []binding{w.bind(x), ch.b, bb, w.bind(dst)},
-			Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw}, gx, gy, 1)
+		total := tilesN * tilesM
+		step := total
+		if w.Info.Type == "cpu" {
+			step = max(1, min(total, int(cpuSubmitFlops/perTile)))
+		}
+		for t0 := 0; t0 < total; t0 += step {
+			cnt := min(step, total-t0)
+			gx, gy := w.grid1(cnt)
+			w.dispatch(name, 3, 1, []binding{xb, ch.b, bb, db},
+				Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0}, gx, gy, 1)
+			if cnt < total {
+				// A slice of a long matmul on a CPU adapter: submit it now.
+				if err := w.flush(); err != nil {
+					w.rec.fail(err)
+				}
+			}
+		}
 	}
 }

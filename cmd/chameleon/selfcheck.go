@@ -15,6 +15,7 @@ import (
 
 func selfcheckCmd() *cobra.Command {
 	var seed uint64
+	var profile bool
 	c := &cobra.Command{
 		Use:   "selfcheck",
 		Short: "Run every WGSL kernel on the adapter at GPT-2 sizes and compare with the plain-Go reference",
@@ -30,10 +31,27 @@ func selfcheckCmd() *cobra.Command {
 			}
 			w := gpu.NewWebGPU(d)
 			fmt.Printf("self-check on %s (matmul variant %s, seed %d)\n", d, w.MatMulVariant, seed)
-			return selfcheck(w, seed)
+			if profile {
+				if err := w.StartProfile(); err != nil {
+					return err
+				}
+			}
+			checkErr := selfcheck(w, seed)
+			if profile {
+				prof, err := w.StopProfile()
+				if err != nil {
+					return err
+				}
+				fmt.Println("GPU time per kernel (timestamp queries):")
+				for _, k := range prof {
+					fmt.Printf("  %-24s %4d calls %10.3f ms\n", k.Kernel, k.Calls, float64(k.Total.Microseconds())/1000)
+				}
+			}
+			return checkErr
 		},
 	}
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed (0: from the clock)")
+	c.Flags().BoolVar(&profile, "profile", true, "print the GPU time of each kernel from timestamp queries")
 	return c
 }
 
@@ -132,7 +150,7 @@ func selfcheck(w *gpu.WebGPU, seed uint64) error {
 	o2 := c.out(gpu.F32, B, T, C)
 	c.check("gelu (64x768)", o2, 1e-5, 1e-4, func(b gpu.Backend, s func(pair) gpu.Tensor) { b.GELU(s(o2), s(x)) })
 	o3 := c.out(gpu.F32, B, T, C)
-	c.check("add (64x768)", o3, 0, 0, func(b gpu.Backend, s func(pair) gpu.Tensor) { b.Add(s(o3), s(x), s(o2)) })
+	c.check("add (64x768)", o3, 1e-5, 1e-5, func(b gpu.Backend, s func(pair) gpu.Tensor) { b.Add(s(o3), s(x), s(o2)) })
 	for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
 		wt := c.up(dt, c.randn(3*C*C, 0.02), 3*C, C)
 		bias := c.up(gpu.F32, c.randn(3*C, 0.02), 3*C)

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+func initCmd() *cobra.Command {
+	var name, out, dtype string
+	var seed uint64
+	c := &cobra.Command{
+		Use:   "init --config gpt2|gpt2-medium|tiny --out DIR",
+		Short: "Write a GPT-2-architecture model with random weights (GPT-2's initialisation), for tests and benchmarks",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, ok := model.Configs[name]
+			if !ok {
+				var names []string
+				for n := range model.Configs {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				return fmt.Errorf("--config %q: want one of %s", name, strings.Join(names, ", "))
+			}
+			if out == "" {
+				return fmt.Errorf("--out is required")
+			}
+			host := model.RandomInit(cfg, seed)
+			var err error
+			if strings.HasSuffix(out, ".gguf") {
+				err = model.SaveGGUF(out, cfg, host, dtype)
+			} else {
+				err = model.SaveHF(out, cfg, host, dtype)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("wrote %s: %s config, %d parameters, %s weights, seed %d\n", filepath.Clean(out), name, cfg.Params(), dtype, seed)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&name, "config", "tiny", "architecture: gpt2, gpt2-medium or tiny")
+	c.Flags().Uint64Var(&seed, "seed", 1, "random seed")
+	c.Flags().StringVar(&out, "out", "", "output directory (Hugging Face layout) or .gguf file")
+	c.Flags().StringVar(&dtype, "dtype", "f32", "stored dtype: f32, f16 or bf16")
+	return c
+}
+
+func inspectCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect MODEL",
+		Short: "Show a checkpoint's configuration, parameter count and tensors",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, host, err := model.Load(args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s\n  vocab %d, context %d, width %d, heads %d, layers %d, layernorm eps %g\n  %d parameters (%.1f M)\n",
+				args[0], cfg.VocabSize, cfg.NCtx, cfg.NEmbd, cfg.NHead, cfg.NLayer, cfg.LNEps, cfg.Params(), float64(cfg.Params())/1e6)
+			for _, t := range host {
+				var mn, mx, sum float64
+				for i, v := range t.Data {
+					f := float64(v)
+					if i == 0 || f < mn {
+						mn = f
+					}
+					if i == 0 || f > mx {
+						mx = f
+					}
+					sum += f
+				}
+				fmt.Printf("  %-28s %-14s mean %+.4f  min %+.4f  max %+.4f\n", t.Name, fmt.Sprint(t.Shape), sum/float64(max(len(t.Data), 1)), mn, mx)
+			}
+			return nil
+		},
+	}
+}
+
+func convertCmd() *cobra.Command {
+	var in, out, dtype string
+	c := &cobra.Command{
+		Use:   "convert --model IN --out OUT",
+		Short: "Convert between the Hugging Face layout (directory) and GGUF (.gguf file)",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if in == "" || out == "" {
+				return fmt.Errorf("--model and --out are required")
+			}
+			cfg, host, err := model.Load(in)
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(out, ".gguf") {
+				err = model.SaveGGUF(out, cfg, host, dtype)
+			} else {
+				err = model.SaveHF(out, cfg, host, dtype)
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("wrote %s (%s)\n", out, dtype)
+			return nil
+		},
+	}
+	c.Flags().StringVar(&in, "model", "", "input model")
+	c.Flags().StringVar(&out, "out", "", "output: a directory (safetensors) or a .gguf file")
+	c.Flags().StringVar(&dtype, "dtype", "f32", "stored dtype: f32, f16 or bf16")
+	return c
+}
