@@ -1,0 +1,136 @@
+package gpu_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas32"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+)
+
+// matMulBenchShapes are (M, K, N): one decode token of GPT-2 small's QKV
+// projection, a decode batch of 8 through the MLP, a 256-token prefill
+// through the MLP, and a 256-token prefill through the tied LM head.
+var matMulBenchShapes = [][3]int{{1, 768, 2304}, {8, 768, 3072}, {256, 768, 3072}, {256, 768, 50257}}
+
+func randSlice(r *rand.Rand, n int, std float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64() * std)
+	}
+	return out
+}
+
+// reportMatMul reports GFLOP/s (2·M·N·K per op) and GB/s (bytes of w, x
+// and dst per op) from the benchmark's elapsed time.
+func reportMatMul(b *testing.B, m, k, n int, wBytes float64, cpu0 float64) {
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	cs := (cpuSeconds() - cpu0) / float64(b.N)
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)/cs/1e9, "GFLOP/cpu-s")
+	b.ReportMetric(2*float64(m)*float64(n)*float64(k)/sec/1e9, "GFLOP/s")
+	b.ReportMetric((wBytes+4*float64(m)*float64(k+n))/sec/1e9, "GB/s")
+}
+
+// BenchmarkMatMul times the WGSL matmul per shape, weight dtype and
+// variant. Timing: b.N matmuls are recorded into the command stream and
+// then one Flush waits for the device, so ns/op = (record + GPU time of
+// b.N matmuls) / b.N (on CPU adapters MatMul itself submits long matmuls
+// in slices, see cpuSubmitFlops; those flushes are inside the timer too).
+// A warm-up matmul (pipeline compile, bind groups) runs first, outside the
+// timer. GFLOP/cpu-s divides the FLOPs by the process's CPU time (all
+// threads, lavapipe's workers included): on a shared machine it shows the
+// kernel's cost independently of how many cores it got.
+func BenchmarkMatMul(b *testing.B) {
+	w := gputest.Backend(b)
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range matMulBenchShapes {
+		m, k, n := s[0], s[1], s[2]
+		xh := randSlice(r, m*k, 1)
+		wh := randSlice(r, n*k, 0.02)
+		bh := randSlice(r, n, 0.1)
+		for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
+			x := gpu.Must(w.Alloc(gpu.F32, m, k))
+			wt := gpu.Must(w.Alloc(dt, n, k))
+			bias := gpu.Must(w.Alloc(gpu.F32, n))
+			dst := gpu.Must(w.Alloc(gpu.F32, m, n))
+			for _, e := range []error{w.Write(x, xh), w.Write(wt, wh), w.Write(bias, bh)} {
+				if e != nil {
+					b.Fatal(e)
+				}
+			}
+			wBytes := float64(n) * float64(k) * float64(dt.Size())
+			for _, v := range benchVariants(m) {
+				b.Run(fmt.Sprintf("%dx%dx%d/%v/%s", m, k, n, dt, v), func(b *testing.B) {
+					if v == gpu.MatMulTileOnly && w.Info.Type == "cpu" {
+						b.Skip("the workgroup-tile kernel is for GPUs; on a CPU adapter it is only checked for conformance")
+					}
+					old := w.MatMulVariant
+					defer func() { w.MatMulVariant = old }()
+					w.MatMulVariant = v
+					w.MatMul(dst, x, wt, bias)
+					if err := w.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					b.ResetTimer()
+					c0 := cpuSeconds()
+					for i := 0; i < b.N; i++ {
+						w.MatMul(dst, x, wt, bias)
+					}
+					if err := w.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					b.StopTimer()
+					reportMatMul(b, m, k, n, wBytes, c0)
+				})
+			}
+			w.Free(x)
+			w.Free(wt)
+			w.Free(bias)
+			w.Free(dst)
+		}
+	}
+}
+
+// benchVariants are the kernels worth timing at M rows: the mat-vec
+// kernel only where it is meant to serve (M <= 8), the register and tile
+// kernels everywhere (forced with the -only names).
+func benchVariants(m int) []string {
+	if m <= gpu.MatMulGemvMaxM {
+		return []string{gpu.MatMulGemv, gpu.MatMulRegOnly, gpu.MatMulTileOnly}
+	}
+	return []string{gpu.MatMulRegOnly, gpu.MatMulTileOnly}
+}
+
+// BenchmarkGonumSgemm times gonum's blas32.Gemm on the same shapes as the
+// peer of BenchmarkMatMul: C(M,N) = X(M,K) · W(N,K)ᵀ with W row-major.
+func BenchmarkGonumSgemm(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range matMulBenchShapes {
+		m, k, n := s[0], s[1], s[2]
+		x := blas32.General{Rows: m, Cols: k, Stride: k, Data: randSlice(r, m*k, 1)}
+		wt := blas32.General{Rows: n, Cols: k, Stride: k, Data: randSlice(r, n*k, 0.02)}
+		c := blas32.General{Rows: m, Cols: n, Stride: n, Data: make([]float32, m*n)}
+		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
+			c0 := cpuSeconds()
+			for i := 0; i < b.N; i++ {
+				blas32.Gemm(blas.NoTrans, blas.Trans, 1, x, wt, 0, c)
+			}
+			reportMatMul(b, m, k, n, 4*float64(n)*float64(k), c0)
+		})
+	}
+}
+
+// cpuSeconds is the user+system CPU time of this process, all threads.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}

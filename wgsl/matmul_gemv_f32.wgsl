@@ -1,0 +1,99 @@
+// matmul_gemv_f32: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N) for small M
+// (decode: M <= 8), where reading w once is the whole cost. Each invocation
+// owns RN = 4 output columns and streams their rows of w once per group of
+// up to 4 rows of x (rows past M are clamped to the last row and not
+// stored); a single leftover row takes a cheaper 1-row loop.
+// Bindings: x(M,K) f32, w(n_count,K) f32 (the chunk of w's rows starting
+// at n_base), bias(N) f32 (any tensor when has_bias = 0) read; dst(M,N) f32
+// write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n, kw (unused),
+// tile_base.
+// Dispatch: tiles_n * ceil(M/8) workgroups over (x, y), tiles_n =
+// ceil(n_count / (WG*RN)); tile t = tile_base + wid.y * nwg.x + wid.x covers
+// columns (t % tiles_n)*WG*RN.. and rows (t / tiles_n)*8 .. +8.
+// Portability: no workgroup memory, no barriers; neighbouring invocations
+// read rows K apart (fine on CPU adapters, where they are SIMD lanes that
+// load one element each anyway; GPUs rely on cache for these rows).
+const WG: u32 = 64u;
+const RN: u32 = 4u;
+const MB: u32 = 8u; // rows of x per workgroup
+
+struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32 }
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+
+// store writes the 4 columns from c of row r that exist.
+fn store(r: u32, c: u32, v: vec4<f32>) {
+    if (r >= params.m) {
+        return;
+    }
+    for (var j = 0u; j < RN; j = j + 1u) {
+        if (c + j < params.n_count) {
+            let col = params.n_base + c + j;
+            var o = v[j];
+            if (params.has_bias != 0u) {
+                o = o + bias[col];
+            }
+            dst[r * params.n + col] = o;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let t = params.tile_base + wid.y * nwg.x + wid.x;
+    let c = (t % params.tiles_n) * (WG * RN) + lid * RN;
+    let rb = (t / params.tiles_n) * MB;
+    if (c >= params.n_count || rb >= params.m) {
+        return;
+    }
+    let kk = params.k;
+    let last = params.n_count - 1u;
+    let w0 = min(c, last) * kk;
+    let w1 = min(c + 1u, last) * kk;
+    let w2 = min(c + 2u, last) * kk;
+    let w3 = min(c + 3u, last) * kk;
+    let re = min(rb + MB, params.m);
+    var r = rb;
+    loop {
+        if (r >= re) {
+            break;
+        }
+        if (r + 1u == re) {
+            // One row left.
+            let x0 = r * kk;
+            var a0 = vec4<f32>(0.0);
+            for (var k = 0u; k < kk; k = k + 1u) {
+                let wv = vec4<f32>(w[w0 + k], w[w1 + k], w[w2 + k], w[w3 + k]);
+                a0 = fma(vec4<f32>(x[x0 + k]), wv, a0);
+            }
+            store(r, c, a0);
+            break;
+        }
+        let lr = re - 1u;
+        let x0 = r * kk;
+        let x1 = min(r + 1u, lr) * kk;
+        let x2 = min(r + 2u, lr) * kk;
+        let x3 = min(r + 3u, lr) * kk;
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
+        var a2 = vec4<f32>(0.0);
+        var a3 = vec4<f32>(0.0);
+        for (var k = 0u; k < kk; k = k + 1u) {
+            let wv = vec4<f32>(w[w0 + k], w[w1 + k], w[w2 + k], w[w3 + k]);
+            a0 = fma(vec4<f32>(x[x0 + k]), wv, a0);
+            a1 = fma(vec4<f32>(x[x1 + k]), wv, a1);
+            a2 = fma(vec4<f32>(x[x2 + k]), wv, a2);
+            a3 = fma(vec4<f32>(x[x3 + k]), wv, a3);
+        }
+        store(r, c, a0);
+        if (r + 1u < re) { store(r + 1u, c, a1); }
+        if (r + 2u < re) { store(r + 2u, c, a2); }
+        if (r + 3u < re) { store(r + 3u, c, a3); }
+        r = r + 4u;
+    }
+}
