@@ -8,7 +8,7 @@ const (
 	// MatMulReg: register-blocked kernels without workgroup memory or
 	// barriers, for CPU adapters (lavapipe, SwiftShader), where the
 	// invocations of a workgroup run as SIMD lanes of one thread. The
-	// mat-vec kernel serves M <= MatMulGemvMaxM.
+	// mat-vec kernel serves M <= MatMulRegGemvMaxM.
 	MatMulReg = "reg"
 	// MatMulTile: workgroup-memory tiles with barriers, for GPUs. The
 	// mat-vec kernel serves M <= MatMulGemvMaxM.
@@ -24,9 +24,14 @@ const (
 // MatMulVariants lists every value MatMulVariant accepts.
 var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly}
 
-// MatMulGemvMaxM is the largest M that the reg and tile variants send to the
-// mat-vec kernel.
-const MatMulGemvMaxM = 8
+// MatMulGemvMaxM is the largest M that the tile variant sends to the
+// mat-vec kernel; MatMulRegGemvMaxM the same for the reg variant: on
+// lavapipe the mat-vec kernel wins at M = 1 but the register kernel already
+// wins at M = 8 (BENCHMARKS.md), as it reads w once for all rows.
+const (
+	MatMulGemvMaxM    = 8
+	MatMulRegGemvMaxM = 2
+)
 
 func defaultMatMulVariant(d *Device) string {
 	if d.Info.Type == "cpu" {
@@ -93,10 +98,14 @@ func MatMulDims(dst, x, w, bias Tensor) (m, k, n int) {
 }
 
 // matMulFamily picks the kernel family for M rows under the current variant.
-func (w *WebGPU) matMulFamily(m int) string {
-	switch w.MatMulVariant {
+func (w *WebGPU) matMulFamily(m int) string { return MatMulFamily(w.MatMulVariant, m) }
+
+// MatMulFamily is the kernel family ("reg", "tile" or "gemv") that variant
+// runs for M rows.
+func MatMulFamily(variant string, m int) string {
+	switch variant {
 	case MatMulReg, "":
-		if m <= MatMulGemvMaxM {
+		if m <= MatMulRegGemvMaxM {
 			return "gemv"
 		}
 		return "reg"
@@ -112,7 +121,7 @@ func (w *WebGPU) matMulFamily(m int) string {
 	case MatMulTileOnly:
 		return "tile"
 	}
-	panic(fmt.Sprintf("gpu: MatMul: unknown MatMulVariant %q (want one of %v)", w.MatMulVariant, MatMulVariants))
+	panic(fmt.Sprintf("gpu: MatMul: unknown MatMulVariant %q (want one of %v)", variant, MatMulVariants))
 }
 
 // cpuSubmitFlops bounds the work of one submit on CPU adapters. wgpu gives

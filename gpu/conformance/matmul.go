@@ -105,14 +105,19 @@ func testMatMul(t *testing.T, p *Pair) {
 	t.Run("shape panics", func(t *testing.T) { testMatMulPanics(t, p) })
 }
 
-// skipVariant skips a variant whose kernel another variant already runs
-// at this M: at M <= 8 reg and tile both use the mat-vec kernel (as gemv
-// does), above it they equal reg-only and tile-only.
+// skipVariant skips a variant whose kernel family an earlier variant in
+// gpu.MatMulVariants already runs at this M.
 func skipVariant(v string, m int) bool {
-	if m <= gpu.MatMulGemvMaxM {
-		return v == gpu.MatMulTile || v == gpu.MatMulGemv
+	fam := gpu.MatMulFamily(v, m)
+	for _, u := range gpu.MatMulVariants {
+		if u == v {
+			return false
+		}
+		if gpu.MatMulFamily(u, m) == fam {
+			return true
+		}
 	}
-	return v == gpu.MatMulRegOnly || v == gpu.MatMulTileOnly
+	return false
 }
 
 // testMatMulPanics checks that mismatched operands panic with a
