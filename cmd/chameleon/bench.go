@@ -1,0 +1,176 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// benchReport is what `chameleon bench --json` prints.
+type benchReport struct {
+	Adapter  string        `json:"adapter"`
+	Model    string        `json:"model"`
+	Params   int           `json:"params"`
+	Ceilings *gpu.Ceilings `json:"ceilings,omitempty"`
+	Runs     []benchRun    `json:"runs"`
+}
+
+type benchRun struct {
+	DType string `json:"dtype"`
+	model.BenchResult
+	Kernels []kernelShare `json:"kernels,omitempty"`
+	// Matmul kernels over the whole run (prefill and decode).
+	MatMulGFLOPs      float64 `json:"matmul_gflops"`
+	MatMulOfCeiling   float64 `json:"matmul_fraction_of_ceiling"`
+	DecodeWeightGBs   float64 `json:"decode_weight_gbs"`
+	DecodeOfBandwidth float64 `json:"decode_fraction_of_copy_bandwidth"`
+}
+
+type kernelShare struct {
+	Kernel string  `json:"kernel"`
+	Calls  int     `json:"calls"`
+	Ms     float64 `json:"ms"`
+	Share  float64 `json:"share"` // of all GPU time in the run
+}
+
+func benchCmd() *cobra.Command {
+	var cfgName, modelPath, dtypes, batches string
+	var prompt, decode int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the adapter's measured ceilings",
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer recovered(&err)
+			d, err := gpu.Open(gpu.Options{Adapter: adapterFlag})
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			w := gpu.NewWebGPU(d)
+			var cfg model.Config
+			var host []model.HostTensor
+			name := cfgName
+			if modelPath != "" {
+				if cfg, host, err = model.Load(modelPath); err != nil {
+					return err
+				}
+				name = modelPath
+			} else {
+				var ok bool
+				if cfg, ok = model.Configs[cfgName]; !ok {
+					return fmt.Errorf("--config %q unknown", cfgName)
+				}
+				host = model.RandomInit(cfg, 1)
+			}
+			var bs []int
+			for _, f := range strings.Split(batches, ",") {
+				b, err := strconv.Atoi(strings.TrimSpace(f))
+				if err != nil || b <= 0 {
+					return fmt.Errorf("--batches %q: want positive integers separated by commas", batches)
+				}
+				bs = append(bs, b)
+			}
+			rep := benchReport{Adapter: d.String(), Model: name, Params: cfg.Params()}
+			log := func(format string, a ...any) {
+				if !asJSON {
+					fmt.Printf(format, a...)
+				}
+			}
+			log("bench on %s: %s (%d parameters), prompt %d, decode %d\n", d, name, cfg.Params(), prompt, decode)
+			ceil, err := w.MeasureCeilings(3)
+			if err != nil {
+				return err
+			}
+			rep.Ceilings = &ceil
+			log("ceilings: matmul %.2f GFLOP/s (256x768x3072 f32), copy %.2f GB/s (64 MiB)\n", ceil.MatMulGFLOPs, ceil.CopyGBs)
+			for _, ds := range strings.Split(dtypes, ",") {
+				dt, wb := gpu.F32, 4
+				switch strings.TrimSpace(ds) {
+				case "f32":
+				case "f16":
+					dt, wb = gpu.F16, 2
+				default:
+					return fmt.Errorf("--dtype %q: want f32, f16 or both", ds)
+				}
+				wts, err := model.Upload(w, cfg, host, dt)
+				if err != nil {
+					return err
+				}
+				m := &model.Model{Cfg: cfg, W: wts, B: w}
+				for _, b := range bs {
+					if err := w.StartProfile(); err != nil {
+						return err
+					}
+					r, err := m.Bench(b, prompt, decode, 1, wb)
+					prof, perr := w.StopProfile()
+					if err != nil {
+						return err
+					}
+					if perr != nil {
+						return perr
+					}
+					run := benchRun{DType: dt.String(), BenchResult: r}
+					var total, mm float64
+					for _, k := range prof {
+						total += k.Total.Seconds()
+						if strings.HasPrefix(k.Kernel, "matmul") {
+							mm += k.Total.Seconds()
+						}
+					}
+					for _, k := range prof {
+						run.Kernels = append(run.Kernels, kernelShare{k.Kernel, k.Calls, k.Total.Seconds() * 1000, k.Total.Seconds() / total})
+					}
+					pf, _ := cfg.MatMulWork(b*prompt, b, wb)
+					df, dbytes := cfg.MatMulWork(b, b, wb)
+					run.MatMulGFLOPs = (pf + df*float64(decode)) / mm / 1e9
+					run.MatMulOfCeiling = run.MatMulGFLOPs / ceil.MatMulGFLOPs
+					run.DecodeWeightGBs = dbytes * float64(decode) / r.DecodeSeconds / 1e9
+					run.DecodeOfBandwidth = run.DecodeWeightGBs / ceil.CopyGBs
+					rep.Runs = append(rep.Runs, run)
+					log("%s batch %2d: prefill %8.1f tok/s, decode %7.2f tok/s; matmul kernels %.2f GFLOP/s (%.0f%% of ceiling); decode streams weights at %.2f GB/s (%.0f%% of copy)\n",
+						dt, b, r.PrefillTokS, r.DecodeTokS, run.MatMulGFLOPs, 100*run.MatMulOfCeiling, run.DecodeWeightGBs, 100*run.DecodeOfBandwidth)
+					for i, k := range run.Kernels {
+						if i < 8 {
+							log("    %-24s %5d calls %10.1f ms  %5.1f%%\n", k.Kernel, k.Calls, k.Ms, 100*k.Share)
+						}
+					}
+				}
+				freeWeights(w, wts)
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&cfgName, "config", "gpt2", "architecture with random weights when no --model is given")
+	c.Flags().StringVar(&modelPath, "model", "", "benchmark this checkpoint instead")
+	c.Flags().StringVar(&dtypes, "dtype", "f32,f16", "weight dtypes to run, comma-separated")
+	c.Flags().StringVar(&batches, "batches", "1,8,32", "batch sizes, comma-separated")
+	c.Flags().IntVar(&prompt, "prompt", 32, "prompt tokens per sequence")
+	c.Flags().IntVar(&decode, "decode", 8, "decode steps")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func freeWeights(b gpu.Backend, w *model.Weights) {
+	b.Free(w.Wte)
+	b.Free(w.Wpe)
+	b.Free(w.LnFG)
+	b.Free(w.LnFB)
+	for _, l := range w.Layers {
+		for _, t := range []gpu.Tensor{l.Ln1G, l.Ln1B, l.AttnW, l.AttnB, l.ProjW, l.ProjB, l.Ln2G, l.Ln2B, l.FcW, l.FcB, l.Fc2W, l.Fc2B} {
+			b.Free(t)
+		}
+	}
+}

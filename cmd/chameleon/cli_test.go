@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The CLI tests build the real binary once and run it as a user would.
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "chameleon-cli")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "chameleon")
+	if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+		os.Stderr.Write(out)
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// run executes the binary; it returns stdout, stderr and the error.
+func run(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+func mustRun(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, stderr, err := run(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("chameleon %v: %v\n%s", args, err, stderr)
+	}
+	return out
+}
+
+func tinyModel(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tiny")
+	mustRun(t, "", "init", "--config", "tiny", "--seed", "3", "--out", dir)
+	return dir
+}
+
+func TestCLIDevices(t *testing.T) {
+	out := mustRun(t, "", "devices")
+	if !strings.Contains(out, "[0]") || !strings.Contains(out, "storage binding") {
+		t.Fatalf("devices output:\n%s", out)
+	}
+}
+
+func TestCLITokenize(t *testing.T) {
+	if out := mustRun(t, "", "tokenize", "Hello world"); out != "15496 995\n" {
+		t.Errorf("tokenize: %q", out)
+	}
+	out := mustRun(t, "Hello world\nfoo bar\n", "tokenize")
+	if out != "15496 995\n21943 2318\n" {
+		t.Errorf("tokenize from stdin: %q", out)
+	}
+	if out := mustRun(t, "15496 995\n", "tokenize", "--decode"); out != "Hello world\n" {
+		t.Errorf("decode: %q", out)
+	}
+	if _, stderr, err := run(t, "99999999\n", "tokenize", "--decode"); err == nil || !strings.Contains(stderr, "99999999") {
+		t.Errorf("out-of-range id: err %v, stderr %q", err, stderr)
+	}
+}
+
+func TestCLIModelCommands(t *testing.T) {
+	dir := tinyModel(t)
+	if out := mustRun(t, "", "inspect", dir); !strings.Contains(out, "6862464 parameters") {
+		t.Errorf("inspect:\n%s", out)
+	}
+	gguf := filepath.Join(t.TempDir(), "tiny.gguf")
+	mustRun(t, "", "convert", "--model", dir, "--out", gguf)
+	back := filepath.Join(t.TempDir(), "back")
+	mustRun(t, "", "convert", "--model", gguf, "--out", back)
+	a, _ := os.ReadFile(filepath.Join(dir, "model.safetensors"))
+	b, _ := os.ReadFile(filepath.Join(back, "model.safetensors"))
+	if len(a) == 0 || !bytes.Equal(a, b) {
+		t.Errorf("safetensors -> gguf -> safetensors changed the file (%d vs %d bytes)", len(a), len(b))
+	}
+
+	// Greedy generation: the WebGPU and reference backends agree, f32 weights.
+	args := []string{"generate", "--model", dir, "--dtype", "f32", "--temperature", "0", "--max-tokens", "6", "The quick brown fox"}
+	gpuOut := mustRun(t, "", args...)
+	cpuOut := mustRun(t, "", append(args, "--cpu")...)
+	if gpuOut != cpuOut || !strings.HasPrefix(gpuOut, "The quick brown fox") || len(gpuOut) <= len("The quick brown fox\n") {
+		t.Errorf("greedy generation differs or is empty:\nwebgpu %q\nref    %q", gpuOut, cpuOut)
+	}
+	// Several prompts from stdin, batched.
+	out := mustRun(t, "first prompt\n\nsecond one\n", "generate", "--model", dir, "--max-tokens", "3", "--seed", "7")
+	if !strings.Contains(out, "[1] first prompt") || !strings.Contains(out, "[2] second one") {
+		t.Errorf("batched generation:\n%s", out)
+	}
+	// A prompt over the context fails unless truncated.
+	long := strings.Repeat("word ", 300)
+	if _, stderr, err := run(t, "", "generate", "--model", dir, "--max-tokens", "2", long); err == nil || !strings.Contains(stderr, "--truncate") {
+		t.Errorf("over-long prompt: err %v, stderr %q", err, stderr)
+	}
+	mustRun(t, "", "generate", "--model", dir, "--max-tokens", "2", "--truncate", long)
+	if _, stderr, err := run(t, "", "generate", "--model", dir); err == nil || !strings.Contains(stderr, "no prompts") {
+		t.Errorf("no prompts: err %v, stderr %q", err, stderr)
+	}
+
+	// Perplexity: JSON fields, and the two backends agree.
+	data := filepath.Join(t.TempDir(), "data.txt")
+	os.WriteFile(data, []byte(strings.Repeat("The cat sat on the mat. It was a sunny day in the park.\n", 12)), 0o644)
+	var g, c struct {
+		Perplexity float64 `json:"perplexity"`
+		Tokens     int     `json:"tokens"`
+		NLL        float64 `json:"nll"`
+	}
+	pargs := []string{"perplexity", "--model", dir, "--dtype", "f32", "--data", data, "--context", "64", "--stride", "32", "--json"}
+	if err := json.Unmarshal([]byte(mustRun(t, "", pargs...)), &g); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "", append(pargs, "--cpu")...)), &c); err != nil {
+		t.Fatal(err)
+	}
+	if g.Tokens == 0 || g.Tokens != c.Tokens || math.Abs(g.NLL-c.NLL) > 1e-3*c.NLL || math.Abs(g.Perplexity-math.Exp(g.NLL/float64(g.Tokens))) > 1e-6*g.Perplexity {
+		t.Errorf("perplexity webgpu %+v, reference %+v", g, c)
+	}
+}
+
+func TestCLIBadModelFiles(t *testing.T) {
+	dir := tinyModel(t)
+	st := filepath.Join(dir, "model.safetensors")
+	raw, _ := os.ReadFile(st)
+	// Truncated weights: a clear error naming the file, and a failing exit.
+	os.WriteFile(st, raw[:len(raw)/2], 0o644)
+	if _, stderr, err := run(t, "", "generate", "--model", dir, "hi"); err == nil || !strings.Contains(stderr, "model.safetensors") {
+		t.Errorf("truncated file: err %v, stderr %q", err, stderr)
+	}
+	// A header length past the end of the file.
+	bad := append([]byte{0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}, raw[8:100]...)
+	os.WriteFile(st, bad, 0o644)
+	if _, stderr, err := run(t, "", "inspect", dir); err == nil || !strings.Contains(stderr, "header") {
+		t.Errorf("corrupt header: err %v, stderr %q", err, stderr)
+	}
+	if _, stderr, err := run(t, "", "inspect", filepath.Join(dir, "nope")); err == nil || stderr == "" {
+		t.Errorf("missing model: err %v, stderr %q", err, stderr)
+	}
+}

@@ -1,0 +1,91 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// BenchResult is one batch size's prefill and decode speed.
+type BenchResult struct {
+	Batch          int     `json:"batch"`
+	PromptTokens   int     `json:"prompt_tokens"`   // per sequence
+	DecodeSteps    int     `json:"decode_steps"`    // tokens generated per sequence
+	PrefillSeconds float64 `json:"prefill_seconds"` // batched prefill + first sample
+	PrefillTokS    float64 `json:"prefill_tokens_per_s"`
+	DecodeSeconds  float64 `json:"decode_seconds"` // all decode steps
+	DecodeTokS     float64 `json:"decode_tokens_per_s"`
+	// Analytic work per decode step: FLOPs of every matmul and the bytes
+	// of weights they read.
+	DecodeGFLOPs      float64 `json:"decode_gflop_per_step"`
+	DecodeWeightBytes float64 `json:"decode_weight_bytes_per_step"`
+}
+
+// MatMulWork is the FLOPs and weight bytes of the matmuls of one forward
+// over tokens new tokens whose logits are needed at rows positions.
+func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes float64) {
+	C, V := float64(c.NEmbd), float64(c.VocabSize)
+	perLayer := 3*C*C + C*C + 4*C*C + 4*C*C // c_attn, c_proj, c_fc, mlp.c_proj
+	flops = 2*float64(tokens)*perLayer*float64(c.NLayer) + 2*float64(rows)*V*C
+	bytes = float64(weightBytes) * (perLayer*float64(c.NLayer) + V*C)
+	return flops, bytes
+}
+
+// Bench measures batched prefill of prompt random tokens per sequence
+// followed by decode steps (greedy, sampled on the backend) for batch
+// sequences. Times include the backend finishing and reading back the
+// sampled ids, as generation does.
+func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (BenchResult, error) {
+	r := BenchResult{Batch: batch, PromptTokens: prompt, DecodeSteps: decode}
+	if prompt <= 0 || decode <= 0 || prompt+decode > m.Cfg.NCtx {
+		return r, fmt.Errorf("model: bench needs prompt > 0, decode > 0 and prompt+decode <= context %d", m.Cfg.NCtx)
+	}
+	rng := rand.New(rand.NewPCG(seed, 9))
+	cache, err := m.NewCache(batch, prompt+decode)
+	if err != nil {
+		return r, err
+	}
+	defer m.FreeCache(cache)
+	toks := make([][]int32, batch)
+	for i := range toks {
+		for j := 0; j < prompt; j++ {
+			toks[i] = append(toks[i], int32(rng.IntN(m.Cfg.VocabSize)))
+		}
+	}
+	ids := gpu.Must(m.B.Alloc(gpu.I32, batch))
+	defer m.B.Free(ids)
+	step := func(in [][]int32) ([]int32, error) {
+		lg, err := m.ForwardLast(cache, in)
+		if err != nil {
+			return nil, err
+		}
+		m.B.Argmax(ids, lg)
+		out, err := m.B.ReadI32(ids)
+		m.B.Free(lg)
+		return out, err
+	}
+	t0 := time.Now()
+	next, err := step(toks)
+	if err != nil {
+		return r, err
+	}
+	r.PrefillSeconds = time.Since(t0).Seconds()
+	r.PrefillTokS = float64(batch*prompt) / r.PrefillSeconds
+	t0 = time.Now()
+	for s := 0; s < decode; s++ {
+		in := make([][]int32, batch)
+		for i := range in {
+			in[i] = []int32{next[i]}
+		}
+		if next, err = step(in); err != nil {
+			return r, err
+		}
+	}
+	r.DecodeSeconds = time.Since(t0).Seconds()
+	r.DecodeTokS = float64(batch*decode) / r.DecodeSeconds
+	f, b := m.Cfg.MatMulWork(batch, batch, weightBytes)
+	r.DecodeGFLOPs, r.DecodeWeightBytes = f/1e9, b
+	return r, nil
+}
