@@ -30,14 +30,7 @@ func initCmd() *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("--out is required")
 			}
-			host := model.RandomInit(cfg, seed)
-			var err error
-			if strings.HasSuffix(out, ".gguf") {
-				err = model.SaveGGUF(out, cfg, host, dtype)
-			} else {
-				err = model.SaveHF(out, cfg, host, dtype)
-			}
-			if err != nil {
+			if err := saveModel(out, cfg, model.RandomInit(cfg, seed), dtype); err != nil {
 				return err
 			}
 			fmt.Printf("wrote %s: %s config, %d parameters, %s weights, seed %d\n", filepath.Clean(out), name, cfg.Params(), dtype, seed)
@@ -95,12 +88,7 @@ func convertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if strings.HasSuffix(out, ".gguf") {
-				err = model.SaveGGUF(out, cfg, host, dtype)
-			} else {
-				err = model.SaveHF(out, cfg, host, dtype)
-			}
-			if err != nil {
+			if err := saveModel(out, cfg, host, dtype); err != nil {
 				return err
 			}
 			fmt.Printf("wrote %s (%s)\n", out, dtype)
@@ -111,4 +99,12 @@ func convertCmd() *cobra.Command {
 	c.Flags().StringVar(&out, "out", "", "output: a directory (safetensors) or a .gguf file")
 	c.Flags().StringVar(&dtype, "dtype", "f32", "stored dtype: f32, f16 or bf16")
 	return c
+}
+
+// saveModel writes GGUF for a .gguf path, else a Hugging Face directory.
+func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string) error {
+	if strings.HasSuffix(out, ".gguf") {
+		return model.SaveGGUF(out, cfg, host, dtype)
+	}
+	return model.SaveHF(out, cfg, host, dtype)
 }
