@@ -84,10 +84,7 @@ func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
 	if name == "" || strings.HasPrefix(name, "0x") {
 		name = info.DriverDescription
 	}
-	var feats []string
-	for _, f := range a.EnumerateFeatures() {
-		feats = append(feats, f.String())
-	}
+	feats := adapterFeatures(a)
 	sort.Strings(feats)
 	return AdapterInfo{
 		Index:    i,
@@ -240,11 +237,11 @@ func Open(opts Options) (*Device, error) {
 	a := fresh[pick]
 	d := &Device{Info: infos[pick], adapter: a}
 	var feats []wgpu.FeatureName
-	if a.HasFeature(wgpu.FeatureNameShaderF16) && !opts.NoF16 {
+	if hasFeature(a, wgpu.FeatureNameShaderF16) && !opts.NoF16 {
 		feats = append(feats, wgpu.FeatureNameShaderF16)
 		d.HasF16 = true
 	}
-	if a.HasFeature(wgpu.FeatureNameTimestampQuery) {
+	if hasFeature(a, wgpu.FeatureNameTimestampQuery) {
 		feats = append(feats, wgpu.FeatureNameTimestampQuery)
 		d.HasTimestamp = true
 	}

@@ -10,6 +10,20 @@ import (
 
 func passEnd(p *wgpu.ComputePassEncoder) error { return p.End() }
 
+func beginPass(enc *wgpu.CommandEncoder, label string) *wgpu.ComputePassEncoder {
+	return enc.BeginComputePass(&wgpu.ComputePassDescriptor{Label: label})
+}
+
+func adapterFeatures(a *wgpu.Adapter) []string {
+	var out []string
+	for _, f := range a.EnumerateFeatures() {
+		out = append(out, f.String())
+	}
+	return out
+}
+
+func hasFeature(a *wgpu.Adapter, f wgpu.FeatureName) bool { return a.HasFeature(f) }
+
 // mapRead maps staging and returns its first size bytes. Natively the map
 // completes during a blocking device poll.
 func mapRead(d *Device, staging *wgpu.Buffer, asz, size uint64) ([]byte, error) {

@@ -114,7 +114,6 @@ func (d *Device) compile(name, src string, nIn, nOut int) (*pipeline, error) {
 		return nil, &KernelError{name, fmt.Errorf("pipeline layout: %w", err)}
 	}
 	pipe, err := d.dev.CreateComputePipeline(&wgpu.ComputePipelineDescriptor{
-		Label:   name,
 		Layout:  layout,
 		Compute: wgpu.ProgrammableStageDescriptor{Module: mod, EntryPoint: "main"},
 	})

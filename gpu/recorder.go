@@ -90,7 +90,7 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 	if d.prof != nil {
 		d.prof.begin(enc, name)
 	}
-	pass := enc.BeginComputePass(&wgpu.ComputePassDescriptor{Label: name})
+	pass := beginPass(enc, name)
 	pass.SetPipeline(p.pipe)
 	pass.SetBindGroup(0, g0, nil)
 	pass.SetBindGroup(1, g1, nil)
