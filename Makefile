@@ -23,6 +23,7 @@ $(GPT2_VOCAB)/vocab.bpe:
 ## test: every test, the GPU half on the best adapter (lavapipe without a GPU); fails without one
 test: $(GPT2_VOCAB)/vocab.bpe
 	$(GO) vet ./...
+	GOOS=js GOARCH=wasm $(GO) build ./gpu/... ./model/...   # the browser build keeps compiling
 	CHAMELEON_GPT2_VOCAB_DIR=$(CURDIR)/$(GPT2_VOCAB) $(GO) test -count=1 -timeout 20m ./...
 
 ## goldens: regenerate the tokenizer's golden ids with npm gpt-3-encoder
