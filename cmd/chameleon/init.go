@@ -30,7 +30,11 @@ func initCmd() *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("--out is required")
 			}
-			if err := saveModel(out, cfg, model.RandomInit(cfg, seed), dtype); err != nil {
+			tok, err := model.NewGPT2Tokenizer()
+			if err != nil {
+				return err
+			}
+			if err := saveModel(out, cfg, model.RandomInit(cfg, seed), dtype, tok); err != nil {
 				return err
 			}
 			fmt.Printf("wrote %s: %s config, %d parameters, %s weights, seed %d\n", filepath.Clean(out), name, cfg.Params(), dtype, seed)
@@ -88,7 +92,11 @@ func convertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := saveModel(out, cfg, host, dtype); err != nil {
+			tok, err := loadTokenizer(in)
+			if err != nil {
+				return err
+			}
+			if err := saveModel(out, cfg, host, dtype, tok); err != nil {
 				return err
 			}
 			fmt.Printf("wrote %s (%s)\n", out, dtype)
@@ -101,10 +109,15 @@ func convertCmd() *cobra.Command {
 	return c
 }
 
-// saveModel writes GGUF for a .gguf path, else a Hugging Face directory.
-func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string) error {
+// saveModel writes GGUF for a .gguf path, else a Hugging Face directory
+// with tok's encoder.json and vocab.bpe beside the weights (the project's
+// model format: safetensors + config.json + tokenizer files).
+func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer) error {
 	if strings.HasSuffix(out, ".gguf") {
 		return model.SaveGGUF(out, cfg, host, dtype)
 	}
-	return model.SaveHF(out, cfg, host, dtype)
+	if err := model.SaveHF(out, cfg, host, dtype); err != nil {
+		return err
+	}
+	return tok.WriteFiles(out)
 }
