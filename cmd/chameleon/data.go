@@ -1,0 +1,124 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/data"
+)
+
+// dataCmd is `chameleon data`: build the multi-domain corpus from the
+// fetched sources, and print a built corpus's manifest.
+func dataCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "data",
+		Short: "Build and inspect the multi-domain training corpus (sources from scripts/fetch_corpus_sources.sh)",
+	}
+	c.AddCommand(dataBuildCmd(), dataStatsCmd())
+	return c
+}
+
+func dataBuildCmd() *cobra.Command {
+	var o data.Options
+	var domains string
+	var maxTrainMB float64
+	c := &cobra.Command{
+		Use:   "build",
+		Short: "Build the corpus: cleaned, de-duplicated, split 90/5/5 by document, capped per domain; JSONL + manifest.json",
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer recovered(&err)
+			if domains != "" {
+				o.Domains = strings.Split(domains, ",")
+			}
+			o.MaxTrainBytes = int64(maxTrainMB * (1 << 20))
+			if maxTrainMB < 0 {
+				o.MaxTrainBytes = -1
+			}
+			o.Progress = cmd.ErrOrStderr()
+			t0 := time.Now()
+			m, err := data.Build(o)
+			if err != nil {
+				return err
+			}
+			var docs, tok int64
+			for _, f := range m.Files {
+				docs += int64(f.Documents)
+				tok += f.Tokens
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "data: wrote %d documents, %d GPT-2 tokens to %s in %.1fs\n", docs, tok, o.Out, time.Since(t0).Seconds())
+			return nil
+		},
+	}
+	f := c.Flags()
+	f.StringVar(&o.Src, "src", ".cache/corpus-src", "cache dir filled by scripts/fetch_corpus_sources.sh (`make data`)")
+	f.StringVar(&o.Out, "out", ".cache/corpus", "output dir")
+	f.StringVar(&o.GOROOT, "goroot", "", "Go root for the code domain (default: `go env GOROOT`)")
+	f.StringVar(&o.ManDir, "man-dir", "", "also use the man pages under this root (man1..man8), e.g. /usr/share/man; the corpus then depends on the machine")
+	f.StringVar(&domains, "domains", "", "comma-separated subset of "+strings.Join(data.AllDomains, ","))
+	f.Uint64Var(&o.Seed, "seed", 1, "seed of the split and order hashes")
+	f.Float64Var(&maxTrainMB, "max-train-mb", 8, "cap on each domain's train text in MiB (validation and test get 5/90 of it each); negative: no cap")
+	f.IntVar(&o.MinDocChars, "min-doc-chars", 16, "drop documents with fewer non-space characters")
+	f.IntVar(&o.MaxDocBytes, "max-doc-bytes", 64<<10, "cut longer documents into chunks (kept in one split)")
+	f.IntVar(&o.Workers, "workers", 0, "parallel loaders and tokenizers (default: GOMAXPROCS)")
+	return c
+}
+
+func dataStatsCmd() *cobra.Command {
+	var dir string
+	var verify bool
+	c := &cobra.Command{
+		Use:   "stats",
+		Short: "Print a built corpus's manifest as a table",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			corpus, err := data.Open(dir)
+			if err != nil {
+				return err
+			}
+			m := corpus.Manifest()
+			stdout := cmd.OutOrStdout()
+			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+			fmt.Fprintln(w, "domain\tsplit\tdocs\ttext MB\ttokens\tbytes/token\tsha256\t")
+			var docs, tok, bytes int64
+			for _, f := range m.Files {
+				bpt := 0.0
+				if f.Tokens > 0 {
+					bpt = float64(f.TextBytes) / float64(f.Tokens)
+				}
+				fmt.Fprintf(w, "%s\t%s\t%d\t%.2f\t%d\t%.2f\t%.12s\t\n", f.Domain, f.Split, f.Documents, float64(f.TextBytes)/1e6, f.Tokens, bpt, f.SHA256)
+				docs += int64(f.Documents)
+				tok += f.Tokens
+				bytes += f.TextBytes
+			}
+			fmt.Fprintf(w, "total\t\t%d\t%.2f\t%d\t\t\t\n", docs, float64(bytes)/1e6, tok)
+			w.Flush()
+			fmt.Fprintln(stdout)
+			w = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(w, "domain\tcandidates\tkept\tempty\tduplicate\tover cap")
+			for _, d := range m.Domains {
+				fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\n", d.Domain, d.Candidates, d.Kept, d.Empty, d.Duplicates, d.Capped)
+			}
+			w.Flush()
+			fmt.Fprintln(stdout)
+			for _, s := range m.Sources {
+				fmt.Fprintf(stdout, "source %-9s %s %s\n", s.Domain, s.Source, s.Version)
+			}
+			p := m.Params
+			fmt.Fprintf(stdout, "params: seed %d, max train %d bytes, split %d/%d/%d, min %d chars, chunks <= %d bytes; %s\n",
+				p.Seed, p.MaxTrainBytes, 100-p.ValidationPercent-p.TestPercent, p.ValidationPercent, p.TestPercent, p.MinDocChars, p.MaxDocBytes, p.Tokenizer)
+			if verify {
+				if err := corpus.Verify(); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "verify: every file matches its size and SHA-256")
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVar(&dir, "corpus", ".cache/corpus", "corpus dir (written by `chameleon data build`)")
+	c.Flags().BoolVar(&verify, "verify", false, "also check every file's SHA-256 against the manifest")
+	return c
+}

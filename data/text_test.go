@@ -1,0 +1,155 @@
+package data
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+)
+
+func TestClean(t *testing.T) {
+	for _, c := range []struct{ name, in, want string }{
+		{"line endings", "a\r\nb\rc\n", "a\nb\nc"},
+		{"control chars", "a\x00b\x07c\td\x1b[0m\ufeff", "abc\td[0m"},
+		{"invalid utf-8", "caf\xe9 ok", "caf ok"},
+		{"blank runs", "a\n\n\n\n\n\nb\n\nc", "a\n\n\nb\n\nc"},
+		{"trailing space and edges", "\n\n  a  \nb\t\n\n", "  a\nb"},
+		{"blank lines of spaces", "a\n \n\t\n  \n \nb", "a\n\n\nb"},
+		{"no-break space", "a\u00a0b\u00a0\n", "a b"},
+	} {
+		if got := Clean(c.in); got != c.want {
+			t.Errorf("%s: Clean(%q) = %q, want %q", c.name, c.in, got, c.want)
+		}
+	}
+}
+
+func TestChunk(t *testing.T) {
+	s := strings.Repeat("para one line\nline two\n\n", 50) + strings.Repeat("é", 300)
+	pieces := chunk(s, 100)
+	if strings.Join(pieces, "") == "" || len(pieces) < 10 {
+		t.Fatalf("%d pieces", len(pieces))
+	}
+	total := 0
+	for _, p := range pieces {
+		if len(p) > 100 || p == "" || !validUTF8(p) {
+			t.Errorf("bad piece %q", p)
+		}
+		total += len(strings.ReplaceAll(p, "\n", ""))
+	}
+	if total != len(strings.ReplaceAll(s, "\n", "")) {
+		t.Errorf("chunks lost text: %d of %d bytes", total, len(strings.ReplaceAll(s, "\n", "")))
+	}
+}
+
+func validUTF8(s string) bool { return strings.ToValidUTF8(s, "\x00") == s }
+
+func TestSplitFortunes(t *testing.T) {
+	in := "A fortune.\n\t-- Someone\n%\n%\nSecond\r\nline\n% \n\n%\nLast"
+	got := SplitFortunes(in)
+	want := []string{"A fortune.\n\t-- Someone", "Second\nline", "Last"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("SplitFortunes = %q, want %q", got, want)
+	}
+}
+
+func TestSplitVerses(t *testing.T) {
+	in := "Ge1:1 In the beginning.\nGe1:2 And the earth.\nGe2:1 Thus the heavens.\n1Jo1:1 That which was.\n"
+	got, err := SplitVerses(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[0].Ref != "Ge1" || got[0].Text != "Ge1:1 In the beginning.\nGe1:2 And the earth." || got[2].Ref != "1Jo1" {
+		t.Errorf("SplitVerses = %+v", got)
+	}
+	if _, err := SplitVerses("not a verse\n"); err == nil {
+		t.Error("no error on a non-verse line")
+	}
+}
+
+func TestHTMLToText(t *testing.T) {
+	in := `<!DOCTYPE html><html><head><title>T</title><style>p{}</style></head><body>
+<DIV CLASS="NAVHEADER"><table><tr><td>Prev</td><td>Next</td></tr></table></div>
+<h1>Loops &amp; branches</h1>
+<p>A &nbsp; <b>for</b>
+loop iterates.<br>Next line</p>
+<!-- a comment <p>hidden</p> -->
+<pre>for i in 1 2 3
+do
+  echo $i &lt; 4
+done</pre>
+<ul><li>one</li><li>two</li></ul>
+<script>var x = "<p>no</p>";</script>
+<DIV CLASS="NAVFOOTER"><div>nested</div>footer</DIV>
+</body></html>`
+	got := Clean(HTMLToText(in))
+	want := "Loops & branches\n\nA for loop iterates.\nNext line\n\nfor i in 1 2 3\ndo\n  echo $i < 4\ndone\n\none\ntwo"
+	if got != want {
+		t.Errorf("HTMLToText:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestCleanEmail(t *testing.T) {
+	raw := "From someone@example.com  Tue Aug  6 11:51:02 2002\n" +
+		"Return-Path: <a@example.com>\nReceived: from x by y\nFrom: A <a@example.com>\n" +
+		"Subject: =?iso-8859-1?q?Caf=E9?= meeting\n  tomorrow\n" +
+		"MIME-Version: 1.0\nContent-Type: multipart/alternative; boundary=\"XX\"\n\n" +
+		"preamble\n--XX\nContent-Type: text/plain; charset=iso-8859-1\nContent-Transfer-Encoding: quoted-printable\n\n" +
+		"See you at the caf=E9 at 10=\n:00.\n--XX\nContent-Type: text/html\n\n<p>See you <b>there</b></p>\n" +
+		"--XX\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLS4v\n--XX--\n"
+	got := Clean(CleanEmail(raw))
+	want := "Subject: Café meeting tomorrow\n\nSee you at the café at 10:00."
+	if got != want {
+		t.Errorf("CleanEmail:\n%q\nwant\n%q", got, want)
+	}
+	// HTML-only and base64 bodies; headers other than Subject are dropped.
+	raw = "Subject: Offer\nX-Mailer: spam\nContent-Type: text/html\nContent-Transfer-Encoding: base64\n\n" +
+		"PGh0bWw+PGJvZHk+PHA+QnV5IG5vdyE8L3A+PC9ib2R5PjwvaHRtbD4=\n"
+	if got := Clean(CleanEmail(raw)); got != "Subject: Offer\n\nBuy now!" {
+		t.Errorf("base64 HTML body: %q", got)
+	}
+	// A charset this cleaner cannot decode is dropped, not garbled.
+	raw = "Subject: x\nContent-Type: text/plain; charset=gb2312\n\n\xc4\xe3\xba\xc3\n"
+	if got := Clean(CleanEmail(raw)); got != "Subject: x" {
+		t.Errorf("gb2312 body: %q", got)
+	}
+}
+
+func TestGoSourceText(t *testing.T) {
+	src := "// Copyright 2009 The Go Authors. All rights reserved.\n// Use of this source code is governed by a BSD-style\n// license that can be found in the LICENSE file.\n\n// Package p does things.\npackage p\n"
+	if got := goSourceText(src); got != "\n// Package p does things.\npackage p\n" {
+		t.Errorf("header not stripped: %q", got)
+	}
+	doc := "// Package p does things.\npackage p\n"
+	if got := goSourceText(doc); got != doc {
+		t.Errorf("package doc stripped: %q", got)
+	}
+	if got := goSourceText("// Code generated by stringer; DO NOT EDIT.\n\npackage p\n"); got != "" {
+		t.Errorf("generated file kept: %q", got)
+	}
+}
+
+func TestSplitOf(t *testing.T) {
+	counts := map[string]int{}
+	for i := range 20000 {
+		id := "doc/" + strings.Repeat("x", i%7) + string(rune('a'+i%26)) + itoa(i)
+		s := SplitOf(1, "code", id, 5, 5)
+		if s != SplitOf(1, "code", id, 5, 5) {
+			t.Fatalf("%s: split not stable", id)
+		}
+		counts[s]++
+	}
+	if counts[SplitTrain] < 17600 || counts[SplitValidation] < 850 || counts[SplitTest] < 850 {
+		t.Errorf("split proportions off 90/5/5: %v", counts)
+	}
+	// Another seed reshuffles.
+	moved := 0
+	for i := range 1000 {
+		if SplitOf(1, "code", itoa(i), 5, 5) != SplitOf(2, "code", itoa(i), 5, 5) {
+			moved++
+		}
+	}
+	if moved == 0 {
+		t.Error("seed has no effect")
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
