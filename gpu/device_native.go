@@ -31,13 +31,15 @@ func mapRead(d *Device, staging *wgpu.Buffer, asz, size uint64) ([]byte, error) 
 	if err := staging.MapAsync(wgpu.MapModeRead, 0, asz, func(s wgpu.BufferMapAsyncStatus) { status = s }); err != nil {
 		return nil, fmt.Errorf("gpu: map readback buffer: %w", err)
 	}
+	// The map completes during a poll once the copy is done; as in wait,
+	// never a blocking poll (see there).
 	for i := 0; status == 0xffffffff; i++ {
-		d.dev.Poll(true, nil)
+		d.dev.Poll(false, nil)
 		if err := d.Lost(); err != nil {
 			return nil, err
 		}
-		if i > 1000 {
-			return nil, fmt.Errorf("gpu: readback never completed")
+		if status == 0xffffffff {
+			backoff(i)
 		}
 	}
 	if status == wgpu.BufferMapAsyncStatusDeviceLost {
