@@ -23,7 +23,7 @@
 // tiles_n = ceil(N / BN). Rows and columns past the ends are clamped for
 // loading and skipped when storing, so any M, K, N, R work.
 // Portability: the rank loop runs at most R times per distinct cluster of a
-// block (16 * 64 iterations at most), far under lavapipe's loop budget.
+// block (BM * R <= 16 * 1024 with adapt's rank limit), under lavapipe's 65,535.
 const TX: u32 = 8u; // invocations per workgroup, along N
 const BM: u32 = 16u; // rows per workgroup
 const BN: u32 = 128u; // columns per workgroup (TX * 16)

@@ -1,0 +1,181 @@
+package adapt
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+)
+
+// GPT-2 small's output projection and the adaptation shape: K = 4
+// clusters, rank 16.
+const benchC, benchV, benchK, benchR = 768, 50257, 4, 16
+
+func randn(r *rand.Rand, n int, std float64) []float32 {
+	out := make([]float32, n)
+	for i := range out {
+		out[i] = float32(r.NormFloat64() * std)
+	}
+	return out
+}
+
+// cpuSeconds is the user+system CPU time of this process, all threads
+// (lavapipe's workers included).
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// upload allocates and fills a tensor or fails the benchmark.
+func upload(b *testing.B, be gpu.Backend, dt gpu.DType, data any, shape ...int) gpu.Tensor {
+	t := gpu.Must(be.Alloc(dt, shape...))
+	if err := be.Write(t, data); err != nil {
+		b.Fatal(err)
+	}
+	return t
+}
+
+// BenchmarkAdaptOverhead measures what the per-cluster low-rank update adds
+// to the plain output projection logits(M,V) = h(M,C) · Wᵀ, C = 768, V =
+// 50257, K = 4, R = 16, at M = 32 rows (a decode step of batch 32) and M =
+// 256 (prefill-like; see BENCHMARKS.md for why not 32*256). Each iteration
+// runs, each followed by a Flush, the base MatMul, the fused kernel
+// (lowrank_u + lowrank_matmul_*) and the separate one (lowrank_u + MatMul
+// + lowrank_add), so all three see the same machine load; it reports each
+// one's milliseconds and the update's added time in percent of the base,
+// by wall clock and by process CPU time. Clusters are either interleaved
+// (every 16-row block holds all four: the fused kernel's worst case) or
+// grouped (rows sorted by cluster). f32 W (154 MB) exceeds a 128 MiB
+// storage binding, so there only the separate variant runs.
+func BenchmarkAdaptOverhead(b *testing.B) {
+	w := gputest.Backend(b)
+	ops := New(w)
+	r := rand.New(rand.NewPCG(7, 8))
+	a := upload(b, w, gpu.F32, randn(r, benchK*benchR*benchC, 0.036), benchK, benchR, benchC)
+	bf := upload(b, w, gpu.F32, randn(r, benchK*benchV*benchR, 0.25), benchK, benchV, benchR)
+	f := NewFactors(a, bf)
+	defer w.Free(a)
+	defer w.Free(bf)
+	for _, m := range []int{32, 256} {
+		h := upload(b, w, gpu.F32, randn(r, m*benchC, 1), m, benchC)
+		dst := gpu.Must(w.Alloc(gpu.F32, m, benchV))
+		for _, dt := range []gpu.DType{gpu.F16, gpu.F32} {
+			if dt == gpu.F32 && m > 32 {
+				continue // the separate variant's cost is the same add at any dtype
+			}
+			wt := upload(b, w, dt, randn(r, benchV*benchC, 0.02), benchV, benchC)
+			for _, grouped := range []bool{false, true} {
+				ids := make([]int32, m)
+				for i := range ids {
+					ids[i] = int32(r.IntN(benchK))
+				}
+				order := "interleaved"
+				if grouped {
+					sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+					order = "grouped"
+				}
+				cl := upload(b, w, gpu.I32, ids, m)
+				b.Run(fmt.Sprintf("M=%d/w=%v/%s", m, dt, order), func(b *testing.B) {
+					runs := []struct {
+						name string
+						run  func() error
+					}{
+						{"base", func() error { w.MatMul(dst, h, wt, nil); return nil }},
+						{"fused", func() error {
+							ops.Variant = VariantFused
+							return ops.Logits(dst, h, wt, nil, f, cl, 1)
+						}},
+						{"separate", func() error {
+							ops.Variant = VariantSeparate
+							return ops.Logits(dst, h, wt, nil, f, cl, 1)
+						}},
+					}
+					if ops.Variant = VariantFused; ops.LogitsVariant(m, wt) != VariantFused {
+						runs = append(runs[:1], runs[2])
+					}
+					wall := make([]float64, len(runs))
+					cpu := make([]float64, len(runs))
+					step := func(timed bool) {
+						for i, x := range runs {
+							t0, c0 := time.Now(), cpuSeconds()
+							if err := x.run(); err != nil {
+								b.Fatal(err)
+							}
+							if err := w.Flush(); err != nil {
+								b.Fatal(err)
+							}
+							if timed {
+								wall[i] += time.Since(t0).Seconds()
+								cpu[i] += cpuSeconds() - c0
+							}
+						}
+					}
+					step(false) // compile pipelines, fill caches
+					b.ResetTimer()
+					for i := 0; i < b.N; i++ {
+						step(true)
+					}
+					n := float64(b.N)
+					flops := 2 * float64(m) * benchV * benchC
+					b.ReportMetric(flops/(wall[0]/n)/1e9, "base-GFLOP/s")
+					for i, x := range runs {
+						b.ReportMetric(1e3*wall[i]/n, x.name+"-ms")
+						if i > 0 {
+							b.ReportMetric(100*(wall[i]-wall[0])/wall[0], x.name+"-added-%")
+							b.ReportMetric(100*(cpu[i]-cpu[0])/cpu[0], x.name+"-added-cpu-%")
+						}
+					}
+				})
+				w.Free(cl)
+			}
+			w.Free(wt)
+		}
+		w.Free(h)
+		w.Free(dst)
+	}
+	ops.Variant = VariantAuto
+}
+
+// BenchmarkHyperForward times the hyper-network (768-64-32-816,400) on K
+// = 4 cluster features: once per batch, dominated by streaming its last
+// layer's 104 MB of weights.
+func BenchmarkHyperForward(b *testing.B) {
+	w := gputest.Backend(b)
+	ops := New(w)
+	cfg := DefaultHyper(benchC, benchV, benchR)
+	net, err := UploadHyper(w, cfg, InitHyper(cfg, 1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer net.Free(w)
+	r := rand.New(rand.NewPCG(9, 10))
+	feats := upload(b, w, gpu.F32, randn(r, benchK*benchC, 0.036), benchK, benchC)
+	out := gpu.Must(w.Alloc(gpu.F32, benchK, cfg.OutDim()))
+	defer w.Free(feats)
+	defer w.Free(out)
+	run := func() {
+		if err := net.Forward(ops, out, feats, nil); err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	run()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		run()
+	}
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	bytes := 4 * float64(cfg.OutDim()) * float64(cfg.Hidden[len(cfg.Hidden)-1]+1)
+	b.ReportMetric(1e3*sec, "ms")
+	b.ReportMetric(bytes/sec/1e9, "weight-GB/s")
+}

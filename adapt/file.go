@@ -1,0 +1,266 @@
+package adapt
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tensorfile"
+)
+
+// Kind is an adapter's method.
+type Kind string
+
+const (
+	KindLoRA    Kind = "lora"    // static LoRA: tensors A (1, R, C), B (1, V, R)
+	KindExperts Kind = "experts" // per-domain experts: A (K, R, C), B (K, V, R)
+	KindHyper   Kind = "hyper"   // hyper-network: hyper.<l>.weight (out, in), hyper.<l>.bias (out)
+)
+
+// maxRank bounds R: the fused kernel loops R times per distinct cluster of
+// a 16-row block, which must stay far under lavapipe's 65,535-iteration
+// budget.
+const maxRank = 1024
+
+// Metadata keys of an adapter file's safetensors header.
+const (
+	formatKey   = "format"
+	formatValue = "chameleon-adapter"
+	metaKey     = "chameleon.adapter" // the JSON of Meta
+)
+
+// Meta describes an adapter: stored as JSON in its file's metadata.
+type Meta struct {
+	Kind    Kind    `json:"kind"`
+	Rank    int     `json:"rank"`
+	Alpha   float32 `json:"alpha"`
+	Experts int     `json:"experts,omitempty"` // K: 1 for lora, the number of domains for experts
+	Hidden  []int   `json:"hidden,omitempty"`  // hyper: hidden widths
+	Dropout float32 `json:"dropout,omitempty"` // hyper: training dropout
+	Base    Base    `json:"base"`              // the model it was trained for
+}
+
+// Validate reports the first inconsistency of m.
+func (m Meta) Validate() error {
+	if err := m.Base.Config.Validate(); err != nil {
+		return fmt.Errorf("base model: %w", err)
+	}
+	for _, h := range []string{m.Base.Wte, m.Base.LnF} {
+		if len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			return fmt.Errorf("base model fingerprint %q is not a SHA-256 in hex", h)
+		}
+	}
+	if m.Rank <= 0 || m.Rank > maxRank {
+		return fmt.Errorf("rank %d: want 1..%d", m.Rank, maxRank)
+	}
+	if math.IsNaN(float64(m.Alpha)) || math.IsInf(float64(m.Alpha), 0) {
+		return fmt.Errorf("alpha %g is not finite", m.Alpha)
+	}
+	switch m.Kind {
+	case KindLoRA:
+		if m.Experts != 1 {
+			return fmt.Errorf("lora adapter with experts = %d, want 1", m.Experts)
+		}
+	case KindExperts:
+		if m.Experts < 1 {
+			return fmt.Errorf("experts adapter with experts = %d, want at least 1", m.Experts)
+		}
+	case KindHyper:
+		return m.Hyper().Validate()
+	default:
+		return fmt.Errorf("unknown adapter kind %q (want lora, experts or hyper)", m.Kind)
+	}
+	return nil
+}
+
+// Hyper is the hyper-network architecture of a KindHyper adapter.
+func (m Meta) Hyper() HyperConfig {
+	c := m.Base.Config
+	return HyperConfig{C: c.NEmbd, V: c.VocabSize, Rank: m.Rank, Alpha: m.Alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+}
+
+// Spec is the name and shape of every tensor of the adapter m describes.
+func (m Meta) Spec() []model.HostTensor {
+	c := m.Base.Config
+	if m.Kind == KindHyper {
+		return HyperSpec(m.Hyper())
+	}
+	return StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize)
+}
+
+// Adapter is an adapter's parameters on the host, tensors in Meta.Spec()
+// order: what Save writes and Load returns.
+type Adapter struct {
+	Meta    Meta
+	Tensors []model.HostTensor
+}
+
+// Validate checks the metadata and every tensor against it: names, shapes
+// and finite values.
+func (a *Adapter) Validate() error {
+	if err := a.Meta.Validate(); err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	spec := a.Meta.Spec()
+	if len(a.Tensors) != len(spec) {
+		return fmt.Errorf("adapt: %s adapter has %d tensors, want %d", a.Meta.Kind, len(a.Tensors), len(spec))
+	}
+	for i, s := range spec {
+		t := a.Tensors[i]
+		if t.Name != s.Name || !sameInts(t.Shape, s.Shape) || len(t.Data) != gpu.Numel(s.Shape) {
+			return fmt.Errorf("adapt: tensor %d is %q %v with %d values, want %q %v", i, t.Name, t.Shape, len(t.Data), s.Name, s.Shape)
+		}
+		for j, v := range t.Data {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("adapt: tensor %q element %d is %g", t.Name, j, v)
+			}
+		}
+	}
+	return nil
+}
+
+// Write writes the adapter as safetensors (F32 tensors) with its Meta as
+// JSON under the header metadata key "chameleon.adapter".
+func (a *Adapter) Write(w io.Writer) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	js, err := json.Marshal(a.Meta)
+	if err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	ts := make([]tensorfile.Tensor, len(a.Tensors))
+	for i, t := range a.Tensors {
+		if ts[i], err = tensorfile.FromFloat32(t.Name, tensorfile.F32, t.Shape, t.Data); err != nil {
+			return fmt.Errorf("adapt: %w", err)
+		}
+	}
+	return tensorfile.WriteSafetensors(w, ts, map[string]string{formatKey: formatValue, metaKey: string(js)})
+}
+
+// Save writes the adapter to path atomically (a temporary file renamed
+// into place once complete).
+func Save(path string, a *Adapter) (err error) {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = a.Write(tmp); err != nil {
+		return fmt.Errorf("adapt: writing %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("adapt: writing %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("adapt: %w", err)
+	}
+	return nil
+}
+
+// Load reads and validates the adapter file at path and refuses it, with
+// an error naming the difference, unless it was made for the model whose
+// identity is base (BaseOf, BaseOfModel).
+func Load(path string, base Base) (*Adapter, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	a, err := Read(f, st.Size(), base)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return a, nil
+}
+
+// Read is Load from an io.ReaderAt of size bytes (a browser's fs.FS file,
+// an embedded file).
+func Read(r io.ReaderAt, size int64, base Base) (*Adapter, error) {
+	f, err := tensorfile.ReadSafetensors(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %w", err)
+	}
+	if f.Metadata[formatKey] != formatValue {
+		return nil, fmt.Errorf("adapt: not a Chameleon adapter file (metadata %q is %q, want %q)", formatKey, f.Metadata[formatKey], formatValue)
+	}
+	var meta Meta
+	dec := json.NewDecoder(strings.NewReader(f.Metadata[metaKey]))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&meta); err != nil {
+		return nil, fmt.Errorf("adapt: adapter metadata %q: %w", metaKey, err)
+	}
+	if err := meta.Validate(); err != nil {
+		return nil, fmt.Errorf("adapt: adapter metadata: %w", err)
+	}
+	if err := meta.Base.Match(base); err != nil {
+		return nil, fmt.Errorf("adapt: refusing the %s adapter: %w", meta.Kind, err)
+	}
+	spec := meta.Spec()
+	if names := f.Names(); len(names) != len(spec) {
+		return nil, fmt.Errorf("adapt: %s adapter of rank %d has tensors %v, want %d: %v", meta.Kind, meta.Rank, names, len(spec), specNames(spec))
+	}
+	for i := range spec {
+		s := &spec[i]
+		info, ok := f.Info(s.Name)
+		if !ok {
+			return nil, fmt.Errorf("adapt: tensor %q missing (file has %v)", s.Name, f.Names())
+		}
+		if info.DType != tensorfile.F32 && info.DType != tensorfile.F16 && info.DType != tensorfile.BF16 {
+			return nil, fmt.Errorf("adapt: tensor %q has dtype %v, want F32, F16 or BF16", s.Name, info.DType)
+		}
+		if !sameInts(info.Shape, s.Shape) {
+			return nil, fmt.Errorf("adapt: tensor %q has shape %v, the metadata (%s, rank %d) wants %v", s.Name, info.Shape, meta.Kind, meta.Rank, s.Shape)
+		}
+		if err := f.CheckFinite(s.Name); err != nil {
+			return nil, fmt.Errorf("adapt: %w", err)
+		}
+		if s.Data, err = f.Float32(s.Name); err != nil {
+			return nil, fmt.Errorf("adapt: %w", err)
+		}
+	}
+	return &Adapter{Meta: meta, Tensors: spec}, nil
+}
+
+func specNames(spec []model.HostTensor) []string {
+	out := make([]string, len(spec))
+	for i, s := range spec {
+		out[i] = s.Name
+	}
+	return out
+}
+
+// UploadHyper puts a KindHyper adapter's network on b.
+func (a *Adapter) UploadHyper(b gpu.Backend) (*HyperNet, error) {
+	if a.Meta.Kind != KindHyper {
+		return nil, fmt.Errorf("adapt: a %s adapter is not a hyper-network", a.Meta.Kind)
+	}
+	return UploadHyper(b, a.Meta.Hyper(), a.Tensors)
+}
+
+// UploadStatic puts a KindLoRA or KindExperts adapter's factors on b.
+func (a *Adapter) UploadStatic(b gpu.Backend) (*Static, error) {
+	if a.Meta.Kind != KindLoRA && a.Meta.Kind != KindExperts {
+		return nil, fmt.Errorf("adapt: a %s adapter has no static factors", a.Meta.Kind)
+	}
+	c := a.Meta.Base.Config
+	return UploadStatic(b, a.Meta.Experts, a.Meta.Rank, c.NEmbd, c.VocabSize, a.Meta.Alpha, a.Tensors)
+}

@@ -1,0 +1,110 @@
+package adapt
+
+// Plain-Go references of every adaptation kernel: the simplest loops that
+// compute each op, float64 accumulation wherever a sum runs long. The WGSL
+// kernels are tested against these, and Ops runs them on the reference
+// backend. Legend: M rows, C width, V vocabulary, R rank, K clusters.
+
+// clusterOf is row m's cluster (0 for every row when cluster is nil) and
+// whether it lies in [0, k): rows outside get no update.
+func clusterOf(cluster []int32, m, k int) (int, bool) {
+	c := 0
+	if cluster != nil {
+		c = int(cluster[m])
+	}
+	return c, c >= 0 && c < k
+}
+
+// RefLowRankU: u(M,R)[m, j] = alpha * sum_i A_c[j, i] h[m, i], c =
+// cluster[m] (0 when cluster is nil); rows whose cluster is outside [0, K)
+// get zeros. h is (M, C); a holds the A factors as l describes.
+func RefLowRankU(u, h, a []float32, cluster []int32, l Layout, alpha float32) {
+	m := len(u) / l.R
+	for r := 0; r < m; r++ {
+		c, ok := clusterOf(cluster, r, l.K)
+		for j := 0; j < l.R; j++ {
+			var s float64
+			if ok {
+				ar := a[l.AOff+c*l.AStride+j*l.C:][:l.C]
+				for i, x := range h[r*l.C : (r+1)*l.C] {
+					s += float64(x) * float64(ar[i])
+				}
+			}
+			u[r*l.R+j] = alpha * float32(s)
+		}
+	}
+}
+
+// RefAddLowRank: dst(M,V)[m, v] += sum_j u[m, j] B_c[v, j], c = cluster[m]
+// (0 when cluster is nil); rows whose cluster is outside [0, K) are left
+// unchanged. u is (M, R); b holds the B factors as l describes.
+func RefAddLowRank(dst, u, b []float32, cluster []int32, l Layout) {
+	m := len(dst) / l.V
+	for r := 0; r < m; r++ {
+		c, ok := clusterOf(cluster, r, l.K)
+		if !ok {
+			continue
+		}
+		ur := u[r*l.R : (r+1)*l.R]
+		for v := 0; v < l.V; v++ {
+			br := b[l.BOff+c*l.BStride+v*l.R:][:l.R]
+			var s float64
+			for j, x := range ur {
+				s += float64(x) * float64(br[j])
+			}
+			dst[r*l.V+v] += float32(s)
+		}
+	}
+}
+
+// RefLogits: dst(M,V) = h(M,C) · w(V,C)ᵀ + bias(V) + alpha * B_c (A_c h),
+// c = cluster[m] (0 when cluster is nil; no update for rows outside
+// [0, K)); bias may be nil. Everything is accumulated in float64, the
+// rank-space vector included, and rounded once.
+func RefLogits(dst, h, w, bias, a, b []float32, cluster []int32, l Layout, alpha float32) {
+	C, V, R := l.C, l.V, l.R
+	m := len(h) / C
+	u := make([]float64, R)
+	for r := 0; r < m; r++ {
+		hr := h[r*C : (r+1)*C]
+		c, ok := clusterOf(cluster, r, l.K)
+		for j := range u {
+			u[j] = 0
+			if !ok {
+				continue
+			}
+			ar := a[l.AOff+c*l.AStride+j*C:][:C]
+			for i, x := range hr {
+				u[j] += float64(x) * float64(ar[i])
+			}
+			u[j] *= float64(alpha)
+		}
+		for v := 0; v < V; v++ {
+			var s float64
+			for i, x := range hr {
+				s += float64(x) * float64(w[v*C+i])
+			}
+			if bias != nil {
+				s += float64(bias[v])
+			}
+			if ok {
+				br := b[l.BOff+c*l.BStride+v*R:][:R]
+				for j, x := range u {
+					s += x * float64(br[j])
+				}
+			}
+			dst[r*V+v] = float32(s)
+		}
+	}
+}
+
+// RefReLU: dst = max(x, 0) * mask elementwise; mask nil means no dropout.
+func RefReLU(dst, x, mask []float32) {
+	for i, v := range x {
+		v = max(v, 0)
+		if mask != nil {
+			v *= mask[i]
+		}
+		dst[i] = v
+	}
+}

@@ -1,0 +1,81 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Static is a learnt low-rank adapter of the output projection on a
+// backend: static LoRA (K = 1, every row uses it: pass a nil cluster to
+// Ops.Logits) or per-domain experts (K experts, the cluster tensor holds
+// each row's domain). Same kernels as the hyper-network's factors; only
+// their provenance differs.
+type Static struct {
+	A     gpu.Tensor // (K, R, C) F32
+	B     gpu.Tensor // (K, V, R) F32
+	Alpha float32
+}
+
+// Factors is the adapter's factors for Ops.Logits.
+func (s *Static) Factors() Factors { return NewFactors(s.A, s.B) }
+
+// Free releases the adapter's tensors.
+func (s *Static) Free(b gpu.Backend) {
+	b.Free(s.A)
+	b.Free(s.B)
+	s.A, s.B = nil, nil
+}
+
+// StaticSpec is the name and shape of a static adapter's tensors: A (K, R,
+// C) and B (K, V, R).
+func StaticSpec(k, r, c, v int) []model.HostTensor {
+	return []model.HostTensor{{Name: "A", Shape: []int{k, r, c}}, {Name: "B", Shape: []int{k, v, r}}}
+}
+
+// InitStatic is LoRA's initialisation: A uniform in ±1/sqrt(C), B zero, so
+// that training starts from the unadapted model; deterministic for a seed.
+func InitStatic(k, r, c, v int, seed uint64) []model.HostTensor {
+	rng := rand.New(rand.NewPCG(seed, 0xbb67ae8584caa73b))
+	ts := StaticSpec(k, r, c, v)
+	bound := 1 / math.Sqrt(float64(c))
+	for i := range ts {
+		ts[i].Data = make([]float32, gpu.Numel(ts[i].Shape))
+	}
+	for j := range ts[0].Data {
+		ts[0].Data[j] = float32((2*rng.Float64() - 1) * bound)
+	}
+	return ts
+}
+
+// UploadStatic puts a static adapter's host tensors (StaticSpec order and
+// shapes, checked) on b.
+func UploadStatic(b gpu.Backend, k, r, c, v int, alpha float32, host []model.HostTensor) (*Static, error) {
+	spec := StaticSpec(k, r, c, v)
+	if len(host) != len(spec) {
+		return nil, fmt.Errorf("adapt: static adapter has %d tensors, want 2 (A, B)", len(host))
+	}
+	var ts [2]gpu.Tensor
+	for i, s := range spec {
+		h := host[i]
+		if h.Name != s.Name || !sameInts(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+			return nil, fmt.Errorf("adapt: static adapter tensor %d is %q %v with %d values, want %q %v",
+				i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
+		}
+		t, err := b.Alloc(gpu.F32, s.Shape...)
+		if err == nil {
+			err = b.Write(t, h.Data)
+		}
+		if err != nil {
+			if i == 1 {
+				b.Free(ts[0])
+			}
+			return nil, fmt.Errorf("adapt: static adapter tensor %q: %w", s.Name, err)
+		}
+		ts[i] = t
+	}
+	return &Static{A: ts[0], B: ts[1], Alpha: alpha}, nil
+}
