@@ -2,7 +2,6 @@ package adapt
 
 import (
 	"fmt"
-	"sync"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
@@ -272,9 +271,6 @@ func (o *Ops) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, 
 		return o.AddLowRank(dst, u, f, cluster)
 	}
 	kern := fusedKernels[w.DType()]
-	if err := warm(g, kern.name, w.DType()); err != nil {
-		return err
-	}
 	kw := c
 	if w.DType() == gpu.F16 {
 		kw = (c + 1) / 2
@@ -303,53 +299,3 @@ func (o *Ops) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, 
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
-
-// warmed records the fused kernels already run once per device.
-var warmed sync.Map // warmKey -> bool
-
-type warmKey struct {
-	d    *gpu.Device
-	name string
-}
-
-// warm runs a fused kernel once on a 1-row problem, with a Flush, the
-// first time it is used on a device. On lavapipe the first dispatch of a
-// large kernel compiles it (several seconds for the unrolled bodies with
-// a cold shader cache), and a read that waits on that submission has been
-// seen to return before the copy ran (zeros, no error; see the report in
-// BENCHMARKS.md "Adaptation kernels"): compiling on a throwaway dispatch
-// keeps that away from real results.
-func warm(g *gpu.WebGPU, name string, dt gpu.DType) error {
-	key := warmKey{g.Device, name}
-	if _, ok := warmed.Load(key); ok {
-		return nil
-	}
-	var ts []gpu.Tensor
-	defer func() {
-		for _, t := range ts {
-			g.Free(t)
-		}
-	}()
-	for _, s := range []struct {
-		dt    gpu.DType
-		shape []int
-	}{{gpu.F32, []int{1, 2}}, {dt, []int{1, 2}}, {gpu.F32, []int{1, 1}}, {gpu.F32, []int{1, 1}}, {gpu.F32, []int{1, 1}}} {
-		t, err := g.Alloc(s.dt, s.shape...)
-		if err != nil {
-			return fmt.Errorf("adapt: warming %s: %w", name, err)
-		}
-		ts = append(ts, t)
-	}
-	x, wt, u, b, dst := ts[0], ts[1], ts[2], ts[3], ts[4]
-	kw := 2
-	if dt == gpu.F16 {
-		kw = 1
-	}
-	g.Dispatch(name, []gpu.Tensor{x, wt, x, u, u, b}, []gpu.Tensor{dst},
-		gpu.Meta{1, 2, 1, 0, 1, kw, 0, 1, 1, 0, 1, 0}, 1, 1, 1)
-	if err := g.Flush(); err != nil {
-		return err
-	}
-	warmed.Store(key, true)
-	return nil
-}
