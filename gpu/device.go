@@ -168,6 +168,8 @@ type Device struct {
 	groups    map[string]*wgpu.BindGroup
 	rec       *recorder
 	prof      *profiler
+	nextFlops float64 // arithmetic of the next dispatch, declared by its op for profiles
+	nextBytes float64 // its memory traffic, declared by gathers (0: the bound ranges)
 }
 
 // Open selects an adapter as opts say and opens a device on it, requesting

@@ -107,6 +107,8 @@ func (w *WebGPU) Embed(dst, wte, wpe, tokens, pos Tensor) {
 	}
 	gx, gy := w.grid1(ceilDiv(m*c, 256))
 	for _, ch := range w.rowChunks("Embed", wte) {
+		// A gather: M rows of each table read, M rows written.
+		w.nextBytes = float64(m*c) * float64(2*dt.Size()+4)
 		w.dispatch(name, 4, 1, []binding{ch.b, w.bind(wpe), w.bind(tokens), w.bind(pos), w.bind(dst)},
 			Meta{m, c, ch.start, ch.n}, gx, gy, 1)
 	}
@@ -122,5 +124,6 @@ func (w *WebGPU) Rows(dst, x, idx Tensor) {
 		panic(fmt.Sprintf("gpu: Rows: dst is %v%v, want f32 with %d rows of %d", dst.DType(), dst.Shape(), r, c))
 	}
 	gx, gy := w.grid1(ceilDiv(r*c, 256))
+	w.nextBytes = float64(r*c) * 8
 	w.dispatch("rows", 2, 1, []binding{w.bind(x), w.bind(idx), w.bind(dst)}, Meta{r, c, m}, gx, gy, 1)
 }

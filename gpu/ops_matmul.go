@@ -188,6 +188,7 @@ func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db
 		for t0 := 0; t0 < total; t0 += step {
 			cnt := min(step, total-t0)
 			gx, gy := w.grid1(cnt)
+			w.nextFlops = 2 * float64(m) * float64(k) * float64(ch.n) * float64(cnt) / float64(total)
 			w.dispatch(name, 3, 1, []binding{xb, ch.b, bb, db},
 				Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0}, gx, gy, 1)
 			if cnt < total {

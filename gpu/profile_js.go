@@ -14,18 +14,20 @@ type KernelTime struct {
 	Kernel string
 	Calls  int
 	Total  time.Duration
+	Flops  float64
+	Bytes  float64
 }
 
 // profiler is inert in the browser: the js backend of cogentcore/webgpu
 // exposes no timestamp queries.
 type profiler struct{}
 
-func (p *profiler) release()                                    {}
-func (p *profiler) full() bool                                  { return false }
-func (p *profiler) begin(enc *wgpu.CommandEncoder, name string) {}
-func (p *profiler) end(enc *wgpu.CommandEncoder)                {}
-func (p *profiler) resolve(enc *wgpu.CommandEncoder)            {}
-func (p *profiler) collect() error                              { return nil }
+func (p *profiler) release()                                                          {}
+func (p *profiler) full() bool                                                        { return false }
+func (p *profiler) begin(enc *wgpu.CommandEncoder, name string, flops, bytes float64) {}
+func (p *profiler) end(enc *wgpu.CommandEncoder)                                      {}
+func (p *profiler) resolve(enc *wgpu.CommandEncoder)                                  {}
+func (p *profiler) collect() error                                                    { return nil }
 
 // StartProfile fails in the browser: no timestamp queries there.
 func (d *Device) StartProfile() error {

@@ -11,11 +11,18 @@ import (
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
-// KernelTime is the accumulated GPU time of one kernel.
+// KernelTime is the accumulated GPU time of one kernel, with the work its
+// dispatches did: FLOPs as declared by the op (matmul only), and Bytes, the
+// rows a gather touches (embedding, row gather) or else the sum of the buffer
+// ranges bound to the dispatches (each input read and each output written
+// once: the least traffic of a matmul or an elementwise op; for attention,
+// whose KV cache is bound whole, an upper bound).
 type KernelTime struct {
 	Kernel string
 	Calls  int
 	Total  time.Duration
+	Flops  float64
+	Bytes  float64
 }
 
 // profiler brackets every dispatch with GPU timestamps (written on the
@@ -24,7 +31,8 @@ type profiler struct {
 	d        *Device
 	qs       *wgpu.QuerySet
 	resolve_ *wgpu.Buffer
-	names    []string // kernel of each recorded pair in the open encoder
+	names    []string     // kernel of each recorded pair in the open encoder
+	work     [][2]float64 // (flops, bytes) of each recorded pair
 	totals   map[string]*KernelTime
 }
 
@@ -82,9 +90,10 @@ func (p *profiler) release() {
 
 func (p *profiler) full() bool { return len(p.names) >= profPairs }
 
-func (p *profiler) begin(enc *wgpu.CommandEncoder, name string) {
+func (p *profiler) begin(enc *wgpu.CommandEncoder, name string, flops, bytes float64) {
 	enc.WriteTimestamp(p.qs, uint32(2*len(p.names)))
 	p.names = append(p.names, name)
+	p.work = append(p.work, [2]float64{flops, bytes})
 }
 
 func (p *profiler) end(enc *wgpu.CommandEncoder) {
@@ -107,8 +116,8 @@ func (p *profiler) collect() error {
 		return nil
 	}
 	n := uint64(16 * len(p.names))
-	names := p.names
-	p.names = nil
+	names, work := p.names, p.work
+	p.names, p.work = nil, nil
 	staging, err := p.d.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: "timestamps-read", Size: n,
 		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
 	if err != nil {
@@ -143,6 +152,8 @@ func (p *profiler) collect() error {
 			p.totals[name] = kt
 		}
 		kt.Calls++
+		kt.Flops += work[i][0]
+		kt.Bytes += work[i][1]
 		if t1 > t0 {
 			kt.Total += time.Duration(t1 - t0)
 		}

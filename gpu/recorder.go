@@ -48,9 +48,11 @@ func (r *recorder) fail(err error) {
 func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y, z uint32) {
 	r := d.rec
 	if r.err != nil {
+		d.nextFlops, d.nextBytes = 0, 0
 		return
 	}
 	if x == 0 || y == 0 || z == 0 {
+		d.nextFlops, d.nextBytes = 0, 0
 		return // nothing to do (an empty tensor)
 	}
 	if len(bs) != nIn+nOut {
@@ -89,8 +91,15 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 		r.fail(&KernelError{name, err})
 		return
 	}
+	flops, bytes := d.nextFlops, d.nextBytes
+	d.nextFlops, d.nextBytes = 0, 0
 	if d.prof != nil {
-		d.prof.begin(enc, name)
+		if bytes == 0 {
+			for _, b := range bs {
+				bytes += float64(b.size)
+			}
+		}
+		d.prof.begin(enc, name, flops, bytes)
 	}
 	pass := beginPass(enc, name)
 	pass.SetPipeline(p.pipe)

@@ -38,6 +38,13 @@ type kernelShare struct {
 	Calls  int     `json:"calls"`
 	Ms     float64 `json:"ms"`
 	Share  float64 `json:"share"` // of all GPU time in the run
+	// Work rates and their fraction of the measured ceilings: FLOPs are
+	// declared by the matmul op; bytes are the buffer ranges bound to the
+	// kernel's dispatches (see gpu.KernelTime).
+	GFLOPs        float64 `json:"gflops,omitempty"`
+	OfMatMulPeak  float64 `json:"fraction_of_matmul_ceiling,omitempty"`
+	GBs           float64 `json:"gbs"`
+	OfCopyCeiling float64 `json:"fraction_of_copy_ceiling"`
 }
 
 func benchCmd() *cobra.Command {
@@ -126,7 +133,14 @@ func benchCmd() *cobra.Command {
 						}
 					}
 					for _, k := range prof {
-						run.Kernels = append(run.Kernels, kernelShare{k.Kernel, k.Calls, k.Total.Seconds() * 1000, k.Total.Seconds() / total})
+						ks := kernelShare{Kernel: k.Kernel, Calls: k.Calls, Ms: k.Total.Seconds() * 1000, Share: k.Total.Seconds() / total}
+						if sec := k.Total.Seconds(); sec > 0 {
+							ks.GFLOPs = k.Flops / sec / 1e9
+							ks.OfMatMulPeak = ks.GFLOPs / ceil.MatMulGFLOPs
+							ks.GBs = k.Bytes / sec / 1e9
+							ks.OfCopyCeiling = ks.GBs / ceil.CopyGBs
+						}
+						run.Kernels = append(run.Kernels, ks)
 					}
 					pf, _ := cfg.MatMulWork(b*prompt, b, wb)
 					df, dbytes := cfg.MatMulWork(b, b, wb)
@@ -137,9 +151,14 @@ func benchCmd() *cobra.Command {
 					rep.Runs = append(rep.Runs, run)
 					log("%s batch %2d: prefill %8.1f tok/s, decode %7.2f tok/s; matmul kernels %.2f GFLOP/s (%.0f%% of ceiling); decode streams weights at %.2f GB/s (%.0f%% of copy)\n",
 						dt, b, r.PrefillTokS, r.DecodeTokS, run.MatMulGFLOPs, 100*run.MatMulOfCeiling, run.DecodeWeightGBs, 100*run.DecodeOfBandwidth)
+					log("    %-24s %6s %10s %6s %9s %9s %8s %8s\n", "kernel", "calls", "ms", "time", "GFLOP/s", "of peak", "GB/s", "of copy")
 					for i, k := range run.Kernels {
-						if i < 8 {
-							log("    %-24s %5d calls %10.1f ms  %5.1f%%\n", k.Kernel, k.Calls, k.Ms, 100*k.Share)
+						if i < 10 {
+							fl, pk := "", ""
+							if k.GFLOPs > 0 {
+								fl, pk = fmt.Sprintf("%.2f", k.GFLOPs), fmt.Sprintf("%.0f%%", 100*k.OfMatMulPeak)
+							}
+							log("    %-24s %6d %10.1f %5.1f%% %9s %9s %8.2f %7.0f%%\n", k.Kernel, k.Calls, k.Ms, 100*k.Share, fl, pk, k.GBs, 100*k.OfCopyCeiling)
 						}
 					}
 				}
