@@ -79,6 +79,9 @@ func (w *WebGPU) KVStore(kCache, vCache, qkv, start, qlen Tensor) {
 	}
 	for _, ch := range w.seqChunks("KVStore", kCache, vCache, nb) {
 		gx, gy := w.grid1(ceilDiv(ch.n*tq*c, 256))
+		// Reads the k and v columns of qkv and writes them: the cache itself
+		// is bound whole but only these positions are touched.
+		w.nextBytes = 4 * float64(ch.n*tq) * float64(2*c) * 2
 		w.dispatch("kvstore", 3, 2, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), ch.k, ch.v},
 			Meta{ch.n, ch.start, tq, c, tmax}, gx, gy, 1)
 	}

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/serve"
+)
+
+// serveCmd is `chameleon serve`: the OpenAI-compatible completions server
+// (package serve) on the base model. It stops on SIGINT/SIGTERM (or when
+// the command's context ends): new requests get 503, in-flight ones get
+// --grace to finish and then fail with 503.
+func serveCmd() *cobra.Command {
+	var mf modelFlags
+	var addr string
+	var grace time.Duration
+	var opt serve.Options
+	c := &cobra.Command{
+		Use:   "serve --model M [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
+		Short: "Serve an OpenAI-compatible completions API (/v1/completions, /v1/models, /healthz, /metrics) with continuous batching",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer recovered(&err)
+			if mf.path == "" {
+				return fmt.Errorf("serve needs --model: no default model is embedded yet (make one with `chameleon init --config tiny --out DIR`, or pass a GPT-2 checkpoint)")
+			}
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			if opt.ModelName == "" {
+				opt.ModelName = filepath.Base(filepath.Clean(mf.path))
+			}
+			srv, err := serve.New(serve.Base{M: s.m}, s.tok, opt)
+			if err != nil {
+				return err
+			}
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
+				return fmt.Errorf("listening on %s: %w", addr, err)
+			}
+			o := srv.Scheduler().Options()
+			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: serving %q on http://%s (%s; %d slots x %d tokens, queue %d)\n",
+				o.ModelName, ln.Addr(), s.label, o.Slots, s.m.Cfg.NCtx, o.Queue)
+			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+			served := make(chan error, 1)
+			go func() { served <- hs.Serve(ln) }()
+
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			select {
+			case <-ctx.Done():
+			case err := <-served:
+				srv.Shutdown(context.Background()) //nolint:errcheck
+				return err
+			}
+			stop() // a second signal kills the process
+			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: shutting down: in-flight requests have %v to finish\n", grace)
+			sctx, cancel := context.WithTimeout(context.Background(), grace)
+			defer cancel()
+			httpDone := make(chan error, 1)
+			go func() { httpDone <- hs.Shutdown(sctx) }() // stops accepting, waits for the handlers
+			if err := srv.Shutdown(sctx); err != nil {
+				fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: %v\n", err)
+			}
+			// The handlers return once the scheduler has ended their runs;
+			// give them a moment to write, then close what is left.
+			select {
+			case err := <-httpDone:
+				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+					return err
+				}
+			case <-time.After(5 * time.Second):
+			}
+			hs.Close()
+			fmt.Fprintln(cmd.ErrOrStderr(), "chameleon: stopped")
+			return nil
+		},
+	}
+	mf.add(c)
+	f := c.Flags()
+	f.StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
+	f.IntVar(&opt.Slots, "slots", 8, "sequences decoded together (KV-cache slots of the full context)")
+	f.IntVar(&opt.Queue, "queue", 64, "requests waiting at most; beyond, 429 with Retry-After")
+	f.IntVar(&opt.PrefillChunk, "prefill-chunk", 64, "prompt tokens one sequence feeds per step at most")
+	f.IntVar(&opt.MaxTokens, "max-tokens", 0, "largest max_tokens a request may ask (0: the context)")
+	f.IntVar(&opt.MaxN, "max-n", 8, "largest n a request may ask")
+	f.Int64Var(&opt.MaxBodyBytes, "max-body", 1<<20, "request body limit in bytes (413 beyond)")
+	f.StringVar(&opt.ModelName, "name", "", "model id in the API (default: the --model file or directory name)")
+	f.DurationVar(&grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+	return c
+}

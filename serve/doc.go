@@ -1,0 +1,36 @@
+// Package serve is Chameleon's HTTP server: an OpenAI-compatible
+// completions API (POST /v1/completions, GET /v1/models) with /healthz and
+// Prometheus /metrics, in front of a continuous-batching scheduler.
+//
+// Scheduler (scheduler.go). One goroutine owns the model, its backend and
+// one KV cache of Slots sequences x NCtx tokens. Requests wait in a bounded
+// FIFO queue (full: ErrQueueFull, HTTP 429). Before every step the
+// scheduler admits waiting sequences into free slots (a request with n
+// choices or several prompts is several sequences, admitted in order as
+// slots free up), then runs ONE ragged ForwardLast over every slot: a newly
+// admitted sequence feeds the next chunk of its prompt (at most
+// PrefillChunk tokens) while the others feed their last sampled token, so
+// prefill and decode share a forward. A sequence samples once its whole
+// prompt is in. Finished or cancelled sequences free their slot at once
+// (its cache length is reset to 0; stale keys past it are never read).
+//
+// Sampling. Backend.Sample takes one SampleParams for all its rows, so the
+// rows that sample in a step are grouped by their (normalised) params, each
+// group's logits rows are gathered with Backend.Rows and sampled with one
+// Sample call. Every sequence draws its uniform from its own RNG, seeded
+// with the request's seed + the choice index (as model.Generate seeds
+// prompt i with Seed+i), once per sampled token: what a sequence produces
+// does not depend on what else is in the batch. The cache always has Slots
+// rows, so every forward dispatches the same kernels whether a request runs
+// alone or among others: greedy (and seeded) outputs are identical.
+//
+// Invariants: only the scheduler goroutine touches the Model and its
+// backend; the scheduler never blocks on a client (events go to an
+// unbounded per-request mailbox); every submitted request ends with exactly
+// one terminal event (finished, or an error).
+//
+// Adaptation hook: Model.ForwardLast receives one Adapter per slot (is
+// adaptation on for that sequence, and with which cluster). The base model
+// (Base) ignores it and rejects requests that ask for adaptation; the
+// batch-aware adapter will implement Model and read it.
+package serve

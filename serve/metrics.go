@@ -1,0 +1,84 @@
+package serve
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// metrics are the server's Prometheus metrics, on a registry of its own
+// (so several servers can live in one process, as in tests).
+type metrics struct {
+	reg *prometheus.Registry
+
+	batch            prometheus.Gauge   // sequences in the running batch
+	clusters         prometheus.Gauge   // distinct adaptations in the batch (1 without adaptation)
+	tokensPerSec     prometheus.Gauge   // generated tokens per second over the last ~1 s
+	healthy          prometheus.Gauge   // 1 while the device works
+	tokens           prometheus.Counter // generated (sampled) tokens
+	completionTokens prometheus.Counter // tokens of finished choices
+	promptTokens     prometheus.Counter
+	rejected         prometheus.Counter // 429s
+	cancelled        prometheus.Counter // runs abandoned by their client
+	failed           prometheus.Counter // failed steps
+	ttft             prometheus.Histogram
+	latency          prometheus.Histogram
+	step             prometheus.Histogram
+	requests         *prometheus.CounterVec // by HTTP status code
+}
+
+// latencyBuckets span 5 ms to ~80 s: lavapipe is slow, real GPUs fast.
+var latencyBuckets = prometheus.ExponentialBuckets(0.005, 2, 15)
+
+// newMetrics registers the metrics on reg (nil: a fresh registry).
+func newMetrics(reg *prometheus.Registry) *metrics {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	g := func(name, help string) prometheus.Gauge {
+		x := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "chameleon", Name: name, Help: help})
+		f(x)
+		return x
+	}
+	c := func(name, help string) prometheus.Counter {
+		x := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "chameleon", Name: name, Help: help})
+		f(x)
+		return x
+	}
+	h := func(name, help string) prometheus.Histogram {
+		x := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "chameleon", Name: name, Help: help, Buckets: latencyBuckets})
+		f(x)
+		return x
+	}
+	m := &metrics{
+		reg:              reg,
+		batch:            g("batch_size", "Sequences in the running batch."),
+		clusters:         g("clusters_per_batch", "Distinct adaptation clusters in the running batch (1 without adaptation)."),
+		tokensPerSec:     g("tokens_per_second", "Generated tokens per second over the last second of work."),
+		healthy:          g("device_healthy", "1 while the compute device works, 0 once it is lost."),
+		tokens:           c("generated_tokens_total", "Tokens sampled."),
+		completionTokens: c("completion_tokens_total", "Tokens of finished choices."),
+		promptTokens:     c("prompt_tokens_total", "Prompt tokens of accepted requests."),
+		rejected:         c("rejected_requests_total", "Requests refused because the queue was full."),
+		cancelled:        c("cancelled_requests_total", "Requests abandoned by their client while queued or running."),
+		failed:           c("failed_steps_total", "Forward steps that failed (their sequences got an error)."),
+		ttft:             h("time_to_first_token_seconds", "Time from submission to the first sampled token."),
+		latency:          h("request_duration_seconds", "Time from receiving a completion request to its last byte."),
+		step:             h("step_duration_seconds", "Duration of one batched forward and sampling step."),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "chameleon", Name: "requests_total",
+			Help: "Completion requests by HTTP status code."}, []string{"code"}),
+	}
+	f(m.requests)
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.healthy.Set(1)
+	m.clusters.Set(1)
+	return m
+}
+
+// bind adds the gauges read from the scheduler.
+func (m *metrics) bind(s *Scheduler) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "chameleon", Name: "queue_depth", Help: "Requests waiting for a slot.",
+	}, func() float64 { return float64(s.Stats().Queued) }))
+}

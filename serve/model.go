@@ -1,0 +1,48 @@
+package serve
+
+import (
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Adapter is one sequence's adaptation choice: the hook through which the
+// batch-aware low-rank adaptation will plug into serving. The base model
+// ignores it.
+type Adapter struct {
+	On      bool // adapt this sequence's logits
+	Cluster int  // its cluster id; -1: let the model assign one (online assignment)
+}
+
+// Model is what the scheduler needs of a model. It is an interface so that
+// tests can inject failures (a lost device) and so that the adapted model
+// can replace the base one. Only the scheduler goroutine calls it.
+type Model interface {
+	// Config is the model's architecture (VocabSize, NCtx, ...).
+	Config() model.Config
+	// Backend runs sampling and log-softmax on the logits ForwardLast returns.
+	Backend() gpu.Backend
+	// NewCache allocates a KV cache of slots sequences x tmax tokens.
+	NewCache(slots, tmax int) (*model.Cache, error)
+	// FreeCache releases a cache.
+	FreeCache(c *model.Cache)
+	// ForwardLast appends tokens[b] to slot b (ragged, possibly none) and
+	// returns the logits of each slot's last new token, shape (B, V); the
+	// caller frees them. adapt[b] is slot b's adaptation (len(adapt) == B).
+	ForwardLast(c *model.Cache, tokens [][]int32, adapt []Adapter) (gpu.Tensor, error)
+	// Adapts reports whether ForwardLast honours Adapter.On.
+	Adapts() bool
+}
+
+// Base serves a model without adaptation.
+type Base struct{ M *model.Model }
+
+func (b Base) Config() model.Config { return b.M.Cfg }
+func (b Base) Backend() gpu.Backend { return b.M.B }
+func (b Base) NewCache(slots, tmax int) (*model.Cache, error) {
+	return b.M.NewCache(slots, tmax)
+}
+func (b Base) FreeCache(c *model.Cache) { b.M.FreeCache(c) }
+func (b Base) ForwardLast(c *model.Cache, tokens [][]int32, _ []Adapter) (gpu.Tensor, error) {
+	return b.M.ForwardLast(c, tokens)
+}
+func (b Base) Adapts() bool { return false }

@@ -1,0 +1,212 @@
+package serve
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// CompletionRequest is the body of POST /v1/completions: OpenAI's legacy
+// completions request. Unknown fields are refused. Fields OpenAI defines
+// that this server does not implement are accepted only at their neutral
+// value (penalties 0, best_of 1, no logit_bias, no suffix).
+type CompletionRequest struct {
+	Model       string          `json:"model"`
+	Prompt      json.RawMessage `json:"prompt"`      // string, [string], [token id] or [[token id]]
+	MaxTokens   *int            `json:"max_tokens"`  // default 16
+	Temperature *float64        `json:"temperature"` // [0, 2], default 1; 0 is greedy
+	TopP        *float64        `json:"top_p"`       // (0, 1], default 1
+	TopK        *int            `json:"top_k"`       // extension: >= 0, default 0 (off)
+	Stop        json.RawMessage `json:"stop"`        // string or up to 4 strings
+	Seed        *int64          `json:"seed"`        // default: random
+	N           *int            `json:"n"`           // choices per prompt, default 1
+	Echo        bool            `json:"echo"`        // prepend the prompt to each choice's text
+	Logprobs    *int            `json:"logprobs"`    // top logprobs per token, 0..MaxLogprobs
+	Stream      bool            `json:"stream"`
+	// StreamOptions.IncludeUsage adds a last chunk with the usage.
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	User string `json:"user"` // ignored
+
+	FrequencyPenalty *float64           `json:"frequency_penalty"`
+	PresencePenalty  *float64           `json:"presence_penalty"`
+	BestOf           *int               `json:"best_of"`
+	LogitBias        map[string]float64 `json:"logit_bias"`
+	Suffix           *string            `json:"suffix"`
+}
+
+// decodeRequest reads one JSON object of at most limit bytes.
+func decodeRequest(r *http.Request, limit int64, w http.ResponseWriter) (*CompletionRequest, *APIError) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			return nil, &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+				Message: fmt.Sprintf("the request body exceeds %d bytes", mb.Limit)}
+		}
+		return nil, badRequest("", "", "reading the request body: %v", err)
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, badRequest("", "invalid_json", "empty request body: want a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	var req CompletionRequest
+	if err := dec.Decode(&req); err != nil {
+		return nil, jsonError(err)
+	}
+	if dec.More() {
+		return nil, badRequest("", "invalid_json", "unexpected data after the JSON object")
+	}
+	return &req, nil
+}
+
+// jsonError explains a decoding error, naming the field when it can.
+func jsonError(err error) *APIError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return badRequest("", "invalid_json", "invalid JSON at byte %d: %v", syn.Offset, err)
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return badRequest("", "invalid_json", "the request must be a JSON object, got %s", typ.Value)
+		}
+		return badRequest(typ.Field, "invalid_type", "%s: got a JSON %s, want %s", typ.Field, typ.Value, jsonKind(typ.Type.String()))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("", "invalid_json", "truncated JSON")
+	}
+	if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return badRequest(f, "unknown_field", "unknown field %q", f)
+	}
+	return badRequest("", "invalid_json", "invalid request: %v", err)
+}
+
+func jsonKind(goType string) string {
+	goType = strings.TrimPrefix(goType, "*")
+	switch goType {
+	case "int", "int64":
+		return "an integer"
+	case "float64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "string":
+		return "a string"
+	}
+	return goType
+}
+
+// prompts parses the prompt field: a string, an array of strings, an array
+// of token ids or an array of arrays of token ids. Each prompt is returned
+// as text or as ids (the other nil).
+func parsePrompt(raw json.RawMessage) (texts []string, ids [][]int32, e *APIError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil, badRequest("prompt", "missing_prompt", "prompt is required")
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil, nil
+	}
+	var many []string
+	if json.Unmarshal(raw, &many) == nil {
+		if len(many) == 0 {
+			return nil, nil, badRequest("prompt", "empty_prompt", "prompt is an empty array")
+		}
+		return many, nil, nil
+	}
+	var toks []int32
+	if json.Unmarshal(raw, &toks) == nil {
+		if len(toks) == 0 {
+			return nil, nil, badRequest("prompt", "empty_prompt", "prompt is an empty array")
+		}
+		return nil, [][]int32{toks}, nil
+	}
+	var tokss [][]int32
+	if json.Unmarshal(raw, &tokss) == nil && len(tokss) > 0 {
+		return nil, tokss, nil
+	}
+	return nil, nil, badRequest("prompt", "invalid_type", "prompt must be a string, an array of strings, an array of token ids or an array of such arrays")
+}
+
+// parseStop parses the stop field: null, a string or an array of up to 4
+// strings.
+func parseStop(raw json.RawMessage) ([]string, *APIError) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return []string{one}, nil
+	}
+	var many []string
+	if err := json.Unmarshal(raw, &many); err != nil {
+		return nil, badRequest("stop", "invalid_type", "stop must be a string or an array of strings")
+	}
+	if len(many) > 4 {
+		return nil, badRequest("stop", "too_many_stops", "stop has %d strings, at most 4", len(many))
+	}
+	return many, nil
+}
+
+// sampleParams validates the sampling fields.
+func (req *CompletionRequest) sampleParams() (gpu.SampleParams, *APIError) {
+	p := gpu.SampleParams{Temperature: 1, TopP: 1}
+	if t := req.Temperature; t != nil {
+		if !(*t >= 0 && *t <= 2) {
+			return p, badRequest("temperature", "invalid_value", "temperature %g: want a number in [0, 2]", *t)
+		}
+		p.Temperature = float32(*t)
+	}
+	if t := req.TopP; t != nil {
+		if !(*t > 0 && *t <= 1) {
+			return p, badRequest("top_p", "invalid_value", "top_p %g: want a number in (0, 1]", *t)
+		}
+		p.TopP = float32(*t)
+	}
+	if k := req.TopK; k != nil {
+		if *k < 0 {
+			return p, badRequest("top_k", "invalid_value", "top_k %d: want 0 (off) or more", *k)
+		}
+		p.TopK = *k
+	}
+	return p, nil
+}
+
+// unsupported refuses the OpenAI fields this server implements only at
+// their neutral value.
+func (req *CompletionRequest) unsupported() *APIError {
+	zero := func(name string, v *float64) *APIError {
+		if v != nil && *v != 0 && !math.IsNaN(*v) {
+			return badRequest(name, "unsupported", "%s is not supported (only 0)", name)
+		}
+		return nil
+	}
+	if e := zero("frequency_penalty", req.FrequencyPenalty); e != nil {
+		return e
+	}
+	if e := zero("presence_penalty", req.PresencePenalty); e != nil {
+		return e
+	}
+	if req.BestOf != nil && *req.BestOf != 1 {
+		return badRequest("best_of", "unsupported", "best_of is not supported (only 1)")
+	}
+	if len(req.LogitBias) > 0 {
+		return badRequest("logit_bias", "unsupported", "logit_bias is not supported")
+	}
+	if req.Suffix != nil && *req.Suffix != "" {
+		return badRequest("suffix", "unsupported", "suffix is not supported")
+	}
+	return nil
+}

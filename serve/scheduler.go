@@ -1,0 +1,537 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Options configures a Scheduler and a Server. Zero values take the
+// defaults named.
+type Options struct {
+	Slots        int           // sequences decoded together (KV cache slots of NCtx tokens); default 8
+	Queue        int           // requests waiting at most; default 64
+	PrefillChunk int           // prompt tokens one sequence feeds per step at most; default 64
+	MaxTokens    int           // limit on max_tokens; default the context
+	MaxN         int           // limit on n; default 8
+	MaxChoices   int           // limit on prompts x n per request; default 32
+	MaxLogprobs  int           // limit on logprobs; default 5
+	MaxBodyBytes int64         // request body limit; default 1 MiB
+	ModelName    string        // the model's id in the API; default "chameleon"
+	RetryAfter   time.Duration // Retry-After of a 429; default 1 s
+}
+
+func (o Options) withDefaults(cfg model.Config) Options {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&o.Slots, 8)
+	def(&o.Queue, 64)
+	def(&o.PrefillChunk, 64)
+	def(&o.MaxTokens, cfg.NCtx)
+	def(&o.MaxN, 8)
+	def(&o.MaxChoices, 32)
+	def(&o.MaxLogprobs, 5)
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.ModelName == "" {
+		o.ModelName = "chameleon"
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
+	}
+	return o
+}
+
+// Scheduler runs tasks on a Model with continuous batching (see the
+// package doc). Submit, Stats and Shutdown may be called from any
+// goroutine.
+type Scheduler struct {
+	m   Model
+	tok *model.Tokenizer
+	opt Options
+	met *metrics
+
+	mu       sync.Mutex
+	queue    []*Run // waiting (the head may be partly admitted), FIFO
+	draining bool   // Shutdown was called: Submit refuses
+	lost     error  // the device was lost: Submit refuses
+	kick     chan struct{}
+	abort    chan struct{} // closed when Shutdown's deadline passes
+	done     chan struct{} // closed when the loop has exited
+	shutOnce sync.Once
+
+	running atomic.Int32 // sequences in slots
+	steps   atomic.Int64 // forward steps run
+
+	// Owned by the loop goroutine.
+	cache *model.Cache
+	slots []*seq
+	rate  rateWindow
+}
+
+// seq is one sequence (a choice of a run) in a slot.
+type seq struct {
+	run    *Run
+	index  int     // choice index in the run
+	prompt []int32 // its prompt
+	fed    int     // prompt tokens in the cache
+	next   int32   // the last sampled token, fed at the next step
+	rng    *rand.Rand
+	params gpu.SampleParams // normalised: greedy is the zero value
+	text   seqText
+	infos  []TokenInfo // with logprobs: one per generated token
+	ntok   int         // generated tokens (<|endoftext|> not counted)
+}
+
+// runState is the scheduler's bookkeeping of a run (loop goroutine only,
+// except admitted, which is also read under mu).
+type runState struct {
+	submitted time.Time
+	admitted  int // choices given a slot so far
+	finished  int // choices done
+	first     bool
+}
+
+// NewScheduler allocates the cache and starts the loop goroutine.
+func NewScheduler(m Model, tok *model.Tokenizer, opt Options) (*Scheduler, error) {
+	return newScheduler(m, tok, opt, nil)
+}
+
+func newScheduler(m Model, tok *model.Tokenizer, opt Options, met *metrics) (*Scheduler, error) {
+	cfg := m.Config()
+	opt = opt.withDefaults(cfg)
+	cache, err := m.NewCache(opt.Slots, cfg.NCtx)
+	if err != nil {
+		return nil, fmt.Errorf("serve: KV cache of %d slots x %d tokens: %w (use fewer --slots)", opt.Slots, cfg.NCtx, err)
+	}
+	if met == nil {
+		met = newMetrics(nil)
+	}
+	s := &Scheduler{
+		m: m, tok: tok, opt: opt, met: met,
+		kick:  make(chan struct{}, 1),
+		abort: make(chan struct{}),
+		done:  make(chan struct{}),
+		cache: cache,
+		slots: make([]*seq, opt.Slots),
+	}
+	met.bind(s)
+	go s.loop()
+	return s, nil
+}
+
+// Options returns the options in effect (defaults filled in).
+func (s *Scheduler) Options() Options { return s.opt }
+
+// Stats is a snapshot of the scheduler's load.
+type Stats struct {
+	Queued  int   // requests waiting (a partly admitted one included)
+	Running int   // sequences in slots
+	Steps   int64 // forward steps run so far
+}
+
+// Stats returns the current load.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	q := len(s.queue)
+	s.mu.Unlock()
+	return Stats{Queued: q, Running: int(s.running.Load()), Steps: s.steps.Load()}
+}
+
+// Health is nil while the scheduler serves; else why not (the device was
+// lost, or it is shutting down).
+func (s *Scheduler) Health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.lost != nil:
+		return s.lost
+	case s.draining:
+		return unavailable("shutting down")
+	}
+	return nil
+}
+
+// Submit queues t. It fails at once with ErrQueueFull when the queue is
+// full, and with an ErrUnavailable error after a device loss or during
+// shutdown. Cancelling ctx abandons the run: its slots are freed at the
+// next step. t must be valid (the Server validates requests).
+func (s *Scheduler) Submit(ctx context.Context, t *Task) (*Run, error) {
+	if len(t.Prompts) == 0 || t.N < 1 || t.MaxTokens < 1 {
+		return nil, fmt.Errorf("serve: invalid task: %d prompts, n %d, max tokens %d", len(t.Prompts), t.N, t.MaxTokens)
+	}
+	for i, p := range t.Prompts {
+		if len(p) == 0 || len(p)+t.MaxTokens > s.m.Config().NCtx {
+			return nil, fmt.Errorf("serve: invalid task: prompt %d has %d tokens, + %d new exceeds the context of %d", i, len(p), t.MaxTokens, s.m.Config().NCtx)
+		}
+	}
+	if t.Adapter.On && !s.m.Adapts() {
+		return nil, fmt.Errorf("serve: this model does not adapt")
+	}
+	r := newRun(ctx, t)
+	r.state.submitted = time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.lost != nil:
+		return nil, s.lost
+	case s.draining:
+		return nil, unavailable("shutting down")
+	case len(s.queue) >= s.opt.Queue:
+		s.met.rejected.Inc()
+		return nil, ErrQueueFull
+	}
+	r.stop = context.AfterFunc(ctx, s.wake)
+	s.queue = append(s.queue, r)
+	s.wake()
+	return r, nil
+}
+
+func (s *Scheduler) wake() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Shutdown stops accepting tasks and lets queued and running ones finish;
+// when ctx ends first, what is left fails with ErrUnavailable. It then
+// frees the cache. Calling it again waits for the first call's end.
+func (s *Scheduler) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.draining = true
+	s.mu.Unlock()
+	s.wake()
+	var err error
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.shutOnce.Do(func() { close(s.abort) })
+		<-s.done
+		err = fmt.Errorf("serve: shutdown deadline: unfinished requests failed: %w", ctx.Err())
+	}
+	return err
+}
+
+// loop is the scheduler goroutine: admit, step, repeat.
+func (s *Scheduler) loop() {
+	defer close(s.done)
+	defer s.m.FreeCache(s.cache)
+	for {
+		select {
+		case <-s.abort:
+			s.failAll(unavailable("shutting down: the deadline passed"))
+			return
+		default:
+		}
+		s.sweep()
+		s.admit()
+		if s.running.Load() == 0 {
+			s.mu.Lock()
+			idle, draining := len(s.queue) == 0, s.draining
+			s.mu.Unlock()
+			if idle && draining {
+				return
+			}
+			if idle || s.lost != nil {
+				s.rate.idle(s.met)
+				select {
+				case <-s.kick:
+				case <-s.abort:
+				}
+			}
+			continue
+		}
+		s.step()
+	}
+}
+
+// sweep drops cancelled runs from the queue and frees their slots.
+func (s *Scheduler) sweep() {
+	s.mu.Lock()
+	q := s.queue[:0]
+	for _, r := range s.queue {
+		if err := r.ctx.Err(); err != nil {
+			if r.endOnce(err) {
+				s.met.cancelled.Inc()
+			}
+			continue
+		}
+		if r.ended() { // failed while partly admitted
+			continue
+		}
+		q = append(q, r)
+	}
+	clear(s.queue[len(q):])
+	s.queue = q
+	s.mu.Unlock()
+	for b, q := range s.slots {
+		if q == nil {
+			continue
+		}
+		if err := q.run.ctx.Err(); err != nil {
+			if q.run.endOnce(err) {
+				s.met.cancelled.Inc()
+			}
+			s.free(b)
+		} else if q.run.ended() {
+			s.free(b)
+		}
+	}
+}
+
+// admit puts waiting sequences into free slots, in queue order.
+func (s *Scheduler) admit() {
+	for b := range s.slots {
+		if s.slots[b] != nil {
+			continue
+		}
+		s.mu.Lock()
+		if len(s.queue) == 0 || s.lost != nil {
+			s.mu.Unlock()
+			return
+		}
+		r := s.queue[0]
+		k := r.state.admitted
+		r.state.admitted++
+		if r.state.admitted == len(r.task.Prompts)*r.task.N {
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+		}
+		s.mu.Unlock()
+		t := r.task
+		p := t.Sample
+		if !(p.Temperature > 0) || p.TopK == 1 {
+			p = gpu.SampleParams{} // every greedy row samples in one group
+		}
+		s.slots[b] = &seq{
+			run: r, index: k, prompt: t.Prompts[k/t.N], params: p,
+			rng:  rand.New(rand.NewPCG(t.Seed+uint64(k), 0x5eed)), // as model.Generate seeds its sequences
+			text: seqText{stops: t.Stop},
+		}
+		s.cache.Len[b] = 0
+		s.running.Add(1)
+	}
+}
+
+// free empties slot b.
+func (s *Scheduler) free(b int) {
+	if s.slots[b] != nil {
+		s.slots[b] = nil
+		s.cache.Len[b] = 0
+		s.running.Add(-1)
+	}
+}
+
+// failAll ends every running and queued run with err.
+func (s *Scheduler) failAll(err error) {
+	for b, q := range s.slots {
+		if q != nil {
+			q.run.end(err)
+			s.free(b)
+		}
+	}
+	s.mu.Lock()
+	for _, r := range s.queue {
+		r.end(err)
+	}
+	s.queue = nil
+	s.mu.Unlock()
+}
+
+// step runs one forward over every slot and samples the sequences whose
+// prompt is in.
+func (s *Scheduler) step() {
+	t0 := time.Now()
+	B := len(s.slots)
+	tokens := make([][]int32, B)
+	adapt := make([]Adapter, B)
+	var sampling []int // slots that sample after this step
+	for b, q := range s.slots {
+		if q == nil {
+			continue
+		}
+		adapt[b] = q.run.task.Adapter
+		if q.fed < len(q.prompt) {
+			n := min(s.opt.PrefillChunk, len(q.prompt)-q.fed)
+			tokens[b] = q.prompt[q.fed : q.fed+n]
+			if q.fed+n < len(q.prompt) {
+				continue
+			}
+		} else {
+			tokens[b] = []int32{q.next}
+		}
+		sampling = append(sampling, b)
+	}
+	s.met.batch.Set(float64(s.running.Load()))
+	s.met.clusters.Set(float64(clustersIn(s.slots)))
+	ids, lps, err := s.forward(tokens, adapt, sampling)
+	s.steps.Add(1)
+	s.met.step.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		s.stepFailed(err)
+		return
+	}
+	for b, q := range s.slots {
+		if q != nil && q.fed < len(q.prompt) {
+			q.fed += len(tokens[b])
+		}
+	}
+	for i, b := range sampling {
+		s.accept(b, ids[i], lps[i])
+	}
+	s.rate.add(len(sampling), s.met)
+}
+
+// clustersIn counts the distinct adaptations among the running sequences
+// (unadapted ones count as one): 1 for the base model.
+func clustersIn(slots []*seq) int {
+	seen := map[Adapter]bool{}
+	for _, q := range slots {
+		if q != nil {
+			a := q.run.task.Adapter
+			if !a.On {
+				a = Adapter{}
+			}
+			seen[a] = true
+		}
+	}
+	return max(1, len(seen))
+}
+
+// forward runs the model and samples the rows of sampling; a programmer
+// error's panic is recovered into an error here.
+func (s *Scheduler) forward(tokens [][]int32, adapt []Adapter, sampling []int) (ids []int32, lps [][]float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("serve: internal error: %v", r)
+		}
+	}()
+	logits, err := s.m.ForwardLast(s.cache, tokens, adapt)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer s.m.Backend().Free(logits)
+	return s.sample(logits, sampling)
+}
+
+// stepFailed fails the running sequences; a lost device fails everything
+// and makes the scheduler refuse further work.
+func (s *Scheduler) stepFailed(err error) {
+	if errors.Is(err, gpu.ErrDeviceLost) {
+		lost := fmt.Errorf("%w: %w", ErrUnavailable, err)
+		s.mu.Lock()
+		s.lost = lost
+		s.mu.Unlock()
+		s.met.healthy.Set(0)
+		s.failAll(lost)
+		return
+	}
+	s.met.failed.Inc()
+	for b, q := range s.slots {
+		if q != nil {
+			q.run.end(fmt.Errorf("serve: step failed: %w", err))
+			s.free(b)
+		}
+	}
+}
+
+// accept takes slot b's sampled token id (with the step's log-softmax row
+// lp when the run asked for logprobs).
+func (s *Scheduler) accept(b int, id int32, lp []float32) {
+	q := s.slots[b]
+	r := q.run
+	if !r.state.first {
+		r.state.first = true
+		s.met.ttft.Observe(time.Since(r.state.submitted).Seconds())
+	}
+	if id == s.tok.EOT() {
+		s.finish(b, "stop")
+		return
+	}
+	q.ntok++
+	if lp != nil {
+		info := TokenInfo{ID: id, Offset: len(q.text.text), Logprob: lp[id]}
+		info.Top = topLogprobs(lp, r.task.Logprobs)
+		q.infos = append(q.infos, info)
+	}
+	var piece []byte
+	if int(id) < s.tok.VocabSize() { // a model vocabulary may exceed the tokenizer's
+		piece = s.tok.TokenBytes(id)
+	}
+	switch {
+	case q.text.add(piece):
+		s.finish(b, "stop")
+	case q.ntok >= r.task.MaxTokens, s.cache.Len[b] >= s.cache.Tmax:
+		s.finish(b, "length")
+	default:
+		q.next = id
+		if ev := s.event(q, false); len(ev.Text) > 0 {
+			r.push(ev)
+		}
+	}
+}
+
+// event releases what it can of q's text as an event.
+func (s *Scheduler) event(q *seq, final bool) Event {
+	from, to := q.text.release(final)
+	ev := Event{Index: q.index, Text: q.text.text[from:to:to]}
+	if q.infos != nil {
+		i, j := q.text.tokensIn(from, to)
+		ev.Tokens = q.infos[i:j:j]
+	}
+	return ev
+}
+
+// finish ends slot b's sequence and frees its slot.
+func (s *Scheduler) finish(b int, reason string) {
+	q := s.slots[b]
+	ev := s.event(q, true)
+	ev.Finish, ev.CompletionTokens = reason, q.ntok
+	q.run.push(ev)
+	s.met.completionTokens.Add(float64(q.ntok))
+	s.free(b)
+	r := q.run
+	r.state.finished++
+	if r.state.finished == len(r.task.Prompts)*r.task.N {
+		r.end(io.EOF)
+	}
+}
+
+// rateWindow measures generated tokens per second over windows of about a
+// second, for the tokens/s gauge.
+type rateWindow struct {
+	start  time.Time
+	tokens int
+}
+
+func (w *rateWindow) add(n int, m *metrics) {
+	now := time.Now()
+	if w.start.IsZero() {
+		w.start = now
+	}
+	w.tokens += n
+	m.tokens.Add(float64(n))
+	if el := now.Sub(w.start); el >= time.Second {
+		m.tokensPerSec.Set(float64(w.tokens) / el.Seconds())
+		w.start, w.tokens = now, 0
+	}
+}
+
+func (w *rateWindow) idle(m *metrics) {
+	m.tokensPerSec.Set(0)
+	m.batch.Set(0)
+	w.start, w.tokens = time.Time{}, 0
+}

@@ -1,0 +1,378 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Server is the HTTP API in front of a Scheduler. It is an http.Handler:
+//
+//	POST /v1/completions  OpenAI-compatible completions (stream: server-sent events)
+//	GET  /v1/models       the one served model
+//	GET  /healthz         200 {"status":"ok",...}; 503 after a device loss or during shutdown
+//	GET  /metrics         Prometheus metrics
+type Server struct {
+	sched   *Scheduler
+	tok     *model.Tokenizer
+	cfg     model.Config
+	opt     Options
+	met     *metrics
+	backend string
+	created int64
+	metrics http.Handler
+	nextID  atomic.Uint64
+}
+
+// New starts a scheduler on m and returns the server. tok must cover the
+// ids m can produce that a client will see as text.
+func New(m Model, tok *model.Tokenizer, opt Options) (*Server, error) {
+	met := newMetrics(nil)
+	sched, err := newScheduler(m, tok, opt, met)
+	if err != nil {
+		return nil, err
+	}
+	return &Server{
+		sched: sched, tok: tok, cfg: m.Config(), opt: sched.Options(), met: met,
+		backend: m.Backend().Name(), created: time.Now().Unix(),
+		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}),
+	}, nil
+}
+
+// Scheduler returns the server's scheduler.
+func (s *Server) Scheduler() *Scheduler { return s.sched }
+
+// Shutdown stops accepting completions (they get 503) and waits for the
+// queued and running ones until ctx ends; then those left fail with 503.
+// Stop the http.Server (its Shutdown) alongside: this ends the work the
+// handlers wait for.
+func (s *Server) Shutdown(ctx context.Context) error { return s.sched.Shutdown(ctx) }
+
+// ServeHTTP routes the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	method := func(want string) bool {
+		if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
+			return true
+		}
+		w.Header().Set("Allow", want)
+		writeError(w, &APIError{Status: http.StatusMethodNotAllowed, Type: "invalid_request_error", Code: "method_not_allowed",
+			Message: fmt.Sprintf("%s %s: use %s", r.Method, r.URL.Path, want)})
+		return false
+	}
+	switch r.URL.Path {
+	case "/v1/completions":
+		if method(http.MethodPost) {
+			s.completions(w, r)
+		}
+	case "/v1/models":
+		if method(http.MethodGet) {
+			writeJSON(w, http.StatusOK, map[string]any{"object": "list", "data": []any{s.modelCard()}})
+		}
+	case "/v1/models/" + s.opt.ModelName:
+		if method(http.MethodGet) {
+			writeJSON(w, http.StatusOK, s.modelCard())
+		}
+	case "/healthz":
+		if method(http.MethodGet) {
+			s.healthz(w)
+		}
+	case "/metrics":
+		if method(http.MethodGet) {
+			s.metrics.ServeHTTP(w, r)
+		}
+	default:
+		writeError(w, &APIError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "not_found",
+			Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	}
+}
+
+func (s *Server) modelCard() map[string]any {
+	return map[string]any{"id": s.opt.ModelName, "object": "model", "created": s.created, "owned_by": "chameleon",
+		"context_length": s.cfg.NCtx}
+}
+
+func (s *Server) healthz(w http.ResponseWriter) {
+	st := s.sched.Stats()
+	body := map[string]any{"model": s.opt.ModelName, "backend": s.backend, "slots": s.opt.Slots,
+		"queued": st.Queued, "running": st.Running}
+	if err := s.sched.Health(); err != nil {
+		body["status"], body["error"] = "unavailable", err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	body["status"] = "ok"
+	writeJSON(w, http.StatusOK, body)
+}
+
+// statusWriter records the status code for the metrics.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// request is a validated completion request.
+type request struct {
+	*CompletionRequest
+	task    *Task
+	prompts [][]byte // each prompt's text (for echo)
+	id      string
+	stream  bool
+	usage   bool // stream: send a usage chunk
+}
+
+func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
+	t0 := time.Now()
+	w := &statusWriter{ResponseWriter: rw}
+	defer func() {
+		code := strconv.Itoa(w.code)
+		if r.Context().Err() != nil && w.code == 0 {
+			code = "cancelled"
+		}
+		s.met.requests.WithLabelValues(code).Inc()
+		s.met.latency.Observe(time.Since(t0).Seconds())
+	}()
+	defer func() { // a programmer error in a handler is a 500, not a crash
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			if w.code == 0 {
+				writeError(w, &APIError{Status: http.StatusInternalServerError, Type: "server_error", Code: "internal_error",
+					Message: fmt.Sprintf("internal error: %v", p)})
+			}
+		}
+	}()
+	body, e := decodeRequest(r, s.opt.MaxBodyBytes, w)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	req, e := s.validate(body)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	run, err := s.sched.Submit(r.Context(), req.task)
+	if err != nil {
+		writeError(w, runError(err, s.opt.RetryAfter))
+		return
+	}
+	s.met.promptTokens.Add(float64(run.PromptTokens))
+	if req.stream {
+		s.stream(w, r, req, run)
+	} else {
+		s.collect(w, r, req, run)
+	}
+}
+
+// validate checks a request against the model and the limits and makes
+// its task.
+func (s *Server) validate(body *CompletionRequest) (*request, *APIError) {
+	req := &request{CompletionRequest: body, stream: body.Stream}
+	req.id = fmt.Sprintf("cmpl-%x-%d", s.created, s.nextID.Add(1))
+	if body.Model != "" && body.Model != s.opt.ModelName {
+		return nil, &APIError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "model", Code: "model_not_found",
+			Message: fmt.Sprintf("model %q does not exist; this server serves %q", body.Model, s.opt.ModelName)}
+	}
+	if e := body.unsupported(); e != nil {
+		return nil, e
+	}
+	if body.StreamOptions != nil {
+		if !body.Stream {
+			return nil, badRequest("stream_options", "invalid_value", "stream_options needs stream: true")
+		}
+		req.usage = body.StreamOptions.IncludeUsage
+	}
+	t := &Task{N: 1, MaxTokens: 16, Logprobs: -1}
+	if body.N != nil {
+		if *body.N < 1 || *body.N > s.opt.MaxN {
+			return nil, badRequest("n", "invalid_value", "n %d: want 1 to %d", *body.N, s.opt.MaxN)
+		}
+		t.N = *body.N
+	}
+	if body.MaxTokens != nil {
+		if *body.MaxTokens < 1 || *body.MaxTokens > s.opt.MaxTokens {
+			return nil, badRequest("max_tokens", "invalid_value", "max_tokens %d: want 1 to %d", *body.MaxTokens, s.opt.MaxTokens)
+		}
+		t.MaxTokens = *body.MaxTokens
+	}
+	if body.Logprobs != nil {
+		if *body.Logprobs < 0 || *body.Logprobs > s.opt.MaxLogprobs {
+			return nil, badRequest("logprobs", "invalid_value", "logprobs %d: want 0 to %d", *body.Logprobs, s.opt.MaxLogprobs)
+		}
+		t.Logprobs = *body.Logprobs
+	}
+	var e *APIError
+	if t.Sample, e = body.sampleParams(); e != nil {
+		return nil, e
+	}
+	if t.Stop, e = parseStop(body.Stop); e != nil {
+		return nil, e
+	}
+	if body.Seed != nil {
+		t.Seed = uint64(*body.Seed)
+	} else {
+		t.Seed = rand.Uint64()
+	}
+	texts, ids, e := parsePrompt(body.Prompt)
+	if e != nil {
+		return nil, e
+	}
+	if n := max(len(texts), len(ids)) * t.N; n > s.opt.MaxChoices {
+		return nil, badRequest("n", "too_many_choices", "%d prompts x n = %d choices, at most %d", max(len(texts), len(ids)), n, s.opt.MaxChoices)
+	}
+	for i, text := range texts {
+		p := s.tok.EncodeWithSpecial(text)
+		if len(p) == 0 {
+			return nil, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
+		}
+		t.Prompts = append(t.Prompts, p)
+		req.prompts = append(req.prompts, []byte(text))
+	}
+	for i, p := range ids {
+		if len(p) == 0 {
+			return nil, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
+		}
+		for _, id := range p {
+			if id < 0 || int(id) >= min(s.cfg.VocabSize, s.tok.VocabSize()) {
+				return nil, badRequest("prompt", "invalid_token", "prompt %d: token id %d outside the vocabulary of %d", i, id, min(s.cfg.VocabSize, s.tok.VocabSize()))
+			}
+		}
+		t.Prompts = append(t.Prompts, p)
+		req.prompts = append(req.prompts, s.tok.Decode(p))
+	}
+	for i, p := range t.Prompts {
+		if len(p) >= s.cfg.NCtx {
+			return nil, badRequest("prompt", "context_length_exceeded", "prompt %d has %d tokens; the context holds %d, including at least one new token", i, len(p), s.cfg.NCtx)
+		}
+		if len(p)+t.MaxTokens > s.cfg.NCtx {
+			return nil, badRequest("max_tokens", "context_length_exceeded", "prompt %d has %d tokens + max_tokens %d exceeds the context of %d: lower max_tokens to %d or less", i, len(p), t.MaxTokens, s.cfg.NCtx, s.cfg.NCtx-len(p))
+		}
+	}
+	req.task = t
+	return req, nil
+}
+
+// collect answers a non-streaming request once every choice is done.
+func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, run *Run) {
+	events, err := run.Wait(r.Context())
+	if err != nil {
+		if r.Context().Err() != nil {
+			return // the client is gone; the scheduler has dropped the run
+		}
+		writeError(w, runError(err, s.opt.RetryAfter))
+		return
+	}
+	n := len(req.task.Prompts) * req.task.N
+	choices := make([]choiceBuilder, n)
+	for i := range choices {
+		choices[i].init(s, req, i)
+	}
+	completion := 0
+	for _, ev := range events {
+		choices[ev.Index].add(s, ev)
+		completion += ev.CompletionTokens
+	}
+	resp := Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName,
+		Usage: &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}}
+	for i := range choices {
+		resp.Choices = append(resp.Choices, choices[i].choice(i))
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// stream answers with server-sent events as the scheduler produces text:
+// one chunk per event, the prompt first with echo, a usage chunk with
+// stream_options.include_usage, then "data: [DONE]". The status line goes
+// out with the first chunk, so a run that fails before producing anything
+// gets its HTTP error (503 for a lost device); a failure after that is sent
+// as a last {"error": ...} event, without [DONE].
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, run *Run) {
+	rc := http.NewResponseController(w)
+	started := false
+	send := func(v any) {
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "text/event-stream")
+			h.Set("Cache-Control", "no-cache")
+			h.Set("X-Accel-Buffering", "no")
+			w.WriteHeader(http.StatusOK)
+		}
+		writeEvent(w, v)
+		rc.Flush() //nolint:errcheck // a gone client cancels the request context
+	}
+	chunk := func(c Choice) Completion {
+		return Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{c}}
+	}
+	n := len(req.task.Prompts) * req.task.N
+	echo := make([]int, n) // bytes of echoed prompt per choice
+	if req.Echo {
+		for i := 0; i < n; i++ {
+			var cb choiceBuilder
+			cb.init(s, req, i)
+			echo[i] = cb.echo
+			send(chunk(cb.choice(i)))
+		}
+	}
+	completion := 0
+	for {
+		events, err := run.Next(r.Context())
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			switch {
+			case r.Context().Err() != nil: // the client is gone
+			case !started:
+				writeError(w, runError(err, s.opt.RetryAfter))
+			default:
+				send(map[string]*APIError{"error": runError(err, 0)})
+			}
+			return
+		}
+		for _, ev := range events {
+			cb := choiceBuilder{lp: req.task.Logprobs >= 0, echo: echo[ev.Index]}
+			cb.add(s, ev)
+			completion += ev.CompletionTokens
+			c := cb.choice(ev.Index)
+			if c.FinishReason == nil && c.Text == "" && c.Logprobs == nil {
+				continue
+			}
+			send(chunk(c))
+		}
+	}
+	if req.usage {
+		send(Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{},
+			Usage: &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}})
+	}
+	send(nil)
+	io.WriteString(w, "data: [DONE]\n\n") //nolint:errcheck
+	rc.Flush()                            //nolint:errcheck
+}
