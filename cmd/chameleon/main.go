@@ -23,7 +23,7 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&adapterFlag, "adapter", "",
 		"WebGPU adapter: index or name substring (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
-	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd())
+	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chameleon:", err)
 		os.Exit(1)

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/train"
+)
+
+// trainCmd is `chameleon train`: pre-train a GPT-2 from scratch on the
+// corpus (see package train for the loop, checkpoints and resume).
+func trainCmd() *cobra.Command {
+	var (
+		corpus, out, config string
+		nEmbd, nLayer       int
+		nHead, nCtx         int
+		resume, cpu         bool
+		tc                  = train.DefaultConfig(model.Config{})
+	)
+	cmd := &cobra.Command{
+		Use:   "train --corpus DIR --out DIR",
+		Short: "Train a GPT-2 from scratch on the corpus (AdamW, checkpoints, --resume)",
+		Long: `Train a GPT-2 from scratch on a built corpus (make data): batches of --batch
+windows of --seq tokens drawn uniformly from the train split of every domain
+(documents tokenized with GPT-2's BPE and joined with <|endoftext|>), AdamW
+with warm-up and cosine decay, the validation loss of each domain every
+--eval-every steps (and a loss curve, OUT/loss.png), and a checkpoint every
+--save-every steps in OUT/checkpoint (a Hugging Face model directory plus the
+optimizer state, the step, the sampler state and the exact configuration).
+
+--resume continues OUT's checkpoint exactly; flags left unset take the
+checkpoint's values, and a flag that contradicts them is refused. Ctrl-C saves
+a checkpoint and stops. A NaN or infinite loss stops the run and keeps the
+last good checkpoint.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if corpus == "" || out == "" {
+				return fmt.Errorf("train: --corpus and --out are required")
+			}
+			cfg := tc
+			fl := cmd.Flags()
+			if ckpt := train.CheckpointDir(out); resume {
+				if saved, err := train.ReadCheckpointConfig(ckpt); err == nil {
+					cfg = saved
+				}
+			}
+			if !resume || fl.Changed("config") || cfg.Model.NEmbd == 0 {
+				if config != "custom" {
+					mc, ok := model.Configs[config]
+					if !ok {
+						return fmt.Errorf("train: unknown --config %q (known: %s, custom)", config, strings.Join(configNames(), ", "))
+					}
+					cfg.Model = mc
+				} else {
+					cfg.Model = model.Configs["tiny"]
+					for _, f := range []string{"n-embd", "n-layer", "n-head", "n-ctx"} {
+						if !fl.Changed(f) {
+							return fmt.Errorf("train: --config custom needs --n-embd, --n-layer, --n-head and --n-ctx")
+						}
+					}
+				}
+			}
+			for _, o := range []struct {
+				flag string
+				dst  *int
+				v    int
+			}{{"n-embd", &cfg.Model.NEmbd, nEmbd}, {"n-layer", &cfg.Model.NLayer, nLayer}, {"n-head", &cfg.Model.NHead, nHead}, {"n-ctx", &cfg.Model.NCtx, nCtx}} {
+				if fl.Changed(o.flag) {
+					*o.dst = o.v
+				}
+			}
+			setIfChanged(fl.Changed, &cfg, tc)
+			if !fl.Changed("min-lr") && fl.Changed("lr") {
+				cfg.MinLR = cfg.LR / 10
+			}
+			tok, err := model.NewGPT2Tokenizer()
+			if err != nil {
+				return err
+			}
+			if cfg.Model.VocabSize != tok.VocabSize() {
+				return fmt.Errorf("train: the model's vocabulary of %d differs from the GPT-2 tokenizer's %d", cfg.Model.VocabSize, tok.VocabSize())
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			t0 := time.Now()
+			ds, err := train.LoadCorpus(corpus, tok)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "corpus %s: %d training tokens, domains %s (tokenized in %.1fs)\n",
+				corpus, len(ds.Train), strings.Join(ds.Domains, " "), time.Since(t0).Seconds())
+			b, dev, err := openBackend(cpu)
+			if err != nil {
+				return err
+			}
+			if dev != nil {
+				defer dev.Close()
+			}
+			tb, ok := b.(gpu.TrainBackend)
+			if !ok {
+				return fmt.Errorf("train: backend %s cannot train", b.Name())
+			}
+			fmt.Fprintf(os.Stderr, "training %s (%d parameters) on %s: %d steps of %d x %d tokens\n",
+				describe(cfg.Model), cfg.Model.Params(), b.Name(), cfg.Steps, cfg.Batch, cfg.Seq)
+			bar := newBar("train", "steps")
+			bar.ChangeMax(cfg.Steps)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			res, err := train.Run(ctx, train.Options{
+				Config: cfg, Out: out, Resume: resume, Data: ds, Backend: tb,
+				SaveExtra: tok.WriteFiles,
+				Log:       barWriter{bar, os.Stdout},
+				Progress: func(p train.Progress) {
+					bar.Describe(fmt.Sprintf("loss %.3f lr %.2e |g| %.2f %.0f tok/s", p.Loss, p.LR, p.GradNorm, p.TokensPerSec))
+					_ = bar.Set(p.Step)
+				},
+			})
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			fmt.Printf("done: step %d, train loss %.4f, %.0f tokens/s; model in %s, loss curve %s\n",
+				res.Step, res.Loss, res.TokensPerSec, train.CheckpointDir(out), filepath.Join(out, train.LossPlot))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&corpus, "corpus", "", "built corpus dir (make data)")
+	f.StringVar(&out, "out", "", "output dir: checkpoint/ and loss.png")
+	f.StringVar(&config, "config", "tiny", "architecture: "+strings.Join(configNames(), ", ")+", or custom (with --n-embd --n-layer --n-head --n-ctx)")
+	f.IntVar(&nEmbd, "n-embd", 0, "model width C (overrides --config)")
+	f.IntVar(&nLayer, "n-layer", 0, "layers L (overrides --config)")
+	f.IntVar(&nHead, "n-head", 0, "attention heads H (overrides --config)")
+	f.IntVar(&nCtx, "n-ctx", 0, "context length (overrides --config)")
+	f.IntVar(&tc.Steps, "steps", tc.Steps, "optimisation steps")
+	f.IntVar(&tc.Batch, "batch", tc.Batch, "sequences per step B")
+	f.IntVar(&tc.Seq, "seq", tc.Seq, "tokens per sequence T")
+	f.Float64Var(&tc.LR, "lr", tc.LR, "peak learning rate")
+	f.Float64Var(&tc.MinLR, "min-lr", tc.MinLR, "floor of the cosine decay (unset: lr/10)")
+	f.IntVar(&tc.Warmup, "warmup", tc.Warmup, "linear warm-up steps")
+	f.Float64Var(&tc.WeightDecay, "weight-decay", tc.WeightDecay, "AdamW weight decay (2-D weights only)")
+	f.Float64Var(&tc.ClipNorm, "clip", tc.ClipNorm, "global gradient-norm clip (0: none)")
+	f.Uint64Var(&tc.Seed, "seed", tc.Seed, "seed of the initialisation and of batch sampling")
+	f.IntVar(&tc.EvalEvery, "eval-every", tc.EvalEvery, "steps between validation evaluations")
+	f.IntVar(&tc.SaveEvery, "save-every", tc.SaveEvery, "steps between checkpoints")
+	f.IntVar(&tc.EvalTokens, "eval-tokens", tc.EvalTokens, "validation tokens per domain per evaluation")
+	f.BoolVar(&resume, "resume", false, "continue OUT's checkpoint")
+	f.BoolVar(&cpu, "cpu", false, "train on the plain-Go reference backend")
+	return cmd
+}
+
+// setIfChanged copies into cfg each hyperparameter whose flag was given.
+func setIfChanged(changed func(string) bool, cfg *train.Config, f train.Config) {
+	for flag, set := range map[string]func(){
+		"steps": func() { cfg.Steps = f.Steps }, "batch": func() { cfg.Batch = f.Batch }, "seq": func() { cfg.Seq = f.Seq },
+		"lr": func() { cfg.LR = f.LR }, "min-lr": func() { cfg.MinLR = f.MinLR }, "warmup": func() { cfg.Warmup = f.Warmup },
+		"weight-decay": func() { cfg.WeightDecay = f.WeightDecay }, "clip": func() { cfg.ClipNorm = f.ClipNorm },
+		"seed": func() { cfg.Seed = f.Seed }, "eval-every": func() { cfg.EvalEvery = f.EvalEvery },
+		"save-every": func() { cfg.SaveEvery = f.SaveEvery }, "eval-tokens": func() { cfg.EvalTokens = f.EvalTokens },
+	} {
+		if changed(flag) {
+			set()
+		}
+	}
+}
+
+func configNames() []string {
+	var out []string
+	for k := range model.Configs {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func describe(c model.Config) string {
+	return fmt.Sprintf("C=%d L=%d H=%d ctx=%d", c.NEmbd, c.NLayer, c.NHead, c.NCtx)
+}
+
+// barWriter clears the progress bar before each log line so the two do
+// not interleave on a terminal.
+type barWriter struct {
+	bar *progressbar.ProgressBar
+	w   io.Writer
+}
+
+func (b barWriter) Write(p []byte) (int, error) {
+	_ = b.bar.Clear()
+	return b.w.Write(p)
+}
