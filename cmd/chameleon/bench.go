@@ -11,6 +11,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/train"
 )
 
 // benchReport is what `chameleon bench --json` prints.
@@ -19,7 +20,17 @@ type benchReport struct {
 	Model    string        `json:"model"`
 	Params   int           `json:"params"`
 	Ceilings *gpu.Ceilings `json:"ceilings,omitempty"`
-	Runs     []benchRun    `json:"runs"`
+	Runs     []benchRun    `json:"runs,omitempty"`
+	Train    []trainBench  `json:"train,omitempty"`
+}
+
+// trainBench is one training-step measurement (forward, backward, AdamW).
+type trainBench struct {
+	Batch        int     `json:"batch"`
+	Seq          int     `json:"seq"`
+	TokensPerSec float64 `json:"tokens_per_s"`
+	GFLOPs       float64 `json:"gflops"` // 3x the forward's matmul and attention FLOPs per second
+	OfMatMulPeak float64 `json:"fraction_of_matmul_ceiling"`
 }
 
 type benchRun struct {
@@ -49,8 +60,8 @@ type kernelShare struct {
 
 func benchCmd() *cobra.Command {
 	var cfgName, modelPath, dtypes, batches string
-	var prompt, decode int
-	var asJSON bool
+	var prompt, decode, seq int
+	var asJSON, trainMode bool
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the adapter's measured ceilings",
@@ -91,13 +102,35 @@ func benchCmd() *cobra.Command {
 					fmt.Printf(format, a...)
 				}
 			}
-			log("bench on %s: %s (%d parameters), prompt %d, decode %d\n", d, name, cfg.Params(), prompt, decode)
+			if trainMode {
+				log("training bench on %s: %s (%d parameters)\n", d, name, cfg.Params())
+			} else {
+				log("bench on %s: %s (%d parameters), prompt %d, decode %d\n", d, name, cfg.Params(), prompt, decode)
+			}
 			ceil, err := w.MeasureCeilings(3)
 			if err != nil {
 				return err
 			}
 			rep.Ceilings = &ceil
 			log("ceilings: matmul %.2f GFLOP/s (256x768x3072 f32), copy %.2f GB/s (64 MiB)\n", ceil.MatMulGFLOPs, ceil.CopyGBs)
+			if trainMode {
+				for _, b := range bs {
+					tps, flops, err := train.BenchStep(w, cfg, b, seq)
+					if err != nil {
+						return err
+					}
+					tr := trainBench{Batch: b, Seq: seq, TokensPerSec: tps, GFLOPs: flops / 1e9, OfMatMulPeak: flops / 1e9 / ceil.MatMulGFLOPs}
+					rep.Train = append(rep.Train, tr)
+					log("train batch %d x %d tokens: %.1f tokens/s, %.2f GFLOP/s achieved (%.0f%% of the matmul ceiling)\n",
+						b, seq, tps, tr.GFLOPs, 100*tr.OfMatMulPeak)
+				}
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				return nil
+			}
 			for _, ds := range strings.Split(dtypes, ",") {
 				dt, wb := gpu.F32, 4
 				switch strings.TrimSpace(ds) {
@@ -179,6 +212,8 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&prompt, "prompt", 32, "prompt tokens per sequence")
 	c.Flags().IntVar(&decode, "decode", 8, "decode steps")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&trainMode, "train", false, "measure training steps instead (use with e.g. --config tiny --batches 8 --seq 64)")
+	c.Flags().IntVar(&seq, "seq", 64, "tokens per sequence for --train")
 	return c
 }
 

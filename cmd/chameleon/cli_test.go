@@ -155,3 +155,22 @@ func TestCLIBadModelFiles(t *testing.T) {
 		t.Errorf("missing model: err %v, stderr %q", err, stderr)
 	}
 }
+
+func TestCLIBenchTrain(t *testing.T) {
+	out := mustRun(t, "", "bench", "--train", "--config", "tiny", "--batches", "2", "--seq", "8", "--json")
+	var rep struct {
+		Ceilings struct {
+			MatMul float64 `json:"matmul_gflops"`
+		} `json:"ceilings"`
+		Train []struct {
+			TokensPerSec float64 `json:"tokens_per_s"`
+			Fraction     float64 `json:"fraction_of_matmul_ceiling"`
+		} `json:"train"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if rep.Ceilings.MatMul <= 0 || len(rep.Train) != 1 || rep.Train[0].TokensPerSec <= 0 || rep.Train[0].Fraction <= 0 {
+		t.Errorf("bench --train report: %+v", rep)
+	}
+}
