@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
@@ -56,7 +57,7 @@ func BaseOf(cfg model.Config, host []model.HostTensor) (Base, error) {
 	got := map[string]model.HostTensor{}
 	for _, t := range host {
 		if shape, ok := want[t.Name]; ok {
-			if !sameInts(t.Shape, shape) || len(t.Data) != gpu.Numel(shape) {
+			if !slices.Equal(t.Shape, shape) || len(t.Data) != gpu.Numel(shape) {
 				return Base{}, fmt.Errorf("adapt: base model tensor %s has shape %v with %d values, config wants %v", t.Name, t.Shape, len(t.Data), shape)
 			}
 			got[t.Name] = t

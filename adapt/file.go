@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -113,7 +114,7 @@ func (a *Adapter) Validate() error {
 	}
 	for i, s := range spec {
 		t := a.Tensors[i]
-		if t.Name != s.Name || !sameInts(t.Shape, s.Shape) || len(t.Data) != gpu.Numel(s.Shape) {
+		if t.Name != s.Name || !slices.Equal(t.Shape, s.Shape) || len(t.Data) != gpu.Numel(s.Shape) {
 			return fmt.Errorf("adapt: tensor %d is %q %v with %d values, want %q %v", i, t.Name, t.Shape, len(t.Data), s.Name, s.Shape)
 		}
 		for j, v := range t.Data {
@@ -227,7 +228,7 @@ func Read(r io.ReaderAt, size int64, base Base) (*Adapter, error) {
 		if info.DType != tensorfile.F32 && info.DType != tensorfile.F16 && info.DType != tensorfile.BF16 {
 			return nil, fmt.Errorf("adapt: tensor %q has dtype %v, want F32, F16 or BF16", s.Name, info.DType)
 		}
-		if !sameInts(info.Shape, s.Shape) {
+		if !slices.Equal(info.Shape, s.Shape) {
 			return nil, fmt.Errorf("adapt: tensor %q has shape %v, the metadata (%s, rank %d) wants %v", s.Name, info.Shape, meta.Kind, meta.Rank, s.Shape)
 		}
 		if err := f.CheckFinite(s.Name); err != nil {

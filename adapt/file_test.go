@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,7 +80,7 @@ func TestAdapterFileRoundTrip(t *testing.T) {
 		}
 		for i := range a.Tensors {
 			x, y := a.Tensors[i], b.Tensors[i]
-			if x.Name != y.Name || !sameInts(x.Shape, y.Shape) || len(x.Data) != len(y.Data) {
+			if x.Name != y.Name || !slices.Equal(x.Shape, y.Shape) || len(x.Data) != len(y.Data) {
 				t.Fatalf("%s: tensor %q %v read back as %q %v", a.Meta.Kind, x.Name, x.Shape, y.Name, y.Shape)
 			}
 			for j := range x.Data {

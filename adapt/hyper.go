@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
@@ -124,7 +125,7 @@ func UploadHyper(b gpu.Backend, c HyperConfig, host []model.HostTensor) (*HyperN
 	ts := make([]gpu.Tensor, len(spec))
 	for i, s := range spec {
 		h := host[i]
-		if h.Name != s.Name || !sameInts(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+		if h.Name != s.Name || !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
 			n.Free(b)
 			return nil, fmt.Errorf("adapt: hyper-network tensor %d is %q %v with %d values, want %q %v",
 				i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
@@ -229,16 +230,4 @@ func (n *HyperNet) Forward(o *Ops, out, feats gpu.Tensor, masks []gpu.Tensor) er
 // Factors is the view of a Forward output as K factor pairs.
 func (n *HyperNet) Factors(out gpu.Tensor) Factors {
 	return PackedFactors(out, n.Cfg.Rank, n.Cfg.C, n.Cfg.V)
-}
-
-func sameInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

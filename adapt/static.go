@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
@@ -61,7 +62,7 @@ func UploadStatic(b gpu.Backend, k, r, c, v int, alpha float32, host []model.Hos
 	var ts [2]gpu.Tensor
 	for i, s := range spec {
 		h := host[i]
-		if h.Name != s.Name || !sameInts(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+		if h.Name != s.Name || !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
 			return nil, fmt.Errorf("adapt: static adapter tensor %d is %q %v with %d values, want %q %v",
 				i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
 		}

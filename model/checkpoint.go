@@ -303,7 +303,7 @@ type tensorSource interface {
 // non-matrix tensor is left to readSpec.
 func checkEmbedding(src tensorSource, lay layout, name string, want []int, format string) error {
 	info, ok := src.Info(lay.file[name])
-	if !ok || len(info.Shape) != 2 || equalInts(info.Shape, want) {
+	if !ok || len(info.Shape) != 2 || slices.Equal(info.Shape, want) {
 		return nil
 	}
 	return fmt.Errorf("the config disagrees with the tensors: %s but %s has shape %v (want %v)",
@@ -344,7 +344,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		if conv {
 			want, note = []int{s.Shape[1], s.Shape[0]}, " (in, out) for Conv1D"
 		}
-		if !equalInts(info.Shape, want) {
+		if !slices.Equal(info.Shape, want) {
 			return nil, fmt.Errorf("%s has shape %v, config wants %v%s", label, info.Shape, want, note)
 		}
 		if err := src.CheckFinite(fn); err != nil {
@@ -365,7 +365,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 // checkTiedHead accepts a stored output projection only if it is wte.
 func checkTiedHead(src tensorSource, head string, wte HostTensor) error {
 	info, _ := src.Info(head)
-	if !info.DType.Float32Decodable() || !equalInts(info.Shape, wte.Shape) {
+	if !info.DType.Float32Decodable() || !slices.Equal(info.Shape, wte.Shape) {
 		return fmt.Errorf("%s (%v, shape %v) must be a copy of %s (shape %v): the output projection is tied",
 			head, info.DType, info.Shape, wte.Name, wte.Shape)
 	}
@@ -582,7 +582,7 @@ func checkHost(cfg Config, host []HostTensor) ([]HostTensor, error) {
 		if !ok {
 			return nil, fmt.Errorf("model: saving: tensor %s missing", s.Name)
 		}
-		if !equalInts(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+		if !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
 			return nil, fmt.Errorf("model: saving: %s has shape %v (%d values), config wants %v",
 				s.Name, h.Shape, len(h.Data), s.Shape)
 		}

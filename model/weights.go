@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -117,7 +118,7 @@ func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*
 		if !ok {
 			return nil, fmt.Errorf("model: tensor %q missing", spec.Name)
 		}
-		if !equalInts(h.Shape, spec.Shape) || len(h.Data) != gpu.Numel(spec.Shape) {
+		if !slices.Equal(h.Shape, spec.Shape) || len(h.Data) != gpu.Numel(spec.Shape) {
 			return nil, fmt.Errorf("model: tensor %q has shape %v (%d values), config wants %v", spec.Name, h.Shape, len(h.Data), spec.Shape)
 		}
 		dt := gpu.F32
@@ -151,16 +152,4 @@ func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*
 		})
 	}
 	return w, nil
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -85,16 +85,7 @@ func (*Backend) LayerNormBackward(dx, dGamma, dBeta, dOut, x, gamma gpu.Tensor, 
 	xh := make([]float64, c)
 	for r := 0; r < m; r++ {
 		row := in[r*c : (r+1)*c]
-		var mean, v float64
-		for _, x := range row {
-			mean += float64(x)
-		}
-		mean /= float64(c)
-		for _, x := range row {
-			d := float64(x) - mean
-			v += d * d
-		}
-		rstd := 1 / math.Sqrt(v/float64(c)+float64(eps))
+		mean, rstd := rowStats(row, eps)
 		var a, b float64 // mean(dx̂), mean(dx̂·x̂)
 		for j, x := range row {
 			xh[j] = (float64(x) - mean) * rstd

@@ -41,16 +41,7 @@ func (*Backend) LayerNorm(dst, x, gamma, beta gpu.Tensor, eps float32) {
 	in, out, g, b := f(x), f(dst), f(gamma), f(beta)
 	for r := 0; r < m; r++ {
 		row := in[r*c : (r+1)*c]
-		var mean, v float64
-		for _, x := range row {
-			mean += float64(x)
-		}
-		mean /= float64(c)
-		for _, x := range row {
-			d := float64(x) - mean
-			v += d * d
-		}
-		rstd := 1 / math.Sqrt(v/float64(c)+float64(eps))
+		mean, rstd := rowStats(row, eps)
 		for j, x := range row {
 			out[r*c+j] = float32((float64(x)-mean)*rstd)*g[j] + b[j]
 		}
@@ -91,4 +82,19 @@ func (*Backend) Rows(dst, x, idx gpu.Tensor) {
 			out[r*c+j] = v
 		}
 	}
+}
+
+// rowStats is a row's mean and 1/sqrt(population variance + eps), in
+// float64, two passes (the layernorm forward and backward share it).
+func rowStats(row []float32, eps float32) (mean, rstd float64) {
+	for _, x := range row {
+		mean += float64(x)
+	}
+	mean /= float64(len(row))
+	var v float64
+	for _, x := range row {
+		d := float64(x) - mean
+		v += d * d
+	}
+	return mean, 1 / math.Sqrt(v/float64(len(row))+float64(eps))
 }
