@@ -22,6 +22,7 @@ type benchReport struct {
 	Ceilings *gpu.Ceilings `json:"ceilings,omitempty"`
 	Runs     []benchRun    `json:"runs,omitempty"`
 	Train    []trainBench  `json:"train,omitempty"`
+	Serve    []serveBench  `json:"serve,omitempty"`
 }
 
 // trainBench is one training-step measurement (forward, backward, AdamW).
@@ -61,7 +62,8 @@ type kernelShare struct {
 func benchCmd() *cobra.Command {
 	var cfgName, modelPath, dtypes, batches string
 	var prompt, decode, seq int
-	var asJSON, trainMode bool
+	var asJSON, trainMode, serveMode bool
+	var plotPath string
 	c := &cobra.Command{
 		Use:   "bench",
 		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the adapter's measured ceilings",
@@ -104,6 +106,8 @@ func benchCmd() *cobra.Command {
 			}
 			if trainMode {
 				log("training bench on %s: %s (%d parameters)\n", d, name, cfg.Params())
+			} else if serveMode {
+				log("serve bench on %s: %s (%d parameters), %d greedy tokens per request, 3 requests per client\n", d, name, cfg.Params(), decode)
 			} else {
 				log("bench on %s: %s (%d parameters), prompt %d, decode %d\n", d, name, cfg.Params(), prompt, decode)
 			}
@@ -113,6 +117,31 @@ func benchCmd() *cobra.Command {
 			}
 			rep.Ceilings = &ceil
 			log("ceilings: matmul %.2f GFLOP/s (256x768x3072 f32), copy %.2f GB/s (64 MiB)\n", ceil.MatMulGFLOPs, ceil.CopyGBs)
+			if serveMode {
+				dt := gpu.F16
+				if strings.TrimSpace(dtypes) == "f32" {
+					dt = gpu.F32
+				}
+				wts, err := model.Upload(w, cfg, host, dt)
+				if err != nil {
+					return err
+				}
+				tok, err := model.NewGPT2Tokenizer()
+				if err != nil {
+					return err
+				}
+				rs, err := benchServe(&model.Model{Cfg: cfg, W: wts, B: w}, tok, bs, 3, decode, plotPath, log)
+				rep.Serve = rs
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				return nil
+			}
 			if trainMode {
 				for _, b := range bs {
 					tps, flops, err := train.BenchStep(w, cfg, b, seq)
@@ -214,6 +243,8 @@ func benchCmd() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&trainMode, "train", false, "measure training steps instead (use with e.g. --config tiny --batches 8 --seq 64)")
 	c.Flags().IntVar(&seq, "seq", 64, "tokens per sequence for --train")
+	c.Flags().BoolVar(&serveMode, "serve", false, "measure the completions server on loopback: requests/s and tokens/s against concurrency (--batches are the concurrency levels, --decode the tokens per request)")
+	c.Flags().StringVar(&plotPath, "plot", "bench-serve.png", "PNG plot of --serve throughput (empty: none)")
 	return c
 }
 

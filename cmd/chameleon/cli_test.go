@@ -174,3 +174,24 @@ func TestCLIBenchTrain(t *testing.T) {
 		t.Errorf("bench --train report: %+v", rep)
 	}
 }
+
+func TestCLIBenchServe(t *testing.T) {
+	png := filepath.Join(t.TempDir(), "serve.png")
+	out := mustRun(t, "", "bench", "--serve", "--config", "tiny", "--batches", "1,2", "--decode", "2", "--plot", png, "--json")
+	var rep struct {
+		Serve []struct {
+			Concurrency int     `json:"concurrency"`
+			TokensS     float64 `json:"tokens_per_s"`
+			Failed      int     `json:"failed"`
+		} `json:"serve"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rep.Serve) != 2 || rep.Serve[1].Concurrency != 2 || rep.Serve[0].TokensS <= 0 || rep.Serve[0].Failed+rep.Serve[1].Failed != 0 {
+		t.Errorf("bench --serve report: %+v", rep)
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
+		t.Errorf("plot not written: %v", err)
+	}
+}
