@@ -31,18 +31,59 @@ import (
 	"strings"
 )
 
-//go:embed *.wgsl
+//go:embed *.wgsl *.wgsli
 var files embed.FS
 
 // Source returns the WGSL text of kernel name (the file name without
-// ".wgsl"). It panics if no such kernel exists: kernel names are fixed at
-// compile time, so a missing one is a programmer error.
+// ".wgsl"), with its includes expanded. It panics if no such kernel or
+// fragment exists: names are fixed at compile time, so a missing one is a
+// programmer error.
+//
+// A line `//#include FRAGMENT KEY=VALUE ...` is replaced by the text of
+// FRAGMENT.wgsli (its leading // comment block dropped) with every KEY
+// replaced by VALUE: kernels that share a long body (the unrolled matmul
+// main loops) keep one copy of it.
 func Source(name string) string {
 	b, err := files.ReadFile(name + ".wgsl")
 	if err != nil {
 		panic(fmt.Sprintf("wgsl: no kernel %q", name))
 	}
-	return string(b)
+	return expand(name, string(b))
+}
+
+func expand(name, src string) string {
+	if !strings.Contains(src, "//#include ") {
+		return src
+	}
+	lines := strings.Split(src, "\n")
+	var out []string
+	for _, l := range lines {
+		args, ok := strings.CutPrefix(l, "//#include ")
+		if !ok {
+			out = append(out, l)
+			continue
+		}
+		f := strings.Fields(args)
+		frag, err := files.ReadFile(f[0] + ".wgsli")
+		if err != nil {
+			panic(fmt.Sprintf("wgsl: kernel %s includes unknown fragment %q", name, f[0]))
+		}
+		body := string(frag)
+		for strings.HasPrefix(body, "//") { // the fragment's header comment
+			_, body, _ = strings.Cut(body, "\n")
+		}
+		var subst []string
+		for _, kv := range f[1:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				panic(fmt.Sprintf("wgsl: kernel %s: include argument %q is not KEY=VALUE", name, kv))
+			}
+			subst = append(subst, k, v)
+		}
+		body = strings.NewReplacer(subst...).Replace(strings.TrimSuffix(body, "\n"))
+		out = append(out, body)
+	}
+	return strings.Join(out, "\n")
 }
 
 // Names lists every embedded kernel, sorted.
