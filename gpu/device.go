@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
 )
@@ -220,16 +221,44 @@ func Open(opts Options) (*Device, error) {
 			}
 		}
 	}
-	// Request the device on freshly enumerated adapter objects: with
-	// cogentcore/webgpu v0.23.0, an adapter whose info and feature list were
-	// queried fails RequestDevice intermittently ("failed to request
-	// device"), while a fresh one does not (seen with Mesa 22.3 and 25.0).
 	for _, a := range adapters {
 		a.Release()
 	}
+	d := &Device{Info: infos[pick]}
+	// With cogentcore/webgpu v0.23.0 on lavapipe, RequestDevice fails now and
+	// then ("failed to request device": the binding drops wgpu's message),
+	// more often on an adapter whose info was queried and on a loaded
+	// machine; a freshly enumerated adapter and a retry have always
+	// succeeded, so the request is made that way, a few times.
+	var err error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(100*try) * time.Millisecond)
+		}
+		if err = d.request(pick, opts); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gpu: adapter %q: request device: %w", d.Info.Name, err)
+	}
+	d.queue = d.dev.GetQueue()
+	d.Limits = limitsOf(d.dev.GetLimits().Limits)
+	d.pool = newBufferPool(d)
+	d.pipelines = map[string]*pipeline{}
+	d.metas = map[string]*metaEntry{}
+	d.groups = map[string]*wgpu.BindGroup{}
+	d.rec = &recorder{d: d}
+	return d, nil
+}
+
+// request enumerates the adapters afresh and requests a device on adapter
+// pick with shader-f16 and timestamp-query where present and every limit
+// the adapter offers.
+func (d *Device) request(pick int, opts Options) error {
 	fresh := instance().EnumerateAdapters(nil)
 	if pick >= len(fresh) {
-		return nil, fmt.Errorf("gpu: adapter %d disappeared while opening it", pick)
+		return fmt.Errorf("adapter %d disappeared while opening it", pick)
 	}
 	for i, a := range fresh {
 		if i != pick {
@@ -237,8 +266,8 @@ func Open(opts Options) (*Device, error) {
 		}
 	}
 	a := fresh[pick]
-	d := &Device{Info: infos[pick], adapter: a}
 	var feats []wgpu.FeatureName
+	d.HasF16, d.HasTimestamp = false, false
 	if hasFeature(a, wgpu.FeatureNameShaderF16) && !opts.NoF16 {
 		feats = append(feats, wgpu.FeatureNameShaderF16)
 		d.HasF16 = true
@@ -258,17 +287,11 @@ func Open(opts Options) (*Device, error) {
 		// (markLost).
 	})
 	if err != nil {
-		return nil, fmt.Errorf("gpu: adapter %q: request device: %w", d.Info.Name, err)
+		a.Release()
+		return err
 	}
-	d.dev = dev
-	d.queue = dev.GetQueue()
-	d.Limits = limitsOf(dev.GetLimits().Limits)
-	d.pool = newBufferPool(d)
-	d.pipelines = map[string]*pipeline{}
-	d.metas = map[string]*metaEntry{}
-	d.groups = map[string]*wgpu.BindGroup{}
-	d.rec = &recorder{d: d}
-	return d, nil
+	d.adapter, d.dev = a, dev
+	return nil
 }
 
 // ErrDeviceLost wraps every error reported after the device was lost.
