@@ -51,6 +51,7 @@ fuzz:
 	$(GO) test ./model -run '^$$' -fuzz FuzzTokenizerRoundTrip -fuzztime 30s
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 30s
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadGGUF -fuzztime 30s
+	$(GO) test ./serve -run '^$$' -fuzz FuzzCompletionRequest -fuzztime 30s
 
 clean:
 	rm -rf bin
