@@ -152,36 +152,5 @@ fn cluster_of(r: u32) -> u32 {
             }
         }
     }
-    put(r0 + 0u, c0 + 0u, a0_0);
-    put(r0 + 0u, c0 + 4u, a0_1);
-    put(r0 + 0u, c0 + 8u, a0_2);
-    put(r0 + 0u, c0 + 12u, a0_3);
-    put(r0 + 1u, c0 + 0u, a1_0);
-    put(r0 + 1u, c0 + 4u, a1_1);
-    put(r0 + 1u, c0 + 8u, a1_2);
-    put(r0 + 1u, c0 + 12u, a1_3);
-    put(r0 + 2u, c0 + 0u, a2_0);
-    put(r0 + 2u, c0 + 4u, a2_1);
-    put(r0 + 2u, c0 + 8u, a2_2);
-    put(r0 + 2u, c0 + 12u, a2_3);
-    put(r0 + 3u, c0 + 0u, a3_0);
-    put(r0 + 3u, c0 + 4u, a3_1);
-    put(r0 + 3u, c0 + 8u, a3_2);
-    put(r0 + 3u, c0 + 12u, a3_3);
-    put(r0 + 4u, c0 + 0u, a4_0);
-    put(r0 + 4u, c0 + 4u, a4_1);
-    put(r0 + 4u, c0 + 8u, a4_2);
-    put(r0 + 4u, c0 + 12u, a4_3);
-    put(r0 + 5u, c0 + 0u, a5_0);
-    put(r0 + 5u, c0 + 4u, a5_1);
-    put(r0 + 5u, c0 + 8u, a5_2);
-    put(r0 + 5u, c0 + 12u, a5_3);
-    put(r0 + 6u, c0 + 0u, a6_0);
-    put(r0 + 6u, c0 + 4u, a6_1);
-    put(r0 + 6u, c0 + 8u, a6_2);
-    put(r0 + 6u, c0 + 12u, a6_3);
-    put(r0 + 7u, c0 + 0u, a7_0);
-    put(r0 + 7u, c0 + 4u, a7_1);
-    put(r0 + 7u, c0 + 8u, a7_2);
-    put(r0 + 7u, c0 + 12u, a7_3);
+//#include matmul_reg_f16_store
 }
