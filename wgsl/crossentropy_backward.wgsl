@@ -1,6 +1,6 @@
 // crossentropy_backward: the gradient of L = scale * sum_m CE(logits[m], t_m)
 // fused with the softmax, for a chunk of rows starting at row row_base:
-//   dlogits[m, j] = scale * (exp(logits[m,j] - lse_m) - (j == t_m))
+//   dlogits[m, j] = scale * (softmax(logits[m])_j - (j == t_m))
 // t_m = targets[row_base + m]. A negative target masks the row: it is
 // written as zeros and the logits are not read. A target >= V writes NaN
 // (a programmer error the host cannot see; it surfaces in the update).
@@ -63,10 +63,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
         workgroupBarrier();
     }
-    let lse = red_m[0] + log(red_s[0]);
+    // p = exp(x - max) / sum: x - max is exact for nearby values, whereas
+    // x - (max + log(sum)) would carry lse's rounding (ulp(1000) = 6e-5),
+    // which p - 1 at the target magnifies.
+    let mx = red_m[0];
+    let inv_s = 1.0 / red_s[0];
     let tu = u32(t);
     for (var j = lid; j < params.v; j += WG) {
-        let p = exp(logits[base + j] - lse);
+        let p = exp(logits[base + j] - mx) * inv_s;
         dlogits[base + j] = params.scale * select(p, p - 1.0, j == tu);
     }
 }
