@@ -18,7 +18,7 @@ func dataCmd() *cobra.Command {
 		Use:   "data",
 		Short: "Build and inspect the multi-domain training corpus (sources from scripts/fetch_corpus_sources.sh)",
 	}
-	c.AddCommand(dataBuildCmd(), dataStatsCmd())
+	c.AddCommand(dataBuildCmd(), dataStatsCmd(), dataVocabCmd())
 	return c
 }
 

@@ -23,7 +23,7 @@ import (
 // corpus (see package train for the loop, checkpoints and resume).
 func trainCmd() *cobra.Command {
 	var (
-		corpus, out, config string
+		corpus, out, config, tokDir string
 		nEmbd, nLayer       int
 		nHead, nCtx         int
 		resume, cpu         bool
@@ -34,7 +34,8 @@ func trainCmd() *cobra.Command {
 		Short: "Train a GPT-2 from scratch on the corpus (AdamW, checkpoints, --resume)",
 		Long: `Train a GPT-2 from scratch on a built corpus (make data): batches of --batch
 windows of --seq tokens drawn uniformly from the train split of every domain
-(documents tokenized with GPT-2's BPE and joined with <|endoftext|>), AdamW
+(documents tokenized with --tokenizer, GPT-2's BPE by default, and joined
+with <|endoftext|>), AdamW
 with warm-up and cosine decay, the validation loss of each domain every
 --eval-every steps (and a loss curve, OUT/loss.png), and a checkpoint every
 --save-every steps in OUT/checkpoint (a Hugging Face model directory plus the
@@ -86,12 +87,31 @@ last good checkpoint.`,
 			if !fl.Changed("min-lr") && fl.Changed("lr") {
 				cfg.MinLR = cfg.LR / 10
 			}
-			tok, err := model.NewGPT2Tokenizer()
+			// The tokenizer: --tokenizer, else the checkpoint's own when
+			// resuming, else GPT-2's.
+			tokFrom := tokDir
+			if tokDir != "" {
+				if _, err := os.Stat(filepath.Join(tokDir, "vocab.bpe")); err != nil {
+					return fmt.Errorf("train: --tokenizer %s: no vocab.bpe there (write one with `chameleon data vocab --out %s`)", tokDir, tokDir)
+				}
+			}
+			if tokFrom == "" && resume {
+				if _, err := os.Stat(filepath.Join(train.CheckpointDir(out), "vocab.bpe")); err == nil {
+					tokFrom = train.CheckpointDir(out)
+				}
+			}
+			tok, err := tokenizerFor(tokFrom)
 			if err != nil {
 				return err
 			}
+			if tokFrom == "" {
+				tokFrom = "GPT-2's"
+			}
+			if config == "custom" && !resume {
+				cfg.Model.VocabSize = tok.VocabSize() // a custom model takes the tokenizer's vocabulary
+			}
 			if cfg.Model.VocabSize != tok.VocabSize() {
-				return fmt.Errorf("train: the model's vocabulary of %d differs from the GPT-2 tokenizer's %d", cfg.Model.VocabSize, tok.VocabSize())
+				return fmt.Errorf("train: the model's vocabulary of %d differs from the tokenizer's %d (%s)", cfg.Model.VocabSize, tok.VocabSize(), tokFrom)
 			}
 			if err := cfg.Validate(); err != nil {
 				return err
@@ -141,6 +161,7 @@ last good checkpoint.`,
 	f := cmd.Flags()
 	f.StringVar(&corpus, "corpus", "", "built corpus dir (make data)")
 	f.StringVar(&out, "out", "", "output dir: checkpoint/ and loss.png")
+	f.StringVar(&tokDir, "tokenizer", "", "dir with encoder.json and vocab.bpe (e.g. from `chameleon data vocab`); default GPT-2's (with --config custom the model takes its vocabulary size)")
 	f.StringVar(&config, "config", "tiny", "architecture: "+strings.Join(configNames(), ", ")+", or custom (with --n-embd --n-layer --n-head --n-ctx)")
 	f.IntVar(&nEmbd, "n-embd", 0, "model width C (overrides --config)")
 	f.IntVar(&nLayer, "n-layer", 0, "layers L (overrides --config)")
