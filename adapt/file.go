@@ -3,6 +3,7 @@ package adapt
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/chameleon-llm/chameleon/cluster"
 	"io"
 	"math"
 	"os"
@@ -44,7 +45,11 @@ type Meta struct {
 	Experts int     `json:"experts,omitempty"` // K: 1 for lora, the number of domains for experts
 	Hidden  []int   `json:"hidden,omitempty"`  // hyper: hidden widths
 	Dropout float32 `json:"dropout,omitempty"` // hyper: training dropout
-	Base    Base    `json:"base"`              // the model it was trained for
+	// Centroids is the number of training-cluster centroids stored with a
+	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
+	// inputs online; 0: none stored.
+	Centroids int  `json:"centroids,omitempty"`
+	Base      Base `json:"base"` // the model it was trained for
 }
 
 // Validate reports the first inconsistency of m.
@@ -73,6 +78,9 @@ func (m Meta) Validate() error {
 			return fmt.Errorf("experts adapter with experts = %d, want at least 1", m.Experts)
 		}
 	case KindHyper:
+		if m.Centroids < 0 {
+			return fmt.Errorf("hyper adapter with %d centroids", m.Centroids)
+		}
 		return m.Hyper().Validate()
 	default:
 		return fmt.Errorf("unknown adapter kind %q (want lora, experts or hyper)", m.Kind)
@@ -90,7 +98,11 @@ func (m Meta) Hyper() HyperConfig {
 func (m Meta) Spec() []model.HostTensor {
 	c := m.Base.Config
 	if m.Kind == KindHyper {
-		return HyperSpec(m.Hyper())
+		spec := HyperSpec(m.Hyper())
+		if m.Centroids > 0 {
+			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, c.NEmbd}})
+		}
+		return spec
 	}
 	return StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize)
 }
@@ -254,7 +266,20 @@ func (a *Adapter) UploadHyper(b gpu.Backend) (*HyperNet, error) {
 	if a.Meta.Kind != KindHyper {
 		return nil, fmt.Errorf("adapt: a %s adapter is not a hyper-network", a.Meta.Kind)
 	}
-	return UploadHyper(b, a.Meta.Hyper(), a.Tensors)
+	return UploadHyper(b, a.Meta.Hyper(), a.Tensors[:len(HyperSpec(a.Meta.Hyper()))])
+}
+
+// CentroidsTensor names the training centroids in a hyper adapter file.
+const CentroidsTensor = "centroids"
+
+// TrainingCentroids returns the centroids of the clusters a hyper adapter
+// was trained on, or nil when the file stores none.
+func (a *Adapter) TrainingCentroids() *cluster.Centroids {
+	if a.Meta.Kind != KindHyper || a.Meta.Centroids == 0 {
+		return nil
+	}
+	t := a.Tensors[len(a.Tensors)-1]
+	return &cluster.Centroids{K: t.Shape[0], C: t.Shape[1], Data: t.Data, Meta: cluster.CentroidsMeta{Feature: cluster.FeatureKind}}
 }
 
 // UploadStatic puts a KindLoRA or KindExperts adapter's factors on b.

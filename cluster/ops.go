@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
 )
 
 // Ops are the memory operations and kernels clustering needs. Like
@@ -114,3 +115,15 @@ func checkUpdate(dst, x, prev, order, offsets, reseed gpu.Tensor) (k, c, n int) 
 }
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
+
+// OpsFor returns the clustering ops of a backend: the WGSL kernels on a
+// WebGPU backend, the plain-Go ones on the reference backend.
+func OpsFor(b gpu.Backend) (Ops, error) {
+	switch t := b.(type) {
+	case *gpu.WebGPU:
+		return NewGPUOps(t), nil
+	case *ref.Backend:
+		return &RefOps{t}, nil
+	}
+	return nil, fmt.Errorf("cluster: no clustering ops for backend %s", b.Name())
+}

@@ -16,7 +16,7 @@ import (
 
 // AdapterInfo describes one WebGPU adapter as `chameleon devices` shows it.
 type AdapterInfo struct {
-	Index    int      // position in the enumeration, usable with --adapter
+	Index    int      // position in the enumeration, usable with --device
 	Name     string   // device name, or the driver's description where the device has none
 	Vendor   string   // vendor name or PCI id
 	Driver   string   // driver description

@@ -57,18 +57,26 @@ func (m *Model) FreeCache(c *Cache) {
 // past a sequence's own addition are padding and hold no meaning. The
 // caller frees the logits. It fails if a sequence would exceed the cache.
 func (m *Model) Forward(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
-	return m.forward(c, tokens, false)
+	return m.ForwardHead(c, tokens, false, nil)
 }
+
+// Head computes logits dst (R, V) from the final layernorm's output h
+// (R, C) in place of the tied projection h·wteᵀ: the hook through which an
+// adapter changes the output projection. seq[r] is the cache slot (the
+// sequence) of row r, or -1 for a padding row.
+type Head func(dst, h gpu.Tensor, seq []int32) error
 
 // ForwardLast is Forward returning only the logits of each sequence's last
 // new token, shape (B, V); a sequence that added no tokens gets a zero row.
 // Generation needs no more, and it skips the vocabulary projection of
 // every other position.
 func (m *Model) ForwardLast(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
-	return m.forward(c, tokens, true)
+	return m.ForwardHead(c, tokens, true, nil)
 }
 
-func (m *Model) forward(c *Cache, tokens [][]int32, lastOnly bool) (gpu.Tensor, error) {
+// ForwardHead is Forward (lastOnly false) or ForwardLast (true) with the
+// logits computed by head (nil: the tied projection).
+func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head) (gpu.Tensor, error) {
 	if len(tokens) != c.B {
 		return nil, fmt.Errorf("model: %d token sequences for a cache of %d", len(tokens), c.B)
 	}
@@ -184,7 +192,30 @@ func (m *Model) forward(c *Cache, tokens [][]int32, lastOnly bool) (gpu.Tensor, 
 	if err != nil {
 		return nil, fmt.Errorf("model: logits: %w", err)
 	}
-	be.MatMul(logits, h, m.W.Wte, nil)
+	if head == nil {
+		be.MatMul(logits, h, m.W.Wte, nil)
+	} else {
+		seq := make([]int32, 0, B*tq)
+		for b, ts := range tokens {
+			if lastOnly {
+				seq = append(seq, int32(b))
+				if len(ts) == 0 {
+					seq[b] = -1
+				}
+				continue
+			}
+			for i := 0; i < tq; i++ {
+				seq = append(seq, int32(b))
+				if i >= len(ts) {
+					seq[len(seq)-1] = -1
+				}
+			}
+		}
+		if err := head(logits, h, seq); err != nil {
+			be.Free(logits)
+			return nil, err
+		}
+	}
 	if err := be.Flush(); err != nil {
 		be.Free(logits)
 		return nil, err

@@ -20,6 +20,9 @@ type GenerateOptions struct {
 	// that might still turn out to begin a stop string is held back until
 	// it cannot, so the streamed text always equals the final Text.
 	OnText func(seq int, text []byte)
+	// Head, if set, computes the logits of every step in place of the
+	// tied projection (an adapter); its seq argument indexes prompts.
+	Head Head
 }
 
 // Generation is one sequence's result.
@@ -83,7 +86,7 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 	step := prompts
 	u := make([]float32, B)
 	for {
-		logits, err := m.ForwardLast(cache, step)
+		logits, err := m.ForwardHead(cache, step, true, opt.Head)
 		if err != nil {
 			return nil, err
 		}

@@ -69,7 +69,7 @@ func benchCmd() *cobra.Command {
 		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the adapter's measured ceilings",
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
-			d, err := gpu.Open(gpu.Options{Adapter: adapterFlag})
+			d, err := gpu.Open(gpu.Options{Adapter: deviceFlag})
 			if err != nil {
 				return err
 			}

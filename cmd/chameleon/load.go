@@ -46,7 +46,7 @@ func openBackend(cpu bool) (gpu.Backend, *gpu.Device, error) {
 	if cpu {
 		return ref.New(), nil, nil
 	}
-	d, err := gpu.Open(gpu.Options{Adapter: adapterFlag})
+	d, err := gpu.Open(gpu.Options{Adapter: deviceFlag})
 	if err != nil {
 		if errors.Is(err, gpu.ErrNoAdapter) {
 			fmt.Fprintf(os.Stderr, "chameleon: %v\nchameleon: falling back to the plain-Go reference backend (slow)\n", err)

@@ -10,9 +10,9 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// adapterFlag selects the WebGPU adapter (index or name substring); empty
+// deviceFlag selects the WebGPU adapter (index or name substring); empty
 // means CHAMELEON_ADAPTER, else the best adapter.
-var adapterFlag string
+var deviceFlag string
 
 func main() {
 	root := &cobra.Command{
@@ -21,9 +21,9 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.PersistentFlags().StringVar(&adapterFlag, "adapter", "",
-		"WebGPU adapter: index or name substring (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
-	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd())
+	root.PersistentFlags().StringVar(&deviceFlag, "device", "",
+		"WebGPU adapter to run on: index or name substring (see `chameleon devices`) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
+	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chameleon:", err)
 		os.Exit(1)

@@ -21,7 +21,7 @@ func selfcheckCmd() *cobra.Command {
 		Short: "Run every WGSL kernel on the adapter at GPT-2 sizes and compare with the plain-Go reference",
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
-			d, err := gpu.Open(gpu.Options{Adapter: adapterFlag})
+			d, err := gpu.Open(gpu.Options{Adapter: deviceFlag})
 			if err != nil {
 				return err
 			}

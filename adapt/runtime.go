@@ -1,0 +1,334 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Runtime is an adapter loaded on a model's backend, ready to adapt the
+// logits of a batch of sequences: the inference half of the method.
+//
+//	rt, _ := adapt.NewRuntime(m, a)      // a from adapt.Load
+//	plan, _ := rt.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeBatch})
+//	gens, _ := m.Generate(tok, prompts, model.GenerateOptions{Head: plan.Head(), ...})
+type Runtime struct {
+	Meta      Meta
+	M         *model.Model
+	Centroids *cluster.Centroids // training centroids (hyper adapters that store them), for ModeOnline
+	ops       *Ops
+	cops      cluster.Ops
+	hyper     *HyperNet
+	static    *Static
+}
+
+// NewRuntime checks that a was made for m (the base fingerprint) and puts
+// its parameters on m's backend.
+func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
+	base, err := BaseOfModel(m)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.Meta.Base.Match(base); err != nil {
+		return nil, err
+	}
+	cops, err := cluster.OpsFor(m.B)
+	if err != nil {
+		return nil, err
+	}
+	r := &Runtime{Meta: a.Meta, M: m, ops: New(m.B), cops: cops}
+	switch a.Meta.Kind {
+	case KindHyper:
+		r.hyper, err = a.UploadHyper(m.B)
+		r.Centroids = a.TrainingCentroids()
+	default:
+		r.static, err = a.UploadStatic(m.B)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Free releases the adapter's device tensors.
+func (r *Runtime) Free() {
+	if r.hyper != nil {
+		r.hyper.Free(r.M.B)
+	}
+	if r.static != nil {
+		r.static.Free(r.M.B)
+	}
+}
+
+// Mode is how a plan groups its sequences.
+type Mode string
+
+const (
+	// ModeBatch clusters the sequences themselves: k-means on their
+	// features with K = PlanOptions.K, or ceil(N / BatchSize) (the paper).
+	ModeBatch Mode = "batch"
+	// ModeOnline assigns each sequence to the nearest training centroid
+	// (hyper adapters that store centroids).
+	ModeOnline Mode = "online"
+	// ModeOne puts every sequence in one cluster (a randomly formed batch
+	// is adapted as a whole; the "no clustering" ablation).
+	ModeOne Mode = "one"
+)
+
+// DefaultBatchSize is the batch size that sets the default number of
+// clusters, ceil(N / DefaultBatchSize).
+const DefaultBatchSize = 16
+
+// PlanOptions configure Runtime.Plan.
+type PlanOptions struct {
+	Mode      Mode   // hyper adapters: how to group (default ModeBatch)
+	K         int    // ModeBatch: clusters (0: ceil(N / BatchSize), at most N)
+	BatchSize int    // 0: DefaultBatchSize
+	Seed      uint64 // k-means++ seed
+	// Experts (experts adapters): each sequence's expert, e.g. its domain
+	// (the oracle); -1 leaves a sequence unadapted.
+	Experts []int
+}
+
+// Plan is the adaptation of a set of sequences: the cluster of each and
+// the low-rank factors of every cluster, on the device.
+type Plan struct {
+	Cluster  []int     // per sequence: its cluster (or expert), -1 for none
+	K        int       // clusters
+	Features []float32 // (N, C) the sequences' features (hyper adapters), host copy
+	Means    []float32 // (K, C) the hyper-network's input per cluster
+	Alpha    float32
+	factors  Factors
+	packed   gpu.Tensor // hyper output (K, OutDim); nil for static adapters
+	rt       *Runtime
+}
+
+// Plan groups seqs (token ids, e.g. prompts) and makes each group's
+// factors: for a hyper adapter, features on the device, k-means (or the
+// nearest training centroid), and the hyper-network on each cluster's mean
+// feature; for static LoRA every sequence uses the one pair; for experts,
+// o.Experts picks. The caller frees the plan.
+func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
+	n := len(seqs)
+	if n == 0 {
+		return nil, fmt.Errorf("adapt: plan: no sequences")
+	}
+	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
+	switch r.Meta.Kind {
+	case KindLoRA:
+		p.K, p.factors = 1, r.static.Factors()
+		return p, nil
+	case KindExperts:
+		if len(o.Experts) != n {
+			return nil, fmt.Errorf("adapt: plan: an experts adapter needs each sequence's expert (%d given for %d sequences)", len(o.Experts), n)
+		}
+		for i, e := range o.Experts {
+			if e >= r.Meta.Experts {
+				return nil, fmt.Errorf("adapt: plan: sequence %d asks for expert %d of %d", i, e, r.Meta.Experts)
+			}
+			p.Cluster[i] = e
+		}
+		p.K, p.factors = r.Meta.Experts, r.static.Factors()
+		return p, nil
+	}
+	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.cops.Free(ft)
+	if p.Features, err = r.cops.ReadF32(ft); err != nil {
+		return nil, err
+	}
+	c := r.Meta.Base.Config.NEmbd
+	bs := o.BatchSize
+	if bs <= 0 {
+		bs = DefaultBatchSize
+	}
+	switch o.Mode {
+	case ModeBatch, "":
+		k := o.K
+		if k <= 0 {
+			k = cluster.DefaultK(n, bs)
+		}
+		k = min(k, n)
+		res, err := cluster.KMeans(r.cops, ft, cluster.Config{K: k, Seed: o.Seed})
+		if err != nil {
+			return nil, err
+		}
+		p.Cluster, p.K = res.Assign, k
+		p.Means = MeanFeatures(p.Features, p.Cluster, k, c)
+	case ModeOnline:
+		if r.Centroids == nil {
+			return nil, fmt.Errorf("adapt: plan: online assignment needs training centroids; this adapter stores none")
+		}
+		as, err := r.Centroids.AssignOn(r.cops, ft)
+		if err != nil {
+			return nil, err
+		}
+		p.Cluster, p.K = as, r.Centroids.K
+		p.Means = r.Centroids.Data
+	case ModeOne:
+		p.K = 1
+		p.Means = MeanFeatures(p.Features, p.Cluster, 1, c)
+	default:
+		return nil, fmt.Errorf("adapt: plan: unknown mode %q (batch, online or one)", o.Mode)
+	}
+	if err := p.generate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// MeanFeatures is the hyper-network input of each of k clusters: the mean
+// of its members' features (assign[i] in [0, k); others ignored), (k, c).
+// An empty cluster gets a zero row.
+func MeanFeatures(features []float32, assign []int, k, c int) []float32 {
+	sum := make([]float64, k*c)
+	cnt := make([]int, k)
+	for i, a := range assign {
+		if a < 0 || a >= k {
+			continue
+		}
+		cnt[a]++
+		for j := 0; j < c; j++ {
+			sum[a*c+j] += float64(features[i*c+j])
+		}
+	}
+	out := make([]float32, k*c)
+	for a := 0; a < k; a++ {
+		for j := 0; j < c; j++ {
+			if cnt[a] > 0 {
+				out[a*c+j] = float32(sum[a*c+j] / float64(cnt[a]))
+			}
+		}
+	}
+	return out
+}
+
+// generate runs the hyper-network on the plan's cluster means.
+func (p *Plan) generate() error {
+	b := p.rt.M.B
+	h := p.rt.hyper
+	in, err := b.Alloc(gpu.F32, p.K, h.Cfg.C)
+	if err != nil {
+		return err
+	}
+	defer b.Free(in)
+	if err := b.Write(in, p.Means); err != nil {
+		return err
+	}
+	if p.packed, err = b.Alloc(gpu.F32, p.K, h.Cfg.OutDim()); err != nil {
+		return fmt.Errorf("adapt: hyper-network output for %d clusters: %w", p.K, err)
+	}
+	if err := h.Forward(p.rt.ops, p.packed, in, nil); err != nil {
+		p.Free()
+		return err
+	}
+	p.factors = h.Factors(p.packed)
+	return nil
+}
+
+// Free releases the plan's generated factors.
+func (p *Plan) Free() {
+	if p.packed != nil {
+		p.rt.M.B.Free(p.packed)
+		p.packed = nil
+	}
+}
+
+// Head is the model.Head that gives each row its sequence's cluster's
+// update: logits = W h + alpha * B_c (A_c h). Rows of padding and of
+// sequences with cluster -1 get the base logits. on, if not nil, turns
+// adaptation off for sequence i where on[i] is false.
+func (p *Plan) Head(on []bool) model.Head {
+	return func(dst, h gpu.Tensor, seq []int32) error {
+		b := p.rt.M.B
+		cl := make([]int32, len(seq))
+		for r, s := range seq {
+			cl[r] = -1
+			if s >= 0 && int(s) < len(p.Cluster) && (on == nil || on[s]) {
+				cl[r] = int32(p.Cluster[s])
+			}
+		}
+		ct, err := b.Alloc(gpu.I32, len(cl))
+		if err != nil {
+			return err
+		}
+		defer b.Free(ct)
+		if err := b.Write(ct, cl); err != nil {
+			return err
+		}
+		return p.rt.ops.Logits(dst, h, p.rt.M.W.Wte, nil, p.factors, ct, p.Alpha)
+	}
+}
+
+// Project2D returns a 2-D projection of the plan's features (the first two
+// principal components, by power iteration): N (x, y) pairs for plotting
+// the clusters.
+func (p *Plan) Project2D() [][2]float64 {
+	n := len(p.Cluster)
+	if len(p.Features) == 0 || n == 0 {
+		return make([][2]float64, n)
+	}
+	c := len(p.Features) / n
+	mean := make([]float64, c)
+	for i := 0; i < n; i++ {
+		for j := 0; j < c; j++ {
+			mean[j] += float64(p.Features[i*c+j]) / float64(n)
+		}
+	}
+	x := make([][]float64, n)
+	for i := range x {
+		x[i] = make([]float64, c)
+		for j := range x[i] {
+			x[i][j] = float64(p.Features[i*c+j]) - mean[j]
+		}
+	}
+	var comps [][]float64
+	for k := 0; k < 2; k++ {
+		v := make([]float64, c)
+		for j := range v {
+			v[j] = math.Sin(float64(j*(k+1)) + 1) // a fixed start: deterministic
+		}
+		for it := 0; it < 100; it++ {
+			w := make([]float64, c)
+			for i := range x {
+				d := dot(x[i], v)
+				for j := range w {
+					w[j] += d * x[i][j]
+				}
+			}
+			for _, u := range comps { // deflate
+				d := dot(w, u)
+				for j := range w {
+					w[j] -= d * u[j]
+				}
+			}
+			nrm := math.Sqrt(dot(w, w))
+			if nrm == 0 {
+				break
+			}
+			for j := range w {
+				w[j] /= nrm
+			}
+			v = w
+		}
+		comps = append(comps, v)
+	}
+	out := make([][2]float64, n)
+	for i := range x {
+		out[i] = [2]float64{dot(x[i], comps[0]), dot(x[i], comps[1])}
+	}
+	return out
+}
+
+func dot(a, b []float64) float64 {
+	var s float64
+	for i := range a {
+		s += a[i] * b[i]
+	}
+	return s
+}
