@@ -30,14 +30,20 @@ type AdamW struct {
 
 // NewAdamW allocates zeroed moments for every parameter of m.
 func NewAdamW(m *Model, beta1, beta2, eps, weightDecay, clipNorm float32) (*AdamW, error) {
-	o := &AdamW{Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: weightDecay, ClipNorm: clipNorm, b: m.B}
+	return NewAdamWFor(m.B, m.Params(), beta1, beta2, eps, weightDecay, clipNorm)
+}
+
+// NewAdamWFor allocates zeroed moments for params on b (any parameter set,
+// e.g. an adapter's); 2-D parameters are decayed.
+func NewAdamWFor(b gpu.TrainBackend, params []gpu.Tensor, beta1, beta2, eps, weightDecay, clipNorm float32) (*AdamW, error) {
+	o := &AdamW{Beta1: beta1, Beta2: beta2, Eps: eps, WeightDecay: weightDecay, ClipNorm: clipNorm, b: b}
 	var err error
-	if o.normSq, err = m.B.Alloc(gpu.F32, 1); err != nil {
+	if o.normSq, err = b.Alloc(gpu.F32, 1); err != nil {
 		return nil, fmt.Errorf("train: optimiser: %w", err)
 	}
-	for _, p := range m.Params() {
-		mt, err1 := m.B.Alloc(gpu.F32, p.Shape()...)
-		vt, err2 := m.B.Alloc(gpu.F32, p.Shape()...)
+	for _, p := range params {
+		mt, err1 := b.Alloc(gpu.F32, p.Shape()...)
+		vt, err2 := b.Alloc(gpu.F32, p.Shape()...)
 		if mt != nil {
 			o.m = append(o.m, mt)
 		}
@@ -48,8 +54,8 @@ func NewAdamW(m *Model, beta1, beta2, eps, weightDecay, clipNorm float32) (*Adam
 			o.Free()
 			return nil, fmt.Errorf("train: optimiser state: %v %v", err1, err2)
 		}
-		m.B.Zero(mt)
-		m.B.Zero(vt)
+		b.Zero(mt)
+		b.Zero(vt)
 		o.decay = append(o.decay, len(p.Shape()) == 2)
 	}
 	return o, nil

@@ -1,0 +1,159 @@
+package adapt
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// The backward ops of the adaptation: what training a hyper-network, a
+// static LoRA or per-domain experts needs beyond the backend's matmul
+// backward. Gradients are written, not accumulated.
+
+// maxGradRows bounds the rows of one LowRankBackward call: each
+// invocation of lowrank_grad_a/b loops over one cluster's rows, and
+// lavapipe stops a loop at 65,535 iterations.
+const maxGradRows = 65535
+
+// ReLUBackward is the backward of ReLU (y = max(x, 0) * mask): dx = dy *
+// mask where x > 0, else 0. mask nil: no dropout.
+func (o *Ops) ReLUBackward(dx, dy, x, mask gpu.Tensor) {
+	s := x.Shape()
+	for _, t := range []struct {
+		n string
+		t gpu.Tensor
+	}{{"dx", dx}, {"dy", dy}, {"mask", mask}} {
+		if t.t != nil {
+			gpu.CheckShape("ReLUBackward", t.n, t.t, gpu.F32, s...)
+		}
+	}
+	w, ok := o.webgpu()
+	if !ok {
+		RefReLUBackward(rf(dx), rf(dy), rf(x), rf(mask))
+		return
+	}
+	n := gpu.Numel(s)
+	mk, has := orDefault(mask, x)
+	gx, gy := w.Grid1(ceilDiv(n, 256))
+	w.Dispatch("relu_mask_backward", []gpu.Tensor{dy, x, mk}, []gpu.Tensor{dx}, gpu.Meta{n, has}, gx, gy, 1)
+}
+
+// ClusterOrder sorts rows by cluster for the gradient kernels: order lists
+// the rows of cluster 0, then 1, ..., and cluster k's rows are
+// order[offsets[k]:offsets[k+1]]. Rows whose cluster is outside [0, k)
+// are left out. cluster nil means every one of m rows is in cluster 0.
+func ClusterOrder(cluster []int32, m, k int) (order, offsets []int32) {
+	offsets = make([]int32, k+1)
+	at := func(r int) int {
+		if cluster == nil {
+			return 0
+		}
+		return int(cluster[r])
+	}
+	for r := 0; r < m; r++ {
+		if c := at(r); c >= 0 && c < k {
+			offsets[c+1]++
+		}
+	}
+	for c := 0; c < k; c++ {
+		offsets[c+1] += offsets[c]
+	}
+	order = make([]int32, offsets[k])
+	next := append([]int32(nil), offsets[:k]...)
+	for r := 0; r < m; r++ {
+		if c := at(r); c >= 0 && c < k {
+			order[next[c]] = int32(r)
+			next[c]++
+		}
+	}
+	return order, offsets
+}
+
+// LowRankBackward is the backward of the per-row low-rank update
+// logits[m] += B_c u[m], u[m] = alpha * A_c h[m] (c = cluster[m]; nil
+// cluster: every row in cluster 0; rows outside [0, K) had no update):
+//
+//	dB_c = Σ_{m in c} dlogits[m] u[m]ᵀ          (V, R)
+//	du[m] = B_cᵀ dlogits[m]                       (R)
+//	dA_c = alpha Σ_{m in c} du[m] h[m]ᵀ          (R, C)
+//
+// given dlogits (M, V), h (M, C) and u (M, R) from LowRankU. The gradients
+// are WRITTEN into dF, which has f's shape (K, R, C, V) and may be packed
+// (a hyper-network output's gradient, A and B parts of one tensor). It
+// returns an error if a temporary cannot be allocated or M exceeds one
+// call's rows.
+func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error {
+	f.check("LowRankBackward")
+	dF.check("LowRankBackward")
+	if dF.K != f.K || dF.R != f.R || dF.C != f.C || dF.V != f.V {
+		panic(fmt.Sprintf("adapt: LowRankBackward: gradient factors %+v do not match factors %+v", dF.Layout, f.Layout))
+	}
+	m, c := rows(h)
+	if c != f.C {
+		panic(fmt.Sprintf("adapt: LowRankBackward: h %v has width %d, factors have C=%d", h.Shape(), c, f.C))
+	}
+	gpu.CheckShape("LowRankBackward", "dlogits", dlogits, gpu.F32, m, f.V)
+	gpu.CheckShape("LowRankBackward", "u", u, gpu.F32, m, f.R)
+	if cluster != nil && len(cluster) != m {
+		panic(fmt.Sprintf("adapt: LowRankBackward: %d cluster ids for %d rows", len(cluster), m))
+	}
+	w, ok := o.webgpu()
+	if !ok {
+		RefLowRankBackward(rf(dF.A), rf(dF.B), rf(dlogits), rf(h), rf(u), rf(f.B), cluster, f.Layout, dF.Layout, alpha)
+		return nil
+	}
+	if m > maxGradRows {
+		return fmt.Errorf("adapt: LowRankBackward: %d rows, at most %d per call", m, maxGradRows)
+	}
+	if f.V > maxGradRows {
+		return fmt.Errorf("adapt: LowRankBackward: vocabulary %d, at most %d", f.V, maxGradRows)
+	}
+	order, offsets := ClusterOrder(cluster, m, f.K)
+	var tmp []gpu.Tensor
+	defer func() {
+		for _, t := range tmp {
+			w.Free(t)
+		}
+	}()
+	up := func(v []int32) (gpu.Tensor, error) {
+		t, err := w.Alloc(gpu.I32, max(len(v), 1))
+		if err != nil {
+			return nil, err
+		}
+		tmp = append(tmp, t)
+		if len(v) == 0 {
+			v = []int32{0}
+		}
+		return t, w.Write(t, v)
+	}
+	orderT, err := up(order)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	offT, err := up(offsets)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	clT, hasCl := gpu.Tensor(h), 0
+	if cluster != nil {
+		if clT, err = up(cluster); err != nil {
+			return fmt.Errorf("adapt: LowRankBackward: %w", err)
+		}
+		hasCl = 1
+	}
+	du, err := w.Alloc(gpu.F32, m, f.R)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	tmp = append(tmp, du)
+	gx, gy := w.Grid1(ceilDiv(f.K*f.V*f.R, 64))
+	w.Dispatch("lowrank_grad_b", []gpu.Tensor{dlogits, u, orderT, offT}, []gpu.Tensor{dF.B},
+		gpu.Meta{f.V, f.R, f.K, dF.BOff, dF.BStride}, gx, gy, 1)
+	gx, gy = w.Grid1(ceilDiv(m*f.R, 64))
+	w.Dispatch("lowrank_grad_u", []gpu.Tensor{dlogits, f.B, clT}, []gpu.Tensor{du},
+		gpu.Meta{m, f.V, f.R, f.K, f.BOff, f.BStride, hasCl}, gx, gy, 1)
+	gx, gy = w.Grid1(ceilDiv(f.K*f.R*f.C, 64))
+	w.Dispatch("lowrank_grad_a", []gpu.Tensor{du, h, orderT, offT}, []gpu.Tensor{dF.A},
+		gpu.Meta{f.C, f.R, f.K, dF.AOff, dF.AStride, alpha}, gx, gy, 1)
+	return nil
+}

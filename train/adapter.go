@@ -1,0 +1,335 @@
+package train
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// AdapterNet is an adapter being trained on a frozen base model: its
+// parameters on the device and what a step needs to turn a batch's hidden
+// states into adapted logits and back into parameter gradients.
+//
+// A step sees M = rows of hidden states h (the base model's ln_f output),
+// their targets, each row's cluster in [0, K) and, for a hyper-network,
+// the K clusters' mean features. Forward:
+//
+//	hyper:   p = MLP(means) (K, R*C + V*R) -> A_k, B_k   (dropout in training)
+//	static:  A (K, R, C), B (K, V, R) are the parameters
+//	logits = W h + alpha * B_c (A_c h)        (adapt.Ops.Logits, one fused kernel)
+//	loss   = mean over rows with a target of cross-entropy
+//
+// and backward: cross-entropy, adapt.Ops.LowRankBackward into the factors'
+// gradient, then (hyper) each Linear's MatMulBackward and the ReLU/dropout
+// backward down to the first layer.
+type AdapterNet struct {
+	Meta   adapt.Meta
+	B      gpu.TrainBackend
+	Wte    gpu.Tensor // the base model's tied output projection (V, C)
+	ops    *adapt.Ops
+	params []gpu.Tensor
+	grads  []gpu.Tensor
+	names  []string
+	hyper  *adapt.HyperNet // KindHyper
+	static *adapt.Static   // KindLoRA, KindExperts
+}
+
+// NewAdapterNet puts an adapter (host tensors in meta.Spec() order, the
+// hyper adapter's centroids excluded) on b for training against wte.
+func NewAdapterNet(b gpu.TrainBackend, wte gpu.Tensor, meta adapt.Meta, host []model.HostTensor) (*AdapterNet, error) {
+	n := &AdapterNet{Meta: meta, B: b, Wte: wte, ops: adapt.New(b)}
+	c := meta.Base.Config
+	var err error
+	if meta.Kind == adapt.KindHyper {
+		if n.hyper, err = adapt.UploadHyper(b, meta.Hyper(), host); err != nil {
+			return nil, err
+		}
+		for _, l := range n.hyper.Layers {
+			n.params = append(n.params, l.W, l.Bias)
+		}
+	} else {
+		if n.static, err = adapt.UploadStatic(b, meta.Experts, meta.Rank, c.NEmbd, c.VocabSize, meta.Alpha, host); err != nil {
+			return nil, err
+		}
+		n.params = []gpu.Tensor{n.static.A, n.static.B}
+	}
+	for i, p := range n.params {
+		g, err := b.Alloc(gpu.F32, p.Shape()...)
+		if err != nil {
+			n.Free()
+			return nil, err
+		}
+		n.grads = append(n.grads, g)
+		n.names = append(n.names, host[i].Name)
+	}
+	return n, nil
+}
+
+// Params and Grads are aligned lists of the trainable tensors.
+func (n *AdapterNet) Params() []gpu.Tensor { return n.params }
+func (n *AdapterNet) Grads() []gpu.Tensor  { return n.grads }
+
+// Free releases the adapter's tensors.
+func (n *AdapterNet) Free() {
+	if n.hyper != nil {
+		n.hyper.Free(n.B)
+	}
+	if n.static != nil {
+		n.static.Free(n.B)
+	}
+	freeAll(n.B, n.grads)
+	n.grads, n.params = nil, nil
+}
+
+// Host reads the parameters back as host tensors (meta.Spec() order,
+// centroids excluded).
+func (n *AdapterNet) Host() ([]model.HostTensor, error) {
+	out := make([]model.HostTensor, len(n.params))
+	for i, p := range n.params {
+		d, err := n.B.ReadF32(p)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = model.HostTensor{Name: n.names[i], Shape: p.Shape(), Data: d}
+	}
+	return out, nil
+}
+
+// AdapterBatch is one step's input: M rows of hidden states (M, C) with
+// their targets (-1: not scored), each row's cluster (-1: not adapted)
+// and, for a hyper adapter, the K clusters' mean features (K, C).
+type AdapterBatch struct {
+	H       []float32
+	Targets []int32
+	Cluster []int32
+	K       int
+	Means   []float32
+}
+
+// stepState holds one forward's device tensors for the backward.
+type stepState struct {
+	n       *AdapterNet
+	live    []gpu.Tensor
+	h, tg   gpu.Tensor
+	cl      gpu.Tensor
+	f       adapt.Factors
+	logits  gpu.Tensor
+	packed  gpu.Tensor   // hyper output
+	xs, zs  []gpu.Tensor // hyper: each layer's input and pre-activation
+	masks   []gpu.Tensor
+	m, rows int // rows M, scored rows
+}
+
+func (s *stepState) alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
+	t, err := s.n.B.Alloc(dt, shape...)
+	if err == nil {
+		s.live = append(s.live, t)
+	}
+	return t, err
+}
+
+func (s *stepState) upload(dt gpu.DType, data any, shape ...int) (gpu.Tensor, error) {
+	t, err := s.alloc(dt, shape...)
+	if err != nil {
+		return nil, err
+	}
+	return t, s.n.B.Write(t, data)
+}
+
+func (s *stepState) free() { freeAll(s.n.B, s.live) }
+
+// forward uploads a batch and records the adapted logits. rng draws the
+// dropout masks (nil: inference, no dropout).
+func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error) {
+	cfg := n.Meta.Base.Config
+	c, v := cfg.NEmbd, cfg.VocabSize
+	m := len(bt.Targets)
+	if len(bt.H) != m*c || len(bt.Cluster) != m {
+		return nil, fmt.Errorf("train: adapter batch with %d hidden values, %d targets and %d cluster ids (C = %d)", len(bt.H), m, len(bt.Cluster), c)
+	}
+	s := &stepState{n: n, m: m}
+	for _, t := range bt.Targets {
+		if t >= 0 {
+			s.rows++
+		}
+	}
+	var err error
+	fail := func(e error) (*stepState, error) { s.free(); return nil, e }
+	if s.h, err = s.upload(gpu.F32, bt.H, m, c); err != nil {
+		return fail(err)
+	}
+	if s.tg, err = s.upload(gpu.I32, bt.Targets, m); err != nil {
+		return fail(err)
+	}
+	if s.cl, err = s.upload(gpu.I32, bt.Cluster, m); err != nil {
+		return fail(err)
+	}
+	if n.hyper != nil {
+		hc := n.hyper.Cfg
+		if len(bt.Means) != bt.K*c || bt.K < 1 {
+			return fail(fmt.Errorf("train: %d mean-feature values for %d clusters of width %d", len(bt.Means), bt.K, c))
+		}
+		x, err := s.upload(gpu.F32, bt.Means, bt.K, c)
+		if err != nil {
+			return fail(err)
+		}
+		var masks [][]float32
+		if rng != nil && hc.Dropout > 0 {
+			masks = adapt.DropoutMasks(hc, bt.K, rng)
+		}
+		d := hc.Dims()
+		for l, L := range n.hyper.Layers {
+			s.xs = append(s.xs, x)
+			z, err := s.alloc(gpu.F32, bt.K, d[l+1])
+			if err != nil {
+				return fail(err)
+			}
+			n.B.MatMul(z, x, L.W, L.Bias)
+			if l == len(n.hyper.Layers)-1 {
+				s.packed = z
+				break
+			}
+			s.zs = append(s.zs, z)
+			var mask gpu.Tensor
+			if masks != nil {
+				if mask, err = s.upload(gpu.F32, masks[l], bt.K, d[l+1]); err != nil {
+					return fail(err)
+				}
+			}
+			s.masks = append(s.masks, mask)
+			a, err := s.alloc(gpu.F32, bt.K, d[l+1])
+			if err != nil {
+				return fail(err)
+			}
+			n.ops.ReLU(a, z, mask)
+			x = a
+		}
+		s.f = n.hyper.Factors(s.packed)
+	} else {
+		s.f = n.static.Factors()
+	}
+	if s.logits, err = s.alloc(gpu.F32, m, v); err != nil {
+		return fail(err)
+	}
+	if err := n.ops.Logits(s.logits, s.h, n.Wte, nil, s.f, s.cl, n.Meta.Alpha); err != nil {
+		return fail(err)
+	}
+	return s, nil
+}
+
+// backward records the gradients of the mean loss into Grads (written).
+func (s *stepState) backward(cluster []int32) error {
+	n := s.n
+	cfg := n.Meta.Base.Config
+	dl, err := s.alloc(gpu.F32, s.m, cfg.VocabSize)
+	if err != nil {
+		return err
+	}
+	n.B.CrossEntropyBackward(dl, s.logits, s.tg, float32(1/float64(max(s.rows, 1))))
+	u, err := s.alloc(gpu.F32, s.m, n.Meta.Rank)
+	if err != nil {
+		return err
+	}
+	n.ops.LowRankU(u, s.h, s.f, s.cl, n.Meta.Alpha)
+	if n.static != nil {
+		return n.ops.LowRankBackward(adapt.NewFactors(n.grads[0], n.grads[1]), dl, s.h, u, s.f, cluster, n.Meta.Alpha)
+	}
+	dp, err := s.alloc(gpu.F32, s.packed.Shape()...)
+	if err != nil {
+		return err
+	}
+	hc := n.hyper.Cfg
+	if err := n.ops.LowRankBackward(adapt.PackedFactors(dp, hc.Rank, hc.C, hc.V), dl, s.h, u, s.f, cluster, n.Meta.Alpha); err != nil {
+		return err
+	}
+	dOut := dp
+	for l := len(n.hyper.Layers) - 1; l >= 0; l-- {
+		L := n.hyper.Layers[l]
+		n.B.Zero(n.grads[2*l])
+		n.B.Zero(n.grads[2*l+1])
+		var dx gpu.Tensor
+		if l > 0 {
+			if dx, err = s.alloc(gpu.F32, s.xs[l].Shape()...); err != nil {
+				return err
+			}
+		}
+		n.B.MatMulBackward(dx, n.grads[2*l], n.grads[2*l+1], dOut, s.xs[l], L.W)
+		if l == 0 {
+			break
+		}
+		dz, err := s.alloc(gpu.F32, s.zs[l-1].Shape()...)
+		if err != nil {
+			return err
+		}
+		n.ops.ReLUBackward(dz, dx, s.zs[l-1], s.masks[l-1])
+		dOut = dz
+	}
+	return nil
+}
+
+// rowLosses returns each row's cross-entropy (0 for unscored rows).
+func (s *stepState) rowLosses() ([]float32, error) {
+	ce, err := s.alloc(gpu.F32, s.m)
+	if err != nil {
+		return nil, err
+	}
+	s.n.B.CrossEntropy(ce, s.logits, s.tg)
+	return s.n.B.ReadF32(ce)
+}
+
+// AdapterTrainer runs AdamW steps of an AdapterNet.
+type AdapterTrainer struct {
+	N     *AdapterNet
+	Opt   *AdamW
+	Sched Schedule
+	Rng   *rand.Rand // dropout masks
+}
+
+// Step runs one optimisation step on a batch and returns its mean loss and
+// the gradient norm before clipping. A non-finite loss or norm applies no
+// update and returns a *NonFiniteError.
+func (tr *AdapterTrainer) Step(bt AdapterBatch) (loss, norm float64, err error) {
+	s, err := tr.N.forward(bt, tr.Rng)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.free()
+	if err := s.backward(bt.Cluster); err != nil {
+		return 0, 0, err
+	}
+	tr.Opt.GradNorm(tr.N.grads)
+	ls, err := s.rowLosses()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, l := range ls {
+		loss += float64(l)
+	}
+	loss /= float64(max(s.rows, 1))
+	nsq, err := tr.Opt.ReadNormSq()
+	if err != nil {
+		return 0, 0, err
+	}
+	norm = math.Sqrt(nsq)
+	step := tr.Opt.Step + 1
+	if !finite(loss) || !finite(norm) {
+		return loss, norm, &NonFiniteError{Step: step, Loss: loss, GradNorm: norm}
+	}
+	tr.Opt.Update(tr.N.params, tr.N.grads, tr.Sched.At(step))
+	return loss, norm, nil
+}
+
+// Losses runs the adapter without dropout on a batch and returns each
+// row's cross-entropy in nats (0 for rows without a target).
+func (n *AdapterNet) Losses(bt AdapterBatch) ([]float32, error) {
+	s, err := n.forward(bt, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer s.free()
+	return s.rowLosses()
+}
