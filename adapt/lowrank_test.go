@@ -27,6 +27,7 @@ type factorCase struct {
 	packed        bool // factors read in place from a hyper-network output
 	noCluster     bool // nil cluster: every row uses cluster 0
 	only          int  // 1: f32 weights only, 2: f16 only (to save time on GPT-2's head)
+	uniform       int  // gradient tests: > 0 puts every row in cluster uniform-1
 }
 
 func (fc factorCase) String() string {

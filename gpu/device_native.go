@@ -56,3 +56,19 @@ func mapRead(d *Device, staging *wgpu.Buffer, asz, size uint64) ([]byte, error) 
 	staging.Unmap()
 	return out, nil
 }
+
+// wait blocks until the queue is empty (the browser's wait, which awaits
+// a promise instead, is in device_js.go). It polls without blocking in
+// wgpu: a blocking poll gives up after a few seconds and wgpu-core then
+// treats every submission as finished anyway, recycling buffers the driver
+// is still using (on lavapipe a cold shader compile alone can take that
+// long, and the process then reads zeros or crashes). A non-blocking poll
+// reads the real fence, so it is only true once the work is done.
+func (d *Device) wait() {
+	for i := 0; !d.dev.Poll(false, nil); i++ {
+		if d.Lost() != nil {
+			return
+		}
+		backoff(i)
+	}
+}

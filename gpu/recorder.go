@@ -158,21 +158,6 @@ func (d *Device) flush() error {
 	return err
 }
 
-// wait blocks until the queue is empty. It polls without blocking in wgpu:
-// a blocking poll gives up after a few seconds and wgpu-core then treats
-// every submission as finished anyway, recycling buffers the driver is
-// still using (on lavapipe a cold shader compile alone can take that long,
-// and the process then reads zeros or crashes). A non-blocking poll reads
-// the real fence, so it is only true once the work is done.
-func (d *Device) wait() {
-	for i := 0; !d.dev.Poll(false, nil); i++ {
-		if d.Lost() != nil {
-			return
-		}
-		backoff(i)
-	}
-}
-
 // backoff paces a polling loop: spin briefly (GPU work often finishes in
 // microseconds), then sleep in growing steps up to a millisecond.
 func backoff(i int) {

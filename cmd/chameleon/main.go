@@ -23,7 +23,7 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&deviceFlag, "device", "",
 		"WebGPU adapter to run on: index or name substring (see `chameleon devices`) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
-	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd())
+	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chameleon:", err)
 		os.Exit(1)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -24,4 +25,27 @@ func newBar(desc, unit string) *progressbar.ProgressBar {
 		progressbar.OptionShowCount(),
 		progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionClearOnFinish())
+}
+
+// logProgress writes a plain progress line to w at most every interval when
+// stderr is not a terminal (a log file, CI), where the bar draws nothing:
+// long jobs stay observable. It returns a function to call with the
+// current step, the total and a description.
+func logProgress(w io.Writer, interval time.Duration) func(step, total int, desc string) {
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		return func(int, int, string) {}
+	}
+	start, last := time.Now(), time.Now()
+	return func(step, total int, desc string) {
+		if time.Since(last) < interval && step < total {
+			return
+		}
+		last = time.Now()
+		el := time.Since(start)
+		eta := "?"
+		if step > 0 {
+			eta = (time.Duration(float64(el) / float64(step) * float64(total-step))).Round(time.Second).String()
+		}
+		fmt.Fprintf(w, "progress: step %d/%d (%.0f%%) %s, elapsed %s, ETA %s\n", step, total, 100*float64(step)/float64(max(total, 1)), desc, el.Round(time.Second), eta)
+	}
 }

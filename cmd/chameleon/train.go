@@ -138,6 +138,7 @@ last good checkpoint.`,
 				describe(cfg.Model), cfg.Model.Params(), b.Name(), cfg.Steps, cfg.Batch, cfg.Seq)
 			bar := newBar("train", "steps")
 			bar.ChangeMax(cfg.Steps)
+			plain := logProgress(os.Stderr, 30*time.Second)
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
 			res, err := train.Run(ctx, train.Options{
@@ -145,8 +146,10 @@ last good checkpoint.`,
 				SaveExtra: tok.WriteFiles,
 				Log:       barWriter{bar, os.Stdout},
 				Progress: func(p train.Progress) {
-					bar.Describe(fmt.Sprintf("loss %.3f lr %.2e |g| %.2f %.0f tok/s", p.Loss, p.LR, p.GradNorm, p.TokensPerSec))
+					desc := fmt.Sprintf("loss %.3f lr %.2e |g| %.2f %.0f tok/s", p.Loss, p.LR, p.GradNorm, p.TokensPerSec)
+					bar.Describe(desc)
 					_ = bar.Set(p.Step)
+					plain(p.Step, p.Steps, desc)
 				},
 			})
 			_ = bar.Finish()

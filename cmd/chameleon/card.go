@@ -1,0 +1,119 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/data"
+)
+
+// cardRow is one domain's line of the model card.
+type cardRow struct {
+	Domain      string  `json:"domain"`
+	Tokens      int     `json:"tokens"`
+	Bytes       int     `json:"bytes"`
+	Perplexity  float64 `json:"perplexity"`
+	Unigram     float64 `json:"unigram_perplexity"`
+	BitsPerByte float64 `json:"bits_per_byte"`
+}
+
+func cardCmd() *cobra.Command {
+	var mf modelFlags
+	var corpus, split string
+	var maxTokens int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "card --corpus DIR",
+		Short: "Model card figures: per-domain perplexity on a corpus split next to a unigram baseline fitted on the train split",
+		Long: `Score each domain's split (its documents joined by <|endoftext|>, the first
+--max-tokens tokens) with the model (sliding windows of the full context moved
+by half of it) and with a unigram model of the same tokenizer fitted on the
+corpus's train split (add-one smoothing), and print per-domain perplexity,
+the unigram's, and the model's bits per byte of text.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			cp, err := data.Open(corpus)
+			if err != nil {
+				return err
+			}
+			v := s.m.Cfg.VocabSize
+			counts := make([]float64, v)
+			total := 0.0
+			for _, dom := range cp.Domains() {
+				for d, err := range cp.All(dom, "train") {
+					if err != nil {
+						return err
+					}
+					for _, id := range s.tok.Encode(d.Text) {
+						counts[id]++
+					}
+					counts[s.tok.EOT()]++
+					total += 1
+				}
+			}
+			for _, c := range counts {
+				total += c
+			}
+			var rows []cardRow
+			ctx := s.m.Cfg.NCtx
+			for _, dom := range cp.Domains() {
+				var stream []int32
+				nbytes := 0
+				for d, err := range cp.All(dom, split) {
+					if err != nil {
+						return err
+					}
+					if len(stream) >= maxTokens {
+						break
+					}
+					stream = append(s.tok.AppendEncode(stream, d.Text), s.tok.EOT())
+					nbytes += len(d.Text)
+				}
+				if len(stream) > maxTokens {
+					// Count only the scored text's bytes.
+					nbytes = len(s.tok.Decode(stream[:maxTokens]))
+					stream = stream[:maxTokens]
+				}
+				bar := newBar("perplexity "+dom, "windows")
+				res, err := s.m.Perplexity(stream, ctx, ctx/2, 16, func(done, total int) { bar.ChangeMax(total); _ = bar.Set(done) })
+				_ = bar.Finish()
+				if err != nil {
+					return err
+				}
+				var uni float64
+				for _, id := range stream[1:] {
+					uni -= math.Log((counts[id] + 1) / (total + float64(v)))
+				}
+				rows = append(rows, cardRow{Domain: dom, Tokens: res.Tokens, Bytes: nbytes, Perplexity: res.Perplexity,
+					Unigram: math.Exp(uni / float64(len(stream)-1)), BitsPerByte: res.NLL / math.Ln2 / float64(nbytes)})
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			fmt.Printf("| domain | %s tokens scored | perplexity | unigram perplexity | bits/byte |\n|---|---|---|---|---|\n", split)
+			for _, r := range rows {
+				fmt.Printf("| %s | %d | %.2f | %.2f | %.3f |\n", r.Domain, r.Tokens, r.Perplexity, r.Unigram, r.BitsPerByte)
+			}
+			return nil
+		},
+	}
+	mf.add(c)
+	f := c.Flags()
+	f.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	f.StringVar(&split, "split", "validation", "split to score")
+	f.IntVar(&maxTokens, "max-tokens", 32768, "tokens scored per domain at most")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}

@@ -1,0 +1,350 @@
+//go:build js
+
+package main
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"syscall/js"
+	"testing/fstest"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// state is the loaded model; it is touched only by promise goroutines,
+// which run one at a time.
+var state struct {
+	dev *gpu.Device
+	m   *model.Model
+	tok *model.Tokenizer
+	rt  *adapt.Runtime // nil without a hyper-network
+}
+
+// openDevice opens the page's WebGPU device once, with messages a person
+// can act on when the browser has none.
+func openDevice() (*gpu.Device, error) {
+	if state.dev != nil {
+		return state.dev, nil
+	}
+	if !js.Global().Get("navigator").Get("gpu").Truthy() {
+		return nil, errors.New("this browser has no WebGPU (navigator.gpu is missing): use a recent Chrome, Edge or Safari, over https or localhost")
+	}
+	d, err := gpu.Open(gpu.Options{})
+	if err != nil {
+		if errors.Is(err, gpu.ErrNoAdapter) {
+			return nil, errors.New("WebGPU is present but the browser offers no adapter (GPU blocklisted or disabled; see chrome://gpu)")
+		}
+		return nil, err
+	}
+	state.dev = d
+	return d, nil
+}
+
+// jsLoad: load({config, weights, encoder?, vocab?, hyper?, dtype?}).
+func jsLoad(this js.Value, args []js.Value) any {
+	if len(args) < 1 || args[0].Type() != js.TypeObject {
+		return rejected("load needs an object with the model's files")
+	}
+	o := args[0]
+	files := map[string][]byte{
+		"config.json":       bytesOf(o.Get("config")),
+		"model.safetensors": bytesOf(o.Get("weights")),
+		"encoder.json":      bytesOf(o.Get("encoder")),
+		"vocab.bpe":         bytesOf(o.Get("vocab")),
+	}
+	hyper := bytesOf(o.Get("hyper"))
+	dtype := optString(o, "dtype", "f16")
+	return promise(func() (any, error) { return load(files, hyper, dtype) })
+}
+
+func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
+	var dt gpu.DType
+	switch dtype {
+	case "f16":
+		dt = gpu.F16
+	case "f32":
+		dt = gpu.F32
+	default:
+		return nil, fmt.Errorf("dtype %q: want f16 or f32", dtype)
+	}
+	fsys := fstest.MapFS{}
+	for name, b := range files {
+		if b != nil {
+			fsys[name] = &fstest.MapFile{Data: b, Mode: 0o444}
+		}
+	}
+	cfg, host, err := model.LoadHFFS(fsys)
+	if err != nil {
+		return nil, fmt.Errorf("the model is corrupt or not a GPT-2 checkpoint: %w", err)
+	}
+	var tok *model.Tokenizer
+	if fsys["encoder.json"] != nil && fsys["vocab.bpe"] != nil {
+		tok, err = model.LoadTokenizerFS(fsys)
+	} else {
+		tok, err = model.NewGPT2Tokenizer()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if tok.VocabSize() > cfg.VocabSize {
+		return nil, fmt.Errorf("the tokenizer has %d tokens but the model's vocabulary is %d", tok.VocabSize(), cfg.VocabSize)
+	}
+	d, err := openDevice()
+	if err != nil {
+		return nil, err
+	}
+	b := gpu.NewWebGPU(d)
+	w, err := model.Upload(b, cfg, host, dt)
+	if err != nil {
+		return nil, fmt.Errorf("uploading the model to the GPU: %w", err)
+	}
+	m := &model.Model{Cfg: cfg, W: w, B: b}
+	var rt *adapt.Runtime
+	if hyper != nil {
+		base, err := adapt.BaseOf(cfg, host)
+		if err != nil {
+			return nil, err
+		}
+		a, err := adapt.Read(bytes.NewReader(hyper), int64(len(hyper)), base)
+		if err != nil {
+			return nil, fmt.Errorf("the adapter file is corrupt or made for another model: %w", err)
+		}
+		if rt, err = adapt.NewRuntime(m, a); err != nil {
+			return nil, err
+		}
+	}
+	if state.rt != nil {
+		state.rt.Free()
+	}
+	state.m, state.tok, state.rt = m, tok, rt
+	info := map[string]any{
+		"backend": b.Name(),
+		"dtype":   dtype,
+		"vocab":   cfg.VocabSize,
+		"context": cfg.NCtx,
+		"embd":    cfg.NEmbd,
+		"heads":   cfg.NHead,
+		"layers":  cfg.NLayer,
+		"params":  cfg.Params(),
+		"adapter": nil,
+	}
+	if rt != nil {
+		hidden := make([]any, len(rt.Meta.Hidden))
+		for i, h := range rt.Meta.Hidden {
+			hidden[i] = h
+		}
+		info["adapter"] = map[string]any{
+			"kind":      string(rt.Meta.Kind),
+			"rank":      rt.Meta.Rank,
+			"alpha":     rt.Meta.Alpha,
+			"hidden":    hidden,
+			"centroids": rt.Meta.Centroids,
+		}
+	}
+	return js.ValueOf(info), nil
+}
+
+func loaded() error {
+	if state.m == nil {
+		return errors.New("no model is loaded")
+	}
+	return nil
+}
+
+// jsTokenize: tokenize(text) -> ids (synchronous: no GPU work).
+func jsTokenize(this js.Value, args []js.Value) any {
+	if state.tok == nil || len(args) < 1 {
+		return js.Null()
+	}
+	return ints(state.tok.Encode(args[0].String()))
+}
+
+// encode tokenizes prompts and checks them against the context.
+func encode(prompts []string) ([][]int32, error) {
+	if len(prompts) == 0 {
+		return nil, errors.New("enter at least one prompt")
+	}
+	ids := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		ids[i] = state.tok.Encode(p)
+		switch {
+		case len(ids[i]) == 0:
+			return nil, fmt.Errorf("prompt %d is empty", i+1)
+		case len(ids[i]) >= state.m.Cfg.NCtx:
+			return nil, fmt.Errorf("prompt %d has %d tokens: the model's context is %d tokens, and generating needs room for at least one more; shorten it",
+				i+1, len(ids[i]), state.m.Cfg.NCtx)
+		}
+	}
+	return ids, nil
+}
+
+// planOptions reads the clustering options shared by cluster and generate.
+func planOptions(o js.Value) adapt.PlanOptions {
+	return adapt.PlanOptions{
+		Mode: adapt.Mode(optString(o, "mode", string(adapt.ModeBatch))),
+		K:    optInt(o, "k", 0),
+		Seed: uint64(optInt(o, "clusterSeed", 1)),
+	}
+}
+
+// plan clusters the prompts and makes each cluster's low-rank factors.
+func plan(ids [][]int32, po adapt.PlanOptions) (*adapt.Plan, error) {
+	if state.rt == nil {
+		return nil, errors.New("no hyper-network is loaded: adaptation needs an adapter file (chameleon demo --adapter FILE)")
+	}
+	return state.rt.Plan(ids, po)
+}
+
+// planJS describes a plan for the page: each prompt's cluster and its
+// point in the 2-D projection of the features.
+func planJS(p *adapt.Plan) js.Value {
+	pts := p.Project2D()
+	arr := js.Global().Get("Array").New(len(pts))
+	for i, pt := range pts {
+		arr.SetIndex(i, js.ValueOf([]any{pt[0], pt[1]}))
+	}
+	return js.ValueOf(map[string]any{"assign": ints(p.Cluster), "k": p.K, "points": arr})
+}
+
+// jsCluster: cluster({prompts, k, mode, clusterSeed}).
+func jsCluster(this js.Value, args []js.Value) any {
+	if len(args) < 1 || args[0].Type() != js.TypeObject {
+		return rejected("cluster needs {prompts: [...]}")
+	}
+	o := args[0]
+	prompts, err := stringsOf(o.Get("prompts"))
+	if err != nil {
+		return rejected(err.Error())
+	}
+	po := planOptions(o)
+	return promise(func() (any, error) {
+		if err := loaded(); err != nil {
+			return nil, err
+		}
+		ids, err := encode(prompts)
+		if err != nil {
+			return nil, err
+		}
+		p, err := plan(ids, po)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Free()
+		return planJS(p), nil
+	})
+}
+
+// jsGenerate: generate(options, onText(seq, text)?).
+func jsGenerate(this js.Value, args []js.Value) any {
+	if len(args) < 1 || args[0].Type() != js.TypeObject {
+		return rejected("generate needs {prompts: [...]}")
+	}
+	o := args[0]
+	prompts, err := stringsOf(o.Get("prompts"))
+	if err != nil {
+		return rejected(err.Error())
+	}
+	var onText js.Value
+	if len(args) > 1 && args[1].Type() == js.TypeFunction {
+		onText = args[1]
+	}
+	opt := model.GenerateOptions{
+		MaxTokens: optInt(o, "maxTokens", 32),
+		Sample: gpu.SampleParams{
+			Temperature: float32(optFloat(o, "temperature", 0)),
+			TopK:        optInt(o, "topK", 0),
+			TopP:        float32(optFloat(o, "topP", 1)),
+		},
+		Seed:      uint64(optInt(o, "seed", 1)),
+		StopAtEOT: optBool(o, "stopAtEOT", true),
+	}
+	adapted := optBool(o, "adapt", false)
+	po := planOptions(o)
+	return promise(func() (any, error) {
+		if err := loaded(); err != nil {
+			return nil, err
+		}
+		ids, err := encode(prompts)
+		if err != nil {
+			return nil, err
+		}
+		res := map[string]any{"adapted": adapted}
+		if adapted {
+			p, err := plan(ids, po)
+			if err != nil {
+				return nil, err
+			}
+			defer p.Free()
+			opt.Head = p.Head(nil)
+			res["plan"] = planJS(p)
+		}
+		if !onText.IsUndefined() {
+			opt.OnText = func(seq int, text []byte) { onText.Invoke(seq, string(text)) }
+		}
+		t0 := time.Now()
+		gens, err := state.m.Generate(state.tok, ids, opt)
+		if err != nil {
+			return nil, err
+		}
+		secs := time.Since(t0).Seconds()
+		n := 0
+		out := js.Global().Get("Array").New(len(gens))
+		for i, g := range gens {
+			n += len(g.Tokens)
+			out.SetIndex(i, js.ValueOf(map[string]any{
+				"tokens": ints(g.Tokens), "text": string(g.Text), "finish": g.Finish, "promptTokens": len(ids[i]),
+			}))
+		}
+		res["results"] = out
+		res["seconds"] = secs
+		res["tokens"] = n
+		res["tokensPerSec"] = float64(n) / max(secs, 1e-9)
+		return js.ValueOf(res), nil
+	})
+}
+
+// jsLogits: logits(text) -> {t, v, data}: the base model's logits at every
+// prompt position, (t, v) row-major.
+func jsLogits(this js.Value, args []js.Value) any {
+	if len(args) < 1 || args[0].Type() != js.TypeString {
+		return rejected("logits needs a prompt string")
+	}
+	prompt := args[0].String()
+	return promise(func() (any, error) {
+		if err := loaded(); err != nil {
+			return nil, err
+		}
+		ids, err := encode([]string{prompt})
+		if err != nil {
+			return nil, err
+		}
+		m := state.m
+		c, err := m.NewCache(1, len(ids[0]))
+		if err != nil {
+			return nil, err
+		}
+		defer m.FreeCache(c)
+		lt, err := m.Forward(c, ids)
+		if err != nil {
+			return nil, err
+		}
+		defer m.B.Free(lt)
+		data, err := m.B.ReadF32(lt)
+		if err != nil {
+			return nil, err
+		}
+		arr := js.Global().Get("Float32Array").New(len(data))
+		raw := make([]byte, 4*len(data))
+		for i, v := range data {
+			binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+		}
+		js.CopyBytesToJS(js.Global().Get("Uint8Array").New(arr.Get("buffer")), raw)
+		return js.ValueOf(map[string]any{"t": len(ids[0]), "v": m.Cfg.VocabSize, "data": arr}), nil
+	})
+}

@@ -1,0 +1,328 @@
+// The demo page: checks WebGPU, loads the wasm runtime and the model (with
+// a progress bar, cached in the Cache API by each file's ETag), and drives
+// clustering and generation through the global `chameleon` object that the
+// Go code installs (see wasm/main.go). Every failure ends up on the page.
+"use strict";
+
+// window.demo is the page's state; the browser test reads it.
+const demo = window.demo = { ready: false, error: null, info: null, last: null, runs: [] };
+
+const $ = (id) => document.getElementById(id);
+const COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+
+// Sample prompts, one or two per domain of the project's corpus.
+const SAMPLES = [
+  ["code", "func main() {\n\tfmt.Println("],
+  ["code", "def fibonacci(n):\n    if n < 2:"],
+  ["prose", "It was late in the evening when the old captain"],
+  ["scripture", "In the beginning God created the heaven and the earth. And the earth"],
+  ["manuals", "To install the package, run the following command as root:"],
+  ["email", "Hi all,\n\nThe meeting on Thursday has been moved to"],
+  ["quotes", "The only thing we have to fear is"],
+  ["prose", "She opened the letter slowly, afraid of what"],
+];
+
+function fatal(msg) {
+  demo.error = msg;
+  const el = $("fatal");
+  el.textContent = msg;
+  el.hidden = false;
+  $("loading").hidden = true;
+}
+
+function showError(msg) {
+  demo.error = msg;
+  const el = $("error");
+  el.textContent = msg;
+  el.hidden = false;
+  if (!demo.ready) fatal(msg);
+}
+
+function clearError() {
+  $("error").hidden = true;
+  demo.error = null;
+}
+
+window.addEventListener("error", (e) => showError("Error: " + (e.message || e)));
+window.addEventListener("unhandledrejection", (e) => showError("Error: " + ((e.reason && e.reason.message) || e.reason)));
+
+function progress(label, done, total, detail) {
+  $("load-label").textContent = label;
+  const bar = $("load-bar");
+  if (total > 0) { bar.max = total; bar.value = done; } else { bar.removeAttribute("value"); }
+  $("load-detail").textContent = detail || "";
+}
+
+const mib = (n) => (n / (1 << 20)).toFixed(1) + " MiB";
+
+// fetchBytes downloads url with progress; cacheKey (optional) stores the
+// bytes in the Cache API so a reload reads them from disk.
+async function fetchBytes(url, what, expect, onBytes, cacheKey) {
+  let cache = null;
+  if (cacheKey && window.caches) {
+    try { cache = await caches.open("chameleon-model"); } catch (e) { cache = null; } // e.g. not a secure context
+  }
+  if (cache) {
+    const hit = await cache.match(cacheKey);
+    if (hit) {
+      const b = new Uint8Array(await hit.arrayBuffer());
+      if (expect < 0 || b.length === expect) { onBytes(b.length); return { bytes: b, cached: true }; }
+      await cache.delete(cacheKey);
+    }
+  }
+  let resp;
+  try { resp = await fetch(url); } catch (e) { throw new Error(`Could not download ${what}: ${e.message}`); }
+  if (!resp.ok) throw new Error(`Could not download ${what}: HTTP ${resp.status} ${resp.statusText}`);
+  const parts = [];
+  let n = 0;
+  const reader = resp.body.getReader();
+  for (;;) {
+    let r;
+    try { r = await reader.read(); } catch (e) { throw new Error(`Download of ${what} broke off after ${mib(n)}: ${e.message}`); }
+    if (r.done) break;
+    parts.push(r.value);
+    n += r.value.length;
+    onBytes(r.value.length);
+  }
+  if (expect >= 0 && n !== expect) throw new Error(`Download of ${what} is incomplete: ${n} of ${expect} bytes`);
+  const bytes = new Uint8Array(n);
+  let off = 0;
+  for (const p of parts) { bytes.set(p, off); off += p.length; }
+  if (cache) {
+    const old = await cache.keys();
+    for (const k of old) if (new URL(k.url).pathname === new URL(cacheKey, location.href).pathname) await cache.delete(k);
+    await cache.put(cacheKey, new Response(bytes));
+  }
+  return { bytes, cached: false };
+}
+
+async function checkWebGPU() {
+  if (!navigator.gpu) {
+    throw new Error("This browser has no WebGPU (navigator.gpu is missing), so the model cannot run here. " +
+      "Use a recent Chrome or Edge (or Safari 26, Firefox 141 on Windows), and open the page over http://localhost or https.");
+  }
+  const adapter = await navigator.gpu.requestAdapter();
+  if (!adapter) {
+    throw new Error("This browser has WebGPU but offers no GPU adapter (the GPU may be blocklisted or WebGPU disabled; see chrome://gpu).");
+  }
+  const i = adapter.info || {};
+  $("gpu").textContent = "WebGPU: " + ([i.vendor, i.architecture, i.description].filter(Boolean).join(" · ") || "adapter available");
+}
+
+async function startWasm() {
+  const go = new Go();
+  const ready = new Promise((res) => { window.onChameleonReady = res; });
+  progress("Loading the runtime (chameleon.wasm)…", 0, 0);
+  const { bytes } = await fetchBytes("chameleon.wasm", "the runtime chameleon.wasm", -1, () => {});
+  let result;
+  try { result = await WebAssembly.instantiate(bytes, go.importObject); } catch (e) { throw new Error("The runtime chameleon.wasm is corrupt: " + e.message); }
+  window.wasm = result; // cogentcore/webgpu reads the module's memory through this global
+  go.run(result.instance).then(() => showError("The runtime exited unexpectedly."));
+  await ready;
+}
+
+async function loadModel() {
+  let man;
+  try {
+    const r = await fetch("model/manifest.json");
+    if (!r.ok) throw new Error(`HTTP ${r.status}`);
+    man = await r.json();
+  } catch (e) { throw new Error("Could not read the model's file list (model/manifest.json): " + e.message); }
+  const total = man.files.reduce((s, f) => s + f.size, 0);
+  let done = 0, cachedAll = true;
+  const files = {};
+  for (const f of man.files) {
+    const got = await fetchBytes("model/" + f.name, f.name, f.size, (n) => {
+      done += n;
+      progress(`Downloading ${man.label}…`, done, total, `${f.name}: ${mib(done)} of ${mib(total)}`);
+    }, `model/${f.name}?v=${encodeURIComponent(f.etag)}`);
+    cachedAll = cachedAll && got.cached;
+    files[f.role] = got.bytes;
+  }
+  progress("Uploading the weights to the GPU…", total, total, cachedAll ? "(model read from the browser's cache)" : "");
+  let info;
+  try {
+    info = await chameleon.load({ config: files.config, weights: files.weights, encoder: files.encoder, vocab: files.vocab, hyper: files.hyper, dtype: man.dtype || "f16" });
+  } catch (e) { throw new Error("Could not load the model: " + e.message); }
+  info.label = man.label;
+  info.cached = cachedAll;
+  return info;
+}
+
+function addPrompt(text) {
+  const div = document.createElement("div");
+  div.className = "prompt";
+  div.innerHTML = '<span class="dot"></span><textarea rows="2"></textarea><button class="remove" type="button" title="remove">×</button>';
+  div.querySelector("textarea").value = text || "";
+  div.querySelector(".remove").onclick = () => { if ($("prompts").children.length > 1) div.remove(); };
+  $("prompts").appendChild(div);
+  return div;
+}
+
+function prompts() {
+  return [...document.querySelectorAll("#prompts textarea")].map((t) => t.value).filter((s) => s.trim() !== "");
+}
+
+function options(adapted) {
+  return {
+    prompts: prompts(),
+    maxTokens: +$("max-tokens").value,
+    temperature: +$("temperature").value,
+    topK: +$("top-k").value,
+    seed: +$("seed").value,
+    k: +$("clusters").value,
+    adapt: adapted,
+  };
+}
+
+function setBusy(b) {
+  demo.busy = b;
+  for (const id of ["gen-base", "gen-both", "do-cluster"]) $(id).disabled = b;
+  if (!demo.info || !demo.info.adapter) { $("gen-both").disabled = true; $("do-cluster").disabled = true; }
+}
+
+function drawClusters(plan, texts) {
+  const cv = $("scatter"), ctx = cv.getContext("2d");
+  ctx.clearRect(0, 0, cv.width, cv.height);
+  const pts = plan.points;
+  const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
+  const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const sx = (x) => 30 + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (cv.width - 220); // room for labels on the right
+  const sy = (y) => cv.height - 30 - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (cv.height - 60);
+  ctx.font = "12px sans-serif";
+  pts.forEach((p, i) => {
+    const c = COLORS[plan.assign[i] % COLORS.length];
+    ctx.fillStyle = c;
+    ctx.beginPath(); ctx.arc(sx(p[0]), sy(p[1]), 7, 0, 2 * Math.PI); ctx.fill();
+    ctx.fillStyle = "#1d2330";
+    ctx.fillText(String(i + 1) + " " + texts[i].slice(0, 22).replace(/\s+/g, " "), sx(p[0]) + 9, sy(p[1]) + 4);
+  });
+  $("cluster-note").textContent = `${plan.k} cluster${plan.k === 1 ? "" : "s"} of ${pts.length} prompts (first two principal components of the features)`;
+  document.querySelectorAll("#prompts .prompt").forEach((div) => { div.querySelector(".dot").style.background = "#ccc"; });
+  const divs = [...document.querySelectorAll("#prompts .prompt")].filter((d) => d.querySelector("textarea").value.trim() !== "");
+  divs.forEach((d, i) => { d.querySelector(".dot").style.background = COLORS[plan.assign[i] % COLORS.length]; });
+}
+
+// outputs builds one row per prompt with a column per run.
+function outputs(texts, cols) {
+  const root = $("outputs");
+  root.innerHTML = "";
+  return texts.map((t, i) => {
+    const row = document.createElement("div");
+    row.className = "out";
+    const colEls = {};
+    row.innerHTML = `<div class="cols"></div>`;
+    for (const c of cols) {
+      const col = document.createElement("div");
+      col.className = "col";
+      col.innerHTML = `<h3></h3><pre><span class="p"></span><span class="gen"></span></pre>`;
+      col.querySelector("h3").textContent = `${i + 1}. ${c}`;
+      col.querySelector(".p").textContent = t;
+      row.querySelector(".cols").appendChild(col);
+      colEls[c] = col.querySelector(".gen");
+    }
+    root.appendChild(row);
+    return colEls;
+  });
+}
+
+async function run(adapted, cells, col) {
+  const o = options(adapted);
+  const t0 = performance.now();
+  let n = 0;
+  const res = await chameleon.generate(o, (seq, text) => {
+    n++;
+    cells[seq][col].textContent += text;
+    const s = (performance.now() - t0) / 1000;
+    $("stats").textContent = `${col}: ${n} pieces in ${s.toFixed(1)} s`;
+  });
+  res.label = col;
+  if (res.plan) drawClusters(res.plan, o.prompts);
+  res.results.forEach((r, i) => { cells[i][col].textContent = r.text; });
+  demo.runs.push(res);
+  return res;
+}
+
+function statLine(res) {
+  let s = `${res.label}: ${res.tokens} tokens in ${res.seconds.toFixed(2)} s = ${res.tokensPerSec.toFixed(1)} tokens/s`;
+  if (res.adapted) {
+    const a = demo.info.adapter;
+    s += ` (hyper-network, rank ${a.rank}, alpha ${a.alpha}, ${res.plan.k} cluster${res.plan.k === 1 ? "" : "s"}: ` +
+      res.plan.assign.map((c, i) => `#${i + 1}→${c}`).join(" ") + ")";
+  }
+  return s;
+}
+
+async function generate(both) {
+  clearError();
+  const texts = prompts();
+  if (texts.length === 0) { showError("Enter at least one prompt."); return; }
+  setBusy(true);
+  demo.last = null;
+  try {
+    const cols = both ? ["base", "adapted"] : ["base"];
+    const cells = outputs(texts, cols);
+    const runs = [await run(false, cells, "base")];
+    if (both) runs.push(await run(true, cells, "adapted"));
+    $("stats").textContent = runs.map(statLine).join(" · ");
+    demo.last = { done: true, runs };
+  } catch (e) {
+    showError(e.message);
+    demo.last = { done: true, error: e.message };
+  } finally {
+    setBusy(false);
+  }
+}
+
+async function cluster() {
+  clearError();
+  setBusy(true);
+  try {
+    const o = options(true);
+    drawClusters(await chameleon.cluster(o), o.prompts);
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    setBusy(false);
+  }
+}
+
+function showApp(info) {
+  $("loading").hidden = true;
+  $("app").hidden = false;
+  const a = info.adapter;
+  $("model-info").textContent = `${info.label}: ${info.layers} layers, width ${info.embd}, ${info.heads} heads, context ${info.context}, ` +
+    `vocabulary ${info.vocab}, ${(info.params / 1e6).toFixed(1)}M parameters (${info.dtype} on the GPU)` +
+    (info.cached ? ", read from the browser's cache" : "") + ". " +
+    (a ? `Adapter: hyper-network (hidden ${a.hidden.join("-")}, rank ${a.rank}, alpha ${a.alpha}${a.centroids ? ", " + a.centroids + " training centroids" : ""}).`
+       : "No adapter loaded: generation without adaptation only (start the demo with --adapter FILE).");
+  for (const [dom, text] of SAMPLES) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = dom + ": " + text.split("\n")[0].slice(0, 24) + "…";
+    b.onclick = () => {
+      const empty = [...document.querySelectorAll("#prompts textarea")].find((t) => t.value.trim() === "");
+      (empty || addPrompt().querySelector("textarea")).value = text;
+    };
+    $("samples").appendChild(b);
+  }
+  for (const [, text] of SAMPLES.slice(0, 4)) addPrompt(text);
+  $("add-prompt").onclick = () => addPrompt("");
+  $("gen-base").onclick = () => generate(false);
+  $("gen-both").onclick = () => generate(true);
+  $("do-cluster").onclick = () => cluster();
+  setBusy(false);
+}
+
+(async () => {
+  try {
+    await checkWebGPU();
+    await startWasm();
+    const info = await loadModel();
+    demo.info = info;
+    showApp(info);
+    demo.ready = true;
+  } catch (e) {
+    fatal(e.message);
+  }
+})();
