@@ -126,8 +126,8 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 			return nil, fmt.Errorf("adapt: plan: an experts adapter needs each sequence's expert (%d given for %d sequences)", len(o.Experts), n)
 		}
 		for i, e := range o.Experts {
-			if e >= r.Meta.Experts {
-				return nil, fmt.Errorf("adapt: plan: sequence %d asks for expert %d of %d", i, e, r.Meta.Experts)
+			if e < -1 || e >= r.Meta.Experts {
+				return nil, fmt.Errorf("adapt: plan: sequence %d asks for expert %d of %d (-1: none)", i, e, r.Meta.Experts)
 			}
 			p.Cluster[i] = e
 		}
@@ -243,14 +243,19 @@ func (p *Plan) Free() {
 // update: logits = W h + alpha * B_c (A_c h). Rows of padding and of
 // sequences with cluster -1 get the base logits. on, if not nil, turns
 // adaptation off for sequence i where on[i] is false.
-func (p *Plan) Head(on []bool) model.Head {
+func (p *Plan) Head(on []bool) model.Head { return p.HeadFrom(0, on) }
+
+// HeadFrom is Head for a batch that holds the plan's sequences first,
+// first+1, ...: the head's sequence s is the plan's sequence first+s (e.g.
+// one batch of windows of a perplexity run planned as a whole).
+func (p *Plan) HeadFrom(first int, on []bool) model.Head {
 	return func(dst, h gpu.Tensor, seq []int32) error {
 		b := p.rt.M.B
 		cl := make([]int32, len(seq))
 		for r, s := range seq {
 			cl[r] = -1
-			if s >= 0 && int(s) < len(p.Cluster) && (on == nil || on[s]) {
-				cl[r] = int32(p.Cluster[s])
+			if i := int(s) + first; s >= 0 && i < len(p.Cluster) && (on == nil || on[i]) {
+				cl[r] = int32(p.Cluster[i])
 			}
 		}
 		ct, err := b.Alloc(gpu.I32, len(cl))

@@ -3,12 +3,16 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/train"
@@ -23,6 +27,7 @@ type benchReport struct {
 	Runs     []benchRun    `json:"runs,omitempty"`
 	Train    []trainBench  `json:"train,omitempty"`
 	Serve    []serveBench  `json:"serve,omitempty"`
+	Adapt    []adaptBench  `json:"adapt,omitempty"`
 }
 
 // trainBench is one training-step measurement (forward, backward, AdamW).
@@ -64,11 +69,35 @@ func benchCmd() *cobra.Command {
 	var prompt, decode, seq int
 	var asJSON, trainMode, serveMode bool
 	var plotPath string
+	var adapterSpec string
+	var adapterRank, clusters, reps int
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the adapter's measured ceilings",
+		Short: "Prefill and decode tokens/s at several batch sizes, per-kernel GPU time, and the share of the device's measured ceilings",
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
+			adaptMode := adapterSpec != "" && adapterSpec != "none"
+			if adaptMode && (trainMode || serveMode) {
+				return fmt.Errorf("--adapter measures the adaptation's overhead on its own: drop --train and --serve")
+			}
+			if adaptMode && adapterSpec == "default" && modelPath == "" {
+				return fmt.Errorf("--adapter default needs the default model (--model); without --model, use --adapter random with --config")
+			}
+			if adaptMode {
+				// The issue's target shape unless asked otherwise.
+				if !cmd.Flags().Changed("batches") {
+					batches = "32"
+				}
+				if !cmd.Flags().Changed("seq") {
+					seq = 256
+				}
+				if !cmd.Flags().Changed("dtype") {
+					dtypes = "f16"
+				}
+				if reps < 1 {
+					return fmt.Errorf("--reps %d: want at least 1", reps)
+				}
+			}
 			d, err := gpu.Open(gpu.Options{Adapter: deviceFlag})
 			if err != nil {
 				return err
@@ -103,6 +132,57 @@ func benchCmd() *cobra.Command {
 				if !asJSON {
 					fmt.Printf(format, a...)
 				}
+			}
+			if adaptMode {
+				log("adaptation overhead on %s: %s (%d parameters), %s, %d tokens per sequence, median of %d\n", d, name, cfg.Params(), adapterSpec, seq, reps)
+				for _, ds := range strings.Split(dtypes, ",") {
+					dt := gpu.F32
+					switch strings.TrimSpace(ds) {
+					case "f32":
+					case "f16":
+						dt = gpu.F16
+					default:
+						return fmt.Errorf("--dtype %q: want f32, f16 or both", ds)
+					}
+					wts, err := model.Upload(w, cfg, host, dt)
+					if err != nil {
+						return err
+					}
+					m := &model.Model{Cfg: cfg, W: wts, B: w}
+					var a *adapt.Adapter
+					if adapterSpec == "random" {
+						a, err = randomHyper(cfg, host, adapterRank, 1)
+					} else {
+						a, err = loadAdapter(adapterSpec, m)
+					}
+					if err != nil {
+						return err
+					}
+					if a.Meta.Kind != adapt.KindHyper {
+						return fmt.Errorf("--adapter %s is a %s adapter: the overhead bench times the hyper-network's whole path", adapterSpec, a.Meta.Kind)
+					}
+					log("adapter: %s\n", describeAdapter(a.Meta))
+					for _, b := range bs {
+						r, err := benchAdapt(m, a, adapterSpec, b, seq, clusters, reps)
+						if err != nil {
+							return err
+						}
+						rep.Adapt = append(rep.Adapt, r)
+						verdict := "meets"
+						if !r.MeetsTarget {
+							verdict = "misses"
+						}
+						log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs: features, k-means, hyper-network; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target)\n",
+							r.DType, b, seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target)
+					}
+					freeWeights(w, wts)
+				}
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				return nil
 			}
 			if trainMode {
 				log("training bench on %s: %s (%d parameters)\n", d, name, cfg.Params())
@@ -242,9 +322,13 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&decode, "decode", 8, "decode steps")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&trainMode, "train", false, "measure training steps instead (use with e.g. --config tiny --batches 8 --seq 64)")
-	c.Flags().IntVar(&seq, "seq", 64, "tokens per sequence for --train")
+	c.Flags().IntVar(&seq, "seq", 64, "tokens per sequence for --train (and --adapter, default 256 there)")
 	c.Flags().BoolVar(&serveMode, "serve", false, "measure the completions server on loopback: requests/s and tokens/s against concurrency (--batches are the concurrency levels, --decode the tokens per request)")
 	c.Flags().StringVar(&plotPath, "plot", "bench-serve.png", "PNG plot of --serve throughput (empty: none)")
+	c.Flags().StringVar(&adapterSpec, "adapter", "none", "time the whole adaptation (features, k-means, hyper-network, low-rank head) against the plain forward of a batch (default --batches 32, --seq 256, --dtype f16): FILE, default, random (a random hyper-network for the benchmarked model) or none")
+	c.Flags().IntVar(&adapterRank, "adapter-rank", 16, "rank of the --adapter random hyper-network")
+	c.Flags().IntVar(&clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")
+	c.Flags().IntVar(&reps, "reps", 3, "--adapter: timed repetitions (the median is reported)")
 	return c
 }
 
@@ -258,4 +342,128 @@ func freeWeights(b gpu.Backend, w *model.Weights) {
 			b.Free(t)
 		}
 	}
+}
+
+// adaptBench compares a forward pass with and without the whole
+// adaptation (ChamaleonLLM's target: at most 5% more time).
+type adaptBench struct {
+	DType    string `json:"dtype"`
+	Batch    int    `json:"batch"`
+	Seq      int    `json:"seq"`
+	Clusters int    `json:"clusters"`
+	Adapter  string `json:"adapter"`
+	Reps     int    `json:"reps"`
+	// Medians over the repetitions, seconds. Base: the batched prefill
+	// with the tied projection (last-position logits, greedy pick read
+	// back, as generation runs it). Adapted: the same pass preceded by the
+	// plan (features on the device, k-means, the hyper-network on each
+	// cluster's mean) and with the fused low-rank head.
+	BaseSeconds    float64 `json:"base_seconds"`
+	AdaptedSeconds float64 `json:"adapted_seconds"`
+	PlanSeconds    float64 `json:"plan_seconds"` // features + k-means + hyper-network
+	HeadSeconds    float64 `json:"head_seconds"` // adapted forward - base forward (the low-rank apply)
+	Overhead       float64 `json:"overhead"`     // (adapted - base) / base
+	Target         float64 `json:"target"`       // 0.05
+	MeetsTarget    bool    `json:"meets_target"`
+}
+
+// randomHyper is a hyper-network adapter with PyTorch's default
+// initialisation (a non-zero update) for the model cfg/host: for timing,
+// where the weights' values do not matter.
+func randomHyper(cfg model.Config, host []model.HostTensor, rank int, seed uint64) (*adapt.Adapter, error) {
+	base, err := adapt.BaseOf(cfg, host)
+	if err != nil {
+		return nil, err
+	}
+	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, rank)
+	a := &adapt.Adapter{
+		Meta:    adapt.Meta{Kind: adapt.KindHyper, Rank: rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base},
+		Tensors: adapt.InitHyper(hc, seed),
+	}
+	return a, a.Validate()
+}
+
+// benchAdapt times reps passes of batch random sequences of seq tokens
+// with and without the adaptation, alternating them so that drift in the
+// machine's load hits both alike.
+func benchAdapt(m *model.Model, a *adapt.Adapter, spec string, batch, seq, k, reps int) (adaptBench, error) {
+	r := adaptBench{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: 0.05}
+	if seq <= 0 || seq > m.Cfg.NCtx {
+		return r, fmt.Errorf("--seq %d: want 1 to the model's context of %d", seq, m.Cfg.NCtx)
+	}
+	rt, err := adapt.NewRuntime(m, a)
+	if err != nil {
+		return r, err
+	}
+	defer rt.Free()
+	rng := rand.New(rand.NewPCG(uint64(batch), uint64(seq)))
+	toks := make([][]int32, batch)
+	for i := range toks {
+		toks[i] = make([]int32, seq)
+		for j := range toks[i] {
+			toks[i][j] = int32(rng.IntN(m.Cfg.VocabSize))
+		}
+	}
+	cache, err := m.NewCache(batch, seq)
+	if err != nil {
+		return r, err
+	}
+	defer m.FreeCache(cache)
+	ids, err := m.B.Alloc(gpu.I32, batch)
+	if err != nil {
+		return r, err
+	}
+	defer m.B.Free(ids)
+	pass := func(head model.Head) error {
+		for i := range cache.Len {
+			cache.Len[i] = 0
+		}
+		lg, err := m.ForwardHead(cache, toks, true, head)
+		if err != nil {
+			return err
+		}
+		m.B.Argmax(ids, lg)
+		_, err = m.B.ReadI32(ids)
+		m.B.Free(lg)
+		return err
+	}
+	var base, adapted, plans []float64
+	for i := -1; i < reps; i++ { // i = -1 warms the pipelines up
+		t0 := time.Now()
+		if err := pass(nil); err != nil {
+			return r, err
+		}
+		tb := time.Since(t0).Seconds()
+		t0 = time.Now()
+		plan, err := rt.Plan(toks, adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)})
+		if err != nil {
+			return r, err
+		}
+		tp := time.Since(t0).Seconds()
+		err = pass(plan.Head(nil))
+		ta := time.Since(t0).Seconds()
+		r.Clusters = plan.K
+		plan.Free()
+		if err != nil {
+			return r, err
+		}
+		if i >= 0 {
+			base, adapted, plans = append(base, tb), append(adapted, ta), append(plans, tp)
+		}
+	}
+	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds = median(base), median(adapted), median(plans)
+	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
+	r.Overhead = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
+	r.MeetsTarget = r.Overhead <= r.Target
+	return r, nil
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
 }

@@ -10,11 +10,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
 func generateCmd() *cobra.Command {
 	var mf modelFlags
+	var af adapterFlags
 	var file string
 	var opt model.GenerateOptions
 	var stops []string
@@ -22,10 +24,19 @@ func generateCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "generate [PROMPT...]",
 		Short: "Continue prompts (arguments, --file with one per line, or stdin), batched, streaming tokens as produced",
+		Long: `Continue prompts as one batch, streaming tokens as produced when there is one prompt.
+
+With --adapter, the prompts are grouped (k-means on their token-embedding features, or
+the adapter's training centroids with --adapt-mode online) and every prompt is continued
+with its own cluster's low-rank update of the output projection, all in one batch; the
+cluster of each prompt is printed on stderr.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
 			prompts, err := readPrompts(args, file)
 			if err != nil {
+				return err
+			}
+			if err := af.check(); err != nil {
 				return err
 			}
 			s, err := mf.load()
@@ -45,6 +56,20 @@ func generateCmd() *cobra.Command {
 					}
 					ids[i] = ids[i][len(ids[i])-limit:]
 				}
+			}
+			rt, err := af.runtime(s.m)
+			if err != nil {
+				return err
+			}
+			if rt != nil {
+				defer rt.Free()
+				plan, err := rt.Plan(ids, af.planOptions())
+				if err != nil {
+					return err
+				}
+				defer plan.Free()
+				opt.Head = plan.Head(nil)
+				printClusters(os.Stderr, rt, plan, af.mode)
 			}
 			opt.Stop = stops
 			opt.StopAtEOT = eot
@@ -74,6 +99,7 @@ func generateCmd() *cobra.Command {
 		},
 	}
 	mf.add(c)
+	af.add(c, "none", 0)
 	c.Flags().StringVar(&file, "file", "", "read prompts from FILE, one per line")
 	c.Flags().IntVar(&opt.MaxTokens, "max-tokens", 64, "new tokens per prompt at most")
 	c.Flags().Float32Var(&opt.Sample.Temperature, "temperature", 0.8, "sampling temperature (0: greedy)")
@@ -116,4 +142,31 @@ func readPrompts(args []string, file string) ([]string, error) {
 		return nil, fmt.Errorf("no prompts: give them as arguments, with --file, or on stdin")
 	}
 	return out, nil
+}
+
+// printClusters writes the adapter and which inputs (1-based) each of the
+// plan's clusters holds.
+func printClusters(w io.Writer, rt *adapt.Runtime, p *adapt.Plan, mode string) {
+	fmt.Fprintf(w, "adapter: %s\n", describeAdapter(rt.Meta))
+	if rt.Meta.Kind != adapt.KindHyper {
+		fmt.Fprintf(w, "every input gets the same update\n")
+		return
+	}
+	fmt.Fprintf(w, "%d clusters (%s mode):\n", p.K, mode)
+	for c, ms := range clusterMembers(p.Cluster, p.K) {
+		if len(ms) > 0 {
+			fmt.Fprintf(w, "  cluster %d: inputs %s\n", c, joinInts(ms))
+		}
+	}
+}
+
+func joinInts(xs []int) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprint(&b, x)
+	}
+	return b.String()
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
@@ -21,7 +24,7 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) add(c *cobra.Command) {
-	c.Flags().StringVar(&f.path, "model", "", "model directory (config.json + model.safetensors), .safetensors or .gguf file")
+	c.Flags().StringVar(&f.path, "model", "", "model directory (config.json + model.safetensors), .safetensors or .gguf file (default: the embedded default model)")
 	c.Flags().StringVar(&f.dtype, "dtype", "f16", "weight dtype on the device: f32 or f16")
 	c.Flags().BoolVar(&f.cpu, "cpu", false, "run on the plain-Go reference backend instead of WebGPU")
 }
@@ -58,9 +61,6 @@ func openBackend(cpu bool) (gpu.Backend, *gpu.Device, error) {
 }
 
 func (f *modelFlags) load() (*session, error) {
-	if f.path == "" {
-		return nil, fmt.Errorf("no --model given (a default model is not embedded yet: make one with `chameleon init` or pass a GPT-2 checkpoint)")
-	}
 	var dt gpu.DType
 	switch f.dtype {
 	case "f32":
@@ -70,11 +70,7 @@ func (f *modelFlags) load() (*session, error) {
 	default:
 		return nil, fmt.Errorf("--dtype %q: want f32 or f16", f.dtype)
 	}
-	cfg, host, err := model.Load(f.path)
-	if err != nil {
-		return nil, err
-	}
-	tok, err := loadTokenizer(f.path)
+	cfg, host, tok, err := f.read()
 	if err != nil {
 		return nil, err
 	}
@@ -93,6 +89,35 @@ func (f *modelFlags) load() (*session, error) {
 		return nil, err
 	}
 	return &session{m: &model.Model{Cfg: cfg, W: w, B: b}, tok: tok, dev: dev, label: b.Name()}, nil
+}
+
+// read reads the --model checkpoint and its tokenizer, or the embedded
+// default model when no --model is given.
+func (f *modelFlags) read() (model.Config, []model.HostTensor, *model.Tokenizer, error) {
+	if f.path == "" {
+		fsys, err := defaults.Model()
+		if errors.Is(err, defaults.ErrMissing) {
+			return model.Config{}, nil, nil, fmt.Errorf("no --model given and %w yet: make one with `chameleon init` or pass a GPT-2 checkpoint", err)
+		}
+		if err != nil {
+			return model.Config{}, nil, nil, err
+		}
+		cfg, host, err := model.LoadHFFS(fsys)
+		if err != nil {
+			return model.Config{}, nil, nil, fmt.Errorf("default model: %w", err)
+		}
+		tok, err := model.LoadTokenizerFS(fsys)
+		if err != nil {
+			return model.Config{}, nil, nil, fmt.Errorf("default model's tokenizer: %w", err)
+		}
+		return cfg, host, tok, nil
+	}
+	cfg, host, err := model.Load(f.path)
+	if err != nil {
+		return model.Config{}, nil, nil, err
+	}
+	tok, err := loadTokenizer(f.path)
+	return cfg, host, tok, err
 }
 
 // loadTokenizer uses encoder.json + vocab.bpe beside the model when
@@ -116,4 +141,116 @@ func loadTokenizer(path string) (*model.Tokenizer, error) {
 		bpe.Close()
 	}
 	return model.NewGPT2Tokenizer()
+}
+
+// adapterFlags are the flags of commands that can adapt the output
+// projection with a low-rank adapter (ChamaleonLLM's hyper-network or a
+// static LoRA).
+type adapterFlags struct {
+	spec string // --adapter FILE|default|none
+	mode string // --adapt-mode
+	k    int    // --clusters
+	seed uint64 // --cluster-seed
+}
+
+func (f *adapterFlags) add(c *cobra.Command, def string, defK int) {
+	c.Flags().StringVar(&f.spec, "adapter", def, "low-rank adapter of the output projection: FILE (from `chameleon adapt train`), default (the shipped hyper-network) or none")
+	c.Flags().StringVar(&f.mode, "adapt-mode", string(adapt.ModeBatch), "how a hyper-network groups the inputs: batch (k-means over them), online (nearest training centroid) or one (a single cluster)")
+	c.Flags().IntVar(&f.k, "clusters", defK, "batch mode: number of clusters K, at most the number of inputs (0: ceil(inputs / 16), the paper's default)")
+	c.Flags().Uint64Var(&f.seed, "cluster-seed", 1, "k-means++ seed")
+}
+
+// enabled reports whether an adapter was asked for.
+func (f *adapterFlags) enabled() bool { return f.spec != "" && f.spec != "none" }
+
+// check validates the flags before anything is loaded.
+func (f *adapterFlags) check() error {
+	switch adapt.Mode(f.mode) {
+	case adapt.ModeBatch, adapt.ModeOnline, adapt.ModeOne:
+	default:
+		return fmt.Errorf("--adapt-mode %q: want batch, online or one", f.mode)
+	}
+	if f.k < 0 {
+		return fmt.Errorf("--clusters %d: want 0 (automatic) or a positive number", f.k)
+	}
+	return nil
+}
+
+// planOptions are the flags as adapt.PlanOptions.
+func (f *adapterFlags) planOptions() adapt.PlanOptions {
+	return adapt.PlanOptions{Mode: adapt.Mode(f.mode), K: f.k, Seed: f.seed}
+}
+
+// runtime loads the adapter for m and puts it on m's backend; nil, nil
+// when no adapter was asked for. Experts adapters are refused: they need
+// each input's domain, which only `chameleon adapt eval` has.
+func (f *adapterFlags) runtime(m *model.Model) (*adapt.Runtime, error) {
+	if !f.enabled() {
+		return nil, nil
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	a, err := loadAdapter(f.spec, m)
+	if err != nil {
+		return nil, err
+	}
+	if a.Meta.Kind == adapt.KindExperts {
+		return nil, fmt.Errorf("--adapter %s is a per-domain experts adapter, which needs each input's domain label: evaluate it with `chameleon adapt eval`", f.spec)
+	}
+	if adapt.Mode(f.mode) == adapt.ModeOnline && a.Meta.Kind == adapt.KindHyper && a.Meta.Centroids == 0 {
+		return nil, fmt.Errorf("--adapt-mode online needs the training centroids, and --adapter %s stores none: use --adapt-mode batch", f.spec)
+	}
+	return adapt.NewRuntime(m, a)
+}
+
+// loadAdapter reads an adapter for m: a file path, or "default" for the
+// shipped hyper-network. Either is refused, naming the difference, unless
+// it was trained for m.
+func loadAdapter(spec string, m *model.Model) (*adapt.Adapter, error) {
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		return nil, err
+	}
+	if spec != "default" {
+		return adapt.Load(spec, base)
+	}
+	b, err := defaults.Hyper()
+	if errors.Is(err, defaults.ErrMissing) {
+		return nil, fmt.Errorf("--adapter default: this build embeds no default hyper-network yet (%w): pass an adapter file from `chameleon adapt train`", err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	a, err := adapt.Read(bytes.NewReader(b), int64(len(b)), base)
+	if err != nil {
+		return nil, fmt.Errorf("default hyper-network: %w", err)
+	}
+	return a, nil
+}
+
+// describeAdapter is a one-line summary of an adapter.
+func describeAdapter(m adapt.Meta) string {
+	switch m.Kind {
+	case adapt.KindHyper:
+		s := fmt.Sprintf("hyper-network, rank %d, alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)
+		if m.Centroids > 0 {
+			s += fmt.Sprintf(", %d training centroids", m.Centroids)
+		}
+		return s
+	case adapt.KindLoRA:
+		return fmt.Sprintf("static LoRA, rank %d, alpha %g", m.Rank, m.Alpha)
+	}
+	return fmt.Sprintf("%s, rank %d", m.Kind, m.Rank)
+}
+
+// clusterMembers lists the members (1-based) of each of k clusters.
+func clusterMembers(assign []int, k int) [][]int {
+	out := make([][]int, k)
+	for i, c := range assign {
+		if c >= 0 && c < k {
+			out[c] = append(out[c], i+1)
+		}
+	}
+	return out
 }

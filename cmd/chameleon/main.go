@@ -22,8 +22,8 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&deviceFlag, "device", "",
-		"WebGPU adapter to run on: index or name substring (see `chameleon devices`) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
-	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd())
+		"WebGPU adapter to run on: index or name substring (as listed by chameleon devices) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
+	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd(), runCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "chameleon:", err)
 		os.Exit(1)

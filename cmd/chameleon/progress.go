@@ -35,16 +35,19 @@ func logProgress(w io.Writer, interval time.Duration) func(step, total int, desc
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		return func(int, int, string) {}
 	}
-	start, last := time.Now(), time.Now()
+	start, last, first := time.Now(), time.Now(), -1
 	return func(step, total int, desc string) {
+		if first < 0 {
+			first = step - 1 // a resumed run starts past 0: rate over this run's steps
+		}
 		if time.Since(last) < interval && step < total {
 			return
 		}
 		last = time.Now()
 		el := time.Since(start)
 		eta := "?"
-		if step > 0 {
-			eta = (time.Duration(float64(el) / float64(step) * float64(total-step))).Round(time.Second).String()
+		if done := step - first; done > 0 {
+			eta = (time.Duration(float64(el) / float64(done) * float64(total-step))).Round(time.Second).String()
 		}
 		fmt.Fprintf(w, "progress: step %d/%d (%.0f%%) %s, elapsed %s, ETA %s\n", step, total, 100*float64(step)/float64(max(total, 1)), desc, el.Round(time.Second), eta)
 	}
