@@ -45,7 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = workgroupUniformLoad(&target_sh);
     if (t < 0 || u32(t) >= params.v) {
         if (lid == 0u) {
-            dst[out] = select(bitcast<f32>(0x7fc00000u), 0.0, t < 0);
+            dst[out] = select(bitcast<f32>(0x7fc00000u + 0u * u32(t)), 0.0, t < 0); // a runtime NaN: browsers (Tint) reject a constant one
         }
         return; // uniform: t came through workgroupUniformLoad
     }

@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let t = workgroupUniformLoad(&target_sh);
     let base = row * params.v;
     if (t < 0 || u32(t) >= params.v) {
-        let fill = select(bitcast<f32>(0x7fc00000u), 0.0, t < 0);
+        let fill = select(bitcast<f32>(0x7fc00000u + 0u * u32(t)), 0.0, t < 0); // a runtime NaN: browsers (Tint) reject a constant one
         for (var j = lid; j < params.v; j += WG) {
             dlogits[base + j] = fill;
         }
