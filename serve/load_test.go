@@ -128,10 +128,24 @@ func cancelAfterFirst(url string, body map[string]any) int {
 	return resp.StatusCode
 }
 
-// runLoad runs the load test on be and logs throughput.
-func runLoad(t *testing.T, be gpu.Backend, slots, clients, perClient, maxTokens int) {
+// runLoad runs the load test on be and logs throughput. With adaptive, the
+// model serves a random hyper adapter (online assignment to 4 centroids)
+// and the requests of every other client say "adapt": false, so that
+// batches mix adapted and unadapted sequences.
+func runLoad(t *testing.T, be gpu.Backend, adaptive bool, slots, clients, perClient, maxTokens int) {
 	m, tok := tinyModel(t, be)
-	s, url := testServer(t, Base{m}, tok, Options{Slots: slots, Queue: 64})
+	var md Model = Base{m}
+	if adaptive {
+		md = newAdaptive(t, m, testHyper(t, m, 4, 7), AdaptOptions{})
+	}
+	s, url := testServer(t, md, tok, Options{Slots: slots, Queue: 64})
+	mix := func(c, j int) loadReq {
+		lr := loadMix(c, j, maxTokens)
+		if adaptive && lr.body != nil && c%2 == 1 {
+			lr.body["adapt"] = false
+		}
+		return lr
+	}
 
 	// Each distinct valid request served alone, one at a time.
 	alone := map[string]outcome{}
@@ -139,7 +153,7 @@ func runLoad(t *testing.T, be gpu.Backend, slots, clients, perClient, maxTokens 
 	t0 := time.Now()
 	for c := 0; c < clients; c++ {
 		for j := 0; j < perClient; j++ {
-			lr := loadMix(c, j, maxTokens)
+			lr := mix(c, j)
 			key := mustJSON(lr.body)
 			if lr.kind != "valid" || alone[key].texts != nil {
 				continue
@@ -168,7 +182,7 @@ func runLoad(t *testing.T, be gpu.Backend, slots, clients, perClient, maxTokens 
 		go func() {
 			defer wg.Done()
 			for j := 0; j < perClient; j++ {
-				lr := loadMix(c, j, maxTokens)
+				lr := mix(c, j)
 				res := result{lr: lr}
 				switch lr.kind {
 				case "valid":
@@ -223,6 +237,9 @@ func runLoad(t *testing.T, be gpu.Backend, slots, clients, perClient, maxTokens 
 	for _, o := range alone {
 		aloneTokens += o.tokens
 	}
+	if adaptive {
+		t.Logf("adapted with %v", md)
+	}
 	t.Logf("%s, %d slots: %d clients x %d requests (%v); %d distinct valid requests",
 		be.Name(), slots, clients, perClient, counts, len(alone))
 	t.Logf("one at a time: %d distinct requests, %d tokens in %v (%.1f tokens/s, %d steps)",
@@ -234,7 +251,12 @@ func runLoad(t *testing.T, be gpu.Backend, slots, clients, perClient, maxTokens 
 // TestLoadWebGPU runs the load test on the real WebGPU backend (lavapipe
 // without a GPU).
 func TestLoadWebGPU(t *testing.T) {
-	runLoad(t, gputest.Backend(t), 4, 4, 4, 5)
+	runLoad(t, gputest.Backend(t), false, 4, 4, 4, 5)
+}
+
+// TestLoadAdaptiveWebGPU runs a smaller load with adaptation on WebGPU.
+func TestLoadAdaptiveWebGPU(t *testing.T) {
+	runLoad(t, gputest.Backend(t), true, 4, 4, 3, 4)
 }
 
 // TestLoadReference runs a larger load on the plain-Go reference backend.
@@ -242,7 +264,7 @@ func TestLoadReference(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	runLoad(t, ref.New(), 8, 8, 6, 6)
+	runLoad(t, ref.New(), false, 8, 8, 6, 6)
 }
 
 // BenchmarkServeThroughput serves 8 greedy requests of 8 tokens on the

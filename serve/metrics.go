@@ -24,6 +24,9 @@ type metrics struct {
 	latency          prometheus.Histogram
 	step             prometheus.Histogram
 	requests         *prometheus.CounterVec // by HTTP status code
+	clustersHist     prometheus.Histogram   // distinct adaptations per step
+	sequences        *prometheus.CounterVec // admitted sequences by adaptation: "adapted" or "base"
+	group            prometheus.Histogram   // Model.Group's duration per admission window
 }
 
 // latencyBuckets span 5 ms to ~80 s: lavapipe is slow, real GPUs fast.
@@ -69,6 +72,14 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Help: "Completion requests by HTTP status code."}, []string{"code"}),
 	}
 	f(m.requests)
+	m.clustersHist = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "chameleon", Name: "step_clusters",
+		Help:    "Distinct adaptation clusters per forward step (unadapted sequences count as one).",
+		Buckets: prometheus.LinearBuckets(1, 1, 16)})
+	f(m.clustersHist)
+	m.sequences = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "chameleon", Name: "sequences_total",
+		Help: "Sequences (choices) admitted, by adaptation: adapted or base."}, []string{"adaptation"})
+	f(m.sequences)
+	m.group = h("adapt_group_seconds", "Time to group one admission window for adaptation (features, assignment or k-means, hyper-network).")
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.healthy.Set(1)

@@ -1,16 +1,19 @@
 package serve
 
 import (
+	"fmt"
+
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
-// Adapter is one sequence's adaptation choice: the hook through which the
-// batch-aware low-rank adaptation will plug into serving. The base model
+// Adapter is one sequence's adaptation: whether its logits are adapted,
+// and with which of the model's clusters. In a Task only On counts; the
+// scheduler sets Cluster at admission from Model.Group. The base model
 // ignores it.
 type Adapter struct {
 	On      bool // adapt this sequence's logits
-	Cluster int  // its cluster id; -1: let the model assign one (online assignment)
+	Cluster int  // its cluster id (Model.Group's); -1: not assigned (base logits)
 }
 
 // Model is what the scheduler needs of a model. It is an interface so that
@@ -31,6 +34,12 @@ type Model interface {
 	ForwardLast(c *model.Cache, tokens [][]int32, adapt []Adapter) (gpu.Tensor, error)
 	// Adapts reports whether ForwardLast honours Adapter.On.
 	Adapts() bool
+	// Group gives clusters to the sequences just admitted with adaptation
+	// on (one call per admission round: the window): prompts are their
+	// prompts, live the clusters of the adapted sequences still running
+	// (whose factors must stay as they are). It returns one cluster per
+	// prompt, for Adapter.Cluster.
+	Group(prompts [][]int32, live []int) ([]int, error)
 }
 
 // Base serves a model without adaptation.
@@ -46,3 +55,6 @@ func (b Base) ForwardLast(c *model.Cache, tokens [][]int32, _ []Adapter) (gpu.Te
 	return b.M.ForwardLast(c, tokens)
 }
 func (b Base) Adapts() bool { return false }
+func (b Base) Group([][]int32, []int) ([]int, error) {
+	return nil, fmt.Errorf("serve: the base model does not adapt")
+}

@@ -35,6 +35,10 @@ type CompletionRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	User string `json:"user"` // ignored
+	// Adapt is an extension: false serves this request with the base
+	// model's logits on a server that adapts (default true there); true
+	// on a server without an adapter is refused.
+	Adapt *bool `json:"adapt"`
 
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	PresencePenalty  *float64           `json:"presence_penalty"`

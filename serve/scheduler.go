@@ -27,6 +27,12 @@ type Options struct {
 	MaxBodyBytes int64         // request body limit; default 1 MiB
 	ModelName    string        // the model's id in the API; default "chameleon"
 	RetryAfter   time.Duration // Retry-After of a 429; default 1 s
+	// AdaptWindow holds an adapted request in the queue until it has
+	// waited this long, so that the requests arriving within the window
+	// are admitted, and grouped by Model.Group, together (window
+	// clustering); it delays the queue behind it too. 0: a window is
+	// whatever arrived during the previous step.
+	AdaptWindow time.Duration
 }
 
 func (o Options) withDefaults(cfg model.Config) Options {
@@ -93,6 +99,7 @@ type seq struct {
 	text   seqText
 	infos  []TokenInfo // with logprobs: one per generated token
 	ntok   int         // generated tokens (<|endoftext|> not counted)
+	adapt  Adapter     // its adaptation: On from the task, Cluster from Model.Group
 }
 
 // runState is the scheduler's bookkeeping of a run (loop goroutine only,
@@ -237,7 +244,7 @@ func (s *Scheduler) loop() {
 		default:
 		}
 		s.sweep()
-		s.admit()
+		wait := s.admit()
 		if s.running.Load() == 0 {
 			s.mu.Lock()
 			idle, draining := len(s.queue) == 0, s.draining
@@ -251,6 +258,14 @@ func (s *Scheduler) loop() {
 				case <-s.kick:
 				case <-s.abort:
 				}
+			} else if wait > 0 { // the queue's head waits for its window to close
+				tm := time.NewTimer(wait)
+				select {
+				case <-s.kick:
+				case <-s.abort:
+				case <-tm.C:
+				}
+				tm.Stop()
 			}
 			continue
 		}
@@ -292,8 +307,13 @@ func (s *Scheduler) sweep() {
 	}
 }
 
-// admit puts waiting sequences into free slots, in queue order.
-func (s *Scheduler) admit() {
+// admit puts waiting sequences into free slots, in queue order, and then
+// has the model group those admitted with adaptation on (the window). An
+// adapted run younger than Options.AdaptWindow is held back with the queue
+// behind it: admit then returns how long until it may go.
+func (s *Scheduler) admit() time.Duration {
+	var fresh []int // slots admitted now with adaptation on
+	defer func() { s.group(fresh) }()
 	for b := range s.slots {
 		if s.slots[b] != nil {
 			continue
@@ -301,9 +321,13 @@ func (s *Scheduler) admit() {
 		s.mu.Lock()
 		if len(s.queue) == 0 || s.lost != nil {
 			s.mu.Unlock()
-			return
+			return 0
 		}
 		r := s.queue[0]
+		if w := s.opt.AdaptWindow - time.Since(r.state.submitted); r.task.Adapter.On && r.state.admitted == 0 && w > 0 {
+			s.mu.Unlock()
+			return w
+		}
 		k := r.state.admitted
 		r.state.admitted++
 		if r.state.admitted == len(r.task.Prompts)*r.task.N {
@@ -318,12 +342,73 @@ func (s *Scheduler) admit() {
 		}
 		s.slots[b] = &seq{
 			run: r, index: k, prompt: t.Prompts[k/t.N], params: p,
-			rng:  rand.New(rand.NewPCG(t.Seed+uint64(k), 0x5eed)), // as model.Generate seeds its sequences
-			text: seqText{stops: t.Stop},
+			rng:   rand.New(rand.NewPCG(t.Seed+uint64(k), 0x5eed)), // as model.Generate seeds its sequences
+			text:  seqText{stops: t.Stop},
+			adapt: Adapter{On: t.Adapter.On, Cluster: -1},
 		}
 		s.cache.Len[b] = 0
 		s.running.Add(1)
+		if t.Adapter.On {
+			fresh = append(fresh, b)
+			s.met.sequences.WithLabelValues("adapted").Inc()
+		} else {
+			s.met.sequences.WithLabelValues("base").Inc()
+		}
 	}
+	return 0
+}
+
+// group asks the model for the clusters of the sequences just admitted
+// into slots fresh. If it fails, their runs fail (a lost device fails
+// everything, as a step does).
+func (s *Scheduler) group(fresh []int) {
+	if len(fresh) == 0 {
+		return
+	}
+	t0 := time.Now()
+	isFresh := make([]bool, len(s.slots))
+	prompts := make([][]int32, len(fresh))
+	for i, b := range fresh {
+		isFresh[b], prompts[i] = true, s.slots[b].prompt
+	}
+	var live []int
+	for b, q := range s.slots {
+		if q != nil && !isFresh[b] && q.adapt.On && q.adapt.Cluster >= 0 {
+			live = append(live, q.adapt.Cluster)
+		}
+	}
+	cl, err := s.callGroup(prompts, live)
+	if err == nil && len(cl) != len(fresh) {
+		err = fmt.Errorf("serve: internal error: the model grouped %d sequences into %d clusters", len(fresh), len(cl))
+	}
+	if err != nil {
+		if errors.Is(err, gpu.ErrDeviceLost) {
+			s.stepFailed(err)
+			return
+		}
+		s.met.failed.Inc()
+		for _, b := range fresh {
+			if q := s.slots[b]; q != nil {
+				q.run.end(fmt.Errorf("serve: grouping for adaptation: %w", err))
+				s.free(b)
+			}
+		}
+		return
+	}
+	for i, b := range fresh {
+		s.slots[b].adapt.Cluster = cl[i]
+	}
+	s.met.group.Observe(time.Since(t0).Seconds())
+}
+
+// callGroup is Model.Group with a programmer error's panic recovered.
+func (s *Scheduler) callGroup(prompts [][]int32, live []int) (cl []int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("serve: internal error: %v", r)
+		}
+	}()
+	return s.m.Group(prompts, live)
 }
 
 // free empties slot b.
@@ -363,7 +448,7 @@ func (s *Scheduler) step() {
 		if q == nil {
 			continue
 		}
-		adapt[b] = q.run.task.Adapter
+		adapt[b] = q.adapt
 		if q.fed < len(q.prompt) {
 			n := min(s.opt.PrefillChunk, len(q.prompt)-q.fed)
 			tokens[b] = q.prompt[q.fed : q.fed+n]
@@ -376,7 +461,9 @@ func (s *Scheduler) step() {
 		sampling = append(sampling, b)
 	}
 	s.met.batch.Set(float64(s.running.Load()))
-	s.met.clusters.Set(float64(clustersIn(s.slots)))
+	ncl := clustersIn(s.slots)
+	s.met.clusters.Set(float64(ncl))
+	s.met.clustersHist.Observe(float64(ncl))
 	ids, lps, err := s.forward(tokens, adapt, sampling)
 	s.steps.Add(1)
 	s.met.step.Observe(time.Since(t0).Seconds())
@@ -396,13 +483,14 @@ func (s *Scheduler) step() {
 }
 
 // clustersIn counts the distinct adaptations among the running sequences
-// (unadapted ones count as one): 1 for the base model.
+// (unadapted ones, and adapted ones without a cluster, count as one): 1
+// for the base model.
 func clustersIn(slots []*seq) int {
 	seen := map[Adapter]bool{}
 	for _, q := range slots {
 		if q != nil {
-			a := q.run.task.Adapter
-			if !a.On {
+			a := q.adapt
+			if !a.On || a.Cluster < 0 {
 				a = Adapter{}
 			}
 			seen[a] = true

@@ -29,6 +29,7 @@ type Server struct {
 	opt     Options
 	met     *metrics
 	backend string
+	adapts  bool // the model adapts: requests are adapted unless "adapt": false
 	created int64
 	metrics http.Handler
 	nextID  atomic.Uint64
@@ -44,7 +45,7 @@ func New(m Model, tok *model.Tokenizer, opt Options) (*Server, error) {
 	}
 	return &Server{
 		sched: sched, tok: tok, cfg: m.Config(), opt: sched.Options(), met: met,
-		backend: m.Backend().Name(), created: time.Now().Unix(),
+		backend: m.Backend().Name(), adapts: m.Adapts(), created: time.Now().Unix(),
 		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}),
 	}, nil
 }
@@ -104,7 +105,7 @@ func (s *Server) modelCard() map[string]any {
 func (s *Server) healthz(w http.ResponseWriter) {
 	st := s.sched.Stats()
 	body := map[string]any{"model": s.opt.ModelName, "backend": s.backend, "slots": s.opt.Slots,
-		"queued": st.Queued, "running": st.Running}
+		"queued": st.Queued, "running": st.Running, "adapts": s.adapts}
 	if err := s.sched.Health(); err != nil {
 		body["status"], body["error"] = "unavailable", err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, body)
@@ -209,7 +210,13 @@ func (s *Server) validate(body *CompletionRequest) (*request, *APIError) {
 		}
 		req.usage = body.StreamOptions.IncludeUsage
 	}
-	t := &Task{N: 1, MaxTokens: 16, Logprobs: -1}
+	t := &Task{N: 1, MaxTokens: 16, Logprobs: -1, Adapter: Adapter{On: s.adapts, Cluster: -1}}
+	if body.Adapt != nil {
+		if *body.Adapt && !s.adapts {
+			return nil, badRequest("adapt", "adaptation_unavailable", "adapt: this server serves %q without an adapter", s.opt.ModelName)
+		}
+		t.Adapter.On = *body.Adapt
+	}
 	if body.N != nil {
 		if *body.N < 1 || *body.N > s.opt.MaxN {
 			return nil, badRequest("n", "invalid_value", "n %d: want 1 to %d", *body.N, s.opt.MaxN)

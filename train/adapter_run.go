@@ -208,6 +208,7 @@ func TrainAdapter(b gpu.TrainBackend, wte gpu.Tensor, cfg AdapterConfig, d *Adap
 	var host []model.HostTensor
 	var groups []Group
 	var cents *cluster.Centroids
+	var mu, sd []float64 // hyper: input standardisation
 	switch meta.Kind {
 	case adapt.KindHyper:
 		hc := meta.Hyper()
@@ -223,6 +224,16 @@ func TrainAdapter(b gpu.TrainBackend, wte gpu.Tensor, cfg AdapterConfig, d *Adap
 			return nil, nil, err
 		}
 		groups, cents = gs, res.Centroids
+		// Train on standardised inputs: cluster means of L2-normalised
+		// features share most of their direction, so raw they vary little
+		// and the ReLUs die; each channel is shifted and scaled by the
+		// training features' mean and spread, and the transform is folded
+		// into the first layer when the adapter is saved (the file takes
+		// raw means, as at inference).
+		mu, sd = featureStats(d.Features, d.C)
+		for i := range groups {
+			groups[i].Means = standardize(groups[i].Means, mu, sd)
+		}
 	case adapt.KindLoRA, adapt.KindExperts:
 		if meta.Kind == adapt.KindExperts {
 			meta.Experts = len(d.Domains)
@@ -272,6 +283,9 @@ func TrainAdapter(b gpu.TrainBackend, wte gpu.Tensor, cfg AdapterConfig, d *Adap
 	ts, err := n.Host()
 	if err != nil {
 		return nil, nil, err
+	}
+	if mu != nil {
+		foldStandardize(ts[0].Data, ts[1].Data, mu, sd)
 	}
 	if cents != nil {
 		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{cents.K, cents.C}, Data: cents.Data})
@@ -349,4 +363,57 @@ func EvalGroups(n *AdapterNet, d *AdapterData, groups []Group, base bool, progre
 		}
 	}
 	return out, nil
+}
+
+// featureStats is the per-channel mean and standard deviation of (N, c)
+// features; a channel's deviation is floored at 1e-3 of the largest.
+func featureStats(f []float32, c int) (mu, sd []float64) {
+	n := len(f) / c
+	mu, sd = make([]float64, c), make([]float64, c)
+	for i := 0; i < n; i++ {
+		for j := 0; j < c; j++ {
+			mu[j] += float64(f[i*c+j]) / float64(n)
+		}
+	}
+	var top float64
+	for i := 0; i < n; i++ {
+		for j := 0; j < c; j++ {
+			d := float64(f[i*c+j]) - mu[j]
+			sd[j] += d * d / float64(n)
+		}
+	}
+	for j := range sd {
+		sd[j] = math.Sqrt(sd[j])
+		top = max(top, sd[j])
+	}
+	for j := range sd {
+		sd[j] = max(sd[j], 1e-3*top, 1e-12)
+	}
+	return mu, sd
+}
+
+// standardize returns (x - mu) / sd per channel of the rows of x.
+func standardize(x []float32, mu, sd []float64) []float32 {
+	c := len(mu)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32((float64(v) - mu[i%c]) / sd[i%c])
+	}
+	return out
+}
+
+// foldStandardize rewrites a first layer trained on standardised inputs,
+// y = W (x - mu)/sd + b, as one on raw inputs: W' = W/sd, b' = b - W' mu.
+// w is (out, c) row-major.
+func foldStandardize(w, b []float32, mu, sd []float64) {
+	c := len(mu)
+	for o := range b {
+		s := float64(b[o])
+		for j := 0; j < c; j++ {
+			wj := float64(w[o*c+j]) / sd[j]
+			w[o*c+j] = float32(wj)
+			s -= wj * mu[j]
+		}
+		b[o] = float32(s)
+	}
 }

@@ -71,6 +71,7 @@ type adapterRecord struct {
 	FirstLoss  float64            `json:"first_loss"`
 	LastLoss   float64            `json:"last_loss"`
 	ValLoss    map[string]float64 `json:"val_loss,omitempty"`
+	ValBase    float64            `json:"val_loss_base"` // the base model on the same validation windows
 	Train      train.AdapterConfig
 	Windows    int `json:"train_windows"`
 	WindowSize int `json:"window_tokens"`
@@ -209,10 +210,19 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 						rec.ValLoss[dom] = ms[i]
 					}
 					rec.ValLoss["all"] = ms[len(ms)-1]
-					hist.Val = append(hist.Val, train.EvalPoint{Step: len(losses), Loss: ms[len(ms)-1], ByDomain: rec.ValLoss})
-					delete(hist.Val[0].ByDomain, "all")
+					byDom := map[string]float64{}
+					for i, dom := range vl.Domain {
+						byDom[dom] = ms[i]
+					}
+					hist.Val = append(hist.Val, train.EvalPoint{Step: len(losses), Loss: ms[len(ms)-1], ByDomain: byDom})
 				} else {
 					return fmt.Errorf("%s: validation: %w", name, err)
+				}
+				if bl, err := evalBase(tb, s, a, vd, df.batch, df.seed); err == nil {
+					ms := bl.Mean()
+					rec.ValBase = ms[len(ms)-1]
+				} else {
+					return fmt.Errorf("%s: base validation: %w", name, err)
 				}
 				path := filepath.Join(out, name+".safetensors")
 				if err := adapt.Save(path, a); err != nil {
@@ -225,8 +235,8 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 				if err := os.WriteFile(filepath.Join(out, name+".json"), append(js, '\n'), 0o644); err != nil {
 					return err
 				}
-				fmt.Printf("%s: %d trainable parameters, %d steps in %.0f s, loss %.3f -> %.3f, validation %.3f nats/token; %s\n",
-					name, rec.Params, rec.Steps, sec, rec.FirstLoss, rec.LastLoss, rec.ValLoss["all"], path)
+				fmt.Printf("%s: %d trainable parameters, %d steps in %.0f s, loss %.3f -> %.3f, validation %.3f nats/token (base model %.3f); %s\n",
+					name, rec.Params, rec.Steps, sec, rec.FirstLoss, rec.LastLoss, rec.ValLoss["all"], rec.ValBase, path)
 			}
 			return nil
 		},
@@ -288,4 +298,14 @@ func trainable(a *adapt.Adapter) []model.HostTensor {
 		return a.Tensors[:len(a.Tensors)-1]
 	}
 	return a.Tensors
+}
+
+// evalBase scores d with the base model (the adapter's update off).
+func evalBase(b gpu.TrainBackend, s *session, a *adapt.Adapter, d *train.AdapterData, batch int, seed uint64) (train.DomainLoss, error) {
+	n, err := train.NewAdapterNet(b, s.m.W.Wte, a.Meta, trainable(a))
+	if err != nil {
+		return train.DomainLoss{}, err
+	}
+	defer n.Free()
+	return train.EvalGroups(n, d, d.RandomGroups(batch, seed), true, nil)
 }

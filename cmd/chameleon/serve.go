@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -14,20 +16,25 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
 // serveCmd is `chameleon serve`: the OpenAI-compatible completions server
-// (package serve) on the base model. It stops on SIGINT/SIGTERM (or when
-// the command's context ends): new requests get 503, in-flight ones get
-// --grace to finish and then fail with 503.
+// (package serve), adapting every request with --adapter (default: the
+// embedded hyper-network, when this build has one) unless the request says
+// "adapt": false. It stops on SIGINT/SIGTERM (or when the command's context
+// ends): new requests get 503, in-flight ones get --grace to finish and
+// then fail with 503.
 func serveCmd() *cobra.Command {
 	var mf modelFlags
-	var addr string
+	var addr, adapterFlag, mode string
 	var grace time.Duration
 	var opt serve.Options
+	var ao serve.AdaptOptions
 	c := &cobra.Command{
-		Use:   "serve --model M [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
+		Use:   "serve --model M [--adapter FILE|default|none] [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
 		Short: "Serve an OpenAI-compatible completions API (/v1/completions, /v1/models, /healthz, /metrics) with continuous batching",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
@@ -43,7 +50,15 @@ func serveCmd() *cobra.Command {
 			if opt.ModelName == "" {
 				opt.ModelName = filepath.Base(filepath.Clean(mf.path))
 			}
-			srv, err := serve.New(serve.Base{M: s.m}, s.tok, opt)
+			ao.Mode = serve.AdaptMode(mode)
+			sm, err := serveModel(s, adapterFlag, ao, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			if ad, ok := sm.(*serve.Adaptive); ok {
+				defer ad.Close() // runs last: every path below stops the scheduler first
+			}
+			srv, err := serve.New(sm, s.tok, opt)
 			if err != nil {
 				return err
 			}
@@ -101,5 +116,50 @@ func serveCmd() *cobra.Command {
 	f.Int64Var(&opt.MaxBodyBytes, "max-body", 1<<20, "request body limit in bytes (413 beyond)")
 	f.StringVar(&opt.ModelName, "name", "", "model id in the API (default: the --model file or directory name)")
 	f.DurationVar(&grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
+	f.StringVar(&adapterFlag, "adapter", "default", "adapter file (adapt.Save's safetensors), \"default\" (the embedded hyper-network; none embedded: no adaptation) or \"none\"")
+	f.StringVar(&mode, "adapt-mode", "", "hyper adapters: online (nearest training centroid) or window (k-means over each admission window) (default: online when the adapter stores centroids)")
+	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
+	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
+	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
 	return c
+}
+
+// serveModel is the model to serve for --adapter spec: the base model for
+// "none"; the embedded hyper-network for "default", or the base model with
+// a note in the log when this build embeds none or it does not fit the
+// model; else the adapter file, refused with an error when it does not fit.
+func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (serve.Model, error) {
+	base := serve.Base{M: s.m}
+	if spec == "none" {
+		fmt.Fprintln(log, "chameleon: adaptation off (--adapter none)")
+		return base, nil
+	}
+	id, err := adapt.BaseOfModel(s.m)
+	if err != nil {
+		return nil, err
+	}
+	var a *adapt.Adapter
+	if spec == "default" {
+		b, err := defaults.Hyper()
+		if err == nil {
+			a, err = adapt.Read(bytes.NewReader(b), int64(len(b)), id)
+		}
+		if err != nil {
+			if errors.Is(err, defaults.ErrMissing) {
+				fmt.Fprintln(log, "chameleon: no default hyper-network is embedded in this build: serving without adaptation (pass --adapter FILE)")
+			} else {
+				fmt.Fprintf(log, "chameleon: the default hyper-network does not fit this model (%v): serving without adaptation\n", err)
+			}
+			return base, nil
+		}
+		spec = "the default hyper-network"
+	} else if a, err = adapt.Load(spec, id); err != nil {
+		return nil, err
+	}
+	ad, err := serve.NewAdaptive(s.m, a, o)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec, err)
+	}
+	fmt.Fprintf(log, "chameleon: adapting with %s: %v (a request opts out with \"adapt\": false)\n", spec, ad)
+	return ad, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,12 +12,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
 // runServe runs `chameleon serve` in-process until ctx ends; it returns
 // the address it announced and a channel with the command's result.
 func runServe(t *testing.T, ctx context.Context, args ...string) (string, chan error) {
+	t.Helper()
+	addr, done, _ := runServeLog(t, ctx, args...)
+	return addr, done
+}
+
+// runServeLog is runServe that also returns the log written up to the
+// address's announcement.
+func runServeLog(t *testing.T, ctx context.Context, args ...string) (string, chan error, string) {
 	t.Helper()
 	c := serveCmd()
 	c.SetArgs(args)
@@ -30,25 +41,30 @@ func runServe(t *testing.T, ctx context.Context, args ...string) (string, chan e
 		done <- err
 	}()
 	addr := make(chan string, 1)
+	var log strings.Builder
 	go func() {
 		re := regexp.MustCompile(`http://(\S+)`)
 		sc := bufio.NewScanner(pr)
+		announced := false // log is read once the address is out: stop writing it
 		for sc.Scan() {
 			t.Log(sc.Text())
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil && !announced {
+				announced = true
 				addr <- m[1]
+			} else if !announced {
+				log.WriteString(sc.Text() + "\n")
 			}
 		}
 	}()
 	select {
 	case a := <-addr:
-		return a, done
+		return a, done, log.String()
 	case err := <-done:
 		t.Fatalf("serve exited: %v", err)
 	case <-time.After(60 * time.Second):
 		t.Fatal("serve did not announce its address")
 	}
-	return "", nil
+	return "", nil, ""
 }
 
 func TestCLIServe(t *testing.T) {
@@ -106,5 +122,114 @@ func TestCLIServe(t *testing.T) {
 	}
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Errorf("the server still answers after stopping")
+	}
+}
+
+// serve --adapter: none; the default (none embedded in this build: no
+// adaptation, said in the log); a file made for the model (requests are
+// adapted unless "adapt": false); a file made for another model (refused,
+// naming the difference).
+func TestCLIServeAdapter(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tiny")
+	cfg := model.Configs["tiny"]
+	host := model.RandomInit(cfg, 3)
+	if err := model.SaveHF(dir, cfg, host, "f32"); err != nil {
+		t.Fatal(err)
+	}
+	hyper := func(base adapt.Base, name string) string {
+		hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, 2)
+		ts := adapt.InitHyper(hc, 1)
+		cents := make([]float32, 2*cfg.NEmbd)
+		cents[0], cents[cfg.NEmbd+1] = 1, 1 // two unit vectors
+		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{2, cfg.NEmbd}, Data: cents})
+		a := &adapt.Adapter{Meta: adapt.Meta{Kind: adapt.KindHyper, Rank: 2, Alpha: 1, Hidden: hc.Hidden, Dropout: hc.Dropout,
+			Centroids: 2, Base: base}, Tensors: ts}
+		path := filepath.Join(t.TempDir(), name)
+		if err := adapt.Save(path, a); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	base, err := adapt.BaseOf(cfg, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherBase, err := adapt.BaseOf(cfg, model.RandomInit(cfg, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine, theirs := hyper(base, "mine.safetensors"), hyper(otherBase, "theirs.safetensors")
+
+	complete := func(url, body string) (int, string) {
+		resp, err := http.Post(url+"/v1/completions", "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	serveWith := func(adapter string, check func(url, log string)) {
+		ctx, stop := context.WithCancel(context.Background())
+		args := []string{"--model", dir, "--cpu", "--addr", "127.0.0.1:0", "--slots", "2"}
+		if adapter != "" {
+			args = append(args, "--adapter", adapter)
+		}
+		addr, done, log := runServeLog(t, ctx, args...)
+		check("http://"+addr, log)
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("serve --adapter %q: %v", adapter, err)
+		}
+	}
+
+	serveWith("none", func(url, log string) {
+		if !strings.Contains(log, "adaptation off") {
+			t.Errorf("--adapter none: log %q", log)
+		}
+		if code, body := complete(url, `{"prompt":"hi","max_tokens":1,"adapt":true}`); code != 400 {
+			t.Errorf("adapt true without an adapter: %d %s", code, body)
+		}
+	})
+	serveWith("", func(url, log string) {
+		_, err := defaults.Hyper()
+		switch {
+		case errors.Is(err, defaults.ErrMissing) && !strings.Contains(log, "no default hyper-network is embedded"):
+			t.Errorf("default adapter missing from the build: log %q", log)
+		case err == nil && !strings.Contains(log, "does not fit this model"): // the default is for the default model
+			t.Errorf("default adapter for another model: log %q", log)
+		}
+		if code, body := complete(url, `{"prompt":"hi","max_tokens":1}`); code != 200 {
+			t.Errorf("no adaptation: %d %s", code, body)
+		}
+	})
+	serveWith(mine, func(url, log string) {
+		if !strings.Contains(log, "adapting with "+mine) || !strings.Contains(log, "online assignment to 2 training centroids") {
+			t.Errorf("--adapter FILE: log %q", log)
+		}
+		for _, body := range []string{`{"prompt":"hi","max_tokens":2}`, `{"prompt":"hi","max_tokens":2,"adapt":false}`} {
+			if code, resp := complete(url, body); code != 200 {
+				t.Errorf("%s: %d %s", body, code, resp)
+			}
+		}
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{`chameleon_sequences_total{adaptation="adapted"} 1`, `chameleon_sequences_total{adaptation="base"} 1`} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+
+	c := serveCmd()
+	c.SetArgs([]string{"--model", dir, "--cpu", "--addr", "127.0.0.1:0", "--adapter", theirs})
+	c.SetOut(io.Discard)
+	c.SetErr(io.Discard)
+	if err := c.Execute(); err == nil || !strings.Contains(err.Error(), "wte fingerprint") || !strings.Contains(err.Error(), "theirs.safetensors") {
+		t.Errorf("an adapter for another model: %v", err)
 	}
 }

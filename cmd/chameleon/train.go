@@ -24,10 +24,10 @@ import (
 func trainCmd() *cobra.Command {
 	var (
 		corpus, out, config, tokDir string
-		nEmbd, nLayer       int
-		nHead, nCtx         int
-		resume, cpu         bool
-		tc                  = train.DefaultConfig(model.Config{})
+		nEmbd, nLayer               int
+		nHead, nCtx                 int
+		resume, cpu                 bool
+		tc                          = train.DefaultConfig(model.Config{})
 	)
 	cmd := &cobra.Command{
 		Use:   "train --corpus DIR --out DIR",

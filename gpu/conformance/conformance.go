@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"testing"
 	"time"
@@ -198,6 +199,13 @@ func AllClose(got, want []float32, atol, rtol float64) error {
 func Run(t *testing.T, ref, got gpu.Backend) {
 	for _, c := range Cases {
 		t.Run(c.Name, func(t *testing.T) {
+			// A panic fails this op only, so one broken op on a new
+			// device still lets the others report.
+			defer func() {
+				if r := recover(); r != nil {
+					t.Fatalf("panic: %v\n%s", r, debug.Stack())
+				}
+			}()
 			c.Fn(t, NewPair(t, ref, got))
 		})
 	}

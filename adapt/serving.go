@@ -1,0 +1,100 @@
+package adapt
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/cluster"
+)
+
+// Serving: plans whose clusters are chosen up front (the training
+// centroids, or the means of a window of requests) and whose sequences are
+// the slots of a serving cache. Plan.Cluster is then indexed by slot: the
+// caller sets each slot's cluster (-1: unadapted) before every forward, and
+// Plan.Head applies every row's own cluster in one fused Ops.Logits call.
+
+// PlanMeans makes a plan for slots sequences, all unadapted (-1) until the
+// caller sets Plan.Cluster. For a hyper adapter its K clusters have the
+// hyper-network inputs means (K, C) host, and the hyper-network runs once
+// on all of them (factors of a row depend only on that row's mean, so a
+// mean recomputed in another plan of the same K gives the same factors).
+// For static adapters means must be nil and the K = Meta.Experts learnt
+// pairs are used (lora: K = 1). The caller frees the plan.
+func (r *Runtime) PlanMeans(slots int, means []float32) (*Plan, error) {
+	if slots < 1 {
+		return nil, fmt.Errorf("adapt: plan for %d slots: need at least one", slots)
+	}
+	p := &Plan{rt: r, Cluster: make([]int, slots), Alpha: r.Meta.Alpha}
+	for i := range p.Cluster {
+		p.Cluster[i] = -1
+	}
+	if r.Meta.Kind != KindHyper {
+		if means != nil {
+			return nil, fmt.Errorf("adapt: a %s adapter has fixed factors: it takes no cluster means", r.Meta.Kind)
+		}
+		p.K, p.factors = r.Meta.Experts, r.static.Factors()
+		return p, nil
+	}
+	c := r.Meta.Base.Config.NEmbd
+	if len(means) == 0 || len(means)%c != 0 {
+		return nil, fmt.Errorf("adapt: %d mean values are not (K, %d) rows with K >= 1", len(means), c)
+	}
+	p.K, p.Means = len(means)/c, slices.Clone(means)
+	if err := p.generate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// CentroidPlan is PlanMeans on the training centroids: cluster k of the
+// plan is centroid k, its factors computed once here. It fails when the
+// adapter stores no centroids.
+func (r *Runtime) CentroidPlan(slots int) (*Plan, error) {
+	if r.Centroids == nil {
+		return nil, fmt.Errorf("adapt: a centroid plan needs training centroids; this %s adapter stores none", r.Meta.Kind)
+	}
+	return r.PlanMeans(slots, r.Centroids.Data)
+}
+
+// AssignCentroids returns each sequence's nearest training centroid (the
+// online assignment of Mode Online): features of seqs on the device, then
+// the assignment kernel.
+func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
+	if r.Centroids == nil {
+		return nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	if err != nil {
+		return nil, err
+	}
+	defer r.cops.Free(ft)
+	return r.Centroids.AssignOn(r.cops, ft)
+}
+
+// ClusterSeqs groups seqs into k clusters (clamped to [1, N]) by k-means on
+// their features (seeded k-means++): each sequence's cluster and each
+// cluster's mean feature (k, C), the hyper-network inputs of the group.
+func (r *Runtime) ClusterSeqs(seqs [][]int32, k int, seed uint64) (assign []int, means []float32, err error) {
+	n := len(seqs)
+	if n == 0 {
+		return nil, nil, fmt.Errorf("adapt: clustering no sequences")
+	}
+	k = max(1, min(k, n))
+	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer r.cops.Free(ft)
+	feats, err := r.cops.ReadF32(ft)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := cluster.KMeans(r.cops, ft, cluster.Config{K: k, Seed: seed})
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.Assign, MeanFeatures(feats, res.Assign, k, r.Meta.Base.Config.NEmbd), nil
+}

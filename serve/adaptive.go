@@ -1,0 +1,278 @@
+package serve
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// AdaptMode is how an Adaptive model groups the sequences it adapts.
+type AdaptMode string
+
+const (
+	// AdaptOnline assigns each prompt to the nearest training centroid of
+	// a hyper adapter; every centroid's factors are computed once, at
+	// start.
+	AdaptOnline AdaptMode = "online"
+	// AdaptWindow clusters each admission window's prompts by k-means
+	// (k = ceil(n / ClusterSize)) and runs the hyper-network on each
+	// cluster's mean feature. A window's factors live until its last
+	// sequence has left.
+	AdaptWindow AdaptMode = "window"
+	// AdaptStatic is a static LoRA adapter: every adapted sequence uses
+	// its one pair.
+	AdaptStatic AdaptMode = "static"
+)
+
+// AdaptOptions configure NewAdaptive.
+type AdaptOptions struct {
+	// Mode for hyper adapters: AdaptOnline (the default when the adapter
+	// stores training centroids) or AdaptWindow (the default otherwise).
+	Mode AdaptMode
+	// ClusterSize: in window mode a window of n adapted sequences gets
+	// k = ceil(n / ClusterSize) clusters; default adapt.DefaultBatchSize.
+	ClusterSize int
+	Seed        uint64 // window mode: the k-means++ seed of every window
+}
+
+// Adaptive serves a model with an adapter (package adapt): each adapted
+// sequence's logits get its cluster's low-rank update, every row's own,
+// in one fused adapt.Ops.Logits call per step; rows with adaptation off
+// get cluster -1, the base logits. Every step goes through that call, so
+// a sequence's logits do not depend on what else is in the batch.
+//
+// Factors live in one plan whose clusters are rows of one tensor: the
+// training centroids (online), the adapter's pair (static), or in window
+// mode a pool of one row per slot (a running sequence holds at most one
+// row; rows whose sequences have all left are reused by later windows).
+// A new window recomputes the whole pool with the hyper-network on the
+// same number of rows, so a row still in use keeps bit-identical factors.
+type Adaptive struct {
+	M    *model.Model
+	RT   *adapt.Runtime
+	Mode AdaptMode
+
+	opt   AdaptOptions
+	plan  *adapt.Plan
+	means []float32 // window mode: (slots, C) each pool row's hyper-network input; zeros when free
+}
+
+// NewAdaptive loads adapter a on m's backend. It refuses an adapter made
+// for another model (the error names the difference), an experts adapter
+// (requests carry no domain) and a mode the adapter cannot run; for a
+// hyper adapter in online mode it computes every centroid's factors. It
+// ends with one adapted forward on a one-token cache, so that an adapter
+// the device cannot run fails here rather than on the first request.
+func NewAdaptive(m *model.Model, a *adapt.Adapter, o AdaptOptions) (*Adaptive, error) {
+	if a.Meta.Kind == adapt.KindExperts {
+		return nil, fmt.Errorf("serve: an experts adapter needs each request's domain, which the API does not carry: serve a hyper or lora adapter")
+	}
+	if o.ClusterSize <= 0 {
+		o.ClusterSize = adapt.DefaultBatchSize
+	}
+	rt, err := adapt.NewRuntime(m, a)
+	if err != nil {
+		return nil, fmt.Errorf("serve: refusing the %s adapter: %w", a.Meta.Kind, err)
+	}
+	ad := &Adaptive{M: m, RT: rt, opt: o}
+	fail := func(err error) (*Adaptive, error) {
+		ad.Close()
+		return nil, err
+	}
+	mode := o.Mode
+	switch {
+	case a.Meta.Kind == adapt.KindLoRA:
+		if mode != "" && mode != AdaptStatic {
+			return fail(fmt.Errorf("serve: adaptation mode %q: a lora adapter has one fixed pair (mode static)", mode))
+		}
+		mode = AdaptStatic
+	case mode == "" && rt.Centroids != nil:
+		mode = AdaptOnline
+	case mode == "":
+		mode = AdaptWindow
+	}
+	ad.Mode = mode
+	switch mode {
+	case AdaptStatic:
+		ad.plan, err = rt.PlanMeans(1, nil)
+	case AdaptOnline:
+		if rt.Centroids == nil {
+			return fail(fmt.Errorf("serve: adaptation mode online needs training centroids, and this hyper adapter stores none: use mode window"))
+		}
+		ad.plan, err = rt.CentroidPlan(1)
+	case AdaptWindow:
+		if a.Meta.Kind != adapt.KindHyper {
+			return fail(fmt.Errorf("serve: adaptation mode window needs a hyper adapter, not %s", a.Meta.Kind))
+		}
+		ad.plan, err = rt.PlanMeans(1, make([]float32, m.Cfg.NEmbd)) // a placeholder until NewCache sizes the pool
+	default:
+		return fail(fmt.Errorf("serve: unknown adaptation mode %q (online, window or static)", mode))
+	}
+	if err != nil {
+		return fail(fmt.Errorf("serve: adapter: %w", err))
+	}
+	if err := ad.selfCheck(); err != nil {
+		return fail(err)
+	}
+	return ad, nil
+}
+
+// selfCheck runs one token through the model with cluster 0's update.
+func (a *Adaptive) selfCheck() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("serve: adapter self-check: internal error: %v", r)
+		}
+	}()
+	c, err := a.M.NewCache(1, 1)
+	if err != nil {
+		return fmt.Errorf("serve: adapter self-check: %w", err)
+	}
+	defer a.M.FreeCache(c)
+	a.plan.Cluster = []int{0}
+	logits, err := a.M.ForwardHead(c, [][]int32{{0}}, true, a.plan.Head(nil))
+	a.plan.Cluster = []int{-1}
+	if err != nil {
+		return fmt.Errorf("serve: adapter self-check (one adapted token): %w", err)
+	}
+	a.M.B.Free(logits)
+	return nil
+}
+
+// Close frees the adapter's factors and parameters. Call it once the
+// scheduler has stopped.
+func (a *Adaptive) Close() {
+	if a.plan != nil {
+		a.plan.Free()
+		a.plan = nil
+	}
+	if a.RT != nil {
+		a.RT.Free()
+		a.RT = nil
+	}
+}
+
+// K is the number of clusters of the current plan (the pool's rows in
+// window mode).
+func (a *Adaptive) K() int { return a.plan.K }
+
+// String describes the adaptation for logs.
+func (a *Adaptive) String() string {
+	meta := a.RT.Meta
+	switch a.Mode {
+	case AdaptOnline:
+		return fmt.Sprintf("hyper-network adapter, rank %d, online assignment to %d training centroids", meta.Rank, a.RT.Centroids.K)
+	case AdaptWindow:
+		return fmt.Sprintf("hyper-network adapter, rank %d, k-means over each admission window (k = ceil(n / %d))", meta.Rank, a.opt.ClusterSize)
+	}
+	return fmt.Sprintf("%s adapter, rank %d", meta.Kind, meta.Rank)
+}
+
+func (a *Adaptive) Config() model.Config { return a.M.Cfg }
+func (a *Adaptive) Backend() gpu.Backend { return a.M.B }
+func (a *Adaptive) Adapts() bool         { return true }
+
+// NewCache allocates the cache and sizes the plan's per-slot clusters; in
+// window mode it makes the pool of one factor row per slot.
+func (a *Adaptive) NewCache(slots, tmax int) (*model.Cache, error) {
+	c, err := a.M.NewCache(slots, tmax)
+	if err != nil {
+		return nil, err
+	}
+	if a.Mode == AdaptWindow {
+		means := make([]float32, slots*a.M.Cfg.NEmbd)
+		p, err := a.RT.PlanMeans(slots, means)
+		if err != nil {
+			a.M.FreeCache(c)
+			return nil, fmt.Errorf("serve: adapter factors for %d slots: %w", slots, err)
+		}
+		a.plan.Free()
+		a.plan, a.means = p, means
+	}
+	a.plan.Cluster = make([]int, slots)
+	for i := range a.plan.Cluster {
+		a.plan.Cluster[i] = -1
+	}
+	return c, nil
+}
+
+func (a *Adaptive) FreeCache(c *model.Cache) { a.M.FreeCache(c) }
+
+// ForwardLast runs the step with each slot's adaptation: slot b's rows
+// get cluster ad[b].Cluster when ad[b].On, else the base logits.
+func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (gpu.Tensor, error) {
+	cl := a.plan.Cluster
+	if len(ad) != len(cl) {
+		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %d adaptations for a plan of %d slots", len(ad), len(cl)))
+	}
+	for b, x := range ad {
+		cl[b] = -1
+		if x.On && x.Cluster >= 0 {
+			if x.Cluster >= a.plan.K {
+				panic(fmt.Sprintf("serve: Adaptive.ForwardLast: slot %d has cluster %d of %d", b, x.Cluster, a.plan.K))
+			}
+			cl[b] = x.Cluster
+		}
+	}
+	return a.M.ForwardHead(c, tokens, true, a.plan.Head(nil))
+}
+
+// Group gives the newly admitted adapted prompts their clusters: the
+// nearest training centroid (online), the one pair (static), or in window
+// mode k-means over the prompts, each cluster getting a free pool row and
+// the hyper-network's factors for its mean feature.
+func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
+	switch a.Mode {
+	case AdaptStatic:
+		return make([]int, len(prompts)), nil
+	case AdaptOnline:
+		return a.RT.AssignCentroids(prompts)
+	}
+	n := len(prompts)
+	if n == 0 {
+		return nil, nil
+	}
+	assign, means, err := a.RT.ClusterSeqs(prompts, cluster.DefaultK(n, a.opt.ClusterSize), a.opt.Seed)
+	if err != nil {
+		return nil, err
+	}
+	c, slots := a.M.Cfg.NEmbd, a.plan.K
+	k := len(means) / c
+	used := make([]bool, slots)
+	for _, r := range live {
+		if r < 0 || r >= slots {
+			panic(fmt.Sprintf("serve: Adaptive.Group: live cluster %d outside the pool of %d", r, slots))
+		}
+		used[r] = true
+	}
+	next := make([]float32, slots*c) // rows no one uses stay zero
+	var free []int
+	for r := 0; r < slots; r++ {
+		if used[r] {
+			copy(next[r*c:(r+1)*c], a.means[r*c:(r+1)*c])
+		} else {
+			free = append(free, r)
+		}
+	}
+	if len(free) < k {
+		panic(fmt.Sprintf("serve: Adaptive.Group: %d new clusters but %d free pool rows (%d live sequences + %d new exceed the %d slots?)", k, len(free), len(live), n, slots))
+	}
+	for j := 0; j < k; j++ {
+		copy(next[free[j]*c:(free[j]+1)*c], means[j*c:(j+1)*c])
+	}
+	p, err := a.RT.PlanMeans(slots, next)
+	if err != nil {
+		return nil, err
+	}
+	p.Cluster = a.plan.Cluster
+	a.plan.Free()
+	a.plan, a.means = p, next
+	out := make([]int, n)
+	for i, j := range assign {
+		out[i] = free[j]
+	}
+	return out, nil
+}
