@@ -19,6 +19,9 @@ type Runtime struct {
 	Meta      Meta
 	M         *model.Model
 	Centroids *cluster.Centroids // training centroids (hyper adapters that store them), for ModeOnline
+	// DeviceKMeans runs every plan's k-means on the device, however small
+	// the batch (see HostKMeansMax).
+	DeviceKMeans bool
 	ops       *Ops
 	cops      cluster.Ops
 	hyper     *HyperNet
@@ -154,7 +157,7 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 			k = cluster.DefaultK(n, bs)
 		}
 		k = min(k, n)
-		res, err := cluster.KMeans(r.cops, ft, cluster.Config{K: k, Seed: o.Seed})
+		res, err := r.kmeans(ft, p.Features, cluster.Config{K: k, Seed: o.Seed})
 		if err != nil {
 			return nil, err
 		}
@@ -180,6 +183,34 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// HostKMeansMax is the largest batch whose k-means runs on the host (the
+// plain-Go reference of the WGSL kernels, same algorithm and seed) rather
+// than on the device: for a serving or generation batch of a few dozen
+// inputs, each Lloyd iteration's device round trip costs more than the
+// whole clustering, and it was most of the adaptation's overhead (9 ms of
+// a 10 ms plan on an H100). Training-scale clustering (thousands of
+// windows) stays on the device. Runtime.DeviceKMeans forces the device.
+const HostKMeansMax = 512
+
+// kmeans clusters the features (on the device as ft, on the host as
+// feats) where it is cheapest.
+func (r *Runtime) kmeans(ft gpu.Tensor, feats []float32, cfg cluster.Config) (*cluster.Result, error) {
+	n := ft.Shape()[0]
+	if r.DeviceKMeans || n > HostKMeansMax {
+		return cluster.KMeans(r.cops, ft, cfg)
+	}
+	host := cluster.NewRefOps()
+	x, err := host.Alloc(gpu.F32, ft.Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	defer host.Free(x)
+	if err := host.Write(x, feats); err != nil {
+		return nil, err
+	}
+	return cluster.KMeans(host, x, cfg)
 }
 
 // MeanFeatures is the hyper-network input of each of k clusters: the mean

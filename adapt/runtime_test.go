@@ -265,12 +265,15 @@ func TestRuntimeBatchPlan(t *testing.T) {
 	a := f.hyperAdapter(t, nil)
 	prompts, grp := f.prompts(10, 3)
 	var clusters [][]int
-	for _, name := range []string{"ref", "webgpu"} {
-		m := f.models[name]
+	// webgpu-device: k-means on the device (WGSL) instead of the host path
+	// that batches this small take.
+	for _, name := range []string{"ref", "webgpu", "webgpu-device"} {
+		m := f.models[strings.TrimSuffix(name, "-device")]
 		rt, err := NewRuntime(m, a)
 		if err != nil {
 			t.Fatal(err)
 		}
+		rt.DeviceKMeans = strings.HasSuffix(name, "-device")
 		p, err := rt.Plan(prompts, PlanOptions{Mode: ModeBatch, K: 3, Seed: 5})
 		if err != nil {
 			t.Fatal(err)
@@ -335,8 +338,8 @@ func TestRuntimeBatchPlan(t *testing.T) {
 		p.Free()
 		rt.Free()
 	}
-	if !slices.Equal(clusters[0], clusters[1]) {
-		t.Errorf("clusters differ: ref %v, webgpu %v", clusters[0], clusters[1])
+	if !slices.Equal(clusters[0], clusters[1]) || !slices.Equal(clusters[0], clusters[2]) {
+		t.Errorf("clusters differ: ref %v, webgpu %v, webgpu with device k-means %v", clusters[0], clusters[1], clusters[2])
 	}
 }
 

@@ -92,7 +92,7 @@ func (r *Runtime) ClusterSeqs(seqs [][]int32, k int, seed uint64) (assign []int,
 	if err != nil {
 		return nil, nil, err
 	}
-	res, err := cluster.KMeans(r.cops, ft, cluster.Config{K: k, Seed: seed})
+	res, err := r.kmeans(ft, feats, cluster.Config{K: k, Seed: seed})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -3,8 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"image/color"
-	"io"
+		"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,7 +44,7 @@ type evalReport struct {
 func adaptEvalCmd() *cobra.Command {
 	var mf modelFlags
 	var df adaptDataFlags
-	var dir, split, md, png string
+	var dir, split, md, png, replot string
 	var asJSON bool
 	c := &cobra.Command{
 		Use:   "eval --adapters DIR",
@@ -62,6 +61,17 @@ shows what the clustering itself buys. The experts row uses the domain labels
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
+			if replot != "" { // tables and plot from a saved --json report
+				b, err := os.ReadFile(replot)
+				if err != nil {
+					return err
+				}
+				var rep evalReport
+				if err := json.Unmarshal(b, &rep); err != nil {
+					return fmt.Errorf("--replot %s: %w", replot, err)
+				}
+				return emitEval(rep, asJSON, md, png)
+			}
 			if dir == "" {
 				return fmt.Errorf("--adapters is required")
 			}
@@ -188,28 +198,7 @@ shows what the clustering itself buys. The experts row uses the domain labels
 					add("ChamaleonLLM, random batches", x.file, x.a, l)
 				}
 			}
-			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rep)
-			}
-			writeEvalMarkdown(os.Stdout, rep)
-			if md != "" {
-				f, err := os.Create(md)
-				if err != nil {
-					return err
-				}
-				writeEvalMarkdown(f, rep)
-				if err := f.Close(); err != nil {
-					return err
-				}
-			}
-			if png != "" {
-				if err := writeEvalPlot(png, rep); err != nil {
-					return err
-				}
-			}
-			return nil
+			return emitEval(rep, asJSON, md, png)
 		},
 	}
 	mf.add(c)
@@ -219,7 +208,8 @@ shows what the clustering itself buys. The experts row uses the domain labels
 	f.StringVar(&split, "split", "test", "corpus split to score")
 	f.BoolVar(&asJSON, "json", false, "print JSON instead of Markdown")
 	f.StringVar(&md, "md", "", "also write the Markdown table to this file")
-	f.StringVar(&png, "png", "", "also draw per-domain perplexity per method as a PNG")
+	f.StringVar(&png, "png", "", "also draw each method's per-domain perplexity change against the base model as a PNG")
+	f.StringVar(&replot, "replot", "", "print the tables (and --md, --png) of a report saved with --json instead of scoring")
 	return c
 }
 
@@ -237,18 +227,25 @@ func writeEvalMarkdown(w io.Writer, rep evalReport) {
 	}
 }
 
-// writeEvalPlot draws grouped bars: for each domain and overall, one bar
-// per method.
+// writeEvalPlot draws, for each domain and overall, one bar per adapted
+// method: its perplexity change against the base model, in percent
+// (negative is better), since the methods differ by far less than the
+// domains do.
 func writeEvalPlot(path string, rep evalReport) error {
+	if len(rep.Rows) < 2 {
+		return fmt.Errorf("adapt eval: nothing to plot beside the base model")
+	}
 	p := plot.New()
-	p.Title.Text = "test perplexity per domain (lower is better)"
-	p.Y.Label.Text = "perplexity"
+	p.Title.Text = "test perplexity change against the base model (lower is better)"
+	p.Y.Label.Text = "perplexity change (%)"
 	cats := append(append([]string(nil), rep.Domains...), "all")
-	width := vg.Points(60 / float64(max(len(rep.Rows), 1)))
-	for i, r := range rep.Rows {
+	base := rep.Rows[0]
+	rows := rep.Rows[1:]
+	width := vg.Points(60 / float64(len(rows)))
+	for i, r := range rows {
 		vals := make(plotter.Values, len(cats))
 		for j, c := range cats {
-			vals[j] = r.Perplexity[c]
+			vals[j] = 100 * (r.Perplexity[c]/base.Perplexity[c] - 1)
 		}
 		bars, err := plotter.NewBarChart(vals, width)
 		if err != nil {
@@ -256,14 +253,41 @@ func writeEvalPlot(path string, rep evalReport) error {
 		}
 		bars.LineStyle.Width = 0
 		bars.Color = plotutil.Color(i)
-		if i == 0 {
-			bars.Color = color.Gray{Y: 120}
-		}
-		bars.Offset = width * vg.Length(float64(i)-float64(len(rep.Rows)-1)/2)
+		bars.Offset = width * vg.Length(float64(i)-float64(len(rows)-1)/2)
 		p.Add(bars)
 		p.Legend.Add(r.Method, bars)
 	}
-	p.Legend.Top = true
+	p.Add(plotter.NewGrid())
+	p.Legend.Top = false
+	p.Legend.Left = true
 	p.NominalX(cats...)
-	return p.Save(11*vg.Inch, 5*vg.Inch, path)
+	return p.Save(11*vg.Inch, 5.5*vg.Inch, path)
+}
+
+// emitEval prints a report (JSON or Markdown) and writes the --md and
+// --png files.
+func emitEval(rep evalReport, asJSON bool, md, png string) error {
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		writeEvalMarkdown(os.Stdout, rep)
+	}
+	if md != "" {
+		f, err := os.Create(md)
+		if err != nil {
+			return err
+		}
+		writeEvalMarkdown(f, rep)
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	if png != "" {
+		return writeEvalPlot(png, rep)
+	}
+	return nil
 }
