@@ -22,10 +22,10 @@ type Runtime struct {
 	// DeviceKMeans runs every plan's k-means on the device, however small
 	// the batch (see HostKMeansMax).
 	DeviceKMeans bool
-	ops       *Ops
-	cops      cluster.Ops
-	hyper     *HyperNet
-	static    *Static
+	ops          *Ops
+	cops         cluster.Ops
+	hyper        *HyperNet
+	static       *Static
 }
 
 // NewRuntime checks that a was made for m (the base fingerprint) and puts

@@ -3,7 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-		"io"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
