@@ -141,8 +141,9 @@ func TestCLIRunErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		// Without --model the default model is used; this build has none yet.
-		{[]string{"run", "--adapter", "x.safetensors"}, "no default model is embedded"},
+		// Without --model the embedded default model is used: the missing
+		// adapter file is what fails.
+		{[]string{"run", "--adapter", "x.safetensors"}, "x.safetensors"},
 		{[]string{"run", "--model", dir}, "default hyper-network"},
 		{[]string{"run", "--model", dir, "--adapter", "none"}, "give an adapter"},
 		{[]string{"run", "--model", dir, "--adapter", filepath.Join(dir, "missing.safetensors")}, "missing.safetensors"},
