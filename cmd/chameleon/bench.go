@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/train"
@@ -80,9 +81,7 @@ func benchCmd() *cobra.Command {
 			if adaptMode && (trainMode || serveMode) {
 				return fmt.Errorf("--adapter measures the adaptation's overhead on its own: drop --train and --serve")
 			}
-			if adaptMode && adapterSpec == "default" && modelPath == "" {
-				return fmt.Errorf("--adapter default needs the default model (--model); without --model, use --adapter random with --config")
-			}
+			useDefault := adaptMode && adapterSpec == "default" && modelPath == "" // the default hyper-network on the default model
 			if adaptMode {
 				// The target shape unless asked otherwise.
 				if !cmd.Flags().Changed("batches") {
@@ -107,7 +106,16 @@ func benchCmd() *cobra.Command {
 			var cfg model.Config
 			var host []model.HostTensor
 			name := cfgName
-			if modelPath != "" {
+			if useDefault {
+				fsys, err := defaults.Model()
+				if err != nil {
+					return err
+				}
+				if cfg, host, err = model.LoadHFFS(fsys); err != nil {
+					return err
+				}
+				name = "the default model"
+			} else if modelPath != "" {
 				if cfg, host, err = model.Load(modelPath); err != nil {
 					return err
 				}
