@@ -264,6 +264,9 @@ func describeMeta(m adapt.Meta) string {
 	case adapt.KindHyper:
 		return fmt.Sprintf("hyper-network C=%d hidden %v -> r=%d (V=%d), dropout %g, alpha %g", m.Base.Config.NEmbd, m.Hidden, m.Rank, m.Base.Config.VocabSize, m.Dropout, m.Alpha)
 	case adapt.KindExperts:
+		if m.Experts == 0 { // set from the corpus's domains when training starts
+			return fmt.Sprintf("one expert per domain, rank %d, alpha %g", m.Rank, m.Alpha)
+		}
 		return fmt.Sprintf("%d experts of rank %d, alpha %g", m.Experts, m.Rank, m.Alpha)
 	}
 	return fmt.Sprintf("LoRA of rank %d, alpha %g", m.Rank, m.Alpha)
