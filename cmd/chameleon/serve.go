@@ -34,21 +34,21 @@ func serveCmd() *cobra.Command {
 	var opt serve.Options
 	var ao serve.AdaptOptions
 	c := &cobra.Command{
-		Use:   "serve --model M [--adapter FILE|default|none] [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
+		Use:   "serve [--model M] [--adapter FILE|default|none] [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
 		Short: "Serve an OpenAI-compatible completions API (/v1/completions, /v1/models, /healthz, /metrics) with continuous batching",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
-			if mf.path == "" {
-				return fmt.Errorf("serve needs --model: no default model is embedded yet (make one with `chameleon init --config tiny --out DIR`, or pass a GPT-2 checkpoint)")
-			}
-			s, err := mf.load()
+			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
 				return err
 			}
 			defer s.close()
 			if opt.ModelName == "" {
-				opt.ModelName = filepath.Base(filepath.Clean(mf.path))
+				opt.ModelName = "chameleon-default"
+				if mf.path != "" {
+					opt.ModelName = filepath.Base(filepath.Clean(mf.path))
+				}
 			}
 			ao.Mode = serve.AdaptMode(mode)
 			sm, err := serveModel(s, adapterFlag, ao, cmd.ErrOrStderr())

@@ -68,12 +68,13 @@ func runServeLog(t *testing.T, ctx context.Context, args ...string) (string, cha
 }
 
 func TestCLIServe(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-model")
 	nomodel := serveCmd()
-	nomodel.SetArgs([]string{})
+	nomodel.SetArgs([]string{"--model", missing})
 	nomodel.SetOut(io.Discard)
 	nomodel.SetErr(io.Discard)
-	if err := nomodel.Execute(); err == nil || !strings.Contains(err.Error(), "serve needs --model") {
-		t.Errorf("serve without --model: %v", err)
+	if err := nomodel.Execute(); err == nil || !strings.Contains(err.Error(), "no-such-model") {
+		t.Errorf("serve with a missing --model: %v", err)
 	}
 	dir := filepath.Join(t.TempDir(), "tiny")
 	cfg := model.Configs["tiny"]
