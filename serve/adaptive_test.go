@@ -405,7 +405,7 @@ func TestAdaptWindowClusters(t *testing.T) {
 	_, url := testServer(t, ad, tok, Options{Slots: 6, AdaptWindow: 2 * time.Second})
 	t0 := time.Now()
 	var wg sync.WaitGroup
-	for i, p := range append(adaptPrompts, adaptPrompts[:2]...) {
+	send := func(i int, p string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -414,6 +414,19 @@ func TestAdaptWindowClusters(t *testing.T) {
 				t.Errorf("%v: %d %s", body, r.Status, r.Body)
 			}
 		}()
+	}
+	// The adapted requests first, all inside one window; the unadapted ones
+	// only once those are queued, so that they wait behind the window and
+	// share its steps (sent together, an unadapted request that happens to
+	// arrive first would finish before the window closes).
+	for i, p := range adaptPrompts[:4] {
+		send(i, p)
+	}
+	for deadline := time.Now().Add(time.Second); metricValue(t, url, "chameleon_queue_depth") < 4 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, p := range adaptPrompts[:2] {
+		send(4+i, p)
 	}
 	wg.Wait()
 	if el := time.Since(t0); el < 2*time.Second {

@@ -314,6 +314,11 @@ func (s *Scheduler) sweep() {
 func (s *Scheduler) admit() time.Duration {
 	var fresh []int // slots admitted now with adaptation on
 	defer func() { s.group(fresh) }()
+	// The window of this round: once the oldest held run's window has
+	// closed, every adapted run submitted before that moment joins it (each
+	// run's own age would split requests sent together into rounds a few
+	// milliseconds apart).
+	var windowEnd time.Time
 	for b := range s.slots {
 		if s.slots[b] != nil {
 			continue
@@ -324,9 +329,12 @@ func (s *Scheduler) admit() time.Duration {
 			return 0
 		}
 		r := s.queue[0]
-		if w := s.opt.AdaptWindow - time.Since(r.state.submitted); r.task.Adapter.On && r.state.admitted == 0 && w > 0 {
-			s.mu.Unlock()
-			return w
+		if r.task.Adapter.On && r.state.admitted == 0 && (windowEnd.IsZero() || r.state.submitted.After(windowEnd)) {
+			if w := s.opt.AdaptWindow - time.Since(r.state.submitted); w > 0 {
+				s.mu.Unlock()
+				return w
+			}
+			windowEnd = r.state.submitted.Add(s.opt.AdaptWindow)
 		}
 		k := r.state.admitted
 		r.state.admitted++
