@@ -137,6 +137,11 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 				}
 				hid = append(hid, v)
 			}
+			for _, name := range strings.Split(methods, ",") {
+				if !map[string]bool{"hyper": true, "lora": true, "lora-matched": true, "experts": true}[name] {
+					return fmt.Errorf("--method %q: want hyper, lora, lora-matched or experts", name)
+				}
+			}
 			mf.dtype = "f32"
 			s, err := mf.load()
 			if err != nil {
