@@ -24,55 +24,7 @@
 // loading and skipped when storing, so any M, K, N, R work.
 // Portability: the rank loop runs at most R times per distinct cluster of a
 // block (BM * R <= 8 * 1024 with adapt's rank limit), under lavapipe's 65,535.
-const TX: u32 = 8u; // invocations per workgroup, along N
-const BM: u32 = 8u; // rows per workgroup
-const BN: u32 = 128u; // columns per workgroup (TX * 16)
-const NONE: u32 = 0xffffffffu; // cluster of a row that gets no update
-
-struct Meta { m: u32, k: u32, n: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32, r: u32, n_clusters: u32, b_off: u32, b_stride: u32, has_cluster: u32 }
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> u: array<f32>;
-@group(0) @binding(4) var<storage, read> cluster: array<i32>;
-@group(0) @binding(5) var<storage, read> b: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
-
-// put stores four columns c.. of row r, those that exist, adding the bias.
-fn put(r: u32, c: u32, v: vec4<f32>) {
-    if (r >= params.m) {
-        return;
-    }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c + j < params.n) {
-            let col = c + j;
-            var o = v[j];
-            if (params.has_bias != 0u) {
-                o = o + bias[col];
-            }
-            dst[r * params.n + col] = o;
-        }
-    }
-}
-
-// cluster_of is row r's cluster, or NONE for a row past the end or outside
-// [0, n_clusters).
-fn cluster_of(r: u32) -> u32 {
-    if (r >= params.m) {
-        return NONE;
-    }
-    var c = 0;
-    if (params.has_cluster != 0u) {
-        c = cluster[r];
-    }
-    if (c < 0 || u32(c) >= params.n_clusters) {
-        return NONE;
-    }
-    return u32(c);
-}
-
+//#include lowrank_prologue BM_ROWS=8 W_ELEM=u32
 //#include matmul_reg_f16_main N_COLS=params.n
 //#include lowrank_epilogue_open CL_N=8
         }
