@@ -89,15 +89,12 @@ func (d *AdapterData) batch(g Group) AdapterBatch {
 // is their mean feature (or means, when given).
 func (d *AdapterData) single(members []int, means []float32) Group {
 	g := Group{Members: members, Cluster: make([]int, len(members)), K: 1, Means: means}
-	if means == nil {
-		assign := make([]int, len(d.Windows))
-		for i := range assign {
-			assign[i] = -1
-		}
+	if means == nil { // the members' mean feature (g.Cluster is all 0)
+		f := make([]float32, 0, len(members)*d.C)
 		for _, m := range members {
-			assign[m] = 0
+			f = append(f, d.Features[m*d.C:(m+1)*d.C]...)
 		}
-		g.Means = adapt.MeanFeatures(d.Features, assign, 1, d.C)
+		g.Means = adapt.MeanFeatures(f, g.Cluster, 1, d.C)
 	}
 	return g
 }

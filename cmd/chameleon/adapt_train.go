@@ -171,6 +171,7 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 			}
 			cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 			hc := adapt.HyperConfig{C: cfgC, V: cfgV, Rank: rank, Alpha: alpha, Hidden: hid, Dropout: dropout}
+			valBase := math.NaN()
 			for _, name := range strings.Split(methods, ",") {
 				meta := adapt.Meta{Rank: rank, Alpha: alpha, Base: base}
 				switch name {
@@ -223,12 +224,15 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 				} else {
 					return fmt.Errorf("%s: validation: %w", name, err)
 				}
-				if bl, err := evalBase(tb, s, a, vd, df.batch, df.seed); err == nil {
+				if math.IsNaN(valBase) { // the base model's loss is the same for every method: once
+					bl, err := evalBase(tb, s, a, vd, df.batch, df.seed)
+					if err != nil {
+						return fmt.Errorf("%s: base validation: %w", name, err)
+					}
 					ms := bl.Mean()
-					rec.ValBase = ms[len(ms)-1]
-				} else {
-					return fmt.Errorf("%s: base validation: %w", name, err)
+					valBase = ms[len(ms)-1]
 				}
+				rec.ValBase = valBase
 				path := filepath.Join(out, name+".safetensors")
 				if err := adapt.Save(path, a); err != nil {
 					return err
