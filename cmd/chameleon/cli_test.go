@@ -244,4 +244,36 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if !strings.HasPrefix(gen, "the cat") {
 		t.Errorf("generate from the checkpoint: %q", gen)
 	}
+
+	// Adapters of that model: every method trains and the evaluation scores
+	// the base model and each method's groupings.
+	ckpt, ads := filepath.Join(out, "checkpoint"), filepath.Join(t.TempDir(), "adapters")
+	data := []string{"--model", ckpt, "--corpus", corpus, "--seq", "16", "--per-domain", "6", "--batch", "2"}
+	mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper,lora,lora-matched,experts", "--out", ads,
+		"--rank", "1", "--hidden", "8,4", "--epochs", "1", "--warmup", "1"}, data...)...)
+	for _, m := range []string{"hyper", "lora", "lora-matched", "experts"} {
+		for _, ext := range []string{".safetensors", ".json", "-loss.png"} {
+			if _, err := os.Stat(filepath.Join(ads, m+ext)); err != nil {
+				t.Errorf("adapt train did not write %s%s: %v", m, ext, err)
+			}
+		}
+	}
+	var rep struct {
+		Rows []struct {
+			Method     string             `json:"method"`
+			Params     int                `json:"trainable_params"`
+			Perplexity map[string]float64 `json:"perplexity"`
+		} `json:"rows"`
+	}
+	if err := json.Unmarshal([]byte(mustRun(t, "", append([]string{"adapt", "eval", "--adapters", ads, "--json"}, data...)...)), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Rows) != 7 { // base, lora, lora-matched, experts, hyper clustered / online / random
+		t.Fatalf("adapt eval: %d rows, want 7: %+v", len(rep.Rows), rep.Rows)
+	}
+	for i, r := range rep.Rows {
+		if p := r.Perplexity["all"]; !(p > 1 && p < 1e6) || (i > 0) != (r.Params > 0) {
+			t.Errorf("adapt eval row %q: perplexity %g, %d parameters", r.Method, p, r.Params)
+		}
+	}
 }
