@@ -59,8 +59,12 @@ func TestLowRankBackward(t *testing.T) {
 			if err := gotOps.LowRankBackward(dGot, dl.Got, h.Got, u.Got, fGot, ids, alpha); err != nil {
 				t.Fatal(err)
 			}
+			// dA sums M rows of du (itself a V-long dot product) times h:
+			// terms of size ~sqrt(V)/10 cancel to small results, so f32's
+			// rounding grows with M in absolute terms.
+			atol := 1e-4 * max(1, float64(fc.m)/64)
 			for i, g := range grads {
-				p.Close(t, fmt.Sprintf("gradient %d", i), g, 1e-4, 1e-3)
+				p.Close(t, fmt.Sprintf("gradient %d", i), g, atol, 1e-3)
 			}
 			p.Free(append(grads, h, u, dl)...)
 		})
