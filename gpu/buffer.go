@@ -13,6 +13,7 @@ type Buffer struct {
 	buf  *wgpu.Buffer
 	size uint64 // allocated size (its size class)
 	id   uint64 // unique, stable: keys the bind-group cache
+	gen  uint64 // bumped whenever its contents may change (texture copies compare it)
 }
 
 type bufferPool struct {
@@ -56,6 +57,7 @@ func (p *bufferPool) get(n uint64, label string) (*Buffer, error) {
 	if l := p.free[c]; len(l) > 0 {
 		b := l[len(l)-1]
 		p.free[c] = l[:len(l)-1]
+		b.gen++
 		return b, nil
 	}
 	if err := p.d.Lost(); err != nil {

@@ -38,6 +38,7 @@ type Limits struct {
 	MaxWorkgroupsPerDimension   uint32
 	MinStorageOffsetAlignment   uint32
 	MinUniformOffsetAlignment   uint32
+	MaxTextureDimension2D       uint32
 }
 
 func limitsOf(l wgpu.Limits) Limits {
@@ -52,6 +53,7 @@ func limitsOf(l wgpu.Limits) Limits {
 		MaxWorkgroupsPerDimension:   l.MaxComputeWorkgroupsPerDimension,
 		MinStorageOffsetAlignment:   l.MinStorageBufferOffsetAlignment,
 		MinUniformOffsetAlignment:   l.MinUniformBufferOffsetAlignment,
+		MaxTextureDimension2D:       l.MaxTextureDimension2D,
 	}
 }
 
@@ -168,6 +170,9 @@ type Device struct {
 	metaBGL   *wgpu.BindGroupLayout
 	metas     map[string]*metaEntry
 	groups    map[string]*wgpu.BindGroup
+	shadows   map[*Buffer]*shadow   // texture copies of weights (texture matmuls)
+	scratch   map[[2]uint32]*texture // per-call x textures by size
+	nextTexID uint64
 	rec       *recorder
 	prof      *profiler
 	nextFlops float64 // arithmetic of the next dispatch, declared by its op for profiles
@@ -249,6 +254,8 @@ func Open(opts Options) (*Device, error) {
 	d.pipelines = map[string]*pipeline{}
 	d.metas = map[string]*metaEntry{}
 	d.groups = map[string]*wgpu.BindGroup{}
+	d.shadows = map[*Buffer]*shadow{}
+	d.scratch = map[[2]uint32]*texture{}
 	d.rec = &recorder{d: d}
 	return d, nil
 }
@@ -294,6 +301,7 @@ func (d *Device) request(pick int, opts Options) error {
 	needed.MaxComputeInvocationsPerWorkgroup = all.MaxComputeInvocationsPerWorkgroup
 	needed.MaxComputeWorkgroupSizeX = all.MaxComputeWorkgroupSizeX
 	needed.MaxComputeWorkgroupSizeY = all.MaxComputeWorkgroupSizeY
+	needed.MaxTextureDimension2D = all.MaxTextureDimension2D
 	var errs []string
 	for _, withFeats := range []bool{true, false} {
 		for i, lim := range []wgpu.Limits{all, needed, wgpu.DefaultLimits()} {
@@ -370,6 +378,7 @@ func (d *Device) Close() {
 	if d.dev == nil {
 		return
 	}
+	d.releaseTextures() // releases the bind groups that use them too
 	for _, g := range d.groups {
 		g.Release()
 	}

@@ -48,6 +48,9 @@ func init() {
 	}
 }
 
+// cpuMatMulVariant: see device_native.go.
+const cpuMatMulVariant = MatMulReg
+
 func passEnd(p *wgpu.ComputePassEncoder) error {
 	p.End()
 	return nil

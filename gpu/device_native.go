@@ -8,6 +8,11 @@ import (
 	"github.com/cogentcore/webgpu/wgpu"
 )
 
+// cpuMatMulVariant is the matmul family CPU adapters get by default: the
+// texture kernels natively (lavapipe); in the browser the register kernels,
+// whose speed on SwiftShader has not been compared.
+const cpuMatMulVariant = MatMulTex
+
 func passEnd(p *wgpu.ComputePassEncoder) error { return p.End() }
 
 func beginPass(enc *wgpu.CommandEncoder, label string) *wgpu.ComputePassEncoder {

@@ -99,12 +99,14 @@ func BenchmarkMatMul(b *testing.B) {
 
 // benchVariants are the kernels worth timing at M rows: the mat-vec
 // kernel only where it is meant to serve (M <= 8), the register and tile
-// kernels everywhere (forced with the -only names).
+// kernels everywhere (forced with the -only names), and the texture
+// kernels (the weights' texture copy is made by the warm-up call and
+// reused, as in inference; x is copied into a texture inside every op).
 func benchVariants(m int) []string {
 	if m <= gpu.MatMulGemvMaxM {
-		return []string{gpu.MatMulGemv, gpu.MatMulRegOnly, gpu.MatMulTileOnly}
+		return []string{gpu.MatMulGemv, gpu.MatMulRegOnly, gpu.MatMulTileOnly, gpu.MatMulTex}
 	}
-	return []string{gpu.MatMulRegOnly, gpu.MatMulTileOnly}
+	return []string{gpu.MatMulRegOnly, gpu.MatMulTileOnly, gpu.MatMulTex}
 }
 
 // BenchmarkGonumSgemm times gonum's blas32.Gemm on the same shapes as the

@@ -21,6 +21,7 @@ func (w *WebGPU) Copy(dst, src Tensor) {
 		w.rec.fail(err)
 		return
 	}
+	d.buf.gen++
 	if err := enc.CopyBufferToBuffer(s.buf.buf, 0, d.buf.buf, 0, s.bytes); err != nil {
 		w.rec.fail(fmt.Errorf("gpu: Copy: %w", err))
 	}

@@ -10,6 +10,10 @@ const (
 	// invocations of a workgroup run as SIMD lanes of one thread. The
 	// mat-vec kernel serves M <= MatMulRegGemvMaxM.
 	MatMulReg = "reg"
+	// MatMulTex: x and w read from textures (gpu/texture.go), for CPU
+	// adapters, where a texel fetch is far cheaper than a storage load;
+	// falls back to MatMulReg's kernels when w does not fit a texture.
+	MatMulTex = "tex"
 	// MatMulTile: workgroup-memory tiles with barriers, for GPUs. The
 	// mat-vec kernel serves M <= MatMulGemvMaxM.
 	MatMulTile = "tile"
@@ -22,7 +26,7 @@ const (
 )
 
 // MatMulVariants lists every value MatMulVariant accepts.
-var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly}
+var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly, MatMulTex}
 
 // MatMulGemvMaxM is the largest M that the tile variant sends to the
 // mat-vec kernel; MatMulRegGemvMaxM the same for the reg variant: on
@@ -35,7 +39,7 @@ const (
 
 func defaultMatMulVariant(d *Device) string {
 	if d.Info.Type == "cpu" {
-		return MatMulReg
+		return cpuMatMulVariant
 	}
 	return MatMulTile
 }
@@ -120,6 +124,8 @@ func MatMulFamily(variant string, m int) string {
 		return "reg"
 	case MatMulTileOnly:
 		return "tile"
+	case MatMulTex:
+		return "tex"
 	}
 	panic(fmt.Sprintf("gpu: MatMul: unknown MatMulVariant %q (want one of %v)", variant, MatMulVariants))
 }
@@ -144,7 +150,14 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	if m == 0 || n == 0 {
 		return
 	}
-	kern := matKernels[w.matMulFamily(m)][wt.DType()]
+	fam := w.matMulFamily(m)
+	if fam == "tex" {
+		if w.matMulTex(dst, x, wt, bias, m, k, n) {
+			return
+		}
+		fam = MatMulFamily(MatMulReg, m)
+	}
+	kern := matKernels[fam][wt.DType()]
 	name, kw := kern.name, k
 	if wt.DType() == F16 {
 		kw = (k + 1) / 2

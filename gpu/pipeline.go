@@ -17,6 +17,8 @@ type pipeline struct {
 	name   string
 	nIn    int // read-only storage bindings 0..nIn-1
 	nOut   int // read-write storage bindings nIn..nIn+nOut-1
+	tex    string // group 2 textures, one letter each (see texKinds); "" for none
+	tbgl   *wgpu.BindGroupLayout
 	pipe   *wgpu.ComputePipeline
 	bgl    *wgpu.BindGroupLayout
 	layout *wgpu.PipelineLayout
@@ -27,6 +29,9 @@ func (p *pipeline) release() {
 	p.pipe.Release()
 	p.layout.Release()
 	p.bgl.Release()
+	if p.tbgl != nil {
+		p.tbgl.Release()
+	}
 	p.module.Release()
 }
 
@@ -69,17 +74,28 @@ func (d *Device) metaLayout() (*wgpu.BindGroupLayout, error) {
 // read-write storage bindings in group 0 and a Meta uniform in group 1.
 // Compiled pipelines are cached by name.
 func (d *Device) pipeline(name string, nIn, nOut int) (*pipeline, error) {
+	return d.pipelineTex(name, nIn, nOut, "")
+}
+
+// pipelineTex is pipeline for kernels that also bind textures in group 2,
+// tex naming their kinds (texKinds).
+func (d *Device) pipelineTex(name string, nIn, nOut int, tex string) (*pipeline, error) {
 	if p, ok := d.pipelines[name]; ok {
-		if p.nIn != nIn || p.nOut != nOut {
-			panic(fmt.Sprintf("gpu: kernel %s used with %d+%d bindings, compiled with %d+%d", name, nIn, nOut, p.nIn, p.nOut))
+		if p.nIn != nIn || p.nOut != nOut || p.tex != tex {
+			panic(fmt.Sprintf("gpu: kernel %s used with %d+%d bindings and textures %q, compiled with %d+%d and %q",
+				name, nIn, nOut, tex, p.nIn, p.nOut, p.tex))
 		}
 		return p, nil
 	}
-	return d.compile(name, wgsl.Source(name), nIn, nOut)
+	return d.compileTex(name, wgsl.Source(name), nIn, nOut, tex)
 }
 
 // compile builds and caches a pipeline from WGSL source.
 func (d *Device) compile(name, src string, nIn, nOut int) (*pipeline, error) {
+	return d.compileTex(name, src, nIn, nOut, "")
+}
+
+func (d *Device) compileTex(name, src string, nIn, nOut int, tex string) (*pipeline, error) {
 	if err := d.Lost(); err != nil {
 		return nil, &KernelError{name, err}
 	}
@@ -108,8 +124,16 @@ func (d *Device) compile(name, src string, nIn, nOut int) (*pipeline, error) {
 	if err != nil {
 		return nil, &KernelError{name, fmt.Errorf("meta layout: %w", err)}
 	}
+	layouts := []*wgpu.BindGroupLayout{bgl, mbgl}
+	var tbgl *wgpu.BindGroupLayout
+	if tex != "" {
+		if tbgl, err = d.texLayout(name, tex); err != nil {
+			return nil, &KernelError{name, fmt.Errorf("texture bind group layout: %w", err)}
+		}
+		layouts = append(layouts, tbgl)
+	}
 	layout, err := d.dev.CreatePipelineLayout(&wgpu.PipelineLayoutDescriptor{Label: name,
-		BindGroupLayouts: []*wgpu.BindGroupLayout{bgl, mbgl}})
+		BindGroupLayouts: layouts})
 	if err != nil {
 		return nil, &KernelError{name, fmt.Errorf("pipeline layout: %w", err)}
 	}
@@ -120,7 +144,7 @@ func (d *Device) compile(name, src string, nIn, nOut int) (*pipeline, error) {
 	if err != nil {
 		return nil, &KernelError{name, fmt.Errorf("compute pipeline: %w", err)}
 	}
-	p := &pipeline{name: name, nIn: nIn, nOut: nOut, pipe: pipe, bgl: bgl, layout: layout, module: mod}
+	p := &pipeline{name: name, nIn: nIn, nOut: nOut, tex: tex, tbgl: tbgl, pipe: pipe, bgl: bgl, layout: layout, module: mod}
 	d.pipelines[name] = p
 	return p, nil
 }

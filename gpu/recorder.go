@@ -17,7 +17,10 @@ type recorder struct {
 	n   int   // dispatches in the open encoder
 	err error // first error since the last flush
 
-	pendingFree []*Buffer // freed while the open encoder may still use them
+	pendingFree []*Buffer  // freed while the open encoder may still use them
+	pendingTex  []*texture // the same for textures, destroyed at the next flush
+	pass        *wgpu.ComputePassEncoder // the open compute pass (nil: none)
+	passKernel  string                   // the last kernel recorded into it
 }
 
 // maxDispatchesPerSubmit bounds how much work one command buffer holds, so
@@ -25,6 +28,12 @@ type recorder struct {
 const maxDispatchesPerSubmit = 4096
 
 func (r *recorder) encoder() (*wgpu.CommandEncoder, error) {
+	r.endPass()
+	return r.passEncoder()
+}
+
+// passEncoder is encoder without closing the open pass (for dispatches).
+func (r *recorder) passEncoder() (*wgpu.CommandEncoder, error) {
 	if r.enc != nil {
 		return r.enc, nil
 	}
@@ -34,6 +43,22 @@ func (r *recorder) encoder() (*wgpu.CommandEncoder, error) {
 	}
 	r.enc = enc
 	return enc, nil
+}
+
+// endPass closes the open compute pass, if any. Dispatches share one pass
+// until something else (a copy, a timestamp, the end of the command
+// buffer) needs the encoder: on lavapipe a pass per dispatch costs as much
+// as a small kernel. WebGPU makes each dispatch its own synchronisation
+// scope, so a dispatch still sees everything the previous ones wrote.
+func (r *recorder) endPass() {
+	if r.pass == nil {
+		return
+	}
+	if err := passEnd(r.pass); err != nil {
+		r.fail(&KernelError{r.passKernel, err})
+	}
+	r.pass.Release()
+	r.pass = nil
 }
 
 func (r *recorder) fail(err error) {
@@ -46,6 +71,12 @@ func (r *recorder) fail(err error) {
 // dispatch records kernel name over the bindings with uniform m on a grid of
 // workgroups. Errors are deferred to the next Flush.
 func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y, z uint32) {
+	d.dispatchTex(name, nIn, nOut, bs, nil, m, x, y, z)
+}
+
+// dispatchTex is dispatch with textures bound in group 2 as well (none for
+// the ordinary kernels).
+func (d *Device) dispatchTex(name string, nIn, nOut int, bs []binding, ts []texBinding, m Meta, x, y, z uint32) {
 	r := d.rec
 	if r.err != nil {
 		d.nextFlops, d.nextBytes = 0, 0
@@ -71,10 +102,13 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 		r.fail(&KernelError{name, fmt.Errorf("grid %dx%dx%d exceeds maxComputeWorkgroupsPerDimension %d", x, y, z, maxWG)})
 		return
 	}
-	p, err := d.pipeline(name, nIn, nOut)
+	p, err := d.pipelineTex(name, nIn, nOut, texKinds(ts))
 	if err != nil {
 		r.fail(err)
 		return
+	}
+	for _, b := range bs[nIn:] {
+		b.buf.gen++
 	}
 	g0, err := d.bindGroup(p, bs)
 	if err != nil {
@@ -86,7 +120,14 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 		r.fail(&KernelError{name, err})
 		return
 	}
-	enc, err := r.encoder()
+	var g2 *wgpu.BindGroup
+	if len(ts) > 0 {
+		if g2, err = d.texGroup(p, ts); err != nil {
+			r.fail(&KernelError{name, err})
+			return
+		}
+	}
+	enc, err := r.passEncoder()
 	if err != nil {
 		r.fail(&KernelError{name, err})
 		return
@@ -101,16 +142,21 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 		}
 		d.prof.begin(enc, name, flops, bytes)
 	}
-	pass := beginPass(enc, name)
+	if r.pass == nil {
+		r.pass = beginPass(enc, name)
+	}
+	pass := r.pass
+	r.passKernel = name
 	pass.SetPipeline(p.pipe)
 	pass.SetBindGroup(0, g0, nil)
 	pass.SetBindGroup(1, g1, nil)
-	pass.DispatchWorkgroups(x, y, z)
-	if err := passEnd(pass); err != nil {
-		r.fail(&KernelError{name, err})
+	if g2 != nil {
+		pass.SetBindGroup(2, g2, nil)
 	}
-	pass.Release()
+	pass.DispatchWorkgroups(x, y, z)
 	if d.prof != nil {
+		// Timestamps are written between passes.
+		r.endPass()
 		d.prof.end(enc)
 	}
 	r.n++
@@ -124,6 +170,7 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 // flush submits the open encoder and waits for the queue to drain.
 func (d *Device) flush() error {
 	r := d.rec
+	r.endPass()
 	if r.enc != nil {
 		enc := r.enc
 		r.enc = nil
@@ -150,6 +197,10 @@ func (d *Device) flush() error {
 		d.pool.put(b)
 	}
 	r.pendingFree = r.pendingFree[:0]
+	for _, t := range r.pendingTex {
+		t.release()
+	}
+	r.pendingTex = r.pendingTex[:0]
 	if err := d.Lost(); err != nil {
 		r.fail(err)
 	}
@@ -212,6 +263,7 @@ func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
 		copy(pad, data)
 		data = pad
 	}
+	b.gen++
 	if err := d.queue.WriteBuffer(b.buf, offset, data); err != nil {
 		return fmt.Errorf("gpu: write buffer: %w", err)
 	}

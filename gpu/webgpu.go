@@ -182,6 +182,7 @@ func (w *WebGPU) ReadI32(x Tensor) ([]int32, error) {
 func (w *WebGPU) Free(x Tensor) {
 	t := w.t(x)
 	t.freed = true
+	w.dropShadow(t.buf)
 	if w.rec.enc != nil {
 		// A recorded dispatch may still use it: the pool may hand it
 		// out again only after that work is submitted.

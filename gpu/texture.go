@@ -1,0 +1,343 @@
+package gpu
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/cogentcore/webgpu/wgpu"
+)
+
+// Textures for the texture matmuls (MatMulTex). On lavapipe, Mesa's CPU
+// Vulkan driver, every storage-buffer load is compiled as a bounds-checked
+// scalar load per SIMD lane, while a texel fetch is a vector gather of 16
+// bytes per lane: a matmul reading x and w from rgba32uint textures runs
+// 8-20x faster than the best storage-buffer kernel there (BENCHMARKS.md).
+// Weights are copied into a texture once and kept (a "shadow"), refreshed
+// when their buffer is written again; x is copied into a scratch texture
+// on every call. Both copies are kernels (tex_pack_*.wgsl), so any K works.
+
+// texture is one rgba32uint 2D texture and its view.
+type texture struct {
+	tex    *wgpu.Texture
+	view   *wgpu.TextureView
+	w, h   uint32
+	id     uint64
+	groups []string // bind-group cache keys that reference it
+	d      *Device
+}
+
+// texBinding binds a texture in group 2: sampled (read with textureLoad)
+// or as a write-only storage texture.
+type texBinding struct {
+	t     *texture
+	write bool
+}
+
+// texKinds names the group 2 layout of ts: "s" per sampled texture, "w" per
+// storage texture.
+func texKinds(ts []texBinding) string {
+	var b strings.Builder
+	for _, t := range ts {
+		if t.write {
+			b.WriteByte('w')
+		} else {
+			b.WriteByte('s')
+		}
+	}
+	return b.String()
+}
+
+func (d *Device) texLayout(name, kinds string) (*wgpu.BindGroupLayout, error) {
+	entries := make([]wgpu.BindGroupLayoutEntry, len(kinds))
+	for i, k := range kinds {
+		e := wgpu.BindGroupLayoutEntry{Binding: uint32(i), Visibility: wgpu.ShaderStageCompute}
+		if k == 'w' {
+			e.StorageTexture = wgpu.StorageTextureBindingLayout{Access: wgpu.StorageTextureAccessWriteOnly,
+				Format: wgpu.TextureFormatRGBA32Uint, ViewDimension: wgpu.TextureViewDimension2D}
+		} else {
+			e.Texture = wgpu.TextureBindingLayout{SampleType: wgpu.TextureSampleTypeUint,
+				ViewDimension: wgpu.TextureViewDimension2D}
+		}
+		entries[i] = e
+	}
+	return d.dev.CreateBindGroupLayout(&wgpu.BindGroupLayoutDescriptor{Label: name + " textures", Entries: entries})
+}
+
+// texGroup returns the (cached) group 2 bind group of ts for p.
+func (d *Device) texGroup(p *pipeline, ts []texBinding) (*wgpu.BindGroup, error) {
+	var sb strings.Builder
+	sb.WriteString("tex|" + p.name)
+	for _, t := range ts {
+		fmt.Fprintf(&sb, "|%d", t.t.id)
+	}
+	key := sb.String()
+	if g, ok := d.groups[key]; ok {
+		return g, nil
+	}
+	entries := make([]wgpu.BindGroupEntry, len(ts))
+	for i, t := range ts {
+		entries[i] = wgpu.BindGroupEntry{Binding: uint32(i), TextureView: t.t.view}
+	}
+	g, err := d.dev.CreateBindGroup(&wgpu.BindGroupDescriptor{Label: p.name + " textures", Layout: p.tbgl, Entries: entries})
+	if err != nil {
+		return nil, fmt.Errorf("texture bind group: %w", err)
+	}
+	d.groups[key] = g
+	for _, t := range ts {
+		t.t.groups = append(t.t.groups, key)
+	}
+	return g, nil
+}
+
+// newTexture creates a w x h rgba32uint texture that kernels can write
+// (storage) and read (textureLoad).
+func (d *Device) newTexture(label string, w, h uint32) (*texture, error) {
+	if err := d.Lost(); err != nil {
+		return nil, err
+	}
+	tx, err := d.dev.CreateTexture(&wgpu.TextureDescriptor{Label: label,
+		Usage:     wgpu.TextureUsageTextureBinding | wgpu.TextureUsageStorageBinding,
+		Dimension: wgpu.TextureDimension2D, Size: wgpu.Extent3D{Width: w, Height: h, DepthOrArrayLayers: 1},
+		Format: wgpu.TextureFormatRGBA32Uint, MipLevelCount: 1, SampleCount: 1})
+	if err != nil {
+		return nil, fmt.Errorf("gpu: create texture %s (%dx%d): %w", label, w, h, err)
+	}
+	v, err := tx.CreateView(nil)
+	if err != nil {
+		tx.Release()
+		return nil, fmt.Errorf("gpu: texture view %s: %w", label, err)
+	}
+	d.nextTexID++
+	return &texture{tex: tx, view: v, w: w, h: h, id: d.nextTexID, d: d}, nil
+}
+
+// release drops the texture and every cached bind group that uses it.
+func (t *texture) release() {
+	for _, k := range t.groups {
+		if g, ok := t.d.groups[k]; ok {
+			g.Release()
+			delete(t.d.groups, k)
+		}
+	}
+	t.groups = nil
+	t.view.Release()
+	t.tex.Release()
+}
+
+// retire releases t once the recorded work that may use it is submitted.
+func (d *Device) retire(t *texture) {
+	if d.rec.enc != nil {
+		d.rec.pendingTex = append(d.rec.pendingTex, t)
+		return
+	}
+	t.release()
+}
+
+func (d *Device) releaseTextures() {
+	for _, s := range d.shadows {
+		s.tex.release()
+	}
+	for _, t := range d.scratch {
+		t.release()
+	}
+	for _, t := range d.rec.pendingTex {
+		t.release()
+	}
+	d.shadows, d.scratch, d.rec.pendingTex = nil, nil, nil
+}
+
+// texFit lays rows of kt texels out in a texture: rowsPer matrix rows per
+// texture row (at most want), the texture's width and height; ok is false
+// when a row or the whole matrix does not fit the device's 2D size limit.
+func texFit(rows, kt, want int, maxDim uint32) (rowsPer int, w, h uint32, ok bool) {
+	lim := int(maxDim)
+	if kt < 1 || kt > lim || rows < 1 {
+		return 0, 0, 0, false
+	}
+	rowsPer = max(1, min(want, lim/kt))
+	hh := ceilDiv(rows, rowsPer)
+	if hh > lim {
+		return 0, 0, 0, false
+	}
+	return rowsPer, uint32(rowsPer * kt), uint32(hh), true
+}
+
+// shadow is the texture copy of a weight matrix (rows, k) of dtype dt,
+// valid while its buffer's gen is unchanged.
+type shadow struct {
+	tex     *texture
+	gen     uint64
+	rows, k int
+	dt      DType
+	kt      int // texels per row
+	rowsPer int
+}
+
+// texTexels is the number of texels of one row of k values of dtype dt.
+func texTexels(dt DType, k int) int {
+	if dt == F16 {
+		return ceilDiv(k, 8)
+	}
+	return ceilDiv(k, 4)
+}
+
+// weightTexture returns the texture copy of weight matrix wt, packing it
+// first if it is missing or stale. ok is false when it cannot fit a
+// texture (the caller then uses buffer kernels).
+func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
+	t := w.t(wt)
+	rows, k := rowsCols(t.shape)
+	kt := texTexels(t.dt, k)
+	if s := w.shadows[t.buf]; s != nil {
+		if s.gen == t.buf.gen && s.rows == rows && s.k == k && s.dt == t.dt {
+			return s, true
+		}
+		w.retire(s.tex)
+		delete(w.shadows, t.buf)
+	}
+	rowsPer, tw, th, ok := texFit(rows, kt, rows, w.Limits.MaxTextureDimension2D)
+	if !ok {
+		return nil, false
+	}
+	tex, err := w.newTexture("weights", tw, th)
+	if err != nil {
+		w.rec.fail(err)
+		return nil, false
+	}
+	kernel := "tex_pack_f32"
+	if t.dt == F16 {
+		kernel = "tex_pack_f16"
+	}
+	for _, ch := range w.rowChunks("MatMul", wt) {
+		w.pack(kernel, ch.b, tex, ch.n, k, kt, rowsPer, ch.start)
+	}
+	s := &shadow{tex: tex, gen: t.buf.gen, rows: rows, k: k, dt: t.dt, kt: kt, rowsPer: rowsPer}
+	w.shadows[t.buf] = s
+	return s, true
+}
+
+// pack records the copy of rows rows (bound as src, k values each) into
+// texture dst at row rowBase, kt texels per row, rowsPer rows per texture row.
+func (w *WebGPU) pack(kernel string, src binding, dst *texture, rows, k, kt, rowsPer, rowBase int) {
+	gx, gy := w.grid1(ceilDiv(rows*kt, 64))
+	w.nextBytes = float64(src.size) + 16*float64(rows*kt)
+	w.dispatchTex(kernel, 1, 0, []binding{src}, []texBinding{{dst, true}},
+		Meta{rows, k, kt, rowsPer, rowBase}, gx, gy, 1)
+}
+
+// scratchTexture returns a texture of at least h rows of width tw for
+// per-call copies of x (one per width, grown as needed).
+func (w *WebGPU) scratchTexture(tw, h uint32) (*texture, error) {
+	key := [2]uint32{tw, 0}
+	if t := w.scratch[key]; t != nil && t.h >= h {
+		return t, nil
+	} else if t != nil {
+		w.retire(t)
+		delete(w.scratch, key)
+	}
+	t, err := w.newTexture("x", tw, h)
+	if err != nil {
+		return nil, err
+	}
+	w.scratch[key] = t
+	return t, nil
+}
+
+// dropShadow forgets the texture copy of a freed buffer.
+func (w *WebGPU) dropShadow(b *Buffer) {
+	if s := w.shadows[b]; s != nil {
+		w.retire(s.tex)
+		delete(w.shadows, b)
+	}
+}
+
+// texMatKernel is a texture matmul kernel and its output block per
+// workgroup (bm rows, bn columns), matching wgsl.TexKernels.
+type texMatKernel struct {
+	name   string
+	bm, bn int
+}
+
+// texMatKernels by weight dtype, smallest block first: the first whose bm
+// covers M is used, the last one for anything larger.
+var texMatKernels = map[DType][]texMatKernel{
+	F32: {{"matmul_tex1_f32", 1, 256}, {"matmul_tex8_f32", 8, 128}, {"matmul_tex_f32", 32, 128}},
+	F16: {{"matmul_tex1_f16", 1, 256}, {"matmul_tex8_f16", 8, 128}, {"matmul_tex_f16", 32, 128}},
+}
+
+// texSubmitFlops bounds one submission of texture matmul work on CPU
+// adapters (see cpuSubmitFlops; these kernels run ~10x faster).
+const texSubmitFlops = 1 << 31
+
+// matMulTex is MatMul through textures. It returns false, having recorded
+// nothing, when w does not fit a texture.
+func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
+	s, ok := w.weightTexture(wt)
+	if !ok {
+		return false
+	}
+	// x: f32 texels of 4; with f16 weights two x texels face one w texel.
+	xkt := s.kt
+	if s.dt == F16 {
+		xkt = 2 * s.kt
+	}
+	xRowsPer, tw, _, ok := texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
+	if !ok {
+		return false
+	}
+	var bb binding
+	hasBias := 0
+	if bias != nil {
+		bb, hasBias = w.bind(bias), 1
+	} else {
+		bb = w.rowChunks("MatMul", wt)[0].b // any read-only buffer
+	}
+	xt, dt := w.t(x), w.t(dst)
+	rowsPer := m
+	if lim := w.Limits.MaxStorageBufferBindingSize; xt.bytes > lim || dt.bytes > lim {
+		rowsPer = int(lim/uint64(4*max(k, n))) / 64 * 64
+		if rowsPer == 0 {
+			panic(fmt.Sprintf("gpu: MatMul: a row of %d or %d floats is too large to bind in aligned chunks", k, n))
+		}
+	}
+	for r0 := 0; r0 < m; r0 += rowsPer {
+		rm := min(rowsPer, m-r0)
+		xtex, err := w.scratchTexture(tw, uint32(ceilDiv(max(rowsPer, rm), xRowsPer)))
+		if err != nil {
+			w.rec.fail(err)
+			return true
+		}
+		xb := binding{buf: xt.buf, offset: uint64(r0 * k * 4), size: uint64(max(rm*k, 1) * 4)}
+		w.pack("tex_pack_f32", xb, xtex, rm, k, xkt, xRowsPer, 0)
+		ks := texMatKernels[s.dt]
+		kern := ks[len(ks)-1]
+		for _, c := range ks {
+			if rm <= c.bm {
+				kern = c
+				break
+			}
+		}
+		db := binding{buf: dt.buf, offset: uint64(r0 * n * 4), size: uint64(rm * n * 4)}
+		tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(rm, kern.bm)
+		total := tilesN * tilesM
+		step := total
+		if w.Info.Type == "cpu" {
+			perTile := 2 * float64(kern.bm) * float64(kern.bn) * float64(max(k, 1))
+			step = max(1, min(total, int(texSubmitFlops/perTile)))
+		}
+		for t0 := 0; t0 < total; t0 += step {
+			cnt := min(step, total-t0)
+			gx, gy := w.grid1(cnt)
+			w.nextFlops = 2 * float64(rm) * float64(k) * float64(n) * float64(cnt) / float64(total)
+			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(rm*xkt)*16) * float64(cnt) / float64(total)
+			w.dispatchTex(kern.name, 1, 1, []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}},
+				Meta{rm, n, s.kt, xRowsPer, s.rowsPer, hasBias, tilesN, t0}, gx, gy, 1)
+			if cnt < total {
+				if err := w.flush(); err != nil {
+					w.rec.fail(err)
+				}
+			}
+		}
+	}
+	return true
+}

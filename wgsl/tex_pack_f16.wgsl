@@ -1,0 +1,41 @@
+// tex_pack_f16: copies rows of a packed f16 matrix (rows, K), each row
+// ceil(K / 2) u32 words of two halves, into the rgba32uint texture layout
+// of the texture matmuls (matmul_tex*_f16.wgsl): row r's texel t holds its
+// words 4t..4t+3 (halves 8t..8t+7; halves past K are zeroed, whatever the
+// row's padding held) at texel ((r % rows_per) * kt + t, r / rows_per),
+// r = row_base + the source row.
+// Bindings: src (rows, ceil(K/2)) u32 read (a chunk of rows of a larger
+// matrix is bound at its offset); group 2: the storage texture written.
+// Meta: rows, k, kt = ceil(K / 8), rows_per, row_base.
+// Dispatch: one invocation per texel, rows * kt of them, in workgroups of
+// WG over an (x, y) grid (linear id = (wid.y * nwg.x + wid.x) * WG + lid).
+const WG: u32 = 64u;
+
+struct Meta { rows: u32, k: u32, kt: u32, rows_per: u32, row_base: u32 }
+
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+@group(2) @binding(0) var dst: texture_storage_2d<rgba32uint, write>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = (wid.y * nwg.x + wid.x) * WG + lid;
+    if (i >= params.rows * params.kt) {
+        return;
+    }
+    let r = i / params.kt;
+    let t = i % params.kt;
+    let kw = (params.k + 1u) / 2u;
+    var v = vec4<u32>(0u);
+    for (var j = 0u; j < 4u; j = j + 1u) {
+        let word = 4u * t + j;
+        if (2u * word + 1u < params.k) {
+            v[j] = src[r * kw + word];
+        } else if (2u * word < params.k) {
+            v[j] = src[r * kw + word] & 0xffffu;
+        }
+    }
+    let row = params.row_base + r;
+    textureStore(dst, vec2<u32>((row % params.rows_per) * params.kt + t, row / params.rows_per), v);
+}
