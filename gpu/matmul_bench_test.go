@@ -136,3 +136,58 @@ func cpuSeconds() float64 {
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
+
+// BenchmarkMatMulVsGonum alternates the adapter's default matmul (f32
+// weights, the op as inference calls it: x copied in, weights' copy reused)
+// and gonum's Sgemm on the same shapes within one loop, so both see the
+// same machine state (on a shared 2-core VM the speed of either drifts by
+// up to 2x over minutes), and reports their ratio: "x-gonum" = gonum's time
+// / ours (> 1: we are faster). Three rounds of each run first, untimed.
+func BenchmarkMatMulVsGonum(b *testing.B) {
+	w := gputest.Backend(b)
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, s := range matMulBenchShapes {
+		m, k, n := s[0], s[1], s[2]
+		b.Run(fmt.Sprintf("%dx%dx%d", m, k, n), func(b *testing.B) {
+			xh, wh := randSlice(r, m*k, 1), randSlice(r, n*k, 0.02)
+			x := gpu.Must(w.Alloc(gpu.F32, m, k))
+			wt := gpu.Must(w.Alloc(gpu.F32, n, k))
+			dst := gpu.Must(w.Alloc(gpu.F32, m, n))
+			defer func() { w.Free(x); w.Free(wt); w.Free(dst) }()
+			for _, e := range []error{w.Write(x, xh), w.Write(wt, wh)} {
+				if e != nil {
+					b.Fatal(e)
+				}
+			}
+			gx := blas32.General{Rows: m, Cols: k, Stride: k, Data: xh}
+			gw := blas32.General{Rows: n, Cols: k, Stride: k, Data: wh}
+			gc := blas32.General{Rows: m, Cols: n, Stride: n, Data: make([]float32, m*n)}
+			var ours, theirs time.Duration
+			round := func() {
+				t0 := time.Now()
+				w.MatMul(dst, x, wt, nil)
+				if err := w.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				blas32.Gemm(blas.NoTrans, blas.Trans, 1, gx, gw, 0, gc)
+				ours += t1.Sub(t0)
+				theirs += time.Since(t1)
+			}
+			for i := 0; i < 3; i++ {
+				round()
+			}
+			ours, theirs = 0, 0
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				round()
+			}
+			b.StopTimer()
+			fl := 2 * float64(m) * float64(n) * float64(k) * float64(b.N)
+			b.ReportMetric(fl/ours.Seconds()/1e9, "GFLOP/s")
+			b.ReportMetric(fl/theirs.Seconds()/1e9, "gonum-GFLOP/s")
+			b.ReportMetric(theirs.Seconds()/ours.Seconds(), "x-gonum")
+			b.Logf("adapter %s, variant %s", w.Name(), w.MatMulVariant)
+		})
+	}
+}

@@ -188,31 +188,38 @@ func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 	t := w.t(wt)
 	rows, k := rowsCols(t.shape)
 	kt := texTexels(t.dt, k)
-	if s := w.shadows[t.buf]; s != nil {
-		if s.gen == t.buf.gen && s.rows == rows && s.k == k && s.dt == t.dt {
+	s := w.shadows[t.buf]
+	if s != nil && s.rows == rows && s.k == k && s.dt == t.dt {
+		if s.gen == t.buf.gen {
 			return s, true
 		}
-		w.retire(s.tex)
-		delete(w.shadows, t.buf)
-	}
-	rowsPer, tw, th, ok := texFit(rows, kt, rows, w.Limits.MaxTextureDimension2D)
-	if !ok {
-		return nil, false
-	}
-	tex, err := w.newTexture("weights", tw, th)
-	if err != nil {
-		w.rec.fail(err)
-		return nil, false
+		// Written since: copy it again into the same texture (the queue
+		// runs the copy after every earlier use of the old contents).
+	} else {
+		if s != nil {
+			w.retire(s.tex)
+			delete(w.shadows, t.buf)
+		}
+		rowsPer, tw, th, ok := texFit(rows, kt, rows, w.Limits.MaxTextureDimension2D)
+		if !ok {
+			return nil, false
+		}
+		tex, err := w.newTexture("weights", tw, th)
+		if err != nil {
+			w.rec.fail(err)
+			return nil, false
+		}
+		s = &shadow{tex: tex, rows: rows, k: k, dt: t.dt, kt: kt, rowsPer: rowsPer}
+		w.shadows[t.buf] = s
 	}
 	kernel := "tex_pack_f32"
 	if t.dt == F16 {
 		kernel = "tex_pack_f16"
 	}
 	for _, ch := range w.rowChunks("MatMul", wt) {
-		w.pack(kernel, ch.b, tex, ch.n, k, kt, rowsPer, ch.start)
+		w.pack(kernel, ch.b, s.tex, ch.n, k, kt, s.rowsPer, ch.start)
 	}
-	s := &shadow{tex: tex, gen: t.buf.gen, rows: rows, k: k, dt: t.dt, kt: kt, rowsPer: rowsPer}
-	w.shadows[t.buf] = s
+	s.gen = t.buf.gen
 	return s, true
 }
 
