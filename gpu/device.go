@@ -170,7 +170,7 @@ type Device struct {
 	metaBGL   *wgpu.BindGroupLayout
 	metas     map[string]*metaEntry
 	groups    map[string]*wgpu.BindGroup
-	shadows   map[*Buffer]*shadow   // texture copies of weights (texture matmuls)
+	shadows   map[*Buffer]*shadow    // texture copies of weights (texture matmuls)
 	scratch   map[[2]uint32]*texture // per-call x textures by size
 	nextTexID uint64
 	rec       *recorder

@@ -15,8 +15,8 @@ import (
 // (not GetBindGroupLayout) because the browser backend requires them.
 type pipeline struct {
 	name   string
-	nIn    int // read-only storage bindings 0..nIn-1
-	nOut   int // read-write storage bindings nIn..nIn+nOut-1
+	nIn    int    // read-only storage bindings 0..nIn-1
+	nOut   int    // read-write storage bindings nIn..nIn+nOut-1
 	tex    string // group 2 textures, one letter each (see texKinds); "" for none
 	tbgl   *wgpu.BindGroupLayout
 	pipe   *wgpu.ComputePipeline

@@ -17,8 +17,8 @@ type recorder struct {
 	n   int   // dispatches in the open encoder
 	err error // first error since the last flush
 
-	pendingFree []*Buffer  // freed while the open encoder may still use them
-	pendingTex  []*texture // the same for textures, destroyed at the next flush
+	pendingFree []*Buffer                // freed while the open encoder may still use them
+	pendingTex  []*texture               // the same for textures, destroyed at the next flush
 	pass        *wgpu.ComputePassEncoder // the open compute pass (nil: none)
 	passKernel  string                   // the last kernel recorded into it
 }

@@ -36,18 +36,17 @@ func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes floa
 // Bench measures batched prefill of prompt random tokens per sequence
 // followed by decode steps (greedy, sampled on the backend) for batch
 // sequences. Times include the backend finishing and reading back the
-// sampled ids, as generation does.
+// sampled ids, as generation does. An untimed warm-up (the same prefill
+// and one decode step on a cache of its own) runs first: it compiles the
+// kernels and lets a backend make its one-time copies of the weights
+// (WebGPU's texture matmuls on CPU adapters), which a server pays once at
+// load, not per request.
 func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (BenchResult, error) {
 	r := BenchResult{Batch: batch, PromptTokens: prompt, DecodeSteps: decode}
 	if prompt <= 0 || decode <= 0 || prompt+decode > m.Cfg.NCtx {
 		return r, fmt.Errorf("model: bench needs prompt > 0, decode > 0 and prompt+decode <= context %d", m.Cfg.NCtx)
 	}
 	rng := rand.New(rand.NewPCG(seed, 9))
-	cache, err := m.NewCache(batch, prompt+decode)
-	if err != nil {
-		return r, err
-	}
-	defer m.FreeCache(cache)
 	toks := make([][]int32, batch)
 	for i := range toks {
 		for j := 0; j < prompt; j++ {
@@ -56,6 +55,7 @@ func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (
 	}
 	ids := gpu.Must(m.B.Alloc(gpu.I32, batch))
 	defer m.B.Free(ids)
+	var cache *Cache
 	step := func(in [][]int32) ([]int32, error) {
 		lg, err := m.ForwardLast(cache, in)
 		if err != nil {
@@ -65,6 +65,28 @@ func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (
 		out, err := m.B.ReadI32(ids)
 		m.B.Free(lg)
 		return out, err
+	}
+	for _, warm := range []bool{true, false} {
+		c, err := m.NewCache(batch, prompt+decode)
+		if err != nil {
+			return r, err
+		}
+		defer m.FreeCache(c)
+		cache = c
+		if !warm {
+			break
+		}
+		next, err := step(toks)
+		if err != nil {
+			return r, err
+		}
+		in := make([][]int32, batch)
+		for i := range in {
+			in[i] = []int32{next[i]}
+		}
+		if _, err := step(in); err != nil {
+			return r, err
+		}
 	}
 	t0 := time.Now()
 	next, err := step(toks)

@@ -263,10 +263,17 @@ func benchCmd() *cobra.Command {
 				}
 				m := &model.Model{Cfg: cfg, W: wts, B: w}
 				for _, b := range bs {
+					// Timed without the profiler (its timestamps split the
+					// dispatches into passes of their own), then once more
+					// with it for the per-kernel table.
+					r, err := m.Bench(b, prompt, decode, 1, wb)
+					if err != nil {
+						return err
+					}
 					if err := w.StartProfile(); err != nil {
 						return err
 					}
-					r, err := m.Bench(b, prompt, decode, 1, wb)
+					_, err = m.Bench(b, prompt, decode, 1, wb)
 					prof, perr := w.StopProfile()
 					if err != nil {
 						return err

@@ -1,0 +1,137 @@
+package gpu
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// refMatMul is dst = x·wᵀ on the host (f16 weights rounded as stored).
+func refMatMul(x, w []float32, m, k, n int, f16 bool) []float32 {
+	out := make([]float32, m*n)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s float64
+			for p := 0; p < k; p++ {
+				wv := w[j*k+p]
+				if f16 {
+					wv = F16ToF32(F32ToF16(wv))
+				}
+				s += float64(x[i*k+p]) * float64(wv)
+			}
+			out[i*n+j] = float32(s)
+		}
+	}
+	return out
+}
+
+// The texture matmul's copy of a weight matrix follows every way the
+// weights can change: a host Write, a kernel writing them, a Copy into
+// them, and a freed buffer handed to a new tensor.
+func TestTexWeightCopyFollowsWrites(t *testing.T) {
+	w := device(t)
+	old := w.MatMulVariant
+	w.MatMulVariant = MatMulTex
+	defer func() { w.MatMulVariant = old }()
+	r := rand.New(rand.NewPCG(5, 6))
+	rnd := func(n int) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32(r.NormFloat64())
+		}
+		return out
+	}
+	for _, dt := range []DType{F32, F16} {
+		m, k, n := 3, 37, 21
+		xs := rnd(m * k)
+		x := Must(w.Alloc(F32, m, k))
+		wt := Must(w.Alloc(dt, n, k))
+		dst := Must(w.Alloc(F32, m, n))
+		check := func(what string, ws []float32) {
+			t.Helper()
+			w.MatMul(dst, x, wt, nil)
+			got, err := w.ReadF32(dst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := refMatMul(xs, ws, m, k, n, dt == F16)
+			for i := range want {
+				if math.Abs(float64(got[i]-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+					t.Fatalf("%v, %s: dst[%d] = %v, want %v", dt, what, i, got[i], want[i])
+				}
+			}
+		}
+		if err := w.Write(x, xs); err != nil {
+			t.Fatal(err)
+		}
+		w1 := rnd(n * k)
+		if err := w.Write(wt, w1); err != nil {
+			t.Fatal(err)
+		}
+		check("first use", w1)
+		w2 := rnd(n * k)
+		if err := w.Write(wt, w2); err != nil {
+			t.Fatal(err)
+		}
+		check("after a host write", w2)
+		if dt == F32 {
+			// A kernel writes the weights: w = w2 + w2.
+			a, b := Must(w.Alloc(F32, n, k)), Must(w.Alloc(F32, n, k))
+			if err := w.Write(a, w2); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(b, w2); err != nil {
+				t.Fatal(err)
+			}
+			w.Add(wt, a, b)
+			sum := make([]float32, len(w2))
+			for i := range w2 {
+				sum[i] = w2[i] + w2[i]
+			}
+			check("after a kernel wrote them", sum)
+			// Copy into them.
+			w3 := rnd(n * k)
+			if err := w.Write(a, w3); err != nil {
+				t.Fatal(err)
+			}
+			w.Copy(wt, a)
+			check("after a copy into them", w3)
+			w.Free(a)
+			w.Free(b)
+		}
+		// A freed weight buffer reused by a new tensor of the same shape.
+		w.Free(wt)
+		wt = Must(w.Alloc(dt, n, k))
+		w4 := rnd(n * k)
+		if err := w.Write(wt, w4); err != nil {
+			t.Fatal(err)
+		}
+		check("in a reused buffer", w4)
+		w.Free(x)
+		w.Free(wt)
+		w.Free(dst)
+	}
+}
+
+// texFit lays rows out within the 2D size limit or says it cannot.
+func TestTexFit(t *testing.T) {
+	for _, c := range []struct {
+		rows, kt, want int
+		lim            uint32
+		rowsPer        int
+		w, h           uint32
+		ok             bool
+	}{
+		{50257, 192, 50257, 16384, 85, 16320, 592, true},
+		{1, 192, 1, 16384, 1, 192, 1, true},
+		{3, 5, 3, 8, 1, 5, 3, true},
+		{3, 9, 3, 8, 0, 0, 0, false},      // a row wider than the limit
+		{100, 4, 100, 8, 2, 8, 50, false}, // 50 texture rows > 8
+	} {
+		rp, w, h, ok := texFit(c.rows, c.kt, c.want, c.lim)
+		if ok != c.ok || (ok && (rp != c.rowsPer || w != c.w || h != c.h)) {
+			t.Errorf("texFit(%d, %d, %d, %d) = %d, %d, %d, %v; want %d, %d, %d, %v",
+				c.rows, c.kt, c.want, c.lim, rp, w, h, ok, c.rowsPer, c.w, c.h, c.ok)
+		}
+	}
+}
