@@ -87,11 +87,26 @@ func (w *WebGPU) KVStore(kCache, vCache, qkv, start, qlen Tensor) {
 	}
 }
 
+// Decode attention variants (WebGPU.AttentionDecodeVariant).
+const (
+	// AttentionDecodeWG: one workgroup per (sequence, head), its keys dealt
+	// to 64 invocations whose partial softmaxes merge through workgroup
+	// memory (wgsl/attention_decode.wgsl): for GPUs.
+	AttentionDecodeWG = "wg"
+	// AttentionDecodeLanes: one invocation per (sequence, head), no
+	// barriers (wgsl/attention_decode_lanes.wgsl): for CPU adapters, where
+	// a barrier costs more than the whole head's work at short contexts.
+	// Contexts too long for lavapipe's per-invocation loop limit use the
+	// workgroup kernel.
+	AttentionDecodeLanes = "lanes"
+)
+
 // Attention computes causal multi-head attention of the queries qkv[b,i,0:C]
 // (B,Tq,3C) at positions start[b]+i over the cached keys and values
 // (B,Tmax,C) of their sequence into dst (B,Tq,C); rows i >= qlen[b] get
 // zeros. Tq = 1 (decode) runs wgsl/attention_decode.wgsl, which spreads the
-// keys over a workgroup; any other Tq runs wgsl/attention.wgsl, one
+// keys over a workgroup, or attention_decode_lanes.wgsl (see
+// AttentionDecodeVariant); any other Tq runs wgsl/attention.wgsl, one
 // invocation per query. It panics if the shapes disagree, if C is not a
 // multiple of nHead, or if the head size exceeds 128.
 func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead int) {
@@ -109,11 +124,21 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 	}
 	scale := float32(1 / math.Sqrt(float64(d)))
 	name, nqb := "attention", ceilDiv(tq, attnWG)
+	lanes := false
 	if tq == 1 {
 		name, nqb = "attention_decode", 1
+		d4 := ceilDiv(d, 4)
+		// lavapipe's per-invocation loop budget (see the kernel's header).
+		if w.AttentionDecodeVariant == AttentionDecodeLanes && (tmax/16+1)*(2*d4+1)+2*d4 < 60000 {
+			name, lanes = "attention_decode_lanes", true
+		}
 	}
 	for _, ch := range w.seqChunks("Attention", kCache, vCache, nb) {
-		gx, gy := w.grid1(ch.n * nHead * nqb)
+		wgs := ch.n * nHead * nqb
+		if lanes {
+			wgs = ceilDiv(ch.n*nHead, 8)
+		}
+		gx, gy := w.grid1(wgs)
 		w.dispatch(name, 5, 1,
 			[]binding{w.bind(qkv), ch.k, ch.v, w.bind(start), w.bind(qlen), w.bind(dst)},
 			Meta{ch.n, ch.start, tq, c, tmax, nHead, d, nqb, scale}, gx, gy, 1)

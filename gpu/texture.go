@@ -268,8 +268,8 @@ type texMatKernel struct {
 // texMatKernels by weight dtype, smallest block first: the first whose bm
 // covers M is used, the last one for anything larger.
 var texMatKernels = map[DType][]texMatKernel{
-	F32: {{"matmul_tex1_f32", 1, 256}, {"matmul_tex8_f32", 8, 128}, {"matmul_tex_f32", 32, 128}},
-	F16: {{"matmul_tex1_f16", 1, 256}, {"matmul_tex8_f16", 8, 128}, {"matmul_tex_f16", 32, 128}},
+	F32: {{"matmul_tex1_f32", 1, 256}, {"matmul_tex8_f32", 8, 256}, {"matmul_tex_f32", 32, 128}},
+	F16: {{"matmul_tex1_f16", 1, 256}, {"matmul_tex8_f16", 8, 256}, {"matmul_tex_f16", 32, 128}},
 }
 
 // texSubmitFlops bounds one submission of texture matmul work on CPU

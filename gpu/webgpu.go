@@ -11,15 +11,23 @@ import (
 type WebGPU struct {
 	*Device
 	// MatMulVariant names the matmul kernel family in use; chosen per
-	// adapter by NewWebGPU (register-blocked on CPU adapters, workgroup
-	// tiles on GPUs) and overridable for benchmarks.
+	// adapter by NewWebGPU (textures on native CPU adapters, register
+	// blocks in the browser's, workgroup tiles on GPUs) and overridable
+	// for benchmarks and tests.
 	MatMulVariant string
+	// AttentionDecodeVariant names the decode attention kernel (Tq = 1):
+	// AttentionDecodeLanes on CPU adapters, AttentionDecodeWG on GPUs.
+	AttentionDecodeVariant string
 }
 
 // NewWebGPU wraps an opened device as a Backend.
 func NewWebGPU(d *Device) *WebGPU {
 	w := &WebGPU{Device: d}
 	w.MatMulVariant = defaultMatMulVariant(d)
+	w.AttentionDecodeVariant = AttentionDecodeWG
+	if d.Info.Type == "cpu" {
+		w.AttentionDecodeVariant = AttentionDecodeLanes
+	}
 	return w
 }
 

@@ -88,53 +88,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let ilast = min(ql, (qb + 1u) * WG) - 1u;
     let pmax = u32(clamp(st + i32(ilast), 0, i32(tmax) - 1));
 
-    var q: array<vec4<f32>, DMAX4>;
-    var acc: array<vec4<f32>, DMAX4>;
     let qrow = (b * params.tq + i) * 3u * c + h * d;
-    for (var e4 = 0u; e4 < d4; e4++) {
-        let e = 4u * e4;
-        let valid = vec4<u32>(e, e + 1u, e + 2u, e + 3u) < vec4<u32>(d);
-        let x = vec4<f32>(qkv[qrow + min(e, dm1)], qkv[qrow + min(e + 1u, dm1)],
-                          qkv[qrow + min(e + 2u, dm1)], qkv[qrow + min(e + 3u, dm1)]);
-        q[e4] = select(vec4<f32>(0.0), x * params.scale, valid);
-        acc[e4] = vec4<f32>(0.0);
-    }
-    let base = bl * tmax * c + h * d; // K[bl, 0, hD]
-    var m = NEG;
-    var l = 0.0;
-    for (var j0 = 0u; j0 <= pmax; j0 += KB) {
-        var s: array<f32, KB>;
-        for (var k = 0u; k < KB; k++) {
-            s[k] = 0.0; // explicitly: naga may hoist the declaration out of the loop
-        }
-        for (var e4 = 0u; e4 < d4; e4++) {
-            let qe = q[e4];
-            for (var k = 0u; k < KB; k++) {
-                s[k] += dot(qe, k4(base + min(j0 + k, pmax) * c, 4u * e4, dm1));
-            }
-        }
-        var bm = m;
-        for (var k = 0u; k < KB; k++) {
-            s[k] = select(s[k], NEG, j0 + k > p);
-            bm = max(bm, s[k]);
-        }
-        let corr = exp(m - bm);
-        l *= corr;
-        for (var k = 0u; k < KB; k++) {
-            s[k] = exp(s[k] - bm);
-            l += s[k];
-        }
-        for (var e4 = 0u; e4 < d4; e4++) {
-            var a = acc[e4] * corr;
-            for (var k = 0u; k < KB; k++) {
-                a += s[k] * v4(base + min(j0 + k, pmax) * c, 4u * e4, dm1);
-            }
-            acc[e4] = a;
-        }
-        m = bm;
-    }
-    let inv = 1.0 / l;
-    for (var e = 0u; e < d; e++) {
-        dst[out + e] = acc[e / 4u][e % 4u] * inv;
-    }
+//#include attention_query
 }

@@ -22,13 +22,28 @@ type TexKernel struct {
 
 // TexKernels are the generated kernels: one for single-row products
 // (decode at batch 1), one for up to 8 rows, one for everything larger.
+// Blocks chosen by interleaved timings on lavapipe (BENCHMARKS.md).
 var TexKernels = []TexKernel{
 	{"matmul_tex1_f32", false, 1, 32, 8},
-	{"matmul_tex8_f32", false, 8, 16, 8},
+	{"matmul_tex8_f32", false, 8, 32, 8},
 	{"matmul_tex_f32", false, 32, 16, 8},
 	{"matmul_tex1_f16", true, 1, 32, 8},
-	{"matmul_tex8_f16", true, 8, 16, 8},
+	{"matmul_tex8_f16", true, 8, 32, 8},
 	{"matmul_tex_f16", true, 32, 16, 8},
+}
+
+// fmaChain is acc + sum of the products of the vec4 pairs, one fma per
+// element in k order: every kernel, whatever its block, then rounds each
+// output identically, so a row's result does not depend on how many rows
+// share the call (a batch equals its requests served alone, bit for bit).
+func fmaChain(acc string, pairs ...[2]string) string {
+	out := acc
+	for _, pr := range pairs {
+		for _, c := range []string{"x", "y", "z", "w"} {
+			out = fmt.Sprintf("fma(%s.%s, %s.%s, %s)", pr[0], c, pr[1], c, out)
+		}
+	}
+	return out
 }
 
 // texMatMul returns the WGSL source of kernel k.
@@ -122,12 +137,14 @@ func texMatMul(k TexKernel) string {
 			p("        let xa%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * k, xp%d.y), 0));\n", r, r, r)
 			p("        let xb%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * k + 1u, xp%d.y), 0));\n", r, r, r)
 			for j := 0; j < k.RN; j++ {
-				p("        a%d_%d = a%d_%d + dot(xa%d, w%da) + dot(xb%d, w%db);\n", r, j, r, j, r, j, r, j)
+				p("        a%d_%d = %s;\n", r, j, fmaChain(fmt.Sprintf("a%d_%d", r, j),
+					[2]string{fmt.Sprintf("xa%d", r), fmt.Sprintf("w%da", j)}, [2]string{fmt.Sprintf("xb%d", r), fmt.Sprintf("w%db", j)}))
 			}
 		} else {
 			p("        let x%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + k, xp%d.y), 0));\n", r, r, r)
 			for j := 0; j < k.RN; j++ {
-				p("        a%d_%d = a%d_%d + dot(x%d, w%d);\n", r, j, r, j, r, j)
+				p("        a%d_%d = %s;\n", r, j, fmaChain(fmt.Sprintf("a%d_%d", r, j),
+					[2]string{fmt.Sprintf("x%d", r), fmt.Sprintf("w%d", j)}))
 			}
 		}
 	}

@@ -65,8 +65,28 @@ func (p *Pair) runKV(t *testing.T, kc kvCase, attend bool) {
 	dst := p.Poisoned(t, gpu.F32, kc.nb, kc.tq, kc.c)
 	defer p.Free(dst)
 	p.Ref.Attention(dst.Ref, qkv.Ref, kcache.Ref, vcache.Ref, st.Ref, ql.Ref, kc.h)
-	p.Got.Attention(dst.Got, qkv.Got, kcache.Got, vcache.Got, st.Got, ql.Got, kc.h)
-	p.Close(t, name+": dst", dst, 1e-5, 1e-4)
+	// Decode runs under both decode kernels on the WebGPU backend.
+	variants := []string{""}
+	wg, ok := p.Got.(*gpu.WebGPU)
+	if ok && kc.tq == 1 {
+		variants = []string{gpu.AttentionDecodeWG, gpu.AttentionDecodeLanes}
+		old := wg.AttentionDecodeVariant
+		defer func() { wg.AttentionDecodeVariant = old }()
+	}
+	for _, v := range variants {
+		if v != "" {
+			wg.AttentionDecodeVariant = v
+			nan := make([]float32, kc.nb*kc.tq*kc.c)
+			for i := range nan {
+				nan[i] = float32(math.NaN())
+			}
+			if err := p.Got.Write(dst.Got, nan); err != nil {
+				t.Fatal(err)
+			}
+		}
+		p.Got.Attention(dst.Got, qkv.Got, kcache.Got, vcache.Got, st.Got, ql.Got, kc.h)
+		p.Close(t, name+": dst "+v, dst, 1e-5, 1e-4)
+	}
 }
 
 // prefill: start 0, ragged qlen in [0, Tq] with one full and one empty row.
