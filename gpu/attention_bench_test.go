@@ -79,24 +79,30 @@ func runAttn(b *testing.B, w *gpu.WebGPU, dst, qkv, kc, vc, st, ql gpu.Tensor) (
 
 // BenchmarkAttentionDecode: one new token for each of B sequences, every
 // sequence at context ctx (the query at position ctx-1 attends ctx keys).
-// GB/s counts the K and V bytes read: 2 * B * ctx * C * 4 per call.
+// GB/s counts the K and V bytes read: 2 * B * ctx * C * 4 per call. Both
+// decode kernels run (gpu.AttentionDecodeWG, gpu.AttentionDecodeLanes).
 func BenchmarkAttentionDecode(b *testing.B) {
 	w := gputest.Backend(b)
+	old := w.AttentionDecodeVariant
+	defer func() { w.AttentionDecodeVariant = old }()
 	for _, ctx := range []int{256, 1024} {
 		for _, nb := range []int{1, 8, 32} {
-			b.Run(fmt.Sprintf("B=%d/ctx=%d", nb, ctx), func(b *testing.B) {
-				dst, qkv, kc, vc, st, ql := attnSetup(b, w, nb, 1, ctx, int32(ctx-1), 1)
-				defer func() {
-					for _, t := range []gpu.Tensor{dst, qkv, kc, vc, st, ql} {
-						w.Free(t)
-					}
-				}()
-				sec, cpu := runAttn(b, w, dst, qkv, kc, vc, st, ql)
-				bytes := 2 * float64(nb) * float64(ctx) * attnC * 4
-				b.ReportMetric(bytes/sec/1e9, "GB/s")
-				b.ReportMetric(bytes/cpu/1e9, "GB/cpu-s")
-				b.ReportMetric(sec*1e3, "ms/call")
-			})
+			for _, v := range []string{gpu.AttentionDecodeWG, gpu.AttentionDecodeLanes} {
+				b.Run(fmt.Sprintf("B=%d/ctx=%d/%s", nb, ctx, v), func(b *testing.B) {
+					w.AttentionDecodeVariant = v
+					dst, qkv, kc, vc, st, ql := attnSetup(b, w, nb, 1, ctx, int32(ctx-1), 1)
+					defer func() {
+						for _, t := range []gpu.Tensor{dst, qkv, kc, vc, st, ql} {
+							w.Free(t)
+						}
+					}()
+					sec, cpu := runAttn(b, w, dst, qkv, kc, vc, st, ql)
+					bytes := 2 * float64(nb) * float64(ctx) * attnC * 4
+					b.ReportMetric(bytes/sec/1e9, "GB/s")
+					b.ReportMetric(bytes/cpu/1e9, "GB/cpu-s")
+					b.ReportMetric(sec*1e3, "ms/call")
+				})
+			}
 		}
 	}
 }
