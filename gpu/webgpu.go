@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 )
 
@@ -13,10 +14,11 @@ type WebGPU struct {
 	// MatMulVariant names the matmul kernel family in use; chosen per
 	// adapter by NewWebGPU (textures on native CPU adapters, register
 	// blocks in the browser's, workgroup tiles on GPUs) and overridable
-	// for benchmarks and tests.
+	// for benchmarks and tests (env CHAMELEON_MATMUL).
 	MatMulVariant string
 	// AttentionDecodeVariant names the decode attention kernel (Tq = 1):
-	// AttentionDecodeLanes on CPU adapters, AttentionDecodeWG on GPUs.
+	// AttentionDecodeLanes on CPU adapters, AttentionDecodeWG on GPUs
+	// (env CHAMELEON_ATTENTION_DECODE).
 	AttentionDecodeVariant string
 }
 
@@ -27,6 +29,17 @@ func NewWebGPU(d *Device) *WebGPU {
 	w.AttentionDecodeVariant = AttentionDecodeWG
 	if d.Info.Type == "cpu" {
 		w.AttentionDecodeVariant = AttentionDecodeLanes
+	}
+	// Overrides, to compare kernels on one adapter (e.g. with chameleon bench).
+	if v := os.Getenv("CHAMELEON_MATMUL"); v != "" {
+		MatMulFamily(v, 1) // panics, naming the valid values, on an unknown one
+		w.MatMulVariant = v
+	}
+	if v := os.Getenv("CHAMELEON_ATTENTION_DECODE"); v != "" {
+		if v != AttentionDecodeWG && v != AttentionDecodeLanes {
+			panic(fmt.Sprintf("gpu: CHAMELEON_ATTENTION_DECODE=%q: want %q or %q", v, AttentionDecodeWG, AttentionDecodeLanes))
+		}
+		w.AttentionDecodeVariant = v
 	}
 	return w
 }
