@@ -205,6 +205,12 @@ func benchCmd() *cobra.Command {
 			}
 			rep.Ceilings = &ceil
 			log("ceilings: matmul %.2f GFLOP/s (256x768x3072 f32), copy %.2f GB/s (64 MiB)\n", ceil.MatMulGFLOPs, ceil.CopyGBs)
+			if d.Info.Type == "cpu" {
+				// Seen on lavapipe: the timestamps around the texture matmuls imply
+				// several times the FLOP rate their wall-clock benchmark measures.
+				log("note: this CPU adapter's GPU timestamps do not bracket the kernels reliably: the per-kernel table and\n" +
+					"      the matmul GFLOP/s derived from it are indicative only; tok/s are wall-clock\n")
+			}
 			if serveMode {
 				dt := gpu.F16
 				if strings.TrimSpace(dtypes) == "f32" {
