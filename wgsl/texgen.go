@@ -125,9 +125,9 @@ func texMatMul(k TexKernel) string {
 	p("    for (var k = 0u; k < params.kt; k = k + 1u) {\n")
 	for j := 0; j < k.RN; j++ {
 		if k.F16 {
-			p("        let u%d = textureLoad(wt, vec2<u32>(wp%d.x + k, wp%d.y), 0);\n", j, j, j)
-			p("        let w%da = vec4<f32>(unpack2x16float(u%d.x), unpack2x16float(u%d.y));\n", j, j, j)
-			p("        let w%db = vec4<f32>(unpack2x16float(u%d.z), unpack2x16float(u%d.w));\n", j, j, j)
+			p("        let h%d = textureLoad(wt, vec2<u32>(wp%d.x + k, wp%d.y), 0);\n", j, j, j)
+			p("        let w%da = vec4<f32>(unpack2x16float(h%d.x), unpack2x16float(h%d.y));\n", j, j, j)
+			p("        let w%db = vec4<f32>(unpack2x16float(h%d.z), unpack2x16float(h%d.w));\n", j, j, j)
 		} else {
 			p("        let w%d = bitcast<vec4<f32>>(textureLoad(wt, vec2<u32>(wp%d.x + k, wp%d.y), 0));\n", j, j, j)
 		}
