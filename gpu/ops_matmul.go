@@ -162,9 +162,23 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	if wt.DType() == F16 {
 		kw = (k + 1) / 2
 	}
-	// Rows of x and dst go in chunks when either is larger than a storage
-	// binding (a (B*T, V) logits matrix easily is); chunks are multiples of
-	// 64 rows so every offset stays aligned.
+	for _, c := range w.matRowChunks(x, dst, m, k, n) {
+		w.matMulRows(name, kern, c.rows, k, n, kw, c.x, c.dst, wt, bias)
+	}
+}
+
+// matRows is a run of rows of a matmul's x (M,K) and dst (M,N) bound as
+// one storage range each.
+type matRows struct {
+	rows   int
+	x, dst binding
+}
+
+// matRowChunks splits the M rows of x and dst into runs that fit one
+// storage binding (a (B*T, V) logits matrix easily does not): all of them
+// in one run unless either is larger, else runs of a multiple of 64 rows
+// so that every offset stays aligned.
+func (w *WebGPU) matRowChunks(x, dst Tensor, m, k, n int) []matRows {
 	xt, dt := w.t(x), w.t(dst)
 	rowsPer := m
 	if lim := w.Limits.MaxStorageBufferBindingSize; xt.bytes > lim || dt.bytes > lim {
@@ -173,12 +187,14 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 			panic(fmt.Sprintf("gpu: MatMul: a row of %d or %d floats is too large to bind in aligned chunks", k, n))
 		}
 	}
+	var out []matRows
 	for r0 := 0; r0 < m; r0 += rowsPer {
 		rm := min(rowsPer, m-r0)
-		xb := binding{buf: xt.buf, offset: uint64(r0 * k * 4), size: uint64(max(rm*k, 1) * 4)}
-		db := binding{buf: dt.buf, offset: uint64(r0 * n * 4), size: uint64(rm * n * 4)}
-		w.matMulRows(name, kern, rm, k, n, kw, xb, db, wt, bias)
+		out = append(out, matRows{rm,
+			binding{buf: xt.buf, offset: uint64(r0 * k * 4), size: uint64(max(rm*k, 1) * 4)},
+			binding{buf: dt.buf, offset: uint64(r0 * n * 4), size: uint64(rm * n * 4)}})
 	}
+	return out
 }
 
 // matMulRows dispatches the matmul of rm rows bound as xb and db.

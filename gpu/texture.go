@@ -299,23 +299,15 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	} else {
 		bb = w.rowChunks("MatMul", wt)[0].b // any read-only buffer
 	}
-	xt, dt := w.t(x), w.t(dst)
-	rowsPer := m
-	if lim := w.Limits.MaxStorageBufferBindingSize; xt.bytes > lim || dt.bytes > lim {
-		rowsPer = int(lim/uint64(4*max(k, n))) / 64 * 64
-		if rowsPer == 0 {
-			panic(fmt.Sprintf("gpu: MatMul: a row of %d or %d floats is too large to bind in aligned chunks", k, n))
-		}
-	}
-	for r0 := 0; r0 < m; r0 += rowsPer {
-		rm := min(rowsPer, m-r0)
-		xtex, err := w.scratchTexture(tw, uint32(ceilDiv(max(rowsPer, rm), xRowsPer)))
+	chunks := w.matRowChunks(x, dst, m, k, n)
+	for _, c := range chunks {
+		rm, db := c.rows, c.dst
+		xtex, err := w.scratchTexture(tw, uint32(ceilDiv(chunks[0].rows, xRowsPer)))
 		if err != nil {
 			w.rec.fail(err)
 			return true
 		}
-		xb := binding{buf: xt.buf, offset: uint64(r0 * k * 4), size: uint64(max(rm*k, 1) * 4)}
-		w.pack("tex_pack_f32", xb, xtex, rm, k, xkt, xRowsPer, 0)
+		w.pack("tex_pack_f32", c.x, xtex, rm, k, xkt, xRowsPer, 0)
 		ks := texMatKernels[s.dt]
 		kern := ks[len(ks)-1]
 		for _, c := range ks {
@@ -324,7 +316,6 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 				break
 			}
 		}
-		db := binding{buf: dt.buf, offset: uint64(r0 * n * 4), size: uint64(rm * n * 4)}
 		tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(rm, kern.bm)
 		total := tilesN * tilesM
 		step := total

@@ -41,16 +41,7 @@ var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_l: array<f32, WG>;
 var<workgroup> red_a: array<f32, WGDC>;
 
-// Four head columns e..e+3 of a cache row (indices clamped to the head's last column dm1).
-fn k4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(kcache[row + min(e, dm1)], kcache[row + min(e + 1u, dm1)],
-                     kcache[row + min(e + 2u, dm1)], kcache[row + min(e + 3u, dm1)]);
-}
-
-fn v4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(vcache[row + min(e, dm1)], vcache[row + min(e + 1u, dm1)],
-                     vcache[row + min(e + 2u, dm1)], vcache[row + min(e + 3u, dm1)]);
-}
+//#include attention_kv4
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

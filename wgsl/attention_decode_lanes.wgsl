@@ -34,16 +34,7 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 @group(0) @binding(5) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-// Four head columns e..e+3 of a row (indices clamped to the head's last column dm1).
-fn k4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(kcache[row + min(e, dm1)], kcache[row + min(e + 1u, dm1)],
-                     kcache[row + min(e + 2u, dm1)], kcache[row + min(e + 3u, dm1)]);
-}
-
-fn v4(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(vcache[row + min(e, dm1)], vcache[row + min(e + 1u, dm1)],
-                     vcache[row + min(e + 2u, dm1)], vcache[row + min(e + 3u, dm1)]);
-}
+//#include attention_kv4
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
