@@ -35,14 +35,17 @@ fn at(r: u32, rows_per: u32, kt: u32) -> vec2<u32> {
     return vec2<u32>((r % rows_per) * kt, r / rows_per);
 }
 
-// put stores one output, if it exists, adding the bias.
-fn put(r: u32, c: u32, v: f32) {
-    if (r < params.m && c < params.n) {
-        var o = v;
-        if (params.has_bias != 0u) {
-            o = o + bias[c];
+// put stores row r of the block (the columns c0.. that exist) plus the bias.
+fn put(r: u32, c0: u32, v: array<f32, 32>, b: array<f32, 32>) {
+    if (r >= params.m) {
+        return;
+    }
+    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable
+    var bb = b;
+    for (var j = 0u; j < 32u; j = j + 1u) {
+        if (c0 + j < params.n) {
+            dst[r * params.n + c0 + j] = vv[j] + bb[j];
         }
-        dst[r * params.n + c] = o;
     }
 }
 
@@ -160,36 +163,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         a0_30 = fma(x0.w, w30.w, fma(x0.z, w30.z, fma(x0.y, w30.y, fma(x0.x, w30.x, a0_30))));
         a0_31 = fma(x0.w, w31.w, fma(x0.z, w31.z, fma(x0.y, w31.y, fma(x0.x, w31.x, a0_31))));
     }
-    put(r0 + 0u, c0 + 0u, a0_0);
-    put(r0 + 0u, c0 + 1u, a0_1);
-    put(r0 + 0u, c0 + 2u, a0_2);
-    put(r0 + 0u, c0 + 3u, a0_3);
-    put(r0 + 0u, c0 + 4u, a0_4);
-    put(r0 + 0u, c0 + 5u, a0_5);
-    put(r0 + 0u, c0 + 6u, a0_6);
-    put(r0 + 0u, c0 + 7u, a0_7);
-    put(r0 + 0u, c0 + 8u, a0_8);
-    put(r0 + 0u, c0 + 9u, a0_9);
-    put(r0 + 0u, c0 + 10u, a0_10);
-    put(r0 + 0u, c0 + 11u, a0_11);
-    put(r0 + 0u, c0 + 12u, a0_12);
-    put(r0 + 0u, c0 + 13u, a0_13);
-    put(r0 + 0u, c0 + 14u, a0_14);
-    put(r0 + 0u, c0 + 15u, a0_15);
-    put(r0 + 0u, c0 + 16u, a0_16);
-    put(r0 + 0u, c0 + 17u, a0_17);
-    put(r0 + 0u, c0 + 18u, a0_18);
-    put(r0 + 0u, c0 + 19u, a0_19);
-    put(r0 + 0u, c0 + 20u, a0_20);
-    put(r0 + 0u, c0 + 21u, a0_21);
-    put(r0 + 0u, c0 + 22u, a0_22);
-    put(r0 + 0u, c0 + 23u, a0_23);
-    put(r0 + 0u, c0 + 24u, a0_24);
-    put(r0 + 0u, c0 + 25u, a0_25);
-    put(r0 + 0u, c0 + 26u, a0_26);
-    put(r0 + 0u, c0 + 27u, a0_27);
-    put(r0 + 0u, c0 + 28u, a0_28);
-    put(r0 + 0u, c0 + 29u, a0_29);
-    put(r0 + 0u, c0 + 30u, a0_30);
-    put(r0 + 0u, c0 + 31u, a0_31);
+    var b = array<f32, 32>();
+    if (params.has_bias != 0u) {
+        for (var j = 0u; j < 32u; j = j + 1u) {
+            b[j] = bias[min(c0 + j, lc)];
+        }
+    }
+    put(r0 + 0u, c0, array<f32, 32>(a0_0, a0_1, a0_2, a0_3, a0_4, a0_5, a0_6, a0_7, a0_8, a0_9, a0_10, a0_11, a0_12, a0_13, a0_14, a0_15, a0_16, a0_17, a0_18, a0_19, a0_20, a0_21, a0_22, a0_23, a0_24, a0_25, a0_26, a0_27, a0_28, a0_29, a0_30, a0_31), b);
 }

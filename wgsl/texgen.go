@@ -86,14 +86,15 @@ func texMatMul(k TexKernel) string {
 	p("// texture row of kt texels each.\n")
 	p("fn at(r: u32, rows_per: u32, kt: u32) -> vec2<u32> {\n")
 	p("    return vec2<u32>((r %% rows_per) * kt, r / rows_per);\n}\n\n")
-	p("// put stores one output, if it exists, adding the bias.\n")
-	p("fn put(r: u32, c: u32, v: f32) {\n")
-	p("    if (r < params.m && c < params.n) {\n")
-	p("        var o = v;\n")
-	p("        if (params.has_bias != 0u) {\n")
-	p("            o = o + bias[c];\n")
+	p("// put stores row r of the block (the columns c0.. that exist) plus the bias.\n")
+	p("fn put(r: u32, c0: u32, v: array<f32, %d>, b: array<f32, %d>) {\n", k.RN, k.RN)
+	p("    if (r >= params.m) {\n        return;\n    }\n")
+	p("    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable\n")
+	p("    var bb = b;\n")
+	p("    for (var j = 0u; j < %du; j = j + 1u) {\n", k.RN)
+	p("        if (c0 + j < params.n) {\n")
+	p("            dst[r * params.n + c0 + j] = vv[j] + bb[j];\n")
 	p("        }\n")
-	p("        dst[r * params.n + c] = o;\n")
 	p("    }\n}\n\n")
 	p("@compute @workgroup_size(TX)\n")
 	p("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n")
@@ -149,10 +150,20 @@ func texMatMul(k TexKernel) string {
 		}
 	}
 	p("    }\n")
+	p("    var b = array<f32, %d>();\n", k.RN)
+	p("    if (params.has_bias != 0u) {\n")
+	p("        for (var j = 0u; j < %du; j = j + 1u) {\n", k.RN)
+	p("            b[j] = bias[min(c0 + j, lc)];\n")
+	p("        }\n    }\n")
 	for r := 0; r < k.RM; r++ {
+		p("    put(r0 + %du, c0, array<f32, %d>(", r, k.RN)
 		for j := 0; j < k.RN; j++ {
-			p("    put(r0 + %du, c0 + %du, a%d_%d);\n", r, j, r, j)
+			if j > 0 {
+				p(", ")
+			}
+			p("a%d_%d", r, j)
 		}
+		p("), b);\n")
 	}
 	p("}\n")
 	return s.String()
