@@ -279,16 +279,16 @@ const texSubmitFlops = 1 << 31
 // matMulTex is MatMul through textures. It returns false, having recorded
 // nothing, when w does not fit a texture.
 func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
-	s, ok := w.weightTexture(wt)
+	// x: f32 texels of 4; with f16 weights two x texels face one w texel.
+	xkt := texTexels(wt.DType(), k)
+	if wt.DType() == F16 {
+		xkt *= 2
+	}
+	xRowsPer, tw, _, ok := texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
 	if !ok {
 		return false
 	}
-	// x: f32 texels of 4; with f16 weights two x texels face one w texel.
-	xkt := s.kt
-	if s.dt == F16 {
-		xkt = 2 * s.kt
-	}
-	xRowsPer, tw, _, ok := texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
+	s, ok := w.weightTexture(wt)
 	if !ok {
 		return false
 	}
@@ -310,9 +310,9 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		w.pack("tex_pack_f32", c.x, xtex, rm, k, xkt, xRowsPer, 0)
 		ks := texMatKernels[s.dt]
 		kern := ks[len(ks)-1]
-		for _, c := range ks {
-			if rm <= c.bm {
-				kern = c
+		for _, kc := range ks {
+			if rm <= kc.bm {
+				kern = kc
 				break
 			}
 		}
