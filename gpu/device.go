@@ -170,8 +170,8 @@ type Device struct {
 	metaBGL   *wgpu.BindGroupLayout
 	metas     map[string]*metaEntry
 	groups    map[string]*wgpu.BindGroup
-	shadows   map[*Buffer]*shadow    // texture copies of weights (texture matmuls)
-	scratch   map[[2]uint32]*texture // per-call x textures by size
+	shadows   map[*Buffer]*shadow // texture copies of weights (texture matmuls)
+	scratch   map[uint32]*texture // per-call x textures by width
 	nextTexID uint64
 	rec       *recorder
 	prof      *profiler
@@ -255,7 +255,7 @@ func Open(opts Options) (*Device, error) {
 	d.metas = map[string]*metaEntry{}
 	d.groups = map[string]*wgpu.BindGroup{}
 	d.shadows = map[*Buffer]*shadow{}
-	d.scratch = map[[2]uint32]*texture{}
+	d.scratch = map[uint32]*texture{}
 	d.rec = &recorder{d: d}
 	return d, nil
 }

@@ -14,7 +14,7 @@ import (
 // 8-20x faster than the best storage-buffer kernel there (BENCHMARKS.md).
 // Weights are copied into a texture once and kept (a "shadow"), refreshed
 // when their buffer is written again; x is copied into a scratch texture
-// on every call. Both copies are kernels (tex_pack_*.wgsl), so any K works.
+// on every call. Both copies are kernels (tex_pack.wgsl), so any K works.
 
 // texture is one rgba32uint 2D texture and its view.
 type texture struct {
@@ -212,41 +212,41 @@ func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 		s = &shadow{tex: tex, rows: rows, k: k, dt: t.dt, kt: kt, rowsPer: rowsPer}
 		w.shadows[t.buf] = s
 	}
-	kernel := "tex_pack_f32"
-	if t.dt == F16 {
-		kernel = "tex_pack_f16"
-	}
 	for _, ch := range w.rowChunks("MatMul", wt) {
-		w.pack(kernel, ch.b, s.tex, ch.n, k, kt, s.rowsPer, ch.start)
+		w.pack(t.dt, ch.b, s.tex, ch.n, k, kt, s.rowsPer, ch.start)
 	}
 	s.gen = t.buf.gen
 	return s, true
 }
 
-// pack records the copy of rows rows (bound as src, k values each) into
-// texture dst at row rowBase, kt texels per row, rowsPer rows per texture row.
-func (w *WebGPU) pack(kernel string, src binding, dst *texture, rows, k, kt, rowsPer, rowBase int) {
+// pack records the copy of rows rows (bound as src, k values of dtype dt
+// each) into texture dst at row rowBase, kt texels per row, rowsPer rows
+// per texture row.
+func (w *WebGPU) pack(dt DType, src binding, dst *texture, rows, k, kt, rowsPer, rowBase int) {
+	perWord := 1
+	if dt == F16 {
+		perWord = 2
+	}
 	gx, gy := w.grid1(ceilDiv(rows*kt, 64))
 	w.nextBytes = float64(src.size) + 16*float64(rows*kt)
-	w.dispatchTex(kernel, 1, 0, []binding{src}, []texBinding{{dst, true}},
-		Meta{rows, k, kt, rowsPer, rowBase}, gx, gy, 1)
+	w.dispatchTex("tex_pack", 1, 0, []binding{src}, []texBinding{{dst, true}},
+		Meta{rows, k, kt, rowsPer, rowBase, perWord}, gx, gy, 1)
 }
 
 // scratchTexture returns a texture of at least h rows of width tw for
 // per-call copies of x (one per width, grown as needed).
 func (w *WebGPU) scratchTexture(tw, h uint32) (*texture, error) {
-	key := [2]uint32{tw, 0}
-	if t := w.scratch[key]; t != nil && t.h >= h {
+	if t := w.scratch[tw]; t != nil && t.h >= h {
 		return t, nil
 	} else if t != nil {
 		w.retire(t)
-		delete(w.scratch, key)
+		delete(w.scratch, tw)
 	}
 	t, err := w.newTexture("x", tw, h)
 	if err != nil {
 		return nil, err
 	}
-	w.scratch[key] = t
+	w.scratch[tw] = t
 	return t, nil
 }
 
@@ -307,7 +307,7 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 			w.rec.fail(err)
 			return true
 		}
-		w.pack("tex_pack_f32", c.x, xtex, rm, k, xkt, xRowsPer, 0)
+		w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0)
 		ks := texMatKernels[s.dt]
 		kern := ks[len(ks)-1]
 		for _, kc := range ks {

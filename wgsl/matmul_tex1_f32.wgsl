@@ -3,7 +3,7 @@
 // On lavapipe a storage-buffer load costs a bounds-checked scalar load per
 // SIMD lane, while a texel fetch is a vector gather of 16 bytes per lane,
 // so x and w are read from rgba32uint textures that gpu packs from their
-// buffers (tex_pack_*.wgsl; w once per weight version, x per call).
+// buffers (tex_pack.wgsl; w once per weight version, x per call).
 // Texture layout (both): row r of a matrix with kt texels per row sits at
 // texel ((r % rows_per) * kt + t, r / rows_per), rows_per = the rows that
 // fit one texture row; texels past K hold zeros. Weights: f32, 4 per texel;

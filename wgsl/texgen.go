@@ -59,7 +59,7 @@ func texMatMul(k TexKernel) string {
 	p("// On lavapipe a storage-buffer load costs a bounds-checked scalar load per\n")
 	p("// SIMD lane, while a texel fetch is a vector gather of 16 bytes per lane,\n")
 	p("// so x and w are read from rgba32uint textures that gpu packs from their\n")
-	p("// buffers (tex_pack_*.wgsl; w once per weight version, x per call).\n")
+	p("// buffers (tex_pack.wgsl; w once per weight version, x per call).\n")
 	p("// Texture layout (both): row r of a matrix with kt texels per row sits at\n")
 	p("// texel ((r %% rows_per) * kt + t, r / rows_per), rows_per = the rows that\n")
 	p("// fit one texture row; texels past K hold zeros. Weights: %s;\n", wdesc)
