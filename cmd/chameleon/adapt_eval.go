@@ -16,7 +16,6 @@ import (
 	"gonum.org/v1/plot/vg"
 
 	"github.com/chameleon-llm/chameleon/adapt"
-	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/train"
 )
 
@@ -75,20 +74,11 @@ shows what the clustering itself buys. The experts row uses the domain labels
 			if dir == "" {
 				return fmt.Errorf("--adapters is required")
 			}
-			mf.dtype = "f32"
-			s, err := mf.load()
+			s, tb, base, err := mf.loadForAdapters("run the evaluation")
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			tb, ok := s.m.B.(gpu.TrainBackend)
-			if !ok {
-				return fmt.Errorf("backend %s cannot run the evaluation", s.m.B.Name())
-			}
-			base, err := adapt.BaseOfModel(s.m)
-			if err != nil {
-				return err
-			}
 			d, err := df.load(s, split)
 			if err != nil {
 				return err

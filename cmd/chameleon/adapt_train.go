@@ -142,20 +142,11 @@ Each writes OUT/NAME.safetensors, OUT/NAME-loss.png and OUT/NAME.json.`,
 					return fmt.Errorf("--method %q: want hyper, lora, lora-matched or experts", name)
 				}
 			}
-			mf.dtype = "f32"
-			s, err := mf.load()
+			s, tb, base, err := mf.loadForAdapters("train")
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			tb, ok := s.m.B.(gpu.TrainBackend)
-			if !ok {
-				return fmt.Errorf("backend %s cannot train", s.m.B.Name())
-			}
-			base, err := adapt.BaseOfModel(s.m)
-			if err != nil {
-				return err
-			}
 			d, err := df.load(s, "train")
 			if err != nil {
 				return err
@@ -320,4 +311,27 @@ func evalBase(b gpu.TrainBackend, s *session, a *adapt.Adapter, d *train.Adapter
 	}
 	defer n.Free()
 	return train.EvalGroups(n, d, d.RandomGroups(batch, seed), true, nil)
+}
+
+// loadForAdapters opens the model with f32 weights on a backend that can
+// run the adapters' backward kernels (adapt train and adapt eval both need
+// them), with the frozen base the adapters sit on; what names the job for
+// the error when the backend cannot. The caller closes the session.
+func (f *modelFlags) loadForAdapters(what string) (*session, gpu.TrainBackend, adapt.Base, error) {
+	f.dtype = "f32"
+	s, err := f.load()
+	if err != nil {
+		return nil, nil, adapt.Base{}, err
+	}
+	tb, ok := s.m.B.(gpu.TrainBackend)
+	if !ok {
+		s.close()
+		return nil, nil, adapt.Base{}, fmt.Errorf("backend %s cannot %s", s.m.B.Name(), what)
+	}
+	base, err := adapt.BaseOfModel(s.m)
+	if err != nil {
+		s.close()
+		return nil, nil, adapt.Base{}, err
+	}
+	return s, tb, base, nil
 }
