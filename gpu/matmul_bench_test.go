@@ -104,7 +104,7 @@ func BenchmarkMatMul(b *testing.B) {
 // reused, as in inference; x is copied into a texture inside every op).
 func benchVariants(m int) []string {
 	if m <= gpu.MatMulGemvMaxM {
-		return []string{gpu.MatMulGemv, gpu.MatMulRegOnly, gpu.MatMulTileOnly, gpu.MatMulTex}
+		return []string{gpu.MatMulGemv, gpu.MatMulCoop, gpu.MatMulRegOnly, gpu.MatMulTileOnly, gpu.MatMulTex}
 	}
 	return []string{gpu.MatMulRegOnly, gpu.MatMulTileOnly, gpu.MatMulTex}
 }

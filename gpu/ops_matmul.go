@@ -15,8 +15,14 @@ const (
 	// falls back to MatMulReg's kernels when w does not fit a texture.
 	MatMulTex = "tex"
 	// MatMulTile: workgroup-memory tiles with barriers, for GPUs. The
-	// mat-vec kernel serves M <= MatMulGemvMaxM.
+	// cooperative mat-vec kernel (MatMulCoop's) serves M <= MatMulGemvMaxM.
 	MatMulTile = "tile"
+	// MatMulCoop forces the cooperative mat-vec kernel at every M: a
+	// workgroup splits K among its invocations (coalesced reads of w on a
+	// GPU) and sums in workgroup memory. It needs whole 16-byte words per
+	// row of w (K % 4 == 0 for f32 weights, K % 8 == 0 for f16); other K
+	// run the gemv kernel.
+	MatMulCoop = "coop"
 	// MatMulGemv forces the mat-vec kernel at every M.
 	MatMulGemv = "gemv"
 	// MatMulRegOnly and MatMulTileOnly force their kernel at every M
@@ -26,10 +32,11 @@ const (
 )
 
 // MatMulVariants lists every value MatMulVariant accepts.
-var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly, MatMulTex}
+var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly, MatMulTex, MatMulCoop}
 
 // MatMulGemvMaxM is the largest M that the tile variant sends to the
-// mat-vec kernel; MatMulRegGemvMaxM the same for the reg variant: on
+// cooperative mat-vec kernel; MatMulRegGemvMaxM the same for the reg
+// variant and the gemv kernel: on
 // lavapipe the mat-vec kernel wins at M = 1 but the register kernel already
 // wins at M = 8 (BENCHMARKS.md), as it reads w once for all rows.
 const (
@@ -66,6 +73,19 @@ var matKernels = map[string]map[DType]matKernel{
 		F32: {"matmul_gemv_f32", 8, 256},
 		F16: {"matmul_gemv_f16", 8, 256},
 	},
+	"coop": {
+		F32: {"matmul_coop_f32", 8, 4},
+		F16: {"matmul_coop_f16", 8, 4},
+	},
+}
+
+// coopFits reports whether the cooperative mat-vec kernel takes w's rows:
+// it reads them as whole vec4 words (4 f32 or 8 packed f16 weights).
+func coopFits(k int, dt DType) bool {
+	if dt == F16 {
+		return k%8 == 0
+	}
+	return k%4 == 0
 }
 
 // MatMulDims checks MatMul's operands and returns (M, K, N): x(M,K) and
@@ -104,8 +124,9 @@ func MatMulDims(dst, x, w, bias Tensor) (m, k, n int) {
 // matMulFamily picks the kernel family for M rows under the current variant.
 func (w *WebGPU) matMulFamily(m int) string { return MatMulFamily(w.MatMulVariant, m) }
 
-// MatMulFamily is the kernel family ("reg", "tile" or "gemv") that variant
-// runs for M rows.
+// MatMulFamily is the kernel family ("reg", "tile", "gemv", "coop" or
+// "tex") that variant runs for M rows (a "coop" MatMul whose K the kernel
+// cannot take runs "gemv", see coopFits).
 func MatMulFamily(variant string, m int) string {
 	switch variant {
 	case MatMulReg, "":
@@ -115,9 +136,11 @@ func MatMulFamily(variant string, m int) string {
 		return "reg"
 	case MatMulTile:
 		if m <= MatMulGemvMaxM {
-			return "gemv"
+			return "coop"
 		}
 		return "tile"
+	case MatMulCoop:
+		return "coop"
 	case MatMulGemv:
 		return "gemv"
 	case MatMulRegOnly:
@@ -156,6 +179,9 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 			return
 		}
 		fam = MatMulFamily(MatMulReg, m)
+	}
+	if fam == "coop" && !coopFits(k, wt.DType()) {
+		fam = "gemv"
 	}
 	kern := matKernels[fam][wt.DType()]
 	name, kw := kern.name, k

@@ -1,0 +1,62 @@
+// matmul_coop_f32: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N) for small M
+// (decode) on GPUs, where reading w once, at full memory bandwidth, is the
+// whole cost. A workgroup owns RN = 4 output columns and up to MB = 8 rows
+// of x; its WG invocations split K between them, so that neighbouring
+// invocations read neighbouring 16-byte words of a row of w (coalesced
+// loads, unlike matmul_gemv's one-row-per-invocation walk), then sum their
+// partial dot products in workgroup memory.
+// Weights are f32; the host sends only K % 4 == 0 here (rows of whole
+// vec4 words), other K go to matmul_gemv_f32.
+// Bindings: x(M,K) f32 (read as vec4), w(n_count,K) f32 (read as vec4; the
+// chunk of w's rows starting at n_base), bias(N) f32 (any
+// tensor when has_bias = 0) read; dst(M,N) f32 write. Meta: M, K, N,
+// n_base, n_count, has_bias, tiles_n, kw, tile_base.
+// Dispatch: tiles_n * ceil(M/MB) workgroups over (x, y), tiles_n =
+// ceil(n_count / RN); tile t = tile_base + wid.y * nwg.x + wid.x covers
+// columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
+// Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
+// reached in workgroup-uniform control flow.
+const WG: u32 = 64u;
+const RN: u32 = 4u;
+const MB: u32 = 8u;
+
+struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32 }
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+
+var<workgroup> part: array<array<vec4<f32>, MB>, WG>;
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let t = params.tile_base + wid.y * nwg.x + wid.x;
+    let c = (t % params.tiles_n) * RN;
+    let rb = (t / params.tiles_n) * MB;
+    if (c >= params.n_count || rb >= params.m) {
+        return; // workgroup-uniform
+    }
+    let nr = min(MB, params.m - rb);
+    let q = params.k / 4u; // vec4 words per row of w and of x
+    let last = params.n_count - 1u;
+    let w0 = min(c, last) * q;
+    let w1 = min(c + 1u, last) * q;
+    let w2 = min(c + 2u, last) * q;
+    let w3 = min(c + 3u, last) * q;
+    var acc: array<vec4<f32>, MB>;
+    for (var r = 0u; r < MB; r = r + 1u) {
+        acc[r] = vec4<f32>(0.0);
+    }
+    for (var i = lid; i < q; i = i + WG) {
+        let h = mat4x4<f32>(w[w0 + i], w[w1 + i], w[w2 + i], w[w3 + i]);
+        for (var r = 0u; r < MB; r = r + 1u) {
+            if (r < nr) {
+                acc[r] = acc[r] + x[(rb + r) * q + i] * h;
+            }
+        }
+    }
+//#include matmul_coop_reduce
+}
