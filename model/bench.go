@@ -1,8 +1,10 @@
 package model
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime/pprof"
 	"time"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -41,7 +43,7 @@ func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes floa
 // kernels and lets a backend make its one-time copies of the weights
 // (WebGPU's texture matmuls on CPU adapters), which a server pays once at
 // load, not per request.
-func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (BenchResult, error) {
+func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint64, weightBytes int) (BenchResult, error) {
 	r := BenchResult{Batch: batch, PromptTokens: prompt, DecodeSteps: decode}
 	if prompt <= 0 || decode <= 0 || prompt+decode > m.Cfg.NCtx {
 		return r, fmt.Errorf("model: bench needs prompt > 0, decode > 0 and prompt+decode <= context %d", m.Cfg.NCtx)
@@ -96,14 +98,21 @@ func (m *Model) Bench(batch, prompt, decode int, seed uint64, weightBytes int) (
 	r.PrefillSeconds = time.Since(t0).Seconds()
 	r.PrefillTokS = float64(batch*prompt) / r.PrefillSeconds
 	t0 = time.Now()
-	for s := 0; s < decode; s++ {
-		in := make([][]int32, batch)
-		for i := range in {
-			in[i] = []int32{next[i]}
+	// Decode samples of a Go CPU profile carry the label phase=decode (and
+	// ctx's labels).
+	pprof.Do(ctx, pprof.Labels("phase", "decode"), func(context.Context) {
+		for s := 0; s < decode; s++ {
+			in := make([][]int32, batch)
+			for i := range in {
+				in[i] = []int32{next[i]}
+			}
+			if next, err = step(in); err != nil {
+				return
+			}
 		}
-		if next, err = step(in); err != nil {
-			return r, err
-		}
+	})
+	if err != nil {
+		return r, err
 	}
 	r.DecodeSeconds = time.Since(t0).Seconds()
 	r.DecodeTokS = float64(batch*decode) / r.DecodeSeconds

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -272,14 +274,22 @@ func benchCmd() *cobra.Command {
 					// Timed without the profiler (its timestamps split the
 					// dispatches into passes of their own), then once more
 					// with it for the per-kernel table.
-					r, err := m.Bench(b, prompt, decode, 1, wb)
+					// (--cpuprofile samples carry a "bench" label: timed or
+					// profiled.)
+					var r model.BenchResult
+					var err error
+					pprof.Do(context.Background(), pprof.Labels("bench", "timed"), func(ctx context.Context) {
+						r, err = m.Bench(ctx, b, prompt, decode, 1, wb)
+					})
 					if err != nil {
 						return err
 					}
 					if err := w.StartProfile(); err != nil {
 						return err
 					}
-					_, err = m.Bench(b, prompt, decode, 1, wb)
+					pprof.Do(context.Background(), pprof.Labels("bench", "profiled"), func(ctx context.Context) {
+						_, err = m.Bench(ctx, b, prompt, decode, 1, wb)
+					})
 					prof, perr := w.StopProfile()
 					if err != nil {
 						return err

@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
@@ -23,8 +24,31 @@ func main() {
 	}
 	root.PersistentFlags().StringVar(&deviceFlag, "device", "",
 		"WebGPU adapter to run on: index or name substring (as listed by chameleon devices) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
+	var cpuProfile string
+	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "",
+		"write a Go CPU profile of the command to this file (host-side time: recording, submission, waiting; read with go tool pprof)")
+	var stopProfile func()
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		return nil
+	}
 	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd(), runCmd())
-	if err := root.Execute(); err != nil {
+	err := root.Execute()
+	if stopProfile != nil {
+		stopProfile()
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "chameleon:", err)
 		os.Exit(1)
 	}
