@@ -172,6 +172,7 @@ type Device struct {
 	groups    map[string]*wgpu.BindGroup
 	shadows   map[*Buffer]*shadow // texture copies of weights (texture matmuls)
 	scratch   map[uint32]*texture // per-call x textures by width
+	stagings  map[uint64]staging  // read-back buffers by size (takeStaging)
 	nextTexID uint64
 	rec       *recorder
 	prof      *profiler
@@ -379,6 +380,10 @@ func (d *Device) Close() {
 		return
 	}
 	d.releaseTextures() // releases the bind groups that use them too
+	for _, s := range d.stagings {
+		s.buf.Release()
+	}
+	d.stagings = nil
 	for _, g := range d.groups {
 		g.Release()
 	}

@@ -30,6 +30,9 @@ import (
 
 // jsValueOf returns the JS object behind a wgpu handle. In the js backend
 // every handle is a struct holding only its js.Value (checked in init).
+// reuseStaging: mapRead destroys each read-back buffer (takeStaging).
+const reuseStaging = false
+
 func jsValueOf[T wgpu.Adapter | wgpu.Device | wgpu.Buffer | wgpu.Queue](h *T) js.Value {
 	return *(*js.Value)(unsafe.Pointer(h))
 }

@@ -13,6 +13,9 @@ import (
 // whose speed on SwiftShader has not been compared.
 const cpuMatMulVariant = MatMulTex
 
+// reuseStaging: read-back buffers are kept for reuse (takeStaging).
+const reuseStaging = true
+
 func passEnd(p *wgpu.ComputePassEncoder) error { return p.End() }
 
 func beginPass(enc *wgpu.CommandEncoder, label string) *wgpu.ComputePassEncoder {

@@ -118,17 +118,17 @@ func (p *profiler) collect() error {
 	n := uint64(16 * len(p.names))
 	names, work := p.names, p.work
 	p.names, p.work = nil, nil
-	staging, err := p.d.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: "timestamps-read", Size: n,
-		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	staging, err := p.d.takeStaging(n)
 	if err != nil {
 		return err
 	}
-	defer staging.Release()
+	reuse := false // only once mapped and unmapped again
+	defer func() { p.d.putStaging(staging, reuse) }()
 	enc, err := p.d.dev.CreateCommandEncoder(nil)
 	if err != nil {
 		return err
 	}
-	if err := enc.CopyBufferToBuffer(p.resolve_, 0, staging, 0, n); err != nil {
+	if err := enc.CopyBufferToBuffer(p.resolve_, 0, staging.buf, 0, n); err != nil {
 		return err
 	}
 	cb, err := enc.Finish(nil)
@@ -139,10 +139,11 @@ func (p *profiler) collect() error {
 	p.d.queue.Submit(cb)
 	cb.Release()
 	p.d.wait()
-	raw, err := mapRead(p.d, staging, n, n)
+	raw, err := mapRead(p.d, staging.buf, n, n)
 	if err != nil {
 		return err
 	}
+	reuse = true
 	for i, name := range names {
 		t0 := binary.LittleEndian.Uint64(raw[16*i:])
 		t1 := binary.LittleEndian.Uint64(raw[16*i+8:])

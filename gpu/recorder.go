@@ -233,23 +233,25 @@ func (d *Device) readBytes(b *Buffer, offset, size uint64) ([]byte, error) {
 		return nil, d.flush()
 	}
 	asz := (size + 3) &^ 3
-	staging, err := d.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: "readback", Size: asz,
-		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	staging, err := d.takeStaging(asz)
 	if err != nil {
 		return nil, fmt.Errorf("gpu: readback buffer (%d bytes): %w", asz, err)
 	}
-	defer staging.Release()
+	reuse := false // only once mapped and unmapped again
+	defer func() { d.putStaging(staging, reuse) }()
 	enc, err := d.rec.encoder()
 	if err != nil {
 		return nil, err
 	}
-	if err := enc.CopyBufferToBuffer(b.buf, offset, staging, 0, asz); err != nil {
+	if err := enc.CopyBufferToBuffer(b.buf, offset, staging.buf, 0, asz); err != nil {
 		d.rec.fail(fmt.Errorf("gpu: readback copy: %w", err))
 	}
 	if err := d.flush(); err != nil {
 		return nil, err
 	}
-	return mapRead(d, staging, asz, size)
+	out, err := mapRead(d, staging.buf, asz, size)
+	reuse = err == nil
+	return out, err
 }
 
 // writeBytes uploads data into b at offset. Recorded work that reads b is
@@ -268,4 +270,54 @@ func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
 		return fmt.Errorf("gpu: write buffer: %w", err)
 	}
 	return d.Lost()
+}
+
+// maxCachedStaging is the largest read-back staging buffer kept for reuse.
+const maxCachedStaging = 16 << 20
+
+// staging is a mappable buffer for read-backs and its size.
+type staging struct {
+	buf  *wgpu.Buffer
+	size uint64
+}
+
+// takeStaging returns a mappable buffer of at least asz bytes. Natively
+// read-back buffers are kept, one per power-of-two size up to
+// maxCachedStaging, and reused: creating one costs about a millisecond on
+// NVIDIA's Vulkan driver, more than all of a batch-1 decode step's kernels
+// on a large GPU, and every decode step reads its tokens back. In the
+// browser mapRead destroys the buffer, so each read-back makes its own.
+func (d *Device) takeStaging(asz uint64) (staging, error) {
+	c := uint64(256)
+	for c < asz {
+		c *= 2
+	}
+	if !reuseStaging || c > maxCachedStaging {
+		c = asz
+	} else if s, ok := d.stagings[c]; ok {
+		delete(d.stagings, c)
+		return s, nil
+	}
+	b, err := d.dev.CreateBuffer(&wgpu.BufferDescriptor{Label: "readback", Size: c,
+		Usage: wgpu.BufferUsageMapRead | wgpu.BufferUsageCopyDst})
+	if err != nil {
+		return staging{}, err
+	}
+	return staging{b, c}, nil
+}
+
+// putStaging gives back a buffer from takeStaging: kept for reuse if
+// reuse (it was mapped, read and unmapped), else released.
+func (d *Device) putStaging(s staging, reuse bool) {
+	if !reuse || !reuseStaging || s.size > maxCachedStaging || d.Lost() != nil {
+		s.buf.Release()
+		return
+	}
+	if old, ok := d.stagings[s.size]; ok {
+		old.buf.Release()
+	}
+	if d.stagings == nil {
+		d.stagings = map[uint64]staging{}
+	}
+	d.stagings[s.size] = s
 }
