@@ -56,6 +56,9 @@ func (m *Model) FreeCache(c *Cache) {
 // every new position, shape (B, Tq, V) with Tq the longest addition; rows
 // past a sequence's own addition are padding and hold no meaning. The
 // caller frees the logits. It fails if a sequence would exceed the cache.
+// The forward is recorded, not waited for: a device error in it surfaces
+// at the next read or Flush (each costs a round trip to the device, and a
+// decode step needs only one, for the sampled ids).
 func (m *Model) Forward(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
 	return m.ForwardHead(c, tokens, false, nil)
 }
@@ -143,6 +146,22 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 	if err != nil {
 		return nil, err
 	}
+	// Every upload comes before the first kernel: a write into a buffer
+	// waits for the kernels recorded so far (gpu's writeBytes), and a wait
+	// in the middle of a decode step costs a round trip to the device.
+	var lastT gpu.Tensor
+	if lastOnly {
+		last := make([]int32, B)
+		for b, ts := range tokens {
+			last[b] = int32(b*tq + len(ts) - 1)
+			if len(ts) == 0 {
+				last[b] = -1 // a zero row
+			}
+		}
+		if lastT, err = upload(last); err != nil {
+			return nil, err
+		}
+	}
 	x := alloc(gpu.F32, B, tq, C)  // residual stream
 	x2 := alloc(gpu.F32, B, tq, C) // residual after attention
 	h := alloc(gpu.F32, B, tq, C)  // layernorm output
@@ -171,17 +190,6 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 	final := cur
 	shape := []int{B, tq, V}
 	if lastOnly {
-		last := make([]int32, B)
-		for b, ts := range tokens {
-			last[b] = int32(b*tq + len(ts) - 1)
-			if len(ts) == 0 {
-				last[b] = -1 // a zero row
-			}
-		}
-		lastT, err := upload(last)
-		if err != nil {
-			return nil, err
-		}
 		final = alloc(gpu.F32, B, C)
 		be.Rows(final, cur, lastT)
 		h = alloc(gpu.F32, B, C)
@@ -215,10 +223,6 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 			be.Free(logits)
 			return nil, err
 		}
-	}
-	if err := be.Flush(); err != nil {
-		be.Free(logits)
-		return nil, err
 	}
 	for b, ts := range tokens {
 		c.Len[b] += len(ts)

@@ -86,15 +86,16 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 	step := prompts
 	u := make([]float32, B)
 	for {
-		logits, err := m.ForwardHead(cache, step, true, opt.Head)
-		if err != nil {
-			return nil, err
-		}
+		// The sampler's uniforms go up before the forward is recorded, so
+		// that the write does not wait for it (one round trip a step).
 		for i := range u {
 			u[i] = float32(rngs[i].Float64()) // every RNG advances each step, active or not
 		}
 		if err := be.Write(uni, u); err != nil {
-			be.Free(logits)
+			return nil, err
+		}
+		logits, err := m.ForwardHead(cache, step, true, opt.Head)
+		if err != nil {
 			return nil, err
 		}
 		be.Sample(ids, logits, uni, opt.Sample)
