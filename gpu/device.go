@@ -170,6 +170,7 @@ type Device struct {
 	metaBGL   *wgpu.BindGroupLayout
 	metas     map[string]*metaEntry
 	groups    map[string]*wgpu.BindGroup
+	keyBuf    []byte              // scratch for bind-group keys
 	shadows   map[*Buffer]*shadow // texture copies of weights (texture matmuls)
 	scratch   map[uint32]*texture // per-call x textures by width
 	stagings  map[uint64]staging  // read-back buffers by size (takeStaging)
