@@ -129,7 +129,8 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 		name, nqb = "attention_decode", 1
 		d4 := ceilDiv(d, 4)
 		// lavapipe's per-invocation loop budget (see the kernel's header).
-		if w.AttentionDecodeVariant == AttentionDecodeLanes && (tmax/16+1)*(2*d4+1)+2*d4 < 60000 {
+		lanesWanted := w.AttentionDecodeVariant == AttentionDecodeLanes || w.BatchInvariant
+		if lanesWanted && (tmax/16+1)*(2*d4+1)+2*d4 < 60000 {
 			name, lanes = "attention_decode_lanes", true
 		}
 	}

@@ -173,12 +173,16 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	if m == 0 || n == 0 {
 		return
 	}
-	fam := w.matMulFamily(m)
+	fm := m // the M that picks the family
+	if w.BatchInvariant {
+		fm = max(m, MatMulGemvMaxM+1)
+	}
+	fam := MatMulFamily(w.MatMulVariant, fm)
 	if fam == "tex" {
 		if w.matMulTex(dst, x, wt, bias, m, k, n) {
 			return
 		}
-		fam = MatMulFamily(MatMulReg, m)
+		fam = MatMulFamily(MatMulReg, fm)
 	}
 	if fam == "coop" && !coopFits(k, wt.DType()) {
 		fam = "gemv"

@@ -20,6 +20,16 @@ type WebGPU struct {
 	// AttentionDecodeLanes on CPU adapters, AttentionDecodeWG on GPUs
 	// (env CHAMELEON_ATTENTION_DECODE).
 	AttentionDecodeVariant string
+	// BatchInvariant keeps to kernels whose result for one row (one
+	// sequence) does not depend on the other rows of the call, bit for bit:
+	// MatMul takes the family of a many-row call at every M (the mat-vec
+	// kernels sum in another order than the tile kernel; the texture
+	// kernels agree with each other by construction) and decode attention
+	// the lanes kernel, which shares attention.wgsl's per-query loop. The
+	// server sets it: a continuous batch mixes one sequence's decode row with
+	// other sequences' prompt chunks, and a request's output must not
+	// depend on its neighbours. It costs speed on GPUs at small batches.
+	BatchInvariant bool
 }
 
 // NewWebGPU wraps an opened device as a Backend.

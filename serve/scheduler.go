@@ -119,6 +119,11 @@ func NewScheduler(m Model, tok *model.Tokenizer, opt Options) (*Scheduler, error
 func newScheduler(m Model, tok *model.Tokenizer, opt Options, met *metrics) (*Scheduler, error) {
 	cfg := m.Config()
 	opt = opt.withDefaults(cfg)
+	if w, ok := m.Backend().(*gpu.WebGPU); ok {
+		// A request's output must not depend on what it is batched with;
+		// on a GPU the small-batch kernels would break that.
+		w.BatchInvariant = true
+	}
 	cache, err := m.NewCache(opt.Slots, cfg.NCtx)
 	if err != nil {
 		return nil, fmt.Errorf("serve: KV cache of %d slots x %d tokens: %w (use fewer --slots)", opt.Slots, cfg.NCtx, err)
