@@ -297,9 +297,9 @@ func (w *WebGPU) gemm(g gemmArgs) {
 	if g.ni == 0 || g.nj == 0 {
 		return
 	}
-	fam := "reg" // the backward kernels: tiles where the forward uses tiles
-	if f := w.matMulFamily(max(g.ni, 64)); f == "tile" || f == "tile8" {
-		fam = "tile"
+	fam := "tile"
+	if w.matMulFamily(max(g.ni, 64)) != "tile" {
+		fam = "reg"
 	}
 	kern := gemmKernels[fam]
 	tilesJ := ceilDiv(g.nj, kern.bn)

@@ -14,10 +14,8 @@ const (
 	// adapters, where a texel fetch is far cheaper than a storage load;
 	// falls back to MatMulReg's kernels when w does not fit a texture.
 	MatMulTex = "tex"
-	// MatMulTile: workgroup-memory tiles with barriers, for GPUs: 64 x 64
-	// tiles, 128 x 128 from MatMulTile8MinM rows (the two agree bit for
-	// bit); the cooperative mat-vec kernel (MatMulCoop's) serves
-	// M <= MatMulGemvMaxM.
+	// MatMulTile: workgroup-memory tiles with barriers, for GPUs. The
+	// cooperative mat-vec kernel (MatMulCoop's) serves M <= MatMulGemvMaxM.
 	MatMulTile = "tile"
 	// MatMulCoop forces the cooperative mat-vec kernel at every M: a
 	// workgroup splits K among its invocations (coalesced reads of w on a
@@ -31,13 +29,10 @@ const (
 	// (no mat-vec switch): for tests and benchmarks.
 	MatMulRegOnly  = "reg-only"
 	MatMulTileOnly = "tile-only"
-	// MatMulTile8Only forces the 128 x 128 tile kernel (8 x 8 outputs per
-	// invocation) at every M; it agrees with the 64 x 64 tile bit for bit.
-	MatMulTile8Only = "tile8-only"
 )
 
 // MatMulVariants lists every value MatMulVariant accepts.
-var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly, MatMulTex, MatMulCoop, MatMulTile8Only}
+var MatMulVariants = []string{MatMulReg, MatMulTile, MatMulGemv, MatMulRegOnly, MatMulTileOnly, MatMulTex, MatMulCoop}
 
 // MatMulGemvMaxM is the largest M that the tile variant sends to the
 // cooperative mat-vec kernel; MatMulRegGemvMaxM the same for the reg
@@ -48,10 +43,6 @@ const (
 	MatMulGemvMaxM    = 8
 	MatMulRegGemvMaxM = 2
 )
-
-// MatMulTile8MinM is the smallest M that the tile variant gives the
-// 128 x 128 tile kernel (fewer rows would leave most of its tile empty).
-const MatMulTile8MinM = 128
 
 func defaultMatMulVariant(d *Device) string {
 	if d.Info.Type == "cpu" {
@@ -77,10 +68,6 @@ var matKernels = map[string]map[DType]matKernel{
 	"tile": {
 		F32: {"matmul_tile_f32", 64, 64},
 		F16: {"matmul_tile_f16", 64, 64},
-	},
-	"tile8": {
-		F32: {"matmul_tile8_f32", 128, 128},
-		F16: {"matmul_tile8_f16", 128, 128},
 	},
 	"gemv": {
 		F32: {"matmul_gemv_f32", 8, 256},
@@ -151,9 +138,6 @@ func MatMulFamily(variant string, m int) string {
 		if m <= MatMulGemvMaxM {
 			return "coop"
 		}
-		if m >= MatMulTile8MinM {
-			return "tile8"
-		}
 		return "tile"
 	case MatMulCoop:
 		return "coop"
@@ -163,8 +147,6 @@ func MatMulFamily(variant string, m int) string {
 		return "reg"
 	case MatMulTileOnly:
 		return "tile"
-	case MatMulTile8Only:
-		return "tile8"
 	case MatMulTex:
 		return "tex"
 	}
