@@ -89,7 +89,7 @@ func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
 	}
 	feats := adapterFeatures(a)
 	sort.Strings(feats)
-	return AdapterInfo{
+	in := AdapterInfo{
 		Index:    i,
 		Name:     name,
 		Vendor:   info.VendorName,
@@ -99,6 +99,8 @@ func adapterInfo(i int, a *wgpu.Adapter) AdapterInfo {
 		Features: feats,
 		Limits:   limitsOf(a.GetLimits().Limits),
 	}
+	platformAdapterInfo(a, &in)
+	return in
 }
 
 // Adapters lists every adapter wgpu can open on this machine.

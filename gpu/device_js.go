@@ -28,11 +28,11 @@ import (
 // caught with the device's uncapturederror event and lost promise and
 // returned from the next Flush or read.
 
-// jsValueOf returns the JS object behind a wgpu handle. In the js backend
-// every handle is a struct holding only its js.Value (checked in init).
 // reuseStaging: mapRead destroys each read-back buffer (takeStaging).
 const reuseStaging = false
 
+// jsValueOf returns the JS object behind a wgpu handle. In the js backend
+// every handle is a struct holding only its js.Value (checked in init).
 func jsValueOf[T wgpu.Adapter | wgpu.Device | wgpu.Buffer | wgpu.Queue](h *T) js.Value {
 	return *(*js.Value)(unsafe.Pointer(h))
 }
@@ -48,6 +48,37 @@ func init() {
 	if unsafe.Sizeof(a) != unsafe.Sizeof(v) || unsafe.Sizeof(d) != unsafe.Sizeof(v) ||
 		unsafe.Sizeof(b) != unsafe.Sizeof(v) || unsafe.Sizeof(q) != unsafe.Sizeof(v) {
 		panic("gpu: the webgpu js backend's handles no longer wrap a single js.Value; update device_js.go")
+	}
+}
+
+// platformAdapterInfo fills in what the js backend's GetInfo leaves empty,
+// from the browser's GPUAdapterInfo: names, and the type, "cpu" for a
+// fallback (software) adapter such as Chrome's SwiftShader, else "unknown"
+// (WebGPU does not say whether a GPU is discrete or integrated). The kernel
+// variants are chosen from the type.
+func platformAdapterInfo(a *wgpu.Adapter, in *AdapterInfo) {
+	av := jsValueOf(a)
+	info := av.Get("info")
+	str := func(k string) string {
+		if info.Truthy() {
+			if v := info.Get(k); v.Type() == js.TypeString {
+				return v.String()
+			}
+		}
+		return ""
+	}
+	vendor, arch, desc := str("vendor"), str("architecture"), str("description")
+	in.Vendor, in.Driver = vendor, desc
+	in.Name = strings.TrimSpace(strings.Join([]string{vendor, arch, desc}, " "))
+	if in.Name == "" {
+		in.Name = "WebGPU adapter"
+	}
+	in.Backend = "browser"
+	in.Type = "unknown"
+	fallback := av.Get("isFallbackAdapter").Truthy() || (info.Truthy() && info.Get("isFallbackAdapter").Truthy())
+	soft := strings.ToLower(arch + " " + desc)
+	if fallback || strings.Contains(soft, "swiftshader") || strings.Contains(soft, "llvmpipe") {
+		in.Type = "cpu"
 	}
 }
 

@@ -16,6 +16,9 @@ const cpuMatMulVariant = MatMulTex
 // reuseStaging: read-back buffers are kept for reuse (takeStaging).
 const reuseStaging = true
 
+// platformAdapterInfo: wgpu-native's GetInfo says everything natively.
+func platformAdapterInfo(*wgpu.Adapter, *AdapterInfo) {}
+
 func passEnd(p *wgpu.ComputePassEncoder) error { return p.End() }
 
 func beginPass(enc *wgpu.CommandEncoder, label string) *wgpu.ComputePassEncoder {
