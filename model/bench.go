@@ -42,7 +42,8 @@ func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes floa
 // and one decode step on a cache of its own) runs first: it compiles the
 // kernels and lets a backend make its one-time copies of the weights
 // (WebGPU's texture matmuls on CPU adapters), which a server pays once at
-// load, not per request.
+// load, not per request. ctx carries Go profiler labels for the decode
+// samples (see chameleon's --cpuprofile).
 func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint64, weightBytes int) (BenchResult, error) {
 	r := BenchResult{Batch: batch, PromptTokens: prompt, DecodeSteps: decode}
 	if prompt <= 0 || decode <= 0 || prompt+decode > m.Cfg.NCtx {
