@@ -112,6 +112,10 @@ type Backend interface {
 	GELU(dst, x Tensor)
 	// Add elementwise: dst = a + b (same shapes).
 	Add(dst, a, b Tensor)
+	// AddLayerNorm is Add then LayerNorm in one op (a residual add and the
+	// layer norm that reads it): sum = a + b and dst = LayerNorm(sum),
+	// bit for bit what the two ops give.
+	AddLayerNorm(sum, dst, a, b, gamma, beta Tensor, eps float32)
 	// Rows gathers rows: dst(R,C) = x[idx[r], :] for x(M,C) F32 and idx(R)
 	// I32 (e.g. each sequence's last position before the vocabulary
 	// projection). Indices outside [0, M) give zero rows.

@@ -52,6 +52,28 @@ func (w *WebGPU) LayerNorm(dst, x, gamma, beta Tensor, eps float32) {
 		Meta{m, c, eps}, gx, gy, 1)
 }
 
+// AddLayerNorm: sum = a + b and dst = LayerNorm(sum), one kernel
+// (wgsl/add_layernorm.wgsl): a decode step has a residual add before most
+// of its layer norms, and on small batches each dispatch costs more than
+// its arithmetic.
+func (w *WebGPU) AddLayerNorm(sum, dst, a, b, gamma, beta Tensor, eps float32) {
+	m, c := dims2(a)
+	sameShape("AddLayerNorm", b, a)
+	sameShape("AddLayerNorm", sum, a)
+	sameShape("AddLayerNorm", dst, a)
+	for _, x := range []struct {
+		name string
+		t    Tensor
+	}{{"a", a}, {"b", b}, {"sum", sum}, {"dst", dst}} {
+		CheckShape("AddLayerNorm", x.name, x.t, F32, a.Shape()...)
+	}
+	CheckShape("AddLayerNorm", "gamma", gamma, F32, c)
+	CheckShape("AddLayerNorm", "beta", beta, F32, c)
+	gx, gy := w.grid1(m)
+	w.dispatch("add_layernorm", 4, 2, []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)},
+		Meta{m, c, eps}, gx, gy, 1)
+}
+
 // rowChunk is a run of rows [start, start+n) of a matrix bound as one
 // storage-buffer range.
 type rowChunk struct {

@@ -173,18 +173,27 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 	emb := alloc(gpu.F32, B, tq, C)
 	be.Embed(emb, m.W.Wte, m.W.Wpe, tokT, posT)
 	cur := emb // the first block reads the embedding as its residual input
+	nl := len(m.W.Layers)
+	if nl > 0 {
+		be.LayerNorm(h, cur, m.W.Layers[0].Ln1G, m.W.Layers[0].Ln1B, cfg.LNEps)
+	}
 	for l, L := range m.W.Layers {
-		be.LayerNorm(h, cur, L.Ln1G, L.Ln1B, cfg.LNEps)
+		// h holds this block's first layer norm of cur.
 		be.MatMul(qkv, h, L.AttnW, L.AttnB)
 		be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
 		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
 		be.MatMul(proj, att, L.ProjW, L.ProjB)
-		be.Add(x2, cur, proj)
-		be.LayerNorm(h, x2, L.Ln2G, L.Ln2B, cfg.LNEps)
+		be.AddLayerNorm(x2, h, cur, proj, L.Ln2G, L.Ln2B, cfg.LNEps)
 		be.MatMul(fc, h, L.FcW, L.FcB)
 		be.GELU(act, fc)
 		be.MatMul(proj, act, L.Fc2W, L.Fc2B)
-		be.Add(x, x2, proj)
+		if l+1 < nl {
+			// The residual add and the next block's first layer norm.
+			next := m.W.Layers[l+1]
+			be.AddLayerNorm(x, h, x2, proj, next.Ln1G, next.Ln1B, cfg.LNEps)
+		} else {
+			be.Add(x, x2, proj)
+		}
 		cur = x
 	}
 	final := cur

@@ -2,6 +2,7 @@ package conformance
 
 import (
 	"fmt"
+	"math"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -14,6 +15,7 @@ func init() {
 	register("Add", testAdd)
 	register("GELU", testGELU)
 	register("LayerNorm", testLayerNorm)
+	register("AddLayerNorm", testAddLayerNorm)
 	register("Embed", testEmbed)
 }
 
@@ -60,6 +62,44 @@ func testLayerNorm(t *testing.T, p *Pair) {
 		p.Got.LayerNorm(d.Got, a.Got, g.Got, b.Got, 1e-5)
 		p.Close(t, fmt.Sprintf("%dx%d", m, c), d, 1e-4, 1e-4)
 		p.Free(a, g, b, d)
+	}
+}
+
+// testAddLayerNorm checks the fused op against the reference and, on the
+// backend under test, against its own Add then LayerNorm bit for bit (the
+// model uses the fused op where it used the two).
+func testAddLayerNorm(t *testing.T, p *Pair) {
+	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
+		m, c := sz[0], sz[1]
+		x := p.Randn(m*c, 2)
+		for i := range x {
+			x[i] += 5 // an offset mean checks the two-pass variance
+		}
+		a := p.Upload(t, gpu.F32, x, m, c)
+		b := p.Upload(t, gpu.F32, p.Randn(m*c, 1), m, c)
+		g := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+		be := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+		sum := p.Poisoned(t, gpu.F32, m, c)
+		d := p.Poisoned(t, gpu.F32, m, c)
+		p.Ref.AddLayerNorm(sum.Ref, d.Ref, a.Ref, b.Ref, g.Ref, be.Ref, 1e-5)
+		p.Got.AddLayerNorm(sum.Got, d.Got, a.Got, b.Got, g.Got, be.Got, 1e-5)
+		what := fmt.Sprintf("%dx%d", m, c)
+		p.Close(t, what+" sum", sum, 0, 0)
+		p.Close(t, what, d, 1e-4, 1e-4)
+		// The same backend's two ops.
+		sum2 := p.Poisoned(t, gpu.F32, m, c)
+		d2 := p.Poisoned(t, gpu.F32, m, c)
+		p.Got.Add(sum2.Got, a.Got, b.Got)
+		p.Got.LayerNorm(d2.Got, sum2.Got, g.Got, be.Got, 1e-5)
+		fused, _ := p.ReadBoth(t, d)
+		separate, _ := p.ReadBoth(t, d2)
+		for i := range fused {
+			if math.Float32bits(fused[i]) != math.Float32bits(separate[i]) {
+				t.Errorf("%s: %s AddLayerNorm differs from its Add then LayerNorm at %d: %g vs %g", what, p.Got.Name(), i, fused[i], separate[i])
+				break
+			}
+		}
+		p.Free(a, b, g, be, sum, d, sum2, d2)
 	}
 }
 

@@ -48,6 +48,12 @@ func (*Backend) LayerNorm(dst, x, gamma, beta gpu.Tensor, eps float32) {
 	}
 }
 
+// AddLayerNorm: sum = a + b, dst = LayerNorm(sum).
+func (r *Backend) AddLayerNorm(sum, dst, a, b, gamma, beta gpu.Tensor, eps float32) {
+	r.Add(sum, a, b)
+	r.LayerNorm(dst, sum, gamma, beta, eps)
+}
+
 // Embed: dst(M,C) = wte[tokens[m]] + wpe[pos[m]].
 func (*Backend) Embed(dst, wte, wpe, tokens, pos gpu.Tensor) {
 	_, c := rowsCols(wte)
