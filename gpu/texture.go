@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/cogentcore/webgpu/wgpu"
+
+	"github.com/chameleon-llm/chameleon/wgsl"
 )
 
 // Textures for the texture matmuls (MatMulTex). On lavapipe, Mesa's CPU
@@ -162,15 +164,32 @@ func texFit(rows, kt, want int, maxDim uint32) (rowsPer int, w, h uint32, ok boo
 	return rowsPer, uint32(rowsPer * kt), uint32(hh), true
 }
 
-// shadow is the texture copy of a weight matrix (rows, k) of dtype dt,
-// valid while its buffer's gen is unchanged.
+// texFitBlocked lays rows of kt texels out in the kernels' blocked weight
+// layout (wgsl.TexBlock rows per block, see the matmul_tex kernels): the
+// texture's width (a multiple of the block) and height; ok is false when
+// the matrix does not fit the device's 2D size limit.
+func texFitBlocked(rows, kt int, maxDim uint32) (w, h uint32, ok bool) {
+	lim := int(maxDim) / wgsl.TexBlock * wgsl.TexBlock
+	if kt < 1 || rows < 1 || lim < wgsl.TexBlock {
+		return 0, 0, false
+	}
+	total := ceilDiv(rows, wgsl.TexBlock) * wgsl.TexBlock * kt
+	ww := min(lim, ceilDiv(total, wgsl.TexBlock)*wgsl.TexBlock)
+	hh := ceilDiv(total, ww)
+	if hh > int(maxDim) {
+		return 0, 0, false
+	}
+	return uint32(ww), uint32(hh), true
+}
+
+// shadow is the texture copy of a weight matrix (rows, k) of dtype dt in
+// the blocked layout, valid while its buffer's gen is unchanged.
 type shadow struct {
 	tex     *texture
 	gen     uint64
 	rows, k int
 	dt      DType
 	kt      int // texels per row
-	rowsPer int
 }
 
 // texTexels is the number of texels of one row of k values of dtype dt.
@@ -200,7 +219,7 @@ func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 			w.retire(s.tex)
 			delete(w.shadows, t.buf)
 		}
-		rowsPer, tw, th, ok := texFit(rows, kt, rows, w.Limits.MaxTextureDimension2D)
+		tw, th, ok := texFitBlocked(rows, kt, w.Limits.MaxTextureDimension2D)
 		if !ok {
 			return nil, false
 		}
@@ -209,28 +228,33 @@ func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 			w.rec.fail(err)
 			return nil, false
 		}
-		s = &shadow{tex: tex, rows: rows, k: k, dt: t.dt, kt: kt, rowsPer: rowsPer}
+		s = &shadow{tex: tex, rows: rows, k: k, dt: t.dt, kt: kt}
 		w.shadows[t.buf] = s
 	}
 	for _, ch := range w.rowChunks("MatMul", wt) {
-		w.pack(t.dt, ch.b, s.tex, ch.n, k, kt, s.rowsPer, ch.start)
+		w.pack(t.dt, ch.b, s.tex, ch.n, k, kt, int(s.tex.w), ch.start, true)
 	}
 	s.gen = t.buf.gen
 	return s, true
 }
 
 // pack records the copy of rows rows (bound as src, k values of dtype dt
-// each) into texture dst at row rowBase, kt texels per row, rowsPer rows
-// per texture row.
-func (w *WebGPU) pack(dt DType, src binding, dst *texture, rows, k, kt, rowsPer, rowBase int) {
+// each) into texture dst from row rowBase, kt texels per row: row-major
+// with rowsPer rows per texture row, or blocked (the weights' layout, see
+// texFitBlocked) with rowsPer the texture's width.
+func (w *WebGPU) pack(dt DType, src binding, dst *texture, rows, k, kt, rowsPer, rowBase int, blocked bool) {
 	perWord := 1
 	if dt == F16 {
 		perWord = 2
 	}
+	bl := 0
+	if blocked {
+		bl = 1
+	}
 	gx, gy := w.grid1(ceilDiv(rows*kt, 64))
 	w.nextBytes = float64(src.size) + 16*float64(rows*kt)
 	w.dispatchTex("tex_pack", 1, 0, []binding{src}, []texBinding{{dst, true}},
-		Meta{rows, k, kt, rowsPer, rowBase, perWord}, gx, gy, 1)
+		Meta{rows, k, kt, rowsPer, rowBase, perWord, bl}, gx, gy, 1)
 }
 
 // scratchTexture returns a texture of at least h rows of width tw for
@@ -307,7 +331,7 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 			w.rec.fail(err)
 			return true
 		}
-		w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0)
+		w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0, false)
 		ks := texMatKernels[s.dt]
 		kern := ks[len(ks)-1]
 		for _, kc := range ks {
@@ -329,7 +353,7 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 			w.nextFlops = 2 * float64(rm) * float64(k) * float64(n) * float64(cnt) / float64(total)
 			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(rm*xkt)*16) * float64(cnt) / float64(total)
 			w.dispatchTex(kern.name, 1, 1, []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}},
-				Meta{rm, n, s.kt, xRowsPer, s.rowsPer, hasBias, tilesN, t0}, gx, gy, 1)
+				Meta{rm, n, s.kt, xRowsPer, int(s.tex.w), hasBias, tilesN, t0}, gx, gy, 1)
 			if cnt < total {
 				if err := w.flush(); err != nil {
 					w.rec.fail(err)

@@ -135,3 +135,30 @@ func TestTexFit(t *testing.T) {
 		}
 	}
 }
+
+// texFitBlocked sizes the weights' blocked layout: whole 32-row blocks,
+// a width that is a multiple of 32, within the 2D size limit.
+func TestTexFitBlocked(t *testing.T) {
+	for _, c := range []struct {
+		rows, kt int
+		lim      uint32
+		w, h     uint32
+		ok       bool
+	}{
+		{50257, 96, 16384, 16384, 295, true}, // GPT-2's f16 LM head: 1571 blocks x 32 x 96 texels
+		{768, 192, 16384, 16384, 9, true},
+		{1, 1, 16384, 32, 1, true},   // one (padded) block of one texel per row
+		{33, 3, 16384, 192, 1, true}, // two blocks
+		{100, 4, 40, 32, 16, true},   // the limit rounded down to 32
+		{100, 4, 31, 0, 0, false},    // no room for one block's width
+		{1000, 100, 64, 0, 0, false}, // too many texture rows
+	} {
+		w, h, ok := texFitBlocked(c.rows, c.kt, c.lim)
+		if ok != c.ok || (ok && (w != c.w || h != c.h)) {
+			t.Errorf("texFitBlocked(%d, %d, %d) = %d, %d, %v; want %d, %d, %v", c.rows, c.kt, c.lim, w, h, ok, c.w, c.h, c.ok)
+		}
+		if ok && int(w)*int(h) < (c.rows+31)/32*32*c.kt {
+			t.Errorf("texFitBlocked(%d, %d, %d): %d x %d texels hold fewer than the layout needs", c.rows, c.kt, c.lim, w, h)
+		}
+	}
+}

@@ -3,15 +3,18 @@
 // u32 words, per_word values each: 1 for f32 (a row is K words), 2 for f16
 // (a row is ceil(K/2) words of two halves). Row r's texel t holds its words
 // 4t..4t+3, values past K zeroed whatever the row's padding held, at texel
-// ((r % rows_per) * kt + t, r / rows_per), r = row_base + the source row.
+// ((r % rows_per) * kt + t, r / rows_per) (row-major: x), or with blocked = 1
+// (weights) at linear index L = (r / 32) * 32 * kt + t * 32 + r % 32, texel
+// (L % rows_per, L / rows_per), rows_per then being the texture's width;
+// r = row_base + the source row.
 // Bindings: src (rows, words per row) u32 read (a chunk of rows of a larger
 // matrix is bound at its offset); group 2: the storage texture written.
-// Meta: rows, k, kt (texels per row), rows_per, row_base, per_word.
+// Meta: rows, k, kt (texels per row), rows_per, row_base, per_word, blocked.
 // Dispatch: one invocation per texel, rows * kt of them, in workgroups of
 // WG over an (x, y) grid (linear id = (wid.y * nwg.x + wid.x) * WG + lid).
 const WG: u32 = 64u;
 
-struct Meta { rows: u32, k: u32, kt: u32, rows_per: u32, row_base: u32, per_word: u32 }
+struct Meta { rows: u32, k: u32, kt: u32, rows_per: u32, row_base: u32, per_word: u32, blocked: u32 }
 
 @group(0) @binding(0) var<storage, read> src: array<u32>;
 @group(1) @binding(0) var<uniform> params: Meta;
@@ -39,5 +42,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         }
     }
     let row = params.row_base + r;
-    textureStore(dst, vec2<u32>((row % params.rows_per) * params.kt + t, row / params.rows_per), v);
+    if (params.blocked != 0u) {
+        let l = (row / 32u) * 32u * params.kt + t * 32u + row % 32u;
+        textureStore(dst, vec2<u32>(l % params.rows_per, l / params.rows_per), v);
+    } else {
+        textureStore(dst, vec2<u32>((row % params.rows_per) * params.kt + t, row / params.rows_per), v);
+    }
 }
