@@ -125,8 +125,8 @@ func texMatMul(k TexKernel) string {
 		p("    let xp%d = at(min(r0 + %du, lr), params.x_rows_per, xkt);\n", r, r)
 	}
 	p("    // This invocation's columns c0.. are texels wx.. of row wy at each k\n")
-	p("    // (c0 %% %d == 0 and %d divides 32: they never cross a block).\n", k.RN, k.RN)
-	p("    let wl = (c0 / 32u) * 32u * params.kt + c0 %% 32u;\n")
+	p("    // (c0 %% %d == 0 and %d divides %d: they never cross a block).\n", k.RN, k.RN, TexBlock)
+	p("    let wl = (c0 / %du) * %du * params.kt + c0 %% %du;\n", TexBlock, TexBlock, TexBlock)
 	for r := 0; r < k.RM; r++ {
 		p("   ")
 		for j := 0; j < k.RN; j++ {
@@ -136,7 +136,7 @@ func texMatMul(k TexKernel) string {
 	}
 	p("    // one w texel per column and %s k per pass\n", kstep)
 	p("    for (var k = 0u; k < params.kt; k = k + 1u) {\n")
-	p("        let wk = wl + k * 32u;\n")
+	p("        let wk = wl + k * %du;\n", TexBlock)
 	p("        let wx = wk %% params.w_width;\n")
 	p("        let wy = wk / params.w_width;\n")
 	for j := 0; j < k.RN; j++ {
