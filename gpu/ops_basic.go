@@ -48,8 +48,17 @@ func (w *WebGPU) LayerNorm(dst, x, gamma, beta Tensor, eps float32) {
 	CheckShape("LayerNorm", "gamma", gamma, F32, c)
 	CheckShape("LayerNorm", "beta", beta, F32, c)
 	gx, gy := w.grid1(m)
-	w.dispatch("layernorm", 3, 1, []binding{w.bind(x), w.bind(gamma), w.bind(beta), w.bind(dst)},
+	w.dispatch(w.rowKernel("layernorm"), 3, 1, []binding{w.bind(x), w.bind(gamma), w.bind(beta), w.bind(dst)},
 		Meta{m, c, eps}, gx, gy, 1)
+}
+
+// rowKernel names the layer-norm kernel for the adapter: name (256
+// invocations per row) or name_wg8 (8), see WebGPU.LayerNormWG.
+func (w *WebGPU) rowKernel(name string) string {
+	if w.LayerNormWG == 8 {
+		return name + "_wg8"
+	}
+	return name
 }
 
 // AddLayerNorm: sum = a + b and dst = LayerNorm(sum), one kernel
@@ -70,7 +79,7 @@ func (w *WebGPU) AddLayerNorm(sum, dst, a, b, gamma, beta Tensor, eps float32) {
 	CheckShape("AddLayerNorm", "gamma", gamma, F32, c)
 	CheckShape("AddLayerNorm", "beta", beta, F32, c)
 	gx, gy := w.grid1(m)
-	w.dispatch("add_layernorm", 4, 2, []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)},
+	w.dispatch(w.rowKernel("add_layernorm"), 4, 2, []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)},
 		Meta{m, c, eps}, gx, gy, 1)
 }
 

@@ -47,7 +47,27 @@ func testGELU(t *testing.T, p *Pair) {
 	}
 }
 
+// layerNormWGs runs f under each layer-norm workgroup size of the WebGPU
+// backend (once for the reference), restoring the adapter's own.
+func layerNormWGs(p *Pair, f func()) {
+	w, ok := p.Got.(*gpu.WebGPU)
+	if !ok {
+		f()
+		return
+	}
+	old := w.LayerNormWG
+	defer func() { w.LayerNormWG = old }()
+	for _, wg := range []int{256, 8} {
+		w.LayerNormWG = wg
+		f()
+	}
+}
+
 func testLayerNorm(t *testing.T, p *Pair) {
+	layerNormWGs(p, func() { testLayerNormOnce(t, p) })
+}
+
+func testLayerNormOnce(t *testing.T, p *Pair) {
 	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
 		m, c := sz[0], sz[1]
 		x := p.Randn(m*c, 2)
@@ -69,6 +89,10 @@ func testLayerNorm(t *testing.T, p *Pair) {
 // backend under test, against its own Add then LayerNorm bit for bit (the
 // model uses the fused op where it used the two).
 func testAddLayerNorm(t *testing.T, p *Pair) {
+	layerNormWGs(p, func() { testAddLayerNormOnce(t, p) })
+}
+
+func testAddLayerNormOnce(t *testing.T, p *Pair) {
 	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
 		m, c := sz[0], sz[1]
 		x := p.Randn(m*c, 2)
