@@ -16,19 +16,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-const WG: u32 = 64u;
-const RN: u32 = 4u;
-const MB: u32 = 8u;
-
-struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32 }
-
-@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(1) var<storage, read> w: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
-
-var<workgroup> part: array<array<vec4<f32>, MB>, WG>;
+//#include matmul_coop_decl W_ELEM=vec4<f32>
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -67,16 +67,23 @@ func testLayerNorm(t *testing.T, p *Pair) {
 	layerNormWGs(p, func() { testLayerNormOnce(t, p) })
 }
 
+// layerNormSizes are the (rows, C) the layer-norm tests run.
+var layerNormSizes = [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}}
+
+// layerNormInputs uploads m rows of c values around a mean of 5 (an offset
+// mean checks the two-pass variance) and random gamma and beta.
+func layerNormInputs(t *testing.T, p *Pair, m, c int) (x, gamma, beta Tensors) {
+	v := p.Randn(m*c, 2)
+	for i := range v {
+		v[i] += 5
+	}
+	return p.Upload(t, gpu.F32, v, m, c), p.Upload(t, gpu.F32, p.Randn(c, 1), c), p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+}
+
 func testLayerNormOnce(t *testing.T, p *Pair) {
-	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
+	for _, sz := range layerNormSizes {
 		m, c := sz[0], sz[1]
-		x := p.Randn(m*c, 2)
-		for i := range x {
-			x[i] += 5 // an offset mean checks the two-pass variance
-		}
-		a := p.Upload(t, gpu.F32, x, m, c)
-		g := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
-		b := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
+		a, g, b := layerNormInputs(t, p, m, c)
 		d := p.Poisoned(t, gpu.F32, m, c)
 		p.Ref.LayerNorm(d.Ref, a.Ref, g.Ref, b.Ref, 1e-5)
 		p.Got.LayerNorm(d.Got, a.Got, g.Got, b.Got, 1e-5)
@@ -93,16 +100,10 @@ func testAddLayerNorm(t *testing.T, p *Pair) {
 }
 
 func testAddLayerNormOnce(t *testing.T, p *Pair) {
-	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2, 1600}} {
+	for _, sz := range layerNormSizes {
 		m, c := sz[0], sz[1]
-		x := p.Randn(m*c, 2)
-		for i := range x {
-			x[i] += 5 // an offset mean checks the two-pass variance
-		}
-		a := p.Upload(t, gpu.F32, x, m, c)
+		a, g, be := layerNormInputs(t, p, m, c)
 		b := p.Upload(t, gpu.F32, p.Randn(m*c, 1), m, c)
-		g := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
-		be := p.Upload(t, gpu.F32, p.Randn(c, 1), c)
 		sum := p.Poisoned(t, gpu.F32, m, c)
 		d := p.Poisoned(t, gpu.F32, m, c)
 		p.Ref.AddLayerNorm(sum.Ref, d.Ref, a.Ref, b.Ref, g.Ref, be.Ref, 1e-5)
