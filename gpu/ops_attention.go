@@ -77,6 +77,16 @@ func (w *WebGPU) KVStore(kCache, vCache, qkv, start, qlen Tensor) {
 	if tmax == 0 {
 		return
 	}
+	if ks, vs, ok := w.kvTexturesCurrent(kCache, vCache, nb, tmax, c); ok {
+		// Texture copies exist (decode attention reads them): keep them
+		// current by writing them beside the buffers.
+		gx, gy := w.grid1(ceilDiv(nb*tq*c/4, 64))
+		w.nextBytes = 4 * float64(nb*tq) * float64(2*c) * 3
+		w.dispatchTex("kvstore_tex", 3, 2, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), w.bind(kCache), w.bind(vCache)},
+			[]texBinding{{ks.tex, true}, {vs.tex, true}}, Meta{nb, 0, tq, c, tmax, int(ks.tex.w)}, gx, gy, 1)
+		ks.gen, vs.gen = w.t(kCache).buf.gen, w.t(vCache).buf.gen
+		return
+	}
 	for _, ch := range w.seqChunks("KVStore", kCache, vCache, nb) {
 		gx, gy := w.grid1(ceilDiv(ch.n*tq*c, 256))
 		// Reads the k and v columns of qkv and writes them: the cache itself
@@ -134,6 +144,14 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 			name, lanes = "attention_decode_lanes", true
 		}
 	}
+	if lanes && d%4 == 0 {
+		if ks, vs, ok := w.kvTextures(kCache, vCache, nb, tmax, c); ok {
+			gx, gy := w.grid1(ceilDiv(nb*nHead, 8))
+			w.dispatchTex("attention_decode_lanes_tex", 3, 1, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), w.bind(dst)},
+				[]texBinding{{ks.tex, false}, {vs.tex, false}}, Meta{nb, 0, tq, c, tmax, nHead, d, nqb, scale, int(ks.tex.w)}, gx, gy, 1)
+			return
+		}
+	}
 	for _, ch := range w.seqChunks("Attention", kCache, vCache, nb) {
 		wgs := ch.n * nHead * nqb
 		if lanes {
@@ -144,4 +162,74 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 			[]binding{w.bind(qkv), ch.k, ch.v, w.bind(start), w.bind(qlen), w.bind(dst)},
 			Meta{ch.n, ch.start, tq, c, tmax, nHead, d, nqb, scale}, gx, gy, 1)
 	}
+}
+
+// kvLayout is the texture layout of a KV cache's copy (nb*tmax rows of c
+// channels, 4 a texel, row-major: texel L = flat index / 4 at (L % width,
+// L / width)); ok is false when the copy cannot be made (C not a multiple
+// of 4, the cache over one storage binding, or over the 2D size limit).
+func (w *WebGPU) kvLayout(nb, tmax, c int) (rowsPer int, tw, th uint32, ok bool) {
+	if c%4 != 0 || uint64(nb)*uint64(tmax)*uint64(c)*4 > w.Limits.MaxStorageBufferBindingSize {
+		return 0, 0, 0, false
+	}
+	rows := nb * tmax
+	return texFit(rows, c/4, rows, w.Limits.MaxTextureDimension2D)
+}
+
+// kvTextures returns texture copies of the K and V caches (nb,tmax,c) for
+// attention_decode_lanes_tex, made or copied again first where missing or
+// stale (the buffer written since by anything but KVStore's texture
+// variant), or ok false when the layout does not apply.
+func (w *WebGPU) kvTextures(kCache, vCache Tensor, nb, tmax, c int) (ks, vs *shadow, ok bool) {
+	rowsPer, tw, th, ok := w.kvLayout(nb, tmax, c)
+	if !ok {
+		return nil, nil, false
+	}
+	rows := nb * tmax
+	get := func(x Tensor) *shadow {
+		t := w.t(x)
+		s := w.shadows[t.buf]
+		fresh := s != nil && s.kv && s.rows == rows && s.k == c
+		if !fresh {
+			if s != nil {
+				w.retire(s.tex)
+				delete(w.shadows, t.buf)
+			}
+			tex, err := w.newTexture("kv", tw, th)
+			if err != nil {
+				w.rec.fail(err)
+				return nil
+			}
+			s = &shadow{tex: tex, rows: rows, k: c, dt: F32, kt: c / 4, kv: true}
+			w.shadows[t.buf] = s
+		}
+		if !fresh || s.gen != t.buf.gen {
+			w.pack(F32, w.bind(x), s.tex, rows, c, c/4, rowsPer, 0, false)
+			s.gen = t.buf.gen
+		}
+		return s
+	}
+	if ks, vs = get(kCache), get(vCache); ks == nil || vs == nil {
+		return nil, nil, false
+	}
+	return ks, vs, true
+}
+
+// kvTexturesCurrent returns the K and V caches' texture copies if both
+// exist and are current, without making them.
+func (w *WebGPU) kvTexturesCurrent(kCache, vCache Tensor, nb, tmax, c int) (ks, vs *shadow, ok bool) {
+	if _, _, _, ok := w.kvLayout(nb, tmax, c); !ok {
+		return nil, nil, false
+	}
+	cur := func(x Tensor) *shadow {
+		t := w.t(x)
+		if s := w.shadows[t.buf]; s != nil && s.kv && s.rows == nb*tmax && s.k == c && s.gen == t.buf.gen {
+			return s
+		}
+		return nil
+	}
+	if ks, vs = cur(kCache), cur(vCache); ks == nil || vs == nil {
+		return nil, nil, false
+	}
+	return ks, vs, true
 }

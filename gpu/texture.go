@@ -189,7 +189,8 @@ type shadow struct {
 	gen     uint64
 	rows, k int
 	dt      DType
-	kt      int // texels per row
+	kt      int  // texels per row
+	kv      bool // a KV cache's copy (row-major, kvTextures), not a weight's
 }
 
 // texTexels is the number of texels of one row of k values of dtype dt.
@@ -208,7 +209,7 @@ func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 	rows, k := rowsCols(t.shape)
 	kt := texTexels(t.dt, k)
 	s := w.shadows[t.buf]
-	if s != nil && s.rows == rows && s.k == k && s.dt == t.dt {
+	if s != nil && !s.kv && s.rows == rows && s.k == k && s.dt == t.dt {
 		if s.gen == t.buf.gen {
 			return s, true
 		}

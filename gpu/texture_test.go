@@ -162,3 +162,105 @@ func TestTexFitBlocked(t *testing.T) {
 		}
 	}
 }
+
+// The texture copies of a KV cache that decode attention reads on CPU
+// adapters follow the cache: made at the first decode, kept current by
+// KVStore's texture variant, made again after any other write (a host
+// write here). Checked against a host attention at each step.
+func TestKVTexturesFollowWrites(t *testing.T) {
+	w := device(t)
+	old := w.AttentionDecodeVariant
+	w.AttentionDecodeVariant = AttentionDecodeLanes
+	defer func() { w.AttentionDecodeVariant = old }()
+	r := rand.New(rand.NewPCG(9, 10))
+	const nb, c, nh, tmax = 2, 16, 2, 8
+	d := c / nh
+	rnd := func(n int) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32(r.NormFloat64())
+		}
+		return out
+	}
+	kh, vh := rnd(nb*tmax*c), rnd(nb*tmax*c)
+	kc, vc := Must(w.Alloc(F32, nb, tmax, c)), Must(w.Alloc(F32, nb, tmax, c))
+	qkv := Must(w.Alloc(F32, nb, 1, 3*c))
+	start, qlen := Must(w.Alloc(I32, nb)), Must(w.Alloc(I32, nb))
+	dst := Must(w.Alloc(F32, nb, 1, c))
+	for _, e := range []error{w.Write(kc, kh), w.Write(vc, vh), w.Write(qlen, []int32{1, 1})} {
+		if e != nil {
+			t.Fatal(e)
+		}
+	}
+	check := func(what string, q []float32, pos []int32) {
+		t.Helper()
+		if err := w.Write(start, pos); err != nil {
+			t.Fatal(err)
+		}
+		w.Attention(dst, qkv, kc, vc, start, qlen, nh)
+		got, err := w.ReadF32(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for b := 0; b < nb; b++ {
+			for h := 0; h < nh; h++ {
+				p := int(pos[b])
+				s := make([]float64, p+1)
+				mx := math.Inf(-1)
+				for j := 0; j <= p; j++ {
+					for e := 0; e < d; e++ {
+						s[j] += float64(q[b*3*c+h*d+e]) * float64(kh[(b*tmax+j)*c+h*d+e])
+					}
+					s[j] /= math.Sqrt(float64(d))
+					mx = math.Max(mx, s[j])
+				}
+				var sum float64
+				for j := range s {
+					s[j] = math.Exp(s[j] - mx)
+					sum += s[j]
+				}
+				for e := 0; e < d; e++ {
+					var want float64
+					for j := 0; j <= p; j++ {
+						want += s[j] / sum * float64(vh[(b*tmax+j)*c+h*d+e])
+					}
+					if g := got[b*c+h*d+e]; math.Abs(float64(g)-want) > 1e-5*(1+math.Abs(want)) {
+						t.Fatalf("%s: seq %d head %d column %d = %v, want %v", what, b, h, e, g, want)
+					}
+				}
+			}
+		}
+	}
+	q := rnd(nb * 3 * c)
+	if err := w.Write(qkv, q); err != nil {
+		t.Fatal(err)
+	}
+	check("first decode (copies made)", q, []int32{3, 5})
+	// A KV store at positions 4 and 6, then attention there: the copies
+	// were written beside the buffers.
+	q = rnd(nb * 3 * c)
+	if err := w.Write(qkv, q); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(start, []int32{4, 6}); err != nil {
+		t.Fatal(err)
+	}
+	w.KVStore(kc, vc, qkv, start, qlen)
+	for b, p := range []int{4, 6} {
+		copy(kh[(b*tmax+p)*c:(b*tmax+p+1)*c], q[b*3*c+c:b*3*c+2*c])
+		copy(vh[(b*tmax+p)*c:(b*tmax+p+1)*c], q[b*3*c+2*c:b*3*c+3*c])
+	}
+	check("after a KV store", q, []int32{4, 6})
+	// A host write to the keys: the copy is made again.
+	kh = rnd(nb * tmax * c)
+	if err := w.Write(kc, kh); err != nil {
+		t.Fatal(err)
+	}
+	check("after a host write", q, []int32{7, 2})
+	w.Free(kc)
+	w.Free(vc)
+	w.Free(qkv)
+	w.Free(start)
+	w.Free(qlen)
+	w.Free(dst)
+}

@@ -1,0 +1,73 @@
+// attention_decode_lanes_tex: attention_decode_lanes reading K and V from
+// texture copies of the caches (kept current by kvstore_tex): on lavapipe a
+// texel fetch costs a fraction of the storage-buffer loads it replaces.
+// C and D must be multiples of 4. The bits are attention_decode_lanes'.
+// From attention_decode_lanes: attention_decode (one new token per sequence,
+// Tq = 1) for CPU adapters: one invocation per (sequence, head), each
+// running an online softmax over all of its keys alone, so there is no
+// workgroup memory and no barrier. On lavapipe a barrier costs tens of
+// microseconds per workgroup (its invocations are coroutines over SIMD
+// lanes), which made the barrier-merging kernel take ~25 ms per call for
+// 8 sequences whatever the context; here the 8 invocations of a workgroup
+// are 8 (sequence, head) pairs side by side in the SIMD lanes. The query's
+// work is attention.wgsl's own (wgsl/attention_query.wgsli), so a decode row
+// gets the same bits here as in a mixed prefill/decode step there.
+// For sequence b with qlen[b] >= 1, p = start[b], head h, D = C/H:
+//   dst[b,0,hD:(h+1)D] = softmax_j(q·K[b,j,hD:(h+1)D] / sqrt(D)) · V[b,j,hD:(h+1)D],  j = 0..p
+// with q = qkv[b,0,hD:(h+1)D]; a sequence with qlen[b] <= 0 gets zeros.
+// Bindings: qkv(B,1,3C), start(B) i32, qlen(B) i32 read; dst(B,1,C) write;
+// group 2: ktex, vtex (the caches' copies). Meta: as attention_decode (nqb
+// unused, seq_base 0: all sequences in one dispatch) plus w, the textures'
+// width.
+// Dispatch: ceil(nseq*H / WG) workgroups over (x, y); invocation
+// (wid.y * nwg.x + wid.x) * WG + lid handles pair (b = id / H, h = id % H).
+// Bounds: p is clamped into [0, Tmax-1]; D <= 4*DMAX4.
+// Portability: lavapipe ends every loop of an invocation after 65535
+// iterations in total (constant-trip loops are unrolled and do not count);
+// one runs ~ (p/KB + 1)*(2*ceil(D/4) + 1) + 2*ceil(D/4) of them, well
+// within that for any context a GPT-2 has (~29k keys at D = 64).
+const WG: u32 = 8u;
+const DMAX4: u32 = 32u; // head size up to 128, as vec4s
+const KB: u32 = 16u; // keys per online-softmax step: as attention.wgsl
+const NEG: f32 = -3.0e38; // a finite -infinity: exp(NEG - m) == 0, NEG - NEG == 0
+
+struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32, w: u32 }
+
+@group(0) @binding(0) var<storage, read> qkv: array<f32>;
+@group(0) @binding(1) var<storage, read> start: array<i32>;
+@group(0) @binding(2) var<storage, read> qlen: array<i32>;
+@group(0) @binding(3) var<storage, read_write> dst: array<f32>;
+@group(1) @binding(0) var<uniform> params: Meta;
+@group(2) @binding(0) var ktex: texture_2d<u32>;
+@group(2) @binding(1) var vtex: texture_2d<u32>;
+
+//#include attention_kv4_tex
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let id = (wid.y * nwg.x + wid.x) * WG + lid;
+    let nh = params.nhead;
+    if (id >= params.nseq * nh) {
+        return;
+    }
+    let h = id % nh;
+    let bl = id / nh;
+    let b = params.seq_base + bl;
+    let c = params.c;
+    let d = params.d;
+    let tmax = params.tmax;
+    let out = b * c + h * d;
+    if (qlen[b] <= 0 || tmax == 0u) {
+        for (var e = 0u; e < d; e++) {
+            dst[out + e] = 0.0;
+        }
+        return;
+    }
+    let p = u32(clamp(start[b], 0, i32(tmax) - 1));
+    let pmax = p;
+    let d4 = (d + 3u) / 4u;
+    let dm1 = d - 1u;
+    let qrow = b * 3u * c + h * d;
+//#include attention_query
+}
