@@ -144,7 +144,9 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 			name, lanes = "attention_decode_lanes", true
 		}
 	}
-	if lanes && d%4 == 0 {
+	if lanes && d%4 == 0 && w.Info.Type == "cpu" {
+		// CPU adapters: K and V from texture copies of the cache (see
+		// kvTextures); GPUs read the buffers.
 		if ks, vs, ok := w.kvTextures(kCache, vCache, nb, tmax, c); ok {
 			gx, gy := w.grid1(ceilDiv(nb*nHead, 8))
 			w.dispatchTex("attention_decode_lanes_tex", 3, 1, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), w.bind(dst)},
