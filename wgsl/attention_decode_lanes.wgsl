@@ -36,31 +36,4 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 
 //#include attention_kv4
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let id = (wid.y * nwg.x + wid.x) * WG + lid;
-    let nh = params.nhead;
-    if (id >= params.nseq * nh) {
-        return;
-    }
-    let h = id % nh;
-    let bl = id / nh;
-    let b = params.seq_base + bl;
-    let c = params.c;
-    let d = params.d;
-    let tmax = params.tmax;
-    let out = b * c + h * d;
-    if (qlen[b] <= 0 || tmax == 0u) {
-        for (var e = 0u; e < d; e++) {
-            dst[out + e] = 0.0;
-        }
-        return;
-    }
-    let p = u32(clamp(start[b], 0, i32(tmax) - 1));
-    let pmax = p;
-    let d4 = (d + 3u) / 4u;
-    let dm1 = d - 1u;
-    let qrow = b * 3u * c + h * d;
-//#include attention_query
-}
+//#include attention_decode_lanes_main

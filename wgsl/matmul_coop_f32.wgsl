@@ -18,26 +18,7 @@
 // reached in workgroup-uniform control flow.
 //#include matmul_coop_decl W_ELEM=vec4<f32>
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let t = params.tile_base + wid.y * nwg.x + wid.x;
-    let c = (t % params.tiles_n) * RN;
-    let rb = (t / params.tiles_n) * MB;
-    if (c >= params.n_count || rb >= params.m) {
-        return; // workgroup-uniform
-    }
-    let nr = min(MB, params.m - rb);
-    let q = params.k / 4u; // vec4 words per row of w and of x
-    let last = params.n_count - 1u;
-    let w0 = min(c, last) * q;
-    let w1 = min(c + 1u, last) * q;
-    let w2 = min(c + 2u, last) * q;
-    let w3 = min(c + 3u, last) * q;
-    var acc: array<vec4<f32>, MB>;
-    for (var r = 0u; r < MB; r = r + 1u) {
-        acc[r] = vec4<f32>(0.0);
-    }
+//#include matmul_coop_start Q_WORDS=params.k/4u
     for (var i = lid; i < q; i = i + WG) {
         let h = mat4x4<f32>(w[w0 + i], w[w1 + i], w[w2 + i], w[w3 + i]);
         for (var r = 0u; r < MB; r = r + 1u) {

@@ -42,18 +42,25 @@ var files embed.FS
 // A line `//#include FRAGMENT KEY=VALUE ...` is replaced by the text of
 // FRAGMENT.wgsli (its leading // comment block dropped) with every KEY
 // replaced by VALUE: kernels that share a long body (the unrolled matmul
-// main loops) keep one copy of it.
+// main loops) keep one copy of it. Fragments may include fragments, up to
+// maxIncludeDepth deep.
 func Source(name string) string {
 	b, err := files.ReadFile(name + ".wgsl")
 	if err != nil {
 		panic(fmt.Sprintf("wgsl: no kernel %q", name))
 	}
-	return expand(name, string(b))
+	return expand(name, string(b), 0)
 }
 
-func expand(name, src string) string {
+// maxIncludeDepth bounds nested includes (a cycle is a programmer error).
+const maxIncludeDepth = 8
+
+func expand(name, src string, depth int) string {
 	if !strings.Contains(src, "//#include ") {
 		return src
+	}
+	if depth >= maxIncludeDepth {
+		panic(fmt.Sprintf("wgsl: kernel %s: includes nested more than %d deep", name, maxIncludeDepth))
 	}
 	lines := strings.Split(src, "\n")
 	var out []string
@@ -81,7 +88,7 @@ func expand(name, src string) string {
 			subst = append(subst, k, v)
 		}
 		body = strings.NewReplacer(subst...).Replace(strings.TrimSuffix(body, "\n"))
-		out = append(out, body)
+		out = append(out, expand(name, body, depth+1))
 	}
 	return strings.Join(out, "\n")
 }

@@ -21,7 +21,7 @@ func TestIncludesExpand(t *testing.T) {
 }
 
 func TestExpandSubstitutes(t *testing.T) {
-	src := expand("test", "a\n//#include matmul_reg_f32_main N_COLS=params.zz\nb")
+	src := expand("test", "a\n//#include matmul_reg_f32_main N_COLS=params.zz\nb", 0)
 	if !strings.HasPrefix(src, "a\n@compute") || !strings.HasSuffix(src, "\nb") || !strings.Contains(src, "params.zz") {
 		t.Fatalf("expansion:\n%.200s ... %.100s", src, src[len(src)-100:])
 	}
