@@ -158,6 +158,11 @@ type Device struct {
 	Limits       Limits // the limits granted to the device
 	HasF16       bool   // shader-f16 enabled
 	HasTimestamp bool   // timestamp-query enabled
+	// HasTexRead: kernels may read rgba32uint storage textures
+	// (texture_storage_2d<rgba32uint, read>), which wgpu-native grants
+	// with its native TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES feature. The
+	// texture kernels (MatMulTex, the CPU adapters' KV-cache copies) need it.
+	HasTexRead bool
 	Requested    string // which request succeeded: "adapter limits", "needed limits", "default limits" (+ "no optional features")
 
 	adapter *wgpu.Adapter
@@ -279,7 +284,7 @@ func (d *Device) request(pick int, opts Options) error {
 	}
 	a := fresh[pick]
 	var feats []wgpu.FeatureName
-	d.HasF16, d.HasTimestamp = false, false
+	d.HasF16, d.HasTimestamp, d.HasTexRead = false, false, false
 	if hasFeature(a, wgpu.FeatureNameShaderF16) && !opts.NoF16 {
 		feats = append(feats, wgpu.FeatureNameShaderF16)
 		d.HasF16 = true
@@ -287,6 +292,10 @@ func (d *Device) request(pick int, opts Options) error {
 	if hasFeature(a, wgpu.FeatureNameTimestampQuery) {
 		feats = append(feats, wgpu.FeatureNameTimestampQuery)
 		d.HasTimestamp = true
+	}
+	if hasFeature(a, wgpu.NativeFeatureTextureAdapterSpecificFormatFeatures) {
+		feats = append(feats, wgpu.NativeFeatureTextureAdapterSpecificFormatFeatures)
+		d.HasTexRead = true
 	}
 	// Limits, best first: everything the adapter offers; only what the
 	// kernels use, raised to the adapter's values (some drivers, e.g.
@@ -329,7 +338,7 @@ func (d *Device) request(pick int, opts Options) error {
 			}
 			d.Requested = []string{"adapter", "needed", "default"}[i] + " limits"
 			if !withFeats {
-				d.HasF16, d.HasTimestamp = false, false
+				d.HasF16, d.HasTimestamp, d.HasTexRead = false, false, false
 				d.Requested += ", no optional features"
 			}
 			d.adapter, d.dev = a, dev

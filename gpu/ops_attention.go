@@ -171,7 +171,7 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 // L / width)); ok is false when the copy cannot be made (C not a multiple
 // of 4, the cache over one storage binding, or over the 2D size limit).
 func (w *WebGPU) kvLayout(nb, tmax, c int) (rowsPer int, tw, th uint32, ok bool) {
-	if c%4 != 0 || uint64(nb)*uint64(tmax)*uint64(c)*4 > w.Limits.MaxStorageBufferBindingSize {
+	if !w.HasTexRead || c%4 != 0 || uint64(nb)*uint64(tmax)*uint64(c)*4 > w.Limits.MaxStorageBufferBindingSize {
 		return 0, 0, 0, false
 	}
 	rows := nb * tmax

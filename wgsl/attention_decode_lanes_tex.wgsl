@@ -38,8 +38,8 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 @group(0) @binding(2) var<storage, read> qlen: array<i32>;
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
-@group(2) @binding(0) var ktex: texture_2d<u32>;
-@group(2) @binding(1) var vtex: texture_2d<u32>;
+@group(2) @binding(0) var ktex: texture_storage_2d<rgba32uint, read>;
+@group(2) @binding(1) var vtex: texture_storage_2d<rgba32uint, read>;
 
 //#include attention_kv4_tex
 
