@@ -264,3 +264,65 @@ func TestKVTexturesFollowWrites(t *testing.T) {
 	w.Free(qlen)
 	w.Free(dst)
 }
+
+// Above texCopyMinRows rows (K a multiple of 64) x reaches its texture by
+// a queue copy rather than the pack kernel: each row's result must equal,
+// bit for bit, the same row multiplied alone (which packs), and the host.
+func TestTexXCopyEqualsPack(t *testing.T) {
+	w := device(t)
+	if !w.HasTexRead {
+		t.Skip("the adapter has no read-only storage textures: the texture matmuls are off")
+	}
+	old := w.MatMulVariant
+	w.MatMulVariant = MatMulTex
+	defer func() { w.MatMulVariant = old }()
+	r := rand.New(rand.NewPCG(9, 10))
+	rnd := func(n int) []float32 {
+		out := make([]float32, n)
+		for i := range out {
+			out[i] = float32(r.NormFloat64())
+		}
+		return out
+	}
+	m, k, n := texCopyMinRows+5, 128, 40
+	for _, dt := range []DType{F32, F16} {
+		xs, ws := rnd(m*k), rnd(n*k)
+		x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
+		wt := Must(w.Alloc(dt, n, k))
+		dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
+		if err := w.Write(x, xs); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Write(wt, ws); err != nil {
+			t.Fatal(err)
+		}
+		w.MatMul(dst, x, wt, nil)
+		all, err := w.ReadF32(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := refMatMul(xs, ws, m, k, n, dt == F16)
+		for i := 0; i < m; i++ {
+			if err := w.Write(x1, xs[i*k:(i+1)*k]); err != nil {
+				t.Fatal(err)
+			}
+			w.MatMul(dst1, x1, wt, nil)
+			row, err := w.ReadF32(dst1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := 0; j < n; j++ {
+				got := all[i*n+j]
+				if got != row[j] {
+					t.Fatalf("%v: row %d col %d: %v in a batch of %d (copied x), %v alone (packed x)", dt, i, j, got, m, row[j])
+				}
+				if math.Abs(float64(got-want[i*n+j])) > 1e-4*(1+math.Abs(float64(want[i*n+j]))) {
+					t.Fatalf("%v: dst[%d,%d] = %v, want %v", dt, i, j, got, want[i*n+j])
+				}
+			}
+		}
+		for _, x := range []Tensor{x, x1, wt, dst, dst1} {
+			w.Free(x)
+		}
+	}
+}
