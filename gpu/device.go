@@ -163,7 +163,7 @@ type Device struct {
 	// with its native TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES feature. The
 	// texture kernels (MatMulTex, the CPU adapters' KV-cache copies) need it.
 	HasTexRead bool
-	Requested    string // which request succeeded: "adapter limits", "needed limits", "default limits" (+ "no optional features")
+	Requested  string // which request succeeded: "adapter limits", "needed limits", "default limits" (+ "no optional features")
 
 	adapter *wgpu.Adapter
 	dev     *wgpu.Device
