@@ -25,22 +25,39 @@ func refMatMul(x, w []float32, m, k, n int, f16 bool) []float32 {
 	return out
 }
 
-// The texture matmul's copy of a weight matrix follows every way the
-// weights can change: a host Write, a kernel writing them, a Copy into
-// them, and a freed buffer handed to a new tensor.
-func TestTexWeightCopyFollowsWrites(t *testing.T) {
-	w := device(t)
-	old := w.MatMulVariant
-	w.MatMulVariant = MatMulTex
-	defer func() { w.MatMulVariant = old }()
-	r := rand.New(rand.NewPCG(5, 6))
-	rnd := func(n int) []float32 {
+// normals returns a generator of n standard-normal float32s, seeded.
+func normals(seed uint64) func(n int) []float32 {
+	r := rand.New(rand.NewPCG(seed, seed+1))
+	return func(n int) []float32 {
 		out := make([]float32, n)
 		for i := range out {
 			out[i] = float32(r.NormFloat64())
 		}
 		return out
 	}
+}
+
+// texDevice is the test device with the texture matmuls forced. They need
+// read-only storage textures, which wgpu-native offers on every backend:
+// their absence fails the test rather than letting the buffer kernels
+// stand in unnoticed.
+func texDevice(t *testing.T) *WebGPU {
+	w := device(t)
+	if !w.HasTexRead {
+		t.Fatal("the device has no read-only storage textures (wgpu-native's TEXTURE_ADAPTER_SPECIFIC_FORMAT_FEATURES): the texture paths are off")
+	}
+	old := w.MatMulVariant
+	w.MatMulVariant = MatMulTex
+	t.Cleanup(func() { w.MatMulVariant = old })
+	return w
+}
+
+// The texture matmul's copy of a weight matrix follows every way the
+// weights can change: a host Write, a kernel writing them, a Copy into
+// them, and a freed buffer handed to a new tensor.
+func TestTexWeightCopyFollowsWrites(t *testing.T) {
+	w := texDevice(t)
+	rnd := normals(5)
 	for _, dt := range []DType{F32, F16} {
 		m, k, n := 3, 37, 21
 		xs := rnd(m * k)
@@ -169,19 +186,15 @@ func TestTexFitBlocked(t *testing.T) {
 // write here). Checked against a host attention at each step.
 func TestKVTexturesFollowWrites(t *testing.T) {
 	w := device(t)
+	if w.Info.Type == "cpu" && !w.HasTexRead {
+		t.Fatal("a CPU adapter without read-only storage textures: the KV texture copies under test are off")
+	}
 	old := w.AttentionDecodeVariant
 	w.AttentionDecodeVariant = AttentionDecodeLanes
 	defer func() { w.AttentionDecodeVariant = old }()
-	r := rand.New(rand.NewPCG(9, 10))
 	const nb, c, nh, tmax = 2, 16, 2, 8
 	d := c / nh
-	rnd := func(n int) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32(r.NormFloat64())
-		}
-		return out
-	}
+	rnd := normals(9)
 	kh, vh := rnd(nb*tmax*c), rnd(nb*tmax*c)
 	kc, vc := Must(w.Alloc(F32, nb, tmax, c)), Must(w.Alloc(F32, nb, tmax, c))
 	qkv := Must(w.Alloc(F32, nb, 1, 3*c))
@@ -269,21 +282,8 @@ func TestKVTexturesFollowWrites(t *testing.T) {
 // a queue copy rather than the pack kernel: each row's result must equal,
 // bit for bit, the same row multiplied alone (which packs), and the host.
 func TestTexXCopyEqualsPack(t *testing.T) {
-	w := device(t)
-	if !w.HasTexRead {
-		t.Skip("the adapter has no read-only storage textures: the texture matmuls are off")
-	}
-	old := w.MatMulVariant
-	w.MatMulVariant = MatMulTex
-	defer func() { w.MatMulVariant = old }()
-	r := rand.New(rand.NewPCG(9, 10))
-	rnd := func(n int) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32(r.NormFloat64())
-		}
-		return out
-	}
+	w := texDevice(t)
+	rnd := normals(9)
 	m, k, n := texCopyMinRows+5, 128, 40
 	for _, dt := range []DType{F32, F16} {
 		xs, ws := rnd(m*k), rnd(n*k)
