@@ -2,8 +2,6 @@ package gpu
 
 import (
 	"fmt"
-	"runtime"
-	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
 )
@@ -207,19 +205,6 @@ func (d *Device) flush() error {
 	err := r.err
 	r.err = nil
 	return err
-}
-
-// backoff paces a polling loop: spin briefly (GPU work often finishes in
-// microseconds), then sleep in growing steps up to a millisecond.
-func backoff(i int) {
-	switch {
-	case i < 64:
-		runtime.Gosched()
-	case i < 256:
-		time.Sleep(50 * time.Microsecond)
-	default:
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // Flush submits every recorded dispatch and waits for completion. It
