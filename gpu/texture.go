@@ -11,12 +11,14 @@ import (
 
 // Textures for the texture matmuls (MatMulTex). On lavapipe, Mesa's CPU
 // Vulkan driver, every storage-buffer load is compiled as a bounds-checked
-// scalar load per SIMD lane, while a texel fetch is a vector gather of 16
+// scalar load per SIMD lane, while an image load is a vector gather of 16
 // bytes per lane: a matmul reading x and w from rgba32uint textures runs
 // 8-20x faster than the best storage-buffer kernel there (BENCHMARKS.md).
 // Weights are copied into a texture once and kept (a "shadow"), refreshed
 // when their buffer is written again; x is copied into a scratch texture
-// on every call. Both copies are kernels (tex_pack.wgsl), so any K works.
+// on every call. The copies are kernels (tex_pack.wgsl), so any K works,
+// except x of more than texCopyMinRows rows with K a multiple of 64, which
+// the queue copies (copyIn).
 
 // texture is one rgba32uint 2D texture and its view.
 type texture struct {
@@ -33,7 +35,7 @@ type texture struct {
 // storage textures rather than sampled ones because Mesa's lavapipe
 // compiles a sampled texture's textureLoad with per-lane mip-level
 // handling (sizes, strides and offsets looked up for each of the 8 lanes)
-// and an image load without it: the texture matmuls run 1.4-1.7x faster.
+// and an image load without it: the texture matmuls run 1.1-2x faster.
 type texBinding struct {
 	t     *texture
 	write bool
