@@ -4,8 +4,9 @@
 // SIMD lane, while an image load is a vector gather of 16 bytes per lane,
 // so x and w are read from rgba32uint storage textures (read-only: a
 // sampled texture's textureLoad carries per-lane mip-level work there)
-// that gpu packs from their buffers (tex_pack.wgsl; w once per weight
-// version, x per call).
+// that gpu fills from their buffers (tex_pack.wgsl, or a queue copy for x
+// of more than 8 rows with K a multiple of 64; w once per weight version,
+// x per call).
 // Texture layouts: x row r with kt texels per row sits at texel
 // ((r % rows_per) * kt + t, r / rows_per), rows_per = the rows that fit one
 // texture row. w is blocked: rows in blocks of 32, texel t of row r at
