@@ -473,9 +473,15 @@ func TestRuntimeOnlineAndOne(t *testing.T) {
 					best, bi = d, k
 				}
 			}
-			if p.Cluster[i] != bi || bi != grp[i] {
+			// The nearest centroid is usually the prompt's group's, but a
+			// short prompt of random tokens can land nearer another group's
+			// mean: the runtime must pick the nearest either way.
+			if p.Cluster[i] != bi {
 				t.Errorf("%s: prompt %d (group %d) assigned to %d, nearest centroid %d", name, i, grp[i], p.Cluster[i], bi)
 			}
+		}
+		if used := slices.Compact(slices.Sorted(slices.Values(p.Cluster))); len(used) < 2 {
+			t.Fatalf("%s: every prompt went to cluster %v: the fixture no longer tells the centroids apart", name, used)
 		}
 		h, seq, _ := capture(t, m, prompts)
 		got := forwardWith(t, m, prompts, p.Head(nil))
