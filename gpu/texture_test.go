@@ -326,3 +326,36 @@ func TestTexXCopyEqualsPack(t *testing.T) {
 		}
 	}
 }
+
+// Without read-only storage textures the texture variant falls back to the
+// buffer kernels: same results as the host, and no texture made.
+func TestTexVariantFallsBackWithoutTexRead(t *testing.T) {
+	w := texDevice(t)
+	w.HasTexRead = false
+	defer func() { w.HasTexRead = true }()
+	rnd := normals(11)
+	m, k, n := 12, 128, 24
+	xs, ws := rnd(m*k), rnd(n*k)
+	x, wt, dst := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F16, n, k)), Must(w.Alloc(F32, m, n))
+	defer func() { w.Free(x); w.Free(wt); w.Free(dst) }()
+	if err := w.Write(x, xs); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Write(wt, ws); err != nil {
+		t.Fatal(err)
+	}
+	w.MatMul(dst, x, wt, nil)
+	got, err := w.ReadF32(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := w.shadows[w.t(wt).buf]; s != nil {
+		t.Fatal("a texture copy of the weights was made without read-only storage textures")
+	}
+	want := refMatMul(xs, ws, m, k, n, true)
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-4*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("dst[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
