@@ -52,6 +52,26 @@ func texDevice(t *testing.T) *WebGPU {
 	return w
 }
 
+// matMulOf writes xs into x and, unless nil, ws into wt, computes
+// dst = x·wtᵀ and reads dst back.
+func matMulOf(t *testing.T, w *WebGPU, dst, x, wt Tensor, xs, ws []float32) []float32 {
+	t.Helper()
+	if err := w.Write(x, xs); err != nil {
+		t.Fatal(err)
+	}
+	if ws != nil {
+		if err := w.Write(wt, ws); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.MatMul(dst, x, wt, nil)
+	got, err := w.ReadF32(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
 // The texture matmul's copy of a weight matrix follows every way the
 // weights can change: a host Write, a kernel writing them, a Copy into
 // them, and a freed buffer handed to a new tensor.
@@ -290,27 +310,10 @@ func TestTexXCopyEqualsPack(t *testing.T) {
 		x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
 		wt := Must(w.Alloc(dt, n, k))
 		dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
-		if err := w.Write(x, xs); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Write(wt, ws); err != nil {
-			t.Fatal(err)
-		}
-		w.MatMul(dst, x, wt, nil)
-		all, err := w.ReadF32(dst)
-		if err != nil {
-			t.Fatal(err)
-		}
+		all := matMulOf(t, w, dst, x, wt, xs, ws)
 		want := refMatMul(xs, ws, m, k, n, dt == F16)
 		for i := 0; i < m; i++ {
-			if err := w.Write(x1, xs[i*k:(i+1)*k]); err != nil {
-				t.Fatal(err)
-			}
-			w.MatMul(dst1, x1, wt, nil)
-			row, err := w.ReadF32(dst1)
-			if err != nil {
-				t.Fatal(err)
-			}
+			row := matMulOf(t, w, dst1, x1, wt, xs[i*k:(i+1)*k], nil)
 			for j := 0; j < n; j++ {
 				got := all[i*n+j]
 				if got != row[j] {
@@ -338,17 +341,7 @@ func TestTexVariantFallsBackWithoutTexRead(t *testing.T) {
 	xs, ws := rnd(m*k), rnd(n*k)
 	x, wt, dst := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F16, n, k)), Must(w.Alloc(F32, m, n))
 	defer func() { w.Free(x); w.Free(wt); w.Free(dst) }()
-	if err := w.Write(x, xs); err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Write(wt, ws); err != nil {
-		t.Fatal(err)
-	}
-	w.MatMul(dst, x, wt, nil)
-	got, err := w.ReadF32(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := matMulOf(t, w, dst, x, wt, xs, ws)
 	if s := w.shadows[w.t(wt).buf]; s != nil {
 		t.Fatal("a texture copy of the weights was made without read-only storage textures")
 	}
