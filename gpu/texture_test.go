@@ -330,6 +330,41 @@ func TestTexXCopyEqualsPack(t *testing.T) {
 	}
 }
 
+// The kernel for more than 8 rows may take k two texels per pass, then one
+// at a time (wgsl.TexKernel.KU): over even and odd texel counts, a partial
+// last texel and a single texel, each of its rows must equal, bit for bit,
+// the same row through the one-row kernel (one texel per pass), and the host.
+func TestTexPassesKeepKOrder(t *testing.T) {
+	w := texDevice(t)
+	rnd := normals(11)
+	m, n := 20, 72
+	for _, dt := range []DType{F32, F16} {
+		for _, k := range []int{4, 8, 36, 129, 260} {
+			xs, ws := rnd(m*k), rnd(n*k)
+			x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
+			wt := Must(w.Alloc(dt, n, k))
+			dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
+			all := matMulOf(t, w, dst, x, wt, xs, ws)
+			want := refMatMul(xs, ws, m, k, n, dt == F16)
+			for _, i := range []int{0, 9, m - 1} {
+				row := matMulOf(t, w, dst1, x1, wt, xs[i*k:(i+1)*k], nil)
+				for j := 0; j < n; j++ {
+					got := all[i*n+j]
+					if math.Float32bits(got) != math.Float32bits(row[j]) {
+						t.Fatalf("%v, K %d: row %d col %d: %v among %d rows, %v alone", dt, k, i, j, got, m, row[j])
+					}
+					if math.Abs(float64(got-want[i*n+j])) > 1e-4*(1+math.Abs(float64(want[i*n+j]))) {
+						t.Fatalf("%v, K %d: dst[%d,%d] = %v, want %v", dt, k, i, j, got, want[i*n+j])
+					}
+				}
+			}
+			for _, x := range []Tensor{x, x1, wt, dst, dst1} {
+				w.Free(x)
+			}
+		}
+	}
+}
+
 // Without read-only storage textures the texture variant falls back to the
 // buffer kernels: same results as the host, and no texture made.
 func TestTexVariantFallsBackWithoutTexRead(t *testing.T) {

@@ -22,18 +22,22 @@ type TexKernel struct {
 	F16    bool // weights packed as 8 halves per texel (else 4 f32)
 	RM, RN int  // output rows and columns per invocation
 	WG     int  // invocations per workgroup, along N
+	KU     int  // texels of k per pass of the main loop (then one at a time)
 }
 
 // TexKernels are the generated kernels: one for single-row products
 // (decode at batch 1), one for up to 8 rows, one for everything larger.
-// Blocks chosen by interleaved timings on lavapipe (BENCHMARKS.md).
+// Blocks and texels per pass chosen by interleaved timings on lavapipe
+// (BENCHMARKS.md): two f32 texels per pass pay at 16 x 16 (the loop's
+// per-output load, blend and store then serve 8 products, not 4), not at
+// 32 x 16 or with f16 weights, whose texels already hold 8 k.
 var TexKernels = []TexKernel{
-	{"matmul_tex1_f32", false, 1, 32, 8},
-	{"matmul_tex8_f32", false, 8, 32, 8},
-	{"matmul_tex_f32", false, 32, 16, 8},
-	{"matmul_tex1_f16", true, 1, 32, 8},
-	{"matmul_tex8_f16", true, 8, 32, 8},
-	{"matmul_tex_f16", true, 32, 16, 8},
+	{"matmul_tex1_f32", false, 1, 32, 8, 1},
+	{"matmul_tex8_f32", false, 8, 32, 8, 1},
+	{"matmul_tex_f32", false, 16, 16, 8, 2},
+	{"matmul_tex1_f16", true, 1, 32, 8, 1},
+	{"matmul_tex8_f16", true, 8, 32, 8, 1},
+	{"matmul_tex_f16", true, 32, 16, 8, 1},
 }
 
 // fmaChain is acc + sum of the products of the vec4 pairs, one fma per
@@ -137,36 +141,19 @@ func texMatMul(k TexKernel) string {
 		}
 		p("\n")
 	}
-	p("    // one w texel per column and %s k per pass\n", kstep)
-	p("    for (var k = 0u; k < params.kt; k = k + 1u) {\n")
-	p("        let wk = wl + k * %du;\n", TexBlock)
-	p("        let wx = wk %% params.w_width;\n")
-	p("        let wy = wk / params.w_width;\n")
-	for j := 0; j < k.RN; j++ {
-		if k.F16 {
-			p("        let h%d = textureLoad(wt, vec2<u32>(wx + %du, wy));\n", j, j)
-			p("        let w%da = vec4<f32>(unpack2x16float(h%d.x), unpack2x16float(h%d.y));\n", j, j, j)
-			p("        let w%db = vec4<f32>(unpack2x16float(h%d.z), unpack2x16float(h%d.w));\n", j, j, j)
-		} else {
-			p("        let w%d = bitcast<vec4<f32>>(textureLoad(wt, vec2<u32>(wx + %du, wy)));\n", j, j)
-		}
+	if k.KU > 1 {
+		p("    // %d w texels per column and %d x %s k per pass while %d texels remain,\n", k.KU, k.KU, kstep, k.KU)
+		p("    // then one at a time: each output still takes its products in k order\n")
+		p("    var k = 0u;\n")
+		p("    for (; k + %du <= params.kt; k = k + %du) {\n", k.KU, k.KU)
+		texPass(p, k, k.KU)
+		p("    }\n")
+		p("    for (; k < params.kt; k = k + 1u) {\n")
+	} else {
+		p("    // one w texel per column and %s k per pass\n", kstep)
+		p("    for (var k = 0u; k < params.kt; k = k + 1u) {\n")
 	}
-	for r := 0; r < k.RM; r++ {
-		if k.F16 {
-			p("        let xa%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * k, xp%d.y)));\n", r, r, r)
-			p("        let xb%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * k + 1u, xp%d.y)));\n", r, r, r)
-			for j := 0; j < k.RN; j++ {
-				p("        a%d_%d = %s;\n", r, j, fmaChain(fmt.Sprintf("a%d_%d", r, j),
-					[2]string{fmt.Sprintf("xa%d", r), fmt.Sprintf("w%da", j)}, [2]string{fmt.Sprintf("xb%d", r), fmt.Sprintf("w%db", j)}))
-			}
-		} else {
-			p("        let x%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + k, xp%d.y)));\n", r, r, r)
-			for j := 0; j < k.RN; j++ {
-				p("        a%d_%d = %s;\n", r, j, fmaChain(fmt.Sprintf("a%d_%d", r, j),
-					[2]string{fmt.Sprintf("x%d", r), fmt.Sprintf("w%d", j)}))
-			}
-		}
-	}
+	texPass(p, k, 1)
 	p("    }\n")
 	p("    var b = array<f32, %d>();\n", k.RN)
 	p("    if (params.has_bias != 0u) {\n")
@@ -185,4 +172,46 @@ func texMatMul(k TexKernel) string {
 	}
 	p("}\n")
 	return s.String()
+}
+
+// texPass writes the body of one pass over ku texels of k (k, k+1, ...):
+// the w texels of every column, then per row its x texels and the fma
+// chains of its outputs, texel by texel.
+func texPass(p func(string, ...any), k TexKernel, ku int) {
+	for u := 0; u < ku; u++ {
+		p("        let wk%d = wl + (k + %du) * %du;\n", u, u, TexBlock)
+		p("        let wx%d = wk%d %% params.w_width;\n", u, u)
+		p("        let wy%d = wk%d / params.w_width;\n", u, u)
+		for j := 0; j < k.RN; j++ {
+			if k.F16 {
+				p("        let h%d_%d = textureLoad(wt, vec2<u32>(wx%d + %du, wy%d));\n", j, u, u, j, u)
+				p("        let w%da%d = vec4<f32>(unpack2x16float(h%d_%d.x), unpack2x16float(h%d_%d.y));\n", j, u, j, u, j, u)
+				p("        let w%db%d = vec4<f32>(unpack2x16float(h%d_%d.z), unpack2x16float(h%d_%d.w));\n", j, u, j, u, j, u)
+			} else {
+				p("        let w%d_%d = bitcast<vec4<f32>>(textureLoad(wt, vec2<u32>(wx%d + %du, wy%d)));\n", j, u, u, j, u)
+			}
+		}
+	}
+	for r := 0; r < k.RM; r++ {
+		for u := 0; u < ku; u++ {
+			if k.F16 {
+				p("        let xa%d_%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * (k + %du), xp%d.y)));\n", r, u, r, u, r)
+				p("        let xb%d_%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + 2u * (k + %du) + 1u, xp%d.y)));\n", r, u, r, u, r)
+			} else {
+				p("        let x%d_%d = bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(xp%d.x + k + %du, xp%d.y)));\n", r, u, r, u, r)
+			}
+		}
+		for j := 0; j < k.RN; j++ {
+			var pairs [][2]string
+			for u := 0; u < ku; u++ {
+				if k.F16 {
+					pairs = append(pairs, [2]string{fmt.Sprintf("xa%d_%d", r, u), fmt.Sprintf("w%da%d", j, u)},
+						[2]string{fmt.Sprintf("xb%d_%d", r, u), fmt.Sprintf("w%db%d", j, u)})
+				} else {
+					pairs = append(pairs, [2]string{fmt.Sprintf("x%d_%d", r, u), fmt.Sprintf("w%d_%d", j, u)})
+				}
+			}
+			p("        a%d_%d = %s;\n", r, j, fmaChain(fmt.Sprintf("a%d_%d", r, j), pairs...))
+		}
+	}
 }
