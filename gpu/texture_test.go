@@ -298,35 +298,50 @@ func TestKVTexturesFollowWrites(t *testing.T) {
 	w.Free(dst)
 }
 
+// rowsMatchAlone multiplies m random rows by random weights of dtype dt and
+// checks the given rows of the product against the same row multiplied
+// alone, bit for bit, and against the host within f32 rounding. what names
+// the two routes in a failure.
+func rowsMatchAlone(t *testing.T, w *WebGPU, rnd func(int) []float32, dt DType, m, k, n int, rows []int, what string) {
+	t.Helper()
+	xs, ws := rnd(m*k), rnd(n*k)
+	x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
+	wt := Must(w.Alloc(dt, n, k))
+	dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
+	defer func() {
+		for _, x := range []Tensor{x, x1, wt, dst, dst1} {
+			w.Free(x)
+		}
+	}()
+	all := matMulOf(t, w, dst, x, wt, xs, ws)
+	want := refMatMul(xs, ws, m, k, n, dt == F16)
+	for _, i := range rows {
+		row := matMulOf(t, w, dst1, x1, wt, xs[i*k:(i+1)*k], nil)
+		for j := 0; j < n; j++ {
+			got := all[i*n+j]
+			if math.Float32bits(got) != math.Float32bits(row[j]) {
+				t.Fatalf("%v, K %d: row %d col %d: %v among %d rows, %v alone (%s)", dt, k, i, j, got, m, row[j], what)
+			}
+			if math.Abs(float64(got-want[i*n+j])) > 1e-4*(1+math.Abs(float64(want[i*n+j]))) {
+				t.Fatalf("%v, K %d: dst[%d,%d] = %v, want %v", dt, k, i, j, got, want[i*n+j])
+			}
+		}
+	}
+}
+
 // Above texCopyMinRows rows (K a multiple of 64) x reaches its texture by
 // a queue copy rather than the pack kernel: each row's result must equal,
 // bit for bit, the same row multiplied alone (which packs), and the host.
 func TestTexXCopyEqualsPack(t *testing.T) {
 	w := texDevice(t)
 	rnd := normals(9)
-	m, k, n := texCopyMinRows+5, 128, 40
+	m := texCopyMinRows + 5
+	rows := make([]int, m)
+	for i := range rows {
+		rows[i] = i
+	}
 	for _, dt := range []DType{F32, F16} {
-		xs, ws := rnd(m*k), rnd(n*k)
-		x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
-		wt := Must(w.Alloc(dt, n, k))
-		dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
-		all := matMulOf(t, w, dst, x, wt, xs, ws)
-		want := refMatMul(xs, ws, m, k, n, dt == F16)
-		for i := 0; i < m; i++ {
-			row := matMulOf(t, w, dst1, x1, wt, xs[i*k:(i+1)*k], nil)
-			for j := 0; j < n; j++ {
-				got := all[i*n+j]
-				if got != row[j] {
-					t.Fatalf("%v: row %d col %d: %v in a batch of %d (copied x), %v alone (packed x)", dt, i, j, got, m, row[j])
-				}
-				if math.Abs(float64(got-want[i*n+j])) > 1e-4*(1+math.Abs(float64(want[i*n+j]))) {
-					t.Fatalf("%v: dst[%d,%d] = %v, want %v", dt, i, j, got, want[i*n+j])
-				}
-			}
-		}
-		for _, x := range []Tensor{x, x1, wt, dst, dst1} {
-			w.Free(x)
-		}
+		rowsMatchAlone(t, w, rnd, dt, m, 128, 40, rows, "copied x in the batch, packed alone")
 	}
 }
 
@@ -337,30 +352,9 @@ func TestTexXCopyEqualsPack(t *testing.T) {
 func TestTexPassesKeepKOrder(t *testing.T) {
 	w := texDevice(t)
 	rnd := normals(11)
-	m, n := 20, 72
 	for _, dt := range []DType{F32, F16} {
 		for _, k := range []int{4, 8, 36, 129, 260} {
-			xs, ws := rnd(m*k), rnd(n*k)
-			x, x1 := Must(w.Alloc(F32, m, k)), Must(w.Alloc(F32, 1, k))
-			wt := Must(w.Alloc(dt, n, k))
-			dst, dst1 := Must(w.Alloc(F32, m, n)), Must(w.Alloc(F32, 1, n))
-			all := matMulOf(t, w, dst, x, wt, xs, ws)
-			want := refMatMul(xs, ws, m, k, n, dt == F16)
-			for _, i := range []int{0, 9, m - 1} {
-				row := matMulOf(t, w, dst1, x1, wt, xs[i*k:(i+1)*k], nil)
-				for j := 0; j < n; j++ {
-					got := all[i*n+j]
-					if math.Float32bits(got) != math.Float32bits(row[j]) {
-						t.Fatalf("%v, K %d: row %d col %d: %v among %d rows, %v alone", dt, k, i, j, got, m, row[j])
-					}
-					if math.Abs(float64(got-want[i*n+j])) > 1e-4*(1+math.Abs(float64(want[i*n+j]))) {
-						t.Fatalf("%v, K %d: dst[%d,%d] = %v, want %v", dt, k, i, j, got, want[i*n+j])
-					}
-				}
-			}
-			for _, x := range []Tensor{x, x1, wt, dst, dst1} {
-				w.Free(x)
-			}
+			rowsMatchAlone(t, w, rnd, dt, 20, k, 72, []int{0, 9, 19}, "the kernel for more than 8 rows, then the one-row kernel")
 		}
 	}
 }
