@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -44,8 +45,14 @@ type trainBench struct {
 
 type benchRun struct {
 	DType string `json:"dtype"`
+	// The run with the median decode rate of Reps timed runs; every run's
+	// rates are listed beside it (a shared or CPU adapter drifts between
+	// runs: the spread says how far).
 	model.BenchResult
-	Kernels []kernelShare `json:"kernels,omitempty"`
+	Reps            int           `json:"reps"`
+	PrefillTokSRuns []float64     `json:"prefill_tokens_per_s_runs"`
+	DecodeTokSRuns  []float64     `json:"decode_tokens_per_s_runs"`
+	Kernels         []kernelShare `json:"kernels,omitempty"`
 	// Matmul kernels over the whole run (prefill and decode).
 	MatMulGFLOPs      float64 `json:"matmul_gflops"`
 	MatMulOfCeiling   float64 `json:"matmul_fraction_of_ceiling"`
@@ -95,9 +102,9 @@ func benchCmd() *cobra.Command {
 				if !cmd.Flags().Changed("dtype") {
 					dtypes = "f16"
 				}
-				if reps < 1 {
-					return fmt.Errorf("--reps %d: want at least 1", reps)
-				}
+			}
+			if reps < 1 {
+				return fmt.Errorf("--reps %d: want at least 1", reps)
 			}
 			d, err := gpu.Open(gpu.Options{Adapter: deviceFlag})
 			if err != nil {
@@ -276,14 +283,19 @@ func benchCmd() *cobra.Command {
 					// with it for the per-kernel table.
 					// (--cpuprofile samples carry a "bench" label: timed or
 					// profiled.)
-					var r model.BenchResult
+					var runs []model.BenchResult
 					var err error
-					pprof.Do(context.Background(), pprof.Labels("bench", "timed"), func(ctx context.Context) {
-						r, err = m.Bench(ctx, b, prompt, decode, 1, wb)
-					})
+					for i := 0; i < reps && err == nil; i++ {
+						pprof.Do(context.Background(), pprof.Labels("bench", "timed"), func(ctx context.Context) {
+							var r model.BenchResult
+							r, err = m.Bench(ctx, b, prompt, decode, 1, wb)
+							runs = append(runs, r)
+						})
+					}
 					if err != nil {
 						return err
 					}
+					r, pre, dec := medianBench(runs)
 					if err := w.StartProfile(); err != nil {
 						return err
 					}
@@ -297,7 +309,7 @@ func benchCmd() *cobra.Command {
 					if perr != nil {
 						return perr
 					}
-					run := benchRun{DType: dt.String(), BenchResult: r}
+					run := benchRun{DType: dt.String(), BenchResult: r, Reps: reps, PrefillTokSRuns: pre, DecodeTokSRuns: dec}
 					var total, mm float64
 					for _, k := range prof {
 						total += k.Total.Seconds()
@@ -324,6 +336,10 @@ func benchCmd() *cobra.Command {
 					rep.Runs = append(rep.Runs, run)
 					log("%s batch %2d: prefill %8.1f tok/s, decode %7.2f tok/s; matmul kernels %.2f GFLOP/s (%.0f%% of ceiling); decode streams weights at %.2f GB/s (%.0f%% of copy)\n",
 						dt, b, r.PrefillTokS, r.DecodeTokS, run.MatMulGFLOPs, 100*run.MatMulOfCeiling, run.DecodeWeightGBs, 100*run.DecodeOfBandwidth)
+					if reps > 1 {
+						log("    median of %d runs by decode rate; over the runs: prefill %.1f-%.1f, decode %.2f-%.2f tok/s\n",
+							reps, slices.Min(pre), slices.Max(pre), slices.Min(dec), slices.Max(dec))
+					}
 					log("    %-24s %6s %10s %6s %9s %9s %8s %8s\n", "kernel", "calls", "ms", "time", "GFLOP/s", "of peak", "GB/s", "of copy")
 					for i, k := range run.Kernels {
 						if i < 10 {
@@ -359,7 +375,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().StringVar(&adapterSpec, "adapter", "none", "time the whole adaptation (features, k-means, hyper-network, low-rank head) against the plain forward of a batch (default --batches 32, --seq 256, --dtype f16): FILE, default, random (a random hyper-network for the benchmarked model) or none")
 	c.Flags().IntVar(&adapterRank, "adapter-rank", 16, "rank of the --adapter random hyper-network")
 	c.Flags().IntVar(&clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")
-	c.Flags().IntVar(&reps, "reps", 3, "--adapter: timed repetitions (the median is reported)")
+	c.Flags().IntVar(&reps, "reps", 3, "timed repetitions of the prefill/decode and --adapter measurements; the median is reported (prefill/decode: the run of median decode rate, with every run's rates)")
 	return c
 }
 
@@ -497,4 +513,17 @@ func median(xs []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// medianBench returns the run of median decode rate (the lower middle one
+// for an even count) and every run's prefill and decode rates, in run order.
+func medianBench(runs []model.BenchResult) (model.BenchResult, []float64, []float64) {
+	var pre, dec []float64
+	for _, r := range runs {
+		pre = append(pre, r.PrefillTokS)
+		dec = append(dec, r.DecodeTokS)
+	}
+	order := slices.Clone(runs)
+	slices.SortFunc(order, func(a, b model.BenchResult) int { return cmp.Compare(a.DecodeTokS, b.DecodeTokS) })
+	return order[(len(order)-1)/2], pre, dec
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -275,5 +276,42 @@ func TestCLITrainEndToEnd(t *testing.T) {
 		if p := r.Perplexity["all"]; !(p > 1 && p < 1e6) || (i > 0) != (r.Params > 0) {
 			t.Errorf("adapt eval row %q: perplexity %g, %d parameters", r.Method, p, r.Params)
 		}
+	}
+}
+
+// The plain bench repeats its timed run --reps times and reports the run of
+// median decode rate, listing every run's rates beside it.
+func TestCLIBenchReps(t *testing.T) {
+	out := mustRun(t, "", "bench", "--config", "tiny", "--batches", "2", "--prompt", "4", "--decode", "2", "--dtype", "f32", "--reps", "3", "--json")
+	var rep struct {
+		Runs []struct {
+			Reps        int       `json:"reps"`
+			Prefill     float64   `json:"prefill_tokens_per_s"`
+			Decode      float64   `json:"decode_tokens_per_s"`
+			PrefillRuns []float64 `json:"prefill_tokens_per_s_runs"`
+			DecodeRuns  []float64 `json:"decode_tokens_per_s_runs"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(rep.Runs) != 1 {
+		t.Fatalf("%d runs reported, want 1 (batch 2, f32)", len(rep.Runs))
+	}
+	r := rep.Runs[0]
+	if r.Reps != 3 || len(r.DecodeRuns) != 3 || len(r.PrefillRuns) != 3 {
+		t.Fatalf("reps %d, %d decode and %d prefill rates, want 3 of each", r.Reps, len(r.DecodeRuns), len(r.PrefillRuns))
+	}
+	sorted := slices.Clone(r.DecodeRuns)
+	slices.Sort(sorted)
+	if r.Decode != sorted[1] || sorted[0] <= 0 {
+		t.Errorf("decode %v reported, runs %v: want their median", r.Decode, r.DecodeRuns)
+	}
+	i := slices.Index(r.DecodeRuns, r.Decode)
+	if r.Prefill != r.PrefillRuns[i] {
+		t.Errorf("prefill %v reported, want %v, the prefill of the median decode run (runs %v)", r.Prefill, r.PrefillRuns[i], r.PrefillRuns)
+	}
+	if _, stderr, err := run(t, "", "bench", "--config", "tiny", "--batches", "1", "--reps", "0"); err == nil || !strings.Contains(stderr, "--reps") {
+		t.Errorf("--reps 0: err %v, stderr %q", err, stderr)
 	}
 }
