@@ -45,6 +45,10 @@ type Meta struct {
 	Experts int     `json:"experts,omitempty"` // K: 1 for lora, the number of domains for experts
 	Hidden  []int   `json:"hidden,omitempty"`  // hyper: hidden widths
 	Dropout float32 `json:"dropout,omitempty"` // hyper: training dropout
+	// Features is what a hyper adapter conditions on (FeatureEmbed, the
+	// default when empty, FeatureHidden or FeatureBoth); it sets the
+	// hyper-network's input width and the stored centroids' (FeatureDim).
+	Features string `json:"features,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.
@@ -81,6 +85,9 @@ func (m Meta) Validate() error {
 		if m.Centroids < 0 {
 			return fmt.Errorf("hyper adapter with %d centroids", m.Centroids)
 		}
+		if _, err := FeatureDim(m.Features, m.Base.Config.NEmbd); err != nil {
+			return err
+		}
 		return m.Hyper().Validate()
 	default:
 		return fmt.Errorf("unknown adapter kind %q (want lora, experts or hyper)", m.Kind)
@@ -91,7 +98,28 @@ func (m Meta) Validate() error {
 // Hyper is the hyper-network architecture of a KindHyper adapter.
 func (m Meta) Hyper() HyperConfig {
 	c := m.Base.Config
-	return HyperConfig{C: c.NEmbd, V: c.VocabSize, Rank: m.Rank, Alpha: m.Alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+	in, _ := FeatureDim(m.Features, c.NEmbd)
+	return HyperConfig{C: c.NEmbd, V: c.VocabSize, In: in, Rank: m.Rank, Alpha: m.Alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+}
+
+// What a hyper-network conditions on: per sequence, over its prompt's real
+// tokens, each part L2-normalised.
+const (
+	FeatureEmbed  = "embed"        // mean token embedding (the paper's; C values)
+	FeatureHidden = "hidden"       // mean final hidden state of the base model (ln_f output; C values)
+	FeatureBoth   = "embed+hidden" // both, concatenated (2C values)
+)
+
+// FeatureDim is the width of a feature kind for model width c ("" is
+// FeatureEmbed); an unknown kind is an error.
+func FeatureDim(kind string, c int) (int, error) {
+	switch kind {
+	case "", FeatureEmbed, FeatureHidden:
+		return c, nil
+	case FeatureBoth:
+		return 2 * c, nil
+	}
+	return 0, fmt.Errorf("unknown feature kind %q (want %s, %s or %s)", kind, FeatureEmbed, FeatureHidden, FeatureBoth)
 }
 
 // Spec is the name and shape of every tensor of the adapter m describes.
@@ -100,7 +128,8 @@ func (m Meta) Spec() []model.HostTensor {
 	if m.Kind == KindHyper {
 		spec := HyperSpec(m.Hyper())
 		if m.Centroids > 0 {
-			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, c.NEmbd}})
+			in, _ := FeatureDim(m.Features, c.NEmbd)
+			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
 		}
 		return spec
 	}

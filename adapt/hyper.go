@@ -18,7 +18,8 @@ import (
 //
 // ChamaleonLLM's is Hidden = [64, 32], Dropout = 0.5.
 type HyperConfig struct {
-	C, V    int     // model width (the input) and vocabulary
+	C, V    int     // model width and vocabulary
+	In      int     // input (feature) width; 0 means C
 	Rank    int     // R, the rank of the generated update
 	Alpha   float32 // the update's scale
 	Hidden  []int   // hidden widths H1..Hn, at least one
@@ -59,7 +60,15 @@ func (c HyperConfig) OutDim() int { return c.Rank*c.C + c.V*c.Rank }
 
 // Dims are the layer widths from input to output: C, H1..Hn, OutDim.
 func (c HyperConfig) Dims() []int {
-	return append(append([]int{c.C}, c.Hidden...), c.OutDim())
+	return append(append([]int{c.InDim()}, c.Hidden...), c.OutDim())
+}
+
+// InDim is the input width: In, or C when In is 0.
+func (c HyperConfig) InDim() int {
+	if c.In > 0 {
+		return c.In
+	}
+	return c.C
 }
 
 // Linear is one layer of the hyper-network on a backend.
@@ -185,11 +194,11 @@ func (n *HyperNet) Forward(o *Ops, out, feats gpu.Tensor, masks []gpu.Tensor) er
 		panic(fmt.Sprintf("adapt: HyperNet.Forward: %d layers, config has %d", len(n.Layers), len(d)-1))
 	}
 	fs := feats.Shape()
-	if len(fs) != 2 || fs[1] != n.Cfg.C {
-		panic(fmt.Sprintf("adapt: HyperNet.Forward: feats %v, want (K, %d)", fs, n.Cfg.C))
+	if len(fs) != 2 || fs[1] != n.Cfg.InDim() {
+		panic(fmt.Sprintf("adapt: HyperNet.Forward: feats %v, want (K, %d)", fs, n.Cfg.InDim()))
 	}
 	k := fs[0]
-	gpu.CheckShape("HyperNet.Forward", "feats", feats, gpu.F32, k, n.Cfg.C)
+	gpu.CheckShape("HyperNet.Forward", "feats", feats, gpu.F32, k, n.Cfg.InDim())
 	gpu.CheckShape("HyperNet.Forward", "out", out, gpu.F32, k, n.Cfg.OutDim())
 	if masks != nil && len(masks) != len(n.Cfg.Hidden) {
 		panic(fmt.Sprintf("adapt: HyperNet.Forward: %d dropout masks for %d hidden layers", len(masks), len(n.Cfg.Hidden)))

@@ -38,6 +38,9 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	if err := a.Meta.Base.Match(base); err != nil {
 		return nil, err
 	}
+	if a.Meta.Kind == KindHyper && a.Meta.Features != "" && a.Meta.Features != FeatureEmbed {
+		return nil, fmt.Errorf("adapt: this hyper-network conditions on %q features; the serving runtime computes only %q (mean token embeddings) so far: evaluate it with `chameleon adapt bench`", a.Meta.Features, FeatureEmbed)
+	}
 	cops, err := cluster.OpsFor(m.B)
 	if err != nil {
 		return nil, err

@@ -170,10 +170,11 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 	}
 	if n.hyper != nil {
 		hc := n.hyper.Cfg
-		if len(bt.Means) != bt.K*c || bt.K < 1 {
-			return fail(fmt.Errorf("train: %d mean-feature values for %d clusters of width %d", len(bt.Means), bt.K, c))
+		in := hc.InDim()
+		if len(bt.Means) != bt.K*in || bt.K < 1 {
+			return fail(fmt.Errorf("train: %d mean-feature values for %d clusters of width %d", len(bt.Means), bt.K, in))
 		}
-		x, err := s.upload(gpu.F32, bt.Means, bt.K, c)
+		x, err := s.upload(gpu.F32, bt.Means, bt.K, in)
 		if err != nil {
 			return fail(err)
 		}

@@ -227,9 +227,9 @@ func TrainAdapter(b gpu.TrainBackend, wte gpu.Tensor, cfg AdapterConfig, d *Adap
 		// training features' mean and spread, and the transform is folded
 		// into the first layer when the adapter is saved (the file takes
 		// raw means, as at inference).
-		mu, sd = featureStats(d.Features, d.C)
+		mu, sd = FeatureStats(d.Features, d.C)
 		for i := range groups {
-			groups[i].Means = standardize(groups[i].Means, mu, sd)
+			groups[i].Means = Standardize(groups[i].Means, mu, sd)
 		}
 	case adapt.KindLoRA, adapt.KindExperts:
 		if meta.Kind == adapt.KindExperts {
@@ -282,7 +282,7 @@ func TrainAdapter(b gpu.TrainBackend, wte gpu.Tensor, cfg AdapterConfig, d *Adap
 		return nil, nil, err
 	}
 	if mu != nil {
-		foldStandardize(ts[0].Data, ts[1].Data, mu, sd)
+		FoldStandardize(ts[0].Data, ts[1].Data, mu, sd)
 	}
 	if cents != nil {
 		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{cents.K, cents.C}, Data: cents.Data})
@@ -362,9 +362,9 @@ func EvalGroups(n *AdapterNet, d *AdapterData, groups []Group, base bool, progre
 	return out, nil
 }
 
-// featureStats is the per-channel mean and standard deviation of (N, c)
+// FeatureStats is the per-channel mean and standard deviation of (N, c)
 // features; a channel's deviation is floored at 1e-3 of the largest.
-func featureStats(f []float32, c int) (mu, sd []float64) {
+func FeatureStats(f []float32, c int) (mu, sd []float64) {
 	n := len(f) / c
 	mu, sd = make([]float64, c), make([]float64, c)
 	for i := 0; i < n; i++ {
@@ -389,8 +389,8 @@ func featureStats(f []float32, c int) (mu, sd []float64) {
 	return mu, sd
 }
 
-// standardize returns (x - mu) / sd per channel of the rows of x.
-func standardize(x []float32, mu, sd []float64) []float32 {
+// Standardize returns (x - mu) / sd per channel of the rows of x.
+func Standardize(x []float32, mu, sd []float64) []float32 {
 	c := len(mu)
 	out := make([]float32, len(x))
 	for i, v := range x {
@@ -399,10 +399,10 @@ func standardize(x []float32, mu, sd []float64) []float32 {
 	return out
 }
 
-// foldStandardize rewrites a first layer trained on standardised inputs,
+// FoldStandardize rewrites a first layer trained on standardised inputs,
 // y = W (x - mu)/sd + b, as one on raw inputs: W' = W/sd, b' = b - W' mu.
 // w is (out, c) row-major.
-func foldStandardize(w, b []float32, mu, sd []float64) {
+func FoldStandardize(w, b []float32, mu, sd []float64) {
 	c := len(mu)
 	for o := range b {
 		s := float64(b[o])

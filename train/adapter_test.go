@@ -214,7 +214,7 @@ func TestFoldStandardize(t *testing.T) {
 		x[j], mu[j], sd[j] = float32(r.NormFloat64()), r.NormFloat64(), 0.1+r.Float64()
 	}
 	want := make([]float64, out)
-	xs := standardize(x, mu, sd)
+	xs := Standardize(x, mu, sd)
 	for o := 0; o < out; o++ {
 		b[o] = float32(r.NormFloat64())
 		want[o] = float64(b[o])
@@ -222,7 +222,7 @@ func TestFoldStandardize(t *testing.T) {
 			want[o] += float64(w[o*c+j]) * float64(xs[j])
 		}
 	}
-	foldStandardize(w, b, mu, sd)
+	FoldStandardize(w, b, mu, sd)
 	for o := 0; o < out; o++ {
 		got := float64(b[o])
 		for j := 0; j < c; j++ {

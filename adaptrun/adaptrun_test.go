@@ -1,0 +1,197 @@
+package adaptrun
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+func TestPairedBootstrap(t *testing.T) {
+	n := 200
+	a, b := Scores{Loss: make([]float64, n), N: make([]int, n)}, Scores{Loss: make([]float64, n), N: make([]int, n)}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range n {
+		a.N[i], b.N[i] = 10, 10
+		b.Loss[i] = 10 * (3 + rng.NormFloat64())
+		a.Loss[i] = b.Loss[i] - 10*(0.05+0.02*rng.NormFloat64()) // a is better by ~0.05 nats/token
+	}
+	iv := PairedBootstrap(a, b, 2000, 1)
+	if math.Abs(iv.Mean+0.05) > 0.01 || !(iv.Lo < iv.Mean && iv.Mean < iv.Hi) || !iv.ExcludesZero() || iv.Hi >= 0 {
+		t.Fatalf("a better by 0.05: interval %+v", iv)
+	}
+	same := PairedBootstrap(b, b, 500, 1)
+	if same.Mean != 0 || same.Lo != 0 || same.Hi != 0 || same.ExcludesZero() {
+		t.Fatalf("identical scores: interval %+v", same)
+	}
+	// Noise alone (a and b differ by zero-mean noise) must not exclude zero.
+	for i := range n {
+		a.Loss[i] = b.Loss[i] + 10*0.5*rng.NormFloat64()
+	}
+	if noise := PairedBootstrap(a, b, 2000, 3); noise.ExcludesZero() && math.Abs(noise.Mean) < 0.02 {
+		t.Fatalf("zero-mean noise: interval %+v", noise)
+	}
+}
+
+func TestFitScale(t *testing.T) {
+	s, l, err := fitScale(func(x float32) (float64, error) { return (float64(x) - 1.3) * (float64(x) - 1.3), nil })
+	if err != nil || math.Abs(float64(s)-1.3) > 1e-3 || l > 1e-6 {
+		t.Fatalf("minimum at 1.3: got scale %g loss %g err %v", s, l, err)
+	}
+}
+
+// fixture is a tiny random model on the reference backend and windows of
+// three synthetic domains: two adaptation domains whose next tokens follow
+// different rules, and a held-out one with tokens of its own.
+func fixture(t *testing.T) (*model.Model, *Windows) {
+	t.Helper()
+	b := ref.New()
+	cfg := model.Config{VocabSize: 24, NCtx: 16, NEmbd: 8, NHead: 2, NLayer: 1, LNEps: 1e-5}
+	w, err := model.Upload(b, cfg, model.RandomInit(cfg, 3), gpu.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &model.Model{Cfg: cfg, W: w, B: b}
+	rng := rand.New(rand.NewPCG(4, 5))
+	win := func(dom int) Window {
+		s := make([]int32, 13)
+		s[0] = int32(rng.IntN(8) + 8*dom)
+		for j := 1; j < len(s); j++ {
+			switch dom {
+			case 0: // counts up in 0..7
+				s[j] = (s[j-1] + 1) % 8
+			case 1: // counts down in 8..15
+				s[j] = 8 + (s[j-1]-8+7)%8
+			default: // random in 16..23
+				s[j] = int32(16 + rng.IntN(8))
+			}
+		}
+		return Window{Tokens: s, Domain: []string{"up", "down", "noise"}[dom], Bytes: 12}
+	}
+	ws := &Windows{Format: windowsFormat, T: 12, Prompt: 4, Vocab: 24, Order: []string{"up", "down", "noise"},
+		Roles:  map[string]string{"up": RoleAdapt, "down": RoleAdapt, "noise": RoleHeldOut},
+		Splits: map[string][]Window{}}
+	for split, n := range map[string]int{"train": 24, "validation": 8, "test": 12} {
+		for i := range n {
+			ws.Splits[split] = append(ws.Splits[split], win(i%2))
+		}
+	}
+	for range 6 {
+		ws.Splits["harm"] = append(ws.Splits["harm"], win(2))
+	}
+	return m, ws
+}
+
+func TestWindowsRoundTrip(t *testing.T) {
+	_, w := fixture(t)
+	path := filepath.Join(t.TempDir(), "w.json.gz")
+	if err := w.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadWindows(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Splits["train"]) != 24 || got.Splits["test"][3].Tokens[5] != w.Splits["test"][3].Tokens[5] || got.Roles["noise"] != RoleHeldOut {
+		t.Fatalf("round trip changed the windows")
+	}
+	w.Splits["test"][0].Tokens[2] = 99 // outside the vocabulary
+	if err := w.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWindows(path); err == nil || !strings.Contains(err.Error(), "outside the vocabulary") {
+		t.Fatalf("a token outside the vocabulary: err = %v", err)
+	}
+	if err := os.WriteFile(path, []byte("not gzip"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadWindows(path); err == nil {
+		t.Fatal("a corrupt file loaded")
+	}
+}
+
+// TestRunTiny runs the whole benchmark on the fixture: every method and
+// grouping, the report in all three forms, and checks that the oracle
+// learnt its domains and that the gate keeps the held-out domain at the
+// base model.
+func TestRunTiny(t *testing.T) {
+	m, w := fixture(t)
+	sets := Sets{}
+	var err error
+	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm} {
+		if *dst, err = Prepare(m, w, split, 5, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := m.B.(gpu.TrainBackend)
+	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Recluster: true}
+	cfg := Config{
+		Methods: []Method{
+			{Name: "lora", Kind: KindLoRA, Rank: 2},
+			{Name: "experts", Kind: KindExperts, Rank: 2, Features: adapt.FeatureBoth},
+			{Name: "table", Kind: KindTable, Rank: 2, Features: adapt.FeatureHidden, K: 2},
+			hyper,
+		},
+		LRs: []float64{3e-2, 1e-1}, Seeds: 2, Primary: "hyper", Bootstrap: 100,
+		Opts: TrainOpts{Batch: 4, Epochs: 4, Alpha: 1},
+	}
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, firsts, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// base, temperature, lora, experts x2, table, hyper x6
+	if len(res.Rows) != 12 {
+		t.Fatalf("%d rows, want 12", len(res.Rows))
+	}
+	if firsts["hyper"] == nil || firsts["hyper"].Adapter.Meta.Features != adapt.FeatureBoth || firsts["hyper"].Adapter.Meta.Centroids == 0 {
+		t.Fatalf("the first hyper adapter is missing its features or centroids")
+	}
+	sum := res.Summarise()
+	byName := map[string]RowSummary{}
+	for _, r := range sum.Rows {
+		byName[r.Name] = r
+	}
+	baseLoss := byName["base model"].Loss
+	if o := byName["experts, oracle (domain labels)"]; !(o.Loss < baseLoss-0.05) {
+		t.Fatalf("the oracle experts did not learn the two counting rules: %.4f vs base %.4f", o.Loss, baseLoss)
+	}
+	online := byName["hyper, online (nearest training centroid)"]
+	if !(online.Loss < baseLoss-0.05) {
+		t.Fatalf("the hyper-network did not adapt: %.4f vs base %.4f", online.Loss, baseLoss)
+	}
+	if len(online.HarmPct) != 1 || math.Abs(online.HarmPct[0]) > 1e-9 {
+		t.Fatalf("held-out windows of unseen tokens should be gated to the base model: harm %v%%", online.HarmPct)
+	}
+	dir := t.TempDir()
+	md := res.Markdown(sum)
+	for _, want := range []string{"| base model |", "oracle", "Targets:", "control: shuffled clusters", "intervals below zero"} {
+		if !strings.Contains(md, want) {
+			t.Fatalf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if err := res.WriteJSON(filepath.Join(dir, "b.json"), sum); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ReadJSON(filepath.Join(dir, "b.json"))
+	if err != nil || len(back.Rows) != len(res.Rows) || back.Rows[3].Test[1].Loss[2] != res.Rows[3].Test[1].Loss[2] {
+		t.Fatalf("JSON round trip: %v", err)
+	}
+	if err := res.WritePNG(filepath.Join(dir, "b.png"), sum); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "b.png")); err != nil || fi.Size() < 1000 {
+		t.Fatalf("PNG: %v", err)
+	}
+}

@@ -1,0 +1,358 @@
+package adaptrun
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+)
+
+// Row roles in the benchmark's table.
+const (
+	RoleBase     = "base"
+	RoleBaseline = "baseline" // a competitor without labels: the best of these is what the method must beat
+	RoleOracle   = "oracle"   // uses the domain labels: the gap the method should close
+	RoleMethod   = "method"
+	RoleControl  = "control" // would show a gain that is not the method's
+)
+
+// Config configures Run.
+type Config struct {
+	Methods   []Method
+	LRs       []float64 // learning-rate grid, chosen per method on validation (first seed)
+	Seeds     int       // training seeds at the chosen rate
+	Opts      TrainOpts // Batch, Epochs, Alpha (LR and Seed are set per run)
+	Primary   string    // the hyper method whose online row is tested against the baselines
+	Bootstrap int       // resamples of the paired bootstrap
+	Log       io.Writer
+	// Progress reports training steps (what names the run).
+	Progress func(what string, step, steps int, loss float64)
+	// Checkpoint, if set, gets the result so far after every method.
+	Checkpoint func(*Result)
+}
+
+// Row is one line of the benchmark: a trained method (or none) under one
+// grouping, scored on every seed.
+type Row struct {
+	Name          string             `json:"name"`
+	Method        string             `json:"method,omitempty"`
+	Kind          string             `json:"kind,omitempty"`
+	Grouping      string             `json:"grouping"`
+	Role          string             `json:"role"`
+	Params        int                `json:"trainable_params"`
+	Bytes         int64              `json:"bytes_stored"`
+	FLOPsPerToken float64            `json:"added_flops_per_token"`
+	LR            float64            `json:"lr,omitempty"`
+	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // learning rate -> validation loss (first seed)
+	Val           float64            `json:"validation_loss"`         // first seed, chosen rate
+	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
+	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
+	TrainSeconds  float64            `json:"train_seconds,omitempty"`
+}
+
+// Result is everything the benchmark measured; Report turns it into
+// tables, intervals and a plot.
+type Result struct {
+	Model       string            `json:"model"`
+	T           int               `json:"t"`
+	Prompt      int               `json:"prompt"`
+	Roles       map[string]string `json:"roles"`
+	Config      Config            `json:"-"`
+	Methods     []Method          `json:"methods"`
+	LRs         []float64         `json:"lrs"`
+	Seeds       int               `json:"seeds"`
+	Opts        TrainOpts         `json:"opts"`
+	Primary     string            `json:"primary"`
+	Windows     map[string]int    `json:"windows"` // split -> windows
+	TestDomains []string          `json:"test_domains"`
+	TestDom     []int             `json:"test_dom"`
+	TestBytes   []int             `json:"test_bytes"`
+	HarmDomains []string          `json:"harm_domains"`
+	HarmDom     []int             `json:"harm_dom"`
+	HarmBytes   []int             `json:"harm_bytes"`
+	Temperature float64           `json:"temperature"`
+	Rows        []Row             `json:"rows"`
+	Seconds     float64           `json:"seconds"`
+	Bootstrap   int               `json:"bootstrap"`
+}
+
+// Sets are the prepared splits Run needs.
+type Sets struct {
+	Train, Validation, Test, Harm *Set // Harm may be nil
+}
+
+// groupings lists the groupings each kind is scored under; the first is
+// the one its learning rate is chosen by.
+func groupings(kind string) []string {
+	switch kind {
+	case KindLoRA:
+		return []string{GroupStatic}
+	case KindExperts:
+		return []string{GroupOracle, GroupRouted}
+	case KindTable:
+		return []string{GroupRouted}
+	}
+	return []string{GroupOnline, GroupUngated, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+}
+
+// harmApplies says whether a grouping can score windows of domains the
+// adapter never trained on (the oracle has no expert for them).
+func harmApplies(g string) bool { return g != GroupOracle && g != GroupMean && g != GroupShuffled }
+
+func (cfg Config) logf(format string, a ...any) {
+	if cfg.Log != nil {
+		fmt.Fprintf(cfg.Log, format, a...)
+	}
+}
+
+// Run trains and scores every method (and the base model and a fitted
+// temperature) and returns the result; Trained holds the first seed's
+// adapter of every method, for saving.
+func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*Trained, error) {
+	t0 := time.Now()
+	if cfg.Seeds < 1 || len(cfg.LRs) == 0 {
+		return nil, nil, fmt.Errorf("adaptrun: %d seeds and %d learning rates: need at least one of each", cfg.Seeds, len(cfg.LRs))
+	}
+	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, Seeds: cfg.Seeds,
+		Opts: cfg.Opts, Primary: cfg.Primary, Bootstrap: cfg.Bootstrap, Windows: map[string]int{},
+		TestDomains: sets.Test.Domains, TestDom: sets.Test.Dom}
+	for _, x := range sets.Test.Windows {
+		res.TestBytes = append(res.TestBytes, x.Bytes)
+	}
+	for _, s := range []*Set{sets.Train, sets.Validation, sets.Test, sets.Harm} {
+		if s != nil {
+			res.Windows[s.Name] = len(s.Windows)
+		}
+	}
+	if sets.Harm != nil {
+		res.HarmDomains, res.HarmDom = sets.Harm.Domains, sets.Harm.Dom
+		for _, x := range sets.Harm.Windows {
+			res.HarmBytes = append(res.HarmBytes, x.Bytes)
+		}
+	}
+	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
+	score := func(t *Trained, grouping string, scale float32, row *Row) error {
+		s, err := e.Score(t, sets.Test, grouping, scale)
+		if err != nil {
+			return err
+		}
+		row.Test = append(row.Test, s)
+		if sets.Harm != nil && harmApplies(grouping) {
+			h, err := e.Score(t, sets.Harm, grouping, scale)
+			if err != nil {
+				return err
+			}
+			row.Harm = append(row.Harm, h)
+		}
+		return nil
+	}
+	// The base model, and a temperature fitted on validation.
+	base := Row{Name: "base model", Grouping: GroupBase, Role: RoleBase}
+	vb, err := e.Score(nil, sets.Validation, GroupBase, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	base.Val = vb.Mean(nil)
+	if err := score(nil, GroupBase, 1, &base); err != nil {
+		return nil, nil, err
+	}
+	res.Rows = append(res.Rows, base)
+	cfg.logf("base model: validation %.4f, test %.4f nats/token\n", base.Val, base.Test[0].Mean(nil))
+	scale, val, err := fitScale(func(s float32) (float64, error) {
+		sc, err := e.Score(nil, sets.Validation, GroupBase, s)
+		return sc.Mean(nil), err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	res.Temperature = 1 / float64(scale)
+	temp := Row{Name: fmt.Sprintf("base, temperature %.3f (fitted on validation)", res.Temperature), Grouping: GroupBase,
+		Role: RoleBaseline, Params: 1, Bytes: 4, FLOPsPerToken: float64(v), Val: val}
+	if err := score(nil, GroupBase, scale, &temp); err != nil {
+		return nil, nil, err
+	}
+	res.Rows = append(res.Rows, temp)
+	cfg.logf("temperature %.3f: validation %.4f, test %.4f\n", res.Temperature, val, temp.Test[0].Mean(nil))
+	if cfg.Checkpoint != nil {
+		cfg.Checkpoint(res)
+	}
+	firsts := map[string]*Trained{}
+	for _, m := range cfg.Methods {
+		gs := groupings(m.Kind)
+		lrVal := map[string]float64{}
+		var best *Trained
+		bestLR, bestVal := 0.0, math.Inf(1)
+		secs := 0.0
+		for _, lr := range cfg.LRs {
+			o := cfg.Opts
+			o.LR, o.Seed = lr, 1
+			t1 := time.Now()
+			tr, err := Train(e.TB, e.Wte, e.Base, m, sets.Train, o, func(step, steps int, loss float64) {
+				if cfg.Progress != nil {
+					cfg.Progress(fmt.Sprintf("%s lr %g", m.Name, lr), step, steps, loss)
+				}
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			secs = time.Since(t1).Seconds()
+			e.Seed = o.Seed
+			vs, err := e.Score(tr, sets.Validation, gs[0], 1)
+			if err != nil {
+				return nil, nil, err
+			}
+			l := vs.Mean(nil)
+			lrVal[fmt.Sprint(lr)] = l
+			cfg.logf("%s lr %g: validation %.4f (%s)\n", m.Name, lr, l, gs[0])
+			if l < bestVal {
+				best, bestLR, bestVal = tr, lr, l
+			}
+		}
+		firsts[m.Name] = best
+		trs := []*Trained{best}
+		for s := 2; s <= cfg.Seeds; s++ {
+			o := cfg.Opts
+			o.LR, o.Seed = bestLR, uint64(s)
+			tr, err := Train(e.TB, e.Wte, e.Base, m, sets.Train, o, func(step, steps int, loss float64) {
+				if cfg.Progress != nil {
+					cfg.Progress(fmt.Sprintf("%s seed %d", m.Name, s), step, steps, loss)
+				}
+			})
+			if err != nil {
+				return nil, nil, err
+			}
+			trs = append(trs, tr)
+		}
+		k := len(sets.Train.Domains)
+		if best.Cents != nil && m.Kind == KindTable {
+			k = best.Cents.K
+		}
+		params := m.Params(c, v, k)
+		bytes := int64(params) * 4
+		if m.Kind == KindHyper && best.Cents != nil {
+			bytes += int64(len(best.Cents.Data)) * 4
+		}
+		for _, g := range gs {
+			row := Row{Name: rowName(m, g), Method: m.Name, Kind: m.Kind, Grouping: g, Role: rowRole(m, g),
+				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
+				LR: bestLR, LRVal: lrVal, TrainSeconds: secs}
+			for si, tr := range trs {
+				e.Seed = uint64(si + 1)
+				if g == gs[0] && si == 0 {
+					row.Val = bestVal
+				}
+				if err := score(tr, g, 1, &row); err != nil {
+					return nil, nil, fmt.Errorf("adaptrun: %s: %w", row.Name, err)
+				}
+			}
+			res.Rows = append(res.Rows, row)
+			cfg.logf("%s: test %.4f nats/token (seed 1)\n", row.Name, row.Test[0].Mean(nil))
+		}
+		if cfg.Checkpoint != nil {
+			cfg.Checkpoint(res)
+		}
+	}
+	res.Seconds = time.Since(t0).Seconds()
+	return res, firsts, nil
+}
+
+// rowName is the table's label of method m under grouping g.
+func rowName(m Method, g string) string {
+	switch g {
+	case GroupStatic:
+		return m.Name
+	case GroupOracle:
+		return m.Name + ", oracle (domain labels)"
+	case GroupRouted:
+		return m.Name + ", routed to the nearest centroid"
+	case GroupClustered:
+		return m.Name + ", clustered test batches"
+	case GroupOnline:
+		return m.Name + ", online (nearest training centroid)"
+	case GroupUngated:
+		return m.Name + ", online without the gate"
+	case GroupRandom:
+		return m.Name + ", random batches"
+	case GroupMean:
+		return m.Name + ", control: mean update for all"
+	case GroupShuffled:
+		return m.Name + ", control: shuffled clusters"
+	}
+	return m.Name + ", " + g
+}
+
+func rowRole(m Method, g string) string {
+	switch {
+	case g == GroupOracle:
+		return RoleOracle
+	case g == GroupMean || g == GroupShuffled:
+		return RoleControl
+	case m.Kind == KindHyper:
+		return RoleMethod
+	}
+	return RoleBaseline
+}
+
+// addedFLOPs is the work an adapter adds per scored token: the low-rank
+// update, 2R(C+V), plus, for a hyper-network, its forward once per
+// cluster spread over a batch of tokens.
+func addedFLOPs(m Method, g string, c, v, tokensPerCluster int) float64 {
+	if g == GroupMean {
+		return float64(2 * c * v) // the mean update has full rank
+	}
+	f := float64(2 * m.Rank * (c + v))
+	if m.Kind == KindHyper {
+		d := m.hyperConfig(c, v, 1).Dims()
+		var h float64
+		for i := 0; i+1 < len(d); i++ {
+			h += float64(2 * d[i] * d[i+1])
+		}
+		f += h / float64(max(tokensPerCluster, 1))
+	}
+	return f
+}
+
+// fitScale minimises loss(scale) over scale in [0.5, 2] by golden-section
+// search (the loss of a softmax temperature is unimodal in practice).
+func fitScale(loss func(float32) (float64, error)) (float32, float64, error) {
+	lo, hi := 0.5, 2.0
+	g := (math.Sqrt(5) - 1) / 2
+	a, b := hi-g*(hi-lo), lo+g*(hi-lo)
+	fa, err := loss(float32(a))
+	if err != nil {
+		return 0, 0, err
+	}
+	fb, err := loss(float32(b))
+	if err != nil {
+		return 0, 0, err
+	}
+	for range 14 {
+		if fa < fb {
+			hi, b, fb = b, a, fa
+			a = hi - g*(hi-lo)
+			if fa, err = loss(float32(a)); err != nil {
+				return 0, 0, err
+			}
+		} else {
+			lo, a, fa = a, b, fb
+			b = lo + g*(hi-lo)
+			if fb, err = loss(float32(b)); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if fa < fb {
+		return float32(a), fa, nil
+	}
+	return float32(b), fb, nil
+}
+
+// FirstHyper returns the named method's adapter for saving.
+func FirstHyper(ts map[string]*Trained, name string) *adapt.Adapter {
+	if t := ts[name]; t != nil {
+		return t.Adapter
+	}
+	return nil
+}

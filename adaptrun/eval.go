@@ -1,0 +1,305 @@
+package adaptrun
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/train"
+)
+
+// Groupings: which update each evaluated window gets.
+const (
+	GroupBase      = "base"           // none: the base model
+	GroupStatic    = "static"         // lora: its one update for every window
+	GroupOracle    = "oracle"         // experts: the window's own domain's (uses the label)
+	GroupRouted    = "routed"         // experts, table: the nearest training centroid's (no labels)
+	GroupClustered = "clustered"      // hyper: k-means on the evaluated windows themselves, one cluster a batch, its mean feature
+	GroupOnline    = "online"         // hyper: the nearest training centroid, as input (the serving case)
+	GroupUngated   = "online-ungated" // hyper: online, with every window adapted however far from the training centroids
+	GroupRandom    = "random"         // hyper: random batches of mixed windows, their mean feature
+	GroupMean      = "mean-update"    // hyper control: the size-weighted mean of the clustered updates, for everyone
+	GroupShuffled  = "shuffled"       // hyper control: clustered, each cluster given another cluster's update
+)
+
+// Scores are per-window summed losses (nats) and scored-token counts.
+type Scores struct {
+	Loss []float64 `json:"loss"`
+	N    []int     `json:"n"`
+}
+
+// Mean is the loss per token over all windows (or over those with keep
+// true, when keep is given).
+func (s Scores) Mean(keep func(i int) bool) float64 {
+	var l float64
+	var n int
+	for i := range s.Loss {
+		if keep == nil || keep(i) {
+			l += s.Loss[i]
+			n += s.N[i]
+		}
+	}
+	return l / float64(max(n, 1))
+}
+
+// Evaluator scores adapters of one base model.
+type Evaluator struct {
+	TB    gpu.TrainBackend
+	Wte   gpu.Tensor // the base's tied output projection (V, C), F32
+	Base  adapt.Base
+	Batch int    // windows a batch
+	Seed  uint64 // clustered and random groupings
+}
+
+// Score evaluates t (nil: the base model) on s under grouping, with the
+// hidden states scaled by scale (1: none; a temperature of 1/scale).
+func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (Scores, error) {
+	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
+	n := len(s.Windows)
+	var gs []group
+	meta, host := adapt.Meta{}, []model.HostTensor(nil)
+	if t != nil {
+		meta, host = t.Adapter.Meta, t.Adapter.Tensors
+		if meta.Centroids > 0 {
+			host = host[:len(host)-1]
+		}
+	}
+	seq := func(cl int) {
+		for _, ch := range chunks(seqIdx(n), e.Batch) {
+			gs = append(gs, group{Members: ch, Cluster: uniform(len(ch), cl), K: 1})
+		}
+	}
+	need := func(kinds ...string) error {
+		if t == nil || !slices.Contains(kinds, t.M.Kind) {
+			return fmt.Errorf("adaptrun: grouping %q does not apply to %v", grouping, kindOf(t))
+		}
+		return nil
+	}
+	switch grouping {
+	case GroupBase:
+		meta = adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 1, Alpha: 1, Base: e.Base}
+		host = adapt.InitStatic(1, 1, c, v, 0)
+		seq(-1)
+	case GroupStatic:
+		if err := need(KindLoRA); err != nil {
+			return Scores{}, err
+		}
+		seq(0)
+	case GroupOracle:
+		if err := need(KindExperts); err != nil {
+			return Scores{}, err
+		}
+		by := map[int][]int{}
+		for i, di := range s.Dom {
+			x := slices.Index(t.Domains, s.Domains[di])
+			if x < 0 {
+				return Scores{}, fmt.Errorf("adaptrun: no expert for domain %s", s.Domains[di])
+			}
+			by[x] = append(by[x], i)
+		}
+		for x := range len(t.Domains) {
+			for _, ch := range chunks(by[x], e.Batch) {
+				gs = append(gs, group{Members: ch, Cluster: uniform(len(ch), x), K: len(t.Domains)})
+			}
+		}
+	case GroupRouted:
+		if err := need(KindExperts, KindTable); err != nil {
+			return Scores{}, err
+		}
+		as, err := t.Cents.Assign(s.Feature(t.M.Features))
+		if err != nil {
+			return Scores{}, err
+		}
+		for _, b := range cluster.FormBatches(as, t.Cents.K, e.Batch) {
+			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), b.Cluster), K: t.Cents.K})
+		}
+	case GroupOnline, GroupUngated:
+		if err := need(KindHyper); err != nil {
+			return Scores{}, err
+		}
+		as, err := t.Cents.Assign(s.Feature(t.M.Features))
+		if err != nil {
+			return Scores{}, err
+		}
+		for _, b := range cluster.FormBatches(as, t.Cents.K, e.Batch) {
+			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1,
+				Means: slices.Clone(t.Cents.Row(b.Cluster))})
+		}
+	case GroupClustered, GroupShuffled, GroupMean:
+		if err := need(KindHyper); err != nil {
+			return Scores{}, err
+		}
+		f := s.Feature(t.M.Features)
+		dim := len(f) / n
+		res, err := kmeans(f, dim, cluster.DefaultK(n, e.Batch), e.Seed)
+		if err != nil {
+			return Scores{}, err
+		}
+		for _, b := range cluster.FormBatches(res.Assign, res.Centroids.K, e.Batch) {
+			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1, Means: meanOf(f, dim, b.Seqs)})
+		}
+		if grouping == GroupShuffled && len(gs) > 1 {
+			p := rand.New(rand.NewPCG(e.Seed, 0x5f)).Perm(len(gs))
+			means := make([][]float32, len(gs))
+			for i := range p {
+				means[p[i]] = gs[p[(i+1)%len(p)]].Means
+			}
+			for i := range gs {
+				gs[i].Means = means[i]
+			}
+		}
+		if grouping == GroupMean {
+			dw, err := meanUpdate(t, gs, n)
+			if err != nil {
+				return Scores{}, err
+			}
+			eye := make([]float32, c*c)
+			for i := range c {
+				eye[i*c+i] = 1
+			}
+			meta = adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: c, Alpha: 1, Base: e.Base}
+			host = []model.HostTensor{{Name: "lora.A", Shape: []int{1, c, c}, Data: eye}, {Name: "lora.B", Shape: []int{1, v, c}, Data: dw}}
+			for i := range gs {
+				gs[i].Means = nil
+			}
+		}
+	case GroupRandom:
+		if err := need(KindHyper); err != nil {
+			return Scores{}, err
+		}
+		f := s.Feature(t.M.Features)
+		dim := len(f) / n
+		for _, ch := range chunks(rand.New(rand.NewPCG(e.Seed, 7)).Perm(n), e.Batch) {
+			gs = append(gs, group{Members: ch, Cluster: uniform(len(ch), 0), K: 1, Means: meanOf(f, dim, ch)})
+		}
+	default:
+		return Scores{}, fmt.Errorf("adaptrun: unknown grouping %q", grouping)
+	}
+	// The gate: windows far from every training centroid keep the base
+	// model (not for the oracle, which knows the domain, nor online-ungated).
+	if t != nil && t.Radius > 0 && grouping != GroupOracle && grouping != GroupUngated {
+		f := s.Feature(t.M.Features)
+		dim := len(f) / n
+		for gi := range gs {
+			for j, wi := range gs[gi].Members {
+				if nearestDist(t.Cents, f[wi*dim:(wi+1)*dim]) > t.Radius {
+					gs[gi].Cluster[j] = -1
+				}
+			}
+		}
+	}
+	if grouping == GroupMean {
+		// the names above are the static spec's; take them from it
+		spec := adapt.StaticSpec(1, c, c, v)
+		host[0].Name, host[1].Name = spec[0].Name, spec[1].Name
+	}
+	net, err := train.NewAdapterNet(e.TB, e.Wte, meta, host)
+	if err != nil {
+		return Scores{}, err
+	}
+	defer net.Free()
+	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
+	for _, g := range gs {
+		ls, err := net.Losses(s.batch(g, scale))
+		if err != nil {
+			return Scores{}, err
+		}
+		row := 0
+		for _, wi := range g.Members {
+			for j, tg := range s.Targets[wi] {
+				if tg >= 0 {
+					out.Loss[wi] += float64(ls[row+j])
+					out.N[wi]++
+				}
+			}
+			row += len(s.Targets[wi])
+		}
+	}
+	for i, l := range out.Loss {
+		if math.IsNaN(l) || math.IsInf(l, 0) {
+			return Scores{}, fmt.Errorf("adaptrun: window %d: non-finite loss under %s", i, grouping)
+		}
+	}
+	return out, nil
+}
+
+func seqIdx(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
+func kindOf(t *Trained) string {
+	if t == nil {
+		return "the base model"
+	}
+	return t.M.Kind + " adapter " + t.M.Name
+}
+
+// hyperForward runs a hyper adapter's network (file form: raw inputs) on
+// the host: the packed factors A (R, C) then B (V, R) of one input.
+func hyperForward(a *adapt.Adapter, x []float32) []float32 {
+	ts := a.Tensors
+	layers := (len(ts) - 1) / 2
+	if a.Meta.Centroids == 0 {
+		layers = len(ts) / 2
+	}
+	for l := range layers {
+		w, b := ts[2*l], ts[2*l+1]
+		out, in := w.Shape[0], w.Shape[1]
+		y := make([]float32, out)
+		for o := range out {
+			acc := float64(b.Data[o])
+			row := w.Data[o*in : (o+1)*in]
+			for i, xv := range x {
+				acc += float64(row[i]) * float64(xv)
+			}
+			y[o] = float32(acc)
+			if l < layers-1 && y[o] < 0 {
+				y[o] = 0
+			}
+		}
+		x = y
+	}
+	return x
+}
+
+// meanUpdate is alpha * Σ_g (|g|/n) B_g A_g, the (V, C) mean of the
+// updates a hyper adapter generates for groups gs.
+func meanUpdate(t *Trained, gs []group, n int) ([]float32, error) {
+	meta := t.Adapter.Meta
+	c, v, r := meta.Base.Config.NEmbd, meta.Base.Config.VocabSize, meta.Rank
+	dw := make([]float64, v*c)
+	for _, g := range gs {
+		p := hyperForward(t.Adapter, g.Means)
+		if len(p) != r*c+v*r {
+			return nil, fmt.Errorf("adaptrun: hyper-network output of %d values, want %d", len(p), r*c+v*r)
+		}
+		a, b := p[:r*c], p[r*c:]
+		wgt := float64(meta.Alpha) * float64(len(g.Members)) / float64(n)
+		for vi := range v {
+			row := dw[vi*c : (vi+1)*c]
+			for j := range r {
+				bj := wgt * float64(b[vi*r+j])
+				if bj == 0 {
+					continue
+				}
+				for ci, av := range a[j*c : (j+1)*c] {
+					row[ci] += bj * float64(av)
+				}
+			}
+		}
+	}
+	out := make([]float32, len(dw))
+	for i, x := range dw {
+		out[i] = float32(x)
+	}
+	return out, nil
+}

@@ -1,0 +1,367 @@
+package adaptrun
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
+	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/train"
+)
+
+// Method kinds.
+const (
+	KindLoRA    = "lora"    // one static low-rank update, random batches
+	KindExperts = "experts" // one update per domain, trained on its domain's windows (uses the labels)
+	KindTable   = "table"   // one update per k-means cluster of the training windows (no labels)
+	KindHyper   = "hyper"   // ChamaleonLLM: a hyper-network generates each cluster's update
+)
+
+// Method is one adapter to train, all of the output projection:
+// logits = W h + alpha * B_c (A_c h).
+type Method struct {
+	Name     string  `json:"name"`
+	Kind     string  `json:"kind"`
+	Rank     int     `json:"rank"`
+	Features string  `json:"features,omitempty"` // hyper and table: what they cluster and condition on; experts: what routes
+	Hidden   []int   `json:"hidden,omitempty"`   // hyper: hidden widths
+	Dropout  float32 `json:"dropout,omitempty"`  // hyper: training dropout
+	K        int     `json:"k,omitempty"`        // table: clusters (0: one per batch of windows, as the hyper-network's)
+	// Recluster draws a new k-means seed every epoch (hyper), so that the
+	// hyper-network sees other groupings of the same windows: more distinct
+	// inputs than one fixed clustering gives.
+	Recluster bool `json:"recluster,omitempty"`
+}
+
+// TrainOpts are the optimisation settings shared by every method.
+type TrainOpts struct {
+	Batch  int     `json:"batch"`  // windows a step (the cluster batch size)
+	Epochs int     `json:"epochs"` // passes over the training windows
+	LR     float64 `json:"lr"`     // peak; cosine decay to LR/10 after a short warm-up
+	Seed   uint64  `json:"seed"`
+	Alpha  float32 `json:"alpha"`
+}
+
+// Trained is a trained adapter with what its groupings need.
+type Trained struct {
+	M       Method
+	Adapter *adapt.Adapter // the file form: hyper-network inputs raw (standardisation folded in), centroids last
+	// Cents are the training centroids in M.Features space: hyper and
+	// table, the last training clustering's; experts, each domain's mean
+	// training feature (for routing without labels).
+	Cents   *cluster.Centroids
+	Domains []string // the training set's domains (experts: expert i is Domains[i])
+	Losses  []float64
+	// Radius is the gate: a window whose feature lies farther (squared
+	// distance) from every training centroid than this gets no update. It
+	// is a quantile of the training windows' own distances (GateQuantile).
+	Radius float64
+}
+
+// GateQuantile sets each Trained.Radius: the share of training windows
+// that lie within the radius of their nearest centroid.
+const GateQuantile = 0.99
+
+// radius is the q-quantile of the squared distances of the (N, dim)
+// features f to their nearest centroid.
+func radius(cents *cluster.Centroids, f []float32, q float64) float64 {
+	n := len(f) / cents.C
+	d := make([]float64, n)
+	for i := range n {
+		d[i] = nearestDist(cents, f[i*cents.C:(i+1)*cents.C])
+	}
+	slices.Sort(d)
+	return d[min(n-1, int(q*float64(n)))]
+}
+
+// nearestDist is the squared distance of x to its nearest centroid.
+func nearestDist(cents *cluster.Centroids, x []float32) float64 {
+	best := math.Inf(1)
+	for k := range cents.K {
+		var s float64
+		for j, v := range cents.Row(k) {
+			e := float64(x[j]) - float64(v)
+			s += e * e
+		}
+		best = min(best, s)
+	}
+	return best
+}
+
+// group is a batch of windows adapted together: member i's rows use
+// update Cluster[i] in [0, K) (-1: none); a hyper-network gets Means
+// (K, feature width).
+type group struct {
+	Members []int
+	Cluster []int
+	K       int
+	Means   []float32
+}
+
+// chunks cuts idx into consecutive pieces of at most size.
+func chunks(idx []int, size int) [][]int {
+	var out [][]int
+	for len(idx) > 0 {
+		n := min(size, len(idx))
+		out = append(out, idx[:n:n])
+		idx = idx[n:]
+	}
+	return out
+}
+
+// meanOf is the mean of the rows members of the (N, dim) matrix f.
+func meanOf(f []float32, dim int, members []int) []float32 {
+	out := make([]float32, dim)
+	for _, m := range members {
+		for j, v := range f[m*dim : (m+1)*dim] {
+			out[j] += v
+		}
+	}
+	for j := range out {
+		out[j] /= float32(len(members))
+	}
+	return out
+}
+
+// kmeans clusters the (N, dim) features on the host (the plain-Go
+// reference of the WGSL k-means).
+func kmeans(f []float32, dim, k int, seed uint64) (*cluster.Result, error) {
+	rb := ref.New()
+	ops, err := cluster.OpsFor(rb)
+	if err != nil {
+		return nil, err
+	}
+	n := len(f) / dim
+	x, err := ops.Alloc(gpu.F32, n, dim)
+	if err != nil {
+		return nil, err
+	}
+	defer ops.Free(x)
+	if err := ops.Write(x, f); err != nil {
+		return nil, err
+	}
+	return cluster.KMeans(ops, x, cluster.Config{K: min(k, n), Seed: seed})
+}
+
+// uniform gives every member cluster c.
+func uniform(n, c int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = c
+	}
+	return out
+}
+
+// hyperConfig is m's hyper-network for a model of width c and vocabulary v.
+func (m Method) hyperConfig(c, v int, alpha float32) adapt.HyperConfig {
+	in, _ := adapt.FeatureDim(m.Features, c)
+	return adapt.HyperConfig{C: c, V: v, In: in, Rank: m.Rank, Alpha: alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+}
+
+// Params is the trainable-parameter count of m on a model of width c and
+// vocabulary v, with k clusters or domains for a table or experts.
+func (m Method) Params(c, v, k int) int {
+	switch m.Kind {
+	case KindHyper:
+		n := 0
+		for _, t := range adapt.HyperSpec(m.hyperConfig(c, v, 1)) {
+			n += gpu.Numel(t.Shape)
+		}
+		return n
+	case KindLoRA:
+		return m.Rank * (c + v)
+	}
+	return k * m.Rank * (c + v)
+}
+
+// Train trains m on d (the adaptation domains' training windows) against
+// the frozen base's output projection wte. progress, if set, is called
+// after every step.
+func Train(tb gpu.TrainBackend, wte gpu.Tensor, base adapt.Base, m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
+	c, v := base.Config.NEmbd, base.Config.VocabSize
+	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
+		return nil, fmt.Errorf("adaptrun: batch %d, epochs %d, lr %g: want positive values", o.Batch, o.Epochs, o.LR)
+	}
+	n := len(d.Windows)
+	rng := rand.New(rand.NewPCG(o.Seed, 0xada))
+	meta := adapt.Meta{Rank: m.Rank, Alpha: o.Alpha, Base: base}
+	out := &Trained{M: m, Domains: d.Domains}
+	var epochs [][]group
+	var host []model.HostTensor
+	var mu, sd []float64
+	switch m.Kind {
+	case KindLoRA:
+		meta.Kind, meta.Experts = adapt.KindLoRA, 1
+		for e := 0; e < o.Epochs; e++ {
+			var gs []group
+			for _, ch := range chunks(rng.Perm(n), o.Batch) {
+				gs = append(gs, group{Members: ch, Cluster: uniform(len(ch), 0), K: 1})
+			}
+			epochs = append(epochs, gs)
+		}
+	case KindExperts:
+		k := len(d.Domains)
+		meta.Kind, meta.Experts = adapt.KindExperts, k
+		by := make([][]int, k)
+		for i, di := range d.Dom {
+			by[di] = append(by[di], i)
+		}
+		for e := 0; e < o.Epochs; e++ {
+			var gs []group
+			for di, idx := range by {
+				idx = slices.Clone(idx)
+				rng.Shuffle(len(idx), func(i, j int) { idx[i], idx[j] = idx[j], idx[i] })
+				for _, ch := range chunks(idx, o.Batch) {
+					gs = append(gs, group{Members: ch, Cluster: uniform(len(ch), di), K: k})
+				}
+			}
+			epochs = append(epochs, gs)
+		}
+		dim, _ := adapt.FeatureDim(m.Features, c)
+		f := d.Feature(m.Features)
+		cents := &cluster.Centroids{K: k, C: dim}
+		for _, idx := range by {
+			cents.Data = append(cents.Data, meanOf(f, dim, idx)...)
+		}
+		out.Cents = cents
+	case KindTable:
+		dim, _ := adapt.FeatureDim(m.Features, c)
+		k := m.K
+		if k <= 0 {
+			k = cluster.DefaultK(n, o.Batch)
+		}
+		res, err := kmeans(d.Feature(m.Features), dim, k, o.Seed)
+		if err != nil {
+			return nil, err
+		}
+		k = res.Centroids.K
+		meta.Kind, meta.Experts = adapt.KindExperts, k
+		out.Cents = res.Centroids
+		for e := 0; e < o.Epochs; e++ {
+			var gs []group
+			for _, b := range cluster.FormBatches(res.Assign, k, o.Batch) {
+				gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), b.Cluster), K: k})
+			}
+			epochs = append(epochs, gs)
+		}
+	case KindHyper:
+		hc := m.hyperConfig(c, v, o.Alpha)
+		if err := hc.Validate(); err != nil {
+			return nil, err
+		}
+		meta.Kind, meta.Hidden, meta.Dropout, meta.Features = adapt.KindHyper, m.Hidden, m.Dropout, m.Features
+		dim := hc.InDim()
+		f := d.Feature(m.Features)
+		mu, sd = train.FeatureStats(f, dim)
+		k := cluster.DefaultK(n, o.Batch)
+		for e := 0; e < o.Epochs; e++ {
+			seed := o.Seed
+			if m.Recluster {
+				seed = o.Seed*1000 + uint64(e)
+			}
+			if e == 0 || m.Recluster {
+				res, err := kmeans(f, dim, k, seed)
+				if err != nil {
+					return nil, err
+				}
+				out.Cents = res.Centroids
+				var gs []group
+				for _, b := range cluster.FormBatches(res.Assign, res.Centroids.K, o.Batch) {
+					gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1,
+						Means: train.Standardize(meanOf(f, dim, b.Seqs), mu, sd)})
+				}
+				epochs = append(epochs, gs)
+			} else {
+				epochs = append(epochs, epochs[0])
+			}
+		}
+		meta.Centroids = out.Cents.K
+		host = adapt.InitHyper(hc, o.Seed)
+		// Start from a zero update, as LoRA does: the B part of the last
+		// layer (weights and bias) is zero.
+		last := len(host) - 2
+		rc := hc.Rank * hc.C
+		clear(host[last].Data[rc*host[last].Shape[1]:])
+		clear(host[last+1].Data[rc:])
+	default:
+		return nil, fmt.Errorf("adaptrun: unknown method kind %q", m.Kind)
+	}
+	if host == nil {
+		host = adapt.InitStatic(meta.Experts, meta.Rank, c, v, o.Seed)
+	}
+	net, err := train.NewAdapterNet(tb, wte, meta, host)
+	if err != nil {
+		return nil, err
+	}
+	defer net.Free()
+	opt, err := train.NewAdamWFor(tb, net.Params(), 0.9, 0.999, 1e-8, 0, 1)
+	if err != nil {
+		return nil, err
+	}
+	defer opt.Free()
+	steps := 0
+	for _, gs := range epochs {
+		steps += len(gs)
+	}
+	tr := &train.AdapterTrainer{N: net, Opt: opt,
+		Sched: train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, steps/10), Steps: steps},
+		Rng:   rand.New(rand.NewPCG(o.Seed, 11))}
+	for _, gs := range epochs {
+		for _, gi := range rng.Perm(len(gs)) {
+			loss, _, err := tr.Step(d.batch(gs[gi], 1))
+			if err != nil {
+				return nil, fmt.Errorf("adaptrun: %s: %w", m.Name, err)
+			}
+			out.Losses = append(out.Losses, loss)
+			if progress != nil {
+				progress(len(out.Losses), steps, loss)
+			}
+		}
+	}
+	if out.Cents != nil {
+		out.Radius = radius(out.Cents, d.Feature(m.Features), GateQuantile)
+	}
+	ts, err := net.Host()
+	if err != nil {
+		return nil, err
+	}
+	if mu != nil {
+		train.FoldStandardize(ts[0].Data, ts[1].Data, mu, sd)
+		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{out.Cents.K, out.Cents.C}, Data: out.Cents.Data})
+	}
+	out.Adapter = &adapt.Adapter{Meta: meta, Tensors: ts}
+	if err := out.Adapter.Validate(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// batch assembles a group's rows; the hidden states are multiplied by
+// scale (a softmax temperature of 1/scale, since the head has no bias).
+func (s *Set) batch(g group, scale float32) train.AdapterBatch {
+	var bt train.AdapterBatch
+	for i, wi := range g.Members {
+		h := s.Hidden[wi]
+		if scale != 1 {
+			h = slices.Clone(h)
+			for j := range h {
+				h[j] *= scale
+			}
+		}
+		bt.H = append(bt.H, h...)
+		bt.Targets = append(bt.Targets, s.Targets[wi]...)
+		for range s.Targets[wi] {
+			bt.Cluster = append(bt.Cluster, int32(g.Cluster[i]))
+		}
+	}
+	bt.K, bt.Means = g.K, g.Means
+	if bt.K == 0 {
+		bt.K = 1
+	}
+	return bt
+}

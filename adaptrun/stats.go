@@ -1,0 +1,67 @@
+package adaptrun
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+)
+
+// Interval is a mean difference in loss per token (nats) with a 95%
+// bootstrap interval.
+type Interval struct {
+	Mean float64 `json:"mean"`
+	Lo   float64 `json:"lo"`
+	Hi   float64 `json:"hi"`
+}
+
+// ExcludesZero says whether the interval lies wholly on one side of zero.
+func (iv Interval) ExcludesZero() bool { return iv.Lo > 0 || iv.Hi < 0 }
+
+// PairedBootstrap compares a with b on the same windows: the statistic is
+// (Σ a.Loss - Σ b.Loss) / Σ a.N over a resample of windows drawn with
+// replacement, iters times (seeded); the interval is its 2.5th and 97.5th
+// percentiles. Both must score the same windows with the same counts.
+func PairedBootstrap(a, b Scores, iters int, seed uint64) Interval {
+	n := len(a.Loss)
+	if n != len(b.Loss) || n == 0 {
+		panic("adaptrun: PairedBootstrap: scores of different windows")
+	}
+	diff := make([]float64, n)
+	var sd, sn float64
+	for i := range n {
+		diff[i] = a.Loss[i] - b.Loss[i]
+		sd += diff[i]
+		sn += float64(a.N[i])
+	}
+	iv := Interval{Mean: sd / sn}
+	if iters < 1 {
+		iv.Lo, iv.Hi = iv.Mean, iv.Mean
+		return iv
+	}
+	rng := rand.New(rand.NewPCG(seed, 0xb007))
+	stats := make([]float64, iters)
+	for it := range stats {
+		var d, c float64
+		for range n {
+			j := rng.IntN(n)
+			d += diff[j]
+			c += float64(a.N[j])
+		}
+		stats[it] = d / math.Max(c, 1)
+	}
+	slices.Sort(stats)
+	iv.Lo = stats[int(0.025*float64(iters-1))]
+	iv.Hi = stats[int(math.Ceil(0.975*float64(iters-1)))]
+	return iv
+}
+
+// pooled averages a row's per-window losses over its seeds.
+func pooled(ss []Scores) Scores {
+	out := Scores{Loss: make([]float64, len(ss[0].Loss)), N: ss[0].N}
+	for _, s := range ss {
+		for i, l := range s.Loss {
+			out.Loss[i] += l / float64(len(ss))
+		}
+	}
+	return out
+}

@@ -1,0 +1,195 @@
+package adaptrun
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/data"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Domain roles in the benchmark.
+const (
+	RolePretrain = "pretrain" // the base model trained on these; scored for harm only
+	RoleAdapt    = "adapt"    // adapters train, are tuned and tested on these
+	RoleHeldOut  = "heldout"  // used by no training at all; scored for harm only
+)
+
+// Sizes is how many windows the benchmark takes per domain and split.
+type Sizes struct {
+	Train, Validation, Test int // per adaptation domain
+	Harm                    int // test windows per pretraining and held-out domain
+}
+
+// Window is T+1 tokens of one domain: inputs Tokens[:T], next-token
+// targets Tokens[1:]. Bytes is the UTF-8 length of the scored targets
+// (tokens P..T), for bits per byte.
+type Window struct {
+	Tokens []int32 `json:"tokens"`
+	Domain string  `json:"domain"`
+	Bytes  int     `json:"bytes"`
+}
+
+// Windows is the benchmark's data before the base model has seen it: what
+// `chameleon adapt bench --save-windows` writes so that a machine without
+// the corpus (a lent GPU) can run the benchmark.
+type Windows struct {
+	Format string            `json:"format"`
+	T      int               `json:"t"`      // tokens a window (inputs)
+	Prompt int               `json:"prompt"` // P: tokens features are computed from; targets P..T are scored
+	Roles  map[string]string `json:"roles"`  // domain -> RolePretrain, RoleAdapt or RoleHeldOut
+	Order  []string          `json:"order"`  // domains in report order
+	Vocab  int               `json:"vocab"`  // the tokenizer's size, checked against the model
+	Seed   uint64            `json:"seed"`
+	// Splits: "train", "validation", "test" (adaptation domains) and
+	// "harm" (test windows of the pretraining and held-out domains).
+	Splits map[string][]Window `json:"splits"`
+}
+
+const windowsFormat = "chameleon-adapt-windows/1"
+
+// DomainsOf lists the domains of role in report order.
+func (w *Windows) DomainsOf(role string) []string {
+	var out []string
+	for _, d := range w.Order {
+		if w.Roles[d] == role {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// BuildWindows cuts the corpus into the benchmark's windows: for each
+// adaptation domain Sizes.Train, Validation and Test windows of its own
+// splits, for each pretraining and held-out domain Sizes.Harm windows of
+// its test split. A split's documents, each followed by <|endoftext|>, are
+// one token stream cut into consecutive windows; a seeded shuffle picks
+// which. roles maps every domain used to its role.
+func BuildWindows(c *data.Corpus, tok *model.Tokenizer, roles map[string]string, t, prompt int, sz Sizes, seed uint64) (*Windows, error) {
+	if t < 2 || prompt < 1 || prompt >= t {
+		return nil, fmt.Errorf("adaptrun: windows of %d tokens with a %d-token prompt: want 1 <= prompt < t", t, prompt)
+	}
+	w := &Windows{Format: windowsFormat, T: t, Prompt: prompt, Roles: roles, Vocab: tok.VocabSize(), Seed: seed,
+		Splits: map[string][]Window{}}
+	for _, d := range c.Domains() {
+		if _, ok := roles[d]; ok {
+			w.Order = append(w.Order, d)
+		}
+	}
+	for d := range roles {
+		if !slices.Contains(w.Order, d) {
+			return nil, fmt.Errorf("adaptrun: domain %q is not in the corpus (%v)", d, c.Domains())
+		}
+	}
+	if len(w.DomainsOf(RoleAdapt)) == 0 {
+		return nil, fmt.Errorf("adaptrun: no adaptation domains")
+	}
+	for di, d := range w.Order {
+		type job struct {
+			split, key string
+			n          int
+		}
+		var jobs []job
+		if roles[d] == RoleAdapt {
+			jobs = []job{{"train", "train", sz.Train}, {"validation", "validation", sz.Validation}, {"test", "test", sz.Test}}
+		} else {
+			jobs = []job{{"test", "harm", sz.Harm}}
+		}
+		for ji, j := range jobs {
+			if j.n <= 0 {
+				continue
+			}
+			ws, err := cut(c, tok, d, j.split, t, prompt, j.n, seed+uint64(di)*16+uint64(ji))
+			if err != nil {
+				return nil, err
+			}
+			w.Splits[j.key] = append(w.Splits[j.key], ws...)
+		}
+	}
+	return w, nil
+}
+
+// cut returns n windows (fewer when the split is short) of domain d's split.
+func cut(c *data.Corpus, tok *model.Tokenizer, d, split string, t, prompt, n int, seed uint64) ([]Window, error) {
+	var stream []int32
+	for doc, err := range c.All(d, split) {
+		if err != nil {
+			return nil, err
+		}
+		stream = append(tok.AppendEncode(stream, doc.Text), tok.EOT())
+	}
+	var starts []int
+	for o := 0; o+t+1 <= len(stream); o += t {
+		starts = append(starts, o)
+	}
+	if len(starts) == 0 {
+		return nil, fmt.Errorf("adaptrun: domain %s has no %s window of %d tokens", d, split, t)
+	}
+	rand.New(rand.NewPCG(seed, 0x5eed)).Shuffle(len(starts), func(i, j int) { starts[i], starts[j] = starts[j], starts[i] })
+	out := make([]Window, 0, min(n, len(starts)))
+	for _, o := range starts[:min(n, len(starts))] {
+		toks := slices.Clone(stream[o : o+t+1])
+		out = append(out, Window{Tokens: toks, Domain: d, Bytes: len(tok.Decode(toks[prompt:]))})
+	}
+	return out, nil
+}
+
+// Save writes the windows as gzipped JSON.
+func (w *Windows) Save(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	z := gzip.NewWriter(f)
+	err = json.NewEncoder(z).Encode(w)
+	if e := z.Close(); err == nil {
+		err = e
+	}
+	if e := f.Close(); err == nil {
+		err = e
+	}
+	return err
+}
+
+// LoadWindows reads what Save wrote and checks it.
+func LoadWindows(path string) (*Windows, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+	}
+	var w Windows
+	if err := json.NewDecoder(z).Decode(&w); err != nil {
+		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+	}
+	if w.Format != windowsFormat {
+		return nil, fmt.Errorf("adaptrun: %s: format %q, want %q", path, w.Format, windowsFormat)
+	}
+	if w.T < 2 || w.Prompt < 1 || w.Prompt >= w.T {
+		return nil, fmt.Errorf("adaptrun: %s: windows of %d tokens with a %d-token prompt", path, w.T, w.Prompt)
+	}
+	for split, ws := range w.Splits {
+		for i, x := range ws {
+			if len(x.Tokens) != w.T+1 {
+				return nil, fmt.Errorf("adaptrun: %s: %s window %d has %d tokens, want %d", path, split, i, len(x.Tokens), w.T+1)
+			}
+			if _, ok := w.Roles[x.Domain]; !ok {
+				return nil, fmt.Errorf("adaptrun: %s: %s window %d has domain %q without a role", path, split, i, x.Domain)
+			}
+			for _, id := range x.Tokens {
+				if id < 0 || int(id) >= w.Vocab {
+					return nil, fmt.Errorf("adaptrun: %s: %s window %d holds token %d outside the vocabulary of %d", path, split, i, id, w.Vocab)
+				}
+			}
+		}
+	}
+	return &w, nil
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
+	"github.com/chameleon-llm/chameleon/data"
+)
+
+// benchMethods are the methods `adapt bench` knows by name; rank r,
+// features f and the primary hyper-network's parameter count p (for the
+// parameter-matched LoRA) fill them in.
+func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adaptrun.Method {
+	return map[string]adaptrun.Method{
+		"lora":         {Name: fmt.Sprintf("LoRA r=%d", r), Kind: adaptrun.KindLoRA, Rank: r},
+		"lora-matched": {Name: fmt.Sprintf("LoRA r=%d (parameter-matched)", matchedRank), Kind: adaptrun.KindLoRA, Rank: matchedRank},
+		"experts":      {Name: fmt.Sprintf("domain experts r=%d", r), Kind: adaptrun.KindExperts, Rank: r, Features: f},
+		"table":        {Name: fmt.Sprintf("per-cluster LoRA table, k=%d, r=%d", nAdapt, r), Kind: adaptrun.KindTable, Rank: r, Features: f, K: nAdapt},
+		"hyper-paper": {Name: "ChamaleonLLM (paper: embeddings, dropout 0.5)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureEmbed,
+			Hidden: []int{64, 32}, Dropout: 0.5},
+		"hyper-embed": {Name: "ChamaleonLLM+ (embeddings)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureEmbed,
+			Hidden: []int{64, 32}, Recluster: true},
+		"hyper-hidden": {Name: "ChamaleonLLM+ (hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureHidden,
+			Hidden: []int{64, 32}, Recluster: true},
+		"hyper-both": {Name: "ChamaleonLLM+ (embeddings + hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureBoth,
+			Hidden: []int{64, 32}, Recluster: true},
+	}
+}
+
+func adaptBenchCmd() *cobra.Command {
+	var mf modelFlags
+	var corpus, windowsIn, saveWindows, out, methods, primary, lrs, adaptDoms, heldDoms, pretrainDoms, features string
+	var t, prompt, rank, seeds, epochs, batch, bootstrap int
+	var sz adaptrun.Sizes
+	var alpha float32
+	var seed uint64
+	var prepareOnly bool
+	c := &cobra.Command{
+		Use:   "bench --out DIR",
+		Short: "The domain-shift benchmark: every adapter method against the base model, a fitted temperature and controls, with seeds and bootstrap intervals",
+		Long: `Trains every adapter method on the adaptation domains' train split (the base
+model never saw these domains), chooses each method's learning rate on their
+validation split, and scores every method on their test split under the
+groupings it is meant for (ChamaleonLLM: clustered test batches, online
+assignment to the training centroids, random batches) and two controls (the
+mean generated update for everyone; shuffled cluster assignments), with
+--seeds training seeds and paired bootstrap 95% intervals. Windows are --t
+tokens; features come from the first --prompt tokens and only the rest is
+scored. The pretraining and held-out domains' test windows check that the
+adapters do no harm where they were not trained.
+
+Writes OUT/bench.md, OUT/bench.json, OUT/bench.png and the first seed's
+hyper-network of every ChamaleonLLM method (OUT/<method>.safetensors).
+--save-windows writes the windows (token ids) so that a machine without the
+corpus can run the benchmark with --windows.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			var w *adaptrun.Windows
+			s, tb, base, err := mf.loadForAdapters("train adapters")
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			if windowsIn != "" {
+				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
+					return err
+				}
+			} else {
+				cp, err := data.Open(corpus)
+				if err != nil {
+					return err
+				}
+				roles, err := benchRoles(cp, adaptDoms, heldDoms, pretrainDoms)
+				if err != nil {
+					return err
+				}
+				if w, err = adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, sz, seed); err != nil {
+					return err
+				}
+			}
+			if saveWindows != "" {
+				if err := w.Save(saveWindows); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "windows written to %s\n", saveWindows)
+				if prepareOnly {
+					return nil
+				}
+			}
+			if out == "" {
+				return fmt.Errorf("--out is required")
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			for _, split := range []string{"train", "validation", "test"} {
+				if len(w.Splits[split]) == 0 {
+					return fmt.Errorf("the windows have no %s split", split)
+				}
+			}
+			var sets adaptrun.Sets
+			for _, x := range []struct {
+				split string
+				dst   **adaptrun.Set
+			}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}} {
+				if len(w.Splits[x.split]) == 0 {
+					continue
+				}
+				bar := newBar("base model over "+x.split, "windows")
+				bar.ChangeMax(len(w.Splits[x.split]))
+				st, err := adaptrun.Prepare(s.m, w, x.split, 16, func(n int) { _ = bar.Set(n) })
+				_ = bar.Finish()
+				if err != nil {
+					return err
+				}
+				*x.dst = st
+				fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", x.split, len(st.Windows), strings.Join(st.Domains, " "))
+			}
+			var lrList []float64
+			for _, f := range strings.Split(lrs, ",") {
+				v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+				if err != nil || !(v > 0) {
+					return fmt.Errorf("--lrs %q: want positive numbers, comma-separated", lrs)
+				}
+				lrList = append(lrList, v)
+			}
+			cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
+			nAdapt := len(sets.Train.Domains)
+			known := benchMethods(rank, features, nAdapt, 1)
+			pm, ok := known[primary]
+			if !ok || pm.Kind != adaptrun.KindHyper {
+				return fmt.Errorf("--primary %q: want one of the hyper methods (hyper-paper, hyper-embed, hyper-hidden, hyper-both)", primary)
+			}
+			matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
+			known = benchMethods(rank, features, nAdapt, matched)
+			var ms []adaptrun.Method
+			for _, n := range strings.Split(methods, ",") {
+				m, ok := known[strings.TrimSpace(n)]
+				if !ok {
+					return fmt.Errorf("--methods: unknown method %q (lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both)", n)
+				}
+				ms = append(ms, m)
+			}
+			bar := newBar("training", "steps")
+			plain := logProgress(os.Stderr, 30*time.Second)
+			label := s.label
+			cfg := adaptrun.Config{Methods: ms, LRs: lrList, Seeds: seeds, Primary: known[primary].Name, Bootstrap: bootstrap,
+				Opts: adaptrun.TrainOpts{Batch: batch, Epochs: epochs, Alpha: alpha}, Log: os.Stderr,
+				Progress: func(what string, step, steps int, loss float64) {
+					bar.ChangeMax(steps)
+					bar.Describe(fmt.Sprintf("%s loss %.3f", what, loss))
+					_ = bar.Set(step)
+					plain(step, steps, fmt.Sprintf("%s loss %.3f", what, loss))
+				},
+				Checkpoint: func(r *adaptrun.Result) {
+					r.Model = label
+					if err := r.WriteJSON(filepath.Join(out, "bench-partial.json"), r.Summarise()); err != nil {
+						fmt.Fprintf(os.Stderr, "checkpoint: %v\n", err)
+					}
+				}}
+			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: batch, Seed: 1}
+			res, firsts, err := adaptrun.Run(e, sets, w, cfg)
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			res.Model = label
+			for name, tr := range firsts {
+				if tr.M.Kind != adaptrun.KindHyper {
+					continue
+				}
+				for key, m := range known {
+					if m.Name == name {
+						if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			return writeBenchReport(res, out)
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	fl.StringVar(&windowsIn, "windows", "", "read the windows from this file (written by --save-windows) instead of the corpus")
+	fl.StringVar(&saveWindows, "save-windows", "", "write the windows to this file")
+	fl.BoolVar(&prepareOnly, "prepare-only", false, "with --save-windows: stop after writing the windows")
+	fl.StringVar(&out, "out", "", "output dir")
+	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
+	fl.StringVar(&heldDoms, "heldout-domains", "", "held-out domains (default: the corpus's heldout role)")
+	fl.StringVar(&pretrainDoms, "pretrain-domains", "", "pretraining domains scored for harm (default: the corpus's pretrain role)")
+	fl.IntVar(&t, "t", 192, "tokens a window")
+	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
+	fl.IntVar(&sz.Train, "train", 300, "training windows per adaptation domain")
+	fl.IntVar(&sz.Validation, "val", 60, "validation windows per adaptation domain")
+	fl.IntVar(&sz.Test, "test", 150, "test windows per adaptation domain")
+	fl.IntVar(&sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
+	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
+	fl.StringVar(&methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
+	fl.StringVar(&primary, "primary", "hyper-both", "the ChamaleonLLM method tested against the baselines (its online row)")
+	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
+	fl.StringVar(&lrs, "lrs", "3e-4,1e-3,3e-3,1e-2", "learning-rate grid")
+	fl.IntVar(&seeds, "seeds", 3, "training seeds")
+	fl.IntVar(&epochs, "epochs", 2, "passes over the training windows")
+	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
+	fl.IntVar(&rank, "rank", 8, "rank of every low-rank update")
+	fl.Float32Var(&alpha, "alpha", 1, "scale of the update")
+	fl.IntVar(&bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
+	return c
+}
+
+// benchRoles maps each domain the benchmark uses to its role: from the
+// flags, or the corpus's roles.
+func benchRoles(c *data.Corpus, adaptDoms, heldDoms, pretrainDoms string) (map[string]string, error) {
+	roles := map[string]string{}
+	set := func(list, role string) {
+		for _, d := range strings.Split(list, ",") {
+			if d = strings.TrimSpace(d); d != "" {
+				roles[d] = role
+			}
+		}
+	}
+	set(pretrainDoms, adaptrun.RolePretrain)
+	set(heldDoms, adaptrun.RoleHeldOut)
+	set(adaptDoms, adaptrun.RoleAdapt)
+	if adaptDoms == "" {
+		for _, d := range c.Domains() {
+			if r := corpusRole(c, d); r != "" {
+				if _, ok := roles[d]; !ok {
+					roles[d] = r
+				}
+			}
+		}
+	}
+	n := 0
+	for _, r := range roles {
+		if r == adaptrun.RoleAdapt {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("no adaptation domains: the corpus at %s has no domain of role %q (rebuild it with `make data`) and --adapt-domains is empty", c.Dir(), adaptrun.RoleAdapt)
+	}
+	return roles, nil
+}
+
+// writeBenchReport writes bench.md, bench.json and bench.png into out.
+func writeBenchReport(res *adaptrun.Result, out string) error {
+	sum := res.Summarise()
+	md := res.Markdown(sum)
+	if err := os.WriteFile(filepath.Join(out, "bench.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	if err := res.WriteJSON(filepath.Join(out, "bench.json"), sum); err != nil {
+		return err
+	}
+	if err := res.WritePNG(filepath.Join(out, "bench.png"), sum); err != nil {
+		return err
+	}
+	fmt.Print(md)
+	return nil
+}
+
+// corpusRole is a domain's role in the corpus's manifest ("" when the
+// manifest does not say).
+func corpusRole(c *data.Corpus, d string) string { return "" }
