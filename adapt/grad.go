@@ -83,6 +83,14 @@ func ClusterOrder(cluster []int32, m, k int) (order, offsets []int32) {
 // returns an error if a temporary cannot be allocated or M exceeds one
 // call's rows.
 func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error {
+	return o.LowRankBackwardInput(dF, nil, dlogits, h, u, f, cluster, alpha)
+}
+
+// LowRankBackwardInput is LowRankBackward that also writes du (M, R) =
+// B_cᵀ dy per row (zero for rows without an update), what AddLowRankT
+// turns into the input gradient when the update sits inside the decoder;
+// du may be nil (not needed).
+func (o *Ops) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error {
 	f.check("LowRankBackward")
 	dF.check("LowRankBackward")
 	if dF.K != f.K || dF.R != f.R || dF.C != f.C || dF.V != f.V {
@@ -97,9 +105,15 @@ func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, c
 	if cluster != nil && len(cluster) != m {
 		panic(fmt.Sprintf("adapt: LowRankBackward: %d cluster ids for %d rows", len(cluster), m))
 	}
+	if duOut != nil {
+		gpu.CheckShape("LowRankBackward", "du", duOut, gpu.F32, m, f.R)
+	}
 	w, ok := o.webgpu()
 	if !ok {
 		RefLowRankBackward(rf(dF.A), rf(dF.B), rf(dlogits), rf(h), rf(u), rf(f.B), cluster, f.Layout, dF.Layout, alpha)
+		if duOut != nil {
+			refLowRankDU(rf(duOut), rf(dlogits), rf(f.B), cluster, f.Layout)
+		}
 		return nil
 	}
 	if m > maxGradRows {
@@ -109,7 +123,7 @@ func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, c
 		return fmt.Errorf("adapt: LowRankBackward: vocabulary %d, at most %d", f.V, maxGradRows)
 	}
 	if c, ok := oneCluster(cluster, m, f.K); ok {
-		return o.lowRankBackwardOne(w, c, dF, dlogits, h, u, f, alpha)
+		return o.lowRankBackwardOne(w, c, dF, duOut, dlogits, h, u, f, alpha)
 	}
 	order, offsets := ClusterOrder(cluster, m, f.K)
 	var tmp []gpu.Tensor
@@ -144,11 +158,13 @@ func (o *Ops) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, c
 		}
 		hasCl = 1
 	}
-	du, err := w.Alloc(gpu.F32, m, f.R)
-	if err != nil {
-		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	du := duOut
+	if du == nil {
+		if du, err = w.Alloc(gpu.F32, m, f.R); err != nil {
+			return fmt.Errorf("adapt: LowRankBackward: %w", err)
+		}
+		tmp = append(tmp, du)
 	}
-	tmp = append(tmp, du)
 	gx, gy := w.Grid1(ceilDiv(f.K*f.V*f.R, 64))
 	w.Dispatch("lowrank_grad_b", []gpu.Tensor{dlogits, u, orderT, offT}, []gpu.Tensor{dF.B},
 		gpu.Meta{f.V, f.R, f.K, dF.BOff, dF.BStride}, gx, gy, 1)
@@ -191,7 +207,7 @@ func copyRange(w *gpu.WebGPU, dst, src gpu.Tensor, n, dstOff, srcOff int) {
 // per-element gradient kernels (B_c is copied out of, and dB_c into, the
 // factor tensors); dA_c comes from lowrank_grad_a. Every other cluster's
 // gradient is zero.
-func (o *Ops) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, dlogits, h, u gpu.Tensor, f Factors, alpha float32) error {
+func (o *Ops) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, alpha float32) error {
 	m, _ := rows(h)
 	var tmp []gpu.Tensor
 	defer func() {
@@ -214,9 +230,11 @@ func (o *Ops) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, dlogits, h, u
 	if err != nil {
 		return fmt.Errorf("adapt: LowRankBackward: %w", err)
 	}
-	du, err := alloc(gpu.F32, m, f.R)
-	if err != nil {
-		return fmt.Errorf("adapt: LowRankBackward: %w", err)
+	du := duOut
+	if du == nil {
+		if du, err = alloc(gpu.F32, m, f.R); err != nil {
+			return fmt.Errorf("adapt: LowRankBackward: %w", err)
+		}
 	}
 	copyRange(w, bc, f.B, f.V*f.R, 0, f.BOff+c*f.BStride)
 	w.Zero(dbc)

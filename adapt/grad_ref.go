@@ -54,3 +54,24 @@ func RefLowRankBackward(da, db, dlogits, h, u, b []float32, cluster []int32, l, 
 		}
 	}
 }
+
+// refLowRankDU: du(M,R)[m] = B_cᵀ dy[m] per row, c = cluster[m] (0 when
+// cluster is nil); zero for rows whose cluster is outside [0, K).
+func refLowRankDU(du, dy, b []float32, cluster []int32, l Layout) {
+	m := len(du) / l.R
+	for r := 0; r < m; r++ {
+		out := du[r*l.R : (r+1)*l.R]
+		clear(out)
+		c, ok := clusterOf(cluster, r, l.K)
+		if !ok {
+			continue
+		}
+		for j := range out {
+			var s float64
+			for v, g := range dy[r*l.V : (r+1)*l.V] {
+				s += float64(g) * float64(b[l.BOff+c*l.BStride+v*l.R+j])
+			}
+			out[j] = float32(s)
+		}
+	}
+}

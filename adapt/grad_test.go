@@ -53,12 +53,15 @@ func TestLowRankBackward(t *testing.T) {
 				grads = append(grads, ga, gb)
 			}
 			const alpha = 0.7
-			if err := refOps.LowRankBackward(dRef, dl.Ref, h.Ref, u.Ref, fRef, ids, alpha); err != nil {
+			du := p.Poisoned(t, gpu.F32, fc.m, fc.r)
+			if err := refOps.LowRankBackwardInput(dRef, du.Ref, dl.Ref, h.Ref, u.Ref, fRef, ids, alpha); err != nil {
 				t.Fatal(err)
 			}
-			if err := gotOps.LowRankBackward(dGot, dl.Got, h.Got, u.Got, fGot, ids, alpha); err != nil {
+			if err := gotOps.LowRankBackwardInput(dGot, du.Got, dl.Got, h.Got, u.Got, fGot, ids, alpha); err != nil {
 				t.Fatal(err)
 			}
+			p.Close(t, "du", du, 1e-4*math.Sqrt(float64(fc.v)), 1e-3)
+			grads = append(grads, du)
 			// dA sums M rows of du (itself a V-long dot product) times h:
 			// terms of size ~sqrt(V)/10 cancel to small results, so f32's
 			// rounding grows with M in absolute terms.

@@ -176,8 +176,13 @@ func TestLowRankKernels(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.Close(t, fmt.Sprintf("AddLowRank %v", fc), d, 1e-5*math.Sqrt(float64(fc.r)), 1e-5)
+		// AddLowRankT: the input gradient through A_c, into a live dst.
+		dx := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.c, 1), fc.m, fc.c)
+		ro.AddLowRankT(dx.Ref, u2.Ref, fr, cl.Ref, alpha)
+		go_.AddLowRankT(dx.Got, u2.Got, fg, cl.Got, alpha)
+		p.Close(t, fmt.Sprintf("AddLowRankT %v", fc), dx, 1e-5*math.Sqrt(float64(fc.r)), 1e-5)
 		free()
-		p.Free(h, u, u2, d)
+		p.Free(h, u, u2, d, dx)
 		if !fc.noCluster {
 			p.Free(cl)
 		}

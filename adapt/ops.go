@@ -172,6 +172,30 @@ func (o *Ops) AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) error
 	return nil
 }
 
+// AddLowRankT: dst(M,C) += alpha * A_cᵀ du(M,R) per row, c = cluster[m]
+// (nil: 0); rows whose cluster is outside [0, K) are left unchanged: the
+// input gradient of an update y += alpha B_c (A_c x), given du = B_cᵀ dy
+// (LowRankBackwardInput returns it). dst is updated in place.
+func (o *Ops) AddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) {
+	f.check("AddLowRankT")
+	m, c := rows(dst)
+	if c != f.C {
+		panic(fmt.Sprintf("adapt: AddLowRankT: dst %v has %d columns, factors have C=%d", dst.Shape(), c, f.C))
+	}
+	gpu.CheckShape("AddLowRankT", "dst", dst, gpu.F32, dst.Shape()...)
+	gpu.CheckShape("AddLowRankT", "du", du, gpu.F32, m, f.R)
+	checkCluster("AddLowRankT", cluster, m)
+	w, ok := o.webgpu()
+	if !ok {
+		RefAddLowRankT(rf(dst), rf(du), rf(f.A), ri(cluster), f.Layout, alpha)
+		return
+	}
+	cl, has := orDefault(cluster, du)
+	gx, gy := w.Grid1(ceilDiv(m*c, 64))
+	w.Dispatch("lowrank_add_t", []gpu.Tensor{du, cl, f.A}, []gpu.Tensor{dst},
+		gpu.Meta{m, c, f.R, f.K, f.AOff, f.AStride, has, alpha}, gx, gy, 1)
+}
+
 // ReLU: dst = max(x, 0) * mask elementwise, the hyper-network's activation
 // with dropout folded in: mask (same shape) holds 0 for a dropped unit and
 // 1/(1-p) for a kept one; nil mask is inference (no dropout).

@@ -57,6 +57,27 @@ func RefAddLowRank(dst, u, b []float32, cluster []int32, l Layout) {
 	}
 }
 
+// RefAddLowRankT: dst(M,C)[m, i] += alpha * sum_j du[m, j] A_c[j, i], c =
+// cluster[m] (0 when cluster is nil); rows whose cluster is outside [0, K)
+// are left unchanged. a holds the A factors as l describes.
+func RefAddLowRankT(dst, du, a []float32, cluster []int32, l Layout, alpha float32) {
+	m := len(dst) / l.C
+	for r := 0; r < m; r++ {
+		c, ok := clusterOf(cluster, r, l.K)
+		if !ok {
+			continue
+		}
+		ur := du[r*l.R : (r+1)*l.R]
+		for i := 0; i < l.C; i++ {
+			var s float64
+			for j, x := range ur {
+				s += float64(x) * float64(a[l.AOff+c*l.AStride+j*l.C+i])
+			}
+			dst[r*l.C+i] += float32(float64(alpha) * s)
+		}
+	}
+}
+
 // RefLogits: dst(M,V) = h(M,C) · w(V,C)ᵀ + bias(V) + alpha * B_c (A_c h),
 // c = cluster[m] (0 when cluster is nil; no update for rows outside
 // [0, K)); bias may be nil. Everything is accumulated in float64, the
