@@ -32,6 +32,9 @@ package model
 // tokenizer's tokens and merges only when given. The vocabulary size is not a
 // key: the loader takes it from token_embd.weight and checks it against
 // tokenizer.ggml.tokens when that is present.
+//
+// Sizes from the metadata are checked against the file (CheckFits) before
+// anything proportional to them is built.
 
 import (
 	"errors"
@@ -139,6 +142,12 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 	}
 	cfg, err := ggufConfig(f)
 	if err != nil {
+		return Config{}, nil, err
+	}
+	// Before anything proportional to the metadata is built: can the file
+	// hold what it describes?
+	capacity := FileCapacity{Tensors: len(f.Tensors), DataBytes: size - f.DataOffset, ElementBits: minElementBits}
+	if err := CheckFits(gpt2Groups(cfg, ggufKeys), capacity); err != nil {
 		return Config{}, nil, err
 	}
 	lay := layout{file: map[string]string{}}
