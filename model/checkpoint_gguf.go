@@ -101,7 +101,7 @@ func ggufName(name string) string {
 
 // GGUFOptions are the optional parts of a GGUF checkpoint.
 type GGUFOptions struct {
-	Name       string   // general.name; "" writes "gpt2"
+	Name       string     // general.name; "" writes "gpt2"
 	Tokenizer  *Tokenizer // written as llama.cpp's tokenizer.ggml.* keys (tokenizer_gguf.go) if set; its VocabSize must be the config's
 	TiedOutput bool       // also write output.weight as a copy of token_embd.weight, as llama.cpp's converter does
 }
