@@ -95,7 +95,12 @@ func LoadHF(dir string) (Config, []HostTensor, error) {
 }
 
 func loadHFFiles(configPath, weightsPath string) (Config, []HostTensor, error) {
-	cfgJSON, err := os.ReadFile(configPath)
+	cf, err := os.Open(configPath)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
+	}
+	cfgJSON, err := readConfig(cf, configPath)
+	cf.Close()
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
 	}
@@ -109,6 +114,26 @@ func loadHFFiles(configPath, weightsPath string) (Config, []HostTensor, error) {
 		return Config{}, nil, fmt.Errorf("model: %w", err)
 	}
 	return loadHF(cfgJSON, configPath, f, st.Size(), weightsPath)
+}
+
+// maxConfigBytes bounds config.json: GPT-2's is under 1 KB, and the file is
+// read whole.
+const maxConfigBytes = 1 << 20
+
+// minElementBits is the narrowest element the loaders decode (F16, BF16).
+const minElementBits = 16
+
+// readConfig reads a config file of at most maxConfigBytes; name is for
+// messages.
+func readConfig(r io.Reader, name string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxConfigBytes {
+		return nil, fmt.Errorf("%s is over %d bytes; a GPT-2 config.json is under 1 KB (is this the right file?)", name, maxConfigBytes)
+	}
+	return b, nil
 }
 
 // hfMissingHint explains a directory without model.safetensors.
@@ -127,7 +152,12 @@ func hfMissingHint(dir string) string {
 // directory (the browser build serves it over HTTP). A model.safetensors that
 // does not implement io.ReaderAt is read into memory first.
 func LoadHFFS(fsys fs.FS) (Config, []HostTensor, error) {
-	cfgJSON, err := fs.ReadFile(fsys, hfConfigFile)
+	cf, err := fsys.Open(hfConfigFile)
+	if err != nil {
+		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
+	}
+	cfgJSON, err := readConfig(cf, hfConfigFile)
+	cf.Close()
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
 	}
@@ -168,6 +198,12 @@ func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name stri
 	f, err := tensorfile.ReadSafetensors(r, size)
 	if err != nil {
 		return fail(err)
+	}
+	// Before anything proportional to the config is built: can the file
+	// hold what config.json describes?
+	capacity := FileCapacity{Tensors: len(f.Tensors), DataBytes: size - 8 - f.HeaderSize, ElementBits: minElementBits}
+	if err := CheckFits(gpt2Groups(cfg, hfKeys), capacity); err != nil {
+		return Config{}, nil, fmt.Errorf("model: %s and %s: %w", cfgName, name, err)
 	}
 	lay, head, err := hfLayout(cfg, f.Names())
 	if err != nil {

@@ -28,10 +28,13 @@ package model
 // Metadata written: general.architecture "gpt2", general.name,
 // general.file_type, gpt2.context_length, gpt2.embedding_length,
 // gpt2.feed_forward_length (4C), gpt2.block_count, gpt2.attention.head_count,
-// gpt2.attention.layer_norm_epsilon, tokenizer.ggml.model "gpt2", and the
-// tokenizer's tokens and merges only when given. The vocabulary size is not a
+// gpt2.attention.layer_norm_epsilon, and, when a tokenizer is given, its
+// tokenizer.ggml.* keys (tokenizer_gguf.go). The vocabulary size is not a
 // key: the loader takes it from token_embd.weight and checks it against
 // tokenizer.ggml.tokens when that is present.
+//
+// Sizes from the metadata are checked against the file (CheckFits) before
+// anything proportional to them is built.
 
 import (
 	"errors"
@@ -98,10 +101,9 @@ func ggufName(name string) string {
 
 // GGUFOptions are the optional parts of a GGUF checkpoint.
 type GGUFOptions struct {
-	Name       string   // general.name; "" writes "gpt2"
-	Tokens     []string // tokenizer.ggml.tokens, by id; written only if non-empty, then len must be VocabSize
-	Merges     []string // tokenizer.ggml.merges ("left right", by rank); written only if non-empty
-	TiedOutput bool     // also write output.weight as a copy of token_embd.weight, for llama.cpp builds that require it
+	Name       string     // general.name; "" writes "gpt2"
+	Tokenizer  *Tokenizer // written as llama.cpp's tokenizer.ggml.* keys (tokenizer_gguf.go) if set; its VocabSize must be the config's
+	TiedOutput bool       // also write output.weight as a copy of token_embd.weight, as llama.cpp's converter does
 }
 
 // LoadGGUF reads a GGUF GPT-2 checkpoint (see the file comment for names,
@@ -139,6 +141,12 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 	}
 	cfg, err := ggufConfig(f)
 	if err != nil {
+		return Config{}, nil, err
+	}
+	// Before anything proportional to the metadata is built: can the file
+	// hold what it describes?
+	capacity := FileCapacity{Tensors: len(f.Tensors), DataBytes: size - f.DataOffset, ElementBits: minElementBits}
+	if err := CheckFits(gpt2Groups(cfg, ggufKeys), capacity); err != nil {
 		return Config{}, nil, err
 	}
 	lay := layout{file: map[string]string{}}
@@ -270,8 +278,14 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 	if err != nil {
 		return err
 	}
-	if len(opt.Tokens) > 0 && len(opt.Tokens) != cfg.VocabSize {
-		return fmt.Errorf("model: saving: %d tokenizer tokens for a vocabulary of %d", len(opt.Tokens), cfg.VocabSize)
+	var tokMeta []tensorfile.KV
+	if opt.Tokenizer != nil {
+		if n := opt.Tokenizer.VocabSize(); n != cfg.VocabSize {
+			return fmt.Errorf("model: saving: a tokenizer of %d tokens for a vocabulary of %d", n, cfg.VocabSize)
+		}
+		if tokMeta, err = opt.Tokenizer.ggufMetadata(); err != nil {
+			return err
+		}
 	}
 	name := opt.Name
 	if name == "" {
@@ -288,15 +302,8 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		{Key: ggufKeyBlocks, Value: uint32(cfg.NLayer)},
 		{Key: ggufKeyHeads, Value: uint32(cfg.NHead)},
 		{Key: ggufKeyEps, Value: cfg.LNEps},
-		{Key: "tokenizer.ggml.model", Value: "gpt2"},
 	}
-	if len(opt.Tokens) > 0 {
-		meta = append(meta, tensorfile.KV{Key: "tokenizer.ggml.pre", Value: "gpt-2"},
-			tensorfile.KV{Key: ggufKeyTokens, Value: opt.Tokens})
-	}
-	if len(opt.Merges) > 0 {
-		meta = append(meta, tensorfile.KV{Key: ggufKeyMerges, Value: opt.Merges})
-	}
+	meta = append(meta, tokMeta...)
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
 	for _, h := range ordered {
 		tdt := tensorfile.F32

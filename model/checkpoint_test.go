@@ -151,11 +151,9 @@ func TestGGUFRoundTrip(t *testing.T) {
 
 	// The file itself: llama.cpp names, (out, in) = ne [in, out], metadata.
 	cfg, path := ckptCfg, filepath.Join(t.TempDir(), "m.gguf")
-	toks := make([]string, cfg.VocabSize)
-	for i := range toks {
-		toks[i] = string(rune('a' + i%26))
-	}
-	opt := GGUFOptions{Name: "tiny", Tokens: toks, Merges: []string{"a b"}, TiedOutput: true}
+	tok := tinyGGUFTokenizer(t)
+	cfg.VocabSize = tok.VocabSize()
+	opt := GGUFOptions{Name: "tiny", Tokenizer: tok, TiedOutput: true}
 	if err := SaveGGUFWith(path, cfg, ckptHost(cfg, 4), "f16", opt); err != nil {
 		t.Fatal(err)
 	}
@@ -691,8 +689,8 @@ func TestSaveRejects(t *testing.T) {
 			t.Errorf("%s: a failed save left %d files behind", tc.name, len(ents))
 		}
 	}
-	err := SaveGGUFWith(filepath.Join(t.TempDir(), "m.gguf"), cfg, ckptHost(cfg, 10), "f32", GGUFOptions{Tokens: []string{"a"}})
-	if err == nil || !strings.Contains(err.Error(), "1 tokenizer tokens for a vocabulary of 37") {
+	err := SaveGGUFWith(filepath.Join(t.TempDir(), "m.gguf"), cfg, ckptHost(cfg, 10), "f32", GGUFOptions{Tokenizer: tinyGGUFTokenizer(t)})
+	if err == nil || !strings.Contains(err.Error(), "a tokenizer of 300 tokens for a vocabulary of 37") {
 		t.Errorf("short token list: %v", err)
 	}
 }

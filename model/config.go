@@ -1,6 +1,9 @@
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // Config is a GPT-2 architecture: the fields of a Hugging Face GPT-2
 // config.json that the forward needs.
@@ -27,8 +30,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("model: config %+v: every size must be positive", c)
 	case c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("model: config: n_embd %d is not a multiple of n_head %d", c.NEmbd, c.NHead)
-	case !(c.LNEps > 0):
-		return fmt.Errorf("model: config: layer_norm_epsilon %g must be positive", c.LNEps)
+	case !(c.LNEps > 0) || math.IsInf(float64(c.LNEps), 0):
+		return fmt.Errorf("model: config: layer_norm_epsilon %g must be positive and finite", c.LNEps)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -82,39 +83,48 @@ func inspectCmd() *cobra.Command {
 func convertCmd() *cobra.Command {
 	var in, out, dtype string
 	c := &cobra.Command{
-		Use:   "convert --model IN --out OUT",
-		Short: "Convert between the Hugging Face layout (directory) and GGUF (.gguf file)",
+		Use:   "convert [--model IN] --out OUT",
+		Short: "Convert between the Hugging Face layout (directory) and GGUF (.gguf file), tokenizer included; without --model, the embedded default model",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if in == "" || out == "" {
-				return fmt.Errorf("--model and --out are required")
+			if out == "" {
+				return fmt.Errorf("--out is required")
 			}
-			cfg, host, err := model.Load(in)
-			if err != nil {
-				return err
-			}
-			tok, err := loadTokenizer(in)
+			cfg, host, tok, err := (&modelFlags{path: in}).read()
 			if err != nil {
 				return err
 			}
 			if err := saveModel(out, cfg, host, dtype, tok); err != nil {
 				return err
 			}
-			fmt.Printf("wrote %s (%s)\n", out, dtype)
+			src := in
+			if src == "" {
+				src = "the default model"
+			}
+			fmt.Printf("wrote %s (%s) from %s, with its %d-token tokenizer\n", out, dtype, src, tok.VocabSize())
 			return nil
 		},
 	}
-	c.Flags().StringVar(&in, "model", "", "input model")
+	c.Flags().StringVar(&in, "model", "", "input model: a directory, .safetensors or .gguf file (default: the embedded default model)")
 	c.Flags().StringVar(&out, "out", "", "output: a directory (safetensors) or a .gguf file")
 	c.Flags().StringVar(&dtype, "dtype", "f32", "stored dtype: f32, f16 or bf16")
 	return c
 }
 
-// saveModel writes GGUF for a .gguf path, else a Hugging Face directory
-// with tok's encoder.json and vocab.bpe beside the weights (the project's
-// model format: safetensors + config.json + tokenizer files).
+// saveModel writes GGUF for a .gguf path (tok in its metadata, and the tied
+// output projection also as output.weight, as llama.cpp's converter writes
+// it), else a Hugging Face directory with tok's encoder.json and vocab.bpe
+// beside the weights (the project's model format: safetensors + config.json
+// + tokenizer files).
 func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer) error {
 	if strings.HasSuffix(out, ".gguf") {
-		return model.SaveGGUF(out, cfg, host, dtype)
+		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true}
+		if tok.VocabSize() != cfg.VocabSize {
+			// A padded embedding: the file cannot list a token per row.
+			fmt.Fprintf(os.Stderr, "chameleon: the tokenizer has %d tokens for %d embedding rows; writing the GGUF without it\n",
+				tok.VocabSize(), cfg.VocabSize)
+			opt.Tokenizer = nil
+		}
+		return model.SaveGGUFWith(out, cfg, host, dtype, opt)
 	}
 	if err := model.SaveHF(out, cfg, host, dtype); err != nil {
 		return err

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -24,7 +26,7 @@ type modelFlags struct {
 }
 
 func (f *modelFlags) add(c *cobra.Command) {
-	c.Flags().StringVar(&f.path, "model", "", "model directory (config.json + model.safetensors), .safetensors or .gguf file (default: the embedded default model)")
+	c.Flags().StringVar(&f.path, "model", "", "model directory (config.json + model.safetensors), .safetensors or .gguf file, with its tokenizer (default: the embedded default model)")
 	c.Flags().StringVar(&f.dtype, "dtype", "f16", "weight dtype on the device: f32 or f16")
 	c.Flags().BoolVar(&f.cpu, "cpu", false, "run on the plain-Go reference backend instead of WebGPU")
 }
@@ -120,12 +122,19 @@ func (f *modelFlags) read() (model.Config, []model.HostTensor, *model.Tokenizer,
 	return cfg, host, tok, err
 }
 
-// loadTokenizer uses encoder.json + vocab.bpe beside the model when
-// present, else GPT-2's embedded ranks.
+// loadTokenizer uses the tokenizer stored in a GGUF model, else
+// encoder.json + vocab.bpe beside the model when present, else GPT-2's
+// embedded ranks.
 func loadTokenizer(path string) (*model.Tokenizer, error) {
 	dir := path
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
 		dir = filepath.Dir(path)
+		if isGGUF(path) {
+			tok, err := model.LoadGGUFTokenizer(path)
+			if !errors.Is(err, model.ErrNoTokenizer) {
+				return tok, err
+			}
+		}
 	}
 	enc, err1 := os.Open(filepath.Join(dir, "encoder.json"))
 	bpe, err2 := os.Open(filepath.Join(dir, "vocab.bpe"))
@@ -141,6 +150,21 @@ func loadTokenizer(path string) (*model.Tokenizer, error) {
 		bpe.Close()
 	}
 	return model.NewGPT2Tokenizer()
+}
+
+// isGGUF reports whether path names a GGUF file, by extension or magic.
+func isGGUF(path string) bool {
+	if strings.EqualFold(filepath.Ext(path), ".gguf") {
+		return true
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var magic [4]byte
+	_, err = io.ReadFull(f, magic[:])
+	return err == nil && string(magic[:]) == "GGUF"
 }
 
 // adapterFlags are the flags of commands that can adapt the output

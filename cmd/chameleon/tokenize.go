@@ -75,7 +75,7 @@ func tokenizeCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&decode, "decode", false, "read token ids and print the text")
-	c.Flags().StringVar(&modelPath, "model", "", "use the tokenizer files (encoder.json, vocab.bpe) of this model, if it has them")
+	c.Flags().StringVar(&modelPath, "model", "", "use this model's tokenizer: the one inside a .gguf file, or encoder.json + vocab.bpe beside it, if it has them")
 	return c
 }
 
