@@ -100,7 +100,10 @@ func (o *Ops) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tensor, 
 	if c != f.C {
 		panic(fmt.Sprintf("adapt: LowRankBackward: h %v has width %d, factors have C=%d", h.Shape(), c, f.C))
 	}
-	gpu.CheckShape("LowRankBackward", "dlogits", dlogits, gpu.F32, m, f.V)
+	if dm, dv := rows(dlogits); dm != m || dv != f.V {
+		panic(fmt.Sprintf("adapt: LowRankBackward: dlogits %v, want %d rows of %d", dlogits.Shape(), m, f.V))
+	}
+	gpu.CheckShape("LowRankBackward", "dlogits", dlogits, gpu.F32, dlogits.Shape()...)
 	gpu.CheckShape("LowRankBackward", "u", u, gpu.F32, m, f.R)
 	if cluster != nil && len(cluster) != m {
 		panic(fmt.Sprintf("adapt: LowRankBackward: %d cluster ids for %d rows", len(cluster), m))

@@ -85,8 +85,11 @@ type Sets struct {
 
 // groupings lists the groupings each kind is scored under; the first is
 // the one its learning rate is chosen by.
-func groupings(kind string) []string {
-	switch kind {
+func groupings(m Method) []string {
+	if len(m.Deep) > 0 && m.Kind == KindHyper {
+		return []string{GroupOnline, GroupUngated, GroupClustered, GroupRandom, GroupShuffled}
+	}
+	switch m.Kind {
 	case KindLoRA:
 		return []string{GroupStatic}
 	case KindExperts:
@@ -180,7 +183,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	}
 	firsts := map[string]*Trained{}
 	for _, m := range cfg.Methods {
-		gs := groupings(m.Kind)
+		gs := groupings(m)
 		lrVal := map[string]float64{}
 		var best *Trained
 		bestLR, bestVal := 0.0, math.Inf(1)
@@ -189,7 +192,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			o := cfg.Opts
 			o.LR, o.Seed = lr, 1
 			t1 := time.Now()
-			tr, err := Train(e.TB, e.Wte, e.Base, m, sets.Train, o, func(step, steps int, loss float64) {
+			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
 				if cfg.Progress != nil {
 					cfg.Progress(fmt.Sprintf("%s lr %g", m.Name, lr), step, steps, loss)
 				}
@@ -207,7 +210,12 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			lrVal[fmt.Sprint(lr)] = l
 			cfg.logf("%s lr %g: validation %.4f (%s)\n", m.Name, lr, l, gs[0])
 			if l < bestVal {
+				if best != nil {
+					best.free()
+				}
 				best, bestLR, bestVal = tr, lr, l
+			} else {
+				tr.free()
 			}
 		}
 		firsts[m.Name] = best
@@ -215,7 +223,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 		for s := 2; s <= cfg.Seeds; s++ {
 			o := cfg.Opts
 			o.LR, o.Seed = bestLR, uint64(s)
-			tr, err := Train(e.TB, e.Wte, e.Base, m, sets.Train, o, func(step, steps int, loss float64) {
+			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
 				if cfg.Progress != nil {
 					cfg.Progress(fmt.Sprintf("%s seed %d", m.Name, s), step, steps, loss)
 				}
@@ -230,13 +238,16 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			k = best.Cents.K
 		}
 		params := m.Params(c, v, k)
+		if best.NParams > 0 {
+			params = best.NParams
+		}
 		bytes := int64(params) * 4
 		if m.Kind == KindHyper && best.Cents != nil {
 			bytes += int64(len(best.Cents.Data)) * 4
 		}
 		for _, g := range gs {
 			row := Row{Name: rowName(m, g), Method: m.Name, Kind: m.Kind, Grouping: g, Role: rowRole(m, g),
-				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
+				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, e.Base.Config.NLayer, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
 				LR: bestLR, LRVal: lrVal, TrainSeconds: secs}
 			for si, tr := range trs {
 				e.Seed = uint64(si + 1)
@@ -250,12 +261,34 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			res.Rows = append(res.Rows, row)
 			cfg.logf("%s: test %.4f nats/token (seed 1)\n", row.Name, row.Test[0].Mean(nil))
 		}
+		for _, tr := range trs[1:] {
+			tr.free()
+		}
 		if cfg.Checkpoint != nil {
 			cfg.Checkpoint(res)
 		}
 	}
 	res.Seconds = time.Since(t0).Seconds()
 	return res, firsts, nil
+}
+
+// train trains m with the path its placement needs.
+func (e *Evaluator) train(m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
+	if len(m.Deep) > 0 {
+		if e.Deep == nil {
+			return nil, fmt.Errorf("adaptrun: %s updates the decoder and the evaluator has no decoder to train it on", m.Name)
+		}
+		return TrainDeep(e.Deep, e.Base, m, d, o, progress)
+	}
+	return Train(e.TB, e.Wte, e.Base, m, d, o, progress)
+}
+
+// free releases a deep adapter's device tensors.
+func (t *Trained) free() {
+	if t != nil && t.Deep != nil {
+		t.Deep.Free()
+		t.Deep = nil
+	}
 }
 
 // rowName is the table's label of method m under grouping g.
@@ -298,20 +331,36 @@ func rowRole(m Method, g string) string {
 // addedFLOPs is the work an adapter adds per scored token: the low-rank
 // update, 2R(C+V), plus, for a hyper-network, its forward once per
 // cluster spread over a batch of tokens.
-func addedFLOPs(m Method, g string, c, v, tokensPerCluster int) float64 {
+func addedFLOPs(m Method, g string, layers, c, v, tokensPerCluster int) float64 {
 	if g == GroupMean {
 		return float64(2 * c * v) // the mean update has full rank
 	}
 	f := float64(2 * m.Rank * (c + v))
+	var h float64 // the hyper-network's forward, once per cluster
 	if m.Kind == KindHyper {
 		d := m.hyperConfig(c, v, 1).Dims()
-		var h float64
-		for i := 0; i+1 < len(d); i++ {
+		for i := 0; i+1 < len(d)-1; i++ {
 			h += float64(2 * d[i] * d[i+1])
 		}
-		f += h / float64(max(tokensPerCluster, 1))
+		h += float64(2 * d[len(d)-2] * d[len(d)-1])
 	}
-	return f
+	if len(m.Deep) > 0 {
+		f, h = 0, 0
+		if m.Kind == KindHyper {
+			d := m.hyperConfig(c, v, 1).Dims()
+			for i := 0; i+1 < len(d)-1; i++ {
+				h += float64(2 * d[i] * d[i+1])
+			}
+		}
+		for _, s := range deepSites(m, layers) {
+			in, out := siteShape(s.Name, c, v)
+			f += float64(2 * m.Rank * (in + out))
+			if m.Kind == KindHyper && (!m.DeepStatic || s.Name == "head") {
+				h += float64(2 * m.Hidden[len(m.Hidden)-1] * m.Rank * (in + out))
+			}
+		}
+	}
+	return f + h/float64(max(tokensPerCluster, 1))
 }
 
 // fitScale minimises loss(scale) over scale in [0.5, 2] by golden-section

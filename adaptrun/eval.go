@@ -54,6 +54,9 @@ type Evaluator struct {
 	Base  adapt.Base
 	Batch int    // windows a batch
 	Seed  uint64 // clustered and random groupings
+	// Deep scores methods with updates inside the decoder (nil: they are
+	// refused).
+	Deep *DeepTrainer
 }
 
 // Score evaluates t (nil: the base model) on s under grouping, with the
@@ -63,7 +66,14 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	n := len(s.Windows)
 	var gs []group
 	meta, host := adapt.Meta{}, []model.HostTensor(nil)
-	if t != nil {
+	if t != nil && t.Deep != nil {
+		if e.Deep == nil {
+			return Scores{}, fmt.Errorf("adaptrun: %s updates the decoder and the evaluator has no decoder to run", t.M.Name)
+		}
+		if grouping == GroupMean {
+			return Scores{}, fmt.Errorf("adaptrun: the mean-update control is not defined for updates inside the decoder")
+		}
+	} else if t != nil {
 		meta, host = t.Adapter.Meta, t.Adapter.Tensors
 		if meta.Centroids > 0 {
 			host = host[:len(host)-1]
@@ -193,22 +203,8 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			}
 		}
 	}
-	if grouping == GroupMean {
-		// the names above are the static spec's; take them from it
-		spec := adapt.StaticSpec(1, c, c, v)
-		host[0].Name, host[1].Name = spec[0].Name, spec[1].Name
-	}
-	net, err := train.NewAdapterNet(e.TB, e.Wte, meta, host)
-	if err != nil {
-		return Scores{}, err
-	}
-	defer net.Free()
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
-	for _, g := range gs {
-		ls, err := net.Losses(s.batch(g, scale))
-		if err != nil {
-			return Scores{}, err
-		}
+	add := func(g group, ls []float32) {
 		row := 0
 		for _, wi := range g.Members {
 			for j, tg := range s.Targets[wi] {
@@ -220,12 +216,46 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			row += len(s.Targets[wi])
 		}
 	}
-	for i, l := range out.Loss {
+	if t != nil && t.Deep != nil {
+		for _, g := range gs {
+			if g.Means != nil {
+				g.Means = train.Standardize(g.Means, t.Mu, t.SD)
+			}
+			ls, err := e.Deep.step(t.Deep, s, g, nil, 0)
+			if err != nil {
+				return Scores{}, err
+			}
+			add(g, ls)
+		}
+		return out, finiteScores(out, grouping)
+	}
+	if grouping == GroupMean {
+		// the names above are the static spec's; take them from it
+		spec := adapt.StaticSpec(1, c, c, v)
+		host[0].Name, host[1].Name = spec[0].Name, spec[1].Name
+	}
+	net, err := train.NewAdapterNet(e.TB, e.Wte, meta, host)
+	if err != nil {
+		return Scores{}, err
+	}
+	defer net.Free()
+	for _, g := range gs {
+		ls, err := net.Losses(s.batch(g, scale))
+		if err != nil {
+			return Scores{}, err
+		}
+		add(g, ls)
+	}
+	return out, finiteScores(out, grouping)
+}
+
+func finiteScores(s Scores, grouping string) error {
+	for i, l := range s.Loss {
 		if math.IsNaN(l) || math.IsInf(l, 0) {
-			return Scores{}, fmt.Errorf("adaptrun: window %d: non-finite loss under %s", i, grouping)
+			return fmt.Errorf("adaptrun: window %d: non-finite loss under %s", i, grouping)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func seqIdx(n int) []int {

@@ -36,6 +36,14 @@ type Method struct {
 	// hyper-network sees other groupings of the same windows: more distinct
 	// inputs than one fixed clustering gives.
 	Recluster bool `json:"recluster,omitempty"`
+	// Deep lists decoder sites (train.SiteQKV, SiteProj, SiteFC, SiteFC2)
+	// updated at every layer besides the head: the update then sits inside
+	// the decoder and training runs the frozen base's forward and backward
+	// (DeepTrainer). Static for lora; generated for hyper, unless
+	// DeepStatic, which makes them static LoRA with a generated head (the
+	// paper's v3).
+	Deep       []string `json:"deep,omitempty"`
+	DeepStatic bool     `json:"deep_static,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -61,6 +69,11 @@ type Trained struct {
 	// distance) from every training centroid than this gets no update. It
 	// is a quantile of the training windows' own distances (GateQuantile).
 	Radius float64
+	// Deep methods: the adapter stays on the device (there is no file form
+	// yet) with the standardisation of its hyper-network's input.
+	Deep    *DeepNet
+	Mu, SD  []float64
+	NParams int // trainable parameters
 }
 
 // GateQuantile sets each Trained.Radius: the share of training windows
@@ -183,6 +196,22 @@ func (m Method) Params(c, v, k int) int {
 // the frozen base's output projection wte. progress, if set, is called
 // after every step.
 func Train(tb gpu.TrainBackend, wte gpu.Tensor, base adapt.Base, m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
+	return train1(tb, wte, nil, base, m, d, o, progress)
+}
+
+// TrainDeep is Train for a method with updates inside the decoder, on dt's
+// frozen copy of the base.
+func TrainDeep(dt *DeepTrainer, base adapt.Base, m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
+	return train1(dt.M.B, nil, dt, base, m, d, o, progress)
+}
+
+func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Base, m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
+	if len(m.Deep) > 0 && dt == nil {
+		return nil, fmt.Errorf("adaptrun: %s updates the decoder: train it with TrainDeep", m.Name)
+	}
+	if len(m.Deep) > 0 && m.Kind != KindLoRA && m.Kind != KindHyper {
+		return nil, fmt.Errorf("adaptrun: %s: updates inside the decoder are for lora and hyper methods", m.Name)
+	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
 		return nil, fmt.Errorf("adaptrun: batch %d, epochs %d, lr %g: want positive values", o.Batch, o.Epochs, o.LR)
@@ -291,6 +320,12 @@ func Train(tb gpu.TrainBackend, wte gpu.Tensor, base adapt.Base, m Method, d *Se
 	default:
 		return nil, fmt.Errorf("adaptrun: unknown method kind %q", m.Kind)
 	}
+	if out.Cents != nil {
+		out.Radius = radius(out.Cents, d.Feature(m.Features), GateQuantile)
+	}
+	if dt != nil {
+		return out, trainDeep(dt, m, d, o, epochs, rng, out, mu, sd, progress)
+	}
 	if host == nil {
 		host = adapt.InitStatic(meta.Experts, meta.Rank, c, v, o.Seed)
 	}
@@ -323,9 +358,6 @@ func Train(tb gpu.TrainBackend, wte gpu.Tensor, base adapt.Base, m Method, d *Se
 			}
 		}
 	}
-	if out.Cents != nil {
-		out.Radius = radius(out.Cents, d.Feature(m.Features), GateQuantile)
-	}
 	ts, err := net.Host()
 	if err != nil {
 		return nil, err
@@ -338,7 +370,73 @@ func Train(tb gpu.TrainBackend, wte gpu.Tensor, base adapt.Base, m Method, d *Se
 	if err := out.Adapter.Validate(); err != nil {
 		return nil, err
 	}
+	out.NParams = paramCount(ts)
 	return out, nil
+}
+
+func paramCount(ts []model.HostTensor) int {
+	n := 0
+	for _, t := range ts {
+		if t.Name != adapt.CentroidsTensor {
+			n += len(t.Data)
+		}
+	}
+	return n
+}
+
+// trainDeep trains a deep adapter over the epochs' groups into out.
+func trainDeep(dt *DeepTrainer, m Method, d *Set, o TrainOpts, epochs [][]group, rng *rand.Rand, out *Trained, mu, sd []float64, progress func(step, steps int, loss float64)) error {
+	net, err := NewDeepNet(dt.M.B, dt.M.Cfg, m, o.Alpha, o.Seed)
+	if err != nil {
+		return err
+	}
+	opt, err := train.NewAdamWFor(dt.M.B, net.Params(), 0.9, 0.999, 1e-8, 0, 1)
+	if err != nil {
+		net.Free()
+		return err
+	}
+	defer opt.Free()
+	steps := 0
+	for _, gs := range epochs {
+		steps += len(gs)
+	}
+	sched := train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, steps/10), Steps: steps}
+	for _, gs := range epochs {
+		for _, gi := range rng.Perm(len(gs)) {
+			step := len(out.Losses) + 1
+			if step%20 == 1 {
+				dt.zeroGrads()
+			}
+			ls, err := dt.step(net, d, gs[gi], opt, sched.At(step))
+			if err != nil {
+				net.Free()
+				return fmt.Errorf("adaptrun: %s: %w", m.Name, err)
+			}
+			var sum float64
+			n := 0
+			for _, wi := range gs[gi].Members {
+				n += d.Scored(wi)
+			}
+			for _, l := range ls {
+				sum += float64(l)
+			}
+			loss := sum / float64(max(n, 1))
+			if loss != loss {
+				net.Free()
+				return fmt.Errorf("adaptrun: %s: non-finite loss at step %d", m.Name, step)
+			}
+			out.Losses = append(out.Losses, loss)
+			if progress != nil {
+				progress(step, steps, loss)
+			}
+		}
+	}
+	net.endStep()
+	out.Deep, out.Mu, out.SD = net, mu, sd
+	for _, p := range net.Params() {
+		out.NParams += gpu.Numel(p.Shape())
+	}
+	return nil
 }
 
 // batch assembles a group's rows; the hidden states are multiplied by

@@ -30,6 +30,36 @@ type Model struct {
 	params, grads []gpu.Tensor // flattened W and G, TensorSpec order
 	a             *acts        // activations of the current (B, T); nil before Forward
 	nReal         int          // unmasked targets of the last forward
+	// Delta, if set, updates some linear layers in Forward and Backward
+	// (an adapter on a frozen base: its gradients are the Delta's own).
+	Delta Delta
+}
+
+// Sites: the decoder's linear layers an adapter may update.
+const (
+	SiteQKV  = "attn.qkv"  // (C -> 3C)
+	SiteProj = "attn.proj" // (C -> C)
+	SiteFC   = "mlp.fc"    // (C -> 4C)
+	SiteFC2  = "mlp.fc2"   // (4C -> C)
+	SiteHead = "head"      // the tied output projection (C -> V), Layer -1
+)
+
+// Site names one linear layer of the decoder.
+type Site struct {
+	Layer int    // block index; -1 for the output projection
+	Name  string // SiteQKV, SiteProj, SiteFC, SiteFC2 or SiteHead
+}
+
+// Delta is an update of some of the decoder's linear layers y = x·Wᵀ + b
+// that Model.Forward and Model.Backward apply. Forward adds the update's
+// output into y after the layer's matmul; Backward runs after the layer's
+// own backward wrote dx: it adds the update's input gradient into dx (dx
+// is nil for the first layer's, not needed) and accumulates the update's
+// parameter gradients. Errors are external (allocation).
+type Delta interface {
+	Has(s Site) bool
+	Forward(s Site, y, x gpu.Tensor) error
+	Backward(s Site, dx, dy, x gpu.Tensor) error
 }
 
 // acts holds everything one (B, T) shape needs: the inputs, the saved
@@ -272,23 +302,43 @@ func (m *Model) Forward(batch Batch) error {
 		}
 	}
 	m.nReal = nReal
+	var derr error
+	delta := func(l int, name string, y, x gpu.Tensor) {
+		if m.Delta != nil && derr == nil && m.Delta.Has(Site{l, name}) {
+			derr = m.Delta.Forward(Site{l, name}, y, x)
+		}
+	}
 	be.Embed(a.res[0], W.Wte, W.Wpe, a.tok, a.pos)
 	for l, L := range W.Layers {
 		be.LayerNorm(a.h1[l], a.res[l], L.Ln1G, L.Ln1B, cfg.LNEps)
 		be.MatMul(a.qkv[l], a.h1[l], L.AttnW, L.AttnB)
+		delta(l, SiteQKV, a.qkv[l], a.h1[l])
 		be.AttentionTrain(a.att[l], a.lse[l], a.qkv[l], a.qlen, cfg.NHead)
 		be.MatMul(a.proj, a.att[l], L.ProjW, L.ProjB)
+		delta(l, SiteProj, a.proj, a.att[l])
 		be.Add(a.x2[l], a.res[l], a.proj)
 		be.LayerNorm(a.h2[l], a.x2[l], L.Ln2G, L.Ln2B, cfg.LNEps)
 		be.MatMul(a.fc[l], a.h2[l], L.FcW, L.FcB)
+		delta(l, SiteFC, a.fc[l], a.h2[l])
 		be.GELU(a.gel[l], a.fc[l])
 		be.MatMul(a.proj, a.gel[l], L.Fc2W, L.Fc2B)
+		delta(l, SiteFC2, a.proj, a.gel[l])
 		be.Add(a.res[l+1], a.x2[l], a.proj)
 	}
 	be.LayerNorm(a.hf, a.res[cfg.NLayer], W.LnFG, W.LnFB, cfg.LNEps)
 	be.MatMul(a.logits, a.hf, W.Wte, nil)
+	delta(-1, SiteHead, a.logits, a.hf)
 	be.CrossEntropy(a.losses, a.logits, a.tgt)
-	return nil
+	return derr
+}
+
+// RowLosses flushes the recorded work and returns the last Forward's
+// per-position cross-entropy (B*T, 0 where masked).
+func (m *Model) RowLosses() ([]float32, error) {
+	if m.a == nil {
+		return nil, fmt.Errorf("train: RowLosses before Forward")
+	}
+	return m.B.ReadF32(m.a.losses)
 }
 
 // Loss flushes the recorded work and returns the mean cross-entropy of the
@@ -321,31 +371,43 @@ func (m *Model) Logits() gpu.Tensor {
 // accumulating (+=) into every gradient tensor. Residual connections add
 // their two gradient streams with Accumulate; wte receives both the output
 // projection's and the embedding's gradient.
-func (m *Model) Backward() {
+func (m *Model) Backward() error {
 	a, be, W, G, cfg := m.a, m.B, m.W, m.G, m.Cfg
 	if a == nil {
 		panic("train: Backward before Forward")
 	}
+	var derr error
+	delta := func(l int, name string, dx, dy, x gpu.Tensor) {
+		if m.Delta != nil && derr == nil && m.Delta.Has(Site{l, name}) {
+			derr = m.Delta.Backward(Site{l, name}, dx, dy, x)
+		}
+	}
 	be.CrossEntropyBackward(a.dlogits, a.logits, a.tgt, float32(1/float64(m.nReal)))
 	be.MatMulBackward(a.dh, G.Wte, nil, a.dlogits, a.hf, W.Wte)
+	delta(-1, SiteHead, a.dh, a.dlogits, a.hf)
 	be.LayerNormBackward(a.dres, G.LnFG, G.LnFB, a.dh, a.res[cfg.NLayer], W.LnFG, cfg.LNEps)
 	// a.dres now holds the gradient of the residual stream entering ln_f.
 	for l := cfg.NLayer - 1; l >= 0; l-- {
 		L, GL := W.Layers[l], G.Layers[l]
 		// MLP: res[l+1] = x2 + fc2(gelu(fc(ln_2(x2))))
 		be.MatMulBackward(a.dgel, GL.Fc2W, GL.Fc2B, a.dres, a.gel[l], L.Fc2W)
+		delta(l, SiteFC2, a.dgel, a.dres, a.gel[l])
 		be.GELUBackward(a.dfc, a.dgel, a.fc[l])
 		be.MatMulBackward(a.dh, GL.FcW, GL.FcB, a.dfc, a.h2[l], L.FcW)
+		delta(l, SiteFC, a.dh, a.dfc, a.h2[l])
 		be.LayerNormBackward(a.dx2, GL.Ln2G, GL.Ln2B, a.dh, a.x2[l], L.Ln2G, cfg.LNEps)
 		be.Accumulate(a.dx2, a.dres) // + the residual path
 		// attention: x2 = res[l] + proj(attn(qkv(ln_1(res[l]))))
 		be.MatMulBackward(a.datt, GL.ProjW, GL.ProjB, a.dx2, a.att[l], L.ProjW)
+		delta(l, SiteProj, a.datt, a.dx2, a.att[l])
 		be.AttentionBackward(a.dqkv, a.datt, a.qkv[l], a.att[l], a.lse[l], a.qlen, cfg.NHead)
 		be.MatMulBackward(a.dh, GL.AttnW, GL.AttnB, a.dqkv, a.h1[l], L.AttnW)
+		delta(l, SiteQKV, a.dh, a.dqkv, a.h1[l])
 		be.LayerNormBackward(a.dres, GL.Ln1G, GL.Ln1B, a.dh, a.res[l], L.Ln1G, cfg.LNEps)
 		be.Accumulate(a.dres, a.dx2) // + the residual path: dres is now d res[l]
 	}
 	be.EmbedBackward(G.Wte, G.Wpe, a.dres, a.tokB, a.posB)
+	return derr
 }
 
 // FLOPsPerStep estimates the floating-point operations of one training step
@@ -360,3 +422,14 @@ func FLOPsPerStep(cfg model.Config, nb, nt int) float64 {
 
 // finite reports whether x is neither NaN nor ±Inf.
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// FromModel makes a trainable copy of an inference model's weights (read
+// back from its device, converted to F32) on b, e.g. a frozen base that a
+// Delta adapts.
+func FromModel(b gpu.TrainBackend, m *model.Model) (*Model, error) {
+	host, err := readHost(m.B, m.Cfg, flatten(m.W))
+	if err != nil {
+		return nil, fmt.Errorf("train: reading the model's weights: %w", err)
+	}
+	return New(b, m.Cfg, host)
+}

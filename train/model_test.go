@@ -93,7 +93,9 @@ func TestGradientFiniteDifferences(t *testing.T) {
 	batch := randomBatch(rng, []int{7, 4}, cfg.VocabSize)
 	m.ZeroGrad()
 	lossOf(t, m, batch)
-	m.Backward()
+	if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
 	grads, err := m.HostGrads()
 	if err != nil {
 		t.Fatal(err)
@@ -213,7 +215,9 @@ func TestWebGPUMatchesReference(t *testing.T) {
 				m.ZeroGrad()
 				loss[k] = lossOf(t, m, batch)
 				logits[k] = readAll(t, be, m.Logits())
-				m.Backward()
+				if err := m.Backward(); err != nil {
+		t.Fatal(err)
+	}
 				var err error
 				if grads[k], err = m.HostGrads(); err != nil {
 					t.Fatal(err)

@@ -47,7 +47,9 @@ func (tr *Trainer) Step(batch Batch) (StepResult, error) {
 	if err := m.Forward(batch); err != nil {
 		return StepResult{}, err
 	}
-	m.Backward()
+	if err := m.Backward(); err != nil {
+		return StepResult{}, err
+	}
 	if tr.afterBackward != nil {
 		tr.afterBackward()
 	}
