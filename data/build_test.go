@@ -74,6 +74,7 @@ func fakeSources(t *testing.T, nfortunes int) (src, goroot string) {
 	write(filepath.Join(src, srcFortunes, "wisdom.dat"), "\x00\x01binary index")
 	write(filepath.Join(src, srcFortunesM, "fortunes"), "The only fortune of fortunes-min, long enough to keep.\n")
 	write(filepath.Join(src, versionsFile), "fortunes\t1:1.99.1-7.3\nr-cran-janeaustenr\t1.0.0-1\n")
+	fakeNewSources(t, src, write)
 	return src, goroot
 }
 
@@ -137,7 +138,11 @@ func TestBuildFakeSources(t *testing.T) {
 				t.Errorf("%s in both %s and %s", d.ID, prev, fi.File)
 			}
 			where[d.ID] = fi.File
-			if got := SplitOf(m.Params.Seed, d.Domain, d.ID, 5, 5); got != fi.Split {
+			pv, pt := 5, 5
+			if DomainRole(d.Domain) != RolePretrain {
+				pv, pt = 15, 15
+			}
+			if got := SplitOf(m.Params.Seed, d.Domain, strings.SplitN(d.ID, "#", 2)[0], pv, pt); got != fi.Split {
 				t.Errorf("%s is in %s, its hash says %s", d.ID, fi.Split, got)
 			}
 		}

@@ -43,8 +43,8 @@ func Open(dir string) (*Corpus, error) {
 	if err := json.Unmarshal(b, &c.m); err != nil {
 		return nil, fmt.Errorf("data: %s: %w", filepath.Join(dir, ManifestName), err)
 	}
-	if c.m.Format != ManifestFormat {
-		return nil, fmt.Errorf("data: %s: format %q, this build reads %q (rebuild with `make data`)", dir, c.m.Format, ManifestFormat)
+	if c.m.Format != ManifestFormat && c.m.Format != ManifestFormatV1 {
+		return nil, fmt.Errorf("data: %s: format %q, this build reads %q and %q (rebuild with `make data`)", dir, c.m.Format, ManifestFormat, ManifestFormatV1)
 	}
 	return c, nil
 }

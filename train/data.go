@@ -15,19 +15,20 @@ import (
 type Dataset struct {
 	Train   []int32            // every domain's train split, domains in corpus order
 	Val     map[string][]int32 // validation stream of each domain
-	Domains []string           // domains in corpus order
+	Domains []string           // the pretraining domains, in corpus order
 	EOT     int32
 }
 
-// LoadCorpus reads the train split of every domain (mixed into one stream)
-// and each domain's validation split from a built corpus dir, tokenized with
-// tok.
+// LoadCorpus reads the train split of every pretraining domain (mixed into
+// one stream) and each such domain's validation split from a built corpus
+// dir, tokenized with tok. The adapt and heldout domains are never read:
+// the base model must not see them.
 func LoadCorpus(dir string, tok *model.Tokenizer) (*Dataset, error) {
 	c, err := data.Open(dir)
 	if err != nil {
 		return nil, err
 	}
-	ds := &Dataset{Val: map[string][]int32{}, Domains: c.Domains(), EOT: tok.EOT()}
+	ds := &Dataset{Val: map[string][]int32{}, Domains: c.DomainsWithRole(data.RolePretrain), EOT: tok.EOT()}
 	for _, dom := range ds.Domains {
 		for d, err := range c.All(dom, "train") {
 			if err != nil {

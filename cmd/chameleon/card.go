@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +24,7 @@ type cardRow struct {
 
 func cardCmd() *cobra.Command {
 	var mf modelFlags
-	var corpus, split string
+	var corpus, split, roles string
 	var maxTokens int
 	var asJSON bool
 	c := &cobra.Command{
@@ -32,8 +33,9 @@ func cardCmd() *cobra.Command {
 		Long: `Score each domain's split (its documents joined by <|endoftext|>, the first
 --max-tokens tokens) with the model (sliding windows of the full context moved
 by half of it) and with a unigram model of the same tokenizer fitted on the
-corpus's train split (add-one smoothing), and print per-domain perplexity,
-the unigram's, and the model's bits per byte of text.`,
+corpus's train split of the pretraining domains (add-one smoothing), and
+print per-domain perplexity, the unigram's, and the model's bits per byte of
+text. --roles picks the domains scored (default: the pretraining ones).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -49,7 +51,7 @@ the unigram's, and the model's bits per byte of text.`,
 			v := s.m.Cfg.VocabSize
 			counts := make([]float64, v)
 			total := 0.0
-			for _, dom := range cp.Domains() {
+			for _, dom := range cp.DomainsWithRole(data.RolePretrain) {
 				for d, err := range cp.All(dom, "train") {
 					if err != nil {
 						return err
@@ -66,7 +68,14 @@ the unigram's, and the model's bits per byte of text.`,
 			}
 			var rows []cardRow
 			ctx := s.m.Cfg.NCtx
-			for _, dom := range cp.Domains() {
+			var scored []string
+			for _, r := range strings.Split(roles, ",") {
+				scored = append(scored, cp.DomainsWithRole(strings.TrimSpace(r))...)
+			}
+			if len(scored) == 0 {
+				return fmt.Errorf("no domain of role(s) %q in %s", roles, corpus)
+			}
+			for _, dom := range scored {
 				var stream []int32
 				nbytes := 0
 				for d, err := range cp.All(dom, split) {
@@ -114,6 +123,7 @@ the unigram's, and the model's bits per byte of text.`,
 	f.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
 	f.StringVar(&split, "split", "validation", "split to score")
 	f.IntVar(&maxTokens, "max-tokens", 32768, "tokens scored per domain at most")
+	f.StringVar(&roles, "roles", data.RolePretrain, "comma-separated roles of the domains to score: pretrain, adapt, heldout")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
 }

@@ -18,7 +18,8 @@ func dataVocabCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "vocab --corpus DIR --size N --out DIR",
 		Short: "Learn a byte-level BPE vocabulary of N tokens on the corpus's train split (GPT-2's pre-tokenizer and file formats: encoder.json, vocab.bpe)",
-		Long: `Learn a byte-level BPE vocabulary on the train split of every domain, the
+		Long: `Learn a byte-level BPE vocabulary on the train split of every pretraining
+domain (the adapt and heldout domains are not read), the
 way GPT-2's was learned (GPT-2's pre-tokenizer, the 256 bytes first, then the
 most frequent adjacent pair merged until the vocabulary has --size tokens with
 <|endoftext|> last), and write it as GPT-2's encoder.json and vocab.bpe into
@@ -45,7 +46,8 @@ domain's validation split next to GPT-2's own vocabulary.`,
 				}
 			}
 			t0 := time.Now()
-			tok, err := model.TrainBPE(docs("train", c.Domains()...), size, minCount)
+			pretrain := c.DomainsWithRole(data.RolePretrain)
+			tok, err := model.TrainBPE(docs("train", pretrain...), size, minCount)
 			if err != nil {
 				return err
 			}
@@ -58,7 +60,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 				return err
 			}
 			fmt.Printf("| domain | validation bytes | bytes/token (%d) | bytes/token (GPT-2, 50257) |\n|---|---|---|---|\n", tok.VocabSize())
-			for _, dom := range c.Domains() {
+			for _, dom := range pretrain {
 				var nb, nt, ng int
 				for s := range docs("validation", dom) {
 					nb += len(s)
