@@ -216,8 +216,8 @@ func TestWebGPUMatchesReference(t *testing.T) {
 				loss[k] = lossOf(t, m, batch)
 				logits[k] = readAll(t, be, m.Logits())
 				if err := m.Backward(); err != nil {
-		t.Fatal(err)
-	}
+					t.Fatal(err)
+				}
 				var err error
 				if grads[k], err = m.HostGrads(); err != nil {
 					t.Fatal(err)

@@ -274,4 +274,14 @@ func writeBenchReport(res *adaptrun.Result, out string) error {
 
 // corpusRole is a domain's role in the corpus's manifest ("" when the
 // manifest does not say).
-func corpusRole(c *data.Corpus, d string) string { return "" }
+func corpusRole(c *data.Corpus, d string) string {
+	switch c.Role(d) {
+	case data.RoleAdapt:
+		return adaptrun.RoleAdapt
+	case data.RoleHeldout:
+		return adaptrun.RoleHeldOut
+	case data.RolePretrain:
+		return adaptrun.RolePretrain
+	}
+	return ""
+}
