@@ -249,11 +249,18 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			row := Row{Name: rowName(m, g), Method: m.Name, Kind: m.Kind, Grouping: g, Role: rowRole(m, g),
 				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, e.Base.Config.NLayer, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
 				LR: bestLR, LRVal: lrVal, TrainSeconds: secs}
+			if g == gs[0] {
+				row.Val = bestVal
+			} else {
+				e.Seed = 1
+				vs, err := e.Score(best, sets.Validation, g, 1)
+				if err != nil {
+					return nil, nil, fmt.Errorf("adaptrun: %s: validation: %w", row.Name, err)
+				}
+				row.Val = vs.Mean(nil)
+			}
 			for si, tr := range trs {
 				e.Seed = uint64(si + 1)
-				if g == gs[0] && si == 0 {
-					row.Val = bestVal
-				}
 				if err := score(tr, g, 1, &row); err != nil {
 					return nil, nil, fmt.Errorf("adaptrun: %s: %w", row.Name, err)
 				}

@@ -115,3 +115,59 @@ func TestDeepGradientsFD(t *testing.T) {
 		})
 	}
 }
+
+// TestRunTinyDeep runs the benchmark's deep rows on the fixture: a static
+// LoRA inside the decoder, the paper's v3 (static inside, generated head)
+// and generated updates everywhere, with their groupings and the gate.
+func TestRunTinyDeep(t *testing.T) {
+	m, w := fixture(t)
+	sets := Sets{}
+	var err error
+	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm} {
+		if *dst, err = Prepare(m, w, split, 5, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tb := m.B.(gpu.TrainBackend)
+	tm, err := train.FromModel(tb, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qkv := []string{train.SiteQKV}
+	cfg := Config{
+		Methods: []Method{
+			{Name: "lora-qkv", Kind: KindLoRA, Rank: 2, Deep: qkv},
+			{Name: "v3", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: qkv, DeepStatic: true},
+			{Name: "deep", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: []string{train.SiteQKV, train.SiteFC2}, Recluster: true},
+		},
+		LRs: []float64{3e-2}, Seeds: 2, Primary: "deep", Bootstrap: 100,
+		Opts: TrainOpts{Batch: 4, Epochs: 4, Alpha: 1},
+	}
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1, Deep: &DeepTrainer{M: tm}}
+	res, _, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// base, temperature, lora-qkv, v3 x5, deep x5
+	if len(res.Rows) != 13 {
+		t.Fatalf("%d rows, want 13", len(res.Rows))
+	}
+	sum := res.Summarise()
+	byName := map[string]RowSummary{}
+	for _, r := range sum.Rows {
+		byName[r.Name] = r
+	}
+	baseLoss := byName["base model"].Loss
+	for _, name := range []string{"lora-qkv", "deep, online (nearest training centroid)", "v3, online (nearest training centroid)"} {
+		if r := byName[name]; !(r.Loss < baseLoss-0.05) {
+			t.Errorf("%s did not adapt: %.4f vs base %.4f", name, r.Loss, baseLoss)
+		}
+	}
+	if h := byName["deep, online (nearest training centroid)"].HarmPct; len(h) != 1 || math.Abs(h[0]) > 1e-3 {
+		t.Errorf("gated held-out windows should score as the base model (the decoder path agrees with the cached one): %v%%", h)
+	}
+}

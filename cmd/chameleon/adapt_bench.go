@@ -14,6 +14,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/adaptrun"
 	"github.com/chameleon-llm/chameleon/data"
+	"github.com/chameleon-llm/chameleon/train"
 )
 
 // benchMethods are the methods `adapt bench` knows by name; rank r,
@@ -33,8 +34,19 @@ func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adapt
 			Hidden: []int{64, 32}, Recluster: true},
 		"hyper-both": {Name: "ChamaleonLLM+ (embeddings + hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureBoth,
 			Hidden: []int{64, 32}, Recluster: true},
+		// Updates inside the decoder (the frozen base runs forward and
+		// backward every step).
+		"lora-qkv": {Name: fmt.Sprintf("LoRA r=%d in qkv + head", r), Kind: adaptrun.KindLoRA, Rank: r, Deep: []string{train.SiteQKV}},
+		"hyper-v3": {Name: "ChamaleonLLM v3 (static LoRA in qkv, generated head)", Kind: adaptrun.KindHyper, Rank: r, Features: f,
+			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV}, DeepStatic: true},
+		"hyper-qkv": {Name: "ChamaleonLLM+ generated in qkv + head", Kind: adaptrun.KindHyper, Rank: r, Features: f,
+			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV}},
+		"hyper-all": {Name: "ChamaleonLLM+ generated in qkv, proj, fc, fc2 + head", Kind: adaptrun.KindHyper, Rank: r, Features: f,
+			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV, train.SiteProj, train.SiteFC, train.SiteFC2}},
 	}
 }
+
+var benchMethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
 
 func adaptBenchCmd() *cobra.Command {
 	var mf modelFlags
@@ -44,6 +56,7 @@ func adaptBenchCmd() *cobra.Command {
 	var alpha float32
 	var seed uint64
 	var prepareOnly bool
+	var fromJSON string
 	c := &cobra.Command{
 		Use:   "bench --out DIR",
 		Short: "The domain-shift benchmark: every adapter method against the base model, a fitted temperature and controls, with seeds and bootstrap intervals",
@@ -65,6 +78,9 @@ corpus can run the benchmark with --windows.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
+			if fromJSON != "" {
+				return benchFromJSON(fromJSON, out, primary, rank, features)
+			}
 			var w *adaptrun.Windows
 			s, tb, base, err := mf.loadForAdapters("train adapters")
 			if err != nil {
@@ -138,8 +154,11 @@ corpus can run the benchmark with --windows.`,
 			nAdapt := len(sets.Train.Domains)
 			known := benchMethods(rank, features, nAdapt, 1)
 			pm, ok := known[primary]
+			if primary == adaptrun.PrimaryAuto {
+				pm, ok = known["hyper-both"], true // the parameter-matched LoRA matches the head-only hyper-network
+			}
 			if !ok || pm.Kind != adaptrun.KindHyper {
-				return fmt.Errorf("--primary %q: want one of the hyper methods (hyper-paper, hyper-embed, hyper-hidden, hyper-both)", primary)
+				return fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", primary, benchMethodNames)
 			}
 			matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
 			known = benchMethods(rank, features, nAdapt, matched)
@@ -147,14 +166,18 @@ corpus can run the benchmark with --windows.`,
 			for _, n := range strings.Split(methods, ",") {
 				m, ok := known[strings.TrimSpace(n)]
 				if !ok {
-					return fmt.Errorf("--methods: unknown method %q (lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both)", n)
+					return fmt.Errorf("--methods: unknown method %q (%s)", n, benchMethodNames)
 				}
 				ms = append(ms, m)
 			}
 			bar := newBar("training", "steps")
 			plain := logProgress(os.Stderr, 30*time.Second)
 			label := s.label
-			cfg := adaptrun.Config{Methods: ms, LRs: lrList, Seeds: seeds, Primary: known[primary].Name, Bootstrap: bootstrap,
+			primaryName := adaptrun.PrimaryAuto
+			if primary != adaptrun.PrimaryAuto {
+				primaryName = known[primary].Name
+			}
+			cfg := adaptrun.Config{Methods: ms, LRs: lrList, Seeds: seeds, Primary: primaryName, Bootstrap: bootstrap,
 				Opts: adaptrun.TrainOpts{Batch: batch, Epochs: epochs, Alpha: alpha}, Log: os.Stderr,
 				Progress: func(what string, step, steps int, loss float64) {
 					bar.ChangeMax(steps)
@@ -169,6 +192,16 @@ corpus can run the benchmark with --windows.`,
 					}
 				}}
 			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: batch, Seed: 1}
+			for _, m := range ms {
+				if len(m.Deep) > 0 && e.Deep == nil {
+					tm, err := train.FromModel(tb, s.m)
+					if err != nil {
+						return err
+					}
+					defer tm.Free()
+					e.Deep = &adaptrun.DeepTrainer{M: tm}
+				}
+			}
 			res, firsts, err := adaptrun.Run(e, sets, w, cfg)
 			_ = bar.Finish()
 			if err != nil {
@@ -176,7 +209,7 @@ corpus can run the benchmark with --windows.`,
 			}
 			res.Model = label
 			for name, tr := range firsts {
-				if tr.M.Kind != adaptrun.KindHyper {
+				if tr.M.Kind != adaptrun.KindHyper || tr.Adapter == nil {
 					continue
 				}
 				for key, m := range known {
@@ -208,7 +241,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.StringVar(&methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
-	fl.StringVar(&primary, "primary", "hyper-both", "the ChamaleonLLM method tested against the baselines (its online row)")
+	fl.StringVar(&primary, "primary", adaptrun.PrimaryAuto, "the ChamaleonLLM method tested against the baselines (its online row); auto: the one best on validation")
 	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
 	fl.StringVar(&lrs, "lrs", "3e-4,1e-3,3e-3,1e-2", "learning-rate grid")
 	fl.IntVar(&seeds, "seeds", 3, "training seeds")
@@ -217,6 +250,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&rank, "rank", 8, "rank of every low-rank update")
 	fl.Float32Var(&alpha, "alpha", 1, "scale of the update")
 	fl.IntVar(&bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
+	fl.StringVar(&fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
 	return c
 }
 
@@ -253,6 +287,43 @@ func benchRoles(c *data.Corpus, adaptDoms, heldDoms, pretrainDoms string) (map[s
 		return nil, fmt.Errorf("no adaptation domains: the corpus at %s has no domain of role %q (rebuild it with `make data`) and --adapt-domains is empty", c.Dir(), adaptrun.RoleAdapt)
 	}
 	return roles, nil
+}
+
+// benchFromJSON redraws the report from earlier results: the first file's
+// rows, then every later file's trained rows (same windows and seeds).
+func benchFromJSON(files, out, primary string, rank int, features string) error {
+	var res *adaptrun.Result
+	for i, f := range strings.Split(files, ",") {
+		r, err := adaptrun.ReadJSON(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			res = r
+			continue
+		}
+		if r.T != res.T || r.Prompt != res.Prompt || len(r.TestDom) != len(res.TestDom) {
+			return fmt.Errorf("%s was measured on other windows than the first file", f)
+		}
+		for _, row := range r.Rows {
+			if row.Method != "" {
+				res.Rows = append(res.Rows, row)
+				res.Methods = append(res.Methods, adaptrun.Method{Name: row.Method})
+			}
+		}
+		res.Seconds += r.Seconds
+	}
+	res.Primary = adaptrun.PrimaryAuto
+	if m, ok := benchMethods(rank, features, len(res.TestDomains), 1)[primary]; ok {
+		res.Primary = m.Name
+	}
+	if out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return writeBenchReport(res, out)
 }
 
 // writeBenchReport writes bench.md, bench.json and bench.png into out.

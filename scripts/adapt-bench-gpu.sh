@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The domain-shift benchmark (`chameleon adapt bench`) on a lent GPU machine
+# that has neither the corpus nor a Go toolchain. Prepared here:
+#
+#   go build -trimpath -ldflags "-s -w" -o .gpu/chameleon ./cmd/chameleon
+#   go test -c -trimpath -ldflags "-s -w" -o .gpu/adapt.test ./adapt
+#   xz -9 .gpu/chameleon .gpu/adapt.test
+#   bin/chameleon adapt bench --t 192 --prompt 64 --train 250 --val 60 --test 150 --harm 60 \
+#       --save-windows .gpu/windows.json.gz --prepare-only
+#   (and Debian's Vulkan loader in .gl, as the device tool's README says)
+#
+# Run there from the repository root with OUT set:
+#   scripts/adapt-bench-gpu.sh [head|deep|all] [head seconds] [deep seconds]
+# Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
+# OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
+# partial bench-partial.json when a phase ran out of time) and the first
+# seed's head-only hyper-networks (OUT/hyper-*.safetensors).
+set -uo pipefail
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+phase=${1:-all}
+head_s=${2:-300}
+deep_s=${3:-200}
+for f in .gl/*.deb; do dpkg -x "$f" /; done
+ldconfig
+unpack() {
+	[ -x "/tmp/$1" ] && return
+	xz -dc ".gpu/$1.xz" > "/tmp/$1" 2>/dev/null ||
+		python3 -c "import lzma,sys; sys.stdout.buffer.write(lzma.open('.gpu/$1.xz').read())" > "/tmp/$1"
+	chmod +x "/tmp/$1"
+}
+unpack chameleon
+unpack adapt.test
+CH=/tmp/chameleon
+{
+	nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1
+	$CH devices 2>&1
+} > "$OUT/info.txt"
+if ! grep -qi nvidia <($CH devices 2>&1); then
+	export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+	$CH devices >> "$OUT/info.txt" 2>&1
+fi
+if [ -z "${ALLOW_CPU:-}" ] && ! grep -qi nvidia <($CH devices 2>&1); then
+	echo "no NVIDIA adapter: stopping rather than running on the CPU" >> "$OUT/info.txt"
+	exit 3
+fi
+common=(--windows "${WINDOWS:-.gpu/windows.json.gz}" --seeds 3 --epochs 2 --lrs "${LRS:-3e-4,1e-3,3e-3,1e-2}" --bootstrap 1000)
+if [ "$phase" != deep ]; then
+	(cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestLowRankKernels|TestLowRankBackward$|TestLogits' -test.count 1) >> "$OUT/info.txt" 2>&1
+	mkdir -p "$OUT/head"
+	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
+		--methods lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched > "$OUT/head/log" 2>&1
+	echo "head: exit $?" >> "$OUT/info.txt"
+	mv "$OUT"/head/hyper-*.safetensors "$OUT/" 2>/dev/null
+	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"
+fi
+if [ "$phase" != head ]; then
+	mkdir -p "$OUT/deep"
+	timeout "$deep_s" $CH adapt bench "${common[@]}" --out "$OUT/deep" \
+		--methods lora-qkv,hyper-qkv,hyper-v3 > "$OUT/deep/log" 2>&1
+	echo "deep: exit $?" >> "$OUT/info.txt"
+	tar czf "$OUT/deep.tgz" -C "$OUT" deep && rm -rf "$OUT/deep"
+fi
+ls -la "$OUT"
