@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
@@ -37,6 +38,43 @@ func TestPairedBootstrap(t *testing.T) {
 	}
 	if noise := PairedBootstrap(a, b, 2000, 3); noise.ExcludesZero() && math.Abs(noise.Mean) < 0.02 {
 		t.Fatalf("zero-mean noise: interval %+v", noise)
+	}
+}
+
+func TestGated(t *testing.T) {
+	cents := func(rows ...[]float32) *cluster.Centroids {
+		c := &cluster.Centroids{K: len(rows), C: 2}
+		for _, r := range rows {
+			c.Data = append(c.Data, r...)
+		}
+		return c
+	}
+	tr := &Trained{Cents: cents([]float32{0, 0}, []float32{4, 0}), Radius: 1}
+	gc := [2]*cluster.Centroids{cents([]float32{0, 0}, []float32{4, 0}), cents([]float32{0, 3})}
+	for _, c := range []struct {
+		x       []float32
+		noFit   bool
+		want    bool
+		because string
+	}{
+		{[]float32{0.5, 0}, false, false, "near an adaptation centroid"},
+		{[]float32{2, 0}, false, true, "outside the radius"},
+		{[]float32{0, 0.9}, false, false, "within the radius, nearer the adaptation side"},
+		{[]float32{0, 0.9}, true, false, "no pretraining centroids"},
+		{[]float32{0.3, 0.95}, true, false, "within the radius without the pretraining half"},
+	} {
+		g := gc
+		if c.noFit {
+			g = [2]*cluster.Centroids{}
+		}
+		if got := gated(tr, g, c.x); got != c.want {
+			t.Errorf("%v (%s): gated %v, want %v", c.x, c.because, got, c.want)
+		}
+	}
+	// Within the radius but nearer the pretraining side: gated.
+	tr.Radius = 10
+	if !gated(tr, gc, []float32{0, 2}) || gated(tr, [2]*cluster.Centroids{}, []float32{0, 2}) {
+		t.Error("a window nearer the pretraining centroids must be gated only when they are given")
 	}
 }
 
@@ -86,6 +124,9 @@ func fixture(t *testing.T) (*model.Model, *Windows) {
 	for range 6 {
 		ws.Splits["harm"] = append(ws.Splits["harm"], win(2))
 	}
+	for range 6 {
+		ws.Splits["fit"] = append(ws.Splits["fit"], win(2))
+	}
 	return m, ws
 }
 
@@ -125,7 +166,7 @@ func TestRunTiny(t *testing.T) {
 	m, w := fixture(t)
 	sets := Sets{}
 	var err error
-	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm} {
+	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm, "fit": &sets.Fit} {
 		if *dst, err = Prepare(m, w, split, 5, nil); err != nil {
 			t.Fatal(err)
 		}

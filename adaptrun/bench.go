@@ -81,6 +81,7 @@ type Result struct {
 // Sets are the prepared splits Run needs.
 type Sets struct {
 	Train, Validation, Test, Harm *Set // Harm may be nil
+	Fit                           *Set // the pretraining domains' training windows, for the gate; may be nil
 }
 
 // groupings lists the groupings each kind is scored under; the first is
@@ -136,6 +137,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 		}
 	}
 	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
+	e.Train, e.Fit = sets.Train, sets.Fit
 	score := func(t *Trained, grouping string, scale float32, row *Row) error {
 		s, err := e.Score(t, sets.Test, grouping, scale)
 		if err != nil {

@@ -123,7 +123,7 @@ func TestRunTinyDeep(t *testing.T) {
 	m, w := fixture(t)
 	sets := Sets{}
 	var err error
-	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm} {
+	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm, "fit": &sets.Fit} {
 		if *dst, err = Prepare(m, w, split, 5, nil); err != nil {
 			t.Fatal(err)
 		}

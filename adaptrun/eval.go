@@ -57,6 +57,39 @@ type Evaluator struct {
 	// Deep scores methods with updates inside the decoder (nil: they are
 	// refused).
 	Deep *DeepTrainer
+	// Train and Fit, when both are set, turn on the second half of the
+	// gate: a window nearer the pretraining domains' training windows (Fit)
+	// than the adaptation domains' (Train) keeps the base model. Each side
+	// is summarised by k-means centroids at the same granularity, one per
+	// Batch windows.
+	Train, Fit *Set
+	gates      map[string][2]*cluster.Centroids
+}
+
+// gateCents returns the adaptation and pretraining centroids in the
+// feature space of kind (nil when the gate has no pretraining windows).
+func (e *Evaluator) gateCents(kind string) ([2]*cluster.Centroids, error) {
+	if e.Train == nil || e.Fit == nil {
+		return [2]*cluster.Centroids{}, nil
+	}
+	if g, ok := e.gates[kind]; ok {
+		return g, nil
+	}
+	var g [2]*cluster.Centroids
+	for i, s := range []*Set{e.Train, e.Fit} {
+		f := s.Feature(kind)
+		dim := len(f) / len(s.Windows)
+		res, err := kmeans(f, dim, cluster.DefaultK(len(s.Windows), e.Batch), 1)
+		if err != nil {
+			return g, err
+		}
+		g[i] = res.Centroids
+	}
+	if e.gates == nil {
+		e.gates = map[string][2]*cluster.Centroids{}
+	}
+	e.gates[kind] = g
+	return g, nil
 }
 
 // Score evaluates t (nil: the base model) on s under grouping, with the
@@ -190,14 +223,20 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	default:
 		return Scores{}, fmt.Errorf("adaptrun: unknown grouping %q", grouping)
 	}
-	// The gate: windows far from every training centroid keep the base
-	// model (not for the oracle, which knows the domain, nor online-ungated).
+	// The gate: windows far from every training centroid of t, or nearer
+	// the pretraining domains' windows than the adaptation domains', keep
+	// the base model (not for the oracle, which knows the domain, nor
+	// online-ungated).
 	if t != nil && t.Radius > 0 && grouping != GroupOracle && grouping != GroupUngated {
 		f := s.Feature(t.M.Features)
 		dim := len(f) / n
+		gc, err := e.gateCents(t.M.Features)
+		if err != nil {
+			return Scores{}, err
+		}
 		for gi := range gs {
 			for j, wi := range gs[gi].Members {
-				if nearestDist(t.Cents, f[wi*dim:(wi+1)*dim]) > t.Radius {
+				if gated(t, gc, f[wi*dim:(wi+1)*dim]) {
 					gs[gi].Cluster[j] = -1
 				}
 			}
@@ -256,6 +295,16 @@ func finiteScores(s Scores, grouping string) error {
 		}
 	}
 	return nil
+}
+
+// gated says whether feature x keeps the base model: it lies farther from
+// t's training centroids than t.Radius, or nearer the pretraining
+// centroids gc[1] than the adaptation centroids gc[0] (when given).
+func gated(t *Trained, gc [2]*cluster.Centroids, x []float32) bool {
+	if nearestDist(t.Cents, x) > t.Radius {
+		return true
+	}
+	return gc[1] != nil && nearestDist(gc[1], x) < nearestDist(gc[0], x)
 }
 
 func seqIdx(n int) []int {

@@ -43,7 +43,7 @@ const PrimaryAuto = "auto"
 type Summary struct {
 	Rows         []RowSummary `json:"rows"`
 	BestBaseline string       `json:"best_baseline"` // chosen on validation
-	Primary      string       `json:"primary"`       // the tested row
+	Primary      string       `json:"primary"`       // the tested method (its online row)
 	Oracle       string       `json:"oracle"`
 	Targets      []string     `json:"targets"` // each target, met or missed, with its figure
 	ExpertsGain  float64      `json:"experts_gain"`
@@ -58,22 +58,29 @@ func find(rows []Row, pred func(Row) bool) int {
 	return -1
 }
 
+// primary is the tested method: Result.Primary, or with PrimaryAuto the
+// ChamaleonLLM variant whose online row is best on validation, chosen
+// before any test figure is looked at.
+func (r *Result) primary() string {
+	if r.Primary != "" && r.Primary != PrimaryAuto {
+		return r.Primary
+	}
+	p, bv := "", math.Inf(1)
+	for _, x := range r.Rows {
+		if x.Kind == KindHyper && x.Grouping == GroupOnline && x.Val < bv {
+			p, bv = x.Method, x.Val
+		}
+	}
+	return p
+}
+
 // Summarise computes the summary of r.
 func (r *Result) Summarise() Summary {
 	var s Summary
 	bi := find(r.Rows, func(x Row) bool { return x.Role == RoleBase })
 	oi := find(r.Rows, func(x Row) bool { return x.Role == RoleOracle })
-	if r.Primary == "" || r.Primary == PrimaryAuto {
-		// The ChamaleonLLM variant whose online row is best on validation:
-		// chosen before any test figure is looked at.
-		bv := math.Inf(1)
-		for _, x := range r.Rows {
-			if x.Kind == KindHyper && x.Grouping == GroupOnline && x.Val < bv {
-				r.Primary, bv = x.Method, x.Val
-			}
-		}
-	}
-	pi := find(r.Rows, func(x Row) bool { return x.Method == r.Primary && x.Grouping == GroupOnline })
+	primary := r.primary()
+	pi := find(r.Rows, func(x Row) bool { return x.Method == primary && x.Grouping == GroupOnline })
 	best, bestVal := -1, math.Inf(1)
 	for i, x := range r.Rows {
 		if x.Role == RoleBaseline && x.Val < bestVal {
@@ -84,7 +91,7 @@ func (r *Result) Summarise() Summary {
 		s.BestBaseline = r.Rows[best].Name
 	}
 	if pi >= 0 {
-		s.Primary = r.Rows[pi].Name
+		s.Primary = primary
 	}
 	if oi >= 0 {
 		s.Oracle = r.Rows[oi].Name
@@ -191,8 +198,8 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 			out = append(out, fmt.Sprintf("  vs %s: %s (%.4f vs %.4f nats/token)", x.Name, mark(p.Loss < x.Loss), p.Loss, x.Loss))
 		}
 	}
-	ri := find(r.Rows, func(x Row) bool { return x.Method == r.Primary && x.Grouping == GroupRandom })
-	ci := find(r.Rows, func(x Row) bool { return x.Method == r.Primary && x.Grouping == GroupClustered })
+	ri := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupRandom })
+	ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupClustered })
 	if ri >= 0 && ci >= 0 {
 		pr := PairedBootstrap(pooled(r.Rows[ci].Test), pooled(r.Rows[ri].Test), r.Bootstrap, 7)
 		po := PairedBootstrap(pooled(r.Rows[pi].Test), pooled(r.Rows[ri].Test), r.Bootstrap, 8)

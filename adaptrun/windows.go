@@ -23,6 +23,7 @@ const (
 type Sizes struct {
 	Train, Validation, Test int // per adaptation domain
 	Harm                    int // test windows per pretraining and held-out domain
+	Fit                     int // training windows per pretraining domain (the gate's picture of the pretraining inputs)
 }
 
 // Window is T+1 tokens of one domain: inputs Tokens[:T], next-token
@@ -45,8 +46,9 @@ type Windows struct {
 	Order  []string          `json:"order"`  // domains in report order
 	Vocab  int               `json:"vocab"`  // the tokenizer's size, checked against the model
 	Seed   uint64            `json:"seed"`
-	// Splits: "train", "validation", "test" (adaptation domains) and
-	// "harm" (test windows of the pretraining and held-out domains).
+	// Splits: "train", "validation", "test" (adaptation domains), "harm"
+	// (test windows of the pretraining and held-out domains) and "fit"
+	// (training windows of the pretraining domains, for the gate).
 	Splits map[string][]Window `json:"splits"`
 }
 
@@ -98,6 +100,9 @@ func BuildWindows(c *data.Corpus, tok *model.Tokenizer, roles map[string]string,
 			jobs = []job{{"train", "train", sz.Train}, {"validation", "validation", sz.Validation}, {"test", "test", sz.Test}}
 		} else {
 			jobs = []job{{"test", "harm", sz.Harm}}
+			if roles[d] == RolePretrain {
+				jobs = append(jobs, job{"train", "fit", sz.Fit})
+			}
 		}
 		for ji, j := range jobs {
 			if j.n <= 0 {

@@ -128,7 +128,7 @@ corpus can run the benchmark with --windows.`,
 			for _, x := range []struct {
 				split string
 				dst   **adaptrun.Set
-			}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}} {
+			}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}, {"fit", &sets.Fit}} {
 				if len(w.Splits[x.split]) == 0 {
 					continue
 				}
@@ -239,11 +239,12 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&sz.Validation, "val", 60, "validation windows per adaptation domain")
 	fl.IntVar(&sz.Test, "test", 150, "test windows per adaptation domain")
 	fl.IntVar(&sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
+	fl.IntVar(&sz.Fit, "fit", 100, "training windows per pretraining domain: the gate's picture of the inputs the base model already serves (0: no such gate)")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.StringVar(&methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
 	fl.StringVar(&primary, "primary", adaptrun.PrimaryAuto, "the ChamaleonLLM method tested against the baselines (its online row); auto: the one best on validation")
 	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
-	fl.StringVar(&lrs, "lrs", "3e-4,1e-3,3e-3,1e-2", "learning-rate grid")
+	fl.StringVar(&lrs, "lrs", "3e-4,1e-3,3e-3,1e-2,3e-2", "learning-rate grid")
 	fl.IntVar(&seeds, "seeds", 3, "training seeds")
 	fl.IntVar(&epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
