@@ -38,9 +38,6 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	if err := a.Meta.Base.Match(base); err != nil {
 		return nil, err
 	}
-	if a.Meta.Kind == KindHyper && a.Meta.Features != "" && a.Meta.Features != FeatureEmbed {
-		return nil, fmt.Errorf("adapt: this hyper-network conditions on %q features; the serving runtime computes only %q (mean token embeddings) so far: evaluate it with `chameleon adapt bench`", a.Meta.Features, FeatureEmbed)
-	}
 	cops, err := cluster.OpsFor(m.B)
 	if err != nil {
 		return nil, err
@@ -140,15 +137,13 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		p.K, p.factors = r.Meta.Experts, r.static.Factors()
 		return p, nil
 	}
-	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	ft, feats, err := r.features(seqs)
 	if err != nil {
 		return nil, err
 	}
 	defer r.cops.Free(ft)
-	if p.Features, err = r.cops.ReadF32(ft); err != nil {
-		return nil, err
-	}
-	c := r.Meta.Base.Config.NEmbd
+	p.Features = feats
+	c := r.FeatureWidth()
 	bs := o.BatchSize
 	if bs <= 0 {
 		bs = DefaultBatchSize
@@ -246,7 +241,7 @@ func MeanFeatures(features []float32, assign []int, k, c int) []float32 {
 func (p *Plan) generate() error {
 	b := p.rt.M.B
 	h := p.rt.hyper
-	in, err := b.Alloc(gpu.F32, p.K, h.Cfg.C)
+	in, err := b.Alloc(gpu.F32, p.K, h.Cfg.InDim())
 	if err != nil {
 		return err
 	}

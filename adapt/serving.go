@@ -35,7 +35,7 @@ func (r *Runtime) PlanMeans(slots int, means []float32) (*Plan, error) {
 		p.K, p.factors = r.Meta.Experts, r.static.Factors()
 		return p, nil
 	}
-	c := r.Meta.Base.Config.NEmbd
+	c := r.FeatureWidth()
 	if len(means) == 0 || len(means)%c != 0 {
 		return nil, fmt.Errorf("adapt: %d mean values are not (K, %d) rows with K >= 1", len(means), c)
 	}
@@ -66,7 +66,7 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	if len(seqs) == 0 {
 		return nil, nil
 	}
-	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	ft, _, err := r.features(seqs)
 	if err != nil {
 		return nil, err
 	}
@@ -83,18 +83,14 @@ func (r *Runtime) ClusterSeqs(seqs [][]int32, k int, seed uint64) (assign []int,
 		return nil, nil, fmt.Errorf("adapt: clustering no sequences")
 	}
 	k = max(1, min(k, n))
-	ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+	ft, feats, err := r.features(seqs)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer r.cops.Free(ft)
-	feats, err := r.cops.ReadF32(ft)
-	if err != nil {
-		return nil, nil, err
-	}
 	res, err := r.kmeans(ft, feats, cluster.Config{K: k, Seed: seed})
 	if err != nil {
 		return nil, nil, err
 	}
-	return res.Assign, MeanFeatures(feats, res.Assign, k, r.Meta.Base.Config.NEmbd), nil
+	return res.Assign, MeanFeatures(feats, res.Assign, k, r.FeatureWidth()), nil
 }

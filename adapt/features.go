@@ -1,0 +1,138 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// FeatureWidth is the width of the adapter's features (its hyper-network
+// input and its centroids).
+func (r *Runtime) FeatureWidth() int {
+	d, _ := FeatureDim(r.Meta.Features, r.Meta.Base.Config.NEmbd)
+	return d
+}
+
+// features computes the sequences' features of the adapter's kind: on the
+// cluster ops' device as ft (N, dim) (the caller frees it) and on the
+// host. Embedding means come from the WGSL feature kernel; hidden-state
+// means from a forward of the base model over the sequences (HiddenMeans).
+func (r *Runtime) features(seqs [][]int32) (gpu.Tensor, []float32, error) {
+	kind := r.Meta.Features
+	if kind == "" || kind == FeatureEmbed {
+		ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+		if err != nil {
+			return nil, nil, err
+		}
+		host, err := r.cops.ReadF32(ft)
+		if err != nil {
+			r.cops.Free(ft)
+			return nil, nil, err
+		}
+		return ft, host, nil
+	}
+	n, c := len(seqs), r.Meta.Base.Config.NEmbd
+	hid, err := HiddenMeans(r.M, seqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	host := hid
+	if kind == FeatureBoth {
+		ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+		if err != nil {
+			return nil, nil, err
+		}
+		emb, err := r.cops.ReadF32(ft)
+		r.cops.Free(ft)
+		if err != nil {
+			return nil, nil, err
+		}
+		host = make([]float32, 0, 2*n*c)
+		for i := range n {
+			host = append(host, emb[i*c:(i+1)*c]...)
+			host = append(host, hid[i*c:(i+1)*c]...)
+		}
+	}
+	ft, err := r.cops.Alloc(gpu.F32, n, len(host)/n)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := r.cops.Write(ft, host); err != nil {
+		r.cops.Free(ft)
+		return nil, nil, err
+	}
+	return ft, host, nil
+}
+
+// HiddenMeans is each sequence's mean final hidden state (the base model's
+// ln_f output) over its tokens, L2-normalised, (N, C) on the host: the
+// FeatureHidden feature, available after a prompt's prefill. An empty
+// sequence gets a zero feature; a sequence longer than the model's context
+// is an error; a non-finite hidden state is an error that names the
+// sequence.
+func HiddenMeans(m *model.Model, seqs [][]int32) ([]float32, error) {
+	c := m.Cfg.NEmbd
+	out := make([]float32, len(seqs)*c)
+	var idx []int
+	var toks [][]int32
+	tmax := 0
+	for i, s := range seqs {
+		if len(s) > m.Cfg.NCtx {
+			return nil, fmt.Errorf("adapt: sequence %d has %d tokens, more than the model's context of %d", i, len(s), m.Cfg.NCtx)
+		}
+		if len(s) > 0 {
+			idx, toks = append(idx, i), append(toks, s)
+			tmax = max(tmax, len(s))
+		}
+	}
+	if len(toks) == 0 {
+		return out, nil
+	}
+	cache, err := m.NewCache(len(toks), tmax)
+	if err != nil {
+		return nil, err
+	}
+	defer m.FreeCache(cache)
+	var hs []float32
+	var rows []int32
+	head := func(dst, h gpu.Tensor, seq []int32) error {
+		var err error
+		hs, err = m.B.ReadF32(h)
+		rows = append([]int32(nil), seq...)
+		return err
+	}
+	logits, err := m.ForwardHead(cache, toks, false, head)
+	if err != nil {
+		return nil, err
+	}
+	m.B.Free(logits)
+	for r, slot := range rows {
+		if slot < 0 {
+			continue
+		}
+		dst := out[idx[slot]*c : (idx[slot]+1)*c]
+		for j, v := range hs[r*c : (r+1)*c] {
+			dst[j] += v
+		}
+	}
+	for k, i := range idx {
+		row := out[i*c : (i+1)*c]
+		var ss float64
+		for _, v := range row {
+			ss += float64(v) * float64(v)
+		}
+		if math.IsNaN(ss) || math.IsInf(ss, 0) {
+			return nil, fmt.Errorf("adapt: sequence %d has a non-finite hidden state (%d tokens)", i, len(toks[k]))
+		}
+		if ss > 0 {
+			inv := float32(1 / math.Sqrt(ss))
+			for j := range row {
+				row[j] *= inv
+			}
+		}
+	}
+	return out, nil
+}
