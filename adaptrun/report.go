@@ -1,7 +1,10 @@
 package adaptrun
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
+	"io"
 	"fmt"
 	"image/color"
 	"math"
@@ -219,17 +222,23 @@ func (r *Result) Markdown(s Summary) string {
 	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %d epochs; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",
 		r.T, r.Prompt, r.Prompt, r.T, r.Windows, r.Seeds, r.LRs, r.Opts.Batch, r.Opts.Epochs, r.Bootstrap, r.Model, r.Seconds)
 	b.WriteString("Test perplexity on the adaptation domains (mean over seeds), bits per byte, and the change in nats/token against the base model with its 95% interval:\n\n")
-	b.WriteString("| row | role | trainable params | bytes stored | added FLOPs/token |")
+	b.WriteString("| # | row | role | trainable params | bytes stored | added FLOPs/token |")
 	for _, d := range r.TestDomains {
 		b.WriteString(" " + d + " |")
 	}
-	b.WriteString(" all | bits/byte | vs base (nats/token) | gap closed |\n|---|---|---|---|---|")
+	b.WriteString(" all | bits/byte | vs base (nats/token) | gap closed |\n|---|---|---|---|---|---|")
 	for range r.TestDomains {
 		b.WriteString("---|")
 	}
 	b.WriteString("---|---|---|---|\n")
+	num := 0
 	for _, x := range s.Rows {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f |", x.Name, x.Role, x.Params, x.Bytes, x.FLOPsPerToken)
+		label := "–"
+		if x.Role != RoleBase {
+			num++
+			label = fmt.Sprint(num) // the plot's numbering
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %d | %.0f |", label, x.Name, x.Role, x.Params, x.Bytes, x.FLOPsPerToken)
 		for _, p := range x.DomainPPL {
 			fmt.Fprintf(&b, " %.2f |", p)
 		}
@@ -322,6 +331,15 @@ func ReadJSON(path string) (*Result, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if strings.HasSuffix(path, ".gz") {
+		z, err := gzip.NewReader(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+		}
+		if b, err = io.ReadAll(z); err != nil {
+			return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+		}
 	}
 	var v struct {
 		Result *Result `json:"result"`
