@@ -1,10 +1,10 @@
 // Package serve is Chameleon's HTTP server: an OpenAI-compatible
 // completions API (POST /v1/completions, GET /v1/models) with /healthz and
 // Prometheus /metrics, in front of a continuous-batching scheduler.
-//
 // Scheduler (scheduler.go). One goroutine owns the model, its backend and
 // one KV cache of Slots sequences x NCtx tokens. Requests wait in a bounded
-// FIFO queue (full: ErrQueueFull, HTTP 429). Before every step the
+// FIFO queue (full: ErrQueueFull, HTTP 429; with NoQueue a request is
+// accepted only when free slots take it now). Before every step the
 // scheduler admits waiting sequences into free slots (a request with n
 // choices or several prompts is several sequences, admitted in order as
 // slots free up), then runs ONE ragged ForwardLast over every slot: a newly
