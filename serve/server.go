@@ -170,6 +170,10 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if e := checkJSON(r); e != nil {
+		writeError(w, e)
+		return
+	}
 	body, e := decodeRequest(r, s.opt.MaxBodyBytes, w)
 	if e != nil {
 		writeError(w, e)
