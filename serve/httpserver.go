@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -22,9 +23,9 @@ import (
 // stream is never cut by it. Every write of a response (each event of a
 // stream) must be taken by the client within WriteTimeout. A keep-alive
 // connection is closed after IdleTimeout without a request. At most
-// MaxConns connections are open: at the cap an idle (or silent, new)
-// connection is closed to make room for the next, and when there is none
-// the next waits until one closes; the timeouts above bound that wait.
+// MaxConns connections are open: at the cap one that does no work (idle,
+// silent, or still sending its request) is closed to make room for the
+// next; when every one is at work, the next waits until one closes.
 type Limits struct {
 	HeaderTimeout time.Duration // default 10 s
 	BodyTimeout   time.Duration // default 30 s
@@ -101,6 +102,9 @@ func NewHTTPServer(h http.Handler, ln net.Listener, lim Limits) (*http.Server, n
 		ReadHeaderTimeout: lim.HeaderTimeout,
 		IdleTimeout:       lim.IdleTimeout,
 		ConnState:         cl.track,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, connKey{}, c)
+		},
 	}
 	return hs, cl, nil
 }
@@ -161,9 +165,12 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Message: fmt.Sprintf("Host %q is not one this server answers to (a DNS-rebinding guard); start it with --allow-host to add a name", r.Host)})
 		return
 	}
+	cc, _ := r.Context().Value(connKey{}).(*capConn)
 	if r.Body != nil && r.Body != http.NoBody {
 		rc.SetReadDeadline(time.Now().Add(g.lim.BodyTimeout)) //nolint:errcheck
-		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+		r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc, cc: cc}
+	} else {
+		cc.working()
 	}
 	g.h.ServeHTTP(&deadlineWriter{ResponseWriter: w, rc: rc, d: g.lim.WriteTimeout}, r)
 }
@@ -176,6 +183,7 @@ func (g *guard) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type deadlineBody struct {
 	io.ReadCloser
 	rc   *http.ResponseController
+	cc   *capConn // nil when not served through a capListener
 	done bool
 }
 
@@ -184,6 +192,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	if errors.Is(err, io.EOF) && !b.done {
 		b.done = true
 		b.rc.SetReadDeadline(time.Time{}) //nolint:errcheck
+		b.cc.working()
 	}
 	return n, err
 }
@@ -210,10 +219,15 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// connKey is the request context's key of its *capConn.
+type connKey struct{}
+
 // capListener holds at most max connections open. At the cap, Accept
-// closes an idle keep-alive connection (else one that has sent nothing
-// yet, the oldest first) to make room; with neither, it waits until a
-// connection closes.
+// closes a connection that does no work to make room: an idle keep-alive
+// one first, else the oldest that has been sending its request (headers or
+// body) or nothing at all for silentAge. A connection whose handler has
+// its whole request (a completion being generated or streamed) is never
+// closed; when every one is such, Accept waits until one closes.
 type capListener struct {
 	net.Listener
 	max    int
@@ -229,6 +243,17 @@ type capConn struct {
 	once  sync.Once
 	state http.ConnState // under l.mu
 	since time.Time      // when it entered state
+	busy  bool           // its handler has the whole request: not to be closed
+}
+
+// working marks c busy until its next state change; nil c is a no-op.
+func (c *capConn) working() {
+	if c == nil {
+		return
+	}
+	c.l.mu.Lock()
+	c.busy = true
+	c.l.mu.Unlock()
 }
 
 func newCapListener(ln net.Listener, max int) *capListener {
@@ -259,20 +284,32 @@ func (l *capListener) Accept() (net.Conn, error) {
 			v.Close()
 			continue
 		}
-		<-l.freed
+		select { // a silent connection may come of age meanwhile
+		case <-l.freed:
+		case <-time.After(silentAge):
+		}
 	}
 }
 
+// silentAge is how long a connection must have been silent, or sending
+// its request, before it may be closed to make room (a fresh one's bytes
+// may not have been read yet).
+const silentAge = 250 * time.Millisecond
+
 // victim is the connection to close at the cap: the oldest idle one, else
-// the oldest that has sent nothing; nil when every one is busy. l.mu held.
+// the oldest that has sent nothing, or has not finished sending its
+// request, for silentAge; nil when there is none. l.mu held.
 func (l *capListener) victim() *capConn {
 	var v *capConn
+	now := time.Now()
 	for c := range l.conns {
-		if c.state != http.StateIdle && c.state != http.StateNew {
+		slow := (c.state == http.StateNew || (c.state == http.StateActive && !c.busy)) && now.Sub(c.since) >= silentAge
+		if c.state != http.StateIdle && !slow {
 			continue
 		}
-		better := v == nil || (c.state == http.StateIdle && v.state != http.StateIdle) ||
-			(c.state == v.state && c.since.Before(v.since))
+		idle := c.state == http.StateIdle
+		better := v == nil || (idle && v.state != http.StateIdle) ||
+			(idle == (v.state == http.StateIdle) && c.since.Before(v.since))
 		if better {
 			v = c
 		}
@@ -287,7 +324,7 @@ func (l *capListener) track(c net.Conn, st http.ConnState) {
 		return
 	}
 	l.mu.Lock()
-	cc.state, cc.since = st, time.Now()
+	cc.state, cc.since, cc.busy = st, time.Now(), false
 	l.mu.Unlock()
 }
 

@@ -166,12 +166,13 @@ func TestStreamOutlivesBodyTimeout(t *testing.T) {
 	}
 }
 
-// At the connection cap, idle and silent connections make room for a
-// new one at once; connections busy sending a body are waited for, which
-// the body timeout bounds. /healthz answers throughout.
+// At the connection cap, idle and silent connections, and those still
+// trickling their request, make room for a new one: /healthz answers at
+// once behind 20 idle or silent connections, and behind as many trickled
+// bodies as the cap.
 func TestConnCapKeepsHealthz(t *testing.T) {
 	const max = 6
-	_, addr, cl := apiServer(t, Options{}, Limits{MaxConns: max, BodyTimeout: time.Second, IdleTimeout: time.Minute, HeaderTimeout: time.Minute})
+	_, addr, cl := apiServer(t, Options{}, Limits{MaxConns: max, BodyTimeout: time.Minute, IdleTimeout: time.Minute, HeaderTimeout: time.Minute})
 	var attackers []net.Conn
 	defer func() {
 		for _, c := range attackers {
@@ -201,7 +202,7 @@ func TestConnCapKeepsHealthz(t *testing.T) {
 		}
 		attackers = append(attackers, c)
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(2 * silentAge)
 	t0 := time.Now()
 	if code, err := healthz(addr, 2*time.Second); err != nil || code != 200 {
 		t.Fatalf("healthz behind 20 idle or silent connections: %d %v", code, err)
@@ -211,19 +212,43 @@ func TestConnCapKeepsHealthz(t *testing.T) {
 		t.Errorf("%d connections open, cap %d", n, max)
 	}
 
-	// Every slot busy with a trickled body: the next connection waits for
-	// the body timeout to free one.
+	// Every slot taken by a trickled body (the body timeout is a minute):
+	// the oldest makes room.
 	for i := 0; i < max; i++ {
 		slowBody(t, addr)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(2 * silentAge)
 	t0 = time.Now()
-	if code, err := healthz(addr, 5*time.Second); err != nil || code != 200 {
+	if code, err := healthz(addr, 2*time.Second); err != nil || code != 200 {
 		t.Fatalf("healthz behind %d trickled bodies: %d %v", max, code, err)
 	}
 	t.Logf("healthz behind trickled bodies: %v", time.Since(t0))
 	if n := cl.open(); n > max {
 		t.Errorf("%d connections open, cap %d", n, max)
+	}
+}
+
+// victim picks an idle connection first, then the oldest one silent or
+// still sending its request for silentAge, and never one at work.
+func TestCapVictim(t *testing.T) {
+	l := newCapListener(nil, 8)
+	now := time.Now()
+	add := func(st http.ConnState, age time.Duration, busy bool) *capConn {
+		c := &capConn{l: l, state: st, since: now.Add(-age), busy: busy}
+		l.conns[c] = struct{}{}
+		return c
+	}
+	add(http.StateActive, time.Hour, true)                // generating: never
+	add(http.StateNew, silentAge/2, false)                // just accepted: not yet
+	slowBody := add(http.StateActive, time.Second, false) // trickling for a second
+	silent := add(http.StateNew, 2*time.Second, false)    // silent for two
+	idle := add(http.StateIdle, time.Millisecond, false)  // idle: first, however young
+	for _, want := range []*capConn{idle, silent, slowBody, nil} {
+		got := l.victim()
+		if got != want {
+			t.Fatalf("victim %+v, want %+v", got, want)
+		}
+		delete(l.conns, got)
 	}
 }
 
