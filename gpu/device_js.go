@@ -94,6 +94,40 @@ func beginPass(enc *wgpu.CommandEncoder, label string) *wgpu.ComputePassEncoder 
 	return enc.BeginComputePass(nil)
 }
 
+// queueWrite uploads data into b at offset through GPUQueue.writeBuffer,
+// from a fresh JS Uint8Array holding a copy of data.
+//
+// It does not use the js backend's Queue.WriteBuffer: that passes a
+// Uint8ClampedArray VIEW of the wasm memory (jsx.BytesToJS over
+// wasm.instance.exports.mem.buffer), made while the call's arguments are
+// still being built. The arguments after it (and syscall/js's Call itself)
+// box integers and js.Values into interfaces, which allocates; when such an
+// allocation grows the wasm memory, the old ArrayBuffer is detached and the
+// view already made shrinks to length 0, so writeBuffer(buf, off, view, 0,
+// len) throws "Number of bytes to write is too large". It happens only on
+// the call that crosses a memory growth, which is why the demo failed in a
+// fraction of runs. A Uint8Array allocated by JS and filled by
+// js.CopyBytesToJS (which reads the wasm memory at the moment it copies)
+// belongs to no wasm buffer and cannot be detached.
+func queueWrite(q *wgpu.Queue, b *wgpu.Buffer, offset uint64, data []byte) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			jerr, ok := p.(js.Error)
+			if !ok {
+				panic(p)
+			}
+			err = fmt.Errorf("writeBuffer of %d bytes at %d: %v", len(data), offset, jerr)
+		}
+	}()
+	if len(data) == 0 {
+		return nil
+	}
+	arr := js.Global().Get("Uint8Array").New(len(data))
+	js.CopyBytesToJS(arr, data)
+	jsValueOf(q).Call("writeBuffer", jsValueOf(b), offset, arr)
+	return nil
+}
+
 // adapterFeatures lists the adapter's GPUSupportedFeatures.
 func adapterFeatures(a *wgpu.Adapter) []string {
 	var out []string

@@ -35,6 +35,12 @@ func adapterFeatures(a *wgpu.Adapter) []string {
 
 func hasFeature(a *wgpu.Adapter, f wgpu.FeatureName) bool { return a.HasFeature(f) }
 
+// queueWrite is Queue.WriteBuffer (see device_js.go for why it is not
+// called directly).
+func queueWrite(q *wgpu.Queue, b *wgpu.Buffer, offset uint64, data []byte) error {
+	return q.WriteBuffer(b, offset, data)
+}
+
 // mapRead maps staging and returns its first size bytes. Natively the map
 // completes during a blocking device poll.
 func mapRead(d *Device, staging *wgpu.Buffer, asz, size uint64) ([]byte, error) {

@@ -251,7 +251,7 @@ func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
 		data = pad
 	}
 	b.gen++
-	if err := d.queue.WriteBuffer(b.buf, offset, data); err != nil {
+	if err := queueWrite(d.queue, b.buf, offset, data); err != nil {
 		return fmt.Errorf("gpu: write buffer: %w", err)
 	}
 	return d.Lost()

@@ -1,10 +1,15 @@
 // Package serve is Chameleon's HTTP server: an OpenAI-compatible
 // completions API (POST /v1/completions, GET /v1/models) with /healthz and
 // Prometheus /metrics, in front of a continuous-batching scheduler.
+// NewHTTPServer adds the connection-level defences (timeouts that suit
+// streaming, a connection cap, a Host allow-list against DNS rebinding);
+// completions must be sent as application/json (415 otherwise), so that a
+// web page cannot post to a local server without a CORS preflight.
 //
 // Scheduler (scheduler.go). One goroutine owns the model, its backend and
 // one KV cache of Slots sequences x NCtx tokens. Requests wait in a bounded
-// FIFO queue (full: ErrQueueFull, HTTP 429). Before every step the
+// FIFO queue (full: ErrQueueFull, HTTP 429; with NoQueue a request is
+// accepted only when free slots take it now). Before every step the
 // scheduler admits waiting sequences into free slots (a request with n
 // choices or several prompts is several sequences, admitted in order as
 // slots free up), then runs ONE ragged ForwardLast over every slot: a newly

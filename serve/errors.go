@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -49,8 +50,12 @@ func badRequest(param, code, format string, args ...any) *APIError {
 func runError(err error, retry time.Duration) *APIError {
 	switch {
 	case errors.Is(err, ErrQueueFull):
+		msg := "the server's request queue is full; retry later"
+		if err != ErrQueueFull {
+			msg = strings.TrimPrefix(err.Error(), "serve: ") + "; retry later"
+		}
 		return &APIError{Status: http.StatusTooManyRequests, Type: "rate_limit_error", Code: "queue_full",
-			Message: "the server's request queue is full; retry later", RetryAfter: retry}
+			Message: msg, RetryAfter: retry}
 	case errors.Is(err, ErrUnavailable):
 		return &APIError{Status: http.StatusServiceUnavailable, Type: "server_error", Code: "unavailable",
 			Message: err.Error(), RetryAfter: retry}
@@ -63,12 +68,14 @@ func writeError(w http.ResponseWriter, e *APIError) {
 	if e.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int((e.RetryAfter+time.Second-1)/time.Second))))
 	}
-	writeJSON(w, e.Status, map[string]*APIError{"error": e})
+	writeJSON(w, e.Status, map[string]*APIError{"error": e}) //nolint:errcheck // the client may be gone
+
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// writeJSON answers v with status; the error is the write's (the client
+// may be gone).
+func writeJSON(w http.ResponseWriter, status int, v any) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.Encode(v) //nolint:errcheck // the client may be gone; nothing to do
+	return json.NewEncoder(w).Encode(v)
 }

@@ -69,7 +69,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		latency:          h("request_duration_seconds", "Time from receiving a completion request to its last byte."),
 		step:             h("step_duration_seconds", "Duration of one batched forward and sampling step."),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "chameleon", Name: "requests_total",
-			Help: "Completion requests by HTTP status code."}, []string{"code"}),
+			Help: "Completion requests by HTTP status code; 499: the client left before its response was complete."}, []string{"code"}),
 	}
 	f(m.requests)
 	m.clustersHist = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "chameleon", Name: "step_clusters",

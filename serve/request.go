@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -47,6 +48,21 @@ type CompletionRequest struct {
 	Suffix           *string            `json:"suffix"`
 }
 
+// checkJSON refuses a body not declared as JSON (application/json,
+// optionally with charset=utf-8) with 415: a web page may POST text/plain
+// or a form to any origin without a CORS preflight, so accepting those
+// would let any page a local user visits drive this server.
+func checkJSON(r *http.Request) *APIError {
+	ct := r.Header.Get("Content-Type")
+	if mt, params, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		if cs, ok := params["charset"]; !ok || strings.EqualFold(cs, "utf-8") {
+			return nil
+		}
+	}
+	return &APIError{Status: http.StatusUnsupportedMediaType, Type: "invalid_request_error", Code: "unsupported_media_type",
+		Message: fmt.Sprintf("Content-Type %q: the body must be application/json", ct)}
+}
+
 // decodeRequest reads one JSON object of at most limit bytes.
 func decodeRequest(r *http.Request, limit int64, w http.ResponseWriter) (*CompletionRequest, *APIError) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
@@ -55,6 +71,11 @@ func decodeRequest(r *http.Request, limit int64, w http.ResponseWriter) (*Comple
 		if errors.As(err, &mb) {
 			return nil, &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
 				Message: fmt.Sprintf("the request body exceeds %d bytes", mb.Limit)}
+		}
+		if isTimeout(err) {
+			w.Header().Set("Connection", "close")
+			return nil, &APIError{Status: http.StatusRequestTimeout, Type: "invalid_request_error", Code: "request_timeout",
+				Message: "the request body did not arrive in time"}
 		}
 		return nil, badRequest("", "", "reading the request body: %v", err)
 	}

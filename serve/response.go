@@ -131,13 +131,14 @@ func (s *Server) tokenString(id int32) string {
 
 // writeEvent writes one server-sent event "data: <json>"; nil writes
 // nothing (the caller only flushes).
-func writeEvent(w io.Writer, v any) {
+func writeEvent(w io.Writer, v any) error {
 	if v == nil {
-		return
+		return nil
 	}
 	b, err := json.Marshal(v)
 	if err != nil {
 		b, _ = json.Marshal(map[string]any{"error": map[string]string{"message": err.Error(), "type": "server_error"}})
 	}
-	w.Write(append(append([]byte("data: "), b...), '\n', '\n')) //nolint:errcheck // a gone client cancels the request
+	_, err = w.Write(append(append([]byte("data: "), b...), '\n', '\n'))
+	return err
 }

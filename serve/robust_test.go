@@ -102,6 +102,9 @@ func TestServeCancelFreesSlot(t *testing.T) {
 	if !strings.Contains(body, "chameleon_cancelled_requests_total 4") {
 		t.Errorf("metrics do not count 4 cancellations:\n%s", grepLines(body, "cancelled"))
 	}
+	if !strings.Contains(body, `chameleon_requests_total{code="499"} 4`) || !strings.Contains(body, `chameleon_requests_total{code="200"} 1`) {
+		t.Errorf("requests_total does not count the 4 cancellations as 499:\n%s", grepLines(body, "requests_total"))
+	}
 }
 
 func grepLines(s, sub string) string {

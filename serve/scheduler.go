@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,10 +16,13 @@ import (
 )
 
 // Options configures a Scheduler and a Server. Zero values take the
-// defaults named.
+// defaults named; negative ones are refused (but Queue's NoQueue).
 type Options struct {
-	Slots        int           // sequences decoded together (KV cache slots of NCtx tokens); default 8
-	Queue        int           // requests waiting at most; default 64
+	Slots int // sequences decoded together (KV cache slots of NCtx tokens); default 8
+	// Queue is how many requests may wait for a slot; default 64. NoQueue:
+	// none wait: a request is accepted only when free slots take all its
+	// sequences now (else ErrQueueFull), and MaxChoices is at most Slots.
+	Queue        int
 	PrefillChunk int           // prompt tokens one sequence feeds per step at most; default 64
 	MaxTokens    int           // limit on max_tokens; default the context
 	MaxN         int           // limit on n; default 8
@@ -35,6 +39,30 @@ type Options struct {
 	AdaptWindow time.Duration
 }
 
+// NoQueue as Options.Queue: no request waits for a slot.
+const NoQueue = -1
+
+// check refuses values that cannot be honoured.
+func (o Options) check() error {
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"Slots", int64(o.Slots)}, {"PrefillChunk", int64(o.PrefillChunk)}, {"MaxTokens", int64(o.MaxTokens)},
+		{"MaxN", int64(o.MaxN)}, {"MaxChoices", int64(o.MaxChoices)}, {"MaxLogprobs", int64(o.MaxLogprobs)},
+		{"MaxBodyBytes", o.MaxBodyBytes}, {"RetryAfter", int64(o.RetryAfter)}, {"AdaptWindow", int64(o.AdaptWindow)}} {
+		if f.v < 0 {
+			return fmt.Errorf("serve: Options.%s is %d: want a positive value (0: the default)", f.name, f.v)
+		}
+	}
+	if o.Queue < 0 && o.Queue != NoQueue {
+		return fmt.Errorf("serve: Options.Queue is %d: want a positive value (0: the default; NoQueue: none)", o.Queue)
+	}
+	if slots := cmp.Or(o.Slots, 8); o.Queue == NoQueue && o.MaxChoices > slots {
+		return fmt.Errorf("serve: Options.MaxChoices %d exceeds the %d slots: without a queue such a request could never be accepted", o.MaxChoices, slots)
+	}
+	return nil
+}
+
 func (o Options) withDefaults(cfg model.Config) Options {
 	def := func(v *int, d int) {
 		if *v <= 0 {
@@ -42,12 +70,17 @@ func (o Options) withDefaults(cfg model.Config) Options {
 		}
 	}
 	def(&o.Slots, 8)
-	def(&o.Queue, 64)
+	if o.Queue != NoQueue {
+		def(&o.Queue, 64)
+	}
 	def(&o.PrefillChunk, 64)
 	def(&o.MaxTokens, cfg.NCtx)
 	def(&o.MaxN, 8)
 	def(&o.MaxChoices, 32)
 	def(&o.MaxLogprobs, 5)
+	if o.Queue == NoQueue {
+		o.MaxChoices = min(o.MaxChoices, o.Slots)
+	}
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 1 << 20
 	}
@@ -118,6 +151,9 @@ func NewScheduler(m Model, tok *model.Tokenizer, opt Options) (*Scheduler, error
 
 func newScheduler(m Model, tok *model.Tokenizer, opt Options, met *metrics) (*Scheduler, error) {
 	cfg := m.Config()
+	if err := opt.check(); err != nil {
+		return nil, err
+	}
 	opt = opt.withDefaults(cfg)
 	if w, ok := m.Backend().(*gpu.WebGPU); ok {
 		// A request's output must not depend on what it is batched with;
@@ -201,6 +237,11 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) (*Run, error) {
 		return nil, s.lost
 	case s.draining:
 		return nil, unavailable("shutting down")
+	case s.opt.Queue == NoQueue:
+		if free := s.freeSlots(); len(t.Prompts)*t.N > free {
+			s.met.rejected.Inc()
+			return nil, fmt.Errorf("%w: %d of %d slots free, %d needed, and no queue", ErrQueueFull, free, s.opt.Slots, len(t.Prompts)*t.N)
+		}
 	case len(s.queue) >= s.opt.Queue:
 		s.met.rejected.Inc()
 		return nil, ErrQueueFull
@@ -209,6 +250,16 @@ func (s *Scheduler) Submit(ctx context.Context, t *Task) (*Run, error) {
 	s.queue = append(s.queue, r)
 	s.wake()
 	return r, nil
+}
+
+// freeSlots is the number of slots neither running nor promised to an
+// accepted request. s.mu held.
+func (s *Scheduler) freeSlots() int {
+	n := s.opt.Slots - int(s.running.Load())
+	for _, r := range s.queue {
+		n -= len(r.task.Prompts)*r.task.N - r.state.admitted
+	}
+	return n
 }
 
 func (s *Scheduler) wake() {
@@ -347,6 +398,7 @@ func (s *Scheduler) admit() time.Duration {
 			s.queue[0] = nil
 			s.queue = s.queue[1:]
 		}
+		s.running.Add(1) // under mu with admitted: freeSlots sees both or neither
 		s.mu.Unlock()
 		t := r.task
 		p := t.Sample
@@ -360,7 +412,6 @@ func (s *Scheduler) admit() time.Duration {
 			adapt: Adapter{On: t.Adapter.On, Cluster: -1},
 		}
 		s.cache.Len[b] = 0
-		s.running.Add(1)
 		if t.Adapter.On {
 			fresh = append(fresh, b)
 			s.met.sequences.WithLabelValues("adapted").Inc()

@@ -150,10 +150,11 @@ type request struct {
 func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 	t0 := time.Now()
 	w := &statusWriter{ResponseWriter: rw}
+	gone := false // the client left before the response was complete
 	defer func() {
 		code := strconv.Itoa(w.code)
-		if r.Context().Err() != nil && w.code == 0 {
-			code = "cancelled"
+		if gone || (r.Context().Err() != nil && w.code == 0) {
+			code = "499" // nginx's "client closed request"
 		}
 		s.met.requests.WithLabelValues(code).Inc()
 		s.met.latency.Observe(time.Since(t0).Seconds())
@@ -169,6 +170,10 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	if e := checkJSON(r); e != nil {
+		writeError(w, e)
+		return
+	}
 	body, e := decodeRequest(r, s.opt.MaxBodyBytes, w)
 	if e != nil {
 		writeError(w, e)
@@ -186,9 +191,9 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 	}
 	s.met.promptTokens.Add(float64(run.PromptTokens))
 	if req.stream {
-		s.stream(w, r, req, run)
+		gone = !s.stream(w, r, req, run)
 	} else {
-		s.collect(w, r, req, run)
+		gone = !s.collect(w, r, req, run)
 	}
 }
 
@@ -286,15 +291,16 @@ func (s *Server) validate(body *CompletionRequest) (*request, *APIError) {
 	return req, nil
 }
 
-// collect answers a non-streaming request once every choice is done.
-func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, run *Run) {
+// collect answers a non-streaming request once every choice is done. It
+// returns false when the client left first.
+func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, run *Run) bool {
 	events, err := run.Wait(r.Context())
 	if err != nil {
 		if r.Context().Err() != nil {
-			return // the client is gone; the scheduler has dropped the run
+			return false // the client is gone; the scheduler has dropped the run
 		}
 		writeError(w, runError(err, s.opt.RetryAfter))
-		return
+		return true
 	}
 	n := len(req.task.Prompts) * req.task.N
 	choices := make([]choiceBuilder, n)
@@ -311,7 +317,7 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, r
 	for i := range choices {
 		resp.Choices = append(resp.Choices, choices[i].choice(i))
 	}
-	writeJSON(w, http.StatusOK, resp)
+	return writeJSON(w, http.StatusOK, resp) == nil
 }
 
 // stream answers with server-sent events as the scheduler produces text:
@@ -319,11 +325,16 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, r
 // stream_options.include_usage, then "data: [DONE]". The status line goes
 // out with the first chunk, so a run that fails before producing anything
 // gets its HTTP error (503 for a lost device); a failure after that is sent
-// as a last {"error": ...} event, without [DONE].
-func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, run *Run) {
+// as a last {"error": ...} event, without [DONE]. It returns false when
+// the client left (or stopped reading) before the end; its run is then
+// abandoned.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, run *Run) bool {
 	rc := http.NewResponseController(w)
-	started := false
+	started, broken := false, false
 	send := func(v any) {
+		if broken {
+			return
+		}
 		if !started {
 			started = true
 			h := w.Header()
@@ -332,8 +343,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 			h.Set("X-Accel-Buffering", "no")
 			w.WriteHeader(http.StatusOK)
 		}
-		writeEvent(w, v)
-		rc.Flush() //nolint:errcheck // a gone client cancels the request context
+		if writeEvent(w, v) != nil || rc.Flush() != nil {
+			broken = true // a client that is gone or stopped reading
+		}
 	}
 	chunk := func(c Choice) Completion {
 		return Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{c}}
@@ -349,7 +361,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 		}
 	}
 	completion := 0
-	for {
+	for !broken {
 		events, err := run.Next(r.Context())
 		if errors.Is(err, io.EOF) {
 			break
@@ -357,12 +369,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 		if err != nil {
 			switch {
 			case r.Context().Err() != nil: // the client is gone
+				return false
 			case !started:
 				writeError(w, runError(err, s.opt.RetryAfter))
 			default:
 				send(map[string]*APIError{"error": runError(err, 0)})
 			}
-			return
+			return !broken
 		}
 		for _, ev := range events {
 			cb := choiceBuilder{lp: req.task.Logprobs >= 0, echo: echo[ev.Index]}
@@ -380,6 +393,10 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 			Usage: &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}})
 	}
 	send(nil)
-	io.WriteString(w, "data: [DONE]\n\n") //nolint:errcheck
-	rc.Flush()                            //nolint:errcheck
+	if broken {
+		return false
+	}
+	_, err1 := io.WriteString(w, "data: [DONE]\n\n")
+	err2 := rc.Flush()
+	return err1 == nil && err2 == nil
 }

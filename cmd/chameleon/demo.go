@@ -25,6 +25,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/serve"
 	"github.com/chameleon-llm/chameleon/wasm/web"
 )
 
@@ -33,6 +34,7 @@ import (
 // model's files; the model then runs in the browser on its WebGPU.
 func demoCmd() *cobra.Command {
 	var addr, modelDir, adapterSpec, wasmDir, dtype string
+	var lim serve.Limits
 	c := &cobra.Command{
 		Use:   "demo [--addr 127.0.0.1:8090] [--model DIR] [--adapter FILE|default|none]",
 		Short: "Serve the browser demo: the same runtime compiled to WASM, running the model on the browser's WebGPU",
@@ -44,6 +46,9 @@ func demoCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
 			log := cmd.ErrOrStderr()
+			if err := checkLimits(lim); err != nil {
+				return err
+			}
 			fsys, label, err := demoModel(modelDir)
 			if err != nil {
 				return err
@@ -61,9 +66,13 @@ func demoCmd() *cobra.Command {
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
 			fmt.Fprintf(log, "chameleon: demo of %s (%s) on http://%s/ — open it in a browser with WebGPU\n", label, srv.adapterNote(), ln.Addr())
-			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+			hs, cl, err := serve.NewHTTPServer(srv, ln, lim)
+			if err != nil {
+				ln.Close()
+				return err
+			}
 			served := make(chan error, 1)
-			go func() { served <- hs.Serve(ln) }()
+			go func() { served <- hs.Serve(cl) }()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			select {
@@ -82,6 +91,7 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&adapterSpec, "adapter", "default", "hyper-network adapter file, \"default\" (hyper.safetensors in the model directory, if any) or \"none\"")
 	f.StringVar(&wasmDir, "wasm", "", "directory holding chameleon.wasm and wasm_exec.js (default: bin/wasm from `make wasm`, else built now)")
 	f.StringVar(&dtype, "dtype", "f16", "weight dtype on the browser's GPU: f16 or f32")
+	addLimitFlags(c, &lim)
 	return c
 }
 

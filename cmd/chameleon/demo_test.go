@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/serve"
 )
 
 // demoPrompts are the test's batch; the first is the fixed prompt whose
@@ -53,7 +53,7 @@ func TestDemoInBrowser(t *testing.T) {
 	if !ok {
 		t.Fatal("not inside Chameleon's source tree")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 
 	wasmDir := t.TempDir()
@@ -97,8 +97,11 @@ func TestDemoInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
-	go hs.Serve(ln) //nolint:errcheck // ends with Close
+	hs, cl, err := serve.NewHTTPServer(srv, ln, serve.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(cl) //nolint:errcheck // ends with Close
 	defer hs.Close()
 	url := "http://" + ln.Addr().String() + "/"
 
@@ -164,23 +167,6 @@ func TestDemoInBrowser(t *testing.T) {
 	// Drive the page: our prompts, greedy, a few tokens, two clusters, then
 	// "generate with and without adaptation".
 	t0 = time.Now()
-	type run struct {
-		Adapted bool `json:"adapted"`
-		Results []struct {
-			Tokens []int32 `json:"tokens"`
-			Text   string  `json:"text"`
-		} `json:"results"`
-		Plan struct {
-			Assign []int `json:"assign"`
-			K      int   `json:"k"`
-		} `json:"plan"`
-		TokensPerSec float64 `json:"tokensPerSec"`
-	}
-	type lastRun struct {
-		Done  bool   `json:"done"`
-		Error string `json:"error"`
-		Runs  []run  `json:"runs"`
-	}
 	setPrompts := fmt.Sprintf(`(() => {
 		const want = %s;
 		const ts = [...document.querySelectorAll("#prompts textarea")];
@@ -266,6 +252,8 @@ func TestDemoInBrowser(t *testing.T) {
 	if !strings.Contains(shown, "context") || !strings.Contains(shown, "prompt 1") {
 		t.Errorf("message for a prompt over the context: %q", shown)
 	}
+	repeatDemo(t, bctx, fail, setPrompts, long, &logMu, &console)
+
 	raw, err := base64.StdEncoding.DecodeString(lg.B64)
 	if err != nil {
 		t.Fatal(err)
@@ -367,6 +355,150 @@ func TestDemoInBrowser(t *testing.T) {
 	if !differs {
 		t.Errorf("adaptation changed no token of any prompt: the adapted run does not exercise the hyper-network")
 	}
+}
+
+// demoRun is one run of the page's generate (window.demo.runs).
+type demoRun struct {
+	Adapted bool `json:"adapted"`
+	Results []struct {
+		Tokens []int32 `json:"tokens"`
+		Text   string  `json:"text"`
+	} `json:"results"`
+	Plan struct {
+		Assign []int `json:"assign"`
+		K      int   `json:"k"`
+	} `json:"plan"`
+	TokensPerSec float64 `json:"tokensPerSec"`
+}
+
+// lastRun is window.demo.last: the outcome of the last click on a
+// generate button.
+type lastRun struct {
+	Done  bool      `json:"done"`
+	Error string    `json:"error"`
+	Runs  []demoRun `json:"runs"`
+}
+
+// demoRepeats is how many times repeatDemo runs the page's sequence.
+const demoRepeats = 10
+
+// repeatDemo runs the page's whole sequence demoRepeats times in the
+// same page, as a person would: the prompts (setPrompts), Cluster,
+// "generate with and without adaptation", a prompt over the context (long)
+// that must give a clear message and clear the previous output and plot,
+// then generate again. Every run must give the first run's tokens (greedy);
+// any other error, on the page or in the console, fails the test. An
+// upload that crossed a growth of the wasm memory used to fail here
+// (writeBuffer of a detached view; see gpu/device_js.go queueWrite).
+func repeatDemo(t *testing.T, bctx context.Context, fail func(string, ...any), setPrompts, long string, logMu *sync.Mutex, console *[]string) {
+	t.Helper()
+	t0 := time.Now()
+	poll := func(what, js string) lastRun {
+		t.Helper()
+		r, err := chromedp.Run(bctx, chromedp.Poll[lastRun](js,
+			chromedp.WithPollingInterval(100*time.Millisecond), chromedp.WithPollingTimeout(time.Minute)))
+		if err != nil {
+			fail("%s: %v", what, err)
+		}
+		return r
+	}
+	click := func(what, id string, reset string) {
+		t.Helper()
+		if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](reset), chromedp.Click(id)); err != nil {
+			fail("%s: %v", what, err)
+		}
+	}
+	tokens := func(r lastRun) [][]int32 {
+		var out [][]int32
+		for _, run := range r.Runs {
+			for _, res := range run.Results {
+				out = append(out, res.Tokens)
+			}
+		}
+		return out
+	}
+	var wantBoth, wantBase [][]int32
+	for i := range demoRepeats {
+		it := fmt.Sprintf("repeat %d of %d", i+1, demoRepeats)
+		if err := chromedp.Do(bctx,
+			chromedp.Evaluate[chromedp.Void](setPrompts),
+			chromedp.SetValue("#max-tokens", "2"),
+			chromedp.SetValue("#temperature", "0"),
+			chromedp.SetValue("#clusters", "2"),
+		); err != nil {
+			fail("%s: setting the prompts: %v", it, err)
+		}
+		click(it+": cluster", "#do-cluster", `demo.lastCluster = null`)
+		if c := poll(it+": clustering", `demo.lastCluster && demo.lastCluster.done ? {done: true, error: demo.lastCluster.error || ""} : null`); c.Error != "" {
+			fail("%s: clustering failed: %s", it, c.Error)
+		}
+		click(it+": generate both", "#gen-both", `demo.last = null`)
+		both := poll(it+": generating with and without adaptation", `demo.last && demo.last.done ? demo.last : null`)
+		if both.Error != "" || len(both.Runs) != 2 {
+			fail("%s: generation with and without adaptation failed: %q (%d runs)", it, both.Error, len(both.Runs))
+		}
+		cells, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#outputs .col").length`))
+		if err != nil || cells != 2*len(demoPrompts) {
+			fail("%s: %d output columns on the page, want %d (%v)", it, cells, 2*len(demoPrompts), err)
+		}
+
+		click(it+": over-long prompt", "#gen-base", fmt.Sprintf(`document.querySelector("#prompts textarea").value = %q; demo.last = null`, long))
+		bad := poll(it+": the over-long prompt", `demo.last && demo.last.done ? demo.last : null`)
+		type shown struct {
+			Error   string `json:"error"`
+			Outputs int    `json:"outputs"`
+			Stats   string `json:"stats"`
+			Ink     int    `json:"ink"`
+		}
+		st, err := chromedp.Run(bctx, chromedp.Evaluate[shown](`(() => {
+			const cv = document.querySelector("#scatter");
+			const px = cv.getContext("2d").getImageData(0, 0, cv.width, cv.height).data;
+			let ink = 0;
+			for (let j = 3; j < px.length; j += 4) if (px[j] !== 0) ink++;
+			const e = document.querySelector("#error");
+			return {error: e.hidden ? "" : e.textContent, outputs: document.querySelector("#outputs").children.length,
+				stats: document.querySelector("#stats").textContent, ink};
+		})()`))
+		if err != nil {
+			fail("%s: reading the page after the over-long prompt: %v", it, err)
+		}
+		if !strings.Contains(bad.Error, "context") || !strings.Contains(st.Error, "context") {
+			fail("%s: over-long prompt: error %q, shown %q; want a message about the context", it, bad.Error, st.Error)
+		}
+		if st.Outputs != 0 || st.Stats != "" || st.Ink != 0 {
+			fail("%s: after the error the page still shows the previous run: %d outputs, stats %q, %d plotted pixels", it, st.Outputs, st.Stats, st.Ink)
+		}
+
+		if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](setPrompts)); err != nil {
+			fail("%s: %v", it, err)
+		}
+		click(it+": generate again", "#gen-base", `demo.last = null`)
+		base := poll(it+": generating again", `demo.last && demo.last.done ? demo.last : null`)
+		if base.Error != "" || len(base.Runs) != 1 {
+			fail("%s: generation after the error failed: %q", it, base.Error)
+		}
+		if i == 0 {
+			wantBoth, wantBase = tokens(both), tokens(base)
+		}
+		if got := tokens(both); !slices.EqualFunc(got, wantBoth, slices.Equal) {
+			fail("%s: tokens with and without adaptation %v, first repeat %v", it, got, wantBoth)
+		}
+		if got := tokens(base); !slices.EqualFunc(got, wantBase, slices.Equal) {
+			fail("%s: tokens %v, first repeat %v", it, got, wantBase)
+		}
+	}
+	logMu.Lock()
+	var errs []string
+	for _, l := range *console {
+		if strings.HasPrefix(l, "error") || strings.HasPrefix(l, "exception") {
+			errs = append(errs, l)
+		}
+	}
+	logMu.Unlock()
+	if len(errs) > 0 {
+		fail("%d errors in the browser console during the repeats", len(errs))
+	}
+	t.Logf("the demo sequence ran %d times in one page in %v", demoRepeats, time.Since(t0).Round(time.Millisecond))
 }
 
 // findChromium is Debian's chromium (or another Chrome) on PATH; the test

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -33,12 +32,19 @@ func serveCmd() *cobra.Command {
 	var grace time.Duration
 	var opt serve.Options
 	var ao serve.AdaptOptions
+	var lim serve.Limits
 	c := &cobra.Command{
 		Use:   "serve [--model M] [--adapter FILE|default|none] [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
 		Short: "Serve an OpenAI-compatible completions API (/v1/completions, /v1/models, /healthz, /metrics) with continuous batching",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
+			if err := checkServeFlags(&opt, ao, grace); err != nil {
+				return err
+			}
+			if err := checkLimits(lim); err != nil {
+				return err
+			}
 			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
 				return err
@@ -67,12 +73,21 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return fmt.Errorf("listening on %s: %w", addr, err)
 			}
+			hs, cl, err := serve.NewHTTPServer(srv, ln, lim)
+			if err != nil {
+				ln.Close()
+				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
+				return err
+			}
 			o := srv.Scheduler().Options()
-			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: serving %q on http://%s (%s; %d slots x %d tokens, queue %d)\n",
-				o.ModelName, ln.Addr(), s.label, o.Slots, s.m.Cfg.NCtx, o.Queue)
-			hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
+			queue := fmt.Sprintf("queue %d", o.Queue)
+			if o.Queue == serve.NoQueue {
+				queue = "no queue"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: serving %q on http://%s (%s; %d slots x %d tokens, %s)\n",
+				o.ModelName, ln.Addr(), s.label, o.Slots, s.m.Cfg.NCtx, queue)
 			served := make(chan error, 1)
-			go func() { served <- hs.Serve(ln) }()
+			go func() { served <- hs.Serve(cl) }()
 
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -109,7 +124,7 @@ func serveCmd() *cobra.Command {
 	f := c.Flags()
 	f.StringVar(&addr, "addr", "127.0.0.1:8080", "listen address (host:port; port 0 picks a free one)")
 	f.IntVar(&opt.Slots, "slots", 8, "sequences decoded together (KV-cache slots of the full context)")
-	f.IntVar(&opt.Queue, "queue", 64, "requests waiting at most; beyond, 429 with Retry-After")
+	f.IntVar(&opt.Queue, "queue", 64, "requests waiting for a slot at most; beyond, 429 with Retry-After (0: no queue: a request is accepted only when free slots take all its choices at once)")
 	f.IntVar(&opt.PrefillChunk, "prefill-chunk", 64, "prompt tokens one sequence feeds per step at most")
 	f.IntVar(&opt.MaxTokens, "max-tokens", 0, "largest max_tokens a request may ask (0: the context)")
 	f.IntVar(&opt.MaxN, "max-n", 8, "largest n a request may ask")
@@ -121,7 +136,38 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
 	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
 	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
+	addLimitFlags(c, &lim)
 	return c
+}
+
+// checkServeFlags refuses values that cannot be honoured (rather than
+// replacing them by defaults) and maps --queue 0 to serve.NoQueue.
+func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Duration) error {
+	for _, f := range []struct {
+		flag string
+		v    int64
+		min  int64
+		note string
+	}{
+		{"--slots", int64(opt.Slots), 1, ""},
+		{"--queue", int64(opt.Queue), 0, " (0: no queue)"},
+		{"--prefill-chunk", int64(opt.PrefillChunk), 1, ""},
+		{"--max-tokens", int64(opt.MaxTokens), 0, " (0: the context)"},
+		{"--max-n", int64(opt.MaxN), 1, ""},
+		{"--max-body", opt.MaxBodyBytes, 1, ""},
+		{"--cluster-size", int64(ao.ClusterSize), 0, " (0: 16)"},
+	} {
+		if f.v < f.min {
+			return fmt.Errorf("%s %d: want at least %d%s", f.flag, f.v, f.min, f.note)
+		}
+	}
+	if grace < 0 || opt.AdaptWindow < 0 {
+		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
+	}
+	if opt.Queue == 0 {
+		opt.Queue = serve.NoQueue
+	}
+	return nil
 }
 
 // serveModel is the model to serve for --adapter spec: the base model for

@@ -15,6 +15,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/serve"
 )
 
 // runServe runs `chameleon serve` in-process until ctx ends; it returns
@@ -232,5 +233,28 @@ func TestCLIServeAdapter(t *testing.T) {
 	c.SetErr(io.Discard)
 	if err := c.Execute(); err == nil || !strings.Contains(err.Error(), "wte fingerprint") || !strings.Contains(err.Error(), "theirs.safetensors") {
 		t.Errorf("an adapter for another model: %v", err)
+	}
+}
+
+// Flag values that cannot be honoured are refused with a message naming
+// the flag, before anything is loaded; --queue 0 means no queue.
+func TestServeFlagsRefused(t *testing.T) {
+	for _, args := range [][]string{
+		{"--queue", "-1"}, {"--slots", "-5"}, {"--slots", "0"}, {"--max-n", "0"}, {"--max-body", "0"},
+		{"--prefill-chunk", "0"}, {"--max-tokens", "-1"}, {"--cluster-size", "-2"}, {"--grace", "-1s"},
+		{"--body-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "0s"}, {"--max-conns", "-1"},
+	} {
+		c := serveCmd()
+		c.SetArgs(append(args, "--addr", "127.0.0.1:0"))
+		c.SetErr(io.Discard)
+		c.SetOut(io.Discard)
+		err := c.Execute()
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			t.Errorf("serve %v: %v, want an error naming %s", args, err, args[0])
+		}
+	}
+	opt := serve.Options{Slots: 2, Queue: 0, PrefillChunk: 1, MaxN: 1, MaxBodyBytes: 1}
+	if err := checkServeFlags(&opt, serve.AdaptOptions{}, 0); err != nil || opt.Queue != serve.NoQueue {
+		t.Errorf("--queue 0: %v, queue %d, want serve.NoQueue", err, opt.Queue)
 	}
 }

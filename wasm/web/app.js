@@ -38,6 +38,18 @@ function showError(msg) {
   if (!demo.ready) fatal(msg);
 }
 
+// clearResults empties what a previous run left on the page (outputs,
+// statistics, the cluster plot and the prompts' colours), so that after a
+// failure nothing stale is shown as if it were this run's result.
+function clearResults() {
+  $("outputs").innerHTML = "";
+  $("stats").textContent = "";
+  const cv = $("scatter");
+  cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
+  $("cluster-note").textContent = "";
+  document.querySelectorAll("#prompts .dot").forEach((d) => { d.style.background = ""; });
+}
+
 function clearError() {
   $("error").hidden = true;
   demo.error = null;
@@ -256,7 +268,7 @@ function statLine(res) {
 async function generate(both) {
   clearError();
   const texts = prompts();
-  if (texts.length === 0) { showError("Enter at least one prompt."); return; }
+  if (texts.length === 0) { clearResults(); showError("Enter at least one prompt."); return; }
   setBusy(true);
   demo.last = null;
   try {
@@ -267,6 +279,7 @@ async function generate(both) {
     $("stats").textContent = runs.map(statLine).join(" · ");
     demo.last = { done: true, runs };
   } catch (e) {
+    clearResults();
     showError(e.message);
     demo.last = { done: true, error: e.message };
   } finally {
@@ -277,11 +290,16 @@ async function generate(both) {
 async function cluster() {
   clearError();
   setBusy(true);
+  demo.lastCluster = null;
   try {
     const o = options(true);
-    drawClusters(await chameleon.cluster(o), o.prompts);
+    const plan = await chameleon.cluster(o);
+    drawClusters(plan, o.prompts);
+    demo.lastCluster = { done: true, plan };
   } catch (e) {
+    clearResults();
     showError(e.message);
+    demo.lastCluster = { done: true, error: e.message };
   } finally {
     setBusy(false);
   }

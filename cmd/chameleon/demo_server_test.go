@@ -1,0 +1,90 @@
+//go:build !js
+
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+)
+
+// `chameleon demo` has the server's defences: a Host allow-list on
+// loopback (DNS rebinding) and an idle timeout, on real loopback HTTP.
+func TestDemoServerDefences(t *testing.T) {
+	wasmDir := t.TempDir()
+	for _, n := range []string{"chameleon.wasm", "wasm_exec.js"} {
+		if err := os.WriteFile(filepath.Join(wasmDir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := demoCmd()
+	c.SetArgs([]string{"--addr", "127.0.0.1:0", "--model", tinyModel(t), "--adapter", "none", "--wasm", wasmDir,
+		"--idle-timeout", "300ms", "--allow-host", "demo.lan"})
+	pr, pw := io.Pipe()
+	c.SetErr(pw)
+	c.SetOut(io.Discard)
+	done := make(chan error, 1)
+	go func() { done <- c.ExecuteContext(ctx); pw.Close() }()
+	addrc := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`http://([^/\s]+)/`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrc <- m[1]
+			}
+		}
+	}()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		t.Fatalf("demo ended: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not announce its address")
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	for host, want := range map[string]int{"127.0.0.1:" + port: 200, "localhost:" + port: 200, "demo.lan:" + port: 200,
+		"evil.example:" + port: 403, "localhost:1": 403} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/model/manifest.json", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	br := bufio.NewReader(conn)
+	fmt.Fprintf(conn, "GET /model/manifest.json HTTP/1.1\r\nHost: %s\r\n\r\n", addr)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("manifest: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body) //nolint:errcheck
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("idle keep-alive connection: read %v, want EOF (closed after the 300 ms idle timeout)", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("demo: %v", err)
+	}
+}

@@ -1,0 +1,6 @@
+//go:build !unix
+
+package serve
+
+// fdLimit: unknown on this system.
+func fdLimit() int { return 0 }
