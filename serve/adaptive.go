@@ -107,7 +107,7 @@ func NewAdaptive(m *model.Model, a *adapt.Adapter, o AdaptOptions) (*Adaptive, e
 		if a.Meta.Kind != adapt.KindHyper {
 			return fail(fmt.Errorf("serve: adaptation mode window needs a hyper adapter, not %s", a.Meta.Kind))
 		}
-		ad.plan, err = rt.PlanMeans(1, make([]float32, m.Cfg.NEmbd)) // a placeholder until NewCache sizes the pool
+		ad.plan, err = rt.PlanMeans(1, make([]float32, rt.FeatureWidth())) // a placeholder until NewCache sizes the pool
 	default:
 		return fail(fmt.Errorf("serve: unknown adaptation mode %q (online, window or static)", mode))
 	}
@@ -183,7 +183,7 @@ func (a *Adaptive) NewCache(slots, tmax int) (*model.Cache, error) {
 		return nil, err
 	}
 	if a.Mode == AdaptWindow {
-		means := make([]float32, slots*a.M.Cfg.NEmbd)
+		means := make([]float32, slots*a.RT.FeatureWidth())
 		p, err := a.RT.PlanMeans(slots, means)
 		if err != nil {
 			a.M.FreeCache(c)
@@ -239,7 +239,7 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, slots := a.M.Cfg.NEmbd, a.plan.K
+	c, slots := a.RT.FeatureWidth(), a.plan.K
 	k := len(means) / c
 	used := make([]bool, slots)
 	for _, r := range live {
