@@ -57,7 +57,8 @@ func runCmd() *cobra.Command {
 It loads the default model and hyper-network (or --model and --adapter), takes a mixed
 multi-domain set of sample prompts (code, prose, scripture, man pages, email, quotes;
 --prompts FILE for others: "domain<TAB>text" lines), and
-  1. clusters the prompts (k-means on mean token-embedding features) and shows which
+  1. clusters the prompts (k-means on the adapter's features: for the default, mean final
+     hidden states of the base model over each prompt) and shows which
      prompts went together, with the domains they were written as (the clustering
      never sees these labels);
   2. scores each prompt's own text (next-token perplexity) with the base model and with
@@ -104,7 +105,7 @@ is clustered on its inputs), so they are not a held-out measure: see ` + "`chame
 		},
 	}
 	mf.add(c)
-	af.add(c, "default", 4)
+	af.add(c, "default", 6)
 	c.Flags().StringVar(&promptsFile, "prompts", "", "prompt set to use instead of the built-in one (\"domain<TAB>text\" lines, \\n for a line break)")
 	c.Flags().IntVar(&maxTokens, "max-tokens", 20, "greedy continuation length")
 	return c

@@ -12,14 +12,16 @@ const COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"
 
 // Sample prompts, one or two per domain of the project's corpus.
 const SAMPLES = [
-  ["code", "func main() {\n\tfmt.Println("],
-  ["code", "def fibonacci(n):\n    if n < 2:"],
-  ["prose", "It was late in the evening when the old captain"],
-  ["scripture", "In the beginning God created the heaven and the earth. And the earth"],
-  ["manuals", "To install the package, run the following command as root:"],
-  ["email", "Hi all,\n\nThe meeting on Thursday has been moved to"],
-  ["quotes", "The only thing we have to fear is"],
-  ["prose", "She opened the letter slowly, afraid of what"],
+  // The six adaptation domains: the base model never saw them in pretraining;
+  // the default hyper-network was trained on them (written for this project).
+  ["python", "def list_files(root, suffix=\".py\"):\n    \"\"\"Return the sorted paths under root.\"\"\"\n    found = []\n    for dirpath, dirnames, filenames in os.walk(root):"],
+  ["german", "Die Datei wird nur dann überschrieben, wenn die Option --force angegeben wurde. Andernfalls bricht das Programm"],
+  ["elisp", "(defun my-count-words (start end)\n  \"Count the words between START and END.\"\n  (interactive \"r\")\n  (let ((count 0))"],
+  ["licenses", "Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated documentation files, to deal in the Software"],
+  ["vimhelp", ":se[t] {option}?\tShow value of {option}.  See |:set-args|.\n\n:se[t] no{option}\tToggle option: Reset, switch it off."],
+  ["speeches", "Fellow-Citizens of the Senate and House of Representatives:\n\nIn meeting you again I have the satisfaction of informing you that"],
+  ["python", "class Cache(object):\n    def __init__(self, size=128):\n        self.size = size\n        self._data = {}\n\n    def get(self, key, default=None):"],
+  ["german", "Das Leben ist wie eine Schachtel Pralinen: man weiß nie, wann man"],
 ];
 
 function fatal(msg) {
