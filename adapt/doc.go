@@ -25,7 +25,6 @@
 // kernel here has a plain-Go reference in ref.go, which is also what the
 // ops run on the reference backend (gpu/ref).
 //
-// The training half (hyper-network backward, `chameleon adapt train`) is
-// not here yet; the forward takes dropout masks so that it can be added
-// without changing this API.
+// The ops' backward halves are here (LowRankBackwardInput, AddLowRankT,
+// ReLUBackward); training and evaluating adapters is package adaptrun's.
 package adapt

@@ -90,7 +90,13 @@ func TestFitScale(t *testing.T) {
 // different rules, and a held-out one with tokens of its own.
 func fixture(t *testing.T) (*model.Model, *Windows) {
 	t.Helper()
-	b := ref.New()
+	return fixtureOn(t, ref.New())
+}
+
+// fixtureOn is fixture's model on backend b (the same weights and windows
+// on every backend).
+func fixtureOn(t *testing.T, b gpu.Backend) (*model.Model, *Windows) {
+	t.Helper()
 	cfg := model.Config{VocabSize: 24, NCtx: 16, NEmbd: 8, NHead: 2, NLayer: 1, LNEps: 1e-5}
 	w, err := model.Upload(b, cfg, model.RandomInit(cfg, 3), gpu.F32)
 	if err != nil {
@@ -116,9 +122,12 @@ func fixture(t *testing.T) (*model.Model, *Windows) {
 	ws := &Windows{Format: windowsFormat, T: 12, Prompt: 4, Vocab: 24, Order: []string{"up", "down", "noise"},
 		Roles:  map[string]string{"up": RoleAdapt, "down": RoleAdapt, "noise": RoleHeldOut},
 		Splits: map[string][]Window{}}
-	for split, n := range map[string]int{"train": 24, "validation": 8, "test": 12} {
-		for i := range n {
-			ws.Splits[split] = append(ws.Splits[split], win(i%2))
+	for _, sp := range []struct {
+		split string
+		n     int
+	}{{"train", 24}, {"validation", 8}, {"test", 12}} { // a fixed order: the same windows every call
+		for i := range sp.n {
+			ws.Splits[sp.split] = append(ws.Splits[sp.split], win(i%2))
 		}
 	}
 	for range 6 {

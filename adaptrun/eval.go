@@ -10,7 +10,6 @@ import (
 	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
-	"github.com/chameleon-llm/chameleon/train"
 )
 
 // Groupings: which update each evaluated window gets.
@@ -258,7 +257,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	if t != nil && t.Deep != nil {
 		for _, g := range gs {
 			if g.Means != nil {
-				g.Means = train.Standardize(g.Means, t.Mu, t.SD)
+				g.Means = Standardize(g.Means, t.Mu, t.SD)
 			}
 			ls, err := e.Deep.step(t.Deep, s, g, nil, 0)
 			if err != nil {
@@ -273,7 +272,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		spec := adapt.StaticSpec(1, c, c, v)
 		host[0].Name, host[1].Name = spec[0].Name, spec[1].Name
 	}
-	net, err := train.NewAdapterNet(e.TB, e.Wte, meta, host)
+	net, err := NewAdapterNet(e.TB, e.Wte, meta, host)
 	if err != nil {
 		return Scores{}, err
 	}

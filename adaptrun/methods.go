@@ -286,7 +286,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		meta.Kind, meta.Hidden, meta.Dropout, meta.Features = adapt.KindHyper, m.Hidden, m.Dropout, m.Features
 		dim := hc.InDim()
 		f := d.Feature(m.Features)
-		mu, sd = train.FeatureStats(f, dim)
+		mu, sd = FeatureStats(f, dim)
 		k := cluster.DefaultK(n, o.Batch)
 		for e := 0; e < o.Epochs; e++ {
 			seed := o.Seed
@@ -302,7 +302,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 				var gs []group
 				for _, b := range cluster.FormBatches(res.Assign, res.Centroids.K, o.Batch) {
 					gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1,
-						Means: train.Standardize(meanOf(f, dim, b.Seqs), mu, sd)})
+						Means: Standardize(meanOf(f, dim, b.Seqs), mu, sd)})
 				}
 				epochs = append(epochs, gs)
 			} else {
@@ -329,7 +329,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	if host == nil {
 		host = adapt.InitStatic(meta.Experts, meta.Rank, c, v, o.Seed)
 	}
-	net, err := train.NewAdapterNet(tb, wte, meta, host)
+	net, err := NewAdapterNet(tb, wte, meta, host)
 	if err != nil {
 		return nil, err
 	}
@@ -343,7 +343,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	for _, gs := range epochs {
 		steps += len(gs)
 	}
-	tr := &train.AdapterTrainer{N: net, Opt: opt,
+	tr := &AdapterTrainer{N: net, Opt: opt,
 		Sched: train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, steps/10), Steps: steps},
 		Rng:   rand.New(rand.NewPCG(o.Seed, 11))}
 	for _, gs := range epochs {
@@ -363,7 +363,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		return nil, err
 	}
 	if mu != nil {
-		train.FoldStandardize(ts[0].Data, ts[1].Data, mu, sd)
+		FoldStandardize(ts[0].Data, ts[1].Data, mu, sd)
 		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{out.Cents.K, out.Cents.C}, Data: out.Cents.Data})
 	}
 	out.Adapter = &adapt.Adapter{Meta: meta, Tensors: ts}
@@ -441,8 +441,8 @@ func trainDeep(dt *DeepTrainer, m Method, d *Set, o TrainOpts, epochs [][]group,
 
 // batch assembles a group's rows; the hidden states are multiplied by
 // scale (a softmax temperature of 1/scale, since the head has no bias).
-func (s *Set) batch(g group, scale float32) train.AdapterBatch {
-	var bt train.AdapterBatch
+func (s *Set) batch(g group, scale float32) AdapterBatch {
+	var bt AdapterBatch
 	for i, wi := range g.Members {
 		h := s.Hidden[wi]
 		if scale != 1 {

@@ -6,8 +6,8 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
-	"github.com/chameleon-llm/chameleon/train"
 )
 
 // Set is one split's windows after the frozen base model has run over
@@ -80,7 +80,7 @@ func Prepare(m *model.Model, w *Windows, split string, batch int, progress func(
 			}
 		}
 	}
-	tw := make([]train.Window, len(ws))
+	toks := make([][]int32, len(ws))
 	prompts := make([][]int32, len(ws))
 	for i, x := range ws {
 		tg := make([]int32, w.T)
@@ -90,13 +90,13 @@ func Prepare(m *model.Model, w *Windows, split string, batch int, progress func(
 				tg[j] = -1
 			}
 		}
-		tw[i] = train.Window{Tokens: x.Tokens[:w.T], Targets: tg}
+		toks[i] = x.Tokens[:w.T]
 		s.Targets = append(s.Targets, tg)
 		s.Dom = append(s.Dom, idx[x.Domain])
 		prompts[i] = x.Tokens[:w.Prompt]
 	}
 	var err error
-	if s.Hidden, err = train.HiddenStates(m, tw, batch, progress); err != nil {
+	if s.Hidden, err = hiddenStates(m, toks, batch, progress); err != nil {
 		return nil, err
 	}
 	ops, err := cluster.OpsFor(m.B)
@@ -137,4 +137,45 @@ func normalise(x []float32) {
 	for i := range x {
 		x[i] *= inv
 	}
+}
+
+// hiddenStates runs the frozen base model over every sequence once (batch
+// at a time) and returns each one's final hidden states (after ln_f),
+// len*C values, on the host: a head-only adapter changes nothing else of
+// the decoder, so computing them once saves every later step the
+// decoder's forward. progress, if set, gets sequences done.
+func hiddenStates(m *model.Model, seqs [][]int32, batch int, progress func(done int)) ([][]float32, error) {
+	out := make([][]float32, len(seqs))
+	for b0 := 0; b0 < len(seqs); b0 += batch {
+		n := min(batch, len(seqs)-b0)
+		toks := seqs[b0 : b0+n]
+		tmax := 0
+		for _, t := range toks {
+			tmax = max(tmax, len(t))
+		}
+		cache, err := m.NewCache(n, tmax)
+		if err != nil {
+			return nil, err
+		}
+		var hs []float32
+		head := func(dst, h gpu.Tensor, _ []int32) error {
+			var err error
+			hs, err = m.B.ReadF32(h)
+			return err
+		}
+		logits, err := m.ForwardHead(cache, toks, false, head)
+		m.FreeCache(cache)
+		if err != nil {
+			return nil, err
+		}
+		m.B.Free(logits)
+		c := m.Cfg.NEmbd
+		for i := 0; i < n; i++ {
+			out[b0+i] = hs[i*tmax*c : (i*tmax+len(toks[i]))*c]
+		}
+		if progress != nil {
+			progress(b0 + n)
+		}
+	}
+	return out, nil
 }

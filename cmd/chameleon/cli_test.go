@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/chameleon-llm/chameleon/adaptrun"
 	"math"
 	"os"
 	"os/exec"
@@ -246,35 +247,37 @@ func TestCLITrainEndToEnd(t *testing.T) {
 		t.Errorf("generate from the checkpoint: %q", gen)
 	}
 
-	// Adapters of that model: every method trains and the evaluation scores
-	// the base model and each method's groupings.
-	ckpt, ads := filepath.Join(out, "checkpoint"), filepath.Join(t.TempDir(), "adapters")
-	data := []string{"--model", ckpt, "--corpus", corpus, "--seq", "16", "--per-domain", "6", "--batch", "2"}
-	mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper,lora,lora-matched,experts", "--out", ads,
-		"--rank", "1", "--hidden", "8,4", "--epochs", "1", "--warmup", "1"}, data...)...)
-	for _, m := range []string{"hyper", "lora", "lora-matched", "experts"} {
-		for _, ext := range []string{".safetensors", ".json", "-loss.png"} {
-			if _, err := os.Stat(filepath.Join(ads, m+ext)); err != nil {
-				t.Errorf("adapt train did not write %s%s: %v", m, ext, err)
-			}
+	// Adapters of that model: one trained alone (adapt train, its file used
+	// by generate), then the benchmark's plumbing on a tiny grid.
+	ckpt := filepath.Join(out, "checkpoint")
+	hyper := filepath.Join(t.TempDir(), "hyper.safetensors")
+	win := []string{"--model", ckpt, "--corpus", corpus, "--adapt-domains", "quotes", "--t", "16", "--prompt", "4", "--batch", "2", "--rank", "1"}
+	mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-hidden", "--out", hyper, "--train", "6", "--epochs", "1"}, win...)...)
+	for _, f := range []string{hyper, strings.TrimSuffix(hyper, ".safetensors") + "-loss.png"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("adapt train did not write %s: %v", f, err)
 		}
 	}
-	var rep struct {
-		Rows []struct {
-			Method     string             `json:"method"`
-			Params     int                `json:"trainable_params"`
-			Perplexity map[string]float64 `json:"perplexity"`
-		} `json:"rows"`
+	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", hyper, "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "the cat") {
+		t.Errorf("generate with the trained adapter: %q", gen)
 	}
-	if err := json.Unmarshal([]byte(mustRun(t, "", append([]string{"adapt", "eval", "--adapters", ads, "--json"}, data...)...)), &rep); err != nil {
+	if _, stderr, err := run(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", hyper, "--train", "4"}, win...)...); err == nil || !strings.Contains(stderr, "no adapter file") {
+		t.Errorf("adapt train of a decoder method: err %v, stderr %q", err, stderr)
+	}
+	bench := t.TempDir()
+	mustRun(t, "", append([]string{"adapt", "bench", "--out", bench, "--train", "6", "--val", "2", "--test", "2", "--harm", "0", "--fit", "0",
+		"--methods", "lora,experts,table,hyper-hidden,lora-qkv", "--lrs", "1e-2", "--seeds", "1", "--epochs", "1", "--bootstrap", "20"}, win...)...)
+	res, err := adaptrun.ReadJSON(filepath.Join(bench, "bench.json"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Rows) != 7 { // base, lora, lora-matched, experts, hyper clustered / online / random
-		t.Fatalf("adapt eval: %d rows, want 7: %+v", len(rep.Rows), rep.Rows)
+	// base, temperature, lora, experts x2, table, hyper x6, lora-qkv
+	if len(res.Rows) != 13 {
+		t.Fatalf("adapt bench: %d rows, want 13", len(res.Rows))
 	}
-	for i, r := range rep.Rows {
-		if p := r.Perplexity["all"]; !(p > 1 && p < 1e6) || (i > 0) != (r.Params > 0) {
-			t.Errorf("adapt eval row %q: perplexity %g, %d parameters", r.Method, p, r.Params)
+	for _, f := range []string{"bench.md", "bench.png", "hyper-hidden.safetensors"} {
+		if _, err := os.Stat(filepath.Join(bench, f)); err != nil {
+			t.Errorf("adapt bench did not write %s: %v", f, err)
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package train
+package adaptrun
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/train"
 )
 
 // AdapterNet is an adapter being trained on a frozen base model: its
@@ -149,7 +150,7 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 	c, v := cfg.NEmbd, cfg.VocabSize
 	m := len(bt.Targets)
 	if len(bt.H) != m*c || len(bt.Cluster) != m {
-		return nil, fmt.Errorf("train: adapter batch with %d hidden values, %d targets and %d cluster ids (C = %d)", len(bt.H), m, len(bt.Cluster), c)
+		return nil, fmt.Errorf("adaptrun: adapter batch with %d hidden values, %d targets and %d cluster ids (C = %d)", len(bt.H), m, len(bt.Cluster), c)
 	}
 	s := &stepState{n: n, m: m}
 	for _, t := range bt.Targets {
@@ -172,7 +173,7 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 		hc := n.hyper.Cfg
 		in := hc.InDim()
 		if len(bt.Means) != bt.K*in || bt.K < 1 {
-			return fail(fmt.Errorf("train: %d mean-feature values for %d clusters of width %d", len(bt.Means), bt.K, in))
+			return fail(fmt.Errorf("adaptrun: %d mean-feature values for %d clusters of width %d", len(bt.Means), bt.K, in))
 		}
 		x, err := s.upload(gpu.F32, bt.Means, bt.K, in)
 		if err != nil {
@@ -285,14 +286,14 @@ func (s *stepState) rowLosses() ([]float32, error) {
 // AdapterTrainer runs AdamW steps of an AdapterNet.
 type AdapterTrainer struct {
 	N     *AdapterNet
-	Opt   *AdamW
-	Sched Schedule
+	Opt   *train.AdamW
+	Sched train.Schedule
 	Rng   *rand.Rand // dropout masks
 }
 
 // Step runs one optimisation step on a batch and returns its mean loss and
 // the gradient norm before clipping. A non-finite loss or norm applies no
-// update and returns a *NonFiniteError.
+// update and returns a *train.NonFiniteError.
 func (tr *AdapterTrainer) Step(bt AdapterBatch) (loss, norm float64, err error) {
 	s, err := tr.N.forward(bt, tr.Rng)
 	if err != nil {
@@ -318,7 +319,7 @@ func (tr *AdapterTrainer) Step(bt AdapterBatch) (loss, norm float64, err error) 
 	norm = math.Sqrt(nsq)
 	step := tr.Opt.Step + 1
 	if !finite(loss) || !finite(norm) {
-		return loss, norm, &NonFiniteError{Step: step, Loss: loss, GradNorm: norm}
+		return loss, norm, &train.NonFiniteError{Step: step, Loss: loss, GradNorm: norm}
 	}
 	tr.Opt.Update(tr.N.params, tr.N.grads, tr.Sched.At(step))
 	return loss, norm, nil
@@ -334,3 +335,14 @@ func (n *AdapterNet) Losses(bt AdapterBatch) ([]float32, error) {
 	defer s.free()
 	return s.rowLosses()
 }
+
+func freeAll(b gpu.Backend, ts []gpu.Tensor) {
+	for _, t := range ts {
+		if t != nil {
+			b.Free(t)
+		}
+	}
+}
+
+// finite reports whether x is neither NaN nor ±Inf.
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }

@@ -1,0 +1,149 @@
+package adaptrun
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// TestAdapterGradientsFD checks the whole head-only adapter backward
+// (cross-entropy, the low-rank update, the hyper-network's layers and
+// ReLUs) against central finite differences of the mean loss, on the
+// reference backend, with rows of several clusters and unadapted rows.
+func TestAdapterGradientsFD(t *testing.T) {
+	m, w := fixture(t)
+	b := m.B.(gpu.TrainBackend)
+	d, err := Prepare(m, w, "train", 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
+	for _, kind := range []adapt.Kind{adapt.KindHyper, adapt.KindExperts} {
+		var meta adapt.Meta
+		var host []model.HostTensor
+		if kind == adapt.KindHyper {
+			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
+			host = adapt.InitHyper(meta.Hyper(), 9) // non-zero B: every gradient is live
+		} else {
+			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Experts: 3, Base: base}
+			host = adapt.InitStatic(3, 2, c, v, 9)
+			r := rand.New(rand.NewPCG(1, 1))
+			for i := range host[1].Data {
+				host[1].Data[i] = float32(r.NormFloat64())
+			}
+		}
+		n, err := NewAdapterNet(b, m.W.Wte, meta, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := group{Members: []int{0, 1, 2, 5}, Cluster: []int{0, 2, -1, 0}, K: 3, Means: make([]float32, 3*c)}
+		for i := range g.Means {
+			g.Means[i] = float32(math.Sin(float64(i)))
+		}
+		bt := d.batch(g, 1)
+		scored := 0
+		for _, tg := range bt.Targets {
+			if tg >= 0 {
+				scored++
+			}
+		}
+		meanLoss := func() float64 {
+			ls, err := n.Losses(bt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s float64
+			for _, l := range ls {
+				s += float64(l)
+			}
+			return s / float64(scored)
+		}
+		s, err := n.forward(bt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.backward(bt.Cluster); err != nil {
+			t.Fatal(err)
+		}
+		s.free()
+		for pi, p := range n.Params() {
+			grad, _ := b.ReadF32(n.Grads()[pi])
+			val, _ := b.ReadF32(p)
+			for _, i := range rand.New(rand.NewPCG(uint64(pi), 2)).Perm(len(val))[:min(12, len(val))] {
+				old := val[i]
+				const eps = 1e-3
+				val[i] = old + eps
+				_ = b.Write(p, val)
+				lp := meanLoss()
+				val[i] = old - eps
+				_ = b.Write(p, val)
+				lm := meanLoss()
+				val[i] = old
+				_ = b.Write(p, val)
+				fd := (lp - lm) / (2 * eps)
+				if math.Abs(fd-float64(grad[i])) > 2e-3+2e-2*math.Abs(fd) {
+					t.Fatalf("%s: %s[%d]: analytic %g, finite difference %g", kind, n.names[pi], i, grad[i], fd)
+				}
+			}
+		}
+		n.Free()
+	}
+}
+
+// TestTrainWebGPU trains every head-only kind on WebGPU and on the
+// reference from the same windows: step losses and trained parameters
+// agree, and the hyper-network's training adapts (its loss falls).
+func TestTrainWebGPU(t *testing.T) {
+	w := gputest.Backend(t)
+	for _, meth := range []Method{
+		{Name: "hyper", Kind: KindHyper, Rank: 3, Features: adapt.FeatureBoth, Hidden: []int{5, 4}, Recluster: true},
+		{Name: "lora", Kind: KindLoRA, Rank: 3},
+		{Name: "experts", Kind: KindExperts, Rank: 3, Features: adapt.FeatureHidden},
+		{Name: "table", Kind: KindTable, Rank: 3, Features: adapt.FeatureEmbed, K: 3},
+	} {
+		var losses [2][]float64
+		var params [2][]model.HostTensor
+		for i, b := range []gpu.Backend{ref.New(), w} {
+			m, win := fixtureOn(t, b)
+			d, err := Prepare(m, win, "train", 5, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			base, err := adapt.BaseOfModel(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: 3, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
+			if err != nil {
+				t.Fatalf("%s on %s: %v", meth.Name, b.Name(), err)
+			}
+			losses[i], params[i] = tr.Losses, tr.Adapter.Tensors
+		}
+		for s := range losses[0] {
+			if math.Abs(losses[0][s]-losses[1][s]) > 1e-3*(1+math.Abs(losses[0][s])) {
+				t.Fatalf("%s: step %d loss: reference %g, WebGPU %g", meth.Name, s+1, losses[0][s], losses[1][s])
+			}
+		}
+		for pi := range params[0] {
+			a, b := params[0][pi].Data, params[1][pi].Data
+			for j := range a {
+				if math.Abs(float64(a[j]-b[j])) > 1e-3+1e-2*math.Abs(float64(a[j])) {
+					t.Fatalf("%s: %s[%d]: reference %g, WebGPU %g", meth.Name, params[0][pi].Name, j, a[j], b[j])
+				}
+			}
+		}
+		if n := len(losses[0]); !(losses[0][n-1] < losses[0][0]) {
+			t.Errorf("%s: training loss did not fall: %.3f -> %.3f", meth.Name, losses[0][0], losses[0][n-1])
+		}
+	}
+}
