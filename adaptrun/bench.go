@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // Row roles in the benchmark's table.
@@ -82,6 +83,32 @@ type Result struct {
 type Sets struct {
 	Train, Validation, Test, Harm *Set // Harm may be nil
 	Fit                           *Set // the pretraining domains' training windows, for the gate; may be nil
+}
+
+// PrepareSets runs the frozen base model over every split of w that has
+// windows (Prepare, batch windows at a time). progress, if set, gets the
+// split, the windows done and the split's size.
+func PrepareSets(m *model.Model, w *Windows, batch int, progress func(split string, done, total int)) (Sets, error) {
+	var sets Sets
+	for _, x := range []struct {
+		split string
+		dst   **Set
+	}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}, {"fit", &sets.Fit}} {
+		n := len(w.Splits[x.split])
+		if n == 0 {
+			continue
+		}
+		st, err := Prepare(m, w, x.split, batch, func(done int) {
+			if progress != nil {
+				progress(x.split, done, n)
+			}
+		})
+		if err != nil {
+			return sets, err
+		}
+		*x.dst = st
+	}
+	return sets, nil
 }
 
 // groupings lists the groupings each kind is scored under; the first is

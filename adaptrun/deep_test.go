@@ -121,12 +121,9 @@ func TestDeepGradientsFD(t *testing.T) {
 // and generated updates everywhere, with their groupings and the gate.
 func TestRunTinyDeep(t *testing.T) {
 	m, w := fixture(t)
-	sets := Sets{}
-	var err error
-	for split, dst := range map[string]**Set{"train": &sets.Train, "validation": &sets.Validation, "test": &sets.Test, "harm": &sets.Harm, "fit": &sets.Fit} {
-		if *dst, err = Prepare(m, w, split, 5, nil); err != nil {
-			t.Fatal(err)
-		}
+	sets, err := PrepareSets(m, w, 5, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	base, err := adapt.BaseOfModel(m)
 	if err != nil {

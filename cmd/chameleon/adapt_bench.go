@@ -124,23 +124,20 @@ corpus can run the benchmark with --windows.`,
 					return fmt.Errorf("the windows have no %s split", split)
 				}
 			}
-			var sets adaptrun.Sets
-			for _, x := range []struct {
-				split string
-				dst   **adaptrun.Set
-			}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}, {"fit", &sets.Fit}} {
-				if len(w.Splits[x.split]) == 0 {
-					continue
+			bar := newBar("base model", "windows")
+			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
+				bar.ChangeMax(total)
+				bar.Describe("base model over " + split)
+				_ = bar.Set(done)
+			})
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			for _, st := range []*adaptrun.Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit} {
+				if st != nil {
+					fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", st.Name, len(st.Windows), strings.Join(st.Domains, " "))
 				}
-				bar := newBar("base model over "+x.split, "windows")
-				bar.ChangeMax(len(w.Splits[x.split]))
-				st, err := adaptrun.Prepare(s.m, w, x.split, 16, func(n int) { _ = bar.Set(n) })
-				_ = bar.Finish()
-				if err != nil {
-					return err
-				}
-				*x.dst = st
-				fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", x.split, len(st.Windows), strings.Join(st.Domains, " "))
 			}
 			var lrList []float64
 			for _, f := range strings.Split(lrs, ",") {
@@ -170,7 +167,7 @@ corpus can run the benchmark with --windows.`,
 				}
 				ms = append(ms, m)
 			}
-			bar := newBar("training", "steps")
+			bar = newBar("training", "steps")
 			plain := logProgress(os.Stderr, 30*time.Second)
 			label := s.label
 			primaryName := adaptrun.PrimaryAuto
