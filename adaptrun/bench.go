@@ -152,7 +152,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	for _, x := range sets.Test.Windows {
 		res.TestBytes = append(res.TestBytes, x.Bytes)
 	}
-	for _, s := range []*Set{sets.Train, sets.Validation, sets.Test, sets.Harm} {
+	for _, s := range []*Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit} {
 		if s != nil {
 			res.Windows[s.Name] = len(s.Windows)
 		}
