@@ -49,6 +49,12 @@ type Meta struct {
 	// default when empty, FeatureHidden or FeatureBoth); it sets the
 	// hyper-network's input width and the stored centroids' (FeatureDim).
 	Features string `json:"features,omitempty"`
+	// The gate (hyper adapters, see Gate): the radius, and how many
+	// adaptation and pretraining centroids are stored after the training
+	// centroids (tensors gate.adapt and gate.pretrain); zero: none.
+	GateRadius   float64 `json:"gate_radius,omitempty"`
+	GateAdapt    int     `json:"gate_adapt,omitempty"`
+	GatePretrain int     `json:"gate_pretrain,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.
@@ -87,6 +93,14 @@ func (m Meta) Validate() error {
 		}
 		if _, err := FeatureDim(m.Features, m.Base.Config.NEmbd); err != nil {
 			return err
+		}
+		switch {
+		case m.GateRadius < 0 || math.IsNaN(m.GateRadius) || math.IsInf(m.GateRadius, 0):
+			return fmt.Errorf("gate radius %g: want a finite value >= 0", m.GateRadius)
+		case m.GateAdapt < 0 || m.GatePretrain < 0 || (m.GateAdapt == 0) != (m.GatePretrain == 0):
+			return fmt.Errorf("gate with %d adaptation and %d pretraining centroids: want both or neither", m.GateAdapt, m.GatePretrain)
+		case (m.GateRadius > 0 || m.GateAdapt > 0) && m.Centroids == 0:
+			return fmt.Errorf("a gate needs the training centroids")
 		}
 		return m.Hyper().Validate()
 	default:
@@ -130,6 +144,11 @@ func (m Meta) Spec() []model.HostTensor {
 		if m.Centroids > 0 {
 			in, _ := FeatureDim(m.Features, c.NEmbd)
 			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
+		}
+		if m.GateAdapt > 0 {
+			in, _ := FeatureDim(m.Features, c.NEmbd)
+			spec = append(spec, model.HostTensor{Name: GateAdaptTensor, Shape: []int{m.GateAdapt, in}},
+				model.HostTensor{Name: GatePretrainTensor, Shape: []int{m.GatePretrain, in}})
 		}
 		return spec
 	}
@@ -295,7 +314,7 @@ func (a *Adapter) UploadHyper(b gpu.Backend) (*HyperNet, error) {
 	if a.Meta.Kind != KindHyper {
 		return nil, fmt.Errorf("adapt: a %s adapter is not a hyper-network", a.Meta.Kind)
 	}
-	return UploadHyper(b, a.Meta.Hyper(), a.Tensors[:len(HyperSpec(a.Meta.Hyper()))])
+	return UploadHyper(b, a.Meta.Hyper(), a.HyperTensors())
 }
 
 // CentroidsTensor names the training centroids in a hyper adapter file.
@@ -307,8 +326,18 @@ func (a *Adapter) TrainingCentroids() *cluster.Centroids {
 	if a.Meta.Kind != KindHyper || a.Meta.Centroids == 0 {
 		return nil
 	}
-	t := a.Tensors[len(a.Tensors)-1]
-	return &cluster.Centroids{K: t.Shape[0], C: t.Shape[1], Data: t.Data, Meta: cluster.CentroidsMeta{Feature: cluster.FeatureKind}}
+	for _, t := range a.Tensors {
+		if t.Name == CentroidsTensor {
+			return &cluster.Centroids{K: t.Shape[0], C: t.Shape[1], Data: t.Data, Meta: cluster.CentroidsMeta{Feature: cluster.FeatureKind}}
+		}
+	}
+	return nil
+}
+
+// HyperTensors are a hyper adapter's network tensors (HyperSpec order),
+// without the centroids and the gate stored after them.
+func (a *Adapter) HyperTensors() []model.HostTensor {
+	return a.Tensors[:min(len(a.Tensors), len(HyperSpec(a.Meta.Hyper())))]
 }
 
 // UploadStatic puts a KindLoRA or KindExperts adapter's factors on b.

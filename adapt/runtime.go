@@ -19,6 +19,9 @@ type Runtime struct {
 	Meta      Meta
 	M         *model.Model
 	Centroids *cluster.Centroids // training centroids (hyper adapters that store them), for ModeOnline
+	// Gate is the adapter's stored gate (nil: none): sequences it closes
+	// on keep the base model (cluster -1) in every plan.
+	Gate *Gate
 	// DeviceKMeans runs every plan's k-means on the device, however small
 	// the batch (see HostKMeansMax).
 	DeviceKMeans bool
@@ -47,6 +50,7 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	case KindHyper:
 		r.hyper, err = a.UploadHyper(m.B)
 		r.Centroids = a.TrainingCentroids()
+		r.Gate = a.Gate()
 	default:
 		r.static, err = a.UploadStatic(m.B)
 	}
@@ -94,6 +98,9 @@ type PlanOptions struct {
 	// Experts (experts adapters): each sequence's expert, e.g. its domain
 	// (the oracle); -1 leaves a sequence unadapted.
 	Experts []int
+	// Ungated adapts every sequence even where the adapter's gate would
+	// keep it at the base model.
+	Ungated bool
 }
 
 // Plan is the adaptation of a set of sequences: the cluster of each and
@@ -176,6 +183,9 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		p.Means = MeanFeatures(p.Features, p.Cluster, 1, c)
 	default:
 		return nil, fmt.Errorf("adapt: plan: unknown mode %q (batch, online or one)", o.Mode)
+	}
+	if !o.Ungated {
+		r.closeGate(p.Cluster, p.Features)
 	}
 	if err := p.generate(); err != nil {
 		return nil, err
@@ -365,4 +375,18 @@ func dot(a, b []float64) float64 {
 		s += a[i] * b[i]
 	}
 	return s
+}
+
+// closeGate sets cluster -1 (the base model) for every sequence whose
+// feature (rows of feats) the gate keeps out.
+func (r *Runtime) closeGate(cluster []int, feats []float32) {
+	if r.Gate == nil || len(cluster) == 0 {
+		return
+	}
+	d := len(feats) / len(cluster)
+	for i := range cluster {
+		if r.Gate.Closed(r.Centroids, feats[i*d:(i+1)*d]) {
+			cluster[i] = -1
+		}
+	}
 }

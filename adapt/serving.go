@@ -58,7 +58,8 @@ func (r *Runtime) CentroidPlan(slots int) (*Plan, error) {
 
 // AssignCentroids returns each sequence's nearest training centroid (the
 // online assignment of Mode Online): features of seqs on the device, then
-// the assignment kernel.
+// the assignment kernel; -1 for a sequence the adapter's gate keeps at the
+// base model.
 func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	if r.Centroids == nil {
 		return nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
@@ -66,12 +67,17 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	if len(seqs) == 0 {
 		return nil, nil
 	}
-	ft, _, err := r.features(seqs)
+	ft, feats, err := r.features(seqs)
 	if err != nil {
 		return nil, err
 	}
 	defer r.cops.Free(ft)
-	return r.Centroids.AssignOn(r.cops, ft)
+	as, err := r.Centroids.AssignOn(r.cops, ft)
+	if err != nil {
+		return nil, err
+	}
+	r.closeGate(as, feats)
+	return as, nil
 }
 
 // ClusterSeqs groups seqs into k clusters (clamped to [1, N]) by k-means on

@@ -74,20 +74,55 @@ func (e *Evaluator) gateCents(kind string) ([2]*cluster.Centroids, error) {
 	if g, ok := e.gates[kind]; ok {
 		return g, nil
 	}
-	var g [2]*cluster.Centroids
-	for i, s := range []*Set{e.Train, e.Fit} {
-		f := s.Feature(kind)
-		dim := len(f) / len(s.Windows)
-		res, err := kmeans(f, dim, cluster.DefaultK(len(s.Windows), e.Batch), 1)
-		if err != nil {
-			return g, err
-		}
-		g[i] = res.Centroids
+	g, err := gateCentroids(kind, e.Train, e.Fit, e.Batch)
+	if err != nil {
+		return g, err
 	}
 	if e.gates == nil {
 		e.gates = map[string][2]*cluster.Centroids{}
 	}
 	e.gates[kind] = g
+	return g, nil
+}
+
+// gateCentroids summarises the adaptation domains' training windows
+// (train) and the pretraining domains' (fit) by k-means in the feature
+// space of kind, one centroid per batch windows on each side.
+func gateCentroids(kind string, train, fit *Set, batch int) ([2]*cluster.Centroids, error) {
+	var g [2]*cluster.Centroids
+	for i, s := range []*Set{train, fit} {
+		f := s.Feature(kind)
+		dim := len(f) / len(s.Windows)
+		res, err := kmeans(f, dim, cluster.DefaultK(len(s.Windows), batch), 1)
+		if err != nil {
+			return g, err
+		}
+		g[i] = res.Centroids
+	}
+	return g, nil
+}
+
+// GateFor is the gate a hyper adapter's file stores: the radius that
+// holds GateQuantile of the training windows (train, the adaptation
+// domains') around its training centroids, and, when fit (the pretraining
+// domains' training windows) is given, both sides' centroids.
+func GateFor(a *adapt.Adapter, train, fit *Set, batch int) (*adapt.Gate, error) {
+	cents := a.TrainingCentroids()
+	if a.Meta.Kind != adapt.KindHyper || cents == nil {
+		return nil, fmt.Errorf("adaptrun: a gate needs a hyper adapter with training centroids")
+	}
+	f := train.Feature(a.Meta.Features)
+	if len(f)/len(train.Windows) != cents.C {
+		return nil, fmt.Errorf("adaptrun: features of width %d for centroids of width %d", len(f)/len(train.Windows), cents.C)
+	}
+	g := &adapt.Gate{Radius: radius(cents, f, GateQuantile)}
+	if fit != nil {
+		gc, err := gateCentroids(a.Meta.Features, train, fit, batch)
+		if err != nil {
+			return nil, err
+		}
+		g.Adapt, g.Pretrain = gc[0], gc[1]
+	}
 	return g, nil
 }
 
@@ -107,8 +142,8 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		}
 	} else if t != nil {
 		meta, host = t.Adapter.Meta, t.Adapter.Tensors
-		if meta.Centroids > 0 {
-			host = host[:len(host)-1]
+		if meta.Kind == adapt.KindHyper {
+			host = t.Adapter.HyperTensors()
 		}
 	}
 	seq := func(cl int) {
@@ -300,10 +335,8 @@ func finiteScores(s Scores, grouping string) error {
 // t's training centroids than t.Radius, or nearer the pretraining
 // centroids gc[1] than the adaptation centroids gc[0] (when given).
 func gated(t *Trained, gc [2]*cluster.Centroids, x []float32) bool {
-	if nearestDist(t.Cents, x) > t.Radius {
-		return true
-	}
-	return gc[1] != nil && nearestDist(gc[1], x) < nearestDist(gc[0], x)
+	g := adapt.Gate{Radius: t.Radius, Adapt: gc[0], Pretrain: gc[1]}
+	return g.Closed(t.Cents, x)
 }
 
 func seqIdx(n int) []int {
@@ -324,11 +357,8 @@ func kindOf(t *Trained) string {
 // hyperForward runs a hyper adapter's network (file form: raw inputs) on
 // the host: the packed factors A (R, C) then B (V, R) of one input.
 func hyperForward(a *adapt.Adapter, x []float32) []float32 {
-	ts := a.Tensors
-	layers := (len(ts) - 1) / 2
-	if a.Meta.Centroids == 0 {
-		layers = len(ts) / 2
-	}
+	ts := a.HyperTensors()
+	layers := len(ts) / 2
 	for l := range layers {
 		w, b := ts[2*l], ts[2*l+1]
 		out, in := w.Shape[0], w.Shape[1]

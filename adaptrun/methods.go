@@ -2,7 +2,6 @@ package adaptrun
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -86,25 +85,12 @@ func radius(cents *cluster.Centroids, f []float32, q float64) float64 {
 	n := len(f) / cents.C
 	d := make([]float64, n)
 	for i := range n {
-		d[i] = nearestDist(cents, f[i*cents.C:(i+1)*cents.C])
+		d[i] = adapt.NearestDist(cents, f[i*cents.C:(i+1)*cents.C])
 	}
 	slices.Sort(d)
 	return d[min(n-1, int(q*float64(n)))]
 }
 
-// nearestDist is the squared distance of x to its nearest centroid.
-func nearestDist(cents *cluster.Centroids, x []float32) float64 {
-	best := math.Inf(1)
-	for k := range cents.K {
-		var s float64
-		for j, v := range cents.Row(k) {
-			e := float64(x[j]) - float64(v)
-			s += e * e
-		}
-		best = min(best, s)
-	}
-	return best
-}
 
 // group is a batch of windows adapted together: member i's rows use
 // update Cluster[i] in [0, K) (-1: none); a hyper-network gets Means

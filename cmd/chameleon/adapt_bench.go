@@ -210,10 +210,18 @@ corpus can run the benchmark with --windows.`,
 					continue
 				}
 				for key, m := range known {
-					if m.Name == name {
-						if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
-							return err
-						}
+					if m.Name != name {
+						continue
+					}
+					g, err := adaptrun.GateFor(tr.Adapter, sets.Train, sets.Fit, batch)
+					if err != nil {
+						return err
+					}
+					if err := tr.Adapter.SetGate(g); err != nil {
+						return err
+					}
+					if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
+						return err
 					}
 				}
 			}

@@ -46,7 +46,7 @@ func (f *modelFlags) loadForAdapters(what string) (*session, gpu.TrainBackend, a
 func adaptTrainCmd() *cobra.Command {
 	var mf modelFlags
 	var corpus, method, out, adaptDoms, features string
-	var t, prompt, perDomain, rank, epochs, batch int
+	var t, prompt, perDomain, fit, rank, epochs, batch int
 	var lr float64
 	var alpha float32
 	var seed uint64
@@ -78,22 +78,26 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 			if err != nil {
 				return err
 			}
-			for d, r := range roles { // training reads the adaptation domains only
-				if r != adaptrun.RoleAdapt {
+			for d, r := range roles { // the adaptation domains train; the pretraining ones shape the gate
+				if r == adaptrun.RoleHeldOut {
 					delete(roles, d)
 				}
 			}
-			w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain}, seed)
+			w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed)
 			if err != nil {
 				return err
 			}
-			bar := newBar("base model over train", "windows")
-			bar.ChangeMax(len(w.Splits["train"]))
-			d, err := adaptrun.Prepare(s.m, w, "train", 16, func(n int) { _ = bar.Set(n) })
+			bar := newBar("base model", "windows")
+			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
+				bar.ChangeMax(total)
+				bar.Describe("base model over " + split)
+				_ = bar.Set(done)
+			})
 			_ = bar.Finish()
 			if err != nil {
 				return err
 			}
+			d := sets.Train
 			m, ok := benchMethods(rank, features, len(d.Domains), rank)[method]
 			if !ok {
 				return fmt.Errorf("--method %q: want one of %s", method, benchMethodNames)
@@ -102,8 +106,10 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 				return fmt.Errorf("--method %s updates the decoder, which has no adapter file yet: compare it with `chameleon adapt bench`", method)
 			}
 			var doms []string
-			for d := range roles {
-				doms = append(doms, d)
+			for d, r := range roles {
+				if r == adaptrun.RoleAdapt {
+					doms = append(doms, d)
+				}
 			}
 			sort.Strings(doms)
 			fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
@@ -121,6 +127,15 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 			_ = tbar.Finish()
 			if err != nil {
 				return err
+			}
+			if m.Kind == adaptrun.KindHyper {
+				g, err := adaptrun.GateFor(tr.Adapter, d, sets.Fit, batch)
+				if err != nil {
+					return err
+				}
+				if err := tr.Adapter.SetGate(g); err != nil {
+					return err
+				}
 			}
 			if err := adapt.Save(out, tr.Adapter); err != nil {
 				return err
@@ -143,11 +158,94 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 	fl.IntVar(&t, "t", 192, "tokens a window")
 	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
 	fl.IntVar(&perDomain, "train", 250, "training windows per adaptation domain")
+	fl.IntVar(&fit, "fit", 100, "training windows per pretraining domain, for the gate's picture of the inputs the base model already serves (0: the gate keeps only its radius)")
 	fl.IntVar(&rank, "rank", 8, "rank of the update")
 	fl.IntVar(&epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.Float64Var(&lr, "lr", 1e-3, "peak learning rate (the default hyper-network's, chosen on validation by adapt bench)")
 	fl.Float32Var(&alpha, "alpha", 1, "scale of the update")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling, k-means, initialisation and batch order")
+	return c
+}
+
+// adaptGateCmd gives an existing hyper adapter the gate that adapt train
+// and adapt bench store: computed from the corpus's adaptation and
+// pretraining domains' training windows.
+func adaptGateCmd() *cobra.Command {
+	var mf modelFlags
+	var corpus, in, out, adaptDoms string
+	var t, prompt, perDomain, fit, batch int
+	var seed uint64
+	c := &cobra.Command{
+		Use:   "gate --adapter IN --out OUT",
+		Short: "Store a gate in a hyper adapter: inputs far from its training clusters, or nearer the base model's own domains, keep the base model",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if in == "" || out == "" {
+				return fmt.Errorf("--adapter and --out are required")
+			}
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			a, err := loadAdapter(in, s.m)
+			if err != nil {
+				return err
+			}
+			cp, err := data.Open(corpus)
+			if err != nil {
+				return err
+			}
+			roles, err := benchRoles(cp, adaptDoms, "", "")
+			if err != nil {
+				return err
+			}
+			for d, r := range roles {
+				if r == adaptrun.RoleHeldOut {
+					delete(roles, d)
+				}
+			}
+			w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed)
+			if err != nil {
+				return err
+			}
+			bar := newBar("base model", "windows")
+			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
+				bar.ChangeMax(total)
+				bar.Describe("base model over " + split)
+				_ = bar.Set(done)
+			})
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			g, err := adaptrun.GateFor(a, sets.Train, sets.Fit, batch)
+			if err != nil {
+				return err
+			}
+			if err := a.SetGate(g); err != nil {
+				return err
+			}
+			if err := adapt.Save(out, a); err != nil {
+				return err
+			}
+			fmt.Printf("%s: %s\n", out, describeAdapter(a.Meta))
+			return nil
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&in, "adapter", "", "hyper adapter file (or default)")
+	fl.StringVar(&out, "out", "", "adapter file to write")
+	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
+	fl.IntVar(&t, "t", 192, "tokens a window (as the adapter was trained)")
+	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window (as the adapter was trained)")
+	fl.IntVar(&perDomain, "train", 250, "training windows per adaptation domain (the same seed draws the adapter's own)")
+	fl.IntVar(&fit, "fit", 100, "training windows per pretraining domain")
+	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a gate centroid summarises")
+	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	return c
 }

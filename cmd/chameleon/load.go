@@ -258,8 +258,14 @@ func describeAdapter(m adapt.Meta) string {
 	switch m.Kind {
 	case adapt.KindHyper:
 		s := fmt.Sprintf("hyper-network, rank %d, alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)
+		if m.Features != "" {
+			s += ", features " + m.Features
+		}
 		if m.Centroids > 0 {
 			s += fmt.Sprintf(", %d training centroids", m.Centroids)
+		}
+		if m.GateRadius > 0 || m.GateAdapt > 0 {
+			s += fmt.Sprintf(", gated (radius %.3g, %d/%d adaptation/pretraining centroids)", m.GateRadius, m.GateAdapt, m.GatePretrain)
 		}
 		return s
 	case adapt.KindLoRA:

@@ -1,0 +1,139 @@
+package adapt
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/cluster"
+)
+
+// TestGateFile stores a gate, reads it back through a file, and refuses
+// malformed ones.
+func TestGateFile(t *testing.T) {
+	f := newRTFixture(t)
+	c := rtCfg.NEmbd
+	cents := make([]float32, 2*c)
+	cents[0], cents[c+1] = 1, 1
+	a := f.hyperAdapter(t, cents)
+	side := func(k int, v float32) *cluster.Centroids {
+		d := make([]float32, k*c)
+		for i := range d {
+			d[i] = v * float32(i%7)
+		}
+		return &cluster.Centroids{K: k, C: c, Data: d}
+	}
+	g := &Gate{Radius: 0.5, Adapt: side(3, 0.1), Pretrain: side(2, -0.1)}
+	if err := a.SetGate(g); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "gated.safetensors")
+	if err := Save(path, a); err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(path, f.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.Gate()
+	if got == nil || got.Radius != 0.5 || got.Adapt.K != 3 || got.Pretrain.K != 2 || got.Pretrain.Data[5] != g.Pretrain.Data[5] {
+		t.Fatalf("gate after a round trip: %+v", got)
+	}
+	if tc := b.TrainingCentroids(); tc == nil || tc.K != 2 || tc.Data[c+1] != 1 {
+		t.Fatalf("training centroids after the gate was added: %+v", tc)
+	}
+	if len(b.HyperTensors()) != len(HyperSpec(b.Meta.Hyper())) {
+		t.Fatalf("HyperTensors: %d tensors", len(b.HyperTensors()))
+	}
+	// Replacing the gate keeps one copy; a radius-only gate stores no centroids.
+	if err := b.SetGate(&Gate{Radius: 0.25}); err != nil || b.Meta.GateAdapt != 0 || len(b.Tensors) != len(HyperSpec(b.Meta.Hyper()))+1 {
+		t.Fatalf("a radius-only gate: err %v, %d tensors, meta %+v", err, len(b.Tensors), b.Meta)
+	}
+	for _, bad := range []struct {
+		g    *Gate
+		want string
+	}{
+		{&Gate{Radius: 1, Adapt: side(2, 1)}, "both"},
+		{&Gate{Adapt: &cluster.Centroids{K: 1, C: c + 1, Data: make([]float32, c+1)}, Pretrain: side(1, 1)}, "width"},
+		{&Gate{Radius: -1}, "radius"},
+	} {
+		if err := b.SetGate(bad.g); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("gate %+v: err %v, want %q", bad.g, err, bad.want)
+		}
+	}
+	noCents := f.hyperAdapter(t, nil)
+	if err := noCents.SetGate(&Gate{Radius: 1}); err == nil {
+		t.Error("a gate on an adapter without training centroids was accepted")
+	}
+	st := &Adapter{Meta: Meta{Kind: KindLoRA, Rank: 1, Alpha: 1, Experts: 1, Base: f.base}, Tensors: InitStatic(1, 1, c, rtCfg.VocabSize, 1)}
+	if err := st.SetGate(&Gate{Radius: 1}); err == nil {
+		t.Error("a gate on a static adapter was accepted")
+	}
+}
+
+// TestRuntimeGate checks that plans and online assignment keep the
+// sequences a gate closes on at the base model (cluster -1), and that
+// Ungated adapts them all.
+func TestRuntimeGate(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, grp := f.prompts(8, 2)
+	c := rtCfg.NEmbd
+	// Training centroids at group 0's prompts only: group 1 lies far away.
+	var cents []float32
+	for i, p := range prompts {
+		if grp[i] == 0 {
+			for _, v := range f.hostFeature(p) {
+				cents = append(cents, float32(v))
+			}
+			break
+		}
+	}
+	a := f.hyperAdapter(t, cents)
+	if err := a.SetGate(&Gate{Radius: 0.5}); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range f.models {
+		rt, err := NewRuntime(m, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := rt.Plan(prompts, PlanOptions{Mode: ModeOnline})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var closed int
+		for i := range prompts {
+			d := NearestDist(rt.Centroids, p.Features[i*c:(i+1)*c])
+			if (p.Cluster[i] < 0) != (d > 0.5) {
+				t.Errorf("%s: prompt %d (group %d) at distance %.3f has cluster %d", name, i, grp[i], d, p.Cluster[i])
+			}
+			if p.Cluster[i] < 0 {
+				closed++
+			}
+		}
+		if closed == 0 || closed == len(prompts) {
+			t.Errorf("%s: the gate closed on %d of %d prompts; the fixture wants some of each", name, closed, len(prompts))
+		}
+		p.Free()
+		pu, err := rt.Plan(prompts, PlanOptions{Mode: ModeOnline, Ungated: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, cl := range pu.Cluster {
+			if cl < 0 {
+				t.Errorf("%s: ungated plan left prompt %d unadapted", name, i)
+			}
+		}
+		pu.Free()
+		as, err := rt.AssignCentroids(prompts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range prompts {
+			if (as[i] < 0) != (grp[i] == 1) && closed == len(prompts)/2 {
+				t.Errorf("%s: online assignment of prompt %d (group %d): %d", name, i, grp[i], as[i])
+			}
+		}
+		rt.Free()
+	}
+}
