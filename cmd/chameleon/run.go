@@ -162,6 +162,15 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 		fmt.Fprintf(tw, "  %d\t%s\t%s\n", c, joinInts(ms), strings.Join(doms, ", "))
 	}
 	tw.Flush()
+	var gated []int
+	for i, c := range plan.Cluster {
+		if c < 0 {
+			gated = append(gated, i+1)
+		}
+	}
+	if len(gated) > 0 {
+		fmt.Printf("  kept at the base model by the adapter's gate (cluster -1): %s\n", joinInts(gated))
+	}
 
 	t2 := time.Now()
 	base, err := scoreChunked(m, ids, func(int) model.Head { return nil })
@@ -196,9 +205,11 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 			b.NLL, b.Tokens = b.NLL+base[p-1].NLL, b.Tokens+base[p-1].Tokens
 			a.NLL, a.Tokens = a.NLL+adapted[p-1].NLL, a.Tokens+adapted[p-1].Tokens
 		}
-		all[0].NLL, all[0].Tokens = all[0].NLL+b.NLL, all[0].Tokens+b.Tokens
-		all[1].NLL, all[1].Tokens = all[1].NLL+a.NLL, all[1].Tokens+a.Tokens
 		fmt.Fprintf(tw, "  %d\t%d\t%d\t%.2f\t%.2f\t%s\t\n", c, len(ms), b.Tokens, b.Perplexity(), a.Perplexity(), change(b.Perplexity(), a.Perplexity()))
+	}
+	for i := range samples { // every prompt, those the gate kept at the base model too
+		all[0].NLL, all[0].Tokens = all[0].NLL+base[i].NLL, all[0].Tokens+base[i].Tokens
+		all[1].NLL, all[1].Tokens = all[1].NLL+adapted[i].NLL, all[1].Tokens+adapted[i].Tokens
 	}
 	fmt.Fprintf(tw, "  all\t%d\t%d\t%.2f\t%.2f\t%s\t\n", len(samples), all[0].Tokens, all[0].Perplexity(), all[1].Perplexity(), change(all[0].Perplexity(), all[1].Perplexity()))
 	tw.Flush()
