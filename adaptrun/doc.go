@@ -18,6 +18,16 @@
 //     come from the test split; the held-out domains are used by nothing
 //     but the no-harm check.
 //
+// Methods update the output projection (head-only: the base model's
+// hidden states are computed once, Prepare, and every step runs on them,
+// AdapterNet) or linear layers inside the decoder too (DeepNet, a
+// train.Delta on a frozen trainable copy of the base: every step runs the
+// base forward and backward). Routed and generated updates pass a gate
+// (adapt.Gate): an input farther from the training centroids than 99% of
+// the training windows, or nearer the pretraining domains' training
+// windows than the adaptation domains', keeps the base model; GateFor
+// computes the gate a hyper adapter's file stores.
+//
 // Dimension legend: N windows, T tokens a window, P prompt tokens, C model
 // width, V vocabulary, R rank, K clusters.
 package adaptrun
