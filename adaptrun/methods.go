@@ -91,7 +91,6 @@ func radius(cents *cluster.Centroids, f []float32, q float64) float64 {
 	return d[min(n-1, int(q*float64(n)))]
 }
 
-
 // group is a batch of windows adapted together: member i's rows use
 // update Cluster[i] in [0, K) (-1: none); a hyper-network gets Means
 // (K, feature width).
