@@ -195,6 +195,10 @@ function setBusy(b) {
   if (!demo.info || !demo.info.adapter) { $("gen-both").disabled = true; $("do-cluster").disabled = true; }
 }
 
+// colorOf is a cluster's colour; grey for -1, a prompt the adapter's gate
+// keeps at the base model.
+const colorOf = (c) => (c < 0 ? "#9aa0a6" : COLORS[c % COLORS.length]);
+
 function drawClusters(plan, texts) {
   const cv = $("scatter"), ctx = cv.getContext("2d");
   ctx.clearRect(0, 0, cv.width, cv.height);
@@ -205,16 +209,18 @@ function drawClusters(plan, texts) {
   const sy = (y) => cv.height - 30 - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (cv.height - 60);
   ctx.font = "12px sans-serif";
   pts.forEach((p, i) => {
-    const c = COLORS[plan.assign[i] % COLORS.length];
+    const c = colorOf(plan.assign[i]);
     ctx.fillStyle = c;
     ctx.beginPath(); ctx.arc(sx(p[0]), sy(p[1]), 7, 0, 2 * Math.PI); ctx.fill();
     ctx.fillStyle = "#1d2330";
     ctx.fillText(String(i + 1) + " " + texts[i].slice(0, 22).replace(/\s+/g, " "), sx(p[0]) + 9, sy(p[1]) + 4);
   });
-  $("cluster-note").textContent = `${plan.k} cluster${plan.k === 1 ? "" : "s"} of ${pts.length} prompts (first two principal components of the features)`;
+  const kept = plan.assign.filter((c) => c < 0).length;
+  $("cluster-note").textContent = `${plan.k} cluster${plan.k === 1 ? "" : "s"} of ${pts.length} prompts (first two principal components of the features)` +
+    (kept ? `; ${kept} kept at the base model by the gate (grey)` : "");
   document.querySelectorAll("#prompts .prompt").forEach((div) => { div.querySelector(".dot").style.background = "#ccc"; });
   const divs = [...document.querySelectorAll("#prompts .prompt")].filter((d) => d.querySelector("textarea").value.trim() !== "");
-  divs.forEach((d, i) => { d.querySelector(".dot").style.background = COLORS[plan.assign[i] % COLORS.length]; });
+  divs.forEach((d, i) => { d.querySelector(".dot").style.background = colorOf(plan.assign[i]); });
 }
 
 // outputs builds one row per prompt with a column per run.
