@@ -207,7 +207,7 @@ func (f *adapterFlags) planOptions() adapt.PlanOptions {
 
 // runtime loads the adapter for m and puts it on m's backend; nil, nil
 // when no adapter was asked for. Experts adapters are refused: they need
-// each input's domain, which only `chameleon adapt eval` has.
+// each input's domain, which only `chameleon adapt bench` has.
 func (f *adapterFlags) runtime(m *model.Model) (*adapt.Runtime, error) {
 	if !f.enabled() {
 		return nil, nil
@@ -220,7 +220,7 @@ func (f *adapterFlags) runtime(m *model.Model) (*adapt.Runtime, error) {
 		return nil, err
 	}
 	if a.Meta.Kind == adapt.KindExperts {
-		return nil, fmt.Errorf("--adapter %s is a per-domain experts adapter, which needs each input's domain label: evaluate it with `chameleon adapt eval`", f.spec)
+		return nil, fmt.Errorf("--adapter %s is a per-domain experts adapter, which needs each input's domain label: compare it with `chameleon adapt bench`", f.spec)
 	}
 	if adapt.Mode(f.mode) == adapt.ModeOnline && a.Meta.Kind == adapt.KindHyper && a.Meta.Centroids == 0 {
 		return nil, fmt.Errorf("--adapt-mode online needs the training centroids, and --adapter %s stores none: use --adapt-mode batch", f.spec)

@@ -66,7 +66,7 @@ multi-domain set of sample prompts (code, prose, scripture, man pages, email, qu
   3. continues every prompt greedily, without and with adaptation, all prompts in one
      batch, each with its own cluster's update.
 The adapted scores condition on the whole prompt's feature (as in the paper, the batch
-is clustered on its inputs), so they are not a held-out measure: see ` + "`chameleon adapt eval`" + `.`,
+is clustered on its inputs), so they are not a held-out measure: see ` + "`chameleon adapt bench`" + `.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
 			if !af.enabled() {
