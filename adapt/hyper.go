@@ -188,7 +188,7 @@ func DropoutMasks(c HyperConfig, k int, rng *rand.Rand) [][]float32 {
 // nil at inference (dropout off), or one (K, Hidden[l]) F32 tensor per
 // hidden layer from DropoutMasks for a training step. It panics on shape
 // mismatches and returns an error if a temporary cannot be allocated.
-func (n *HyperNet) Forward(o *Ops, out, feats gpu.Tensor, masks []gpu.Tensor) error {
+func (n *HyperNet) Forward(o Ops, out, feats gpu.Tensor, masks []gpu.Tensor) error {
 	d := n.Cfg.Dims()
 	if len(n.Layers) != len(d)-1 {
 		panic(fmt.Sprintf("adapt: HyperNet.Forward: %d layers, config has %d", len(n.Layers), len(d)-1))
@@ -206,26 +206,26 @@ func (n *HyperNet) Forward(o *Ops, out, feats gpu.Tensor, masks []gpu.Tensor) er
 	var tmp []gpu.Tensor
 	defer func() {
 		for _, t := range tmp {
-			o.B.Free(t)
+			o.Backend().Free(t)
 		}
 	}()
 	x := feats
 	for l, L := range n.Layers {
 		if l == len(n.Layers)-1 {
-			o.B.MatMul(out, x, L.W, L.Bias)
+			o.Backend().MatMul(out, x, L.W, L.Bias)
 			break
 		}
-		z, err := o.B.Alloc(gpu.F32, k, d[l+1])
+		z, err := o.Backend().Alloc(gpu.F32, k, d[l+1])
 		if err != nil {
 			return fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
 		}
 		tmp = append(tmp, z)
-		a, err := o.B.Alloc(gpu.F32, k, d[l+1])
+		a, err := o.Backend().Alloc(gpu.F32, k, d[l+1])
 		if err != nil {
 			return fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
 		}
 		tmp = append(tmp, a)
-		o.B.MatMul(z, x, L.W, L.Bias)
+		o.Backend().MatMul(z, x, L.W, L.Bias)
 		var mask gpu.Tensor
 		if masks != nil {
 			mask = masks[l]

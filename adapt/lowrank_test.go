@@ -14,11 +14,11 @@ import (
 
 // pair opens the WebGPU backend (failing, never skipping, without an
 // adapter) and pairs it with the reference under a fresh, logged seed.
-func pair(t *testing.T) (*conformance.Pair, *Ops, *Ops) {
+func pair(t *testing.T) (*conformance.Pair, Ops, *WebGPUOps) {
 	t.Helper()
 	w := gputest.Backend(t)
 	p := conformance.NewPair(t, ref.New(), w)
-	return p, New(p.Ref), New(p.Got)
+	return p, &RefOps{B: p.Ref.(*ref.Backend)}, &WebGPUOps{W: p.Got.(*gpu.WebGPU)}
 }
 
 // factorCase is one shape of the low-rank update.

@@ -25,7 +25,7 @@ type Runtime struct {
 	// DeviceKMeans runs every plan's k-means on the device, however small
 	// the batch (see HostKMeansMax).
 	DeviceKMeans bool
-	ops          *Ops
+	ops          Ops
 	cops         cluster.Ops
 	hyper        *HyperNet
 	static       *Static

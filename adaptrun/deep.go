@@ -55,7 +55,7 @@ type DeepNet struct {
 	Cfg   model.Config
 	R     int
 	Alpha float32
-	ops   *adapt.Ops
+	ops   adapt.Ops
 	sites []*deepSite
 	trunk []adapt.Linear
 	tg    [][2]gpu.Tensor // trunk gradients

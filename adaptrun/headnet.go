@@ -31,7 +31,7 @@ type AdapterNet struct {
 	Meta   adapt.Meta
 	B      gpu.TrainBackend
 	Wte    gpu.Tensor // the base model's tied output projection (V, C)
-	ops    *adapt.Ops
+	ops    adapt.Ops
 	params []gpu.Tensor
 	grads  []gpu.Tensor
 	names  []string
