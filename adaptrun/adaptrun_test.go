@@ -242,3 +242,69 @@ func TestRunTiny(t *testing.T) {
 		t.Fatalf("PNG: %v", err)
 	}
 }
+
+// TestGateCurveReplaysOnline replays the benchmark's own gate (the 0.99
+// quantile with the pretraining half) on its result: it must reproduce
+// the online row's first-seed figures, and the widest radius without the
+// pretraining half the ungated row's.
+func TestGateCurveReplaysOnline(t *testing.T) {
+	m, w := fixture(t)
+	sets, err := PrepareSets(m, w, 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureHidden, Hidden: []int{6}, Recluster: true}
+	cfg := Config{Methods: []Method{{Name: "experts", Kind: KindExperts, Rank: 2, Features: adapt.FeatureHidden}, hyper},
+		LRs: []float64{3e-2}, Seeds: 1, Primary: "hyper", Bootstrap: 10, Opts: TrainOpts{Batch: 4, Epochs: 3, Alpha: 1}}
+	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, firsts, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := GateCurve(res, "hyper", firsts["hyper"].Adapter, sets, 4, []float64{GateQuantile, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pts) != 4 {
+		t.Fatalf("%d points, want 4", len(pts))
+	}
+	sum := res.Summarise()
+	row := func(name string) RowSummary {
+		for _, r := range sum.Rows {
+			if r.Name == name {
+				return r
+			}
+		}
+		t.Fatalf("no row %q", name)
+		return RowSummary{}
+	}
+	online, ungated := row("hyper, online (nearest training centroid)"), row("hyper, online without the gate")
+	var same, wide *GatePoint
+	for i := range pts {
+		if pts[i].Pretrain && pts[i].Quantile == GateQuantile {
+			same = &pts[i]
+		}
+		if !pts[i].Pretrain && pts[i].Quantile == 1 {
+			wide = &pts[i]
+		}
+	}
+	if same == nil || wide == nil {
+		t.Fatalf("points %+v", pts)
+	}
+	if math.Abs(same.GapClosed-online.GapClosed) > 1e-9 || math.Abs(same.HarmHeld-online.HarmRolePct[1]) > 1e-9 {
+		t.Errorf("replayed gate: gap %.6f harm %.4f%%; the online row: gap %.6f harm %.4f%%", same.GapClosed, same.HarmHeld, online.GapClosed, online.HarmRolePct[1])
+	}
+	if wide.OpenTest != 1 || math.Abs(wide.GapClosed-ungated.GapClosed) > 1e-9 {
+		t.Errorf("the widest radius: %.0f%% open, gap %.6f; the ungated row: gap %.6f", 100*wide.OpenTest, wide.GapClosed, ungated.GapClosed)
+	}
+	if md := GateCurveMarkdown("hyper", pts); !strings.Contains(md, "| 0.99 |") {
+		t.Errorf("markdown:\n%s", md)
+	}
+	if err := WriteGateCurvePNG(filepath.Join(t.TempDir(), "g.png"), pts); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -61,6 +61,9 @@ func find(rows []Row, pred func(Row) bool) int {
 	return -1
 }
 
+// PrimaryMethod is the tested method (see Summarise).
+func (r *Result) PrimaryMethod() string { return r.primary() }
+
 // primary is the tested method: Result.Primary, or with PrimaryAuto the
 // ChamaleonLLM variant whose online row is best on validation, chosen
 // before any test figure is looked at.

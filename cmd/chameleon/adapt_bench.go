@@ -362,3 +362,91 @@ func corpusRole(c *data.Corpus, d string) string {
 	}
 	return ""
 }
+
+// adaptGateCurveCmd replays other gates on a benchmark result.
+func adaptGateCurveCmd() *cobra.Command {
+	var mf modelFlags
+	var windowsIn, fromJSON, adapterSpec, method, out, qs string
+	c := &cobra.Command{
+		Use:   "gatecurve --windows W --from-json bench.json --out DIR",
+		Short: "What the gate trades: replay gates of other radii on a benchmark result (gain kept against harm done)",
+		Long: `Replays gates of other radii (quantiles of the training windows' distances to
+the adapter's training centroids), with and without the pretraining half, on the
+first seed of a ChamaleonLLM method in a benchmark result: each window scores the
+method's ungated online loss where the gate opens and the base model's where it
+closes, which is what the online grouping scores under that gate. The adapter
+must be that method's first-seed file (its centroids); the windows file the
+result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if windowsIn == "" || fromJSON == "" || out == "" {
+				return fmt.Errorf("--windows, --from-json and --out are required")
+			}
+			var qList []float64
+			for _, f := range strings.Split(qs, ",") {
+				v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+				if err != nil || !(v > 0 && v <= 1) {
+					return fmt.Errorf("--quantiles %q: want numbers in (0, 1]", qs)
+				}
+				qList = append(qList, v)
+			}
+			res, err := adaptrun.ReadJSON(fromJSON)
+			if err != nil {
+				return err
+			}
+			res.Primary = adaptrun.PrimaryAuto
+			if method == "" {
+				method = res.PrimaryMethod()
+			}
+			w, err := adaptrun.LoadWindows(windowsIn)
+			if err != nil {
+				return err
+			}
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			a, err := loadAdapter(adapterSpec, s.m)
+			if err != nil {
+				return err
+			}
+			bar := newBar("base model over the prompts", "windows")
+			sets, err := adaptrun.PrepareSets(s.m, w.PromptsOnly(), 16, func(split string, done, total int) {
+				bar.ChangeMax(total)
+				bar.Describe("base model over " + split + " prompts")
+				_ = bar.Set(done)
+			})
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			pts, err := adaptrun.GateCurve(res, method, a, sets, adapt.DefaultBatchSize, qList)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			md := adaptrun.GateCurveMarkdown(method, pts)
+			if err := os.WriteFile(filepath.Join(out, "gate-curve.md"), []byte(md), 0o644); err != nil {
+				return err
+			}
+			if err := adaptrun.WriteGateCurvePNG(filepath.Join(out, "gate-curve.png"), pts); err != nil {
+				return err
+			}
+			fmt.Print(md)
+			return nil
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&windowsIn, "windows", "", "the windows file the result was measured on")
+	fl.StringVar(&fromJSON, "from-json", "", "the benchmark result (bench.json, or .json.gz)")
+	fl.StringVar(&adapterSpec, "adapter", "default", "the method's first-seed adapter file")
+	fl.StringVar(&method, "method", "", "the method's name in the result (default: its tested method)")
+	fl.StringVar(&out, "out", "", "output dir")
+	fl.StringVar(&qs, "quantiles", "0.5,0.7,0.8,0.9,0.95,0.99,1", "radius quantiles to replay")
+	return c
+}
