@@ -265,12 +265,34 @@ func TestGateCurveReplaysOnline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pts, err := GateCurve(res, "hyper", firsts["hyper"].Adapter, sets, 4, []float64{GateQuantile, 1})
+	pts, err := GateCurve(res, "hyper", firsts["hyper"].Adapter, sets, 4, []float64{GateQuantile, 1}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pts) != 4 {
 		t.Fatalf("%d points, want 4", len(pts))
+	}
+	// The self-check, on the prompts' hidden states: the held-out windows
+	// are random tokens, whose prompts no counting rule helps.
+	psets, err := PrepareSets(m, w.PromptsOnly(), 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spts, err := GateCurve(res, "hyper", firsts["hyper"].Adapter, psets, 4, []float64{1}, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var alone *GatePoint
+	for i := range spts {
+		if spts[i].SelfCheck && !spts[i].Pretrain {
+			alone = &spts[i]
+		}
+	}
+	if len(spts) != 4 || alone == nil {
+		t.Fatalf("self-check points: %+v", spts)
+	}
+	if !(alone.OpenHarm < 0.5) || !(alone.OpenTest > 0.5) {
+		t.Errorf("the self-check adapted %.0f%% of the held-out noise windows and %.0f%% of the adaptation ones", 100*alone.OpenHarm, 100*alone.OpenTest)
 	}
 	sum := res.Summarise()
 	row := func(name string) RowSummary {

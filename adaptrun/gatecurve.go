@@ -36,6 +36,7 @@ type GatePoint struct {
 	Quantile  float64 `json:"quantile"` // share of training windows inside the radius
 	Radius    float64 `json:"radius"`
 	Pretrain  bool    `json:"pretrain"`   // with the second half (nearer the pretraining windows: closed)
+	SelfCheck bool    `json:"self_check"` // also closed where the update does not lower the prompt\'s own loss
 	OpenTest  float64 `json:"open_test"`  // share of adaptation test windows adapted
 	OpenHarm  float64 `json:"open_harm"`  // share of no-harm windows adapted
 	GapClosed float64 `json:"gap_closed"` // of the base-to-oracle gap, adaptation test windows
@@ -53,7 +54,13 @@ type GatePoint struct {
 // nearest centroid. a is that seed's adapter (its centroids); sets hold
 // the features of res's windows (train, test, harm, and fit for the
 // second half) in the same order.
-func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch int, qs []float64) ([]GatePoint, error) {
+//
+// With e set, it also replays a self-check: the update is kept only where
+// it lowers the loss of the window's own prompt (its next-token loss over
+// the prompt's tokens, which every serving request has after its
+// prefill), alone and with the shipped gate. sets must then come from
+// PromptsOnly windows (their hidden states cover the prompt).
+func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch int, qs []float64, e *Evaluator) ([]GatePoint, error) {
 	ri := find(res.Rows, func(x Row) bool { return x.Method == method && x.Grouping == GroupUngated })
 	bi := find(res.Rows, func(x Row) bool { return x.Role == RoleBase })
 	oi := find(res.Rows, func(x Row) bool { return x.Role == RoleOracle })
@@ -83,12 +90,34 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 			return nil, err
 		}
 	}
+	// helps[set][i]: the update lowers window i's prompt loss (self-check).
+	helps := map[*Set][]bool{}
+	if e != nil {
+		tr := &Trained{M: Method{Name: method, Kind: KindHyper, Features: kind}, Adapter: a, Cents: cents}
+		for _, s := range []*Set{sets.Test, sets.Harm} {
+			ps := promptTargets(s)
+			bs, err := e.Score(nil, ps, GroupBase, 1)
+			if err != nil {
+				return nil, err
+			}
+			as, err := e.Score(tr, ps, GroupUngated, 1)
+			if err != nil {
+				return nil, err
+			}
+			h := make([]bool, len(bs.Loss))
+			for i := range h {
+				h[i] = as.Loss[i] < bs.Loss[i]
+			}
+			helps[s] = h
+		}
+	}
+	selfCheck := false
 	replay := func(g *adapt.Gate, s *Set, ungated, baseS Scores) (Scores, float64) {
 		f := s.Feature(kind)
 		out := Scores{Loss: make([]float64, len(ungated.Loss)), N: ungated.N}
 		open := 0
 		for i := range out.Loss {
-			if g.Closed(cents, f[i*dim:(i+1)*dim]) {
+			if g.Closed(cents, f[i*dim:(i+1)*dim]) || (selfCheck && !helps[s][i]) {
 				out.Loss[i] = baseS.Loss[i]
 			} else {
 				out.Loss[i] = ungated.Loss[i]
@@ -98,12 +127,30 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 		return out, float64(open) / float64(len(out.Loss))
 	}
 	baseLoss, oracleLoss := base.Test[0].Mean(nil), oracle.Test[0].Mean(nil)
-	var out []GatePoint
+	type setting struct {
+		q         float64
+		pre, self bool
+	}
+	var settings []setting
 	for _, pre := range []bool{false, true} {
 		if pre && gc[1] == nil {
 			continue
 		}
 		for _, q := range qs {
+			settings = append(settings, setting{q, pre, false})
+		}
+	}
+	if e != nil { // the self-check alone, and with the shipped gate
+		settings = append(settings, setting{1, false, true})
+		if gc[1] != nil {
+			settings = append(settings, setting{GateQuantile, true, true})
+		}
+	}
+	var out []GatePoint
+	for _, st := range settings {
+		q, pre := st.q, st.pre
+		selfCheck = st.self
+		{
 			g := &adapt.Gate{} // quantile 1: no radius at all
 			if q < 1 {
 				g.Radius = dists[min(len(dists)-1, int(q*float64(len(dists))))]
@@ -113,7 +160,7 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 			}
 			ts, openT := replay(g, sets.Test, un.Test[0], base.Test[0])
 			hs, openH := replay(g, sets.Harm, un.Harm[0], base.Harm[0])
-			p := GatePoint{Quantile: q, Radius: g.Radius, Pretrain: pre, OpenTest: openT, OpenHarm: openH,
+			p := GatePoint{Quantile: q, Radius: g.Radius, Pretrain: pre, SelfCheck: st.self, OpenTest: openT, OpenHarm: openH,
 				GapClosed: (baseLoss - ts.Mean(nil)) / (baseLoss - oracleLoss)}
 			for _, role := range []string{RolePretrain, RoleHeldOut} {
 				keep := func(j int) bool { return res.Roles[res.HarmDomains[res.HarmDom[j]]] == role }
@@ -130,13 +177,32 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 	return out, nil
 }
 
+// promptTargets is a copy of s scoring the prompt's own tokens: row j
+// predicts token j+1 for j+1 < P (the prompt), nothing after.
+func promptTargets(s *Set) *Set {
+	c := *s
+	c.Targets = make([][]int32, len(s.Windows))
+	for i, w := range s.Windows {
+		t := len(s.Hidden[i]) / s.C
+		tg := make([]int32, t)
+		for j := range tg {
+			tg[j] = -1
+			if j+1 < t {
+				tg[j] = w.Tokens[j+1]
+			}
+		}
+		c.Targets[i] = tg
+	}
+	return &c
+}
+
 // GateCurveMarkdown is the curve as a table.
 func GateCurveMarkdown(method string, pts []GatePoint) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Gates replayed on the first seed of %s (online): test windows adapted, share of the base-to-oracle gap closed, perplexity change on the domains no adapter trained on.\n\n", method)
-	b.WriteString("| radius quantile | radius | pretraining half | adaptation windows adapted | gap closed | no-harm windows adapted | pretraining ppl | held-out ppl |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| radius quantile | radius | pretraining half | self-check | adaptation windows adapted | gap closed | no-harm windows adapted | pretraining ppl | held-out ppl |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, p := range pts {
-		fmt.Fprintf(&b, "| %.2f | %.3f | %v | %.0f%% | %.0f%% | %.0f%% | %+.2f%% | %+.2f%% |\n", p.Quantile, p.Radius, p.Pretrain,
+		fmt.Fprintf(&b, "| %.2f | %.3f | %v | %v | %.0f%% | %.0f%% | %.0f%% | %+.2f%% | %+.2f%% |\n", p.Quantile, p.Radius, p.Pretrain, p.SelfCheck,
 			100*p.OpenTest, 100*p.GapClosed, 100*p.OpenHarm, p.HarmPre, p.HarmHeld)
 	}
 	return b.String()
@@ -156,7 +222,7 @@ func WriteGateCurvePNG(path string, pts []GatePoint) error {
 		for _, held := range []bool{false, true} {
 			var xy plotter.XYs
 			for _, q := range pts {
-				if q.Pretrain != pre {
+				if q.Pretrain != pre || q.SelfCheck {
 					continue
 				}
 				x := q.HarmPre

@@ -374,7 +374,9 @@ func adaptGateCurveCmd() *cobra.Command {
 the adapter's training centroids), with and without the pretraining half, on the
 first seed of a ChamaleonLLM method in a benchmark result: each window scores the
 method's ungated online loss where the gate opens and the base model's where it
-closes, which is what the online grouping scores under that gate. The adapter
+closes, which is what the online grouping scores under that gate. It also
+replays a self-check: keep the update only where it lowers the loss of the
+window's own prompt (alone, and with the shipped gate). The adapter
 must be that method's first-seed file (its centroids); the windows file the
 result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 		Args: cobra.NoArgs,
@@ -403,7 +405,7 @@ result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.load()
+			s, tb, base, err := mf.loadForAdapters("score the prompts")
 			if err != nil {
 				return err
 			}
@@ -422,7 +424,8 @@ result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 			if err != nil {
 				return err
 			}
-			pts, err := adaptrun.GateCurve(res, method, a, sets, adapt.DefaultBatchSize, qList)
+			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
+			pts, err := adaptrun.GateCurve(res, method, a, sets, adapt.DefaultBatchSize, qList, e)
 			if err != nil {
 				return err
 			}
