@@ -55,6 +55,9 @@ type Meta struct {
 	GateRadius   float64 `json:"gate_radius,omitempty"`
 	GateAdapt    int     `json:"gate_adapt,omitempty"`
 	GatePretrain int     `json:"gate_pretrain,omitempty"`
+	// SelfCheck: plans keep a sequence's update only where it lowers the
+	// loss of the sequence's own tokens (the prompt), else the base model.
+	SelfCheck bool `json:"self_check,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.

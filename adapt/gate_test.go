@@ -137,3 +137,83 @@ func TestRuntimeGate(t *testing.T) {
 		rt.Free()
 	}
 }
+
+// TestRuntimeSelfCheck: with the adapter's self-check on, a plan keeps a
+// prompt's update only where it lowers the prompt's own loss (checked
+// here against scores of an ungated plan), one-token prompts keep the
+// base model, and online assignment applies the same rule.
+func TestRuntimeSelfCheck(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, _ := f.prompts(10, 2)
+	a := f.hyperAdapter(t, nil)
+	a.Meta.SelfCheck = true
+	for name, m := range f.models {
+		rt, err := NewRuntime(m, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := PlanOptions{Mode: ModeBatch, K: 2, Seed: 3}
+		free, err := rt.Plan(prompts, PlanOptions{Mode: ModeBatch, K: 2, Seed: 3, Ungated: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checked, err := rt.Plan(prompts, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept, dropped := 0, 0
+		for i, s := range prompts {
+			want := free.Cluster[i]
+			if len(s) < 2 {
+				want = -1
+			} else {
+				base, err := m.Score([][]int32{s}, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ad, err := m.Score([][]int32{s}, nil, free.HeadFrom(i, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !(ad[0].NLL < base[0].NLL) {
+					want = -1
+				}
+			}
+			if checked.Cluster[i] != want {
+				t.Errorf("%s: prompt %d (%d tokens): cluster %d, want %d", name, i, len(s), checked.Cluster[i], want)
+			}
+			if want >= 0 {
+				kept++
+			} else {
+				dropped++
+			}
+		}
+		if len(prompts[0]) != 1 || dropped == 0 {
+			t.Errorf("%s: the fixture should hold a one-token prompt and drop some: kept %d, dropped %d", name, kept, dropped)
+		}
+		t.Logf("%s: self-check kept %d updates, dropped %d", name, kept, dropped)
+		free.Free()
+		checked.Free()
+		rt.Free()
+	}
+	// Online assignment applies it too: a one-token prompt keeps the base model.
+	c := rtCfg.NEmbd
+	cents := make([]float32, 2*c)
+	for i := range cents {
+		cents[i] = float32(f.rng.NormFloat64() * 0.1)
+	}
+	b := f.hyperAdapter(t, cents)
+	b.Meta.SelfCheck = true
+	rt, err := NewRuntime(f.models["ref"], b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Free()
+	as, err := rt.AssignCentroids(prompts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if as[0] != -1 {
+		t.Errorf("online assignment of a one-token prompt under the self-check: cluster %d, want -1", as[0])
+	}
+}

@@ -98,8 +98,8 @@ type PlanOptions struct {
 	// Experts (experts adapters): each sequence's expert, e.g. its domain
 	// (the oracle); -1 leaves a sequence unadapted.
 	Experts []int
-	// Ungated adapts every sequence even where the adapter's gate would
-	// keep it at the base model.
+	// Ungated adapts every sequence even where the adapter's gate or its
+	// self-check would keep it at the base model.
 	Ungated bool
 }
 
@@ -189,6 +189,12 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	}
 	if err := p.generate(); err != nil {
 		return nil, err
+	}
+	if !o.Ungated && r.Meta.SelfCheck {
+		if err := p.selfCheck(seqs); err != nil {
+			p.Free()
+			return nil, err
+		}
 	}
 	return p, nil
 }
@@ -389,4 +395,55 @@ func (r *Runtime) closeGate(cluster []int, feats []float32) {
 			cluster[i] = -1
 		}
 	}
+}
+
+// selfCheck keeps the base model (cluster -1) for every sequence whose own
+// tokens its cluster's update does not predict better than the base model
+// does (summed next-token loss): the update is used only where the
+// sequence itself is evidence for it. A sequence of fewer than 2 tokens
+// has no such evidence and keeps the base model. It costs two forwards
+// over the sequences.
+func (p *Plan) selfCheck(seqs [][]int32) error {
+	m := p.rt.M
+	var idx []int
+	var check [][]int32
+	for i, s := range seqs {
+		if p.Cluster[i] < 0 {
+			continue
+		}
+		if len(s) < 2 {
+			p.Cluster[i] = -1
+			continue
+		}
+		if len(s) > m.Cfg.NCtx {
+			s = s[len(s)-m.Cfg.NCtx:]
+		}
+		idx, check = append(idx, i), append(check, s)
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	base, err := m.ScoreChunked(check, func(int) model.Head { return nil })
+	if err != nil {
+		return fmt.Errorf("adapt: self-check: %w", err)
+	}
+	// The adapted scores: the plan's head reads Cluster by sequence, so
+	// give it the checked sequences' clusters in their order.
+	all := p.Cluster
+	sub := make([]int, len(idx))
+	for j, i := range idx {
+		sub[j] = all[i]
+	}
+	p.Cluster = sub
+	adapted, err := m.ScoreChunked(check, func(first int) model.Head { return p.HeadFrom(first, nil) })
+	p.Cluster = all
+	if err != nil {
+		return fmt.Errorf("adapt: self-check: %w", err)
+	}
+	for j, i := range idx {
+		if !(adapted[j].NLL < base[j].NLL) {
+			p.Cluster[i] = -1
+		}
+	}
+	return nil
 }

@@ -58,8 +58,8 @@ func (r *Runtime) CentroidPlan(slots int) (*Plan, error) {
 
 // AssignCentroids returns each sequence's nearest training centroid (the
 // online assignment of Mode Online): features of seqs on the device, then
-// the assignment kernel; -1 for a sequence the adapter's gate keeps at the
-// base model.
+// the assignment kernel; -1 for a sequence the adapter's gate (or its
+// self-check) keeps at the base model.
 func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	if r.Centroids == nil {
 		return nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
@@ -77,6 +77,18 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 		return nil, err
 	}
 	r.closeGate(as, feats)
+	if r.Meta.SelfCheck {
+		p, err := r.PlanMeans(len(seqs), r.Centroids.Data)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Free()
+		copy(p.Cluster, as)
+		if err := p.selfCheck(seqs); err != nil {
+			return nil, err
+		}
+		copy(as, p.Cluster)
+	}
 	return as, nil
 }
 

@@ -231,3 +231,30 @@ func (m *Model) Score(seqs [][]int32, from []int, head Head) ([]SequenceScore, e
 	}
 	return out, nil
 }
+
+// ScoreChunked is Score over as many forwards as it takes to keep each
+// one's logits under 64 MiB: consecutive sequences are batched while
+// longest x count rows fit. headOf(first) gives the head of the batch
+// starting at sequence first (its seq argument then indexes that batch).
+func (m *Model) ScoreChunked(seqs [][]int32, headOf func(first int) Head) ([]SequenceScore, error) {
+	maxRows := max(1, (64<<20)/(4*m.Cfg.VocabSize))
+	var out []SequenceScore
+	for first := 0; first < len(seqs); {
+		end, longest := first, 0
+		for end < len(seqs) {
+			l := max(longest, len(seqs[end]))
+			if end > first && l*(end-first+1) > maxRows {
+				break
+			}
+			longest = l
+			end++
+		}
+		sc, err := m.Score(seqs[first:end], nil, headOf(first))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc...)
+		first = end
+	}
+	return out, nil
+}

@@ -136,6 +136,7 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 				if err := tr.Adapter.SetGate(g); err != nil {
 					return err
 				}
+				tr.Adapter.Meta.SelfCheck = true
 			}
 			if err := adapt.Save(out, tr.Adapter); err != nil {
 				return err
@@ -173,9 +174,10 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 // pretraining domains' training windows.
 func adaptGateCmd() *cobra.Command {
 	var mf modelFlags
-	var corpus, in, out, adaptDoms string
+	var corpus, windowsIn, in, out, adaptDoms string
 	var t, prompt, perDomain, fit, batch int
 	var seed uint64
+	var selfCheck bool
 	c := &cobra.Command{
 		Use:   "gate --adapter IN --out OUT",
 		Short: "Store a gate in a hyper adapter: inputs far from its training clusters, or nearer the base model's own domains, keep the base model",
@@ -194,22 +196,36 @@ func adaptGateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cp, err := data.Open(corpus)
-			if err != nil {
-				return err
-			}
-			roles, err := benchRoles(cp, adaptDoms, "", "")
-			if err != nil {
-				return err
-			}
-			for d, r := range roles {
-				if r == adaptrun.RoleHeldOut {
-					delete(roles, d)
+			var w *adaptrun.Windows
+			if windowsIn != "" {
+				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
+					return err
+				}
+			} else {
+				cp, err := data.Open(corpus)
+				if err != nil {
+					return err
+				}
+				roles, err := benchRoles(cp, adaptDoms, "", "")
+				if err != nil {
+					return err
+				}
+				for d, r := range roles {
+					if r == adaptrun.RoleHeldOut {
+						delete(roles, d)
+					}
+				}
+				if w, err = adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed); err != nil {
+					return err
 				}
 			}
-			w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed)
-			if err != nil {
-				return err
+			// Only the training windows and the pretraining ones count, and
+			// only their prompts.
+			w = w.PromptsOnly()
+			for k := range w.Splits {
+				if k != "train" && k != "fit" {
+					delete(w.Splits, k)
+				}
 			}
 			bar := newBar("base model", "windows")
 			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
@@ -228,6 +244,7 @@ func adaptGateCmd() *cobra.Command {
 			if err := a.SetGate(g); err != nil {
 				return err
 			}
+			a.Meta.SelfCheck = selfCheck
 			if err := adapt.Save(out, a); err != nil {
 				return err
 			}
@@ -240,6 +257,7 @@ func adaptGateCmd() *cobra.Command {
 	fl.StringVar(&in, "adapter", "", "hyper adapter file (or default)")
 	fl.StringVar(&out, "out", "", "adapter file to write")
 	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	fl.StringVar(&windowsIn, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
 	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
 	fl.IntVar(&t, "t", 192, "tokens a window (as the adapter was trained)")
 	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window (as the adapter was trained)")
@@ -247,5 +265,6 @@ func adaptGateCmd() *cobra.Command {
 	fl.IntVar(&fit, "fit", 100, "training windows per pretraining domain")
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a gate centroid summarises")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
+	fl.BoolVar(&selfCheck, "self-check", true, "also keep an update only where it lowers the prompt's own loss (adapt gatecurve replays it)")
 	return c
 }

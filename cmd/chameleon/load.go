@@ -267,6 +267,9 @@ func describeAdapter(m adapt.Meta) string {
 		if m.GateRadius > 0 || m.GateAdapt > 0 {
 			s += fmt.Sprintf(", gated (radius %.3g, %d/%d adaptation/pretraining centroids)", m.GateRadius, m.GateAdapt, m.GatePretrain)
 		}
+		if m.SelfCheck {
+			s += ", self-checked on each prompt"
+		}
 		return s
 	case adapt.KindLoRA:
 		return fmt.Sprintf("static LoRA, rank %d, alpha %g", m.Rank, m.Alpha)

@@ -66,7 +66,10 @@ multi-domain set of sample prompts (code, prose, scripture, man pages, email, qu
   3. continues every prompt greedily, without and with adaptation, all prompts in one
      batch, each with its own cluster's update.
 The adapted scores condition on the whole prompt's feature (as in the paper, the batch
-is clustered on its inputs), so they are not a held-out measure: see ` + "`chameleon adapt bench`" + `.`,
+is clustered on its inputs), so they are not a held-out measure: see ` + "`chameleon adapt bench`" + `.
+With an adapter that self-checks (the default does), a prompt keeps its update only where
+the update lowers that prompt's own loss, so no prompt's score here can get worse: an
+in-sample view by construction.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
 			if !af.enabled() {
@@ -169,16 +172,16 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 		}
 	}
 	if len(gated) > 0 {
-		fmt.Printf("  kept at the base model by the adapter's gate (cluster -1): %s\n", joinInts(gated))
+		fmt.Printf("  kept at the base model by the adapter's gate or self-check (cluster -1): %s\n", joinInts(gated))
 	}
 
 	t2 := time.Now()
-	base, err := scoreChunked(m, ids, func(int) model.Head { return nil })
+	base, err := m.ScoreChunked(ids, func(int) model.Head { return nil })
 	if err != nil {
 		return err
 	}
 	baseTime := time.Since(t2)
-	adapted, err := scoreChunked(m, ids, func(first int) model.Head { return plan.HeadFrom(first, nil) })
+	adapted, err := m.ScoreChunked(ids, func(first int) model.Head { return plan.HeadFrom(first, nil) })
 	if err != nil {
 		return err
 	}
@@ -237,31 +240,6 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	return nil
 }
 
-// scoreChunked scores sequences in batches small enough that their logits
-// (rows x V f32) fit 64 MiB, as the fused low-rank kernel binds them whole;
-// headOf gives the head of the batch starting at sequence first.
-func scoreChunked(m *model.Model, seqs [][]int32, headOf func(first int) model.Head) ([]model.SequenceScore, error) {
-	maxRows := max(1, (64<<20)/(4*m.Cfg.VocabSize))
-	var out []model.SequenceScore
-	for first := 0; first < len(seqs); {
-		end, longest := first, 0
-		for end < len(seqs) {
-			l := max(longest, len(seqs[end]))
-			if end > first && l*(end-first+1) > maxRows {
-				break
-			}
-			longest = l
-			end++
-		}
-		sc, err := m.Score(seqs[first:end], nil, headOf(first))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc...)
-		first = end
-	}
-	return out, nil
-}
 
 // change is the relative change from a to b, signed, in percent.
 func change(a, b float64) string {
