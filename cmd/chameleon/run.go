@@ -240,7 +240,6 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	return nil
 }
 
-
 // change is the relative change from a to b, signed, in percent.
 func change(a, b float64) string {
 	if a == 0 || math.IsNaN(a) || math.IsNaN(b) {
