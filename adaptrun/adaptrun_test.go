@@ -198,9 +198,32 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora, experts x2, table, hyper x6
-	if len(res.Rows) != 12 {
-		t.Fatalf("%d rows, want 12", len(res.Rows))
+	// base, temperature, lora, experts x2, table, hyper x7
+	if len(res.Rows) != 13 {
+		t.Fatalf("%d rows, want 13", len(res.Rows))
+	}
+	// The self-checked row keeps, window by window, the gated online loss
+	// or the base model's.
+	var onl, chk, bse *Row
+	for i := range res.Rows {
+		switch r := &res.Rows[i]; {
+		case r.Method == "hyper" && r.Grouping == GroupOnline:
+			onl = r
+		case r.Method == "hyper" && r.Grouping == GroupChecked:
+			chk = r
+		case r.Role == RoleBase:
+			bse = r
+		}
+	}
+	if onl == nil || chk == nil {
+		t.Fatal("no online or self-checked row")
+	}
+	for s := range chk.Test {
+		for i, l := range chk.Test[s].Loss {
+			if l != onl.Test[s].Loss[i] && l != bse.Test[0].Loss[i] {
+				t.Fatalf("seed %d window %d: self-checked loss %g is neither the online %g nor the base %g", s, i, l, onl.Test[s].Loss[i], bse.Test[0].Loss[i])
+			}
+		}
 	}
 	if firsts["hyper"] == nil || firsts["hyper"].Adapter.Meta.Features != adapt.FeatureBoth || firsts["hyper"].Adapter.Meta.Centroids == 0 {
 		t.Fatalf("the first hyper adapter is missing its features or centroids")

@@ -125,7 +125,7 @@ func groupings(m Method) []string {
 	case KindTable:
 		return []string{GroupRouted}
 	}
-	return []string{GroupOnline, GroupUngated, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+	return []string{GroupOnline, GroupUngated, GroupChecked, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
 }
 
 // harmApplies says whether a grouping can score windows of domains the
@@ -342,6 +342,8 @@ func rowName(m Method, g string) string {
 		return m.Name + ", online (nearest training centroid)"
 	case GroupUngated:
 		return m.Name + ", online without the gate"
+	case GroupChecked:
+		return m.Name + ", online, gated and self-checked"
 	case GroupRandom:
 		return m.Name + ", random batches"
 	case GroupMean:

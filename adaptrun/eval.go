@@ -21,6 +21,7 @@ const (
 	GroupClustered = "clustered"      // hyper: k-means on the evaluated windows themselves, one cluster a batch, its mean feature
 	GroupOnline    = "online"         // hyper: the nearest training centroid, as input (the serving case)
 	GroupUngated   = "online-ungated" // hyper: online, with every window adapted however far from the training centroids
+	GroupChecked   = "online-checked" // hyper: online and gated, each update kept only where it lowers the window's prompt loss
 	GroupRandom    = "random"         // hyper: random batches of mixed windows, their mean feature
 	GroupMean      = "mean-update"    // hyper control: the size-weighted mean of the clustered updates, for everyone
 	GroupShuffled  = "shuffled"       // hyper control: clustered, each cluster given another cluster's update
@@ -195,7 +196,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		for _, b := range cluster.FormBatches(as, t.Cents.K, e.Batch) {
 			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), b.Cluster), K: t.Cents.K})
 		}
-	case GroupOnline, GroupUngated:
+	case GroupOnline, GroupUngated, GroupChecked:
 		if err := need(KindHyper); err != nil {
 			return Scores{}, err
 		}
@@ -301,6 +302,27 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			add(g, ls)
 		}
 		return out, finiteScores(out, grouping)
+	}
+	// The self-check: a window keeps its update only where the update
+	// lowers the loss of the window's own prompt (known at serving time
+	// after the prefill), scored from the same hidden states.
+	if grouping == GroupChecked {
+		ps := promptTargets(s)
+		bs, err := e.Score(nil, ps, GroupBase, 1)
+		if err != nil {
+			return Scores{}, err
+		}
+		as, err := e.Score(t, ps, GroupUngated, 1)
+		if err != nil {
+			return Scores{}, err
+		}
+		for gi := range gs {
+			for j, wi := range gs[gi].Members {
+				if !(as.Loss[wi] < bs.Loss[wi]) {
+					gs[gi].Cluster[j] = -1
+				}
+			}
+		}
 	}
 	if grouping == GroupMean {
 		// the names above are the static spec's; take them from it
@@ -410,4 +432,25 @@ func meanUpdate(t *Trained, gs []group, n int) ([]float32, error) {
 		out[i] = float32(x)
 	}
 	return out, nil
+}
+
+// promptTargets is a copy of s that scores each window's prompt instead:
+// row j predicts token j+1 while j+1 is inside the prompt, nothing after
+// (a window's hidden states cover at least its prompt).
+func promptTargets(s *Set) *Set {
+	c := *s
+	c.Targets = make([][]int32, len(s.Windows))
+	for i, w := range s.Windows {
+		t := len(s.Hidden[i]) / s.C
+		p := min(t, s.Prompt)
+		tg := make([]int32, t)
+		for j := range tg {
+			tg[j] = -1
+			if j+1 < p {
+				tg[j] = w.Tokens[j+1]
+			}
+		}
+		c.Targets[i] = tg
+	}
+	return &c
 }

@@ -177,25 +177,6 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 	return out, nil
 }
 
-// promptTargets is a copy of s scoring the prompt's own tokens: row j
-// predicts token j+1 for j+1 < P (the prompt), nothing after.
-func promptTargets(s *Set) *Set {
-	c := *s
-	c.Targets = make([][]int32, len(s.Windows))
-	for i, w := range s.Windows {
-		t := len(s.Hidden[i]) / s.C
-		tg := make([]int32, t)
-		for j := range tg {
-			tg[j] = -1
-			if j+1 < t {
-				tg[j] = w.Tokens[j+1]
-			}
-		}
-		c.Targets[i] = tg
-	}
-	return &c
-}
-
 // GateCurveMarkdown is the curve as a table.
 func GateCurveMarkdown(method string, pts []GatePoint) string {
 	var b strings.Builder

@@ -22,6 +22,7 @@ type Set struct {
 	Emb     []float32   // (N, C) mean token embedding of the prompt, L2-normalised
 	Hid     []float32   // (N, C) mean final hidden state over the prompt, L2-normalised
 	C       int
+	Prompt  int // P: the prompt's tokens (features come from them)
 }
 
 // Feature returns the (N, dim) features of kind (adapt.FeatureEmbed,
@@ -69,7 +70,7 @@ func Prepare(m *model.Model, w *Windows, split string, batch int, progress func(
 		return nil, fmt.Errorf("adaptrun: no %s windows", split)
 	}
 	c := m.Cfg.NEmbd
-	s := &Set{Name: split, Windows: ws, C: c}
+	s := &Set{Name: split, Windows: ws, C: c, Prompt: w.Prompt}
 	idx := map[string]int{}
 	for _, d := range w.Order {
 		for _, x := range ws {

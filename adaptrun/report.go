@@ -212,6 +212,11 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 		out = append(out, fmt.Sprintf("clustered or online batches beat random batches: %s (clustered - random %+.4f [%.4f, %.4f], online - random %+.4f [%.4f, %.4f] nats/token)",
 			mark(pr.Hi < 0 || po.Hi < 0), pr.Mean, pr.Lo, pr.Hi, po.Mean, po.Lo, po.Hi))
 	}
+	if ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupChecked }); ci >= 0 && len(s.Rows[ci].HarmRolePct) == 2 {
+		c := s.Rows[ci]
+		out = append(out, fmt.Sprintf("with the self-check: %.0f%% of the gap; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
+			100*c.GapClosed, mark(c.HarmRolePct[0] <= 0.5), c.HarmRolePct[0], mark(c.HarmRolePct[1] <= 0.5), c.HarmRolePct[1]))
+	}
 	if len(p.HarmRolePct) == 2 {
 		out = append(out, fmt.Sprintf("no harm (<= +0.5%% perplexity) on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
 			mark(p.HarmRolePct[0] <= 0.5), p.HarmRolePct[0], mark(p.HarmRolePct[1] <= 0.5), p.HarmRolePct[1]))

@@ -271,9 +271,9 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora, experts x2, table, hyper x6, lora-qkv
-	if len(res.Rows) != 13 {
-		t.Fatalf("adapt bench: %d rows, want 13", len(res.Rows))
+	// base, temperature, lora, experts x2, table, hyper x7, lora-qkv
+	if len(res.Rows) != 14 {
+		t.Fatalf("adapt bench: %d rows, want 14", len(res.Rows))
 	}
 	for _, f := range []string{"bench.md", "bench.png", "hyper-hidden.safetensors"} {
 		if _, err := os.Stat(filepath.Join(bench, f)); err != nil {
