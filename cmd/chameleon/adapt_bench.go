@@ -124,13 +124,7 @@ corpus can run the benchmark with --windows.`,
 					return fmt.Errorf("the windows have no %s split", split)
 				}
 			}
-			bar := newBar("base model", "windows")
-			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
-				bar.ChangeMax(total)
-				bar.Describe("base model over " + split)
-				_ = bar.Set(done)
-			})
-			_ = bar.Finish()
+			sets, err := prepareWithBar(s, w)
 			if err != nil {
 				return err
 			}
@@ -167,7 +161,7 @@ corpus can run the benchmark with --windows.`,
 				}
 				ms = append(ms, m)
 			}
-			bar = newBar("training", "steps")
+			bar := newBar("training", "steps")
 			plain := logProgress(os.Stderr, 30*time.Second)
 			label := s.label
 			primaryName := adaptrun.PrimaryAuto
@@ -414,13 +408,7 @@ result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 			if err != nil {
 				return err
 			}
-			bar := newBar("base model over the prompts", "windows")
-			sets, err := adaptrun.PrepareSets(s.m, w.PromptsOnly(), 16, func(split string, done, total int) {
-				bar.ChangeMax(total)
-				bar.Describe("base model over " + split + " prompts")
-				_ = bar.Set(done)
-			})
-			_ = bar.Finish()
+			sets, err := prepareWithBar(s, w.PromptsOnly())
 			if err != nil {
 				return err
 			}

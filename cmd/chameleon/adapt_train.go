@@ -70,30 +70,11 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 				return err
 			}
 			defer s.close()
-			cp, err := data.Open(corpus)
+			w, roles, err := trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed)
 			if err != nil {
 				return err
 			}
-			roles, err := benchRoles(cp, adaptDoms, "", "")
-			if err != nil {
-				return err
-			}
-			for d, r := range roles { // the adaptation domains train; the pretraining ones shape the gate
-				if r == adaptrun.RoleHeldOut {
-					delete(roles, d)
-				}
-			}
-			w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed)
-			if err != nil {
-				return err
-			}
-			bar := newBar("base model", "windows")
-			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
-				bar.ChangeMax(total)
-				bar.Describe("base model over " + split)
-				_ = bar.Set(done)
-			})
-			_ = bar.Finish()
+			sets, err := prepareWithBar(s, w)
 			if err != nil {
 				return err
 			}
@@ -201,23 +182,8 @@ func adaptGateCmd() *cobra.Command {
 				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
 					return err
 				}
-			} else {
-				cp, err := data.Open(corpus)
-				if err != nil {
-					return err
-				}
-				roles, err := benchRoles(cp, adaptDoms, "", "")
-				if err != nil {
-					return err
-				}
-				for d, r := range roles {
-					if r == adaptrun.RoleHeldOut {
-						delete(roles, d)
-					}
-				}
-				if w, err = adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed); err != nil {
-					return err
-				}
+			} else if w, _, err = trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed); err != nil {
+				return err
 			}
 			// Only the training windows and the pretraining ones count, and
 			// only their prompts.
@@ -227,13 +193,7 @@ func adaptGateCmd() *cobra.Command {
 					delete(w.Splits, k)
 				}
 			}
-			bar := newBar("base model", "windows")
-			sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
-				bar.ChangeMax(total)
-				bar.Describe("base model over " + split)
-				_ = bar.Set(done)
-			})
-			_ = bar.Finish()
+			sets, err := prepareWithBar(s, w)
 			if err != nil {
 				return err
 			}
@@ -267,4 +227,38 @@ func adaptGateCmd() *cobra.Command {
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.BoolVar(&selfCheck, "self-check", true, "also keep an update only where it lowers the prompt's own loss (adapt gatecurve replays it)")
 	return c
+}
+
+// prepareWithBar runs the base model over every split of w (16 windows a
+// batch) with a progress bar.
+func prepareWithBar(s *session, w *adaptrun.Windows) (adaptrun.Sets, error) {
+	bar := newBar("base model", "windows")
+	sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
+		bar.ChangeMax(total)
+		bar.Describe("base model over " + split)
+		_ = bar.Set(done)
+	})
+	_ = bar.Finish()
+	return sets, err
+}
+
+// trainingWindows cuts the corpus's adaptation domains' training windows
+// (perDomain each) and its pretraining domains' (fit each, for the gate),
+// and returns them with the roles used.
+func trainingWindows(s *session, corpus, adaptDoms string, t, prompt, perDomain, fit int, seed uint64) (*adaptrun.Windows, map[string]string, error) {
+	cp, err := data.Open(corpus)
+	if err != nil {
+		return nil, nil, err
+	}
+	roles, err := benchRoles(cp, adaptDoms, "", "")
+	if err != nil {
+		return nil, nil, err
+	}
+	for d, r := range roles { // the adaptation domains train; the pretraining ones shape the gate
+		if r == adaptrun.RoleHeldOut {
+			delete(roles, d)
+		}
+	}
+	w, err := adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, adaptrun.Sizes{Train: perDomain, Fit: fit}, seed)
+	return w, roles, err
 }
