@@ -180,12 +180,6 @@ func checkReLU(dst, x, mask gpu.Tensor) []int {
 	return s
 }
 
-// checkLogits validates Logits's operands (panics on a mismatch) and returns m, c, v.
-func checkLogits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor) (int, int, int) {
-	m, c, v := logitsDims(dst, h, w, bias, f, cluster)
-	return m, c, v
-}
-
 // checkReLUBackward validates ReLUBackward's operands (panics on a mismatch) and returns s.
 func checkReLUBackward(dx, dy, x, mask gpu.Tensor) []int {
 	s := x.Shape()

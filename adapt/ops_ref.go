@@ -47,7 +47,7 @@ func (o *RefOps) LogitsVariant(m int, w gpu.Tensor) string {
 
 // Logits implements Ops with the plain-Go reference.
 func (o *RefOps) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) error {
-	checkLogits(dst, h, w, bias, f, cluster)
+	logitsDims(dst, h, w, bias, f, cluster)
 	RefLogits(rf(dst), rf(h), rf(w), rf(bias), rf(f.A), rf(f.B), ri(cluster), f.Layout, alpha)
 	return nil
 }

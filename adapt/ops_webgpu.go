@@ -118,7 +118,7 @@ func (o *WebGPUOps) LogitsVariant(m int, w gpu.Tensor) string {
 // between slices of a long update on a CPU adapter fails; other device
 // errors surface at the next Flush.
 func (o *WebGPUOps) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) error {
-	m, c, v := checkLogits(dst, h, w, bias, f, cluster)
+	m, c, v := logitsDims(dst, h, w, bias, f, cluster)
 	g := o.W
 	if m == 0 || v == 0 {
 		return nil

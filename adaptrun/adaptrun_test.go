@@ -172,15 +172,7 @@ func TestWindowsRoundTrip(t *testing.T) {
 // learnt its domains and that the gate keeps the held-out domain at the
 // base model.
 func TestRunTiny(t *testing.T) {
-	m, w := fixture(t)
-	sets, err := PrepareSets(m, w, 5, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w, sets, base := prepared(t)
 	tb := m.B.(gpu.TrainBackend)
 	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Recluster: true}
 	cfg := Config{
@@ -271,15 +263,7 @@ func TestRunTiny(t *testing.T) {
 // the online row's first-seed figures, and the widest radius without the
 // pretraining half the ungated row's.
 func TestGateCurveReplaysOnline(t *testing.T) {
-	m, w := fixture(t)
-	sets, err := PrepareSets(m, w, 5, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w, sets, base := prepared(t)
 	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureHidden, Hidden: []int{6}, Recluster: true}
 	cfg := Config{Methods: []Method{{Name: "experts", Kind: KindExperts, Rank: 2, Features: adapt.FeatureHidden}, hyper},
 		LRs: []float64{3e-2}, Seeds: 1, Primary: "hyper", Bootstrap: 10, Opts: TrainOpts{Batch: 4, Epochs: 3, Alpha: 1}}
@@ -352,4 +336,20 @@ func TestGateCurveReplaysOnline(t *testing.T) {
 	if err := WriteGateCurvePNG(filepath.Join(t.TempDir(), "g.png"), pts); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// prepared is the fixture after the base pass: the model, its windows,
+// every split's set and the adapters' base.
+func prepared(t *testing.T) (*model.Model, *Windows, Sets, adapt.Base) {
+	t.Helper()
+	m, w := fixture(t)
+	sets, err := PrepareSets(m, w, 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, w, sets, base
 }

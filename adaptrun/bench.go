@@ -6,7 +6,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -434,12 +433,4 @@ func fitScale(loss func(float32) (float64, error)) (float32, float64, error) {
 		return float32(a), fa, nil
 	}
 	return float32(b), fb, nil
-}
-
-// FirstHyper returns the named method's adapter for saving.
-func FirstHyper(ts map[string]*Trained, name string) *adapt.Adapter {
-	if t := ts[name]; t != nil {
-		return t.Adapter
-	}
-	return nil
 }

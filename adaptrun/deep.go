@@ -2,8 +2,8 @@ package adaptrun
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -111,7 +111,7 @@ func NewDeepNet(tb gpu.TrainBackend, cfg model.Config, m Method, alpha float32, 
 	}
 	uniformData := func(size, fanIn int) []float32 {
 		d := make([]float32, size)
-		b := 1 / sqrt(float64(fanIn))
+		b := 1 / math.Sqrt(float64(fanIn))
 		for i := range d {
 			d[i] = float32((2*rng.Float64() - 1) * b)
 		}
@@ -170,14 +170,6 @@ func NewDeepNet(tb gpu.TrainBackend, cfg model.Config, m Method, alpha float32, 
 		n.sites = append(n.sites, ds)
 	}
 	return n, nil
-}
-
-func sqrt(x float64) float64 {
-	z := x
-	for range 30 {
-		z = (z + x/z) / 2
-	}
-	return z
 }
 
 // Params and Grads are the adapter's trainable tensors, aligned.
@@ -418,16 +410,3 @@ func (dt *DeepTrainer) step(net *DeepNet, s *Set, g group, opt *train.AdamW, lr 
 // zeroGrads clears the frozen base's gradients (they accumulate and are
 // never used; cleared now and then so that they stay finite).
 func (dt *DeepTrainer) zeroGrads() { dt.M.ZeroGrad() }
-
-// hostTensors reads a deep adapter's parameters back.
-func (n *DeepNet) hostTensors() ([]model.HostTensor, error) {
-	out := make([]model.HostTensor, len(n.params))
-	for i, p := range n.params {
-		d, err := n.TB.ReadF32(p)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = model.HostTensor{Name: n.names[i], Shape: slices.Clone(p.Shape()), Data: d}
-	}
-	return out, nil
-}

@@ -120,15 +120,7 @@ func TestDeepGradientsFD(t *testing.T) {
 // LoRA inside the decoder, the paper's v3 (static inside, generated head)
 // and generated updates everywhere, with their groupings and the gate.
 func TestRunTinyDeep(t *testing.T) {
-	m, w := fixture(t)
-	sets, err := PrepareSets(m, w, 5, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w, sets, base := prepared(t)
 	tb := m.B.(gpu.TrainBackend)
 	tm, err := train.FromModel(tb, m)
 	if err != nil {
