@@ -98,13 +98,13 @@ func HiddenMeans(m *model.Model, seqs [][]int32) ([]float32, error) {
 	defer m.FreeCache(cache)
 	var hs []float32
 	var rows []int32
-	head := func(dst, h gpu.Tensor, seq []int32) error {
+	head := model.HeadFunc(func(dst, h gpu.Tensor, seq []int32) error {
 		var err error
 		hs, err = m.B.ReadF32(h)
 		rows = append([]int32(nil), seq...)
 		return err
-	}
-	logits, err := m.ForwardHead(cache, toks, false, head)
+	})
+	logits, err := m.ForwardAdapted(cache, toks, false, head)
 	if err != nil {
 		return nil, err
 	}

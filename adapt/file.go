@@ -58,6 +58,13 @@ type Meta struct {
 	// SelfCheck: plans keep a sequence's update only where it lowers the
 	// loss of the sequence's own tokens (the prompt), else the base model.
 	SelfCheck bool `json:"self_check,omitempty"`
+	// Sites are the decoder's block sites (model.SiteQKV, SiteProj,
+	// SiteFC, SiteFC2) updated at every layer besides the output
+	// projection; none: the output projection only (see sites.go).
+	// StaticSites makes a hyper adapter's block sites static pairs (the
+	// paper's v3); they are generated otherwise.
+	Sites       []string `json:"sites,omitempty"`
+	StaticSites bool     `json:"static_sites,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.
@@ -80,6 +87,9 @@ func (m Meta) Validate() error {
 	}
 	if math.IsNaN(float64(m.Alpha)) || math.IsInf(float64(m.Alpha), 0) {
 		return fmt.Errorf("alpha %g is not finite", m.Alpha)
+	}
+	if err := m.validateSites(); err != nil {
+		return err
 	}
 	switch m.Kind {
 	case KindLoRA:
@@ -143,7 +153,7 @@ func FeatureDim(kind string, c int) (int, error) {
 func (m Meta) Spec() []model.HostTensor {
 	c := m.Base.Config
 	if m.Kind == KindHyper {
-		spec := HyperSpec(m.Hyper())
+		spec := append(HyperSpec(m.Hyper()), m.siteSpec()...)
 		if m.Centroids > 0 {
 			in, _ := FeatureDim(m.Features, c.NEmbd)
 			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
@@ -155,7 +165,7 @@ func (m Meta) Spec() []model.HostTensor {
 		}
 		return spec
 	}
-	return StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize)
+	return append(StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize), m.siteSpec()...)
 }
 
 // Adapter is an adapter's parameters on the host, tensors in Meta.Spec()
@@ -338,7 +348,7 @@ func (a *Adapter) TrainingCentroids() *cluster.Centroids {
 }
 
 // HyperTensors are a hyper adapter's network tensors (HyperSpec order),
-// without the centroids and the gate stored after them.
+// without the block sites', the centroids and the gate stored after them.
 func (a *Adapter) HyperTensors() []model.HostTensor {
 	return a.Tensors[:min(len(a.Tensors), len(HyperSpec(a.Meta.Hyper())))]
 }
@@ -349,5 +359,5 @@ func (a *Adapter) UploadStatic(b gpu.Backend) (*Static, error) {
 		return nil, fmt.Errorf("adapt: a %s adapter has no static factors", a.Meta.Kind)
 	}
 	c := a.Meta.Base.Config
-	return UploadStatic(b, a.Meta.Experts, a.Meta.Rank, c.NEmbd, c.VocabSize, a.Meta.Alpha, a.Tensors)
+	return UploadStatic(b, a.Meta.Experts, a.Meta.Rank, c.NEmbd, c.VocabSize, a.Meta.Alpha, a.Tensors[:min(2, len(a.Tensors))])
 }

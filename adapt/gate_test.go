@@ -171,7 +171,7 @@ func TestRuntimeSelfCheck(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				ad, err := m.Score([][]int32{s}, nil, free.HeadFrom(i, nil))
+				ad, err := m.Score([][]int32{s}, nil, free.AdapterFrom(i, nil))
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -203,26 +203,33 @@ func (n *HyperNet) Forward(o Ops, out, feats gpu.Tensor, masks []gpu.Tensor) err
 	if masks != nil && len(masks) != len(n.Cfg.Hidden) {
 		panic(fmt.Sprintf("adapt: HyperNet.Forward: %d dropout masks for %d hidden layers", len(masks), len(n.Cfg.Hidden)))
 	}
+	x, tmp, err := n.hidden(o, feats, masks)
+	defer freeAll(o.Backend(), tmp)
+	if err != nil {
+		return err
+	}
+	last := n.Layers[len(n.Layers)-1]
+	o.Backend().MatMul(out, x, last.W, last.Bias)
+	return nil
+}
+
+// hidden runs every layer but the last on feats (K, InDim): it returns the
+// last hidden layer's activations (K, Hn) and the temporaries to free
+// (which hold them) once the caller's kernels that read them are recorded.
+func (n *HyperNet) hidden(o Ops, feats gpu.Tensor, masks []gpu.Tensor) (gpu.Tensor, []gpu.Tensor, error) {
+	d := n.Cfg.Dims()
+	k := feats.Shape()[0]
 	var tmp []gpu.Tensor
-	defer func() {
-		for _, t := range tmp {
-			o.Backend().Free(t)
-		}
-	}()
 	x := feats
-	for l, L := range n.Layers {
-		if l == len(n.Layers)-1 {
-			o.Backend().MatMul(out, x, L.W, L.Bias)
-			break
-		}
+	for l, L := range n.Layers[:len(n.Layers)-1] {
 		z, err := o.Backend().Alloc(gpu.F32, k, d[l+1])
 		if err != nil {
-			return fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
+			return nil, tmp, fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
 		}
 		tmp = append(tmp, z)
 		a, err := o.Backend().Alloc(gpu.F32, k, d[l+1])
 		if err != nil {
-			return fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
+			return nil, tmp, fmt.Errorf("adapt: hyper-network layer %d: %w", l, err)
 		}
 		tmp = append(tmp, a)
 		o.Backend().MatMul(z, x, L.W, L.Bias)
@@ -233,7 +240,13 @@ func (n *HyperNet) Forward(o Ops, out, feats gpu.Tensor, masks []gpu.Tensor) err
 		o.ReLU(a, z, mask)
 		x = a
 	}
-	return nil
+	return x, tmp, nil
+}
+
+func freeAll(b gpu.Backend, ts []gpu.Tensor) {
+	for _, t := range ts {
+		b.Free(t)
+	}
 }
 
 // Factors is the view of a Forward output as K factor pairs.

@@ -14,7 +14,7 @@ import (
 //
 //	rt, _ := adapt.NewRuntime(m, a)      // a from adapt.Load
 //	plan, _ := rt.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeBatch})
-//	gens, _ := m.Generate(tok, prompts, model.GenerateOptions{Head: plan.Head(), ...})
+//	gens, _ := m.Generate(tok, prompts, model.GenerateOptions{Adapter: plan.Adapter(nil), ...})
 type Runtime struct {
 	Meta      Meta
 	M         *model.Model
@@ -29,6 +29,7 @@ type Runtime struct {
 	cops         cluster.Ops
 	hyper        *HyperNet
 	static       *Static
+	sites        map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 }
 
 // NewRuntime checks that a was made for m (the base fingerprint) and puts
@@ -54,7 +55,15 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	default:
 		r.static, err = a.UploadStatic(m.B)
 	}
+	if err == nil {
+		n := len(HyperSpec(a.Meta.Hyper()))
+		if a.Meta.Kind != KindHyper {
+			n = 2
+		}
+		r.sites, err = a.uploadSites(m.B, n)
+	}
 	if err != nil {
+		r.Free()
 		return nil, err
 	}
 	return r, nil
@@ -68,6 +77,10 @@ func (r *Runtime) Free() {
 	if r.static != nil {
 		r.static.Free(r.M.B)
 	}
+	for _, u := range r.sites {
+		u.free(r.M.B)
+	}
+	r.hyper, r.static, r.sites = nil, nil, nil
 }
 
 // Mode is how a plan groups its sequences.
@@ -113,7 +126,10 @@ type Plan struct {
 	Alpha    float32
 	factors  Factors
 	packed   gpu.Tensor // hyper output (K, OutDim); nil for static adapters
-	rt       *Runtime
+	// siteF are the block sites' factors; sitePacked hold the generated ones.
+	siteF      map[model.Site]Factors
+	sitePacked []gpu.Tensor
+	rt         *Runtime
 }
 
 // Plan groups seqs (token ids, e.g. prompts) and makes each group's
@@ -130,7 +146,7 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	switch r.Meta.Kind {
 	case KindLoRA:
 		p.K, p.factors = 1, r.static.Factors()
-		return p, nil
+		return p, p.generateSites(nil)
 	case KindExperts:
 		if len(o.Experts) != n {
 			return nil, fmt.Errorf("adapt: plan: an experts adapter needs each sequence's expert (%d given for %d sequences)", len(o.Experts), n)
@@ -253,7 +269,8 @@ func MeanFeatures(features []float32, assign []int, k, c int) []float32 {
 	return out
 }
 
-// generate runs the hyper-network on the plan's cluster means.
+// generate runs the hyper-network on the plan's cluster means: the output
+// projection's factors and every generated block site's.
 func (p *Plan) generate() error {
 	b := p.rt.M.B
 	h := p.rt.hyper
@@ -268,7 +285,14 @@ func (p *Plan) generate() error {
 	if p.packed, err = b.Alloc(gpu.F32, p.K, h.Cfg.OutDim()); err != nil {
 		return fmt.Errorf("adapt: hyper-network output for %d clusters: %w", p.K, err)
 	}
-	if err := h.Forward(p.rt.ops, p.packed, in, nil); err != nil {
+	z, tmp, err := h.hidden(p.rt.ops, in, nil)
+	defer freeAll(b, tmp)
+	if err == nil {
+		last := h.Layers[len(h.Layers)-1]
+		b.MatMul(p.packed, z, last.W, last.Bias)
+		err = p.generateSites(z)
+	}
+	if err != nil {
 		p.Free()
 		return err
 	}
@@ -282,37 +306,8 @@ func (p *Plan) Free() {
 		p.rt.M.B.Free(p.packed)
 		p.packed = nil
 	}
-}
-
-// Head is the model.Head that gives each row its sequence's cluster's
-// update: logits = W h + alpha * B_c (A_c h). Rows of padding and of
-// sequences with cluster -1 get the base logits. on, if not nil, turns
-// adaptation off for sequence i where on[i] is false.
-func (p *Plan) Head(on []bool) model.Head { return p.HeadFrom(0, on) }
-
-// HeadFrom is Head for a batch that holds the plan's sequences first,
-// first+1, ...: the head's sequence s is the plan's sequence first+s (e.g.
-// one batch of windows of a perplexity run planned as a whole).
-func (p *Plan) HeadFrom(first int, on []bool) model.Head {
-	return func(dst, h gpu.Tensor, seq []int32) error {
-		b := p.rt.M.B
-		cl := make([]int32, len(seq))
-		for r, s := range seq {
-			cl[r] = -1
-			if i := int(s) + first; s >= 0 && i < len(p.Cluster) && (on == nil || on[i]) {
-				cl[r] = int32(p.Cluster[i])
-			}
-		}
-		ct, err := b.Alloc(gpu.I32, len(cl))
-		if err != nil {
-			return err
-		}
-		defer b.Free(ct)
-		if err := b.Write(ct, cl); err != nil {
-			return err
-		}
-		return p.rt.ops.Logits(dst, h, p.rt.M.W.Wte, nil, p.factors, ct, p.Alpha)
-	}
+	freeAll(p.rt.M.B, p.sitePacked)
+	p.sitePacked, p.siteF = nil, nil
 }
 
 // Project2D returns a 2-D projection of the plan's features (the first two
@@ -423,19 +418,19 @@ func (p *Plan) selfCheck(seqs [][]int32) error {
 	if len(check) == 0 {
 		return nil
 	}
-	base, err := m.ScoreChunked(check, func(int) model.Head { return nil })
+	base, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
 	if err != nil {
 		return fmt.Errorf("adapt: self-check: %w", err)
 	}
-	// The adapted scores: the plan's head reads Cluster by sequence, so
-	// give it the checked sequences' clusters in their order.
+	// The adapted scores: the plan's adapter reads Cluster by sequence,
+	// so give it the checked sequences' clusters in their order.
 	all := p.Cluster
 	sub := make([]int, len(idx))
 	for j, i := range idx {
 		sub[j] = all[i]
 	}
 	p.Cluster = sub
-	adapted, err := m.ScoreChunked(check, func(first int) model.Head { return p.HeadFrom(first, nil) })
+	adapted, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterFrom(first, nil) })
 	p.Cluster = all
 	if err != nil {
 		return fmt.Errorf("adapt: self-check: %w", err)

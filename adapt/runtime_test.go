@@ -153,25 +153,25 @@ func hostHyper(a *Adapter, in []float32) []float64 {
 // the logits (M, V).
 func capture(t *testing.T, m *model.Model, prompts [][]int32) (h []float32, seq []int32, logits []float32) {
 	t.Helper()
-	head := func(dst, ht gpu.Tensor, s []int32) error {
+	head := model.HeadFunc(func(dst, ht gpu.Tensor, s []int32) error {
 		m.B.MatMul(dst, ht, m.W.Wte, nil)
 		var err error
 		h, err = m.B.ReadF32(ht)
 		seq = slices.Clone(s)
 		return err
-	}
+	})
 	return h, seq, forwardWith(t, m, prompts, head)
 }
 
 // forwardWith is the logits of every position of prompts with head.
-func forwardWith(t *testing.T, m *model.Model, prompts [][]int32, head model.Head) []float32 {
+func forwardWith(t *testing.T, m *model.Model, prompts [][]int32, head model.Adapter) []float32 {
 	t.Helper()
 	c, err := m.NewCache(len(prompts), m.Cfg.NCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.FreeCache(c)
-	lg, err := m.ForwardHead(c, prompts, false, head)
+	lg, err := m.ForwardAdapted(c, prompts, false, head)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestRuntimeBatchPlan(t *testing.T) {
 		}
 		clusters = append(clusters, p.Cluster)
 		h, seq, base := capture(t, m, prompts)
-		got := forwardWith(t, m, prompts, p.Head(nil))
+		got := forwardWith(t, m, prompts, p.Adapter(nil))
 		fac := make([][]float64, p.K)
 		for k := range fac {
 			mean := make([]float32, c)
@@ -367,7 +367,7 @@ func TestRuntimeGenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		o := opt
-		o.Head = p.Head(nil)
+		o.Adapter = p.Adapter(nil)
 		batch, err := m.Generate(tok, prompts, o)
 		if err != nil {
 			t.Fatal(err)
@@ -379,7 +379,7 @@ func TestRuntimeGenerate(t *testing.T) {
 		var toks [][]int32
 		same := 0
 		for i, g := range batch {
-			o.Head = p.HeadFrom(i, nil) // this prompt alone is the plan's sequence i
+			o.Adapter = p.AdapterFrom(i, nil) // this prompt alone is the plan's sequence i
 			one, err := m.Generate(tok, prompts[i:i+1], o)
 			if err != nil {
 				t.Fatal(err)
@@ -398,7 +398,7 @@ func TestRuntimeGenerate(t *testing.T) {
 		// Adaptation switched off for a sequence gives its base generation.
 		on := make([]bool, len(prompts))
 		on[1] = true
-		o.Head = p.Head(on)
+		o.Adapter = p.Adapter(on)
 		mixed, err := m.Generate(tok, prompts, o)
 		if err != nil {
 			t.Fatal(err)
@@ -484,7 +484,7 @@ func TestRuntimeOnlineAndOne(t *testing.T) {
 			t.Fatalf("%s: every prompt went to cluster %v: the fixture no longer tells the centroids apart", name, used)
 		}
 		h, seq, _ := capture(t, m, prompts)
-		got := forwardWith(t, m, prompts, p.Head(nil))
+		got := forwardWith(t, m, prompts, p.Adapter(nil))
 		want := expectLogits(f, h, seq, float64(a.Meta.Alpha), a.Meta.Rank, func(s int) []float64 {
 			return hostHyper(a, cents[p.Cluster[s]*c:(p.Cluster[s]+1)*c])
 		})
@@ -572,7 +572,7 @@ func TestRuntimeStatic(t *testing.T) {
 				t.Errorf("%s %s: K=%d", name, kind, p.K)
 			}
 			h, seq, _ := capture(t, m, prompts)
-			got := forwardWith(t, m, prompts, p.Head(nil))
+			got := forwardWith(t, m, prompts, p.Adapter(nil))
 			want := expectLogits(f, h, seq, 1.5, r, func(s int) []float64 {
 				if experts == nil {
 					return fac(0)
@@ -659,7 +659,7 @@ func TestRuntimeBadInput(t *testing.T) {
 	if p.K != 1 || p.Cluster[0] != 0 {
 		t.Errorf("batch of one: K=%d cluster %v", p.K, p.Cluster)
 	}
-	finite("batch of one", forwardWith(t, m, one, p.Head(nil)))
+	finite("batch of one", forwardWith(t, m, one, p.Adapter(nil)))
 	p.Free()
 	// Identical prompts (and an empty one) with more clusters than
 	// distinct inputs: every copy lands in the same cluster.
@@ -671,7 +671,7 @@ func TestRuntimeBadInput(t *testing.T) {
 	if slices.ContainsFunc(p.Cluster, func(k int) bool { return k != p.Cluster[0] }) {
 		t.Errorf("identical prompts split into clusters %v", p.Cluster)
 	}
-	lg := forwardWith(t, m, same, p.Head(nil))
+	lg := forwardWith(t, m, same, p.Adapter(nil))
 	finite("identical prompts", lg)
 	if n := len(lg) / len(same); maxDiff(lg[:n], lg[n:2*n]) != 0 {
 		t.Error("identical prompts got different logits")

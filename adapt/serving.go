@@ -11,7 +11,8 @@ import (
 // centroids, or the means of a window of requests) and whose sequences are
 // the slots of a serving cache. Plan.Cluster is then indexed by slot: the
 // caller sets each slot's cluster (-1: unadapted) before every forward, and
-// Plan.Head applies every row's own cluster in one fused Ops.Logits call.
+// Plan.Adapter applies every row's own cluster in one fused Ops.Logits call
+// (and one shrink and one expand per block site).
 
 // PlanMeans makes a plan for slots sequences, all unadapted (-1) until the
 // caller sets Plan.Cluster. For a hyper adapter its K clusters have the
@@ -33,7 +34,7 @@ func (r *Runtime) PlanMeans(slots int, means []float32) (*Plan, error) {
 			return nil, fmt.Errorf("adapt: a %s adapter has fixed factors: it takes no cluster means", r.Meta.Kind)
 		}
 		p.K, p.factors = r.Meta.Experts, r.static.Factors()
-		return p, nil
+		return p, p.generateSites(nil)
 	}
 	c := r.FeatureWidth()
 	if len(means) == 0 || len(means)%c != 0 {

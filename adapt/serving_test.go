@@ -49,14 +49,14 @@ func servingRuntime(t *testing.T, k int) *Runtime {
 var servingSeqs = [][]int32{{1, 2, 3}, {50, 51}, {7}, {90, 91, 92, 93}, {1, 2, 4}}
 
 // logitsOf runs seqs through m with head, one cache slot each.
-func logitsOf(t *testing.T, m *model.Model, seqs [][]int32, head model.Head) []float32 {
+func logitsOf(t *testing.T, m *model.Model, seqs [][]int32, head model.Adapter) []float32 {
 	t.Helper()
 	c, err := m.NewCache(len(seqs), m.Cfg.NCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.FreeCache(c)
-	lt, err := m.ForwardHead(c, seqs, true, head)
+	lt, err := m.ForwardAdapted(c, seqs, true, head)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,14 +93,14 @@ func TestServingPlans(t *testing.T) {
 	if cp.K != 3 || !slices.Equal(cp.Cluster, []int{-1, -1, -1, -1, -1}) {
 		t.Fatalf("centroid plan K=%d clusters %v", cp.K, cp.Cluster)
 	}
-	if got := logitsOf(t, rt.M, servingSeqs, cp.Head(nil)); !slices.Equal(got, logitsOf(t, rt.M, servingSeqs, nil)) {
+	if got := logitsOf(t, rt.M, servingSeqs, cp.Adapter(nil)); !slices.Equal(got, logitsOf(t, rt.M, servingSeqs, nil)) {
 		t.Errorf("a plan whose slots have cluster -1 changes the logits")
 	}
 	copy(cp.Cluster, as)
 	cp.Cluster[2] = -1 // one slot unadapted
 	on := slices.Repeat([]bool{true}, len(servingSeqs))
 	on[2] = false
-	if got, want := logitsOf(t, rt.M, servingSeqs, cp.Head(nil)), logitsOf(t, rt.M, servingSeqs, online.Head(on)); !slices.Equal(got, want) {
+	if got, want := logitsOf(t, rt.M, servingSeqs, cp.Adapter(nil)), logitsOf(t, rt.M, servingSeqs, online.Adapter(on)); !slices.Equal(got, want) {
 		t.Errorf("centroid plan's logits differ from Plan(ModeOnline)'s")
 	}
 
@@ -130,7 +130,7 @@ func TestServingPlans(t *testing.T) {
 	for i, a := range assign {
 		mp.Cluster[i] = []int{3, 1}[a]
 	}
-	if got, want := logitsOf(t, rt.M, servingSeqs, mp.Head(nil)), logitsOf(t, rt.M, servingSeqs, batch.Head(nil)); !slices.Equal(got, want) {
+	if got, want := logitsOf(t, rt.M, servingSeqs, mp.Adapter(nil)), logitsOf(t, rt.M, servingSeqs, batch.Adapter(nil)); !slices.Equal(got, want) {
 		t.Errorf("PlanMeans's logits differ from Plan(ModeBatch)'s")
 	}
 }

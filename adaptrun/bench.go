@@ -390,7 +390,7 @@ func addedFLOPs(m Method, g string, layers, c, v, tokensPerCluster int) float64 
 			}
 		}
 		for _, s := range deepSites(m, layers) {
-			in, out := siteShape(s.Name, c, v)
+			in, out, _ := model.Config{NEmbd: c, VocabSize: v}.SiteShape(s.Name)
 			f += float64(2 * m.Rank * (in + out))
 			if m.Kind == KindHyper && (!m.DeepStatic || s.Name == "head") {
 				h += float64(2 * m.Hidden[len(m.Hidden)-1] * m.Rank * (in + out))

@@ -4,29 +4,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/train"
 )
-
-// siteShape is (in, out) of a decoder site for width c and vocabulary v.
-func siteShape(name string, c, v int) (int, int) {
-	switch name {
-	case train.SiteQKV:
-		return c, 3 * c
-	case train.SiteProj:
-		return c, c
-	case train.SiteFC:
-		return c, 4 * c
-	case train.SiteFC2:
-		return 4 * c, c
-	case train.SiteHead:
-		return c, v
-	}
-	panic(fmt.Sprintf("adaptrun: unknown site %q", name))
-}
 
 // deepSite is one adapted linear layer: a static pair (A (1, R, in), B (1,
 // out, R), trained) or a generated one (a hyper-network head Linear(H, R*in
@@ -59,16 +45,17 @@ type DeepNet struct {
 	sites []*deepSite
 	trunk []adapt.Linear
 	tg    [][2]gpu.Tensor // trunk gradients
-	// this step
-	cl      gpu.Tensor
-	clHost  []int32
-	xs, zs  []gpu.Tensor // trunk inputs and pre-activations
-	z       gpu.Tensor   // trunk output (K, H)
-	live    []gpu.Tensor
-	params  []gpu.Tensor
-	grads   []gpu.Tensor
-	names   []string
-	hostIni []model.HostTensor
+	// this step: each row's cluster, and (cl0) 0 for every adapted row,
+	// the static sites' one pair
+	cl, cl0         gpu.Tensor
+	clHost, cl0Host []int32
+	xs, zs          []gpu.Tensor // trunk inputs and pre-activations
+	z               gpu.Tensor   // trunk output (K, H)
+	live            []gpu.Tensor
+	params          []gpu.Tensor
+	grads           []gpu.Tensor
+	names           []string
+	hostIni         []model.HostTensor
 }
 
 // deepSites lists the sites a method updates: each of m.Deep at every
@@ -90,7 +77,7 @@ func siteKey(s train.Site) string { return fmt.Sprintf("%d.%s", s.Layer, s.Name)
 // heads with a zero B part, so that training starts from the base model.
 func NewDeepNet(tb gpu.TrainBackend, cfg model.Config, m Method, alpha float32, seed uint64) (*DeepNet, error) {
 	n := &DeepNet{TB: tb, Cfg: cfg, R: m.Rank, Alpha: alpha, ops: adapt.New(tb)}
-	c, v := cfg.NEmbd, cfg.VocabSize
+	c := cfg.NEmbd
 	rng := rand.New(rand.NewPCG(seed, 0xdee9))
 	add := func(name string, shape []int, data []float32) (gpu.Tensor, error) {
 		t, err := tb.Alloc(gpu.F32, shape...)
@@ -141,7 +128,10 @@ func NewDeepNet(tb gpu.TrainBackend, cfg model.Config, m Method, alpha float32, 
 		hl = m.Hidden[len(m.Hidden)-1]
 	}
 	for _, s := range deepSites(m, cfg.NLayer) {
-		in, out := siteShape(s.Name, c, v)
+		in, out, ok := cfg.SiteShape(s.Name)
+		if !ok {
+			return nil, fmt.Errorf("adaptrun: %s: unknown site %q", m.Name, s.Name)
+		}
 		ds := &deepSite{site: s, in: in, out: out, generated: generated && !(m.DeepStatic && s.Name != train.SiteHead)}
 		key := siteKey(s)
 		if ds.generated {
@@ -189,7 +179,7 @@ func (n *DeepNet) endStep() {
 	for _, t := range n.live {
 		n.TB.Free(t)
 	}
-	n.live, n.xs, n.zs, n.z, n.cl = nil, nil, nil, nil, nil
+	n.live, n.xs, n.zs, n.z, n.cl, n.cl0 = nil, nil, nil, nil, nil, nil
 	for _, s := range n.sites {
 		s.packed, s.dPacked, s.u = nil, nil, nil
 	}
@@ -217,7 +207,20 @@ func (n *DeepNet) begin(cluster []int32, k int, means []float32) error {
 	if err := n.TB.Write(cl, cluster); err != nil {
 		return err
 	}
-	n.cl = cl
+	n.cl, n.cl0, n.cl0Host = cl, cl, cluster
+	if k > 1 {
+		n.cl0Host = make([]int32, len(cluster))
+		for i, c := range cluster {
+			n.cl0Host[i] = min(c, 0)
+		}
+		if n.cl0, err = n.TB.Alloc(gpu.I32, len(cluster)); err != nil {
+			return err
+		}
+		n.live = append(n.live, n.cl0)
+		if err := n.TB.Write(n.cl0, n.cl0Host); err != nil {
+			return err
+		}
+	}
 	if len(n.trunk) == 0 {
 		return nil
 	}
@@ -286,8 +289,18 @@ func (n *DeepNet) Forward(s train.Site, y, x gpu.Tensor) error {
 		return err
 	}
 	d.u = u
-	n.ops.LowRankU(u, x, d.f, n.cl, n.Alpha)
-	return n.ops.AddLowRank(y, u, d.f, n.cl)
+	cl, _ := n.clusters(d)
+	n.ops.LowRankU(u, x, d.f, cl, n.Alpha)
+	return n.ops.AddLowRank(y, u, d.f, cl)
+}
+
+// clusters are the rows' clusters for site d: their own for a generated
+// site, 0 for every adapted row at a static one (its one pair).
+func (n *DeepNet) clusters(d *deepSite) (gpu.Tensor, []int32) {
+	if d.generated {
+		return n.cl, n.clHost
+	}
+	return n.cl0, n.cl0Host
 }
 
 // Backward implements train.Delta: the factors' gradients (written; the
@@ -301,11 +314,12 @@ func (n *DeepNet) Backward(s train.Site, dx, dy, x gpu.Tensor) error {
 			return err
 		}
 	}
-	if err := n.ops.LowRankBackwardInput(d.df, du, dy, x, d.u, d.f, n.clHost, n.Alpha); err != nil {
+	cl, clHost := n.clusters(d)
+	if err := n.ops.LowRankBackwardInput(d.df, du, dy, x, d.u, d.f, clHost, n.Alpha); err != nil {
 		return err
 	}
 	if dx != nil {
-		n.ops.AddLowRankT(dx, du, d.f, n.cl, n.Alpha)
+		n.ops.AddLowRankT(dx, du, d.f, cl, n.Alpha)
 	}
 	return nil
 }
@@ -410,3 +424,65 @@ func (dt *DeepTrainer) step(net *DeepNet, s *Set, g group, opt *train.AdamW, lr 
 // zeroGrads clears the frozen base's gradients (they accumulate and are
 // never used; cleared now and then so that they stay finite).
 func (dt *DeepTrainer) zeroGrads() { dt.M.ZeroGrad() }
+
+// Adapter is the file form of a trained deep adapter described by meta
+// (its Sites and StaticSites set here from the method): the parameters
+// read back from the device under adapt's names (the trunk and the head's
+// generated layer as a HyperNet's layers, block sites as site.* tensors),
+// the standardisation mu, sd folded into the first layer, and the
+// training centroids cents (hyper adapters) last.
+func (n *DeepNet) Adapter(m Method, meta adapt.Meta, mu, sd []float64, cents *cluster.Centroids) (*adapt.Adapter, error) {
+	meta.Sites = slices.Clone(m.Deep)
+	meta.StaticSites = m.Kind == KindHyper && m.DeepStatic
+	byName := map[string]gpu.Tensor{}
+	for i, name := range n.names {
+		byName[name] = n.params[i]
+	}
+	head := siteKey(train.Site{Layer: -1, Name: train.SiteHead})
+	var ts []model.HostTensor
+	for _, s := range meta.Spec() {
+		if s.Name == adapt.CentroidsTensor {
+			s.Data = cents.Data
+			ts = append(ts, s)
+			continue
+		}
+		var src, what string
+		var layer int
+		switch {
+		case s.Name == "A" || s.Name == "B":
+			src = "lora." + head + "." + s.Name
+		case strings.HasPrefix(s.Name, "site."):
+			// site.<layer>.<name>.<what> is <kind>.<layer>.<name>.<what> here.
+			src = "lora." + strings.TrimPrefix(s.Name, "site.")
+			if meta.Kind == adapt.KindHyper && !meta.StaticSites {
+				src = "hyper." + strings.TrimPrefix(s.Name, "site.")
+			}
+		default:
+			if _, err := fmt.Sscanf(s.Name, "hyper.%d.%s", &layer, &what); err != nil {
+				return nil, fmt.Errorf("adaptrun: no deep tensor for %s", s.Name)
+			}
+			src = fmt.Sprintf("hyper.trunk.%d.%s", layer, what)
+			if layer == len(meta.Hidden) {
+				src = "hyper." + head + "." + what
+			}
+		}
+		t, ok := byName[src]
+		if !ok {
+			return nil, fmt.Errorf("adaptrun: deep adapter has no tensor %s (for %s)", src, s.Name)
+		}
+		if !slices.Equal(t.Shape(), s.Shape) {
+			return nil, fmt.Errorf("adaptrun: deep tensor %s is %v, the file's %s wants %v", src, t.Shape(), s.Name, s.Shape)
+		}
+		d, err := n.TB.ReadF32(t)
+		if err != nil {
+			return nil, err
+		}
+		s.Data = d
+		ts = append(ts, s)
+	}
+	if mu != nil {
+		FoldStandardize(ts[0].Data, ts[1].Data, mu, sd)
+	}
+	a := &adapt.Adapter{Meta: meta, Tensors: ts}
+	return a, a.Validate()
+}

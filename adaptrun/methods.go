@@ -68,8 +68,9 @@ type Trained struct {
 	// distance) from every training centroid than this gets no update. It
 	// is a quantile of the training windows' own distances (GateQuantile).
 	Radius float64
-	// Deep methods: the adapter stays on the device (there is no file form
-	// yet) with the standardisation of its hyper-network's input.
+	// Deep methods: the adapter also stays on the device (Adapter is its
+	// file form) with the standardisation of its hyper-network's input,
+	// for the evaluator's training-side forward.
 	Deep    *DeepNet
 	Mu, SD  []float64
 	NParams int // trainable parameters
@@ -309,7 +310,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		out.Radius = radius(out.Cents, d.Feature(m.Features), GateQuantile)
 	}
 	if dt != nil {
-		return out, trainDeep(dt, m, d, o, epochs, rng, out, mu, sd, progress)
+		return out, trainDeep(dt, m, meta, d, o, epochs, rng, out, mu, sd, progress)
 	}
 	if host == nil {
 		host = adapt.InitStatic(meta.Experts, meta.Rank, c, v, o.Seed)
@@ -370,7 +371,7 @@ func paramCount(ts []model.HostTensor) int {
 }
 
 // trainDeep trains a deep adapter over the epochs' groups into out.
-func trainDeep(dt *DeepTrainer, m Method, d *Set, o TrainOpts, epochs [][]group, rng *rand.Rand, out *Trained, mu, sd []float64, progress func(step, steps int, loss float64)) error {
+func trainDeep(dt *DeepTrainer, m Method, meta adapt.Meta, d *Set, o TrainOpts, epochs [][]group, rng *rand.Rand, out *Trained, mu, sd []float64, progress func(step, steps int, loss float64)) error {
 	net, err := NewDeepNet(dt.M.B, dt.M.Cfg, m, o.Alpha, o.Seed)
 	if err != nil {
 		return err
@@ -420,6 +421,9 @@ func trainDeep(dt *DeepTrainer, m Method, d *Set, o TrainOpts, epochs [][]group,
 	out.Deep, out.Mu, out.SD = net, mu, sd
 	for _, p := range net.Params() {
 		out.NParams += gpu.Numel(p.Shape())
+	}
+	if out.Adapter, err = net.Adapter(m, meta, mu, sd, out.Cents); err != nil {
+		return fmt.Errorf("adaptrun: %s: file form: %w", m.Name, err)
 	}
 	return nil
 }

@@ -159,12 +159,12 @@ func hiddenStates(m *model.Model, seqs [][]int32, batch int, progress func(done 
 			return nil, err
 		}
 		var hs []float32
-		head := func(dst, h gpu.Tensor, _ []int32) error {
+		head := model.HeadFunc(func(dst, h gpu.Tensor, _ []int32) error {
 			var err error
 			hs, err = m.B.ReadF32(h)
 			return err
-		}
-		logits, err := m.ForwardHead(cache, toks, false, head)
+		})
+		logits, err := m.ForwardAdapted(cache, toks, false, head)
 		m.FreeCache(cache)
 		if err != nil {
 			return nil, err

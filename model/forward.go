@@ -60,26 +60,21 @@ func (m *Model) FreeCache(c *Cache) {
 // at the next read or Flush (each costs a round trip to the device, and a
 // decode step needs only one, for the sampled ids).
 func (m *Model) Forward(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
-	return m.ForwardHead(c, tokens, false, nil)
+	return m.ForwardAdapted(c, tokens, false, nil)
 }
-
-// Head computes logits dst (R, V) from the final layernorm's output h
-// (R, C) in place of the tied projection h·wteᵀ: the hook through which an
-// adapter changes the output projection. seq[r] is the cache slot (the
-// sequence) of row r, or -1 for a padding row.
-type Head func(dst, h gpu.Tensor, seq []int32) error
 
 // ForwardLast is Forward returning only the logits of each sequence's last
 // new token, shape (B, V); a sequence that added no tokens gets a zero row.
 // Generation needs no more, and it skips the vocabulary projection of
 // every other position.
 func (m *Model) ForwardLast(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
-	return m.ForwardHead(c, tokens, true, nil)
+	return m.ForwardAdapted(c, tokens, true, nil)
 }
 
-// ForwardHead is Forward (lastOnly false) or ForwardLast (true) with the
-// logits computed by head (nil: the tied projection).
-func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head) (gpu.Tensor, error) {
+// ForwardAdapted is Forward (lastOnly false) or ForwardLast (true) adapted
+// by ad (nil: the base model): its pass updates the block sites and may
+// compute the logits.
+func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Adapter) (gpu.Tensor, error) {
 	if len(tokens) != c.B {
 		return nil, fmt.Errorf("model: %d token sequences for a cache of %d", len(tokens), c.B)
 	}
@@ -162,6 +157,40 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 			return nil, err
 		}
 	}
+	var pass Pass
+	if ad != nil {
+		rows := make([]int32, 0, M)
+		for b, ts := range tokens {
+			for i := 0; i < tq; i++ {
+				rows = append(rows, int32(b))
+				if i >= len(ts) {
+					rows[len(rows)-1] = -1
+				}
+			}
+		}
+		head := rows
+		if lastOnly {
+			head = make([]int32, B)
+			for b, ts := range tokens {
+				head[b] = int32(b)
+				if len(ts) == 0 {
+					head[b] = -1
+				}
+			}
+		}
+		if pass, err = ad.Begin(rows, head); err != nil {
+			return nil, err
+		}
+		defer pass.End()
+	}
+	// linear runs one block site: y = x·W + b, then the adapter's update.
+	var perr error
+	linear := func(l int, site string, y, x, w, bias gpu.Tensor) {
+		be.MatMul(y, x, w, bias)
+		if pass != nil && perr == nil {
+			perr = pass.Linear(Site{Layer: l, Name: site}, y, x)
+		}
+	}
 	x := alloc(gpu.F32, B, tq, C)  // residual stream
 	x2 := alloc(gpu.F32, B, tq, C) // residual after attention
 	h := alloc(gpu.F32, B, tq, C)  // layernorm output
@@ -179,14 +208,14 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 	}
 	for l, L := range m.W.Layers {
 		// h holds this block's first layer norm of cur.
-		be.MatMul(qkv, h, L.AttnW, L.AttnB)
+		linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
 		be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
 		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
-		be.MatMul(proj, att, L.ProjW, L.ProjB)
+		linear(l, SiteProj, proj, att, L.ProjW, L.ProjB)
 		be.AddLayerNorm(x2, h, cur, proj, L.Ln2G, L.Ln2B, cfg.LNEps)
-		be.MatMul(fc, h, L.FcW, L.FcB)
+		linear(l, SiteFC, fc, h, L.FcW, L.FcB)
 		be.GELU(act, fc)
-		be.MatMul(proj, act, L.Fc2W, L.Fc2B)
+		linear(l, SiteFC2, proj, act, L.Fc2W, L.Fc2B)
 		if l+1 < nl {
 			// The residual add and the next block's first layer norm.
 			next := m.W.Layers[l+1]
@@ -209,29 +238,19 @@ func (m *Model) ForwardHead(c *Cache, tokens [][]int32, lastOnly bool, head Head
 	if err != nil {
 		return nil, fmt.Errorf("model: logits: %w", err)
 	}
-	if head == nil {
-		be.MatMul(logits, h, m.W.Wte, nil)
-	} else {
-		seq := make([]int32, 0, B*tq)
-		for b, ts := range tokens {
-			if lastOnly {
-				seq = append(seq, int32(b))
-				if len(ts) == 0 {
-					seq[b] = -1
-				}
-				continue
-			}
-			for i := 0; i < tq; i++ {
-				seq = append(seq, int32(b))
-				if i >= len(ts) {
-					seq[len(seq)-1] = -1
-				}
-			}
-		}
-		if err := head(logits, h, seq); err != nil {
+	if perr != nil {
+		be.Free(logits)
+		return nil, perr
+	}
+	done := false
+	if pass != nil {
+		if done, err = pass.Logits(logits, h); err != nil {
 			be.Free(logits)
 			return nil, err
 		}
+	}
+	if !done {
+		be.MatMul(logits, h, m.W.Wte, nil)
 	}
 	for b, ts := range tokens {
 		c.Len[b] += len(ts)

@@ -20,9 +20,9 @@ type GenerateOptions struct {
 	// that might still turn out to begin a stop string is held back until
 	// it cannot, so the streamed text always equals the final Text.
 	OnText func(seq int, text []byte)
-	// Head, if set, computes the logits of every step in place of the
-	// tied projection (an adapter); its seq argument indexes prompts.
-	Head Head
+	// Adapter, if set, adapts every step's forward (package adapt's
+	// plans); its sequences are the prompts, in order.
+	Adapter Adapter
 }
 
 // Generation is one sequence's result.
@@ -94,7 +94,7 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 		if err := be.Write(uni, u); err != nil {
 			return nil, err
 		}
-		logits, err := m.ForwardHead(cache, step, true, opt.Head)
+		logits, err := m.ForwardAdapted(cache, step, true, opt.Adapter)
 		if err != nil {
 			return nil, err
 		}

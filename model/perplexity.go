@@ -24,13 +24,13 @@ type PerplexityOptions struct {
 	Batch   int // windows per forward (<= 0: 1)
 	// Progress, if set, is called after each batch with windows done/total.
 	Progress func(done, total int)
-	// Heads, if set, supplies the logits head of each batch of windows (an
-	// adapter): it is called with the index of the batch's first window
-	// (in PerplexityWindows order) and the batch's windows, and returns
-	// the head (nil: the tied projection) and a function that releases it
-	// once the batch is scored (nil: nothing to release). The head's seq
-	// argument indexes the batch's windows.
-	Heads func(first int, windows [][]int32) (Head, func(), error)
+	// Adapters, if set, supplies the adapter of each batch of windows: it
+	// is called with the index of the batch's first window (in
+	// PerplexityWindows order) and the batch's windows, and returns the
+	// adapter (nil: the base model) and a function that releases it once
+	// the batch is scored (nil: nothing to release). The adapter's
+	// sequences are the batch's windows.
+	Adapters func(first int, windows [][]int32) (Adapter, func(), error)
 }
 
 // window is one sliding window: tokens [begin, end), scoring targets
@@ -82,7 +82,7 @@ func (m *Model) Perplexity(tokens []int32, ctx, stride, batch int, progress func
 // did not, so every token after the first is scored once, with up to
 // Context-Stride tokens of left context (the usual Hugging Face
 // procedure). Windows run o.Batch at a time through one forward (with
-// o.Heads' head for that batch, if set), and the cross-entropy is computed
+// o.Adapters' adapter for that batch, if set), and the cross-entropy is computed
 // on the backend, so only one float per position is read back.
 func (m *Model) PerplexityWith(tokens []int32, o PerplexityOptions) (PerplexityResult, error) {
 	ctx, stride := o.Context, o.Stride
@@ -106,15 +106,15 @@ func (m *Model) PerplexityWith(tokens []int32, o PerplexityOptions) (PerplexityR
 			seqs[i] = tokens[w.begin:w.end]
 			from[i] = w.scoreFrom - w.begin
 		}
-		var head Head
+		var ad Adapter
 		var release func()
-		if o.Heads != nil {
+		if o.Adapters != nil {
 			var err error
-			if head, release, err = o.Heads(w0, seqs); err != nil {
+			if ad, release, err = o.Adapters(w0, seqs); err != nil {
 				return res, err
 			}
 		}
-		scores, err := m.Score(seqs, from, head)
+		scores, err := m.Score(seqs, from, ad)
 		if release != nil {
 			release()
 		}
@@ -152,9 +152,9 @@ func (s SequenceScore) Perplexity() float64 {
 // batch through one forward and returns, per sequence, the NLL of its
 // tokens from position from[i] on (from nil: 1, every token but the
 // first), each predicted from all the tokens before it in its sequence.
-// head, if not nil, computes the logits (its seq argument indexes seqs).
+// ad, if not nil, adapts the forward (its sequences are seqs).
 // Cross-entropy runs on the backend; one float per position is read back.
-func (m *Model) Score(seqs [][]int32, from []int, head Head) ([]SequenceScore, error) {
+func (m *Model) Score(seqs [][]int32, from []int, ad Adapter) ([]SequenceScore, error) {
 	B := len(seqs)
 	if B == 0 {
 		return nil, fmt.Errorf("model: score: no sequences")
@@ -193,7 +193,7 @@ func (m *Model) Score(seqs [][]int32, from []int, head Head) ([]SequenceScore, e
 	if err != nil {
 		return nil, err
 	}
-	logits, err := m.ForwardHead(cache, seqs, false, head)
+	logits, err := m.ForwardAdapted(cache, seqs, false, ad)
 	m.FreeCache(cache)
 	if err != nil {
 		return nil, err
@@ -234,9 +234,10 @@ func (m *Model) Score(seqs [][]int32, from []int, head Head) ([]SequenceScore, e
 
 // ScoreChunked is Score over as many forwards as it takes to keep each
 // one's logits under 64 MiB: consecutive sequences are batched while
-// longest x count rows fit. headOf(first) gives the head of the batch
-// starting at sequence first (its seq argument then indexes that batch).
-func (m *Model) ScoreChunked(seqs [][]int32, headOf func(first int) Head) ([]SequenceScore, error) {
+// longest x count rows fit. adapterOf(first) gives the adapter of the
+// batch starting at sequence first (its sequences are that batch's; nil:
+// the base model).
+func (m *Model) ScoreChunked(seqs [][]int32, adapterOf func(first int) Adapter) ([]SequenceScore, error) {
 	maxRows := max(1, (64<<20)/(4*m.Cfg.VocabSize))
 	var out []SequenceScore
 	for first := 0; first < len(seqs); {
@@ -249,7 +250,7 @@ func (m *Model) ScoreChunked(seqs [][]int32, headOf func(first int) Head) ([]Seq
 			longest = l
 			end++
 		}
-		sc, err := m.Score(seqs[first:end], nil, headOf(first))
+		sc, err := m.Score(seqs[first:end], nil, adapterOf(first))
 		if err != nil {
 			return nil, err
 		}

@@ -83,7 +83,7 @@ func TestPerplexitySlidingWindow(t *testing.T) {
 	}
 }
 
-// TestPerplexityHeads checks the per-batch head hook: the batches' windows
+// TestPerplexityHeads checks the per-batch adapter hook: the batches' windows
 // and first indices, one release per batch, a head that computes the tied
 // projection leaving the result unchanged, and a head of zero logits giving
 // exactly log V per token.
@@ -106,7 +106,7 @@ func TestPerplexityHeads(t *testing.T) {
 			t.Fatalf("%d windows, PerplexityWindows gives %d", base.Windows, len(wins))
 		}
 		calls, releases := 0, 0
-		tied := func(first int, ws [][]int32) (Head, func(), error) {
+		tied := func(first int, ws [][]int32) (Adapter, func(), error) {
 			if first != calls*batch || len(ws) != min(batch, len(wins)-first) {
 				t.Errorf("batch %d: first %d with %d windows", calls, first, len(ws))
 			}
@@ -116,12 +116,12 @@ func TestPerplexityHeads(t *testing.T) {
 				}
 			}
 			calls++
-			return func(dst, h gpu.Tensor, seq []int32) error {
+			return HeadFunc(func(dst, h gpu.Tensor, seq []int32) error {
 				m.B.MatMul(dst, h, m.W.Wte, nil)
 				return nil
-			}, func() { releases++ }, nil
+			}), func() { releases++ }, nil
 		}
-		got, err := m.PerplexityWith(toks, PerplexityOptions{Context: ctx, Stride: stride, Batch: batch, Heads: tied})
+		got, err := m.PerplexityWith(toks, PerplexityOptions{Context: ctx, Stride: stride, Batch: batch, Adapters: tied})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -135,13 +135,13 @@ func TestPerplexityHeads(t *testing.T) {
 		if err := b.Write(zero, make([]float32, cfg.VocabSize*cfg.NEmbd)); err != nil {
 			t.Fatal(err)
 		}
-		flat := func(int, [][]int32) (Head, func(), error) {
-			return func(dst, h gpu.Tensor, seq []int32) error {
+		flat := func(int, [][]int32) (Adapter, func(), error) {
+			return HeadFunc(func(dst, h gpu.Tensor, seq []int32) error {
 				m.B.MatMul(dst, h, zero, nil)
 				return nil
-			}, nil, nil
+			}), nil, nil
 		}
-		got, err = m.PerplexityWith(toks, PerplexityOptions{Context: ctx, Stride: stride, Batch: batch, Heads: flat})
+		got, err = m.PerplexityWith(toks, PerplexityOptions{Context: ctx, Stride: stride, Batch: batch, Adapters: flat})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -151,7 +151,7 @@ func TestPerplexityHeads(t *testing.T) {
 		b.Free(zero)
 		// A failing head stops the run with its error.
 		_, err = m.PerplexityWith(toks, PerplexityOptions{Context: ctx, Stride: stride, Batch: batch,
-			Heads: func(int, [][]int32) (Head, func(), error) { return nil, nil, errBoom }})
+			Adapters: func(int, [][]int32) (Adapter, func(), error) { return nil, nil, errBoom }})
 		if err != errBoom {
 			t.Errorf("head error: got %v", err)
 		}

@@ -133,7 +133,7 @@ func (a *Adaptive) selfCheck() (err error) {
 	}
 	defer a.M.FreeCache(c)
 	a.plan.Cluster = []int{0}
-	logits, err := a.M.ForwardHead(c, [][]int32{{0}}, true, a.plan.Head(nil))
+	logits, err := a.M.ForwardAdapted(c, [][]int32{{0}}, true, a.plan.Adapter(nil))
 	a.plan.Cluster = []int{-1}
 	if err != nil {
 		return fmt.Errorf("serve: adapter self-check (one adapted token): %w", err)
@@ -217,7 +217,7 @@ func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (
 			cl[b] = x.Cluster
 		}
 	}
-	return a.M.ForwardHead(c, tokens, true, a.plan.Head(nil))
+	return a.M.ForwardAdapted(c, tokens, true, a.plan.Adapter(nil))
 }
 
 // Group gives the newly admitted adapted prompts their clusters: the

@@ -108,18 +108,18 @@ func newAdaptive(t testing.TB, m *model.Model, a *adapt.Adapter, o AdaptOptions)
 // refLogProbs is the log-softmax of the last-position logits of prompt on
 // the reference backend's copy of the tiny model, through head (nil: the
 // base model).
-func refLogProbs(t testing.TB, m *model.Model, prompt []int32, head func() model.Head) []float64 {
+func refLogProbs(t testing.TB, m *model.Model, prompt []int32, head func() model.Adapter) []float64 {
 	t.Helper()
 	c, err := m.NewCache(1, len(prompt))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.FreeCache(c)
-	var h model.Head
+	var h model.Adapter
 	if head != nil {
 		h = head()
 	}
-	lt, err := m.ForwardHead(c, [][]int32{prompt}, true, h)
+	lt, err := m.ForwardAdapted(c, [][]int32{prompt}, true, h)
 	if err != nil {
 		t.Fatal(err)
 	}

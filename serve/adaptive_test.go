@@ -101,7 +101,7 @@ func TestAdaptedLogitsMatchReference(t *testing.T) {
 		}
 		cl := plan.Cluster[0]
 		seen[cl] = true
-		want := refLogProbs(t, rm, ids, func() model.Head { return plan.Head(nil) })
+		want := refLogProbs(t, rm, ids, func() model.Adapter { return plan.Adapter(nil) })
 		base := refLogProbs(t, rm, ids, nil)
 		all, err := rrt.CentroidPlan(1)
 		if err != nil {
@@ -117,7 +117,7 @@ func TestAdaptedLogitsMatchReference(t *testing.T) {
 		}
 		for o := 0; o < k; o++ {
 			all.Cluster[0] = o
-			if o != cl && !far(r.C.Choices[0], refLogProbs(t, rm, ids, func() model.Head { return all.Head(nil) })) {
+			if o != cl && !far(r.C.Choices[0], refLogProbs(t, rm, ids, func() model.Adapter { return all.Adapter(nil) })) {
 				t.Errorf("%q: served logprob also matches centroid %d's update, not only its own %d's", p, o, cl)
 			}
 		}
@@ -158,7 +158,7 @@ func TestAdaptedLoRAMatchesReference(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan.Cluster[0] = 0
-	want := refLogProbs(t, rm, ids, func() model.Head { return plan.Head(nil) })
+	want := refLogProbs(t, rm, ids, func() model.Adapter { return plan.Adapter(nil) })
 	r := post(context.Background(), t, url, map[string]any{"prompt": p, "max_tokens": 1, "temperature": 0, "logprobs": 5})
 	if r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)
@@ -388,7 +388,7 @@ func TestAdaptWindow(t *testing.T) {
 	if r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)
 	}
-	checkLogprobs(t, "window of one", r.C.Choices[0], refLogProbs(t, rm, ids, func() model.Head { return plan.Head(nil) }))
+	checkLogprobs(t, "window of one", r.C.Choices[0], refLogProbs(t, rm, ids, func() model.Adapter { return plan.Adapter(nil) }))
 	if !far(r.C.Choices[0], refLogProbs(t, rm, ids, nil)) {
 		t.Errorf("the window's update has no effect")
 	}

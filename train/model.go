@@ -35,20 +35,17 @@ type Model struct {
 	Delta Delta
 }
 
-// Sites: the decoder's linear layers an adapter may update.
+// Sites: the decoder's linear layers an adapter may update (model's).
 const (
-	SiteQKV  = "attn.qkv"  // (C -> 3C)
-	SiteProj = "attn.proj" // (C -> C)
-	SiteFC   = "mlp.fc"    // (C -> 4C)
-	SiteFC2  = "mlp.fc2"   // (4C -> C)
-	SiteHead = "head"      // the tied output projection (C -> V), Layer -1
+	SiteQKV  = model.SiteQKV
+	SiteProj = model.SiteProj
+	SiteFC   = model.SiteFC
+	SiteFC2  = model.SiteFC2
+	SiteHead = model.SiteHead
 )
 
-// Site names one linear layer of the decoder.
-type Site struct {
-	Layer int    // block index; -1 for the output projection
-	Name  string // SiteQKV, SiteProj, SiteFC, SiteFC2 or SiteHead
-}
+// Site names one linear layer of the decoder (model.Site).
+type Site = model.Site
 
 // Delta is an update of some of the decoder's linear layers y = x·Wᵀ + b
 // that Model.Forward and Model.Backward apply. Forward adds the update's
@@ -304,8 +301,8 @@ func (m *Model) Forward(batch Batch) error {
 	m.nReal = nReal
 	var derr error
 	delta := func(l int, name string, y, x gpu.Tensor) {
-		if m.Delta != nil && derr == nil && m.Delta.Has(Site{l, name}) {
-			derr = m.Delta.Forward(Site{l, name}, y, x)
+		if m.Delta != nil && derr == nil && m.Delta.Has(Site{Layer: l, Name: name}) {
+			derr = m.Delta.Forward(Site{Layer: l, Name: name}, y, x)
 		}
 	}
 	be.Embed(a.res[0], W.Wte, W.Wpe, a.tok, a.pos)
@@ -378,8 +375,8 @@ func (m *Model) Backward() error {
 	}
 	var derr error
 	delta := func(l int, name string, dx, dy, x gpu.Tensor) {
-		if m.Delta != nil && derr == nil && m.Delta.Has(Site{l, name}) {
-			derr = m.Delta.Backward(Site{l, name}, dx, dy, x)
+		if m.Delta != nil && derr == nil && m.Delta.Has(Site{Layer: l, Name: name}) {
+			derr = m.Delta.Backward(Site{Layer: l, Name: name}, dx, dy, x)
 		}
 	}
 	be.CrossEntropyBackward(a.dlogits, a.logits, a.tgt, float32(1/float64(m.nReal)))

@@ -281,7 +281,7 @@ func jsGenerate(this js.Value, args []js.Value) any {
 				return nil, err
 			}
 			defer p.Free()
-			opt.Head = p.Head(nil)
+			opt.Adapter = p.Adapter(nil)
 			res["plan"] = planJS(p)
 		}
 		if !onText.IsUndefined() {

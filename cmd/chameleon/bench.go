@@ -461,11 +461,11 @@ func benchAdapt(m *model.Model, a *adapt.Adapter, spec string, batch, seq, k, re
 		return r, err
 	}
 	defer m.B.Free(ids)
-	pass := func(head model.Head) error {
+	pass := func(ad model.Adapter) error {
 		for i := range cache.Len {
 			cache.Len[i] = 0
 		}
-		lg, err := m.ForwardHead(cache, toks, true, head)
+		lg, err := m.ForwardAdapted(cache, toks, true, ad)
 		if err != nil {
 			return err
 		}
@@ -487,7 +487,7 @@ func benchAdapt(m *model.Model, a *adapt.Adapter, spec string, batch, seq, k, re
 			return r, err
 		}
 		tp := time.Since(t0).Seconds()
-		err = pass(plan.Head(nil))
+		err = pass(plan.Adapter(nil))
 		ta := time.Since(t0).Seconds()
 		r.Clusters = plan.K
 		plan.Free()

@@ -324,7 +324,7 @@ func TestDemoInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plan.Free()
-	opt.Head = plan.Head(nil)
+	opt.Adapter = plan.Adapter(nil)
 	agens, err := m.Generate(tok, ids, opt)
 	if err != nil {
 		t.Fatal(err)

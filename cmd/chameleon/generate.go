@@ -68,7 +68,7 @@ cluster of each prompt is printed on stderr.`,
 					return err
 				}
 				defer plan.Free()
-				opt.Head = plan.Head(nil)
+				opt.Adapter = plan.Adapter(nil)
 				printClusters(os.Stderr, rt, plan, af.mode)
 			}
 			opt.Stop = stops

@@ -72,8 +72,8 @@ as when a batch is clustered in the paper.`,
 				}
 				defer plan.Free()
 				clusters = plan.K
-				opt.Heads = func(first int, _ [][]int32) (model.Head, func(), error) {
-					return plan.HeadFrom(first, nil), nil, nil
+				opt.Adapters = func(first int, _ [][]int32) (model.Adapter, func(), error) {
+					return plan.AdapterFrom(first, nil), nil, nil
 				}
 				adapted = fmt.Sprintf("%s; %d windows in %d clusters (%s mode)", describeAdapter(rt.Meta), len(wins), plan.K, af.mode)
 			}

@@ -176,12 +176,12 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	}
 
 	t2 := time.Now()
-	base, err := m.ScoreChunked(ids, func(int) model.Head { return nil })
+	base, err := m.ScoreChunked(ids, func(int) model.Adapter { return nil })
 	if err != nil {
 		return err
 	}
 	baseTime := time.Since(t2)
-	adapted, err := m.ScoreChunked(ids, func(first int) model.Head { return plan.HeadFrom(first, nil) })
+	adapted, err := m.ScoreChunked(ids, func(first int) model.Adapter { return plan.AdapterFrom(first, nil) })
 	if err != nil {
 		return err
 	}
@@ -223,7 +223,7 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	if err != nil {
 		return err
 	}
-	opt.Head = plan.Head(nil)
+	opt.Adapter = plan.Adapter(nil)
 	withAd, err := m.Generate(s.tok, ids, opt)
 	if err != nil {
 		return err
