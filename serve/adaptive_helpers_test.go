@@ -22,7 +22,7 @@ const testRank = 4
 // weights are scaled up (and alpha down) so that each cluster's mean
 // feature gives clearly different factors, and the update is about as
 // large as the base logits.
-func testHyper(t testing.TB, m *model.Model, k int, seed uint64) *adapt.Adapter {
+func testHyper(t testing.TB, m *model.Model, k int, seed uint64, sites ...string) *adapt.Adapter {
 	t.Helper()
 	base, err := adapt.BaseOfModel(m)
 	if err != nil {
@@ -36,7 +36,17 @@ func testHyper(t testing.TB, m *model.Model, k int, seed uint64) *adapt.Adapter 
 			ts[i].Data[j] *= 8
 		}
 	}
-	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: cfg.Rank, Alpha: cfg.Alpha, Hidden: cfg.Hidden, Dropout: cfg.Dropout, Base: base}
+	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: cfg.Rank, Alpha: cfg.Alpha, Hidden: cfg.Hidden, Dropout: cfg.Dropout, Base: base, Sites: sites}
+	// Generated updates of the block sites: their last layers scaled so
+	// that, at this alpha, each changes its layer's output by a few percent.
+	rng := rand.New(rand.NewPCG(seed, 3))
+	for _, s := range meta.Spec()[len(ts):] {
+		s.Data = make([]float32, gpu.Numel(s.Shape))
+		for j := range s.Data {
+			s.Data[j] = float32(rng.NormFloat64() * 3)
+		}
+		ts = append(ts, s)
+	}
 	if k > 0 {
 		meta.Centroids = k
 		ts = append(ts, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{k, m.Cfg.NEmbd}, Data: unitRows(k, m.Cfg.NEmbd, seed)})

@@ -135,6 +135,83 @@ func TestAdaptedLogitsMatchReference(t *testing.T) {
 	}
 }
 
+// An adapter that also updates the decoder's layers (generated updates of
+// qkv and fc2 at every layer): a served greedy completion, prefill and
+// decode steps through the KV cache that holds adapted keys and values,
+// gives each token the log-probability that the reference backend's whole
+// forward over prompt and completion gives, through the prompt's cluster's
+// updates; its first token's differs from the head-only update's.
+func TestDeepAdaptedServingMatchesReference(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7, model.SiteQKV, model.SiteFC2)
+	ad := newAdaptive(t, m, a, AdaptOptions{})
+	_, url := testServer(t, ad, tok, Options{Slots: 2})
+	rm := refTiny(t)
+	rrt, err := adapt.NewRuntime(rm, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rrt.Free()
+	head := *a
+	head.Meta.Sites = nil
+	head.Tensors = head.Meta.Spec()
+	for i := range head.Tensors {
+		j := slices.IndexFunc(a.Tensors, func(x model.HostTensor) bool { return x.Name == head.Tensors[i].Name })
+		head.Tensors[i].Data = a.Tensors[j].Data
+	}
+	hrt, err := adapt.NewRuntime(rm, &head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hrt.Free()
+	const n = 4
+	for _, p := range adaptPrompts[:2] {
+		ids := tok.Encode(p)
+		plan, err := rrt.Plan([][]int32{ids}, adapt.PlanOptions{Mode: adapt.ModeOnline})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := post(context.Background(), t, url, map[string]any{"prompt": p, "max_tokens": n, "temperature": 0, "logprobs": 1})
+		if r.Status != 200 {
+			t.Fatalf("%q: %d %s", p, r.Status, r.Body)
+		}
+		c := r.C.Choices[0]
+		// The reference: greedy, one whole forward per token.
+		seq := slices.Clone(ids)
+		for i := 0; i < n; i++ {
+			lp := refLogProbs(t, rm, seq, func() model.Adapter { return plan.Adapter(nil) })
+			best := 0
+			for v := range lp {
+				if lp[v] > lp[best] {
+					best = v
+				}
+			}
+			if i >= len(c.Logprobs.TokenLogprobs) || c.Logprobs.TokenLogprobs[i] == nil {
+				t.Fatalf("%q: token %d has no logprob: %+v", p, i, c.Logprobs)
+			}
+			if got := float64(*c.Logprobs.TokenLogprobs[i]); math.Abs(got-lp[best]) > 2e-3 {
+				t.Errorf("%q token %d: served logprob %.5f, reference %.5f", p, i, got, lp[best])
+			}
+			if i == 0 {
+				hp, err := hrt.Plan([][]int32{ids}, adapt.PlanOptions{Mode: adapt.ModeOnline})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !far(c, refLogProbs(t, rm, ids, func() model.Adapter { return hp.Adapter(nil) })) {
+					t.Errorf("%q: the decoder updates have no effect", p)
+				}
+				hp.Free()
+			}
+			seq = append(seq, int32(best))
+		}
+		if want := string(tok.Decode(seq[len(ids):])); c.Text != want {
+			t.Errorf("%q: served %q, reference greedy %q", p, c.Text, want)
+		}
+		plan.Free()
+	}
+}
+
 // A static LoRA adapter: every adapted request gets its one pair.
 func TestAdaptedLoRAMatchesReference(t *testing.T) {
 	be := gputest.Backend(t)

@@ -45,7 +45,7 @@ func (f *modelFlags) loadForAdapters(what string) (*session, gpu.TrainBackend, a
 // user's; `adapt bench` runs every method with seeds, tuning and controls.
 func adaptTrainCmd() *cobra.Command {
 	var mf modelFlags
-	var corpus, method, out, adaptDoms, features string
+	var corpus, method, out, adaptDoms, features, windowsIn string
 	var t, prompt, perDomain, fit, rank, epochs, batch int
 	var lr float64
 	var alpha float32
@@ -58,7 +58,8 @@ func adaptTrainCmd() *cobra.Command {
 frozen, as ` + "`chameleon adapt bench`" + ` does for every method, and writes the
 adapter file (OUT) and its loss curve (OUT without .safetensors + -loss.png).
 Windows are --t tokens; features come from the first --prompt tokens. Methods:
-` + benchMethodNames + ` (those that update the decoder have no file form yet).`,
+` + benchMethodNames + ` (those with qkv, v3 or all in the name also update the decoder's
+layers; generate, run, perplexity and serve apply them there).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -70,8 +71,22 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 				return err
 			}
 			defer s.close()
-			w, roles, err := trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed)
-			if err != nil {
+			var w *adaptrun.Windows
+			var roles map[string]string
+			if windowsIn != "" {
+				// The benchmark's own training windows (and the pretraining
+				// ones the gate needs); its evaluation splits are not read.
+				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
+					return err
+				}
+				for k := range w.Splits {
+					if k != "train" && k != "fit" {
+						delete(w.Splits, k)
+					}
+				}
+				w.Splits["fit"] = w.PromptsOnly().Splits["fit"] // the gate reads their prompts only
+				roles = w.Roles
+			} else if w, roles, err = trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed); err != nil {
 				return err
 			}
 			sets, err := prepareWithBar(s, w)
@@ -82,9 +97,6 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 			m, ok := benchMethods(rank, features, len(d.Domains), rank)[method]
 			if !ok {
 				return fmt.Errorf("--method %q: want one of %s", method, benchMethodNames)
-			}
-			if len(m.Deep) > 0 {
-				return fmt.Errorf("--method %s updates the decoder, which has no adapter file yet: compare it with `chameleon adapt bench`", method)
 			}
 			var doms []string
 			for d, r := range roles {
@@ -97,14 +109,25 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 			tbar := newBar(method, "steps")
 			plain := logProgress(os.Stderr, 30*time.Second)
 			var hist train.History
-			tr, err := adaptrun.Train(tb, s.m.W.Wte, base, m, d, adaptrun.TrainOpts{Batch: batch, Epochs: epochs, LR: lr, Seed: seed, Alpha: alpha},
-				func(step, steps int, loss float64) {
-					tbar.ChangeMax(steps)
-					tbar.Describe(fmt.Sprintf("%s loss %.3f", method, loss))
-					_ = tbar.Set(step)
-					plain(step, steps, fmt.Sprintf("%s loss %.3f", method, loss))
-					hist.Train = append(hist.Train, train.TrainPoint{Step: step, Loss: loss})
-				})
+			opts := adaptrun.TrainOpts{Batch: batch, Epochs: epochs, LR: lr, Seed: seed, Alpha: alpha}
+			progress := func(step, steps int, loss float64) {
+				tbar.ChangeMax(steps)
+				tbar.Describe(fmt.Sprintf("%s loss %.3f", method, loss))
+				_ = tbar.Set(step)
+				plain(step, steps, fmt.Sprintf("%s loss %.3f", method, loss))
+				hist.Train = append(hist.Train, train.TrainPoint{Step: step, Loss: loss})
+			}
+			var tr *adaptrun.Trained
+			if len(m.Deep) > 0 {
+				var tm *train.Model
+				if tm, err = train.FromModel(tb, s.m); err != nil {
+					return err
+				}
+				defer tm.Free()
+				tr, err = adaptrun.TrainDeep(&adaptrun.DeepTrainer{M: tm}, base, m, d, opts, progress)
+			} else {
+				tr, err = adaptrun.Train(tb, s.m.W.Wte, base, m, d, opts, progress)
+			}
 			_ = tbar.Finish()
 			if err != nil {
 				return err
@@ -135,6 +158,7 @@ Windows are --t tokens; features come from the first --prompt tokens. Methods:
 	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
 	fl.StringVar(&method, "method", "hyper-hidden", "the method: "+benchMethodNames)
 	fl.StringVar(&out, "out", "", "adapter file to write (FILE.safetensors)")
+	fl.StringVar(&windowsIn, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
 	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
 	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on")
 	fl.IntVar(&t, "t", 192, "tokens a window")

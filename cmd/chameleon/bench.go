@@ -79,7 +79,7 @@ func benchCmd() *cobra.Command {
 	var prompt, decode, seq int
 	var asJSON, trainMode, serveMode bool
 	var plotPath string
-	var adapterSpec string
+	var adapterSpec, adapterSites string
 	var adapterRank, clusters, reps int
 	c := &cobra.Command{
 		Use:   "bench",
@@ -168,7 +168,7 @@ func benchCmd() *cobra.Command {
 					m := &model.Model{Cfg: cfg, W: wts, B: w}
 					var a *adapt.Adapter
 					if adapterSpec == "random" {
-						a, err = randomHyper(cfg, host, adapterRank, 1)
+						a, err = randomHyper(cfg, host, adapterRank, adapterSites, 1)
 					} else {
 						a, err = loadAdapter(adapterSpec, m)
 					}
@@ -374,6 +374,7 @@ func benchCmd() *cobra.Command {
 	c.Flags().StringVar(&plotPath, "plot", "bench-serve.png", "PNG plot of --serve throughput (empty: none)")
 	c.Flags().StringVar(&adapterSpec, "adapter", "none", "time the whole adaptation (features, k-means, hyper-network, low-rank head) against the plain forward of a batch (default --batches 32, --seq 256, --dtype f16): FILE, default, random (a random hyper-network for the benchmarked model) or none")
 	c.Flags().IntVar(&adapterRank, "adapter-rank", 16, "rank of the --adapter random hyper-network")
+	c.Flags().StringVar(&adapterSites, "adapter-sites", "", "block sites the --adapter random hyper-network also updates at every layer, comma-separated: "+strings.Join(model.DecoderSites, ","))
 	c.Flags().IntVar(&clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")
 	c.Flags().IntVar(&reps, "reps", 3, "timed repetitions of the prefill/decode and --adapter measurements; the median is reported (prefill/decode: the run of median decode rate, with every run's rates)")
 	return c
@@ -415,17 +416,27 @@ type adaptBench struct {
 }
 
 // randomHyper is a hyper-network adapter with PyTorch's default
-// initialisation (a non-zero update) for the model cfg/host: for timing,
+// initialisation (a non-zero update) for the model cfg/host, generating
+// updates of the block sites too (comma-separated, "" none): for timing,
 // where the weights' values do not matter.
-func randomHyper(cfg model.Config, host []model.HostTensor, rank int, seed uint64) (*adapt.Adapter, error) {
+func randomHyper(cfg model.Config, host []model.HostTensor, rank int, sites string, seed uint64) (*adapt.Adapter, error) {
 	base, err := adapt.BaseOf(cfg, host)
 	if err != nil {
 		return nil, err
 	}
 	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, rank)
-	a := &adapt.Adapter{
-		Meta:    adapt.Meta{Kind: adapt.KindHyper, Rank: rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base},
-		Tensors: adapt.InitHyper(hc, seed),
+	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base}
+	if sites != "" {
+		meta.Sites = strings.Split(sites, ",")
+	}
+	a := &adapt.Adapter{Meta: meta, Tensors: adapt.InitHyper(hc, seed)}
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for _, t := range meta.Spec()[len(a.Tensors):] {
+		t.Data = make([]float32, gpu.Numel(t.Shape))
+		for i := range t.Data {
+			t.Data[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		a.Tensors = append(a.Tensors, t)
 	}
 	return a, a.Validate()
 }

@@ -255,6 +255,19 @@ func loadAdapter(spec string, m *model.Model) (*adapt.Adapter, error) {
 
 // describeAdapter is a one-line summary of an adapter.
 func describeAdapter(m adapt.Meta) string {
+	sites := ""
+	if len(m.Sites) > 0 {
+		how := "generated"
+		if m.Kind != adapt.KindHyper || m.StaticSites {
+			how = "static"
+		}
+		sites = fmt.Sprintf(", %s updates of %s in every layer", how, strings.Join(m.Sites, ", "))
+	}
+	return describeHead(m) + sites
+}
+
+// describeHead describes the output projection's adapter.
+func describeHead(m adapt.Meta) string {
 	switch m.Kind {
 	case adapt.KindHyper:
 		s := fmt.Sprintf("hyper-network, rank %d, alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)

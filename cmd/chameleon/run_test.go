@@ -23,7 +23,7 @@ func randomHyperFile(t *testing.T, dir string, seed uint64, cents int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := randomHyper(cfg, host, 2, seed)
+	a, err := randomHyper(cfg, host, 2, "", seed)
 	if err != nil {
 		t.Fatal(err)
 	}
