@@ -194,3 +194,51 @@ func baseLogits(t *testing.T, mb *model.Model, toks [][]int32) []float32 {
 	}
 	return d
 }
+
+// TestScoreServed scores a saved adapter through the inference path: the
+// base scores equal model.Score's, a LoRA inside the decoder changes every
+// window, and the rows pool per domain and per role.
+func TestScoreServed(t *testing.T) {
+	m, w := fixture(t)
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &adapt.Adapter{Meta: adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 2, Alpha: 1, Base: base, Sites: []string{train.SiteQKV}}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range a.Meta.Spec() {
+		s.Data = make([]float32, gpu.Numel(s.Shape))
+		for i := range s.Data {
+			s.Data[i] = float32(0.3 * rng.NormFloat64())
+		}
+		a.Tensors = append(a.Tensors, s)
+	}
+	ws := append(slices.Clone(w.Splits["test"]), w.Splits["validation"]...)
+	sv, err := ScoreServed(m, a, "test", ws, w.Prompt, 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sv.Base.Loss) != len(ws) || len(sv.Kept) != len(ws) {
+		t.Fatalf("%d scores for %d windows", len(sv.Base.Loss), len(ws))
+	}
+	for i, win := range ws {
+		want, err := m.Score([][]int32{win.Tokens}, []int{w.Prompt}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.Abs(want[0].NLL-sv.Base.Loss[i]) > 1e-4*math.Abs(want[0].NLL) || want[0].Tokens != sv.Base.N[i] {
+			t.Errorf("window %d: base %g over %d tokens, model.Score %g over %d", i, sv.Base.Loss[i], sv.Base.N[i], want[0].NLL, want[0].Tokens)
+		}
+		if !sv.Kept[i] || sv.Adapted.Loss[i] == sv.Base.Loss[i] {
+			t.Errorf("window %d: kept %v, adapted %g, base %g: a LoRA adapts every window", i, sv.Kept[i], sv.Adapted.Loss[i], sv.Base.Loss[i])
+		}
+	}
+	rows := sv.Rows(w.Order, w.Roles, 50)
+	var names []string
+	for _, r := range rows {
+		names = append(names, r.Name)
+	}
+	if !slices.Contains(names, "all adapt") || !slices.Contains(names, "up") {
+		t.Errorf("rows %v: want per domain and per role", names)
+	}
+}

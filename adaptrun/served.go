@@ -1,0 +1,145 @@
+package adaptrun
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Served is an adapter file scored the way a user runs it, not the way the
+// benchmark trains it: adapt.Runtime loads the file, each batch of windows
+// is planned from its prompts alone (online assignment to the training
+// centroids, then the file's gate and self-check), and the rest of each
+// window is scored with model.Score through the plan's model.Adapter
+// (updates inside the decoder included) and without it.
+type Served struct {
+	Split   string   `json:"split"`
+	Domains []string `json:"domains"` // each window's
+	Base    Scores   `json:"base"`
+	Adapted Scores   `json:"adapted"`
+	Kept    []bool   `json:"kept"` // the plan adapted the window (the gate and self-check let it through)
+}
+
+// ScoreServed scores windows ws (prompt tokens of features each, the rest
+// scored) with a on m in batches of batch windows.
+func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
+	if a.Meta.Kind == adapt.KindExperts {
+		return nil, fmt.Errorf("adaptrun: an experts adapter needs each window's domain: score it in adapt bench")
+	}
+	rt, err := adapt.NewRuntime(m, a)
+	if err != nil {
+		return nil, err
+	}
+	defer rt.Free()
+	mode := adapt.ModeBatch
+	if rt.Centroids != nil {
+		mode = adapt.ModeOnline
+	}
+	batch = max(batch, 1)
+	out := &Served{Split: split}
+	for b0 := 0; b0 < len(ws); b0 += batch {
+		chunk := ws[b0:min(b0+batch, len(ws))]
+		var prompts, seqs [][]int32
+		var from []int
+		for _, w := range chunk {
+			if len(w.Tokens) <= prompt+1 {
+				return nil, fmt.Errorf("adaptrun: a window of %d tokens has nothing after its prompt of %d", len(w.Tokens), prompt)
+			}
+			prompts = append(prompts, w.Tokens[:prompt])
+			seqs = append(seqs, w.Tokens)
+			from = append(from, prompt)
+			out.Domains = append(out.Domains, w.Domain)
+		}
+		plan, err := rt.Plan(prompts, adapt.PlanOptions{Mode: mode})
+		if err != nil {
+			return nil, err
+		}
+		base, err := m.Score(seqs, from, nil)
+		if err == nil {
+			var ad []model.SequenceScore
+			if ad, err = m.Score(seqs, from, plan.Adapter(nil)); err == nil {
+				for i := range chunk {
+					out.Base.Loss, out.Base.N = append(out.Base.Loss, base[i].NLL), append(out.Base.N, base[i].Tokens)
+					out.Adapted.Loss, out.Adapted.N = append(out.Adapted.Loss, ad[i].NLL), append(out.Adapted.N, ad[i].Tokens)
+					out.Kept = append(out.Kept, plan.Cluster[i] >= 0)
+				}
+			}
+		}
+		plan.Free()
+		if err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			progress(b0+len(chunk), len(ws))
+		}
+	}
+	return out, nil
+}
+
+// ServedRow is one domain's (or role's) line of a served score.
+type ServedRow struct {
+	Name       string   `json:"name"`
+	Windows    int      `json:"windows"`
+	Kept       int      `json:"kept"` // windows the plan adapted
+	BasePPL    float64  `json:"base_ppl"`
+	AdaptedPPL float64  `json:"adapted_ppl"`
+	ChangePct  float64  `json:"change_pct"`
+	Diff       Interval `json:"diff"` // adapted - base, nats/token, paired bootstrap
+}
+
+// Rows summarises s per domain (in order) and pooled per role (roles maps
+// domain to role; roles with no window are left out).
+func (s *Served) Rows(order []string, roles map[string]string, iters int) []ServedRow {
+	row := func(name string, keep func(d string) bool) (ServedRow, bool) {
+		r := ServedRow{Name: name}
+		var b, a Scores
+		for i, d := range s.Domains {
+			if !keep(d) {
+				continue
+			}
+			r.Windows++
+			if s.Kept[i] {
+				r.Kept++
+			}
+			b.Loss, b.N = append(b.Loss, s.Base.Loss[i]), append(b.N, s.Base.N[i])
+			a.Loss, a.N = append(a.Loss, s.Adapted.Loss[i]), append(a.N, s.Adapted.N[i])
+		}
+		if r.Windows == 0 {
+			return r, false
+		}
+		r.BasePPL, r.AdaptedPPL = math.Exp(b.Mean(nil)), math.Exp(a.Mean(nil))
+		r.ChangePct = 100 * (r.AdaptedPPL/r.BasePPL - 1)
+		r.Diff = PairedBootstrap(a, b, iters, 1)
+		return r, true
+	}
+	var out []ServedRow
+	for _, d := range order {
+		if r, ok := row(d, func(x string) bool { return x == d }); ok {
+			out = append(out, r)
+		}
+	}
+	for _, role := range []string{RoleAdapt, RolePretrain, RoleHeldOut} {
+		if r, ok := row("all "+role, func(x string) bool { return roles[x] == role }); ok {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// WriteServedMarkdown writes rows as a Markdown table.
+func WriteServedMarkdown(w io.Writer, rows []ServedRow) {
+	fmt.Fprintln(w, "| domain | windows | adapted | base ppl | adapted ppl | change | adapted - base, nats/token [95% interval] |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		name := r.Name
+		if slices.Contains([]string{"all " + RoleAdapt, "all " + RolePretrain, "all " + RoleHeldOut}, name) {
+			name = "**" + name + "**"
+		}
+		fmt.Fprintf(w, "| %s | %d | %d | %.2f | %.2f | %+.2f%% | %+.4f [%+.4f, %+.4f] |\n",
+			name, r.Windows, r.Kept, r.BasePPL, r.AdaptedPPL, r.ChangePct, r.Diff.Mean, r.Diff.Lo, r.Diff.Hi)
+	}
+}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+// adaptScoreCmd scores a saved adapter on the benchmark's windows through
+// the inference path (adaptrun.ScoreServed).
+func adaptScoreCmd() *cobra.Command {
+	var mf modelFlags
+	var adapterSpec, windowsIn, splits string
+	var batch, iters int
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "score --adapter FILE --windows FILE",
+		Short: "Score a saved adapter on the benchmark's windows the way generate and serve run it (online assignment, gate, self-check, updates inside the decoder)",
+		Long: `Loads the adapter file as generate, run and serve do, plans each batch of
+windows from its prompt alone and scores the rest of each window with and
+without the plan's updates: perplexity per domain and per role, the share
+of windows the gate and self-check let through, and a paired bootstrap
+interval of the difference. --windows is a file of adapt bench --save-windows;
+its test split holds the adaptation domains, harm the pretraining and
+held-out ones.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if windowsIn == "" {
+				return fmt.Errorf("--windows: the windows file to score (adapt bench --save-windows)")
+			}
+			w, err := adaptrun.LoadWindows(windowsIn)
+			if err != nil {
+				return err
+			}
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			a, err := loadAdapter(adapterSpec, s.m)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
+			var all []adaptrun.ServedRow
+			for _, split := range strings.Split(splits, ",") {
+				ws := w.Splits[split]
+				if len(ws) == 0 {
+					return fmt.Errorf("--splits: the windows file has no %q split", split)
+				}
+				bar := newBar("scoring "+split, "windows")
+				plain := logProgress(os.Stderr, 30*time.Second)
+				sv, err := adaptrun.ScoreServed(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
+					bar.ChangeMax(total)
+					_ = bar.Set(done)
+					plain(done, total, "scoring "+split)
+				})
+				_ = bar.Finish()
+				if err != nil {
+					return err
+				}
+				rows := sv.Rows(w.Order, w.Roles, iters)
+				all = append(all, rows...)
+				if !asJSON {
+					fmt.Printf("\n%s split, %d windows:\n\n", split, len(ws))
+					adaptrun.WriteServedMarkdown(os.Stdout, rows)
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"adapter": describeAdapter(a.Meta), "rows": all})
+			}
+			return nil
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network)")
+	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
+	fl.StringVar(&splits, "splits", "test,harm", "splits to score, comma-separated")
+	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan)")
+	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
+	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	return c
+}
