@@ -10,17 +10,21 @@
 #   (and Debian's Vulkan loader in .gl, as the device tool's README says)
 #
 # Run there from the repository root with OUT set:
-#   scripts/adapt-bench-gpu.sh [head|deep|all] [head seconds] [deep seconds]
+#   scripts/adapt-bench-gpu.sh [head|deep|all|score] [head seconds] [deep seconds] [score seconds]
 # Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
 # OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
-# partial bench-partial.json when a phase ran out of time) and the first
-# seed's head-only hyper-networks (OUT/hyper-*.safetensors).
+# partial bench-partial.json when a phase ran out of time), the first
+# seed's hyper-network adapter files with their gate and self-check
+# (OUT/hyper-*.safetensors, decoder updates included) and, phase score (in
+# all too), each of those files and the default scored through the
+# inference path (OUT/score-*.json: adapt score on the test and harm splits).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 phase=${1:-all}
 head_s=${2:-300}
 deep_s=${3:-200}
+score_s=${4:-120}
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 unpack() {
@@ -45,7 +49,7 @@ if [ -z "${ALLOW_CPU:-}" ] && ! grep -qi nvidia <($CH devices 2>&1); then
 	exit 3
 fi
 common=(--windows "${WINDOWS:-.gpu/windows.json.gz}" --seeds 3 --epochs 2 --lrs "${LRS:-3e-4,1e-3,3e-3,1e-2,3e-2}" --bootstrap 1000)
-if [ "$phase" != deep ]; then
+if [ "$phase" = head ] || [ "$phase" = all ]; then
 	[ -n "${SKIP_CONFORMANCE:-}" ] || (cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestLowRankKernels|TestLowRankBackward$|TestLogits' -test.count 1) >> "$OUT/info.txt" 2>&1
 	mkdir -p "$OUT/head"
 	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
@@ -54,11 +58,21 @@ if [ "$phase" != deep ]; then
 	mv "$OUT"/head/hyper-*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"
 fi
-if [ "$phase" != head ]; then
+if [ "$phase" = deep ] || [ "$phase" = all ]; then
 	mkdir -p "$OUT/deep"
 	timeout "$deep_s" $CH adapt bench "${common[@]}" --out "$OUT/deep" \
 		--methods "${DEEP_METHODS:-lora-qkv,hyper-qkv,hyper-v3}" > "$OUT/deep/log" 2>&1
 	echo "deep: exit $?" >> "$OUT/info.txt"
+	mv "$OUT"/deep/hyper-*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/deep.tgz" -C "$OUT" deep && rm -rf "$OUT/deep"
+fi
+if [ "$phase" = score ] || [ "$phase" = all ]; then
+	for f in default "$OUT"/hyper-*.safetensors ${SCORE_ADAPTERS:-}; do
+		[ "$f" = default ] || [ -f "$f" ] || continue
+		name=$(basename "$f" .safetensors)
+		timeout "$score_s" $CH adapt score --adapter "$f" --windows "${WINDOWS:-.gpu/windows.json.gz}" --dtype f32 --json \
+			> "$OUT/score-$name.json" 2> "$OUT/score-$name.log"
+		echo "score $name: exit $?" >> "$OUT/info.txt"
+	done
 fi
 ls -la "$OUT"

@@ -214,6 +214,7 @@ corpus can run the benchmark with --windows.`,
 					if err := tr.Adapter.SetGate(g); err != nil {
 						return err
 					}
+					tr.Adapter.Meta.SelfCheck = true // as adapt train writes it
 					if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
 						return err
 					}
