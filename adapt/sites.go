@@ -203,19 +203,19 @@ func (a planAdapter) Begin(rows, head []int32) (model.Pass, error) {
 	p := a.p
 	clusterOf := func(seq []int32) ([]int32, bool) {
 		cl := make([]int32, len(seq))
-		any := false
+		adapted := false
 		for r, s := range seq {
 			cl[r] = -1
 			if i := int(s) + a.first; s >= 0 && i < len(p.Cluster) && (a.on == nil || a.on[i]) && p.Cluster[i] >= 0 {
 				cl[r] = int32(p.Cluster[i])
-				any = true
+				adapted = true
 			}
 		}
-		return cl, any
+		return cl, adapted
 	}
-	hc, any := clusterOf(head)
+	hc, adapted := clusterOf(head)
 	pass := &planPass{p: p}
-	if !any {
+	if !adapted {
 		return pass, nil // no row adapted (a row of the head's has a row of the activations)
 	}
 	b := p.rt.M.B

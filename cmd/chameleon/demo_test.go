@@ -81,9 +81,20 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, 2)
 	hc.Alpha = 4
+	// Generated updates inside the decoder too (qkv and fc2 of every
+	// layer), so that the browser runs the per-row shrink and expand
+	// kernels and a KV cache of adapted keys and values.
 	ad := &adapt.Adapter{
-		Meta:    adapt.Meta{Kind: adapt.KindHyper, Rank: hc.Rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base},
+		Meta: adapt.Meta{Kind: adapt.KindHyper, Rank: hc.Rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base,
+			Sites: []string{model.SiteQKV, model.SiteFC2}},
 		Tensors: adapt.InitHyper(hc, 3),
+	}
+	for _, st := range ad.Meta.Spec()[len(ad.Tensors):] {
+		st.Data = make([]float32, gpu.Numel(st.Shape))
+		for i := range st.Data {
+			st.Data[i] = float32(math.Sin(float64(i)*0.37)) * 0.05
+		}
+		ad.Tensors = append(ad.Tensors, st)
 	}
 	if err := adapt.Save(filepath.Join(dir, "hyper.safetensors"), ad); err != nil {
 		t.Fatal(err)
