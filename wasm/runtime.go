@@ -139,12 +139,17 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 		for i, h := range rt.Meta.Hidden {
 			hidden[i] = h
 		}
+		sites := make([]any, len(rt.Meta.Sites))
+		for i, s := range rt.Meta.Sites {
+			sites[i] = s
+		}
 		info["adapter"] = map[string]any{
 			"kind":      string(rt.Meta.Kind),
 			"rank":      rt.Meta.Rank,
 			"alpha":     rt.Meta.Alpha,
 			"hidden":    hidden,
 			"centroids": rt.Meta.Centroids,
+			"sites":     sites, // decoder layers updated at every layer besides the output projection
 		}
 	}
 	return js.ValueOf(info), nil
