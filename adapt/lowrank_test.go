@@ -18,7 +18,7 @@ func pair(t *testing.T) (*conformance.Pair, Ops, *WebGPUOps) {
 	t.Helper()
 	w := gputest.Backend(t)
 	p := conformance.NewPair(t, ref.New(), w)
-	return p, &RefOps{B: p.Ref.(*ref.Backend)}, &WebGPUOps{W: p.Got.(*gpu.WebGPU)}
+	return p, New(p.Ref).(*RefOps), &WebGPUOps{WebGPU: p.Got.(*gpu.WebGPU)}
 }
 
 // factorCase is one shape of the low-rank update.

@@ -20,7 +20,7 @@ func newPair(t *testing.T) (*conformance.Pair, *GPUOps, *RefOps) {
 	t.Helper()
 	w := gputest.Backend(t)
 	r := NewRefOps()
-	return conformance.NewPair(t, r.Backend, w), NewGPUOps(w), r
+	return conformance.NewPair(t, r.Host, w), NewGPUOps(w), r
 }
 
 func TestFeaturesConformance(t *testing.T) {
