@@ -320,4 +320,3 @@ func (r *rReader) realVector(o *RObject) error {
 	}
 	return nil
 }
-
