@@ -43,4 +43,3 @@ var TexKernels = []TexKernel{
 	{"matmul_tex8_f16", true, 8, 32, 8, 1},
 	{"matmul_tex_f16", true, 32, 16, 8, 1},
 }
-
