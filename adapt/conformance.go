@@ -215,18 +215,24 @@ func confLowRankKernels(t conformance.T, p *conformance.Pair) {
 	}
 }
 
+// dropoutMask is a random dropout mask of n units at p = 0.5: 0 for a
+// dropped unit, 2 = 1/(1-p) for a kept one.
+func dropoutMask(p *conformance.Pair, n int) []float32 {
+	mask := make([]float32, n)
+	for i := range mask {
+		if p.Rng.IntN(2) == 0 {
+			mask[i] = 2
+		}
+	}
+	return mask
+}
+
 // confReLU checks relu_mask with and without a dropout mask.
 func confReLU(t conformance.T, p *conformance.Pair) {
 	ro, go_ := New(p.Ref), New(p.Got)
 	for _, n := range []int{1, 3, 257, 4099} {
 		x := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
-		mask := make([]float32, n)
-		for i := range mask {
-			if p.Rng.IntN(2) == 0 {
-				mask[i] = 2
-			}
-		}
-		mk := p.Upload(t, gpu.F32, mask, n)
+		mk := p.Upload(t, gpu.F32, dropoutMask(p, n), n)
 		for _, withMask := range []bool{false, true} {
 			var m conformance.Tensors
 			if withMask {
@@ -301,13 +307,7 @@ func confReLUBackward(t conformance.T, p *conformance.Pair) {
 		for _, withMask := range []bool{false, true} {
 			x := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
 			dy := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
-			mv := make([]float32, n)
-			for i := range mv {
-				if p.Rng.IntN(2) == 0 {
-					mv[i] = 2
-				}
-			}
-			mk := p.Upload(t, gpu.F32, mv, n)
+			mk := p.Upload(t, gpu.F32, dropoutMask(p, n), n)
 			dx := p.Poisoned(t, gpu.F32, n)
 			var mr, mg gpu.Tensor
 			if withMask {
