@@ -57,7 +57,7 @@ func upload(b *testing.B, be gpu.Backend, dt gpu.DType, data any, shape ...int) 
 // storage binding, so there only the separate variant runs.
 func BenchmarkAdaptOverhead(b *testing.B) {
 	w := gputest.Backend(b)
-	ops := &WebGPUOps{W: w}
+	ops := &WebGPUOps{WebGPU: w}
 	r := rand.New(rand.NewPCG(7, 8))
 	a := upload(b, w, gpu.F32, randn(r, benchK*benchR*benchC, 0.036), benchK, benchR, benchC)
 	bf := upload(b, w, gpu.F32, randn(r, benchK*benchV*benchR, 0.25), benchK, benchV, benchR)

@@ -30,6 +30,11 @@
 // kernel here has a plain-Go reference in ref.go, which is also what the
 // ops run on the reference backend (gpu/ref).
 //
+// Ops extends gpu.Backend in the pattern package gpu describes (extend.go):
+// WebGPUOps and RefOps embed their backend, New picks one for a backend, and
+// Conformance is the exported suite that checks the WGSL kernels against
+// the references.
+//
 // The ops' backward halves are here (LowRankBackwardInput, AddLowRankT,
 // ReLUBackward); training and evaluating adapters is package adaptrun's.
 package adapt

@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/chameleon-llm/chameleon/gpu"
-	"github.com/chameleon-llm/chameleon/gpu/ref"
 )
 
 // Logits variants (Ops.Variant).
@@ -34,15 +33,18 @@ var fusedKernels = map[gpu.DType]struct {
 	gpu.F16: {"lowrank_matmul_f16", 8, 128},
 }
 
-// Ops are the adaptation ops on a backend, one interface with two
-// implementations as gpu.Backend has: WebGPUOps runs the WGSL kernels on
-// *gpu.WebGPU, RefOps their plain-Go references (ref.go) on *ref.Backend;
-// the conformance tests run both on random inputs. Like gpu.Backend's ops,
-// these record work that becomes visible at the next Flush or read, never
-// modify their inputs, and panic on shape or dtype mismatches (the shared
-// check* functions below, which both implementations call first).
+// Ops are the adaptation ops added to the backend they run on (the
+// op-extension pattern of package gpu): WebGPUOps runs the WGSL kernels on
+// *gpu.WebGPU, RefOps their plain-Go references (ref.go) on a gpu.Host, New
+// picks one, and the conformance tests (lowrank_test.go) run both on random
+// inputs. Memory and base ops are the embedded backend's. Like
+// gpu.Backend's ops, these record work that becomes visible at the next
+// Flush or read, never modify their inputs, and panic on shape or dtype
+// mismatches (the shared check* functions below, which both
+// implementations call first).
 type Ops interface {
-	// Backend is the backend the ops run on.
+	gpu.Backend
+	// Backend is the embedded backend itself, as a plain gpu.Backend.
 	Backend() gpu.Backend
 	LowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32)
 	AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) error
@@ -56,31 +58,16 @@ type Ops interface {
 }
 
 // New returns the ops on backend b (WebGPU with automatic variant
-// selection, or the reference). It panics for any other backend: which
-// backends exist is fixed at compile time.
+// selection, or the reference on a host backend). It panics for any other
+// backend: which backends exist is fixed at compile time.
 func New(b gpu.Backend) Ops {
-	switch t := b.(type) {
-	case *gpu.WebGPU:
-		return &WebGPUOps{W: t}
-	case *ref.Backend:
-		return &RefOps{B: t}
+	ops, err := gpu.Select(b,
+		func(w *gpu.WebGPU) Ops { return &WebGPUOps{WebGPU: w} },
+		func(h gpu.Host) Ops { return &RefOps{h} })
+	if err != nil {
+		panic("adapt: no adaptation kernels: " + err.Error())
 	}
-	panic(fmt.Sprintf("adapt: backend %T has no adaptation kernels (want *gpu.WebGPU or *ref.Backend)", b))
-}
-
-// host data of reference tensors.
-func rf(t gpu.Tensor) []float32 {
-	if t == nil {
-		return nil
-	}
-	return t.(*ref.Tensor).F
-}
-
-func ri(t gpu.Tensor) []int32 {
-	if t == nil {
-		return nil
-	}
-	return t.(*ref.Tensor).I
+	return ops
 }
 
 // rows returns (M, C) of x viewed as rows over its last dim.

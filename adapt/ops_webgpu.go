@@ -8,21 +8,21 @@ import (
 
 // WebGPUOps runs the adaptation ops as WGSL kernels on a WebGPU device.
 type WebGPUOps struct {
-	W *gpu.WebGPU
+	*gpu.WebGPU
 	// Variant selects Logits's kernels: VariantAuto, VariantFused or
 	// VariantSeparate.
 	Variant string
 }
 
 // Backend is the device the ops run on.
-func (o *WebGPUOps) Backend() gpu.Backend { return o.W }
+func (o *WebGPUOps) Backend() gpu.Backend { return o.WebGPU }
 
 // LowRankU: u(M,R) = alpha * A_c h(M,C) per row, c = cluster[m]; cluster
 // (M) I32, or nil for cluster 0 on every row. Rows whose cluster is outside
 // [0, K) get zeros. h may have leading dims (M is their product).
 func (o *WebGPUOps) LowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) {
 	m, _ := checkLowRankU(u, h, f, cluster)
-	w := o.W
+	w := o.WebGPU
 	cl, has := orDefault(cluster, h)
 	gx, gy := w.Grid1(ceilDiv(m*f.R, 64))
 	w.Dispatch("lowrank_u", []gpu.Tensor{h, f.A, cl}, []gpu.Tensor{u},
@@ -36,7 +36,7 @@ func (o *WebGPUOps) LowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor, alp
 // returned.
 func (o *WebGPUOps) AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) error {
 	m, v := checkAddLowRank(dst, u, f, cluster)
-	w := o.W
+	w := o.WebGPU
 	cl, has := orDefault(cluster, u)
 	step := m
 	if w.Info.Type == "cpu" {
@@ -65,7 +65,7 @@ func (o *WebGPUOps) AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor)
 // (LowRankBackwardInput returns it). dst is updated in place.
 func (o *WebGPUOps) AddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) {
 	m, c := checkAddLowRankT(dst, du, f, cluster)
-	w := o.W
+	w := o.WebGPU
 	cl, has := orDefault(cluster, du)
 	gx, gy := w.Grid1(ceilDiv(m*c, 64))
 	w.Dispatch("lowrank_add_t", []gpu.Tensor{du, cl, f.A}, []gpu.Tensor{dst},
@@ -77,7 +77,7 @@ func (o *WebGPUOps) AddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tenso
 // 1/(1-p) for a kept one; nil mask is inference (no dropout).
 func (o *WebGPUOps) ReLU(dst, x, mask gpu.Tensor) {
 	s := checkReLU(dst, x, mask)
-	w := o.W
+	w := o.WebGPU
 	n := gpu.Numel(s)
 	mk, has := orDefault(mask, x)
 	gx, gy := w.Grid1(ceilDiv(n, 256))
@@ -91,7 +91,7 @@ func (o *WebGPUOps) ReLU(dst, x, mask gpu.Tensor) {
 // on GPUs, chunked weights) followed by lowrank_add. Ops.Variant overrides
 // it, except that a w too large to bind is always separate.
 func (o *WebGPUOps) LogitsVariant(m int, w gpu.Tensor) string {
-	g := o.W
+	g := o.WebGPU
 	if storageBytes(w) > g.Limits.MaxStorageBufferBindingSize {
 		return VariantSeparate
 	}
@@ -119,7 +119,7 @@ func (o *WebGPUOps) LogitsVariant(m int, w gpu.Tensor) string {
 // errors surface at the next Flush.
 func (o *WebGPUOps) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) error {
 	m, c, v := logitsDims(dst, h, w, bias, f, cluster)
-	g := o.W
+	g := o.WebGPU
 	if m == 0 || v == 0 {
 		return nil
 	}
@@ -175,7 +175,7 @@ func (o *WebGPUOps) Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Te
 // mask where x > 0, else 0. mask nil: no dropout.
 func (o *WebGPUOps) ReLUBackward(dx, dy, x, mask gpu.Tensor) {
 	s := checkReLUBackward(dx, dy, x, mask)
-	w := o.W
+	w := o.WebGPU
 	n := gpu.Numel(s)
 	mk, has := orDefault(mask, x)
 	gx, gy := w.Grid1(ceilDiv(n, 256))
@@ -205,7 +205,7 @@ func (o *WebGPUOps) LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Fact
 // du may be nil (not needed).
 func (o *WebGPUOps) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error {
 	m, _ := checkLowRankBackwardInput(dF, duOut, dlogits, h, u, f, cluster)
-	w := o.W
+	w := o.WebGPU
 	if m > maxGradRows {
 		return fmt.Errorf("adapt: LowRankBackward: %d rows, at most %d per call", m, maxGradRows)
 	}

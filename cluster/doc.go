@@ -28,9 +28,12 @@
 // keeps its previous centroid when there is no such point, e.g. identical
 // inputs). Everything is deterministic for a seed on a given backend.
 //
-// Ops is the small kernel interface k-means is written against; GPUOps runs
-// it as WGSL on a *gpu.WebGPU and RefOps in plain Go. The cluster kernels are
-// kept out of gpu.Backend, which model code uses.
+// Ops is the small kernel interface k-means is written against, an
+// extension of gpu.Backend in the pattern package gpu describes (extend.go):
+// it embeds the backend the kernels run on, GPUOps runs them as WGSL on a
+// *gpu.WebGPU and RefOps in plain Go on a gpu.Host, OpsFor picks one, and
+// Conformance is the exported suite that checks one against the other. The
+// cluster kernels are kept out of gpu.Backend, which model code uses.
 //
 // Errors: non-finite features, k larger than the batch, bad files are
 // returned as errors; shape and dtype mismatches are programmer errors and

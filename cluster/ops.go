@@ -4,21 +4,18 @@ import (
 	"fmt"
 
 	"github.com/chameleon-llm/chameleon/gpu"
-	"github.com/chameleon-llm/chameleon/gpu/ref"
 )
 
-// Ops are the memory operations and kernels clustering needs. Like
-// gpu.Backend, the kernels write into their outputs, never modify their
-// inputs, may run asynchronously (results are visible through ReadF32 and
-// ReadI32) and panic on shape or dtype mismatches.
+// Ops are the kernels clustering needs, added to the backend they run on
+// (the op-extension pattern of package gpu: GPUOps runs them as WGSL on
+// *gpu.WebGPU, RefOps as plain Go on a gpu.Host, OpsFor picks one, and
+// ops_test.go checks one against the other). Memory operations and Name
+// are the embedded backend's. Like gpu.Backend, the kernels write into
+// their outputs, never modify their inputs, may run asynchronously
+// (results are visible through ReadF32 and ReadI32) and panic on shape or
+// dtype mismatches.
 type Ops interface {
-	// Name describes the implementation and its adapter.
-	Name() string
-	Alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error)
-	Write(t gpu.Tensor, data any) error
-	ReadF32(t gpu.Tensor) ([]float32, error)
-	ReadI32(t gpu.Tensor) ([]int32, error)
-	Free(t gpu.Tensor)
+	gpu.Backend
 
 	// Features: dst(B, C) F32 is, for each sequence b, the mean of
 	// wte(V, C) (F32 or F16) rows tokens(B, T)[b, t] over t < lengths(B)[b],
@@ -117,13 +114,13 @@ func checkUpdate(dst, x, prev, order, offsets, reseed gpu.Tensor) (k, c, n int) 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // OpsFor returns the clustering ops of a backend: the WGSL kernels on a
-// WebGPU backend, the plain-Go ones on the reference backend.
+// WebGPU backend, the plain-Go ones on a host backend (the reference).
 func OpsFor(b gpu.Backend) (Ops, error) {
-	switch t := b.(type) {
-	case *gpu.WebGPU:
-		return NewGPUOps(t), nil
-	case *ref.Backend:
-		return &RefOps{t}, nil
+	ops, err := gpu.Select(b,
+		func(w *gpu.WebGPU) Ops { return NewGPUOps(w) },
+		func(h gpu.Host) Ops { return &RefOps{h} })
+	if err != nil {
+		return nil, fmt.Errorf("cluster: no clustering ops: %w", err)
 	}
-	return nil, fmt.Errorf("cluster: no clustering ops for backend %s", b.Name())
+	return ops, nil
 }

@@ -8,25 +8,23 @@ import (
 )
 
 // RefOps is the plain-Go reference of the clustering kernels: the simplest
-// loops, float64 accumulation. It is the ground truth GPUOps is tested
-// against and the fallback without an adapter. Memory operations are the
-// embedded reference backend's.
-type RefOps struct{ *ref.Backend }
+// loops, float64 accumulation, on the host slices of the embedded host
+// backend's tensors. It is the ground truth GPUOps is tested against and
+// the fallback without an adapter.
+type RefOps struct{ gpu.Host }
 
 // NewRefOps returns the reference implementation on its own reference
-// backend (tensors from any *ref.Backend work).
+// backend (the reference backend is stateless: tensors of any of its
+// instances work).
 func NewRefOps() *RefOps { return &RefOps{ref.New()} }
 
 // Name describes the implementation.
-func (o *RefOps) Name() string { return "cluster " + o.Backend.Name() }
-
-func fl(t gpu.Tensor) []float32 { return t.(*ref.Tensor).F }
-func in(t gpu.Tensor) []int32   { return t.(*ref.Tensor).I }
+func (o *RefOps) Name() string { return "cluster " + o.Host.Name() }
 
 // Features: see Ops.
 func (o *RefOps) Features(dst, wte, tokens, lengths gpu.Tensor) {
 	b, t, c, v := checkFeatures(dst, wte, tokens, lengths)
-	table, ids, lens, out := fl(wte), in(tokens), in(lengths), fl(dst)
+	table, ids, lens, out := o.HostF32(wte), o.HostI32(tokens), o.HostI32(lengths), o.HostF32(dst)
 	sum := make([]float64, c)
 	for s := 0; s < b; s++ {
 		clear(sum)
@@ -71,7 +69,7 @@ func meanToFeature(dst []float32, sum []float64, n int) {
 // Assign: see Ops.
 func (o *RefOps) Assign(assign, dist, x, cents gpu.Tensor, label0 int, merge bool) {
 	n, c, k := checkAssign(assign, dist, x, cents, label0)
-	xs, cs, as, ds := fl(x), fl(cents), in(assign), fl(dist)
+	xs, cs, as, ds := o.HostF32(x), o.HostF32(cents), o.HostI32(assign), o.HostF32(dist)
 	for i := 0; i < n; i++ {
 		best, label := 0.0, -1
 		if merge {
@@ -100,7 +98,7 @@ func sqDist(a, b []float32) float64 {
 // Update: see Ops.
 func (o *RefOps) Update(dst, x, prev, order, offsets, reseed gpu.Tensor) {
 	k, c, _ := checkUpdate(dst, x, prev, order, offsets, reseed)
-	xs, ps, ord, off, rs, out := fl(x), fl(prev), in(order), in(offsets), in(reseed), fl(dst)
+	xs, ps, ord, off, rs, out := o.HostF32(x), o.HostF32(prev), o.HostI32(order), o.HostI32(offsets), o.HostI32(reseed), o.HostF32(dst)
 	sum := make([]float64, c)
 	for r := 0; r < k; r++ {
 		row := out[r*c : (r+1)*c]

@@ -13,6 +13,10 @@ import (
 // trajectory without float rounding steering the two runs apart. Reads
 // return the reference's values.
 type pairOps struct {
+	// Backend is nil: clustering calls only the memory ops (defined below)
+	// and its own kernels, so a base op reached through here is a bug and
+	// panics.
+	gpu.Backend
 	t    *testing.T
 	g    *GPUOps
 	r    *RefOps

@@ -2,6 +2,13 @@
 // embedded into the binary. It is data only: the gpu package compiles the
 // sources into pipelines and owns their binding layouts.
 //
+// Kernels come in three forms, all plain files here: hand-written NAME.wgsl;
+// shared bodies in NAME.wgsli fragments that kernels pull in with
+// `//#include` (expanded by Source); and generated variants (f16/f32 twins
+// from one NAME.wgsl.tmpl, unrolled texture matmuls, workgroup-size copies),
+// written by `go generate ./wgsl` and checked by TestGenerated (variants.go).
+// Nothing rewrites a kernel's source at run time beyond the includes.
+//
 // Conventions every kernel follows:
 //   - tensors are bound in @group(0), in the order the host passes them,
 //     read-only inputs first and outputs last;

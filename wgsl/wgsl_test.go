@@ -1,8 +1,6 @@
 package wgsl
 
 import (
-	"flag"
-	"os"
 	"strings"
 	"testing"
 )
@@ -24,24 +22,5 @@ func TestExpandSubstitutes(t *testing.T) {
 	src := expand("test", "a\n//#include matmul_reg_f32_main N_COLS=params.zz\nb", 0)
 	if !strings.HasPrefix(src, "a\n@compute") || !strings.HasSuffix(src, "\nb") || !strings.Contains(src, "params.zz") {
 		t.Fatalf("expansion:\n%.200s ... %.100s", src, src[len(src)-100:])
-	}
-}
-
-var update = flag.Bool("update", false, "rewrite the generated texture matmul kernels")
-
-// TestTexKernelsGenerated: every generated kernel file is exactly what
-// texMatMul writes today (run with -update after changing the generator).
-func TestTexKernelsGenerated(t *testing.T) {
-	for _, k := range TexKernels {
-		want := texMatMul(k)
-		if *update {
-			if err := os.WriteFile(k.Name+".wgsl", []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if got := Source(k.Name); got != want {
-			t.Errorf("%s.wgsl differs from wgsl/texgen.go's output: run go test ./wgsl -run TexKernels -update", k.Name)
-		}
 	}
 }

@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"math"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -46,7 +45,7 @@ func (p *Pair) cacheHistory(kc kvCase) []float32 {
 // runKV uploads a step, runs KVStore on both backends and compares the
 // whole caches exactly (NaN == NaN: untouched poison must stay). With
 // attend, it then runs Attention on the stored caches and compares dst.
-func (p *Pair) runKV(t *testing.T, kc kvCase, attend bool) {
+func (p *Pair) runKV(t T, kc kvCase, attend bool) {
 	t.Helper()
 	name := fmt.Sprintf("%s B=%d Tq=%d C=%d H=%d Tmax=%d", kc.what, kc.nb, kc.tq, kc.c, kc.h, kc.tmax)
 	qkv := p.Upload(t, gpu.F32, p.Randn(kc.nb*kc.tq*3*kc.c, 1), kc.nb, kc.tq, 3*kc.c)
@@ -81,7 +80,7 @@ func (p *Pair) runKV(t *testing.T, kc kvCase, attend bool) {
 				nan[i] = float32(math.NaN())
 			}
 			if err := p.Got.Write(dst.Got, nan); err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v", err)
 			}
 		}
 		p.Got.Attention(dst.Got, qkv.Got, kcache.Got, vcache.Got, st.Got, ql.Got, kc.h)
@@ -127,7 +126,7 @@ func (p *Pair) chunked(nb, tq, c, h, tmax int) kvCase {
 
 var heads = [][2]int{{1, 1}, {3, 3}, {6, 2}, {12, 3}, {768, 12}}
 
-func testKVStore(t *testing.T, p *Pair) {
+func testKVStore(t T, p *Pair) {
 	for _, nb := range []int{1, 3, 8} {
 		for _, ch := range heads {
 			for _, tmax := range []int{1, 7, 129} {
@@ -144,7 +143,7 @@ func testKVStore(t *testing.T, p *Pair) {
 	p.splitCaches(t)
 }
 
-func testAttention(t *testing.T, p *Pair) {
+func testAttention(t T, p *Pair) {
 	for _, nb := range []int{1, 3, 8} {
 		for _, ch := range heads {
 			c, h := ch[0], ch[1]
@@ -174,7 +173,7 @@ func testAttention(t *testing.T, p *Pair) {
 // WebGPU backend splits by sequence: KVStore then decode at GPT-2 width.
 // It runs only where the binding limit is small (<= 256 MiB) so that the
 // test stays cheap.
-func (p *Pair) splitCaches(t *testing.T) {
+func (p *Pair) splitCaches(t T) {
 	w, ok := p.Got.(*gpu.WebGPU)
 	if !ok {
 		return

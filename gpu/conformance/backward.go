@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -25,7 +24,7 @@ func init() {
 
 // trainPair returns both backends as TrainBackends, failing the test when
 // either does not implement the backward ops.
-func trainPair(t *testing.T, p *Pair) (ref, got gpu.TrainBackend) {
+func trainPair(t T, p *Pair) (ref, got gpu.TrainBackend) {
 	t.Helper()
 	ref, ok := p.Ref.(gpu.TrainBackend)
 	if !ok {
@@ -38,7 +37,7 @@ func trainPair(t *testing.T, p *Pair) (ref, got gpu.TrainBackend) {
 	return ref, got
 }
 
-func testZero(t *testing.T, p *Pair) {
+func testZero(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, dt := range []gpu.DType{gpu.F32, gpu.F16, gpu.I32} {
 		for _, n := range []int{1, 3, 129, 70000} {
@@ -67,7 +66,7 @@ func testZero(t *testing.T, p *Pair) {
 	}
 }
 
-func testAccumulate(t *testing.T, p *Pair) {
+func testAccumulate(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, n := range []int{1, 3, 127, 768, 70000} {
 		d := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
@@ -79,7 +78,7 @@ func testAccumulate(t *testing.T, p *Pair) {
 	}
 }
 
-func testGELUBackward(t *testing.T, p *Pair) {
+func testGELUBackward(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, n := range append(awkward, 70000) {
 		xv := p.Randn(n, 3)
@@ -97,7 +96,7 @@ func testGELUBackward(t *testing.T, p *Pair) {
 	}
 }
 
-func testLayerNormBackward(t *testing.T, p *Pair) {
+func testLayerNormBackward(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {256, 768}, {2, 1600}} {
 		m, c := sz[0], sz[1]
@@ -123,7 +122,7 @@ func testLayerNormBackward(t *testing.T, p *Pair) {
 
 // matMulBackwardCase runs MatMulBackward at (M, K, N), with or without dx
 // and dBias, and compares every output.
-func (p *Pair) matMulBackwardCase(t *testing.T, m, k, n int, withDx, withBias bool) {
+func (p *Pair) matMulBackwardCase(t T, m, k, n int, withDx, withBias bool) {
 	t.Helper()
 	ref, got := trainPair(t, p)
 	x := p.Upload(t, gpu.F32, p.Randn(m*k, 1), m, k)
@@ -153,7 +152,7 @@ func (p *Pair) matMulBackwardCase(t *testing.T, m, k, n int, withDx, withBias bo
 	}
 }
 
-func testMatMulBackward(t *testing.T, p *Pair) {
+func testMatMulBackward(t T, p *Pair) {
 	for _, sz := range [][3]int{{1, 1, 1}, {3, 5, 7}, {1, 768, 3}, {127, 129, 3}, {129, 3, 127}, {256, 768, 768}, {130, 65, 257}} {
 		p.matMulBackwardCase(t, sz[0], sz[1], sz[2], true, true)
 	}
@@ -175,7 +174,7 @@ func testMatMulBackward(t *testing.T, p *Pair) {
 	}
 }
 
-func testCrossEntropyBackward(t *testing.T, p *Pair) {
+func testCrossEntropyBackward(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, sz := range [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {7, 768}, {64, 50257}} {
 		m, v := sz[0], sz[1]
@@ -198,7 +197,7 @@ func testCrossEntropyBackward(t *testing.T, p *Pair) {
 	}
 }
 
-func testEmbedBackward(t *testing.T, p *Pair) {
+func testEmbedBackward(t T, p *Pair) {
 	for _, sz := range [][4]int{{1, 1, 1, 1}, {3, 7, 3, 5}, {129, 50, 127, 300}, {50257, 1024, 768, 256}} {
 		p.embedBackwardCase(t, sz[0], sz[1], sz[2], sz[3], true)
 	}
@@ -209,7 +208,7 @@ func testEmbedBackward(t *testing.T, p *Pair) {
 // and a (P,C) position table: tokens drawn mostly from a few ids (long
 // chains), some from the whole vocabulary, the last id and negative
 // (skipped) ids included.
-func (p *Pair) embedBackwardCase(t *testing.T, v, pmax, c, m int, withPos bool) {
+func (p *Pair) embedBackwardCase(t T, v, pmax, c, m int, withPos bool) {
 	t.Helper()
 	ref, got := trainPair(t, p)
 	tok := p.Ints(m, 0, v)
@@ -245,7 +244,7 @@ func (p *Pair) embedBackwardCase(t *testing.T, v, pmax, c, m int, withPos bool) 
 	}
 }
 
-func testGradNormSq(t *testing.T, p *Pair) {
+func testGradNormSq(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, sizes := range [][]int{{1}, {3, 5}, {64}, {65}, {4096, 4097, 1}, {768 * 3072, 50257, 768, 1}} {
 		var gs []Tensors
@@ -263,7 +262,7 @@ func testGradNormSq(t *testing.T, p *Pair) {
 	}
 }
 
-func testAdamW(t *testing.T, p *Pair) {
+func testAdamW(t T, p *Pair) {
 	ref, got := trainPair(t, p)
 	for _, n := range []int{1, 3, 127, 129, 768, 70000} {
 		for _, clip := range []float32{0, 0.5} {

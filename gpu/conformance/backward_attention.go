@@ -2,7 +2,6 @@ package conformance
 
 import (
 	"fmt"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -28,7 +27,7 @@ func (p *Pair) trainQlen(nb, tq int) []int32 {
 
 // attentionTrainCase runs AttentionTrain and, with backward, AttentionBackward
 // on the reference's forward outputs, comparing everything.
-func (p *Pair) attentionTrainCase(t *testing.T, nb, tq, c, h int, backward bool) {
+func (p *Pair) attentionTrainCase(t T, nb, tq, c, h int, backward bool) {
 	t.Helper()
 	ref, got := trainPair(t, p)
 	what := fmt.Sprintf("B=%d T=%d C=%d H=%d", nb, tq, c, h)
@@ -48,11 +47,11 @@ func (p *Pair) attentionTrainCase(t *testing.T, nb, tq, c, h int, backward bool)
 	// is compared on identical inputs.
 	ov, err := p.Ref.ReadF32(out.Ref)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	lv, err := p.Ref.ReadF32(lse.Ref)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v", err)
 	}
 	out2 := p.Upload(t, gpu.F32, ov, nb, tq, c)
 	lse2 := p.Upload(t, gpu.F32, lv, nb, h, tq)
@@ -64,13 +63,13 @@ func (p *Pair) attentionTrainCase(t *testing.T, nb, tq, c, h int, backward bool)
 	p.Close(t, what+" dQKV", d, 1e-4, 1e-3)
 }
 
-func testAttentionTrain(t *testing.T, p *Pair) {
+func testAttentionTrain(t T, p *Pair) {
 	for _, cs := range attnTrainCases {
 		p.attentionTrainCase(t, cs[0], cs[1], cs[2], cs[3], false)
 	}
 }
 
-func testAttentionBackward(t *testing.T, p *Pair) {
+func testAttentionBackward(t T, p *Pair) {
 	for _, cs := range attnTrainCases {
 		p.attentionTrainCase(t, cs[0], cs[1], cs[2], cs[3], true)
 	}
@@ -80,7 +79,7 @@ func testAttentionBackward(t *testing.T, p *Pair) {
 // binding-sized chunks with the WebGPU backend's binding limit lowered to
 // 64 KiB, so that the chunked paths (matmul rows and weight rows, vocabulary
 // rows, embedding table rows, sequences, flat ranges) run at small sizes.
-func testBackwardChunked(t *testing.T, p *Pair) {
+func testBackwardChunked(t T, p *Pair) {
 	w, ok := p.Got.(*gpu.WebGPU)
 	if !ok {
 		t.Fatalf("backend %s is not *gpu.WebGPU: the chunked paths are WebGPU's", p.Got.Name())

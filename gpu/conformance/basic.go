@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"math"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -19,7 +18,7 @@ func init() {
 	register("Embed", testEmbed)
 }
 
-func testAdd(t *testing.T, p *Pair) {
+func testAdd(t T, p *Pair) {
 	for _, n := range append(awkward, 70000) {
 		a := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
 		b := p.Upload(t, gpu.F32, p.Randn(n, 1), n)
@@ -31,7 +30,7 @@ func testAdd(t *testing.T, p *Pair) {
 	}
 }
 
-func testGELU(t *testing.T, p *Pair) {
+func testGELU(t T, p *Pair) {
 	for _, n := range awkward {
 		x := p.Randn(n, 3)
 		x[0] = 40 // tanh saturation must not produce NaN
@@ -63,7 +62,7 @@ func layerNormWGs(p *Pair, f func()) {
 	}
 }
 
-func testLayerNorm(t *testing.T, p *Pair) {
+func testLayerNorm(t T, p *Pair) {
 	layerNormWGs(p, func() { testLayerNormOnce(t, p) })
 }
 
@@ -72,7 +71,7 @@ var layerNormSizes = [][2]int{{1, 1}, {3, 3}, {5, 127}, {129, 129}, {8, 768}, {2
 
 // layerNormInputs uploads m rows of c values around a mean of 5 (an offset
 // mean checks the two-pass variance) and random gamma and beta.
-func layerNormInputs(t *testing.T, p *Pair, m, c int) (x, gamma, beta Tensors) {
+func layerNormInputs(t T, p *Pair, m, c int) (x, gamma, beta Tensors) {
 	v := p.Randn(m*c, 2)
 	for i := range v {
 		v[i] += 5
@@ -80,7 +79,7 @@ func layerNormInputs(t *testing.T, p *Pair, m, c int) (x, gamma, beta Tensors) {
 	return p.Upload(t, gpu.F32, v, m, c), p.Upload(t, gpu.F32, p.Randn(c, 1), c), p.Upload(t, gpu.F32, p.Randn(c, 1), c)
 }
 
-func testLayerNormOnce(t *testing.T, p *Pair) {
+func testLayerNormOnce(t T, p *Pair) {
 	for _, sz := range layerNormSizes {
 		m, c := sz[0], sz[1]
 		a, g, b := layerNormInputs(t, p, m, c)
@@ -95,11 +94,11 @@ func testLayerNormOnce(t *testing.T, p *Pair) {
 // testAddLayerNorm checks the fused op against the reference and, on the
 // backend under test, against its own Add then LayerNorm bit for bit (the
 // model uses the fused op where it used the two).
-func testAddLayerNorm(t *testing.T, p *Pair) {
+func testAddLayerNorm(t T, p *Pair) {
 	layerNormWGs(p, func() { testAddLayerNormOnce(t, p) })
 }
 
-func testAddLayerNormOnce(t *testing.T, p *Pair) {
+func testAddLayerNormOnce(t T, p *Pair) {
 	for _, sz := range layerNormSizes {
 		m, c := sz[0], sz[1]
 		a, g, be := layerNormInputs(t, p, m, c)
@@ -128,7 +127,7 @@ func testAddLayerNormOnce(t *testing.T, p *Pair) {
 	}
 }
 
-func testEmbed(t *testing.T, p *Pair) {
+func testEmbed(t T, p *Pair) {
 	for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
 		for _, sz := range [][3]int{{1, 1, 1}, {3, 7, 3}, {129, 50, 127}, {50257, 1024, 768}} {
 			v, pmax, c := sz[0], sz[1], sz[2]
@@ -152,7 +151,7 @@ func init() { register("Copy", testCopy) }
 
 // testCopy checks the device copy (vec4 kernel and queue fallback); it
 // needs the WebGPU backend, since Copy is not a Backend op.
-func testCopy(t *testing.T, p *Pair) {
+func testCopy(t T, p *Pair) {
 	w, ok := p.Got.(*gpu.WebGPU)
 	if !ok {
 		t.Fatalf("Copy is a WebGPU method; backend is %T", p.Got)
@@ -163,7 +162,7 @@ func testCopy(t *testing.T, p *Pair) {
 		w.Copy(dst.Got, src.Got)
 		got, err := w.ReadF32(dst.Got)
 		if err != nil {
-			t.Fatal(err)
+			t.Fatalf("%v", err)
 		}
 		want, _ := p.Ref.ReadF32(src.Ref)
 		if err := AllClose(got, want, 0, 0); err != nil {
@@ -175,7 +174,7 @@ func testCopy(t *testing.T, p *Pair) {
 
 func init() { register("Rows", testRows) }
 
-func testRows(t *testing.T, p *Pair) {
+func testRows(t T, p *Pair) {
 	for _, sz := range [][3]int{{1, 1, 1}, {7, 3, 5}, {129, 768, 33}, {256, 127, 300}} {
 		m, c, r := sz[0], sz[1], sz[2]
 		x := p.Upload(t, gpu.F32, p.Randn(m*c, 1), m, c)

@@ -4,6 +4,13 @@
 // replayed with CHAMELEON_SEED), at awkward sizes, with the outputs
 // poisoned first so unwritten elements fail, and the results are compared
 // with per-op tolerances |got-want| <= atol + rtol*|want|.
+//
+// The package does not import testing, so that the CLI's self-check links
+// it without the test framework: a check reports through T, which
+// *testing.T satisfies, and Check runs one Case outside a test and returns
+// a Result. The go tests run the same cases through gputest.RunCases.
+// Packages that add ops (cluster, adapt) pair their implementations with
+// the same Pair helpers.
 package conformance
 
 import (
@@ -11,9 +18,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
-	"runtime/debug"
 	"strconv"
-	"testing"
 	"time"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -36,9 +41,13 @@ func Seed() uint64 {
 	return uint64(time.Now().UnixNano())
 }
 
-// NewPair seeds a pair and logs the seed.
-func NewPair(t testing.TB, ref, got gpu.Backend) *Pair {
-	seed := Seed()
+// NewPair seeds a pair with Seed and logs the seed.
+func NewPair(t T, ref, got gpu.Backend) *Pair {
+	return NewPairSeed(t, ref, got, Seed())
+}
+
+// NewPairSeed is NewPair with a given seed.
+func NewPairSeed(t T, ref, got gpu.Backend, seed uint64) *Pair {
 	t.Logf("seed %d (replay with CHAMELEON_SEED=%d)", seed, seed)
 	return &Pair{Ref: ref, Got: got, Rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 }
@@ -75,7 +84,7 @@ type Tensors struct{ Ref, Got gpu.Tensor }
 
 // Upload creates the tensor on both backends with the same data
 // ([]float32 or []int32).
-func (p *Pair) Upload(t testing.TB, dt gpu.DType, data any, shape ...int) Tensors {
+func (p *Pair) Upload(t T, dt gpu.DType, data any, shape ...int) Tensors {
 	t.Helper()
 	var out Tensors
 	for i, b := range []gpu.Backend{p.Ref, p.Got} {
@@ -97,7 +106,7 @@ func (p *Pair) Upload(t testing.TB, dt gpu.DType, data any, shape ...int) Tensor
 
 // Poisoned creates an output tensor on both backends, filled with NaN
 // (floats) or -7777 (ints) so that elements an op fails to write stand out.
-func (p *Pair) Poisoned(t testing.TB, dt gpu.DType, shape ...int) Tensors {
+func (p *Pair) Poisoned(t T, dt gpu.DType, shape ...int) Tensors {
 	t.Helper()
 	n := gpu.Numel(shape)
 	if dt == gpu.I32 {
@@ -123,7 +132,7 @@ func (p *Pair) Free(ts ...Tensors) {
 }
 
 // ReadBoth flushes and reads a float tensor from both backends.
-func (p *Pair) ReadBoth(t testing.TB, x Tensors) (got, want []float32) {
+func (p *Pair) ReadBoth(t T, x Tensors) (got, want []float32) {
 	t.Helper()
 	want, err := p.Ref.ReadF32(x.Ref)
 	if err != nil {
@@ -137,7 +146,7 @@ func (p *Pair) ReadBoth(t testing.TB, x Tensors) (got, want []float32) {
 }
 
 // ReadBothI32 flushes and reads an int tensor from both backends.
-func (p *Pair) ReadBothI32(t testing.TB, x Tensors) (got, want []int32) {
+func (p *Pair) ReadBothI32(t T, x Tensors) (got, want []int32) {
 	t.Helper()
 	want, err := p.Ref.ReadI32(x.Ref)
 	if err != nil {
@@ -151,7 +160,7 @@ func (p *Pair) ReadBothI32(t testing.TB, x Tensors) (got, want []int32) {
 }
 
 // Close compares a float output of both backends.
-func (p *Pair) Close(t testing.TB, what string, x Tensors, atol, rtol float64) {
+func (p *Pair) Close(t T, what string, x Tensors, atol, rtol float64) {
 	t.Helper()
 	got, want := p.ReadBoth(t, x)
 	if err := AllClose(got, want, atol, rtol); err != nil {
@@ -195,31 +204,27 @@ func AllClose(got, want []float32, atol, rtol float64) error {
 	return nil
 }
 
-// Run runs every op's conformance test on got against the reference.
-func Run(t *testing.T, ref, got gpu.Backend) {
-	for _, c := range Cases {
-		t.Run(c.Name, func(t *testing.T) {
-			// A panic fails this op only, so one broken op on a new
-			// device still lets the others report.
-			defer func() {
-				if r := recover(); r != nil {
-					t.Fatalf("panic: %v\n%s", r, debug.Stack())
-				}
-			}()
-			c.Fn(t, NewPair(t, ref, got))
-		})
-	}
-}
-
-// Case is one op's conformance test.
+// Case is one op's conformance check.
 type Case struct {
 	Name string
-	Fn   func(t *testing.T, p *Pair)
+	Fn   func(t T, p *Pair)
 }
 
 // Cases lists the suite; each op's file appends to it in init.
 var Cases []Case
 
-func register(name string, fn func(t *testing.T, p *Pair)) {
+func register(name string, fn func(t T, p *Pair)) {
 	Cases = append(Cases, Case{name, fn})
+}
+
+// Equal compares an int output of both backends exactly.
+func (p *Pair) Equal(t T, what string, x Tensors) {
+	t.Helper()
+	got, want := p.ReadBothI32(t, x)
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("%s: row %d: got %d, want %d", what, i, got[i], want[i])
+			return
+		}
+	}
 }

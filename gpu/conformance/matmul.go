@@ -3,7 +3,6 @@ package conformance
 import (
 	"fmt"
 	"math"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -52,7 +51,7 @@ var matMulCases = []matMulCase{
 // testMatMul runs every case under every MatMulVariant (forced through the
 // WebGPU backend's MatMulVariant field, restored afterwards), so the GPU
 // tile kernel is checked on CPU adapters too.
-func testMatMul(t *testing.T, p *Pair) {
+func testMatMul(t T, p *Pair) {
 	wg, ok := p.Got.(*gpu.WebGPU)
 	variants := []string{""}
 	if ok {
@@ -77,7 +76,7 @@ func testMatMul(t *testing.T, p *Pair) {
 			p.Ref.MatMul(want.Ref, x.Ref, w.Ref, b.Ref)
 			wantV, err := p.Ref.ReadF32(want.Ref)
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("%v", err)
 			}
 			// f32 accumulation error grows like sqrt(K).
 			atol := 2e-6 * math.Sqrt(float64(k)) * 4
@@ -112,7 +111,7 @@ func testMatMul(t *testing.T, p *Pair) {
 			}
 		}
 	}
-	t.Run("shape panics", func(t *testing.T) { testMatMulPanics(t, p) })
+	Sub(t, "shape panics", func(t T) { testMatMulPanics(t, p) })
 }
 
 // skipVariant skips a variant whose kernel family an earlier variant in
@@ -132,7 +131,7 @@ func skipVariant(v string, m int) bool {
 
 // testMatMulPanics checks that mismatched operands panic with a
 // "gpu: MatMul:" message on both backends.
-func testMatMulPanics(t *testing.T, p *Pair) {
+func testMatMulPanics(t T, p *Pair) {
 	for _, b := range []gpu.Backend{p.Ref, p.Got} {
 		alloc := func(dt gpu.DType, shape ...int) gpu.Tensor { return gpu.Must(b.Alloc(dt, shape...)) }
 		x, w, d := alloc(gpu.F32, 4, 6), alloc(gpu.F32, 5, 6), alloc(gpu.F32, 4, 5)

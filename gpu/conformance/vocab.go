@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
@@ -49,7 +48,7 @@ func filled[T any](n int, v T) []T {
 	return out
 }
 
-func testLogSoftmax(t *testing.T, p *Pair) {
+func testLogSoftmax(t T, p *Pair) {
 	for _, v := range vocabSizes {
 		for _, m := range vocabRows {
 			x := p.Upload(t, gpu.F32, p.logits(m, v, false), m, v)
@@ -62,7 +61,7 @@ func testLogSoftmax(t *testing.T, p *Pair) {
 	}
 }
 
-func testCrossEntropy(t *testing.T, p *Pair) {
+func testCrossEntropy(t T, p *Pair) {
 	for _, v := range vocabSizes {
 		for _, m := range vocabRows {
 			tg := p.Ints(m, 0, v)
@@ -123,7 +122,7 @@ func (p *Pair) tiedLogits(m, v int) []float32 {
 	return x
 }
 
-func testArgmax(t *testing.T, p *Pair) {
+func testArgmax(t T, p *Pair) {
 	for _, v := range vocabSizes {
 		for _, m := range vocabRows {
 			x := p.Upload(t, gpu.F32, p.tiedLogits(m, v), m, v)
@@ -153,7 +152,7 @@ func (p *Pair) uniforms(n int) []float32 {
 }
 
 // sampleRun runs Sample on both backends and returns the tokens.
-func (p *Pair) sampleRun(t *testing.T, x []float32, u []float32, m, v int, sp gpu.SampleParams) (got, want []int32) {
+func (p *Pair) sampleRun(t T, x []float32, u []float32, m, v int, sp gpu.SampleParams) (got, want []int32) {
 	t.Helper()
 	lg := p.Upload(t, gpu.F32, x, m, v)
 	us := p.Upload(t, gpu.F32, u, m)
@@ -220,25 +219,25 @@ func keptSet(row []float32, sp gpu.SampleParams, slack float64) []bool {
 	return kept
 }
 
-func testSample(t *testing.T, p *Pair) {
-	t.Run("greedy", func(t *testing.T) { testSampleGreedy(t, p) })
+func testSample(t T, p *Pair) {
+	Sub(t, "greedy", func(t T) { testSampleGreedy(t, p) })
 	if _, ok := p.Got.(*gpu.WebGPU); !ok {
-		t.Run("filtered", func(t *testing.T) { testSampleFiltered(t, p) })
+		Sub(t, "filtered", func(t T) { testSampleFiltered(t, p) })
 	} else {
 		// Both workgroup sizes of the kernel, whichever this adapter uses.
 		for _, wg := range []int{64, 256} {
-			t.Run(fmt.Sprintf("filtered/WG=%d", wg), func(t *testing.T) {
+			Sub(t, fmt.Sprintf("filtered/WG=%d", wg), func(t T) {
 				defer func(old int) { gpu.SampleWorkgroup = old }(gpu.SampleWorkgroup)
 				gpu.SampleWorkgroup = wg
 				testSampleFiltered(t, p)
 			})
 		}
 	}
-	t.Run("distribution", func(t *testing.T) { testSampleDistribution(t, p) })
+	Sub(t, "distribution", func(t T) { testSampleDistribution(t, p) })
 }
 
 // testSampleGreedy: Temperature <= 0 and TopK == 1 give exactly Argmax.
-func testSampleGreedy(t *testing.T, p *Pair) {
+func testSampleGreedy(t T, p *Pair) {
 	for _, sz := range [][2]int{{3, 1}, {129, 129}, {8, 768}, {8, 50257}} {
 		m, v := sz[0], sz[1]
 		x := p.tiedLogits(m, v)
@@ -262,7 +261,7 @@ func testSampleGreedy(t *testing.T, p *Pair) {
 // reference, and every token either backend draws lies in the kept set; the
 // reference's own kept set lies between the independent sort-based sets
 // with -/+ 1e-4 relative slack on the top-p mass.
-func testSampleFiltered(t *testing.T, p *Pair) {
+func testSampleFiltered(t T, p *Pair) {
 	const slack = 1e-4
 	params := []gpu.SampleParams{
 		{Temperature: 0.8, TopK: 40, TopP: 0.95},
@@ -331,7 +330,7 @@ func testSampleFiltered(t *testing.T, p *Pair) {
 // (threshold 50 with at most 9 degrees of freedom: a correct sampler fails
 // with probability below 1e-7). The logits are set so that top-k and top-p
 // each remove a large share of the mass: a sampler ignoring either fails.
-func testSampleDistribution(t *testing.T, p *Pair) {
+func testSampleDistribution(t T, p *Pair) {
 	const v, n = 10, 4000
 	sp := gpu.SampleParams{Temperature: 1, TopK: 6, TopP: 0.8}
 	row := make([]float32, v)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/conformance"
 )
 
 var (
@@ -42,4 +43,22 @@ func Device(t testing.TB) *gpu.Device {
 // Backend returns the WebGPU backend on the test device.
 func Backend(t testing.TB) *gpu.WebGPU {
 	return gpu.NewWebGPU(Device(t))
+}
+
+// RunCases runs each conformance case on got against ref as a subtest,
+// through conformance.Check (the runner the CLI's self-check uses), with a
+// fresh seed per case (CHAMELEON_SEED replays one), and reports its log
+// lines and failures.
+func RunCases(t *testing.T, cases []conformance.Case, ref, got gpu.Backend) {
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			r := conformance.Check(c, ref, got, conformance.Seed())
+			for _, l := range r.Logs {
+				t.Log(l)
+			}
+			for _, f := range r.Failures {
+				t.Error(f)
+			}
+		})
+	}
 }

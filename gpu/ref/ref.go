@@ -135,3 +135,13 @@ func rowsCols(t gpu.Tensor) (int, int) {
 }
 
 var _ gpu.Backend = (*Backend)(nil)
+
+// HostF32 returns the values of an F32 or F16 reference tensor, aliased
+// (gpu.Host).
+func (*Backend) HostF32(x gpu.Tensor) []float32 { return f(x) }
+
+// HostI32 returns the values of an I32 reference tensor, aliased
+// (gpu.Host).
+func (*Backend) HostI32(x gpu.Tensor) []int32 { return ints(x) }
+
+var _ gpu.Host = (*Backend)(nil)

@@ -1,0 +1,45 @@
+package wgsl
+
+//go:generate go run ./internal/wgslgen
+
+// Generated kernels. `go generate ./wgsl` runs wgsl/internal/wgslgen, the
+// one generator of kernel variants, which writes (each file marked "Code
+// generated ... DO NOT EDIT"):
+//   - NAME_f32.wgsl and NAME_f16.wgsl from each NAME.wgsl.tmpl, a Go
+//     text/template whose .F16 selects the weight type (the f16/f32 twins
+//     share one source);
+//   - the texture matmul kernels of TexKernels below: register blocks of up
+//     to 32 x 16 outputs per invocation written out in full;
+//   - workgroup-size variants of plain kernels (sample_wg64.wgsl).
+// TestGenerated fails when a committed file differs from what the generator
+// writes. The tables the gpu package dispatches by (TexKernels) live here,
+// so the grid always matches the kernel; the generator code is not linked
+// into any binary.
+
+// TexBlock is the row block of the weights' texture layout (see the
+// kernels' header); every kernel's RN must divide it.
+const TexBlock = 32
+
+// TexKernel describes one generated texture matmul kernel.
+type TexKernel struct {
+	Name   string
+	F16    bool // weights packed as 8 halves per texel (else 4 f32)
+	RM, RN int  // output rows and columns per invocation
+	WG     int  // invocations per workgroup, along N
+	KU     int  // texels of k per pass of the main loop (then one at a time)
+}
+
+// TexKernels are the generated kernels: one for single-row products
+// (decode at batch 1), one for up to 8 rows, one for everything larger.
+// Blocks and texels per pass chosen by interleaved timings on lavapipe
+// (BENCHMARKS.md): two f32 texels per pass pay at 16 x 16 (the loop's
+// per-output load, blend and store then serve 8 products, not 4), not at
+// 32 x 16 or with f16 weights, whose texels already hold 8 k.
+var TexKernels = []TexKernel{
+	{"matmul_tex1_f32", false, 1, 32, 8, 1},
+	{"matmul_tex8_f32", false, 8, 32, 8, 1},
+	{"matmul_tex_f32", false, 16, 16, 8, 2},
+	{"matmul_tex1_f16", true, 1, 32, 8, 1},
+	{"matmul_tex8_f16", true, 8, 32, 8, 1},
+	{"matmul_tex_f16", true, 32, 16, 8, 1},
+}
