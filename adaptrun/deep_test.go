@@ -8,15 +8,14 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/train"
 )
 
-// TestDeepGradientsFD checks a deep adapter's whole backward (the per-row
-// updates inside the decoder, their input gradients through the frozen
-// layers, the generated heads and the shared trunk) against central finite
-// differences of the mean loss, on the reference backend in float32 with
-// loose tolerances; a generated and a static placement.
-func TestDeepGradientsFD(t *testing.T) {
+// deepFixture is the fixture's model, its windows, their training split
+// prepared, and a trainable copy of the model for updates inside the decoder.
+func deepFixture(t *testing.T) (*model.Model, *Windows, *Set, *train.Model) {
+	t.Helper()
 	m, w := fixture(t)
 	set, err := Prepare(m, w, "train", 4, nil)
 	if err != nil {
@@ -26,6 +25,16 @@ func TestDeepGradientsFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return m, w, set, tm
+}
+
+// TestDeepGradientsFD checks a deep adapter's whole backward (the per-row
+// updates inside the decoder, their input gradients through the frozen
+// layers, the generated heads and the shared trunk) against central finite
+// differences of the mean loss, on the reference backend in float32 with
+// loose tolerances; a generated and a static placement.
+func TestDeepGradientsFD(t *testing.T) {
+	_, _, set, tm := deepFixture(t)
 	for _, meth := range []Method{
 		{Name: "gen", Kind: KindHyper, Rank: 2, Features: adapt.FeatureHidden, Hidden: []int{3}, Deep: []string{train.SiteQKV, train.SiteFC2}},
 		{Name: "v3", Kind: KindHyper, Rank: 2, Features: adapt.FeatureEmbed, Hidden: []int{3}, Deep: []string{train.SiteProj, train.SiteFC}, DeepStatic: true},

@@ -25,15 +25,7 @@ import (
 // generated sites, the paper's v3 (static sites, generated head) and
 // static LoRA, with rows of two clusters and an unadapted row in one batch.
 func TestDeepAdapterFile(t *testing.T) {
-	m, w := fixture(t)
-	set, err := Prepare(m, w, "train", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm, err := train.FromModel(m.B.(gpu.TrainBackend), m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, set, tm := deepFixture(t)
 	base, err := adapt.BaseOfModel(m)
 	if err != nil {
 		t.Fatal(err)
