@@ -178,8 +178,8 @@ const cpuSubmitFlops = 1 << 27
 // MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
 //
 // Quantized w (Q8_0, Q4_0, Q4_K) runs kernels of the same families that
-// dequantize each weight in registers; having no texture layout, it takes
-// the register family where the variant says "tex".
+// dequantize each weight in registers; where the variant says "tex" it
+// takes the texture mat-vec at M = 1 and the register family otherwise.
 //
 // Every kernel family binds x, w, bias, dst and a Meta of
 // {M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base}: the
@@ -199,8 +199,11 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	}
 	fam := MatMulFamily(w.MatMulVariant, fm)
 	if fam == "tex" && wt.DType().Quantized() {
-		// No texture layout for quantized blocks: the register kernels
-		// (mat-vec at small M) read them from storage.
+		// Quantized blocks: the texture mat-vec at M = 1, else the
+		// register kernels reading them from storage (quant_tex.go).
+		if w.matMulQuantTex(dst, x, wt, bias, m, k, n) {
+			return
+		}
 		fam = MatMulFamily(MatMulReg, fm)
 	}
 	if fam == "tex" {

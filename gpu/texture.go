@@ -199,8 +199,12 @@ type shadow struct {
 	kv      bool // a KV cache's copy (row-major, kvTextures), not a weight's
 }
 
-// texTexels is the number of texels of one row of k values of dtype dt.
+// texTexels is the number of texels of one row of k values of dtype dt
+// (quantized: of its packed words, gpu/quant_layout.go).
 func texTexels(dt DType, k int) int {
+	if f, ok := dt.Quant(); ok {
+		return ceilDiv(quantRowWords(f, k), 4)
+	}
 	if dt == F16 {
 		return ceilDiv(k, 8)
 	}
@@ -253,6 +257,9 @@ func (w *WebGPU) pack(dt DType, src binding, dst *texture, rows, k, kt, rowsPer,
 	perWord := 1
 	if dt == F16 {
 		perWord = 2
+	}
+	if f, ok := dt.Quant(); ok {
+		k = quantRowWords(f, k) // the packed words, copied as they are
 	}
 	bl := 0
 	if blocked {

@@ -16,7 +16,7 @@ func init() {
 
 // quantCases: K of one block, of an odd number of blocks (a row's scales
 // end in half a word), and GPT-2's widths; N and M of partial register
-// blocks, tiles and mat-vec groups.
+// blocks, tiles, mat-vec groups and texture blocks of 32 rows.
 var quantCases = []struct{ m, k, n int }{
 	{1, 32, 1},
 	{2, 96, 130},
@@ -26,6 +26,8 @@ var quantCases = []struct{ m, k, n int }{
 	{70, 256, 65},
 	{130, 768, 127},
 	{1, 3072, 200},
+	{1, 768, 129}, // M = 1: the texture mat-vec on CPU adapters
+	{1, 512, 67},
 }
 
 // RandomQuantBlocks returns n random blocks of format f: random values
