@@ -171,24 +171,26 @@ func (d DType) Float32Decodable() bool {
 	return d == F32 || d == F16 || d == BF16 || q
 }
 
+// quantFormats maps the block dtypes Chameleon runs to their codecs.
+var quantFormats = map[DType]quant.Format{Q8_0: quant.Q8_0, Q4_0: quant.Q4_0, Q4_K: quant.Q4_K}
+
 // QuantFormat is the gpu/quant block format of Q8_0, Q4_0 and Q4_K; ok is
 // false for every other dtype (including the block formats Chameleon does
 // not run).
 func (d DType) QuantFormat() (f quant.Format, ok bool) {
-	switch d {
-	case Q8_0:
-		return quant.Q8_0, true
-	case Q4_0:
-		return quant.Q4_0, true
-	case Q4_K:
-		return quant.Q4_K, true
-	}
-	return 0, false
+	f, ok = quantFormats[d]
+	return f, ok
 }
 
-// FromQuantFormat is the DType of a gpu/quant block format.
+// FromQuantFormat is the DType of a gpu/quant block format (Invalid for
+// an unknown one).
 func FromQuantFormat(f quant.Format) DType {
-	return map[quant.Format]DType{quant.Q8_0: Q8_0, quant.Q4_0: Q4_0, quant.Q4_K: Q4_K}[f]
+	for d, g := range quantFormats {
+		if g == f {
+			return d
+		}
+	}
+	return Invalid
 }
 
 // SafetensorsName is the dtype's safetensors spelling, "" if it has none.
