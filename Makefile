@@ -63,13 +63,14 @@ data: build
 bench:
 	$(GO) test ./gpu -run '^$$' -bench . -benchtime 5x
 
-## fuzz: a short fuzzing session of each parser and of the config-to-tensors step of both checkpoint loaders
+## fuzz: a short fuzzing session of each parser, of the config-to-tensors step of both checkpoint loaders and of the quantized block codec
 fuzz:
 	$(GO) test ./model -run '^$$' -fuzz FuzzTokenizerRoundTrip -fuzztime 30s
 	$(GO) test ./model -run '^$$' -fuzz FuzzLoadHF -fuzztime 30s
 	$(GO) test ./model -run '^$$' -fuzz FuzzLoadGGUF -fuzztime 30s
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 30s
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadGGUF -fuzztime 30s
+	$(GO) test ./gpu/quant -run '^$$' -fuzz FuzzBlocks -fuzztime 30s
 	$(GO) test ./serve -run '^$$' -fuzz FuzzCompletionRequest -fuzztime 30s
 	$(GO) test ./adaptrun -run '^$$' -fuzz FuzzLoadWindows -fuzztime 30s
 

@@ -16,7 +16,11 @@
 // "gpu: " prefix; cmd, serve and wasm recover them into errors.
 package gpu
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
+)
 
 // DType is the element type of a tensor.
 type DType uint8
@@ -25,7 +29,43 @@ const (
 	F32 DType = iota // IEEE float32
 	F16              // IEEE float16, weights only; rows padded to an even length on the GPU
 	I32              // int32: token ids, positions, lengths, sampled ids
+	// ggml block-quantised weights (gpu/quant has the layouts), MatMul's w
+	// only: shape (N, K) with K a whole number of blocks. Written as the
+	// blocks' raw bytes (or as []float32, quantized on the host), read
+	// back dequantized; the GPU keeps them packed (gpu/quant_layout.go).
+	Q8_0
+	Q4_0
+	Q4_K
 )
+
+// Quant is d's block format; ok is false for F32, F16 and I32.
+func (d DType) Quant() (f quant.Format, ok bool) {
+	switch d {
+	case Q8_0:
+		return quant.Q8_0, true
+	case Q4_0:
+		return quant.Q4_0, true
+	case Q4_K:
+		return quant.Q4_K, true
+	}
+	return 0, false
+}
+
+// QuantDType is the DType of a block format.
+func QuantDType(f quant.Format) DType {
+	switch f {
+	case quant.Q8_0:
+		return Q8_0
+	case quant.Q4_0:
+		return Q4_0
+	case quant.Q4_K:
+		return Q4_K
+	}
+	panic(fmt.Sprintf("gpu: QuantDType: unknown format %v", f))
+}
+
+// Quantized reports whether d is a block-quantised type.
+func (d DType) Quantized() bool { _, ok := d.Quant(); return ok }
 
 func (d DType) String() string {
 	switch d {
@@ -35,11 +75,18 @@ func (d DType) String() string {
 		return "f16"
 	case I32:
 		return "i32"
+	case Q8_0:
+		return "q8_0"
+	case Q4_0:
+		return "q4_0"
+	case Q4_K:
+		return "q4_k"
 	}
 	return fmt.Sprintf("dtype(%d)", uint8(d))
 }
 
-// Size is the element size in bytes on the host.
+// Size is the element size in bytes on the host (for quantized types, of
+// the float32 values they decode to).
 func (d DType) Size() int {
 	if d == F16 {
 		return 2
@@ -87,9 +134,12 @@ type Backend interface {
 	// tensor is larger than the device allows.
 	Alloc(dt DType, shape ...int) (Tensor, error)
 	// Write copies host data into t: []float32 for F32 and F16 tensors
-	// (converted to f16 on upload), []int32 for I32.
+	// (converted to f16 on upload), []int32 for I32; for quantized tensors
+	// []byte of ggml blocks (N rows of K/BlockSize blocks) or []float32
+	// (quantized on the host).
 	Write(t Tensor, data any) error
-	// ReadF32 flushes pending work and returns t's contents (F32 or F16).
+	// ReadF32 flushes pending work and returns t's contents (F32, F16, or
+	// a quantized tensor's dequantized weights).
 	ReadF32(t Tensor) ([]float32, error)
 	// ReadI32 flushes pending work and returns an I32 tensor's contents.
 	ReadI32(t Tensor) ([]int32, error)
@@ -100,8 +150,8 @@ type Backend interface {
 	// Flush, naming the kernel.
 	Flush() error
 
-	// MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N). w is F32 or F16;
-	// bias may be nil.
+	// MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N). w is F32, F16 or
+	// quantized (Q8_0, Q4_0, Q4_K: dequantized in registers); bias may be nil.
 	MatMul(dst, x, w, bias Tensor)
 	// Embed: dst(M,C) = wte[tokens[m]] + wpe[pos[m]]; wte(V,C), wpe(P,C)
 	// (F32 or F16), tokens(M) and pos(M) I32.

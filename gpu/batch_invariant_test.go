@@ -27,7 +27,7 @@ func TestBatchInvariant(t *testing.T) {
 	const m, k, n = 20, 256, 300
 	xh := randSlice(r, m*k, 1)
 	wh := randSlice(r, n*k, 0.05)
-	for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
+	for _, dt := range []gpu.DType{gpu.F32, gpu.F16, gpu.Q8_0, gpu.Q4_0, gpu.Q4_K} {
 		x := gpu.Must(w.Alloc(gpu.F32, m, k))
 		wt := gpu.Must(w.Alloc(dt, n, k))
 		x1 := gpu.Must(w.Alloc(gpu.F32, 1, k))

@@ -62,26 +62,41 @@ type matKernel struct {
 // rows of the f32 one: lavapipe's compiler crashes on the larger f16 body.
 var matKernels = map[string]map[DType]matKernel{
 	"reg": {
-		F32: {"matmul_reg_f32", 16, 128},
-		F16: {"matmul_reg_f16", 8, 128},
+		F32:  {"matmul_reg_f32", 16, 128},
+		F16:  {"matmul_reg_f16", 8, 128},
+		Q8_0: {"matmul_reg_q8_0", 8, 64},
+		Q4_0: {"matmul_reg_q4_0", 8, 64},
+		Q4_K: {"matmul_reg_q4_k", 8, 64},
 	},
 	"tile": {
-		F32: {"matmul_tile_f32", 64, 64},
-		F16: {"matmul_tile_f16", 64, 64},
+		F32:  {"matmul_tile_f32", 64, 64},
+		F16:  {"matmul_tile_f16", 64, 64},
+		Q8_0: {"matmul_tile_q8_0", 64, 64},
+		Q4_0: {"matmul_tile_q4_0", 64, 64},
+		Q4_K: {"matmul_tile_q4_k", 64, 64},
 	},
 	"gemv": {
-		F32: {"matmul_gemv_f32", 8, 256},
-		F16: {"matmul_gemv_f16", 8, 256},
+		F32:  {"matmul_gemv_f32", 8, 256},
+		F16:  {"matmul_gemv_f16", 8, 256},
+		Q8_0: {"matmul_gemv_q8_0", 8, 256},
+		Q4_0: {"matmul_gemv_q4_0", 8, 256},
+		Q4_K: {"matmul_gemv_q4_k", 8, 256},
 	},
 	"coop": {
-		F32: {"matmul_coop_f32", 8, 4},
-		F16: {"matmul_coop_f16", 8, 4},
+		F32:  {"matmul_coop_f32", 8, 4},
+		F16:  {"matmul_coop_f16", 8, 4},
+		Q8_0: {"matmul_coop_q8_0", 8, 4},
+		Q4_0: {"matmul_coop_q4_0", 8, 4},
+		Q4_K: {"matmul_coop_q4_k", 8, 4},
 	},
 }
 
 // coopFits reports whether the cooperative mat-vec kernel takes w's rows:
 // it reads them as whole vec4 words (4 f32 or 8 packed f16 weights).
 func coopFits(k int, dt DType) bool {
+	if dt.Quantized() {
+		return true // whole 32-weight blocks
+	}
 	if dt == F16 {
 		return k%8 == 0
 	}
@@ -89,7 +104,8 @@ func coopFits(k int, dt DType) bool {
 }
 
 // MatMulDims checks MatMul's operands and returns (M, K, N): x(M,K) and
-// dst(M,N) with any leading dims (M is their product), w(N,K) F32 or F16,
+// dst(M,N) with any leading dims (M is their product), w(N,K) F32, F16 or
+// quantized,
 // bias F32 (N) or nil. It panics with a "gpu: MatMul: " message on any
 // shape or dtype mismatch.
 func MatMulDims(dst, x, w, bias Tensor) (m, k, n int) {
@@ -100,8 +116,8 @@ func MatMulDims(dst, x, w, bias Tensor) (m, k, n int) {
 	if len(ws) != 2 {
 		panic(fmt.Sprintf("gpu: MatMul: w has shape %v, want (N, K)", ws))
 	}
-	if dt := w.DType(); dt != F32 && dt != F16 {
-		panic(fmt.Sprintf("gpu: MatMul: w has dtype %v, want f32 or f16", dt))
+	if dt := w.DType(); dt != F32 && dt != F16 && !dt.Quantized() {
+		panic(fmt.Sprintf("gpu: MatMul: w has dtype %v, want f32, f16 or quantized", dt))
 	}
 	n, k = ws[0], ws[1]
 	xs := x.Shape()
@@ -161,12 +177,16 @@ const cpuSubmitFlops = 1 << 27
 
 // MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
 //
+// Quantized w (Q8_0, Q4_0, Q4_K) runs kernels of the same families that
+// dequantize each weight in registers; where the variant says "tex" it
+// takes the texture mat-vec at M = 1 and the register family otherwise.
+//
 // Every kernel family binds x, w, bias, dst and a Meta of
 // {M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base}: the
 // dispatch covers the n_count rows of w starting at row n_base (one chunk
 // of w when w is larger than a storage binding), tiles_n workgroup tiles
 // along N, kw is w's row stride in u32 words (K for f32, ceil(K/2) for
-// packed f16), and workgroup i computes tile tile_base + i. A nil bias
+// packed f16, quantRowWords for quantized w), and workgroup i computes tile tile_base + i. A nil bias
 // binds x in its place with has_bias = 0.
 func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	m, k, n := MatMulDims(dst, x, wt, bias)
@@ -178,6 +198,14 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 		fm = max(m, MatMulGemvMaxM+1)
 	}
 	fam := MatMulFamily(w.MatMulVariant, fm)
+	if fam == "tex" && wt.DType().Quantized() {
+		// Quantized blocks: the texture mat-vec at M = 1, else the
+		// register kernels reading them from storage (quant_tex.go).
+		if w.matMulQuantTex(dst, x, wt, bias, m, k, n) {
+			return
+		}
+		fam = MatMulFamily(MatMulReg, fm)
+	}
 	if fam == "tex" {
 		if w.matMulTex(dst, x, wt, bias, m, k, n) {
 			return
@@ -191,6 +219,9 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	name, kw := kern.name, k
 	if wt.DType() == F16 {
 		kw = (k + 1) / 2
+	}
+	if f, ok := wt.DType().Quant(); ok {
+		kw = quantRowWords(f, k)
 	}
 	for _, c := range w.matRowChunks(x, dst, m, k, n) {
 		w.matMulRows(name, kern, c.rows, k, n, kw, c.x, c.dst, wt, bias)

@@ -148,10 +148,13 @@ func (d *Device) releaseTextures() {
 	for _, t := range d.scratch {
 		t.release()
 	}
+	for _, t := range d.unpacked {
+		t.release()
+	}
 	for _, t := range d.rec.pendingTex {
 		t.release()
 	}
-	d.shadows, d.scratch, d.rec.pendingTex = nil, nil, nil
+	d.shadows, d.scratch, d.unpacked, d.rec.pendingTex = nil, nil, nil, nil
 }
 
 // texFit lays rows of kt texels out in a texture: rowsPer matrix rows per
@@ -199,8 +202,12 @@ type shadow struct {
 	kv      bool // a KV cache's copy (row-major, kvTextures), not a weight's
 }
 
-// texTexels is the number of texels of one row of k values of dtype dt.
+// texTexels is the number of texels of one row of k values of dtype dt
+// (quantized: of its packed words, gpu/quant_layout.go).
 func texTexels(dt DType, k int) int {
+	if f, ok := dt.Quant(); ok {
+		return ceilDiv(quantRowWords(f, k), 4)
+	}
 	if dt == F16 {
 		return ceilDiv(k, 8)
 	}
@@ -253,6 +260,9 @@ func (w *WebGPU) pack(dt DType, src binding, dst *texture, rows, k, kt, rowsPer,
 	perWord := 1
 	if dt == F16 {
 		perWord = 2
+	}
+	if f, ok := dt.Quant(); ok {
+		k = quantRowWords(f, k) // the packed words, copied as they are
 	}
 	bl := 0
 	if blocked {
@@ -357,12 +367,18 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !ok {
 		return false
 	}
-	var bb binding
-	hasBias := 0
+	w.matMulTexWith(dst, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw)
+	return true
+}
+
+// matMulTexWith records MatMul through textures with the weights in s
+// (F32 or F16, blocked), x packed xkt texels a row, xRowsPer rows to a
+// texture row of width tw; spare is a read-only buffer bound in place of a
+// missing bias.
+func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare binding, m, k, n, xkt, xRowsPer int, tw uint32) {
+	bb, hasBias := spare, 0
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
-	} else {
-		bb = w.rowChunks("MatMul", wt)[0].b // any read-only buffer
 	}
 	chunks := w.matRowChunks(x, dst, m, k, n)
 	for _, c := range chunks {
@@ -377,14 +393,14 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 			// (xkt = k/4) at a 256-byte-aligned pitch.
 			if xtex, err = w.scratchTexture(uint32(xkt), uint32(rm)); err != nil {
 				w.rec.fail(err)
-				return true
+				return
 			}
 			w.copyIn(c.x, xtex, k, rm)
 			xrp = 1
 		} else {
 			if xtex, err = w.scratchTexture(tw, uint32(ceilDiv(chunks[0].rows, xRowsPer))); err != nil {
 				w.rec.fail(err)
-				return true
+				return
 			}
 			w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0, false)
 		}
@@ -417,5 +433,4 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 			}
 		}
 	}
-	return true
 }

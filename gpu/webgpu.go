@@ -6,6 +6,8 @@ import (
 	"math"
 	"os"
 	"slices"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 )
 
 // WebGPU is the Backend that runs every op as a WGSL kernel on a Device.
@@ -88,6 +90,10 @@ func rowsCols(shape []int) (int, int) {
 
 // storageBytes is the GPU size of a tensor.
 func storageBytes(dt DType, shape []int) uint64 {
+	if f, ok := dt.Quant(); ok {
+		r, c := rowsCols(shape)
+		return uint64(r) * uint64(quantRowWords(f, c)) * 4
+	}
 	if dt == F16 {
 		r, c := rowsCols(shape)
 		return uint64(r) * uint64((c+1)/2) * 4
@@ -101,6 +107,9 @@ func (w *WebGPU) Alloc(dt DType, shape ...int) (Tensor, error) {
 		if s < 0 {
 			panic(fmt.Sprintf("gpu: Alloc: negative dimension in %v", shape))
 		}
+	}
+	if err := CheckQuantShape(dt, shape); err != nil {
+		return nil, err
 	}
 	n := storageBytes(dt, shape)
 	alloc := max(n, 4)
@@ -154,6 +163,14 @@ func (w *WebGPU) Write(x Tensor, data any) error {
 				}
 			}
 		}
+	case Q8_0, Q4_0, Q4_K:
+		blocks, err := QuantBlocks(t.dt, t.shape, data)
+		if err != nil {
+			return err
+		}
+		f, _ := t.dt.Quant()
+		r, c := rowsCols(t.shape)
+		raw = packQuantRows(f, blocks, r, c)
 	case I32:
 		v, ok := data.([]int32)
 		if !ok || len(v) != n {
@@ -170,7 +187,8 @@ func (w *WebGPU) Write(x Tensor, data any) error {
 	return w.writeBytes(t.buf, 0, raw)
 }
 
-// ReadF32 returns an F32 or F16 tensor's contents.
+// ReadF32 returns an F32 or F16 tensor's contents, or a quantized
+// tensor's dequantized weights.
 func (w *WebGPU) ReadF32(x Tensor) ([]float32, error) {
 	t := w.t(x)
 	if t.dt == I32 {
@@ -182,6 +200,11 @@ func (w *WebGPU) ReadF32(x Tensor) ([]float32, error) {
 	}
 	n := Numel(t.shape)
 	out := make([]float32, n)
+	if f, ok := t.dt.Quant(); ok {
+		r, c := rowsCols(t.shape)
+		quant.Dequantize(f, out, unpackQuantRows(f, raw, r, c))
+		return out, nil
+	}
 	if t.dt == F32 {
 		for i := range out {
 			out[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))

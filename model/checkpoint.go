@@ -373,7 +373,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		fn, label := lay.file[s.Name], lay.label(s.Name)
 		info, _ := src.Info(fn)
 		if !info.DType.Float32Decodable() {
-			return nil, fmt.Errorf("%s has dtype %v; only F32, F16 and BF16 weights are supported", label, info.DType)
+			return nil, fmt.Errorf("%s has dtype %v; only F32, F16, BF16, Q8_0, Q4_0 and Q4_K weights are supported", label, info.DType)
 		}
 		want, note := s.Shape, ""
 		conv := lay.inOut && isConv1D(s.Name)
@@ -385,6 +385,12 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		}
 		if err := src.CheckFinite(fn); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
+		}
+		if ok, err := keepBlocks(s, src, fn, info); ok || err != nil { // model/quantize.go
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", label, err)
+			}
+			continue
 		}
 		data, err := src.Float32(fn)
 		if err != nil {

@@ -48,6 +48,11 @@ func FuzzLoadGGUF(f *testing.F) {
 	withTok := fuzzCfg
 	withTok.VocabSize = tok.VocabSize()
 	f.Add(ggufBytes(f, withTok, "bf16", GGUFOptions{Tokenizer: tok, TiedOutput: true}))
+	// Quantized layer matrices (rows of 32 and 128: whole Q8_0 and Q4_0 blocks).
+	qCfg := fuzzCfg
+	qCfg.NEmbd = 32
+	f.Add(ggufBytes(f, qCfg, "q8_0", GGUFOptions{}))
+	f.Add(ggufBytes(f, qCfg, "q4_0", GGUFOptions{TiedOutput: true}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := heapAllocated()
 		cfg, host, err := LoadGGUFReader(bytes.NewReader(data), int64(len(data)))

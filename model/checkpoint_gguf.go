@@ -43,8 +43,14 @@ import (
 	"os"
 	"strings"
 
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
 )
+
+// minQuantBits bounds from below the bits per weight of any tensor a GGUF
+// checkpoint may hold (Q4_0 and Q4_K: 4.5, rounded down).
+const minQuantBits = 4
 
 // GGUF metadata keys and names.
 const (
@@ -145,7 +151,9 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 	}
 	// Before anything proportional to the metadata is built: can the file
 	// hold what it describes?
-	capacity := FileCapacity{Tensors: len(f.Tensors), DataBytes: size - f.DataOffset, ElementBits: minElementBits}
+	// Q4_0 and Q4_K take 4.5 bits a weight (the narrowest block this
+	// loader decodes); the bound stays proportional to the file.
+	capacity := FileCapacity{Tensors: len(f.Tensors), DataBytes: size - f.DataOffset, ElementBits: minQuantBits}
 	if err := CheckFits(gpt2Groups(cfg, ggufKeys), capacity); err != nil {
 		return Config{}, nil, err
 	}
@@ -267,14 +275,33 @@ func SaveGGUF(path string, cfg Config, host []HostTensor, dtype string) error {
 // embeddings in dtype ("f32", "f16" or "bf16", rounding to nearest even),
 // layernorm gains and all biases in F32 as llama.cpp's converter keeps them,
 // tensors in TensorSpec order, without output.weight unless opt.TiedOutput.
+// dtype may also be "q8_0", "q4_0" or "q4_k": the layer matrices are then
+// quantized (model/quantize.go says which tensors; ones that already carry
+// blocks of that type are written as they are), the embeddings stored F16,
+// general.file_type set as llama.cpp does and general.alignment written.
 // host must be exactly TensorSpec(cfg) with data, in any order, and finite.
 // The file is written to a temporary name and renamed into place.
 func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt GGUFOptions) error {
 	dt, _, err := checkpointDType(dtype)
+	var qf quant.Format
+	quantized := false
 	if err != nil {
-		return err
+		f, qerr := quant.Parse(dtype)
+		if qerr != nil {
+			return fmt.Errorf("model: checkpoint dtype %q is not one of f32, f16, bf16, q8_0, q4_0, q4_k", dtype)
+		}
+		if err := checkQuantRows(cfg, f); err != nil {
+			return err
+		}
+		qf, quantized, dt = f, true, tensorfile.F16
 	}
-	ordered, err := checkHost(cfg, host)
+	blocks := map[string]HostTensor{}
+	for _, h := range host {
+		if h.Blocks != nil {
+			blocks[h.Name] = h
+		}
+	}
+	ordered, err := checkHost(cfg, Dequantize(host))
 	if err != nil {
 		return err
 	}
@@ -292,6 +319,9 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		name = ggufArch
 	}
 	fileType := map[tensorfile.DType]uint32{tensorfile.F32: ggufFileF32, tensorfile.F16: ggufFileF16, tensorfile.BF16: ggufFileBF16}[dt]
+	if quantized {
+		fileType = ggufQuantFileType(qf)
+	}
 	meta := []tensorfile.KV{
 		{Key: ggufKeyArch, Value: ggufArch},
 		{Key: "general.name", Value: name},
@@ -303,6 +333,9 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		{Key: ggufKeyHeads, Value: uint32(cfg.NHead)},
 		{Key: ggufKeyEps, Value: cfg.LNEps},
 	}
+	if quantized {
+		meta = append(meta, tensorfile.KV{Key: "general.alignment", Value: uint32(32)})
+	}
 	meta = append(meta, tokMeta...)
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
 	for _, h := range ordered {
@@ -310,8 +343,13 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		if len(h.Shape) == 2 {
 			tdt = dt
 		}
-		t, err := tensorfile.FromFloat32(ggufName(h.Name), tdt, h.Shape, h.Data)
-		if err != nil {
+		if quantized && Quantizable(h.Name) {
+			tdt = tensorfile.FromQuantFormat(qf)
+		}
+		var t tensorfile.Tensor
+		if b, ok := blocks[h.Name]; ok && b.Quant == gpu.QuantDType(qf) && quantized && Quantizable(h.Name) {
+			t = tensorfile.Tensor{Name: ggufName(h.Name), DType: tdt, Shape: h.Shape, Data: b.Blocks}
+		} else if t, err = tensorfile.FromFloat32(ggufName(h.Name), tdt, h.Shape, h.Data); err != nil {
 			return fmt.Errorf("model: %w", err)
 		}
 		ts = append(ts, t)

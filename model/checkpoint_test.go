@@ -472,7 +472,7 @@ func TestLoadHFRejects(t *testing.T) {
 				setF32(ts, "transformer.wpe.weight", 3, float32(math.Inf(1)))
 				return ts
 			}},
-		{name: "integer dtype", want: "transformer.ln_f.weight has dtype I32; only F32, F16 and BF16 weights are supported",
+		{name: "integer dtype", want: "transformer.ln_f.weight has dtype I32; only F32, F16, BF16, Q8_0, Q4_0 and Q4_K weights are supported",
 			edit: func(ts []tensorfile.Tensor) []tensorfile.Tensor {
 				for i := range ts {
 					if ts[i].Name == "transformer.ln_f.weight" {
@@ -591,7 +591,7 @@ func TestLoadGGUFRejects(t *testing.T) {
 			edit: func(f *file) { f.ts = dropTensor(f.ts, "token_embd.weight") }},
 		{name: "NaN weight", want: `blk.1.ffn_up.weight (h.1.mlp.c_fc.weight): gguf: tensor "blk.1.ffn_up.weight" (F32 48x12): element 17 is NaN`,
 			edit: func(f *file) { setF32(f.ts, "blk.1.ffn_up.weight", 17, float32(math.NaN())) }},
-		{name: "unsupported dtype", want: "output_norm.bias (ln_f.bias) has dtype I32; only F32, F16 and BF16",
+		{name: "unsupported dtype", want: "output_norm.bias (ln_f.bias) has dtype I32; only F32, F16, BF16, Q8_0, Q4_0 and Q4_K",
 			edit: func(f *file) {
 				for i := range f.ts {
 					if f.ts[i].Name == "output_norm.bias" {

@@ -35,6 +35,11 @@ type HostTensor struct {
 	Name  string
 	Shape []int
 	Data  []float32
+	// Blocks, when set, are the tensor's ggml blocks of type Quant as a
+	// GGUF checkpoint stores them, and Data is nil: Upload keeps them
+	// quantized on the device (model/quantize.go).
+	Quant  gpu.DType
+	Blocks []byte
 }
 
 // TensorSpec is the name and shape of every GPT-2 tensor under cfg, in
@@ -103,7 +108,9 @@ func hasSuffix(s string, suf ...string) bool {
 }
 
 // Upload puts host tensors on b as Weights; matrices and embeddings in
-// matDType (F32 or F16), vectors in F32. Every tensor's shape is checked
+// matDType (F32, F16, or a quantized type for the layer matrices, whose
+// embeddings then go in F16), vectors in F32; tensors that carry Blocks
+// stay in their own quantized type. Every tensor's shape is checked
 // against cfg and errors name the tensor.
 func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*Weights, error) {
 	if err := cfg.Validate(); err != nil {
@@ -118,18 +125,20 @@ func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*
 		if !ok {
 			return nil, fmt.Errorf("model: tensor %q missing", spec.Name)
 		}
-		if !slices.Equal(h.Shape, spec.Shape) || len(h.Data) != gpu.Numel(spec.Shape) {
+		dt, data := uploadDType(spec, matDType), any(h.Data)
+		if h.Blocks != nil {
+			dt, data = h.Quant, h.Blocks
+		} else if len(h.Data) != gpu.Numel(spec.Shape) {
 			return nil, fmt.Errorf("model: tensor %q has shape %v (%d values), config wants %v", spec.Name, h.Shape, len(h.Data), spec.Shape)
 		}
-		dt := gpu.F32
-		if len(spec.Shape) == 2 {
-			dt = matDType
+		if !slices.Equal(h.Shape, spec.Shape) {
+			return nil, fmt.Errorf("model: tensor %q has shape %v, config wants %v", spec.Name, h.Shape, spec.Shape)
 		}
 		t, err := b.Alloc(dt, spec.Shape...)
 		if err != nil {
 			return nil, fmt.Errorf("model: tensor %q: %w", spec.Name, err)
 		}
-		if err := b.Write(t, h.Data); err != nil {
+		if err := b.Write(t, data); err != nil {
 			return nil, fmt.Errorf("model: tensor %q: %w", spec.Name, err)
 		}
 		return t, nil

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -71,7 +72,12 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 	case "f32":
 		dt = gpu.F32
 	default:
-		return nil, fmt.Errorf("dtype %q: want f16 or f32", dtype)
+		// Quantized layer matrices (embeddings f16), quantized here at load.
+		q, err := quant.Parse(dtype)
+		if err != nil {
+			return nil, fmt.Errorf("dtype %q: want f16, f32, q8_0, q4_0 or q4_k", dtype)
+		}
+		dt = gpu.QuantDType(q)
 	}
 	fsys := fstest.MapFS{}
 	for name, b := range files {

@@ -24,14 +24,15 @@ import (
 
 // benchReport is what `chameleon bench --json` prints.
 type benchReport struct {
-	Adapter  string        `json:"adapter"`
-	Model    string        `json:"model"`
-	Params   int           `json:"params"`
-	Ceilings *gpu.Ceilings `json:"ceilings,omitempty"`
-	Runs     []benchRun    `json:"runs,omitempty"`
-	Train    []trainBench  `json:"train,omitempty"`
-	Serve    []serveBench  `json:"serve,omitempty"`
-	Adapt    []adaptBench  `json:"adapt,omitempty"`
+	Adapter  string         `json:"adapter"`
+	Model    string         `json:"model"`
+	Params   int            `json:"params"`
+	Ceilings *gpu.Ceilings  `json:"ceilings,omitempty"`
+	Runs     []benchRun     `json:"runs,omitempty"`
+	Train    []trainBench   `json:"train,omitempty"`
+	Serve    []serveBench   `json:"serve,omitempty"`
+	Adapt    []adaptBench   `json:"adapt,omitempty"`
+	Quality  []qualityBench `json:"quality,omitempty"`
 }
 
 // trainBench is one training-step measurement (forward, backward, AdamW).
@@ -77,7 +78,7 @@ type kernelShare struct {
 func benchCmd() *cobra.Command {
 	var cfgName, modelPath, dtypes, batches string
 	var prompt, decode, seq int
-	var asJSON, trainMode, serveMode bool
+	var asJSON, trainMode, serveMode, qualityMode bool
 	var plotPath string
 	var adapterSpec, adapterSites string
 	var adapterRank, clusters, reps int
@@ -201,6 +202,20 @@ func benchCmd() *cobra.Command {
 				}
 				return nil
 			}
+			if qualityMode {
+				log("quantization quality on %s: %s (%d parameters), %d sequences of %d greedy tokens\n", d, name, cfg.Params(), bs[0], decode)
+				q, err := benchQuality(w, cfg, model.Dequantize(host), strings.Split(dtypes, ","), bs[0], decode, log)
+				rep.Quality = q
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					enc := json.NewEncoder(os.Stdout)
+					enc.SetIndent("", "  ")
+					return enc.Encode(rep)
+				}
+				return nil
+			}
 			if trainMode {
 				log("training bench on %s: %s (%d parameters)\n", d, name, cfg.Params())
 			} else if serveMode {
@@ -264,13 +279,13 @@ func benchCmd() *cobra.Command {
 				return nil
 			}
 			for _, ds := range strings.Split(dtypes, ",") {
-				dt, wb := gpu.F32, 4
-				switch strings.TrimSpace(ds) {
-				case "f32":
-				case "f16":
-					dt, wb = gpu.F16, 2
-				default:
-					return fmt.Errorf("--dtype %q: want f32, f16 or both", ds)
+				dt, err := benchDType(ds)
+				if err != nil {
+					return err
+				}
+				wb := dt.Size() // quantized: bytes figures corrected below
+				if dt.Quantized() {
+					wb = 2
 				}
 				wts, err := model.Upload(w, cfg, host, dt)
 				if err != nil {
@@ -328,7 +343,9 @@ func benchCmd() *cobra.Command {
 						run.Kernels = append(run.Kernels, ks)
 					}
 					pf, _ := cfg.MatMulWork(b*prompt, b, wb)
-					df, dbytes := cfg.MatMulWork(b, b, wb)
+					df, _ := cfg.MatMulWork(b, b, wb)
+					dbytes := decodeWeightBytes(cfg, dt)
+					run.DecodeWeightBytes = dbytes
 					run.MatMulGFLOPs = (pf + df*float64(decode)) / mm / 1e9
 					run.MatMulOfCeiling = run.MatMulGFLOPs / ceil.MatMulGFLOPs
 					run.DecodeWeightGBs = dbytes * float64(decode) / r.DecodeSeconds / 1e9
@@ -363,11 +380,12 @@ func benchCmd() *cobra.Command {
 	}
 	c.Flags().StringVar(&cfgName, "config", "gpt2", "architecture with random weights when no --model is given")
 	c.Flags().StringVar(&modelPath, "model", "", "benchmark this checkpoint instead")
-	c.Flags().StringVar(&dtypes, "dtype", "f32,f16", "weight dtypes to run, comma-separated")
+	c.Flags().StringVar(&dtypes, "dtype", "f32,f16", "weight dtypes to run, comma-separated: f32, f16, q8_0, q4_0, q4_k (quantized: the layer matrices, embeddings f16)")
 	c.Flags().StringVar(&batches, "batches", "1,8,32", "batch sizes, comma-separated")
 	c.Flags().IntVar(&prompt, "prompt", 32, "prompt tokens per sequence")
 	c.Flags().IntVar(&decode, "decode", 8, "decode steps")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&qualityMode, "quality", false, "measure what quantization costs instead: perplexity under each --dtype of the f16 model's own greedy continuations (--decode tokens) of random prompts (as many as the first --batches)")
 	c.Flags().BoolVar(&trainMode, "train", false, "measure training steps instead (use with e.g. --config tiny --batches 8 --seq 64)")
 	c.Flags().IntVar(&seq, "seq", 64, "tokens per sequence for --train (and --adapter, default 256 there)")
 	c.Flags().BoolVar(&serveMode, "serve", false, "measure the completions server on loopback: requests/s and tokens/s against concurrency (--batches are the concurrency levels, --decode the tokens per request)")

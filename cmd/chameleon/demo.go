@@ -24,6 +24,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/defaults"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/serve"
 	"github.com/chameleon-llm/chameleon/wasm/web"
@@ -90,7 +91,7 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&modelDir, "model", "", "Hugging Face GPT-2 directory (config.json + model.safetensors, optional encoder.json + vocab.bpe) (default: the embedded model)")
 	f.StringVar(&adapterSpec, "adapter", "default", "hyper-network adapter file, \"default\" (hyper.safetensors in the model directory, if any) or \"none\"")
 	f.StringVar(&wasmDir, "wasm", "", "directory holding chameleon.wasm and wasm_exec.js (default: bin/wasm from `make wasm`, else built now)")
-	f.StringVar(&dtype, "dtype", "f16", "weight dtype on the browser's GPU: f16 or f32")
+	f.StringVar(&dtype, "dtype", "f16", "weight dtype on the browser's GPU: f16 or f32, or q8_0, q4_0, q4_k (the layer matrices quantized in the browser at load)")
 	addLimitFlags(c, &lim)
 	return c
 }
@@ -125,7 +126,7 @@ type demoConfig struct {
 	Label   string // how the page names the model
 	Adapter string // adapter file, "default"/"" (hyper.safetensors in Model, if any) or "none"
 	WasmDir string // chameleon.wasm and wasm_exec.js
-	DType   string // the browser's weight dtype: f16 or f32
+	DType   string // the browser's weight dtype: f16, f32, q8_0, q4_0 or q4_k
 }
 
 // demoFile is one model file the page downloads.
@@ -151,8 +152,8 @@ func newDemoServer(cfg demoConfig) (*demoServer, error) {
 	if cfg.DType == "" {
 		cfg.DType = "f16"
 	}
-	if cfg.DType != "f16" && cfg.DType != "f32" {
-		return nil, fmt.Errorf("--dtype %q: want f16 or f32", cfg.DType)
+	if _, qerr := quant.Parse(cfg.DType); cfg.DType != "f16" && cfg.DType != "f32" && qerr != nil {
+		return nil, fmt.Errorf("--dtype %q: want f16, f32, q8_0, q4_0 or q4_k", cfg.DType)
 	}
 	for _, name := range []string{"chameleon.wasm", "wasm_exec.js"} {
 		if _, err := os.Stat(filepath.Join(cfg.WasmDir, name)); err != nil {

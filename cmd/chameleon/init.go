@@ -61,7 +61,7 @@ func inspectCmd() *cobra.Command {
 			}
 			fmt.Printf("%s\n  vocab %d, context %d, width %d, heads %d, layers %d, layernorm eps %g\n  %d parameters (%.1f M)\n",
 				args[0], cfg.VocabSize, cfg.NCtx, cfg.NEmbd, cfg.NHead, cfg.NLayer, cfg.LNEps, cfg.Params(), float64(cfg.Params())/1e6)
-			for _, t := range host {
+			for _, t := range model.Dequantize(host) { // quantized matrices: the values their blocks decode to
 				var mn, mx, sum float64
 				for i, v := range t.Data {
 					f := float64(v)
@@ -126,7 +126,7 @@ func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype stri
 		}
 		return model.SaveGGUFWith(out, cfg, host, dtype, opt)
 	}
-	if err := model.SaveHF(out, cfg, host, dtype); err != nil {
+	if err := model.SaveHF(out, cfg, model.Dequantize(host), dtype); err != nil {
 		return err
 	}
 	return tok.WriteFiles(out)

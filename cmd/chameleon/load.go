@@ -14,6 +14,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
 )
@@ -27,7 +28,7 @@ type modelFlags struct {
 
 func (f *modelFlags) add(c *cobra.Command) {
 	c.Flags().StringVar(&f.path, "model", "", "model directory (config.json + model.safetensors), .safetensors or .gguf file, with its tokenizer (default: the embedded default model)")
-	c.Flags().StringVar(&f.dtype, "dtype", "f16", "weight dtype on the device: f32 or f16")
+	c.Flags().StringVar(&f.dtype, "dtype", "f16", "weight dtype on the device: f32 or f16 (layer matrices a GGUF file stores as Q8_0, Q4_0 or Q4_K stay quantized), or q8_0, q4_0, q4_k to quantize the layer matrices at load")
 	c.Flags().BoolVar(&f.cpu, "cpu", false, "run on the plain-Go reference backend instead of WebGPU")
 }
 
@@ -70,7 +71,11 @@ func (f *modelFlags) load() (*session, error) {
 	case "f16":
 		dt = gpu.F16
 	default:
-		return nil, fmt.Errorf("--dtype %q: want f32 or f16", f.dtype)
+		q, err := quant.Parse(f.dtype)
+		if err != nil {
+			return nil, fmt.Errorf("--dtype %q: want f32, f16, q8_0, q4_0 or q4_k", f.dtype)
+		}
+		dt = gpu.QuantDType(q)
 	}
 	cfg, host, tok, err := f.read()
 	if err != nil {

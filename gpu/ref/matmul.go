@@ -4,8 +4,9 @@ import "github.com/chameleon-llm/chameleon/gpu"
 
 // MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
 //
-// x and dst may have any leading dims (M is their product); w is F32 or F16
-// (F16 values are the rounded float32 values the tensor holds); bias is F32
+// x and dst may have any leading dims (M is their product); w is F32, F16
+// or quantized (F16 and quantized tensors hold the float32 values their
+// elements decode to, see Tensor); bias is F32
 // (N) or nil. Each output is one dot product of K terms accumulated in
 // float64, then rounded to float32. Panics on shape or dtype mismatch.
 func (*Backend) MatMul(dst, x, w, bias gpu.Tensor) {

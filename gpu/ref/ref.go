@@ -12,6 +12,7 @@ import (
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 )
 
 // Backend is the reference implementation of gpu.Backend.
@@ -24,11 +25,12 @@ func New() *Backend { return &Backend{} }
 func (*Backend) Name() string { return "ref: plain Go" }
 
 // Tensor holds its values on the host. F16 tensors keep float32 values
-// rounded to half precision, exactly the values a GPU reads.
+// rounded to half precision, and quantized tensors (Q8_0, Q4_0, Q4_K) their
+// dequantized weights: exactly the values a GPU reads.
 type Tensor struct {
 	shape []int
 	dt    gpu.DType
-	F     []float32 // F32 and F16 data
+	F     []float32 // F32, F16 and quantized tensors' data
 	I     []int32   // I32 data
 }
 
@@ -63,6 +65,9 @@ func ints(x gpu.Tensor) []int32 {
 
 // Alloc returns a zeroed tensor.
 func (*Backend) Alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
+	if err := gpu.CheckQuantShape(dt, shape); err != nil {
+		return nil, err
+	}
 	n := gpu.Numel(shape)
 	t := &Tensor{shape: slices.Clone(shape), dt: dt}
 	if dt == gpu.I32 {
@@ -95,6 +100,16 @@ func (*Backend) Write(x gpu.Tensor, data any) error {
 			return fmt.Errorf("ref: Write: i32 tensor %v needs []int32 of length %d", t.shape, n)
 		}
 		copy(t.I, v)
+	default:
+		fm, ok := t.dt.Quant()
+		if !ok {
+			return fmt.Errorf("ref: Write: unknown dtype %v", t.dt)
+		}
+		raw, err := gpu.QuantBlocks(t.dt, t.shape, data)
+		if err != nil {
+			return err
+		}
+		quant.Dequantize(fm, t.F, raw)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@
 //     and exposes the reversed, outermost-first Shape like safetensors.
 //
 // Float32 decodes F32, F16 and BF16 exactly (F16 and BF16 values are all
-// representable in float32). Other dtypes (F64, integers, F8, the ggml block
+// representable in float32) and dequantizes Q8_0, Q4_0 and Q4_K (gpu/quant,
+// ggml's arithmetic). Other dtypes (F64, integers, F8, the other ggml block
 // quantisations) are recognised, so their files parse and their bytes are
 // available through Raw, but Float32 reports them as unsupported. NaN/Inf
 // screening is opt-in through CheckFinite, so loading does not always pay for
@@ -29,7 +30,7 @@
 // with spaces to a multiple of 8 bytes; GGUF version 3 with tensors in the
 // given order, each aligned to general.alignment (32 unless the metadata sets
 // it). FromFloat32 converts float32 values to F32, F16 or BF16 with
-// round-to-nearest-even.
+// round-to-nearest-even, or quantizes them to Q8_0, Q4_0 or Q4_K.
 //
 // Everything is little-endian; big-endian GGUF files are rejected.
 package tensorfile

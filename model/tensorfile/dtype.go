@@ -1,6 +1,10 @@
 package tensorfile
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
+)
 
 // DType is the element type of a tensor, shared by both formats. Not every
 // DType exists in both: safetensors has no block-quantised types and GGUF has
@@ -159,8 +163,35 @@ func (d DType) BlockBytes() int64 { return d.info().typeSize }
 // Quantized reports whether d is a ggml block-quantised type.
 func (d DType) Quantized() bool { return d.Valid() && d.info().blockSize > 1 }
 
-// Float32Decodable reports whether Float32 can decode tensors of this dtype.
-func (d DType) Float32Decodable() bool { return d == F32 || d == F16 || d == BF16 }
+// Float32Decodable reports whether Float32 can decode tensors of this dtype:
+// the float types exactly, and the block formats Chameleon runs (Q8_0, Q4_0,
+// Q4_K) by dequantizing.
+func (d DType) Float32Decodable() bool {
+	_, q := d.QuantFormat()
+	return d == F32 || d == F16 || d == BF16 || q
+}
+
+// quantFormats maps the block dtypes Chameleon runs to their codecs.
+var quantFormats = map[DType]quant.Format{Q8_0: quant.Q8_0, Q4_0: quant.Q4_0, Q4_K: quant.Q4_K}
+
+// QuantFormat is the gpu/quant block format of Q8_0, Q4_0 and Q4_K; ok is
+// false for every other dtype (including the block formats Chameleon does
+// not run).
+func (d DType) QuantFormat() (f quant.Format, ok bool) {
+	f, ok = quantFormats[d]
+	return f, ok
+}
+
+// FromQuantFormat is the DType of a gpu/quant block format (Invalid for
+// an unknown one).
+func FromQuantFormat(f quant.Format) DType {
+	for d, g := range quantFormats {
+		if g == f {
+			return d
+		}
+	}
+	return Invalid
+}
 
 // SafetensorsName is the dtype's safetensors spelling, "" if it has none.
 func (d DType) SafetensorsName() string { return d.info().st }

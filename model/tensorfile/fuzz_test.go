@@ -107,6 +107,18 @@ func FuzzReadGGUF(f *testing.F) {
 		{"toks", []string{"a", "bc"}}, {"nest", []any{[]int8{1}, []any{}}}, {"b", true}}
 	var a, b, c bytes.Buffer
 	ts := append(smallTensors(f), Tensor{Name: "q", DType: Q8_0, Shape: []int{1, 32}, Data: make([]byte, 34)})
+	// Real blocks of each format Float32 dequantizes.
+	vals := make([]float32, 256)
+	for i := range vals {
+		vals[i] = float32(i%7) - 3
+	}
+	for _, dt := range []DType{Q8_0, Q4_0, Q4_K} {
+		q, err := FromFloat32("q"+dt.String(), dt, []int{1, 256}, vals)
+		if err != nil {
+			f.Fatal(err)
+		}
+		ts = append(ts, q)
+	}
 	if err := WriteGGUF(&a, meta, ts); err != nil {
 		f.Fatal(err)
 	}

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 )
 
 // TensorInfo locates one tensor inside a file.
@@ -113,13 +115,14 @@ func (s *tensors) chunks(t *TensorInfo, fn func(first int64, b []byte) error) er
 }
 
 func (s *tensors) unsupported(t *TensorInfo, what string) error {
-	return fmt.Errorf("%s: tensor %q has dtype %v, which %s does not support (only F32, F16 and BF16)",
+	return fmt.Errorf("%s: tensor %q has dtype %v, which %s does not support (only F32, F16, BF16, Q8_0, Q4_0 and Q4_K)",
 		s.format, t.Name, t.DType, what)
 }
 
 // Float32 reads the named tensor and widens it to float32: exactly for F32,
-// F16 and BF16, an error for every other dtype. The result has NumElements
-// values in row-major order.
+// F16 and BF16, dequantized (exactly as ggml does) for Q8_0, Q4_0 and Q4_K,
+// an error for every other dtype. The result has NumElements values in
+// row-major order.
 func (s *tensors) Float32(name string) ([]float32, error) {
 	t, err := s.lookup(name)
 	if err != nil {
@@ -128,9 +131,10 @@ func (s *tensors) Float32(name string) ([]float32, error) {
 	if !t.DType.Float32Decodable() {
 		return nil, s.unsupported(t, "Float32")
 	}
-	out := make([]float32, t.Size/t.DType.BlockBytes())
+	bs := t.DType.BlockSize()
+	out := make([]float32, t.Size/t.DType.BlockBytes()*bs)
 	err = s.chunks(t, func(first int64, b []byte) error {
-		decodeFloat32(out[first:], t.DType, b)
+		decodeFloat32(out[first*bs:], t.DType, b)
 		return nil
 	})
 	if err != nil {
@@ -155,13 +159,19 @@ func decodeFloat32(dst []float32, dt DType, b []byte) {
 			dst[i] = BF16ToF32(binary.LittleEndian.Uint16(b[2*i:]))
 		}
 	default:
-		panic("tensorfile: decodeFloat32 of " + dt.String())
+		f, ok := dt.QuantFormat()
+		if !ok {
+			panic("tensorfile: decodeFloat32 of " + dt.String())
+		}
+		n := len(b) / int(dt.BlockBytes()) * int(dt.BlockSize())
+		quant.Dequantize(f, dst[:n], b)
 	}
 }
 
 // CheckFinite reads the named tensor and returns an error naming it and the
 // first NaN or ±Inf element, if any. Integer and boolean tensors are finite by
-// construction; F8 and block-quantised tensors are reported as unsupported.
+// construction, and Q8_0/Q4_0/Q4_K blocks are checked for a non-finite scale;
+// F8 and the other block-quantised types are reported as unsupported.
 func (s *tensors) CheckFinite(name string) error {
 	t, err := s.lookup(name)
 	if err != nil {
@@ -203,6 +213,31 @@ func (s *tensors) CheckFinite(name string) error {
 		}
 	case I8, I16, I32, I64, U8, U16, U32, U64, Bool:
 		return nil
+	case Q8_0, Q4_0, Q4_K:
+		// The values are integers; the f16 scales (d, and Q4_K's dmin)
+		// must be finite. Reported as the block's first element.
+		bb, bs := int(t.DType.BlockBytes()), int(t.DType.BlockSize())
+		nScales := 1
+		if t.DType == Q4_K {
+			nScales = 2
+		}
+		bad = func(b []byte) (int, string) {
+			for i := 0; i < len(b)/bb; i++ {
+				for j := 0; j < nScales; j++ {
+					if u := binary.LittleEndian.Uint16(b[i*bb+2*j:]); u&0x7c00 == 0x7c00 {
+						return i * bs, fmt.Sprintf("in a block whose scale is %v", F16ToF32(u))
+					}
+				}
+			}
+			return -1, ""
+		}
+		return s.chunks(t, func(first int64, b []byte) error {
+			if i, v := bad(b); i >= 0 {
+				return fmt.Errorf("%s: tensor %q (%v %s): element %d is %s",
+					s.format, t.Name, t.DType, shapeString(t.Shape), first*int64(bs)+int64(i), v)
+			}
+			return nil
+		})
 	default:
 		return s.unsupported(t, "CheckFinite")
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 )
 
 // Tensor is one tensor to write: raw little-endian Data of the given dtype
@@ -17,11 +19,12 @@ type Tensor struct {
 }
 
 // FromFloat32 builds a Tensor by narrowing values to dt, which must be F32,
-// F16 or BF16; F16 and BF16 round to nearest, ties to even. len(values) must
-// equal the product of shape.
+// F16 or BF16 (rounding to nearest, ties to even), or by quantizing them to
+// Q8_0, Q4_0 or Q4_K (gpu/quant; the innermost dim must be whole blocks and
+// the values finite). len(values) must equal the product of shape.
 func FromFloat32(name string, dt DType, shape []int, values []float32) (Tensor, error) {
 	if !dt.Float32Decodable() {
-		return Tensor{}, fmt.Errorf("tensorfile: tensor %q: FromFloat32 cannot produce dtype %v (only F32, F16, BF16)", name, dt)
+		return Tensor{}, fmt.Errorf("tensorfile: tensor %q: FromFloat32 cannot produce dtype %v (only F32, F16, BF16, Q8_0, Q4_0, Q4_K)", name, dt)
 	}
 	numel := 1
 	for _, d := range shape {
@@ -35,6 +38,16 @@ func FromFloat32(name string, dt DType, shape []int, values []float32) (Tensor, 
 	}
 	if numel != len(values) {
 		return Tensor{}, fmt.Errorf("tensorfile: tensor %q: shape %v holds %d values, got %d", name, shape, numel, len(values))
+	}
+	if f, ok := dt.QuantFormat(); ok {
+		if len(shape) == 0 || shape[len(shape)-1]%f.BlockSize() != 0 {
+			return Tensor{}, fmt.Errorf("tensorfile: tensor %q: shape %v: rows are not a whole number of %v blocks of %d", name, shape, dt, f.BlockSize())
+		}
+		data := make([]byte, len(values)/f.BlockSize()*f.BlockBytes())
+		if err := quant.Quantize(f, data, values); err != nil {
+			return Tensor{}, fmt.Errorf("tensorfile: tensor %q: %w", name, err)
+		}
+		return Tensor{Name: name, DType: dt, Shape: slices.Clone(shape), Data: data}, nil
 	}
 	es := int(dt.BlockBytes())
 	data := make([]byte, len(values)*es)

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// quantizeCmd writes a GGUF checkpoint whose layer matrices are ggml blocks
+// of one type (model/quantize.go says which tensors stay float and why).
+func quantizeCmd() *cobra.Command {
+	var in, out, typ string
+	c := &cobra.Command{
+		Use:   "quantize --type q8_0|q4_0|q4_k [--model IN] --out OUT.gguf",
+		Short: "Write a GGUF checkpoint with its layer matrices quantized (Q8_0, Q4_0 or Q4_K; embeddings f16, norms and biases f32), tokenizer included; without --model, the embedded default model",
+		RunE: func(cmd *cobra.Command, args []string) (err error) {
+			defer recovered(&err)
+			f, err := quant.Parse(typ)
+			if err != nil {
+				return err
+			}
+			if !strings.HasSuffix(out, ".gguf") {
+				return fmt.Errorf("--out %q: quantized checkpoints are GGUF files (name ending in .gguf)", out)
+			}
+			cfg, host, tok, err := (&modelFlags{path: in}).read()
+			if err != nil {
+				return err
+			}
+			host = model.Dequantize(host) // a quantized input is requantized from its values
+			if err := saveModel(out, cfg, host, strings.ToLower(f.String()), tok); err != nil {
+				return err
+			}
+			// Report what quantizing cost: the layer matrices' relative
+			// RMS error, from the file just written.
+			_, back, err := model.LoadGGUF(out)
+			if err != nil {
+				return fmt.Errorf("reading back %s: %w", out, err)
+			}
+			orig := map[string][]float32{}
+			for _, h := range host {
+				orig[h.Name] = h.Data
+			}
+			var se, ss float64
+			n := 0
+			for _, h := range model.Dequantize(back) {
+				if !model.Quantizable(h.Name) {
+					continue
+				}
+				n++
+				for i, v := range h.Data {
+					d := float64(v - orig[h.Name][i])
+					se += d * d
+					ss += float64(orig[h.Name][i]) * float64(orig[h.Name][i])
+				}
+			}
+			st, err := os.Stat(out)
+			if err != nil {
+				return err
+			}
+			src := in
+			if src == "" {
+				src = "the default model"
+			}
+			fmt.Printf("wrote %s (%d bytes) from %s: %d layer matrices in %v (%.2f bits a weight), relative RMS error %.4f; embeddings f16, norms and biases f32\n",
+				out, st.Size(), src, n, f, 8*float64(f.BlockBytes())/float64(f.BlockSize()), math.Sqrt(se/ss))
+			return nil
+		},
+	}
+	c.Flags().StringVar(&in, "model", "", "input model: a directory, .safetensors or .gguf file (default: the embedded default model)")
+	c.Flags().StringVar(&out, "out", "", "output .gguf file")
+	c.Flags().StringVar(&typ, "type", "", "quantization type: q8_0, q4_0 or q4_k")
+	_ = c.MarkFlagRequired("type")
+	_ = c.MarkFlagRequired("out")
+	return c
+}

@@ -1,0 +1,98 @@
+package gpu
+
+import "strings"
+
+// matMulQuantTex is MatMul with quantized w through textures, for CPU
+// adapters, where texture loads are far cheaper than storage loads
+// (texture.go): w's packed rows are copied once into a texture
+// (weightTexture). Up to quantTexRowsMax rows of x (decode) run the texture
+// mat-vec (matmul_qtex1_*.wgsl, one dispatch per row), which dequantizes
+// in registers; more rows (prefill) dequantize w into a per-call f32 texture (quant_unpack_*.wgsl, exact
+// weights) and run the f32 texture matmuls, whose register blocks reuse
+// each weight for up to 16 rows: the unpacking costs one pass over w, the
+// storage-buffer register kernels several times more on lavapipe.
+// It returns false, having recorded nothing, when it does not apply: no
+// texture reads, a matrix that does not fit a texture, or BatchInvariant
+// (the texture kernels sum in another order than the register kernels the
+// server then runs, so a row alone would not equal the same row in a batch).
+// quantTexRowsMax is the most rows of x that run the texture mat-vec once
+// per row; from there unpacking w once and running the f32 texture matmul
+// costs less (GPT-2 124M on lavapipe, BENCHMARKS.md).
+const quantTexRowsMax = 8
+
+func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
+	if !w.HasTexRead || w.BatchInvariant || k/4 > int(w.Limits.MaxTextureDimension2D) {
+		return false
+	}
+	s, ok := w.weightTexture(wt)
+	if !ok {
+		return false
+	}
+	if m > quantTexRowsMax {
+		return w.matMulUnpacked(dst, x, wt, s, bias, m, k, n)
+	}
+	xkt := k / 4
+	xtex, err := w.scratchTexture(uint32(xkt), uint32(m))
+	if err != nil {
+		w.rec.fail(err)
+		return true
+	}
+	w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
+	bb, hasBias := w.rowChunks("MatMul", wt)[0].b, 0 // any read-only buffer when there is no bias
+	if bias != nil {
+		bb, hasBias = w.bind(bias), 1
+	}
+	const bn = 64 // columns per workgroup (the kernel's BN)
+	name := "matmul_qtex1_" + strings.ToLower(wt.DType().String())
+	tilesN := ceilDiv(n, bn)
+	step := max(1, min(tilesN, int(texSubmitFlops/(2*float64(bn)*float64(k)))))
+	for r := 0; r < m; r++ {
+		for t0 := 0; t0 < tilesN; t0 += step {
+			cnt := min(step, tilesN-t0)
+			gx, gy := w.grid1(cnt)
+			w.nextFlops = 2 * float64(k) * float64(n) * float64(cnt) / float64(tilesN)
+			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(xkt)*16) * float64(cnt) / float64(tilesN)
+			w.dispatchTex(name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
+				Meta{n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, r}, gx, gy, 1)
+			if cnt < tilesN {
+				if err := w.flush(); err != nil {
+					w.rec.fail(err)
+				}
+			}
+		}
+	}
+	return true
+}
+
+// matMulUnpacked dequantizes w's texture s into an f32 texture in the
+// weights' blocked layout and runs the f32 texture matmul on it.
+func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k, n int) bool {
+	ktf := k / 4
+	fw, fh, ok := texFitBlocked(n, ktf, w.Limits.MaxTextureDimension2D)
+	if !ok {
+		return false
+	}
+	xRowsPer, tw, _, ok := texFit(1, ktf, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
+	if !ok {
+		return false
+	}
+	ft := w.unpacked[fw]
+	if ft == nil || ft.h < fh {
+		if ft != nil {
+			w.retire(ft)
+		}
+		var err error
+		if ft, err = w.newTexture("unpacked weights", fw, fh); err != nil {
+			w.rec.fail(err)
+			return true
+		}
+		w.unpacked[fw] = ft
+	}
+	gx, gy := w.grid1(ceilDiv(n*k/32, 64))
+	w.nextBytes = float64(s.rows*s.kt)*16 + 4*float64(n*k)
+	w.dispatchTex("quant_unpack_"+strings.ToLower(wt.DType().String()), 0, 0, nil, []texBinding{{s.tex, false}, {ft, true}},
+		Meta{n, k, s.kt, int(s.tex.w), ktf, int(fw)}, gx, gy, 1)
+	fs := &shadow{tex: ft, rows: n, k: k, dt: F32, kt: ktf}
+	w.matMulTexWith(dst, x, fs, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, ktf, xRowsPer, tw)
+	return true
+}
