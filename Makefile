@@ -71,6 +71,7 @@ fuzz:
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadSafetensors -fuzztime 30s
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadGGUF -fuzztime 30s
 	$(GO) test ./serve -run '^$$' -fuzz FuzzCompletionRequest -fuzztime 30s
+	$(GO) test ./serve -run '^$$' -fuzz FuzzChatRequest -fuzztime 30s
 	$(GO) test ./adaptrun -run '^$$' -fuzz FuzzLoadWindows -fuzztime 30s
 
 clean:

@@ -252,3 +252,13 @@ func mustJSON(v any) string {
 }
 
 var _ = fmt.Sprint
+
+// withoutExt is cs without their extension objects (which say how each
+// was served, not what it is).
+func withoutExt(cs []Choice) []Choice {
+	out := append([]Choice(nil), cs...)
+	for i := range out {
+		out[i].Chameleon = nil
+	}
+	return out
+}
