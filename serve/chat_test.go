@@ -201,7 +201,7 @@ func TestChatBadRequests(t *testing.T) {
 func TestChatTemplateFromTokenizerConfig(t *testing.T) {
 	for _, c := range []struct {
 		json, src, bos string
-		ok         bool
+		ok             bool
 	}{
 		{`{"chat_template":"{{ x }}","bos_token":"<s>","eos_token":{"content":"</s>"}}`, "{{ x }}", "<s>", true},
 		{`{"chat_template":[{"name":"tool_use","template":"T"},{"name":"default","template":"D"}]}`, "D", "", true},
@@ -385,7 +385,9 @@ func TestChoiceExtension(t *testing.T) {
 	} {
 		c.reqBody["adapt"], c.reqBody["max_tokens"] = c.adapt, 2
 		code, _, body := postTo(t, url, c.path, mustJSON(c.reqBody))
-		var resp struct{ Choices []struct{ Chameleon json.RawMessage } }
+		var resp struct {
+			Choices []struct{ Chameleon json.RawMessage }
+		}
 		json.Unmarshal(body, &resp)
 		if code != 200 || len(resp.Choices) == 0 {
 			t.Fatalf("%s: %d %s", c.path, code, body)

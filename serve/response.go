@@ -18,10 +18,10 @@ type Completion struct {
 
 // Choice is one continuation (in a stream: a piece of one).
 type Choice struct {
-	Text         string    `json:"text"`
-	Index        int       `json:"index"`
-	Logprobs     *Logprobs `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"` // "stop", "length"; null while streaming
+	Text         string     `json:"text"`
+	Index        int        `json:"index"`
+	Logprobs     *Logprobs  `json:"logprobs"`
+	FinishReason *string    `json:"finish_reason"` // "stop", "length"; null while streaming
 	Chameleon    *Extension `json:"chameleon,omitempty"`
 }
 
