@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -93,8 +94,15 @@ func convertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := saveModel(out, cfg, host, dtype, tok); err != nil {
+			cs, hasChat, err := modelChatTemplate(in)
+			if err != nil {
 				return err
+			}
+			if err := saveModelChat(out, cfg, host, dtype, tok, cs.src); err != nil {
+				return err
+			}
+			if hasChat {
+				fmt.Printf("carried the chat template from %s\n", cs.origin)
 			}
 			src := in
 			if src == "" {
@@ -116,8 +124,15 @@ func convertCmd() *cobra.Command {
 // beside the weights (the project's model format: safetensors + config.json
 // + tokenizer files).
 func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer) error {
+	return saveModelChat(out, cfg, host, dtype, tok, "")
+}
+
+// saveModelChat is saveModel that also stores a chat template when chat is
+// not "": GGUF's tokenizer.chat_template, or tokenizer_config.json's
+// chat_template in a directory.
+func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer, chat string) error {
 	if strings.HasSuffix(out, ".gguf") {
-		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true}
+		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true, ChatTemplate: chat}
 		if tok.VocabSize() != cfg.VocabSize {
 			// A padded embedding: the file cannot list a token per row.
 			fmt.Fprintf(os.Stderr, "chameleon: the tokenizer has %d tokens for %d embedding rows; writing the GGUF without it\n",
@@ -128,6 +143,15 @@ func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype stri
 	}
 	if err := model.SaveHF(out, cfg, host, dtype); err != nil {
 		return err
+	}
+	if chat != "" {
+		b, err := json.MarshalIndent(map[string]string{"chat_template": chat}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, "tokenizer_config.json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	return tok.WriteFiles(out)
 }
