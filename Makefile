@@ -41,8 +41,11 @@ test: $(GPT2_VOCAB)/vocab.bpe $(OPENAI_NODE)/openai/package.json
 goldens: $(GPT2_VOCAB)/vocab.bpe
 	scripts/gen_token_goldens.sh $(GPT2_VOCAB)
 
+# The commit for chameleon --version, where git is at hand (Go's own VCS
+# stamping is off in this environment's GOFLAGS, and is used when on).
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 build:
-	$(GO) build -o $(BIN) ./cmd/chameleon
+	$(GO) build -ldflags "-X main.stampedCommit=$(COMMIT)" -o $(BIN) ./cmd/chameleon
 
 ## wasm: the browser runtime (package wasm, GOOS=js) and Go's wasm_exec.js, into bin/wasm for `chameleon demo`
 WASM_OUT := bin/wasm
