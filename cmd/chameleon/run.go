@@ -268,7 +268,9 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 
 // printRun prints a run report as text.
 func printRun(rep runReport) {
-	ms := func(s float64) time.Duration { return (time.Duration(s * float64(time.Second))).Round(time.Millisecond) }
+	ms := func(s float64) time.Duration {
+		return (time.Duration(s * float64(time.Second))).Round(time.Millisecond)
+	}
 	fmt.Printf("Chameleon: batch-aware low-rank adaptation (ChamaleonLLM) on %s\n", rep.Device)
 	md := rep.Model
 	fmt.Printf("model: %d layers, width %d, vocabulary %d, context %d (%d parameters)\n", md.Layers, md.Width, md.Vocab, md.Context, md.Params)
