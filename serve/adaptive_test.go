@@ -290,7 +290,7 @@ func runMixed(t *testing.T, md Model, slots, n int) (url string) {
 		if r.Status != 200 {
 			t.Fatalf("alone %v: %d %s", adaptReq(i), r.Status, r.Body)
 		}
-		alone[i] = mustJSON(r.C.Choices)
+		alone[i] = mustJSON(withoutCluster(r.C.Choices))
 	}
 	g.mu.Lock()
 	g.gating, g.permits = true, 0
@@ -306,7 +306,7 @@ func runMixed(t *testing.T, md Model, slots, n int) (url string) {
 			if r.Status != 200 {
 				t.Errorf("batched %v: %d %s", adaptReq(i), r.Status, r.Body)
 			}
-			got[i] = mustJSON(r.C.Choices)
+			got[i] = mustJSON(withoutCluster(r.C.Choices))
 		}()
 	}
 	// The first request(s) may take slots and wait at the gate; the others queue.

@@ -262,3 +262,18 @@ func withoutExt(cs []Choice) []Choice {
 	}
 	return out
 }
+
+// withoutCluster is cs with the cluster ids dropped from their extension
+// objects: in window mode a sequence's pool row depends on what else was
+// admitted with it (its factors do not).
+func withoutCluster(cs []Choice) []Choice {
+	out := append([]Choice(nil), cs...)
+	for i := range out {
+		if e := out[i].Chameleon; e != nil {
+			e2 := *e
+			e2.Cluster = nil
+			out[i].Chameleon = &e2
+		}
+	}
+	return out
+}

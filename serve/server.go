@@ -59,9 +59,7 @@ func New(m Model, tok *model.Tokenizer, opt Options) (*Server, error) {
 		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}), chat: opt.Chat,
 	}
 	if ad, ok := m.(*Adaptive); ok {
-		s.adaptMode = string(ad.Mode)
-	} else if s.adapts {
-		s.adaptMode = "custom"
+		s.adaptMode = string(ad.Mode) // another Model that adapts reports no mode
 	}
 	if s.chat == nil {
 		eot := string(tok.TokenBytes(tok.EOT()))
