@@ -340,11 +340,7 @@ func FuzzChatRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	m, tok := tinyModel(f, ref.New())
-	s, err := New(Base{M: m}, tok, Options{Slots: 2, Queue: 4, MaxTokens: 2, MaxN: 2, MaxChoices: 4})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := fuzzServer(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, path := range []string{"/v1/chat/completions", "/tokenize"} {
 			req, _ := http.NewRequest(http.MethodPost, path, bytes.NewReader(body))

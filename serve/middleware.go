@@ -37,7 +37,8 @@ func entry(r *http.Request) *logEntry {
 	return &logEntry{}
 }
 
-// countingWriter records the status and the bytes written.
+// countingWriter records the status and the bytes written (for the log
+// line and the metrics).
 type countingWriter struct {
 	http.ResponseWriter
 	code  int

@@ -154,28 +154,6 @@ func (s *Server) healthz(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// statusWriter records the status code for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // request is a validated completion request.
 type request struct {
 	*CompletionRequest
@@ -192,7 +170,7 @@ type request struct {
 // prompt, and the answer is in the chat API's shapes.
 func (s *Server) completions(rw http.ResponseWriter, r *http.Request, chat bool) {
 	t0 := time.Now()
-	w := &statusWriter{ResponseWriter: rw}
+	w := &countingWriter{ResponseWriter: rw}
 	gone := false // the client left before the response was complete
 	defer func() {
 		code := strconv.Itoa(w.code)
@@ -214,10 +192,7 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request, chat bool)
 		}
 	}()
 	le := entry(r)
-	fail := func(e *APIError) {
-		le.errCode = e.Code
-		writeError(w, e)
-	}
+	fail := func(e *APIError) { fail(w, r, e) }
 	if e := checkJSON(r); e != nil {
 		fail(e)
 		return

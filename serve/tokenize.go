@@ -42,24 +42,35 @@ type DetokenizeResponse struct {
 	Content string `json:"content"`
 }
 
+// readBody decodes a JSON request body into v and checks its model field
+// (*model); it answers the error itself and returns false on failure.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, v any, model *string) bool {
+	e := checkJSON(r)
+	if e == nil {
+		e = decodeJSON(r, s.opt.MaxBodyBytes, w, v)
+	}
+	if e == nil {
+		e = s.checkModel(*model)
+	}
+	if e != nil {
+		fail(w, r, e)
+		return false
+	}
+	return true
+}
+
+// fail answers e and notes its code in the request's log line.
+func fail(w http.ResponseWriter, r *http.Request, e *APIError) {
+	entry(r).errCode = e.Code
+	writeError(w, e)
+}
+
 func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 	var req TokenizeRequest
-	fail := func(e *APIError) {
-		entry(r).errCode = e.Code
-		writeError(w, e)
-	}
-	if e := checkJSON(r); e != nil {
-		fail(e)
+	if !s.readBody(w, r, &req, &req.Model) {
 		return
 	}
-	if e := decodeJSON(r, s.opt.MaxBodyBytes, w, &req); e != nil {
-		fail(e)
-		return
-	}
-	if e := s.checkModel(req.Model); e != nil {
-		fail(e)
-		return
-	}
+	fail := func(e *APIError) { fail(w, r, e) }
 	given := 0
 	for _, b := range []bool{req.Content != nil, req.Prompt != nil, req.Messages != nil} {
 		if b {
@@ -112,22 +123,10 @@ func (s *Server) tokenize(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) detokenize(w http.ResponseWriter, r *http.Request) {
 	var req DetokenizeRequest
-	fail := func(e *APIError) {
-		entry(r).errCode = e.Code
-		writeError(w, e)
-	}
-	if e := checkJSON(r); e != nil {
-		fail(e)
+	if !s.readBody(w, r, &req, &req.Model) {
 		return
 	}
-	if e := decodeJSON(r, s.opt.MaxBodyBytes, w, &req); e != nil {
-		fail(e)
-		return
-	}
-	if e := s.checkModel(req.Model); e != nil {
-		fail(e)
-		return
-	}
+	fail := func(e *APIError) { fail(w, r, e) }
 	if req.Tokens == nil {
 		fail(badRequest("tokens", "missing_tokens", "tokens is required: an array of token ids"))
 		return
