@@ -62,10 +62,14 @@ func DefaultChat(bos, eos string) *ChatTemplate {
 }
 
 // Render is the prompt for msgs, ending with the assistant's turn opened
-// when generation is true.
+// when generation is true. A message whose content is not text is an
+// error (an *APIError naming it).
 func (ct *ChatTemplate) Render(msgs []ChatMessage, generation bool) (string, error) {
 	list := make([]any, len(msgs))
 	for i, m := range msgs {
+		if e := m.parse(i); e != nil {
+			return "", e
+		}
 		mm := map[string]any{"role": m.Role, "content": m.text}
 		if m.Name != "" {
 			mm["name"] = m.Name

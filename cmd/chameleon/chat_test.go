@@ -1,16 +1,15 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/serve"
 )
 
 const chatML = `{% for m in messages %}<|im_start|>{{ m.role }}
@@ -63,21 +62,13 @@ func TestChatTemplateSources(t *testing.T) {
 		t.Errorf("the default model: %+v %v", ct, err)
 	}
 
-	// Served from the GGUF file: a chat prompt is the ChatML rendering.
-	ctx, stop := context.WithCancel(context.Background())
-	addr, done := runServe(t, ctx, "--model", gguf, "--cpu", "--addr", "127.0.0.1:0", "--slots", "1", "--log", "off")
-	defer func() {
-		stop()
-		<-done
-	}()
-	resp, err := http.Post("http://"+addr+"/tokenize", "application/json", strings.NewReader(`{"messages":[{"role":"user","content":"hi"}]}`))
+	// What serve renders a conversation into with the GGUF file's template.
+	ct, err = chatTemplate(gguf, "", tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var tr struct{ Prompt string }
-	json.NewDecoder(resp.Body).Decode(&tr)
-	if want := "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"; tr.Prompt != want {
-		t.Errorf("served prompt %q, want %q", tr.Prompt, want)
+	got, err := ct.Render([]serve.ChatMessage{{Role: "user", Content: json.RawMessage(`"hi"`)}}, true)
+	if want := "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"; err != nil || got != want {
+		t.Errorf("rendered %q (%v), want %q", got, err, want)
 	}
 }
