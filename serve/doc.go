@@ -1,10 +1,22 @@
 // Package serve is Chameleon's HTTP server: an OpenAI-compatible
-// completions API (POST /v1/completions, GET /v1/models) with /healthz and
-// Prometheus /metrics, in front of a continuous-batching scheduler.
-// NewHTTPServer adds the connection-level defences (timeouts that suit
-// streaming, a connection cap, a Host allow-list against DNS rebinding);
-// completions must be sent as application/json (415 otherwise), so that a
-// web page cannot post to a local server without a CORS preflight.
+// completions and chat completions API (POST /v1/completions,
+// /v1/chat/completions, GET /v1/models), /tokenize, /detokenize, /health
+// (and /healthz) and Prometheus /metrics, in front of a
+// continuous-batching scheduler. NewHTTPServer adds the connection-level
+// defences (timeouts that suit streaming, a connection cap, a Host
+// allow-list against DNS rebinding); request bodies must be sent as
+// application/json (415 otherwise), so that a web page cannot post to a
+// local server without a CORS preflight, which is answered only for
+// Options.CORSOrigins. Options.APIKey asks for a Bearer key, Options.Log
+// gets one slog line per request (middleware.go).
+//
+// Chat (chat.go). A chat request's messages are rendered by a ChatTemplate
+// (Jinja, github.com/ardanlabs/jinja: the model's own, a file, or
+// DefaultChatTemplate's plain-text transcript for base models) into one
+// prompt, which then runs exactly as a completion of that text with the
+// template's stop strings added; only the response's shape differs
+// (chat.completion, chat.completion.chunk). Every choice carries the
+// Extension object "chameleon": adapted or not, which cluster, and why not.
 //
 // Scheduler (scheduler.go). One goroutine owns the model, its backend and
 // one KV cache of Slots sequences x NCtx tokens. Requests wait in a bounded

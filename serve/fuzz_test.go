@@ -30,11 +30,7 @@ func FuzzCompletionRequest(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	m, tok := tinyModel(f, ref.New())
-	s, err := New(Base{M: m}, tok, Options{Slots: 2, Queue: 4, MaxTokens: 2, MaxN: 2, MaxChoices: 4})
-	if err != nil {
-		f.Fatal(err)
-	}
+	s := fuzzServer(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req := httptest.NewRequest(http.MethodPost, "/v1/completions", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -51,4 +47,15 @@ func FuzzCompletionRequest(f *testing.F) {
 			t.Fatalf("body %q: status %d with invalid JSON %q", body, w.Code, w.Body.String())
 		}
 	})
+}
+
+// fuzzServer is the server the fuzz tests call in process: the reference
+// backend, at most 2 tokens and 4 choices a request.
+func fuzzServer(f *testing.F) *Server {
+	m, tok := tinyModel(f, ref.New())
+	s, err := New(Base{M: m}, tok, Options{Slots: 2, Queue: 4, MaxTokens: 2, MaxN: 2, MaxChoices: 4})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return s
 }

@@ -252,3 +252,28 @@ func mustJSON(v any) string {
 }
 
 var _ = fmt.Sprint
+
+// withoutExt is cs without their extension objects (which say how each
+// was served, not what it is).
+func withoutExt(cs []Choice) []Choice {
+	out := append([]Choice(nil), cs...)
+	for i := range out {
+		out[i].Chameleon = nil
+	}
+	return out
+}
+
+// withoutCluster is cs with the cluster ids dropped from their extension
+// objects: in window mode a sequence's pool row depends on what else was
+// admitted with it (its factors do not).
+func withoutCluster(cs []Choice) []Choice {
+	out := append([]Choice(nil), cs...)
+	for i := range out {
+		if e := out[i].Chameleon; e != nil {
+			e2 := *e
+			e2.Cluster = nil
+			out[i].Chameleon = &e2
+		}
+	}
+	return out
+}

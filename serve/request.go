@@ -63,35 +63,35 @@ func checkJSON(r *http.Request) *APIError {
 		Message: fmt.Sprintf("Content-Type %q: the body must be application/json", ct)}
 }
 
-// decodeRequest reads one JSON object of at most limit bytes.
-func decodeRequest(r *http.Request, limit int64, w http.ResponseWriter) (*CompletionRequest, *APIError) {
+// decodeJSON reads one JSON object of at most limit bytes into v, refusing
+// unknown fields.
+func decodeJSON(r *http.Request, limit int64, w http.ResponseWriter, v any) *APIError {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mb *http.MaxBytesError
 		if errors.As(err, &mb) {
-			return nil, &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
+			return &APIError{Status: http.StatusRequestEntityTooLarge, Type: "invalid_request_error", Code: "request_too_large",
 				Message: fmt.Sprintf("the request body exceeds %d bytes", mb.Limit)}
 		}
 		if isTimeout(err) {
 			w.Header().Set("Connection", "close")
-			return nil, &APIError{Status: http.StatusRequestTimeout, Type: "invalid_request_error", Code: "request_timeout",
+			return &APIError{Status: http.StatusRequestTimeout, Type: "invalid_request_error", Code: "request_timeout",
 				Message: "the request body did not arrive in time"}
 		}
-		return nil, badRequest("", "", "reading the request body: %v", err)
+		return badRequest("", "", "reading the request body: %v", err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, badRequest("", "invalid_json", "empty request body: want a JSON object")
+		return badRequest("", "invalid_json", "empty request body: want a JSON object")
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	var req CompletionRequest
-	if err := dec.Decode(&req); err != nil {
-		return nil, jsonError(err)
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
 	}
 	if dec.More() {
-		return nil, badRequest("", "invalid_json", "unexpected data after the JSON object")
+		return badRequest("", "invalid_json", "unexpected data after the JSON object")
 	}
-	return &req, nil
+	return nil
 }
 
 // jsonError explains a decoding error, naming the field when it can.

@@ -18,10 +18,28 @@ type Completion struct {
 
 // Choice is one continuation (in a stream: a piece of one).
 type Choice struct {
-	Text         string    `json:"text"`
-	Index        int       `json:"index"`
-	Logprobs     *Logprobs `json:"logprobs"`
-	FinishReason *string   `json:"finish_reason"` // "stop", "length"; null while streaming
+	Text         string     `json:"text"`
+	Index        int        `json:"index"`
+	Logprobs     *Logprobs  `json:"logprobs"`
+	FinishReason *string    `json:"finish_reason"` // "stop", "length"; null while streaming
+	Chameleon    *Extension `json:"chameleon,omitempty"`
+}
+
+// Extension is Chameleon's object in every choice ("chameleon"): whether
+// the choice's logits got a cluster's low-rank update, and which cluster.
+type Extension struct {
+	Adapted bool `json:"adapted"`
+	// Cluster is the cluster whose update the choice got (the index of
+	// the adapter's training centroid in online mode, of the factor pool
+	// row in window mode, 0 for a static LoRA); null when not adapted.
+	Cluster *int `json:"cluster"`
+	// Mode is the server's adaptation mode: online, window or static; ""
+	// on a server without an adapter.
+	Mode string `json:"mode,omitempty"`
+	// Reason says why a choice was not adapted: "no_adapter" (the server
+	// has none), "request" ("adapt": false) or "gate" (the adapter's gate
+	// or its self-check kept the base model for this prompt).
+	Reason string `json:"reason,omitempty"`
 }
 
 // Logprobs are OpenAI's legacy per-token log-probabilities. Log-probs are
@@ -50,16 +68,19 @@ type Usage struct {
 // choiceBuilder assembles a Choice from events.
 type choiceBuilder struct {
 	lp     bool // logprobs requested
+	chat   bool // chat logprobs (content list) rather than the legacy ones
 	echo   int  // bytes of echoed prompt before the generated text
 	text   []byte
 	lps    *Logprobs
+	clps   []ChatTokenLogprob
 	finish string
+	ext    *Extension // from the events; nil before the first
 }
 
 // init starts choice i: the echoed prompt, if asked for.
 func (c *choiceBuilder) init(s *Server, req *request, i int) {
-	c.lp = req.task.Logprobs >= 0
-	if c.lp {
+	c.lp, c.chat = req.task.Logprobs >= 0, req.chat
+	if c.lp && !c.chat {
 		c.lps = &Logprobs{Tokens: []string{}, TokenLogprobs: []*float32{}, TopLogprobs: []map[string]float32{}, TextOffset: []int{}}
 	}
 	if !req.Echo {
@@ -87,7 +108,21 @@ func (c *choiceBuilder) add(s *Server, ev Event) {
 	if ev.Finish != "" {
 		c.finish = ev.Finish
 	}
+	c.ext = s.extension(ev.Adapter)
 	if !c.lp {
+		return
+	}
+	if c.chat {
+		if c.clps == nil {
+			c.clps = []ChatTokenLogprob{}
+		}
+		for _, t := range ev.Tokens {
+			tl := ChatTokenLogprob{Token: s.tokenString(t.ID), Logprob: t.Logprob, Bytes: s.tokenBytes(t.ID), TopLogprobs: []ChatTopLogprob{}}
+			for _, x := range t.Top {
+				tl.TopLogprobs = append(tl.TopLogprobs, ChatTopLogprob{Token: s.tokenString(x.ID), Logprob: x.Logprob, Bytes: s.tokenBytes(x.ID)})
+			}
+			c.clps = append(c.clps, tl)
+		}
 		return
 	}
 	if c.lps == nil {
@@ -113,12 +148,66 @@ func (c *choiceBuilder) add(s *Server, ev Event) {
 }
 
 func (c *choiceBuilder) choice(i int) Choice {
-	ch := Choice{Text: string(c.text), Index: i, Logprobs: c.lps}
+	ch := Choice{Text: string(c.text), Index: i, Logprobs: c.lps, Chameleon: c.ext}
 	if c.finish != "" {
 		f := c.finish
 		ch.FinishReason = &f
 	}
 	return ch
+}
+
+// chatChoice is the choice as a chat reply: the whole message, or with
+// delta a stream's piece of it (content only when there is some).
+func (c *choiceBuilder) chatChoice(i int, delta bool) ChatChoice {
+	ch := ChatChoice{Index: i, Chameleon: c.ext}
+	text := string(c.text)
+	if delta {
+		ch.Delta = &ChatReply{}
+		if text != "" {
+			ch.Delta.Content = &text
+		}
+	} else {
+		ch.Message = &ChatReply{Role: "assistant", Content: &text}
+	}
+	if c.lp && (!delta || len(c.clps) > 0) {
+		ch.Logprobs = &ChatLogprobs{Content: c.clps}
+		if ch.Logprobs.Content == nil {
+			ch.Logprobs.Content = []ChatTokenLogprob{}
+		}
+	}
+	if c.finish != "" {
+		f := c.finish
+		ch.FinishReason = &f
+	}
+	return ch
+}
+
+// extension describes a sequence's adaptation for its choice.
+func (s *Server) extension(a Adapter) *Extension {
+	e := &Extension{Mode: s.adaptMode}
+	switch {
+	case !s.adapts:
+		e.Reason = "no_adapter"
+	case !a.On:
+		e.Reason = "request"
+	case a.Cluster < 0:
+		e.Reason = "gate"
+	default:
+		c := a.Cluster
+		e.Adapted, e.Cluster = true, &c
+	}
+	return e
+}
+
+// tokenBytes is a token's bytes as a JSON array of numbers (never null).
+func (s *Server) tokenBytes(id int32) []int {
+	out := []int{}
+	if int(id) < s.tok.VocabSize() {
+		for _, b := range s.tok.TokenBytes(id) {
+			out = append(out, int(b))
+		}
+	}
+	return out
 }
 
 // tokenString is a token's text ("" for ids the tokenizer lacks).

@@ -32,6 +32,9 @@ type Event struct {
 	// CompletionTokens, on the last event, counts the tokens the choice
 	// generated (those of a stop string included, <|endoftext|> not).
 	CompletionTokens int
+	// Adapter is the sequence's adaptation: On as asked, Cluster as
+	// grouped at admission (-1: the base model's logits).
+	Adapter Adapter
 }
 
 // TokenInfo is one generated token with its log-probabilities.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -37,6 +38,20 @@ type Options struct {
 	// clustering); it delays the queue behind it too. 0: a window is
 	// whatever arrived during the previous step.
 	AdaptWindow time.Duration
+
+	// The HTTP layer's options (Server only).
+
+	// Chat renders /v1/chat/completions messages; nil: DefaultChat with
+	// the tokenizer's <|endoftext|>.
+	Chat *ChatTemplate
+	// CORSOrigins are the origins a browser page may call from ("*": any);
+	// none: no CORS headers, and a preflight gets 405.
+	CORSOrigins []string
+	// APIKey, when set, must come as "Authorization: Bearer KEY" on every
+	// request but /health and /healthz (401 otherwise).
+	APIKey string
+	// Log gets one line per request; nil: none.
+	Log *slog.Logger
 }
 
 // NoQueue as Options.Queue: no request waits for a slot.
@@ -639,7 +654,7 @@ func (s *Scheduler) accept(b int, id int32, lp []float32) {
 // event releases what it can of q's text as an event.
 func (s *Scheduler) event(q *seq, final bool) Event {
 	from, to := q.text.release(final)
-	ev := Event{Index: q.index, Text: q.text.text[from:to:to]}
+	ev := Event{Index: q.index, Text: q.text.text[from:to:to], Adapter: q.adapt}
 	if q.infos != nil {
 		i, j := q.text.tokensIn(from, to)
 		ev.Tokens = q.infos[i:j:j]

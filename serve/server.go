@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -18,21 +19,30 @@ import (
 
 // Server is the HTTP API in front of a Scheduler. It is an http.Handler:
 //
-//	POST /v1/completions  OpenAI-compatible completions (stream: server-sent events)
-//	GET  /v1/models       the one served model
-//	GET  /healthz         200 {"status":"ok",...}; 503 after a device loss or during shutdown
-//	GET  /metrics         Prometheus metrics
+//	POST /v1/completions       OpenAI-compatible completions (stream: server-sent events)
+//	POST /v1/chat/completions  OpenAI-compatible chat (stream: chat.completion.chunk events)
+//	GET  /v1/models            the one served model
+//	POST /tokenize             text (or chat messages) to token ids
+//	POST /detokenize           token ids to text
+//	GET  /health, /healthz     200 {"status":"ok",...}; 503 after a device loss or during shutdown
+//	GET  /metrics              Prometheus metrics
+//
+// Every choice carries the extension object "chameleon" (Extension).
+// Options.Log, CORSOrigins and APIKey add a request log, CORS and a key.
 type Server struct {
-	sched   *Scheduler
-	tok     *model.Tokenizer
-	cfg     model.Config
-	opt     Options
-	met     *metrics
-	backend string
-	adapts  bool // the model adapts: requests are adapted unless "adapt": false
-	created int64
-	metrics http.Handler
-	nextID  atomic.Uint64
+	sched     *Scheduler
+	tok       *model.Tokenizer
+	cfg       model.Config
+	opt       Options
+	met       *metrics
+	backend   string
+	adapts    bool   // the model adapts: requests are adapted unless "adapt": false
+	adaptMode string // its mode (AdaptMode), "" without adaptation
+	chat      *ChatTemplate
+	created   int64
+	metrics   http.Handler
+	handler   http.Handler // the routes behind the log, CORS and key layers
+	nextID    atomic.Uint64
 }
 
 // New starts a scheduler on m and returns the server. tok must cover the
@@ -43,12 +53,24 @@ func New(m Model, tok *model.Tokenizer, opt Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		sched: sched, tok: tok, cfg: m.Config(), opt: sched.Options(), met: met,
 		backend: m.Backend().Name(), adapts: m.Adapts(), created: time.Now().Unix(),
-		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}),
-	}, nil
+		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}), chat: opt.Chat,
+	}
+	if ad, ok := m.(*Adaptive); ok {
+		s.adaptMode = string(ad.Mode) // another Model that adapts reports no mode
+	}
+	if s.chat == nil {
+		eot := string(tok.TokenBytes(tok.EOT()))
+		s.chat = DefaultChat(eot, eot)
+	}
+	s.handler = logged(opt.Log, cors(opt.CORSOrigins, authorized(opt.APIKey, http.HandlerFunc(s.route))))
+	return s, nil
 }
+
+// ChatTemplate is the template chat requests are rendered with.
+func (s *Server) ChatTemplate() *ChatTemplate { return s.chat }
 
 // Scheduler returns the server's scheduler.
 func (s *Server) Scheduler() *Scheduler { return s.sched }
@@ -59,8 +81,12 @@ func (s *Server) Scheduler() *Scheduler { return s.sched }
 // handlers wait for.
 func (s *Server) Shutdown(ctx context.Context) error { return s.sched.Shutdown(ctx) }
 
-// ServeHTTP routes the API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP serves the API: the request log, CORS and the API key, then
+// the routes.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// route routes the API.
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	method := func(want string) bool {
 		if r.Method == want || (want == http.MethodGet && r.Method == http.MethodHead) {
 			return true
@@ -73,7 +99,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/v1/completions":
 		if method(http.MethodPost) {
-			s.completions(w, r)
+			s.completions(w, r, false)
+		}
+	case "/v1/chat/completions":
+		if method(http.MethodPost) {
+			s.completions(w, r, true)
+		}
+	case "/tokenize":
+		if method(http.MethodPost) {
+			s.tokenize(w, r)
+		}
+	case "/detokenize":
+		if method(http.MethodPost) {
+			s.detokenize(w, r)
 		}
 	case "/v1/models":
 		if method(http.MethodGet) {
@@ -83,7 +121,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if method(http.MethodGet) {
 			writeJSON(w, http.StatusOK, s.modelCard())
 		}
-	case "/healthz":
+	case "/health", "/healthz":
 		if method(http.MethodGet) {
 			s.healthz(w)
 		}
@@ -92,6 +130,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.metrics.ServeHTTP(w, r)
 		}
 	default:
+		entry(r).errCode = "not_found"
 		writeError(w, &APIError{Status: http.StatusNotFound, Type: "invalid_request_error", Code: "not_found",
 			Message: fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	}
@@ -115,28 +154,6 @@ func (s *Server) healthz(w http.ResponseWriter) {
 	writeJSON(w, http.StatusOK, body)
 }
 
-// statusWriter records the status code for the metrics.
-type statusWriter struct {
-	http.ResponseWriter
-	code int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.code == 0 {
-		w.code = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
 // request is a validated completion request.
 type request struct {
 	*CompletionRequest
@@ -145,11 +162,15 @@ type request struct {
 	id      string
 	stream  bool
 	usage   bool // stream: send a usage chunk
+	chat    bool // a chat completion
 }
 
-func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
+// completions answers POST /v1/completions, or /v1/chat/completions with
+// chat: the messages are rendered with the chat template into the one
+// prompt, and the answer is in the chat API's shapes.
+func (s *Server) completions(rw http.ResponseWriter, r *http.Request, chat bool) {
 	t0 := time.Now()
-	w := &statusWriter{ResponseWriter: rw}
+	w := &countingWriter{ResponseWriter: rw}
 	gone := false // the client left before the response was complete
 	defer func() {
 		code := strconv.Itoa(w.code)
@@ -170,25 +191,49 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}()
+	le := entry(r)
+	fail := func(e *APIError) { fail(w, r, e) }
 	if e := checkJSON(r); e != nil {
-		writeError(w, e)
+		fail(e)
 		return
 	}
-	body, e := decodeRequest(r, s.opt.MaxBodyBytes, w)
+	var body *CompletionRequest
+	var stops []string // the chat template's
+	if chat {
+		var c ChatCompletionRequest
+		if e := decodeJSON(r, s.opt.MaxBodyBytes, w, &c); e != nil {
+			fail(e)
+			return
+		}
+		var e *APIError
+		if body, e = s.chatPrompt(&c); e != nil {
+			fail(e)
+			return
+		}
+		stops = s.chat.Stops
+	} else {
+		body = new(CompletionRequest)
+		if e := decodeJSON(r, s.opt.MaxBodyBytes, w, body); e != nil {
+			fail(e)
+			return
+		}
+	}
+	req, e := s.validate(body, chat)
 	if e != nil {
-		writeError(w, e)
+		if chat && e.Param == "prompt" { // the prompt is the rendered messages
+			e.Param, e.Message = "messages", strings.Replace(e.Message, "prompt 0", "the rendered messages", 1)
+		}
+		fail(e)
 		return
 	}
-	req, e := s.validate(body)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
+	req.task.Stop = append(req.task.Stop, stops...)
+	le.id, le.stream = req.id, req.stream
 	run, err := s.sched.Submit(r.Context(), req.task)
 	if err != nil {
-		writeError(w, runError(err, s.opt.RetryAfter))
+		fail(runError(err, s.opt.RetryAfter))
 		return
 	}
+	le.promptTokens = run.PromptTokens
 	s.met.promptTokens.Add(float64(run.PromptTokens))
 	if req.stream {
 		gone = !s.stream(w, r, req, run)
@@ -199,12 +244,15 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request) {
 
 // validate checks a request against the model and the limits and makes
 // its task.
-func (s *Server) validate(body *CompletionRequest) (*request, *APIError) {
-	req := &request{CompletionRequest: body, stream: body.Stream}
-	req.id = fmt.Sprintf("cmpl-%x-%d", s.created, s.nextID.Add(1))
-	if body.Model != "" && body.Model != s.opt.ModelName {
-		return nil, &APIError{Status: http.StatusNotFound, Type: "invalid_request_error", Param: "model", Code: "model_not_found",
-			Message: fmt.Sprintf("model %q does not exist; this server serves %q", body.Model, s.opt.ModelName)}
+func (s *Server) validate(body *CompletionRequest, chat bool) (*request, *APIError) {
+	req := &request{CompletionRequest: body, stream: body.Stream, chat: chat}
+	prefix := "cmpl"
+	if chat {
+		prefix = "chatcmpl"
+	}
+	req.id = fmt.Sprintf("%s-%x-%d", prefix, s.created, s.nextID.Add(1))
+	if e := s.checkModel(body.Model); e != nil {
+		return nil, e
 	}
 	if e := body.unsupported(); e != nil {
 		return nil, e
@@ -299,7 +347,9 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, r
 		if r.Context().Err() != nil {
 			return false // the client is gone; the scheduler has dropped the run
 		}
-		writeError(w, runError(err, s.opt.RetryAfter))
+		e := runError(err, s.opt.RetryAfter)
+		entry(r).errCode = e.Code
+		writeError(w, e)
 		return true
 	}
 	n := len(req.task.Prompts) * req.task.N
@@ -307,22 +357,47 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, r
 	for i := range choices {
 		choices[i].init(s, req, i)
 	}
+	le := entry(r)
 	completion := 0
 	for _, ev := range events {
 		choices[ev.Index].add(s, ev)
 		completion += ev.CompletionTokens
+		le.note(ev)
 	}
-	resp := Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName,
-		Usage: &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}}
+	usage := &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}
+	if req.chat {
+		resp := ChatCompletion{ID: req.id, Object: "chat.completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Usage: usage}
+		for i := range choices {
+			resp.Choices = append(resp.Choices, choices[i].chatChoice(i, false))
+		}
+		return writeJSON(w, http.StatusOK, resp) == nil
+	}
+	resp := Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Usage: usage}
 	for i := range choices {
 		resp.Choices = append(resp.Choices, choices[i].choice(i))
 	}
 	return writeJSON(w, http.StatusOK, resp) == nil
 }
 
+// note counts a choice's last event in the request's log line.
+func (e *logEntry) note(ev Event) {
+	if ev.Finish == "" {
+		return
+	}
+	e.completionTokens += ev.CompletionTokens
+	if ev.Adapter.On && ev.Adapter.Cluster >= 0 {
+		e.adapted++
+		e.clusters = append(e.clusters, ev.Adapter.Cluster)
+	} else {
+		e.base++
+	}
+}
+
 // stream answers with server-sent events as the scheduler produces text:
 // one chunk per event, the prompt first with echo, a usage chunk with
-// stream_options.include_usage, then "data: [DONE]". The status line goes
+// stream_options.include_usage, then "data: [DONE]". A chat stream's
+// chunks are chat.completion.chunk objects, a choice's first one carrying
+// the delta {"role": "assistant", "content": ""}. The status line goes
 // out with the first chunk, so a run that fails before producing anything
 // gets its HTTP error (503 for a lost device); a failure after that is sent
 // as a last {"error": ...} event, without [DONE]. It returns false when
@@ -330,6 +405,7 @@ func (s *Server) collect(w http.ResponseWriter, r *http.Request, req *request, r
 // abandoned.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, run *Run) bool {
 	rc := http.NewResponseController(w)
+	le := entry(r)
 	started, broken := false, false
 	send := func(v any) {
 		if broken {
@@ -350,6 +426,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 	chunk := func(c Choice) Completion {
 		return Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{c}}
 	}
+	chatChunk := func(c ChatChoice) ChatCompletion {
+		return ChatCompletion{ID: req.id, Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []ChatChoice{c}}
+	}
 	n := len(req.task.Prompts) * req.task.N
 	echo := make([]int, n) // bytes of echoed prompt per choice
 	if req.Echo {
@@ -360,6 +439,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 			send(chunk(cb.choice(i)))
 		}
 	}
+	roleSent := make([]bool, n) // chat: the choice's first chunk has gone
 	completion := 0
 	for !broken {
 		events, err := run.Next(r.Context())
@@ -371,16 +451,34 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 			case r.Context().Err() != nil: // the client is gone
 				return false
 			case !started:
-				writeError(w, runError(err, s.opt.RetryAfter))
+				e := runError(err, s.opt.RetryAfter)
+				le.errCode = e.Code
+				writeError(w, e)
 			default:
-				send(map[string]*APIError{"error": runError(err, 0)})
+				e := runError(err, 0)
+				le.errCode = e.Code
+				send(map[string]*APIError{"error": e})
 			}
 			return !broken
 		}
 		for _, ev := range events {
-			cb := choiceBuilder{lp: req.task.Logprobs >= 0, echo: echo[ev.Index]}
+			cb := choiceBuilder{lp: req.task.Logprobs >= 0, chat: req.chat, echo: echo[ev.Index]}
 			cb.add(s, ev)
 			completion += ev.CompletionTokens
+			le.note(ev)
+			if req.chat {
+				if !roleSent[ev.Index] {
+					roleSent[ev.Index] = true
+					empty := ""
+					send(chatChunk(ChatChoice{Index: ev.Index, Delta: &ChatReply{Role: "assistant", Content: &empty}, Chameleon: cb.ext}))
+				}
+				c := cb.chatChoice(ev.Index, true)
+				if c.FinishReason == nil && c.Delta.Content == nil && c.Logprobs == nil {
+					continue
+				}
+				send(chatChunk(c))
+				continue
+			}
 			c := cb.choice(ev.Index)
 			if c.FinishReason == nil && c.Text == "" && c.Logprobs == nil {
 				continue
@@ -389,8 +487,13 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, ru
 		}
 	}
 	if req.usage {
-		send(Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{},
-			Usage: &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}})
+		usage := &Usage{PromptTokens: run.PromptTokens, CompletionTokens: completion, TotalTokens: run.PromptTokens + completion}
+		if req.chat {
+			send(ChatCompletion{ID: req.id, Object: "chat.completion.chunk", Created: time.Now().Unix(), Model: s.opt.ModelName,
+				Choices: []ChatChoice{}, Usage: usage})
+		} else {
+			send(Completion{ID: req.id, Object: "text_completion", Created: time.Now().Unix(), Model: s.opt.ModelName, Choices: []Choice{}, Usage: usage})
+		}
 	}
 	send(nil)
 	if broken {

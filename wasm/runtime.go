@@ -11,6 +11,7 @@ import (
 	"syscall/js"
 	"testing/fstest"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -129,7 +130,12 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 		state.rt.Free()
 	}
 	state.m, state.tok, state.rt = m, tok, rt
+	warm, err := warmUp()
+	if err != nil {
+		return nil, fmt.Errorf("the warm-up run (compiling the shaders): %w", err)
+	}
 	info := map[string]any{
+		"warmupSeconds": warm.Seconds(),
 		"backend": b.Name(),
 		"dtype":   dtype,
 		"vocab":   cfg.VocabSize,
@@ -149,7 +155,12 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 		for i, s := range rt.Meta.Sites {
 			sites[i] = s
 		}
+		features := rt.Meta.Features
+		if features == "" {
+			features = adapt.FeatureEmbed
+		}
 		info["adapter"] = map[string]any{
+			"features":  features,
 			"kind":      string(rt.Meta.Kind),
 			"rank":      rt.Meta.Rank,
 			"alpha":     rt.Meta.Alpha,
@@ -159,6 +170,95 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 		}
 	}
 	return js.ValueOf(info), nil
+}
+
+// warmUp runs a small batch through every path the page uses (prefill of
+// a longer and a one-token prompt, two decode steps, and with an adapter
+// the clustering, hyper-network, adapted decode and scoring), so that the
+// browser compiles the shaders now: the time the page then shows for a
+// run is generation, not compilation. It returns how long that took.
+func warmUp() (time.Duration, error) {
+	t0 := time.Now()
+	m, tok := state.m, state.tok
+	long := tok.Encode("Warm-up: the quick brown fox jumps over the lazy dog, again and again.")
+	if n := m.Cfg.NCtx - 3; len(long) > n {
+		long = long[:n]
+	}
+	ids := [][]int32{long, long[:1]}
+	opt := model.GenerateOptions{MaxTokens: 2}
+	if _, err := m.Generate(tok, ids, opt); err != nil {
+		return 0, err
+	}
+	if state.rt != nil {
+		p, err := state.rt.Plan(ids, adapt.PlanOptions{Mode: adapt.ModeBatch, K: 2, Seed: 1})
+		if err != nil {
+			return 0, err
+		}
+		defer p.Free()
+		if _, err := scores(ids, p); err != nil {
+			return 0, err
+		}
+		opt.Adapter = p.Adapter(nil)
+		if _, err := m.Generate(tok, ids, opt); err != nil {
+			return 0, err
+		}
+	}
+	return time.Since(t0), nil
+}
+
+// scores is each prompt's next-token log-loss over its own text with the
+// base model and with its cluster's update in p: [{tokens, base, adapted}]
+// (summed nats; tokens 0 for a one-token prompt, which has nothing to score).
+func scores(ids [][]int32, p *adapt.Plan) (js.Value, error) {
+	var idx []int // the prompts with something to score (2 tokens or more)
+	var seqs [][]int32
+	for i, s := range ids {
+		if len(s) >= 2 {
+			idx, seqs = append(idx, i), append(seqs, s)
+		}
+	}
+	base := make([]model.SequenceScore, len(ids))
+	ad := make([]model.SequenceScore, len(ids))
+	if len(seqs) > 0 {
+		b, err := state.m.ScoreChunked(seqs, func(int) model.Adapter { return nil })
+		if err != nil {
+			return js.Value{}, err
+		}
+		// The plan's sequences are all the prompts: a batch's sequence s
+		// is scored sequence first+s, prompt idx[first+s].
+		a, err := state.m.ScoreChunked(seqs, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
+		if err != nil {
+			return js.Value{}, err
+		}
+		for j, i := range idx {
+			base[i], ad[i] = b[j], a[j]
+		}
+	}
+	out := js.Global().Get("Array").New(len(ids))
+	for i := range ids {
+		out.SetIndex(i, js.ValueOf(map[string]any{"tokens": base[i].Tokens, "base": base[i].NLL, "adapted": ad[i].NLL}))
+	}
+	return out, nil
+}
+
+// pieces is the text of each token of a continuation, for the page to
+// mark tokens: a character split across tokens is given whole to the
+// token that completes it (the ones before get "").
+func pieces(ids []int32) js.Value {
+	out := js.Global().Get("Array").New(len(ids))
+	var pending []byte
+	for i, id := range ids {
+		if int(id) < state.tok.VocabSize() && id != state.tok.EOT() {
+			pending = append(pending, state.tok.TokenBytes(id)...)
+		}
+		if utf8.Valid(pending) || len(pending) > 8 {
+			out.SetIndex(i, string(pending))
+			pending = pending[:0]
+		} else {
+			out.SetIndex(i, "")
+		}
+	}
+	return out
 }
 
 func loaded() error {
@@ -247,7 +347,13 @@ func jsCluster(this js.Value, args []js.Value) any {
 			return nil, err
 		}
 		defer p.Free()
-		return planJS(p), nil
+		pj := planJS(p)
+		sc, err := scores(ids, p)
+		if err != nil {
+			return nil, err
+		}
+		pj.Set("scores", sc)
+		return pj, nil
 	})
 }
 
@@ -293,7 +399,13 @@ func jsGenerate(this js.Value, args []js.Value) any {
 			}
 			defer p.Free()
 			opt.Adapter = p.Adapter(nil)
-			res["plan"] = planJS(p)
+			pj := planJS(p)
+			sc, err := scores(ids, p)
+			if err != nil {
+				return nil, err
+			}
+			pj.Set("scores", sc)
+			res["plan"] = pj
 		}
 		if !onText.IsUndefined() {
 			opt.OnText = func(seq int, text []byte) { onText.Invoke(seq, string(text)) }
@@ -309,7 +421,7 @@ func jsGenerate(this js.Value, args []js.Value) any {
 		for i, g := range gens {
 			n += len(g.Tokens)
 			out.SetIndex(i, js.ValueOf(map[string]any{
-				"tokens": ints(g.Tokens), "text": string(g.Text), "finish": g.Finish, "promptTokens": len(ids[i]),
+				"tokens": ints(g.Tokens), "pieces": pieces(g.Tokens), "text": string(g.Text), "finish": g.Finish, "promptTokens": len(ids[i]),
 			}))
 		}
 		res["results"] = out

@@ -266,13 +266,13 @@ func adaptGateCmd() *cobra.Command {
 // prepareWithBar runs the base model over every split of w (16 windows a
 // batch) with a progress bar.
 func prepareWithBar(s *session, w *adaptrun.Windows) (adaptrun.Sets, error) {
-	bar := newBar("base model", "windows")
+	bar := newProgress("base model", "windows")
 	sets, err := adaptrun.PrepareSets(s.m, w, 16, func(split string, done, total int) {
-		bar.ChangeMax(total)
-		bar.Describe("base model over " + split)
-		_ = bar.Set(done)
+		bar.bar.Describe("base model over " + split)
+		bar.desc = "base model windows over " + split
+		bar.Set(done, total)
 	})
-	_ = bar.Finish()
+	bar.Finish()
 	return sets, err
 }
 

@@ -97,7 +97,10 @@ func benchServe(m *model.Model, tok *model.Tokenizer, levels []int, perClient, m
 			c, r.Requests, r.Seconds, r.RequestsS, r.TokensS, r.Failed)
 	}
 	if plotPath != "" {
-		if err := plotServe(out, plotPath); err != nil {
+		c := m.Cfg
+		label := fmt.Sprintf("%s\nmodel: GPT-2 architecture, %d layers, width %d, vocabulary %d (%.1f M parameters), %d slots, %s",
+			m.B.Name(), c.NLayer, c.NEmbd, c.VocabSize, float64(c.Params())/1e6, slots, time.Now().Format("2006-01-02"))
+		if err := plotServe(out, plotPath, label); err != nil {
 			return out, err
 		}
 		log("plot: %s\n", plotPath)
@@ -105,9 +108,12 @@ func benchServe(m *model.Model, tok *model.Tokenizer, levels []int, perClient, m
 	return out, nil
 }
 
-func plotServe(rs []serveBench, path string) error {
+// plotServe plots tokens/s against concurrency, the title naming the
+// device and the model (label) the figures hold for.
+func plotServe(rs []serveBench, path, label string) error {
 	p := plot.New()
-	p.Title.Text = "chameleon serve: throughput against concurrency"
+	p.Title.Text = "chameleon serve: throughput against concurrency\n" + label
+	p.Title.TextStyle.Font.Size = vg.Points(10)
 	p.X.Label.Text = "concurrent clients"
 	p.Y.Label.Text = "generated tokens / s"
 	pts := make(plotter.XYs, len(rs))

@@ -93,9 +93,9 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 					nbytes = len(s.tok.Decode(stream[:maxTokens]))
 					stream = stream[:maxTokens]
 				}
-				bar := newBar("perplexity "+dom, "windows")
-				res, err := s.m.Perplexity(stream, ctx, ctx/2, 16, func(done, total int) { bar.ChangeMax(total); _ = bar.Set(done) })
-				_ = bar.Finish()
+				bar := newProgress("perplexity "+dom, "windows")
+				res, err := s.m.Perplexity(stream, ctx, ctx/2, 16, bar.Set)
+				bar.Finish()
 				if err != nil {
 					return err
 				}

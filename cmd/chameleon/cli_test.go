@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"github.com/chameleon-llm/chameleon/adaptrun"
 	"math"
 	"os"
@@ -66,18 +67,37 @@ func TestCLIDevices(t *testing.T) {
 }
 
 func TestCLITokenize(t *testing.T) {
-	if out := mustRun(t, "", "tokenize", "Hello world"); out != "15496 995\n" {
+	if out := mustRun(t, "", "tokenize", "--gpt2", "Hello world"); out != "15496 995\n" {
 		t.Errorf("tokenize: %q", out)
 	}
-	out := mustRun(t, "Hello world\nfoo bar\n", "tokenize")
+	out := mustRun(t, "Hello world\nfoo bar\n", "tokenize", "--gpt2")
 	if out != "15496 995\n21943 2318\n" {
 		t.Errorf("tokenize from stdin: %q", out)
 	}
-	if out := mustRun(t, "15496 995\n", "tokenize", "--decode"); out != "Hello world\n" {
+	if out := mustRun(t, "15496 995\n", "tokenize", "--gpt2", "--decode"); out != "Hello world\n" {
 		t.Errorf("decode: %q", out)
 	}
 	if _, stderr, err := run(t, "99999999\n", "tokenize", "--decode"); err == nil || !strings.Contains(stderr, "99999999") {
 		t.Errorf("out-of-range id: err %v, stderr %q", err, stderr)
+	}
+	// By default the embedded default model's tokenizer, the one generate
+	// and serve use: its ids decode back, and differ from GPT-2's.
+	def, _, err := modelTokenizer("", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprint(def.Encode("Hello world"))
+	if out := mustRun(t, "", "tokenize", "Hello world"); "["+strings.TrimSpace(out)+"]" != want || def.VocabSize() == 50257 {
+		t.Errorf("default tokenizer: %q, want %s", out, want)
+	}
+	if out := mustRun(t, strings.Trim(want, "[]")+"\n", "tokenize", "--decode"); out != "Hello world\n" {
+		t.Errorf("default decode: %q", out)
+	}
+	// A --model that is not a model fails, naming it, instead of falling back.
+	for _, bad := range []string{filepath.Join(t.TempDir(), "nonexistent"), t.TempDir(), "cli_test.go"} {
+		if _, stderr, err := run(t, "", "tokenize", "--model", bad, "x"); err == nil || !strings.Contains(stderr, bad) {
+			t.Errorf("tokenize --model %s: err %v, stderr %q", bad, err, stderr)
+		}
 	}
 }
 

@@ -26,7 +26,10 @@ func TestCLIConvertGGUFTokenizer(t *testing.T) {
 	if got := mustRun(t, "", "tokenize", "--model", gguf, text); got != own {
 		t.Errorf("tokenize --model x.gguf: %q, want the default model's %q", got, own)
 	}
-	if gpt2 := mustRun(t, "", "tokenize", text); gpt2 == own {
+	if def := mustRun(t, "", "tokenize", text); def != own {
+		t.Errorf("tokenize without --model: %q, want the default model's %q", def, own)
+	}
+	if gpt2 := mustRun(t, "", "tokenize", "--gpt2", text); gpt2 == own {
 		t.Fatal("the default model's tokenizer encodes like GPT-2's; the test cannot tell them apart")
 	}
 	if got := mustRun(t, "", "tokenize", "--decode", "--model", gguf, strings.TrimSpace(own)); got != text+"\n" {

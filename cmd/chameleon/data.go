@@ -58,9 +58,9 @@ func dataBuildCmd() *cobra.Command {
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&o.Src, "src", ".cache/corpus-src", "cache dir filled by scripts/fetch_corpus_sources.sh (`make data`)")
+	f.StringVar(&o.Src, "src", ".cache/corpus-src", "cache dir filled by scripts/fetch_corpus_sources.sh ('make data')")
 	f.StringVar(&o.Out, "out", ".cache/corpus", "output dir")
-	f.StringVar(&o.GOROOT, "goroot", "", "Go root for the code domain (default: `go env GOROOT`)")
+	f.StringVar(&o.GOROOT, "goroot", "", "Go root for the code domain (default: 'go env GOROOT')")
 	f.StringVar(&o.ManDir, "man-dir", "", "also use the man pages under this root (man1..man8), e.g. /usr/share/man; the corpus then depends on the machine")
 	f.StringVar(&domains, "domains", "", "comma-separated subset of "+strings.Join(data.AllDomains, ","))
 	f.Uint64Var(&o.Seed, "seed", 1, "seed of the split and order hashes")
@@ -75,7 +75,7 @@ func dataBuildCmd() *cobra.Command {
 
 func dataStatsCmd() *cobra.Command {
 	var dir string
-	var verify bool
+	var verify, asJSON bool
 	c := &cobra.Command{
 		Use:   "stats",
 		Short: "Print a built corpus's manifest as a table",
@@ -86,6 +86,14 @@ func dataStatsCmd() *cobra.Command {
 			}
 			m := corpus.Manifest()
 			stdout := cmd.OutOrStdout()
+			if asJSON {
+				if verify {
+					if err := corpus.Verify(); err != nil {
+						return err
+					}
+				}
+				return printJSON(stdout, m)
+			}
 			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 			fmt.Fprintln(w, "domain\trole\tsplit\tdocs\ttext MB\ttokens\tbytes/token\tsha256\t")
 			var docs, tok, bytes int64
@@ -137,7 +145,8 @@ func dataStatsCmd() *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().StringVar(&dir, "corpus", ".cache/corpus", "corpus dir (written by `chameleon data build`)")
+	c.Flags().StringVar(&dir, "corpus", ".cache/corpus", "corpus dir (written by 'chameleon data build')")
 	c.Flags().BoolVar(&verify, "verify", false, "also check every file's SHA-256 against the manifest")
+	c.Flags().BoolVar(&asJSON, "json", false, "print the manifest as JSON (data/manifest.go's Manifest; docs/cli-json.md)")
 	return c
 }

@@ -73,7 +73,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 		},
 	}
 	f := c.Flags()
-	f.StringVar(&dir, "corpus", ".cache/corpus", "corpus dir (written by `chameleon data build`)")
+	f.StringVar(&dir, "corpus", ".cache/corpus", "corpus dir (written by 'chameleon data build')")
 	f.StringVar(&out, "out", "", "output dir for encoder.json and vocab.bpe")
 	f.IntVar(&size, "size", 4096, "vocabulary size, <|endoftext|> included")
 	f.IntVar(&minCount, "min-count", 2, "never merge a pair seen fewer times")

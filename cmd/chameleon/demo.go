@@ -90,7 +90,7 @@ func demoCmd() *cobra.Command {
 	f.StringVar(&addr, "addr", "127.0.0.1:8090", "listen address (host:port; port 0 picks a free one)")
 	f.StringVar(&modelDir, "model", "", "Hugging Face GPT-2 directory (config.json + model.safetensors, optional encoder.json + vocab.bpe) (default: the embedded model)")
 	f.StringVar(&adapterSpec, "adapter", "default", "hyper-network adapter file, \"default\" (hyper.safetensors in the model directory, if any) or \"none\"")
-	f.StringVar(&wasmDir, "wasm", "", "directory holding chameleon.wasm and wasm_exec.js (default: bin/wasm from `make wasm`, else built now)")
+	f.StringVar(&wasmDir, "wasm", "", "directory holding chameleon.wasm and wasm_exec.js (default: bin/wasm from 'make wasm', else built now)")
 	f.StringVar(&dtype, "dtype", "f16", "weight dtype on the browser's GPU: f16 or f32, or q8_0, q4_0, q4_k (the layer matrices quantized in the browser at load)")
 	addLimitFlags(c, &lim)
 	return c

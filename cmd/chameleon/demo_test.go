@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -207,6 +208,7 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 	t.Logf("browser generated in %v: %.1f tokens/s base, %.1f adapted", time.Since(t0).Round(time.Millisecond),
 		last.Runs[0].TokensPerSec, last.Runs[1].TokensPerSec)
+	shown := checkDemoExplains(t, bctx, fail, last)
 
 	type logitsResult struct {
 		T   int    `json:"t"`
@@ -254,14 +256,14 @@ func TestDemoInBrowser(t *testing.T) {
 	); err != nil {
 		fail("driving the page (long prompt): %v", err)
 	}
-	shown, err := chromedp.Run(bctx, chromedp.Poll[string](
+	msg, err := chromedp.Run(bctx, chromedp.Poll[string](
 		`demo.last && demo.last.done && !document.querySelector("#error").hidden ? document.querySelector("#error").textContent : null`,
 		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(time.Minute)))
 	if err != nil {
 		fail("the page showed no message for a prompt over the context: %v", err)
 	}
-	if !strings.Contains(shown, "context") || !strings.Contains(shown, "prompt 1") {
-		t.Errorf("message for a prompt over the context: %q", shown)
+	if !strings.Contains(msg, "context") || !strings.Contains(msg, "prompt 1") {
+		t.Errorf("message for a prompt over the context: %q", msg)
 	}
 	repeatDemo(t, bctx, fail, setPrompts, long, &logMu, &console)
 
@@ -343,6 +345,32 @@ func TestDemoInBrowser(t *testing.T) {
 	if got := last.Runs[1].Plan.Assign; !slices.Equal(got, plan.Cluster) {
 		t.Errorf("browser clusters %v, native %v", got, plan.Cluster)
 	}
+	// The page's perplexity table holds the native scores of each prompt
+	// and cluster, with and without the update (f16 weights on both).
+	nb, err := m.ScoreChunked(ids, func(int) model.Adapter { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	na, err := m.ScoreChunked(ids, func(first int) model.Adapter { return plan.AdapterFrom(first, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	near := func(got, want float64) bool { return math.Abs(got-want) <= 1e-3*want }
+	for i, p := range shown.Scores.Prompts {
+		if p.Tokens != nb[i].Tokens || !near(p.Base, nb[i].Perplexity()) || !near(p.Adapted, na[i].Perplexity()) {
+			t.Errorf("prompt %d: page %+v, native base %.4f adapted %.4f over %d tokens", i+1, p, nb[i].Perplexity(), na[i].Perplexity(), nb[i].Tokens)
+		}
+	}
+	for _, c := range shown.Scores.Clusters {
+		var b, a model.SequenceScore
+		for _, p := range c.Prompts {
+			b.NLL, b.Tokens = b.NLL+nb[p-1].NLL, b.Tokens+nb[p-1].Tokens
+			a.NLL, a.Tokens = a.NLL+na[p-1].NLL, a.Tokens+na[p-1].Tokens
+		}
+		if c.Tokens != b.Tokens || !near(c.Base, b.Perplexity()) || !near(c.Adapted, a.Perplexity()) {
+			t.Errorf("cluster %d: page %+v, native base %.4f adapted %.4f", c.Cluster, c, b.Perplexity(), a.Perplexity())
+		}
+	}
 	differs := false
 	for i := range demoPrompts {
 		for r, want := range [][]int32{gens[i].Tokens, agens[i].Tokens} {
@@ -366,6 +394,123 @@ func TestDemoInBrowser(t *testing.T) {
 	if !differs {
 		t.Errorf("adaptation changed no token of any prompt: the adapted run does not exercise the hyper-network")
 	}
+}
+
+// demoShown is what the page shows after "generate with and without
+// adaptation": the legend, axes, compile line, perplexity table and
+// highlighted tokens, as numbers where they are numbers.
+type demoShown struct {
+	Legend  []string `json:"legend"`
+	Axes    string   `json:"axes"`
+	Compile string   `json:"compile"`
+	Stats   string   `json:"stats"`
+	Cells   []string `json:"cells"`
+	Marks   int      `json:"marks"`
+	Scores  struct {
+		Prompts []struct {
+			Prompt, Cluster, Tokens int
+			Base, Adapted           float64
+		} `json:"prompts"`
+		Clusters []struct {
+			Cluster, Tokens int
+			Prompts         []int
+			Base, Adapted   float64
+		} `json:"clusters"`
+	} `json:"scores"`
+}
+
+// checkDemoExplains checks that the page explains the run it just made:
+// a legend naming each cluster (1-based) and its prompts, axes saying
+// what the plot's components are, the shader compilation time apart from
+// the generation speed, a perplexity table with a row per prompt and per
+// cluster holding numbers, the adapted tokens that differ from the base
+// run's marked; and that at 400 px wide nothing overflows the window.
+func checkDemoExplains(t *testing.T, bctx context.Context, fail func(string, ...any), last lastRun) demoShown {
+	t.Helper()
+	read := `(() => ({
+		legend: [...document.querySelectorAll("#scatter-legend .item")].map((e) => e.textContent),
+		axes: document.querySelector("#scatter-axes").textContent,
+		compile: document.querySelector("#compile").textContent,
+		stats: document.querySelector("#stats").textContent,
+		cells: [...document.querySelectorAll("#ppl-table td")].map((e) => e.textContent),
+		marks: document.querySelectorAll("#outputs mark.diff").length,
+		scores: demo.scores,
+	}))()`
+	shown, err := chromedp.Run(bctx, chromedp.Evaluate[demoShown](read))
+	if err != nil {
+		fail("reading the page: %v", err)
+	}
+	assign := last.Runs[1].Plan.Assign
+	members := map[int][]string{}
+	for i, c := range assign {
+		members[c] = append(members[c], fmt.Sprint(i+1))
+	}
+	if len(shown.Legend) != len(members) {
+		t.Errorf("legend %q, want one entry per cluster of %v", shown.Legend, assign)
+	}
+	for c, ms := range members {
+		want := fmt.Sprintf("cluster %d: prompt", c+1)
+		found := false
+		for _, l := range shown.Legend {
+			found = found || (strings.HasPrefix(l, want) && strings.HasSuffix(l, " "+strings.Join(ms, ", ")))
+		}
+		if !found {
+			t.Errorf("legend %q has no entry %q... for prompts %v", shown.Legend, want, ms)
+		}
+	}
+	if !strings.Contains(shown.Axes, "PC 1") || !strings.Contains(shown.Axes, "PC 2") || !strings.Contains(shown.Axes, "mean token embedding") {
+		t.Errorf("axes caption %q does not say what the components are", shown.Axes)
+	}
+	if m := regexp.MustCompile(`Shader compilation: (\d+\.\d+) s`).FindStringSubmatch(shown.Compile); m == nil || m[1] == "0.00" {
+		t.Errorf("compile line %q: want the warm-up's seconds", shown.Compile)
+	}
+	if !regexp.MustCompile(`base: \d+ tokens in [\d.]+ s = [\d.]+ tokens/s`).MatchString(shown.Stats) {
+		t.Errorf("stats %q", shown.Stats)
+	}
+	if len(shown.Scores.Prompts) != len(assign) || len(shown.Scores.Clusters) != len(members) {
+		t.Errorf("perplexity table: %d prompt rows, %d cluster rows; want %d and %d", len(shown.Scores.Prompts), len(shown.Scores.Clusters), len(assign), len(members))
+	}
+	numbers := 0
+	for _, c := range shown.Cells {
+		if regexp.MustCompile(`^\d+\.\d\d$`).MatchString(c) {
+			numbers++
+		}
+	}
+	if want := 2 * (len(assign) + len(members) + 1); numbers != want {
+		t.Errorf("perplexity table shows %d perplexities, want %d: %q", numbers, want, shown.Cells)
+	}
+	differ := 0
+	for i, r := range last.Runs[1].Results {
+		for j, id := range r.Tokens {
+			if b := last.Runs[0].Results[i].Tokens; j >= len(b) || b[j] != id {
+				differ++
+			}
+		}
+	}
+	if shown.Marks != differ || differ == 0 {
+		t.Errorf("%d adapted tokens marked, %d differ from the base run's", shown.Marks, differ)
+	}
+
+	// A 400 px wide window: nothing wider than the page.
+	narrow := `new Promise((res) => setTimeout(() => res({
+		scroll: document.documentElement.scrollWidth,
+		canvas: document.querySelector("#scatter").getBoundingClientRect().right,
+		legend: document.querySelector("#scatter-legend").getBoundingClientRect().right,
+	}), 300))`
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(400, 900)); err != nil {
+		fail("a 400 px viewport: %v", err)
+	}
+	nw, err := chromedp.Run(bctx, chromedp.Evaluate[struct{ Scroll, Canvas, Legend float64 }](narrow, chromedp.EvalAwaitPromise))
+	if err != nil {
+		fail("reading the narrow page: %v", err)
+	}
+	if nw.Scroll > 400 || nw.Canvas > 400 || nw.Legend > 400 {
+		t.Errorf("at 400 px wide the page is %v px wide (plot to %v, legend to %v)", nw.Scroll, nw.Canvas, nw.Legend)
+	}
+	if err := chromedp.Do(bctx, chromedp.EmulateViewport(1200, 1000)); err != nil {
+		fail("restoring the viewport: %v", err)
+	}
+	return shown
 }
 
 // demoRun is one run of the page's generate (window.demo.runs).

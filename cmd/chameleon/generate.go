@@ -20,7 +20,7 @@ func generateCmd() *cobra.Command {
 	var file string
 	var opt model.GenerateOptions
 	var stops []string
-	var truncate, eot bool
+	var truncate, eot, asJSON bool
 	c := &cobra.Command{
 		Use:   "generate [PROMPT...]",
 		Short: "Continue prompts (arguments, --file with one per line, or stdin), batched, streaming tokens as produced",
@@ -61,6 +61,7 @@ cluster of each prompt is printed on stderr.`,
 			if err != nil {
 				return err
 			}
+			var clusters []int
 			if rt != nil {
 				defer rt.Free()
 				plan, err := rt.Plan(ids, af.planOptions())
@@ -69,11 +70,14 @@ cluster of each prompt is printed on stderr.`,
 				}
 				defer plan.Free()
 				opt.Adapter = plan.Adapter(nil)
-				printClusters(os.Stderr, rt, plan, af.mode)
+				clusters = plan.Cluster
+				if !asJSON {
+					printClusters(os.Stderr, rt, plan, af.mode)
+				}
 			}
 			opt.Stop = stops
 			opt.StopAtEOT = eot
-			single := len(prompts) == 1
+			single := len(prompts) == 1 && !asJSON
 			if single {
 				// One prompt streams its text as it is produced.
 				fmt.Print(prompts[0])
@@ -85,6 +89,23 @@ cluster of each prompt is printed on stderr.`,
 				return err
 			}
 			el := time.Since(t0)
+			if asJSON {
+				rep := generateReport{Device: s.label, Seconds: el.Seconds()}
+				if rt != nil {
+					rep.Adapter = describeAdapter(rt.Meta)
+				}
+				for i, g := range gens {
+					gp := generated{Index: i + 1, Prompt: prompts[i], Text: string(g.Text), Tokens: len(g.Tokens)}
+					if clusters != nil {
+						c := clusters[i]
+						gp.Cluster = &c
+					}
+					rep.Tokens += len(g.Tokens)
+					rep.Generations = append(rep.Generations, gp)
+				}
+				rep.TokensPerS = float64(rep.Tokens) / el.Seconds()
+				return printJSON(os.Stdout, rep)
+			}
 			n := 0
 			for i, g := range gens {
 				n += len(g.Tokens)
@@ -109,7 +130,26 @@ cluster of each prompt is printed on stderr.`,
 	c.Flags().StringArrayVar(&stops, "stop", nil, "stop a prompt's generation before this string (repeatable)")
 	c.Flags().BoolVar(&eot, "stop-at-eot", true, "stop at <|endoftext|>")
 	c.Flags().BoolVar(&truncate, "truncate", false, "keep the last tokens of prompts longer than the context instead of failing")
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object when done instead of streaming text (docs/cli-json.md)")
 	return c
+}
+
+// generateReport is what `chameleon generate --json` prints.
+type generateReport struct {
+	Device      string      `json:"device"`
+	Adapter     string      `json:"adapter,omitempty"` // with --adapter
+	Generations []generated `json:"generations"`
+	Tokens      int         `json:"tokens"`
+	Seconds     float64     `json:"seconds"`
+	TokensPerS  float64     `json:"tokens_per_s"`
+}
+
+type generated struct {
+	Index   int    `json:"index"` // 1-based, in prompt order
+	Prompt  string `json:"prompt"`
+	Text    string `json:"text"` // the continuation, without the prompt
+	Tokens  int    `json:"tokens"`
+	Cluster *int   `json:"cluster,omitempty"` // with --adapter: the prompt's cluster (-1: kept at the base model)
 }
 
 // readPrompts takes prompts from the arguments, else a file, else stdin,

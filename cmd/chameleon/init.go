@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,8 +50,31 @@ func initCmd() *cobra.Command {
 	return c
 }
 
+// inspectReport is what `chameleon inspect --json` prints.
+type inspectReport struct {
+	Path      string          `json:"path"`
+	Vocab     int             `json:"vocab"`
+	Context   int             `json:"context"`
+	Width     int             `json:"width"`
+	Heads     int             `json:"heads"`
+	Layers    int             `json:"layers"`
+	LNEps     float64         `json:"layernorm_eps"`
+	Params    int             `json:"params"`
+	Tensors   []inspectTensor `json:"tensors"`
+	ChatTempl *string         `json:"chat_template"` // the model's Jinja chat template; null when it has none
+}
+
+type inspectTensor struct {
+	Name  string  `json:"name"`
+	Shape []int   `json:"shape"`
+	Mean  float64 `json:"mean"`
+	Min   float64 `json:"min"`
+	Max   float64 `json:"max"`
+}
+
 func inspectCmd() *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	c := &cobra.Command{
 		Use:   "inspect MODEL",
 		Short: "Show a checkpoint's configuration, parameter count and tensors",
 		Args:  cobra.ExactArgs(1),
@@ -59,25 +83,49 @@ func inspectCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				rep := inspectReport{Path: args[0], Vocab: cfg.VocabSize, Context: cfg.NCtx, Width: cfg.NEmbd, Heads: cfg.NHead,
+					Layers: cfg.NLayer, LNEps: float64(cfg.LNEps), Params: cfg.Params()}
+				for _, t := range host {
+					mn, mx, mean := tensorStats(t.Data)
+					rep.Tensors = append(rep.Tensors, inspectTensor{t.Name, t.Shape, mean, mn, mx})
+				}
+				cs, ok, err := modelChatTemplate(args[0])
+				if err != nil {
+					return err
+				}
+				if ok {
+					rep.ChatTempl = &cs.src
+				}
+				return printJSON(os.Stdout, rep)
+			}
 			fmt.Printf("%s\n  vocab %d, context %d, width %d, heads %d, layers %d, layernorm eps %g\n  %d parameters (%.1f M)\n",
 				args[0], cfg.VocabSize, cfg.NCtx, cfg.NEmbd, cfg.NHead, cfg.NLayer, cfg.LNEps, cfg.Params(), float64(cfg.Params())/1e6)
 			for _, t := range model.Dequantize(host) { // quantized matrices: the values their blocks decode to
-				var mn, mx, sum float64
-				for i, v := range t.Data {
-					f := float64(v)
-					if i == 0 || f < mn {
-						mn = f
-					}
-					if i == 0 || f > mx {
-						mx = f
-					}
-					sum += f
-				}
-				fmt.Printf("  %-28s %-14s mean %+.4f  min %+.4f  max %+.4f\n", t.Name, fmt.Sprint(t.Shape), sum/float64(max(len(t.Data), 1)), mn, mx)
+				mn, mx, mean := tensorStats(t.Data)
+				fmt.Printf("  %-28s %-14s mean %+.4f  min %+.4f  max %+.4f\n", t.Name, fmt.Sprint(t.Shape), mean, mn, mx)
 			}
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (docs/cli-json.md)")
+	return c
+}
+
+// tensorStats is the minimum, maximum and mean of x (0s when empty).
+func tensorStats(x []float32) (mn, mx, mean float64) {
+	var sum float64
+	for i, v := range x {
+		f := float64(v)
+		if i == 0 || f < mn {
+			mn = f
+		}
+		if i == 0 || f > mx {
+			mx = f
+		}
+		sum += f
+	}
+	return mn, mx, sum / float64(max(len(x), 1))
 }
 
 func convertCmd() *cobra.Command {
@@ -93,8 +141,15 @@ func convertCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := saveModel(out, cfg, host, dtype, tok); err != nil {
+			cs, hasChat, err := modelChatTemplate(in)
+			if err != nil {
 				return err
+			}
+			if err := saveModelChat(out, cfg, host, dtype, tok, cs.src); err != nil {
+				return err
+			}
+			if hasChat {
+				fmt.Printf("carried the chat template from %s\n", cs.origin)
 			}
 			src := in
 			if src == "" {
@@ -116,8 +171,15 @@ func convertCmd() *cobra.Command {
 // beside the weights (the project's model format: safetensors + config.json
 // + tokenizer files).
 func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer) error {
+	return saveModelChat(out, cfg, host, dtype, tok, "")
+}
+
+// saveModelChat is saveModel that also stores a chat template when chat is
+// not "": GGUF's tokenizer.chat_template, or tokenizer_config.json's
+// chat_template in a directory.
+func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer, chat string) error {
 	if strings.HasSuffix(out, ".gguf") {
-		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true}
+		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true, ChatTemplate: chat}
 		if tok.VocabSize() != cfg.VocabSize {
 			// A padded embedding: the file cannot list a token per row.
 			fmt.Fprintf(os.Stderr, "chameleon: the tokenizer has %d tokens for %d embedding rows; writing the GGUF without it\n",
@@ -128,6 +190,15 @@ func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype stri
 	}
 	if err := model.SaveHF(out, cfg, model.Dequantize(host), dtype); err != nil {
 		return err
+	}
+	if chat != "" {
+		b, err := json.MarshalIndent(map[string]string{"chat_template": chat}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, "tokenizer_config.json"), append(b, '\n'), 0o644); err != nil {
+			return err
+		}
 	}
 	return tok.WriteFiles(out)
 }

@@ -183,7 +183,7 @@ type adapterFlags struct {
 }
 
 func (f *adapterFlags) add(c *cobra.Command, def string, defK int) {
-	c.Flags().StringVar(&f.spec, "adapter", def, "low-rank adapter of the output projection: FILE (from `chameleon adapt train`), default (the shipped hyper-network) or none")
+	c.Flags().StringVar(&f.spec, "adapter", def, "low-rank adapter of the output projection: FILE (from 'chameleon adapt train'), default (the shipped hyper-network) or none")
 	c.Flags().StringVar(&f.mode, "adapt-mode", string(adapt.ModeBatch), "how a hyper-network groups the inputs: batch (k-means over them), online (nearest training centroid) or one (a single cluster)")
 	c.Flags().IntVar(&f.k, "clusters", defK, "batch mode: number of clusters K, at most the number of inputs (0: ceil(inputs / 16), the paper's default)")
 	c.Flags().Uint64Var(&f.seed, "cluster-seed", 1, "k-means++ seed")

@@ -17,18 +17,36 @@ import (
 var deviceFlag string
 
 func main() {
+	root := newRoot()
+	err := root.Execute()
+	if stopProfile != nil {
+		stopProfile()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chameleon:", err)
+		os.Exit(1)
+	}
+}
+
+// stopProfile ends --cpuprofile's profile; nil when none runs.
+var stopProfile func()
+
+// newRoot is the command tree.
+func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "chameleon",
 		Short:         "GPT-2-class inference on WebGPU with batch-aware dynamic low-rank adaptation",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       "-", // --version prints buildVersion (the template below)
 	}
+	cobra.AddTemplateFunc("chameleonVersion", func() string { return buildVersion().String() })
+	root.SetVersionTemplate("{{chameleonVersion}}")
 	root.PersistentFlags().StringVar(&deviceFlag, "device", "",
 		"WebGPU adapter to run on: index or name substring (as listed by chameleon devices) (default: $CHAMELEON_ADAPTER, else the best GPU, else a CPU adapter)")
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "",
 		"write a Go CPU profile of the command to this file (host-side time: recording, submission, waiting; read with go tool pprof)")
-	var stopProfile func()
 	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if cpuProfile == "" {
 			return nil
@@ -44,15 +62,10 @@ func main() {
 		stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
 		return nil
 	}
-	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), quantizeCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd(), runCmd(), soakCmd())
-	err := root.Execute()
-	if stopProfile != nil {
-		stopProfile()
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "chameleon:", err)
-		os.Exit(1)
-	}
+	root.AddCommand(devicesCmd(), selfcheckCmd(), initCmd(), inspectCmd(), convertCmd(), quantizeCmd(), tokenizeCmd(), generateCmd(), perplexityCmd(), benchCmd(), dataCmd(), serveCmd(), trainCmd(), adaptCmd(), cardCmd(), demoCmd(), runCmd(), soakCmd(), versionCmd())
+	root.InitDefaultCompletionCmd()
+	registerCompletions(root)
+	return root
 }
 
 // recovered turns a programmer-error panic inside a command into an error,

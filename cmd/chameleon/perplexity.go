@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"time"
@@ -77,11 +76,8 @@ as when a batch is clustered in the paper.`,
 				}
 				adapted = fmt.Sprintf("%s; %d windows in %d clusters (%s mode)", describeAdapter(rt.Meta), len(wins), plan.K, af.mode)
 			}
-			bar := newBar("perplexity", "windows")
-			opt.Progress = func(done, total int) {
-				bar.ChangeMax(total)
-				bar.Set(done)
-			}
+			bar := newProgress("perplexity", "windows")
+			opt.Progress = bar.Set
 			r, err := s.m.PerplexityWith(toks, opt)
 			bar.Finish()
 			if err != nil {
@@ -94,9 +90,7 @@ as when a batch is clustered in the paper.`,
 				if rt != nil {
 					m["adapter_kind"], m["clusters"] = rt.Meta.Kind, clusters
 				}
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(m)
+				return printJSON(os.Stdout, m)
 			}
 			fmt.Printf("perplexity %.4f over %d tokens (nll %.2f nats, context %d, stride %d, %d windows, %.1fs on %s)\n",
 				r.Perplexity, r.Tokens, r.NLL, r.Context, r.Stride, r.Windows, time.Since(t0).Seconds(), s.label)

@@ -52,3 +52,34 @@ func logProgress(w io.Writer, interval time.Duration) func(step, total int, desc
 		fmt.Fprintf(w, "progress: step %d/%d (%.0f%%) %s, elapsed %s, ETA %s\n", step, total, 100*float64(step)/float64(max(total, 1)), desc, el.Round(time.Second), eta)
 	}
 }
+
+// progress reports a long job's progress on stderr: a bar on a terminal,
+// else (a log file, CI, a pipe) a plain line at most every interval and
+// one at the end, so that a run that is not watched live still shows it is
+// moving.
+type progress struct {
+	bar   *progressbar.ProgressBar
+	plain func(step, total int, desc string)
+	desc  string
+	last  int // the last step reported
+	total int
+}
+
+// progressInterval is how often a plain progress line is written at most.
+const progressInterval = 10 * time.Second
+
+// newProgress reports progress of desc in unit (e.g. "windows").
+func newProgress(desc, unit string) *progress {
+	return &progress{bar: newBar(desc, unit), plain: logProgress(os.Stderr, progressInterval), desc: desc + " " + unit}
+}
+
+// Set reports done of total.
+func (p *progress) Set(done, total int) {
+	p.bar.ChangeMax(total)
+	p.bar.Set(done) //nolint:errcheck // a bar that cannot draw draws nothing
+	p.last, p.total = done, total
+	p.plain(done, total, p.desc)
+}
+
+// Finish ends the bar.
+func (p *progress) Finish() { p.bar.Finish() } //nolint:errcheck

@@ -49,6 +49,7 @@ func runCmd() *cobra.Command {
 	var af adapterFlags
 	var promptsFile string
 	var maxTokens int
+	var asJSON bool
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "The main demo: cluster a mixed set of prompts, adapt each cluster with the hyper-network, compare perplexity and continuations with and without",
@@ -104,18 +105,78 @@ in-sample view by construction.`,
 				return err
 			}
 			defer rt.Free()
-			return runDemo(s, rt, samples, af, maxTokens, t0)
+			return runDemo(s, rt, samples, af, maxTokens, t0, asJSON)
 		},
 	}
 	mf.add(c)
 	af.add(c, "default", 6)
 	c.Flags().StringVar(&promptsFile, "prompts", "", "prompt set to use instead of the built-in one (\"domain<TAB>text\" lines, \\n for a line break)")
 	c.Flags().IntVar(&maxTokens, "max-tokens", 20, "greedy continuation length")
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object (docs/cli-json.md)")
 	return c
 }
 
-// runDemo prints the clusters, the perplexity table and the continuations.
-func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, maxTokens int, t0 time.Time) error {
+// runReport is what `chameleon run` prints (--json: this object). Prompt
+// numbers are 1-based; cluster ids are the plan's (0-based; -1: kept at
+// the base model by the adapter's gate or self-check).
+type runReport struct {
+	Device    string       `json:"device"`
+	Model     modelSummary `json:"model"`
+	Adapter   string       `json:"adapter"`
+	Static    bool         `json:"static"` // a static adapter: one update for every prompt
+	Mode      string       `json:"adapt_mode"`
+	K         int          `json:"k"`
+	MaxTokens int          `json:"max_tokens"`
+	Clusters  []runCluster `json:"clusters"`
+	Gated     []int        `json:"gated_prompts"`
+	Prompts   []runPrompt  `json:"prompts"`
+	All       runPool      `json:"all"`
+	Seconds   runTimes     `json:"seconds"`
+}
+
+type modelSummary struct {
+	Layers  int `json:"layers"`
+	Width   int `json:"width"`
+	Vocab   int `json:"vocab"`
+	Context int `json:"context"`
+	Params  int `json:"params"`
+}
+
+type runCluster struct {
+	Cluster int      `json:"cluster"`
+	Prompts []int    `json:"prompts"`
+	Domains []string `json:"domains"`
+	runPool
+}
+
+type runPool struct {
+	Tokens            int     `json:"tokens"`
+	BasePerplexity    float64 `json:"base_perplexity"`
+	AdaptedPerplexity float64 `json:"adapted_perplexity"`
+}
+
+type runPrompt struct {
+	Index   int    `json:"index"`
+	Domain  string `json:"domain"`
+	Text    string `json:"text"`
+	Cluster int    `json:"cluster"`
+	runPool
+	BaseContinuation    string `json:"base_continuation"`
+	AdaptedContinuation string `json:"adapted_continuation"`
+}
+
+type runTimes struct {
+	Load         float64 `json:"load"`
+	Plan         float64 `json:"plan"`
+	ScoreBase    float64 `json:"score_base"`
+	ScoreAdapted float64 `json:"score_adapted"`
+	Generate     float64 `json:"generate"`
+	Total        float64 `json:"total"`
+}
+
+// runDemo computes the clusters, the perplexities and the continuations
+// and prints them (as JSON with asJSON).
+func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, maxTokens int, t0 time.Time, asJSON bool) error {
 	m := s.m
 	limit := m.Cfg.NCtx - maxTokens
 	if limit < 2 {
@@ -140,41 +201,6 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	defer plan.Free()
 	planTime := time.Since(t1)
 
-	fmt.Printf("Chameleon: batch-aware low-rank adaptation (ChamaleonLLM) on %s\n", s.label)
-	fmt.Printf("model: %d layers, width %d, vocabulary %d, context %d (%d parameters)\n", m.Cfg.NLayer, m.Cfg.NEmbd, m.Cfg.VocabSize, m.Cfg.NCtx, m.Cfg.Params())
-	fmt.Printf("adapter: %s\n", describeAdapter(rt.Meta))
-	fmt.Printf("%d prompts; ", len(samples))
-	if rt.Meta.Kind == adapt.KindHyper {
-		fmt.Printf("%d clusters (%s mode), features + clustering + hyper-network in %s\n\n", plan.K, af.mode, planTime.Round(time.Millisecond))
-	} else {
-		fmt.Printf("a static adapter: one update for every prompt\n\n")
-	}
-
-	members := clusterMembers(plan.Cluster, plan.K)
-	fmt.Println("Clusters found (the domain labels are shown, never used):")
-	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  cluster\tprompts\tdomains")
-	for c, ms := range members {
-		if len(ms) == 0 {
-			continue
-		}
-		doms := make([]string, len(ms))
-		for i, p := range ms {
-			doms[i] = samples[p-1].domain
-		}
-		fmt.Fprintf(tw, "  %d\t%s\t%s\n", c, joinInts(ms), strings.Join(doms, ", "))
-	}
-	tw.Flush()
-	var gated []int
-	for i, c := range plan.Cluster {
-		if c < 0 {
-			gated = append(gated, i+1)
-		}
-	}
-	if len(gated) > 0 {
-		fmt.Printf("  kept at the base model by the adapter's gate or self-check (cluster -1): %s\n", joinInts(gated))
-	}
-
 	t2 := time.Now()
 	base, err := m.ScoreChunked(ids, func(int) model.Adapter { return nil })
 	if err != nil {
@@ -185,37 +211,7 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	if err != nil {
 		return err
 	}
-	scoreTime := time.Since(t2)
-	adaptedTime := scoreTime - baseTime
-	fmt.Println("\nPerplexity of each prompt's own text (lower is better):")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  #\tdomain\tcluster\ttokens\tbase\tadapted\tchange\t")
-	for i, sm := range samples {
-		fmt.Fprintf(tw, "  %d\t%s\t%d\t%d\t%.2f\t%.2f\t%s\t\n", i+1, sm.domain, plan.Cluster[i], base[i].Tokens,
-			base[i].Perplexity(), adapted[i].Perplexity(), change(base[i].Perplexity(), adapted[i].Perplexity()))
-	}
-	tw.Flush()
-	fmt.Println("\nPer cluster (pooled over its prompts' tokens):")
-	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  cluster\tprompts\ttokens\tbase\tadapted\tchange\t")
-	var all [2]model.SequenceScore
-	for c, ms := range members {
-		if len(ms) == 0 {
-			continue
-		}
-		var b, a model.SequenceScore
-		for _, p := range ms {
-			b.NLL, b.Tokens = b.NLL+base[p-1].NLL, b.Tokens+base[p-1].Tokens
-			a.NLL, a.Tokens = a.NLL+adapted[p-1].NLL, a.Tokens+adapted[p-1].Tokens
-		}
-		fmt.Fprintf(tw, "  %d\t%d\t%d\t%.2f\t%.2f\t%s\t\n", c, len(ms), b.Tokens, b.Perplexity(), a.Perplexity(), change(b.Perplexity(), a.Perplexity()))
-	}
-	for i := range samples { // every prompt, those the gate kept at the base model too
-		all[0].NLL, all[0].Tokens = all[0].NLL+base[i].NLL, all[0].Tokens+base[i].Tokens
-		all[1].NLL, all[1].Tokens = all[1].NLL+adapted[i].NLL, all[1].Tokens+adapted[i].Tokens
-	}
-	fmt.Fprintf(tw, "  all\t%d\t%d\t%.2f\t%.2f\t%s\t\n", len(samples), all[0].Tokens, all[0].Perplexity(), all[1].Perplexity(), change(all[0].Perplexity(), all[1].Perplexity()))
-	tw.Flush()
+	adaptedTime := time.Since(t2) - baseTime
 
 	t3 := time.Now()
 	opt := model.GenerateOptions{MaxTokens: maxTokens, StopAtEOT: true} // greedy
@@ -229,15 +225,101 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 		return err
 	}
 	genTime := time.Since(t3)
-	fmt.Printf("\nGreedy continuations (%d tokens; all prompts in one batch, each with its own cluster's update):\n", maxTokens)
-	for i, sm := range samples {
-		fmt.Printf("\n[%d] %s, cluster %d: %s\n", i+1, sm.domain, plan.Cluster[i], oneLine(tail(sm.text, 60)))
-		fmt.Printf("    base:    %s\n", oneLine(string(plain[i].Text)))
-		fmt.Printf("    adapted: %s\n", oneLine(string(withAd[i].Text)))
+
+	pool := func(ps []int) runPool { // 1-based prompts
+		var b, a model.SequenceScore
+		for _, p := range ps {
+			b.NLL, b.Tokens = b.NLL+base[p-1].NLL, b.Tokens+base[p-1].Tokens
+			a.NLL, a.Tokens = a.NLL+adapted[p-1].NLL, a.Tokens+adapted[p-1].Tokens
+		}
+		return runPool{Tokens: b.Tokens, BasePerplexity: b.Perplexity(), AdaptedPerplexity: a.Perplexity()}
 	}
-	fmt.Printf("\nload %s, plan %s, scoring %s (base) + %s (adapted), generation %s; total %s\n", loaded.Round(time.Millisecond), planTime.Round(time.Millisecond),
-		baseTime.Round(time.Millisecond), adaptedTime.Round(time.Millisecond), genTime.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+	rep := runReport{Device: s.label, Adapter: describeAdapter(rt.Meta), Static: rt.Meta.Kind != adapt.KindHyper, Mode: af.mode,
+		K: plan.K, MaxTokens: maxTokens, Gated: []int{},
+		Model: modelSummary{m.Cfg.NLayer, m.Cfg.NEmbd, m.Cfg.VocabSize, m.Cfg.NCtx, m.Cfg.Params()}}
+	for c, ms := range clusterMembers(plan.Cluster, plan.K) {
+		if len(ms) == 0 {
+			continue
+		}
+		doms := make([]string, len(ms))
+		for i, p := range ms {
+			doms[i] = samples[p-1].domain
+		}
+		rep.Clusters = append(rep.Clusters, runCluster{Cluster: c, Prompts: ms, Domains: doms, runPool: pool(ms)})
+	}
+	every := make([]int, len(samples))
+	for i, sm := range samples {
+		every[i] = i + 1
+		if plan.Cluster[i] < 0 {
+			rep.Gated = append(rep.Gated, i+1)
+		}
+		rep.Prompts = append(rep.Prompts, runPrompt{Index: i + 1, Domain: sm.domain, Text: sm.text, Cluster: plan.Cluster[i],
+			runPool: pool([]int{i + 1}), BaseContinuation: string(plain[i].Text), AdaptedContinuation: string(withAd[i].Text)})
+	}
+	rep.All = pool(every) // every prompt, those the gate kept at the base model too
+	rep.Seconds = runTimes{Load: loaded.Seconds(), Plan: planTime.Seconds(), ScoreBase: baseTime.Seconds(),
+		ScoreAdapted: adaptedTime.Seconds(), Generate: genTime.Seconds(), Total: time.Since(t0).Seconds()}
+	if asJSON {
+		return printJSON(os.Stdout, rep)
+	}
+	printRun(rep)
 	return nil
+}
+
+// printRun prints a run report as text.
+func printRun(rep runReport) {
+	ms := func(s float64) time.Duration {
+		return (time.Duration(s * float64(time.Second))).Round(time.Millisecond)
+	}
+	fmt.Printf("Chameleon: batch-aware low-rank adaptation (ChamaleonLLM) on %s\n", rep.Device)
+	md := rep.Model
+	fmt.Printf("model: %d layers, width %d, vocabulary %d, context %d (%d parameters)\n", md.Layers, md.Width, md.Vocab, md.Context, md.Params)
+	fmt.Printf("adapter: %s\n", rep.Adapter)
+	fmt.Printf("%d prompts; ", len(rep.Prompts))
+	if !rep.Static {
+		fmt.Printf("%d clusters (%s mode), features + clustering + hyper-network in %s\n\n", rep.K, rep.Mode, ms(rep.Seconds.Plan))
+	} else {
+		fmt.Printf("a static adapter: one update for every prompt\n\n")
+	}
+
+	fmt.Println("Clusters found (the domain labels are shown, never used):")
+	tw := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  cluster\tprompts\tdomains")
+	for _, c := range rep.Clusters {
+		fmt.Fprintf(tw, "  %d\t%s\t%s\n", c.Cluster, joinInts(c.Prompts), strings.Join(c.Domains, ", "))
+	}
+	tw.Flush()
+	if len(rep.Gated) > 0 {
+		fmt.Printf("  kept at the base model by the adapter's gate or self-check (cluster -1): %s\n", joinInts(rep.Gated))
+	}
+
+	fmt.Println("\nPerplexity of each prompt's own text (lower is better):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "  #\tdomain\tcluster\ttokens\tbase\tadapted\tchange\t")
+	for _, p := range rep.Prompts {
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%d\t%.2f\t%.2f\t%s\t\n", p.Index, p.Domain, p.Cluster, p.Tokens,
+			p.BasePerplexity, p.AdaptedPerplexity, change(p.BasePerplexity, p.AdaptedPerplexity))
+	}
+	tw.Flush()
+	fmt.Println("\nPer cluster (pooled over its prompts' tokens):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "  cluster\tprompts\ttokens\tbase\tadapted\tchange\t")
+	for _, c := range rep.Clusters {
+		fmt.Fprintf(tw, "  %d\t%d\t%d\t%.2f\t%.2f\t%s\t\n", c.Cluster, len(c.Prompts), c.Tokens, c.BasePerplexity, c.AdaptedPerplexity, change(c.BasePerplexity, c.AdaptedPerplexity))
+	}
+	a := rep.All
+	fmt.Fprintf(tw, "  all\t%d\t%d\t%.2f\t%.2f\t%s\t\n", len(rep.Prompts), a.Tokens, a.BasePerplexity, a.AdaptedPerplexity, change(a.BasePerplexity, a.AdaptedPerplexity))
+	tw.Flush()
+
+	fmt.Printf("\nGreedy continuations (%d tokens; all prompts in one batch, each with its own cluster's update):\n", rep.MaxTokens)
+	for _, p := range rep.Prompts {
+		fmt.Printf("\n[%d] %s, cluster %d: %s\n", p.Index, p.Domain, p.Cluster, oneLine(tail(p.Text, 60)))
+		fmt.Printf("    base:    %s\n", oneLine(p.BaseContinuation))
+		fmt.Printf("    adapted: %s\n", oneLine(p.AdaptedContinuation))
+	}
+	t := rep.Seconds
+	fmt.Printf("\nload %s, plan %s, scoring %s (base) + %s (adapted), generation %s; total %s\n", ms(t.Load), ms(t.Plan),
+		ms(t.ScoreBase), ms(t.ScoreAdapted), ms(t.Generate), ms(t.Total))
 }
 
 // change is the relative change from a to b, signed, in percent.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/signal"
@@ -28,14 +29,14 @@ import (
 // then fail with 503.
 func serveCmd() *cobra.Command {
 	var mf modelFlags
-	var addr, adapterFlag, mode string
+	var addr, adapterFlag, mode, chatFile, logFormat string
 	var grace time.Duration
 	var opt serve.Options
 	var ao serve.AdaptOptions
 	var lim serve.Limits
 	c := &cobra.Command{
 		Use:   "serve [--model M] [--adapter FILE|default|none] [--addr 127.0.0.1:8080] [--slots N] [--queue N]",
-		Short: "Serve an OpenAI-compatible completions API (/v1/completions, /v1/models, /healthz, /metrics) with continuous batching",
+		Short: "Serve an OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /tokenize, /detokenize, /health, /metrics) with continuous batching",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
@@ -45,11 +46,21 @@ func serveCmd() *cobra.Command {
 			if err := checkLimits(lim); err != nil {
 				return err
 			}
+			if opt.Log, err = requestLogger(logFormat, cmd.ErrOrStderr()); err != nil {
+				return err
+			}
+			if opt.APIKey == "" {
+				opt.APIKey = os.Getenv("CHAMELEON_API_KEY")
+			}
 			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
 				return err
 			}
 			defer s.close()
+			if opt.Chat, err = chatTemplate(mf.path, chatFile, s.tok); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: chat template: %s\n", opt.Chat.Origin)
 			if opt.ModelName == "" {
 				opt.ModelName = "chameleon-default"
 				if mf.path != "" {
@@ -136,8 +147,26 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
 	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
 	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
+	f.StringVar(&chatFile, "chat-template", "", "Jinja chat template FILE for /v1/chat/completions (default: the model's own, GGUF tokenizer.chat_template or tokenizer_config.json, else a plain-text User:/Assistant: transcript)")
+	f.StringSliceVar(&opt.CORSOrigins, "cors-origin", nil, "origins a browser page may call from, e.g. http://localhost:3000, or * (repeatable; default none: no CORS)")
+	f.StringVar(&opt.APIKey, "api-key", "", "require Authorization: Bearer KEY on every route but /health and /healthz (default: $CHAMELEON_API_KEY; empty: no key)")
+	f.StringVar(&logFormat, "log", "text", "request log on stderr, one line per request: text, json or off")
 	addLimitFlags(c, &lim)
 	return c
+}
+
+// requestLogger is the per-request log of --log: slog's text or JSON
+// lines on w, or nil for off.
+func requestLogger(format string, w io.Writer) (*slog.Logger, error) {
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, nil)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, nil)), nil
+	case "off":
+		return nil, nil
+	}
+	return nil, fmt.Errorf("--log %q: want text, json or off", format)
 }
 
 // checkServeFlags refuses values that cannot be honoured (rather than

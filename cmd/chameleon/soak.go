@@ -92,7 +92,7 @@ func soakCmd() *cobra.Command {
 	}
 	mf.add(c)
 	f := c.Flags()
-	f.StringVar(&adapterFlag, "adapter", "default", "adapter as for `serve` (default: the embedded hyper-network)")
+	f.StringVar(&adapterFlag, "adapter", "default", "adapter as for 'serve' (default: the embedded hyper-network)")
 	f.DurationVar(&dur, "duration", 10*time.Minute, "how long to run the load")
 	f.DurationVar(&warm, "warmup", 2*time.Minute, "samples before this are not compared for growth")
 	f.DurationVar(&every, "sample", 15*time.Second, "sampling interval")

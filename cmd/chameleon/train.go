@@ -164,7 +164,7 @@ last good checkpoint.`,
 	f := cmd.Flags()
 	f.StringVar(&corpus, "corpus", "", "built corpus dir (make data)")
 	f.StringVar(&out, "out", "", "output dir: checkpoint/ and loss.png")
-	f.StringVar(&tokDir, "tokenizer", "", "dir with encoder.json and vocab.bpe (e.g. from `chameleon data vocab`); default GPT-2's (with --config custom the model takes its vocabulary size)")
+	f.StringVar(&tokDir, "tokenizer", "", "dir with encoder.json and vocab.bpe (e.g. from 'chameleon data vocab'); default GPT-2's (with --config custom the model takes its vocabulary size)")
 	f.StringVar(&config, "config", "tiny", "architecture: "+strings.Join(configNames(), ", ")+", or custom (with --n-embd --n-layer --n-head --n-ctx)")
 	f.IntVar(&nEmbd, "n-embd", 0, "model width C (overrides --config)")
 	f.IntVar(&nLayer, "n-layer", 0, "layers L (overrides --config)")

@@ -57,11 +57,13 @@ func main() {
 	if err != nil || !st.Ready {
 		log.Fatalf("the page did not load the model: %v %s", err, st.Error)
 	}
+	// Four of the page's samples from the adaptation domains, which the
+	// default hyper-network was trained on (the base model never saw them).
 	prompts := []string{
-		"func (s *Stack) Push(v int) {\n\ts.items = append(",
-		"And the LORD spake unto Moses, saying,",
-		"Subject: meeting moved to Thursday\n\nHello everyone,\n\n",
-		"NAME\n       grep - print lines that match patterns\n\nDESCRIPTION\n",
+		"def list_files(root, suffix=\".py\"):\n    \"\"\"Return the sorted paths under root.\"\"\"\n    found = []\n    for dirpath, dirnames, filenames in os.walk(root):",
+		"Die Datei wird nur dann überschrieben, wenn die Option --force angegeben wurde. Andernfalls bricht das Programm",
+		"(defun my-count-words (start end)\n  \"Count the words between START and END.\"\n  (interactive \"r\")\n  (let ((count 0))",
+		"Fellow-Citizens of the Senate and House of Representatives:\n\nIn meeting you again I have the satisfaction of informing you that",
 	}
 	js, _ := json.Marshal(prompts)
 	set := fmt.Sprintf(`(() => { const want = %s; const ts = [...document.querySelectorAll("#prompts textarea")];

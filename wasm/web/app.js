@@ -49,6 +49,12 @@ function clearResults() {
   const cv = $("scatter");
   cv.getContext("2d").clearRect(0, 0, cv.width, cv.height);
   $("cluster-note").textContent = "";
+  $("scatter-legend").innerHTML = "";
+  $("scatter-axes").textContent = "";
+  $("ppl-table").innerHTML = "";
+  $("ppl-panel").hidden = true;
+  demo.scores = null;
+  demo.plotted = null;
   document.querySelectorAll("#prompts .dot").forEach((d) => { d.style.background = ""; });
 }
 
@@ -57,6 +63,7 @@ function clearError() {
   demo.error = null;
 }
 
+window.addEventListener("resize", () => { if (demo.plotted) drawClusters(demo.plotted.plan, demo.plotted.texts); });
 window.addEventListener("error", (e) => showError("Error: " + (e.message || e)));
 window.addEventListener("unhandledrejection", (e) => showError("Error: " + ((e.reason && e.reason.message) || e.reason)));
 
@@ -196,31 +203,162 @@ function setBusy(b) {
 }
 
 // colorOf is a cluster's colour; grey for -1, a prompt the adapter's gate
-// keeps at the base model.
+// keeps at the base model. Clusters are numbered from 1 on the page (the
+// runtime's ids are 0-based), as prompts are.
 const colorOf = (c) => (c < 0 ? "#9aa0a6" : COLORS[c % COLORS.length]);
+const clusterName = (c) => (c < 0 ? "base (gate)" : "cluster " + (c + 1));
 
+// FEATURES names what each adapter feature is, for the plot's axes.
+const FEATURES = {
+  "embed": "mean token embedding of the prompt",
+  "hidden": "mean final hidden state of the base model over the prompt",
+  "embed+hidden": "mean token embedding and mean final hidden state, concatenated",
+};
+
+// membersOf lists the prompts (1-based) of each cluster id in assign.
+function membersOf(assign) {
+  const m = new Map();
+  assign.forEach((c, i) => { if (!m.has(c)) m.set(c, []); m.get(c).push(i + 1); });
+  return [...m.entries()].sort((a, b) => (a[0] < 0) - (b[0] < 0) || a[0] - b[0]);
+}
+
+// drawClusters plots each prompt at the first two principal components of
+// its feature (the vector the clustering sees), coloured by cluster, with
+// axes, ticks and a legend; the canvas takes the panel's width.
 function drawClusters(plan, texts) {
+  demo.plotted = { plan, texts }; // redrawn at the new width when the window is resized
   const cv = $("scatter"), ctx = cv.getContext("2d");
+  const width = Math.max(240, Math.min(760, cv.parentElement.clientWidth || 760));
+  cv.width = width;
+  cv.height = width < 500 ? 240 : 300;
   ctx.clearRect(0, 0, cv.width, cv.height);
   const pts = plan.points;
   const xs = pts.map((p) => p[0]), ys = pts.map((p) => p[1]);
   const [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
-  const sx = (x) => 30 + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (cv.width - 220); // room for labels on the right
-  const sy = (y) => cv.height - 30 - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (cv.height - 60);
-  ctx.font = "12px sans-serif";
+  const narrow = width < 500;
+  const L = 46, R = narrow ? 24 : 200, T = 12, B = 38; // room for the axes, and for labels on the right
+  const sx = (x) => L + 10 + (x1 > x0 ? (x - x0) / (x1 - x0) : 0.5) * (cv.width - L - R - 20);
+  const sy = (y) => cv.height - B - 10 - (y1 > y0 ? (y - y0) / (y1 - y0) : 0.5) * (cv.height - T - B - 20);
+  // Axes with ticks at the smallest, middle and largest value.
+  ctx.strokeStyle = "#5b6472"; ctx.fillStyle = "#5b6472"; ctx.lineWidth = 1; ctx.font = "11px sans-serif";
+  ctx.beginPath(); ctx.moveTo(L, T); ctx.lineTo(L, cv.height - B); ctx.lineTo(cv.width - R + 10, cv.height - B); ctx.stroke();
+  const tick = (v) => (Math.abs(v) < 1e-9 ? "0" : v.toPrecision(2));
+  for (const v of [x0, (x0 + x1) / 2, x1]) {
+    const x = sx(v);
+    ctx.beginPath(); ctx.moveTo(x, cv.height - B); ctx.lineTo(x, cv.height - B + 4); ctx.stroke();
+    ctx.textAlign = "center"; ctx.fillText(tick(v), x, cv.height - B + 15);
+  }
+  for (const v of [y0, (y0 + y1) / 2, y1]) {
+    const y = sy(v);
+    ctx.beginPath(); ctx.moveTo(L - 4, y); ctx.lineTo(L, y); ctx.stroke();
+    ctx.textAlign = "right"; ctx.fillText(tick(v), L - 6, y + 4);
+  }
+  ctx.textAlign = "center"; ctx.font = "12px sans-serif";
+  ctx.fillText("PC 1", L + (cv.width - L - R) / 2, cv.height - 6);
+  ctx.save(); ctx.translate(12, T + (cv.height - T - B) / 2); ctx.rotate(-Math.PI / 2); ctx.fillText("PC 2", 0, 0); ctx.restore();
+  ctx.textAlign = "left";
   pts.forEach((p, i) => {
-    const c = colorOf(plan.assign[i]);
-    ctx.fillStyle = c;
+    ctx.fillStyle = colorOf(plan.assign[i]);
     ctx.beginPath(); ctx.arc(sx(p[0]), sy(p[1]), 7, 0, 2 * Math.PI); ctx.fill();
     ctx.fillStyle = "#1d2330";
-    ctx.fillText(String(i + 1) + " " + texts[i].slice(0, 22).replace(/\s+/g, " "), sx(p[0]) + 9, sy(p[1]) + 4);
+    const label = narrow ? String(i + 1) : String(i + 1) + " " + texts[i].slice(0, 22).replace(/\s+/g, " ");
+    ctx.fillText(label, sx(p[0]) + 9, sy(p[1]) + 4);
   });
+  const legend = $("scatter-legend");
+  legend.innerHTML = "";
+  for (const [c, ms] of membersOf(plan.assign)) {
+    const item = document.createElement("span");
+    item.className = "item";
+    item.dataset.cluster = String(c < 0 ? 0 : c + 1);
+    item.innerHTML = '<span class="swatch"></span><span class="name"></span>';
+    item.querySelector(".swatch").style.background = colorOf(c);
+    item.querySelector(".name").textContent = `${clusterName(c)}: prompt${ms.length === 1 ? "" : "s"} ${ms.join(", ")}`;
+    legend.appendChild(item);
+  }
+  const a = demo.info && demo.info.adapter;
+  const feat = (a && FEATURES[a.features]) || "the prompt's feature";
+  $("scatter-axes").textContent = `Axes: PC 1 and PC 2 are the first two principal components of the prompts' features ` +
+    `(${feat}, L2-normalised), the vectors k-means groups; distances in this plane approximate theirs.`;
   const kept = plan.assign.filter((c) => c < 0).length;
-  $("cluster-note").textContent = `${plan.k} cluster${plan.k === 1 ? "" : "s"} of ${pts.length} prompts (first two principal components of the features)` +
+  $("cluster-note").textContent = `${plan.k} cluster${plan.k === 1 ? "" : "s"} of ${pts.length} prompts` +
     (kept ? `; ${kept} kept at the base model by the gate (grey)` : "");
   document.querySelectorAll("#prompts .prompt").forEach((div) => { div.querySelector(".dot").style.background = "#ccc"; });
   const divs = [...document.querySelectorAll("#prompts .prompt")].filter((d) => d.querySelector("textarea").value.trim() !== "");
   divs.forEach((d, i) => { d.querySelector(".dot").style.background = colorOf(plan.assign[i]); });
+  if (plan.scores) drawScores(plan);
+}
+
+const ppl = (nll, n) => (n > 0 ? Math.exp(nll / n) : NaN);
+const fmt2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : "–");
+const pct = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && a > 0 ? ((b - a) / a * 100 >= 0 ? "+" : "") + ((b - a) / a * 100).toFixed(1) + "%" : "–");
+
+// drawScores fills the perplexity table: each prompt's own text with the
+// base model and with its cluster's update, then pooled per cluster and
+// over all prompts. demo.scores keeps the numbers for the browser test.
+function drawScores(plan) {
+  const sc = plan.scores;
+  const rows = [];
+  const row = (cells, cls, key) => {
+    const tr = document.createElement("tr");
+    if (cls) tr.className = cls;
+    if (key) tr.dataset.row = key;
+    cells.forEach((c, j) => {
+      const td = document.createElement(cls === "head" ? "th" : "td");
+      td.textContent = c;
+      if (j === 5 && c.startsWith("-")) td.className = "better";
+      if (j === 5 && c.startsWith("+") && c !== "+0.0%") td.className = "worse";
+      tr.appendChild(td);
+    });
+    rows.push(tr);
+  };
+  const table = { prompts: [], clusters: [] };
+  row(["", "cluster", "tokens", "base", "adapted", "change"], "head");
+  sc.forEach((s, i) => {
+    const b = ppl(s.base, s.tokens), a = ppl(s.adapted, s.tokens);
+    table.prompts.push({ prompt: i + 1, cluster: plan.assign[i] < 0 ? 0 : plan.assign[i] + 1, tokens: s.tokens, base: b, adapted: a });
+    row([`prompt ${i + 1}`, plan.assign[i] < 0 ? "base" : String(plan.assign[i] + 1), String(s.tokens), fmt2(b), fmt2(a), pct(b, a)], "", "prompt-" + (i + 1));
+  });
+  let first = true;
+  const pool = (idx) => idx.reduce((p, i) => ({ n: p.n + sc[i].tokens, b: p.b + sc[i].base, a: p.a + sc[i].adapted }), { n: 0, b: 0, a: 0 });
+  for (const [c, ms] of membersOf(plan.assign)) {
+    const p = pool(ms.map((m) => m - 1));
+    const b = ppl(p.b, p.n), a = ppl(p.a, p.n);
+    table.clusters.push({ cluster: c < 0 ? 0 : c + 1, prompts: ms, tokens: p.n, base: b, adapted: a });
+    row([`${clusterName(c)} (${ms.join(", ")})`, "", String(p.n), fmt2(b), fmt2(a), pct(b, a)], first ? "sep" : "", "cluster-" + (c < 0 ? 0 : c + 1));
+    first = false;
+  }
+  const all = pool(sc.map((_, i) => i));
+  table.all = { tokens: all.n, base: ppl(all.b, all.n), adapted: ppl(all.a, all.n) };
+  row(["all prompts", "", String(all.n), fmt2(table.all.base), fmt2(table.all.adapted), pct(table.all.base, table.all.adapted)], "sep", "all");
+  const t = $("ppl-table");
+  t.innerHTML = "";
+  rows.forEach((r) => t.appendChild(r));
+  $("ppl-panel").hidden = false;
+  demo.scores = table;
+}
+
+// highlight shows each continuation token by token, marking in the
+// adapted column the tokens that differ from the base run's token at the
+// same position.
+function highlight(cells, base, adapted) {
+  let marked = 0;
+  adapted.results.forEach((r, i) => {
+    const bt = base.results[i].tokens, el = cells[i].adapted;
+    el.textContent = "";
+    r.pieces.forEach((piece, j) => {
+      if (r.tokens[j] !== bt[j]) {
+        const m = document.createElement("mark");
+        m.className = "diff";
+        m.title = "differs from the base model's token here";
+        m.textContent = piece;
+        el.appendChild(m);
+        marked++;
+      } else {
+        el.appendChild(document.createTextNode(piece));
+      }
+    });
+  });
+  return marked;
 }
 
 // outputs builds one row per prompt with a column per run.
@@ -268,7 +406,7 @@ function statLine(res) {
   if (res.adapted) {
     const a = demo.info.adapter;
     s += ` (hyper-network, rank ${a.rank}, alpha ${a.alpha}, ${res.plan.k} cluster${res.plan.k === 1 ? "" : "s"}: ` +
-      res.plan.assign.map((c, i) => `#${i + 1}→${c}`).join(" ") + ")";
+      res.plan.assign.map((c, i) => `prompt ${i + 1}→${c < 0 ? "base" : c + 1}`).join(", ") + ")";
   }
   return s;
 }
@@ -285,7 +423,8 @@ async function generate(both) {
     const runs = [await run(false, cells, "base")];
     if (both) runs.push(await run(true, cells, "adapted"));
     $("stats").textContent = runs.map(statLine).join(" · ");
-    demo.last = { done: true, runs };
+    const marked = both ? highlight(cells, runs[0], runs[1]) : 0;
+    demo.last = { done: true, runs, marked };
   } catch (e) {
     clearResults();
     showError(e.message);
@@ -322,6 +461,9 @@ function showApp(info) {
     (info.cached ? ", read from the browser's cache" : "") + ". " +
     (a ? `Adapter: hyper-network (hidden ${a.hidden.join("-")}, rank ${a.rank}, alpha ${a.alpha}${a.centroids ? ", " + a.centroids + " training centroids" : ""}).`
        : "No adapter loaded: generation without adaptation only (start the demo with --adapter FILE).");
+  $("compile").textContent = `Shader compilation: ${info.warmupSeconds.toFixed(2)} s, in a warm-up run at load time ` +
+    `(every kernel the page uses, compiled by the browser); the tokens/s below are generation alone.` +
+    (a ? " Adapted tokens that differ from the base model's at the same position are highlighted." : "");
   for (const [dom, text] of SAMPLES) {
     const b = document.createElement("button");
     b.type = "button";
