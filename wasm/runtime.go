@@ -136,15 +136,15 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 	}
 	info := map[string]any{
 		"warmupSeconds": warm.Seconds(),
-		"backend": b.Name(),
-		"dtype":   dtype,
-		"vocab":   cfg.VocabSize,
-		"context": cfg.NCtx,
-		"embd":    cfg.NEmbd,
-		"heads":   cfg.NHead,
-		"layers":  cfg.NLayer,
-		"params":  cfg.Params(),
-		"adapter": nil,
+		"backend":       b.Name(),
+		"dtype":         dtype,
+		"vocab":         cfg.VocabSize,
+		"context":       cfg.NCtx,
+		"embd":          cfg.NEmbd,
+		"heads":         cfg.NHead,
+		"layers":        cfg.NLayer,
+		"params":        cfg.Params(),
+		"adapter":       nil,
 	}
 	if rt != nil {
 		hidden := make([]any, len(rt.Meta.Hidden))
