@@ -345,7 +345,8 @@ func TestRuntimeBatchPlan(t *testing.T) {
 
 // TestRuntimeGenerate checks that greedy generation of several prompts in
 // one batch, each with its own cluster's update, equals generating each
-// prompt alone with the same cluster's head, and differs from the base.
+// prompt alone with the same cluster's head, and that the update moves the
+// logits away from the base model's.
 func TestRuntimeGenerate(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)
@@ -392,8 +393,19 @@ func TestRuntimeGenerate(t *testing.T) {
 			}
 			toks = append(toks, g.Tokens)
 		}
+		// The update must reach the logits; whether a random adapter flips
+		// a greedy token over six steps depends on the seed (it did not for
+		// 1796408394154462264), so generations are only logged.
 		if same == len(prompts) {
-			t.Errorf("%s: adaptation changed no generation", name)
+			t.Logf("%s: adaptation changed no greedy token of these prompts", name)
+		}
+		al, bl := forwardWith(t, m, prompts, p.Adapter(nil)), forwardWith(t, m, prompts, nil)
+		var moved float64
+		for j := range al {
+			moved = max(moved, math.Abs(float64(al[j]-bl[j])))
+		}
+		if moved < 1e-3 {
+			t.Errorf("%s: the plan's update moves no logit by more than %.2g", name, moved)
 		}
 		// Adaptation switched off for a sequence gives its base generation.
 		on := make([]bool, len(prompts))
