@@ -29,7 +29,7 @@ type Runtime struct {
 	cops         cluster.Ops
 	hyper        *HyperNet
 	static       *Static
-	pair         *Static // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	pair         *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
 	sites        map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 }
 
