@@ -84,27 +84,14 @@ layers; generate, run, perplexity and serve apply them there).`,
 						delete(w.Splits, k)
 					}
 				}
+				w.Splits["fit"] = w.PromptsOnly().Splits["fit"] // the gate reads their prompts only
 				roles = w.Roles
 			} else if w, roles, err = trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed); err != nil {
 				return err
 			}
-			// The gate reads the pretraining windows' prompts only: the base
-			// model runs over those alone (a Windows of its own, whose T is
-			// the prompt, or Prepare would read past the cut windows).
-			fw := &adaptrun.Windows{}
-			*fw = *w
-			fw.Splits = map[string][]adaptrun.Window{"fit": w.Splits["fit"]}
-			w.Splits = map[string][]adaptrun.Window{"train": w.Splits["train"]}
 			sets, err := prepareWithBar(s, w)
 			if err != nil {
 				return err
-			}
-			if len(fw.Splits["fit"]) > 0 {
-				fs, err := prepareWithBar(s, fw.PromptsOnly())
-				if err != nil {
-					return err
-				}
-				sets.Fit = fs.Fit
 			}
 			d := sets.Train
 			m, ok := benchMethods(rank, features, len(d.Domains), rank)[method]
