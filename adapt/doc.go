@@ -13,6 +13,11 @@
 //
 // Rows of several clusters are served in one batch by one fused kernel
 // (the SGMV idea of Punica and S-LoRA, for generated adapters): Ops.Logits.
+// An adapter may also update the decoder's block sites (qkv, proj, fc,
+// fc2) of every layer the same way, each row with its own cluster's pair
+// (sites.go: a shrink, Ops.LowRankU, and an expand, Ops.AddLowRank, per
+// site); Plan.Adapter is the model.Adapter that applies all of it in
+// prefill and decode, natively, in the server and in the browser.
 // Adapter files (Save, Load) are safetensors with JSON metadata that pins
 // the base model, so an adapter trained for another model is refused.
 //

@@ -84,14 +84,24 @@ layers; generate, run, perplexity and serve apply them there).`,
 						delete(w.Splits, k)
 					}
 				}
-				w.Splits["fit"] = w.PromptsOnly().Splits["fit"] // the gate reads their prompts only
 				roles = w.Roles
 			} else if w, roles, err = trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed); err != nil {
 				return err
 			}
+			// The gate reads only the prompts of the pretraining windows.
+			fitW := w.PromptsOnly()
+			delete(fitW.Splits, "train")
+			delete(w.Splits, "fit")
 			sets, err := prepareWithBar(s, w)
 			if err != nil {
 				return err
+			}
+			if len(fitW.Splits["fit"]) > 0 {
+				fs, err := prepareWithBar(s, fitW)
+				if err != nil {
+					return err
+				}
+				sets.Fit = fs.Fit
 			}
 			d := sets.Train
 			m, ok := benchMethods(rank, features, len(d.Domains), rank)[method]

@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/debug"
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
@@ -59,5 +60,8 @@ func main() {
 func recovered(err *error) {
 	if r := recover(); r != nil {
 		*err = fmt.Errorf("internal error: %v", r)
+		if os.Getenv("CHAMELEON_TRACE") != "" {
+			debug.PrintStack()
+		}
 	}
 }
