@@ -261,8 +261,11 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", hyper, "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "the cat") {
 		t.Errorf("generate with the trained adapter: %q", gen)
 	}
-	if _, stderr, err := run(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", hyper, "--train", "4"}, win...)...); err == nil || !strings.Contains(stderr, "no adapter file") {
-		t.Errorf("adapt train of a decoder method: err %v, stderr %q", err, stderr)
+	// A decoder method writes its adapter file too (generated qkv sites).
+	deep := filepath.Join(t.TempDir(), "hyper-qkv.safetensors")
+	mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", deep, "--train", "4"}, win...)...)
+	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", deep, "--max-tokens", "2", "--temperature", "0", "the cat"); !strings.Contains(gen, "the cat") {
+		t.Errorf("generate with the trained decoder adapter: %q", gen)
 	}
 	bench := t.TempDir()
 	mustRun(t, "", append([]string{"adapt", "bench", "--out", bench, "--train", "6", "--val", "2", "--test", "2", "--harm", "0", "--fit", "0",
