@@ -65,6 +65,12 @@ type Meta struct {
 	// paper's v3); they are generated otherwise.
 	Sites       []string `json:"sites,omitempty"`
 	StaticSites bool     `json:"static_sites,omitempty"`
+	// StaticRank (hyper adapters) adds a static LoRA pair of this rank to
+	// the output projection, shared by every adapted row, on top of the
+	// generated per-cluster update (ChamaleonLLM+ hybrid): tensors
+	// static.A (1, Rs, C) and static.B (1, V, Rs) right after the
+	// hyper-network's. 0: none.
+	StaticRank int `json:"static_rank,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.
@@ -90,6 +96,12 @@ func (m Meta) Validate() error {
 	}
 	if err := m.validateSites(); err != nil {
 		return err
+	}
+	if m.StaticRank < 0 || m.StaticRank > maxRank {
+		return fmt.Errorf("static rank %d: want 0..%d", m.StaticRank, maxRank)
+	}
+	if m.StaticRank > 0 && m.Kind != KindHyper {
+		return fmt.Errorf("static_rank is for hyper adapters (a %s adapter is static already)", m.Kind)
 	}
 	switch m.Kind {
 	case KindLoRA:
@@ -153,7 +165,8 @@ func FeatureDim(kind string, c int) (int, error) {
 func (m Meta) Spec() []model.HostTensor {
 	c := m.Base.Config
 	if m.Kind == KindHyper {
-		spec := append(HyperSpec(m.Hyper()), m.siteSpec()...)
+		spec := append(HyperSpec(m.Hyper()), m.staticPairSpec()...)
+		spec = append(spec, m.siteSpec()...)
 		if m.Centroids > 0 {
 			in, _ := FeatureDim(m.Features, c.NEmbd)
 			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
@@ -348,9 +361,59 @@ func (a *Adapter) TrainingCentroids() *cluster.Centroids {
 }
 
 // HyperTensors are a hyper adapter's network tensors (HyperSpec order),
-// without the block sites', the centroids and the gate stored after them.
+// without the static pair, the block sites', the centroids and the gate
+// stored after them.
 func (a *Adapter) HyperTensors() []model.HostTensor {
 	return a.Tensors[:min(len(a.Tensors), len(HyperSpec(a.Meta.Hyper())))]
+}
+
+// Names of a hybrid hyper adapter's static pair (Meta.StaticRank).
+const (
+	StaticPairA = "static.A" // (1, Rs, C)
+	StaticPairB = "static.B" // (1, V, Rs)
+)
+
+// staticPairSpec is the name and shape of m's static pair (none when
+// StaticRank is 0).
+func (m Meta) staticPairSpec() []model.HostTensor {
+	if m.StaticRank <= 0 {
+		return nil
+	}
+	c := m.Base.Config
+	return []model.HostTensor{
+		{Name: StaticPairA, Shape: []int{1, m.StaticRank, c.NEmbd}},
+		{Name: StaticPairB, Shape: []int{1, c.VocabSize, m.StaticRank}},
+	}
+}
+
+// headTensors is the number of tensors of the output projection's update
+// at the start of a's tensors: the hyper-network's and its static pair,
+// or a static adapter's two.
+func (m Meta) headTensors() int {
+	if m.Kind != KindHyper {
+		return 2
+	}
+	return len(HyperSpec(m.Hyper())) + len(m.staticPairSpec())
+}
+
+// StaticPair returns a hybrid hyper adapter's static pair, A (1, Rs, C)
+// and B (1, V, Rs), or nil when it has none (Meta.StaticRank 0).
+func (a *Adapter) StaticPair() []model.HostTensor {
+	if a.Meta.Kind != KindHyper || a.Meta.StaticRank <= 0 {
+		return nil
+	}
+	n := len(HyperSpec(a.Meta.Hyper()))
+	return a.Tensors[n:min(len(a.Tensors), n+2)]
+}
+
+// UploadStaticPair puts a hybrid hyper adapter's static pair on b (nil,
+// nil when it has none).
+func (a *Adapter) UploadStaticPair(b gpu.Backend) (*Static, error) {
+	host := a.StaticPair()
+	if host == nil {
+		return nil, nil
+	}
+	return uploadPair(b, a.Meta.staticPairSpec(), host, a.Meta.Alpha)
 }
 
 // UploadStatic puts a KindLoRA or KindExperts adapter's factors on b.

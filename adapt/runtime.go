@@ -29,6 +29,7 @@ type Runtime struct {
 	cops         cluster.Ops
 	hyper        *HyperNet
 	static       *Static
+	pair         *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
 	sites        map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 }
 
@@ -50,17 +51,16 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	switch a.Meta.Kind {
 	case KindHyper:
 		r.hyper, err = a.UploadHyper(m.B)
+		if err == nil {
+			r.pair, err = a.UploadStaticPair(m.B)
+		}
 		r.Centroids = a.TrainingCentroids()
 		r.Gate = a.Gate()
 	default:
 		r.static, err = a.UploadStatic(m.B)
 	}
 	if err == nil {
-		n := len(HyperSpec(a.Meta.Hyper()))
-		if a.Meta.Kind != KindHyper {
-			n = 2
-		}
-		r.sites, err = a.uploadSites(m.B, n)
+		r.sites, err = a.uploadSites(m.B, a.Meta.headTensors())
 	}
 	if err != nil {
 		r.Free()
@@ -77,10 +77,13 @@ func (r *Runtime) Free() {
 	if r.static != nil {
 		r.static.Free(r.M.B)
 	}
+	if r.pair != nil {
+		r.pair.Free(r.M.B)
+	}
 	for _, u := range r.sites {
 		u.free(r.M.B)
 	}
-	r.hyper, r.static, r.sites = nil, nil, nil
+	r.hyper, r.static, r.pair, r.sites = nil, nil, nil, nil
 }
 
 // Mode is how a plan groups its sequences.

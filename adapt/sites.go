@@ -215,6 +215,7 @@ type planPass struct {
 	p          *Plan
 	rows, head gpu.Tensor // each activation row's and logits row's cluster
 	rows0      gpu.Tensor // 0 for an adapted row, -1 otherwise: the static sites' pair
+	head0      gpu.Tensor // the same for the logits rows: a hybrid adapter's static pair
 	live       []gpu.Tensor
 }
 
@@ -252,6 +253,16 @@ func (a planAdapter) Begin(rows, head []int32) (model.Pass, error) {
 	if pass.head, err = upload(hc); err != nil {
 		pass.End()
 		return nil, err
+	}
+	if p.rt.pair != nil {
+		h0 := make([]int32, len(hc))
+		for r, c := range hc {
+			h0[r] = min(c, 0)
+		}
+		if pass.head0, err = upload(h0); err != nil {
+			pass.End()
+			return nil, err
+		}
 	}
 	if len(p.rt.sites) == 0 {
 		return pass, nil
@@ -295,13 +306,25 @@ func (q *planPass) Linear(s model.Site, y, x gpu.Tensor) error {
 }
 
 // Logits implements model.Pass: the output projection with each row's
-// update, in one fused kernel.
+// update, in one fused kernel; a hybrid adapter's static pair is then
+// added to every adapted row (LowRankU, AddLowRank).
 func (q *planPass) Logits(dst, h gpu.Tensor) (bool, error) {
 	if q.head == nil {
 		return false, nil
 	}
 	p := q.p
-	return true, p.rt.ops.Logits(dst, h, p.rt.M.W.Wte, nil, p.factors, q.head, p.Alpha)
+	if err := p.rt.ops.Logits(dst, h, p.rt.M.W.Wte, nil, p.factors, q.head, p.Alpha); err != nil || p.rt.pair == nil {
+		return true, err
+	}
+	f := p.rt.pair.Factors()
+	m, _ := rows(h)
+	u, err := p.rt.M.B.Alloc(gpu.F32, m, f.R)
+	if err != nil {
+		return true, fmt.Errorf("adapt: static pair of the output projection: %w", err)
+	}
+	q.live = append(q.live, u)
+	p.rt.ops.LowRankU(u, h, f, q.head0, p.Alpha)
+	return true, p.rt.ops.AddLowRank(dst, u, f, q.head0)
 }
 
 // End implements model.Pass.

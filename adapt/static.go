@@ -55,9 +55,14 @@ func InitStatic(k, r, c, v int, seed uint64) []model.HostTensor {
 // UploadStatic puts a static adapter's host tensors (StaticSpec order and
 // shapes, checked) on b.
 func UploadStatic(b gpu.Backend, k, r, c, v int, alpha float32, host []model.HostTensor) (*Static, error) {
-	spec := StaticSpec(k, r, c, v)
+	return uploadPair(b, StaticSpec(k, r, c, v), host, alpha)
+}
+
+// uploadPair puts the host tensors of a factor pair (A, B), checked against
+// spec's names and shapes, on b.
+func uploadPair(b gpu.Backend, spec, host []model.HostTensor, alpha float32) (*Static, error) {
 	if len(host) != len(spec) {
-		return nil, fmt.Errorf("adapt: static adapter has %d tensors, want 2 (A, B)", len(host))
+		return nil, fmt.Errorf("adapt: static adapter has %d tensors, want 2 (%s, %s)", len(host), spec[0].Name, spec[1].Name)
 	}
 	var ts [2]gpu.Tensor
 	for i, s := range spec {

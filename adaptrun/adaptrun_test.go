@@ -181,6 +181,7 @@ func TestRunTiny(t *testing.T) {
 			{Name: "experts", Kind: KindExperts, Rank: 2, Features: adapt.FeatureBoth},
 			{Name: "table", Kind: KindTable, Rank: 2, Features: adapt.FeatureHidden, K: 2},
 			hyper,
+			{Name: "hybrid", Kind: KindHyper, Rank: 2, StaticRank: 2, Features: adapt.FeatureHidden, Hidden: []int{4}, Recluster: true},
 		},
 		LRs: []float64{3e-2, 1e-1}, Seeds: 2, Primary: "hyper", Bootstrap: 100,
 		Opts: TrainOpts{Batch: 4, Epochs: 4, Alpha: 1},
@@ -190,9 +191,9 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora, experts x2, table, hyper x7
-	if len(res.Rows) != 13 {
-		t.Fatalf("%d rows, want 13", len(res.Rows))
+	// base, temperature, lora, experts x2, table, hyper x7, hybrid x7
+	if len(res.Rows) != 20 {
+		t.Fatalf("%d rows, want 20", len(res.Rows))
 	}
 	// The self-checked row keeps, window by window, the gated online loss
 	// or the base model's.
@@ -235,6 +236,22 @@ func TestRunTiny(t *testing.T) {
 	}
 	if len(online.HarmPct) != 1 || math.Abs(online.HarmPct[0]) > 1e-9 {
 		t.Fatalf("held-out windows of unseen tokens should be gated to the base model: harm %v%%", online.HarmPct)
+	}
+	// The hybrid (static pair + generated update) adapts, and its rows
+	// count the static pair's parameters and FLOPs.
+	hy := byName["hybrid, online (nearest training centroid)"]
+	if !(hy.Loss < baseLoss-0.05) {
+		t.Fatalf("the hybrid did not adapt: %.4f vs base %.4f", hy.Loss, baseLoss)
+	}
+	for _, r := range res.Rows {
+		if r.Method == "hybrid" {
+			c, v := base.Config.NEmbd, base.Config.VocabSize
+			net := cfg.Methods[4]
+			net.StaticRank = 0
+			if want := net.Params(c, v, 1) + 2*(c+v); r.Params != want || r.FLOPsPerToken < float64(4*2*(c+v)) {
+				t.Fatalf("%s: %d parameters, %g FLOPs a token: want %d and at least %d", r.Name, r.Params, r.FLOPsPerToken, want, 4*2*(c+v))
+			}
+		}
 	}
 	dir := t.TempDir()
 	md := res.Markdown(sum)

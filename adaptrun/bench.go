@@ -366,13 +366,14 @@ func rowRole(m Method, g string) string {
 }
 
 // addedFLOPs is the work an adapter adds per scored token: the low-rank
-// update, 2R(C+V), plus, for a hyper-network, its forward once per
-// cluster spread over a batch of tokens.
+// update, 2R(C+V) (and a hybrid's static pair, 2Rs(C+V)), plus, for a
+// hyper-network, its forward once per cluster spread over a batch of
+// tokens.
 func addedFLOPs(m Method, g string, layers, c, v, tokensPerCluster int) float64 {
 	if g == GroupMean {
 		return float64(2 * c * v) // the mean update has full rank
 	}
-	f := float64(2 * m.Rank * (c + v))
+	f := float64(2 * (m.Rank + m.StaticRank) * (c + v))
 	var h float64 // the hyper-network's forward, once per cluster
 	if m.Kind == KindHyper {
 		d := m.hyperConfig(c, v, 1).Dims()

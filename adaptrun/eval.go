@@ -144,7 +144,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	} else if t != nil {
 		meta, host = t.Adapter.Meta, t.Adapter.Tensors
 		if meta.Kind == adapt.KindHyper {
-			host = t.Adapter.HyperTensors()
+			host = append(slices.Clone(t.Adapter.HyperTensors()), t.Adapter.StaticPair()...)
 		}
 	}
 	seq := func(cl int) {
@@ -402,7 +402,8 @@ func hyperForward(a *adapt.Adapter, x []float32) []float32 {
 }
 
 // meanUpdate is alpha * Σ_g (|g|/n) B_g A_g, the (V, C) mean of the
-// updates a hyper adapter generates for groups gs.
+// updates a hyper adapter generates for groups gs, plus, for a hybrid
+// adapter, its static pair's alpha * Bs As (which every group shares).
 func meanUpdate(t *Trained, gs []group, n int) ([]float32, error) {
 	meta := t.Adapter.Meta
 	c, v, r := meta.Base.Config.NEmbd, meta.Base.Config.VocabSize, meta.Rank
@@ -418,6 +419,22 @@ func meanUpdate(t *Trained, gs []group, n int) ([]float32, error) {
 			row := dw[vi*c : (vi+1)*c]
 			for j := range r {
 				bj := wgt * float64(b[vi*r+j])
+				if bj == 0 {
+					continue
+				}
+				for ci, av := range a[j*c : (j+1)*c] {
+					row[ci] += bj * float64(av)
+				}
+			}
+		}
+	}
+	if sp := t.Adapter.StaticPair(); sp != nil {
+		rs := meta.StaticRank
+		a, b := sp[0].Data, sp[1].Data
+		for vi := range v {
+			row := dw[vi*c : (vi+1)*c]
+			for j := range rs {
+				bj := float64(meta.Alpha) * float64(b[vi*rs+j])
 				if bj == 0 {
 					continue
 				}

@@ -22,11 +22,13 @@ import (
 //	hyper:   p = MLP(means) (K, R*C + V*R) -> A_k, B_k   (dropout in training)
 //	static:  A (K, R, C), B (K, V, R) are the parameters
 //	logits = W h + alpha * B_c (A_c h)        (adapt.Ops.Logits, one fused kernel)
+//	hybrid: logits += alpha * Bs (As h)      for every adapted row (Meta.StaticRank:
+//	        a static pair As (1, Rs, C), Bs (1, V, Rs); LowRankU, AddLowRank)
 //	loss   = mean over rows with a target of cross-entropy
 //
 // and backward: cross-entropy, adapt.Ops.LowRankBackward into the factors'
-// gradient, then (hyper) each Linear's MatMulBackward and the ReLU/dropout
-// backward down to the first layer.
+// gradient (and the static pair's), then (hyper) each Linear's
+// MatMulBackward and the ReLU/dropout backward down to the first layer.
 type AdapterNet struct {
 	Meta   adapt.Meta
 	B      gpu.TrainBackend
@@ -37,6 +39,7 @@ type AdapterNet struct {
 	names  []string
 	hyper  *adapt.HyperNet // KindHyper
 	static *adapt.Static   // KindLoRA, KindExperts
+	pair   *adapt.Static   // KindHyper with Meta.StaticRank: the static pair (K = 1), params after the network's
 }
 
 // NewAdapterNet puts an adapter (host tensors in meta.Spec() order, the
@@ -46,11 +49,22 @@ func NewAdapterNet(b gpu.TrainBackend, wte gpu.Tensor, meta adapt.Meta, host []m
 	c := meta.Base.Config
 	var err error
 	if meta.Kind == adapt.KindHyper {
-		if n.hyper, err = adapt.UploadHyper(b, meta.Hyper(), host); err != nil {
+		nh := len(adapt.HyperSpec(meta.Hyper()))
+		if len(host) < nh {
+			return nil, fmt.Errorf("adaptrun: hyper adapter with %d tensors, want at least %d", len(host), nh)
+		}
+		if n.hyper, err = adapt.UploadHyper(b, meta.Hyper(), host[:nh]); err != nil {
 			return nil, err
 		}
 		for _, l := range n.hyper.Layers {
 			n.params = append(n.params, l.W, l.Bias)
+		}
+		if meta.StaticRank > 0 {
+			if n.pair, err = (&adapt.Adapter{Meta: meta, Tensors: host}).UploadStaticPair(b); err != nil {
+				n.hyper.Free(b)
+				return nil, err
+			}
+			n.params = append(n.params, n.pair.A, n.pair.B)
 		}
 	} else {
 		if n.static, err = adapt.UploadStatic(b, meta.Experts, meta.Rank, c.NEmbd, c.VocabSize, meta.Alpha, host); err != nil {
@@ -81,6 +95,9 @@ func (n *AdapterNet) Free() {
 	}
 	if n.static != nil {
 		n.static.Free(n.B)
+	}
+	if n.pair != nil {
+		n.pair.Free(n.B)
 	}
 	freeAll(n.B, n.grads)
 	n.grads, n.params = nil, nil
@@ -117,6 +134,8 @@ type stepState struct {
 	live    []gpu.Tensor
 	h, tg   gpu.Tensor
 	cl      gpu.Tensor
+	cl0     gpu.Tensor // hybrid: 0 for an adapted row, -1 otherwise (the static pair's clusters)
+	us      gpu.Tensor // hybrid: alpha As h (M, Rs)
 	f       adapt.Factors
 	logits  gpu.Tensor
 	packed  gpu.Tensor   // hyper output
@@ -220,7 +239,30 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 	if err := n.ops.Logits(s.logits, s.h, n.Wte, nil, s.f, s.cl, n.Meta.Alpha); err != nil {
 		return fail(err)
 	}
+	if n.pair != nil {
+		if s.cl0, err = s.upload(gpu.I32, clampClusters(bt.Cluster), m); err != nil {
+			return fail(err)
+		}
+		if s.us, err = s.alloc(gpu.F32, m, n.Meta.StaticRank); err != nil {
+			return fail(err)
+		}
+		pf := n.pair.Factors()
+		n.ops.LowRankU(s.us, s.h, pf, s.cl0, n.Meta.Alpha)
+		if err := n.ops.AddLowRank(s.logits, s.us, pf, s.cl0); err != nil {
+			return fail(err)
+		}
+	}
 	return s, nil
+}
+
+// clampClusters maps every adapted row's cluster to 0 and keeps -1: the
+// clusters of a static pair that every adapted row shares.
+func clampClusters(cl []int32) []int32 {
+	out := make([]int32, len(cl))
+	for i, c := range cl {
+		out[i] = min(c, 0)
+	}
+	return out
 }
 
 // backward records the gradients of the mean loss into Grads (written).
@@ -239,6 +281,13 @@ func (s *stepState) backward(cluster []int32) error {
 	n.ops.LowRankU(u, s.h, s.f, s.cl, n.Meta.Alpha)
 	if n.static != nil {
 		return n.ops.LowRankBackward(adapt.NewFactors(n.grads[0], n.grads[1]), dl, s.h, u, s.f, cluster, n.Meta.Alpha)
+	}
+	if n.pair != nil {
+		g := len(n.grads)
+		if err := n.ops.LowRankBackward(adapt.NewFactors(n.grads[g-2], n.grads[g-1]), dl, s.h, s.us, n.pair.Factors(),
+			clampClusters(cluster), n.Meta.Alpha); err != nil {
+			return err
+		}
 	}
 	dp, err := s.alloc(gpu.F32, s.packed.Shape()...)
 	if err != nil {

@@ -3,6 +3,7 @@ package adaptrun
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -14,8 +15,9 @@ import (
 
 // TestAdapterGradientsFD checks the whole head-only adapter backward
 // (cross-entropy, the low-rank update, the hyper-network's layers and
-// ReLUs) against central finite differences of the mean loss, on the
-// reference backend, with rows of several clusters and unadapted rows.
+// ReLUs, a hybrid's static pair) against central finite differences of the
+// mean loss, on the reference backend, with rows of several clusters and
+// unadapted rows.
 func TestAdapterGradientsFD(t *testing.T) {
 	m, w := fixture(t)
 	b := m.B.(gpu.TrainBackend)
@@ -28,13 +30,24 @@ func TestAdapterGradientsFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
-	for _, kind := range []adapt.Kind{adapt.KindHyper, adapt.KindExperts} {
+	for _, kind := range []adapt.Kind{adapt.KindHyper, "hybrid", adapt.KindExperts} {
 		var meta adapt.Meta
 		var host []model.HostTensor
-		if kind == adapt.KindHyper {
+		switch kind {
+		case adapt.KindHyper:
 			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
 			host = adapt.InitHyper(meta.Hyper(), 9) // non-zero B: every gradient is live
-		} else {
+		case "hybrid":
+			meta = adapt.Meta{Kind: adapt.KindHyper, Rank: 2, StaticRank: 3, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
+			host = adapt.InitHyper(meta.Hyper(), 9)
+			pair := adapt.InitStatic(1, 3, c, v, 4)
+			pair[0].Name, pair[1].Name = adapt.StaticPairA, adapt.StaticPairB
+			r := rand.New(rand.NewPCG(2, 2))
+			for i := range pair[1].Data {
+				pair[1].Data[i] = float32(r.NormFloat64()) // non-zero Bs: As's gradient is live
+			}
+			host = append(host, pair...)
+		default:
 			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Experts: 3, Base: base}
 			host = adapt.InitStatic(3, 2, c, v, 9)
 			r := rand.New(rand.NewPCG(1, 1))
@@ -76,6 +89,7 @@ func TestAdapterGradientsFD(t *testing.T) {
 			t.Fatal(err)
 		}
 		s.free()
+		var staticFD float64 // the largest finite difference of a hybrid's static pair
 		for pi, p := range n.Params() {
 			grad, _ := b.ReadF32(n.Grads()[pi])
 			val, _ := b.ReadF32(p)
@@ -91,10 +105,16 @@ func TestAdapterGradientsFD(t *testing.T) {
 				val[i] = old
 				_ = b.Write(p, val)
 				fd := (lp - lm) / (2 * eps)
+				if strings.HasPrefix(n.names[pi], "static.") {
+					staticFD = max(staticFD, math.Abs(fd))
+				}
 				if math.Abs(fd-float64(grad[i])) > 2e-3+2e-2*math.Abs(fd) {
 					t.Fatalf("%s: %s[%d]: analytic %g, finite difference %g", kind, n.names[pi], i, grad[i], fd)
 				}
 			}
+		}
+		if kind == "hybrid" && !(staticFD > 1e-4) {
+			t.Errorf("hybrid: the static pair does not move the loss (largest finite difference %g)", staticFD)
 		}
 		n.Free()
 	}

@@ -43,6 +43,12 @@ type Method struct {
 	// paper's v3).
 	Deep       []string `json:"deep,omitempty"`
 	DeepStatic bool     `json:"deep_static,omitempty"`
+	// StaticRank (hyper, head-only) adds a static LoRA pair of this rank
+	// to the output projection, shared by every adapted row and trained
+	// jointly with the hyper-network (ChamaleonLLM+ hybrid): the static
+	// pair carries the shift common to the adaptation domains, the
+	// generated update each cluster's own.
+	StaticRank int `json:"static_rank,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -171,7 +177,7 @@ func (m Method) Params(c, v, k int) int {
 		for _, t := range adapt.HyperSpec(m.hyperConfig(c, v, 1)) {
 			n += gpu.Numel(t.Shape)
 		}
-		return n
+		return n + m.StaticRank*(c+v)
 	case KindLoRA:
 		return m.Rank * (c + v)
 	}
@@ -197,6 +203,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	}
 	if len(m.Deep) > 0 && m.Kind != KindLoRA && m.Kind != KindHyper {
 		return nil, fmt.Errorf("adaptrun: %s: updates inside the decoder are for lora and hyper methods", m.Name)
+	}
+	if m.StaticRank != 0 && (m.Kind != KindHyper || len(m.Deep) > 0 || m.StaticRank < 0) {
+		return nil, fmt.Errorf("adaptrun: %s: a static pair of rank %d is for head-only hyper methods", m.Name, m.StaticRank)
 	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
@@ -270,6 +279,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 			return nil, err
 		}
 		meta.Kind, meta.Hidden, meta.Dropout, meta.Features = adapt.KindHyper, m.Hidden, m.Dropout, m.Features
+		meta.StaticRank = m.StaticRank
 		dim := hc.InDim()
 		f := d.Feature(m.Features)
 		mu, sd = FeatureStats(f, dim)
@@ -303,6 +313,12 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		rc := hc.Rank * hc.C
 		clear(host[last].Data[rc*host[last].Shape[1]:])
 		clear(host[last+1].Data[rc:])
+		if m.StaticRank > 0 {
+			// The static pair starts as LoRA does: A random, B zero.
+			pair := adapt.InitStatic(1, m.StaticRank, c, v, o.Seed)
+			pair[0].Name, pair[1].Name = adapt.StaticPairA, adapt.StaticPairB
+			host = append(host, pair...)
+		}
 	default:
 		return nil, fmt.Errorf("adaptrun: unknown method kind %q", m.Kind)
 	}

@@ -34,6 +34,13 @@ func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adapt
 			Hidden: []int{64, 32}, Recluster: true},
 		"hyper-both": {Name: "ChamaleonLLM+ (embeddings + hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureBoth,
 			Hidden: []int{64, 32}, Recluster: true},
+		// A static pair of rank 128 for the shift every adaptation domain
+		// shares plus the generated per-cluster update, trained jointly;
+		// the narrower second hidden layer keeps the total at the
+		// parameter-matched LoRA's (C=256, V=4096, r=8: 557,056 + 609,360 =
+		// 1,166,416 against hyper-hidden's 1,167,456).
+		"hyper-hybrid": {Name: "ChamaleonLLM+ hybrid (static r=128 + generated, hidden states)", Kind: adaptrun.KindHyper, Rank: r,
+			Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true, StaticRank: 128},
 		// Updates inside the decoder (the frozen base runs forward and
 		// backward every step).
 		"lora-qkv": {Name: fmt.Sprintf("LoRA r=%d in qkv + head", r), Kind: adaptrun.KindLoRA, Rank: r, Deep: []string{train.SiteQKV}},
@@ -46,7 +53,7 @@ func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adapt
 	}
 }
 
-var benchMethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var benchMethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
 
 func adaptBenchCmd() *cobra.Command {
 	var mf modelFlags
