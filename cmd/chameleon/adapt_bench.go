@@ -369,6 +369,7 @@ func corpusRole(c *data.Corpus, d string) string {
 func adaptGateCurveCmd() *cobra.Command {
 	var mf modelFlags
 	var windowsIn, fromJSON, adapterSpec, method, out, qs string
+	var asJSON bool
 	c := &cobra.Command{
 		Use:   "gatecurve --windows W --from-json bench.json --out DIR",
 		Short: "What the gate trades: replay gates of other radii on a benchmark result (gain kept against harm done)",
@@ -435,12 +436,16 @@ result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 			if err := adaptrun.WriteGateCurvePNG(filepath.Join(out, "gate-curve.png"), pts); err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(os.Stdout, map[string]any{"method": method, "points": pts})
+			}
 			fmt.Print(md)
 			return nil
 		},
 	}
 	mf.add(c)
 	fl := c.Flags()
+	fl.BoolVar(&asJSON, "json", false, "print the replayed points as JSON (the files are written either way)")
 	fl.StringVar(&windowsIn, "windows", "", "the windows file the result was measured on")
 	fl.StringVar(&fromJSON, "from-json", "", "the benchmark result (bench.json, or .json.gz)")
 	fl.StringVar(&adapterSpec, "adapter", "default", "the method's first-seed adapter file")

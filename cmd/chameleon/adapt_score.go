@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -74,9 +73,7 @@ held-out ones.`,
 				}
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"adapter": describeAdapter(a.Meta), "rows": all})
+				return printJSON(os.Stdout, map[string]any{"adapter": describeAdapter(a.Meta), "rows": all})
 			}
 			return nil
 		},

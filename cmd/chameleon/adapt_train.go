@@ -46,6 +46,7 @@ func (f *modelFlags) loadForAdapters(what string) (*session, gpu.TrainBackend, a
 func adaptTrainCmd() *cobra.Command {
 	var mf modelFlags
 	var corpus, method, out, adaptDoms, features, windowsIn string
+	var asJSON bool
 	var t, prompt, perDomain, fit, rank, epochs, batch int
 	var lr float64
 	var alpha float32
@@ -158,6 +159,11 @@ layers; generate, run, perplexity and serve apply them there).`,
 			if err := train.WriteLossPlot(strings.TrimSuffix(out, ".safetensors")+"-loss.png", hist); err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(os.Stdout, map[string]any{"method": method, "name": m.Name, "adapter": describeAdapter(tr.Adapter.Meta),
+					"params": tr.NParams, "steps": len(tr.Losses), "first_loss": tr.Losses[0], "last_loss": tr.Losses[len(tr.Losses)-1],
+					"out": filepath.Clean(out)})
+			}
 			fmt.Printf("%s: %d trainable parameters, %d steps, loss %.3f -> %.3f; %s\n", m.Name, tr.NParams, len(tr.Losses),
 				tr.Losses[0], tr.Losses[len(tr.Losses)-1], filepath.Clean(out))
 			return nil
@@ -168,6 +174,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
 	fl.StringVar(&method, "method", "hyper-hidden", "the method: "+benchMethodNames)
 	fl.StringVar(&out, "out", "", "adapter file to write (FILE.safetensors)")
+	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	fl.StringVar(&windowsIn, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
 	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
 	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on")
@@ -192,7 +199,7 @@ func adaptGateCmd() *cobra.Command {
 	var corpus, windowsIn, in, out, adaptDoms string
 	var t, prompt, perDomain, fit, batch int
 	var seed uint64
-	var selfCheck bool
+	var selfCheck, gateJSON bool
 	c := &cobra.Command{
 		Use:   "gate --adapter IN --out OUT",
 		Short: "Store a gate in a hyper adapter: inputs far from its training clusters, or nearer the base model's own domains, keep the base model",
@@ -242,6 +249,10 @@ func adaptGateCmd() *cobra.Command {
 			if err := adapt.Save(out, a); err != nil {
 				return err
 			}
+			if gateJSON {
+				return printJSON(os.Stdout, map[string]any{"out": out, "adapter": describeAdapter(a.Meta), "gate_radius": a.Meta.GateRadius,
+					"gate_adapt": a.Meta.GateAdapt, "gate_pretrain": a.Meta.GatePretrain, "self_check": a.Meta.SelfCheck})
+			}
 			fmt.Printf("%s: %s\n", out, describeAdapter(a.Meta))
 			return nil
 		},
@@ -250,6 +261,7 @@ func adaptGateCmd() *cobra.Command {
 	fl := c.Flags()
 	fl.StringVar(&in, "adapter", "", "hyper adapter file (or default)")
 	fl.StringVar(&out, "out", "", "adapter file to write")
+	fl.BoolVar(&gateJSON, "json", false, "print the stored gate as JSON")
 	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
 	fl.StringVar(&windowsIn, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
 	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")

@@ -284,7 +284,10 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	// A method with updates inside the decoder writes a file that generate
 	// applies (qkv of every layer as well as the head).
 	deep := filepath.Join(t.TempDir(), "deep.safetensors")
-	mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", deep, "--train", "4", "--epochs", "1"}, win...)...)
+	tj := checkSnake(t, "adapt train --json", mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", deep, "--train", "4", "--epochs", "1", "--json"}, win...)...))
+	if r, ok := tj.(map[string]any); !ok || r["out"] != deep || r["steps"] == nil {
+		t.Errorf("adapt train --json: %v", tj)
+	}
 	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", deep, "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "the cat") {
 		t.Errorf("generate with the trained decoder adapter: %q", gen)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,7 +14,7 @@ import (
 
 func selfcheckCmd() *cobra.Command {
 	var seed uint64
-	var profile bool
+	var profile, asJSON bool
 	c := &cobra.Command{
 		Use:   "selfcheck",
 		Short: "Run every WGSL kernel on the adapter at GPT-2 sizes and compare with the plain-Go reference",
@@ -28,6 +29,9 @@ func selfcheckCmd() *cobra.Command {
 				seed = uint64(time.Now().UnixNano())
 			}
 			w := gpu.NewWebGPU(d)
+			if asJSON {
+				return selfcheckJSON(w, d.String(), seed)
+			}
 			fmt.Printf("self-check on %s (matmul variant %s, seed %d)\n", d, w.MatMulVariant, seed)
 			if profile {
 				if err := w.StartProfile(); err != nil {
@@ -50,6 +54,7 @@ func selfcheckCmd() *cobra.Command {
 	}
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed (0: from the clock)")
 	c.Flags().BoolVar(&profile, "profile", true, "print the GPU time of each kernel from timestamp queries")
+	c.Flags().BoolVar(&asJSON, "json", false, "print each check's verdict as JSON (no kernel profile)")
 	return c
 }
 
@@ -71,5 +76,34 @@ func selfcheck(w *gpu.WebGPU, seed uint64) error {
 		return fmt.Errorf("self-check: %d of the kernels disagree with the reference", fails)
 	}
 	fmt.Println("self-check passed: every kernel agrees with the reference")
+	return nil
+}
+
+// selfcheckJSON is selfcheck's --json: each check's name, wall time and
+// failure ("" when it agrees); the command fails as the text form does.
+func selfcheckJSON(w *gpu.WebGPU, device string, seed uint64) error {
+	type check struct {
+		Name    string  `json:"name"`
+		Ms      float64 `json:"ms"`
+		OK      bool    `json:"ok"`
+		Failure string  `json:"failure,omitempty"`
+	}
+	var checks []check
+	fails := 0
+	for _, c := range conformance.GPT2 {
+		r := conformance.Check(c, ref.New(), w, seed)
+		ck := check{Name: c.Name, Ms: float64(r.Elapsed.Microseconds()) / 1000, OK: true}
+		if err := r.Err(); err != nil {
+			ck.OK, ck.Failure = false, err.Error()
+			fails++
+		}
+		checks = append(checks, ck)
+	}
+	if err := printJSON(os.Stdout, map[string]any{"device": device, "matmul_variant": w.MatMulVariant, "seed": seed, "checks": checks, "passed": fails == 0}); err != nil {
+		return err
+	}
+	if fails > 0 {
+		return fmt.Errorf("self-check: %d of the kernels disagree with the reference", fails)
+	}
 	return nil
 }
