@@ -1,7 +1,6 @@
 package model
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 
@@ -17,8 +16,9 @@ type GenerateOptions struct {
 	Stop      []string         // generation of a sequence ends before the first of these
 	StopAtEOT bool             // end a sequence at <|endoftext|> (not included in the text)
 	// OnText, if set, streams each sequence's text as it is produced. Text
-	// that might still turn out to begin a stop string is held back until
-	// it cannot, so the streamed text always equals the final Text.
+	// that might still turn out to begin a stop string, or the first bytes
+	// of a character the next token completes, is held back until it
+	// cannot (StopText), so the streamed text always equals the final Text.
 	OnText func(seq int, text []byte)
 	// Adapter, if set, adapts every step's forward (package adapt's
 	// plans); its sequences are the prompts, in order.
@@ -78,9 +78,15 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 		rngs[i] = rand.New(rand.NewPCG(s, 0x5eed))
 	}
 	out := make([]Generation, B)
-	streams := make([]stopStream, B)
+	streams := make([]*StopText, B)
 	for i := range streams {
-		streams[i] = stopStream{stops: opt.Stop, seq: i, emit: opt.OnText}
+		streams[i] = NewStopText(opt.Stop)
+	}
+	// release streams what sequence i's text can release now.
+	release := func(i int, final bool) {
+		if from, to := streams[i].Release(final); to > from && opt.OnText != nil {
+			opt.OnText(i, streams[i].Text()[from:to:to])
+		}
 	}
 	done := make([]bool, B)
 	step := prompts
@@ -114,15 +120,17 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 			if opt.StopAtEOT && id == tok.EOT() {
 				g.Finish = "stop"
 				done[i] = true
-				streams[i].flush()
+				release(i, true)
 				continue
 			}
 			g.Tokens = append(g.Tokens, id)
-			if streams[i].add(tok.TokenBytes(id)) {
+			if streams[i].Add(tok.TokenBytes(id)) {
 				g.Finish = "stop"
 				done[i] = true
+				release(i, true)
 				continue
 			}
+			release(i, false)
 			switch {
 			case len(g.Tokens) >= opt.MaxTokens:
 				g.Finish = "length"
@@ -134,63 +142,14 @@ func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions)
 				continue
 			}
 			done[i] = true
-			streams[i].flush()
+			release(i, true)
 		}
 		if active == 0 {
 			break
 		}
 	}
 	for i := range out {
-		out[i].Text = streams[i].text
+		out[i].Text = streams[i].Text()
 	}
 	return out, nil
-}
-
-// stopStream accumulates one sequence's text, cuts it at the first stop
-// string, and streams what can no longer be part of one.
-type stopStream struct {
-	stops   []string
-	seq     int
-	emit    func(int, []byte)
-	text    []byte // all text kept so far
-	emitted int    // bytes of text already streamed
-}
-
-// add appends b and reports whether a stop string now occurs.
-func (s *stopStream) add(b []byte) bool {
-	s.text = append(s.text, b...)
-	cut, hold := len(s.text), 0
-	for _, st := range s.stops {
-		if st == "" {
-			continue
-		}
-		if i := bytes.Index(s.text, []byte(st)); i >= 0 && i < cut {
-			cut = i
-		}
-		// The longest suffix of text that is a proper prefix of st.
-		for k := min(len(st)-1, len(s.text)); k > hold; k-- {
-			if bytes.HasSuffix(s.text, []byte(st[:k])) {
-				hold = k
-				break
-			}
-		}
-	}
-	if cut < len(s.text) {
-		s.text = s.text[:cut]
-		s.flush()
-		return true
-	}
-	s.send(len(s.text) - hold)
-	return false
-}
-
-func (s *stopStream) flush() { s.send(len(s.text)) }
-
-func (s *stopStream) send(upto int) {
-	if upto > s.emitted {
-		if s.emit != nil {
-			s.emit(s.seq, s.text[s.emitted:upto])
-		}
-		s.emitted = upto
-	}
 }

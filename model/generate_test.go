@@ -13,6 +13,8 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 )
 
+// TestStopStream: generation's stop strings (StopText), streamed pieces
+// adding up to the final text.
 func TestStopStream(t *testing.T) {
 	for _, c := range []struct {
 		pieces []string
@@ -27,19 +29,22 @@ func TestStopStream(t *testing.T) {
 		{[]string{"END"}, []string{"E", "END"}, "", true},
 	} {
 		var streamed []byte
-		s := stopStream{stops: c.stops, emit: func(_ int, b []byte) { streamed = append(streamed, b...) }}
+		s := NewStopText(c.stops)
+		emit := func(final bool) {
+			from, to := s.Release(final)
+			streamed = append(streamed, s.Text()[from:to]...)
+		}
 		hit := false
 		for _, p := range c.pieces {
-			if s.add([]byte(p)) {
+			if s.Add([]byte(p)) {
 				hit = true
 				break
 			}
+			emit(false)
 		}
-		if !hit {
-			s.flush()
-		}
-		if hit != c.hit || string(s.text) != c.text || !bytes.Equal(streamed, s.text) {
-			t.Errorf("%q stops %q: text %q streamed %q hit %v; want %q hit %v", c.pieces, c.stops, s.text, streamed, hit, c.text, c.hit)
+		emit(true)
+		if hit != c.hit || string(s.Text()) != c.text || !bytes.Equal(streamed, s.Text()) {
+			t.Errorf("%q stops %q: text %q streamed %q hit %v; want %q hit %v", c.pieces, c.stops, s.Text(), streamed, hit, c.text, c.hit)
 		}
 	}
 }

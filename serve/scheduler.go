@@ -144,7 +144,7 @@ type seq struct {
 	next   int32   // the last sampled token, fed at the next step
 	rng    *rand.Rand
 	params gpu.SampleParams // normalised: greedy is the zero value
-	text   seqText
+	text   *model.StopText
 	infos  []TokenInfo // with logprobs: one per generated token
 	ntok   int         // generated tokens (<|endoftext|> not counted)
 	adapt  Adapter     // its adaptation: On from the task, Cluster from Model.Group
@@ -423,7 +423,7 @@ func (s *Scheduler) admit() time.Duration {
 		s.slots[b] = &seq{
 			run: r, index: k, prompt: t.Prompts[k/t.N], params: p,
 			rng:   rand.New(rand.NewPCG(t.Seed+uint64(k), 0x5eed)), // as model.Generate seeds its sequences
-			text:  seqText{stops: t.Stop},
+			text:  model.NewStopText(t.Stop),
 			adapt: Adapter{On: t.Adapter.On, Cluster: -1},
 		}
 		s.cache.Len[b] = 0
@@ -630,7 +630,7 @@ func (s *Scheduler) accept(b int, id int32, lp []float32) {
 	}
 	q.ntok++
 	if lp != nil {
-		info := TokenInfo{ID: id, Offset: len(q.text.text), Logprob: lp[id]}
+		info := TokenInfo{ID: id, Offset: len(q.text.Text()), Logprob: lp[id]}
 		info.Top = topLogprobs(lp, r.task.Logprobs)
 		q.infos = append(q.infos, info)
 	}
@@ -639,7 +639,7 @@ func (s *Scheduler) accept(b int, id int32, lp []float32) {
 		piece = s.tok.TokenBytes(id)
 	}
 	switch {
-	case q.text.add(piece):
+	case q.text.Add(piece):
 		s.finish(b, "stop")
 	case q.ntok >= r.task.MaxTokens, s.cache.Len[b] >= s.cache.Tmax:
 		s.finish(b, "length")
@@ -653,10 +653,10 @@ func (s *Scheduler) accept(b int, id int32, lp []float32) {
 
 // event releases what it can of q's text as an event.
 func (s *Scheduler) event(q *seq, final bool) Event {
-	from, to := q.text.release(final)
-	ev := Event{Index: q.index, Text: q.text.text[from:to:to], Adapter: q.adapt}
+	from, to := q.text.Release(final)
+	ev := Event{Index: q.index, Text: q.text.Text()[from:to:to], Adapter: q.adapt}
 	if q.infos != nil {
-		i, j := q.text.tokensIn(from, to)
+		i, j := q.text.TokensIn(from, to)
 		ev.Tokens = q.infos[i:j:j]
 	}
 	return ev

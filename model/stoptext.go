@@ -1,4 +1,4 @@
-package serve
+package model
 
 import (
 	"bytes"
@@ -6,21 +6,27 @@ import (
 	"unicode/utf8"
 )
 
-// seqText accumulates one sequence's generated text, cuts it before the
+// StopText accumulates one sequence's generated text, cuts it before the
 // first stop string, and releases text only once it can no longer be part
 // of a stop string nor the first bytes of a UTF-8 character that the next
-// token completes; so the streamed text always equals the final text, and
-// stream chunks never split a character.
-type seqText struct {
+// token completes: so streamed text always equals the final text, and no
+// streamed piece splits a character. Generate and the server both use it.
+type StopText struct {
 	stops    []string
 	text     []byte // all text kept so far
 	released int    // bytes of text already released
 	offsets  []int  // byte offset in text of each added token
 }
 
-// add appends a token's bytes and reports whether a stop string now
-// occurs (the text is then cut before it).
-func (s *seqText) add(b []byte) bool {
+// NewStopText is an empty text that stops at any of stops ("" is ignored).
+func NewStopText(stops []string) *StopText { return &StopText{stops: stops} }
+
+// Text is the text kept so far (cut before a stop string once one occurs).
+func (s *StopText) Text() []byte { return s.text }
+
+// Add appends a token's bytes and reports whether a stop string now occurs
+// (the text is then cut before it).
+func (s *StopText) Add(b []byte) bool {
 	s.offsets = append(s.offsets, len(s.text))
 	s.text = append(s.text, b...)
 	cut := len(s.text)
@@ -42,9 +48,9 @@ func (s *seqText) add(b []byte) bool {
 	return false
 }
 
-// release returns the range [from, to) of text that can be released now;
+// Release returns the range [from, to) of Text that can be released now;
 // final releases everything that is left.
-func (s *seqText) release(final bool) (from, to int) {
+func (s *StopText) Release(final bool) (from, to int) {
 	from, to = s.released, len(s.text)
 	if !final {
 		hold := 0
@@ -81,8 +87,8 @@ func completeUTF8(text []byte, from, to int) int {
 	return to
 }
 
-// tokensIn returns the indices [i, j) of the tokens whose text starts in
-// [from, to).
-func (s *seqText) tokensIn(from, to int) (i, j int) {
+// TokensIn returns the indices [i, j) of the added tokens whose text
+// starts in [from, to).
+func (s *StopText) TokensIn(from, to int) (i, j int) {
 	return sort.SearchInts(s.offsets, from), sort.SearchInts(s.offsets, to)
 }
