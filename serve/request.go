@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // CompletionRequest is the body of POST /v1/completions: OpenAI's legacy
@@ -234,4 +236,100 @@ func (req *CompletionRequest) unsupported() *APIError {
 		return badRequest("suffix", "unsupported", "suffix is not supported")
 	}
 	return nil
+}
+
+// requestLimits is what a request is checked against: the server's limits,
+// the model's context and vocabulary, and whether it serves an adapter.
+type requestLimits struct {
+	MaxN, MaxTokens, MaxLogprobs, MaxChoices int
+	Context, Vocab                           int
+	Adapts                                   bool
+	ModelName                                string
+}
+
+// task checks the request against l and makes its task (tok encodes text
+// prompts): the task, each prompt's text (for echo), and whether a stream
+// ends with a usage chunk.
+func (req *CompletionRequest) task(l requestLimits, tok *model.Tokenizer) (t *Task, prompts [][]byte, usage bool, e *APIError) {
+	if e := req.unsupported(); e != nil {
+		return nil, nil, false, e
+	}
+	if req.StreamOptions != nil {
+		if !req.Stream {
+			return nil, nil, false, badRequest("stream_options", "invalid_value", "stream_options needs stream: true")
+		}
+		usage = req.StreamOptions.IncludeUsage
+	}
+	t = &Task{N: 1, MaxTokens: 16, Logprobs: -1, Adapter: Adapter{On: l.Adapts, Cluster: -1}}
+	if req.Adapt != nil {
+		if *req.Adapt && !l.Adapts {
+			return nil, nil, false, badRequest("adapt", "adaptation_unavailable", "adapt: this server serves %q without an adapter", l.ModelName)
+		}
+		t.Adapter.On = *req.Adapt
+	}
+	if req.N != nil {
+		if *req.N < 1 || *req.N > l.MaxN {
+			return nil, nil, false, badRequest("n", "invalid_value", "n %d: want 1 to %d", *req.N, l.MaxN)
+		}
+		t.N = *req.N
+	}
+	if req.MaxTokens != nil {
+		if *req.MaxTokens < 1 || *req.MaxTokens > l.MaxTokens {
+			return nil, nil, false, badRequest("max_tokens", "invalid_value", "max_tokens %d: want 1 to %d", *req.MaxTokens, l.MaxTokens)
+		}
+		t.MaxTokens = *req.MaxTokens
+	}
+	if req.Logprobs != nil {
+		if *req.Logprobs < 0 || *req.Logprobs > l.MaxLogprobs {
+			return nil, nil, false, badRequest("logprobs", "invalid_value", "logprobs %d: want 0 to %d", *req.Logprobs, l.MaxLogprobs)
+		}
+		t.Logprobs = *req.Logprobs
+	}
+	if t.Sample, e = req.sampleParams(); e != nil {
+		return nil, nil, false, e
+	}
+	if t.Stop, e = parseStop(req.Stop); e != nil {
+		return nil, nil, false, e
+	}
+	if req.Seed != nil {
+		t.Seed = uint64(*req.Seed)
+	} else {
+		t.Seed = rand.Uint64()
+	}
+	texts, ids, e := parsePrompt(req.Prompt)
+	if e != nil {
+		return nil, nil, false, e
+	}
+	if n := max(len(texts), len(ids)) * t.N; n > l.MaxChoices {
+		return nil, nil, false, badRequest("n", "too_many_choices", "%d prompts x n = %d choices, at most %d", max(len(texts), len(ids)), n, l.MaxChoices)
+	}
+	for i, text := range texts {
+		p := tok.EncodeWithSpecial(text)
+		if len(p) == 0 {
+			return nil, nil, false, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
+		}
+		t.Prompts = append(t.Prompts, p)
+		prompts = append(prompts, []byte(text))
+	}
+	for i, p := range ids {
+		if len(p) == 0 {
+			return nil, nil, false, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
+		}
+		for _, id := range p {
+			if id < 0 || int(id) >= l.Vocab {
+				return nil, nil, false, badRequest("prompt", "invalid_token", "prompt %d: token id %d outside the vocabulary of %d", i, id, l.Vocab)
+			}
+		}
+		t.Prompts = append(t.Prompts, p)
+		prompts = append(prompts, tok.Decode(p))
+	}
+	for i, p := range t.Prompts {
+		if len(p) >= l.Context {
+			return nil, nil, false, badRequest("prompt", "context_length_exceeded", "prompt %d has %d tokens; the context holds %d, including at least one new token", i, len(p), l.Context)
+		}
+		if len(p)+t.MaxTokens > l.Context {
+			return nil, nil, false, badRequest("max_tokens", "context_length_exceeded", "prompt %d has %d tokens + max_tokens %d exceeds the context of %d: lower max_tokens to %d or less", i, len(p), t.MaxTokens, l.Context, l.Context-len(p))
+		}
+	}
+	return t, prompts, usage, nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -254,88 +253,12 @@ func (s *Server) validate(body *CompletionRequest, chat bool) (*request, *APIErr
 	if e := s.checkModel(body.Model); e != nil {
 		return nil, e
 	}
-	if e := body.unsupported(); e != nil {
-		return nil, e
-	}
-	if body.StreamOptions != nil {
-		if !body.Stream {
-			return nil, badRequest("stream_options", "invalid_value", "stream_options needs stream: true")
-		}
-		req.usage = body.StreamOptions.IncludeUsage
-	}
-	t := &Task{N: 1, MaxTokens: 16, Logprobs: -1, Adapter: Adapter{On: s.adapts, Cluster: -1}}
-	if body.Adapt != nil {
-		if *body.Adapt && !s.adapts {
-			return nil, badRequest("adapt", "adaptation_unavailable", "adapt: this server serves %q without an adapter", s.opt.ModelName)
-		}
-		t.Adapter.On = *body.Adapt
-	}
-	if body.N != nil {
-		if *body.N < 1 || *body.N > s.opt.MaxN {
-			return nil, badRequest("n", "invalid_value", "n %d: want 1 to %d", *body.N, s.opt.MaxN)
-		}
-		t.N = *body.N
-	}
-	if body.MaxTokens != nil {
-		if *body.MaxTokens < 1 || *body.MaxTokens > s.opt.MaxTokens {
-			return nil, badRequest("max_tokens", "invalid_value", "max_tokens %d: want 1 to %d", *body.MaxTokens, s.opt.MaxTokens)
-		}
-		t.MaxTokens = *body.MaxTokens
-	}
-	if body.Logprobs != nil {
-		if *body.Logprobs < 0 || *body.Logprobs > s.opt.MaxLogprobs {
-			return nil, badRequest("logprobs", "invalid_value", "logprobs %d: want 0 to %d", *body.Logprobs, s.opt.MaxLogprobs)
-		}
-		t.Logprobs = *body.Logprobs
-	}
+	l := requestLimits{MaxN: s.opt.MaxN, MaxTokens: s.opt.MaxTokens, MaxLogprobs: s.opt.MaxLogprobs, MaxChoices: s.opt.MaxChoices,
+		Context: s.cfg.NCtx, Vocab: min(s.cfg.VocabSize, s.tok.VocabSize()), Adapts: s.adapts, ModelName: s.opt.ModelName}
 	var e *APIError
-	if t.Sample, e = body.sampleParams(); e != nil {
+	if req.task, req.prompts, req.usage, e = body.task(l, s.tok); e != nil {
 		return nil, e
 	}
-	if t.Stop, e = parseStop(body.Stop); e != nil {
-		return nil, e
-	}
-	if body.Seed != nil {
-		t.Seed = uint64(*body.Seed)
-	} else {
-		t.Seed = rand.Uint64()
-	}
-	texts, ids, e := parsePrompt(body.Prompt)
-	if e != nil {
-		return nil, e
-	}
-	if n := max(len(texts), len(ids)) * t.N; n > s.opt.MaxChoices {
-		return nil, badRequest("n", "too_many_choices", "%d prompts x n = %d choices, at most %d", max(len(texts), len(ids)), n, s.opt.MaxChoices)
-	}
-	for i, text := range texts {
-		p := s.tok.EncodeWithSpecial(text)
-		if len(p) == 0 {
-			return nil, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
-		}
-		t.Prompts = append(t.Prompts, p)
-		req.prompts = append(req.prompts, []byte(text))
-	}
-	for i, p := range ids {
-		if len(p) == 0 {
-			return nil, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
-		}
-		for _, id := range p {
-			if id < 0 || int(id) >= min(s.cfg.VocabSize, s.tok.VocabSize()) {
-				return nil, badRequest("prompt", "invalid_token", "prompt %d: token id %d outside the vocabulary of %d", i, id, min(s.cfg.VocabSize, s.tok.VocabSize()))
-			}
-		}
-		t.Prompts = append(t.Prompts, p)
-		req.prompts = append(req.prompts, s.tok.Decode(p))
-	}
-	for i, p := range t.Prompts {
-		if len(p) >= s.cfg.NCtx {
-			return nil, badRequest("prompt", "context_length_exceeded", "prompt %d has %d tokens; the context holds %d, including at least one new token", i, len(p), s.cfg.NCtx)
-		}
-		if len(p)+t.MaxTokens > s.cfg.NCtx {
-			return nil, badRequest("max_tokens", "context_length_exceeded", "prompt %d has %d tokens + max_tokens %d exceeds the context of %d: lower max_tokens to %d or less", i, len(p), t.MaxTokens, s.cfg.NCtx, s.cfg.NCtx-len(p))
-		}
-	}
-	req.task = t
 	return req, nil
 }
 
