@@ -127,14 +127,24 @@ func TestKMeansSeparableBlobs(t *testing.T) {
 	}
 	for _, ops := range bothOps(t) {
 		x := upload(t, ops, xs, n, c)
+		// k-means++ can still put two seeds in one blob (rarely: seed
+		// 1796410218699242330 did), a local optimum Lloyd keeps; the best
+		// of three seedings by inertia, as one would run it, must find
+		// the blobs.
 		for s := uint64(0); s < 5; s++ {
-			res, err := KMeans(ops, x, Config{K: k, Seed: rng.Uint64()})
-			if err != nil {
-				t.Fatal(err)
+			var best *Result
+			for range 3 {
+				res, err := KMeans(ops, x, Config{K: k, Seed: rng.Uint64()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkResult(t, res, n, c, k)
+				if best == nil || res.Inertia < best.Inertia {
+					best = res
+				}
 			}
-			checkResult(t, res, n, c, k)
-			if !samePartition(res.Assign, truth) || !res.Converged {
-				t.Fatalf("%s: assignments %v (converged %v), want the partition %v", ops.Name(), res.Assign, res.Converged, truth)
+			if !samePartition(best.Assign, truth) || !best.Converged {
+				t.Fatalf("%s: assignments %v (converged %v), want the partition %v", ops.Name(), best.Assign, best.Converged, truth)
 			}
 		}
 		ops.Free(x)
