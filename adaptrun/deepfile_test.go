@@ -117,20 +117,7 @@ func TestDeepAdapterFile(t *testing.T) {
 					t.Fatal(err)
 				}
 				copy(p.Cluster, g.Cluster)
-				c, err := mb.NewCache(len(bt.Tokens), len(bt.Tokens[0]))
-				if err != nil {
-					t.Fatal(err)
-				}
-				lt, err := mb.ForwardAdapted(c, bt.Tokens, false, p.Adapter(nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				got, err := mb.B.ReadF32(lt)
-				if err != nil {
-					t.Fatal(err)
-				}
-				mb.B.Free(lt)
-				mb.FreeCache(c)
+				got := logitsWith(t, mb, bt.Tokens, p.Adapter(nil))
 				p.Free()
 				rt.Free()
 				var worst, moved float64
@@ -169,13 +156,19 @@ func TestDeepAdapterFile(t *testing.T) {
 
 // baseLogits is the unadapted forward of toks on mb.
 func baseLogits(t *testing.T, mb *model.Model, toks [][]int32) []float32 {
+	return logitsWith(t, mb, toks, nil)
+}
+
+// logitsWith is the forward of toks on mb adapted by ad (nil: none), every
+// position's logits.
+func logitsWith(t *testing.T, mb *model.Model, toks [][]int32, ad model.Adapter) []float32 {
 	t.Helper()
 	c, err := mb.NewCache(len(toks), len(toks[0]))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer mb.FreeCache(c)
-	lt, err := mb.Forward(c, toks)
+	lt, err := mb.ForwardAdapted(c, toks, false, ad)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,52 +178,4 @@ func baseLogits(t *testing.T, mb *model.Model, toks [][]int32) []float32 {
 		t.Fatal(err)
 	}
 	return d
-}
-
-// TestScoreServed scores a saved adapter through the inference path: the
-// base scores equal model.Score's, a LoRA inside the decoder changes every
-// window, and the rows pool per domain and per role.
-func TestScoreServed(t *testing.T) {
-	m, w := fixture(t)
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &adapt.Adapter{Meta: adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 2, Alpha: 1, Base: base, Sites: []string{train.SiteQKV}}}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for _, s := range a.Meta.Spec() {
-		s.Data = make([]float32, gpu.Numel(s.Shape))
-		for i := range s.Data {
-			s.Data[i] = float32(0.3 * rng.NormFloat64())
-		}
-		a.Tensors = append(a.Tensors, s)
-	}
-	ws := append(slices.Clone(w.Splits["test"]), w.Splits["validation"]...)
-	sv, err := ScoreServed(m, a, "test", ws, w.Prompt, 5, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(sv.Base.Loss) != len(ws) || len(sv.Kept) != len(ws) {
-		t.Fatalf("%d scores for %d windows", len(sv.Base.Loss), len(ws))
-	}
-	for i, win := range ws {
-		want, err := m.Score([][]int32{win.Tokens}, []int{w.Prompt}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if math.Abs(want[0].NLL-sv.Base.Loss[i]) > 1e-4*math.Abs(want[0].NLL) || want[0].Tokens != sv.Base.N[i] {
-			t.Errorf("window %d: base %g over %d tokens, model.Score %g over %d", i, sv.Base.Loss[i], sv.Base.N[i], want[0].NLL, want[0].Tokens)
-		}
-		if !sv.Kept[i] || sv.Adapted.Loss[i] == sv.Base.Loss[i] {
-			t.Errorf("window %d: kept %v, adapted %g, base %g: a LoRA adapts every window", i, sv.Kept[i], sv.Adapted.Loss[i], sv.Base.Loss[i])
-		}
-	}
-	rows := sv.Rows(w.Order, w.Roles, 50)
-	var names []string
-	for _, r := range rows {
-		names = append(names, r.Name)
-	}
-	if !slices.Contains(names, "all adapt") || !slices.Contains(names, "up") {
-		t.Errorf("rows %v: want per domain and per role", names)
-	}
 }

@@ -105,20 +105,7 @@ func TestHybridAdapterFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		copy(p.Cluster, g.Cluster)
-		kv, err := mb.NewCache(len(toks), len(toks[0]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		lt, err := mb.ForwardAdapted(kv, toks, false, p.Adapter(nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := mb.B.ReadF32(lt)
-		if err != nil {
-			t.Fatal(err)
-		}
-		mb.B.Free(lt)
-		mb.FreeCache(kv)
+		got := logitsWith(t, mb, toks, p.Adapter(nil))
 		p.Free()
 		rt.Free()
 		bl := baseLogits(t, mb, toks)
