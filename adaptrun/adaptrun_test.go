@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -177,7 +178,7 @@ func TestRunTiny(t *testing.T) {
 	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Recluster: true}
 	cfg := Config{
 		Methods: []Method{
-			{Name: "lora", Kind: KindLoRA, Rank: 2},
+			{Name: "lora", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden},
 			{Name: "experts", Kind: KindExperts, Rank: 2, Features: adapt.FeatureBoth},
 			{Name: "table", Kind: KindTable, Rank: 2, Features: adapt.FeatureHidden, K: 2},
 			hyper,
@@ -191,32 +192,52 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora, experts x2, table, hyper x7, hybrid x7
-	if len(res.Rows) != 20 {
-		t.Fatalf("%d rows, want 20", len(res.Rows))
+	// base, temperature, lora x3, experts x2, table, hyper x7, hybrid x7
+	if len(res.Rows) != 22 {
+		t.Fatalf("%d rows, want 22", len(res.Rows))
 	}
 	// The self-checked row keeps, window by window, the gated online loss
 	// or the base model's.
-	var onl, chk, bse *Row
+	var onl, chk, bse, sta, sgt, sck *Row
 	for i := range res.Rows {
 		switch r := &res.Rows[i]; {
 		case r.Method == "hyper" && r.Grouping == GroupOnline:
 			onl = r
 		case r.Method == "hyper" && r.Grouping == GroupChecked:
 			chk = r
+		case r.Method == "lora" && r.Grouping == GroupStatic:
+			sta = r
+		case r.Method == "lora" && r.Grouping == GroupStaticGated:
+			sgt = r
+		case r.Method == "lora" && r.Grouping == GroupStaticChecked:
+			sck = r
 		case r.Role == RoleBase:
 			bse = r
 		}
 	}
-	if onl == nil || chk == nil {
-		t.Fatal("no online or self-checked row")
+	if onl == nil || chk == nil || sta == nil || sgt == nil || sck == nil {
+		t.Fatal("no online, self-checked, or static, gated and checked LoRA row")
 	}
-	for s := range chk.Test {
-		for i, l := range chk.Test[s].Loss {
-			if l != onl.Test[s].Loss[i] && l != bse.Test[0].Loss[i] {
-				t.Fatalf("seed %d window %d: self-checked loss %g is neither the online %g nor the base %g", s, i, l, onl.Test[s].Loss[i], bse.Test[0].Loss[i])
+	// The self-checked rows keep, window by window, the loss of the gated
+	// row (hyper: online; LoRA: gated) or the base model's.
+	for _, p := range [][2]*Row{{chk, onl}, {sck, sgt}} {
+		for s := range p[0].Test {
+			for i, l := range p[0].Test[s].Loss {
+				if l != p[1].Test[s].Loss[i] && l != bse.Test[0].Loss[i] {
+					t.Fatalf("%s, seed %d window %d: loss %g is neither the gated %g nor the base %g", p[0].Name, s, i, l, p[1].Test[s].Loss[i], bse.Test[0].Loss[i])
+				}
 			}
 		}
+	}
+	// The gated LoRA keeps the base model on the held-out windows (random
+	// tokens far from its training centroids); ungated, it moves them.
+	for i, l := range sgt.Harm[0].Loss {
+		if l != bse.Harm[0].Loss[i] {
+			t.Fatalf("gated LoRA, held-out window %d: loss %g, base %g", i, l, bse.Harm[0].Loss[i])
+		}
+	}
+	if slices.Equal(sta.Harm[0].Loss, bse.Harm[0].Loss) {
+		t.Fatal("the ungated LoRA left every held-out window at the base model's loss")
 	}
 	if firsts["hyper"] == nil || firsts["hyper"].Adapter.Meta.Features != adapt.FeatureBoth || firsts["hyper"].Adapter.Meta.Centroids == 0 {
 		t.Fatalf("the first hyper adapter is missing its features or centroids")
@@ -236,6 +257,22 @@ func TestRunTiny(t *testing.T) {
 	}
 	if len(online.HarmPct) != 1 || math.Abs(online.HarmPct[0]) > 1e-9 {
 		t.Fatalf("held-out windows of unseen tokens should be gated to the base model: harm %v%%", online.HarmPct)
+	}
+	// The mixed stream: adaptation test windows and held-out ones together.
+	// Gated, the held-out half is unchanged, so the mixed gain is the
+	// adaptation gain scaled by its share of the scored tokens.
+	if online.Mixed == nil || byName["base model"].Mixed != nil {
+		t.Fatalf("mixed-stream interval: online %v, base %v (want one for the online row, none for the base)", online.Mixed, byName["base model"].Mixed)
+	}
+	var nt, nh int
+	for i := range bse.Test[0].N {
+		nt += bse.Test[0].N[i]
+	}
+	for i := range bse.Harm[0].N {
+		nh += bse.Harm[0].N[i]
+	}
+	if want := (online.Loss - baseLoss) * float64(nt) / float64(nt+nh); math.Abs(online.Mixed.Mean-want) > 1e-9 {
+		t.Fatalf("mixed stream: %+.6f nats/token, want %+.6f", online.Mixed.Mean, want)
 	}
 	// The hybrid (static pair + generated update) adapts, and its rows
 	// count the static pair's parameters and FLOPs.

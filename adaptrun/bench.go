@@ -118,7 +118,13 @@ func groupings(m Method) []string {
 	}
 	switch m.Kind {
 	case KindLoRA:
-		return []string{GroupStatic}
+		switch {
+		case m.Features == "":
+			return []string{GroupStatic}
+		case len(m.Deep) > 0: // the self-check scores prompts through the head-only path
+			return []string{GroupStatic, GroupStaticGated}
+		}
+		return []string{GroupStatic, GroupStaticGated, GroupStaticChecked}
 	case KindExperts:
 		return []string{GroupOracle, GroupRouted}
 	case KindTable:
@@ -331,6 +337,10 @@ func rowName(m Method, g string) string {
 	switch g {
 	case GroupStatic:
 		return m.Name
+	case GroupStaticGated:
+		return m.Name + ", gated (as the hyper-network's online rows)"
+	case GroupStaticChecked:
+		return m.Name + ", gated and self-checked"
 	case GroupOracle:
 		return m.Name + ", oracle (domain labels)"
 	case GroupRouted:

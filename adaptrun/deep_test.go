@@ -138,7 +138,7 @@ func TestRunTinyDeep(t *testing.T) {
 	qkv := []string{train.SiteQKV}
 	cfg := Config{
 		Methods: []Method{
-			{Name: "lora-qkv", Kind: KindLoRA, Rank: 2, Deep: qkv},
+			{Name: "lora-qkv", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden, Deep: qkv},
 			{Name: "v3", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: qkv, DeepStatic: true},
 			{Name: "deep", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: []string{train.SiteQKV, train.SiteFC2}, Recluster: true},
 		},
@@ -150,9 +150,9 @@ func TestRunTinyDeep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora-qkv, v3 x5, deep x5
-	if len(res.Rows) != 13 {
-		t.Fatalf("%d rows, want 13", len(res.Rows))
+	// base, temperature, lora-qkv x2 (static, gated), v3 x5, deep x5
+	if len(res.Rows) != 14 {
+		t.Fatalf("%d rows, want 14", len(res.Rows))
 	}
 	sum := res.Summarise()
 	byName := map[string]RowSummary{}
@@ -165,7 +165,9 @@ func TestRunTinyDeep(t *testing.T) {
 			t.Errorf("%s did not adapt: %.4f vs base %.4f", name, r.Loss, baseLoss)
 		}
 	}
-	if h := byName["deep, online (nearest training centroid)"].HarmPct; len(h) != 1 || math.Abs(h[0]) > 1e-3 {
-		t.Errorf("gated held-out windows should score as the base model (the decoder path agrees with the cached one): %v%%", h)
+	for _, name := range []string{"deep, online (nearest training centroid)", "lora-qkv, gated (as the hyper-network's online rows)"} {
+		if h := byName[name].HarmPct; len(h) != 1 || math.Abs(h[0]) > 1e-3 {
+			t.Errorf("%s: gated held-out windows should score as the base model (the decoder path agrees with the cached one): %v%%", name, h)
+		}
 	}
 }

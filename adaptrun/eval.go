@@ -16,6 +16,11 @@ import (
 const (
 	GroupBase      = "base"           // none: the base model
 	GroupStatic    = "static"         // lora: its one update for every window
+	// lora with Features, the fair control for the gated hyper rows: its
+	// one update behind the same gate (training centroids of its own
+	// windows, radius, pretraining centroids), and also self-checked.
+	GroupStaticGated   = "static-gated"
+	GroupStaticChecked = "static-checked"
 	GroupOracle    = "oracle"         // experts: the window's own domain's (uses the label)
 	GroupRouted    = "routed"         // experts, table: the nearest training centroid's (no labels)
 	GroupClustered = "clustered"      // hyper: k-means on the evaluated windows themselves, one cluster a batch, its mean feature
@@ -163,9 +168,12 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		meta = adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 1, Alpha: 1, Base: e.Base}
 		host = adapt.InitStatic(1, 1, c, v, 0)
 		seq(-1)
-	case GroupStatic:
+	case GroupStatic, GroupStaticGated, GroupStaticChecked:
 		if err := need(KindLoRA); err != nil {
 			return Scores{}, err
+		}
+		if grouping != GroupStatic && t.Cents == nil {
+			return Scores{}, fmt.Errorf("adaptrun: %s has no training centroids for a gate (a lora method needs Features)", t.M.Name)
 		}
 		seq(0)
 	case GroupOracle:
@@ -261,8 +269,8 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	// The gate: windows far from every training centroid of t, or nearer
 	// the pretraining domains' windows than the adaptation domains', keep
 	// the base model (not for the oracle, which knows the domain, nor
-	// online-ungated).
-	if t != nil && t.Radius > 0 && grouping != GroupOracle && grouping != GroupUngated {
+	// online-ungated, nor a LoRA's plain static row).
+	if t != nil && t.Radius > 0 && grouping != GroupOracle && grouping != GroupUngated && grouping != GroupStatic {
 		f := s.Feature(t.M.Features)
 		dim := len(f) / n
 		gc, err := e.gateCents(t.M.Features)
@@ -306,13 +314,17 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	// The self-check: a window keeps its update only where the update
 	// lowers the loss of the window's own prompt (known at serving time
 	// after the prefill), scored from the same hidden states.
-	if grouping == GroupChecked {
+	if grouping == GroupChecked || grouping == GroupStaticChecked {
+		ungated := GroupUngated
+		if grouping == GroupStaticChecked {
+			ungated = GroupStatic
+		}
 		ps := promptTargets(s)
 		bs, err := e.Score(nil, ps, GroupBase, 1)
 		if err != nil {
 			return Scores{}, err
 		}
-		as, err := e.Score(t, ps, GroupUngated, 1)
+		as, err := e.Score(t, ps, ungated, 1)
 		if err != nil {
 			return Scores{}, err
 		}

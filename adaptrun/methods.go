@@ -27,7 +27,7 @@ type Method struct {
 	Name     string  `json:"name"`
 	Kind     string  `json:"kind"`
 	Rank     int     `json:"rank"`
-	Features string  `json:"features,omitempty"` // hyper and table: what they cluster and condition on; experts: what routes
+	Features string  `json:"features,omitempty"` // hyper and table: what they cluster and condition on; experts: what routes; lora: what its gate reads (none: ungated only)
 	Hidden   []int   `json:"hidden,omitempty"`   // hyper: hidden widths
 	Dropout  float32 `json:"dropout,omitempty"`  // hyper: training dropout
 	K        int     `json:"k,omitempty"`        // table: clusters (0: one per batch of windows, as the hyper-network's)
@@ -221,6 +221,16 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	switch m.Kind {
 	case KindLoRA:
 		meta.Kind, meta.Experts = adapt.KindLoRA, 1
+		if m.Features != "" {
+			// Centroids of its own training windows for the gated rows
+			// only; training itself ignores them.
+			dim, _ := adapt.FeatureDim(m.Features, c)
+			res, err := kmeans(d.Feature(m.Features), dim, cluster.DefaultK(n, o.Batch), o.Seed)
+			if err != nil {
+				return nil, err
+			}
+			out.Cents = res.Centroids
+		}
 		for e := 0; e < o.Epochs; e++ {
 			var gs []group
 			for _, ch := range chunks(rng.Perm(n), o.Batch) {

@@ -65,3 +65,8 @@ func pooled(ss []Scores) Scores {
 	}
 	return out
 }
+
+// concatScores is a's windows followed by b's.
+func concatScores(a, b Scores) Scores {
+	return Scores{Loss: append(slices.Clone(a.Loss), b.Loss...), N: append(slices.Clone(a.N), b.N...)}
+}
