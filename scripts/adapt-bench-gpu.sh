@@ -22,7 +22,7 @@ set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 phase=${1:-all}
-head_s=${2:-300}
+head_s=${2:-420}
 deep_s=${3:-200}
 score_s=${4:-120}
 for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -53,7 +53,7 @@ if [ "$phase" = head ] || [ "$phase" = all ]; then
 	[ -n "${SKIP_CONFORMANCE:-}" ] || (cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestLowRankKernels|TestLowRankBackward$|TestLogits' -test.count 1) >> "$OUT/info.txt" 2>&1
 	mkdir -p "$OUT/head"
 	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
-		--methods "${HEAD_METHODS:-lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched}" > "$OUT/head/log" 2>&1
+		--methods "${HEAD_METHODS:-lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched,hyper-hybrid,hyper-hybrid-full}" > "$OUT/head/log" 2>&1
 	echo "head: exit $?" >> "$OUT/info.txt"
 	mv "$OUT"/head/hyper-*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"
