@@ -10,18 +10,25 @@
 #   (and Debian's Vulkan loader in .gl, as the device tool's README says)
 #
 # Run there from the repository root with OUT set:
-#   scripts/adapt-bench-gpu.sh [head|deep|all|score] [head seconds] [deep seconds] [score seconds]
+#   scripts/adapt-bench-gpu.sh [PHASE[,PHASE...]|all] [head seconds] [deep seconds] [score seconds]
+# PHASE is head, deep, score or overhead.
 # Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
 # OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
 # partial bench-partial.json when a phase ran out of time), the first
 # seed's hyper-network adapter files with their gate and self-check
 # (OUT/hyper-*.safetensors, decoder updates included) and, phase score (in
 # all too), each of those files and the default scored through the
-# inference path (OUT/score-*.json: adapt score on the test and harm splits).
+# inference path (OUT/score-*.json: adapt score on the test and harm splits)
+# and, phase overhead (in all too), the decoder-update overhead of a random
+# adapter on GPT-2 124M (OUT/overhead-*.json: head only, qkv, all sites).
+# With 15 minutes of device time a session, run `head,overhead` in
+# one call (about 8 minutes), then `deep` and `score` in a later session.
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 phase=${1:-all}
+# want PHASE: PHASE was asked for (phases are comma-separated, e.g. head,overhead; all runs every one).
+want() { [ "$phase" = all ] || [[ ",$phase," == *",$1,"* ]]; }
 head_s=${2:-420}
 deep_s=${3:-200}
 score_s=${4:-120}
@@ -49,7 +56,7 @@ if [ -z "${ALLOW_CPU:-}" ] && ! grep -qi nvidia <($CH devices 2>&1); then
 	exit 3
 fi
 common=(--windows "${WINDOWS:-.gpu/windows.json.gz}" --seeds 3 --epochs 2 --lrs "${LRS:-3e-4,1e-3,3e-3,1e-2,3e-2}" --bootstrap 1000)
-if [ "$phase" = head ] || [ "$phase" = all ]; then
+if want head; then
 	[ -n "${SKIP_CONFORMANCE:-}" ] || (cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestLowRankKernels|TestLowRankBackward$|TestLogits' -test.count 1) >> "$OUT/info.txt" 2>&1
 	mkdir -p "$OUT/head"
 	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
@@ -58,7 +65,7 @@ if [ "$phase" = head ] || [ "$phase" = all ]; then
 	mv "$OUT"/head/hyper-*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"
 fi
-if [ "$phase" = deep ] || [ "$phase" = all ]; then
+if want deep; then
 	mkdir -p "$OUT/deep"
 	timeout "$deep_s" $CH adapt bench "${common[@]}" --out "$OUT/deep" \
 		--methods "${DEEP_METHODS:-lora-qkv,hyper-qkv,hyper-v3}" > "$OUT/deep/log" 2>&1
@@ -66,13 +73,23 @@ if [ "$phase" = deep ] || [ "$phase" = all ]; then
 	mv "$OUT"/deep/hyper-*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/deep.tgz" -C "$OUT" deep && rm -rf "$OUT/deep"
 fi
-if [ "$phase" = score ] || [ "$phase" = all ]; then
+if want score; then
 	for f in default "$OUT"/hyper-*.safetensors ${SCORE_ADAPTERS:-}; do
 		[ "$f" = default ] || [ -f "$f" ] || continue
 		name=$(basename "$f" .safetensors)
 		timeout "$score_s" $CH adapt score --adapter "$f" --windows "${WINDOWS:-.gpu/windows.json.gz}" --dtype f32 --json \
 			> "$OUT/score-$name.json" 2> "$OUT/score-$name.log"
 		echo "score $name: exit $?" >> "$OUT/info.txt"
+	done
+fi
+if want overhead; then
+	# The decoder-update overhead on the card (the 5% target is for qkv):
+	# GPT-2 124M shape, random f16 weights, a random rank-8 hyper-network.
+	for sites in none attn.qkv attn.qkv,attn.proj,mlp.fc,mlp.fc2; do
+		args=(--config gpt2 --adapter random --adapter-rank 8 --reps 5 --json)
+		[ "$sites" = none ] || args+=(--adapter-sites "$sites")
+		timeout 120 $CH bench "${args[@]}" > "$OUT/overhead-${sites//,/+}.json" 2> "$OUT/overhead-${sites//,/+}.log"
+		echo "overhead $sites: exit $?" >> "$OUT/info.txt"
 	done
 fi
 ls -la "$OUT"
