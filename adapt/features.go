@@ -21,6 +21,12 @@ func (r *Runtime) FeatureWidth() int {
 // host. Embedding means come from the WGSL feature kernel; hidden-state
 // means from a forward of the base model over the sequences (HiddenMeans).
 func (r *Runtime) features(seqs [][]int32) (gpu.Tensor, []float32, error) {
+	return r.featuresWith(seqs, nil)
+}
+
+// featuresWith is features with the hidden-state means already computed
+// (hid, (N, C); nil: run the forward here).
+func (r *Runtime) featuresWith(seqs [][]int32, hid []float32) (gpu.Tensor, []float32, error) {
 	kind := r.Meta.Features
 	if kind == "" || kind == FeatureEmbed {
 		ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
@@ -35,9 +41,11 @@ func (r *Runtime) features(seqs [][]int32) (gpu.Tensor, []float32, error) {
 		return ft, host, nil
 	}
 	n, c := len(seqs), r.Meta.Base.Config.NEmbd
-	hid, err := HiddenMeans(r.M, seqs)
-	if err != nil {
-		return nil, nil, err
+	if hid == nil {
+		var err error
+		if hid, err = HiddenMeans(r.M, seqs); err != nil {
+			return nil, nil, err
+		}
 	}
 	host := hid
 	if kind == FeatureBoth {
@@ -118,6 +126,16 @@ func HiddenMeans(m *model.Model, seqs [][]int32) ([]float32, error) {
 			dst[j] += v
 		}
 	}
+	if err := normaliseMeans(out, c, idx, func(k int) int { return len(toks[k]) }); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// normaliseMeans scales each summed hidden state out[i] (i = idx[k]) to
+// unit L2 norm; a non-finite one is an error naming the sequence and its
+// length n(k).
+func normaliseMeans(out []float32, c int, idx []int, n func(k int) int) error {
 	for k, i := range idx {
 		row := out[i*c : (i+1)*c]
 		var ss float64
@@ -125,7 +143,7 @@ func HiddenMeans(m *model.Model, seqs [][]int32) ([]float32, error) {
 			ss += float64(v) * float64(v)
 		}
 		if math.IsNaN(ss) || math.IsInf(ss, 0) {
-			return nil, fmt.Errorf("adapt: sequence %d has a non-finite hidden state (%d tokens)", i, len(toks[k]))
+			return fmt.Errorf("adapt: sequence %d has a non-finite hidden state (%d tokens)", i, n(k))
 		}
 		if ss > 0 {
 			inv := float32(1 / math.Sqrt(ss))
@@ -134,5 +152,5 @@ func HiddenMeans(m *model.Model, seqs [][]int32) ([]float32, error) {
 			}
 		}
 	}
-	return out, nil
+	return nil
 }

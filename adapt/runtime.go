@@ -31,6 +31,10 @@ type Runtime struct {
 	static       *Static
 	pair         *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
 	sites        map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
+	// noSharedPass makes a self-checked plan run its three forwards apart
+	// (features, base loss, adapted loss) instead of basePass: for tests
+	// that compare the two.
+	noSharedPass bool
 }
 
 // NewRuntime checks that a was made for m (the base fingerprint) and puts
@@ -163,7 +167,11 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		p.K, p.factors = r.Meta.Experts, r.static.Factors()
 		return p, nil
 	}
-	ft, feats, err := r.features(seqs)
+	pp, err := r.checkPass(seqs, !o.Ungated)
+	if err != nil {
+		return nil, err
+	}
+	ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
 	if err != nil {
 		return nil, err
 	}
@@ -210,7 +218,7 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	if !o.Ungated && r.Meta.SelfCheck {
-		if err := p.selfCheck(seqs); err != nil {
+		if err := p.selfCheck(seqs, pp); err != nil {
 			p.Free()
 			return nil, err
 		}
@@ -401,7 +409,7 @@ func (r *Runtime) closeGate(cluster []int, feats []float32) {
 // sequence itself is evidence for it. A sequence of fewer than 2 tokens
 // has no such evidence and keeps the base model. It costs two forwards
 // over the sequences.
-func (p *Plan) selfCheck(seqs [][]int32) error {
+func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
 	m := p.rt.M
 	var idx []int
 	var check [][]int32
@@ -421,25 +429,38 @@ func (p *Plan) selfCheck(seqs [][]int32) error {
 	if len(check) == 0 {
 		return nil
 	}
-	base, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
-	if err != nil {
-		return fmt.Errorf("adapt: self-check: %w", err)
+	base := make([]float64, len(idx))
+	if pp != nil {
+		for j, i := range idx {
+			base[j] = pp.base[i]
+		}
+	} else {
+		sc, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
+		if err != nil {
+			return fmt.Errorf("adapt: self-check: %w", err)
+		}
+		for j := range sc {
+			base[j] = sc[j].NLL
+		}
 	}
-	// The adapted scores: the plan's adapter reads Cluster by sequence,
-	// so give it the checked sequences' clusters in their order.
-	all := p.Cluster
-	sub := make([]int, len(idx))
+	var adapted []float64
+	if pp != nil && pp.rows != nil {
+		var err error
+		if adapted, err = p.headScores(idx, seqs, pp.rows); err != nil {
+			return err
+		}
+	} else {
+		sc, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
+		if err != nil {
+			return fmt.Errorf("adapt: self-check: %w", err)
+		}
+		adapted = make([]float64, len(sc))
+		for j := range sc {
+			adapted[j] = sc[j].NLL
+		}
+	}
 	for j, i := range idx {
-		sub[j] = all[i]
-	}
-	p.Cluster = sub
-	adapted, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterFrom(first, nil) })
-	p.Cluster = all
-	if err != nil {
-		return fmt.Errorf("adapt: self-check: %w", err)
-	}
-	for j, i := range idx {
-		if !(adapted[j].NLL < base[j].NLL) {
+		if !(adapted[j] < base[j]) {
 			p.Cluster[i] = -1
 		}
 	}

@@ -68,7 +68,11 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	if len(seqs) == 0 {
 		return nil, nil
 	}
-	ft, feats, err := r.features(seqs)
+	pp, err := r.checkPass(seqs, true)
+	if err != nil {
+		return nil, err
+	}
+	ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
 	if err != nil {
 		return nil, err
 	}
@@ -85,7 +89,7 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 		}
 		defer p.Free()
 		copy(p.Cluster, as)
-		if err := p.selfCheck(seqs); err != nil {
+		if err := p.selfCheck(seqs, pp); err != nil {
 			return nil, err
 		}
 		copy(as, p.Cluster)

@@ -1,0 +1,245 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// promptPass is what one forward of the base model over a plan's
+// sequences gives a self-checked plan: each sequence's mean final hidden
+// state (the FeatureHidden feature, normalised as HiddenMeans does), its
+// summed next-token loss under the base model, and, for an adapter without
+// block sites, its final hidden rows, from which the self-check scores the
+// update with the head alone. Without it a self-checked plan runs the base
+// model over its sequences three times: features, base loss, adapted loss.
+type promptPass struct {
+	hidden []float32   // (N, C)
+	base   []float64   // per sequence: summed loss of tokens 1..len-1 (sequences of 2+ tokens)
+	rows   [][]float32 // per sequence (len, C); nil unless kept
+}
+
+// sharedPass says whether basePass serves a self-check of seqs: the
+// features include hidden states and no sequence is longer than the
+// context (HiddenMeans refuses those).
+func (r *Runtime) sharedPass(seqs [][]int32) bool {
+	if r.noSharedPass || (r.Meta.Features != FeatureHidden && r.Meta.Features != FeatureBoth) {
+		return false
+	}
+	for _, s := range seqs {
+		if len(s) > r.M.Cfg.NCtx {
+			return false
+		}
+	}
+	return true
+}
+
+// basePass runs the base model once over seqs (as Model.ScoreChunked
+// batches them), keeping what promptPass holds; keepRows keeps the final
+// hidden rows too. Sequences of fewer than 2 tokens have nothing to score:
+// their features come from HiddenMeans.
+func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
+	m := r.M
+	n, c := len(seqs), m.Cfg.NEmbd
+	pp := &promptPass{hidden: make([]float32, n*c), base: make([]float64, n)}
+	if keepRows {
+		pp.rows = make([][]float32, n)
+	}
+	var scored, short []int
+	var toks, shortToks [][]int32
+	for i, s := range seqs {
+		if len(s) >= 2 {
+			scored, toks = append(scored, i), append(toks, s)
+		} else {
+			short, shortToks = append(short, i), append(shortToks, s)
+		}
+	}
+	if len(toks) > 0 {
+		sc, err := m.ScoreChunked(toks, func(first int) model.Adapter {
+			return hiddenTap(func(h gpu.Tensor, seq []int32) error {
+				hs, err := m.B.ReadF32(h)
+				if err != nil {
+					return err
+				}
+				for row, s := range seq {
+					if s < 0 {
+						continue
+					}
+					i := scored[first+int(s)]
+					v := hs[row*c : (row+1)*c]
+					dst := pp.hidden[i*c : (i+1)*c]
+					for j, x := range v {
+						dst[j] += x
+					}
+					if keepRows {
+						pp.rows[i] = append(pp.rows[i], v...)
+					}
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range scored {
+			pp.base[i] = sc[k].NLL
+		}
+		if err := normaliseMeans(pp.hidden, c, scored, func(k int) int { return len(toks[k]) }); err != nil {
+			return nil, err
+		}
+	}
+	if len(short) > 0 {
+		hm, err := HiddenMeans(m, shortToks)
+		if err != nil {
+			return nil, err
+		}
+		for k, i := range short {
+			copy(pp.hidden[i*c:(i+1)*c], hm[k*c:(k+1)*c])
+		}
+	}
+	return pp, nil
+}
+
+// hiddenTap is a model.Adapter that reads the final hidden states of a
+// forward (f gets them with each row's sequence) and leaves the logits to
+// the model: the forward and its scores stay the base model's.
+type hiddenTap func(h gpu.Tensor, seq []int32) error
+
+// Begin implements model.Adapter.
+func (f hiddenTap) Begin(_, head []int32) (model.Pass, error) { return tapPass{f, head}, nil }
+
+type tapPass struct {
+	f    hiddenTap
+	head []int32
+}
+
+func (tapPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (p tapPass) Logits(_, h gpu.Tensor) (bool, error)         { return false, p.f(h, p.head) }
+func (tapPass) End()                                            {}
+
+// headScores is, for each plan sequence idx[k], its summed next-token loss
+// under the plan's update computed from its final hidden rows (rows[idx[k]],
+// the base model's: right for an adapter without block sites, whose update
+// is the head's alone). Batches keep the logits under 64 MiB, as
+// Model.ScoreChunked does.
+func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, error) {
+	m := p.rt.M
+	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
+	maxRows := max(1, (64<<20)/(4*v))
+	out := make([]float64, len(idx))
+	for a := 0; a < len(idx); {
+		b, nr := a, 0
+		for b < len(idx) && (b == a || nr+len(seqs[idx[b]]) <= maxRows) {
+			nr += len(seqs[idx[b]])
+			b++
+		}
+		h := make([]float32, 0, nr*c)
+		tg := make([]int32, 0, nr)
+		head := make([]int32, 0, nr)
+		for k := a; k < b; k++ {
+			s := seqs[idx[k]]
+			if len(rows[idx[k]]) != len(s)*c {
+				return nil, fmt.Errorf("adapt: self-check: sequence %d has %d hidden values for %d tokens", idx[k], len(rows[idx[k]]), len(s))
+			}
+			h = append(h, rows[idx[k]]...)
+			for t := range s {
+				next := int32(-1)
+				if t+1 < len(s) {
+					next = s[t+1]
+				}
+				tg, head = append(tg, next), append(head, int32(k-a))
+			}
+		}
+		ls, err := p.scoreHead(idx[a:b], h, tg, head)
+		if err != nil {
+			return nil, err
+		}
+		for r, l := range ls {
+			if tg[r] < 0 {
+				continue
+			}
+			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+				return nil, fmt.Errorf("adapt: self-check: non-finite adapted loss in sequence %d", idx[a+int(head[r])])
+			}
+			out[int(head[r])+a] += float64(l)
+		}
+		a = b
+	}
+	return out, nil
+}
+
+// scoreHead runs the plan's head on hidden rows h (rows, C) whose sequence
+// in index is head[row] and returns each row's cross-entropy against tg.
+func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32, error) {
+	m := p.rt.M
+	be := m.B
+	nr := len(tg)
+	var live []gpu.Tensor
+	defer func() {
+		for _, t := range live {
+			be.Free(t)
+		}
+	}()
+	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
+		t, err := be.Alloc(dt, shape...)
+		if err == nil {
+			live = append(live, t)
+		}
+		return t, err
+	}
+	hT, err := alloc(gpu.F32, nr, m.Cfg.NEmbd)
+	if err != nil {
+		return nil, err
+	}
+	tgT, err := alloc(gpu.I32, nr)
+	if err != nil {
+		return nil, err
+	}
+	logits, err := alloc(gpu.F32, nr, m.Cfg.VocabSize)
+	if err != nil {
+		return nil, err
+	}
+	loss, err := alloc(gpu.F32, nr)
+	if err != nil {
+		return nil, err
+	}
+	if err := be.Write(hT, h); err != nil {
+		return nil, err
+	}
+	if err := be.Write(tgT, tg); err != nil {
+		return nil, err
+	}
+	pass, err := p.AdapterOf(index, nil).Begin(head, head)
+	if err != nil {
+		return nil, err
+	}
+	defer pass.End()
+	done, err := pass.Logits(logits, hT)
+	if err != nil {
+		return nil, err
+	}
+	if !done {
+		be.MatMul(logits, hT, m.W.Wte, nil)
+	}
+	be.CrossEntropy(loss, logits, tgT)
+	return be.ReadF32(loss)
+}
+
+// checkPass is the shared base pass of a plan that will self-check seqs
+// (nil when it will not, or when sharedPass declines them).
+func (r *Runtime) checkPass(seqs [][]int32, checks bool) (*promptPass, error) {
+	if !checks || !r.Meta.SelfCheck || !r.sharedPass(seqs) {
+		return nil, nil
+	}
+	return r.basePass(seqs, len(r.sites) == 0)
+}
+
+// hiddenMeans is the pass's hidden-state features (nil for no pass).
+func (pp *promptPass) hiddenMeans() []float32 {
+	if pp == nil {
+		return nil
+	}
+	return pp.hidden
+}
