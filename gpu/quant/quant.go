@@ -227,8 +227,16 @@ func quantQ8_0(out []byte, in []float32) bool {
 	return true
 }
 
-// quantQ4_0: the value of largest magnitude maps to -8 (so the other sign
-// gets the full 7 steps): d = -x_max/8 rounded to f16, q = round(x/d)+8.
+// quantQ4_0 chooses the block's scale d (x ≈ d*(q-8), q in 0..15) by
+// the squared error it leaves, and writes it and the rounded weights.
+// The start is the plain rule (the value of largest magnitude m maps to
+// -8, so the other sign gets the full 7 steps: d = -m/8); candidates
+// stretch that grid, d = -m/k for k in [7, 9], each refitted by least
+// squares for its roundings. A candidate is taken only if it lowers the
+// block's squared error and leaves no weight off by more than the plain
+// rule's worst case (|m|/8, or the plain grid's own largest error): a
+// smaller error on the block as a whole, never a larger one on a weight.
+// The decoder is unchanged: any Q4_0 reader takes these blocks.
 func quantQ4_0(out []byte, in []float32) bool {
 	var amax, m float32
 	for _, v := range in {
@@ -239,6 +247,33 @@ func quantQ4_0(out []byte, in []float32) bool {
 	d := RoundF16(m / -8)
 	if math.IsInf(float64(d), 0) {
 		return false
+	}
+	if d != 0 {
+		best, worst := q4Error(in, d)
+		worst = max(worst, float64(amax)/8)
+		try := func(c float32) {
+			c = RoundF16(c)
+			if c == 0 || math.IsInf(float64(c), 0) || m/c < -9 || m/c > -7 {
+				return
+			}
+			if e, w := q4Error(in, c); e < best && w <= worst {
+				d, best = c, e
+			}
+		}
+		for k := float32(7); k <= 9.001; k += 0.125 {
+			c := m / -k
+			try(c)
+			// Least squares for c's roundings: d = Σ x·q / Σ q², q = round(x/c).
+			var xq, qq float64
+			for _, v := range in {
+				q := float64(clamp(int(math.RoundToEven(float64(v/c))), -8, 7))
+				xq += float64(v) * q
+				qq += q * q
+			}
+			if qq > 0 {
+				try(float32(xq / qq))
+			}
+		}
 	}
 	putF16(out, d)
 	q := func(v float32) byte {
@@ -251,6 +286,17 @@ func quantQ4_0(out []byte, in []float32) bool {
 		out[2+i] = q(in[i]) | q(in[i+16])<<4
 	}
 	return true
+}
+
+// q4Error is the squared error of the block x on the Q4_0 grid of scale d
+// and its largest error on one weight.
+func q4Error(x []float32, d float32) (sum, worst float64) {
+	for _, v := range x {
+		r := float64(d*float32(clamp(int(math.RoundToEven(float64(v/d))), -8, 7)) - v)
+		sum += r * r
+		worst = max(worst, math.Abs(r))
+	}
+	return sum, worst
 }
 
 // quantQ4_K fits each sub-block of 32 an affine grid x ≈ scale*q - min

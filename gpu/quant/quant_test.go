@@ -191,3 +191,55 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestQ4_0ScaleSearch: the encoder's scale search never leaves a block
+// worse than the plain rule (d = -m/8 for the value m of largest
+// magnitude) nor any weight further off than the plain rule's worst case,
+// and it lowers the error of Gaussian weights as a whole.
+func TestQ4_0ScaleSearch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	const blocks = 2048
+	x := make([]float32, 32*blocks)
+	for i := range x {
+		x[i] = 0.02 * float32(rng.NormFloat64())
+	}
+	raw := make([]byte, blocks*Q4_0.BlockBytes())
+	if err := Quantize(Q4_0, raw, x); err != nil {
+		t.Fatal(err)
+	}
+	y := make([]float32, len(x))
+	Dequantize(Q4_0, y, raw)
+	var seNew, sePlain float64
+	for b := range blocks {
+		in := x[32*b : 32*b+32]
+		var amax, m float32
+		for _, v := range in {
+			if abs(v) > amax {
+				amax, m = abs(v), v
+			}
+		}
+		d := RoundF16(m / -8)
+		var bNew, bPlain, worstPlain float64
+		for _, v := range in {
+			p := float64(d*float32(clamp(int(math.RoundToEven(float64(v/d))), -8, 7)) - v)
+			bPlain += p * p
+			worstPlain = max(worstPlain, math.Abs(p))
+		}
+		for i, v := range in {
+			r := float64(y[32*b+i] - v)
+			bNew += r * r
+			if math.Abs(r) > max(worstPlain, float64(amax)/8)*(1+1e-6) {
+				t.Fatalf("block %d weight %d: error %g beyond the plain rule's worst case (%g, |m|/8 = %g)", b, i, r, worstPlain, amax/8)
+			}
+		}
+		if bNew > bPlain*(1+1e-6) {
+			t.Fatalf("block %d: squared error %g, the plain rule's %g", b, bNew, bPlain)
+		}
+		seNew += bNew
+		sePlain += bPlain
+	}
+	if !(seNew < 0.95*sePlain) {
+		t.Fatalf("scale search: squared error %g against the plain rule's %g (want at least 5%% lower)", seNew, sePlain)
+	}
+	t.Logf("relative squared error: %.4f of the plain rule's", seNew/sePlain)
+}
