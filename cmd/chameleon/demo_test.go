@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -667,16 +666,6 @@ func findChromium(t *testing.T) string {
 	}
 	t.Fatal("no chromium on PATH: the browser test needs it (scripts/deps.sh installs Debian's chromium; `make test` runs it)")
 	return ""
-}
-
-// goTool is the go command of the toolchain running the test.
-func goTool() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "go"
 }
 
 // jsStrings is a JS array literal of ss.
