@@ -34,7 +34,9 @@ func TestRuntimePerplexity(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := o
-		want.Adapters = func(first int, _ [][]int32) (model.Adapter, func(), error) { return plan.AdapterFrom(first, nil), nil, nil }
+		want.Adapters = func(first int, _ [][]int32) (model.Adapter, func(), error) {
+			return plan.AdapterFrom(first, nil), nil, nil
+		}
 		ref, err := m.PerplexityWith(toks, want)
 		plan.Free()
 		if err != nil {

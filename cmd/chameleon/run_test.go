@@ -43,6 +43,7 @@ func randomHyperFile(t *testing.T, dir string, seed uint64, cents int) string {
 	return path
 }
 
+// (Over 80 lines: one run's report, checked field by field.)
 func TestCLIRun(t *testing.T) {
 	dir := tinyModel(t)
 	ad := randomHyperFile(t, dir, 1, 0)
