@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -65,15 +66,21 @@ func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adapt
 
 var benchMethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
 
+// adaptBenchOpts are adapt bench's flags.
+type adaptBenchOpts struct {
+	mf                                                    modelFlags
+	corpus, windowsIn, saveWindows, out, methods, primary string
+	lrs, adaptDoms, heldDoms, pretrainDoms, features      string
+	t, prompt, rank, seeds, epochs, batch, bootstrap      int
+	sz                                                    adaptrun.Sizes
+	alpha                                                 float32
+	seed                                                  uint64
+	prepareOnly                                           bool
+	fromJSON                                              string
+}
+
 func adaptBenchCmd() *cobra.Command {
-	var mf modelFlags
-	var corpus, windowsIn, saveWindows, out, methods, primary, lrs, adaptDoms, heldDoms, pretrainDoms, features string
-	var t, prompt, rank, seeds, epochs, batch, bootstrap int
-	var sz adaptrun.Sizes
-	var alpha float32
-	var seed uint64
-	var prepareOnly bool
-	var fromJSON string
+	o := &adaptBenchOpts{}
 	c := &cobra.Command{
 		Use:   "bench --out DIR",
 		Short: "The domain-shift benchmark: every adapter method against the base model, a fitted temperature and controls, with seeds and bootstrap intervals",
@@ -95,181 +102,223 @@ corpus can run the benchmark with --windows.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
-			if fromJSON != "" {
-				return benchFromJSON(fromJSON, out, primary, rank, features)
+			if o.fromJSON != "" {
+				return benchFromJSON(o.fromJSON, o.out, o.primary, o.rank, o.features)
 			}
-			var w *adaptrun.Windows
-			s, tb, base, err := mf.loadForAdapters("train adapters")
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			if windowsIn != "" {
-				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
-					return err
-				}
-			} else {
-				cp, err := data.Open(corpus)
-				if err != nil {
-					return err
-				}
-				roles, err := benchRoles(cp, adaptDoms, heldDoms, pretrainDoms)
-				if err != nil {
-					return err
-				}
-				if w, err = adaptrun.BuildWindows(cp, s.tok, roles, t, prompt, sz, seed); err != nil {
-					return err
-				}
-			}
-			if saveWindows != "" {
-				if err := w.Save(saveWindows); err != nil {
-					return err
-				}
-				fmt.Fprintf(os.Stderr, "windows written to %s\n", saveWindows)
-				if prepareOnly {
-					return nil
-				}
-			}
-			if out == "" {
-				return fmt.Errorf("--out is required")
-			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			for _, split := range []string{"train", "validation", "test"} {
-				if len(w.Splits[split]) == 0 {
-					return fmt.Errorf("the windows have no %s split", split)
-				}
-			}
-			sets, err := prepareWithBar(s, w)
-			if err != nil {
-				return err
-			}
-			for _, st := range []*adaptrun.Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit} {
-				if st != nil {
-					fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", st.Name, len(st.Windows), strings.Join(st.Domains, " "))
-				}
-			}
-			var lrList []float64
-			for _, f := range strings.Split(lrs, ",") {
-				v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-				if err != nil || !(v > 0) {
-					return fmt.Errorf("--lrs %q: want positive numbers, comma-separated", lrs)
-				}
-				lrList = append(lrList, v)
-			}
-			cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
-			nAdapt := len(sets.Train.Domains)
-			known := benchMethods(rank, features, nAdapt, 1)
-			pm, ok := known[primary]
-			if primary == adaptrun.PrimaryAuto {
-				pm, ok = known["hyper-both"], true // the parameter-matched LoRA matches the head-only hyper-network
-			}
-			if !ok || pm.Kind != adaptrun.KindHyper {
-				return fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", primary, benchMethodNames)
-			}
-			matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
-			known = benchMethods(rank, features, nAdapt, matched)
-			var ms []adaptrun.Method
-			for _, n := range strings.Split(methods, ",") {
-				m, ok := known[strings.TrimSpace(n)]
-				if !ok {
-					return fmt.Errorf("--methods: unknown method %q (%s)", n, benchMethodNames)
-				}
-				ms = append(ms, m)
-			}
-			bar := newBar("training", "steps")
-			plain := logProgress(os.Stderr, 30*time.Second)
-			label := s.label
-			primaryName := adaptrun.PrimaryAuto
-			if primary != adaptrun.PrimaryAuto {
-				primaryName = known[primary].Name
-			}
-			cfg := adaptrun.Config{Methods: ms, LRs: lrList, Seeds: seeds, Primary: primaryName, Bootstrap: bootstrap,
-				Opts: adaptrun.TrainOpts{Batch: batch, Epochs: epochs, Alpha: alpha}, Log: os.Stderr,
-				Progress: func(what string, step, steps int, loss float64) {
-					bar.ChangeMax(steps)
-					bar.Describe(fmt.Sprintf("%s loss %.3f", what, loss))
-					_ = bar.Set(step)
-					plain(step, steps, fmt.Sprintf("%s loss %.3f", what, loss))
-				},
-				Checkpoint: func(r *adaptrun.Result) {
-					r.Model = label
-					if err := r.WriteJSON(filepath.Join(out, "bench-partial.json"), r.Summarise()); err != nil {
-						fmt.Fprintf(os.Stderr, "checkpoint: %v\n", err)
-					}
-				}}
-			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: batch, Seed: 1}
-			for _, m := range ms {
-				if len(m.Deep) > 0 && e.Deep == nil {
-					tm, err := train.FromModel(tb, s.m)
-					if err != nil {
-						return err
-					}
-					defer tm.Free()
-					e.Deep = &adaptrun.DeepTrainer{M: tm}
-				}
-			}
-			res, firsts, err := adaptrun.Run(e, sets, w, cfg)
-			_ = bar.Finish()
-			if err != nil {
-				return err
-			}
-			res.Model = label
-			for name, tr := range firsts {
-				if tr.M.Kind != adaptrun.KindHyper || tr.Adapter == nil {
-					continue
-				}
-				for key, m := range known {
-					if m.Name != name {
-						continue
-					}
-					g, err := adaptrun.GateFor(tr.Adapter, sets.Train, sets.Fit, batch)
-					if err != nil {
-						return err
-					}
-					if err := tr.Adapter.SetGate(g); err != nil {
-						return err
-					}
-					tr.Adapter.Meta.SelfCheck = true // as adapt train writes it
-					if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
-						return err
-					}
-				}
-			}
-			return writeBenchReport(res, out)
+			return o.run()
 		},
 	}
-	mf.add(c)
+	o.mf.add(c)
 	fl := c.Flags()
-	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
-	fl.StringVar(&windowsIn, "windows", "", "read the windows from this file (written by --save-windows) instead of the corpus")
-	fl.StringVar(&saveWindows, "save-windows", "", "write the windows to this file")
-	fl.BoolVar(&prepareOnly, "prepare-only", false, "with --save-windows: stop after writing the windows")
-	fl.StringVar(&out, "out", "", "output dir")
-	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
-	fl.StringVar(&heldDoms, "heldout-domains", "", "held-out domains (default: the corpus's heldout role)")
-	fl.StringVar(&pretrainDoms, "pretrain-domains", "", "pretraining domains scored for harm (default: the corpus's pretrain role)")
-	fl.IntVar(&t, "t", 192, "tokens a window")
-	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
-	fl.IntVar(&sz.Train, "train", 300, "training windows per adaptation domain")
-	fl.IntVar(&sz.Validation, "val", 60, "validation windows per adaptation domain")
-	fl.IntVar(&sz.Test, "test", 150, "test windows per adaptation domain")
-	fl.IntVar(&sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
-	fl.IntVar(&sz.Fit, "fit", 100, "training windows per pretraining domain: the gate's picture of the inputs the base model already serves (0: no such gate)")
-	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
-	fl.StringVar(&methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
-	fl.StringVar(&primary, "primary", adaptrun.PrimaryAuto, "the ChamaleonLLM method tested against the baselines (its online row); auto: the one best on validation")
-	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
-	fl.StringVar(&lrs, "lrs", "3e-4,1e-3,3e-3,1e-2,3e-2", "learning-rate grid")
-	fl.IntVar(&seeds, "seeds", 3, "training seeds")
-	fl.IntVar(&epochs, "epochs", 2, "passes over the training windows")
-	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
-	fl.IntVar(&rank, "rank", 8, "rank of every low-rank update")
-	fl.Float32Var(&alpha, "alpha", 1, "scale of the update")
-	fl.IntVar(&bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
-	fl.StringVar(&fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
+	fl.StringVar(&o.corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	fl.StringVar(&o.windowsIn, "windows", "", "read the windows from this file (written by --save-windows) instead of the corpus")
+	fl.StringVar(&o.saveWindows, "save-windows", "", "write the windows to this file")
+	fl.BoolVar(&o.prepareOnly, "prepare-only", false, "with --save-windows: stop after writing the windows")
+	fl.StringVar(&o.out, "out", "", "output dir")
+	fl.StringVar(&o.adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
+	fl.StringVar(&o.heldDoms, "heldout-domains", "", "held-out domains (default: the corpus's heldout role)")
+	fl.StringVar(&o.pretrainDoms, "pretrain-domains", "", "pretraining domains scored for harm (default: the corpus's pretrain role)")
+	fl.IntVar(&o.t, "t", 192, "tokens a window")
+	fl.IntVar(&o.prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
+	fl.IntVar(&o.sz.Train, "train", 300, "training windows per adaptation domain")
+	fl.IntVar(&o.sz.Validation, "val", 60, "validation windows per adaptation domain")
+	fl.IntVar(&o.sz.Test, "test", 150, "test windows per adaptation domain")
+	fl.IntVar(&o.sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
+	fl.IntVar(&o.sz.Fit, "fit", 100, "training windows per pretraining domain: the gate's picture of the inputs the base model already serves (0: no such gate)")
+	fl.Uint64Var(&o.seed, "seed", 1, "seed of window sampling")
+	fl.StringVar(&o.methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
+	fl.StringVar(&o.primary, "primary", adaptrun.PrimaryAuto, "the ChamaleonLLM method tested against the baselines (its online row); auto: the one best on validation")
+	fl.StringVar(&o.features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
+	fl.StringVar(&o.lrs, "lrs", "3e-4,1e-3,3e-3,1e-2,3e-2", "learning-rate grid")
+	fl.IntVar(&o.seeds, "seeds", 3, "training seeds")
+	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
+	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
+	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
+	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
+	fl.IntVar(&o.bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
+	fl.StringVar(&o.fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
 	return c
+}
+
+// run cuts (or reads) the windows, runs the base model over them, runs
+// adaptrun.Run on every method and writes the report and the adapters.
+func (o *adaptBenchOpts) run() error {
+	s, tb, base, err := o.mf.loadForAdapters("train adapters")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	w, err := o.windows(s)
+	if err != nil || w == nil { // nil: --prepare-only
+		return err
+	}
+	if o.out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	for _, split := range []string{"train", "validation", "test"} {
+		if len(w.Splits[split]) == 0 {
+			return fmt.Errorf("the windows have no %s split", split)
+		}
+	}
+	sets, err := prepareWithBar(s, w)
+	if err != nil {
+		return err
+	}
+	for _, st := range []*adaptrun.Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit} {
+		if st != nil {
+			fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", st.Name, len(st.Windows), strings.Join(st.Domains, " "))
+		}
+	}
+	cfg, known, err := o.config(s, len(sets.Train.Domains))
+	if err != nil {
+		return err
+	}
+	bar := newBar("training", "steps")
+	cfg.Progress = barProgress(bar, logProgress(os.Stderr, 30*time.Second))
+	e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: o.batch, Seed: 1}
+	for _, m := range cfg.Methods {
+		if len(m.Deep) > 0 && e.Deep == nil {
+			tm, err := train.FromModel(tb, s.m)
+			if err != nil {
+				return err
+			}
+			defer tm.Free()
+			e.Deep = &adaptrun.DeepTrainer{M: tm}
+		}
+	}
+	res, firsts, err := adaptrun.Run(e, sets, w, cfg)
+	_ = bar.Finish()
+	if err != nil {
+		return err
+	}
+	res.Model = s.label
+	if err := saveFirstAdapters(firsts, known, sets, o.batch, o.out); err != nil {
+		return err
+	}
+	return writeBenchReport(res, o.out)
+}
+
+// windows reads --windows or cuts them from the corpus, and writes them to
+// --save-windows; nil windows (and no error) with --prepare-only.
+func (o *adaptBenchOpts) windows(s *session) (*adaptrun.Windows, error) {
+	var w *adaptrun.Windows
+	if o.windowsIn != "" {
+		var err error
+		if w, err = adaptrun.LoadWindows(o.windowsIn); err != nil {
+			return nil, err
+		}
+	} else {
+		cp, err := data.Open(o.corpus)
+		if err != nil {
+			return nil, err
+		}
+		roles, err := benchRoles(cp, o.adaptDoms, o.heldDoms, o.pretrainDoms)
+		if err != nil {
+			return nil, err
+		}
+		if w, err = adaptrun.BuildWindows(cp, s.tok, roles, o.t, o.prompt, o.sz, o.seed); err != nil {
+			return nil, err
+		}
+	}
+	if o.saveWindows != "" {
+		if err := w.Save(o.saveWindows); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(os.Stderr, "windows written to %s\n", o.saveWindows)
+		if o.prepareOnly {
+			return nil, nil
+		}
+	}
+	return w, nil
+}
+
+// config is the benchmark's configuration from the flags (the methods by
+// name, the parameter-matched LoRA sized to the primary hyper-network, the
+// learning-rate grid) and the methods it knows by name; nAdapt is the
+// number of adaptation domains.
+func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[string]adaptrun.Method, error) {
+	var cfg adaptrun.Config
+	for _, f := range strings.Split(o.lrs, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) {
+			return cfg, nil, fmt.Errorf("--lrs %q: want positive numbers, comma-separated", o.lrs)
+		}
+		cfg.LRs = append(cfg.LRs, v)
+	}
+	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
+	known := benchMethods(o.rank, o.features, nAdapt, 1)
+	pm, ok := known[o.primary]
+	if o.primary == adaptrun.PrimaryAuto {
+		pm, ok = known["hyper-both"], true // the parameter-matched LoRA matches the head-only hyper-network
+	}
+	if !ok || pm.Kind != adaptrun.KindHyper {
+		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, benchMethodNames)
+	}
+	matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
+	known = benchMethods(o.rank, o.features, nAdapt, matched)
+	for _, n := range strings.Split(o.methods, ",") {
+		m, ok := known[strings.TrimSpace(n)]
+		if !ok {
+			return cfg, nil, fmt.Errorf("--methods: unknown method %q (%s)", n, benchMethodNames)
+		}
+		cfg.Methods = append(cfg.Methods, m)
+	}
+	cfg.Primary = adaptrun.PrimaryAuto
+	if o.primary != adaptrun.PrimaryAuto {
+		cfg.Primary = known[o.primary].Name
+	}
+	cfg.Seeds, cfg.Bootstrap, cfg.Log = o.seeds, o.bootstrap, os.Stderr
+	cfg.Opts = adaptrun.TrainOpts{Batch: o.batch, Epochs: o.epochs, Alpha: o.alpha}
+	label, out := s.label, o.out
+	cfg.Checkpoint = func(r *adaptrun.Result) {
+		r.Model = label
+		if err := r.WriteJSON(filepath.Join(out, "bench-partial.json"), r.Summarise()); err != nil {
+			fmt.Fprintf(os.Stderr, "checkpoint: %v\n", err)
+		}
+	}
+	return cfg, known, nil
+}
+
+// barProgress reports adaptrun.Run's training steps on bar and, when
+// stderr is not a terminal, as plain lines.
+func barProgress(bar *progressbar.ProgressBar, plain func(step, steps int, desc string)) func(what string, step, steps int, loss float64) {
+	return func(what string, step, steps int, loss float64) {
+		bar.ChangeMax(steps)
+		bar.Describe(fmt.Sprintf("%s loss %.3f", what, loss))
+		_ = bar.Set(step)
+		plain(step, steps, fmt.Sprintf("%s loss %.3f", what, loss))
+	}
+}
+
+// saveFirstAdapters writes the first seed's adapter of every hyper method
+// (OUT/<method key>.safetensors) with its gate and self-check, as adapt
+// train writes them.
+func saveFirstAdapters(firsts map[string]*adaptrun.Trained, known map[string]adaptrun.Method, sets adaptrun.Sets, batch int, out string) error {
+	for name, tr := range firsts {
+		if tr.M.Kind != adaptrun.KindHyper || tr.Adapter == nil {
+			continue
+		}
+		for key, m := range known {
+			if m.Name != name {
+				continue
+			}
+			g, err := adaptrun.GateFor(tr.Adapter, sets.Train, sets.Fit, batch)
+			if err != nil {
+				return err
+			}
+			if err := tr.Adapter.SetGate(g); err != nil {
+				return err
+			}
+			tr.Adapter.Meta.SelfCheck = true
+			if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // benchRoles maps each domain the benchmark uses to its role: from the
@@ -373,94 +422,4 @@ func corpusRole(c *data.Corpus, d string) string {
 		return adaptrun.RolePretrain
 	}
 	return ""
-}
-
-// adaptGateCurveCmd replays other gates on a benchmark result.
-func adaptGateCurveCmd() *cobra.Command {
-	var mf modelFlags
-	var windowsIn, fromJSON, adapterSpec, method, out, qs string
-	var asJSON bool
-	c := &cobra.Command{
-		Use:   "gatecurve --windows W --from-json bench.json --out DIR",
-		Short: "What the gate trades: replay gates of other radii on a benchmark result (gain kept against harm done)",
-		Long: `Replays gates of other radii (quantiles of the training windows' distances to
-the adapter's training centroids), with and without the pretraining half, on the
-first seed of a ChamaleonLLM method in a benchmark result: each window scores the
-method's ungated online loss where the gate opens and the base model's where it
-closes, which is what the online grouping scores under that gate. It also
-replays a self-check: keep the update only where it lowers the loss of the
-window's own prompt (alone, and with the shipped gate). The adapter
-must be that method's first-seed file (its centroids); the windows file the
-result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) (err error) {
-			defer recovered(&err)
-			if windowsIn == "" || fromJSON == "" || out == "" {
-				return fmt.Errorf("--windows, --from-json and --out are required")
-			}
-			var qList []float64
-			for _, f := range strings.Split(qs, ",") {
-				v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-				if err != nil || !(v > 0 && v <= 1) {
-					return fmt.Errorf("--quantiles %q: want numbers in (0, 1]", qs)
-				}
-				qList = append(qList, v)
-			}
-			res, err := adaptrun.ReadJSON(fromJSON)
-			if err != nil {
-				return err
-			}
-			res.Primary = adaptrun.PrimaryAuto
-			if method == "" {
-				method = res.PrimaryMethod()
-			}
-			w, err := adaptrun.LoadWindows(windowsIn)
-			if err != nil {
-				return err
-			}
-			s, tb, base, err := mf.loadForAdapters("score the prompts")
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			a, err := loadAdapter(adapterSpec, s.m)
-			if err != nil {
-				return err
-			}
-			sets, err := prepareWithBar(s, w.PromptsOnly())
-			if err != nil {
-				return err
-			}
-			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
-			pts, err := adaptrun.GateCurve(res, method, a, sets, adapt.DefaultBatchSize, qList, e)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			md := adaptrun.GateCurveMarkdown(method, pts)
-			if err := os.WriteFile(filepath.Join(out, "gate-curve.md"), []byte(md), 0o644); err != nil {
-				return err
-			}
-			if err := adaptrun.WriteGateCurvePNG(filepath.Join(out, "gate-curve.png"), pts); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, map[string]any{"method": method, "points": pts})
-			}
-			fmt.Print(md)
-			return nil
-		},
-	}
-	mf.add(c)
-	fl := c.Flags()
-	fl.BoolVar(&asJSON, "json", false, "print the replayed points as JSON (the files are written either way)")
-	fl.StringVar(&windowsIn, "windows", "", "the windows file the result was measured on")
-	fl.StringVar(&fromJSON, "from-json", "", "the benchmark result (bench.json, or .json.gz)")
-	fl.StringVar(&adapterSpec, "adapter", "default", "the method's first-seed adapter file")
-	fl.StringVar(&method, "method", "", "the method's name in the result (default: its tested method)")
-	fl.StringVar(&out, "out", "", "output dir")
-	fl.StringVar(&qs, "quantiles", "0.5,0.7,0.8,0.9,0.95,0.99,1", "radius quantiles to replay")
-	return c
 }

@@ -40,17 +40,22 @@ func (f *modelFlags) loadForAdapters(what string) (*session, gpu.TrainBackend, a
 	return s, tb, base, nil
 }
 
+// adaptTrainOpts are adapt train's flags.
+type adaptTrainOpts struct {
+	mf                                                modelFlags
+	corpus, method, out, adaptDoms, features, windows string
+	asJSON                                            bool
+	t, prompt, perDomain, fit, rank, epochs, batch    int
+	lr                                                float64
+	alpha                                             float32
+	seed                                              uint64
+}
+
 // adaptTrainCmd trains one adapter and writes its file: the lifecycle's
-// training step alone (adaptrun.Train), for a model and corpus of the
+// training step alone (adaptrun.TrainOne), for a model and corpus of the
 // user's; `adapt bench` runs every method with seeds, tuning and controls.
 func adaptTrainCmd() *cobra.Command {
-	var mf modelFlags
-	var corpus, method, out, adaptDoms, features, windowsIn string
-	var asJSON bool
-	var t, prompt, perDomain, fit, rank, epochs, batch int
-	var lr float64
-	var alpha float32
-	var seed uint64
+	o := &adaptTrainOpts{}
 	c := &cobra.Command{
 		Use:   "train --method NAME --out FILE.safetensors",
 		Short: "Train one adapter of the output projection on the adaptation domains (the default hyper-network's recipe: --method hyper-hidden)",
@@ -64,131 +69,127 @@ layers; generate, run, perplexity and serve apply them there).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
-			if out == "" || !strings.HasSuffix(out, ".safetensors") {
-				return fmt.Errorf("--out %q: want a FILE.safetensors", out)
-			}
-			s, tb, base, err := mf.loadForAdapters("train adapters")
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			var w *adaptrun.Windows
-			var roles map[string]string
-			if windowsIn != "" {
-				// The benchmark's own training windows (and the pretraining
-				// ones the gate needs); its evaluation splits are not read.
-				if w, err = adaptrun.LoadWindows(windowsIn); err != nil {
-					return err
-				}
-				for k := range w.Splits {
-					if k != "train" && k != "fit" {
-						delete(w.Splits, k)
-					}
-				}
-				roles = w.Roles
-			} else if w, roles, err = trainingWindows(s, corpus, adaptDoms, t, prompt, perDomain, fit, seed); err != nil {
-				return err
-			}
-			// The gate reads only the prompts of the pretraining windows.
-			fitW := w.PromptsOnly()
-			delete(fitW.Splits, "train")
-			delete(w.Splits, "fit")
-			sets, err := prepareWithBar(s, w)
-			if err != nil {
-				return err
-			}
-			if len(fitW.Splits["fit"]) > 0 {
-				fs, err := prepareWithBar(s, fitW)
-				if err != nil {
-					return err
-				}
-				sets.Fit = fs.Fit
-			}
-			d := sets.Train
-			m, ok := benchMethods(rank, features, len(d.Domains), rank)[method]
-			if !ok {
-				return fmt.Errorf("--method %q: want one of %s", method, benchMethodNames)
-			}
-			var doms []string
-			for d, r := range roles {
-				if r == adaptrun.RoleAdapt {
-					doms = append(doms, d)
-				}
-			}
-			sort.Strings(doms)
-			fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
-			tbar := newBar(method, "steps")
-			plain := logProgress(os.Stderr, 30*time.Second)
-			var hist train.History
-			opts := adaptrun.TrainOpts{Batch: batch, Epochs: epochs, LR: lr, Seed: seed, Alpha: alpha}
-			progress := func(step, steps int, loss float64) {
-				tbar.ChangeMax(steps)
-				tbar.Describe(fmt.Sprintf("%s loss %.3f", method, loss))
-				_ = tbar.Set(step)
-				plain(step, steps, fmt.Sprintf("%s loss %.3f", method, loss))
-				hist.Train = append(hist.Train, train.TrainPoint{Step: step, Loss: loss})
-			}
-			var tr *adaptrun.Trained
-			if len(m.Deep) > 0 {
-				var tm *train.Model
-				if tm, err = train.FromModel(tb, s.m); err != nil {
-					return err
-				}
-				defer tm.Free()
-				tr, err = adaptrun.TrainDeep(&adaptrun.DeepTrainer{M: tm}, base, m, d, opts, progress)
-			} else {
-				tr, err = adaptrun.Train(tb, s.m.W.Wte, base, m, d, opts, progress)
-			}
-			_ = tbar.Finish()
-			if err != nil {
-				return err
-			}
-			if m.Kind == adaptrun.KindHyper {
-				g, err := adaptrun.GateFor(tr.Adapter, d, sets.Fit, batch)
-				if err != nil {
-					return err
-				}
-				if err := tr.Adapter.SetGate(g); err != nil {
-					return err
-				}
-				tr.Adapter.Meta.SelfCheck = true
-			}
-			if err := adapt.Save(out, tr.Adapter); err != nil {
-				return err
-			}
-			if err := train.WriteLossPlot(strings.TrimSuffix(out, ".safetensors")+"-loss.png", hist); err != nil {
-				return err
-			}
-			if asJSON {
-				return printJSON(os.Stdout, map[string]any{"method": method, "name": m.Name, "adapter": describeAdapter(tr.Adapter.Meta),
-					"params": tr.NParams, "steps": len(tr.Losses), "first_loss": tr.Losses[0], "last_loss": tr.Losses[len(tr.Losses)-1],
-					"out": filepath.Clean(out)})
-			}
-			fmt.Printf("%s: %d trainable parameters, %d steps, loss %.3f -> %.3f; %s\n", m.Name, tr.NParams, len(tr.Losses),
-				tr.Losses[0], tr.Losses[len(tr.Losses)-1], filepath.Clean(out))
-			return nil
+			return o.run()
 		},
 	}
-	mf.add(c)
+	o.mf.add(c)
 	fl := c.Flags()
-	fl.StringVar(&corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
-	fl.StringVar(&method, "method", "hyper-hidden", "the method: "+benchMethodNames)
-	fl.StringVar(&out, "out", "", "adapter file to write (FILE.safetensors)")
-	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
-	fl.StringVar(&windowsIn, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
-	fl.StringVar(&adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
-	fl.StringVar(&features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on")
-	fl.IntVar(&t, "t", 192, "tokens a window")
-	fl.IntVar(&prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
-	fl.IntVar(&perDomain, "train", 250, "training windows per adaptation domain")
-	fl.IntVar(&fit, "fit", 100, "training windows per pretraining domain, for the gate's picture of the inputs the base model already serves (0: the gate keeps only its radius)")
-	fl.IntVar(&rank, "rank", 8, "rank of the update")
-	fl.IntVar(&epochs, "epochs", 2, "passes over the training windows")
-	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
-	fl.Float64Var(&lr, "lr", 1e-3, "peak learning rate (the default hyper-network's, chosen on validation by adapt bench)")
-	fl.Float32Var(&alpha, "alpha", 1, "scale of the update")
-	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling, k-means, initialisation and batch order")
+	fl.StringVar(&o.corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
+	fl.StringVar(&o.method, "method", "hyper-hidden", "the method: "+benchMethodNames)
+	fl.StringVar(&o.out, "out", "", "adapter file to write (FILE.safetensors)")
+	fl.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
+	fl.StringVar(&o.windows, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
+	fl.StringVar(&o.adaptDoms, "adapt-domains", "", "adaptation domains, comma-separated (default: the corpus's adapt role)")
+	fl.StringVar(&o.features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on")
+	fl.IntVar(&o.t, "t", 192, "tokens a window")
+	fl.IntVar(&o.prompt, "prompt", 64, "prompt tokens a window: features come from them, the rest is scored")
+	fl.IntVar(&o.perDomain, "train", 250, "training windows per adaptation domain")
+	fl.IntVar(&o.fit, "fit", 100, "training windows per pretraining domain, for the gate's picture of the inputs the base model already serves (0: the gate keeps only its radius)")
+	fl.IntVar(&o.rank, "rank", 8, "rank of the update")
+	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
+	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
+	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (the default hyper-network's, chosen on validation by adapt bench)")
+	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
+	fl.Uint64Var(&o.seed, "seed", 1, "seed of window sampling, k-means, initialisation and batch order")
 	return c
+}
+
+// run trains the adapter, writes it and its loss curve, and reports.
+func (o *adaptTrainOpts) run() error {
+	if o.out == "" || !strings.HasSuffix(o.out, ".safetensors") {
+		return fmt.Errorf("--out %q: want a FILE.safetensors", o.out)
+	}
+	s, tb, base, err := o.mf.loadForAdapters("train adapters")
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	sets, doms, err := o.trainingSets(s)
+	if err != nil {
+		return err
+	}
+	d := sets.Train
+	m, ok := benchMethods(o.rank, o.features, len(d.Domains), o.rank)[o.method]
+	if !ok {
+		return fmt.Errorf("--method %q: want one of %s", o.method, benchMethodNames)
+	}
+	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
+	tbar := newBar(o.method, "steps")
+	plain := logProgress(os.Stderr, 30*time.Second)
+	var hist train.History
+	progress := func(step, steps int, loss float64) {
+		tbar.ChangeMax(steps)
+		tbar.Describe(fmt.Sprintf("%s loss %.3f", o.method, loss))
+		_ = tbar.Set(step)
+		plain(step, steps, fmt.Sprintf("%s loss %.3f", o.method, loss))
+		hist.Train = append(hist.Train, train.TrainPoint{Step: step, Loss: loss})
+	}
+	opts := adaptrun.TrainOpts{Batch: o.batch, Epochs: o.epochs, LR: o.lr, Seed: o.seed, Alpha: o.alpha}
+	tr, err := adaptrun.TrainOne(tb, s.m, base, m, d, sets.Fit, opts, progress)
+	_ = tbar.Finish()
+	if err != nil {
+		return err
+	}
+	if err := adapt.Save(o.out, tr.Adapter); err != nil {
+		return err
+	}
+	if err := train.WriteLossPlot(strings.TrimSuffix(o.out, ".safetensors")+"-loss.png", hist); err != nil {
+		return err
+	}
+	first, last := tr.Losses[0], tr.Losses[len(tr.Losses)-1]
+	if o.asJSON {
+		return printJSON(os.Stdout, map[string]any{"method": o.method, "name": m.Name, "adapter": describeAdapter(tr.Adapter.Meta),
+			"params": tr.NParams, "steps": len(tr.Losses), "first_loss": first, "last_loss": last, "out": filepath.Clean(o.out)})
+	}
+	fmt.Printf("%s: %d trainable parameters, %d steps, loss %.3f -> %.3f; %s\n", m.Name, tr.NParams, len(tr.Losses), first, last, filepath.Clean(o.out))
+	return nil
+}
+
+// trainingSets runs the base model over the training windows (--windows,
+// else cut from the corpus) and the pretraining ones' prompts (for the
+// gate), and names the adaptation domains.
+func (o *adaptTrainOpts) trainingSets(s *session) (adaptrun.Sets, []string, error) {
+	var w *adaptrun.Windows
+	var roles map[string]string
+	var err error
+	if o.windows != "" {
+		// The benchmark's own training windows (and the pretraining ones
+		// the gate needs); its evaluation splits are not read.
+		if w, err = adaptrun.LoadWindows(o.windows); err != nil {
+			return adaptrun.Sets{}, nil, err
+		}
+		for k := range w.Splits {
+			if k != "train" && k != "fit" {
+				delete(w.Splits, k)
+			}
+		}
+		roles = w.Roles
+	} else if w, roles, err = trainingWindows(s, o.corpus, o.adaptDoms, o.t, o.prompt, o.perDomain, o.fit, o.seed); err != nil {
+		return adaptrun.Sets{}, nil, err
+	}
+	// The gate reads only the prompts of the pretraining windows.
+	fitW := w.PromptsOnly()
+	delete(fitW.Splits, "train")
+	delete(w.Splits, "fit")
+	sets, err := prepareWithBar(s, w)
+	if err != nil {
+		return sets, nil, err
+	}
+	if len(fitW.Splits["fit"]) > 0 {
+		fs, err := prepareWithBar(s, fitW)
+		if err != nil {
+			return sets, nil, err
+		}
+		sets.Fit = fs.Fit
+	}
+	var doms []string
+	for d, r := range roles {
+		if r == adaptrun.RoleAdapt {
+			doms = append(doms, d)
+		}
+	}
+	sort.Strings(doms)
+	return sets, doms, nil
 }
 
 // adaptGateCmd gives an existing hyper adapter the gate that adapt train

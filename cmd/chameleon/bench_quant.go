@@ -35,23 +35,21 @@ func benchDType(s string) (gpu.DType, error) {
 	return gpu.QuantDType(f), nil
 }
 
-// decodeWeightBytes is the bytes of weights one decode step reads under
-// dt: the layer matrices in dt (blocks for quantized types) and the f16 or
-// f32 tied projection (quantized models keep their embeddings f16).
-func decodeWeightBytes(cfg model.Config, dt gpu.DType) float64 {
-	C, V := float64(cfg.NEmbd), float64(cfg.VocabSize)
-	layer := 12 * C * C * float64(cfg.NLayer)
-	if f, ok := dt.Quant(); ok {
-		return layer*float64(f.BlockBytes())/float64(f.BlockSize()) + 2*V*C
-	}
-	return float64(dt.Size()) * (layer + V*C)
+// runQuality is --quality: perplexity under every --dtype of the f16
+// model's own greedy continuations of as many random prompts as the first
+// --batches.
+func (b *bench) runQuality() error {
+	b.log("quantization quality on %s: %s (%d parameters), %d sequences of %d greedy tokens\n", b.d, b.name, b.cfg.Params(), b.bs[0], b.o.decode)
+	q, err := benchQuality(b.w, b.cfg, model.Dequantize(b.host), b.dts, b.bs[0], b.o.decode, b.log)
+	b.report.Quality = q
+	return err
 }
 
 // benchQuality generates greedy continuations of random prompts with the
 // f16 weights, then scores those continuations under every dtype: how much
 // perplexity each quantization costs on text the model itself finds likely
 // (a random model has no other text it is good at).
-func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtypes []string, nSeq, steps int, log func(string, ...any)) ([]qualityBench, error) {
+func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtypes []gpu.DType, nSeq, steps int, log func(string, ...any)) ([]qualityBench, error) {
 	tok, err := model.NewGPT2Tokenizer()
 	if err != nil {
 		return nil, err
@@ -90,12 +88,8 @@ func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtyp
 	}
 	var out []qualityBench
 	base := 0.0
-	for _, ds := range append([]string{"f16"}, dtypes...) {
-		dt, err := benchDType(ds)
-		if err != nil {
-			return nil, err
-		}
-		if ds != "f16" && dt == gpu.F16 {
+	for i, dt := range append([]gpu.DType{gpu.F16}, dtypes...) {
+		if i > 0 && dt == gpu.F16 { // the reference, scored first
 			continue
 		}
 		m, err := up(dt)

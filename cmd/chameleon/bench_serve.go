@@ -15,6 +15,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/serve"
 )
@@ -27,6 +28,31 @@ type serveBench struct {
 	RequestsS   float64 `json:"requests_per_s"`
 	TokensS     float64 `json:"tokens_per_s"` // completion tokens per second
 	Failed      int     `json:"failed"`
+}
+
+// runServe is --serve: the completions server on loopback at each
+// concurrency level of --batches, with f16 weights (f32 when --dtype is
+// f32 alone).
+func (b *bench) runServe() error {
+	b.log("serve bench on %s: %s (%d parameters), %d greedy tokens per request, 3 requests per client\n", b.d, b.name, b.cfg.Params(), b.o.decode)
+	if _, err := b.measureCeilings(); err != nil {
+		return err
+	}
+	dt := gpu.F16
+	if len(b.dts) == 1 && b.dts[0] == gpu.F32 {
+		dt = gpu.F32
+	}
+	m, err := b.upload(dt)
+	if err != nil {
+		return err
+	}
+	tok, err := model.NewGPT2Tokenizer()
+	if err != nil {
+		return err
+	}
+	rs, err := benchServe(m, tok, b.bs, 3, b.o.decode, b.o.plotPath, b.log)
+	b.report.Serve = rs
+	return err
 }
 
 // benchServe runs the completions server in-process on loopback and, for

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/data"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // cardRow is one domain's line of the model card.
@@ -48,23 +48,9 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 			if err != nil {
 				return err
 			}
-			v := s.m.Cfg.VocabSize
-			counts := make([]float64, v)
-			total := 0.0
-			for _, dom := range cp.DomainsWithRole(data.RolePretrain) {
-				for d, err := range cp.All(dom, "train") {
-					if err != nil {
-						return err
-					}
-					for _, id := range s.tok.Encode(d.Text) {
-						counts[id]++
-					}
-					counts[s.tok.EOT()]++
-					total += 1
-				}
-			}
-			for _, c := range counts {
-				total += c
+			uni, err := fitUnigram(cp, s.tok, s.m.Cfg.VocabSize)
+			if err != nil {
+				return err
 			}
 			var rows []cardRow
 			ctx := s.m.Cfg.NCtx
@@ -76,22 +62,9 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 				return fmt.Errorf("no domain of role(s) %q in %s", roles, corpus)
 			}
 			for _, dom := range scored {
-				var stream []int32
-				nbytes := 0
-				for d, err := range cp.All(dom, split) {
-					if err != nil {
-						return err
-					}
-					if len(stream) >= maxTokens {
-						break
-					}
-					stream = append(s.tok.AppendEncode(stream, d.Text), s.tok.EOT())
-					nbytes += len(d.Text)
-				}
-				if len(stream) > maxTokens {
-					// Count only the scored text's bytes.
-					nbytes = len(s.tok.Decode(stream[:maxTokens]))
-					stream = stream[:maxTokens]
+				stream, nbytes, err := domainStream(cp, s.tok, dom, split, maxTokens)
+				if err != nil {
+					return err
 				}
 				bar := newProgress("perplexity "+dom, "windows")
 				res, err := s.m.Perplexity(stream, ctx, ctx/2, 16, bar.Set)
@@ -99,17 +72,11 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 				if err != nil {
 					return err
 				}
-				var uni float64
-				for _, id := range stream[1:] {
-					uni -= math.Log((counts[id] + 1) / (total + float64(v)))
-				}
 				rows = append(rows, cardRow{Domain: dom, Tokens: res.Tokens, Bytes: nbytes, Perplexity: res.Perplexity,
-					Unigram: math.Exp(uni / float64(len(stream)-1)), BitsPerByte: res.NLL / math.Ln2 / float64(nbytes)})
+					Unigram: uni.perplexity(stream[1:]), BitsPerByte: res.NLL / math.Ln2 / float64(nbytes)})
 			}
 			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(os.Stdout, rows)
 			}
 			fmt.Printf("| domain | %s tokens scored | perplexity | unigram perplexity | bits/byte |\n|---|---|---|---|---|\n", split)
 			for _, r := range rows {
@@ -126,4 +93,65 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 	f.StringVar(&roles, "roles", data.RolePretrain, "comma-separated roles of the domains to score: pretrain, adapt, heldout")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
+}
+
+// unigram is a unigram model with add-one smoothing: counts of every id
+// and their total.
+type unigram struct {
+	counts []float64
+	total  float64
+}
+
+// fitUnigram counts the tokens of the corpus's pretraining domains' train
+// split (each document and its <|endoftext|>) over a vocabulary of v ids.
+func fitUnigram(cp *data.Corpus, tok *model.Tokenizer, v int) (unigram, error) {
+	u := unigram{counts: make([]float64, v)}
+	for _, dom := range cp.DomainsWithRole(data.RolePretrain) {
+		for d, err := range cp.All(dom, "train") {
+			if err != nil {
+				return u, err
+			}
+			for _, id := range tok.Encode(d.Text) {
+				u.counts[id]++
+			}
+			u.counts[tok.EOT()]++
+			u.total++
+		}
+	}
+	for _, c := range u.counts {
+		u.total += c
+	}
+	return u, nil
+}
+
+// perplexity is the smoothed unigram perplexity of ids.
+func (u unigram) perplexity(ids []int32) float64 {
+	var nll float64
+	for _, id := range ids {
+		nll -= math.Log((u.counts[id] + 1) / (u.total + float64(len(u.counts))))
+	}
+	return math.Exp(nll / float64(len(ids)))
+}
+
+// domainStream is the first maxTokens tokens of a domain's split (its
+// documents joined by <|endoftext|>) and the bytes of text they cover.
+func domainStream(cp *data.Corpus, tok *model.Tokenizer, dom, split string, maxTokens int) ([]int32, int, error) {
+	var stream []int32
+	nbytes := 0
+	for d, err := range cp.All(dom, split) {
+		if err != nil {
+			return nil, 0, err
+		}
+		if len(stream) >= maxTokens {
+			break
+		}
+		stream = append(tok.AppendEncode(stream, d.Text), tok.EOT())
+		nbytes += len(d.Text)
+	}
+	if len(stream) > maxTokens {
+		// Count only the scored text's bytes.
+		nbytes = len(tok.Decode(stream[:maxTokens]))
+		stream = stream[:maxTokens]
+	}
+	return stream, nbytes, nil
 }

@@ -221,6 +221,8 @@ func TestCLIBenchServe(t *testing.T) {
 // TestCLITrainEndToEnd builds a small corpus from a fake fortunes tree,
 // trains a tiny model for a few steps, resumes it, and generates from the
 // checkpoint: the path from `make data` to a usable model.
+// (Over 80 lines: one pipeline, corpus to trained model to adapters, each step
+// feeding the next.)
 func TestCLITrainEndToEnd(t *testing.T) {
 	src := t.TempDir()
 	var b strings.Builder

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 )
@@ -86,5 +87,29 @@ func TestDemoServerDefences(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("demo: %v", err)
+	}
+}
+
+// Without a wasm runtime from `make wasm` the demo builds nothing: it stops
+// and says how to make one.
+func TestDemoWithoutWasm(t *testing.T) {
+	t.Chdir(t.TempDir()) // no bin/wasm here
+	if _, err := findWasm(""); err == nil || !strings.Contains(err.Error(), "make wasm") {
+		t.Errorf("no bin/wasm: %v, want the hint to run make wasm", err)
+	}
+	if _, err := findWasm(t.TempDir()); err == nil || !strings.Contains(err.Error(), "make wasm") {
+		t.Errorf("an empty --wasm: %v, want the hint to run make wasm", err)
+	}
+	wasmDir := filepath.Join("bin", "wasm")
+	if err := os.MkdirAll(wasmDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"chameleon.wasm", "wasm_exec.js"} {
+		if err := os.WriteFile(filepath.Join(wasmDir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if dir, err := findWasm(""); err != nil || dir != wasmDir {
+		t.Errorf("with bin/wasm: %q, %v", dir, err)
 	}
 }

@@ -44,36 +44,20 @@ cluster of each prompt is printed on stderr.`,
 				return err
 			}
 			defer s.close()
-			ids := make([][]int32, len(prompts))
-			for i, p := range prompts {
-				ids[i] = s.tok.Encode(p)
-				if len(ids[i]) == 0 {
-					return fmt.Errorf("prompt %d is empty", i+1)
-				}
-				if limit := s.m.Cfg.NCtx - 1; len(ids[i]) > limit {
-					if !truncate {
-						return fmt.Errorf("prompt %d has %d tokens, over the context of %d (pass --truncate to keep its last %d)", i+1, len(ids[i]), s.m.Cfg.NCtx, limit)
-					}
-					ids[i] = ids[i][len(ids[i])-limit:]
-				}
+			ids, err := encodePrompts(s, prompts, truncate)
+			if err != nil {
+				return err
 			}
-			rt, err := af.runtime(s.m)
+			rt, plan, err := af.plan(s.m, ids, !asJSON)
 			if err != nil {
 				return err
 			}
 			var clusters []int
 			if rt != nil {
 				defer rt.Free()
-				plan, err := rt.Plan(ids, af.planOptions())
-				if err != nil {
-					return err
-				}
 				defer plan.Free()
 				opt.Adapter = plan.Adapter(nil)
 				clusters = plan.Cluster
-				if !asJSON {
-					printClusters(os.Stderr, rt, plan, af.mode)
-				}
 			}
 			opt.Stop = stops
 			opt.StopAtEOT = eot
@@ -90,32 +74,9 @@ cluster of each prompt is printed on stderr.`,
 			}
 			el := time.Since(t0)
 			if asJSON {
-				rep := generateReport{Device: s.label, Seconds: el.Seconds()}
-				if rt != nil {
-					rep.Adapter = describeAdapter(rt.Meta)
-				}
-				for i, g := range gens {
-					gp := generated{Index: i + 1, Prompt: prompts[i], Text: string(g.Text), Tokens: len(g.Tokens)}
-					if clusters != nil {
-						c := clusters[i]
-						gp.Cluster = &c
-					}
-					rep.Tokens += len(g.Tokens)
-					rep.Generations = append(rep.Generations, gp)
-				}
-				rep.TokensPerS = float64(rep.Tokens) / el.Seconds()
-				return printJSON(os.Stdout, rep)
+				return printJSON(os.Stdout, generationReport(s, rt, prompts, gens, clusters, el))
 			}
-			n := 0
-			for i, g := range gens {
-				n += len(g.Tokens)
-				if single {
-					fmt.Println()
-				} else {
-					fmt.Printf("[%d] %s%s\n", i+1, prompts[i], g.Text)
-				}
-			}
-			fmt.Fprintf(os.Stderr, "%d prompts, %d tokens in %.2fs (%.1f tokens/s) on %s\n", len(prompts), n, el.Seconds(), float64(n)/el.Seconds(), s.label)
+			printGenerations(s, prompts, gens, single, el)
 			return nil
 		},
 	}
@@ -152,6 +113,60 @@ type generated struct {
 	Cluster *int   `json:"cluster,omitempty"` // with --adapter: the prompt's cluster (-1: kept at the base model)
 }
 
+// encodePrompts tokenizes the prompts, refusing an empty one and one over
+// the context (keeping its last tokens with truncate).
+func encodePrompts(s *session, prompts []string, truncate bool) ([][]int32, error) {
+	ids := make([][]int32, len(prompts))
+	for i, p := range prompts {
+		ids[i] = s.tok.Encode(p)
+		if len(ids[i]) == 0 {
+			return nil, fmt.Errorf("prompt %d is empty", i+1)
+		}
+		if limit := s.m.Cfg.NCtx - 1; len(ids[i]) > limit {
+			if !truncate {
+				return nil, fmt.Errorf("prompt %d has %d tokens, over the context of %d (pass --truncate to keep its last %d)", i+1, len(ids[i]), s.m.Cfg.NCtx, limit)
+			}
+			ids[i] = ids[i][len(ids[i])-limit:]
+		}
+	}
+	return ids, nil
+}
+
+// generationReport is generate's --json report; clusters is nil without
+// an adapter.
+func generationReport(s *session, rt *adapt.Runtime, prompts []string, gens []model.Generation, clusters []int, el time.Duration) generateReport {
+	rep := generateReport{Device: s.label, Seconds: el.Seconds()}
+	if rt != nil {
+		rep.Adapter = describeAdapter(rt.Meta)
+	}
+	for i, g := range gens {
+		gp := generated{Index: i + 1, Prompt: prompts[i], Text: string(g.Text), Tokens: len(g.Tokens)}
+		if clusters != nil {
+			c := clusters[i]
+			gp.Cluster = &c
+		}
+		rep.Tokens += len(g.Tokens)
+		rep.Generations = append(rep.Generations, gp)
+	}
+	rep.TokensPerS = float64(rep.Tokens) / el.Seconds()
+	return rep
+}
+
+// printGenerations ends generate's text output: the continuations (a
+// single prompt's was streamed already) and the rate on stderr.
+func printGenerations(s *session, prompts []string, gens []model.Generation, single bool, el time.Duration) {
+	n := 0
+	for i, g := range gens {
+		n += len(g.Tokens)
+		if single {
+			fmt.Println()
+		} else {
+			fmt.Printf("[%d] %s%s\n", i+1, prompts[i], g.Text)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "%d prompts, %d tokens in %.2fs (%.1f tokens/s) on %s\n", len(prompts), n, el.Seconds(), float64(n)/el.Seconds(), s.label)
+}
+
 // readPrompts takes prompts from the arguments, else a file, else stdin,
 // one per line, skipping empty lines.
 func readPrompts(args []string, file string) ([]string, error) {
@@ -182,6 +197,25 @@ func readPrompts(args []string, file string) ([]string, error) {
 		return nil, fmt.Errorf("no prompts: give them as arguments, with --file, or on stdin")
 	}
 	return out, nil
+}
+
+// plan is the adaptation of the prompts ids when --adapter gives one (nil
+// runtime and plan otherwise); with show, the clusters are printed on
+// stderr. The caller frees both.
+func (af *adapterFlags) plan(m *model.Model, ids [][]int32, show bool) (*adapt.Runtime, *adapt.Plan, error) {
+	rt, err := af.runtime(m)
+	if err != nil || rt == nil {
+		return nil, nil, err
+	}
+	plan, err := rt.Plan(ids, af.planOptions())
+	if err != nil {
+		rt.Free()
+		return nil, nil, err
+	}
+	if show {
+		printClusters(os.Stderr, rt, plan, af.mode)
+	}
+	return rt, plan, nil
 }
 
 // printClusters writes the adapter and which inputs (1-based) each of the

@@ -37,6 +37,7 @@ func openaiModules(t *testing.T) string {
 // serve`: completions and chat completions, plain and streamed (by hand
 // and with the client's stream helper), usage, the extension object, and
 // its error classes for a wrong key (401) and a bad request (400).
+// (Over 80 lines: one server and one node script whose calls are checked in turn.)
 func TestOpenAIClient(t *testing.T) {
 	modules := openaiModules(t)
 	node, err := exec.LookPath("node")

@@ -226,16 +226,31 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	}
 	genTime := time.Since(t3)
 
+	rep := runReportOf(s, rt.Meta, plan, samples, [2][]model.SequenceScore{base, adapted}, [2][]model.Generation{plain, withAd})
+	rep.Mode, rep.MaxTokens = af.mode, maxTokens
+	rep.Seconds = runTimes{Load: loaded.Seconds(), Plan: planTime.Seconds(), ScoreBase: baseTime.Seconds(),
+		ScoreAdapted: adaptedTime.Seconds(), Generate: genTime.Seconds(), Total: time.Since(t0).Seconds()}
+	if asJSON {
+		return printJSON(os.Stdout, rep)
+	}
+	printRun(rep)
+	return nil
+}
+
+// runReportOf is the run report's clusters, prompts and pools from the
+// plan, the scores (base, adapted) and the continuations (base, adapted).
+func runReportOf(s *session, meta adapt.Meta, plan *adapt.Plan, samples []sample, scores [2][]model.SequenceScore, gens [2][]model.Generation) runReport {
+	m := s.m
 	pool := func(ps []int) runPool { // 1-based prompts
 		var b, a model.SequenceScore
 		for _, p := range ps {
-			b.NLL, b.Tokens = b.NLL+base[p-1].NLL, b.Tokens+base[p-1].Tokens
-			a.NLL, a.Tokens = a.NLL+adapted[p-1].NLL, a.Tokens+adapted[p-1].Tokens
+			b.NLL, b.Tokens = b.NLL+scores[0][p-1].NLL, b.Tokens+scores[0][p-1].Tokens
+			a.NLL, a.Tokens = a.NLL+scores[1][p-1].NLL, a.Tokens+scores[1][p-1].Tokens
 		}
 		return runPool{Tokens: b.Tokens, BasePerplexity: b.Perplexity(), AdaptedPerplexity: a.Perplexity()}
 	}
-	rep := runReport{Device: s.label, Adapter: describeAdapter(rt.Meta), Static: rt.Meta.Kind != adapt.KindHyper, Mode: af.mode,
-		K: plan.K, MaxTokens: maxTokens, Gated: []int{},
+	rep := runReport{Device: s.label, Adapter: describeAdapter(meta), Static: meta.Kind != adapt.KindHyper,
+		K: plan.K, Gated: []int{},
 		Model: modelSummary{m.Cfg.NLayer, m.Cfg.NEmbd, m.Cfg.VocabSize, m.Cfg.NCtx, m.Cfg.Params()}}
 	for c, ms := range clusterMembers(plan.Cluster, plan.K) {
 		if len(ms) == 0 {
@@ -254,16 +269,10 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 			rep.Gated = append(rep.Gated, i+1)
 		}
 		rep.Prompts = append(rep.Prompts, runPrompt{Index: i + 1, Domain: sm.domain, Text: sm.text, Cluster: plan.Cluster[i],
-			runPool: pool([]int{i + 1}), BaseContinuation: string(plain[i].Text), AdaptedContinuation: string(withAd[i].Text)})
+			runPool: pool([]int{i + 1}), BaseContinuation: string(gens[0][i].Text), AdaptedContinuation: string(gens[1][i].Text)})
 	}
 	rep.All = pool(every) // every prompt, those the gate kept at the base model too
-	rep.Seconds = runTimes{Load: loaded.Seconds(), Plan: planTime.Seconds(), ScoreBase: baseTime.Seconds(),
-		ScoreAdapted: adaptedTime.Seconds(), Generate: genTime.Seconds(), Total: time.Since(t0).Seconds()}
-	if asJSON {
-		return printJSON(os.Stdout, rep)
-	}
-	printRun(rep)
-	return nil
+	return rep
 }
 
 // printRun prints a run report as text.

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -23,7 +24,7 @@ func randomHyperFile(t *testing.T, dir string, seed uint64, cents int) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := randomHyper(cfg, host, 2, "", seed)
+	a, err := adaptrun.RandomHyper(cfg, host, 2, "", seed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,6 +43,7 @@ func randomHyperFile(t *testing.T, dir string, seed uint64, cents int) string {
 	return path
 }
 
+// (Over 80 lines: one run's report, checked field by field.)
 func TestCLIRun(t *testing.T) {
 	dir := tinyModel(t)
 	ad := randomHyperFile(t, dir, 1, 0)

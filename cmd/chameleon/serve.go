@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -40,17 +41,8 @@ func serveCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
-			if err := checkServeFlags(&opt, ao, grace); err != nil {
+			if err := checkServeOptions(&opt, ao, grace, lim, logFormat, mf.path, cmd.ErrOrStderr()); err != nil {
 				return err
-			}
-			if err := checkLimits(lim); err != nil {
-				return err
-			}
-			if opt.Log, err = requestLogger(logFormat, cmd.ErrOrStderr()); err != nil {
-				return err
-			}
-			if opt.APIKey == "" {
-				opt.APIKey = os.Getenv("CHAMELEON_API_KEY")
 			}
 			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
@@ -61,12 +53,6 @@ func serveCmd() *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: chat template: %s\n", opt.Chat.Origin)
-			if opt.ModelName == "" {
-				opt.ModelName = "chameleon-default"
-				if mf.path != "" {
-					opt.ModelName = filepath.Base(filepath.Clean(mf.path))
-				}
-			}
 			ao.Mode = serve.AdaptMode(mode)
 			sm, err := serveModel(s, adapterFlag, ao, cmd.ErrOrStderr())
 			if err != nil {
@@ -90,45 +76,8 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return err
 			}
-			o := srv.Scheduler().Options()
-			queue := fmt.Sprintf("queue %d", o.Queue)
-			if o.Queue == serve.NoQueue {
-				queue = "no queue"
-			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: serving %q on http://%s (%s; %d slots x %d tokens, %s)\n",
-				o.ModelName, ln.Addr(), s.label, o.Slots, s.m.Cfg.NCtx, queue)
-			served := make(chan error, 1)
-			go func() { served <- hs.Serve(cl) }()
-
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			select {
-			case <-ctx.Done():
-			case err := <-served:
-				srv.Shutdown(context.Background()) //nolint:errcheck
-				return err
-			}
-			stop() // a second signal kills the process
-			fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: shutting down: in-flight requests have %v to finish\n", grace)
-			sctx, cancel := context.WithTimeout(context.Background(), grace)
-			defer cancel()
-			httpDone := make(chan error, 1)
-			go func() { httpDone <- hs.Shutdown(sctx) }() // stops accepting, waits for the handlers
-			if err := srv.Shutdown(sctx); err != nil {
-				fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: %v\n", err)
-			}
-			// The handlers return once the scheduler has ended their runs;
-			// give them a moment to write, then close what is left.
-			select {
-			case err := <-httpDone:
-				if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-					return err
-				}
-			case <-time.After(5 * time.Second):
-			}
-			hs.Close()
-			fmt.Fprintln(cmd.ErrOrStderr(), "chameleon: stopped")
-			return nil
+			announceServe(cmd.ErrOrStderr(), srv, ln, s)
+			return serveUntilSignal(cmd, srv, hs, cl, grace)
 		},
 	}
 	mf.add(c)
@@ -153,6 +102,82 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&logFormat, "log", "text", "request log on stderr, one line per request: text, json or off")
 	addLimitFlags(c, &lim)
 	return c
+}
+
+// checkServeOptions checks the flags (checkServeFlags, the HTTP limits),
+// sets the request log (on w), takes the API key from $CHAMELEON_API_KEY
+// when --api-key is not given and names the model after modelPath (the
+// --model file or directory) when --name is not given.
+func checkServeOptions(opt *serve.Options, ao serve.AdaptOptions, grace time.Duration, lim serve.Limits, logFormat, modelPath string, w io.Writer) error {
+	if err := checkServeFlags(opt, ao, grace); err != nil {
+		return err
+	}
+	if err := checkLimits(lim); err != nil {
+		return err
+	}
+	var err error
+	if opt.Log, err = requestLogger(logFormat, w); err != nil {
+		return err
+	}
+	if opt.APIKey == "" {
+		opt.APIKey = os.Getenv("CHAMELEON_API_KEY")
+	}
+	if opt.ModelName == "" {
+		opt.ModelName = "chameleon-default"
+		if modelPath != "" {
+			opt.ModelName = filepath.Base(filepath.Clean(modelPath))
+		}
+	}
+	return nil
+}
+
+// announceServe says on w what is served where.
+func announceServe(w io.Writer, srv *serve.Server, ln net.Listener, s *session) {
+	o := srv.Scheduler().Options()
+	queue := fmt.Sprintf("queue %d", o.Queue)
+	if o.Queue == serve.NoQueue {
+		queue = "no queue"
+	}
+	fmt.Fprintf(w, "chameleon: serving %q on http://%s (%s; %d slots x %d tokens, %s)\n",
+		o.ModelName, ln.Addr(), s.label, o.Slots, s.m.Cfg.NCtx, queue)
+}
+
+// serveUntilSignal serves HTTP on cl until SIGINT or SIGTERM (or the
+// listener fails), then gives in-flight requests grace to finish.
+func serveUntilSignal(cmd *cobra.Command, srv *serve.Server, hs *http.Server, cl net.Listener, grace time.Duration) error {
+	log := cmd.ErrOrStderr()
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(cl) }()
+
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	select {
+	case <-ctx.Done():
+	case err := <-served:
+		srv.Shutdown(context.Background()) //nolint:errcheck
+		return err
+	}
+	stop() // a second signal kills the process
+	fmt.Fprintf(log, "chameleon: shutting down: in-flight requests have %v to finish\n", grace)
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- hs.Shutdown(sctx) }() // stops accepting, waits for the handlers
+	if err := srv.Shutdown(sctx); err != nil {
+		fmt.Fprintf(log, "chameleon: %v\n", err)
+	}
+	// The handlers return once the scheduler has ended their runs;
+	// give them a moment to write, then close what is left.
+	select {
+	case err := <-httpDone:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+	case <-time.After(5 * time.Second):
+	}
+	hs.Close()
+	fmt.Fprintln(log, "chameleon: stopped")
+	return nil
 }
 
 // requestLogger is the per-request log of --log: slog's text or JSON

@@ -131,6 +131,7 @@ func TestCLIServe(t *testing.T) {
 // adaptation, said in the log); a file made for the model (requests are
 // adapted unless "adapt": false); a file made for another model (refused,
 // naming the difference).
+// (Over 80 lines: one server started with an adapter, then each request checked.)
 func TestCLIServeAdapter(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "tiny")
 	cfg := model.Configs["tiny"]

@@ -1,0 +1,174 @@
+package adaptrun
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// OverheadTarget is ChamaleonLLM's bound on the adaptation's cost: at most
+// 5% more time than the plain forward.
+const OverheadTarget = 0.05
+
+// Overhead compares a forward pass with and without the whole adaptation
+// (`chameleon bench --adapter`).
+type Overhead struct {
+	DType    string `json:"dtype"`
+	Batch    int    `json:"batch"`
+	Seq      int    `json:"seq"`
+	Clusters int    `json:"clusters"`
+	Adapter  string `json:"adapter"`
+	Reps     int    `json:"reps"`
+	// Medians over the repetitions, seconds. Base: the batched prefill
+	// with the tied projection (last-position logits, greedy pick read
+	// back, as generation runs it). Adapted: the same pass preceded by the
+	// plan (features on the device, k-means, the hyper-network on each
+	// cluster's mean) and with the fused low-rank head.
+	BaseSeconds    float64 `json:"base_seconds"`
+	AdaptedSeconds float64 `json:"adapted_seconds"`
+	PlanSeconds    float64 `json:"plan_seconds"` // features + k-means + hyper-network
+	HeadSeconds    float64 `json:"head_seconds"` // adapted forward - base forward (the low-rank apply)
+	Overhead       float64 `json:"overhead"`     // (adapted - base) / base
+	Target         float64 `json:"target"`       // OverheadTarget
+	MeetsTarget    bool    `json:"meets_target"`
+}
+
+// RandomHyper is a hyper-network adapter of rank for the model cfg/host
+// with PyTorch's default initialisation (a non-zero update), generating
+// updates of the block sites too (comma-separated, "": none): for timing,
+// where the weights' values do not matter.
+func RandomHyper(cfg model.Config, host []model.HostTensor, rank int, sites string, seed uint64) (*adapt.Adapter, error) {
+	base, err := adapt.BaseOf(cfg, host)
+	if err != nil {
+		return nil, err
+	}
+	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, rank)
+	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base}
+	if sites != "" {
+		meta.Sites = strings.Split(sites, ",")
+	}
+	a := &adapt.Adapter{Meta: meta, Tensors: adapt.InitHyper(hc, seed)}
+	rng := rand.New(rand.NewPCG(seed, 2))
+	for _, t := range meta.Spec()[len(a.Tensors):] {
+		t.Data = make([]float32, gpu.Numel(t.Shape))
+		for i := range t.Data {
+			t.Data[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		a.Tensors = append(a.Tensors, t)
+	}
+	return a, a.Validate()
+}
+
+// MeasureOverhead times reps passes of batch random sequences of seq
+// tokens with and without the adaptation a (named spec in the result; k
+// clusters a batch, 0: the runtime's default), alternating them so that
+// drift in the machine's load hits both alike. A first, untimed pair warms
+// the pipelines up.
+func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, batch, seq, k, reps int) (Overhead, error) {
+	r := Overhead{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: OverheadTarget}
+	if seq <= 0 || seq > m.Cfg.NCtx {
+		return r, fmt.Errorf("--seq %d: want 1 to the model's context of %d", seq, m.Cfg.NCtx)
+	}
+	if batch <= 0 || reps <= 0 {
+		return r, fmt.Errorf("adaptrun: overhead of batch %d over %d repetitions: want both positive", batch, reps)
+	}
+	rt, err := adapt.NewRuntime(m, a)
+	if err != nil {
+		return r, err
+	}
+	defer rt.Free()
+	rng := rand.New(rand.NewPCG(uint64(batch), uint64(seq)))
+	toks := make([][]int32, batch)
+	for i := range toks {
+		toks[i] = make([]int32, seq)
+		for j := range toks[i] {
+			toks[i][j] = int32(rng.IntN(m.Cfg.VocabSize))
+		}
+	}
+	pass, done, err := greedyPass(m, toks)
+	if err != nil {
+		return r, err
+	}
+	defer done()
+	var base, adapted, plans []float64
+	for i := -1; i < reps; i++ { // i = -1 warms the pipelines up
+		t0 := time.Now()
+		if err := pass(nil); err != nil {
+			return r, err
+		}
+		tb := time.Since(t0).Seconds()
+		t0 = time.Now()
+		plan, err := rt.Plan(toks, adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)})
+		if err != nil {
+			return r, err
+		}
+		tp := time.Since(t0).Seconds()
+		err = pass(plan.Adapter(nil))
+		ta := time.Since(t0).Seconds()
+		r.Clusters = plan.K
+		plan.Free()
+		if err != nil {
+			return r, err
+		}
+		if i >= 0 {
+			base, adapted, plans = append(base, tb), append(adapted, ta), append(plans, tp)
+		}
+	}
+	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds = median(base), median(adapted), median(plans)
+	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
+	r.Overhead = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
+	r.MeetsTarget = r.Overhead <= r.Target
+	return r, nil
+}
+
+// greedyPass returns a function that runs toks as one batched prefill from
+// an empty cache (adapted by ad, nil: the base model) with the greedy pick
+// of each sequence's last position read back, as generation's first step
+// does, and the function that frees what it holds.
+func greedyPass(m *model.Model, toks [][]int32) (pass func(ad model.Adapter) error, done func(), err error) {
+	seq := 0
+	for _, t := range toks {
+		seq = max(seq, len(t))
+	}
+	cache, err := m.NewCache(len(toks), seq)
+	if err != nil {
+		return nil, nil, err
+	}
+	ids, err := m.B.Alloc(gpu.I32, len(toks))
+	if err != nil {
+		m.FreeCache(cache)
+		return nil, nil, err
+	}
+	pass = func(ad model.Adapter) error {
+		for i := range cache.Len {
+			cache.Len[i] = 0
+		}
+		lg, err := m.ForwardAdapted(cache, toks, true, ad)
+		if err != nil {
+			return err
+		}
+		m.B.Argmax(ids, lg)
+		_, err = m.B.ReadI32(ids)
+		m.B.Free(lg)
+		return err
+	}
+	return pass, func() { m.B.Free(ids); m.FreeCache(cache) }, nil
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count); xs is not modified.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}

@@ -1,0 +1,43 @@
+package adaptrun
+
+import (
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/train"
+)
+
+// TrainOne trains head and decoder methods alike; a hyper adapter comes
+// out gated and self-checking, the gate's pretraining picture from fit; a
+// LoRA comes out as trained.
+func TestTrainOne(t *testing.T) {
+	m, _, sets, base := prepared(t)
+	tb := m.B.(gpu.TrainBackend)
+	o := TrainOpts{Batch: 4, Epochs: 2, LR: 1e-2, Seed: 3, Alpha: 1}
+	for _, tc := range []struct {
+		meth  Method
+		gated bool
+	}{
+		{Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}}, true},
+		{Method{Name: "deep", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: []string{train.SiteQKV}}, true},
+		{Method{Name: "lora", Kind: KindLoRA, Rank: 2}, false},
+	} {
+		steps := 0
+		tr, err := TrainOne(tb, m, base, tc.meth, sets.Train, sets.Fit, o, func(step, _ int, _ float64) { steps = step })
+		if err != nil {
+			t.Fatalf("%s: %v", tc.meth.Name, err)
+		}
+		meta := tr.Adapter.Meta
+		if len(tr.Losses) == 0 || steps != len(tr.Losses) {
+			t.Errorf("%s: %d losses, progress reached step %d", tc.meth.Name, len(tr.Losses), steps)
+		}
+		if tc.gated != (meta.SelfCheck && meta.GateRadius > 0 && meta.GatePretrain > 0) {
+			t.Errorf("%s: self-check %v, gate radius %v, pretraining centroids %v; want gated %v",
+				tc.meth.Name, meta.SelfCheck, meta.GateRadius, meta.GatePretrain, tc.gated)
+		}
+		if err := tr.Adapter.Validate(); err != nil {
+			t.Errorf("%s: %v", tc.meth.Name, err)
+		}
+	}
+}

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+// runAdapter is --adapter: the whole adaptation's cost (features, k-means,
+// hyper-network, low-rank head) against the plain forward, for every
+// --dtype (f32 or f16) and --batches.
+func (b *bench) runAdapter() error {
+	o := b.o
+	b.log("adaptation overhead on %s: %s (%d parameters), %s, %d tokens per sequence, median of %d\n", b.d, b.name, b.cfg.Params(), o.adapterSpec, o.seq, o.reps)
+	for _, dt := range b.dts {
+		if dt.Quantized() {
+			return fmt.Errorf("--dtype %q: want f32, f16 or both", dt)
+		}
+		m, err := b.upload(dt)
+		if err != nil {
+			return err
+		}
+		var a *adapt.Adapter
+		if o.adapterSpec == "random" {
+			a, err = adaptrun.RandomHyper(b.cfg, b.host, o.adapterRank, o.adapterSites, 1)
+		} else {
+			a, err = loadAdapter(o.adapterSpec, m)
+		}
+		if err != nil {
+			return err
+		}
+		if a.Meta.Kind != adapt.KindHyper {
+			return fmt.Errorf("--adapter %s is a %s adapter: the overhead bench times the hyper-network's whole path", o.adapterSpec, a.Meta.Kind)
+		}
+		b.log("adapter: %s\n", describeAdapter(a.Meta))
+		for _, batch := range b.bs {
+			r, err := adaptrun.MeasureOverhead(m, a, o.adapterSpec, batch, o.seq, o.clusters, o.reps)
+			if err != nil {
+				return err
+			}
+			b.report.Adapt = append(b.report.Adapt, r)
+			verdict := "meets"
+			if !r.MeetsTarget {
+				verdict = "misses"
+			}
+			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs: features, k-means, hyper-network; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target)\n",
+				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target)
+		}
+		freeWeights(b.w, m.W)
+	}
+	return nil
+}
