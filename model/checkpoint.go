@@ -223,7 +223,7 @@ func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name stri
 		"config.json has n_positions %d, n_embd %d"); err != nil {
 		return fail(err)
 	}
-	host, err := readSpec(cfg, f, lay)
+	host, err := readSpec(gpt2Table.Family, gpt2Table.entries(cfg.sizes(), cfg.NLayer), f, lay)
 	if err != nil {
 		return fail(err)
 	}
@@ -251,12 +251,13 @@ func (l layout) label(name string) string {
 }
 
 // hfLayout maps the names in a safetensors file to the project's: it strips
-// "transformer.", skips the causal-mask buffers, sets lm_head.weight aside as
-// head, and rejects duplicates and unexpected tensors.
+// "transformer.", skips the causal-mask buffers (the table's Ignore), sets
+// lm_head.weight aside as head, and rejects duplicates and unexpected
+// tensors.
 func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 	want := map[string]bool{}
-	for _, s := range TensorSpec(cfg) {
-		want[s.Name] = true
+	for _, e := range gpt2Table.entries(cfg.sizes(), cfg.NLayer) {
+		want[e.Name] = true
 	}
 	lay = layout{file: map[string]string{}, inOut: true}
 	var extra []string
@@ -266,7 +267,7 @@ func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 			continue
 		}
 		base := strings.TrimPrefix(n, hfPrefix)
-		if isHFBuffer(base) {
+		if gpt2Table.ignored(base) {
 			continue
 		}
 		if !want[base] {
@@ -280,21 +281,10 @@ func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 	}
 	if len(extra) > 0 {
 		return layout{}, "", unexpected(extra, func(n string) (int, bool) {
-			return layerIndex(strings.TrimPrefix(n, hfPrefix), "h.")
+			return layerIndex(strings.TrimPrefix(n, hfPrefix), gpt2Table.layerPrefix(false))
 		}, "config.json has n_layer", cfg.NLayer)
 	}
 	return lay, head, nil
-}
-
-// isHFBuffer reports whether name is one of HF GPT-2's causal-mask buffers,
-// h.N.attn.bias or h.N.attn.masked_bias (not to be confused with the
-// attention's parameters under h.N.attn.c_attn and h.N.attn.c_proj).
-func isHFBuffer(name string) bool {
-	if _, ok := layerIndex(name, "h."); !ok {
-		return false
-	}
-	_, rest, _ := strings.Cut(name[len("h."):], ".")
-	return rest == "attn.bias" || rest == "attn.masked_bias"
 }
 
 // layerIndex parses the N of a name starting with prefix + "N.".
@@ -304,11 +294,10 @@ func layerIndex(name, prefix string) (int, bool) {
 		return 0, false
 	}
 	num, _, ok := strings.Cut(rest, ".")
-	if !ok || num == "" || (len(num) > 1 && num[0] == '0') {
+	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(num)
-	return n, err == nil && n >= 0
+	return parseIndex(num)
 }
 
 // unexpected reports tensors that are not part of GPT-2 under the config,
@@ -346,15 +335,15 @@ func checkEmbedding(src tensorSource, lay layout, name string, want []int, forma
 		fmt.Sprintf(format, want[0], want[1]), lay.label(name), info.Shape, want)
 }
 
-// readSpec validates and decodes every tensor of TensorSpec(cfg) from src,
-// transposing Conv1D weights when the layout stores them (in, out).
-func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
-	spec := TensorSpec(cfg)
+// readSpec validates and decodes every tensor of es (a family's expanded
+// table) from src, transposing the InOut matrices when the layout stores
+// them (in, out). It returns the tensors in es's order.
+func readSpec(family string, es []tensorEntry, src tensorSource, lay layout) ([]HostTensor, error) {
 	var missing []string
-	for _, s := range spec {
-		fn, ok := lay.file[s.Name]
+	for _, e := range es {
+		fn, ok := lay.file[e.Name]
 		if !ok {
-			fn = s.Name
+			fn = e.Name
 		}
 		if _, found := src.Info(fn); !found {
 			missing = append(missing, fn)
@@ -366,19 +355,21 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		if len(missing) > show {
 			list += fmt.Sprintf(" and %d more", len(missing)-show)
 		}
-		return nil, fmt.Errorf("%d of the %d GPT-2 tensors are missing: %s", len(missing), len(spec), list)
+		return nil, fmt.Errorf("%d of the %d %s tensors are missing: %s", len(missing), len(es), family, list)
 	}
-	for i := range spec {
-		s := &spec[i]
-		fn, label := lay.file[s.Name], lay.label(s.Name)
+	out := make([]HostTensor, len(es))
+	for i, e := range es {
+		s := &out[i]
+		s.Name, s.Shape = e.Name, e.Shape
+		fn, label := lay.file[e.Name], lay.label(e.Name)
 		info, _ := src.Info(fn)
 		if !info.DType.Float32Decodable() {
 			return nil, fmt.Errorf("%s has dtype %v; only F32, F16, BF16, Q8_0, Q4_0 and Q4_K weights are supported", label, info.DType)
 		}
-		want, note := s.Shape, ""
-		conv := lay.inOut && isConv1D(s.Name)
+		want, note := e.Shape, ""
+		conv := lay.inOut && e.InOut
 		if conv {
-			want, note = []int{s.Shape[1], s.Shape[0]}, " (in, out) for Conv1D"
+			want, note = []int{e.Shape[1], e.Shape[0]}, " (in, out) for Conv1D"
 		}
 		if !slices.Equal(info.Shape, want) {
 			return nil, fmt.Errorf("%s has shape %v, config wants %v%s", label, info.Shape, want, note)
@@ -386,7 +377,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		if err := src.CheckFinite(fn); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		if ok, err := keepBlocks(s, src, fn, info); ok || err != nil { // model/quantize.go
+		if ok, err := keepBlocks(s, e.Role, src, fn, info); ok || err != nil { // model/quantize.go
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
 			}
@@ -401,7 +392,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		}
 		s.Data = data
 	}
-	return spec, nil
+	return out, nil
 }
 
 // checkTiedHead accepts a stored output projection only if it is wte.
@@ -425,9 +416,10 @@ func checkTiedHead(src tensorSource, head string, wte HostTensor) error {
 }
 
 // isConv1D reports whether a project tensor name is one of HF GPT-2's Conv1D
-// weights, which HF stores (in, out).
+// weights, which HF stores (in, out) (InOut in the table).
 func isConv1D(name string) bool {
-	return hasSuffix(name, ".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+	d, _, ok := gpt2Table.find(name)
+	return ok && d.InOut
 }
 
 // transpose returns the (cols, rows) transpose of the row-major (rows, cols)
@@ -568,10 +560,11 @@ func SaveHF(dir string, cfg Config, host []HostTensor, dtype string) error {
 	if err != nil {
 		return err
 	}
+	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer) // ordered's order
 	ts := make([]tensorfile.Tensor, len(ordered))
 	for i, h := range ordered {
 		shape, data := h.Shape, h.Data
-		if isConv1D(h.Name) {
+		if es[i].InOut {
 			shape, data = []int{h.Shape[1], h.Shape[0]}, transpose(h.Data, h.Shape[0], h.Shape[1])
 		}
 		if ts[i], err = tensorfile.FromFloat32(hfPrefix+h.Name, dt, shape, data); err != nil {
