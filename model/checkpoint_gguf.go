@@ -55,21 +55,21 @@ const minQuantBits = 4
 
 // GGUF metadata keys and names.
 const (
-	ggufArch       = "gpt2"
-	ggufHead       = "output.weight"
-	ggufKeyArch    = "general.architecture"
-	ggufKeyCtx     = "gpt2.context_length"
-	ggufKeyEmbd    = "gpt2.embedding_length"
-	ggufKeyFF      = "gpt2.feed_forward_length"
-	ggufKeyBlocks  = "gpt2.block_count"
-	ggufKeyHeads   = "gpt2.attention.head_count"
-	ggufKeyEps     = "gpt2.attention.layer_norm_epsilon"
-	ggufKeyVocab   = "gpt2.vocab_size"
-	ggufKeyTokens  = "tokenizer.ggml.tokens"
-	ggufKeyMerges  = "tokenizer.ggml.merges"
-	ggufFileF32    = 0  // LLAMA_FTYPE_ALL_F32
-	ggufFileF16    = 1  // LLAMA_FTYPE_MOSTLY_F16
-	ggufFileBF16   = 32 // LLAMA_FTYPE_MOSTLY_BF16
+	ggufArch      = "gpt2"
+	ggufHead      = "output.weight"
+	ggufKeyArch   = "general.architecture"
+	ggufKeyCtx    = "gpt2.context_length"
+	ggufKeyEmbd   = "gpt2.embedding_length"
+	ggufKeyFF     = "gpt2.feed_forward_length"
+	ggufKeyBlocks = "gpt2.block_count"
+	ggufKeyHeads  = "gpt2.attention.head_count"
+	ggufKeyEps    = "gpt2.attention.layer_norm_epsilon"
+	ggufKeyVocab  = "gpt2.vocab_size"
+	ggufKeyTokens = "tokenizer.ggml.tokens"
+	ggufKeyMerges = "tokenizer.ggml.merges"
+	ggufFileF32   = 0  // LLAMA_FTYPE_ALL_F32
+	ggufFileF16   = 1  // LLAMA_FTYPE_MOSTLY_F16
+	ggufFileBF16  = 32 // LLAMA_FTYPE_MOSTLY_BF16
 )
 
 // ggufName is llama.cpp's name for a project tensor name (the table's GGUF
