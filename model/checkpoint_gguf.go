@@ -324,6 +324,19 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 	if opt.ChatTemplate != "" {
 		meta = append(meta, tensorfile.KV{Key: GGUFKeyChatTemplate, Value: opt.ChatTemplate})
 	}
+	ts, err := ggufTensors(cfg, ordered, blocks, dt, qf, quantized, opt.TiedOutput)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, func(w io.Writer) error { return tensorfile.WriteGGUF(w, meta, ts) })
+}
+
+// ggufTensors are SaveGGUFWith's tensors: ordered (TensorSpec order) under
+// their GGUF names, vectors F32, the others in dt, the layer matrices
+// (RoleMatrix) in qf when quantized, taken from blocks as they are when
+// those already hold qf; output.weight after wte when tiedOutput.
+func ggufTensors(cfg Config, ordered []HostTensor, blocks map[string]HostTensor, dt tensorfile.DType,
+	qf quant.Format, quantized, tiedOutput bool) ([]tensorfile.Tensor, error) {
 	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer) // ordered's order
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
 	for i, h := range ordered {
@@ -335,17 +348,20 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		if quantize {
 			tdt = tensorfile.FromQuantFormat(qf)
 		}
-		var t tensorfile.Tensor
+		t := tensorfile.Tensor{Name: e.GGUF, DType: tdt, Shape: h.Shape}
 		if b, ok := blocks[h.Name]; ok && b.Quant == gpu.QuantDType(qf) && quantize {
-			t = tensorfile.Tensor{Name: e.GGUF, DType: tdt, Shape: h.Shape, Data: b.Blocks}
-		} else if t, err = tensorfile.FromFloat32(e.GGUF, tdt, h.Shape, h.Data); err != nil {
-			return fmt.Errorf("model: %w", err)
+			t.Data = b.Blocks
+		} else {
+			var err error
+			if t, err = tensorfile.FromFloat32(e.GGUF, tdt, h.Shape, h.Data); err != nil {
+				return nil, fmt.Errorf("model: %w", err)
+			}
 		}
 		ts = append(ts, t)
-		if opt.TiedOutput && h.Name == "wte.weight" {
+		if tiedOutput && h.Name == "wte.weight" {
 			t.Name = ggufHead
 			ts = append(ts, t)
 		}
 	}
-	return writeFileAtomic(path, func(w io.Writer) error { return tensorfile.WriteGGUF(w, meta, ts) })
+	return ts, nil
 }
