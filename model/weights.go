@@ -4,9 +4,10 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
-// Layer holds one transformer block's weights, stored (out, in). The field
-// names are Hugging Face GPT-2's tensor names under "h.<i>."; HF stores its
-// Conv1D weights (in, out), so loaders transpose them once.
+// Layer holds one transformer block's weights, stored (out, in). The
+// comments give Hugging Face GPT-2's tensor names under "h.<i>."; gpt2Table
+// below is where each field is tied to its checkpoint names (HF stores its
+// Conv1D weights (in, out), so loaders transpose them once).
 type Layer struct {
 	Ln1G, Ln1B   gpu.Tensor // ln_1.{weight,bias} (C)
 	AttnW, AttnB gpu.Tensor // attn.c_attn.{weight,bias} (3C, C), (3C)
@@ -16,7 +17,8 @@ type Layer struct {
 	Fc2W, Fc2B   gpu.Tensor // mlp.c_proj.{weight,bias} (C, 4C), (C)
 }
 
-// Weights is a GPT-2 on a Backend. The output projection is wte (tied).
+// Weights is a GPT-2 on a Backend, filled by Upload from gpt2Table and
+// released by Free. The output projection is wte (tied).
 type Weights struct {
 	Wte        gpu.Tensor // wte.weight (V, C)
 	Wpe        gpu.Tensor // wpe.weight (P, C)
