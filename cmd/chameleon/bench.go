@@ -193,7 +193,7 @@ func benchCmd() *cobra.Command {
 						log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs: features, k-means, hyper-network; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target)\n",
 							r.DType, b, seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target)
 					}
-					freeWeights(w, wts)
+					wts.Free(w)
 				}
 				if asJSON {
 					enc := json.NewEncoder(os.Stdout)
@@ -368,7 +368,7 @@ func benchCmd() *cobra.Command {
 						}
 					}
 				}
-				freeWeights(w, wts)
+				wts.Free(w)
 			}
 			if asJSON {
 				enc := json.NewEncoder(os.Stdout)
@@ -396,18 +396,6 @@ func benchCmd() *cobra.Command {
 	c.Flags().IntVar(&clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")
 	c.Flags().IntVar(&reps, "reps", 3, "timed repetitions of the prefill/decode and --adapter measurements; the median is reported (prefill/decode: the run of median decode rate, with every run's rates)")
 	return c
-}
-
-func freeWeights(b gpu.Backend, w *model.Weights) {
-	b.Free(w.Wte)
-	b.Free(w.Wpe)
-	b.Free(w.LnFG)
-	b.Free(w.LnFB)
-	for _, l := range w.Layers {
-		for _, t := range []gpu.Tensor{l.Ln1G, l.Ln1B, l.AttnW, l.AttnB, l.ProjW, l.ProjB, l.Ln2G, l.Ln2B, l.FcW, l.FcB, l.Fc2W, l.Fc2B} {
-			b.Free(t)
-		}
-	}
 }
 
 // adaptBench compares a forward pass with and without the whole
