@@ -279,3 +279,91 @@ func TestUploadFillsEveryField(t *testing.T) {
 		t.Errorf("a failed upload left %d tensors allocated", len(b.live))
 	}
 }
+
+// A second family, declared here the way Llama's will be beside GPT-2's
+// (RMSNorm gains only, no biases, grouped-query K and V of width KV, a gated
+// MLP of width F, an untied output projection), to check that the table
+// machinery needs nothing of GPT-2's.
+type toyLayer struct{ AttnNorm, Q, K, V, O, FFNNorm, Gate, Up, Down gpu.Tensor }
+
+type toyWeights struct {
+	Embed        gpu.Tensor
+	Layers       []toyLayer
+	Norm, Output gpu.Tensor
+}
+
+func toyLayerField(f func(*toyLayer) *gpu.Tensor) func(*toyWeights, int) *gpu.Tensor {
+	return func(w *toyWeights, l int) *gpu.Tensor { return f(&w.Layers[l]) }
+}
+
+var toyTable = &Table[toyWeights]{
+	Family: "toy Llama",
+	New:    func(layers int) *toyWeights { return &toyWeights{Layers: make([]toyLayer, layers)} },
+	Pre: []TensorDef[toyWeights]{{Name: "model.embed_tokens.weight", GGUF: "token_embd.weight", Shape: []Axis{"V", "C"},
+		Role: RoleEmbedding, Init: InitNormal, Field: func(w *toyWeights, _ int) *gpu.Tensor { return &w.Embed }}},
+	Layer: []TensorDef[toyWeights]{
+		{Name: "model.layers.{l}.input_layernorm.weight", GGUF: "blk.{l}.attn_norm.weight", Shape: []Axis{"C"}, Init: InitOne,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.AttnNorm })},
+		{Name: "model.layers.{l}.self_attn.q_proj.weight", GGUF: "blk.{l}.attn_q.weight", Shape: []Axis{"C", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.Q })},
+		{Name: "model.layers.{l}.self_attn.k_proj.weight", GGUF: "blk.{l}.attn_k.weight", Shape: []Axis{"KV", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.K })},
+		{Name: "model.layers.{l}.self_attn.v_proj.weight", GGUF: "blk.{l}.attn_v.weight", Shape: []Axis{"KV", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.V })},
+		{Name: "model.layers.{l}.self_attn.o_proj.weight", GGUF: "blk.{l}.attn_output.weight", Shape: []Axis{"C", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.O })},
+		{Name: "model.layers.{l}.post_attention_layernorm.weight", GGUF: "blk.{l}.ffn_norm.weight", Shape: []Axis{"C"}, Init: InitOne,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.FFNNorm })},
+		{Name: "model.layers.{l}.mlp.gate_proj.weight", GGUF: "blk.{l}.ffn_gate.weight", Shape: []Axis{"F", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.Gate })},
+		{Name: "model.layers.{l}.mlp.up_proj.weight", GGUF: "blk.{l}.ffn_up.weight", Shape: []Axis{"F", "C"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.Up })},
+		{Name: "model.layers.{l}.mlp.down_proj.weight", GGUF: "blk.{l}.ffn_down.weight", Shape: []Axis{"C", "F"}, Role: RoleMatrix, Init: InitNormal,
+			Field: toyLayerField(func(l *toyLayer) *gpu.Tensor { return &l.Down })},
+	},
+	Post: []TensorDef[toyWeights]{
+		{Name: "model.norm.weight", GGUF: "output_norm.weight", Shape: []Axis{"C"}, Init: InitOne,
+			Field: func(w *toyWeights, _ int) *gpu.Tensor { return &w.Norm }},
+		{Name: "lm_head.weight", GGUF: "output.weight", Shape: []Axis{"V", "C"}, Role: RoleEmbedding, Init: InitNormal,
+			Field: func(w *toyWeights, _ int) *gpu.Tensor { return &w.Output }},
+	},
+	Ignore: []string{"model.layers.{l}.self_attn.rotary_emb.inv_freq"},
+}
+
+func TestTableSecondFamily(t *testing.T) {
+	s, layers := Sizes{"V": 11, "C": 8, "KV": 4, "F": 12}, 3
+	if err := toyTable.validate(s); err != nil {
+		t.Fatal(err)
+	}
+	host := toyTable.randomInit(s, layers, 1)
+	if len(host) != 1+9*layers+2 || host[5].Name != "model.layers.0.self_attn.o_proj.weight" || !slices.Equal(host[3].Shape, []int{4, 8}) {
+		t.Fatalf("expanded wrongly: %d tensors, [5] %s, [3] %v", len(host), host[5].Name, host[3].Shape)
+	}
+	if d, l, ok := toyTable.find("model.layers.2.mlp.down_proj.weight"); !ok || l != 2 || d.GGUF != "blk.{l}.ffn_down.weight" {
+		t.Errorf("find: %v %d %v", d.GGUF, l, ok)
+	}
+	if !toyTable.ignored("model.layers.1.self_attn.rotary_emb.inv_freq") || toyTable.ignored("model.norm.weight") {
+		t.Error("ignored is wrong")
+	}
+	b := &counting{Backend: ref.New(), live: map[gpu.Tensor]bool{}}
+	w, err := toyTable.upload(b, s, layers, host, gpu.F16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := tensorFields(reflect.ValueOf(w).Elem())
+	if len(fields) != len(host) || len(b.live) != len(host) || w.Layers[2].Down.DType() != gpu.F16 || w.Norm.DType() != gpu.F32 {
+		t.Errorf("%d fields, %d live, %d tensors", len(fields), len(b.live), len(host))
+	}
+	global, perLayer := toyTable.count(s, func(Role) bool { return true })
+	if global+layers*perLayer != 2*11*8+8+layers*(8+8*8+2*4*8+8*8+8+3*12*8) {
+		t.Errorf("count: %d + %d*%d", global, layers, perLayer)
+	}
+	keys := map[string]string{"V": "vocab_size", "C": "hidden_size", "KV": "kv width", "F": "intermediate_size", "L": "num_hidden_layers"}
+	if err := CheckFits(toyTable.groups(s, layers, keys), FileCapacity{Tensors: len(host), DataBytes: 1 << 20, ElementBits: 16}); err != nil {
+		t.Error(err)
+	}
+	toyTable.free(b, w, layers)
+	if len(b.live) != 0 {
+		t.Errorf("free left %d tensors", len(b.live))
+	}
+}
