@@ -126,7 +126,10 @@ type PlanOptions struct {
 // Plan is the adaptation of a set of sequences: the cluster of each and
 // the low-rank factors of every cluster, on the device.
 type Plan struct {
-	Cluster  []int     // per sequence: its cluster (or expert), -1 for none
+	// Cluster is per sequence (or serving slot) its cluster (or expert)
+	// in [0, K), -1 for none. Read it freely; change it with SetClusters,
+	// which checks the range.
+	Cluster  []int
 	K        int       // clusters
 	Features []float32 // (N, C) the sequences' features (hyper adapters), host copy
 	Means    []float32 // (K, C) the hyper-network's input per cluster
@@ -308,6 +311,22 @@ func (p *Plan) generate() error {
 		return err
 	}
 	p.factors = h.Factors(p.packed)
+	return nil
+}
+
+// SetClusters gives the plan's sequences (or serving slots, one per row
+// of a ragged batch) their clusters: cl[i] in [0, K) uses that cluster's
+// factors, -1 the base model. The number of sequences becomes len(cl). cl
+// is copied (into Cluster's own storage when it has room, so a server can
+// set every step without allocating). On an error, naming the first entry
+// out of range, Cluster is left as it was.
+func (p *Plan) SetClusters(cl []int) error {
+	for i, c := range cl {
+		if c < -1 || c >= p.K {
+			return fmt.Errorf("adapt: plan: sequence %d gets cluster %d, but the plan has %d (-1: none)", i, c, p.K)
+		}
+	}
+	p.Cluster = append(p.Cluster[:0], cl...)
 	return nil
 }
 

@@ -96,8 +96,25 @@ func TestServingPlans(t *testing.T) {
 	if got := logitsOf(t, rt.M, servingSeqs, cp.Adapter(nil)); !slices.Equal(got, logitsOf(t, rt.M, servingSeqs, nil)) {
 		t.Errorf("a plan whose slots have cluster -1 changes the logits")
 	}
-	copy(cp.Cluster, as)
-	cp.Cluster[2] = -1 // one slot unadapted
+	cl := slices.Clone(as)
+	cl[2] = -1 // one slot unadapted
+	if err := cp.SetClusters(cl); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []struct {
+		cl   []int
+		want string
+	}{
+		{[]int{0, 3, 0, 0, 0}, "sequence 1 gets cluster 3, but the plan has 3"}, // K is 3
+		{[]int{-2}, "sequence 0 gets cluster -2"},
+	} {
+		if err := cp.SetClusters(bad.cl); err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("SetClusters(%v): %v, want an error containing %q", bad.cl, err, bad.want)
+		}
+		if !slices.Equal(cp.Cluster, cl) {
+			t.Errorf("a refused SetClusters(%v) changed the clusters to %v", bad.cl, cp.Cluster)
+		}
+	}
 	on := slices.Repeat([]bool{true}, len(servingSeqs))
 	on[2] = false
 	if got, want := logitsOf(t, rt.M, servingSeqs, cp.Adapter(nil)), logitsOf(t, rt.M, servingSeqs, online.Adapter(on)); !slices.Equal(got, want) {

@@ -29,7 +29,8 @@ type BenchResult struct {
 // over tokens new tokens whose logits are needed at rows positions.
 func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes float64) {
 	C, V := float64(c.NEmbd), float64(c.VocabSize)
-	perLayer := 3*C*C + C*C + 4*C*C + 4*C*C // c_attn, c_proj, c_fc, mlp.c_proj
+	_, matrices := gpt2Table.count(c.sizes(), func(r Role) bool { return r == RoleMatrix })
+	perLayer := float64(matrices) // a block's MatMul weights (RoleMatrix): c_attn, c_proj, c_fc, mlp.c_proj
 	flops = 2*float64(tokens)*perLayer*float64(c.NLayer) + 2*float64(rows)*V*C
 	bytes = float64(weightBytes) * (perLayer*float64(c.NLayer) + V*C)
 	return flops, bytes

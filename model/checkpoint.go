@@ -24,20 +24,16 @@ package model
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"maps"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
-	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
 )
 
@@ -223,7 +219,7 @@ func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name stri
 		"config.json has n_positions %d, n_embd %d"); err != nil {
 		return fail(err)
 	}
-	host, err := readSpec(cfg, f, lay)
+	host, err := readSpec(gpt2Table.Family, gpt2Table.entries(cfg.sizes(), cfg.NLayer), f, lay)
 	if err != nil {
 		return fail(err)
 	}
@@ -251,12 +247,13 @@ func (l layout) label(name string) string {
 }
 
 // hfLayout maps the names in a safetensors file to the project's: it strips
-// "transformer.", skips the causal-mask buffers, sets lm_head.weight aside as
-// head, and rejects duplicates and unexpected tensors.
+// "transformer.", skips the causal-mask buffers (the table's Ignore), sets
+// lm_head.weight aside as head, and rejects duplicates and unexpected
+// tensors.
 func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 	want := map[string]bool{}
-	for _, s := range TensorSpec(cfg) {
-		want[s.Name] = true
+	for _, e := range gpt2Table.entries(cfg.sizes(), cfg.NLayer) {
+		want[e.Name] = true
 	}
 	lay = layout{file: map[string]string{}, inOut: true}
 	var extra []string
@@ -266,7 +263,7 @@ func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 			continue
 		}
 		base := strings.TrimPrefix(n, hfPrefix)
-		if isHFBuffer(base) {
+		if gpt2Table.ignored(base) {
 			continue
 		}
 		if !want[base] {
@@ -280,21 +277,10 @@ func hfLayout(cfg Config, names []string) (lay layout, head string, err error) {
 	}
 	if len(extra) > 0 {
 		return layout{}, "", unexpected(extra, func(n string) (int, bool) {
-			return layerIndex(strings.TrimPrefix(n, hfPrefix), "h.")
+			return layerIndex(strings.TrimPrefix(n, hfPrefix), gpt2Table.layerPrefix(false))
 		}, "config.json has n_layer", cfg.NLayer)
 	}
 	return lay, head, nil
-}
-
-// isHFBuffer reports whether name is one of HF GPT-2's causal-mask buffers,
-// h.N.attn.bias or h.N.attn.masked_bias (not to be confused with the
-// attention's parameters under h.N.attn.c_attn and h.N.attn.c_proj).
-func isHFBuffer(name string) bool {
-	if _, ok := layerIndex(name, "h."); !ok {
-		return false
-	}
-	_, rest, _ := strings.Cut(name[len("h."):], ".")
-	return rest == "attn.bias" || rest == "attn.masked_bias"
 }
 
 // layerIndex parses the N of a name starting with prefix + "N.".
@@ -304,11 +290,10 @@ func layerIndex(name, prefix string) (int, bool) {
 		return 0, false
 	}
 	num, _, ok := strings.Cut(rest, ".")
-	if !ok || num == "" || (len(num) > 1 && num[0] == '0') {
+	if !ok {
 		return 0, false
 	}
-	n, err := strconv.Atoi(num)
-	return n, err == nil && n >= 0
+	return parseIndex(num)
 }
 
 // unexpected reports tensors that are not part of GPT-2 under the config,
@@ -346,15 +331,15 @@ func checkEmbedding(src tensorSource, lay layout, name string, want []int, forma
 		fmt.Sprintf(format, want[0], want[1]), lay.label(name), info.Shape, want)
 }
 
-// readSpec validates and decodes every tensor of TensorSpec(cfg) from src,
-// transposing Conv1D weights when the layout stores them (in, out).
-func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
-	spec := TensorSpec(cfg)
+// readSpec validates and decodes every tensor of es (a family's expanded
+// table) from src, transposing the InOut matrices when the layout stores
+// them (in, out). It returns the tensors in es's order.
+func readSpec(family string, es []tensorEntry, src tensorSource, lay layout) ([]HostTensor, error) {
 	var missing []string
-	for _, s := range spec {
-		fn, ok := lay.file[s.Name]
+	for _, e := range es {
+		fn, ok := lay.file[e.Name]
 		if !ok {
-			fn = s.Name
+			fn = e.Name
 		}
 		if _, found := src.Info(fn); !found {
 			missing = append(missing, fn)
@@ -366,19 +351,21 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		if len(missing) > show {
 			list += fmt.Sprintf(" and %d more", len(missing)-show)
 		}
-		return nil, fmt.Errorf("%d of the %d GPT-2 tensors are missing: %s", len(missing), len(spec), list)
+		return nil, fmt.Errorf("%d of the %d %s tensors are missing: %s", len(missing), len(es), family, list)
 	}
-	for i := range spec {
-		s := &spec[i]
-		fn, label := lay.file[s.Name], lay.label(s.Name)
+	out := make([]HostTensor, len(es))
+	for i, e := range es {
+		s := &out[i]
+		s.Name, s.Shape = e.Name, e.Shape
+		fn, label := lay.file[e.Name], lay.label(e.Name)
 		info, _ := src.Info(fn)
 		if !info.DType.Float32Decodable() {
 			return nil, fmt.Errorf("%s has dtype %v; only F32, F16, BF16, Q8_0, Q4_0 and Q4_K weights are supported", label, info.DType)
 		}
-		want, note := s.Shape, ""
-		conv := lay.inOut && isConv1D(s.Name)
+		want, note := e.Shape, ""
+		conv := lay.inOut && e.InOut
 		if conv {
-			want, note = []int{s.Shape[1], s.Shape[0]}, " (in, out) for Conv1D"
+			want, note = []int{e.Shape[1], e.Shape[0]}, " (in, out) for Conv1D"
 		}
 		if !slices.Equal(info.Shape, want) {
 			return nil, fmt.Errorf("%s has shape %v, config wants %v%s", label, info.Shape, want, note)
@@ -386,7 +373,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		if err := src.CheckFinite(fn); err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		if ok, err := keepBlocks(s, src, fn, info); ok || err != nil { // model/quantize.go
+		if ok, err := keepBlocks(s, e.Role, src, fn, info); ok || err != nil { // model/quantize.go
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", label, err)
 			}
@@ -401,7 +388,7 @@ func readSpec(cfg Config, src tensorSource, lay layout) ([]HostTensor, error) {
 		}
 		s.Data = data
 	}
-	return spec, nil
+	return out, nil
 }
 
 // checkTiedHead accepts a stored output projection only if it is wte.
@@ -425,9 +412,10 @@ func checkTiedHead(src tensorSource, head string, wte HostTensor) error {
 }
 
 // isConv1D reports whether a project tensor name is one of HF GPT-2's Conv1D
-// weights, which HF stores (in, out).
+// weights, which HF stores (in, out) (InOut in the table).
 func isConv1D(name string) bool {
-	return hasSuffix(name, ".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
+	d, _, ok := gpt2Table.find(name)
+	return ok && d.InOut
 }
 
 // transpose returns the (cols, rows) transpose of the row-major (rows, cols)
@@ -445,225 +433,4 @@ func transpose(src []float32, rows, cols int) []float32 {
 		}
 	}
 	return dst
-}
-
-// hfConfig is the part of a Hugging Face GPT2Config that Chameleon reads or
-// must refuse. Pointers tell absent fields from zero ones.
-type hfConfig struct {
-	ModelType         *string  `json:"model_type"`
-	VocabSize         *int     `json:"vocab_size"`
-	NPositions        *int     `json:"n_positions"`
-	NCtx              *int     `json:"n_ctx"`
-	NEmbd             *int     `json:"n_embd"`
-	NHead             *int     `json:"n_head"`
-	NLayer            *int     `json:"n_layer"`
-	NInner            *int     `json:"n_inner"`
-	LNEps             *float64 `json:"layer_norm_epsilon"`
-	Activation        *string  `json:"activation_function"`
-	ScaleAttnWeights  *bool    `json:"scale_attn_weights"`
-	ScaleAttnByLayer  *bool    `json:"scale_attn_by_inverse_layer_idx"`
-	AddCrossAttention *bool    `json:"add_cross_attention"`
-	TieWordEmbeddings *bool    `json:"tie_word_embeddings"`
-}
-
-// parseHFConfig reads config.json. Absent sizes take GPT2Config's defaults
-// (those of the 124M "gpt2"), as transformers does; settings that change the
-// computation away from what Chameleon implements are refused. requireHead is
-// set when the config unties the output projection, so the checkpoint must
-// hold lm_head.weight (which must still equal wte).
-func parseHFConfig(data []byte) (cfg Config, requireHead bool, err error) {
-	var h hfConfig
-	if err := json.Unmarshal(data, &h); err != nil {
-		return Config{}, false, fmt.Errorf("not a valid config.json: %w", err)
-	}
-	if h.ModelType != nil && *h.ModelType != "gpt2" {
-		return Config{}, false, fmt.Errorf("model_type is %q; only gpt2 is supported", *h.ModelType)
-	}
-	def := Configs["gpt2"]
-	pick := func(p *int, d int) int {
-		if p != nil {
-			return *p
-		}
-		return d
-	}
-	cfg = Config{
-		VocabSize: pick(h.VocabSize, def.VocabSize),
-		NCtx:      pick(h.NPositions, pick(h.NCtx, def.NCtx)),
-		NEmbd:     pick(h.NEmbd, def.NEmbd),
-		NHead:     pick(h.NHead, def.NHead),
-		NLayer:    pick(h.NLayer, def.NLayer),
-		LNEps:     def.LNEps,
-	}
-	if h.LNEps != nil {
-		cfg.LNEps = float32(*h.LNEps)
-	}
-	switch {
-	case h.NPositions != nil && h.NCtx != nil && *h.NPositions != *h.NCtx:
-		return Config{}, false, fmt.Errorf("n_positions %d and n_ctx %d disagree", *h.NPositions, *h.NCtx)
-	case h.NInner != nil && *h.NInner != 4*cfg.NEmbd:
-		return Config{}, false, fmt.Errorf("n_inner %d is not supported: the MLP must be 4*n_embd = %d wide", *h.NInner, 4*cfg.NEmbd)
-	case h.Activation != nil && *h.Activation != "gelu_new" && *h.Activation != "gelu_pytorch_tanh":
-		return Config{}, false, fmt.Errorf("activation_function %q is not supported (only the tanh GELU: gelu_new, gelu_pytorch_tanh)", *h.Activation)
-	case h.ScaleAttnWeights != nil && !*h.ScaleAttnWeights:
-		return Config{}, false, errors.New("scale_attn_weights false is not supported")
-	case h.ScaleAttnByLayer != nil && *h.ScaleAttnByLayer:
-		return Config{}, false, errors.New("scale_attn_by_inverse_layer_idx is not supported")
-	case h.AddCrossAttention != nil && *h.AddCrossAttention:
-		return Config{}, false, errors.New("add_cross_attention is not supported (decoder-only GPT-2)")
-	}
-	if err := cfg.Validate(); err != nil {
-		return Config{}, false, errors.New(strings.TrimPrefix(err.Error(), "model: "))
-	}
-	return cfg, h.TieWordEmbeddings != nil && !*h.TieWordEmbeddings, nil
-}
-
-// hfConfigOut is the config.json SaveHF writes, in this key order.
-type hfConfigOut struct {
-	ModelType         string      `json:"model_type"`
-	Architectures     []string    `json:"architectures"`
-	VocabSize         int         `json:"vocab_size"`
-	NPositions        int         `json:"n_positions"`
-	NCtx              int         `json:"n_ctx"`
-	NEmbd             int         `json:"n_embd"`
-	NHead             int         `json:"n_head"`
-	NLayer            int         `json:"n_layer"`
-	LNEps             json.Number `json:"layer_norm_epsilon"`
-	Activation        string      `json:"activation_function"`
-	TieWordEmbeddings bool        `json:"tie_word_embeddings"`
-	TorchDType        string      `json:"torch_dtype"`
-}
-
-// checkpointDType maps SaveHF's and SaveGGUF's dtype argument.
-func checkpointDType(s string) (tensorfile.DType, string, error) {
-	switch s {
-	case "f32":
-		return tensorfile.F32, "float32", nil
-	case "f16":
-		return tensorfile.F16, "float16", nil
-	case "bf16":
-		return tensorfile.BF16, "bfloat16", nil
-	}
-	return tensorfile.Invalid, "", fmt.Errorf("model: checkpoint dtype %q is not one of f32, f16, bf16", s)
-}
-
-// SaveHF writes a Hugging Face GPT2LMHeadModel checkpoint into dir (created
-// if needed): config.json (model_type gpt2, n_ctx = n_positions, torch_dtype)
-// and model.safetensors with every tensor in dtype ("f32", "f16" or "bf16";
-// f16 and bf16 round to nearest even), metadata {"format": "pt"}.
-//
-// Names are written as GPT2LMHeadModel.save_pretrained writes them today: with
-// the "transformer." prefix, without lm_head.weight (tied to wte, so
-// transformers re-ties it on load) and without the causal-mask buffers (not
-// persistent in current transformers). Conv1D weights are transposed back to
-// HF's (in, out). host must be exactly TensorSpec(cfg) with data, in any
-// order, and finite. Each file is written to a temporary name and renamed
-// into place. Tokenizer files are not written; copy encoder.json and vocab.bpe
-// alongside if the checkpoint should carry them.
-func SaveHF(dir string, cfg Config, host []HostTensor, dtype string) error {
-	dt, torchDType, err := checkpointDType(dtype)
-	if err != nil {
-		return err
-	}
-	ordered, err := checkHost(cfg, host)
-	if err != nil {
-		return err
-	}
-	ts := make([]tensorfile.Tensor, len(ordered))
-	for i, h := range ordered {
-		shape, data := h.Shape, h.Data
-		if isConv1D(h.Name) {
-			shape, data = []int{h.Shape[1], h.Shape[0]}, transpose(h.Data, h.Shape[0], h.Shape[1])
-		}
-		if ts[i], err = tensorfile.FromFloat32(hfPrefix+h.Name, dt, shape, data); err != nil {
-			return fmt.Errorf("model: %w", err)
-		}
-	}
-	conf, err := json.MarshalIndent(hfConfigOut{
-		ModelType: "gpt2", Architectures: []string{"GPT2LMHeadModel"},
-		VocabSize: cfg.VocabSize, NPositions: cfg.NCtx, NCtx: cfg.NCtx,
-		NEmbd: cfg.NEmbd, NHead: cfg.NHead, NLayer: cfg.NLayer,
-		LNEps:      json.Number(strconv.FormatFloat(float64(cfg.LNEps), 'g', -1, 32)),
-		Activation: "gelu_new", TieWordEmbeddings: true, TorchDType: torchDType,
-	}, "", "  ")
-	if err != nil {
-		return fmt.Errorf("model: config.json: %w", err)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	err = writeFileAtomic(filepath.Join(dir, hfWeightsFile), func(w io.Writer) error {
-		return tensorfile.WriteSafetensors(w, ts, map[string]string{"format": "pt"})
-	})
-	if err != nil {
-		return err
-	}
-	return writeFileAtomic(filepath.Join(dir, hfConfigFile), func(w io.Writer) error {
-		_, err := w.Write(append(conf, '\n'))
-		return err
-	})
-}
-
-// checkHost checks tensors about to be saved against cfg: exactly the
-// tensors of TensorSpec(cfg), each with its shape, matching data and only
-// finite values. It returns them in TensorSpec order.
-func checkHost(cfg Config, host []HostTensor) ([]HostTensor, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	byName := make(map[string]HostTensor, len(host))
-	for _, h := range host {
-		if _, dup := byName[h.Name]; dup {
-			return nil, fmt.Errorf("model: saving: tensor %s appears twice", h.Name)
-		}
-		byName[h.Name] = h
-	}
-	spec := TensorSpec(cfg)
-	out := make([]HostTensor, len(spec))
-	for i, s := range spec {
-		h, ok := byName[s.Name]
-		if !ok {
-			return nil, fmt.Errorf("model: saving: tensor %s missing", s.Name)
-		}
-		if !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
-			return nil, fmt.Errorf("model: saving: %s has shape %v (%d values), config wants %v",
-				s.Name, h.Shape, len(h.Data), s.Shape)
-		}
-		for j, v := range h.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("model: saving: %s element %d is %v", s.Name, j, v)
-			}
-		}
-		out[i] = h
-		delete(byName, s.Name)
-	}
-	if len(byName) > 0 {
-		extra := slices.Sorted(maps.Keys(byName))
-		return nil, fmt.Errorf("model: saving: tensor %s is not part of GPT-2 under config %+v", extra[0], cfg)
-	}
-	return out, nil
-}
-
-// writeFileAtomic writes path through a temporary file in the same
-// directory, renamed into place only once fill and Close succeed.
-func writeFileAtomic(path string, fill func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = fill(tmp); err != nil {
-		return fmt.Errorf("model: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("model: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	return nil
 }

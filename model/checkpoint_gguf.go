@@ -2,7 +2,8 @@ package model
 
 // GGUF checkpoints with llama.cpp's GPT-2 conventions.
 //
-// Tensor names (HF name -> GGUF name):
+// Tensor names (HF name -> GGUF name; the GGUF column of GPT-2's weight table
+// in weights.go):
 //
 //	wte.weight              token_embd.weight       (V, C)
 //	wpe.weight              position_embd.weight    (P, C)
@@ -54,55 +55,31 @@ const minQuantBits = 4
 
 // GGUF metadata keys and names.
 const (
-	ggufArch       = "gpt2"
-	ggufHead       = "output.weight"
-	ggufKeyArch    = "general.architecture"
-	ggufKeyCtx     = "gpt2.context_length"
-	ggufKeyEmbd    = "gpt2.embedding_length"
-	ggufKeyFF      = "gpt2.feed_forward_length"
-	ggufKeyBlocks  = "gpt2.block_count"
-	ggufKeyHeads   = "gpt2.attention.head_count"
-	ggufKeyEps     = "gpt2.attention.layer_norm_epsilon"
-	ggufKeyVocab   = "gpt2.vocab_size"
-	ggufKeyTokens  = "tokenizer.ggml.tokens"
-	ggufKeyMerges  = "tokenizer.ggml.merges"
-	ggufFileF32    = 0  // LLAMA_FTYPE_ALL_F32
-	ggufFileF16    = 1  // LLAMA_FTYPE_MOSTLY_F16
-	ggufFileBF16   = 32 // LLAMA_FTYPE_MOSTLY_BF16
-	ggufBlockNames = "blk."
+	ggufArch      = "gpt2"
+	ggufHead      = "output.weight"
+	ggufKeyArch   = "general.architecture"
+	ggufKeyCtx    = "gpt2.context_length"
+	ggufKeyEmbd   = "gpt2.embedding_length"
+	ggufKeyFF     = "gpt2.feed_forward_length"
+	ggufKeyBlocks = "gpt2.block_count"
+	ggufKeyHeads  = "gpt2.attention.head_count"
+	ggufKeyEps    = "gpt2.attention.layer_norm_epsilon"
+	ggufKeyVocab  = "gpt2.vocab_size"
+	ggufKeyTokens = "tokenizer.ggml.tokens"
+	ggufKeyMerges = "tokenizer.ggml.merges"
+	ggufFileF32   = 0  // LLAMA_FTYPE_ALL_F32
+	ggufFileF16   = 1  // LLAMA_FTYPE_MOSTLY_F16
+	ggufFileBF16  = 32 // LLAMA_FTYPE_MOSTLY_BF16
 )
 
-// ggufLayerParts maps the part of a layer tensor name after "h.N." (without
-// ".weight"/".bias") to llama.cpp's name after "blk.N.".
-var ggufLayerParts = map[string]string{
-	"ln_1":        "attn_norm",
-	"attn.c_attn": "attn_qkv",
-	"attn.c_proj": "attn_output",
-	"ln_2":        "ffn_norm",
-	"mlp.c_fc":    "ffn_up",
-	"mlp.c_proj":  "ffn_down",
-}
-
-// ggufName is llama.cpp's name for a project tensor name. It panics on a
-// name that TensorSpec does not produce.
+// ggufName is llama.cpp's name for a project tensor name (the table's GGUF
+// column). It panics on a name that TensorSpec does not produce.
 func ggufName(name string) string {
-	switch name {
-	case "wte.weight":
-		return "token_embd.weight"
-	case "wpe.weight":
-		return "position_embd.weight"
-	case "ln_f.weight", "ln_f.bias":
-		return "output_norm" + strings.TrimPrefix(name, "ln_f")
+	d, l, ok := gpt2Table.find(name)
+	if !ok {
+		panic("model: ggufName: not a GPT-2 tensor name: " + name)
 	}
-	if l, ok := layerIndex(name, "h."); ok {
-		_, rest, _ := strings.Cut(name[len("h."):], ".")
-		if i := strings.LastIndexByte(rest, '.'); i >= 0 {
-			if part, ok := ggufLayerParts[rest[:i]]; ok {
-				return fmt.Sprintf("%s%d.%s%s", ggufBlockNames, l, part, rest[i:])
-			}
-		}
-	}
-	panic("model: ggufName: not a GPT-2 tensor name: " + name)
+	return expandName(d.GGUF, l)
 }
 
 // GGUFOptions are the optional parts of a GGUF checkpoint.
@@ -161,12 +138,12 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 	if err := CheckFits(gpt2Groups(cfg, ggufKeys), capacity); err != nil {
 		return Config{}, nil, err
 	}
+	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer)
 	lay := layout{file: map[string]string{}}
 	want := map[string]bool{}
-	for _, s := range TensorSpec(cfg) {
-		g := ggufName(s.Name)
-		lay.file[s.Name] = g
-		want[g] = true
+	for _, e := range es {
+		lay.file[e.Name] = e.GGUF
+		want[e.GGUF] = true
 	}
 	var extra []string
 	head := ""
@@ -179,14 +156,14 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 		}
 	}
 	if len(extra) > 0 {
-		return Config{}, nil, unexpected(extra, func(n string) (int, bool) { return layerIndex(n, ggufBlockNames) },
+		return Config{}, nil, unexpected(extra, func(n string) (int, bool) { return layerIndex(n, gpt2Table.layerPrefix(true)) },
 			ggufKeyBlocks+" is", cfg.NLayer)
 	}
 	if err := checkEmbedding(f, lay, "wpe.weight", []int{cfg.NCtx, cfg.NEmbd},
 		ggufKeyCtx+" is %d, "+ggufKeyEmbd+" is %d"); err != nil {
 		return Config{}, nil, err
 	}
-	host, err := readSpec(cfg, f, lay)
+	host, err := readSpec(gpt2Table.Family, es, f, lay)
 	if err != nil {
 		return Config{}, nil, err
 	}
@@ -347,26 +324,44 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 	if opt.ChatTemplate != "" {
 		meta = append(meta, tensorfile.KV{Key: GGUFKeyChatTemplate, Value: opt.ChatTemplate})
 	}
+	ts, err := ggufTensors(cfg, ordered, blocks, dt, qf, quantized, opt.TiedOutput)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, func(w io.Writer) error { return tensorfile.WriteGGUF(w, meta, ts) })
+}
+
+// ggufTensors are SaveGGUFWith's tensors: ordered (TensorSpec order) under
+// their GGUF names, vectors F32, the others in dt, the layer matrices
+// (RoleMatrix) in qf when quantized, taken from blocks as they are when
+// those already hold qf; output.weight after wte when tiedOutput.
+func ggufTensors(cfg Config, ordered []HostTensor, blocks map[string]HostTensor, dt tensorfile.DType,
+	qf quant.Format, quantized, tiedOutput bool) ([]tensorfile.Tensor, error) {
+	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer) // ordered's order
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
-	for _, h := range ordered {
-		tdt := tensorfile.F32
-		if len(h.Shape) == 2 {
+	for i, h := range ordered {
+		e, tdt := es[i], tensorfile.F32
+		if e.Role != RoleVector {
 			tdt = dt
 		}
-		if quantized && Quantizable(h.Name) {
+		quantize := quantized && e.Role == RoleMatrix
+		if quantize {
 			tdt = tensorfile.FromQuantFormat(qf)
 		}
-		var t tensorfile.Tensor
-		if b, ok := blocks[h.Name]; ok && b.Quant == gpu.QuantDType(qf) && quantized && Quantizable(h.Name) {
-			t = tensorfile.Tensor{Name: ggufName(h.Name), DType: tdt, Shape: h.Shape, Data: b.Blocks}
-		} else if t, err = tensorfile.FromFloat32(ggufName(h.Name), tdt, h.Shape, h.Data); err != nil {
-			return fmt.Errorf("model: %w", err)
+		t := tensorfile.Tensor{Name: e.GGUF, DType: tdt, Shape: h.Shape}
+		if b, ok := blocks[h.Name]; ok && b.Quant == gpu.QuantDType(qf) && quantize {
+			t.Data = b.Blocks
+		} else {
+			var err error
+			if t, err = tensorfile.FromFloat32(e.GGUF, tdt, h.Shape, h.Data); err != nil {
+				return nil, fmt.Errorf("model: %w", err)
+			}
 		}
 		ts = append(ts, t)
-		if opt.TiedOutput && h.Name == "wte.weight" {
+		if tiedOutput && h.Name == "wte.weight" {
 			t.Name = ggufHead
 			ts = append(ts, t)
 		}
 	}
-	return writeFileAtomic(path, func(w io.Writer) error { return tensorfile.WriteGGUF(w, meta, ts) })
+	return ts, nil
 }

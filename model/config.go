@@ -36,9 +36,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Params is the number of parameters (the output projection is tied to wte).
+// Params is the number of parameters, every tensor of the weight table
+// (the output projection is tied to wte).
 func (c Config) Params() int {
-	C, V, P := c.NEmbd, c.VocabSize, c.NCtx
-	perLayer := 2*C + (3*C*C + 3*C) + (C*C + C) + 2*C + (4*C*C + 4*C) + (4*C*C + C)
-	return V*C + P*C + c.NLayer*perLayer + 2*C
+	global, perLayer := gpt2Table.count(c.sizes(), func(Role) bool { return true })
+	return global + c.NLayer*perLayer
 }

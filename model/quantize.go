@@ -2,9 +2,9 @@ package model
 
 // Quantized weights (ggml's Q8_0, Q4_0, Q4_K; layouts in gpu/quant).
 //
-// Which tensors are quantized: the four layer matrices of every block
-// (attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj weights), which are only
-// ever MatMul's w. The token and position embeddings stay F16: Embed gathers
+// Which tensors are quantized: the layer matrices of every block (RoleMatrix
+// in the weight table: GPT-2's attn.c_attn, attn.c_proj, mlp.c_fc and
+// mlp.c_proj weights), which are only ever MatMul's w. The token and position embeddings stay F16: Embed gathers
 // their rows, and wte is also the tied output projection (whose logits the
 // adaptation's generated updates are added to, and whose f16 values identify
 // the base for adapter files). Layer norms and biases stay F32, as in every
@@ -26,17 +26,20 @@ import (
 )
 
 // Quantizable reports whether the tensor of this TensorSpec name is stored
-// quantized in a quantized checkpoint (the layer matrices).
+// quantized in a quantized checkpoint: the layer matrices (RoleMatrix in
+// GPT-2's table).
 func Quantizable(name string) bool {
-	return hasSuffix(name, "attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+	d, _, ok := gpt2Table.find(name)
+	return ok && d.Role == RoleMatrix
 }
 
-// uploadDType is the device dtype of a tensor uploaded from float data.
-func uploadDType(spec HostTensor, matDType gpu.DType) gpu.DType {
+// uploadDType is the device dtype of a tensor of role r uploaded from float
+// data.
+func uploadDType(r Role, matDType gpu.DType) gpu.DType {
 	switch {
-	case len(spec.Shape) != 2:
+	case r == RoleVector:
 		return gpu.F32
-	case matDType.Quantized() && !Quantizable(spec.Name):
+	case matDType.Quantized() && r != RoleMatrix:
 		return gpu.F16
 	}
 	return matDType
@@ -44,9 +47,9 @@ func uploadDType(spec HostTensor, matDType gpu.DType) gpu.DType {
 
 // keepBlocks reads a quantized layer matrix's raw blocks into s (and
 // reports true) instead of decoding it; other tensors are left to Float32.
-func keepBlocks(s *HostTensor, src tensorSource, fn string, info tensorfile.TensorInfo) (bool, error) {
+func keepBlocks(s *HostTensor, r Role, src tensorSource, fn string, info tensorfile.TensorInfo) (bool, error) {
 	f, ok := info.DType.QuantFormat()
-	if !ok || !Quantizable(s.Name) {
+	if !ok || r != RoleMatrix {
 		return false, nil
 	}
 	rs, ok := src.(interface{ Raw(string) ([]byte, error) })
@@ -97,10 +100,10 @@ func ggufQuantFileType(f quant.Format) uint32 {
 // checkQuantRows reports, naming the tensor, a layer matrix whose rows are
 // not a whole number of f's blocks.
 func checkQuantRows(cfg Config, f quant.Format) error {
-	for _, s := range TensorSpec(cfg) {
-		if Quantizable(s.Name) && s.Shape[1]%f.BlockSize() != 0 {
+	for _, e := range gpt2Table.entries(cfg.sizes(), cfg.NLayer) {
+		if e.Role == RoleMatrix && e.Shape[1]%f.BlockSize() != 0 {
 			return fmt.Errorf("model: %v needs rows of whole %d-weight blocks, but %s (%s) has rows of %d",
-				f, f.BlockSize(), s.Name, ggufName(s.Name), s.Shape[1])
+				f, f.BlockSize(), e.Name, e.GGUF, e.Shape[1])
 		}
 	}
 	return nil

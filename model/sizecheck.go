@@ -12,7 +12,8 @@ package model
 // loader calls it after parsing the header and before TensorSpec.
 //
 // It knows nothing of GPT-2: an architecture describes its tensors as
-// TensorGroups (gpt2Groups below); a Llama-family loader describes its own.
+// TensorGroups, which a weight table derives from its rows (Table.groups;
+// gpt2Groups below), so a Llama-family loader gets its own from its table.
 
 import (
 	"fmt"
@@ -206,29 +207,16 @@ func factorString(factors []Dim) string {
 	return strings.Join(parts, " x ")
 }
 
-// gpt2Keys are the names a checkpoint format gives GPT-2's sizes.
-type gpt2Keys struct{ vocab, ctx, embd, layer string }
+// gpt2Keys name GPT-2's sizes (the letters of its table's shapes, and L for
+// the block count) as a checkpoint format states them.
+type gpt2Keys map[string]string
 
 var (
-	hfKeys   = gpt2Keys{vocab: "vocab_size", ctx: "n_positions", embd: "n_embd", layer: "n_layer"}
-	ggufKeys = gpt2Keys{vocab: "token_embd.weight rows", ctx: ggufKeyCtx, embd: ggufKeyEmbd, layer: ggufKeyBlocks}
+	hfKeys   = gpt2Keys{"V": "vocab_size", "P": "n_positions", "C": "n_embd", "L": "n_layer"}
+	ggufKeys = gpt2Keys{"V": "token_embd.weight rows", "P": ggufKeyCtx, "C": ggufKeyEmbd, "L": ggufKeyBlocks}
 )
 
 // gpt2Groups describes TensorSpec(cfg) for CheckFits without building it.
 func gpt2Groups(cfg Config, k gpt2Keys) []TensorGroup {
-	V, P, C, L := Dim{k.vocab, cfg.VocabSize}, Dim{k.ctx, cfg.NCtx}, Dim{k.embd, cfg.NEmbd}, Dim{k.layer, cfg.NLayer}
-	c := func(n int) Dim { return Dim{N: n} }
-	return []TensorGroup{
-		{Name: "wte.weight", Tensors: [][]Dim{{V, C}}},
-		{Name: "wpe.weight", Tensors: [][]Dim{{P, C}}},
-		{Name: "each layer", Repeat: L, Tensors: [][]Dim{
-			{C}, {C}, // ln_1
-			{c(3), C, C}, {c(3), C}, // attn.c_attn
-			{C, C}, {C}, // attn.c_proj
-			{C}, {C}, // ln_2
-			{c(4), C, C}, {c(4), C}, // mlp.c_fc
-			{c(4), C, C}, {C}, // mlp.c_proj
-		}},
-		{Name: "ln_f", Tensors: [][]Dim{{C}, {C}}},
-	}
+	return gpt2Table.groups(cfg.sizes(), cfg.NLayer, k)
 }

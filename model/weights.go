@@ -1,17 +1,13 @@
 package model
 
 import (
-	"fmt"
-	"math"
-	"math/rand/v2"
-	"slices"
-
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
-// Layer holds one transformer block's weights, stored (out, in). The field
-// names are Hugging Face GPT-2's tensor names under "h.<i>."; HF stores its
-// Conv1D weights (in, out), so loaders transpose them once.
+// Layer holds one transformer block's weights, stored (out, in). The
+// comments give Hugging Face GPT-2's tensor names under "h.<i>."; gpt2Table
+// below is where each field is tied to its checkpoint names (HF stores its
+// Conv1D weights (in, out), so loaders transpose them once).
 type Layer struct {
 	Ln1G, Ln1B   gpu.Tensor // ln_1.{weight,bias} (C)
 	AttnW, AttnB gpu.Tensor // attn.c_attn.{weight,bias} (3C, C), (3C)
@@ -21,7 +17,8 @@ type Layer struct {
 	Fc2W, Fc2B   gpu.Tensor // mlp.c_proj.{weight,bias} (C, 4C), (C)
 }
 
-// Weights is a GPT-2 on a Backend. The output projection is wte (tied).
+// Weights is a GPT-2 on a Backend, filled by Upload from gpt2Table and
+// released by Free. The output projection is wte (tied).
 type Weights struct {
 	Wte        gpu.Tensor // wte.weight (V, C)
 	Wpe        gpu.Tensor // wpe.weight (P, C)
@@ -42,123 +39,93 @@ type HostTensor struct {
 	Blocks []byte
 }
 
+// gpt2Table is GPT-2's weight table (model/table.go): every tensor's
+// checkpoint names, its shape in the config's sizes (V vocabulary, P
+// positions, C width; Config.sizes), its role, its initialisation and its
+// field. GGUF names are llama.cpp's (checkpoint_gguf.go). The causal-mask
+// buffers that older Hugging Face checkpoints carry are not weights.
+var gpt2Table = &Table[Weights]{
+	Family: "GPT-2",
+	New:    func(layers int) *Weights { return &Weights{Layers: make([]Layer, layers)} },
+	Pre: []TensorDef[Weights]{
+		{Name: "wte.weight", GGUF: "token_embd.weight", Shape: []Axis{"V", "C"}, Role: RoleEmbedding, Init: InitNormal,
+			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.Wte })},
+		{Name: "wpe.weight", GGUF: "position_embd.weight", Shape: []Axis{"P", "C"}, Role: RoleEmbedding, Init: InitNormal,
+			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.Wpe })},
+	},
+	Layer: []TensorDef[Weights]{
+		{Name: "h.{l}.ln_1.weight", GGUF: "blk.{l}.attn_norm.weight", Shape: []Axis{"C"}, Role: RoleVector, Init: InitOne,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Ln1G })},
+		{Name: "h.{l}.ln_1.bias", GGUF: "blk.{l}.attn_norm.bias", Shape: []Axis{"C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Ln1B })},
+		{Name: "h.{l}.attn.c_attn.weight", GGUF: "blk.{l}.attn_qkv.weight", Shape: []Axis{"3C", "C"}, Role: RoleMatrix, InOut: true, Init: InitNormal,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.AttnW })},
+		{Name: "h.{l}.attn.c_attn.bias", GGUF: "blk.{l}.attn_qkv.bias", Shape: []Axis{"3C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.AttnB })},
+		{Name: "h.{l}.attn.c_proj.weight", GGUF: "blk.{l}.attn_output.weight", Shape: []Axis{"C", "C"}, Role: RoleMatrix, InOut: true, Init: InitResidual,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.ProjW })},
+		{Name: "h.{l}.attn.c_proj.bias", GGUF: "blk.{l}.attn_output.bias", Shape: []Axis{"C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.ProjB })},
+		{Name: "h.{l}.ln_2.weight", GGUF: "blk.{l}.ffn_norm.weight", Shape: []Axis{"C"}, Role: RoleVector, Init: InitOne,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Ln2G })},
+		{Name: "h.{l}.ln_2.bias", GGUF: "blk.{l}.ffn_norm.bias", Shape: []Axis{"C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Ln2B })},
+		{Name: "h.{l}.mlp.c_fc.weight", GGUF: "blk.{l}.ffn_up.weight", Shape: []Axis{"4C", "C"}, Role: RoleMatrix, InOut: true, Init: InitNormal,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.FcW })},
+		{Name: "h.{l}.mlp.c_fc.bias", GGUF: "blk.{l}.ffn_up.bias", Shape: []Axis{"4C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.FcB })},
+		{Name: "h.{l}.mlp.c_proj.weight", GGUF: "blk.{l}.ffn_down.weight", Shape: []Axis{"C", "4C"}, Role: RoleMatrix, InOut: true, Init: InitResidual,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Fc2W })},
+		{Name: "h.{l}.mlp.c_proj.bias", GGUF: "blk.{l}.ffn_down.bias", Shape: []Axis{"C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Layer(func(l *Layer) *gpu.Tensor { return &l.Fc2B })},
+	},
+	Post: []TensorDef[Weights]{
+		{Name: "ln_f.weight", GGUF: "output_norm.weight", Shape: []Axis{"C"}, Role: RoleVector, Init: InitOne,
+			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.LnFG })},
+		{Name: "ln_f.bias", GGUF: "output_norm.bias", Shape: []Axis{"C"}, Role: RoleVector, Init: InitZero,
+			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.LnFB })},
+	},
+	Ignore: []string{"h.{l}.attn.bias", "h.{l}.attn.masked_bias"},
+}
+
+func gpt2Global(f func(*Weights) *gpu.Tensor) func(*Weights, int) *gpu.Tensor {
+	return func(w *Weights, _ int) *gpu.Tensor { return f(w) }
+}
+
+func gpt2Layer(f func(*Layer) *gpu.Tensor) func(*Weights, int) *gpu.Tensor {
+	return func(w *Weights, l int) *gpu.Tensor { return f(&w.Layers[l]) }
+}
+
+// sizes are the config's sizes by the letters of gpt2Table's shapes.
+func (c Config) sizes() Sizes { return Sizes{"V": c.VocabSize, "P": c.NCtx, "C": c.NEmbd} }
+
 // TensorSpec is the name and shape of every GPT-2 tensor under cfg, in
 // checkpoint order, with Conv1D weights in (out, in) orientation.
-func TensorSpec(cfg Config) []HostTensor {
-	C, V, P := cfg.NEmbd, cfg.VocabSize, cfg.NCtx
-	out := []HostTensor{{Name: "wte.weight", Shape: []int{V, C}}, {Name: "wpe.weight", Shape: []int{P, C}}}
-	for i := 0; i < cfg.NLayer; i++ {
-		p := fmt.Sprintf("h.%d.", i)
-		out = append(out,
-			HostTensor{Name: p + "ln_1.weight", Shape: []int{C}},
-			HostTensor{Name: p + "ln_1.bias", Shape: []int{C}},
-			HostTensor{Name: p + "attn.c_attn.weight", Shape: []int{3 * C, C}},
-			HostTensor{Name: p + "attn.c_attn.bias", Shape: []int{3 * C}},
-			HostTensor{Name: p + "attn.c_proj.weight", Shape: []int{C, C}},
-			HostTensor{Name: p + "attn.c_proj.bias", Shape: []int{C}},
-			HostTensor{Name: p + "ln_2.weight", Shape: []int{C}},
-			HostTensor{Name: p + "ln_2.bias", Shape: []int{C}},
-			HostTensor{Name: p + "mlp.c_fc.weight", Shape: []int{4 * C, C}},
-			HostTensor{Name: p + "mlp.c_fc.bias", Shape: []int{4 * C}},
-			HostTensor{Name: p + "mlp.c_proj.weight", Shape: []int{C, 4 * C}},
-			HostTensor{Name: p + "mlp.c_proj.bias", Shape: []int{C}},
-		)
-	}
-	out = append(out, HostTensor{Name: "ln_f.weight", Shape: []int{C}}, HostTensor{Name: "ln_f.bias", Shape: []int{C}})
-	return out
-}
+func TensorSpec(cfg Config) []HostTensor { return gpt2Table.spec(cfg.sizes(), cfg.NLayer) }
 
 // RandomInit fills every tensor of cfg with GPT-2's initialisation:
 // normal(0, 0.02) matrices and embeddings, residual projections scaled by
 // 1/sqrt(2L), zero biases, unit layernorm gains; deterministic for a seed.
 func RandomInit(cfg Config, seed uint64) []HostTensor {
-	rng := rand.New(rand.NewPCG(seed, 0x6a09e667f3bcc908))
-	ts := TensorSpec(cfg)
-	projStd := 0.02 / math.Sqrt(2*float64(cfg.NLayer))
-	for i := range ts {
-		t := &ts[i]
-		t.Data = make([]float32, gpu.Numel(t.Shape))
-		name := t.Name
-		switch {
-		case hasSuffix(name, "ln_1.weight", "ln_2.weight", "ln_f.weight"):
-			for j := range t.Data {
-				t.Data[j] = 1
-			}
-		case hasSuffix(name, ".bias"):
-		default:
-			std := 0.02
-			if hasSuffix(name, "attn.c_proj.weight", "mlp.c_proj.weight") {
-				std = projStd
-			}
-			for j := range t.Data {
-				t.Data[j] = float32(rng.NormFloat64() * std)
-			}
-		}
-	}
-	return ts
-}
-
-func hasSuffix(s string, suf ...string) bool {
-	for _, x := range suf {
-		if len(s) >= len(x) && s[len(s)-len(x):] == x {
-			return true
-		}
-	}
-	return false
+	return gpt2Table.randomInit(cfg.sizes(), cfg.NLayer, seed)
 }
 
 // Upload puts host tensors on b as Weights; matrices and embeddings in
 // matDType (F32, F16, or a quantized type for the layer matrices, whose
 // embeddings then go in F16), vectors in F32; tensors that carry Blocks
 // stay in their own quantized type. Every tensor's shape is checked
-// against cfg and errors name the tensor.
+// against cfg and errors name the tensor; on an error nothing stays
+// allocated.
 func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*Weights, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	byName := map[string]HostTensor{}
-	for _, h := range host {
-		byName[h.Name] = h
-	}
-	up := func(spec HostTensor) (gpu.Tensor, error) {
-		h, ok := byName[spec.Name]
-		if !ok {
-			return nil, fmt.Errorf("model: tensor %q missing", spec.Name)
-		}
-		dt, data := uploadDType(spec, matDType), any(h.Data)
-		if h.Blocks != nil {
-			dt, data = h.Quant, h.Blocks
-		} else if len(h.Data) != gpu.Numel(spec.Shape) {
-			return nil, fmt.Errorf("model: tensor %q has shape %v (%d values), config wants %v", spec.Name, h.Shape, len(h.Data), spec.Shape)
-		}
-		if !slices.Equal(h.Shape, spec.Shape) {
-			return nil, fmt.Errorf("model: tensor %q has shape %v, config wants %v", spec.Name, h.Shape, spec.Shape)
-		}
-		t, err := b.Alloc(dt, spec.Shape...)
-		if err != nil {
-			return nil, fmt.Errorf("model: tensor %q: %w", spec.Name, err)
-		}
-		if err := b.Write(t, data); err != nil {
-			return nil, fmt.Errorf("model: tensor %q: %w", spec.Name, err)
-		}
-		return t, nil
-	}
-	spec := TensorSpec(cfg)
-	ts := make([]gpu.Tensor, len(spec))
-	for i, s := range spec {
-		t, err := up(s)
-		if err != nil {
-			return nil, err
-		}
-		ts[i] = t
-	}
-	w := &Weights{Wte: ts[0], Wpe: ts[1], LnFG: ts[len(ts)-2], LnFB: ts[len(ts)-1]}
-	for l := 0; l < cfg.NLayer; l++ {
-		o := 2 + 12*l
-		w.Layers = append(w.Layers, Layer{
-			Ln1G: ts[o], Ln1B: ts[o+1], AttnW: ts[o+2], AttnB: ts[o+3], ProjW: ts[o+4], ProjB: ts[o+5],
-			Ln2G: ts[o+6], Ln2B: ts[o+7], FcW: ts[o+8], FcB: ts[o+9], Fc2W: ts[o+10], Fc2B: ts[o+11],
-		})
-	}
-	return w, nil
+	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType)
 }
+
+// Tensors lists w's tensors in checkpoint (TensorSpec) order.
+func (w *Weights) Tensors() []gpu.Tensor { return gpt2Table.tensors(w, len(w.Layers)) }
+
+// Free releases w's tensors on b, the backend they were uploaded to, and
+// clears w's fields.
+func (w *Weights) Free(b gpu.Backend) { gpt2Table.free(b, w, len(w.Layers)) }

@@ -58,6 +58,9 @@ type Adaptive struct {
 	opt   AdaptOptions
 	plan  *adapt.Plan
 	means []float32 // window mode: (slots, C) each pool row's hyper-network input; zeros when free
+	// slotClusters is ForwardLast's scratch: each slot's cluster this
+	// step, -1 for the base model, handed to plan.SetClusters.
+	slotClusters []int
 }
 
 // NewAdaptive loads adapter a on m's backend. It refuses an adapter made
@@ -132,9 +135,13 @@ func (a *Adaptive) selfCheck() (err error) {
 		return fmt.Errorf("serve: adapter self-check: %w", err)
 	}
 	defer a.M.FreeCache(c)
-	a.plan.Cluster = []int{0}
+	if err := a.plan.SetClusters([]int{0}); err != nil {
+		return fmt.Errorf("serve: adapter self-check: %w", err)
+	}
 	logits, err := a.M.ForwardAdapted(c, [][]int32{{0}}, true, a.plan.Adapter(nil))
-	a.plan.Cluster = []int{-1}
+	if err := a.plan.SetClusters([]int{-1}); err != nil {
+		panic(err) // -1 is always in range
+	}
 	if err != nil {
 		return fmt.Errorf("serve: adapter self-check (one adapted token): %w", err)
 	}
@@ -192,9 +199,12 @@ func (a *Adaptive) NewCache(slots, tmax int) (*model.Cache, error) {
 		a.plan.Free()
 		a.plan, a.means = p, means
 	}
-	a.plan.Cluster = make([]int, slots)
-	for i := range a.plan.Cluster {
-		a.plan.Cluster[i] = -1
+	a.slotClusters = make([]int, slots)
+	for i := range a.slotClusters {
+		a.slotClusters[i] = -1
+	}
+	if err := a.plan.SetClusters(a.slotClusters); err != nil {
+		panic(err) // -1 is always in range
 	}
 	return c, nil
 }
@@ -204,18 +214,18 @@ func (a *Adaptive) FreeCache(c *model.Cache) { a.M.FreeCache(c) }
 // ForwardLast runs the step with each slot's adaptation: slot b's rows
 // get cluster ad[b].Cluster when ad[b].On, else the base logits.
 func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (gpu.Tensor, error) {
-	cl := a.plan.Cluster
+	cl := a.slotClusters
 	if len(ad) != len(cl) {
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %d adaptations for a plan of %d slots", len(ad), len(cl)))
 	}
 	for b, x := range ad {
 		cl[b] = -1
 		if x.On && x.Cluster >= 0 {
-			if x.Cluster >= a.plan.K {
-				panic(fmt.Sprintf("serve: Adaptive.ForwardLast: slot %d has cluster %d of %d", b, x.Cluster, a.plan.K))
-			}
 			cl[b] = x.Cluster
 		}
+	}
+	if err := a.plan.SetClusters(cl); err != nil { // the scheduler gave a slot a cluster outside the pool
+		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %v", err))
 	}
 	return a.M.ForwardAdapted(c, tokens, true, a.plan.Adapter(nil))
 }
@@ -267,7 +277,10 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	p.Cluster = a.plan.Cluster
+	if err := p.SetClusters(a.plan.Cluster); err != nil { // the same pool of slots rows
+		p.Free()
+		return nil, fmt.Errorf("serve: Adaptive.Group: %w", err)
+	}
 	a.plan.Free()
 	a.plan, a.means = p, next
 	out := make([]int, n)

@@ -116,7 +116,9 @@ func TestAdaptedLogitsMatchReference(t *testing.T) {
 			t.Errorf("%q: the adapted logprob equals the base model's: the update has no effect", p)
 		}
 		for o := 0; o < k; o++ {
-			all.Cluster[0] = o
+			if err := all.SetClusters([]int{o}); err != nil {
+				t.Fatal(err)
+			}
 			if o != cl && !far(r.C.Choices[0], refLogProbs(t, rm, ids, func() model.Adapter { return all.Adapter(nil) })) {
 				t.Errorf("%q: served logprob also matches centroid %d's update, not only its own %d's", p, o, cl)
 			}
@@ -234,7 +236,9 @@ func TestAdaptedLoRAMatchesReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan.Cluster[0] = 0
+	if err := plan.SetClusters([]int{0}); err != nil {
+		t.Fatal(err)
+	}
 	want := refLogProbs(t, rm, ids, func() model.Adapter { return plan.Adapter(nil) })
 	r := post(context.Background(), t, url, map[string]any{"prompt": p, "max_tokens": 1, "temperature": 0, "logprobs": 5})
 	if r.Status != 200 {

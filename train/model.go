@@ -26,8 +26,8 @@ type Model struct {
 	W   *model.Weights // parameters, F32
 	G   *model.Weights // gradients, same layout; Backward accumulates into them
 
-	names         []string     // TensorSpec order
-	params, grads []gpu.Tensor // flattened W and G, TensorSpec order
+	names         []string     // checkpoint names, TensorSpec order
+	params, grads []gpu.Tensor // W.Tensors() and G.Tensors(), TensorSpec order
 	a             *acts        // activations of the current (B, T); nil before Forward
 	nReal         int          // unmasked targets of the last forward
 	// Delta, if set, updates some linear layers in Forward and Backward
@@ -99,24 +99,14 @@ func New(b gpu.TrainBackend, cfg model.Config, host []model.HostTensor) (*Model,
 	}
 	g, err := model.Upload(b, cfg, spec, gpu.F32)
 	if err != nil {
-		freeAll(b, flatten(w))
+		w.Free(b)
 		return nil, fmt.Errorf("train: gradients: %w", err)
 	}
-	m := &Model{Cfg: cfg, B: b, W: w, G: g, params: flatten(w), grads: flatten(g)}
+	m := &Model{Cfg: cfg, B: b, W: w, G: g, params: w.Tensors(), grads: g.Tensors()}
 	for _, s := range spec {
 		m.names = append(m.names, s.Name)
 	}
 	return m, nil
-}
-
-// flatten lists a Weights' tensors in TensorSpec order.
-func flatten(w *model.Weights) []gpu.Tensor {
-	out := []gpu.Tensor{w.Wte, w.Wpe}
-	for _, l := range w.Layers {
-		out = append(out, l.Ln1G, l.Ln1B, l.AttnW, l.AttnB, l.ProjW, l.ProjB,
-			l.Ln2G, l.Ln2B, l.FcW, l.FcB, l.Fc2W, l.Fc2B)
-	}
-	return append(out, w.LnFG, w.LnFB)
 }
 
 func freeAll(b gpu.Backend, ts []gpu.Tensor) {
@@ -127,7 +117,9 @@ func freeAll(b gpu.Backend, ts []gpu.Tensor) {
 	}
 }
 
-// Names are the parameters' checkpoint names, in the order of Params and Grads.
+// Names are the parameters' checkpoint names, in the order of Params and
+// Grads: the weight table's checkpoint order (model.TensorSpec). The
+// optimizer's saved moments are keyed by these names.
 func (m *Model) Names() []string { return m.names }
 
 // Params lists the parameter tensors in TensorSpec order.
@@ -161,8 +153,8 @@ func readHost(b gpu.Backend, cfg model.Config, ts []gpu.Tensor) ([]model.HostTen
 // Free releases every tensor of the model.
 func (m *Model) Free() {
 	m.freeActs()
-	freeAll(m.B, m.params)
-	freeAll(m.B, m.grads)
+	m.W.Free(m.B)
+	m.G.Free(m.B)
 	m.params, m.grads = nil, nil
 }
 
@@ -424,7 +416,7 @@ func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 // back from its device, converted to F32) on b, e.g. a frozen base that a
 // Delta adapts.
 func FromModel(b gpu.TrainBackend, m *model.Model) (*Model, error) {
-	host, err := readHost(m.B, m.Cfg, flatten(m.W))
+	host, err := readHost(m.B, m.Cfg, m.W.Tensors())
 	if err != nil {
 		return nil, fmt.Errorf("train: reading the model's weights: %w", err)
 	}

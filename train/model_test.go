@@ -299,6 +299,6 @@ func TestTrainingForwardMatchesModelForward(t *testing.T) {
 		}
 		be.Free(lg)
 		im.FreeCache(c)
-		freeAll(be, flatten(wts))
+		wts.Free(be)
 	}
 }

@@ -237,15 +237,3 @@ func parseDTypes(s string) ([]gpu.DType, error) {
 	}
 	return dts, nil
 }
-
-func freeWeights(b gpu.Backend, w *model.Weights) {
-	b.Free(w.Wte)
-	b.Free(w.Wpe)
-	b.Free(w.LnFG)
-	b.Free(w.LnFB)
-	for _, l := range w.Layers {
-		for _, t := range []gpu.Tensor{l.Ln1G, l.Ln1B, l.AttnW, l.AttnB, l.ProjW, l.ProjB, l.Ln2G, l.Ln2B, l.FcW, l.FcB, l.Fc2W, l.Fc2B} {
-			b.Free(t)
-		}
-	}
-}

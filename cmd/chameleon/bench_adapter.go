@@ -47,7 +47,7 @@ func (b *bench) runAdapter() error {
 			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs: features, k-means, hyper-network; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target)\n",
 				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target)
 		}
-		freeWeights(b.w, m.W)
+		m.W.Free(b.w)
 	}
 	return nil
 }

@@ -47,7 +47,7 @@ func (b *bench) runDecode() error {
 			b.report.Runs = append(b.report.Runs, run)
 			b.logRun(run)
 		}
-		freeWeights(b.w, m.W)
+		m.W.Free(b.w)
 	}
 	return nil
 }

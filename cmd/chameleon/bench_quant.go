@@ -77,7 +77,7 @@ func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtyp
 		return nil, err
 	}
 	gens, err := ref.Generate(tok, prompts, model.GenerateOptions{MaxTokens: steps})
-	freeWeights(b, ref.W)
+	ref.W.Free(b)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtyp
 			return nil, err
 		}
 		sc, err := m.Score(seqs, from, nil)
-		freeWeights(b, m.W)
+		m.W.Free(b)
 		if err != nil {
 			return nil, err
 		}
