@@ -316,6 +316,7 @@ func unexpected(extra []string, layerOf func(string) (int, bool), what string, n
 type tensorSource interface {
 	Info(name string) (tensorfile.TensorInfo, bool)
 	Float32(name string) ([]float32, error)
+	Float32Chunks(name string, fn func(first int64, vals []float32) error) error
 	CheckFinite(name string) error
 }
 
@@ -398,17 +399,18 @@ func checkTiedHead(src tensorSource, head string, wte HostTensor) error {
 		return fmt.Errorf("%s (%v, shape %v) must be a copy of %s (shape %v): the output projection is tied",
 			head, info.DType, info.Shape, wte.Name, wte.Shape)
 	}
-	data, err := src.Float32(head)
-	if err != nil {
-		return err
-	}
-	for i, v := range data {
-		if math.Float32bits(v) != math.Float32bits(wte.Data[i]) {
-			return fmt.Errorf("%s differs from %s at element %d (%g vs %g): Chameleon ties the output projection "+
-				"to wte and cannot load an untied head", head, wte.Name, i, v, wte.Data[i])
+	// Compared a chunk at a time: the copy is as large as wte, and a whole
+	// float32 decode of it was a sixth of a GPT-2 load's peak memory.
+	return src.Float32Chunks(head, func(first int64, vals []float32) error {
+		for j, v := range vals {
+			i := int(first) + j
+			if math.Float32bits(v) != math.Float32bits(wte.Data[i]) {
+				return fmt.Errorf("%s differs from %s at element %d (%g vs %g): Chameleon ties the output projection "+
+					"to wte and cannot load an untied head", head, wte.Name, i, v, wte.Data[i])
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // isConv1D reports whether a project tensor name is one of HF GPT-2's Conv1D

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,32 +267,51 @@ func (t *Table[W]) free(b gpu.Backend, w *W, layers int) {
 	})
 }
 
-// upload puts host tensors on b in the fields of a new W: see Upload. On
-// an error, what was already allocated is freed.
-func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor, matDType gpu.DType) (*W, error) {
-	byName := map[string]HostTensor{}
-	for _, h := range host {
-		byName[h.Name] = h
+// upload puts host tensors on b in the fields of a new W: see Upload and
+// UploadReleasing (release). On an error, what was already allocated is
+// freed.
+func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor, matDType gpu.DType, release bool) (*W, error) {
+	byName := map[string]int{}
+	for i, h := range host {
+		byName[h.Name] = i
 	}
 	rows := t.rows()
 	w := t.New(layers)
+	released := 0
 	for _, e := range t.entries(s, layers) {
-		x, err := uploadOne(b, e, byName, matDType)
+		i, ok := byName[e.Name]
+		if !ok {
+			t.free(b, w, layers)
+			return nil, fmt.Errorf("model: tensor %q missing", e.Name)
+		}
+		x, err := uploadOne(b, e, host[i], matDType)
 		if err != nil {
 			t.free(b, w, layers)
 			return nil, err
 		}
 		*rows[e.row].Field(w, e.layer) = x
+		if release {
+			released += 4*len(host[i].Data) + len(host[i].Blocks)
+			host[i].Data, host[i].Blocks = nil, nil
+			if released >= releaseEvery {
+				debug.FreeOSMemory()
+				released = 0
+			}
+		}
+	}
+	if release && released > 0 {
+		debug.FreeOSMemory()
 	}
 	return w, nil
 }
 
+// releaseEvery is how many bytes of host data UploadReleasing drops
+// between two returns of memory to the operating system (each a full
+// garbage collection).
+const releaseEvery = 64 << 20
+
 // uploadOne allocates and writes the host tensor of entry e.
-func uploadOne(b gpu.Backend, e tensorEntry, byName map[string]HostTensor, matDType gpu.DType) (gpu.Tensor, error) {
-	h, ok := byName[e.Name]
-	if !ok {
-		return nil, fmt.Errorf("model: tensor %q missing", e.Name)
-	}
+func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType) (gpu.Tensor, error) {
 	dt, data := uploadDType(e.Role, matDType), any(h.Data)
 	if h.Blocks != nil {
 		dt, data = h.Quant, h.Blocks

@@ -346,9 +346,14 @@ func TestTableSecondFamily(t *testing.T) {
 		t.Error("ignored is wrong")
 	}
 	b := &counting{Backend: ref.New(), live: map[gpu.Tensor]bool{}}
-	w, err := toyTable.upload(b, s, layers, host, gpu.F16)
+	w, err := toyTable.upload(b, s, layers, host, gpu.F16, true)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, h := range host { // released: UploadReleasing's host copies are gone
+		if h.Data != nil || h.Blocks != nil {
+			t.Fatalf("upload with release kept %s's host data", h.Name)
+		}
 	}
 	fields := tensorFields(reflect.ValueOf(w).Elem())
 	if len(fields) != len(host) || len(b.live) != len(host) || w.Layers[2].Down.DType() != gpu.F16 || w.Norm.DType() != gpu.F32 {
@@ -365,5 +370,43 @@ func TestTableSecondFamily(t *testing.T) {
 	toyTable.free(b, w, layers)
 	if len(b.live) != 0 {
 		t.Errorf("free left %d tensors", len(b.live))
+	}
+}
+
+// TestUploadReleasing: UploadReleasing puts the same values on the device
+// as Upload and leaves no host data behind; on an error (a tensor of the
+// wrong shape) the tensors it had not reached keep theirs.
+func TestUploadReleasing(t *testing.T) {
+	cfg := Config{VocabSize: 50, NCtx: 8, NEmbd: 12, NHead: 2, NLayer: 2, LNEps: 1e-5}
+	b := ref.New()
+	keep := RandomInit(cfg, 4)
+	host := RandomInit(cfg, 4)
+	w1, err := Upload(b, cfg, keep, gpu.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, err := UploadReleasing(b, cfg, host, gpu.F32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t1, t2 := w1.Tensors(), w2.Tensors()
+	for i := range t1 {
+		a, _ := b.ReadF32(t1[i])
+		c, _ := b.ReadF32(t2[i])
+		if !slices.Equal(a, c) {
+			t.Fatalf("tensor %d differs between Upload and UploadReleasing", i)
+		}
+		if host[i].Data != nil || keep[i].Data == nil {
+			t.Fatalf("%s: UploadReleasing kept its host data, or Upload dropped it", host[i].Name)
+		}
+	}
+	bad := RandomInit(cfg, 4)
+	last := len(bad) - 1
+	bad[last].Shape, bad[last].Data = []int{1}, []float32{0}
+	if _, err := UploadReleasing(b, cfg, bad, gpu.F32); err == nil || !strings.Contains(err.Error(), bad[last].Name) {
+		t.Fatalf("a tensor of the wrong shape: %v", err)
+	}
+	if bad[0].Data != nil || bad[last].Data == nil {
+		t.Fatal("on an error, the uploaded tensors' host data goes and the rest stays")
 	}
 }

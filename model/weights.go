@@ -120,7 +120,21 @@ func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType)
+	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, false)
+}
+
+// UploadReleasing is Upload for a caller that keeps no host copy: each
+// host tensor's data is dropped (Data and Blocks set to nil in host) once
+// it is on the device, and the freed memory goes back to the operating
+// system as the upload goes, so the weights are never held twice over
+// (on a CPU adapter, where device memory is host memory, that was most of
+// a load's peak). On an error the host tensors not yet uploaded keep their
+// data.
+func UploadReleasing(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*Weights, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, true)
 }
 
 // Tensors lists w's tensors in checkpoint (TensorSpec) order.

@@ -88,7 +88,7 @@ func (f *modelFlags) load() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := model.Upload(b, cfg, host, dt)
+	w, err := model.UploadReleasing(b, cfg, host, dt)
 	if err != nil {
 		if dev != nil {
 			dev.Close()

@@ -143,6 +143,29 @@ func (s *tensors) Float32(name string) ([]float32, error) {
 	return out, nil
 }
 
+// Float32Chunks is Float32 a piece at a time, for a caller that needs no
+// copy of the whole tensor: fn gets the values from element first on, in
+// a buffer that the next call reuses.
+func (s *tensors) Float32Chunks(name string, fn func(first int64, vals []float32) error) error {
+	t, err := s.lookup(name)
+	if err != nil {
+		return err
+	}
+	if !t.DType.Float32Decodable() {
+		return s.unsupported(t, "Float32Chunks")
+	}
+	bs, bb := t.DType.BlockSize(), t.DType.BlockBytes()
+	var buf []float32
+	return s.chunks(t, func(first int64, b []byte) error {
+		n := int(int64(len(b)) / bb * bs)
+		if cap(buf) < n {
+			buf = make([]float32, n)
+		}
+		decodeFloat32(buf[:n], t.DType, b)
+		return fn(first*bs, buf[:n])
+	})
+}
+
 // decodeFloat32 widens the little-endian elements in b into dst.
 func decodeFloat32(dst []float32, dt DType, b []byte) {
 	switch dt {
