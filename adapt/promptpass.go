@@ -116,7 +116,7 @@ type tapPass struct {
 }
 
 func (tapPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
-func (p tapPass) Logits(_, h gpu.Tensor) (bool, error)         { return false, p.f(h, p.head) }
+func (p tapPass) Logits(_, h gpu.Tensor) (bool, error)          { return false, p.f(h, p.head) }
 func (tapPass) End()                                            {}
 
 // headScores is, for each plan sequence idx[k], its summed next-token loss

@@ -14,6 +14,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // rtCfg is a small GPT-2 whose sizes are not multiples of 4.
@@ -351,7 +352,7 @@ func TestRuntimeGenerate(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)
 	prompts, _ := f.prompts(7, 3)
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,11 +16,6 @@ import (
 const (
 	GroupBase      = "base"           // none: the base model
 	GroupStatic    = "static"         // lora: its one update for every window
-	// lora with Features, the fair control for the gated hyper rows: its
-	// one update behind the same gate (training centroids of its own
-	// windows, radius, pretraining centroids), and also self-checked.
-	GroupStaticGated   = "static-gated"
-	GroupStaticChecked = "static-checked"
 	GroupOracle    = "oracle"         // experts: the window's own domain's (uses the label)
 	GroupRouted    = "routed"         // experts, table: the nearest training centroid's (no labels)
 	GroupClustered = "clustered"      // hyper: k-means on the evaluated windows themselves, one cluster a batch, its mean feature
@@ -30,6 +25,12 @@ const (
 	GroupRandom    = "random"         // hyper: random batches of mixed windows, their mean feature
 	GroupMean      = "mean-update"    // hyper control: the size-weighted mean of the clustered updates, for everyone
 	GroupShuffled  = "shuffled"       // hyper control: clustered, each cluster given another cluster's update
+
+	// lora with Features, the fair control for the gated hyper rows: its
+	// one update behind the same gate (training centroids of its own
+	// windows, radius, pretraining centroids), and also self-checked.
+	GroupStaticGated   = "static-gated"
+	GroupStaticChecked = "static-checked"
 )
 
 // Scores are per-window summed losses (nats) and scored-token counts.

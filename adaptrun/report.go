@@ -41,8 +41,8 @@ type RowSummary struct {
 	// paired bootstrap interval. A static update helps the first and may
 	// hurt the others; the gate and the clusters decide who is adapted.
 	Mixed *Interval `json:"mixed_vs_base,omitempty"`
-	Val           float64    `json:"validation_loss"`
-	LR            float64    `json:"lr,omitempty"`
+	Val   float64   `json:"validation_loss"`
+	LR    float64   `json:"lr,omitempty"`
 }
 
 // PrimaryAuto picks the primary method on validation (Summarise).

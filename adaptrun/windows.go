@@ -9,7 +9,7 @@ import (
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // Domain roles in the benchmark.
@@ -71,7 +71,7 @@ func (w *Windows) DomainsOf(role string) []string {
 // its test split. A split's documents, each followed by <|endoftext|>, are
 // one token stream cut into consecutive windows; a seeded shuffle picks
 // which. roles maps every domain used to its role.
-func BuildWindows(c *data.Corpus, tok *model.Tokenizer, roles map[string]string, t, prompt int, sz Sizes, seed uint64) (*Windows, error) {
+func BuildWindows(c *data.Corpus, tok *tokenizer.Tokenizer, roles map[string]string, t, prompt int, sz Sizes, seed uint64) (*Windows, error) {
 	if t < 2 || prompt < 1 || prompt >= t {
 		return nil, fmt.Errorf("adaptrun: windows of %d tokens with a %d-token prompt: want 1 <= prompt < t", t, prompt)
 	}
@@ -119,7 +119,7 @@ func BuildWindows(c *data.Corpus, tok *model.Tokenizer, roles map[string]string,
 }
 
 // cut returns n windows (fewer when the split is short) of domain d's split.
-func cut(c *data.Corpus, tok *model.Tokenizer, d, split string, t, prompt, n int, seed uint64) ([]Window, error) {
+func cut(c *data.Corpus, tok *tokenizer.Tokenizer, d, split string, t, prompt, n int, seed uint64) ([]Window, error) {
 	var stream []int32
 	for doc, err := range c.All(d, split) {
 		if err != nil {

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // The three splits, in file order.
@@ -58,9 +58,9 @@ type Options struct {
 	CrossSplitShared   float64 // validation/test records sharing at least this fraction of shingles with the reference are removed; default 0.2; >1 = off
 	WithinDomainShared float64 // adapt/heldout candidates sharing at least this fraction with the domain's kept documents are dropped; default 0.5
 
-	Workers   int              // parallel loaders and tokenizers; default GOMAXPROCS
-	Progress  io.Writer        // one line per domain; nil = silent
-	Tokenizer *model.Tokenizer // default model.NewGPT2Tokenizer()
+	Workers   int                  // parallel loaders and tokenizers; default GOMAXPROCS
+	Progress  io.Writer            // one line per domain; nil = silent
+	Tokenizer *tokenizer.Tokenizer // default tokenizer.NewGPT2()
 
 	versions  map[string]string
 	renderMan func(path string) (string, error) // tests replace man-db
@@ -129,7 +129,7 @@ func (o *Options) defaults() error {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
 	if o.Tokenizer == nil {
-		t, err := model.NewGPT2Tokenizer()
+		t, err := tokenizer.NewGPT2()
 		if err != nil {
 			return err
 		}

@@ -18,7 +18,7 @@ var ErrMissing = errors.New("defaults: no default model is embedded in this buil
 
 // Model returns the default model directory: config.json,
 // model.safetensors, encoder.json and vocab.bpe (load it with
-// model.LoadHFFS and model.LoadTokenizerFS).
+// model.LoadHFFS and tokenizer.LoadFS).
 func Model() (fs.FS, error) {
 	sub, err := fs.Sub(files, "model")
 	if err != nil {

@@ -4,7 +4,7 @@ package model
 //
 // Hugging Face (LoadHF, LoadHFFS, SaveHF): a directory holding config.json
 // and model.safetensors (the tokenizer's encoder.json and vocab.bpe may sit
-// beside them; the weight loader ignores them and LoadTokenizer reads them).
+// beside them; the weight loader ignores them and tokenizer.Load reads them).
 // GGUF (LoadGGUF, LoadGGUFReader, SaveGGUF; checkpoint_gguf.go): one file with
 // llama.cpp's GPT-2 tensor names and metadata. Load picks one by the path.
 //

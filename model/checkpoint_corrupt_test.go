@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // Corrupt checkpoints: the loaders must turn any file, however damaged or
@@ -339,8 +340,8 @@ func loadCase(c corruptCase) (cfg Config, host []HostTensor, err error) {
 	if c.gguf {
 		cfg, host, err = LoadGGUFReader(bytes.NewReader(c.data), int64(len(c.data)))
 		if err == nil {
-			_, err = LoadGGUFTokenizerReader(bytes.NewReader(c.data), int64(len(c.data)))
-			if errors.Is(err, ErrNoTokenizer) {
+			_, err = tokenizer.LoadGGUFReader(bytes.NewReader(c.data), int64(len(c.data)))
+			if errors.Is(err, tokenizer.ErrNoTokenizer) {
 				err = nil
 			}
 		}

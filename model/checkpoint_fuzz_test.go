@@ -5,6 +5,8 @@ import (
 	"errors"
 	"runtime/metrics"
 	"testing"
+
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // The fuzz targets cover the config-to-tensors step, not only the
@@ -56,7 +58,7 @@ func FuzzLoadGGUF(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		before := heapAllocated()
 		cfg, host, err := LoadGGUFReader(bytes.NewReader(data), int64(len(data)))
-		tok, tokErr := LoadGGUFTokenizerReader(bytes.NewReader(data), int64(len(data)))
+		tok, tokErr := tokenizer.LoadGGUFReader(bytes.NewReader(data), int64(len(data)))
 		if got := heapAllocated() - before; got > loadBound(len(data)) {
 			t.Fatalf("loading %d bytes allocated %d", len(data), got)
 		}
@@ -68,7 +70,7 @@ func FuzzLoadGGUF(f *testing.F) {
 			if got := string(tok.Decode(tok.EncodeWithSpecial(s))); got != s {
 				t.Fatalf("tokenizer from the file: %q -> %q", s, got)
 			}
-		} else if !errors.Is(tokErr, ErrNoTokenizer) && tokErr.Error() == "" {
+		} else if !errors.Is(tokErr, tokenizer.ErrNoTokenizer) && tokErr.Error() == "" {
 			t.Fatal("empty error")
 		}
 	})

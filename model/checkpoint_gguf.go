@@ -30,7 +30,7 @@ package model
 // general.file_type, gpt2.context_length, gpt2.embedding_length,
 // gpt2.feed_forward_length (4C), gpt2.block_count, gpt2.attention.head_count,
 // gpt2.attention.layer_norm_epsilon, and, when a tokenizer is given, its
-// tokenizer.ggml.* keys (tokenizer_gguf.go). The vocabulary size is not a
+// tokenizer.ggml.* keys (model/tokenizer/gguf.go). The vocabulary size is not a
 // key: the loader takes it from token_embd.weight and checks it against
 // tokenizer.ggml.tokens when that is present.
 //
@@ -47,6 +47,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // minQuantBits bounds from below the bits per weight of any tensor a GGUF
@@ -84,9 +85,9 @@ func ggufName(name string) string {
 
 // GGUFOptions are the optional parts of a GGUF checkpoint.
 type GGUFOptions struct {
-	Name       string     // general.name; "" writes "gpt2"
-	Tokenizer  *Tokenizer // written as llama.cpp's tokenizer.ggml.* keys (tokenizer_gguf.go) if set; its VocabSize must be the config's
-	TiedOutput bool       // also write output.weight as a copy of token_embd.weight, as llama.cpp's converter does
+	Name       string               // general.name; "" writes "gpt2"
+	Tokenizer  *tokenizer.Tokenizer // written as llama.cpp's tokenizer.ggml.* keys (model/tokenizer/gguf.go) if set; its VocabSize must be the config's
+	TiedOutput bool                 // also write output.weight as a copy of token_embd.weight, as llama.cpp's converter does
 	// ChatTemplate, when not "", is written as tokenizer.chat_template
 	// (Jinja source, as llama.cpp's converter copies it from
 	// tokenizer_config.json).
@@ -294,7 +295,7 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 		if n := opt.Tokenizer.VocabSize(); n != cfg.VocabSize {
 			return fmt.Errorf("model: saving: a tokenizer of %d tokens for a vocabulary of %d", n, cfg.VocabSize)
 		}
-		if tokMeta, err = opt.Tokenizer.ggufMetadata(); err != nil {
+		if tokMeta, err = opt.Tokenizer.GGUFMetadata(); err != nil {
 			return err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // GenerateOptions configures Generate.
@@ -37,7 +38,7 @@ type Generation struct {
 // token for every unfinished sequence, sampling on the backend. Each
 // sequence's RNG depends only on its own seed, so the result of a sequence
 // does not depend on what else is in the batch.
-func (m *Model) Generate(tok *Tokenizer, prompts [][]int32, opt GenerateOptions) ([]Generation, error) {
+func (m *Model) Generate(tok *tokenizer.Tokenizer, prompts [][]int32, opt GenerateOptions) ([]Generation, error) {
 	if len(prompts) == 0 {
 		return nil, fmt.Errorf("model: no prompts")
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu/conformance"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // TestStopStream: generation's stop strings (StopText), streamed pieces
@@ -49,7 +50,7 @@ func TestStopStream(t *testing.T) {
 	}
 }
 
-func generateAll(t *testing.T, m *Model, tok *Tokenizer, prompts [][]int32, opt GenerateOptions) []Generation {
+func generateAll(t *testing.T, m *Model, tok *tokenizer.Tokenizer, prompts [][]int32, opt GenerateOptions) []Generation {
 	t.Helper()
 	g, err := m.Generate(tok, prompts, opt)
 	if err != nil {
@@ -62,7 +63,7 @@ func generateAll(t *testing.T, m *Model, tok *Tokenizer, prompts [][]int32, opt 
 // give the same tokens on the WebGPU and reference backends, and each
 // sequence of a batch equals the same prompt generated alone.
 func TestGenerateBackendsAndBatching(t *testing.T) {
-	tok, err := NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +106,7 @@ func TestGenerateBackendsAndBatching(t *testing.T) {
 }
 
 func TestGenerateRejectsBadInput(t *testing.T) {
-	tok, err := NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // quantCfg: rows of 256 and 1024 weights, whole blocks of every format.
@@ -117,7 +118,7 @@ func TestQuantizedCheckpoint(t *testing.T) {
 			if limit := map[quant.Format]float64{quant.Q8_0: 0.005, quant.Q4_0: 0.05, quant.Q4_K: 0.05}[f]; math.Abs(r) > limit {
 				t.Errorf("perplexity %.4f vs f32 %.4f: off by more than %.1f%%", ppl.Perplexity, f32PPL.Perplexity, 100*limit)
 			}
-			tok, err := NewGPT2Tokenizer()
+			tok, err := tokenizer.NewGPT2()
 			if err != nil {
 				t.Fatal(err)
 			}

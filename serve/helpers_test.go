@@ -16,6 +16,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // The tests serve `chameleon init --config tiny` (V=50257, C=128, 2
@@ -23,16 +24,16 @@ import (
 var (
 	tinyOnce sync.Once
 	tinyHost []model.HostTensor
-	tinyTok  *model.Tokenizer
+	tinyTok  *tokenizer.Tokenizer
 )
 
-func tinyModel(t testing.TB, be gpu.Backend) (*model.Model, *model.Tokenizer) {
+func tinyModel(t testing.TB, be gpu.Backend) (*model.Model, *tokenizer.Tokenizer) {
 	t.Helper()
 	cfg := model.Configs["tiny"]
 	tinyOnce.Do(func() {
 		tinyHost = model.RandomInit(cfg, 3)
 		var err error
-		if tinyTok, err = model.NewGPT2Tokenizer(); err != nil {
+		if tinyTok, err = tokenizer.NewGPT2(); err != nil {
 			panic(err)
 		}
 	})
@@ -44,7 +45,7 @@ func tinyModel(t testing.TB, be gpu.Backend) (*model.Model, *model.Tokenizer) {
 }
 
 // testServer serves m on loopback; it is shut down when the test ends.
-func testServer(t testing.TB, m Model, tok *model.Tokenizer, opt Options) (*Server, string) {
+func testServer(t testing.TB, m Model, tok *tokenizer.Tokenizer, opt Options) (*Server, string) {
 	t.Helper()
 	s, err := New(m, tok, opt)
 	if err != nil {

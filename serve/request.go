@@ -13,7 +13,7 @@ import (
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // CompletionRequest is the body of POST /v1/completions: OpenAI's legacy
@@ -250,7 +250,7 @@ type requestLimits struct {
 // task checks the request against l and makes its task (tok encodes text
 // prompts): the task, each prompt's text (for echo), and whether a stream
 // ends with a usage chunk.
-func (req *CompletionRequest) task(l requestLimits, tok *model.Tokenizer) (t *Task, prompts [][]byte, usage bool, e *APIError) {
+func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t *Task, prompts [][]byte, usage bool, e *APIError) {
 	if e := req.unsupported(); e != nil {
 		return nil, nil, false, e
 	}

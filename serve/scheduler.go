@@ -14,6 +14,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // Options configures a Scheduler and a Server. Zero values take the
@@ -113,7 +114,7 @@ func (o Options) withDefaults(cfg model.Config) Options {
 // goroutine.
 type Scheduler struct {
 	m   Model
-	tok *model.Tokenizer
+	tok *tokenizer.Tokenizer
 	opt Options
 	met *metrics
 
@@ -160,11 +161,11 @@ type runState struct {
 }
 
 // NewScheduler allocates the cache and starts the loop goroutine.
-func NewScheduler(m Model, tok *model.Tokenizer, opt Options) (*Scheduler, error) {
+func NewScheduler(m Model, tok *tokenizer.Tokenizer, opt Options) (*Scheduler, error) {
 	return newScheduler(m, tok, opt, nil)
 }
 
-func newScheduler(m Model, tok *model.Tokenizer, opt Options, met *metrics) (*Scheduler, error) {
+func newScheduler(m Model, tok *tokenizer.Tokenizer, opt Options, met *metrics) (*Scheduler, error) {
 	cfg := m.Config()
 	if err := opt.check(); err != nil {
 		return nil, err

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // Server is the HTTP API in front of a Scheduler. It is an http.Handler:
@@ -30,7 +31,7 @@ import (
 // Options.Log, CORSOrigins and APIKey add a request log, CORS and a key.
 type Server struct {
 	sched     *Scheduler
-	tok       *model.Tokenizer
+	tok       *tokenizer.Tokenizer
 	cfg       model.Config
 	opt       Options
 	met       *metrics
@@ -46,7 +47,7 @@ type Server struct {
 
 // New starts a scheduler on m and returns the server. tok must cover the
 // ids m can produce that a client will see as text.
-func New(m Model, tok *model.Tokenizer, opt Options) (*Server, error) {
+func New(m Model, tok *tokenizer.Tokenizer, opt Options) (*Server, error) {
 	met := newMetrics(nil)
 	sched, err := newScheduler(m, tok, opt, met)
 	if err != nil {

@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // Dataset is a corpus as GPT-2 token streams. Each stream is its documents,
@@ -23,7 +23,7 @@ type Dataset struct {
 // one stream) and each such domain's validation split from a built corpus
 // dir, tokenized with tok. The adapt and heldout domains are never read:
 // the base model must not see them.
-func LoadCorpus(dir string, tok *model.Tokenizer) (*Dataset, error) {
+func LoadCorpus(dir string, tok *tokenizer.Tokenizer) (*Dataset, error) {
 	c, err := data.Open(dir)
 	if err != nil {
 		return nil, err

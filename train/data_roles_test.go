@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // writeRoleCorpus writes a corpus dir by hand: one pretrain, one adapt and
@@ -35,7 +35,7 @@ func writeRoleCorpus(t *testing.T) string {
 }
 
 func TestLoadCorpusReadsPretrainOnly(t *testing.T) {
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // state is the loaded model; it is touched only by promise goroutines,
@@ -24,7 +25,7 @@ import (
 var state struct {
 	dev *gpu.Device
 	m   *model.Model
-	tok *model.Tokenizer
+	tok *tokenizer.Tokenizer
 	rt  *adapt.Runtime // nil without a hyper-network
 }
 
@@ -90,11 +91,11 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the model is corrupt or not a GPT-2 checkpoint: %w", err)
 	}
-	var tok *model.Tokenizer
+	var tok *tokenizer.Tokenizer
 	if fsys["encoder.json"] != nil && fsys["vocab.bpe"] != nil {
-		tok, err = model.LoadTokenizerFS(fsys)
+		tok, err = tokenizer.LoadFS(fsys)
 	} else {
-		tok, err = model.NewGPT2Tokenizer()
+		tok, err = tokenizer.NewGPT2()
 	}
 	if err != nil {
 		return nil, err

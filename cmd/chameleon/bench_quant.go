@@ -8,6 +8,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // qualityBench is one weight dtype's perplexity on the f16 model's own
@@ -50,7 +51,7 @@ func (b *bench) runQuality() error {
 // perplexity each quantization costs on text the model itself finds likely
 // (a random model has no other text it is good at).
 func benchQuality(b gpu.Backend, cfg model.Config, host []model.HostTensor, dtypes []gpu.DType, nSeq, steps int, log func(string, ...any)) ([]qualityBench, error) {
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
@@ -46,7 +47,7 @@ func (b *bench) runServe() error {
 	if err != nil {
 		return err
 	}
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		return err
 	}
@@ -58,7 +59,7 @@ func (b *bench) runServe() error {
 // benchServe runs the completions server in-process on loopback and, for
 // each concurrency level, has that many clients send perClient greedy
 // requests each, measuring requests/s and generated tokens/s.
-func benchServe(m *model.Model, tok *model.Tokenizer, levels []int, perClient, maxTokens int, plotPath string, log func(string, ...any)) ([]serveBench, error) {
+func benchServe(m *model.Model, tok *tokenizer.Tokenizer, levels []int, perClient, maxTokens int, plotPath string, log func(string, ...any)) ([]serveBench, error) {
 	slots := 1
 	for _, c := range levels {
 		slots = max(slots, c)

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // cardRow is one domain's line of the model card.
@@ -104,7 +104,7 @@ type unigram struct {
 
 // fitUnigram counts the tokens of the corpus's pretraining domains' train
 // split (each document and its <|endoftext|>) over a vocabulary of v ids.
-func fitUnigram(cp *data.Corpus, tok *model.Tokenizer, v int) (unigram, error) {
+func fitUnigram(cp *data.Corpus, tok *tokenizer.Tokenizer, v int) (unigram, error) {
 	u := unigram{counts: make([]float64, v)}
 	for _, dom := range cp.DomainsWithRole(data.RolePretrain) {
 		for d, err := range cp.All(dom, "train") {
@@ -135,7 +135,7 @@ func (u unigram) perplexity(ids []int32) float64 {
 
 // domainStream is the first maxTokens tokens of a domain's split (its
 // documents joined by <|endoftext|>) and the bytes of text they cover.
-func domainStream(cp *data.Corpus, tok *model.Tokenizer, dom, split string, maxTokens int) ([]int32, int, error) {
+func domainStream(cp *data.Corpus, tok *tokenizer.Tokenizer, dom, split string, maxTokens int) ([]int32, int, error) {
 	var stream []int32
 	nbytes := 0
 	for d, err := range cp.All(dom, split) {

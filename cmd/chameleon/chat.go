@@ -9,6 +9,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
@@ -68,7 +69,7 @@ func modelChatTemplate(path string) (cs chatSource, ok bool, err error) {
 // chatTemplate is the template `serve` renders chat messages with:
 // --chat-template FILE when given, else the model's own, else the
 // documented default (serve.DefaultChatTemplate).
-func chatTemplate(modelPath, file string, tok *model.Tokenizer) (*serve.ChatTemplate, error) {
+func chatTemplate(modelPath, file string, tok *tokenizer.Tokenizer) (*serve.ChatTemplate, error) {
 	eot := string(tok.TokenBytes(tok.EOT()))
 	if file != "" {
 		b, err := os.ReadFile(file)

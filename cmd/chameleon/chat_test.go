@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
@@ -30,7 +31,7 @@ func TestChatTemplateSources(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "tokenizer_config.json"), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 func dataVocabCmd() *cobra.Command {
@@ -47,7 +47,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 			}
 			t0 := time.Now()
 			pretrain := c.DomainsWithRole(data.RolePretrain)
-			tok, err := model.TrainBPE(docs("train", pretrain...), size, minCount)
+			tok, err := tokenizer.TrainBPE(docs("train", pretrain...), size, minCount)
 			if err != nil {
 				return err
 			}
@@ -55,7 +55,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "learned %d tokens in %.1f s, written to %s\n", tok.VocabSize(), time.Since(t0).Seconds(), out)
-			gpt2, err := model.NewGPT2Tokenizer()
+			gpt2, err := tokenizer.NewGPT2()
 			if err != nil {
 				return err
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
@@ -69,7 +70,7 @@ func TestDemoInBrowser(t *testing.T) {
 	cfg := model.Config{VocabSize: 50257, NCtx: 64, NEmbd: 32, NHead: 2, NLayer: 2, LNEps: 1e-5}
 	host := model.RandomInit(cfg, 7)
 	dir := t.TempDir()
-	tok, err := model.NewGPT2Tokenizer()
+	tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}

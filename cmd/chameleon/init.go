@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 func initCmd() *cobra.Command {
@@ -32,7 +33,7 @@ func initCmd() *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("--out is required")
 			}
-			tok, err := model.NewGPT2Tokenizer()
+			tok, err := tokenizer.NewGPT2()
 			if err != nil {
 				return err
 			}
@@ -170,14 +171,14 @@ func convertCmd() *cobra.Command {
 // it), else a Hugging Face directory with tok's encoder.json and vocab.bpe
 // beside the weights (the project's model format: safetensors + config.json
 // + tokenizer files).
-func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer) error {
+func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *tokenizer.Tokenizer) error {
 	return saveModelChat(out, cfg, host, dtype, tok, "")
 }
 
 // saveModelChat is saveModel that also stores a chat template when chat is
 // not "": GGUF's tokenizer.chat_template, or tokenizer_config.json's
 // chat_template in a directory.
-func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *model.Tokenizer, chat string) error {
+func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *tokenizer.Tokenizer, chat string) error {
 	if strings.HasSuffix(out, ".gguf") {
 		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true, ChatTemplate: chat}
 		if tok.VocabSize() != cfg.VocabSize {

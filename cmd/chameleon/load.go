@@ -17,6 +17,7 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // modelFlags are the flags every command that runs a model shares.
@@ -35,7 +36,7 @@ func (f *modelFlags) add(c *cobra.Command) {
 // session is a loaded model on a backend with its tokenizer.
 type session struct {
 	m     *model.Model
-	tok   *model.Tokenizer
+	tok   *tokenizer.Tokenizer
 	dev   *gpu.Device // nil on the reference backend
 	label string
 }
@@ -100,7 +101,7 @@ func (f *modelFlags) load() (*session, error) {
 
 // read reads the --model checkpoint and its tokenizer, or the embedded
 // default model when no --model is given.
-func (f *modelFlags) read() (model.Config, []model.HostTensor, *model.Tokenizer, error) {
+func (f *modelFlags) read() (model.Config, []model.HostTensor, *tokenizer.Tokenizer, error) {
 	if f.path == "" {
 		fsys, err := defaults.Model()
 		if errors.Is(err, defaults.ErrMissing) {
@@ -113,7 +114,7 @@ func (f *modelFlags) read() (model.Config, []model.HostTensor, *model.Tokenizer,
 		if err != nil {
 			return model.Config{}, nil, nil, fmt.Errorf("default model: %w", err)
 		}
-		tok, err := model.LoadTokenizerFS(fsys)
+		tok, err := tokenizer.LoadFS(fsys)
 		if err != nil {
 			return model.Config{}, nil, nil, fmt.Errorf("default model's tokenizer: %w", err)
 		}
@@ -130,13 +131,13 @@ func (f *modelFlags) read() (model.Config, []model.HostTensor, *model.Tokenizer,
 // loadTokenizer uses the tokenizer stored in a GGUF model, else
 // encoder.json + vocab.bpe beside the model when present, else GPT-2's
 // embedded ranks.
-func loadTokenizer(path string) (*model.Tokenizer, error) {
+func loadTokenizer(path string) (*tokenizer.Tokenizer, error) {
 	dir := path
 	if st, err := os.Stat(path); err == nil && !st.IsDir() {
 		dir = filepath.Dir(path)
 		if isGGUF(path) {
-			tok, err := model.LoadGGUFTokenizer(path)
-			if !errors.Is(err, model.ErrNoTokenizer) {
+			tok, err := tokenizer.LoadGGUF(path)
+			if !errors.Is(err, tokenizer.ErrNoTokenizer) {
 				return tok, err
 			}
 		}
@@ -146,7 +147,7 @@ func loadTokenizer(path string) (*model.Tokenizer, error) {
 	if err1 == nil && err2 == nil {
 		defer enc.Close()
 		defer bpe.Close()
-		return model.LoadTokenizer(enc, bpe)
+		return tokenizer.Load(enc, bpe)
 	}
 	if enc != nil {
 		enc.Close()
@@ -154,7 +155,7 @@ func loadTokenizer(path string) (*model.Tokenizer, error) {
 	if bpe != nil {
 		bpe.Close()
 	}
-	return model.NewGPT2Tokenizer()
+	return tokenizer.NewGPT2()
 }
 
 // isGGUF reports whether path names a GGUF file, by extension or magic.

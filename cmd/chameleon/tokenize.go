@@ -13,7 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/defaults"
-	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // tokenizeReport is what `chameleon tokenize --json` prints: every input
@@ -126,9 +126,9 @@ func eachLine(args []string, f func(string) error) error {
 
 // tokenizerFor is the tokenizer in (or beside) path, GPT-2's when path is
 // "" (train's --tokenizer).
-func tokenizerFor(path string) (*model.Tokenizer, error) {
+func tokenizerFor(path string) (*tokenizer.Tokenizer, error) {
 	if path == "" {
-		return model.NewGPT2Tokenizer()
+		return tokenizer.NewGPT2()
 	}
 	return loadTokenizer(path)
 }
@@ -136,10 +136,10 @@ func tokenizerFor(path string) (*model.Tokenizer, error) {
 // modelTokenizer is the tokenizer of the model at path (as model commands
 // load it), of the embedded default model when path is "", or GPT-2's with
 // gpt2; from says which. A path that is not a model is an error.
-func modelTokenizer(path string, gpt2 bool) (tok *model.Tokenizer, from string, err error) {
+func modelTokenizer(path string, gpt2 bool) (tok *tokenizer.Tokenizer, from string, err error) {
 	switch {
 	case gpt2:
-		tok, err = model.NewGPT2Tokenizer()
+		tok, err = tokenizer.NewGPT2()
 		return tok, "gpt2", err
 	case path == "":
 		fsys, err := defaults.Model()
@@ -149,7 +149,7 @@ func modelTokenizer(path string, gpt2 bool) (tok *model.Tokenizer, from string, 
 		if err != nil {
 			return nil, "", err
 		}
-		tok, err = model.LoadTokenizerFS(fsys)
+		tok, err = tokenizer.LoadFS(fsys)
 		return tok, "default model", err
 	}
 	if err := checkModelPath(path); err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/train"
 )
 
@@ -192,7 +193,7 @@ func (o *trainOpts) configFor(changed func(string) bool) (train.Config, error) {
 
 // tokenizer is the run's tokenizer and where it came from: --tokenizer,
 // else the checkpoint's own when resuming, else GPT-2's.
-func (o *trainOpts) tokenizer() (*model.Tokenizer, string, error) {
+func (o *trainOpts) tokenizer() (*tokenizer.Tokenizer, string, error) {
 	from := o.tokDir
 	if o.tokDir != "" {
 		if _, err := os.Stat(filepath.Join(o.tokDir, "vocab.bpe")); err != nil {

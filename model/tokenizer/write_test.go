@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 import (
 	"bytes"
@@ -30,7 +30,7 @@ func writeAndLoad(t *testing.T, tok *Tokenizer) (loaded *Tokenizer, enc, bpe []b
 	if err != nil {
 		t.Fatal(err)
 	}
-	loaded, err = LoadTokenizerFS(os.DirFS(dir))
+	loaded, err = LoadFS(os.DirFS(dir))
 	if err != nil {
 		t.Fatalf("loading the written files: %v", err)
 	}
@@ -169,7 +169,7 @@ func TestWriteFilesMatchReal(t *testing.T) {
 	}
 
 	// Loaded from the real files, the tokenizer writes them back unchanged.
-	files, err := LoadTokenizerFS(os.DirFS(dir))
+	files, err := LoadFS(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +233,7 @@ func TestWriteFilesSynthetic(t *testing.T) {
 		t.Fatalf("test oracle: encoder.json is %s", enc.String()[len(enc.String())-200:])
 	}
 
-	tok, err := LoadTokenizer(strings.NewReader(enc.String()), strings.NewReader(bpe.String()))
+	tok, err := Load(strings.NewReader(enc.String()), strings.NewReader(bpe.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,10 +249,10 @@ func TestWriteFilesSynthetic(t *testing.T) {
 	}
 	sameTokenizer(t, tok, loaded, []string{"abc aaaaa \"\\\n\xff\x00é<|endoftext|>"}, 2, 300)
 
-	// Without EndOfText in encoder.json, LoadTokenizer gives it the next id,
+	// Without EndOfText in encoder.json, Load gives it the next id,
 	// and the written encoder.json lists it there.
 	noEOT := strings.Replace(enc.String(), `, "<|endoftext|>": 265`, "", 1)
-	tok2, err := LoadTokenizer(strings.NewReader(noEOT), strings.NewReader(bpe.String()))
+	tok2, err := Load(strings.NewReader(noEOT), strings.NewReader(bpe.String()))
 	if err != nil {
 		t.Fatal(err)
 	}

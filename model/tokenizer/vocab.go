@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 import (
 	"bufio"
@@ -224,10 +224,10 @@ func parseEncoderBPE(encoderJSON, vocabBPE io.Reader) (*vocab, error) {
 	return v, nil
 }
 
-// NewGPT2Tokenizer returns GPT-2's tokenizer built from the r50k_base ranks
+// NewGPT2 returns GPT-2's tokenizer built from the r50k_base ranks
 // embedded in the binary (50,257 tokens with EndOfText). The ranks are
 // parsed once per process; each Tokenizer has its own cache.
-func NewGPT2Tokenizer() (*Tokenizer, error) {
+func NewGPT2() (*Tokenizer, error) {
 	v, err := r50kVocab()
 	if err != nil {
 		return nil, err
@@ -235,10 +235,10 @@ func NewGPT2Tokenizer() (*Tokenizer, error) {
 	return newTokenizer(v), nil
 }
 
-// LoadTokenizer builds a tokenizer from GPT-2's encoder.json and vocab.bpe,
+// Load builds a tokenizer from GPT-2's encoder.json and vocab.bpe,
 // as Hugging Face checkpoints ship them. If encoder.json has no EndOfText
 // entry, EndOfText gets the next free id.
-func LoadTokenizer(encoderJSON, vocabBPE io.Reader) (*Tokenizer, error) {
+func Load(encoderJSON, vocabBPE io.Reader) (*Tokenizer, error) {
 	v, err := parseEncoderBPE(encoderJSON, vocabBPE)
 	if err != nil {
 		return nil, fmt.Errorf("model: tokenizer: %w (want GPT-2's encoder.json and vocab.bpe)", err)
@@ -246,9 +246,9 @@ func LoadTokenizer(encoderJSON, vocabBPE io.Reader) (*Tokenizer, error) {
 	return newTokenizer(v), nil
 }
 
-// LoadTokenizerFS is LoadTokenizer on the files "encoder.json" and
+// LoadFS is Load on the files "encoder.json" and
 // "vocab.bpe" at the root of fsys (use fs.Sub for a subdirectory).
-func LoadTokenizerFS(fsys fs.FS) (*Tokenizer, error) {
+func LoadFS(fsys fs.FS) (*Tokenizer, error) {
 	enc, err := fsys.Open("encoder.json")
 	if err != nil {
 		return nil, fmt.Errorf("model: tokenizer: %w", err)
@@ -259,5 +259,5 @@ func LoadTokenizerFS(fsys fs.FS) (*Tokenizer, error) {
 		return nil, fmt.Errorf("model: tokenizer: %w", err)
 	}
 	defer bpe.Close()
-	return LoadTokenizer(enc, bpe)
+	return Load(enc, bpe)
 }

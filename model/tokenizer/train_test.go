@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 import (
 	"bytes"
@@ -152,7 +152,7 @@ func TestTrainBPERoundTrip(t *testing.T) {
 	if err := tok.WriteFiles(dir); err != nil {
 		t.Fatal(err)
 	}
-	loaded, err := LoadTokenizerFS(os.DirFS(dir))
+	loaded, err := LoadFS(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,10 +10,11 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // tinyGGUFTokenizer is a byte-level BPE of 300 tokens trained on a few lines.
-func tinyGGUFTokenizer(tb testing.TB) *Tokenizer {
+func tinyGGUFTokenizer(tb testing.TB) *tokenizer.Tokenizer {
 	tb.Helper()
 	texts := []string{"the cat sat on the mat", "the dog ate the hat", "a theme of that thing",
 		"Ωmega ✓ naïve café", "func main() { return 0 }", "  indented\n\tlines\n"}
@@ -21,7 +22,7 @@ func tinyGGUFTokenizer(tb testing.TB) *Tokenizer {
 	for range 20 {
 		all = append(all, texts...)
 	}
-	tok, err := TrainBPE(slices.Values(all), 300, 1)
+	tok, err := tokenizer.TrainBPE(slices.Values(all), 300, 1)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -35,7 +36,7 @@ var ggufTokTexts = []string{"", "the cat sat on the hat", "Ωmega ✓ \x00\xff b
 
 // sameIDs fails unless a and b encode texts to the same ids and have the
 // same tokens.
-func sameIDs(t *testing.T, a, b *Tokenizer) {
+func sameIDs(t *testing.T, a, b *tokenizer.Tokenizer) {
 	t.Helper()
 	if a.VocabSize() != b.VocabSize() || a.EOT() != b.EOT() {
 		t.Fatalf("vocabulary %d (EOT %d), want %d (EOT %d)", b.VocabSize(), b.EOT(), a.VocabSize(), a.EOT())
@@ -56,13 +57,13 @@ func sameIDs(t *testing.T, a, b *Tokenizer) {
 // metadata, reads it back, and checks ids, tokens and the llama.cpp keys;
 // the GPT-2 vocabulary (a rank table) goes through the same path.
 func TestGGUFTokenizerRoundTrip(t *testing.T) {
-	gpt2Tok, err := NewGPT2Tokenizer()
+	gpt2Tok, err := tokenizer.NewGPT2()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name string
-		tok  *Tokenizer
+		tok  *tokenizer.Tokenizer
 	}{{"trained", tinyGGUFTokenizer(t)}, {"gpt2", gpt2Tok}} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{VocabSize: tc.tok.VocabSize(), NCtx: 4, NEmbd: 4, NHead: 2, NLayer: 1, LNEps: 1e-5}
@@ -70,7 +71,7 @@ func TestGGUFTokenizerRoundTrip(t *testing.T) {
 			if err := SaveGGUFWith(path, cfg, ckptHost(cfg, 1), "f16", GGUFOptions{Tokenizer: tc.tok, TiedOutput: true}); err != nil {
 				t.Fatal(err)
 			}
-			got, err := LoadGGUFTokenizer(path)
+			got, err := tokenizer.LoadGGUF(path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,14 +86,14 @@ func TestGGUFTokenizerRoundTrip(t *testing.T) {
 			}
 			g := readGG(t, path)
 			eot := uint32(tc.tok.EOT())
-			for key, want := range map[string]any{ggufKeyTokModel: "gpt2", ggufKeyTokPre: "gpt-2", ggufKeyBOS: eot, ggufKeyEOS: eot, ggufKeyAddBOS: false} {
+			for key, want := range map[string]any{"tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt-2", "tokenizer.ggml.bos_token_id": eot, "tokenizer.ggml.eos_token_id": eot, "tokenizer.ggml.add_bos_token": false} {
 				if v, _ := g.Get(key); v != want {
 					t.Errorf("%s = %v (%T), want %v", key, v, v, want)
 				}
 			}
 			toks, _ := g.GetStringArray(ggufKeyTokens)
-			types, _ := g.Get(ggufKeyTokTypes)
-			if len(toks) != cfg.VocabSize || toks[eot] != EndOfText || types.([]int32)[eot] != ggufTokControl || types.([]int32)[0] != ggufTokNormal {
+			types, _ := g.Get("tokenizer.ggml.token_type")
+			if len(toks) != cfg.VocabSize || toks[eot] != tokenizer.EndOfText || types.([]int32)[eot] != int32(3) || types.([]int32)[0] != int32(1) {
 				t.Errorf("tokens/types: %d tokens, EOT %q", len(toks), toks[eot])
 			}
 			if tc.name == "gpt2" {
@@ -116,7 +117,7 @@ func TestGGUFTokenizerRoundTrip(t *testing.T) {
 	if err := SaveGGUF(path, cfg, ckptHost(cfg, 1), "f32"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := LoadGGUFTokenizer(path); !errors.Is(err, ErrNoTokenizer) {
+	if _, err := tokenizer.LoadGGUF(path); !errors.Is(err, tokenizer.ErrNoTokenizer) {
 		t.Errorf("no tokenizer: %v", err)
 	}
 }
@@ -124,7 +125,7 @@ func TestGGUFTokenizerRoundTrip(t *testing.T) {
 // TestGGUFTokenizerRejects edits one key at a time.
 func TestGGUFTokenizerRejects(t *testing.T) {
 	tok := tinyGGUFTokenizer(t)
-	meta, err := tok.ggufMetadata()
+	meta, err := tok.GGUFMetadata()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,23 +148,23 @@ func TestGGUFTokenizerRejects(t *testing.T) {
 		meta []tensorfile.KV
 		want string
 	}{
-		{"model", set(ggufKeyTokModel, "llama"), `tokenizer.ggml.model is "llama"; only "gpt2"`},
-		{"pre", set(ggufKeyTokPre, "llama-bpe"), `tokenizer.ggml.pre is "llama-bpe"`},
+		{"model", set("tokenizer.ggml.model", "llama"), `tokenizer.ggml.model is "llama"; only "gpt2"`},
+		{"pre", set("tokenizer.ggml.pre", "llama-bpe"), `tokenizer.ggml.pre is "llama-bpe"`},
 		{"no merges", set(ggufKeyMerges, nil), `no metadata key "tokenizer.ggml.merges"`},
 		{"bad merge", set(ggufKeyMerges, []string{"Ġ"}), `tokenizer.ggml.merges[0] is "Ġ"`},
 		{"unknown merge", set(ggufKeyMerges, []string{"qx zq"}), `is not a token`},
 		{"unmappable merge", set(ggufKeyMerges, []string{"q Ω"}), `not in GPT-2's byte-to-unicode table`},
-		{"types length", set(ggufKeyTokTypes, []int32{1}), "tokenizer.ggml.token_type has 1 entries for 300 tokens"},
+		{"types length", set("tokenizer.ggml.token_type", []int32{1}), "tokenizer.ggml.token_type has 1 entries for 300 tokens"},
 		{"no EOT", set(ggufKeyTokens, append(slices.Clone(toks[:299]), "zz")), "no <|endoftext|> token"},
-		{"duplicate", set(ggufKeyTokens, append(slices.Clone(toks[:298]), toks[0], EndOfText)), "are both"},
+		{"duplicate", set(ggufKeyTokens, append(slices.Clone(toks[:298]), toks[0], tokenizer.EndOfText)), "are both"},
 		{"no byte", set(ggufKeyTokens, append([]string{"ab"}, toks[1:]...)), "no token for byte"},
-		{"eos", set(ggufKeyEOS, uint32(300)), "tokenizer.ggml.eos_token_id is 300, past the 300 tokens"},
+		{"eos", set("tokenizer.ggml.eos_token_id", uint32(300)), "tokenizer.ggml.eos_token_id is 300, past the 300 tokens"},
 	} {
 		var buf bytes.Buffer
 		if err := tensorfile.WriteGGUF(&buf, tc.meta, nil); err != nil {
 			t.Fatal(err)
 		}
-		_, err := LoadGGUFTokenizerReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+		_, err := tokenizer.LoadGGUFReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.name, err, tc.want)
 		}
@@ -180,7 +181,7 @@ func TestHFToGGUFToHFTokenizer(t *testing.T) {
 	if err := errors.Join(SaveHF(dir1, cfg, ckptHost(cfg, 2), "f16"), tok.WriteFiles(dir1)); err != nil {
 		t.Fatal(err)
 	}
-	tok1, err := LoadTokenizerFS(os.DirFS(dir1))
+	tok1, err := tokenizer.LoadFS(os.DirFS(dir1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +192,7 @@ func TestHFToGGUFToHFTokenizer(t *testing.T) {
 	if err := SaveGGUFWith(gg, c, host, "f16", GGUFOptions{Tokenizer: tok1, TiedOutput: true}); err != nil {
 		t.Fatal(err)
 	}
-	tok2, err := LoadGGUFTokenizer(gg)
+	tok2, err := tokenizer.LoadGGUF(gg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +210,7 @@ func TestHFToGGUFToHFTokenizer(t *testing.T) {
 			t.Errorf("%s differs after HF -> GGUF -> HF", name)
 		}
 	}
-	tok3, err := LoadTokenizerFS(os.DirFS(dir2))
+	tok3, err := tokenizer.LoadFS(os.DirFS(dir2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 // This file writes a Tokenizer back out as GPT-2's Hugging Face tokenizer
 // files, encoder.json and vocab.bpe, in the exact byte format of the files
@@ -15,7 +15,7 @@ package model
 // Tokens are written in GPT-2's byte-to-unicode alphabet (byteRunes).
 //
 // A Tokenizer loaded from vocab.bpe keeps its merge list, which is written
-// back unchanged. One built from tiktoken ranks (NewGPT2Tokenizer) has only
+// back unchanged. One built from tiktoken ranks (NewGPT2) has only
 // a rank per token, so its merge list is reconstructed; see
 // reconstructMerges.
 
@@ -29,9 +29,9 @@ import (
 )
 
 // WriteFiles writes encoder.json and vocab.bpe for t into dir, creating
-// dir if needed and replacing files of those names. LoadTokenizerFS on the
+// dir if needed and replacing files of those names. LoadFS on the
 // result gives a tokenizer with the same ids and token bytes. For the GPT-2
-// vocabulary (NewGPT2Tokenizer, or LoadTokenizer on OpenAI's files) both
+// vocabulary (NewGPT2, or Load on OpenAI's files) both
 // files are byte for byte the ones OpenAI published. Nothing is written if
 // the merge list cannot be produced.
 func (t *Tokenizer) WriteFiles(dir string) error {

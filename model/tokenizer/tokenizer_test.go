@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ type goldenFile struct {
 }
 
 var loadGolden = sync.OnceValues(func() (*goldenFile, error) {
-	data, err := os.ReadFile(filepath.Join("testdata", "tokenizer", "golden.json"))
+	data, err := os.ReadFile(filepath.Join("testdata", "golden.json"))
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func golden(tb testing.TB) *goldenFile {
 
 func gpt2(tb testing.TB) *Tokenizer {
 	tb.Helper()
-	tok, err := NewGPT2Tokenizer()
+	tok, err := NewGPT2()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func newSynthetic(t *testing.T, merges [][2]string, withEOT bool) synthetic {
 
 func (s synthetic) load(t *testing.T) *Tokenizer {
 	t.Helper()
-	tok, err := LoadTokenizer(strings.NewReader(s.encoderJSON), strings.NewReader(s.vocabBPE))
+	tok, err := Load(strings.NewReader(s.encoderJSON), strings.NewReader(s.vocabBPE))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,15 +415,15 @@ func TestLoadTokenizerSynthetic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fromFS, err := LoadTokenizerFS(sub)
+	fromFS, err := LoadFS(sub)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := fromFS.Encode("hello world"); !slices.Equal(got, tok.Encode("hello world")) {
-		t.Errorf("LoadTokenizerFS gives %v", got)
+		t.Errorf("LoadFS gives %v", got)
 	}
-	if _, err := LoadTokenizerFS(fsys); err == nil {
-		t.Error("LoadTokenizerFS on a directory without the files succeeded")
+	if _, err := LoadFS(fsys); err == nil {
+		t.Error("LoadFS on a directory without the files succeeded")
 	}
 
 	noEOT := newSynthetic(t, [][2]string{{"a", "b"}}, false).load(t)
@@ -446,7 +446,7 @@ func TestLoadTokenizerErrors(t *testing.T) {
 		{"unknown merge", good.encoderJSON, "#version: 0.2\nx y\n", "not in encoder.json"},
 		{"duplicate merge", good.encoderJSON, "#version: 0.2\na b\na b\n", "twice"},
 	} {
-		_, err := LoadTokenizer(strings.NewReader(tc.enc), strings.NewReader(tc.bpe))
+		_, err := Load(strings.NewReader(tc.enc), strings.NewReader(tc.bpe))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want one mentioning %q", tc.name, err, tc.want)
 		}
@@ -486,7 +486,7 @@ func TestTiktokenMatchesEncoderBPE(t *testing.T) {
 		t.Fatal(err)
 	}
 	ta := newTokenizer(a)
-	tb, err := LoadTokenizer(bytes.NewReader(j), strings.NewReader(bpe.String()))
+	tb, err := Load(bytes.NewReader(j), strings.NewReader(bpe.String()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -526,7 +526,7 @@ func TestRealVocabMatchesEmbedded(t *testing.T) {
 			t.Fatalf("%s: SHA-256 %s, want %s", name, got, want)
 		}
 	}
-	files, err := LoadTokenizerFS(os.DirFS(dir))
+	files, err := LoadFS(os.DirFS(dir))
 	if err != nil {
 		t.Fatal(err)
 	}

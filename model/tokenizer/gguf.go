@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 // The tokenizer inside a GGUF file, in llama.cpp's keys for a byte-level BPE
 // ("gpt2") vocabulary:
@@ -28,7 +28,17 @@ import (
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
 )
 
+// GGUFKeyTokens and GGUFKeyMerges are the GGUF metadata keys of the
+// vocabulary and the BPE merges (a model loader checks the vocabulary's
+// size against its embedding).
 const (
+	GGUFKeyTokens = "tokenizer.ggml.tokens"
+	GGUFKeyMerges = "tokenizer.ggml.merges"
+)
+
+const (
+	ggufKeyTokens    = GGUFKeyTokens
+	ggufKeyMerges    = GGUFKeyMerges
 	ggufKeyTokModel  = "tokenizer.ggml.model"
 	ggufKeyTokPre    = "tokenizer.ggml.pre"
 	ggufKeyTokTypes  = "tokenizer.ggml.token_type"
@@ -51,7 +61,7 @@ var ErrNoTokenizer = errors.New("model: the GGUF file carries no tokenizer")
 
 // ggufMetadata returns t as llama.cpp's tokenizer keys (see the file
 // comment).
-func (t *Tokenizer) ggufMetadata() ([]tensorfile.KV, error) {
+func (t *Tokenizer) GGUFMetadata() ([]tensorfile.KV, error) {
 	merges, err := t.v.mergeList()
 	if err != nil {
 		return nil, fmt.Errorf("model: tokenizer: %w", err)
@@ -81,9 +91,9 @@ func (t *Tokenizer) ggufMetadata() ([]tensorfile.KV, error) {
 	}, nil
 }
 
-// LoadGGUFTokenizer reads the tokenizer stored in a GGUF file's metadata; it
+// LoadGGUF reads the tokenizer stored in a GGUF file's metadata; it
 // returns ErrNoTokenizer if there is none.
-func LoadGGUFTokenizer(path string) (*Tokenizer, error) {
+func LoadGGUF(path string) (*Tokenizer, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
@@ -93,15 +103,15 @@ func LoadGGUFTokenizer(path string) (*Tokenizer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
-	tok, err := LoadGGUFTokenizerReader(f, st.Size())
+	tok, err := LoadGGUFReader(f, st.Size())
 	if err != nil && !errors.Is(err, ErrNoTokenizer) {
 		return nil, fmt.Errorf("model: %s: %s", path, strings.TrimPrefix(err.Error(), "model: "))
 	}
 	return tok, err
 }
 
-// LoadGGUFTokenizerReader is LoadGGUFTokenizer over the size bytes of r.
-func LoadGGUFTokenizerReader(r io.ReaderAt, size int64) (*Tokenizer, error) {
+// LoadGGUFReader is LoadGGUF over the size bytes of r.
+func LoadGGUFReader(r io.ReaderAt, size int64) (*Tokenizer, error) {
 	f, err := tensorfile.ReadGGUF(r, size)
 	if err != nil {
 		return nil, fmt.Errorf("model: %w", err)

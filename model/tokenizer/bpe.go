@@ -1,4 +1,4 @@
-package model
+package tokenizer
 
 // This file holds the merge step of byte-level BPE: a pre-token starts as
 // one symbol per byte and the adjacent pair with the lowest merge rank is
