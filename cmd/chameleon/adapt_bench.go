@@ -18,54 +18,6 @@ import (
 	"github.com/chameleon-llm/chameleon/train"
 )
 
-// benchMethods are the methods `adapt bench` knows by name; rank r,
-// features f and the primary hyper-network's parameter count p (for the
-// parameter-matched LoRA) fill them in.
-func benchMethods(r int, f string, nAdapt int, matchedRank int) map[string]adaptrun.Method {
-	return map[string]adaptrun.Method{
-		// Features give a LoRA the gate's centroids: its gated rows are the
-		// control for the hyper-network's gated online rows.
-		"lora":         {Name: fmt.Sprintf("LoRA r=%d", r), Kind: adaptrun.KindLoRA, Rank: r, Features: f},
-		"lora-matched": {Name: fmt.Sprintf("LoRA r=%d (parameter-matched)", matchedRank), Kind: adaptrun.KindLoRA, Rank: matchedRank, Features: f},
-		"experts":      {Name: fmt.Sprintf("domain experts r=%d", r), Kind: adaptrun.KindExperts, Rank: r, Features: f},
-		"table":        {Name: fmt.Sprintf("per-cluster LoRA table, k=%d, r=%d", nAdapt, r), Kind: adaptrun.KindTable, Rank: r, Features: f, K: nAdapt},
-		"hyper-paper": {Name: "ChamaleonLLM (paper: embeddings, dropout 0.5)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureEmbed,
-			Hidden: []int{64, 32}, Dropout: 0.5},
-		"hyper-embed": {Name: "ChamaleonLLM+ (embeddings)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureEmbed,
-			Hidden: []int{64, 32}, Recluster: true},
-		"hyper-hidden": {Name: "ChamaleonLLM+ (hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureHidden,
-			Hidden: []int{64, 32}, Recluster: true},
-		"hyper-both": {Name: "ChamaleonLLM+ (embeddings + hidden states)", Kind: adaptrun.KindHyper, Rank: r, Features: adapt.FeatureBoth,
-			Hidden: []int{64, 32}, Recluster: true},
-		// A static pair of rank 128 for the shift every adaptation domain
-		// shares plus the generated per-cluster update, trained jointly;
-		// the narrower second hidden layer keeps the total at the
-		// parameter-matched LoRA's (C=256, V=4096, r=8: 557,056 + 609,360 =
-		// 1,166,416 against hyper-hidden's 1,167,456).
-		"hyper-hybrid": {Name: "ChamaleonLLM+ hybrid (static r=128 + generated, hidden states)", Kind: adaptrun.KindHyper, Rank: r,
-			Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true, StaticRank: 128},
-		// Nearly all of the budget in the static pair (rank 232 of the
-		// output projection's 256) and a generated rank-2 update per cluster
-		// on top: 1,009,664 + 165,456 = 1,175,120 parameters (C=256, V=4096)
-		// against the matched LoRA's 1,183,744. If per-cluster
-		// specialisation pays at all on top of a near-full-rank shared
-		// update, this is where it shows against the matched LoRA.
-		"hyper-hybrid-full": {Name: "ChamaleonLLM+ hybrid (static r=232 + generated r=2, hidden states)", Kind: adaptrun.KindHyper, Rank: 2,
-			Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true, StaticRank: 232},
-		// Updates inside the decoder (the frozen base runs forward and
-		// backward every step).
-		"lora-qkv": {Name: fmt.Sprintf("LoRA r=%d in qkv + head", r), Kind: adaptrun.KindLoRA, Rank: r, Features: f, Deep: []string{train.SiteQKV}},
-		"hyper-v3": {Name: "ChamaleonLLM v3 (static LoRA in qkv, generated head)", Kind: adaptrun.KindHyper, Rank: r, Features: f,
-			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV}, DeepStatic: true},
-		"hyper-qkv": {Name: "ChamaleonLLM+ generated in qkv + head", Kind: adaptrun.KindHyper, Rank: r, Features: f,
-			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV}},
-		"hyper-all": {Name: "ChamaleonLLM+ generated in qkv, proj, fc, fc2 + head", Kind: adaptrun.KindHyper, Rank: r, Features: f,
-			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV, train.SiteProj, train.SiteFC, train.SiteFC2}},
-	}
-}
-
-var benchMethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
-
 // adaptBenchOpts are adapt bench's flags.
 type adaptBenchOpts struct {
 	mf                                                    modelFlags
@@ -249,20 +201,20 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 		cfg.LRs = append(cfg.LRs, v)
 	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
-	known := benchMethods(o.rank, o.features, nAdapt, 1)
+	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
 	pm, ok := known[o.primary]
 	if o.primary == adaptrun.PrimaryAuto {
 		pm, ok = known["hyper-both"], true // the parameter-matched LoRA matches the head-only hyper-network
 	}
 	if !ok || pm.Kind != adaptrun.KindHyper {
-		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, benchMethodNames)
+		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, adaptrun.MethodNames)
 	}
 	matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
-	known = benchMethods(o.rank, o.features, nAdapt, matched)
+	known = adaptrun.Methods(o.rank, o.features, nAdapt, matched)
 	for _, n := range strings.Split(o.methods, ",") {
 		m, ok := known[strings.TrimSpace(n)]
 		if !ok {
-			return cfg, nil, fmt.Errorf("--methods: unknown method %q (%s)", n, benchMethodNames)
+			return cfg, nil, fmt.Errorf("--methods: unknown method %q (%s)", n, adaptrun.MethodNames)
 		}
 		cfg.Methods = append(cfg.Methods, m)
 	}
@@ -381,7 +333,7 @@ func benchFromJSON(files, out, primary string, rank int, features string) error 
 		res.Seconds += r.Seconds
 	}
 	res.Primary = adaptrun.PrimaryAuto
-	if m, ok := benchMethods(rank, features, len(res.TestDomains), 1)[primary]; ok {
+	if m, ok := adaptrun.Methods(rank, features, len(res.TestDomains), 1)[primary]; ok {
 		res.Primary = m.Name
 	}
 	if out == "" {

@@ -64,7 +64,7 @@ func adaptTrainCmd() *cobra.Command {
 frozen, as ` + "`chameleon adapt bench`" + ` does for every method, and writes the
 adapter file (OUT) and its loss curve (OUT without .safetensors + -loss.png).
 Windows are --t tokens; features come from the first --prompt tokens. Methods:
-` + benchMethodNames + ` (those with qkv, v3 or all in the name also update the decoder's
+` + adaptrun.MethodNames + ` (those with qkv, v3 or all in the name also update the decoder's
 layers; generate, run, perplexity and serve apply them there).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
@@ -75,7 +75,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	o.mf.add(c)
 	fl := c.Flags()
 	fl.StringVar(&o.corpus, "corpus", ".cache/corpus", "built corpus dir (make data)")
-	fl.StringVar(&o.method, "method", "hyper-hidden", "the method: "+benchMethodNames)
+	fl.StringVar(&o.method, "method", "hyper-hidden", "the method: "+adaptrun.MethodNames)
 	fl.StringVar(&o.out, "out", "", "adapter file to write (FILE.safetensors)")
 	fl.BoolVar(&o.asJSON, "json", false, "print the result as JSON")
 	fl.StringVar(&o.windows, "windows", "", "take the training and pretraining windows from this file (adapt bench --save-windows) instead of the corpus")
@@ -109,9 +109,9 @@ func (o *adaptTrainOpts) run() error {
 		return err
 	}
 	d := sets.Train
-	m, ok := benchMethods(o.rank, o.features, len(d.Domains), o.rank)[o.method]
+	m, ok := adaptrun.Methods(o.rank, o.features, len(d.Domains), o.rank)[o.method]
 	if !ok {
-		return fmt.Errorf("--method %q: want one of %s", o.method, benchMethodNames)
+		return fmt.Errorf("--method %q: want one of %s", o.method, adaptrun.MethodNames)
 	}
 	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
 	tbar := newBar(o.method, "steps")

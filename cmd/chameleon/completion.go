@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
@@ -21,7 +22,7 @@ var flagValues = map[string][]string{
 	"config":     nil, // configNames(), filled in registerCompletions
 	"log":        {"text", "json", "off"},
 	"features":   {adapt.FeatureEmbed, adapt.FeatureHidden, adapt.FeatureBoth},
-	"method":     strings.Split(benchMethodNames, ", "),
+	"method":     strings.Split(adaptrun.MethodNames, ", "),
 }
 
 // commandFlagValues override flagValues for one command ("command flag",
