@@ -426,8 +426,10 @@ func (r *Runtime) closeGate(cluster []int, feats []float32) {
 // tokens its cluster's update does not predict better than the base model
 // does (summed next-token loss): the update is used only where the
 // sequence itself is evidence for it. A sequence of fewer than 2 tokens
-// has no such evidence and keeps the base model. It costs two forwards
-// over the sequences.
+// has no such evidence and keeps the base model. With pp (the plan's
+// shared base forward, basePass) the base losses are pp's and, for an
+// update of the head alone, the adapted ones come from pp's hidden rows
+// (no forward); without it, it costs two forwards over the sequences.
 func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
 	m := p.rt.M
 	var idx []int
