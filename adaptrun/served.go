@@ -94,41 +94,62 @@ type ServedRow struct {
 // Rows summarises s per domain (in order) and pooled per role (roles maps
 // domain to role; roles with no window are left out).
 func (s *Served) Rows(order []string, roles map[string]string, iters int) []ServedRow {
-	row := func(name string, keep func(d string) bool) (ServedRow, bool) {
-		r := ServedRow{Name: name}
-		var b, a Scores
-		for i, d := range s.Domains {
-			if !keep(d) {
-				continue
-			}
-			r.Windows++
-			if s.Kept[i] {
-				r.Kept++
-			}
-			b.Loss, b.N = append(b.Loss, s.Base.Loss[i]), append(b.N, s.Base.N[i])
-			a.Loss, a.N = append(a.Loss, s.Adapted.Loss[i]), append(a.N, s.Adapted.N[i])
-		}
-		if r.Windows == 0 {
-			return r, false
-		}
-		r.BasePPL, r.AdaptedPPL = math.Exp(b.Mean(nil)), math.Exp(a.Mean(nil))
-		r.ChangePct = 100 * (r.AdaptedPPL/r.BasePPL - 1)
-		r.Diff = PairedBootstrap(a, b, iters, 1)
-		return r, true
-	}
 	var out []ServedRow
 	for _, d := range order {
-		if r, ok := row(d, func(x string) bool { return x == d }); ok {
+		if r, ok := s.row(d, func(x string) bool { return x == d }, iters); ok {
 			out = append(out, r)
 		}
 	}
 	for _, role := range []string{RoleAdapt, RolePretrain, RoleHeldOut} {
-		if r, ok := row("all "+role, func(x string) bool { return roles[x] == role }); ok {
+		if r, ok := s.row("all "+role, func(x string) bool { return roles[x] == role }, iters); ok {
 			out = append(out, r)
 		}
 	}
 	return out
 }
+
+// row summarises the windows of the domains keep accepts (false: none).
+func (s *Served) row(name string, keep func(d string) bool, iters int) (ServedRow, bool) {
+	r := ServedRow{Name: name}
+	var b, a Scores
+	for i, d := range s.Domains {
+		if !keep(d) {
+			continue
+		}
+		r.Windows++
+		if s.Kept[i] {
+			r.Kept++
+		}
+		b.Loss, b.N = append(b.Loss, s.Base.Loss[i]), append(b.N, s.Base.N[i])
+		a.Loss, a.N = append(a.Loss, s.Adapted.Loss[i]), append(a.N, s.Adapted.N[i])
+	}
+	if r.Windows == 0 {
+		return r, false
+	}
+	r.BasePPL, r.AdaptedPPL = math.Exp(b.Mean(nil)), math.Exp(a.Mean(nil))
+	r.ChangePct = 100 * (r.AdaptedPPL/r.BasePPL - 1)
+	r.Diff = PairedBootstrap(a, b, iters, 1)
+	return r, true
+}
+
+// MixedRow pools every window of the given scores (e.g. the test split of
+// the adaptation domains and the harm split of the others) into one
+// stream: the serving picture, where the plan decides which inputs to
+// adapt.
+func MixedRow(iters int, ss ...*Served) ServedRow {
+	all := &Served{}
+	for _, s := range ss {
+		all.Domains = append(all.Domains, s.Domains...)
+		all.Base.Loss, all.Base.N = append(all.Base.Loss, s.Base.Loss...), append(all.Base.N, s.Base.N...)
+		all.Adapted.Loss, all.Adapted.N = append(all.Adapted.Loss, s.Adapted.Loss...), append(all.Adapted.N, s.Adapted.N...)
+		all.Kept = append(all.Kept, s.Kept...)
+	}
+	r, _ := all.row(mixedName, func(string) bool { return true }, iters)
+	return r
+}
+
+// mixedName is MixedRow's name.
+const mixedName = "mixed stream (every window)"
 
 // WriteServedMarkdown writes rows as a Markdown table.
 func WriteServedMarkdown(w io.Writer, rows []ServedRow) {
@@ -136,7 +157,7 @@ func WriteServedMarkdown(w io.Writer, rows []ServedRow) {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	for _, r := range rows {
 		name := r.Name
-		if slices.Contains([]string{"all " + RoleAdapt, "all " + RolePretrain, "all " + RoleHeldOut}, name) {
+		if slices.Contains([]string{"all " + RoleAdapt, "all " + RolePretrain, "all " + RoleHeldOut, mixedName}, name) {
 			name = "**" + name + "**"
 		}
 		fmt.Fprintf(w, "| %s | %d | %d | %.2f | %.2f | %+.2f%% | %+.4f [%+.4f, %+.4f] |\n",

@@ -49,6 +49,7 @@ held-out ones.`,
 			}
 			fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
 			var all []adaptrun.ServedRow
+			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
 				ws := w.Splits[split]
 				if len(ws) == 0 {
@@ -65,11 +66,20 @@ held-out ones.`,
 				if err != nil {
 					return err
 				}
+				svs = append(svs, sv)
 				rows := sv.Rows(w.Order, w.Roles, iters)
 				all = append(all, rows...)
 				if !asJSON {
 					fmt.Printf("\n%s split, %d windows:\n\n", split, len(ws))
 					adaptrun.WriteServedMarkdown(os.Stdout, rows)
+				}
+			}
+			if len(svs) > 1 {
+				mixed := adaptrun.MixedRow(iters, svs...)
+				all = append(all, mixed)
+				if !asJSON {
+					fmt.Printf("\nevery split in one stream (%s):\n\n", splits)
+					adaptrun.WriteServedMarkdown(os.Stdout, []adaptrun.ServedRow{mixed})
 				}
 			}
 			if asJSON {

@@ -1,0 +1,68 @@
+package adaptrun
+
+import (
+	"math"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// TestScoreServed scores a trained hyper adapter's file through the
+// inference path on the fixture's test and harm windows: base losses are
+// the base model's own, a window the plan does not adapt scores as the
+// base, the adaptation domains gain, and the per-role and mixed-stream rows
+// pool exactly the windows they name.
+func TestScoreServed(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	hyper := Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureHidden, Hidden: []int{6}, Recluster: true}
+	cfg := Config{Methods: []Method{hyper}, LRs: []float64{3e-2}, Seeds: 1, Primary: "hyper", Bootstrap: 10,
+		Opts: TrainOpts{Batch: 4, Epochs: 4, Alpha: 1}}
+	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	_, firsts, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := firsts["hyper"].Adapter
+	var svs []*Served
+	for _, split := range []string{"test", "harm"} {
+		sv, err := ScoreServed(m, a, split, w.Splits[split], w.Prompt, 4, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, win := range w.Splits[split] {
+			bs, err := m.Score([][]int32{win.Tokens}, []int{w.Prompt}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if math.Abs(bs[0].NLL-sv.Base.Loss[i]) > 1e-4*math.Max(1, bs[0].NLL) || bs[0].Tokens != sv.Base.N[i] {
+				t.Fatalf("%s window %d: base %g over %d tokens, alone %g over %d", split, i, sv.Base.Loss[i], sv.Base.N[i], bs[0].NLL, bs[0].Tokens)
+			}
+			if !sv.Kept[i] && math.Abs(sv.Adapted.Loss[i]-sv.Base.Loss[i]) > 1e-4*math.Max(1, bs[0].NLL) {
+				t.Fatalf("%s window %d: not adapted, yet %g against the base %g", split, i, sv.Adapted.Loss[i], sv.Base.Loss[i])
+			}
+		}
+		svs = append(svs, sv)
+	}
+	rows := svs[0].Rows(w.Order, w.Roles, 50)
+	var adaptRow *ServedRow
+	for i := range rows {
+		if rows[i].Name == "all "+RoleAdapt {
+			adaptRow = &rows[i]
+		}
+	}
+	if adaptRow == nil || adaptRow.Windows != len(w.Splits["test"]) || !(adaptRow.Diff.Mean < -0.05) {
+		t.Fatalf("the adaptation domains' row: %+v (want every test window and a gain)", adaptRow)
+	}
+	mixed := MixedRow(50, svs...)
+	var sa, sb float64
+	var n int
+	for _, sv := range svs {
+		for i := range sv.Base.Loss {
+			sa, sb, n = sa+sv.Adapted.Loss[i], sb+sv.Base.Loss[i], n+sv.Adapted.N[i]
+		}
+	}
+	if mixed.Windows != len(w.Splits["test"])+len(w.Splits["harm"]) || math.Abs(mixed.Diff.Mean-(sa-sb)/float64(n)) > 1e-12 {
+		t.Fatalf("mixed stream: %+v, want %d windows and %+.6f nats/token", mixed, len(w.Splits["test"])+len(w.Splits["harm"]), (sa-sb)/float64(n))
+	}
+}
