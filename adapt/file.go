@@ -108,24 +108,23 @@ func (m Meta) Validate() error {
 		if m.Experts != 1 {
 			return fmt.Errorf("lora adapter with experts = %d, want 1", m.Experts)
 		}
+		if m.Centroids > 0 || m.Features != "" {
+			// A gated LoRA: the training centroids and gate read features.
+			if _, err := FeatureDim(m.Features, m.Base.Config.NEmbd); err != nil {
+				return err
+			}
+		}
+		return m.validateGate()
 	case KindExperts:
 		if m.Experts < 1 {
 			return fmt.Errorf("experts adapter with experts = %d, want at least 1", m.Experts)
 		}
 	case KindHyper:
-		if m.Centroids < 0 {
-			return fmt.Errorf("hyper adapter with %d centroids", m.Centroids)
-		}
 		if _, err := FeatureDim(m.Features, m.Base.Config.NEmbd); err != nil {
 			return err
 		}
-		switch {
-		case m.GateRadius < 0 || math.IsNaN(m.GateRadius) || math.IsInf(m.GateRadius, 0):
-			return fmt.Errorf("gate radius %g: want a finite value >= 0", m.GateRadius)
-		case m.GateAdapt < 0 || m.GatePretrain < 0 || (m.GateAdapt == 0) != (m.GatePretrain == 0):
-			return fmt.Errorf("gate with %d adaptation and %d pretraining centroids: want both or neither", m.GateAdapt, m.GatePretrain)
-		case (m.GateRadius > 0 || m.GateAdapt > 0) && m.Centroids == 0:
-			return fmt.Errorf("a gate needs the training centroids")
+		if err := m.validateGate(); err != nil {
+			return err
 		}
 		return m.Hyper().Validate()
 	default:
@@ -133,6 +132,40 @@ func (m Meta) Validate() error {
 	}
 	return nil
 }
+
+// validateGate checks the training centroids and the gate (hyper and lora
+// adapters).
+func (m Meta) validateGate() error {
+	switch {
+	case m.Centroids < 0:
+		return fmt.Errorf("%s adapter with %d centroids", m.Kind, m.Centroids)
+	case m.GateRadius < 0 || math.IsNaN(m.GateRadius) || math.IsInf(m.GateRadius, 0):
+		return fmt.Errorf("gate radius %g: want a finite value >= 0", m.GateRadius)
+	case m.GateAdapt < 0 || m.GatePretrain < 0 || (m.GateAdapt == 0) != (m.GatePretrain == 0):
+		return fmt.Errorf("gate with %d adaptation and %d pretraining centroids: want both or neither", m.GateAdapt, m.GatePretrain)
+	case (m.GateRadius > 0 || m.GateAdapt > 0) && m.Centroids == 0:
+		return fmt.Errorf("a gate needs the training centroids")
+	}
+	return nil
+}
+
+// gateSpec is the training centroids' and the gate's tensors (after the
+// update's own).
+func (m Meta) gateSpec() []model.HostTensor {
+	in, _ := FeatureDim(m.Features, m.Base.Config.NEmbd)
+	var spec []model.HostTensor
+	if m.Centroids > 0 {
+		spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
+	}
+	if m.GateAdapt > 0 {
+		spec = append(spec, model.HostTensor{Name: GateAdaptTensor, Shape: []int{m.GateAdapt, in}},
+			model.HostTensor{Name: GatePretrainTensor, Shape: []int{m.GatePretrain, in}})
+	}
+	return spec
+}
+
+// gated says whether adapters of this kind may carry centroids and a gate.
+func gated(kind Kind) bool { return kind == KindHyper || kind == KindLoRA }
 
 // Hyper is the hyper-network architecture of a KindHyper adapter.
 func (m Meta) Hyper() HyperConfig {
@@ -167,18 +200,13 @@ func (m Meta) Spec() []model.HostTensor {
 	if m.Kind == KindHyper {
 		spec := append(HyperSpec(m.Hyper()), m.staticPairSpec()...)
 		spec = append(spec, m.siteSpec()...)
-		if m.Centroids > 0 {
-			in, _ := FeatureDim(m.Features, c.NEmbd)
-			spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
-		}
-		if m.GateAdapt > 0 {
-			in, _ := FeatureDim(m.Features, c.NEmbd)
-			spec = append(spec, model.HostTensor{Name: GateAdaptTensor, Shape: []int{m.GateAdapt, in}},
-				model.HostTensor{Name: GatePretrainTensor, Shape: []int{m.GatePretrain, in}})
-		}
-		return spec
+		return append(spec, m.gateSpec()...)
 	}
-	return append(StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize), m.siteSpec()...)
+	spec := append(StaticSpec(m.Experts, m.Rank, c.NEmbd, c.VocabSize), m.siteSpec()...)
+	if m.Kind == KindLoRA {
+		spec = append(spec, m.gateSpec()...)
+	}
+	return spec
 }
 
 // Adapter is an adapter's parameters on the host, tensors in Meta.Spec()
@@ -349,7 +377,7 @@ const CentroidsTensor = "centroids"
 // TrainingCentroids returns the centroids of the clusters a hyper adapter
 // was trained on, or nil when the file stores none.
 func (a *Adapter) TrainingCentroids() *cluster.Centroids {
-	if a.Meta.Kind != KindHyper || a.Meta.Centroids == 0 {
+	if !gated(a.Meta.Kind) || a.Meta.Centroids == 0 {
 		return nil
 	}
 	for _, t := range a.Tensors {

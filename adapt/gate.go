@@ -55,8 +55,8 @@ func (g *Gate) Closed(train *cluster.Centroids, x []float32) bool {
 // radius in the metadata and its centroids as tensors after the training
 // centroids.
 func (a *Adapter) SetGate(g *Gate) error {
-	if a.Meta.Kind != KindHyper || a.Meta.Centroids == 0 {
-		return fmt.Errorf("adapt: a gate belongs to a hyper adapter with training centroids")
+	if !gated(a.Meta.Kind) || a.Meta.Centroids == 0 {
+		return fmt.Errorf("adapt: a gate belongs to a hyper or lora adapter with training centroids")
 	}
 	in, _ := FeatureDim(a.Meta.Features, a.Meta.Base.Config.NEmbd)
 	var ts []model.HostTensor
@@ -83,7 +83,7 @@ func (a *Adapter) SetGate(g *Gate) error {
 
 // Gate is the adapter's stored gate, or nil.
 func (a *Adapter) Gate() *Gate {
-	if a.Meta.Kind != KindHyper || (a.Meta.GateRadius == 0 && a.Meta.GateAdapt == 0) {
+	if !gated(a.Meta.Kind) || (a.Meta.GateRadius == 0 && a.Meta.GateAdapt == 0) {
 		return nil
 	}
 	g := &Gate{Radius: a.Meta.GateRadius}

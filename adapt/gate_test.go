@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // TestGateFile stores a gate, reads it back through a file, and refuses
@@ -67,7 +68,11 @@ func TestGateFile(t *testing.T) {
 	}
 	st := &Adapter{Meta: Meta{Kind: KindLoRA, Rank: 1, Alpha: 1, Experts: 1, Base: f.base}, Tensors: InitStatic(1, 1, c, rtCfg.VocabSize, 1)}
 	if err := st.SetGate(&Gate{Radius: 1}); err == nil {
-		t.Error("a gate on a static adapter was accepted")
+		t.Error("a gate on a LoRA without training centroids was accepted")
+	}
+	ex := &Adapter{Meta: Meta{Kind: KindExperts, Rank: 1, Alpha: 1, Experts: 2, Base: f.base}, Tensors: InitStatic(2, 1, c, rtCfg.VocabSize, 1)}
+	if err := ex.SetGate(&Gate{Radius: 1}); err == nil {
+		t.Error("a gate on an experts adapter was accepted")
 	}
 }
 
@@ -216,4 +221,118 @@ func TestRuntimeSelfCheck(t *testing.T) {
 	if as[0] != -1 {
 		t.Errorf("online assignment of a one-token prompt under the self-check: cluster %d, want -1", as[0])
 	}
+}
+
+// TestRuntimeGatedLoRA: a LoRA adapter that stores training centroids, a
+// gate and the self-check keeps the base model (cluster -1) for the
+// prompts its gate closes on and for those whose own loss its update does
+// not lower, in plans and in StaticClusters (the server's static mode), on
+// both backends; the file round-trips; Ungated adapts every prompt.
+func TestRuntimeGatedLoRA(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, grp := f.prompts(10, 2)
+	c, v := rtCfg.NEmbd, rtCfg.VocabSize
+	// One training centroid, the mean of group 0's features; the radius
+	// takes in all of group 0, and group 1 lies far away.
+	cents := make([]float32, c)
+	n0 := 0
+	for i, p := range prompts {
+		if grp[i] == 0 {
+			for j, x := range f.hostFeature(p) {
+				cents[j] += float32(x)
+			}
+			n0++
+		}
+	}
+	for j := range cents {
+		cents[j] /= float32(n0)
+	}
+	radius := 0.0
+	for i, p := range prompts {
+		if grp[i] == 0 {
+			radius = max(radius, NearestDist(&cluster.Centroids{K: 1, C: c, Data: cents}, f.hostFeatureF32(p))*1.01)
+		}
+	}
+	ts := InitStatic(1, 3, c, v, 5)
+	for i := range ts[1].Data { // B: a non-zero update, which helps some prompts and hurts others
+		ts[1].Data[i] = float32(f.rng.NormFloat64() * 0.2)
+	}
+	a := &Adapter{Meta: Meta{Kind: KindLoRA, Experts: 1, Rank: 3, Alpha: 1, Base: f.base, Features: FeatureEmbed, Centroids: 1},
+		Tensors: append(ts, model.HostTensor{Name: CentroidsTensor, Shape: []int{1, c}, Data: cents})}
+	if err := a.SetGate(&Gate{Radius: radius}); err != nil {
+		t.Fatal(err)
+	}
+	a.Meta.SelfCheck = true
+	path := filepath.Join(t.TempDir(), "gated-lora.safetensors")
+	if err := Save(path, a); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(path, f.base)
+	if err != nil || back.Gate() == nil || back.TrainingCentroids() == nil || !back.Meta.SelfCheck {
+		t.Fatalf("gated LoRA round trip: %v", err)
+	}
+	for name, m := range f.models {
+		rt, err := NewRuntime(m, back)
+		if err != nil {
+			t.Fatal(err)
+		}
+		free, err := rt.Plan(prompts, PlanOptions{Ungated: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := rt.Plan(prompts, PlanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc, err := rt.StaticClusters(prompts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closed, dropped := 0, 0
+		for i, s := range prompts {
+			if free.Cluster[i] != 0 {
+				t.Fatalf("%s: ungated, prompt %d has cluster %d", name, i, free.Cluster[i])
+			}
+			want := 0
+			if NearestDist(rt.Centroids, f.hostFeatureF32(s)) > radius {
+				want = -1
+				closed++
+			} else if len(s) < 2 {
+				want = -1
+			} else {
+				base, err := m.Score([][]int32{s}, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ad, err := m.Score([][]int32{s}, nil, free.AdapterFrom(i, nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !(ad[0].NLL < base[0].NLL) {
+					want = -1
+					dropped++
+				}
+			}
+			if p.Cluster[i] != want || sc[i] != want {
+				t.Errorf("%s: prompt %d (group %d, %d tokens): plan %d, StaticClusters %d, want %d", name, i, grp[i], len(s), p.Cluster[i], sc[i], want)
+			}
+		}
+		if closed == 0 || closed == len(prompts) {
+			t.Errorf("%s: the gate closed on %d of %d prompts; the fixture wants some of each", name, closed, len(prompts))
+		}
+		t.Logf("%s: gate closed on %d prompts, self-check dropped %d", name, closed, dropped)
+		free.Free()
+		p.Free()
+		rt.Free()
+	}
+}
+
+// hostFeatureF32 is hostFeature as float32.
+func (f *rtFixture) hostFeatureF32(seq []int32) []float32 {
+	x := f.hostFeature(seq)
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(v)
+	}
+	return out
 }

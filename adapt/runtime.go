@@ -62,6 +62,8 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 		r.Gate = a.Gate()
 	default:
 		r.static, err = a.UploadStatic(m.B)
+		r.Centroids = a.TrainingCentroids() // a gated LoRA's
+		r.Gate = a.Gate()
 	}
 	if err == nil {
 		r.sites, err = a.uploadSites(m.B, a.Meta.headTensors())
@@ -156,7 +158,18 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	switch r.Meta.Kind {
 	case KindLoRA:
 		p.K, p.factors = 1, r.static.Factors()
-		return p, p.generateSites(nil)
+		if err := p.generateSites(nil); err != nil {
+			return p, err
+		}
+		if !o.Ungated {
+			cl, err := r.StaticClusters(seqs)
+			if err != nil {
+				p.Free()
+				return nil, err
+			}
+			copy(p.Cluster, cl)
+		}
+		return p, nil
 	case KindExperts:
 		if len(o.Experts) != n {
 			return nil, fmt.Errorf("adapt: plan: an experts adapter needs each sequence's expert (%d given for %d sequences)", len(o.Experts), n)

@@ -97,6 +97,44 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	return as, nil
 }
 
+// StaticClusters is each sequence's cluster under a LoRA adapter: 0, its
+// one pair, or -1, the base model, where the adapter's gate closes (the
+// sequence's features lie far from its training centroids, or nearer the
+// pretraining domains') or its self-check finds that the update does not
+// lower the sequence's own loss. Without a gate or a self-check (and for
+// other kinds) every sequence gets 0.
+func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
+	cl := make([]int, len(seqs))
+	if r.Meta.Kind != KindLoRA || (r.Gate == nil && !r.Meta.SelfCheck) || len(seqs) == 0 {
+		return cl, nil
+	}
+	pp, err := r.checkPass(seqs, true)
+	if err != nil {
+		return nil, err
+	}
+	if r.Gate != nil {
+		ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
+		if err != nil {
+			return nil, err
+		}
+		r.cops.Free(ft)
+		r.closeGate(cl, feats)
+	}
+	if r.Meta.SelfCheck {
+		p, err := r.PlanMeans(len(seqs), nil)
+		if err != nil {
+			return nil, err
+		}
+		defer p.Free()
+		copy(p.Cluster, cl)
+		if err := p.selfCheck(seqs, pp); err != nil {
+			return nil, err
+		}
+		copy(cl, p.Cluster)
+	}
+	return cl, nil
+}
+
 // ClusterSeqs groups seqs into k clusters (clamped to [1, N]) by k-means on
 // their features (seeded k-means++): each sequence's cluster and each
 // cluster's mean feature (k, C), the hyper-network inputs of the group.

@@ -109,14 +109,14 @@ func gateCentroids(kind string, train, fit *Set, batch int) ([2]*cluster.Centroi
 	return g, nil
 }
 
-// GateFor is the gate a hyper adapter's file stores: the radius that
+// GateFor is the gate a hyper (or gated lora) adapter's file stores: the radius that
 // holds GateQuantile of the training windows (train, the adaptation
 // domains') around its training centroids, and, when fit (the pretraining
 // domains' training windows) is given, both sides' centroids.
 func GateFor(a *adapt.Adapter, train, fit *Set, batch int) (*adapt.Gate, error) {
 	cents := a.TrainingCentroids()
-	if a.Meta.Kind != adapt.KindHyper || cents == nil {
-		return nil, fmt.Errorf("adaptrun: a gate needs a hyper adapter with training centroids")
+	if cents == nil {
+		return nil, fmt.Errorf("adaptrun: a gate needs a hyper or lora adapter with training centroids")
 	}
 	f := train.Feature(a.Meta.Features)
 	if len(f)/len(train.Windows) != cents.C {

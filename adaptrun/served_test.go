@@ -66,3 +66,58 @@ func TestScoreServed(t *testing.T) {
 		t.Fatalf("mixed stream: %+v, want %d windows and %+.6f nats/token", mixed, len(w.Splits["test"])+len(w.Splits["harm"]), (sa-sb)/float64(n))
 	}
 }
+
+// TestGatedLoRAServedMatchesBench: a LoRA trained with Features and written
+// by TrainOne (training centroids, gate, self-check in the file) scores
+// through the inference path exactly as the benchmark's "gated and
+// self-checked" row scores the same training from cached hidden states:
+// the shipped form of the benchmark's control.
+func TestGatedLoRAServedMatchesBench(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	tb := m.B.(gpu.TrainBackend)
+	lora := Method{Name: "lora", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden}
+	opts := TrainOpts{Batch: 4, Epochs: 4, Alpha: 1}
+	cfg := Config{Methods: []Method{lora}, LRs: []float64{3e-2}, Seeds: 1, Primary: "auto", Bootstrap: 10, Opts: opts}
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, _, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row *Row
+	for i := range res.Rows {
+		if res.Rows[i].Grouping == GroupStaticChecked {
+			row = &res.Rows[i]
+		}
+	}
+	if row == nil {
+		t.Fatal("no gated and self-checked LoRA row")
+	}
+	o := opts
+	o.LR, o.Seed = 3e-2, 1
+	tr, err := TrainOne(tb, m, base, lora, sets.Train, sets.Fit, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tr.Adapter
+	if a.Gate() == nil || a.TrainingCentroids() == nil || !a.Meta.SelfCheck {
+		t.Fatalf("TrainOne's LoRA file lacks its gate, centroids or self-check: %+v", a.Meta)
+	}
+	sv, err := ScoreServed(m, a, "test", w.Splits["test"], w.Prompt, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := 0
+	for i, l := range sv.Adapted.Loss {
+		want := row.Test[0].Loss[i]
+		if math.Abs(l-want) > 1e-4*math.Max(1, math.Abs(want)) {
+			t.Fatalf("test window %d: served %g, the benchmark's gated and self-checked row %g", i, l, want)
+		}
+		if sv.Kept[i] {
+			kept++
+		}
+	}
+	if kept == 0 {
+		t.Fatal("the gated LoRA adapted no test window: the comparison says nothing")
+	}
+	t.Logf("kept %d of %d test windows", kept, len(sv.Kept))
+}

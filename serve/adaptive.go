@@ -231,13 +231,14 @@ func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (
 }
 
 // Group gives the newly admitted adapted prompts their clusters: the
-// nearest training centroid (online), the one pair (static), or in window
+// nearest training centroid (online), the one pair (static; -1 where a
+// gated LoRA keeps the base model), or in window
 // mode k-means over the prompts, each cluster getting a free pool row and
 // the hyper-network's factors for its mean feature.
 func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	switch a.Mode {
 	case AdaptStatic:
-		return make([]int, len(prompts)), nil
+		return a.RT.StaticClusters(prompts) // the one pair, or the base model where a gated LoRA's gate or self-check says so
 	case AdaptOnline:
 		return a.RT.AssignCentroids(prompts)
 	}

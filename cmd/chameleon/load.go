@@ -277,23 +277,30 @@ func describeHead(m adapt.Meta) string {
 	switch m.Kind {
 	case adapt.KindHyper:
 		s := fmt.Sprintf("hyper-network, rank %d, alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)
-		if m.Features != "" {
-			s += ", features " + m.Features
-		}
-		if m.Centroids > 0 {
-			s += fmt.Sprintf(", %d training centroids", m.Centroids)
-		}
-		if m.GateRadius > 0 || m.GateAdapt > 0 {
-			s += fmt.Sprintf(", gated (radius %.3g, %d/%d adaptation/pretraining centroids)", m.GateRadius, m.GateAdapt, m.GatePretrain)
-		}
-		if m.SelfCheck {
-			s += ", self-checked on each prompt"
-		}
-		return s
+		return s + describeGate(m)
 	case adapt.KindLoRA:
-		return fmt.Sprintf("static LoRA, rank %d, alpha %g", m.Rank, m.Alpha)
+		return fmt.Sprintf("static LoRA, rank %d, alpha %g", m.Rank, m.Alpha) + describeGate(m)
 	}
 	return fmt.Sprintf("%s, rank %d", m.Kind, m.Rank)
+}
+
+// describeGate describes what decides which inputs an adapter adapts: its
+// features, training centroids, gate and self-check.
+func describeGate(m adapt.Meta) string {
+	s := ""
+	if m.Features != "" {
+		s += ", features " + m.Features
+	}
+	if m.Centroids > 0 {
+		s += fmt.Sprintf(", %d training centroids", m.Centroids)
+	}
+	if m.GateRadius > 0 || m.GateAdapt > 0 {
+		s += fmt.Sprintf(", gated (radius %.3g, %d/%d adaptation/pretraining centroids)", m.GateRadius, m.GateAdapt, m.GatePretrain)
+	}
+	if m.SelfCheck {
+		s += ", self-checked on each prompt"
+	}
+	return s
 }
 
 // clusterMembers lists the members (1-based) of each of k clusters.
