@@ -34,16 +34,9 @@ func randomSitesAdapter(b *testing.B, base Base, r int, sites string) *Adapter {
 	return a
 }
 
-// BenchmarkSitesForward measures what generated per-row updates of block
-// sites at every layer add to a whole forward of the default model's shape
-// (random f32 weights, batch 32 x 256, rank 8, two clusters), with the
-// plain update kernels and with the tiled ones, in one process: each round
-// runs the plain forward and the adapted forward with each kernel set, in
-// an order that rotates from round to round (the plan is made once,
-// outside the timing). It reports the medians of the rounds' added time in
-// percent of the plain forward, by wall clock and by process CPU time.
-func BenchmarkSitesForward(b *testing.B) {
-	w := gputest.Backend(b)
+// sitesModel is a model of sitesCfg with random f32 weights on w, its
+// identity, and 32 random sequences of 256 tokens.
+func sitesModel(b *testing.B, w *gpu.WebGPU) (*model.Model, Base, [][]int32) {
 	host := model.RandomInit(sitesCfg, 3)
 	wt, err := model.Upload(w, sitesCfg, host, gpu.F32)
 	if err != nil {
@@ -54,16 +47,29 @@ func BenchmarkSitesForward(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const batch, seq = 32, 256
-	rng := rand.New(rand.NewPCG(batch, seq))
-	toks := make([][]int32, batch)
+	rng := rand.New(rand.NewPCG(32, 256))
+	toks := make([][]int32, 32)
 	for i := range toks {
-		toks[i] = make([]int32, seq)
+		toks[i] = make([]int32, 256)
 		for j := range toks[i] {
 			toks[i][j] = int32(rng.IntN(sitesCfg.VocabSize))
 		}
 	}
-	cache, err := m.NewCache(batch, seq)
+	return m, base, toks
+}
+
+// BenchmarkSitesForward measures what generated per-row updates of block
+// sites at every layer add to a whole forward of the default model's shape
+// (random f32 weights, batch 32 x 256, rank 8, two clusters), with the
+// plain update kernels and with the tiled ones, in one process: each round
+// runs the plain forward and the adapted forward with each kernel set, in
+// an order that rotates from round to round (the plan is made once,
+// outside the timing). It reports the medians of the rounds' added time in
+// percent of the plain forward, by wall clock and by process CPU time.
+func BenchmarkSitesForward(b *testing.B) {
+	w := gputest.Backend(b)
+	m, base, toks := sitesModel(b, w)
+	cache, err := m.NewCache(len(toks), len(toks[0]))
 	if err != nil {
 		b.Fatal(err)
 	}
