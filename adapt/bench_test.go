@@ -179,3 +179,90 @@ func BenchmarkHyperForward(b *testing.B) {
 	b.ReportMetric(1e3*sec, "ms")
 	b.ReportMetric(bytes/sec/1e9, "weight-GB/s")
 }
+
+// BenchmarkSiteUpdate measures what one decoder site's per-row update
+// (LowRankU + AddLowRank, rank 8, two clusters in runs of 256 rows as in a
+// batch of 256-token sequences, every fourth sequence unadapted: cluster
+// -1) adds to the site's matmul y(M,N) = x(M,C) · Wᵀ + b at the default
+// model's shapes (C = 256) and M = 32 x 256 rows. Each iteration runs the
+// matmul, the plain update kernels and the tiled ones, each followed by a
+// Flush, so all see the same machine load, and the tiled shrink alone; it
+// reports each one's milliseconds and the updates' added time in percent
+// of the matmul, by wall clock and by process CPU time (lavapipe's workers
+// included: steadier than the wall clock on a shared machine).
+func BenchmarkSiteUpdate(b *testing.B) {
+	w := gputest.Backend(b)
+	ops := &WebGPUOps{WebGPU: w}
+	defer func() { ops.Update = UpdateAuto }()
+	const m, r, k = 32 * 256, 8, 2
+	rng := rand.New(rand.NewPCG(11, 12))
+	ids := make([]int32, m)
+	for i := range ids {
+		ids[i] = int32((i/256)%(k+2)) - 1 // -1, 0, 1, 2 (K = 2: no update)
+	}
+	cl := upload(b, w, gpu.I32, ids, m)
+	defer w.Free(cl)
+	for _, s := range []struct {
+		name string
+		c, n int
+	}{{"qkv", 256, 768}, {"proj", 256, 256}, {"fc", 256, 1024}, {"fc2", 1024, 256}} {
+		x := upload(b, w, gpu.F32, randn(rng, m*s.c, 1), m, s.c)
+		wt := upload(b, w, gpu.F32, randn(rng, s.n*s.c, 0.02), s.n, s.c)
+		bias := upload(b, w, gpu.F32, randn(rng, s.n, 0.02), s.n)
+		a := upload(b, w, gpu.F32, randn(rng, k*r*s.c, 0.06), k, r, s.c)
+		bf := upload(b, w, gpu.F32, randn(rng, k*s.n*r, 0.3), k, s.n, r)
+		f := NewFactors(a, bf)
+		y := gpu.Must(w.Alloc(gpu.F32, m, s.n))
+		u := gpu.Must(w.Alloc(gpu.F32, m, r))
+		update := func(kind string) func() error {
+			return func() error {
+				ops.Update = kind
+				ops.LowRankU(u, x, f, cl, 1)
+				return ops.AddLowRank(y, u, f, cl)
+			}
+		}
+		b.Run(fmt.Sprintf("%s/M=%d/C=%d/N=%d/R=%d", s.name, m, s.c, s.n, r), func(b *testing.B) {
+			runs := []struct {
+				name string
+				run  func() error
+			}{
+				{"matmul", func() error { w.MatMul(y, x, wt, bias); return nil }},
+				{"plain", update(UpdatePlain)},
+				{"tiled", update(UpdateAuto)},
+				{"tiled-shrink", func() error { ops.Update = UpdateAuto; ops.LowRankU(u, x, f, cl, 1); return nil }},
+			}
+			wall := make([]float64, len(runs))
+			cpu := make([]float64, len(runs))
+			step := func(timed bool) {
+				for i, x := range runs {
+					t0, c0 := time.Now(), cpuSeconds()
+					if err := x.run(); err != nil {
+						b.Fatal(err)
+					}
+					if err := w.Flush(); err != nil {
+						b.Fatal(err)
+					}
+					if timed {
+						wall[i] += time.Since(t0).Seconds()
+						cpu[i] += cpuSeconds() - c0
+					}
+				}
+			}
+			step(false) // compile pipelines, fill caches
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				step(true)
+			}
+			for i, x := range runs {
+				b.ReportMetric(1e3*wall[i]/float64(b.N), x.name+"-ms")
+				if i > 0 {
+					b.ReportMetric(100*wall[i]/wall[0], x.name+"-added-%")
+					b.ReportMetric(100*cpu[i]/cpu[0], x.name+"-added-cpu-%")
+				}
+			}
+		})
+		for _, t := range []gpu.Tensor{x, wt, bias, a, bf, y, u} {
+			w.Free(t)
+		}
+	}
+}

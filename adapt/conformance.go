@@ -33,6 +33,7 @@ type factorCase struct {
 	noCluster     bool // nil cluster: every row uses cluster 0
 	only          int  // 1: f32 weights only, 2: f16 only (to save time on GPT-2's head)
 	uniform       int  // gradient tests: > 0 puts every row in cluster uniform-1
+	runs          bool // clusters in runs of rows (as a batch's sequences), -1 runs included
 }
 
 func (fc factorCase) String() string {
@@ -65,6 +66,14 @@ func confClusters(t conformance.T, p *conformance.Pair, fc factorCase) (conforma
 		return conformance.Tensors{}, nil
 	}
 	ids := p.Ints(fc.m, -1, fc.k+1)
+	if fc.runs {
+		for i := 0; i < fc.m; {
+			n, c := 1+p.Rng.IntN(40), int32(p.Rng.IntN(fc.k+1)-1)
+			for ; n > 0 && i < fc.m; n, i = n-1, i+1 {
+				ids[i] = c
+			}
+		}
+	}
 	if fc.m >= 3 {
 		ids[0], ids[1] = int32(fc.k-1), 0
 	}
@@ -171,44 +180,77 @@ func confLogits(t conformance.T, p *conformance.Pair) {
 	}
 }
 
-// confLowRankKernels checks lowrank_u and lowrank_add one at a time.
+// lowRankKernelCases are confLowRankKernels's shapes: odd M, C and N
+// around the tiles (8 rows, 8 ranks, 256 columns, 64 lanes), R from 1 to
+// past two rank blocks, rows of mixed clusters and -1 (no update), runs
+// of rows as in a batch of sequences, an expand long enough to be
+// submitted in row slices on a CPU adapter, and GPT-2's widest site.
+var lowRankKernelCases = []factorCase{
+	{m: 1, c: 3, v: 5, r: 1, k: 1},
+	{m: 3, c: 768, v: 129, r: 16, k: 8},
+	{m: 129, c: 64, v: 5, r: 4, k: 3, packed: true},
+	{m: 129, c: 3, v: 129, r: 1, k: 3, noCluster: true},
+	{m: 17, c: 65, v: 257, r: 3, k: 2},
+	{m: 255, c: 129, v: 771, r: 8, k: 4, packed: true, runs: true},
+	{m: 77, c: 257, v: 300, r: 17, k: 5, runs: true},
+	{m: 40, c: 100, v: 24, r: 12, k: 1, noCluster: true},
+	{m: 129, c: 5, v: 50257, r: 16, k: 3, runs: true},
+	{m: 33, c: 3072, v: 768, r: 8, k: 3, packed: true, runs: true},
+}
+
+// confLowRankKernels checks LowRankU, AddLowRank and AddLowRankT one at a
+// time, each of WebGPUOps's update kernels (plain, tiled, split) on the
+// same inputs.
 func confLowRankKernels(t conformance.T, p *conformance.Pair) {
 	ro, go_ := New(p.Ref), New(p.Got)
-	for _, fc := range []factorCase{
-		{m: 1, c: 3, v: 5, r: 1, k: 1},
-		{m: 3, c: 768, v: 129, r: 16, k: 8},
-		{m: 129, c: 64, v: 5, r: 4, k: 3, packed: true},
-		{m: 129, c: 3, v: 129, r: 1, k: 3, noCluster: true},
-	} {
+	gw, _ := go_.(*WebGPUOps)
+	updates := []string{UpdateAuto}
+	if gw != nil {
+		updates = []string{UpdatePlain, UpdateTiled, UpdateSplit}
+		defer func() { gw.Update = UpdateAuto }()
+	}
+	for _, fc := range lowRankKernelCases {
 		fr, fg, free := confFactors(t, p, fc)
 		cl, _ := confClusters(t, p, fc)
 		h := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.c, 1), fc.m, fc.c)
 		alpha := float32(0.5 + p.Rng.Float64())
-		u := p.Poisoned(t, gpu.F32, fc.m, fc.r)
-		ro.LowRankU(u.Ref, h.Ref, fr, cl.Ref, alpha)
-		go_.LowRankU(u.Got, h.Got, fg, cl.Got, alpha)
-		p.Close(t, fmt.Sprintf("LowRankU %v", fc), u, 1e-5*math.Sqrt(float64(fc.c)), 1e-5)
-		// The same u on both sides, so that AddLowRank is checked alone.
-		uv, err := p.Ref.ReadF32(u.Ref)
+		want := p.Poisoned(t, gpu.F32, fc.m, fc.r)
+		ro.LowRankU(want.Ref, h.Ref, fr, cl.Ref, alpha)
+		uv, err := p.Ref.ReadF32(want.Ref)
 		if err != nil {
 			t.Fatalf("%v", err)
 		}
+		// The same u on both sides, so that AddLowRank is checked alone.
 		u2 := p.Upload(t, gpu.F32, uv, fc.m, fc.r)
-		d := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.v, 1), fc.m, fc.v)
+		d0 := p.Randn(fc.m*fc.v, 1)
+		d := p.Upload(t, gpu.F32, d0, fc.m, fc.v)
 		if err := ro.AddLowRank(d.Ref, u2.Ref, fr, cl.Ref); err != nil {
 			t.Fatalf("%v", err)
 		}
-		if err := go_.AddLowRank(d.Got, u2.Got, fg, cl.Got); err != nil {
-			t.Fatalf("%v", err)
+		for _, up := range updates {
+			if gw != nil {
+				gw.Update = up
+			}
+			u := p.Poisoned(t, gpu.F32, fc.m, fc.r)
+			ro.LowRankU(u.Ref, h.Ref, fr, cl.Ref, alpha)
+			go_.LowRankU(u.Got, h.Got, fg, cl.Got, alpha)
+			p.Close(t, fmt.Sprintf("LowRankU %s %v", up, fc), u, 1e-5*math.Sqrt(float64(fc.c)), 1e-5)
+			if err := p.Got.Write(d.Got, d0); err != nil {
+				t.Fatalf("%v", err)
+			}
+			if err := go_.AddLowRank(d.Got, u2.Got, fg, cl.Got); err != nil {
+				t.Fatalf("%v", err)
+			}
+			p.Close(t, fmt.Sprintf("AddLowRank %s %v", up, fc), d, 1e-5*math.Sqrt(float64(fc.r)), 1e-5)
+			p.Free(u)
 		}
-		p.Close(t, fmt.Sprintf("AddLowRank %v", fc), d, 1e-5*math.Sqrt(float64(fc.r)), 1e-5)
 		// AddLowRankT: the input gradient through A_c, into a live dst.
 		dx := p.Upload(t, gpu.F32, p.Randn(fc.m*fc.c, 1), fc.m, fc.c)
 		ro.AddLowRankT(dx.Ref, u2.Ref, fr, cl.Ref, alpha)
 		go_.AddLowRankT(dx.Got, u2.Got, fg, cl.Got, alpha)
 		p.Close(t, fmt.Sprintf("AddLowRankT %v", fc), dx, 1e-5*math.Sqrt(float64(fc.r)), 1e-5)
 		free()
-		p.Free(h, u, u2, d, dx)
+		p.Free(h, want, u2, d, dx)
 		if !fc.noCluster {
 			p.Free(cl)
 		}

@@ -16,7 +16,8 @@
 // An adapter may also update the decoder's block sites (qkv, proj, fc,
 // fc2) of every layer the same way, each row with its own cluster's pair
 // (sites.go: a shrink, Ops.LowRankU, and an expand, Ops.AddLowRank, per
-// site); Plan.Adapter is the model.Adapter that applies all of it in
+// site, run by tiled kernels that take rows of mixed clusters in one
+// dispatch: ops_update.go); Plan.Adapter is the model.Adapter that applies all of it in
 // prefill and decode, natively, in the server and in the browser.
 // Adapter files (Save, Load) are safetensors with JSON metadata that pins
 // the base model, so an adapter trained for another model is refused.

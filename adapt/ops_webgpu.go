@@ -12,52 +12,13 @@ type WebGPUOps struct {
 	// Variant selects Logits's kernels: VariantAuto, VariantFused or
 	// VariantSeparate.
 	Variant string
+	// Update selects LowRankU's and AddLowRank's kernels: UpdateAuto,
+	// UpdateTiled or UpdatePlain (ops_update.go).
+	Update string
 }
 
 // Backend is the device the ops run on.
 func (o *WebGPUOps) Backend() gpu.Backend { return o.WebGPU }
-
-// LowRankU: u(M,R) = alpha * A_c h(M,C) per row, c = cluster[m]; cluster
-// (M) I32, or nil for cluster 0 on every row. Rows whose cluster is outside
-// [0, K) get zeros. h may have leading dims (M is their product).
-func (o *WebGPUOps) LowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) {
-	m, _ := checkLowRankU(u, h, f, cluster)
-	w := o.WebGPU
-	cl, has := orDefault(cluster, h)
-	gx, gy := w.Grid1(ceilDiv(m*f.R, 64))
-	w.Dispatch("lowrank_u", []gpu.Tensor{h, f.A, cl}, []gpu.Tensor{u},
-		gpu.Meta{m, f.C, f.R, f.K, f.AOff, f.AStride, has, alpha}, gx, gy, 1)
-}
-
-// AddLowRank: dst(M,V) += B_c u(M,R) per row, c = cluster[m] (nil: 0);
-// rows whose cluster is outside [0, K) are left unchanged. dst is updated
-// in place (it is the op's only output binding). On CPU adapters long
-// updates are submitted in slices of rows; the error of such a Flush is
-// returned.
-func (o *WebGPUOps) AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) error {
-	m, v := checkAddLowRank(dst, u, f, cluster)
-	w := o.WebGPU
-	cl, has := orDefault(cluster, u)
-	step := m
-	if w.Info.Type == "cpu" {
-		// Each output costs R loads of B and R/4 of u: budget it at an
-		// eighth of a matmul slice's FLOPs.
-		step = max(1, min(m, cpuSubmitFlops/8/(2*v*f.R)))
-	}
-	quads := ceilDiv(v, 4)
-	for r0 := 0; r0 < m; r0 += step {
-		n := min(step, m-r0)
-		gx, gy := w.Grid1(ceilDiv(n*quads, 64))
-		w.Dispatch("lowrank_add", []gpu.Tensor{u, cl, f.B}, []gpu.Tensor{dst},
-			gpu.Meta{n, v, f.R, f.K, f.BOff, f.BStride, has, r0}, gx, gy, 1)
-		if n < m {
-			if err := w.Flush(); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
 
 // AddLowRankT: dst(M,C) += alpha * A_cᵀ du(M,R) per row, c = cluster[m]
 // (nil: 0); rows whose cluster is outside [0, K) are left unchanged: the

@@ -53,6 +53,9 @@ func Files(dir string) ([]File, error) {
 	for _, k := range wgsl.TexKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + texMatMul(k)})
 	}
+	for _, k := range wgsl.LowRankKernels {
+		out = append(out, File{k.Name + ".wgsl", Header + lowRankKernel(k)})
+	}
 	twins, err := twins(dir)
 	if err != nil {
 		return nil, err
