@@ -23,6 +23,17 @@ type BenchResult struct {
 	// of weights they read.
 	DecodeGFLOPs      float64 `json:"decode_gflop_per_step"`
 	DecodeWeightBytes float64 `json:"decode_weight_bytes_per_step"`
+	// Recorded work (backends that count it, gpu.Counter; zero otherwise):
+	// the timed prefill's and the last decode step's dispatches, compute
+	// passes and submits (the vocabulary projection, argmax and id
+	// read-back included; the last step is the steady state: the first
+	// after a prefill also makes one-time copies, e.g. of the KV cache into
+	// textures on CPU adapters), and dispatches per token (the prefill's
+	// per prompt token; a decode step's per sequence, at batch 1 the same).
+	Prefill                   gpu.Counts `json:"prefill_work"`
+	DecodeStep                gpu.Counts `json:"decode_step_work"`
+	PrefillDispatchesPerToken float64    `json:"prefill_dispatches_per_token"`
+	DecodeDispatchesPerToken  float64    `json:"decode_dispatches_per_token"`
 }
 
 // MatMulWork is the FLOPs and weight bytes of the matmuls of one forward
@@ -91,12 +102,22 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 			return r, err
 		}
 	}
+	counts := func() gpu.Counts {
+		if c, ok := m.B.(gpu.Counter); ok {
+			return c.Counts()
+		}
+		return gpu.Counts{}
+	}
+	c0 := counts()
 	t0 := time.Now()
 	next, err := step(toks)
 	if err != nil {
 		return r, err
 	}
 	r.PrefillSeconds = time.Since(t0).Seconds()
+	r.Prefill = counts().Sub(c0)
+	r.PrefillDispatchesPerToken = float64(r.Prefill.Dispatches) / float64(batch*prompt)
+	var last gpu.Counts
 	r.PrefillTokS = float64(batch*prompt) / r.PrefillSeconds
 	t0 = time.Now()
 	// Decode samples of a Go CPU profile carry the label phase=decode (and
@@ -107,9 +128,11 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 			for i := range in {
 				in[i] = []int32{next[i]}
 			}
+			c0 := counts()
 			if next, err = step(in); err != nil {
 				return
 			}
+			last = counts().Sub(c0)
 		}
 	})
 	if err != nil {
@@ -117,6 +140,8 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 	}
 	r.DecodeSeconds = time.Since(t0).Seconds()
 	r.DecodeTokS = float64(batch*decode) / r.DecodeSeconds
+	r.DecodeStep = last
+	r.DecodeDispatchesPerToken = float64(last.Dispatches) / float64(batch)
 	f, b := m.Cfg.MatMulWork(batch, batch, weightBytes)
 	r.DecodeGFLOPs, r.DecodeWeightBytes = f/1e9, b
 	return r, nil

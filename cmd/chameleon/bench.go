@@ -353,6 +353,8 @@ func benchCmd() *cobra.Command {
 					rep.Runs = append(rep.Runs, run)
 					log("%s batch %2d: prefill %8.1f tok/s, decode %7.2f tok/s; matmul kernels %.2f GFLOP/s (%.0f%% of ceiling); decode streams weights at %.2f GB/s (%.0f%% of copy)\n",
 						dt, b, r.PrefillTokS, r.DecodeTokS, run.MatMulGFLOPs, 100*run.MatMulOfCeiling, run.DecodeWeightGBs, 100*run.DecodeOfBandwidth)
+					log("    recorded: decode step %d dispatches (%.1f a token), %d passes, %d submits; prefill %d dispatches (%.2f a token), %d passes\n",
+						r.DecodeStep.Dispatches, r.DecodeDispatchesPerToken, r.DecodeStep.Passes, r.DecodeStep.Submits, r.Prefill.Dispatches, r.PrefillDispatchesPerToken, r.Prefill.Passes)
 					if reps > 1 {
 						log("    median of %d runs by decode rate; over the runs: prefill %.1f-%.1f, decode %.2f-%.2f tok/s\n",
 							reps, slices.Min(pre), slices.Max(pre), slices.Min(dec), slices.Max(dec))
