@@ -158,6 +158,11 @@ type Backend interface {
 	// fuse the two run one kernel (WebGPU's texture matmuls: GELU in the
 	// epilogue); the others run the two ops.
 	MatMulGELU(dst, x, w, bias Tensor)
+	// MatMulKVStore: qkv(B,Tq,3C) = x(B,Tq,K) · w(3C,K)ᵀ + bias(3C), then
+	// KVStore(kCache, vCache, qkv, start, qlen), in one op (a block's
+	// attention input projection and the cache store that follows it).
+	// Backends that can fuse the two run one kernel; the others the two ops.
+	MatMulKVStore(qkv, x, w, bias, kCache, vCache, start, qlen Tensor)
 	// Embed: dst(M,C) = wte[tokens[m]] + wpe[pos[m]]; wte(V,C), wpe(P,C)
 	// (F32 or F16), tokens(M) and pos(M) I32.
 	Embed(dst, wte, wpe, tokens, pos Tensor)

@@ -330,23 +330,27 @@ type texMatKernel struct {
 // wgsl.TexKernels): the first whose bm covers M is used, the last one for
 // anything larger. Blocks come from the generator's table, so the grid
 // always matches the kernel.
-var texMatKernels, texGELUKernels = texKernelTables()
+var texMatKernels, texGELUKernels, texKVKernels = texKernelTables()
 
 // texKernelTables sorts wgsl.TexKernels by weight dtype, in their order:
-// the plain kernels and the GELU twins (MatMulGELU).
-func texKernelTables() (plain, gelu map[DType][]texMatKernel) {
-	plain, gelu = map[DType][]texMatKernel{}, map[DType][]texMatKernel{}
+// the plain kernels, the GELU twins (MatMulGELU) and the KV-store twins
+// (MatMulKVStore).
+func texKernelTables() (plain, gelu, kv map[DType][]texMatKernel) {
+	plain, gelu, kv = map[DType][]texMatKernel{}, map[DType][]texMatKernel{}, map[DType][]texMatKernel{}
 	for _, k := range wgsl.TexKernels {
 		dt, out := F32, plain
 		if k.F16 {
 			dt = F16
 		}
-		if k.GELU {
+		switch k.Epi {
+		case "gelu":
 			out = gelu
+		case "kv":
+			out = kv
 		}
 		out[dt] = append(out[dt], texMatKernel{k.Name, k.RM, k.RN * k.WG})
 	}
-	return plain, gelu
+	return plain, gelu, kv
 }
 
 // texCopyMinRows: x of more rows than this (and K a multiple of 64) reaches
@@ -385,9 +389,9 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 // matMulTexWith records MatMul through textures with the weights in s
 // (F32 or F16, blocked), x packed xkt texels a row, xRowsPer rows to a
 // texture row of width tw; spare is a read-only buffer bound in place of a
-// missing bias. With out, it runs the GELU kernels, which also write dst
-// into out (the caller has checked that x is one chunk of rows).
-func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare binding, m, k, n, xkt, xRowsPer int, tw uint32, out *xTarget) {
+// missing bias. With ep, it runs ep's kernels (the caller has checked
+// that x is one chunk of rows).
+func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare binding, m, k, n, xkt, xRowsPer int, tw uint32, ep *texEpilogue) {
 	bb, hasBias := spare, 0
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
@@ -424,8 +428,8 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 			w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0, false)
 		}
 		ks := texMatKernels[s.dt]
-		if out != nil {
-			ks = texGELUKernels[s.dt]
+		if ep != nil {
+			ks = ep.kernels[s.dt]
 		}
 		kern := ks[len(ks)-1]
 		for _, kc := range ks {
@@ -446,13 +450,16 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 			gx, gy := w.grid1(cnt)
 			w.nextFlops = 2 * float64(rm) * float64(k) * float64(n) * float64(cnt) / float64(total)
 			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(rm*xkt)*16) * float64(cnt) / float64(total)
-			if out != nil {
-				w.dispatchTex(kern.name, 1, 1, []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}, {out.tex, true}},
-					Meta{rm, n, s.kt, xrp, int(s.tex.w), hasBias, tilesN, t0, out.rowsPer}, gx, gy, 1)
-			} else {
-				w.dispatchTex(kern.name, 1, 1, []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}},
-					Meta{rm, n, s.kt, xrp, int(s.tex.w), hasBias, tilesN, t0}, gx, gy, 1)
+			bs, ts := []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}}
+			meta := Meta{rm, n, s.kt, xrp, int(s.tex.w), hasBias, tilesN, t0}
+			nIn, nOut := 1, 1
+			if ep != nil {
+				bs = append(append(append([]binding{bb}, ep.in...), db), ep.out...)
+				ts = append(ts, ep.tex...)
+				meta = append(meta, ep.meta...)
+				nIn, nOut = 1+len(ep.in), 1+len(ep.out)
 			}
+			w.dispatchTex(kern.name, nIn, nOut, bs, ts, meta, gx, gy, 1)
 			if cnt < total {
 				if err := w.flush(); err != nil {
 					w.rec.fail(err)

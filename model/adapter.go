@@ -62,8 +62,9 @@ type Pass interface {
 	Linear(s Site, y, x gpu.Tensor) error
 	// Updates reports whether Linear changes site s's output in this
 	// pass. Where it does not, the forward may fuse what follows the
-	// site's matmul into it (mlp.fc's GELU: gelu(xW + b) in one kernel,
-	// so y itself is never written), and then does not call Linear for s.
+	// site's matmul into it (attn.qkv's KV-cache store; mlp.fc's GELU:
+	// gelu(xW + b) in one kernel, so y itself is never written), and then
+	// does not call Linear for s.
 	Updates(s Site) bool
 	// Logits computes dst (head rows, V) from the final layer norm's
 	// output h (head rows, C) in place of the tied projection; done false

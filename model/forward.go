@@ -208,8 +208,13 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	}
 	for l, L := range m.W.Layers {
 		// h holds this block's first layer norm of cur.
-		linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
-		be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
+		if pass != nil && pass.Updates(Site{Layer: l, Name: SiteQKV}) {
+			// The cache stores the updated keys and values.
+			linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
+			be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
+		} else {
+			be.MatMulKVStore(qkv, h, L.AttnW, L.AttnB, c.K[l], c.V[l], startT, qlenT)
+		}
 		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
 		linear(l, SiteProj, proj, att, L.ProjW, L.ProjB)
 		be.AddLayerNorm(x2, h, cur, proj, L.Ln2G, L.Ln2B, cfg.LNEps)

@@ -10,6 +10,7 @@ import (
 func init() {
 	register("MatMulGELU", testMatMulGELU)
 	register("ProducedX", testProducedX)
+	register("MatMulKVStore", testMatMulKVStore)
 }
 
 // matMulGELUCases: N a multiple of 8 (the fused texture kernels) and not
@@ -169,4 +170,74 @@ func (p *Pair) staleX(t T, m, c, n int) {
 	p.Got.LayerNorm(h2.Got, x2.Got, g.Got, be.Got, 1e-5)
 	p.matmulBoth(t, "texture taken by another x", h, w, m, n, c)
 	p.matmulBoth(t, "the other x, its texture since overwritten", h2, w, m, n, c)
+}
+
+// testMatMulKVStore checks MatMulKVStore after a decode attention has
+// made the WebGPU backend's texture copies of the caches (so that it
+// takes its fused kernel where C is a multiple of 32): qkv against the
+// reference, the caches against the reference KVStore of the backend's
+// own qkv exactly (the store copies), and a decode attention after it,
+// which reads the copies, against the reference.
+func testMatMulKVStore(t T, p *Pair) {
+	for _, cs := range []struct{ nb, tq, c, h, tmax, k int }{
+		{1, 1, 64, 2, 9, 48}, {3, 1, 32, 4, 7, 40}, {4, 1, 96, 3, 12, 64}, {3, 4, 64, 2, 12, 24}, {3, 1, 12, 3, 6, 16},
+	} {
+		for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
+			p.matMulKVCase(t, cs.nb, cs.tq, cs.c, cs.h, cs.tmax, cs.k, dt)
+		}
+	}
+}
+
+func (p *Pair) matMulKVCase(t T, nb, tq, c, nh, tmax, k int, dt gpu.DType) {
+	kc := p.chunked(nb, tq, c, nh, tmax)
+	if tq == 1 {
+		kc = p.decode(nb, c, nh, tmax)
+	}
+	what := fmt.Sprintf("B=%d Tq=%d C=%d Tmax=%d K=%d w %v", nb, tq, c, tmax, k, dt)
+	ones := make([]int32, nb)
+	for b := range ones {
+		ones[b] = 1
+	}
+	kcache := p.Upload(t, gpu.F32, p.cacheHistory(kc), nb, tmax, c)
+	vcache := p.Upload(t, gpu.F32, p.cacheHistory(kc), nb, tmax, c)
+	st, ql, one := p.Upload(t, gpu.I32, kc.start, nb), p.Upload(t, gpu.I32, kc.qlen, nb), p.Upload(t, gpu.I32, ones, nb)
+	qkv0 := p.Upload(t, gpu.F32, p.Randn(nb*3*c, 1), nb, 1, 3*c)
+	x := p.Upload(t, gpu.F32, p.Randn(nb*tq*k, 1), nb, tq, k)
+	w := p.Upload(t, dt, p.Randn(3*c*k, 1/math.Sqrt(float64(k))), 3*c, k)
+	bias := p.Upload(t, gpu.F32, p.Randn(3*c, 1), 3*c)
+	qkv := p.Poisoned(t, gpu.F32, nb, tq, 3*c)
+	att0, att := p.Poisoned(t, gpu.F32, nb, 1, c), p.Poisoned(t, gpu.F32, nb, 1, c)
+	defer p.Free(kcache, vcache, st, ql, one, qkv0, x, w, bias, qkv, att0, att)
+	// A decode step at start (its key and value stored first): the
+	// WebGPU backend's decode attention makes the caches' texture copies.
+	p.Ref.KVStore(kcache.Ref, vcache.Ref, qkv0.Ref, st.Ref, one.Ref)
+	p.Got.KVStore(kcache.Got, vcache.Got, qkv0.Got, st.Got, one.Got)
+	p.Ref.Attention(att0.Ref, qkv0.Ref, kcache.Ref, vcache.Ref, st.Ref, one.Ref, nh)
+	p.Got.Attention(att0.Got, qkv0.Got, kcache.Got, vcache.Got, st.Got, one.Got, nh)
+	p.Ref.MatMulKVStore(qkv.Ref, x.Ref, w.Ref, bias.Ref, kcache.Ref, vcache.Ref, st.Ref, ql.Ref)
+	p.Got.MatMulKVStore(qkv.Got, x.Got, w.Got, bias.Got, kcache.Got, vcache.Got, st.Got, ql.Got)
+	p.Close(t, what+": qkv", qkv, 2e-6*math.Sqrt(float64(k))*16, 1e-4)
+	// The caches: the reference's store of the backend's own qkv.
+	gotQKV, err := p.Got.ReadF32(qkv.Got)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if err := p.Ref.Write(qkv.Ref, gotQKV); err != nil {
+		t.Fatalf("%v", err)
+	}
+	p.Ref.KVStore(kcache.Ref, vcache.Ref, qkv.Ref, st.Ref, ql.Ref)
+	p.Close(t, what+": kCache", kcache, 0, 0)
+	p.Close(t, what+": vCache", vcache, 0, 0)
+	// Decode attention at each sequence's last stored position reads the
+	// texture copies on a CPU adapter (a sequence that stored none: zeros).
+	last := make([]int32, nb)
+	for b := range last {
+		last[b] = kc.start[b] + kc.qlen[b] - 1
+	}
+	lastT := p.Upload(t, gpu.I32, last, nb)
+	qkv1 := p.Upload(t, gpu.F32, p.Randn(nb*3*c, 1), nb, 1, 3*c)
+	defer p.Free(lastT, qkv1)
+	p.Ref.Attention(att.Ref, qkv1.Ref, kcache.Ref, vcache.Ref, lastT.Ref, ql.Ref, nh)
+	p.Got.Attention(att.Got, qkv1.Got, kcache.Got, vcache.Got, lastT.Got, ql.Got, nh)
+	p.Close(t, what+": attention after it", att, 1e-5, 1e-4)
 }

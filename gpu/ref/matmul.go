@@ -41,3 +41,9 @@ func (b *Backend) MatMulGELU(dst, x, w, bias gpu.Tensor) {
 		out[i] = GELU(v)
 	}
 }
+
+// MatMulKVStore: MatMul then KVStore.
+func (b *Backend) MatMulKVStore(qkv, x, w, bias, kCache, vCache, start, qlen gpu.Tensor) {
+	b.MatMul(qkv, x, w, bias)
+	b.KVStore(kCache, vCache, qkv, start, qlen)
+}
