@@ -40,7 +40,7 @@ type xTarget struct {
 // per texture row and the texture's width (texFit's, as matMulTex lays x
 // out); ok is false when producers write no copy of such x.
 func (w *WebGPU) xLayout(k int) (rowsPer int, tw uint32, ok bool) {
-	if !w.HasTexRead || w.MatMulVariant != MatMulTex || k <= 0 || k%8 != 0 {
+	if w.Unfused || !w.HasTexRead || w.MatMulVariant != MatMulTex || k <= 0 || k%8 != 0 {
 		return 0, 0, false
 	}
 	lim := w.Limits.MaxTextureDimension2D

@@ -45,6 +45,6 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 
 // No copy of the output (attention_decode_lanes_xt makes one).
 fn out_zero(b: u32, h: u32) {}
-fn out_row(b: u32, h: u32, acc: array<vec4<f32>, DMAX4>, inv: f32) {}
+fn out_vec(b: u32, h: u32, e4: u32, v: vec4<f32>) {}
 
 //#include attention_decode_lanes_main

@@ -61,12 +61,10 @@ fn out_zero(b: u32, h: u32) {
     }
 }
 
-// out_row stores acc[e4] * inv, lane by lane the product dst got.
-fn out_row(b: u32, h: u32, acc: array<vec4<f32>, DMAX4>, inv: f32) {
-    var a = acc;
-    for (var e4 = 0u; e4 < params.d / 4u; e4++) {
-        textureStore(xt, xt_at(b, h, e4), bitcast<vec4<u32>>(a[e4] * inv));
-    }
+// out_vec stores channels h*D + 4*e4.. of row b: acc[e4] * inv, lane by
+// lane the product dst got.
+fn out_vec(b: u32, h: u32, e4: u32, v: vec4<f32>) {
+    textureStore(xt, xt_at(b, h, e4), bitcast<vec4<u32>>(v));
 }
 
 //#include attention_decode_lanes_main

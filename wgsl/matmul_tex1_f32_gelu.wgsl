@@ -64,22 +64,47 @@ fn put(r: u32, c0: u32, v: array<f32, 32>, b: array<f32, 32>) {
     if (r >= params.m) {
         return;
     }
-    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable
-    var bb = b;
-    var g = array<f32, 32>();
-    for (var j = 0u; j < 32u; j = j + 1u) {
-        g[j] = gelu(vv[j] + bb[j]);
-        if (c0 + j < params.n) {
-            dst[r * params.n + c0 + j] = g[j];
-        }
+    let o = at(r, params.out_rows_per, params.n / 4u);
+    let row = r * params.n + c0;
+    if (c0 + 0u < params.n) {
+        let t = vec4<f32>(gelu(v[0] + b[0]), gelu(v[1] + b[1]), gelu(v[2] + b[2]), gelu(v[3] + b[3]));
+        dst[row + 0u] = t.x; dst[row + 1u] = t.y; dst[row + 2u] = t.z; dst[row + 3u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 0u, o.y), bitcast<vec4<u32>>(t));
     }
-    let okt = params.n / 4u;
-    let o = at(r, params.out_rows_per, okt);
-    for (var q = 0u; q < 8u; q = q + 1u) {
-        if (c0 + 4u * q < params.n) {
-            let t = vec4<f32>(g[4u * q], g[4u * q + 1u], g[4u * q + 2u], g[4u * q + 3u]);
-            textureStore(xo, vec2<u32>(o.x + c0 / 4u + q, o.y), bitcast<vec4<u32>>(t));
-        }
+    if (c0 + 4u < params.n) {
+        let t = vec4<f32>(gelu(v[4] + b[4]), gelu(v[5] + b[5]), gelu(v[6] + b[6]), gelu(v[7] + b[7]));
+        dst[row + 4u] = t.x; dst[row + 5u] = t.y; dst[row + 6u] = t.z; dst[row + 7u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 1u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 8u < params.n) {
+        let t = vec4<f32>(gelu(v[8] + b[8]), gelu(v[9] + b[9]), gelu(v[10] + b[10]), gelu(v[11] + b[11]));
+        dst[row + 8u] = t.x; dst[row + 9u] = t.y; dst[row + 10u] = t.z; dst[row + 11u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 2u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 12u < params.n) {
+        let t = vec4<f32>(gelu(v[12] + b[12]), gelu(v[13] + b[13]), gelu(v[14] + b[14]), gelu(v[15] + b[15]));
+        dst[row + 12u] = t.x; dst[row + 13u] = t.y; dst[row + 14u] = t.z; dst[row + 15u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 3u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 16u < params.n) {
+        let t = vec4<f32>(gelu(v[16] + b[16]), gelu(v[17] + b[17]), gelu(v[18] + b[18]), gelu(v[19] + b[19]));
+        dst[row + 16u] = t.x; dst[row + 17u] = t.y; dst[row + 18u] = t.z; dst[row + 19u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 4u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 20u < params.n) {
+        let t = vec4<f32>(gelu(v[20] + b[20]), gelu(v[21] + b[21]), gelu(v[22] + b[22]), gelu(v[23] + b[23]));
+        dst[row + 20u] = t.x; dst[row + 21u] = t.y; dst[row + 22u] = t.z; dst[row + 23u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 5u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 24u < params.n) {
+        let t = vec4<f32>(gelu(v[24] + b[24]), gelu(v[25] + b[25]), gelu(v[26] + b[26]), gelu(v[27] + b[27]));
+        dst[row + 24u] = t.x; dst[row + 25u] = t.y; dst[row + 26u] = t.z; dst[row + 27u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 6u, o.y), bitcast<vec4<u32>>(t));
+    }
+    if (c0 + 28u < params.n) {
+        let t = vec4<f32>(gelu(v[28] + b[28]), gelu(v[29] + b[29]), gelu(v[30] + b[30]), gelu(v[31] + b[31]));
+        dst[row + 28u] = t.x; dst[row + 29u] = t.y; dst[row + 30u] = t.z; dst[row + 31u] = t.w;
+        textureStore(xo, vec2<u32>(o.x + c0 / 4u + 7u, o.y), bitcast<vec4<u32>>(t));
     }
 }
 

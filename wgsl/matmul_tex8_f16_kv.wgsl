@@ -66,14 +66,38 @@ fn put(r: u32, c0: u32, v: array<f32, 32>, b: array<f32, 32>) {
     if (r >= params.m) {
         return;
     }
-    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable
-    var bb = b;
-    var y = array<f32, 32>();
-    for (var j = 0u; j < 32u; j = j + 1u) {
-        y[j] = vv[j] + bb[j];
-        if (c0 + j < params.n) {
-            dst[r * params.n + c0 + j] = y[j];
-        }
+    let row = r * params.n + c0;
+    let y0 = vec4<f32>(v[0] + b[0], v[1] + b[1], v[2] + b[2], v[3] + b[3]);
+    if (c0 + 0u < params.n) {
+        dst[row + 0u] = y0.x; dst[row + 1u] = y0.y; dst[row + 2u] = y0.z; dst[row + 3u] = y0.w;
+    }
+    let y1 = vec4<f32>(v[4] + b[4], v[5] + b[5], v[6] + b[6], v[7] + b[7]);
+    if (c0 + 4u < params.n) {
+        dst[row + 4u] = y1.x; dst[row + 5u] = y1.y; dst[row + 6u] = y1.z; dst[row + 7u] = y1.w;
+    }
+    let y2 = vec4<f32>(v[8] + b[8], v[9] + b[9], v[10] + b[10], v[11] + b[11]);
+    if (c0 + 8u < params.n) {
+        dst[row + 8u] = y2.x; dst[row + 9u] = y2.y; dst[row + 10u] = y2.z; dst[row + 11u] = y2.w;
+    }
+    let y3 = vec4<f32>(v[12] + b[12], v[13] + b[13], v[14] + b[14], v[15] + b[15]);
+    if (c0 + 12u < params.n) {
+        dst[row + 12u] = y3.x; dst[row + 13u] = y3.y; dst[row + 14u] = y3.z; dst[row + 15u] = y3.w;
+    }
+    let y4 = vec4<f32>(v[16] + b[16], v[17] + b[17], v[18] + b[18], v[19] + b[19]);
+    if (c0 + 16u < params.n) {
+        dst[row + 16u] = y4.x; dst[row + 17u] = y4.y; dst[row + 18u] = y4.z; dst[row + 19u] = y4.w;
+    }
+    let y5 = vec4<f32>(v[20] + b[20], v[21] + b[21], v[22] + b[22], v[23] + b[23]);
+    if (c0 + 20u < params.n) {
+        dst[row + 20u] = y5.x; dst[row + 21u] = y5.y; dst[row + 22u] = y5.z; dst[row + 23u] = y5.w;
+    }
+    let y6 = vec4<f32>(v[24] + b[24], v[25] + b[25], v[26] + b[26], v[27] + b[27]);
+    if (c0 + 24u < params.n) {
+        dst[row + 24u] = y6.x; dst[row + 25u] = y6.y; dst[row + 26u] = y6.z; dst[row + 27u] = y6.w;
+    }
+    let y7 = vec4<f32>(v[28] + b[28], v[29] + b[29], v[30] + b[30], v[31] + b[31]);
+    if (c0 + 28u < params.n) {
+        dst[row + 28u] = y7.x; dst[row + 29u] = y7.y; dst[row + 30u] = y7.z; dst[row + 31u] = y7.w;
     }
     let c = params.c;
     let seq = r / params.tq;
@@ -87,18 +111,40 @@ fn put(r: u32, c0: u32, v: array<f32, 32>, b: array<f32, 32>) {
     }
     let isv = c0 >= 2u * c;
     let cell = (seq * params.tmax + u32(pos)) * c + c0 - select(c, 2u * c, isv);
-    for (var q = 0u; q < 8u; q = q + 1u) {
-        let t = vec4<f32>(y[4u * q], y[4u * q + 1u], y[4u * q + 2u], y[4u * q + 3u]);
-        let e = cell + 4u * q;
-        let l = e / 4u;
-        let tc = vec2<u32>(l % params.kv_w, l / params.kv_w);
-        if (isv) {
-            vcache[e] = t.x; vcache[e + 1u] = t.y; vcache[e + 2u] = t.z; vcache[e + 3u] = t.w;
-            textureStore(vtex, tc, bitcast<vec4<u32>>(t));
-        } else {
-            kcache[e] = t.x; kcache[e + 1u] = t.y; kcache[e + 2u] = t.z; kcache[e + 3u] = t.w;
-            textureStore(ktex, tc, bitcast<vec4<u32>>(t));
-        }
+    if (isv) {
+        vcache[cell + 0u] = y0.x; vcache[cell + 1u] = y0.y; vcache[cell + 2u] = y0.z; vcache[cell + 3u] = y0.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 0u) % params.kv_w, (cell / 4u + 0u) / params.kv_w), bitcast<vec4<u32>>(y0));
+        vcache[cell + 4u] = y1.x; vcache[cell + 5u] = y1.y; vcache[cell + 6u] = y1.z; vcache[cell + 7u] = y1.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 1u) % params.kv_w, (cell / 4u + 1u) / params.kv_w), bitcast<vec4<u32>>(y1));
+        vcache[cell + 8u] = y2.x; vcache[cell + 9u] = y2.y; vcache[cell + 10u] = y2.z; vcache[cell + 11u] = y2.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 2u) % params.kv_w, (cell / 4u + 2u) / params.kv_w), bitcast<vec4<u32>>(y2));
+        vcache[cell + 12u] = y3.x; vcache[cell + 13u] = y3.y; vcache[cell + 14u] = y3.z; vcache[cell + 15u] = y3.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 3u) % params.kv_w, (cell / 4u + 3u) / params.kv_w), bitcast<vec4<u32>>(y3));
+        vcache[cell + 16u] = y4.x; vcache[cell + 17u] = y4.y; vcache[cell + 18u] = y4.z; vcache[cell + 19u] = y4.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 4u) % params.kv_w, (cell / 4u + 4u) / params.kv_w), bitcast<vec4<u32>>(y4));
+        vcache[cell + 20u] = y5.x; vcache[cell + 21u] = y5.y; vcache[cell + 22u] = y5.z; vcache[cell + 23u] = y5.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 5u) % params.kv_w, (cell / 4u + 5u) / params.kv_w), bitcast<vec4<u32>>(y5));
+        vcache[cell + 24u] = y6.x; vcache[cell + 25u] = y6.y; vcache[cell + 26u] = y6.z; vcache[cell + 27u] = y6.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 6u) % params.kv_w, (cell / 4u + 6u) / params.kv_w), bitcast<vec4<u32>>(y6));
+        vcache[cell + 28u] = y7.x; vcache[cell + 29u] = y7.y; vcache[cell + 30u] = y7.z; vcache[cell + 31u] = y7.w;
+        textureStore(vtex, vec2<u32>((cell / 4u + 7u) % params.kv_w, (cell / 4u + 7u) / params.kv_w), bitcast<vec4<u32>>(y7));
+    } else {
+        kcache[cell + 0u] = y0.x; kcache[cell + 1u] = y0.y; kcache[cell + 2u] = y0.z; kcache[cell + 3u] = y0.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 0u) % params.kv_w, (cell / 4u + 0u) / params.kv_w), bitcast<vec4<u32>>(y0));
+        kcache[cell + 4u] = y1.x; kcache[cell + 5u] = y1.y; kcache[cell + 6u] = y1.z; kcache[cell + 7u] = y1.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 1u) % params.kv_w, (cell / 4u + 1u) / params.kv_w), bitcast<vec4<u32>>(y1));
+        kcache[cell + 8u] = y2.x; kcache[cell + 9u] = y2.y; kcache[cell + 10u] = y2.z; kcache[cell + 11u] = y2.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 2u) % params.kv_w, (cell / 4u + 2u) / params.kv_w), bitcast<vec4<u32>>(y2));
+        kcache[cell + 12u] = y3.x; kcache[cell + 13u] = y3.y; kcache[cell + 14u] = y3.z; kcache[cell + 15u] = y3.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 3u) % params.kv_w, (cell / 4u + 3u) / params.kv_w), bitcast<vec4<u32>>(y3));
+        kcache[cell + 16u] = y4.x; kcache[cell + 17u] = y4.y; kcache[cell + 18u] = y4.z; kcache[cell + 19u] = y4.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 4u) % params.kv_w, (cell / 4u + 4u) / params.kv_w), bitcast<vec4<u32>>(y4));
+        kcache[cell + 20u] = y5.x; kcache[cell + 21u] = y5.y; kcache[cell + 22u] = y5.z; kcache[cell + 23u] = y5.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 5u) % params.kv_w, (cell / 4u + 5u) / params.kv_w), bitcast<vec4<u32>>(y5));
+        kcache[cell + 24u] = y6.x; kcache[cell + 25u] = y6.y; kcache[cell + 26u] = y6.z; kcache[cell + 27u] = y6.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 6u) % params.kv_w, (cell / 4u + 6u) / params.kv_w), bitcast<vec4<u32>>(y6));
+        kcache[cell + 28u] = y7.x; kcache[cell + 29u] = y7.y; kcache[cell + 30u] = y7.z; kcache[cell + 31u] = y7.w;
+        textureStore(ktex, vec2<u32>((cell / 4u + 7u) % params.kv_w, (cell / 4u + 7u) / params.kv_w), bitcast<vec4<u32>>(y7));
     }
 }
 

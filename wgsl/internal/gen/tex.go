@@ -266,7 +266,10 @@ func texPass(p func(string, ...any), k wgsl.TexKernel, ku int) {
 }
 
 // texPutGELU writes put for the GELU kernels: bias, then gelu.wgsl's
-// expression, stored into dst and, four columns a texel, into xo.
+// expression, stored into dst and, four columns a texel, into xo. The
+// block is written out with constant indices (a private array indexed
+// in a loop costs lavapipe ~0.5 ms a call at 8 rows, more than the
+// dispatch it saves).
 func texPutGELU(p func(string, ...any), k wgsl.TexKernel) {
 	p("// gelu is gelu.wgsl's, expression for expression.\n")
 	p("fn gelu(v: f32) -> f32 {\n")
@@ -276,42 +279,37 @@ func texPutGELU(p func(string, ...any), k wgsl.TexKernel) {
 	p("// that exist) into dst and into xo.\n")
 	p("fn put(r: u32, c0: u32, v: array<f32, %d>, b: array<f32, %d>) {\n", k.RN, k.RN)
 	p("    if (r >= params.m) {\n        return;\n    }\n")
-	p("    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable\n")
-	p("    var bb = b;\n")
-	p("    var g = array<f32, %d>();\n", k.RN)
-	p("    for (var j = 0u; j < %du; j = j + 1u) {\n", k.RN)
-	p("        g[j] = gelu(vv[j] + bb[j]);\n")
-	p("        if (c0 + j < params.n) {\n")
-	p("            dst[r * params.n + c0 + j] = g[j];\n")
-	p("        }\n")
-	p("    }\n")
-	p("    let okt = params.n / 4u;\n")
-	p("    let o = at(r, params.out_rows_per, okt);\n")
-	p("    for (var q = 0u; q < %du; q = q + 1u) {\n", k.RN/4)
-	p("        if (c0 + 4u * q < params.n) {\n")
-	p("            let t = vec4<f32>(g[4u * q], g[4u * q + 1u], g[4u * q + 2u], g[4u * q + 3u]);\n")
-	p("            textureStore(xo, vec2<u32>(o.x + c0 / 4u + q, o.y), bitcast<vec4<u32>>(t));\n")
-	p("        }\n")
-	p("    }\n}\n\n")
+	p("    let o = at(r, params.out_rows_per, params.n / 4u);\n")
+	p("    let row = r * params.n + c0;\n")
+	for q := 0; q < k.RN/4; q++ {
+		p("    if (c0 + %du < params.n) {\n", 4*q)
+		p("        let t = vec4<f32>(gelu(v[%d] + b[%d]), gelu(v[%d] + b[%d]), gelu(v[%d] + b[%d]), gelu(v[%d] + b[%d]));\n",
+			4*q, 4*q, 4*q+1, 4*q+1, 4*q+2, 4*q+2, 4*q+3, 4*q+3)
+		p("        dst[row + %du] = t.x; dst[row + %du] = t.y; dst[row + %du] = t.z; dst[row + %du] = t.w;\n", 4*q, 4*q+1, 4*q+2, 4*q+3)
+		p("        textureStore(xo, vec2<u32>(o.x + c0 / 4u + %du, o.y), bitcast<vec4<u32>>(t));\n", q)
+		p("    }\n")
+	}
+	p("}\n\n")
 }
 
 // texPutKV writes put for the KV kernels: dst as the plain kernel stores
-// it, then a key or value block into its cache row and texture copy.
+// it, then a key or value block into its cache row and texture copy,
+// written out with constant indices (see texPutGELU).
 func texPutKV(p func(string, ...any), k wgsl.TexKernel) {
 	p("// put stores row r of the block (the columns c0.. that exist) plus the\n")
 	p("// bias into dst and, for key and value columns of a row that is stored,\n")
 	p("// into the cache and its texture copy.\n")
 	p("fn put(r: u32, c0: u32, v: array<f32, %d>, b: array<f32, %d>) {\n", k.RN, k.RN)
 	p("    if (r >= params.m) {\n        return;\n    }\n")
-	p("    var vv = v; // a local copy: naga indexes arrays dynamically only through a variable\n")
-	p("    var bb = b;\n")
-	p("    var y = array<f32, %d>();\n", k.RN)
-	p("    for (var j = 0u; j < %du; j = j + 1u) {\n", k.RN)
-	p("        y[j] = vv[j] + bb[j];\n")
-	p("        if (c0 + j < params.n) {\n")
-	p("            dst[r * params.n + c0 + j] = y[j];\n")
-	p("        }\n")
-	p("    }\n")
+	p("    let row = r * params.n + c0;\n")
+	for q := 0; q < k.RN/4; q++ {
+		p("    let y%d = vec4<f32>(v[%d] + b[%d], v[%d] + b[%d], v[%d] + b[%d], v[%d] + b[%d]);\n",
+			q, 4*q, 4*q, 4*q+1, 4*q+1, 4*q+2, 4*q+2, 4*q+3, 4*q+3)
+		p("    if (c0 + %du < params.n) {\n", 4*q)
+		p("        dst[row + %du] = y%d.x; dst[row + %du] = y%d.y; dst[row + %du] = y%d.z; dst[row + %du] = y%d.w;\n",
+			4*q, q, 4*q+1, q, 4*q+2, q, 4*q+3, q)
+		p("    }\n")
+	}
 	p("    let c = params.c;\n")
 	p("    let seq = r / params.tq;\n")
 	p("    let i = r %% params.tq;\n")
@@ -320,17 +318,17 @@ func texPutKV(p func(string, ...any), k wgsl.TexKernel) {
 	p("    if (pos < 0 || pos >= i32(params.tmax)) {\n        return;\n    }\n")
 	p("    let isv = c0 >= 2u * c;\n")
 	p("    let cell = (seq * params.tmax + u32(pos)) * c + c0 - select(c, 2u * c, isv);\n")
-	p("    for (var q = 0u; q < %du; q = q + 1u) {\n", k.RN/4)
-	p("        let t = vec4<f32>(y[4u * q], y[4u * q + 1u], y[4u * q + 2u], y[4u * q + 3u]);\n")
-	p("        let e = cell + 4u * q;\n")
-	p("        let l = e / 4u;\n")
-	p("        let tc = vec2<u32>(l %% params.kv_w, l / params.kv_w);\n")
-	p("        if (isv) {\n")
-	p("            vcache[e] = t.x; vcache[e + 1u] = t.y; vcache[e + 2u] = t.z; vcache[e + 3u] = t.w;\n")
-	p("            textureStore(vtex, tc, bitcast<vec4<u32>>(t));\n")
-	p("        } else {\n")
-	p("            kcache[e] = t.x; kcache[e + 1u] = t.y; kcache[e + 2u] = t.z; kcache[e + 3u] = t.w;\n")
-	p("            textureStore(ktex, tc, bitcast<vec4<u32>>(t));\n")
-	p("        }\n")
+	p("    if (isv) {\n")
+	for q := 0; q < k.RN/4; q++ {
+		p("        vcache[cell + %du] = y%d.x; vcache[cell + %du] = y%d.y; vcache[cell + %du] = y%d.z; vcache[cell + %du] = y%d.w;\n",
+			4*q, q, 4*q+1, q, 4*q+2, q, 4*q+3, q)
+		p("        textureStore(vtex, vec2<u32>((cell / 4u + %du) %% params.kv_w, (cell / 4u + %du) / params.kv_w), bitcast<vec4<u32>>(y%d));\n", q, q, q)
+	}
+	p("    } else {\n")
+	for q := 0; q < k.RN/4; q++ {
+		p("        kcache[cell + %du] = y%d.x; kcache[cell + %du] = y%d.y; kcache[cell + %du] = y%d.z; kcache[cell + %du] = y%d.w;\n",
+			4*q, q, 4*q+1, q, 4*q+2, q, 4*q+3, q)
+		p("        textureStore(ktex, vec2<u32>((cell / 4u + %du) %% params.kv_w, (cell / 4u + %du) / params.kv_w), bitcast<vec4<u32>>(y%d));\n", q, q, q)
+	}
 	p("    }\n}\n\n")
 }
