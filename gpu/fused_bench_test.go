@@ -32,10 +32,9 @@ func BenchmarkDecodeBlocks(b *testing.B) {
 		}
 		return x
 	}
-	type block struct{ attnW, attnB, projW, projB, fcW, fcB, fc2W, fc2B, g, be gpu.Tensor }
-	var blocks []block
+	var blocks []decodeBlock
 	for l := 0; l < layers; l++ {
-		blocks = append(blocks, block{up(gpu.F16, 3*c, c), up(gpu.F32, 3*c), up(gpu.F16, c, c), up(gpu.F32, c),
+		blocks = append(blocks, decodeBlock{up(gpu.F16, 3*c, c), up(gpu.F32, 3*c), up(gpu.F16, c, c), up(gpu.F32, c),
 			up(gpu.F16, 4*c, c), up(gpu.F32, 4*c), up(gpu.F16, c, 4*c), up(gpu.F32, c), up(gpu.F32, c), up(gpu.F32, c)})
 	}
 	for _, nb := range []int{1, 8} {
@@ -57,28 +56,9 @@ func BenchmarkDecodeBlocks(b *testing.B) {
 		if err := w.Write(ql, ones); err != nil {
 			b.Fatal(err)
 		}
+		a := decodeActs{x, x2, h, qkv, att, proj, fc, act, kc, vc, st, ql}
 		step := func(unfused bool) {
-			w.Unfused = unfused
-			w.LayerNorm(h, x, blocks[0].g, blocks[0].be, 1e-5)
-			for l, L := range blocks {
-				if unfused {
-					w.MatMul(qkv, h, L.attnW, L.attnB)
-					w.KVStore(kc[l], vc[l], qkv, st, ql)
-				} else {
-					w.MatMulKVStore(qkv, h, L.attnW, L.attnB, kc[l], vc[l], st, ql)
-				}
-				w.Attention(att, qkv, kc[l], vc[l], st, ql, nh)
-				w.MatMul(proj, att, L.projW, L.projB)
-				w.AddLayerNorm(x2, h, x, proj, L.g, L.be, 1e-5)
-				if unfused {
-					w.MatMul(fc, h, L.fcW, L.fcB)
-					w.GELU(act, fc)
-				} else {
-					w.MatMulGELU(act, h, L.fcW, L.fcB)
-				}
-				w.MatMul(proj, act, L.fc2W, L.fc2B)
-				w.AddLayerNorm(x, h, x2, proj, L.g, L.be, 1e-5)
-			}
+			decodeBlocks(w, blocks, a, nh, unfused)
 			if err := w.Flush(); err != nil {
 				b.Fatal(err)
 			}
@@ -100,5 +80,41 @@ func BenchmarkDecodeBlocks(b *testing.B) {
 				b.ReportMetric(float64(w.Counts().Sub(c0).Dispatches)/float64(b.N), "dispatches/step")
 			})
 		}
+	}
+}
+
+// decodeBlock is one GPT-2 block's weights; decodeActs a decode step's
+// activations, caches (one pair per block) and positions.
+type decodeBlock struct{ attnW, attnB, projW, projB, fcW, fcB, fc2W, fc2B, g, be gpu.Tensor }
+
+type decodeActs struct {
+	x, x2, h, qkv, att, proj, fc, act gpu.Tensor
+	kc, vc                            []gpu.Tensor
+	st, ql                            gpu.Tensor
+}
+
+// decodeBlocks records the blocks of a decode step as model's forward
+// does, with the fused ops or (unfused) their parts.
+func decodeBlocks(w *gpu.WebGPU, blocks []decodeBlock, a decodeActs, nh int, unfused bool) {
+	w.Unfused = unfused
+	w.LayerNorm(a.h, a.x, blocks[0].g, blocks[0].be, 1e-5)
+	for l, L := range blocks {
+		if unfused {
+			w.MatMul(a.qkv, a.h, L.attnW, L.attnB)
+			w.KVStore(a.kc[l], a.vc[l], a.qkv, a.st, a.ql)
+		} else {
+			w.MatMulKVStore(a.qkv, a.h, L.attnW, L.attnB, a.kc[l], a.vc[l], a.st, a.ql)
+		}
+		w.Attention(a.att, a.qkv, a.kc[l], a.vc[l], a.st, a.ql, nh)
+		w.MatMul(a.proj, a.att, L.projW, L.projB)
+		w.AddLayerNorm(a.x2, a.h, a.x, a.proj, L.g, L.be, 1e-5)
+		if unfused {
+			w.MatMul(a.fc, a.h, L.fcW, L.fcB)
+			w.GELU(a.act, a.fc)
+		} else {
+			w.MatMulGELU(a.act, a.h, L.fcW, L.fcB)
+		}
+		w.MatMul(a.proj, a.act, L.fc2W, L.fc2B)
+		w.AddLayerNorm(a.x, a.h, a.x2, a.proj, L.g, L.be, 1e-5)
 	}
 }

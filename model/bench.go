@@ -90,30 +90,11 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 		if !warm {
 			break
 		}
-		next, err := step(toks)
-		if err != nil {
+		if err := benchWarm(step, toks, decode); err != nil {
 			return r, err
 		}
-		// Two decode steps (where the cache holds two): the first after a
-		// prefill may take another path than the rest (WebGPU on CPU
-		// adapters makes the KV cache's texture copies there, and fuses
-		// the KV store from the second on), whose kernels compile here.
-		for s := 0; s < min(2, decode); s++ {
-			in := make([][]int32, batch)
-			for i := range in {
-				in[i] = []int32{next[i]}
-			}
-			if next, err = step(in); err != nil {
-				return r, err
-			}
-		}
 	}
-	counts := func() gpu.Counts {
-		if c, ok := m.B.(gpu.Counter); ok {
-			return c.Counts()
-		}
-		return gpu.Counts{}
-	}
+	counts := func() gpu.Counts { return backendCounts(m.B) }
 	c0 := counts()
 	t0 := time.Now()
 	next, err := step(toks)
@@ -151,4 +132,35 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 	f, b := m.Cfg.MatMulWork(batch, batch, weightBytes)
 	r.DecodeGFLOPs, r.DecodeWeightBytes = f/1e9, b
 	return r, nil
+}
+
+// benchWarm is Bench's untimed warm-up on a cache of its own: the prefill
+// of toks, then two decode steps (where the cache holds two): the first
+// after a prefill may take another path than the rest (WebGPU on CPU
+// adapters makes the KV cache's texture copies there, and fuses the KV
+// store from the second on), whose kernels compile here.
+func benchWarm(step func([][]int32) ([]int32, error), toks [][]int32, decode int) error {
+	next, err := step(toks)
+	if err != nil {
+		return err
+	}
+	for s := 0; s < min(2, decode); s++ {
+		in := make([][]int32, len(toks))
+		for i := range in {
+			in[i] = []int32{next[i]}
+		}
+		if next, err = step(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backendCounts is b's recorded work if it counts it (gpu.Counter), else
+// zero.
+func backendCounts(b gpu.Backend) gpu.Counts {
+	if c, ok := b.(gpu.Counter); ok {
+		return c.Counts()
+	}
+	return gpu.Counts{}
 }
