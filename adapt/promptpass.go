@@ -115,6 +115,7 @@ type tapPass struct {
 	head []int32
 }
 
+func (tapPass) Updates(model.Site) bool                         { return false }
 func (tapPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
 func (p tapPass) Logits(_, h gpu.Tensor) (bool, error)          { return false, p.f(h, p.head) }
 func (tapPass) End()                                            {}

@@ -305,6 +305,13 @@ func (q *planPass) Linear(s model.Site, y, x gpu.Tensor) error {
 	return q.p.rt.ops.AddLowRank(y, u, f, cl)
 }
 
+// Updates implements model.Pass: the sites the plan adapts, when some row
+// of this forward is adapted.
+func (q *planPass) Updates(s model.Site) bool {
+	_, ok := q.p.siteF[s]
+	return ok && q.rows != nil
+}
+
 // Logits implements model.Pass: the output projection with each row's
 // update, in one fused kernel; a hybrid adapter's static pair is then
 // added to every adapted row (LowRankU, AddLowRank).

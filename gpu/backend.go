@@ -153,6 +153,16 @@ type Backend interface {
 	// MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N). w is F32, F16 or
 	// quantized (Q8_0, Q4_0, Q4_K: dequantized in registers); bias may be nil.
 	MatMul(dst, x, w, bias Tensor)
+	// MatMulGELU: dst(M,N) = gelu(x(M,K) · w(N,K)ᵀ + bias(N)), MatMul then
+	// GELU in one op (a GPT-2 block's first MLP layer). Backends that can
+	// fuse the two run one kernel (WebGPU's texture matmuls: GELU in the
+	// epilogue); the others run the two ops.
+	MatMulGELU(dst, x, w, bias Tensor)
+	// MatMulKVStore: qkv(B,Tq,3C) = x(B,Tq,K) · w(3C,K)ᵀ + bias(3C), then
+	// KVStore(kCache, vCache, qkv, start, qlen), in one op (a block's
+	// attention input projection and the cache store that follows it).
+	// Backends that can fuse the two run one kernel; the others the two ops.
+	MatMulKVStore(qkv, x, w, bias, kCache, vCache, start, qlen Tensor)
 	// Embed: dst(M,C) = wte[tokens[m]] + wpe[pos[m]]; wte(V,C), wpe(P,C)
 	// (F32 or F16), tokens(M) and pos(M) I32.
 	Embed(dst, wte, wpe, tokens, pos Tensor)

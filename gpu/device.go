@@ -180,6 +180,7 @@ type Device struct {
 	keyBuf    []byte              // scratch for bind-group keys
 	shadows   map[*Buffer]*shadow // texture copies of weights (texture matmuls)
 	scratch   map[uint32]*texture // per-call x textures by width
+	xtex      map[int]*texture    // x textures written by x's producer, by row length (xtex.go)
 	unpacked  map[uint32]*texture // per-call f32 copies of quantized weights by width (quant_tex.go)
 	stagings  map[uint64]staging  // read-back buffers by size (takeStaging)
 	nextTexID uint64
@@ -266,6 +267,7 @@ func Open(opts Options) (*Device, error) {
 	d.groups = map[string]*wgpu.BindGroup{}
 	d.shadows = map[*Buffer]*shadow{}
 	d.scratch = map[uint32]*texture{}
+	d.xtex = map[int]*texture{}
 	d.unpacked = map[uint32]*texture{}
 	d.rec = &recorder{d: d}
 	return d, nil

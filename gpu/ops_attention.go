@@ -149,6 +149,14 @@ func (w *WebGPU) Attention(dst, qkv, kCache, vCache, start, qlen Tensor, nHead i
 		// kvTextures); GPUs read the buffers.
 		if ks, vs, ok := w.kvTextures(kCache, vCache, nb, tmax, c); ok {
 			gx, gy := w.grid1(ceilDiv(nb*nHead, 8))
+			if xt, ok := w.xTexFor(dst); ok {
+				// dst is the output projection's x: write its texture too (xtex.go).
+				w.dispatchTex("attention_decode_lanes_xt", 3, 1, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), w.bind(dst)},
+					[]texBinding{{ks.tex, false}, {vs.tex, false}, {xt.tex, true}},
+					Meta{nb, 0, tq, c, tmax, nHead, d, nqb, scale, int(ks.tex.w), xt.rowsPer}, gx, gy, 1)
+				w.xTexWritten(xt, dst)
+				return
+			}
 			w.dispatchTex("attention_decode_lanes_tex", 3, 1, []binding{w.bind(qkv), w.bind(start), w.bind(qlen), w.bind(dst)},
 				[]texBinding{{ks.tex, false}, {vs.tex, false}}, Meta{nb, 0, tq, c, tmax, nHead, d, nqb, scale, int(ks.tex.w)}, gx, gy, 1)
 			return

@@ -48,8 +48,14 @@ func (w *WebGPU) LayerNorm(dst, x, gamma, beta Tensor, eps float32) {
 	CheckShape("LayerNorm", "gamma", gamma, F32, c)
 	CheckShape("LayerNorm", "beta", beta, F32, c)
 	gx, gy := w.grid1(m)
-	w.dispatch(w.rowKernel("layernorm"), 3, 1, []binding{w.bind(x), w.bind(gamma), w.bind(beta), w.bind(dst)},
-		Meta{m, c, eps}, gx, gy, 1)
+	bs := []binding{w.bind(x), w.bind(gamma), w.bind(beta), w.bind(dst)}
+	if xt, ok := w.xTexFor(dst); ok {
+		// dst is a texture matmul's x: write its texture too (xtex.go).
+		w.dispatchTex(w.rowKernel("layernorm_xt"), 3, 1, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
+		w.xTexWritten(xt, dst)
+		return
+	}
+	w.dispatch(w.rowKernel("layernorm"), 3, 1, bs, Meta{m, c, eps}, gx, gy, 1)
 }
 
 // rowKernel names the layer-norm kernel for the adapter: name (256
@@ -79,8 +85,14 @@ func (w *WebGPU) AddLayerNorm(sum, dst, a, b, gamma, beta Tensor, eps float32) {
 	CheckShape("AddLayerNorm", "gamma", gamma, F32, c)
 	CheckShape("AddLayerNorm", "beta", beta, F32, c)
 	gx, gy := w.grid1(m)
-	w.dispatch(w.rowKernel("add_layernorm"), 4, 2, []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)},
-		Meta{m, c, eps}, gx, gy, 1)
+	bs := []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)}
+	if xt, ok := w.xTexFor(dst); ok {
+		// dst is a texture matmul's x: write its texture too (xtex.go).
+		w.dispatchTex(w.rowKernel("add_layernorm_xt"), 4, 2, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
+		w.xTexWritten(xt, dst)
+		return
+	}
+	w.dispatch(w.rowKernel("add_layernorm"), 4, 2, bs, Meta{m, c, eps}, gx, gy, 1)
 }
 
 // rowChunk is a run of rows [start, start+n) of a matrix bound as one

@@ -93,6 +93,6 @@ func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k,
 	w.dispatchTex("quant_unpack_"+strings.ToLower(wt.DType().String()), 0, 0, nil, []texBinding{{s.tex, false}, {ft, true}},
 		Meta{n, k, s.kt, int(s.tex.w), ktf, int(fw)}, gx, gy, 1)
 	fs := &shadow{tex: ft, rows: n, k: k, dt: F32, kt: ktf}
-	w.matMulTexWith(dst, x, fs, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, ktf, xRowsPer, tw)
+	w.matMulTexWith(dst, x, fs, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, ktf, xRowsPer, tw, nil)
 	return true
 }

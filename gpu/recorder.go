@@ -19,6 +19,7 @@ type recorder struct {
 	pendingTex  []*texture               // the same for textures, destroyed at the next flush
 	pass        *wgpu.ComputePassEncoder // the open compute pass (nil: none)
 	passKernel  string                   // the last kernel recorded into it
+	counts      Counts                   // recorded since the device opened (Device.Counts)
 }
 
 // maxDispatchesPerSubmit bounds how much work one command buffer holds, so
@@ -142,6 +143,7 @@ func (d *Device) dispatchTex(name string, nIn, nOut int, bs []binding, ts []texB
 	}
 	if r.pass == nil {
 		r.pass = beginPass(enc, name)
+		r.counts.Passes++
 	}
 	pass := r.pass
 	r.passKernel = name
@@ -152,6 +154,7 @@ func (d *Device) dispatchTex(name string, nIn, nOut int, bs []binding, ts []texB
 		pass.SetBindGroup(2, g2, nil)
 	}
 	pass.DispatchWorkgroups(x, y, z)
+	r.counts.Dispatches++
 	if d.prof != nil {
 		// Timestamps are written between passes.
 		r.endPass()
@@ -182,6 +185,7 @@ func (d *Device) flush() error {
 			r.fail(fmt.Errorf("gpu: finish command buffer: %w", err))
 		} else {
 			d.queue.Submit(cb)
+			r.counts.Submits++
 			cb.Release()
 			d.wait()
 			if d.prof != nil {

@@ -28,6 +28,7 @@ type texture struct {
 	id     uint64
 	groups []string // bind-group cache keys that reference it
 	d      *Device
+	held   xHeld // an activation's copy: what it holds (xtex.go)
 }
 
 // texBinding binds a texture in group 2 as a storage texture: read-only
@@ -148,13 +149,16 @@ func (d *Device) releaseTextures() {
 	for _, t := range d.scratch {
 		t.release()
 	}
+	for _, t := range d.xtex {
+		t.release()
+	}
 	for _, t := range d.unpacked {
 		t.release()
 	}
 	for _, t := range d.rec.pendingTex {
 		t.release()
 	}
-	d.shadows, d.scratch, d.unpacked, d.rec.pendingTex = nil, nil, nil, nil
+	d.shadows, d.scratch, d.xtex, d.unpacked, d.rec.pendingTex = nil, nil, nil, nil, nil
 }
 
 // texFit lays rows of kt texels out in a texture: rowsPer matrix rows per
@@ -326,17 +330,28 @@ type texMatKernel struct {
 // wgsl.TexKernels): the first whose bm covers M is used, the last one for
 // anything larger. Blocks come from the generator's table, so the grid
 // always matches the kernel.
-var texMatKernels = func() map[DType][]texMatKernel {
-	out := map[DType][]texMatKernel{}
+var texMatKernels, texGELUKernels, texKVKernels = texKernelTables()
+
+// texKernelTables sorts wgsl.TexKernels by weight dtype, in their order:
+// the plain kernels, the GELU twins (MatMulGELU) and the KV-store twins
+// (MatMulKVStore).
+func texKernelTables() (plain, gelu, kv map[DType][]texMatKernel) {
+	plain, gelu, kv = map[DType][]texMatKernel{}, map[DType][]texMatKernel{}, map[DType][]texMatKernel{}
 	for _, k := range wgsl.TexKernels {
-		dt := F32
+		dt, out := F32, plain
 		if k.F16 {
 			dt = F16
 		}
+		switch k.Epi {
+		case "gelu":
+			out = gelu
+		case "kv":
+			out = kv
+		}
 		out[dt] = append(out[dt], texMatKernel{k.Name, k.RM, k.RN * k.WG})
 	}
-	return out
-}()
+	return plain, gelu, kv
+}
 
 // texCopyMinRows: x of more rows than this (and K a multiple of 64) reaches
 // its texture through a queue copy instead of the pack kernel. At 256 x 768
@@ -367,15 +382,16 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !ok {
 		return false
 	}
-	w.matMulTexWith(dst, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw)
+	w.matMulTexWith(dst, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw, nil)
 	return true
 }
 
 // matMulTexWith records MatMul through textures with the weights in s
 // (F32 or F16, blocked), x packed xkt texels a row, xRowsPer rows to a
 // texture row of width tw; spare is a read-only buffer bound in place of a
-// missing bias.
-func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare binding, m, k, n, xkt, xRowsPer int, tw uint32) {
+// missing bias. With ep, it runs ep's kernels (the caller has checked
+// that x is one chunk of rows).
+func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare binding, m, k, n, xkt, xRowsPer int, tw uint32, ep *texEpilogue) {
 	bb, hasBias := spare, 0
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
@@ -386,7 +402,14 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 		var xtex *texture
 		var err error
 		xrp := xRowsPer
-		if k%64 == 0 && rm > texCopyMinRows && rm <= int(w.Limits.MaxTextureDimension2D) {
+		held := false
+		if len(chunks) == 1 {
+			// x written into its texture by the op that made it (xtex.go).
+			xtex, held = w.xTexHeld(x, m, k)
+		}
+		if held {
+			// nothing to copy
+		} else if k%64 == 0 && rm > texCopyMinRows && rm <= int(w.Limits.MaxTextureDimension2D) {
 			// One x row per texture row, which the queue copies from the
 			// buffer (a memcpy on lavapipe, where the pack kernel reads the
 			// buffer lane by lane): rows of k floats are then whole texels
@@ -405,6 +428,9 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 			w.pack(F32, c.x, xtex, rm, k, xkt, xRowsPer, 0, false)
 		}
 		ks := texMatKernels[s.dt]
+		if ep != nil {
+			ks = ep.kernels[s.dt]
+		}
 		kern := ks[len(ks)-1]
 		for _, kc := range ks {
 			if rm <= kc.bm {
@@ -424,8 +450,16 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 			gx, gy := w.grid1(cnt)
 			w.nextFlops = 2 * float64(rm) * float64(k) * float64(n) * float64(cnt) / float64(total)
 			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(rm*xkt)*16) * float64(cnt) / float64(total)
-			w.dispatchTex(kern.name, 1, 1, []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}},
-				Meta{rm, n, s.kt, xrp, int(s.tex.w), hasBias, tilesN, t0}, gx, gy, 1)
+			bs, ts := []binding{bb, db}, []texBinding{{xtex, false}, {s.tex, false}}
+			meta := Meta{rm, n, s.kt, xrp, int(s.tex.w), hasBias, tilesN, t0}
+			nIn, nOut := 1, 1
+			if ep != nil {
+				bs = append(append(append([]binding{bb}, ep.in...), db), ep.out...)
+				ts = append(ts, ep.tex...)
+				meta = append(meta, ep.meta...)
+				nIn, nOut = 1+len(ep.in), 1+len(ep.out)
+			}
+			w.dispatchTex(kern.name, nIn, nOut, bs, ts, meta, gx, gy, 1)
 			if cnt < total {
 				if err := w.flush(); err != nil {
 					w.rec.fail(err)

@@ -37,6 +37,11 @@ type WebGPU struct {
 	// other sequences' prompt chunks, and a request's output must not
 	// depend on its neighbours. It costs speed on GPUs at small batches.
 	BatchInvariant bool
+	// Unfused runs MatMulGELU and MatMulKVStore as their two ops and has
+	// no op write a texture copy of its output for the next matmul
+	// (xtex.go): the dispatches of a decode step before the fusions, for
+	// A/B benchmarks in one process (env CHAMELEON_UNFUSED=1).
+	Unfused bool
 }
 
 // NewWebGPU wraps an opened device as a Backend.
@@ -54,6 +59,7 @@ func NewWebGPU(d *Device) *WebGPU {
 		MatMulFamily(v, 1) // panics, naming the valid values, on an unknown one
 		w.MatMulVariant = v
 	}
+	w.Unfused = os.Getenv("CHAMELEON_UNFUSED") == "1"
 	if v := os.Getenv("CHAMELEON_ATTENTION_DECODE"); v != "" {
 		if v != AttentionDecodeWG && v != AttentionDecodeLanes {
 			panic(fmt.Sprintf("gpu: CHAMELEON_ATTENTION_DECODE=%q: want %q or %q", v, AttentionDecodeWG, AttentionDecodeLanes))

@@ -60,6 +60,12 @@ type Pass interface {
 	// layer's input x (rows, in); the forward calls it after every block
 	// site's matmul (and the bias), before anything reads y.
 	Linear(s Site, y, x gpu.Tensor) error
+	// Updates reports whether Linear changes site s's output in this
+	// pass. Where it does not, the forward may fuse what follows the
+	// site's matmul into it (attn.qkv's KV-cache store; mlp.fc's GELU:
+	// gelu(xW + b) in one kernel, so y itself is never written), and then
+	// does not call Linear for s.
+	Updates(s Site) bool
 	// Logits computes dst (head rows, V) from the final layer norm's
 	// output h (head rows, C) in place of the tied projection; done false
 	// leaves the logits to the model.
@@ -84,5 +90,6 @@ type headPass struct {
 }
 
 func (headPass) Linear(Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (headPass) Updates(Site) bool                         { return false }
 func (p headPass) Logits(dst, h gpu.Tensor) (bool, error)  { return true, p.f(dst, h, p.head) }
 func (headPass) End()                                      {}

@@ -23,6 +23,17 @@ type BenchResult struct {
 	// of weights they read.
 	DecodeGFLOPs      float64 `json:"decode_gflop_per_step"`
 	DecodeWeightBytes float64 `json:"decode_weight_bytes_per_step"`
+	// Recorded work (backends that count it, gpu.Counter; zero otherwise):
+	// the timed prefill's and the last decode step's dispatches, compute
+	// passes and submits (the vocabulary projection, argmax and id
+	// read-back included; the last step is the steady state: the first
+	// after a prefill also makes one-time copies, e.g. of the KV cache into
+	// textures on CPU adapters), and dispatches per token (the prefill's
+	// per prompt token; a decode step's per sequence, at batch 1 the same).
+	Prefill                   gpu.Counts `json:"prefill_work"`
+	DecodeStep                gpu.Counts `json:"decode_step_work"`
+	PrefillDispatchesPerToken float64    `json:"prefill_dispatches_per_token"`
+	DecodeDispatchesPerToken  float64    `json:"decode_dispatches_per_token"`
 }
 
 // MatMulWork is the FLOPs and weight bytes of the matmuls of one forward
@@ -40,7 +51,7 @@ func (c Config) MatMulWork(tokens, rows int, weightBytes int) (flops, bytes floa
 // followed by decode steps (greedy, sampled on the backend) for batch
 // sequences. Times include the backend finishing and reading back the
 // sampled ids, as generation does. An untimed warm-up (the same prefill
-// and one decode step on a cache of its own) runs first: it compiles the
+// and two decode steps on a cache of its own) runs first: it compiles the
 // kernels and lets a backend make its one-time copies of the weights
 // (WebGPU's texture matmuls on CPU adapters), which a server pays once at
 // load, not per request. ctx carries Go profiler labels for the decode
@@ -80,24 +91,21 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 		if !warm {
 			break
 		}
-		next, err := step(toks)
-		if err != nil {
-			return r, err
-		}
-		in := make([][]int32, batch)
-		for i := range in {
-			in[i] = []int32{next[i]}
-		}
-		if _, err := step(in); err != nil {
+		if err := benchWarm(step, toks, decode); err != nil {
 			return r, err
 		}
 	}
+	counts := func() gpu.Counts { return backendCounts(m.B) }
+	c0 := counts()
 	t0 := time.Now()
 	next, err := step(toks)
 	if err != nil {
 		return r, err
 	}
 	r.PrefillSeconds = time.Since(t0).Seconds()
+	r.Prefill = counts().Sub(c0)
+	r.PrefillDispatchesPerToken = float64(r.Prefill.Dispatches) / float64(batch*prompt)
+	var last gpu.Counts
 	r.PrefillTokS = float64(batch*prompt) / r.PrefillSeconds
 	t0 = time.Now()
 	// Decode samples of a Go CPU profile carry the label phase=decode (and
@@ -108,9 +116,11 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 			for i := range in {
 				in[i] = []int32{next[i]}
 			}
+			c0 := counts()
 			if next, err = step(in); err != nil {
 				return
 			}
+			last = counts().Sub(c0)
 		}
 	})
 	if err != nil {
@@ -118,7 +128,40 @@ func (m *Model) Bench(ctx context.Context, batch, prompt, decode int, seed uint6
 	}
 	r.DecodeSeconds = time.Since(t0).Seconds()
 	r.DecodeTokS = float64(batch*decode) / r.DecodeSeconds
+	r.DecodeStep = last
+	r.DecodeDispatchesPerToken = float64(last.Dispatches) / float64(batch)
 	f, b := m.Cfg.MatMulWork(batch, batch, weightBytes)
 	r.DecodeGFLOPs, r.DecodeWeightBytes = f/1e9, b
 	return r, nil
+}
+
+// benchWarm is Bench's untimed warm-up on a cache of its own: the prefill
+// of toks, then two decode steps (where the cache holds two): the first
+// after a prefill may take another path than the rest (WebGPU on CPU
+// adapters makes the KV cache's texture copies there, and fuses the KV
+// store from the second on), whose kernels compile here.
+func benchWarm(step func([][]int32) ([]int32, error), toks [][]int32, decode int) error {
+	next, err := step(toks)
+	if err != nil {
+		return err
+	}
+	for s := 0; s < min(2, decode); s++ {
+		in := make([][]int32, len(toks))
+		for i := range in {
+			in[i] = []int32{next[i]}
+		}
+		if next, err = step(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// backendCounts is b's recorded work if it counts it (gpu.Counter), else
+// zero.
+func backendCounts(b gpu.Backend) gpu.Counts {
+	if c, ok := b.(gpu.Counter); ok {
+		return c.Counts()
+	}
+	return gpu.Counts{}
 }

@@ -197,7 +197,7 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	qkv := alloc(gpu.F32, B, tq, 3*C)
 	att := alloc(gpu.F32, B, tq, C)
 	proj := alloc(gpu.F32, B, tq, C)
-	fc := alloc(gpu.F32, B, tq, 4*C)
+	var fc gpu.Tensor // mlp.fc's output before the GELU, where a pass updates it
 	act := alloc(gpu.F32, B, tq, 4*C)
 	emb := alloc(gpu.F32, B, tq, C)
 	be.Embed(emb, m.W.Wte, m.W.Wpe, tokT, posT)
@@ -208,13 +208,26 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	}
 	for l, L := range m.W.Layers {
 		// h holds this block's first layer norm of cur.
-		linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
-		be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
+		if pass != nil && pass.Updates(Site{Layer: l, Name: SiteQKV}) {
+			// The cache stores the updated keys and values.
+			linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
+			be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
+		} else {
+			be.MatMulKVStore(qkv, h, L.AttnW, L.AttnB, c.K[l], c.V[l], startT, qlenT)
+		}
 		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
 		linear(l, SiteProj, proj, att, L.ProjW, L.ProjB)
 		be.AddLayerNorm(x2, h, cur, proj, L.Ln2G, L.Ln2B, cfg.LNEps)
-		linear(l, SiteFC, fc, h, L.FcW, L.FcB)
-		be.GELU(act, fc)
+		if pass != nil && pass.Updates(Site{Layer: l, Name: SiteFC}) {
+			// The update lands on fc's output before the GELU.
+			if fc == nil {
+				fc = alloc(gpu.F32, B, tq, 4*C)
+			}
+			linear(l, SiteFC, fc, h, L.FcW, L.FcB)
+			be.GELU(act, fc)
+		} else {
+			be.MatMulGELU(act, h, L.FcW, L.FcB)
+		}
 		linear(l, SiteFC2, proj, act, L.Fc2W, L.Fc2B)
 		if l+1 < nl {
 			// The residual add and the next block's first layer norm.

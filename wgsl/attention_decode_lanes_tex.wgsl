@@ -43,4 +43,8 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 
 //#include attention_kv4_tex
 
+// No copy of the output (attention_decode_lanes_xt makes one).
+fn out_zero(b: u32, h: u32) {}
+fn out_vec(b: u32, h: u32, e4: u32, v: vec4<f32>) {}
+
 //#include attention_decode_lanes_main

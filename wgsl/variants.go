@@ -27,19 +27,37 @@ type TexKernel struct {
 	RM, RN int  // output rows and columns per invocation
 	WG     int  // invocations per workgroup, along N
 	KU     int  // texels of k per pass of the main loop (then one at a time)
+	// Epi names the epilogue: "" stores x·wᵀ + bias; "gelu" (MatMulGELU)
+	// stores gelu of it into dst and, as the next matmul's x, into a third
+	// texture (N a multiple of 8); "kv" (MatMulKVStore) also stores the key
+	// and value columns of qkv into the KV cache and its texture copies.
+	Epi string
 }
 
 // TexKernels are the generated kernels: one for single-row products
-// (decode at batch 1), one for up to 8 rows, one for everything larger.
+// (decode at batch 1), one for up to 8 rows, one for everything larger;
+// then the same blocks with the GELU epilogue, and with the KV store.
 // Blocks and texels per pass chosen by interleaved timings on lavapipe
 // (BENCHMARKS.md): two f32 texels per pass pay at 16 x 16 (the loop's
 // per-output load, blend and store then serve 8 products, not 4), not at
 // 32 x 16 or with f16 weights, whose texels already hold 8 k.
 var TexKernels = []TexKernel{
-	{"matmul_tex1_f32", false, 1, 32, 8, 1},
-	{"matmul_tex8_f32", false, 8, 32, 8, 1},
-	{"matmul_tex_f32", false, 16, 16, 8, 2},
-	{"matmul_tex1_f16", true, 1, 32, 8, 1},
-	{"matmul_tex8_f16", true, 8, 32, 8, 1},
-	{"matmul_tex_f16", true, 32, 16, 8, 1},
+	{"matmul_tex1_f32", false, 1, 32, 8, 1, ""},
+	{"matmul_tex8_f32", false, 8, 32, 8, 1, ""},
+	{"matmul_tex_f32", false, 16, 16, 8, 2, ""},
+	{"matmul_tex1_f16", true, 1, 32, 8, 1, ""},
+	{"matmul_tex8_f16", true, 8, 32, 8, 1, ""},
+	{"matmul_tex_f16", true, 32, 16, 8, 1, ""},
+	{"matmul_tex1_f32_gelu", false, 1, 32, 8, 1, "gelu"},
+	{"matmul_tex8_f32_gelu", false, 8, 32, 8, 1, "gelu"},
+	{"matmul_tex_f32_gelu", false, 16, 16, 8, 2, "gelu"},
+	{"matmul_tex1_f16_gelu", true, 1, 32, 8, 1, "gelu"},
+	{"matmul_tex8_f16_gelu", true, 8, 32, 8, 1, "gelu"},
+	{"matmul_tex_f16_gelu", true, 32, 16, 8, 1, "gelu"},
+	{"matmul_tex1_f32_kv", false, 1, 32, 8, 1, "kv"},
+	{"matmul_tex8_f32_kv", false, 8, 32, 8, 1, "kv"},
+	{"matmul_tex_f32_kv", false, 16, 16, 8, 2, "kv"},
+	{"matmul_tex1_f16_kv", true, 1, 32, 8, 1, "kv"},
+	{"matmul_tex8_f16_kv", true, 8, 32, 8, 1, "kv"},
+	{"matmul_tex_f16_kv", true, 32, 16, 8, 1, "kv"},
 }

@@ -94,6 +94,8 @@ func (b *bench) decodeRun(m *model.Model, dt gpu.DType, batch int, ceil gpu.Ceil
 func (b *bench) logRun(run benchRun) {
 	b.log("%s batch %2d: prefill %8.1f tok/s, decode %7.2f tok/s; matmul kernels %.2f GFLOP/s (%.0f%% of ceiling); decode streams weights at %.2f GB/s (%.0f%% of copy)\n",
 		run.DType, run.Batch, run.PrefillTokS, run.DecodeTokS, run.MatMulGFLOPs, 100*run.MatMulOfCeiling, run.DecodeWeightGBs, 100*run.DecodeOfBandwidth)
+	b.log("    recorded: decode step %d dispatches (%.1f a token), %d passes, %d submits; prefill %d dispatches (%.2f a token), %d passes\n",
+		run.DecodeStep.Dispatches, run.DecodeDispatchesPerToken, run.DecodeStep.Passes, run.DecodeStep.Submits, run.Prefill.Dispatches, run.PrefillDispatchesPerToken, run.Prefill.Passes)
 	if pre, dec := run.PrefillTokSRuns, run.DecodeTokSRuns; run.Reps > 1 {
 		b.log("    median of %d runs by decode rate; over the runs: prefill %.1f-%.1f, decode %.2f-%.2f tok/s\n",
 			run.Reps, slices.Min(pre), slices.Max(pre), slices.Min(dec), slices.Max(dec))

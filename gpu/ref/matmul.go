@@ -31,3 +31,19 @@ func (*Backend) MatMul(dst, x, w, bias gpu.Tensor) {
 		}
 	}
 }
+
+// MatMulGELU: dst = gelu(x · wᵀ + bias), MatMul's rounded outputs put
+// through GELU, as the two ops give.
+func (b *Backend) MatMulGELU(dst, x, w, bias gpu.Tensor) {
+	b.MatMul(dst, x, w, bias)
+	out := f(dst)
+	for i, v := range out {
+		out[i] = GELU(v)
+	}
+}
+
+// MatMulKVStore: MatMul then KVStore.
+func (b *Backend) MatMulKVStore(qkv, x, w, bias, kCache, vCache, start, qlen gpu.Tensor) {
+	b.MatMul(qkv, x, w, bias)
+	b.KVStore(kCache, vCache, qkv, start, qlen)
+}

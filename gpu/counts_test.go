@@ -1,0 +1,52 @@
+package gpu_test
+
+import (
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+)
+
+// TestCounts: a known op sequence records a known number of dispatches,
+// passes and submits. Three ops share one compute pass; the read-back's copy
+// closes it and submits; the op after it opens a second pass, submitted by
+// Flush. An op on an empty tensor dispatches nothing and is not counted.
+func TestCounts(t *testing.T) {
+	w := gputest.Backend(t)
+	a := gpu.Must(w.Alloc(gpu.F32, 5))
+	b := gpu.Must(w.Alloc(gpu.F32, 5))
+	c := gpu.Must(w.Alloc(gpu.F32, 5))
+	empty := gpu.Must(w.Alloc(gpu.F32, 0))
+	empty2 := gpu.Must(w.Alloc(gpu.F32, 0))
+	defer func() {
+		for _, x := range []gpu.Tensor{a, b, c, empty, empty2} {
+			w.Free(x)
+		}
+	}()
+	if err := w.Write(a, []float32{1, 2, 3, 4, 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	c0 := w.Counts()
+	w.Add(b, a, a)
+	w.GELU(c, b)
+	w.Add(b, c, a)
+	w.GELU(empty2, empty)
+	if _, err := w.ReadF32(b); err != nil {
+		t.Fatal(err)
+	}
+	mid := w.Counts().Sub(c0)
+	if want := (gpu.Counts{Dispatches: 3, Passes: 1, Submits: 1}); mid != want {
+		t.Errorf("three ops and a read-back recorded %+v, want %+v", mid, want)
+	}
+	w.GELU(c, b)
+	if err := w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.Counts().Sub(c0), (gpu.Counts{Dispatches: 4, Passes: 2, Submits: 2}); got != want {
+		t.Errorf("after one more op and a flush: %+v, want %+v", got, want)
+	}
+	var _ gpu.Counter = w
+}
