@@ -244,3 +244,69 @@ func (pp *promptPass) hiddenMeans() []float32 {
 	}
 	return pp.hidden
 }
+
+// selfCheck keeps the base model (cluster -1) for every sequence whose own
+// tokens its cluster's update does not predict better than the base model
+// does (summed next-token loss): the update is used only where the
+// sequence itself is evidence for it. A sequence of fewer than 2 tokens
+// has no such evidence and keeps the base model. With pp (the plan's
+// shared base forward, basePass) the base losses are pp's and, for an
+// update of the head alone, the adapted ones come from pp's hidden rows
+// (no forward); without it, it costs two forwards over the sequences.
+func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
+	m := p.rt.M
+	var idx []int
+	var check [][]int32
+	for i, s := range seqs {
+		if p.Cluster[i] < 0 {
+			continue
+		}
+		if len(s) < 2 {
+			p.Cluster[i] = -1
+			continue
+		}
+		if len(s) > m.Cfg.NCtx {
+			s = s[len(s)-m.Cfg.NCtx:]
+		}
+		idx, check = append(idx, i), append(check, s)
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	base := make([]float64, len(idx))
+	if pp != nil {
+		for j, i := range idx {
+			base[j] = pp.base[i]
+		}
+	} else {
+		sc, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
+		if err != nil {
+			return fmt.Errorf("adapt: self-check: %w", err)
+		}
+		for j := range sc {
+			base[j] = sc[j].NLL
+		}
+	}
+	var adapted []float64
+	if pp != nil && pp.rows != nil {
+		var err error
+		if adapted, err = p.headScores(idx, seqs, pp.rows); err != nil {
+			return err
+		}
+	} else {
+		sc, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
+		if err != nil {
+			return fmt.Errorf("adapt: self-check: %w", err)
+		}
+		adapted = make([]float64, len(sc))
+		for j := range sc {
+			adapted[j] = sc[j].NLL
+		}
+	}
+	for j, i := range idx {
+		if !(adapted[j] < base[j]) {
+			p.Cluster[i] = -1
+		}
+	}
+	return nil
+}
