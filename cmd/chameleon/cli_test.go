@@ -300,9 +300,10 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora, experts x2, table, hyper x7, lora-qkv
-	if len(res.Rows) != 14 {
-		t.Fatalf("adapt bench: %d rows, want 14", len(res.Rows))
+	// base, temperature, lora x3 (static, gated, gated and self-checked),
+	// experts x2, table, hyper x7, lora-qkv x2 (static, gated)
+	if len(res.Rows) != 17 {
+		t.Fatalf("adapt bench: %d rows, want 17", len(res.Rows))
 	}
 	for _, f := range []string{"bench.md", "bench.png", "hyper-hidden.safetensors"} {
 		if _, err := os.Stat(filepath.Join(bench, f)); err != nil {
