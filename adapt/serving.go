@@ -83,18 +83,28 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 	}
 	r.closeGate(as, feats)
 	if r.Meta.SelfCheck {
-		p, err := r.PlanMeans(len(seqs), r.Centroids.Data)
-		if err != nil {
+		if err := r.checkClusters(seqs, as, r.Centroids.Data, pp); err != nil {
 			return nil, err
 		}
-		defer p.Free()
-		copy(p.Cluster, as)
-		if err := p.selfCheck(seqs, pp); err != nil {
-			return nil, err
-		}
-		copy(as, p.Cluster)
 	}
 	return as, nil
+}
+
+// checkClusters runs the self-check on clusters cl of seqs (set to -1
+// where it fails) with a plan of the given means (nil: a static adapter's
+// fixed factors) and the shared base pass pp (nil: none).
+func (r *Runtime) checkClusters(seqs [][]int32, cl []int, means []float32, pp *promptPass) error {
+	p, err := r.PlanMeans(len(seqs), means)
+	if err != nil {
+		return err
+	}
+	defer p.Free()
+	copy(p.Cluster, cl)
+	if err := p.selfCheck(seqs, pp); err != nil {
+		return err
+	}
+	copy(cl, p.Cluster)
+	return nil
 }
 
 // StaticClusters is each sequence's cluster under a LoRA adapter: 0, its
@@ -121,16 +131,9 @@ func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
 		r.closeGate(cl, feats)
 	}
 	if r.Meta.SelfCheck {
-		p, err := r.PlanMeans(len(seqs), nil)
-		if err != nil {
+		if err := r.checkClusters(seqs, cl, nil, pp); err != nil {
 			return nil, err
 		}
-		defer p.Free()
-		copy(p.Cluster, cl)
-		if err := p.selfCheck(seqs, pp); err != nil {
-			return nil, err
-		}
-		copy(cl, p.Cluster)
 	}
 	return cl, nil
 }
