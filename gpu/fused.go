@@ -21,7 +21,7 @@ type texEpilogue struct {
 // another kernel family (then the fused op runs the two ops).
 func (w *WebGPU) texFused(dst, x, wt Tensor, m, k, n int) (xkt, xRowsPer int, tw uint32, ok bool) {
 	dt := wt.DType()
-	if w.Unfused || MatMulFamily(w.MatMulVariant, m) != "tex" || !w.HasTexRead || (dt != F32 && dt != F16) {
+	if !w.FuseEpilogues || w.Unfused || MatMulFamily(w.MatMulVariant, m) != "tex" || !w.HasTexRead || (dt != F32 && dt != F16) {
 		return 0, 0, 0, false
 	}
 	xkt = texTexels(dt, k)

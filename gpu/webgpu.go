@@ -42,6 +42,15 @@ type WebGPU struct {
 	// (xtex.go): the dispatches of a decode step before the fusions, for
 	// A/B benchmarks in one process (env CHAMELEON_UNFUSED=1).
 	Unfused bool
+	// FuseEpilogues runs MatMulGELU and MatMulKVStore as one fused texture
+	// matmul each (GELU, or the KV-cache store, in the matmul's epilogue)
+	// where the kernel family allows; off, each runs as its two ops. Off
+	// by default: on lavapipe, the only adapter whose kernels have the
+	// fused forms so far, they made `chameleon run` 6.5% slower (wall
+	// clock, median of 5 interleaved pairs, 1.01-1.19), the producers'
+	// texture writes alone 2% faster. Env CHAMELEON_FUSE_EPILOGUES=1 turns
+	// them on; the GPU test helper does, so the fused kernels stay tested.
+	FuseEpilogues bool
 }
 
 // NewWebGPU wraps an opened device as a Backend.
@@ -60,6 +69,7 @@ func NewWebGPU(d *Device) *WebGPU {
 		w.MatMulVariant = v
 	}
 	w.Unfused = os.Getenv("CHAMELEON_UNFUSED") == "1"
+	w.FuseEpilogues = os.Getenv("CHAMELEON_FUSE_EPILOGUES") == "1"
 	if v := os.Getenv("CHAMELEON_ATTENTION_DECODE"); v != "" {
 		if v != AttentionDecodeWG && v != AttentionDecodeLanes {
 			panic(fmt.Sprintf("gpu: CHAMELEON_ATTENTION_DECODE=%q: want %q or %q", v, AttentionDecodeWG, AttentionDecodeLanes))

@@ -37,6 +37,15 @@ func TestFusedDecodeMatchesReference(t *testing.T) {
 					t.Errorf("step %d: %v", s, err)
 				}
 			}
+			// The default decode (epilogues as separate ops) too.
+			w.FuseEpilogues = false
+			plain := decodeLogits(t, mw, prompt, 4)
+			w.FuseEpilogues = true
+			for s := range want {
+				if err := conformance.AllClose(plain[s], want[s], 2e-4, 2e-3); err != nil {
+					t.Errorf("epilogues apart, step %d: %v", s, err)
+				}
+			}
 			if w.MatMulVariant != gpu.MatMulTex {
 				return
 			}

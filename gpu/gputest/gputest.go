@@ -42,7 +42,12 @@ func Device(t testing.TB) *gpu.Device {
 
 // Backend returns the WebGPU backend on the test device.
 func Backend(t testing.TB) *gpu.WebGPU {
-	return gpu.NewWebGPU(Device(t))
+	w := gpu.NewWebGPU(Device(t))
+	// The fused epilogue kernels are off by default (WebGPU.FuseEpilogues);
+	// the tests run them, and TestFusedDecodeMatchesReference also runs the
+	// default (unfused) decode against the reference.
+	w.FuseEpilogues = true
+	return w
 }
 
 // RunCases runs each conformance case on got against ref as a subtest,
