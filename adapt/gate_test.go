@@ -169,20 +169,8 @@ func TestRuntimeSelfCheck(t *testing.T) {
 		kept, dropped := 0, 0
 		for i, s := range prompts {
 			want := free.Cluster[i]
-			if len(s) < 2 {
+			if !updateHelps(t, m, s, free.AdapterFrom(i, nil)) {
 				want = -1
-			} else {
-				base, err := m.Score([][]int32{s}, nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ad, err := m.Score([][]int32{s}, nil, free.AdapterFrom(i, nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !(ad[0].NLL < base[0].NLL) {
-					want = -1
-				}
 			}
 			if checked.Cluster[i] != want {
 				t.Errorf("%s: prompt %d (%d tokens): cluster %d, want %d", name, i, len(s), checked.Cluster[i], want)
@@ -297,19 +285,9 @@ func TestRuntimeGatedLoRA(t *testing.T) {
 			if NearestDist(rt.Centroids, f.hostFeatureF32(s)) > radius {
 				want = -1
 				closed++
-			} else if len(s) < 2 {
+			} else if !updateHelps(t, m, s, free.AdapterFrom(i, nil)) {
 				want = -1
-			} else {
-				base, err := m.Score([][]int32{s}, nil, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ad, err := m.Score([][]int32{s}, nil, free.AdapterFrom(i, nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if !(ad[0].NLL < base[0].NLL) {
-					want = -1
+				if len(s) >= 2 {
 					dropped++
 				}
 			}
@@ -335,4 +313,22 @@ func (f *rtFixture) hostFeatureF32(seq []int32) []float32 {
 		out[i] = float32(v)
 	}
 	return out
+}
+
+// updateHelps is the self-check's rule computed apart: sequence s (of 2
+// tokens or more) scores a lower summed loss with ad than without it.
+func updateHelps(t *testing.T, m *model.Model, s []int32, ad model.Adapter) bool {
+	t.Helper()
+	if len(s) < 2 {
+		return false
+	}
+	base, err := m.Score([][]int32{s}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.Score([][]int32{s}, nil, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got[0].NLL < base[0].NLL
 }

@@ -123,11 +123,17 @@ func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
 		return nil, err
 	}
 	if r.Gate != nil {
-		ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
-		if err != nil {
-			return nil, err
+		// The gate reads host features: the shared pass's when they are
+		// the whole feature, else the features computed (and uploaded) here.
+		feats := pp.hiddenMeans()
+		if feats == nil || r.Meta.Features != FeatureHidden {
+			ft, fs, err := r.featuresWith(seqs, feats)
+			if err != nil {
+				return nil, err
+			}
+			r.cops.Free(ft)
+			feats = fs
 		}
-		r.cops.Free(ft)
 		r.closeGate(cl, feats)
 	}
 	if r.Meta.SelfCheck {

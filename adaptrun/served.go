@@ -140,8 +140,7 @@ func MixedRow(iters int, ss ...*Served) ServedRow {
 	all := &Served{}
 	for _, s := range ss {
 		all.Domains = append(all.Domains, s.Domains...)
-		all.Base.Loss, all.Base.N = append(all.Base.Loss, s.Base.Loss...), append(all.Base.N, s.Base.N...)
-		all.Adapted.Loss, all.Adapted.N = append(all.Adapted.Loss, s.Adapted.Loss...), append(all.Adapted.N, s.Adapted.N...)
+		all.Base, all.Adapted = concatScores(all.Base, s.Base), concatScores(all.Adapted, s.Adapted)
 		all.Kept = append(all.Kept, s.Kept...)
 	}
 	r, _ := all.row(mixedName, func(string) bool { return true }, iters)
