@@ -11,14 +11,15 @@
 // halves), other K go to matmul_gemv_f16.
 // Bindings: x(M,K) f32 (read as vec4), w(n_count, K/2) u32 (read as
 // vec4<u32>; the chunk of w's rows starting at n_base), bias(N) f32 (any
-// tensor when has_bias = 0) read; dst(M,N) f32 write. Meta: M, K, N,
-// n_base, n_count, has_bias, tiles_n, kw, tile_base.
+// tensor when has_bias = 0) read;
+// dst(M,N) f32 write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n,
+// kw, tile_base.
 // Dispatch: tiles_n * ceil(M/MB) workgroups over (x, y), tiles_n =
 // ceil(n_count / RN); tile t = tile_base + wid.y * nwg.x + wid.x covers
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<u32>
+//#include matmul_coop_decl W_ELEM=vec4<u32> DST_BINDING=3
 
 // h4 is the four f16 weights packed in words a and b, in order.
 fn h4(a: u32, b: u32) -> vec4<f32> {
@@ -42,5 +43,5 @@ fn h4(a: u32, b: u32) -> vec4<f32> {
             }
         }
     }
-//#include matmul_coop_reduce
+//#include matmul_coop_reduce EPILOGUE=o
 }

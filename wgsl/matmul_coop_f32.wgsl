@@ -10,14 +10,15 @@
 // vec4 words), other K go to matmul_gemv_f32.
 // Bindings: x(M,K) f32 (read as vec4), w(n_count,K) f32 (read as vec4; the
 // chunk of w's rows starting at n_base), bias(N) f32 (any
-// tensor when has_bias = 0) read; dst(M,N) f32 write. Meta: M, K, N,
-// n_base, n_count, has_bias, tiles_n, kw, tile_base.
+// tensor when has_bias = 0) read;
+// dst(M,N) f32 write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n,
+// kw, tile_base.
 // Dispatch: tiles_n * ceil(M/MB) workgroups over (x, y), tiles_n =
 // ceil(n_count / RN); tile t = tile_base + wid.y * nwg.x + wid.x covers
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<f32>
+//#include matmul_coop_decl W_ELEM=vec4<f32> DST_BINDING=3
 
 //#include matmul_coop_start Q_WORDS=params.k/4u
     for (var i = lid; i < q; i = i + WG) {
@@ -28,5 +29,5 @@
             }
         }
     }
-//#include matmul_coop_reduce
+//#include matmul_coop_reduce EPILOGUE=o
 }

@@ -39,11 +39,33 @@ type WGVariant struct {
 var WGVariants = []WGVariant{{"sample", "sample_wg64", 64}}
 
 // Twin is the data a NAME.wgsl.tmpl template is executed with, once per
-// weight type.
+// weight type and, for the templates in Fusions, per fused variant.
 type Twin struct {
-	Name string // NAME_f32 or NAME_f16
+	Name string // NAME_f32 or NAME_f16, then the fusion's suffix
 	DT   string // "f32" or "f16"
 	F16  bool   // weights packed two halves per u32
+	Fusion
+}
+
+// Fusion is what a fused variant of a kernel adds to it: a layer norm of
+// x as the prologue, GELU or a residual add as the epilogue.
+type Fusion struct {
+	Suffix string // "" for the plain kernel, else "_ln", "_ln_gelu", "_res"
+	LN     bool   // x is layer-normed as it is read (gamma, beta, eps)
+	GELU   bool   // the output put through GELU
+	Res    bool   // a residual tensor added to the output
+}
+
+// Fusions lists the fused variants a template is executed for beside the
+// plain one (templates not named here: the plain one only): the decode
+// mat-vec's forms that a GPT-2 block needs (gpu.WebGPU.LayerNormMatMul,
+// MatMulAdd).
+var Fusions = map[string][]Fusion{
+	"matmul_coop": {
+		{Suffix: "_ln", LN: true},
+		{Suffix: "_ln_gelu", LN: true, GELU: true},
+		{Suffix: "_res", Res: true},
+	},
 }
 
 // Files returns every generated kernel, sorted by name, from the templates
@@ -86,12 +108,14 @@ func twins(dir string) ([]File, error) {
 			return nil, fmt.Errorf("gen: %w", err)
 		}
 		for _, dt := range []string{"f32", "f16"} {
-			tw := Twin{Name: base + "_" + dt, DT: dt, F16: dt == "f16"}
-			var b bytes.Buffer
-			if err := tmpl.Execute(&b, tw); err != nil {
-				return nil, fmt.Errorf("gen: %s for %s: %w", p, dt, err)
+			for _, f := range append([]Fusion{{}}, Fusions[base]...) {
+				tw := Twin{Name: base + "_" + dt + f.Suffix, DT: dt, F16: dt == "f16", Fusion: f}
+				var b bytes.Buffer
+				if err := tmpl.Execute(&b, tw); err != nil {
+					return nil, fmt.Errorf("gen: %s for %s%s: %w", p, dt, f.Suffix, err)
+				}
+				out = append(out, File{tw.Name + ".wgsl", Header + b.String()})
 			}
-			out = append(out, File{tw.Name + ".wgsl", Header + b.String()})
 		}
 	}
 	return out, nil
