@@ -163,6 +163,26 @@ type Backend interface {
 	// attention input projection and the cache store that follows it).
 	// Backends that can fuse the two run one kernel; the others the two ops.
 	MatMulKVStore(qkv, x, w, bias, kCache, vCache, start, qlen Tensor)
+	// FusesBlock reports whether the fused block ops below (MatMulAdd,
+	// LayerNormMatMul, LayerNormAttention) run as one kernel each for a
+	// matmul of m rows with weights w. Every backend runs them; where
+	// this is false they run as their parts, and a forward should call
+	// the parts' own fused forms (AddLayerNorm, MatMulGELU, ...) instead.
+	FusesBlock(m int, w Tensor) bool
+	// MatMulAdd: dst(M,N) = res(M,N) + (x(M,K) · w(N,K)ᵀ + bias(N)), MatMul
+	// then Add (a projection and the residual add after it). dst must not
+	// alias res.
+	MatMulAdd(dst, x, w, bias, res Tensor)
+	// LayerNormMatMul: dst(M,N) = LayerNorm(x)(M,K) · w(N,K)ᵀ + bias(N)
+	// (gamma, beta (K), eps), put through GELU when gelu is set: LayerNorm
+	// then MatMul or MatMulGELU, in one op (the layer norm before mlp.fc
+	// or the vocabulary projection).
+	LayerNormMatMul(dst, x, gamma, beta, w, bias Tensor, eps float32, gelu bool)
+	// LayerNormAttention: dst(B,Tq,C) = Attention of qkv = LayerNorm(a.X) ·
+	// a.Wᵀ + a.Bias after KVStore of its keys and values into the caches:
+	// a block's attention half in one op (see NormAttention). The qkv rows
+	// themselves are not an output.
+	LayerNormAttention(dst Tensor, a NormAttention)
 	// Embed: dst(M,C) = wte[tokens[m]] + wpe[pos[m]]; wte(V,C), wpe(P,C)
 	// (F32 or F16), tokens(M) and pos(M) I32.
 	Embed(dst, wte, wpe, tokens, pos Tensor)

@@ -224,8 +224,16 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 		kw = quantRowWords(f, k)
 	}
 	for _, c := range w.matRowChunks(x, dst, m, k, n) {
-		w.matMulRows(name, kern, c.rows, k, n, kw, c.x, c.dst, wt, bias)
+		w.matMulRows(name, kern, c.rows, k, n, kw, c.x, c.dst, wt, bias, nil)
 	}
+}
+
+// matExtra is what a fused variant of a matmul kernel binds beyond the
+// plain kernel's: buffers read after bias, and the layer-norm epsilon
+// (Meta's field after tile_base; unused by the plain kernels).
+type matExtra struct {
+	in  []binding
+	eps float32
 }
 
 // matRows is a run of rows of a matmul's x (M,K) and dst (M,N) bound as
@@ -258,8 +266,12 @@ func (w *WebGPU) matRowChunks(x, dst Tensor, m, k, n int) []matRows {
 	return out
 }
 
-// matMulRows dispatches the matmul of rm rows bound as xb and db.
-func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db binding, wt, bias Tensor) {
+// matMulRows dispatches the matmul of rm rows bound as xb and db (and,
+// for a fused variant, ex's inputs).
+func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db binding, wt, bias Tensor, ex *matExtra) {
+	if ex == nil {
+		ex = &matExtra{}
+	}
 	bb, hasBias := xb, 0
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
@@ -279,8 +291,9 @@ func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db
 			cnt := min(step, total-t0)
 			gx, gy := w.grid1(cnt)
 			w.nextFlops = 2 * float64(m) * float64(k) * float64(ch.n) * float64(cnt) / float64(total)
-			w.dispatch(name, 3, 1, []binding{xb, ch.b, bb, db},
-				Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0}, gx, gy, 1)
+			bs := append(append([]binding{xb, ch.b, bb}, ex.in...), db)
+			w.dispatch(name, 3+len(ex.in), 1, bs,
+				Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0, ex.eps}, gx, gy, 1)
 			if cnt < total {
 				// A slice of a long matmul on a CPU adapter: submit it now.
 				if err := w.flush(); err != nil {

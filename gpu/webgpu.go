@@ -42,14 +42,20 @@ type WebGPU struct {
 	// (xtex.go): the dispatches of a decode step before the fusions, for
 	// A/B benchmarks in one process (env CHAMELEON_UNFUSED=1).
 	Unfused bool
-	// FuseEpilogues runs MatMulGELU and MatMulKVStore as one fused texture
-	// matmul each (GELU, or the KV-cache store, in the matmul's epilogue)
-	// where the kernel family allows; off, each runs as its two ops. Off
-	// by default: on lavapipe, the only adapter whose kernels have the
-	// fused forms so far, they made `chameleon run` 6.5% slower (wall
-	// clock, median of 5 interleaved pairs, 1.01-1.19), the producers'
-	// texture writes alone 2% faster. Env CHAMELEON_FUSE_EPILOGUES=1 turns
-	// them on; the GPU test helper does, so the fused kernels stay tested.
+	// FuseEpilogues turns on the fused kernels that run one op where a
+	// plain forward runs several: on the texture matmuls (CPU adapters)
+	// MatMulGELU and MatMulKVStore as one kernel each (GELU, or the
+	// KV-cache store, in the matmul's epilogue); on the GPU decode family
+	// (the cooperative mat-vec) the fused block ops (FusesBlock:
+	// LayerNormAttention, LayerNormMatMul, MatMulAdd), which take a GPT-2
+	// decode step to 4 dispatches a block. Off, each runs as its parts.
+	// By default on for GPU adapters (Info.Type not "cpu"), where a
+	// decode step is bound by its dispatches; off on CPU adapters: on
+	// lavapipe the texture epilogues made `chameleon run` 6.5% slower
+	// (wall clock, median of 5 interleaved pairs, 1.01-1.19), and the
+	// block fusions' kernels are not the ones lavapipe runs. Env
+	// CHAMELEON_FUSE_EPILOGUES=1 or =0 overrides; the GPU test helper
+	// turns them on, so the fused kernels stay tested.
 	FuseEpilogues bool
 }
 
@@ -69,7 +75,10 @@ func NewWebGPU(d *Device) *WebGPU {
 		w.MatMulVariant = v
 	}
 	w.Unfused = os.Getenv("CHAMELEON_UNFUSED") == "1"
-	w.FuseEpilogues = os.Getenv("CHAMELEON_FUSE_EPILOGUES") == "1"
+	w.FuseEpilogues = d.Info.Type != "cpu"
+	if v := os.Getenv("CHAMELEON_FUSE_EPILOGUES"); v != "" {
+		w.FuseEpilogues = v == "1"
+	}
 	if v := os.Getenv("CHAMELEON_ATTENTION_DECODE"); v != "" {
 		if v != AttentionDecodeWG && v != AttentionDecodeLanes {
 			panic(fmt.Sprintf("gpu: CHAMELEON_ATTENTION_DECODE=%q: want %q or %q", v, AttentionDecodeWG, AttentionDecodeLanes))
