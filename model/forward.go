@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -191,62 +192,43 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 			perr = pass.Linear(Site{Layer: l, Name: site}, y, x)
 		}
 	}
-	x := alloc(gpu.F32, B, tq, C)  // residual stream
-	x2 := alloc(gpu.F32, B, tq, C) // residual after attention
-	h := alloc(gpu.F32, B, tq, C)  // layernorm output
-	qkv := alloc(gpu.F32, B, tq, 3*C)
-	att := alloc(gpu.F32, B, tq, C)
-	proj := alloc(gpu.F32, B, tq, C)
-	var fc gpu.Tensor // mlp.fc's output before the GELU, where a pass updates it
-	act := alloc(gpu.F32, B, tq, 4*C)
+	a := blockActs{
+		x:    alloc(gpu.F32, B, tq, C), // residual stream
+		x2:   alloc(gpu.F32, B, tq, C), // residual after attention
+		h:    alloc(gpu.F32, B, tq, C), // layernorm output
+		qkv:  alloc(gpu.F32, B, tq, 3*C),
+		att:  alloc(gpu.F32, B, tq, C),
+		proj: alloc(gpu.F32, B, tq, C),
+		act:  alloc(gpu.F32, B, tq, 4*C),
+		fc:   func() gpu.Tensor { return alloc(gpu.F32, B, tq, 4*C) },
+	}
 	emb := alloc(gpu.F32, B, tq, C)
 	be.Embed(emb, m.W.Wte, m.W.Wpe, tokT, posT)
-	cur := emb // the first block reads the embedding as its residual input
-	nl := len(m.W.Layers)
-	if nl > 0 {
-		be.LayerNorm(h, cur, m.W.Layers[0].Ln1G, m.W.Layers[0].Ln1B, cfg.LNEps)
+	r := blockRun{m: m, c: c, pass: pass, linear: linear, start: startT, qlen: qlenT}
+	var cur gpu.Tensor
+	if len(m.W.Layers) > 0 && be.FusesBlock(M, m.W.Layers[0].AttnW) {
+		cur = r.fusedBlocks(emb, a)
+	} else {
+		cur = r.blocks(emb, a)
 	}
-	for l, L := range m.W.Layers {
-		// h holds this block's first layer norm of cur.
-		if pass != nil && pass.Updates(Site{Layer: l, Name: SiteQKV}) {
-			// The cache stores the updated keys and values.
-			linear(l, SiteQKV, qkv, h, L.AttnW, L.AttnB)
-			be.KVStore(c.K[l], c.V[l], qkv, startT, qlenT)
-		} else {
-			be.MatMulKVStore(qkv, h, L.AttnW, L.AttnB, c.K[l], c.V[l], startT, qlenT)
-		}
-		be.Attention(att, qkv, c.K[l], c.V[l], startT, qlenT, cfg.NHead)
-		linear(l, SiteProj, proj, att, L.ProjW, L.ProjB)
-		be.AddLayerNorm(x2, h, cur, proj, L.Ln2G, L.Ln2B, cfg.LNEps)
-		if pass != nil && pass.Updates(Site{Layer: l, Name: SiteFC}) {
-			// The update lands on fc's output before the GELU.
-			if fc == nil {
-				fc = alloc(gpu.F32, B, tq, 4*C)
-			}
-			linear(l, SiteFC, fc, h, L.FcW, L.FcB)
-			be.GELU(act, fc)
-		} else {
-			be.MatMulGELU(act, h, L.FcW, L.FcB)
-		}
-		linear(l, SiteFC2, proj, act, L.Fc2W, L.Fc2B)
-		if l+1 < nl {
-			// The residual add and the next block's first layer norm.
-			next := m.W.Layers[l+1]
-			be.AddLayerNorm(x, h, x2, proj, next.Ln1G, next.Ln1B, cfg.LNEps)
-		} else {
-			be.Add(x, x2, proj)
-		}
-		cur = x
-	}
-	final := cur
+	// The final layer norm and the vocabulary projection: of every row, or
+	// of each sequence's last (ForwardLast), gathered by Rows unless every
+	// sequence added exactly one token (then the rows are the last ones
+	// already; a pass's head gets them gathered, (B, C), as always).
+	final, h := cur, a.h
 	shape := []int{B, tq, V}
 	if lastOnly {
-		final = alloc(gpu.F32, B, C)
-		be.Rows(final, cur, lastT)
-		h = alloc(gpu.F32, B, C)
 		shape = []int{B, V}
+		if tq > 1 || pass != nil || slices.ContainsFunc(tokens, func(ts []int32) bool { return len(ts) != 1 }) {
+			final = alloc(gpu.F32, B, C)
+			be.Rows(final, cur, lastT)
+			h = alloc(gpu.F32, B, C)
+		}
 	}
-	be.LayerNorm(h, final, m.W.LnFG, m.W.LnFB, cfg.LNEps)
+	fusedHead := pass == nil && be.FusesBlock(gpu.Numel(shape[:len(shape)-1]), m.W.Wte)
+	if !fusedHead {
+		be.LayerNorm(h, final, m.W.LnFG, m.W.LnFB, cfg.LNEps)
+	}
 	logits, err := be.Alloc(gpu.F32, shape...)
 	if err != nil {
 		return nil, fmt.Errorf("model: logits: %w", err)
@@ -262,7 +244,10 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 			return nil, err
 		}
 	}
-	if !done {
+	switch {
+	case fusedHead:
+		be.LayerNormMatMul(logits, final, m.W.LnFG, m.W.LnFB, m.W.Wte, nil, cfg.LNEps, false)
+	case !done:
 		be.MatMul(logits, h, m.W.Wte, nil)
 	}
 	for b, ts := range tokens {
