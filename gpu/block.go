@@ -49,3 +49,43 @@ func NormAttentionDims(dst Tensor, a NormAttention) (nb, tq, c, tmax, d int) {
 	}
 	return nb, tq, c, tmax, c / a.NHead
 }
+
+// LayerNormMatMulParts runs LayerNormMatMul on b as its parts: LayerNorm
+// into a scratch tensor, then MatMul or MatMulGELU (the reference's
+// definition, and WebGPU's where it does not fuse them). It fails only if
+// the scratch tensor cannot be allocated.
+func LayerNormMatMulParts(b Backend, dst, x, gamma, beta, w, bias Tensor, eps float32, gelu bool) error {
+	h, err := b.Alloc(F32, x.Shape()...)
+	if err != nil {
+		return err
+	}
+	b.LayerNorm(h, x, gamma, beta, eps)
+	if gelu {
+		b.MatMulGELU(dst, h, w, bias)
+	} else {
+		b.MatMul(dst, h, w, bias)
+	}
+	b.Free(h)
+	return nil
+}
+
+// LayerNormAttentionParts runs LayerNormAttention on b as its parts:
+// LayerNorm, MatMulKVStore and Attention through scratch tensors. It
+// fails only if those cannot be allocated.
+func LayerNormAttentionParts(b Backend, dst Tensor, a NormAttention) error {
+	nb, tq, c, _, _ := NormAttentionDims(dst, a)
+	h, err := b.Alloc(F32, a.X.Shape()...)
+	if err != nil {
+		return err
+	}
+	defer b.Free(h)
+	qkv, err := b.Alloc(F32, nb, tq, 3*c)
+	if err != nil {
+		return err
+	}
+	defer b.Free(qkv)
+	b.LayerNorm(h, a.X, a.Gamma, a.Beta, a.Eps)
+	b.MatMulKVStore(qkv, h, a.W, a.Bias, a.KCache, a.VCache, a.Start, a.Qlen)
+	b.Attention(dst, qkv, a.KCache, a.VCache, a.Start, a.Qlen, a.NHead)
+	return nil
+}

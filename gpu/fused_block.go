@@ -90,18 +90,9 @@ func (w *WebGPU) LayerNormMatMul(dst, x, gamma, beta, wt, bias Tensor, eps float
 	if w.coopFused(m, k, wt.DType()) && w.matMulCoop(suffix, dst, x, wt, bias, m, k, n, ex) {
 		return
 	}
-	h, err := w.Alloc(F32, x.Shape()...)
-	if err != nil {
+	if err := LayerNormMatMulParts(w, dst, x, gamma, beta, wt, bias, eps, gelu); err != nil {
 		w.rec.fail(&KernelError{"LayerNormMatMul", err})
-		return
 	}
-	w.LayerNorm(h, x, gamma, beta, eps)
-	if gelu {
-		w.MatMulGELU(dst, h, wt, bias)
-	} else {
-		w.MatMul(dst, h, wt, bias)
-	}
-	w.Free(h)
 }
 
 // attnLNQKVBindings is attention_ln_qkv's number of storage bindings.
@@ -126,22 +117,9 @@ func (w *WebGPU) LayerNormAttention(dst Tensor, a NormAttention) {
 	if w.lnAttentionFused(dst, a, nb, tq, c, tmax, d) {
 		return
 	}
-	h, err := w.Alloc(F32, a.X.Shape()...)
-	if err != nil {
+	if err := LayerNormAttentionParts(w, dst, a); err != nil {
 		w.rec.fail(&KernelError{"LayerNormAttention", err})
-		return
 	}
-	qkv, err := w.Alloc(F32, nb, tq, 3*c)
-	if err != nil {
-		w.Free(h)
-		w.rec.fail(&KernelError{"LayerNormAttention", err})
-		return
-	}
-	w.LayerNorm(h, a.X, a.Gamma, a.Beta, a.Eps)
-	w.MatMulKVStore(qkv, h, a.W, a.Bias, a.KCache, a.VCache, a.Start, a.Qlen)
-	w.Attention(dst, qkv, a.KCache, a.VCache, a.Start, a.Qlen, a.NHead)
-	w.Free(h)
-	w.Free(qkv)
 }
 
 // lnAttentionFused records LayerNormAttention as attention_ln_qkv, or

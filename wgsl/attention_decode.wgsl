@@ -35,24 +35,6 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let id = wid.y * nwg.x + wid.x;
-    let nh = params.nhead;
-    if (id >= params.nseq * nh) {
-        return; // uniform per workgroup: barriers stay in uniform control flow
-    }
-    let h = id % nh;
-    let bl = id / nh;
-    let b = params.seq_base + bl;
-    let c = params.c;
-    let d = params.d;
-    let tmax = params.tmax;
-    let out = b * c + h * d;
-    if (qlen[b] <= 0 || tmax == 0u) {
-        for (var e = lid; e < d; e += WG) {
-            dst[out + e] = 0.0;
-        }
-        return; // uniform per workgroup
-    }
-    let p = u32(clamp(start[b], 0, i32(tmax) - 1));
+//#include attention_decode_start SEQ_BASE=params.seq_base
 
 //#include attention_decode_body Q_SRC=qkv Q_ROW=b*3u*c+h*d

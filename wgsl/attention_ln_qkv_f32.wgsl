@@ -73,25 +73,7 @@ fn dot_row(j: u32, c4: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let id = wid.y * nwg.x + wid.x;
-    let nh = params.nhead;
-    if (id >= params.nseq * nh) {
-        return; // uniform per workgroup: barriers stay in uniform control flow
-    }
-    let h = id % nh;
-    let bl = id / nh;
-    let b = bl;
-    let c = params.c;
-    let d = params.d;
-    let tmax = params.tmax;
-    let out = b * c + h * d;
-    if (qlen[b] <= 0 || tmax == 0u) {
-        for (var e = lid; e < d; e += WG) {
-            dst[out + e] = 0.0;
-        }
-        return; // uniform per workgroup
-    }
-    let p = u32(clamp(start[b], 0, i32(tmax) - 1));
+//#include attention_decode_start SEQ_BASE=0u
 
     // The layer norm of row b (layernorm.wgsl's two passes) into xs.
     let c4 = c / 4u;

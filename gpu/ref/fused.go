@@ -25,24 +25,14 @@ func (b *Backend) MatMulAdd(dst, x, w, bias, res gpu.Tensor) {
 // LayerNormMatMul: LayerNorm, then MatMul or MatMulGELU.
 func (b *Backend) LayerNormMatMul(dst, x, gamma, beta, w, bias gpu.Tensor, eps float32, gelu bool) {
 	gpu.MatMulDims(dst, x, w, bias)
-	h := gpu.Must(b.Alloc(gpu.F32, x.Shape()...))
-	b.LayerNorm(h, x, gamma, beta, eps)
-	if gelu {
-		b.MatMulGELU(dst, h, w, bias)
-	} else {
-		b.MatMul(dst, h, w, bias)
+	if err := gpu.LayerNormMatMulParts(b, dst, x, gamma, beta, w, bias, eps, gelu); err != nil {
+		panic(err) // the reference allocates on the heap
 	}
-	b.Free(h)
 }
 
 // LayerNormAttention: LayerNorm, MatMulKVStore, Attention.
 func (b *Backend) LayerNormAttention(dst gpu.Tensor, a gpu.NormAttention) {
-	nb, tq, c, _, _ := gpu.NormAttentionDims(dst, a)
-	h := gpu.Must(b.Alloc(gpu.F32, a.X.Shape()...))
-	qkv := gpu.Must(b.Alloc(gpu.F32, nb, tq, 3*c))
-	b.LayerNorm(h, a.X, a.Gamma, a.Beta, a.Eps)
-	b.MatMulKVStore(qkv, h, a.W, a.Bias, a.KCache, a.VCache, a.Start, a.Qlen)
-	b.Attention(dst, qkv, a.KCache, a.VCache, a.Start, a.Qlen, a.NHead)
-	b.Free(h)
-	b.Free(qkv)
+	if err := gpu.LayerNormAttentionParts(b, dst, a); err != nil {
+		panic(err)
+	}
 }
