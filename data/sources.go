@@ -446,46 +446,12 @@ func (o *Options) quoteCandidates() ([]candidate, []SourceInfo, error) {
 		if err := needPath(DomainQuotes, s.pkg, dir); err != nil {
 			return nil, nil, err
 		}
-		ents, err := os.ReadDir(dir)
+		c, err := fortuneCandidates(dir, s.pkg, func(b []byte) string { return string(b) })
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, e := range ents {
-			if !e.Type().IsRegular() || strings.Contains(e.Name(), ".") {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				return nil, nil, err
-			}
-			for i, f := range SplitFortunes(string(b)) {
-				out = append(out, textCandidate(fmt.Sprintf("%s/%s/%04d", s.pkg, e.Name(), i+1), f))
-			}
-		}
+		out = append(out, c...)
 		info = append(info, SourceInfo{DomainQuotes, s.pkg, o.version(s.pkg), "BSD-style (see the package's copyright file)"})
 	}
 	return out, info, nil
-}
-
-// SplitFortunes splits a fortune cookie file into its fortunes: they are
-// separated by lines holding only "%"; empty ones are dropped.
-func SplitFortunes(s string) []string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	var out []string
-	var cur []string
-	flush := func() {
-		if t := strings.Trim(strings.Join(cur, "\n"), "\n"); strings.TrimSpace(t) != "" {
-			out = append(out, t)
-		}
-		cur = cur[:0]
-	}
-	for _, l := range strings.Split(s, "\n") {
-		if strings.TrimRight(l, " \t") == "%" {
-			flush()
-			continue
-		}
-		cur = append(cur, l)
-	}
-	flush()
-	return out
 }

@@ -285,22 +285,9 @@ func (o *Options) germanCandidates() ([]candidate, []SourceInfo, error) {
 	if err := needPath(DomainGerman, "manpages-de", mdir); err != nil {
 		return nil, nil, err
 	}
-	var out []candidate
-	ents, err := os.ReadDir(fdir)
+	out, err := fortuneCandidates(fdir, "fortunes-de", utf8Text)
 	if err != nil {
 		return nil, nil, err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() || strings.Contains(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(fdir, e.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		for i, f := range SplitFortunes(utf8Text(b)) {
-			out = append(out, textCandidate(fmt.Sprintf("fortunes-de/%s/%04d", e.Name(), i+1), f))
-		}
 	}
 	if err := o.needRenderMan(DomainGerman); err != nil {
 		return nil, nil, err
