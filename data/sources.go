@@ -364,27 +364,36 @@ func (o *Options) manualCandidates() ([]candidate, []SourceInfo, error) {
 		return nil, nil, err
 	}
 	for _, root := range roots {
-		n := 0
-		for s := 1; s <= 8; s++ {
-			dir := filepath.Join(root.dir, fmt.Sprintf("man%d", s))
-			ents, err := os.ReadDir(dir) // sorted by name
-			if err != nil {
-				continue
-			}
-			for _, e := range ents {
-				if !e.Type().IsRegular() {
-					continue
-				}
-				p := filepath.Join(dir, e.Name())
-				n++
-				out = append(out, candidate{id: fmt.Sprintf("man/%s/man%d/%s", root.name, s, e.Name()), tier: 1, load: func() (string, error) {
-					return o.renderMan(p)
-				}})
-			}
-		}
+		pages := o.manPages(root.dir, root.name, 1)
+		n := len(pages)
+		out = append(out, pages...)
 		info = append(info, SourceInfo{DomainManuals, fmt.Sprintf("%s man pages (%d files, rendered by man-db %s)", root.name, n, manVersion()), root.version, "per page (Linux man-pages: mostly Linux-man-pages-copyleft, GPL, BSD)"})
 	}
 	return out, info, nil
+}
+
+// manPages returns a candidate for each regular file in the man1..man8
+// directories of root (by section, then by name; a missing section is
+// skipped), id man/NAME/man<s>/<file>, rendered by o.renderMan when loaded.
+func (o *Options) manPages(root, name string, tier int) []candidate {
+	var out []candidate
+	for s := 1; s <= 8; s++ {
+		dir := filepath.Join(root, fmt.Sprintf("man%d", s))
+		ents, err := os.ReadDir(dir) // sorted by name
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			out = append(out, candidate{id: fmt.Sprintf("man/%s/man%d/%s", name, s, e.Name()), tier: tier, load: func() (string, error) {
+				return o.renderMan(p)
+			}})
+		}
+	}
+	return out
 }
 
 // manVersion is the man-db version that renders the pages ("unknown" if
