@@ -55,6 +55,9 @@ func upload(b *testing.B, be gpu.Backend, dt gpu.DType, data any, shape ...int) 
 // (every 16-row block holds all four: the fused kernel's worst case) or
 // grouped (rows sorted by cluster). f32 W (154 MB) exceeds a 128 MiB
 // storage binding, so there only the separate variant runs.
+//
+// (Over 80 lines: one set of buffers for every variant and layout measured, as
+// sub-benchmarks.)
 func BenchmarkAdaptOverhead(b *testing.B) {
 	w := gputest.Backend(b)
 	ops := &WebGPUOps{WebGPU: w}

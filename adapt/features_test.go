@@ -44,6 +44,9 @@ func hostHidden(t *testing.T, m *model.Model, prompts [][]int32) [][]float64 {
 // host computation on both backends, online assignment, a cluster per
 // sequence, and the edge cases (empty and one-token prompts, a prompt
 // longer than the context, non-finite hidden states).
+//
+// (Over 80 lines: one model and adapter; the features, the assignments and each
+// edge case checked in turn.)
 func TestRuntimeHiddenFeatures(t *testing.T) {
 	f := newRTFixture(t)
 	prompts, _ := f.prompts(9, 3)

@@ -186,6 +186,8 @@ func TestBaseOfModel(t *testing.T) {
 	}
 }
 
+// (Over 80 lines: a table of damaged adapter files, one entry per kind of
+// damage.)
 func TestAdapterCorruptFiles(t *testing.T) {
 	base, _ := tinyBase(t, tinyCfg, 1)
 	a := testAdapters(base, rand.New(rand.NewPCG(3, 4)))[1] // experts: A (3, 4, 6), B (3, 11, 4)

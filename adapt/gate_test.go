@@ -216,6 +216,9 @@ func TestRuntimeSelfCheck(t *testing.T) {
 // prompts its gate closes on and for those whose own loss its update does
 // not lower, in plans and in StaticClusters (the server's static mode), on
 // both backends; the file round-trips; Ungated adapts every prompt.
+//
+// (Over 80 lines: one gated adapter; plans, static clusters, the file round
+// trip and the ungated mode checked in turn.)
 func TestRuntimeGatedLoRA(t *testing.T) {
 	f := newRTFixture(t)
 	prompts, grp := f.prompts(10, 2)

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
@@ -133,19 +132,10 @@ func UploadHyper(b gpu.Backend, c HyperConfig, host []model.HostTensor) (*HyperN
 	n := &HyperNet{Cfg: c}
 	ts := make([]gpu.Tensor, len(spec))
 	for i, s := range spec {
-		h := host[i]
-		if h.Name != s.Name || !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
-			n.Free(b)
-			return nil, fmt.Errorf("adapt: hyper-network tensor %d is %q %v with %d values, want %q %v",
-				i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
-		}
-		t, err := b.Alloc(gpu.F32, s.Shape...)
-		if err == nil {
-			err = b.Write(t, h.Data)
-		}
+		t, err := uploadHost(b, "hyper-network", i, host[i], s)
 		if err != nil {
 			n.Free(b)
-			return nil, fmt.Errorf("adapt: hyper-network tensor %q: %w", s.Name, err)
+			return nil, err
 		}
 		ts[i] = t
 		if i%2 == 1 {

@@ -119,41 +119,37 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // checkLowRankU validates LowRankU's operands (panics on a mismatch) and returns m, c.
 func checkLowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor) (int, int) {
-	f.check("LowRankU")
-	m, c := rows(h)
-	if c != f.C {
-		panic(fmt.Sprintf("adapt: LowRankU: h %v has width %d, factors have C=%d", h.Shape(), c, f.C))
-	}
-	gpu.CheckShape("LowRankU", "h", h, gpu.F32, h.Shape()...)
-	gpu.CheckShape("LowRankU", "u", u, gpu.F32, m, f.R)
-	checkCluster("LowRankU", cluster, m)
-	return m, c
+	return checkLowRankOp("LowRankU", "h", h, "C", "u", u, f, cluster)
 }
 
 // checkAddLowRank validates AddLowRank's operands (panics on a mismatch) and returns m, v.
 func checkAddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) (int, int) {
-	f.check("AddLowRank")
-	m, v := rows(dst)
-	if v != f.V {
-		panic(fmt.Sprintf("adapt: AddLowRank: dst %v has %d columns, factors have V=%d", dst.Shape(), v, f.V))
-	}
-	gpu.CheckShape("AddLowRank", "dst", dst, gpu.F32, dst.Shape()...)
-	gpu.CheckShape("AddLowRank", "u", u, gpu.F32, m, f.R)
-	checkCluster("AddLowRank", cluster, m)
-	return m, v
+	return checkLowRankOp("AddLowRank", "dst", dst, "V", "u", u, f, cluster)
 }
 
 // checkAddLowRankT validates AddLowRankT's operands (panics on a mismatch) and returns m, c.
 func checkAddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tensor) (int, int) {
-	f.check("AddLowRankT")
-	m, c := rows(dst)
-	if c != f.C {
-		panic(fmt.Sprintf("adapt: AddLowRankT: dst %v has %d columns, factors have C=%d", dst.Shape(), c, f.C))
+	return checkLowRankOp("AddLowRankT", "dst", dst, "C", "du", du, f, cluster)
+}
+
+// checkLowRankOp validates the operands of low-rank op: x (xName), F32
+// rows as wide as the factors' dim ("C" or "V"); r (rName), F32 (rows of
+// x, R); the factors and the clusters. It panics on a mismatch and returns
+// x's rows and width.
+func checkLowRankOp(op, xName string, x gpu.Tensor, dim, rName string, r gpu.Tensor, f Factors, cluster gpu.Tensor) (int, int) {
+	f.check(op)
+	m, w := rows(x)
+	want := f.C
+	if dim == "V" {
+		want = f.V
 	}
-	gpu.CheckShape("AddLowRankT", "dst", dst, gpu.F32, dst.Shape()...)
-	gpu.CheckShape("AddLowRankT", "du", du, gpu.F32, m, f.R)
-	checkCluster("AddLowRankT", cluster, m)
-	return m, c
+	if w != want {
+		panic(fmt.Sprintf("adapt: %s: %s %v has %d columns, factors have %s=%d", op, xName, x.Shape(), w, dim, want))
+	}
+	gpu.CheckShape(op, xName, x, gpu.F32, x.Shape()...)
+	gpu.CheckShape(op, rName, r, gpu.F32, m, f.R)
+	checkCluster(op, cluster, m)
+	return m, w
 }
 
 // checkReLU validates ReLU's operands (panics on a mismatch) and returns s.

@@ -15,6 +15,9 @@ import (
 // (head-only update) the adapted losses from one forward of the base
 // model. Each piece equals what the separate forwards give, and plans and
 // online assignments come out the same either way, on both backends.
+//
+// (Over 80 lines: one shared pass checked piece by piece against the separate
+// forwards, on both backends.)
 func TestSelfCheckSharedPass(t *testing.T) {
 	f := newRTFixture(t)
 	prompts, _ := f.prompts(12, 2)

@@ -149,6 +149,9 @@ type Plan struct {
 // nearest training centroid), and the hyper-network on each cluster's mean
 // feature; for static LoRA every sequence uses the one pair; for experts,
 // o.Experts picks. The caller frees the plan.
+//
+// (Over 80 lines: the plan's steps in order (features, grouping, gate and
+// self-check, factors), each using the previous step's results.)
 func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	n := len(seqs)
 	if n == 0 {

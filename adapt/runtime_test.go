@@ -261,6 +261,9 @@ func maxDiff(a, b []float32) float64 {
 // the features, the clusters, and the adapted logits of every position
 // against a host computation of wte·h + alpha * B_c (A_c h) with the
 // hyper-network run on the host on each cluster's mean feature.
+//
+// (Over 80 lines: one plan on both backends checked step by step against its
+// host computation.)
 func TestRuntimeBatchPlan(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)
@@ -348,6 +351,9 @@ func TestRuntimeBatchPlan(t *testing.T) {
 // one batch, each with its own cluster's update, equals generating each
 // prompt alone with the same cluster's head, and that the update moves the
 // logits away from the base model's.
+//
+// (Over 80 lines: one batch generated, then each prompt generated alone and
+// compared with it.)
 func TestRuntimeGenerate(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)
@@ -438,6 +444,9 @@ func TestRuntimeGenerate(t *testing.T) {
 
 // TestRuntimeOnlineAndOne checks assignment to stored training centroids
 // (the nearest one, on the host) and the single-cluster mode.
+//
+// (Over 80 lines: one adapter with stored centroids; the online and
+// single-cluster modes checked in turn.)
 func TestRuntimeOnlineAndOne(t *testing.T) {
 	f := newRTFixture(t)
 	c := rtCfg.NEmbd
@@ -613,6 +622,9 @@ func TestRuntimeStatic(t *testing.T) {
 // TestRuntimeBadInput: adapters for other models are refused naming the
 // difference; a batch of one, identical prompts and K over the batch plan
 // without dividing by zero or looping.
+//
+// (Over 80 lines: a sequence of refused and degenerate inputs against one
+// runtime.)
 func TestRuntimeBadInput(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)

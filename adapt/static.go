@@ -66,22 +66,32 @@ func uploadPair(b gpu.Backend, spec, host []model.HostTensor, alpha float32) (*S
 	}
 	var ts [2]gpu.Tensor
 	for i, s := range spec {
-		h := host[i]
-		if h.Name != s.Name || !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
-			return nil, fmt.Errorf("adapt: static adapter tensor %d is %q %v with %d values, want %q %v",
-				i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
-		}
-		t, err := b.Alloc(gpu.F32, s.Shape...)
-		if err == nil {
-			err = b.Write(t, h.Data)
-		}
+		t, err := uploadHost(b, "static adapter", i, host[i], s)
 		if err != nil {
 			if i == 1 {
 				b.Free(ts[0])
 			}
-			return nil, fmt.Errorf("adapt: static adapter tensor %q: %w", s.Name, err)
+			return nil, err
 		}
 		ts[i] = t
 	}
 	return &Static{A: ts[0], B: ts[1], Alpha: alpha}, nil
+}
+
+// uploadHost checks host tensor i of what (a hyper-network, a static
+// adapter) against its spec s, name, shape and length, and puts it on b.
+func uploadHost(b gpu.Backend, what string, i int, h, s model.HostTensor) (gpu.Tensor, error) {
+	if h.Name != s.Name || !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+		return nil, fmt.Errorf("adapt: %s tensor %d is %q %v with %d values, want %q %v",
+			what, i, h.Name, h.Shape, len(h.Data), s.Name, s.Shape)
+	}
+	t, err := b.Alloc(gpu.F32, s.Shape...)
+	if err != nil {
+		return nil, fmt.Errorf("adapt: %s tensor %q: %w", what, s.Name, err)
+	}
+	if err := b.Write(t, h.Data); err != nil {
+		b.Free(t)
+		return nil, fmt.Errorf("adapt: %s tensor %q: %w", what, s.Name, err)
+	}
+	return t, nil
 }

@@ -146,6 +146,9 @@ func (cfg Config) logf(format string, a ...any) {
 // Run trains and scores every method (and the base model and a fitted
 // temperature) and returns the result; Trained holds the first seed's
 // adapter of every method, for saving.
+//
+// (Over 80 lines: the benchmark protocol in order (sets, base and temperature,
+// each method by seed and rate), sharing the score closure and the result.)
 func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*Trained, error) {
 	t0 := time.Now()
 	if cfg.Seeds < 1 || len(cfg.LRs) == 0 {

@@ -75,6 +75,9 @@ func siteKey(s train.Site) string { return fmt.Sprintf("%d.%s", s.Layer, s.Name)
 // NewDeepNet allocates a deep adapter for method m (Deep set) on tb,
 // initialised for seed: static pairs as LoRA (A random, B zero), generated
 // heads with a zero B part, so that training starts from the base model.
+//
+// (Over 80 lines: allocates and initialises every site's pair or head in turn,
+// freeing all of them on any failure.)
 func NewDeepNet(tb gpu.TrainBackend, cfg model.Config, m Method, alpha float32, seed uint64) (*DeepNet, error) {
 	n := &DeepNet{TB: tb, Cfg: cfg, R: m.Rank, Alpha: alpha, ops: adapt.New(tb)}
 	c := cfg.NEmbd

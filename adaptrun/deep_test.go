@@ -33,6 +33,9 @@ func deepFixture(t *testing.T) (*model.Model, *Windows, *Set, *train.Model) {
 // layers, the generated heads and the shared trunk) against central finite
 // differences of the mean loss, on the reference backend in float32 with
 // loose tolerances; a generated and a static placement.
+//
+// (Over 80 lines: every site's finite-difference check shares one model, net
+// and batch.)
 func TestDeepGradientsFD(t *testing.T) {
 	_, _, set, tm := deepFixture(t)
 	for _, meth := range []Method{

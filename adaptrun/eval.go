@@ -135,6 +135,9 @@ func GateFor(a *adapt.Adapter, train, fit *Set, batch int) (*adapt.Gate, error) 
 
 // Score evaluates t (nil: the base model) on s under grouping, with the
 // hidden states scaled by scale (1: none; a temperature of 1/scale).
+//
+// (Over 80 lines: one evaluation under every grouping: the gate, the self-check
+// and the controls act in turn on the same per-window losses.)
 func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (Scores, error) {
 	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
 	n := len(s.Windows)

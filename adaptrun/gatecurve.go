@@ -60,6 +60,9 @@ type GatePoint struct {
 // the prompt's tokens, which every serving request has after its
 // prefill), alone and with the shipped gate. sets must then come from
 // PromptsOnly windows (their hidden states cover the prompt).
+//
+// (Over 80 lines: its input checks, then every gate setting over the same
+// distances, losses and self-check verdicts.)
 func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch int, qs []float64, e *Evaluator) ([]GatePoint, error) {
 	ri := find(res.Rows, func(x Row) bool { return x.Method == method && x.Grouping == GroupUngated })
 	bi := find(res.Rows, func(x Row) bool { return x.Role == RoleBase })

@@ -164,6 +164,9 @@ func (s *stepState) free() { freeAll(s.n.B, s.live) }
 
 // forward uploads a batch and records the adapted logits. rng draws the
 // dropout masks (nil: inference, no dropout).
+//
+// (Over 80 lines: records one batch through every layer of the net, keeping
+// each layer's buffers for the backward.)
 func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error) {
 	cfg := n.Meta.Base.Config
 	c, v := cfg.NEmbd, cfg.VocabSize

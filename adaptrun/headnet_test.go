@@ -18,6 +18,9 @@ import (
 // ReLUs, a hybrid's static pair) against central finite differences of the
 // mean loss, on the reference backend, with rows of several clusters and
 // unadapted rows.
+//
+// (Over 80 lines: every parameter group's finite-difference check shares one
+// net and batch.)
 func TestAdapterGradientsFD(t *testing.T) {
 	m, w := fixture(t)
 	b := m.B.(gpu.TrainBackend)

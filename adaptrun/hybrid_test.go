@@ -25,6 +25,9 @@ var hybridMethod = Method{Name: "hybrid", Kind: KindHyper, Rank: 2, StaticRank: 
 // row equal those of the file form, written and read back, loaded by
 // adapt.Runtime and run through model.ForwardAdapted on the reference
 // backend and on WebGPU.
+//
+// (Over 80 lines: one adapter built, written, read back and run on both
+// backends, the logits compared at each step.)
 func TestHybridAdapterFile(t *testing.T) {
 	m, w := fixture(t)
 	set, err := Prepare(m, w, "train", 4, nil)

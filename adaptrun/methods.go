@@ -197,6 +197,8 @@ func TrainDeep(dt *DeepTrainer, base adapt.Base, m Method, d *Set, o TrainOpts, 
 	return train1(dt.M.B, nil, dt, base, m, d, o, progress)
 }
 
+// (Over 80 lines: the method's checks, the network chosen by kind and the epoch
+// loop share the network and optimiser.)
 func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Base, m Method, d *Set, o TrainOpts, progress func(step, steps int, loss float64)) (*Trained, error) {
 	if len(m.Deep) > 0 && dt == nil {
 		return nil, fmt.Errorf("adaptrun: %s updates the decoder: train it with TrainDeep", m.Name)

@@ -235,6 +235,9 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 }
 
 // Markdown renders the summary as the benchmark's tables.
+//
+// (Over 80 lines: the report's tables in order, one block each, all writing the
+// same builder from the same result.)
 func (r *Result) Markdown(s Summary) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %d epochs; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",

@@ -150,6 +150,8 @@ func (r *run) readAssign(assign, dist gpu.Tensor) ([]int32, []float32, error) {
 	return a, d, nil
 }
 
+// (Over 80 lines: the k-means iterations on the device (seeding, assignment,
+// update, convergence) over buffers they share.)
 func (r *run) kmeans(cfg Config, maxIter int) (*Result, error) {
 	n, c, k := r.n, r.c, r.k
 	assignT := r.alloc(gpu.I32, n)

@@ -97,6 +97,8 @@ func buildFake(t *testing.T, src, goroot, out string, maxTrain int64) *Manifest 
 	return m
 }
 
+// (Over 80 lines: one build of the fake corpus, then each property of its files
+// and manifest checked.)
 func TestBuildFakeSources(t *testing.T) {
 	src, goroot := fakeSources(t, 60)
 	out := filepath.Join(t.TempDir(), "corpus")

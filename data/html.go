@@ -14,6 +14,9 @@ import (
 // leave a blank line); white space is collapsed outside <pre> and kept inside
 // it; entities are decoded. s must be UTF-8 (invalid bytes are dropped).
 // The result still goes through Clean.
+//
+// (Over 80 lines: one tokenizer loop whose tag cases share the output state
+// (pre depth, pending line ends).)
 func HTMLToText(s string) string {
 	s = strings.ToValidUTF8(s, "")
 	var b strings.Builder

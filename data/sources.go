@@ -364,27 +364,36 @@ func (o *Options) manualCandidates() ([]candidate, []SourceInfo, error) {
 		return nil, nil, err
 	}
 	for _, root := range roots {
-		n := 0
-		for s := 1; s <= 8; s++ {
-			dir := filepath.Join(root.dir, fmt.Sprintf("man%d", s))
-			ents, err := os.ReadDir(dir) // sorted by name
-			if err != nil {
-				continue
-			}
-			for _, e := range ents {
-				if !e.Type().IsRegular() {
-					continue
-				}
-				p := filepath.Join(dir, e.Name())
-				n++
-				out = append(out, candidate{id: fmt.Sprintf("man/%s/man%d/%s", root.name, s, e.Name()), tier: 1, load: func() (string, error) {
-					return o.renderMan(p)
-				}})
-			}
-		}
+		pages := o.manPages(root.dir, root.name, 1)
+		n := len(pages)
+		out = append(out, pages...)
 		info = append(info, SourceInfo{DomainManuals, fmt.Sprintf("%s man pages (%d files, rendered by man-db %s)", root.name, n, manVersion()), root.version, "per page (Linux man-pages: mostly Linux-man-pages-copyleft, GPL, BSD)"})
 	}
 	return out, info, nil
+}
+
+// manPages returns a candidate for each regular file in the man1..man8
+// directories of root (by section, then by name; a missing section is
+// skipped), id man/NAME/man<s>/<file>, rendered by o.renderMan when loaded.
+func (o *Options) manPages(root, name string, tier int) []candidate {
+	var out []candidate
+	for s := 1; s <= 8; s++ {
+		dir := filepath.Join(root, fmt.Sprintf("man%d", s))
+		ents, err := os.ReadDir(dir) // sorted by name
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if !e.Type().IsRegular() {
+				continue
+			}
+			p := filepath.Join(dir, e.Name())
+			out = append(out, candidate{id: fmt.Sprintf("man/%s/man%d/%s", name, s, e.Name()), tier: tier, load: func() (string, error) {
+				return o.renderMan(p)
+			}})
+		}
+	}
+	return out
 }
 
 // manVersion is the man-db version that renders the pages ("unknown" if
@@ -446,46 +455,12 @@ func (o *Options) quoteCandidates() ([]candidate, []SourceInfo, error) {
 		if err := needPath(DomainQuotes, s.pkg, dir); err != nil {
 			return nil, nil, err
 		}
-		ents, err := os.ReadDir(dir)
+		c, err := fortuneCandidates(dir, s.pkg, func(b []byte) string { return string(b) })
 		if err != nil {
 			return nil, nil, err
 		}
-		for _, e := range ents {
-			if !e.Type().IsRegular() || strings.Contains(e.Name(), ".") {
-				continue
-			}
-			b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-			if err != nil {
-				return nil, nil, err
-			}
-			for i, f := range SplitFortunes(string(b)) {
-				out = append(out, textCandidate(fmt.Sprintf("%s/%s/%04d", s.pkg, e.Name(), i+1), f))
-			}
-		}
+		out = append(out, c...)
 		info = append(info, SourceInfo{DomainQuotes, s.pkg, o.version(s.pkg), "BSD-style (see the package's copyright file)"})
 	}
 	return out, info, nil
-}
-
-// SplitFortunes splits a fortune cookie file into its fortunes: they are
-// separated by lines holding only "%"; empty ones are dropped.
-func SplitFortunes(s string) []string {
-	s = strings.ReplaceAll(s, "\r\n", "\n")
-	var out []string
-	var cur []string
-	flush := func() {
-		if t := strings.Trim(strings.Join(cur, "\n"), "\n"); strings.TrimSpace(t) != "" {
-			out = append(out, t)
-		}
-		cur = cur[:0]
-	}
-	for _, l := range strings.Split(s, "\n") {
-		if strings.TrimRight(l, " \t") == "%" {
-			flush()
-			continue
-		}
-		cur = append(cur, l)
-	}
-	flush()
-	return out
 }

@@ -285,44 +285,16 @@ func (o *Options) germanCandidates() ([]candidate, []SourceInfo, error) {
 	if err := needPath(DomainGerman, "manpages-de", mdir); err != nil {
 		return nil, nil, err
 	}
-	var out []candidate
-	ents, err := os.ReadDir(fdir)
+	out, err := fortuneCandidates(fdir, "fortunes-de", utf8Text)
 	if err != nil {
 		return nil, nil, err
-	}
-	for _, e := range ents {
-		if !e.Type().IsRegular() || strings.Contains(e.Name(), ".") {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(fdir, e.Name()))
-		if err != nil {
-			return nil, nil, err
-		}
-		for i, f := range SplitFortunes(utf8Text(b)) {
-			out = append(out, textCandidate(fmt.Sprintf("fortunes-de/%s/%04d", e.Name(), i+1), f))
-		}
 	}
 	if err := o.needRenderMan(DomainGerman); err != nil {
 		return nil, nil, err
 	}
-	n := 0
-	for s := 1; s <= 8; s++ {
-		dir := filepath.Join(mdir, fmt.Sprintf("man%d", s))
-		ents, err := os.ReadDir(dir)
-		if err != nil {
-			continue
-		}
-		for _, e := range ents {
-			if !e.Type().IsRegular() {
-				continue
-			}
-			p := filepath.Join(dir, e.Name())
-			n++
-			out = append(out, candidate{id: fmt.Sprintf("man/manpages-de/man%d/%s", s, e.Name()), load: func() (string, error) {
-				return o.renderMan(p)
-			}})
-		}
-	}
+	pages := o.manPages(mdir, "manpages-de", 0)
+	n := len(pages)
+	out = append(out, pages...)
 	return out, []SourceInfo{
 		{Domain: DomainGerman, Source: "fortunes-de", Version: o.version("fortunes-de"), License: "GPL-2+"},
 		{Domain: DomainGerman, Source: fmt.Sprintf("manpages-de (%d files, rendered by man-db %s)", n, manVersion()), Version: o.version("manpages-de"), License: "GPL-3+"},

@@ -17,6 +17,9 @@ import (
 // query's row of a prompt chunk (Tq = 200) under both decode variants. Both
 // run on whatever adapter the suite has, so the GPU defaults are checked on
 // lavapipe too.
+//
+// (Over 80 lines: the three invariances share one model and cache and are
+// checked in turn.)
 func TestBatchInvariant(t *testing.T) {
 	w := gputest.Backend(t)
 	oldMM, oldAtt := w.MatMulVariant, w.AttentionDecodeVariant

@@ -15,6 +15,9 @@ import (
 // KVStore's texture variant, made again after any other write (a host
 // write here). Checked against the reference backend's attention over the
 // host's copy of the cache at each step.
+//
+// (Over 80 lines: one decode sequence whose every step checks the textures
+// against the reference.)
 func TestKVTexturesFollowWrites(t *testing.T) {
 	w := gputest.Backend(t)
 	if w.Info.Type == "cpu" && !w.HasTexRead {

@@ -308,10 +308,7 @@ func (w *WebGPU) gemm(g gemmArgs) {
 		nk := min(bwdMaxK, g.nk-k0)
 		acc := g.accumulate || k0 > 0
 		perTile := 2 * float64(kern.bm) * float64(kern.bn) * float64(max(nk, 1))
-		step := total
-		if w.Info.Type == "cpu" {
-			step = max(1, min(total, int(cpuSubmitFlops/perTile)))
-		}
+		step := w.tileStep(total, perTile)
 		for t0 := 0; t0 < total; t0 += step {
 			cnt := min(step, total-t0)
 			gx, gy := w.grid1(cnt)

@@ -175,6 +175,16 @@ func MatMulFamily(variant string, m int) string {
 // cut into dispatches of at most this many FLOPs with a flush after each.
 const cpuSubmitFlops = 1 << 27
 
+// tileStep is how many of a tiled kernel's total tiles, perTile FLOPs each,
+// one dispatch covers: all of them on a GPU, at most cpuSubmitFlops' worth
+// (at least one) on a CPU adapter.
+func (w *WebGPU) tileStep(total int, perTile float64) int {
+	if w.Info.Type != "cpu" {
+		return total
+	}
+	return max(1, min(total, int(cpuSubmitFlops/perTile)))
+}
+
 // MatMul: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N).
 //
 // Quantized w (Q8_0, Q4_0, Q4_K) runs kernels of the same families that
@@ -283,10 +293,7 @@ func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db
 	for _, ch := range w.rowChunks("MatMul", wt) {
 		tilesN := ceilDiv(ch.n, kern.bn)
 		total := tilesN * tilesM
-		step := total
-		if w.Info.Type == "cpu" {
-			step = max(1, min(total, int(cpuSubmitFlops/perTile)))
-		}
+		step := w.tileStep(total, perTile)
 		for t0 := 0; t0 < total; t0 += step {
 			cnt := min(step, total-t0)
 			gx, gy := w.grid1(cnt)

@@ -4,19 +4,9 @@ package gpu
 
 import (
 	"errors"
-	"time"
 
 	"github.com/cogentcore/webgpu/wgpu"
 )
-
-// KernelTime is the accumulated GPU time of one kernel.
-type KernelTime struct {
-	Kernel string
-	Calls  int
-	Total  time.Duration
-	Flops  float64
-	Bytes  float64
-}
 
 // profiler is inert in the browser: the js backend of cogentcore/webgpu
 // exposes no timestamp queries.

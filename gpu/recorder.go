@@ -75,6 +75,9 @@ func (d *Device) dispatch(name string, nIn, nOut int, bs []binding, m Meta, x, y
 
 // dispatchTex is dispatch with textures bound in group 2 as well (none for
 // the ordinary kernels).
+//
+// (Over 80 lines: one dispatch's three bind groups, pass and error scope, in
+// the order WebGPU needs them.)
 func (d *Device) dispatchTex(name string, nIn, nOut int, bs []binding, ts []texBinding, m Meta, x, y, z uint32) {
 	r := d.rec
 	if r.err != nil {

@@ -165,6 +165,9 @@ func rewriteGGUFMeta(tb testing.TB, b []byte, key string, v any) []byte {
 // corruptCases builds the damaged checkpoints: truncations and bit flips of
 // both formats, absurd sizes in config.json and in GGUF metadata, and
 // absurd counts, lengths, shapes and offsets in both headers.
+//
+// (Over 80 lines: a table of damaged checkpoints, one entry per kind of
+// damage.)
 func corruptCases(tb testing.TB) []corruptCase {
 	var cs []corruptCase
 	rng := rand.New(rand.NewPCG(15, 2))

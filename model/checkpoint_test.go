@@ -406,6 +406,8 @@ func TestHFOriginalLayout(t *testing.T) {
 	}
 }
 
+// (Over 80 lines: a table of malformed Hugging Face checkpoints, one entry per
+// rejection.)
 func TestLoadHFRejects(t *testing.T) {
 	cfg := ckptCfg
 	C := cfg.NEmbd
@@ -527,6 +529,7 @@ func TestLoadHFRejects(t *testing.T) {
 	}
 }
 
+// (Over 80 lines: a table of malformed GGUF files, one entry per rejection.)
 func TestLoadGGUFRejects(t *testing.T) {
 	cfg := ckptCfg
 	C := cfg.NEmbd

@@ -75,6 +75,10 @@ func (m *Model) ForwardLast(c *Cache, tokens [][]int32) (gpu.Tensor, error) {
 // ForwardAdapted is Forward (lastOnly false) or ForwardLast (true) adapted
 // by ad (nil: the base model): its pass updates the block sites and may
 // compute the logits.
+//
+// (Over 80 lines: one forward pass, uploads first, then the blocks in order
+// over buffers and frees they share; split, it would hand a dozen tensors
+// between pieces.)
 func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Adapter) (gpu.Tensor, error) {
 	if len(tokens) != c.B {
 		return nil, fmt.Errorf("model: %d token sequences for a cache of %d", len(tokens), c.B)

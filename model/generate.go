@@ -38,6 +38,9 @@ type Generation struct {
 // token for every unfinished sequence, sampling on the backend. Each
 // sequence's RNG depends only on its own seed, so the result of a sequence
 // does not depend on what else is in the batch.
+//
+// (Over 80 lines: prefill, the decode loop and stop-string release share the
+// cache, the per-sequence RNGs and the text streams.)
 func (m *Model) Generate(tok *tokenizer.Tokenizer, prompts [][]int32, opt GenerateOptions) ([]Generation, error) {
 	if len(prompts) == 0 {
 		return nil, fmt.Errorf("model: no prompts")

@@ -18,18 +18,18 @@
 // (chat.completion, chat.completion.chunk). Every choice carries the
 // Extension object "chameleon": adapted or not, which cluster, and why not.
 //
-// Scheduler (scheduler.go). One goroutine owns the model, its backend and
-// one KV cache of Slots sequences x NCtx tokens. Requests wait in a bounded
-// FIFO queue (full: ErrQueueFull, HTTP 429; with NoQueue a request is
-// accepted only when free slots take it now). Before every step the
-// scheduler admits waiting sequences into free slots (a request with n
-// choices or several prompts is several sequences, admitted in order as
-// slots free up), then runs ONE ragged ForwardLast over every slot: a newly
-// admitted sequence feeds the next chunk of its prompt (at most
-// PrefillChunk tokens) while the others feed their last sampled token, so
-// prefill and decode share a forward. A sequence samples once its whole
-// prompt is in. Finished or cancelled sequences free their slot at once
-// (its cache length is reset to 0; stale keys past it are never read).
+// Scheduler (scheduler.go; options.go, admit.go, step.go). One goroutine
+// owns the model, its backend and one KV cache of Slots sequences x NCtx
+// tokens. Requests wait in a bounded FIFO queue (full: ErrQueueFull, HTTP
+// 429; with NoQueue a request is accepted only when free slots take it now).
+// Before every step the scheduler admits waiting sequences into free slots
+// (a request with n choices or several prompts is several sequences,
+// admitted in order as slots free up), then runs ONE ragged ForwardLast over
+// every slot: a newly admitted sequence feeds the next chunk of its prompt
+// (at most PrefillChunk tokens) while the others feed their last sampled
+// token, so prefill and decode share a forward. A sequence samples once its
+// whole prompt is in. Finished or cancelled sequences free their slot at
+// once (its cache length is reset to 0; stale keys past it are never read).
 //
 // Sampling. Backend.Sample takes one SampleParams for all its rows, so the
 // rows that sample in a step are grouped by their (normalised) params, each

@@ -133,6 +133,9 @@ func cancelAfterFirst(url string, body map[string]any) int {
 // model serves a random hyper adapter (online assignment to 4 centroids)
 // and the requests of every other client say "adapt": false, so that
 // batches mix adapted and unadapted sequences.
+//
+// (Over 80 lines: one load run: the server, its clients and the throughput log
+// share the setup.)
 func runLoad(t *testing.T, be gpu.Backend, adaptive bool, slots, clients, perClient, maxTokens int) {
 	m, tok := tinyModel(t, be)
 	var md Model = Base{m}

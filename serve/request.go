@@ -250,6 +250,9 @@ type requestLimits struct {
 // task checks the request against l and makes its task (tok encodes text
 // prompts): the task, each prompt's text (for echo), and whether a stream
 // ends with a usage chunk.
+//
+// (Over 80 lines: checks every field of the request against the limits in turn,
+// each error naming its field.)
 func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t *Task, prompts [][]byte, usage bool, e *APIError) {
 	if e := req.unsupported(); e != nil {
 		return nil, nil, false, e

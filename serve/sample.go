@@ -12,6 +12,9 @@ import (
 // run asked for logprobs, their logits rows are gathered and
 // log-softmaxed on the backend and only those rows are read back. It
 // returns ids[i] and lps[i] (nil without logprobs) for rows[i].
+//
+// (Over 80 lines: one step's sampling: the groups by parameters, the draws and
+// the logprobs rows share the gathered logits and their frees.)
 func (s *Scheduler) sample(logits gpu.Tensor, rows []int) (ids []int32, lps [][]float32, err error) {
 	if len(rows) == 0 {
 		return nil, nil, nil

@@ -327,6 +327,10 @@ func (e *logEntry) note(ev Event) {
 // as a last {"error": ...} event, without [DONE]. It returns false when
 // the client left (or stopped reading) before the end; its run is then
 // abandoned.
+//
+// (Over 80 lines: the event loop of a stream: the first event's HTTP error,
+// each event's encoding, the usage chunk and the client leaving share one
+// writer.)
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *request, run *Run) bool {
 	rc := http.NewResponseController(w)
 	le := entry(r)

@@ -123,6 +123,9 @@ func TestServeBadRequests(t *testing.T) {
 
 // Streaming yields the same text as the plain response, then [DONE]; echo,
 // stop strings, logprobs, n and several prompts work in both modes.
+//
+// (Over 80 lines: one server; each request option checked in both modes in
+// turn.)
 func TestServeStreamAndOptions(t *testing.T) {
 	_, url, _ := refServer(t, Options{Slots: 3})
 	ctx := context.Background()

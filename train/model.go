@@ -233,6 +233,9 @@ const maxEmbedRows = 60000
 // projection and the per-position cross-entropy. Nothing is read back: Loss
 // does that. It returns an error for a malformed batch or a failed
 // allocation.
+//
+// (Over 80 lines: GPT-2's forward as one sequence of recorded kernels, each
+// keeping the activations the backward reads.)
 func (m *Model) Forward(batch Batch) error {
 	cfg := m.Cfg
 	nb := len(batch.Tokens)

@@ -67,6 +67,9 @@ const LossPlot = "loss.png"
 // differences. A non-finite loss or gradient norm stops the run with a
 // *NonFiniteError naming the step; the last checkpoint (the last good state)
 // is kept as it is.
+//
+// (Over 80 lines: setup, resume, the step loop, evaluation and checkpoints all
+// work on one model, optimiser and log.)
 func Run(ctx context.Context, o Options) (*Result, error) {
 	cfg := o.Config
 	if err := cfg.Validate(); err != nil {

@@ -66,6 +66,8 @@ func jsLoad(this js.Value, args []js.Value) any {
 	return promise(func() (any, error) { return load(files, hyper, dtype) })
 }
 
+// (Over 80 lines: the browser's load call: arguments, model, tokenizer and
+// adapter loaded in order inside one promise.)
 func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 	var dt gpu.DType
 	switch dtype {
@@ -324,22 +326,33 @@ func planJS(p *adapt.Plan) js.Value {
 	return js.ValueOf(map[string]any{"assign": ints(p.Cluster), "k": p.K, "points": arr})
 }
 
+// promptsArg reads the options object args[0] of call name and its
+// prompts.
+func promptsArg(name string, args []js.Value) (js.Value, []string, error) {
+	if len(args) < 1 || args[0].Type() != js.TypeObject {
+		return js.Value{}, nil, fmt.Errorf("%s needs {prompts: [...]}", name)
+	}
+	prompts, err := stringsOf(args[0].Get("prompts"))
+	return args[0], prompts, err
+}
+
+// loadedIDs is the prompts' token ids, once a model is loaded.
+func loadedIDs(prompts []string) ([][]int32, error) {
+	if err := loaded(); err != nil {
+		return nil, err
+	}
+	return encode(prompts)
+}
+
 // jsCluster: cluster({prompts, k, mode, clusterSeed}).
 func jsCluster(this js.Value, args []js.Value) any {
-	if len(args) < 1 || args[0].Type() != js.TypeObject {
-		return rejected("cluster needs {prompts: [...]}")
-	}
-	o := args[0]
-	prompts, err := stringsOf(o.Get("prompts"))
+	o, prompts, err := promptsArg("cluster", args)
 	if err != nil {
 		return rejected(err.Error())
 	}
 	po := planOptions(o)
 	return promise(func() (any, error) {
-		if err := loaded(); err != nil {
-			return nil, err
-		}
-		ids, err := encode(prompts)
+		ids, err := loadedIDs(prompts)
 		if err != nil {
 			return nil, err
 		}
@@ -360,11 +373,7 @@ func jsCluster(this js.Value, args []js.Value) any {
 
 // jsGenerate: generate(options, onText(seq, text)?).
 func jsGenerate(this js.Value, args []js.Value) any {
-	if len(args) < 1 || args[0].Type() != js.TypeObject {
-		return rejected("generate needs {prompts: [...]}")
-	}
-	o := args[0]
-	prompts, err := stringsOf(o.Get("prompts"))
+	o, prompts, err := promptsArg("generate", args)
 	if err != nil {
 		return rejected(err.Error())
 	}
@@ -385,10 +394,7 @@ func jsGenerate(this js.Value, args []js.Value) any {
 	adapted := optBool(o, "adapt", false)
 	po := planOptions(o)
 	return promise(func() (any, error) {
-		if err := loaded(); err != nil {
-			return nil, err
-		}
-		ids, err := encode(prompts)
+		ids, err := loadedIDs(prompts)
 		if err != nil {
 			return nil, err
 		}

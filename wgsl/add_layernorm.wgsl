@@ -7,4 +7,13 @@
 // write. Meta: rows M, C, eps.
 // Dispatch: one workgroup per row, over (x, y); linear id = wid.y * nwg.x + wid.x.
 // Two passes over the row (mean, then centred variance) for accuracy.
-//#include add_layernorm WGSIZE=256u
+// Its 8-invocation twin add_layernorm_wg8.wgsl is generated from this file.
+const WG: u32 = 256u; // invocations per row
+
+struct Meta { rows: u32, c: u32, eps: f32 }
+
+//#include add_layernorm_head
+    for (var j = lid; j < params.c; j = j + WG) {
+        dst[base + j] = (a[base + j] + b[base + j] - mean) * rstd * gamma[j] + beta[j];
+    }
+}

@@ -6,4 +6,25 @@
 // It also writes dst into the group 2 texture xt as texture matmuls read x
 // (gpu/xtex.go): row r's texel t (channels 4t..4t+3) at ((r % rows_per) *
 // C/4 + t, r / rows_per). C must be a multiple of 4.
-//#include layernorm_xt WGSIZE=256u
+// Its 8-invocation twin layernorm_xt_wg8.wgsl is generated from this file.
+const WG: u32 = 256u; // invocations per row
+
+struct Meta { rows: u32, c: u32, eps: f32, rows_per: u32 }
+
+@group(2) @binding(0) var xt: texture_storage_2d<rgba32uint, write>;
+
+//#include layernorm_head
+    // Four channels a texel; each value is the expression layernorm.wgsl
+    // stores, so dst holds the same bits.
+    let kt = params.c / 4u;
+    for (var q = lid; q < kt; q = q + WG) {
+        var v = vec4<f32>();
+        for (var e = 0u; e < 4u; e = e + 1u) {
+            let j = 4u * q + e;
+            let y = (x[base + j] - mean) * rstd * gamma[j] + beta[j];
+            dst[base + j] = y;
+            v[e] = y;
+        }
+        textureStore(xt, vec2<u32>((row % params.rows_per) * kt + q, row / params.rows_per), bitcast<vec4<u32>>(v));
+    }
+}

@@ -8,9 +8,17 @@ package wgsl
 //   - NAME_f32.wgsl and NAME_f16.wgsl from each NAME.wgsl.tmpl, a Go
 //     text/template whose .F16 selects the weight type (the f16/f32 twins
 //     share one source);
+//   - NAME_q8_0.wgsl, NAME_q4_0.wgsl and NAME_q4_k.wgsl from each
+//     NAME_q.wgsl.tmpl (.DT and .QDT name the format);
 //   - the texture matmul kernels of TexKernels below: register blocks of up
 //     to 32 x 16 outputs per invocation written out in full;
-//   - workgroup-size variants of plain kernels (sample_wg64.wgsl).
+//   - the register-blocked CPU-adapter matmuls matmul_reg_* (f32, f16 and
+//     the quantized formats) and the fused low-rank logits kernels
+//     lowrank_matmul_f32/f16 built on the same block
+//     (wgsl/internal/gen/reg.go);
+//   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
+//   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
+//     layernorms' _wg8 copies).
 // TestGenerated fails when a committed file differs from what the generator
 // writes. The tables the gpu package dispatches by (TexKernels) live here,
 // so the grid always matches the kernel; the generator code is not linked

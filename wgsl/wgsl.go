@@ -3,11 +3,22 @@
 // sources into pipelines and owns their binding layouts.
 //
 // Kernels come in three forms, all plain files here: hand-written NAME.wgsl;
+// generated variants (f16/f32 twins from one NAME.wgsl.tmpl, the quantized
+// formats' kernels from one NAME_q.wgsl.tmpl, the unrolled register and
+// texture matmuls and low-rank kernels, workgroup-size copies), written by
+// `go generate ./wgsl` and checked by TestGenerated (variants.go); and
 // shared bodies in NAME.wgsli fragments that kernels pull in with
-// `//#include` (expanded by Source); and generated variants (f16/f32 twins
-// from one NAME.wgsl.tmpl, unrolled texture matmuls, workgroup-size copies),
-// written by `go generate ./wgsl` and checked by TestGenerated (variants.go).
-// Nothing rewrites a kernel's source at run time beyond the includes.
+// `//#include`, expanded by Source.
+//
+// The fragments stay as the one mechanism for sharing code between
+// different kernels (not for making variants of one): a body several
+// kernels need verbatim (a quantized format's dequantization, used by the
+// tile, mat-vec, cooperative and register matmuls; the layernorm reduction;
+// attention's query loop) is kept once, as WGSL has no modules or imports.
+// An include is fixed text pasted at a line, its KEY=VALUE arguments fixed
+// in the committed kernel: nothing depends on the device or on run-time
+// state, so Source(name) is the same on every call and every machine.
+// Nothing else rewrites a kernel's source at run time.
 //
 // Conventions every kernel follows:
 //   - tensors are bound in @group(0), in the order the host passes them,

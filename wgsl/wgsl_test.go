@@ -9,7 +9,7 @@ import (
 func TestIncludesExpand(t *testing.T) {
 	for _, n := range Names() {
 		src := Source(n)
-		if strings.Contains(src, "//#include") || strings.Contains(src, "N_COLS") {
+		if strings.Contains(src, "//#include") || strings.Contains(src, "Q_WORDS") {
 			t.Errorf("kernel %s: unexpanded include", n)
 		}
 		if !strings.Contains(src, "fn main(") {
@@ -19,7 +19,7 @@ func TestIncludesExpand(t *testing.T) {
 }
 
 func TestExpandSubstitutes(t *testing.T) {
-	src := expand("test", "a\n//#include matmul_reg_f32_main N_COLS=params.zz\nb", 0)
+	src := expand("test", "a\n//#include matmul_coop_start Q_WORDS=params.zz\nb", 0)
 	if !strings.HasPrefix(src, "a\n@compute") || !strings.HasSuffix(src, "\nb") || !strings.Contains(src, "params.zz") {
 		t.Fatalf("expansion:\n%.200s ... %.100s", src, src[len(src)-100:])
 	}

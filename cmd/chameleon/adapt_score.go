@@ -13,6 +13,9 @@ import (
 
 // adaptScoreCmd scores a saved adapter on the benchmark's windows through
 // the inference path (adaptrun.ScoreServed).
+//
+// (Over 80 lines: its flag declarations and the printing of the report around
+// one call to adaptrun.ScoreServed.)
 func adaptScoreCmd() *cobra.Command {
 	var mf modelFlags
 	var adapterSpec, windowsIn, splits string

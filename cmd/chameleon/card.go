@@ -9,7 +9,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chameleon-llm/chameleon/data"
-	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // cardRow is one domain's line of the model card.
@@ -48,7 +47,7 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 			if err != nil {
 				return err
 			}
-			uni, err := fitUnigram(cp, s.tok, s.m.Cfg.VocabSize)
+			uni, err := data.FitUnigram(cp, s.tok, s.m.Cfg.VocabSize)
 			if err != nil {
 				return err
 			}
@@ -62,7 +61,7 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 				return fmt.Errorf("no domain of role(s) %q in %s", roles, corpus)
 			}
 			for _, dom := range scored {
-				stream, nbytes, err := domainStream(cp, s.tok, dom, split, maxTokens)
+				stream, nbytes, err := cp.Stream(s.tok, dom, split, maxTokens)
 				if err != nil {
 					return err
 				}
@@ -72,8 +71,12 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 				if err != nil {
 					return err
 				}
+				up, err := uni.Perplexity(stream[1:]) // the tokens the model predicts
+				if err != nil {
+					return err
+				}
 				rows = append(rows, cardRow{Domain: dom, Tokens: res.Tokens, Bytes: nbytes, Perplexity: res.Perplexity,
-					Unigram: uni.perplexity(stream[1:]), BitsPerByte: res.NLL / math.Ln2 / float64(nbytes)})
+					Unigram: up, BitsPerByte: res.NLL / math.Ln2 / float64(nbytes)})
 			}
 			if asJSON {
 				return printJSON(os.Stdout, rows)
@@ -93,65 +96,4 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 	f.StringVar(&roles, "roles", data.RolePretrain, "comma-separated roles of the domains to score: pretrain, adapt, heldout")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	return c
-}
-
-// unigram is a unigram model with add-one smoothing: counts of every id
-// and their total.
-type unigram struct {
-	counts []float64
-	total  float64
-}
-
-// fitUnigram counts the tokens of the corpus's pretraining domains' train
-// split (each document and its <|endoftext|>) over a vocabulary of v ids.
-func fitUnigram(cp *data.Corpus, tok *tokenizer.Tokenizer, v int) (unigram, error) {
-	u := unigram{counts: make([]float64, v)}
-	for _, dom := range cp.DomainsWithRole(data.RolePretrain) {
-		for d, err := range cp.All(dom, "train") {
-			if err != nil {
-				return u, err
-			}
-			for _, id := range tok.Encode(d.Text) {
-				u.counts[id]++
-			}
-			u.counts[tok.EOT()]++
-			u.total++
-		}
-	}
-	for _, c := range u.counts {
-		u.total += c
-	}
-	return u, nil
-}
-
-// perplexity is the smoothed unigram perplexity of ids.
-func (u unigram) perplexity(ids []int32) float64 {
-	var nll float64
-	for _, id := range ids {
-		nll -= math.Log((u.counts[id] + 1) / (u.total + float64(len(u.counts))))
-	}
-	return math.Exp(nll / float64(len(ids)))
-}
-
-// domainStream is the first maxTokens tokens of a domain's split (its
-// documents joined by <|endoftext|>) and the bytes of text they cover.
-func domainStream(cp *data.Corpus, tok *tokenizer.Tokenizer, dom, split string, maxTokens int) ([]int32, int, error) {
-	var stream []int32
-	nbytes := 0
-	for d, err := range cp.All(dom, split) {
-		if err != nil {
-			return nil, 0, err
-		}
-		if len(stream) >= maxTokens {
-			break
-		}
-		stream = append(tok.AppendEncode(stream, d.Text), tok.EOT())
-		nbytes += len(d.Text)
-	}
-	if len(stream) > maxTokens {
-		// Count only the scored text's bytes.
-		nbytes = len(tok.Decode(stream[:maxTokens]))
-		stream = stream[:maxTokens]
-	}
-	return stream, nbytes, nil
 }

@@ -48,17 +48,24 @@ var matMulCases = []matMulCase{
 	{lead: []int{5}, k: 8, n: 130},
 }
 
+// matMulVariants returns the MatMul variants to run p.Got under (every
+// one on WebGPU, else just the backend's own), a func that forces one, and
+// one that restores the backend's own choice.
+func matMulVariants(p *Pair) (variants []string, force func(string), restore func()) {
+	wg, ok := p.Got.(*gpu.WebGPU)
+	if !ok {
+		return []string{""}, func(string) {}, func() {}
+	}
+	old := wg.MatMulVariant
+	return gpu.MatMulVariants, func(v string) { wg.MatMulVariant = v }, func() { wg.MatMulVariant = old }
+}
+
 // testMatMul runs every case under every MatMulVariant (forced through the
 // WebGPU backend's MatMulVariant field, restored afterwards), so the GPU
 // tile kernel is checked on CPU adapters too.
 func testMatMul(t T, p *Pair) {
-	wg, ok := p.Got.(*gpu.WebGPU)
-	variants := []string{""}
-	if ok {
-		variants = gpu.MatMulVariants
-		old := wg.MatMulVariant
-		defer func() { wg.MatMulVariant = old }()
-	}
+	variants, force, restore := matMulVariants(p)
+	defer restore()
 	for ci, c := range matMulCases {
 		m, k, n := c.m(), c.k, c.n
 		for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
@@ -91,9 +98,7 @@ func testMatMul(t T, p *Pair) {
 					// would cost ~40 s on lavapipe.
 					continue
 				}
-				if ok {
-					wg.MatMulVariant = v
-				}
+				force(v)
 				d := p.Poisoned(t, gpu.F32, m, n)
 				p.Got.MatMul(d.Got, x.Got, w.Got, b.Got)
 				got, err := p.Got.ReadF32(d.Got)

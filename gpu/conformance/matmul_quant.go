@@ -72,13 +72,8 @@ func (p *Pair) RandomQuantBlocks(f quant.Format, n int) []byte {
 // against the reference (dequantize exactly, dot in float64) on random
 // blocks with extreme scales, and the dequantizing read-back.
 func testMatMulQuant(t T, p *Pair) {
-	wg, ok := p.Got.(*gpu.WebGPU)
-	variants := []string{""}
-	if ok {
-		variants = gpu.MatMulVariants
-		old := wg.MatMulVariant
-		defer func() { wg.MatMulVariant = old }()
-	}
+	variants, force, restore := matMulVariants(p)
+	defer restore()
 	for ci, c := range quantCases {
 		for _, f := range quant.Formats {
 			if c.k%f.BlockSize() != 0 {
@@ -125,9 +120,7 @@ func testMatMulQuant(t T, p *Pair) {
 				if skipVariant(v, c.m) {
 					continue
 				}
-				if ok {
-					wg.MatMulVariant = v
-				}
+				force(v)
 				d := p.Poisoned(t, gpu.F32, c.m, c.n)
 				p.Got.MatMul(d.Got, x.Got, w.Got, b.Got)
 				got, err := p.Got.ReadF32(d.Got)

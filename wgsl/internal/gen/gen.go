@@ -32,18 +32,31 @@ type File struct {
 type WGVariant struct {
 	Kernel, Name string
 	WG           int
+	Why          string // why the variant exists, for its header comment
 }
 
-// WGVariants are the workgroup-size variants: sample with 64 lanes for CPU
-// adapters (gpu.WebGPU.sampleKernel says why).
-var WGVariants = []WGVariant{{"sample", "sample_wg64", 64}}
+// WGVariants are the workgroup-size variants.
+var WGVariants = []WGVariant{
+	{"sample", "sample_wg64", 64, "64 lanes for CPU adapters (gpu.WebGPU.sampleKernel says why)"},
+	{"layernorm", "layernorm_wg8", 8, ln8Why},
+	{"layernorm_xt", "layernorm_xt_wg8", 8, ln8Why},
+	{"add_layernorm", "add_layernorm_wg8", 8, ln8Why},
+	{"add_layernorm_xt", "add_layernorm_xt_wg8", 8, ln8Why},
+}
 
-// Twin is the data a NAME.wgsl.tmpl template is executed with, once per
-// weight type and, for the templates in Fusions, per fused variant.
+const ln8Why = "one SIMD vector per row on lavapipe, where the barriers of a larger " +
+	"workgroup cost more than the row's arithmetic (1.4-2x faster there)"
+
+// Twin is the data a template is executed with, once per weight type:
+// NAME.wgsl.tmpl for f32 and f16 weights (.F16 selects) and, for the
+// templates in Fusions, per fused variant; NAME_q.wgsl.tmpl for each
+// quantized format (whose kernels differ only in the dequantizing fragment
+// they include).
 type Twin struct {
-	Name string // NAME_f32 or NAME_f16, then the fusion's suffix
-	DT   string // "f32" or "f16"
+	Name string // NAME_<DT>, then the fusion's suffix
+	DT   string // "f32", "f16", or a quantized format: "q8_0", "q4_0", "q4_k"
 	F16  bool   // weights packed two halves per u32
+	QDT  string // the quantized format as GGUF names it ("Q8_0", "Q4_0", "Q4_K"); "" for f32 and f16
 	Fusion
 }
 
@@ -59,7 +72,7 @@ type Fusion struct {
 // Fusions lists the fused variants a template is executed for beside the
 // plain one (templates not named here: the plain one only): the decode
 // mat-vec's forms that a GPT-2 block needs (gpu.WebGPU.LayerNormMatMul,
-// MatMulAdd).
+// MatMulAdd). Quantized twins have no fused forms.
 var Fusions = map[string][]Fusion{
 	"matmul_coop": {
 		{Suffix: "_ln", LN: true},
@@ -67,6 +80,10 @@ var Fusions = map[string][]Fusion{
 		{Suffix: "_res", Res: true},
 	},
 }
+
+// quantFormats are the quantized weight formats a NAME_q.wgsl.tmpl is
+// executed for, with their GGUF names.
+var quantFormats = [][2]string{{"q8_0", "Q8_0"}, {"q4_0", "Q4_0"}, {"q4_k", "Q4_K"}}
 
 // Files returns every generated kernel, sorted by name, from the templates
 // and plain kernels in dir (the wgsl package's directory).
@@ -77,6 +94,9 @@ func Files(dir string) ([]File, error) {
 	}
 	for _, k := range wgsl.LowRankKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + lowRankKernel(k)})
+	}
+	for _, k := range regKernels {
+		out = append(out, File{k.Name + ".wgsl", Header + regMatMul(k)})
 	}
 	twins, err := twins(dir)
 	if err != nil {
@@ -94,7 +114,8 @@ func Files(dir string) ([]File, error) {
 	return out, nil
 }
 
-// twins executes each NAME.wgsl.tmpl in dir for f32 and f16 weights.
+// twins executes each template in dir: NAME.wgsl.tmpl for f32 and f16
+// weights, NAME_q.wgsl.tmpl for each quantized format.
 func twins(dir string) ([]File, error) {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.wgsl.tmpl"))
 	if err != nil {
@@ -107,15 +128,24 @@ func twins(dir string) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("gen: %w", err)
 		}
-		for _, dt := range []string{"f32", "f16"} {
-			for _, f := range append([]Fusion{{}}, Fusions[base]...) {
-				tw := Twin{Name: base + "_" + dt + f.Suffix, DT: dt, F16: dt == "f16", Fusion: f}
-				var b bytes.Buffer
-				if err := tmpl.Execute(&b, tw); err != nil {
-					return nil, fmt.Errorf("gen: %s for %s%s: %w", p, dt, f.Suffix, err)
-				}
-				out = append(out, File{tw.Name + ".wgsl", Header + b.String()})
+		var tws []Twin
+		if q, ok := strings.CutSuffix(base, "_q"); ok {
+			for _, f := range quantFormats {
+				tws = append(tws, Twin{Name: q + "_" + f[0], DT: f[0], QDT: f[1]})
 			}
+		} else {
+			for _, dt := range []string{"f32", "f16"} {
+				for _, f := range append([]Fusion{{}}, Fusions[base]...) {
+					tws = append(tws, Twin{Name: base + "_" + dt + f.Suffix, DT: dt, F16: dt == "f16", Fusion: f})
+				}
+			}
+		}
+		for _, tw := range tws {
+			var b bytes.Buffer
+			if err := tmpl.Execute(&b, tw); err != nil {
+				return nil, fmt.Errorf("gen: %s for %s%s: %w", p, tw.DT, tw.Suffix, err)
+			}
+			out = append(out, File{tw.Name + ".wgsl", Header + b.String()})
 		}
 	}
 	return out, nil
@@ -134,7 +164,7 @@ func wgVariant(dir string, v WGVariant) (File, error) {
 		return File{}, fmt.Errorf("gen: %s.wgsl declares `const WG: u32 = ...u;` %d times, want once", v.Kernel, n)
 	}
 	src = wgDecl.ReplaceAllString(src, fmt.Sprintf("const WG: u32 = %du;", v.WG))
-	note := fmt.Sprintf("// %s: %s.wgsl with %d invocations per workgroup.\n", v.Name, v.Kernel, v.WG)
+	note := comment(fmt.Sprintf("%s: %s.wgsl with %d invocations per workgroup: %s.", v.Name, v.Kernel, v.WG, v.Why))
 	return File{v.Name + ".wgsl", Header + note + src}, nil
 }
 
@@ -160,4 +190,33 @@ func Stale(dir string, files []File) ([]string, error) {
 		}
 	}
 	return stale, nil
+}
+
+// comment is text as // comment lines of at most 78 characters.
+func comment(text string) string {
+	var b strings.Builder
+	line := "//"
+	for _, w := range strings.Fields(text) {
+		if len(line)+1+len(w) > 78 && line != "//" {
+			b.WriteString(line + "\n")
+			line = "//"
+		}
+		line += " " + w
+	}
+	b.WriteString(line + "\n")
+	return b.String()
+}
+
+// tileStart opens the entry point of a kernel of TX invocations per
+// workgroup whose tiles of BM rows x BN columns are numbered tile_base +
+// wid.y * nwg.x + wid.x (tiles_n of them per row of tiles): it defines the
+// tile t, its first row r0 and the invocation's first column c0, rn
+// columns per invocation.
+func tileStart(p func(string, ...any), rn int) {
+	p("@compute @workgroup_size(TX)\n")
+	p("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n")
+	p("        @builtin(local_invocation_index) lid: u32) {\n")
+	p("    let t = params.tile_base + wid.y * nwg.x + wid.x;\n")
+	p("    let r0 = (t / params.tiles_n) * BM;\n")
+	p("    let c0 = (t %% params.tiles_n) * BN + lid * %du;\n", rn)
 }

@@ -101,12 +101,7 @@ func texMain(p func(string, ...any), k wgsl.TexKernel) {
 	if k.F16 {
 		kstep = "8"
 	}
-	p("@compute @workgroup_size(TX)\n")
-	p("fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,\n")
-	p("        @builtin(local_invocation_index) lid: u32) {\n")
-	p("    let t = params.tile_base + wid.y * nwg.x + wid.x;\n")
-	p("    let r0 = (t / params.tiles_n) * BM;\n")
-	p("    let c0 = (t %% params.tiles_n) * BN + lid * %du;\n", k.RN)
+	tileStart(p, k.RN)
 	p("    if (r0 >= params.m || c0 >= params.n) {\n        return;\n    }\n")
 	p("    let lr = params.m - 1u;\n    let lc = params.n - 1u;\n")
 	xkt := "params.kt"
