@@ -22,6 +22,14 @@ type Served struct {
 	Base    Scores   `json:"base"`
 	Adapted Scores   `json:"adapted"`
 	Kept    []bool   `json:"kept"` // the plan adapted the window (the gate and self-check let it through)
+	// Per window, the losses (nats) of every position, prompt included
+	// (j predicts token j+1), without and with the plan, the tokens, and
+	// the features the plan computed from the prompt (nil for an adapter
+	// without features): what the token cache's evaluation needs.
+	BaseTok, AdaptedTok [][]float32 `json:"-"`
+	Tokens              [][]int32   `json:"-"`
+	Features            [][]float32 `json:"-"`
+	Prompt              int         `json:"-"`
 }
 
 // ScoreServed scores windows ws (prompt tokens of features each, the rest
@@ -40,32 +48,37 @@ func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 		mode = adapt.ModeOnline
 	}
 	batch = max(batch, 1)
-	out := &Served{Split: split}
+	out := &Served{Split: split, Prompt: prompt}
 	for b0 := 0; b0 < len(ws); b0 += batch {
 		chunk := ws[b0:min(b0+batch, len(ws))]
 		var prompts, seqs [][]int32
-		var from []int
 		for _, w := range chunk {
 			if len(w.Tokens) <= prompt+1 {
 				return nil, fmt.Errorf("adaptrun: a window of %d tokens has nothing after its prompt of %d", len(w.Tokens), prompt)
 			}
 			prompts = append(prompts, w.Tokens[:prompt])
 			seqs = append(seqs, w.Tokens)
-			from = append(from, prompt)
 			out.Domains = append(out.Domains, w.Domain)
 		}
 		plan, err := rt.Plan(prompts, adapt.PlanOptions{Mode: mode})
 		if err != nil {
 			return nil, err
 		}
-		base, err := m.Score(seqs, from, nil)
+		// Every position is scored (the cache learns from the prompt's);
+		// the figures sum the positions after the prompt only.
+		base, err := m.Score(seqs, nil, nil)
 		if err == nil {
 			var ad []model.SequenceScore
-			if ad, err = m.Score(seqs, from, plan.Adapter(nil)); err == nil {
-				for i := range chunk {
-					out.Base.Loss, out.Base.N = append(out.Base.Loss, base[i].NLL), append(out.Base.N, base[i].Tokens)
-					out.Adapted.Loss, out.Adapted.N = append(out.Adapted.Loss, ad[i].NLL), append(out.Adapted.N, ad[i].Tokens)
+			if ad, err = m.Score(seqs, nil, plan.Adapter(nil)); err == nil {
+				for i, w := range chunk {
+					out.Base = appendScored(out.Base, base[i].Losses, prompt)
+					out.Adapted = appendScored(out.Adapted, ad[i].Losses, prompt)
 					out.Kept = append(out.Kept, plan.Cluster[i] >= 0)
+					out.BaseTok, out.AdaptedTok = append(out.BaseTok, base[i].Losses), append(out.AdaptedTok, ad[i].Losses)
+					out.Tokens = append(out.Tokens, w.Tokens)
+					if c := len(plan.Features) / len(chunk); c > 0 {
+						out.Features = append(out.Features, plan.Features[i*c:(i+1)*c])
+					}
 				}
 			}
 		}
@@ -78,6 +91,17 @@ func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 		}
 	}
 	return out, nil
+}
+
+// appendScored adds a window's summed loss over positions prompt-1 on
+// (the predictions of the tokens after the prompt), in order.
+func appendScored(s Scores, losses []float32, prompt int) Scores {
+	sum := 0.0
+	for _, l := range losses[prompt-1:] {
+		sum += float64(l)
+	}
+	s.Loss, s.N = append(s.Loss, sum), append(s.N, len(losses)-(prompt-1))
+	return s
 }
 
 // ServedRow is one domain's (or role's) line of a served score.

@@ -65,6 +65,43 @@ func TestScoreServed(t *testing.T) {
 	if mixed.Windows != len(w.Splits["test"])+len(w.Splits["harm"]) || math.Abs(mixed.Diff.Mean-(sa-sb)/float64(n)) > 1e-12 {
 		t.Fatalf("mixed stream: %+v, want %d windows and %+.6f nats/token", mixed, len(w.Splits["test"])+len(w.Splits["harm"]), (sa-sb)/float64(n))
 	}
+	// The per-position losses the token cache reads are the ones the
+	// figures sum, and the cache's evaluation runs on them: its adapter row
+	// is the mixed stream above, and no row whose weights were chosen on
+	// its own prompts is far worse than the base model (the shuffled
+	// control borrows another cluster's and may be).
+	for _, sv := range svs {
+		for i := range sv.Tokens {
+			sum := 0.0
+			for _, l := range sv.AdaptedTok[i][w.Prompt-1:] {
+				sum += float64(l)
+			}
+			if sum != sv.Adapted.Loss[i] || len(sv.BaseTok[i]) != len(sv.Tokens[i])-1 || len(sv.Features[i]) != m.Cfg.NEmbd {
+				t.Fatalf("%s window %d: per-position losses do not add up to the window's (%g, %g) or lengths are off", sv.Split, i, sum, sv.Adapted.Loss[i])
+			}
+		}
+	}
+	val, err := ScoreServed(m, a, "validation", w.Splits["validation"], w.Prompt, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uni := make([]float64, m.Cfg.VocabSize)
+	for i := range uni {
+		uni[i] = 1 / float64(len(uni))
+	}
+	cr, err := EvalCache(val, svs[0], svs[1], w.Roles, w.Order, CacheOpts{Prior: uni, Betas: []float64{1}, Batch: 4, Seed: 1, Bootstrap: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := cr.Streams[len(cr.Streams)-1]
+	if len(cr.Streams) != 3 || math.Abs(last.Rows[0].Diff.Mean-mixed.Diff.Mean) > 1e-12 {
+		t.Fatalf("cache streams %d; its adapter row %+v, want the mixed stream's %+v", len(cr.Streams), last.Rows[0].Diff, mixed.Diff)
+	}
+	for _, r := range last.Rows {
+		if math.IsNaN(r.Diff.Mean) || (r.Name != cacheVariants[4].name && r.Diff.Mean > 0.05) {
+			t.Fatalf("cache row %q: %+v", r.Name, r.Diff)
+		}
+	}
 }
 
 // TestGatedLoRAServedMatchesBench: a LoRA trained with Features and written

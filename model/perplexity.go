@@ -138,6 +138,10 @@ func (m *Model) PerplexityWith(tokens []int32, o PerplexityOptions) (PerplexityR
 type SequenceScore struct {
 	NLL    float64 `json:"nll"`    // summed, nats
 	Tokens int     `json:"tokens"` // tokens scored
+	// Losses are the scored positions' losses (nats) in order: what a
+	// caller needs to mix another distribution into the model's (a cache
+	// of recent tokens) or to bootstrap over tokens.
+	Losses []float32 `json:"-"`
 }
 
 // Perplexity is exp(NLL / Tokens) (NaN when nothing was scored).
@@ -228,6 +232,7 @@ func (m *Model) Score(seqs [][]int32, from []int, ad Adapter) ([]SequenceScore, 
 		}
 		out[j/tq].NLL += float64(l[j])
 		out[j/tq].Tokens++
+		out[j/tq].Losses = append(out[j/tq].Losses, l[j])
 	}
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -54,26 +53,15 @@ held-out ones.`,
 			var all []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
-				ws := w.Splits[split]
-				if len(ws) == 0 {
-					return fmt.Errorf("--splits: the windows file has no %q split", split)
-				}
-				bar := newBar("scoring "+split, "windows")
-				plain := logProgress(os.Stderr, 30*time.Second)
-				sv, err := adaptrun.ScoreServed(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
-					bar.ChangeMax(total)
-					_ = bar.Set(done)
-					plain(done, total, "scoring "+split)
-				})
-				_ = bar.Finish()
+				sv, err := scoreServedWithBar(s, a, w, split, batch)
 				if err != nil {
-					return err
+					return fmt.Errorf("--splits: %w", err)
 				}
 				svs = append(svs, sv)
 				rows := sv.Rows(w.Order, w.Roles, iters)
 				all = append(all, rows...)
 				if !asJSON {
-					fmt.Printf("\n%s split, %d windows:\n\n", split, len(ws))
+					fmt.Printf("\n%s split, %d windows:\n\n", split, len(sv.Domains))
 					adaptrun.WriteServedMarkdown(os.Stdout, rows)
 				}
 			}

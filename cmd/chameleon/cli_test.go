@@ -310,6 +310,24 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench did not write %s: %v", f, err)
 		}
 	}
+	// The token cache on saved windows, clustered by the trained
+	// hyper-network's plan (this corpus has adaptation domains only: no
+	// harm split, a uniform prior).
+	wf := filepath.Join(t.TempDir(), "w.json.gz")
+	mustRun(t, "", append([]string{"adapt", "bench", "--prepare-only", "--save-windows", wf, "--train", "2", "--val", "2", "--test", "4", "--harm", "2", "--fit", "2"}, win...)...)
+	cacheDir := t.TempDir()
+	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
+	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {
+		t.Errorf("adapt cache printed no cache row or test stream:\n%s", out)
+	}
+	for _, f := range []string{"cache.md", "cache.json.gz", "cache.png"} {
+		if _, err := os.Stat(filepath.Join(cacheDir, f)); err != nil {
+			t.Errorf("adapt cache did not write %s: %v", f, err)
+		}
+	}
+	if _, _, err := run(t, "", "adapt", "cache", "--model", ckpt, "--out", cacheDir); err == nil {
+		t.Error("adapt cache without --windows: no error")
+	}
 }
 
 // The plain bench repeats its timed run --reps times and reports the run of

@@ -1,0 +1,287 @@
+package adaptrun
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
+)
+
+// The token cache's evaluation (adapt.CacheWeights): on windows scored
+// through the inference path (ScoreServed, which keeps every position's
+// loss with and without the adapter's plan), each stream is clustered the
+// way a batch is (k-means on the plan's prompt features, batches of at
+// most Batch windows), each cluster chooses its cache weights on its
+// members' prompts alone, and the positions after the prompt are scored
+// under the mixture. The controls that could show the gain is something
+// else: the per-sequence cache (no pooling), pooling over random batches,
+// and each cluster given another cluster's pool and weights.
+
+// CacheOpts configure EvalCache.
+type CacheOpts struct {
+	Prior     []float64 // the cache's prior over the vocabulary (adapt.UnigramPrior of pretraining text)
+	Betas     []float64 // pseudo-counts tried on validation
+	Batch     int       // windows a cluster batch
+	Seed      uint64    // k-means and the random batches
+	Bootstrap int       // resamples of each interval
+}
+
+// CacheRow is one row of a stream's table.
+type CacheRow struct {
+	Name      string             `json:"name"`
+	Role      string             `json:"role"` // RoleBaseline, RoleMethod or RoleControl
+	Diff      Interval           `json:"diff"` // nats/token against the base model, paired bootstrap
+	PPL       float64            `json:"ppl"`
+	PerDomain map[string]float64 `json:"per_domain"` // nats/token against the base model
+	PerRole   map[string]float64 `json:"per_role"`
+	// MeanWeights are the clusters' chosen weights averaged over windows.
+	MeanWeights adapt.CacheWeights `json:"mean_weights"`
+	scores      Scores
+}
+
+// CacheStream is one stream's rows.
+type CacheStream struct {
+	Name    string     `json:"name"`
+	Windows int        `json:"windows"`
+	BasePPL float64    `json:"base_ppl"`
+	Rows    []CacheRow `json:"rows"`
+}
+
+// CacheResult is EvalCache's report.
+type CacheResult struct {
+	Beta    float64            `json:"beta"`     // chosen on validation
+	BetaVal map[string]float64 `json:"beta_val"` // validation nats/token against base, per beta tried
+	Streams []CacheStream      `json:"streams"`
+	Roles   map[string]string  `json:"roles"`
+	Order   []string           `json:"order"`
+	Config  map[string]any     `json:"config"`
+}
+
+// cacheVariant is one way to score a stream.
+type cacheVariant struct {
+	name, role string
+	adapted    bool   // the adapter's losses under the cache, not the base model's
+	groups     string // "single", "cluster", "random", "shuffled"
+	cache      bool   // false: no cache (the adapter alone)
+	pool       bool
+	// noNeighbours drops from a window's pool the prompts of windows that
+	// may be its neighbours in their document (one's first token is the
+	// other's last: windows are consecutive cuts of a domain's stream, so
+	// a true neighbour always matches, and a few others do by chance).
+	noNeighbours bool
+}
+
+var cacheVariants = []cacheVariant{
+	{name: "adapter (served plan, no cache)", role: RoleBaseline, adapted: true, groups: "single"},
+	{name: "cache: the sequence's own tokens", role: RoleControl, groups: "single", cache: true},
+	{name: "cache: own tokens + the cluster's prompts (ChamaleonLLM+ cache)", role: RoleMethod, groups: "cluster", cache: true, pool: true},
+	{name: "control: own tokens + a random batch's prompts", role: RoleControl, groups: "random", cache: true, pool: true},
+	{name: "control: own tokens + another cluster's prompts and weights", role: RoleControl, groups: "shuffled", cache: true, pool: true},
+	{name: "adapter + cache (own + cluster's prompts)", role: RoleMethod, adapted: true, groups: "cluster", cache: true, pool: true},
+	{name: "control: the cluster cache without possible document neighbours in the pool", role: RoleControl, groups: "cluster", cache: true,
+		pool: true, noNeighbours: true},
+}
+
+// concatServed pools scored splits into one stream.
+func concatServed(ss ...*Served) *Served {
+	all := &Served{Split: "mixed"}
+	for _, s := range ss {
+		all.Domains = append(all.Domains, s.Domains...)
+		all.Base, all.Adapted = concatScores(all.Base, s.Base), concatScores(all.Adapted, s.Adapted)
+		all.Kept = append(all.Kept, s.Kept...)
+		all.BaseTok, all.AdaptedTok = append(all.BaseTok, s.BaseTok...), append(all.AdaptedTok, s.AdaptedTok...)
+		all.Tokens, all.Features = append(all.Tokens, s.Tokens...), append(all.Features, s.Features...)
+		all.Prompt = s.Prompt
+	}
+	return all
+}
+
+// cacheGroups returns the windows of s grouped as kind says, and for
+// "shuffled" the group whose pool and weights each group borrows.
+func cacheGroups(s *Served, kind string, o CacheOpts) (groups [][]int, borrow []int, err error) {
+	n := len(s.Tokens)
+	switch kind {
+	case "single":
+		for i := range n {
+			groups = append(groups, []int{i})
+		}
+		return groups, nil, nil
+	case "random":
+		p := rand.New(rand.NewPCG(o.Seed, 7)).Perm(n)
+		return chunks(p, o.Batch), nil, nil
+	}
+	if len(s.Features) != n {
+		return nil, nil, fmt.Errorf("adaptrun: cache: %d of %d windows have features: the adapter's plan must compute features (a hyper-network or a gated LoRA)", len(s.Features), n)
+	}
+	var f []float32
+	for _, x := range s.Features {
+		f = append(f, x...)
+	}
+	res, err := kmeans(f, len(s.Features[0]), cluster.DefaultK(n, o.Batch), o.Seed)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range cluster.FormBatches(res.Assign, res.Centroids.K, o.Batch) {
+		groups = append(groups, b.Seqs)
+	}
+	if kind == "shuffled" {
+		borrow = rand.New(rand.NewPCG(o.Seed, 0x5f)).Perm(len(groups))
+		for i := range borrow {
+			if borrow[i] == i && len(groups) > 1 { // never its own
+				borrow[i] = (i + 1) % len(groups)
+			}
+		}
+	}
+	return groups, borrow, nil
+}
+
+// scoreCache scores stream s under variant v; it returns per-window
+// scores and the weights each window was scored with.
+func scoreCache(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) (Scores, []adapt.CacheWeights, error) {
+	lps := s.BaseTok
+	if v.adapted {
+		lps = s.AdaptedTok
+	}
+	n, p := len(s.Tokens), s.Prompt
+	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
+	ws := make([]adapt.CacheWeights, n)
+	groups, borrow, err := cacheGroups(s, v.groups, o)
+	if err != nil {
+		return out, nil, err
+	}
+	weights := make([]adapt.CacheWeights, len(groups))
+	pools := make([]*adapt.TokenCounts, len(groups))
+	for gi, g := range groups {
+		pools[gi] = &adapt.TokenCounts{}
+		var prompts [][]int32
+		var lp [][]float32
+		for _, i := range g {
+			pools[gi].Add(s.Tokens[i][:p]...)
+			prompts, lp = append(prompts, s.Tokens[i][:p]), append(lp, lps[i][:p-1])
+		}
+		if v.cache {
+			if weights[gi], err = adapt.ChooseCacheWeights(prompts, lp, v.pool, cfg); err != nil {
+				return out, nil, err
+			}
+		}
+	}
+	for gi, g := range groups {
+		src := gi
+		if borrow != nil {
+			src = borrow[gi]
+		}
+		pool := pools[src]
+		if !v.pool {
+			pool = nil
+		}
+		for _, i := range g {
+			ws[i] = weights[src]
+			own := pool
+			if v.noNeighbours {
+				own = withoutNeighbours(pool, s.Tokens, i, g, p)
+			}
+			out.Loss[i], out.N[i] = weights[src].SequenceLoss(s.Tokens[i], lps[i], p-1, len(lps[i]), own, cfg)
+		}
+	}
+	return out, ws, nil
+}
+
+// withoutNeighbours is pool without the prompts of the members of g that
+// may be window i's neighbours in its document (see noNeighbours).
+func withoutNeighbours(pool *adapt.TokenCounts, toks [][]int32, i int, g []int, p int) *adapt.TokenCounts {
+	a := toks[i]
+	var drop []int
+	for _, j := range g {
+		b := toks[j]
+		if j != i && (b[0] == a[len(a)-1] || a[0] == b[len(b)-1]) {
+			drop = append(drop, j)
+		}
+	}
+	if len(drop) == 0 {
+		return pool
+	}
+	c := pool.Clone()
+	for _, j := range drop {
+		c.Remove(toks[j][:p]...)
+	}
+	return c
+}
+
+// EvalCache chooses the prior's weight beta on validation (the method's
+// row) and scores test, harm (nil: none) and the two in one stream.
+func EvalCache(val, test, harm *Served, roles map[string]string, order []string, o CacheOpts) (*CacheResult, error) {
+	if o.Batch < 1 || len(o.Betas) == 0 {
+		return nil, fmt.Errorf("adaptrun: cache: batch %d and %d betas", o.Batch, len(o.Betas))
+	}
+	res := &CacheResult{BetaVal: map[string]float64{}, Roles: roles, Order: order,
+		Config: map[string]any{"batch": o.Batch, "seed": o.Seed, "grid": adapt.DefaultCacheGrid, "max_total": 0.8, "betas": o.Betas}}
+	cfg := adapt.CacheConfig{Prior: o.Prior, Grid: adapt.DefaultCacheGrid, MaxTotal: 0.8}
+	best := math.Inf(1)
+	for _, b := range o.Betas {
+		cfg.Beta = b
+		if err := cfg.Check(); err != nil {
+			return nil, err
+		}
+		sc, _, err := scoreCache(val, cacheVariants[2], cfg, o)
+		if err != nil {
+			return nil, err
+		}
+		d := sc.Mean(nil) - val.Base.Mean(nil)
+		res.BetaVal[fmt.Sprint(b)] = d
+		if d < best {
+			best, res.Beta = d, b
+		}
+	}
+	cfg.Beta = res.Beta
+	streams := []*Served{test}
+	if harm != nil {
+		streams = append(streams, harm, concatServed(test, harm))
+	}
+	for _, s := range streams {
+		st := CacheStream{Name: s.Split, Windows: len(s.Tokens), BasePPL: math.Exp(s.Base.Mean(nil))}
+		for _, v := range cacheVariants {
+			var sc Scores
+			var ws []adapt.CacheWeights
+			var err error
+			if v.cache {
+				sc, ws, err = scoreCache(s, v, cfg, o)
+				if err != nil {
+					return nil, err
+				}
+			} else {
+				sc = s.Adapted
+			}
+			st.Rows = append(st.Rows, cacheRow(v, s, sc, ws, roles, o.Bootstrap))
+		}
+		res.Streams = append(res.Streams, st)
+	}
+	return res, nil
+}
+
+// cacheRow summarises one variant's scores against the base model.
+func cacheRow(v cacheVariant, s *Served, sc Scores, ws []adapt.CacheWeights, roles map[string]string, iters int) CacheRow {
+	r := CacheRow{Name: v.name, Role: v.role, Diff: PairedBootstrap(sc, s.Base, iters, 1), PPL: math.Exp(sc.Mean(nil)),
+		PerDomain: map[string]float64{}, PerRole: map[string]float64{}, scores: sc}
+	diff := func(keep func(i int) bool) float64 { return sc.Mean(keep) - s.Base.Mean(keep) }
+	for _, d := range s.Domains {
+		if _, ok := r.PerDomain[d]; !ok {
+			r.PerDomain[d] = diff(func(i int) bool { return s.Domains[i] == d })
+		}
+	}
+	for _, role := range []string{RoleAdapt, RolePretrain, RoleHeldOut} {
+		keep := func(i int) bool { return roles[s.Domains[i]] == role }
+		for i := range s.Domains {
+			if keep(i) {
+				r.PerRole[role] = diff(keep)
+				break
+			}
+		}
+	}
+	for _, w := range ws {
+		r.MeanWeights.Own += w.Own / float64(len(ws))
+		r.MeanWeights.Pool += w.Pool / float64(len(ws))
+	}
+	return r
+}

@@ -1,0 +1,109 @@
+package adaptrun
+
+import (
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+)
+
+// synthServed builds windows of two domains: "lang", written in tokens
+// 0..7 that the model finds uniform (it has never seen the language),
+// and "known", random tokens the model predicts well. Features separate
+// the domains.
+func synthServed(split string, perDomain int, seed uint64) *Served {
+	const v, t, p = 64, 48, 16
+	rng := rand.New(rand.NewPCG(seed, 1))
+	s := &Served{Split: split, Prompt: p}
+	for _, d := range []string{"lang", "known"} {
+		for range perDomain {
+			toks := make([]int32, t+1)
+			lp := make([]float32, t)
+			for j := range toks {
+				if d == "lang" {
+					toks[j] = int32(rng.IntN(8))
+				} else {
+					toks[j] = int32(8 + rng.IntN(v-8))
+				}
+			}
+			for j := range lp {
+				if d == "lang" {
+					lp[j] = float32(math.Log(v))
+				} else {
+					lp[j] = 0.05
+				}
+			}
+			f := []float32{1, 0.1 * float32(rng.Float64())}
+			if d == "known" {
+				f = []float32{0.1 * float32(rng.Float64()), 1}
+			}
+			s.Domains = append(s.Domains, d)
+			s.Tokens = append(s.Tokens, toks)
+			s.BaseTok, s.AdaptedTok = append(s.BaseTok, lp), append(s.AdaptedTok, lp)
+			s.Features = append(s.Features, f)
+			s.Kept = append(s.Kept, false)
+			s.Base = appendScored(s.Base, lp, p)
+			s.Adapted = appendScored(s.Adapted, lp, p)
+		}
+	}
+	return s
+}
+
+func TestEvalCache(t *testing.T) {
+	uni := make([]float64, 64)
+	for i := range uni {
+		uni[i] = 1.0 / 64
+	}
+	roles := map[string]string{"lang": RoleHeldOut, "known": RolePretrain}
+	o := CacheOpts{Prior: uni, Betas: []float64{1, 4}, Batch: 8, Seed: 1, Bootstrap: 200}
+	res, err := EvalCache(synthServed("validation", 8, 1), synthServed("test", 16, 2), synthServed("harm", 16, 3), roles, []string{"lang", "known"}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Streams) != 3 || res.Streams[2].Name != "mixed" || res.Streams[2].Windows != 64 {
+		t.Fatalf("streams %+v", res.Streams)
+	}
+	rows := res.Streams[0].Rows
+	byName := map[string]CacheRow{}
+	for _, r := range rows {
+		byName[r.Name] = r
+	}
+	adapter, own := byName[cacheVariants[0].name], byName[cacheVariants[1].name]
+	clu, rnd, shuf := byName[cacheVariants[2].name], byName[cacheVariants[3].name], byName[cacheVariants[4].name]
+	if adapter.Diff.Mean != 0 {
+		t.Fatalf("the adapter row (adapted = base here) moved by %v", adapter.Diff.Mean)
+	}
+	// The unseen language gains from the cache; pooling its cluster's
+	// prompts gains more than its own tokens alone; the model's good
+	// domain keeps (nearly) its loss.
+	if !(clu.PerDomain["lang"] < own.PerDomain["lang"] && own.PerDomain["lang"] < -0.5) {
+		t.Fatalf("lang: cluster %v, own %v", clu.PerDomain["lang"], own.PerDomain["lang"])
+	}
+	if math.Abs(clu.PerDomain["known"]) > 0.02 {
+		t.Fatalf("known: cluster cache moved the loss by %v", clu.PerDomain["known"])
+	}
+	if clu.MeanWeights.Pool <= 0 {
+		t.Fatalf("no pool weight chosen: %+v", clu.MeanWeights)
+	}
+	// The controls lose to the clusters: a random batch mixes the
+	// languages, another cluster's pool and weights are the wrong ones.
+	if !(rnd.Diff.Mean > clu.Diff.Mean && shuf.Diff.Mean > clu.Diff.Mean) {
+		t.Fatalf("cluster %v, random %v, shuffled %v", clu.Diff.Mean, rnd.Diff.Mean, shuf.Diff.Mean)
+	}
+	dir := t.TempDir()
+	if err := res.WritePNG(filepath.Join(dir, "c.png")); err != nil {
+		t.Fatal(err)
+	}
+	if err := res.WriteJSON(filepath.Join(dir, "c.json.gz")); err != nil {
+		t.Fatal(err)
+	}
+	// Served without features cannot be clustered: a clear error.
+	noF := synthServed("test", 4, 5)
+	noF.Features = nil
+	if _, err := EvalCache(synthServed("validation", 4, 1), noF, nil, roles, nil, o); err == nil {
+		t.Fatal("no features: no error")
+	}
+	_ = adapt.DefaultCacheGrid
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+// adaptCacheCmd evaluates the token cache (adapt.CacheWeights) on the
+// benchmark's windows through the inference path (adaptrun.EvalCache).
+func adaptCacheCmd() *cobra.Command {
+	var mf modelFlags
+	var adapterSpec, windowsIn, out string
+	var batch, iters int
+	c := &cobra.Command{
+		Use:   "cache --windows FILE --out DIR",
+		Short: "Evaluate the token cache: each cluster of a batch mixes its members' own tokens and its prompts into the output, with weights chosen on its prompts",
+		Long: `Scores the windows' validation, test and harm splits through the inference
+path with and without the adapter's plan (as adapt score does), then scores
+them again with the token cache: p' = (1-own-pool) p + own q_own + pool q_pool,
+where q_own counts the window's own tokens so far and q_pool the prompts of
+its cluster (k-means on the plan's prompt features, batches of --batch), the
+two weights chosen per cluster on its members' prompts (leave-one-out) and the
+prior's weight on validation. Rows: the adapter alone, the per-sequence cache,
+the cluster cache, two controls (random batches, another cluster's pool) and
+the adapter with the cluster cache, on each split and on both in one stream,
+with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if windowsIn == "" || out == "" {
+				return fmt.Errorf("--windows (adapt bench --save-windows) and --out are required")
+			}
+			w, err := adaptrun.LoadWindows(windowsIn)
+			if err != nil {
+				return err
+			}
+			prior, err := cachePrior(w)
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(out, 0o755); err != nil {
+				return err
+			}
+			s, err := mf.load()
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			a, err := loadAdapter(adapterSpec, s.m)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
+			sv := map[string]*adaptrun.Served{}
+			for _, split := range []string{"validation", "test", "harm"} {
+				if split == "harm" && len(w.Splits[split]) == 0 {
+					fmt.Fprintln(os.Stderr, "adapt cache: the windows have no harm split (pretraining and held-out domains): scoring the adaptation domains only")
+					continue
+				}
+				if sv[split], err = scoreServedWithBar(s, a, w, split, batch); err != nil {
+					return err
+				}
+			}
+			res, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
+				adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: 1, Bootstrap: iters})
+			if err != nil {
+				return err
+			}
+			res.Markdown(os.Stdout)
+			f, err := os.Create(filepath.Join(out, "cache.md"))
+			if err != nil {
+				return err
+			}
+			res.Markdown(f)
+			if err := f.Close(); err != nil {
+				return err
+			}
+			if err := res.WriteJSON(filepath.Join(out, "cache.json.gz")); err != nil {
+				return err
+			}
+			return res.WritePNG(filepath.Join(out, "cache.png"))
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network); its plan gives the features the clusters come from")
+	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
+	fl.StringVar(&out, "out", "", "directory for cache.md, cache.json.gz and cache.png")
+	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
+	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
+	return c
+}
+
+// cachePrior is the cache's prior: the unigram of the pretraining domains'
+// training windows (the fit split), or uniform when the windows have none.
+func cachePrior(w *adaptrun.Windows) ([]float64, error) {
+	var fit []int32
+	for _, x := range w.Splits["fit"] {
+		fit = append(fit, x.Tokens...)
+	}
+	if len(fit) == 0 {
+		fmt.Fprintln(os.Stderr, "adapt cache: the windows have no fit split (pretraining domains' training windows): the prior is uniform")
+		u := make([]float64, w.Vocab)
+		for i := range u {
+			u[i] = 1 / float64(w.Vocab)
+		}
+		return u, nil
+	}
+	return adapt.UnigramPrior(fit, w.Vocab)
+}
+
+// scoreServedWithBar scores one split of w through the inference path
+// (adaptrun.ScoreServed) with a progress bar.
+func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split string, batch int) (*adaptrun.Served, error) {
+	ws := w.Splits[split]
+	if len(ws) == 0 {
+		return nil, fmt.Errorf("the windows file has no %q split", split)
+	}
+	bar := newBar("scoring "+split, "windows")
+	plain := logProgress(os.Stderr, 30*time.Second)
+	sv, err := adaptrun.ScoreServed(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
+		bar.ChangeMax(total)
+		_ = bar.Set(done)
+		plain(done, total, "scoring "+split)
+	})
+	_ = bar.Finish()
+	return sv, err
+}
