@@ -23,6 +23,7 @@ func Conformance() []conformance.Case {
 		{Name: "ReLU", Fn: confReLU},
 		{Name: "LowRankBackward", Fn: confLowRankBackward},
 		{Name: "ReLUBackward", Fn: confReLUBackward},
+		{Name: "CacheMix", Fn: confCacheMix},
 	}
 }
 
@@ -360,5 +361,72 @@ func confReLUBackward(t conformance.T, p *conformance.Pair) {
 			p.Close(t, fmt.Sprintf("n=%d mask=%v", n, withMask), dx, 0, 0)
 			p.Free(x, dy, mk, dx)
 		}
+	}
+}
+
+// confCacheMix checks cache_mix on random log-probabilities (rows
+// normalised, some peaked) and counts: rows with both, either or neither
+// of own and pool counts, weights from 0 to 0.8, and a vocabulary that is
+// not a multiple of the workgroup.
+func confCacheMix(t conformance.T, p *conformance.Pair) {
+	ro, go_ := New(p.Ref), New(p.Got)
+	for _, sh := range []struct{ m, v, s, k int }{{1, 7, 1, 1}, {5, 300, 3, 2}, {9, 4099, 4, 3}} {
+		lp := p.Randn(sh.m*sh.v, 3)
+		for m := range sh.m {
+			row := lp[m*sh.v : (m+1)*sh.v]
+			if m%3 == 1 {
+				row[m%sh.v] += 25 // a near-certain token
+			}
+			mx, sum := row[0], 0.0
+			for _, x := range row {
+				mx = max(mx, x)
+			}
+			for _, x := range row {
+				sum += math.Exp(float64(x - mx))
+			}
+			for j := range row {
+				row[j] -= mx + float32(math.Log(sum))
+			}
+		}
+		counts := func(rows int) ([]float32, []float64) {
+			c := make([]float32, rows*sh.v)
+			tot := make([]float64, rows)
+			for i := range c {
+				if p.Rng.IntN(4) == 0 {
+					c[i] = float32(p.Rng.IntN(5))
+					tot[i/sh.v] += float64(c[i])
+				}
+			}
+			return c, tot
+		}
+		own, ownTot := counts(sh.s)
+		pool, poolTot := counts(sh.k)
+		prior := make([]float32, sh.v)
+		for j := range prior {
+			prior[j] = 1 / float32(sh.v)
+		}
+		var orow, prow []int
+		var ws []CacheWeights
+		var ot, pt []float64
+		for m := range sh.m {
+			o, q := m%sh.s, m%sh.k
+			if m%4 == 2 {
+				o = -1
+			}
+			if m%5 == 3 {
+				q = -1
+			}
+			orow, prow = append(orow, o), append(prow, q)
+			ws = append(ws, CacheWeights{Own: []float64{0, 0.1, 0.3, 0.5}[m%4], Pool: []float64{0.3, 0, 0.2}[m%3]})
+			ot, pt = append(ot, ownTot[max(o, 0)]), append(pt, poolTot[max(q, 0)])
+		}
+		in := []conformance.Tensors{p.Upload(t, gpu.F32, lp, sh.m, sh.v), p.Upload(t, gpu.F32, own, sh.s, sh.v),
+			p.Upload(t, gpu.F32, pool, sh.k, sh.v), p.Upload(t, gpu.F32, prior, sh.v),
+			p.Upload(t, gpu.F32, CacheRowParams(orow, prow, ws, ot, pt), sh.m, 6)}
+		d := p.Poisoned(t, gpu.F32, sh.m, sh.v)
+		ro.CacheMix(d.Ref, in[0].Ref, in[1].Ref, in[2].Ref, in[3].Ref, in[4].Ref, 1.5)
+		go_.CacheMix(d.Got, in[0].Got, in[1].Got, in[2].Got, in[3].Got, in[4].Got, 1.5)
+		p.Close(t, fmt.Sprintf("CacheMix M=%d V=%d", sh.m, sh.v), d, 1e-5, 1e-5)
+		p.Free(append(in, d)...)
 	}
 }

@@ -55,6 +55,44 @@ type Ops interface {
 	Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) error
 	LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error
 	LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error
+	// CacheMix: the token cache's mixture (cache.go) over rows of
+	// log-probabilities lp (M, V) into dst (M, V): own (S, V) and pool
+	// (K, V) hold token counts, prior (V) the prior, rowParams (M, 6) per
+	// row its own row, its pool row (negative: none), the two weights and
+	// the two rows' totals (CacheRowParams builds them).
+	CacheMix(dst, lp, own, pool, prior, rowParams gpu.Tensor, beta float32)
+}
+
+// CacheRowParams packs CacheMix's per-row parameters: row m reads own
+// counts row ownRow[m] and pool row poolRow[m] (negative: none) with the
+// weights w[m] and the rows' totals.
+func CacheRowParams(ownRow, poolRow []int, w []CacheWeights, ownTotal, poolTotal []float64) []float32 {
+	out := make([]float32, 0, 6*len(ownRow))
+	for m := range ownRow {
+		out = append(out, float32(ownRow[m]), float32(poolRow[m]), float32(w[m].Own), float32(w[m].Pool),
+			float32(ownTotal[m]), float32(poolTotal[m]))
+	}
+	return out
+}
+
+// checkCacheMix validates CacheMix's operands (panics on a mismatch) and
+// returns M, V.
+func checkCacheMix(dst, lp, own, pool, prior, rowParams gpu.Tensor) (int, int) {
+	m, v := rows(lp)
+	gpu.CheckShape("CacheMix", "lp", lp, gpu.F32, m, v)
+	gpu.CheckShape("CacheMix", "dst", dst, gpu.F32, m, v)
+	gpu.CheckShape("CacheMix", "prior", prior, gpu.F32, v)
+	gpu.CheckShape("CacheMix", "rowParams", rowParams, gpu.F32, m, 6)
+	for _, x := range []struct {
+		n string
+		t gpu.Tensor
+	}{{"own", own}, {"pool", pool}} {
+		s := x.t.Shape()
+		if len(s) != 2 || s[1] != v || x.t.DType() != gpu.F32 {
+			panic(fmt.Sprintf("adapt: CacheMix: %s is %v %v, want (rows, %d) f32", x.n, x.t.DType(), s, v))
+		}
+	}
+	return m, v
 }
 
 // New returns the ops on backend b (WebGPU with automatic variant

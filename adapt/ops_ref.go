@@ -88,3 +88,9 @@ func (o *RefOps) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tenso
 	}
 	return nil
 }
+
+// CacheMix implements Ops with the plain-Go reference.
+func (o *RefOps) CacheMix(dst, lp, own, pool, prior, rowParams gpu.Tensor, beta float32) {
+	_, v := checkCacheMix(dst, lp, own, pool, prior, rowParams)
+	RefCacheMix(o.rf(dst), o.rf(lp), o.rf(own), o.rf(pool), o.rf(prior), o.rf(rowParams), v, beta)
+}

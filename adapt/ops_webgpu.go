@@ -297,3 +297,11 @@ func (o *WebGPUOps) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, duOut, 
 		gpu.Meta{f.C, f.R, 1, dF.AOff + c*dF.AStride, dF.AStride, alpha}, gx, gy, 1)
 	return nil
 }
+
+// CacheMix runs cache_mix: one invocation per element of dst.
+func (o *WebGPUOps) CacheMix(dst, lp, own, pool, prior, rowParams gpu.Tensor, beta float32) {
+	m, v := checkCacheMix(dst, lp, own, pool, prior, rowParams)
+	w := o.WebGPU
+	gx, gy := w.Grid1(ceilDiv(m*v, 256))
+	w.Dispatch("cache_mix", []gpu.Tensor{lp, own, pool, prior, rowParams}, []gpu.Tensor{dst}, gpu.Meta{m, v, beta}, gx, gy, 1)
+}

@@ -5,6 +5,8 @@ package adapt
 // kernels are tested against these, and Ops runs them on the reference
 // backend. Legend: M rows, C width, V vocabulary, R rank, K clusters.
 
+import "math"
+
 // clusterOf is row m's cluster (0 for every row when cluster is nil) and
 // whether it lies in [0, k): rows outside get no update.
 func clusterOf(cluster []int32, m, k int) (int, bool) {
@@ -127,5 +129,33 @@ func RefReLU(dst, x, mask []float32) {
 			v *= mask[i]
 		}
 		dst[i] = v
+	}
+}
+
+// RefCacheMix is cache_mix's reference: each element of dst (rows of v)
+// is log((1 - wo - wp) exp(lp) + wo q_own + wp q_pool) with row m's
+// parameters rp[6m:6m+6] (Ops.CacheMix), in float64.
+func RefCacheMix(dst, lp, own, pool, prior, rp []float32, v int, beta float32) {
+	b := float64(beta)
+	for m := 0; m < len(lp)/v; m++ {
+		p := rp[6*m : 6*m+6]
+		orow, prow, wo, wp := int(p[0]), int(p[1]), float64(p[2]), float64(p[3])
+		if p[0] < 0 {
+			wo = 0
+		}
+		if p[1] < 0 {
+			wp = 0
+		}
+		for j := range v {
+			bu := b * float64(prior[j])
+			x := (1 - wo - wp) * math.Exp(float64(lp[m*v+j]))
+			if wo > 0 {
+				x += wo * (float64(own[orow*v+j]) + bu) / (float64(p[4]) + b)
+			}
+			if wp > 0 {
+				x += wp * (float64(pool[prow*v+j]) + bu) / (float64(p[5]) + b)
+			}
+			dst[m*v+j] = float32(math.Log(x))
+		}
 	}
 }
