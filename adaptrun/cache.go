@@ -47,7 +47,20 @@ type CacheStream struct {
 	Windows int        `json:"windows"`
 	BasePPL float64    `json:"base_ppl"`
 	Rows    []CacheRow `json:"rows"`
+	// Pairs compare rows directly (a - b, nats/token, paired bootstrap):
+	// what pooling by cluster adds to the per-sequence cache and to random
+	// batches, and what the cache adds to the adapter.
+	Pairs []CachePair `json:"pairs"`
 }
+
+// CachePair is one paired comparison of two rows of a stream.
+type CachePair struct {
+	A, B string
+	Diff Interval
+}
+
+// cachePairs are the comparisons each stream reports, by variant index.
+var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -254,6 +267,10 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 				sc = s.Adapted
 			}
 			st.Rows = append(st.Rows, cacheRow(v, s, sc, ws, roles, o.Bootstrap))
+		}
+		for _, pr := range cachePairs {
+			a, b := st.Rows[pr[0]], st.Rows[pr[1]]
+			st.Pairs = append(st.Pairs, CachePair{A: a.Name, B: b.Name, Diff: PairedBootstrap(a.scores, b.scores, o.Bootstrap, 2)})
 		}
 		res.Streams = append(res.Streams, st)
 	}

@@ -33,6 +33,10 @@ func (r *CacheResult) Markdown(w io.Writer) {
 			fmt.Fprintf(w, "| %s | %+.4f [%+.4f, %+.4f] | %.2f | %s | %s | %s | %.3f / %.3f |\n", x.Name, x.Diff.Mean, x.Diff.Lo, x.Diff.Hi, x.PPL,
 				roleCell(x, RoleAdapt), roleCell(x, RolePretrain), roleCell(x, RoleHeldOut), x.MeanWeights.Own, x.MeanWeights.Pool)
 		}
+		fmt.Fprintln(w)
+		for _, pr := range st.Pairs {
+			fmt.Fprintf(w, "- %s minus %s: %+.4f [%+.4f, %+.4f] nats/token\n", pr.A, pr.B, pr.Diff.Mean, pr.Diff.Lo, pr.Diff.Hi)
+		}
 	}
 	if len(r.Streams) == 0 {
 		return

@@ -92,6 +92,11 @@ func TestEvalCache(t *testing.T) {
 	if !(rnd.Diff.Mean > clu.Diff.Mean && shuf.Diff.Mean > clu.Diff.Mean) {
 		t.Fatalf("cluster %v, random %v, shuffled %v", clu.Diff.Mean, rnd.Diff.Mean, shuf.Diff.Mean)
 	}
+	// The paired comparisons are the rows' own differences.
+	st := res.Streams[0]
+	if len(st.Pairs) != len(cachePairs) || math.Abs(st.Pairs[0].Diff.Mean-(clu.Diff.Mean-own.Diff.Mean)) > 1e-9 {
+		t.Fatalf("pairs %+v: want cluster minus own = %v", st.Pairs, clu.Diff.Mean-own.Diff.Mean)
+	}
 	dir := t.TempDir()
 	if err := res.WritePNG(filepath.Join(dir, "c.png")); err != nil {
 		t.Fatal(err)
