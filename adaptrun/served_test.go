@@ -65,6 +65,19 @@ func TestScoreServed(t *testing.T) {
 	if mixed.Windows != len(w.Splits["test"])+len(w.Splits["harm"]) || math.Abs(mixed.Diff.Mean-(sa-sb)/float64(n)) > 1e-12 {
 		t.Fatalf("mixed stream: %+v, want %d windows and %+.6f nats/token", mixed, len(w.Splits["test"])+len(w.Splits["harm"]), (sa-sb)/float64(n))
 	}
+	checkServedCache(t, m.Cfg.NEmbd, m.Cfg.VocabSize, w, svs, mixed, func() *Served {
+		val, err := ScoreServed(m, a, "validation", w.Splits["validation"], w.Prompt, 4, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return val
+	})
+}
+
+// checkServedCache checks ScoreServed's per-position losses (c: model
+// width, v: vocabulary) and runs the token cache's evaluation on them.
+func checkServedCache(t *testing.T, c, v int, w *Windows, svs []*Served, mixed ServedRow, score func() *Served) {
+	t.Helper()
 	// The per-position losses the token cache reads are the ones the
 	// figures sum, and the cache's evaluation runs on them: its adapter row
 	// is the mixed stream above, and no row whose weights were chosen on
@@ -76,16 +89,13 @@ func TestScoreServed(t *testing.T) {
 			for _, l := range sv.AdaptedTok[i][w.Prompt-1:] {
 				sum += float64(l)
 			}
-			if sum != sv.Adapted.Loss[i] || len(sv.BaseTok[i]) != len(sv.Tokens[i])-1 || len(sv.Features[i]) != m.Cfg.NEmbd {
+			if sum != sv.Adapted.Loss[i] || len(sv.BaseTok[i]) != len(sv.Tokens[i])-1 || len(sv.Features[i]) != c {
 				t.Fatalf("%s window %d: per-position losses do not add up to the window's (%g, %g) or lengths are off", sv.Split, i, sum, sv.Adapted.Loss[i])
 			}
 		}
 	}
-	val, err := ScoreServed(m, a, "validation", w.Splits["validation"], w.Prompt, 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uni := make([]float64, m.Cfg.VocabSize)
+	val := score()
+	uni := make([]float64, v)
 	for i := range uni {
 		uni[i] = 1 / float64(len(uni))
 	}

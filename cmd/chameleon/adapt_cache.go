@@ -73,19 +73,7 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 			if err != nil {
 				return err
 			}
-			res.Markdown(os.Stdout)
-			f, err := os.Create(filepath.Join(out, "cache.md"))
-			if err != nil {
-				return err
-			}
-			res.Markdown(f)
-			if err := f.Close(); err != nil {
-				return err
-			}
-			if err := res.WriteJSON(filepath.Join(out, "cache.json.gz")); err != nil {
-				return err
-			}
-			return res.WritePNG(filepath.Join(out, "cache.png"))
+			return writeCacheReport(res, out)
 		},
 	}
 	mf.add(c)
@@ -96,6 +84,24 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	return c
+}
+
+// writeCacheReport prints the cache's tables and writes them with the JSON
+// and the plot into out.
+func writeCacheReport(res *adaptrun.CacheResult, out string) error {
+	res.Markdown(os.Stdout)
+	f, err := os.Create(filepath.Join(out, "cache.md"))
+	if err != nil {
+		return err
+	}
+	res.Markdown(f)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := res.WriteJSON(filepath.Join(out, "cache.json.gz")); err != nil {
+		return err
+	}
+	return res.WritePNG(filepath.Join(out, "cache.png"))
 }
 
 // cachePrior is the cache's prior: the unigram of the pretraining domains'
