@@ -141,6 +141,7 @@ type Plan struct {
 	// siteF are the block sites' factors; sitePacked hold the generated ones.
 	siteF      map[model.Site]Factors
 	sitePacked []gpu.Tensor
+	cache      *planCache // EnableCache's token cache (nil: none)
 	rt         *Runtime
 }
 
@@ -354,6 +355,10 @@ func (p *Plan) Free() {
 	}
 	freeAll(p.rt.M.B, p.sitePacked)
 	p.sitePacked, p.siteF = nil, nil
+	if p.cache != nil {
+		p.cache.free(p.rt.M.B)
+		p.cache = nil
+	}
 }
 
 // Project2D returns a 2-D projection of the plan's features (the first two

@@ -75,6 +75,13 @@ type Pass interface {
 	End()
 }
 
+// TokenObserver is an Adapter that is shown each forward's new tokens
+// (tokens[b] for the batch's sequence b, in order) before Begin: what a
+// cache of the tokens a sequence has run through the model needs.
+type TokenObserver interface {
+	Observe(tokens [][]int32) error
+}
+
 // HeadFunc is an Adapter that computes the logits only: f gets the final
 // layer norm's output h, the logits dst to write and each logits row's
 // sequence (head of Adapter.Begin). Reading h here is how a caller gets

@@ -183,6 +183,11 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 				}
 			}
 		}
+		if o, ok := ad.(TokenObserver); ok {
+			if err := o.Observe(tokens); err != nil {
+				return nil, err
+			}
+		}
 		if pass, err = ad.Begin(rows, head); err != nil {
 			return nil, err
 		}

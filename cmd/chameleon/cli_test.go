@@ -293,6 +293,12 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", deep, "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "the cat") {
 		t.Errorf("generate with the trained decoder adapter: %q", gen)
 	}
+	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", hyper, "--cache", "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "a mat") {
+		t.Errorf("generate with the token cache: %q", gen)
+	}
+	if _, stderr, err := run(t, "", "generate", "--model", ckpt, "--cache", "the cat"); err == nil || !strings.Contains(stderr, "--adapter") {
+		t.Errorf("generate --cache without an adapter: err %v, %q", err, stderr)
+	}
 	bench := t.TempDir()
 	mustRun(t, "", append([]string{"adapt", "bench", "--out", bench, "--train", "6", "--val", "2", "--test", "2", "--harm", "0", "--fit", "0",
 		"--methods", "lora,experts,table,hyper-hidden,lora-qkv", "--lrs", "1e-2", "--seeds", "1", "--epochs", "1", "--bootstrap", "20"}, win...)...)

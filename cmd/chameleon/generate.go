@@ -20,7 +20,7 @@ func generateCmd() *cobra.Command {
 	var file string
 	var opt model.GenerateOptions
 	var stops []string
-	var truncate, eot, asJSON bool
+	var truncate, eot, asJSON, cache bool
 	c := &cobra.Command{
 		Use:   "generate [PROMPT...]",
 		Short: "Continue prompts (arguments, --file with one per line, or stdin), batched, streaming tokens as produced",
@@ -38,6 +38,9 @@ cluster of each prompt is printed on stderr.`,
 			}
 			if err := af.check(); err != nil {
 				return err
+			}
+			if cache && !af.enabled() {
+				return fmt.Errorf("--cache pools the prompts by an adapter's plan: give --adapter (default: the shipped hyper-network)")
 			}
 			s, err := mf.load()
 			if err != nil {
@@ -58,6 +61,11 @@ cluster of each prompt is printed on stderr.`,
 				defer plan.Free()
 				opt.Adapter = plan.Adapter(nil)
 				clusters = plan.Cluster
+				if cache {
+					if opt.Adapter, err = cacheAdapter(plan, ids, s.m.Cfg.VocabSize, !asJSON); err != nil {
+						return err
+					}
+				}
 			}
 			opt.Stop = stops
 			opt.StopAtEOT = eot
@@ -92,7 +100,30 @@ cluster of each prompt is printed on stderr.`,
 	c.Flags().BoolVar(&eot, "stop-at-eot", true, "stop at <|endoftext|>")
 	c.Flags().BoolVar(&truncate, "truncate", false, "keep the last tokens of prompts longer than the context instead of failing")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object when done instead of streaming text (docs/cli-json.md)")
+	c.Flags().BoolVar(&cache, "cache", false, "the token cache (chameleon adapt cache): mix each prompt's own tokens so far and its cluster's prompts into the output, the weights chosen per cluster on the prompts (needs --adapter)")
 	return c
+}
+
+// cacheAdapter turns on the plan's token cache over prompts ids (pools of
+// at most adapt.DefaultBatchSize by the plan's features, a uniform prior)
+// and returns the adapter that runs it; with show, each pool's inputs and
+// weights are printed on stderr.
+func cacheAdapter(plan *adapt.Plan, ids [][]int32, vocab int, show bool) (model.Adapter, error) {
+	if err := plan.EnableCache(ids, adapt.UniformCache(vocab), adapt.DefaultBatchSize); err != nil {
+		return nil, err
+	}
+	if show {
+		pools := map[int][]int{}
+		ws := map[int]adapt.CacheWeights{}
+		for i := range ids {
+			g, w, _ := plan.CacheWeightsOf(i)
+			pools[g], ws[g] = append(pools[g], i+1), w
+		}
+		for g := range len(pools) {
+			fmt.Fprintf(os.Stderr, "token cache pool %d: inputs %s, weights own %.2f pool %.2f\n", g, joinInts(pools[g]), ws[g].Own, ws[g].Pool)
+		}
+	}
+	return plan.CacheAdapter(nil)
 }
 
 // generateReport is what `chameleon generate --json` prints.

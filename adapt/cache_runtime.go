@@ -1,0 +1,308 @@
+package adapt
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// The token cache in the inference path (cache.go has the method): a plan
+// pools its prompts by k-means on its features, in groups of at most a
+// batch (the clusters `adapt cache` evaluates), each pool chooses its
+// weights on its prompts' per-position losses under the plan's own
+// adapter, and CacheAdapter's passes mix after the head: the logits become
+// log-probabilities, cache_mix mixes in each row's own counts (the tokens
+// its sequence has run through the model so far, which the forward shows
+// the adapter: model.TokenObserver) and its pool's counts.
+
+// CacheBeta is the prior's weight, in pseudo-counts, of the runtime's
+// cache: the value `adapt cache` chose on validation (docs/adapt-bench/cache).
+const CacheBeta = 4
+
+// UniformCache is the runtime's cache config over a vocabulary of v
+// tokens: a uniform prior (on the benchmark's windows it cost 0.001
+// nats/token against the pretraining unigram), beta CacheBeta, the default
+// grid.
+func UniformCache(v int) CacheConfig {
+	u := make([]float64, v)
+	for i := range u {
+		u[i] = 1 / float64(v)
+	}
+	return CacheConfig{Prior: u, Beta: CacheBeta, Grid: DefaultCacheGrid, MaxTotal: 0.8}
+}
+
+// planCache is a plan's token cache.
+type planCache struct {
+	cfg     CacheConfig
+	Group   []int          // per plan sequence: its pool
+	Weights []CacheWeights // per pool
+	pools   []*TokenCounts
+	own     []*TokenCounts // per plan sequence: the tokens seen so far
+	dirty   bool
+	ownT    gpu.Tensor // (N, V) own counts on the device
+	poolT   gpu.Tensor // (G, V)
+	priorT  gpu.Tensor // (V)
+}
+
+// EnableCache gives the plan's CacheAdapter its token cache: seqs are the
+// plan's sequences' prompts, pooled by k-means on the plan's features in
+// groups of at most batch (all in one pool for an adapter without
+// features).
+func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	m := p.rt.M
+	n, v := len(p.Cluster), m.Cfg.VocabSize
+	if len(seqs) != n || len(cfg.Prior) != v {
+		return fmt.Errorf("adapt: cache: %d prompts for a plan of %d, a prior of %d for a vocabulary of %d", len(seqs), n, len(cfg.Prior), v)
+	}
+	c := &planCache{cfg: cfg, Group: make([]int, n), own: make([]*TokenCounts, n)}
+	groups, err := p.cachePools(max(batch, 1))
+	if err != nil {
+		return err
+	}
+	// Each prompt's per-position losses under the plan (prompts of one
+	// token have none).
+	var scored []int
+	var ss [][]int32
+	for i, s := range seqs {
+		if len(s) >= 2 {
+			scored, ss = append(scored, i), append(ss, s)
+		}
+	}
+	lp := make([][]float32, n)
+	if len(ss) > 0 {
+		sc, err := m.Score(ss, nil, p.AdapterOf(scored, nil))
+		if err != nil {
+			return err
+		}
+		for j, i := range scored {
+			lp[i] = sc[j].Losses
+		}
+	}
+	poolHost := make([]float32, len(groups)*v)
+	for gi, g := range groups {
+		pool := &TokenCounts{}
+		var prompts [][]int32
+		var losses [][]float32
+		for _, i := range g {
+			c.Group[i] = gi
+			pool.Add(seqs[i]...)
+			prompts, losses = append(prompts, seqs[i]), append(losses, lp[i])
+		}
+		w, err := ChooseCacheWeights(prompts, padLosses(prompts, losses), true, cfg)
+		if err != nil {
+			return err
+		}
+		c.pools, c.Weights = append(c.pools, pool), append(c.Weights, w)
+		for t, k := range pool.n {
+			poolHost[gi*v+int(t)] = float32(k)
+		}
+	}
+	for i := range c.own {
+		c.own[i] = &TokenCounts{}
+	}
+	prior := make([]float32, v)
+	for j, x := range cfg.Prior {
+		prior[j] = float32(x)
+	}
+	b := m.B
+	if c.priorT, err = uploadF32(b, prior, v); err != nil {
+		return err
+	}
+	if c.poolT, err = uploadF32(b, poolHost, len(groups), v); err != nil {
+		return err
+	}
+	if c.ownT, err = uploadF32(b, make([]float32, n*v), n, v); err != nil {
+		return err
+	}
+	p.cache = c
+	return nil
+}
+
+// padLosses gives a prompt without per-position losses (one token) zero
+// losses of its length - 1 (none): it adds nothing to the weights' choice.
+func padLosses(prompts [][]int32, lp [][]float32) [][]float32 {
+	out := make([][]float32, len(lp))
+	for i, l := range lp {
+		out[i] = l
+		if l == nil {
+			out[i] = make([]float32, max(len(prompts[i])-1, 0))
+		}
+	}
+	return out
+}
+
+// cachePools groups the plan's sequences for the cache's pools.
+func (p *Plan) cachePools(batch int) ([][]int, error) {
+	n := len(p.Cluster)
+	if len(p.Features) == 0 || n == 1 {
+		all := make([]int, n)
+		for i := range all {
+			all[i] = i
+		}
+		return [][]int{all}, nil
+	}
+	ops := cluster.NewRefOps()
+	c := len(p.Features) / n
+	x, err := ops.Alloc(gpu.F32, n, c)
+	if err != nil {
+		return nil, err
+	}
+	defer ops.Free(x)
+	if err := ops.Write(x, p.Features); err != nil {
+		return nil, err
+	}
+	res, err := cluster.KMeans(ops, x, cluster.Config{K: cluster.DefaultK(n, batch), Seed: 1})
+	if err != nil {
+		return nil, err
+	}
+	var groups [][]int
+	for _, bt := range cluster.FormBatches(res.Assign, res.Centroids.K, batch) {
+		groups = append(groups, bt.Seqs)
+	}
+	return groups, nil
+}
+
+func uploadF32(b gpu.Backend, data []float32, shape ...int) (gpu.Tensor, error) {
+	t, err := b.Alloc(gpu.F32, shape...)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Write(t, data); err != nil {
+		b.Free(t)
+		return nil, err
+	}
+	return t, nil
+}
+
+func (c *planCache) free(b gpu.Backend) {
+	for _, t := range []gpu.Tensor{c.ownT, c.poolT, c.priorT} {
+		if t != nil {
+			b.Free(t)
+		}
+	}
+}
+
+// CacheWeightsOf is sequence i's pool and its weights (ok false without
+// EnableCache).
+func (p *Plan) CacheWeightsOf(i int) (pool int, w CacheWeights, ok bool) {
+	if p.cache == nil || i < 0 || i >= len(p.cache.Group) {
+		return 0, CacheWeights{}, false
+	}
+	g := p.cache.Group[i]
+	return g, p.cache.Weights[g], true
+}
+
+// CacheAdapter is Adapter with the token cache after the head, for
+// generation: each forward must give every sequence at most one logits
+// row (model.Generate's forwards do; a scoring forward of every position
+// is refused, since a row's own counts would include later tokens).
+// EnableCache must have run.
+func (p *Plan) CacheAdapter(on []bool) (model.Adapter, error) {
+	if p.cache == nil {
+		return nil, fmt.Errorf("adapt: the plan has no token cache (EnableCache)")
+	}
+	return cacheAdapter{planAdapter{p: p, on: on}}, nil
+}
+
+type cacheAdapter struct{ planAdapter }
+
+// Observe implements model.TokenObserver: the forward's new tokens join
+// their sequences' own counts.
+func (a cacheAdapter) Observe(tokens [][]int32) error {
+	c := a.p.cache
+	for s, ts := range tokens {
+		if i := a.planSeq(int32(s)); i >= 0 && i < len(c.own) && len(ts) > 0 {
+			c.own[i].Add(ts...)
+			c.dirty = true
+		}
+	}
+	return nil
+}
+
+// Begin implements model.Adapter: the plan's pass, then the cache's
+// per-row parameters.
+func (a cacheAdapter) Begin(rows, head []int32) (model.Pass, error) {
+	p, c := a.p, a.p.cache
+	seen := map[int32]bool{}
+	for _, s := range head {
+		if s >= 0 && seen[s] {
+			return nil, fmt.Errorf("adapt: the token cache mixes one logits row per sequence (generation), and this forward asks for several of sequence %d", s)
+		}
+		seen[s] = true
+	}
+	b, v := p.rt.M.B, p.rt.M.Cfg.VocabSize
+	if c.dirty {
+		dense := make([]float32, len(c.own)*v)
+		for i, o := range c.own {
+			for t, k := range o.n {
+				dense[i*v+int(t)] = float32(k)
+			}
+		}
+		if err := b.Write(c.ownT, dense); err != nil {
+			return nil, err
+		}
+		c.dirty = false
+	}
+	orow, prow := make([]int, len(head)), make([]int, len(head))
+	ws := make([]CacheWeights, len(head))
+	ot, pt := make([]float64, len(head)), make([]float64, len(head))
+	for r, s := range head {
+		orow[r], prow[r] = -1, -1
+		if i := a.planSeq(s); i >= 0 && i < len(c.own) {
+			g := c.Group[i]
+			orow[r], prow[r], ws[r] = i, g, c.Weights[g]
+			ot[r], pt[r] = c.own[i].Total, c.pools[g].Total
+		}
+	}
+	rp, err := uploadF32(b, CacheRowParams(orow, prow, ws, ot, pt), len(head), 6)
+	if err != nil {
+		return nil, err
+	}
+	inner, err := a.planAdapter.Begin(rows, head)
+	if err != nil {
+		b.Free(rp)
+		return nil, err
+	}
+	return &cachePass{Pass: inner, p: p, rp: rp}, nil
+}
+
+// cachePass is the plan's pass with the mixture after its logits.
+type cachePass struct {
+	model.Pass
+	p  *Plan
+	rp gpu.Tensor
+}
+
+// Logits implements model.Pass: the plan's logits (or the tied
+// projection's), then log-probabilities, then cache_mix.
+func (c *cachePass) Logits(dst, h gpu.Tensor) (bool, error) {
+	rt := c.p.rt
+	done, err := c.Pass.Logits(dst, h)
+	if err != nil {
+		return false, err
+	}
+	b := rt.M.B
+	if !done {
+		b.MatMul(dst, h, rt.M.W.Wte, nil)
+	}
+	lp, err := b.Alloc(gpu.F32, dst.Shape()...)
+	if err != nil {
+		return false, err
+	}
+	b.LogSoftmax(lp, dst)
+	pc := c.p.cache
+	rt.ops.CacheMix(dst, lp, pc.ownT, pc.poolT, pc.priorT, c.rp, float32(pc.cfg.Beta))
+	b.Free(lp)
+	return true, nil
+}
+
+// End implements model.Pass.
+func (c *cachePass) End() {
+	c.Pass.End()
+	c.p.rt.M.B.Free(c.rp)
+}
