@@ -108,6 +108,9 @@ type rowChunk struct {
 // two on adapters with 128 MiB bindings.
 func (w *WebGPU) rowChunks(op string, x Tensor) []rowChunk {
 	t := w.t(x)
+	if t.buf == nil {
+		panic(heldAsTexture(op, t))
+	}
 	rows, _ := rowsCols(t.shape)
 	if t.bytes <= w.Limits.MaxStorageBufferBindingSize || rows <= 1 {
 		return []rowChunk{{0, rows, w.bind(x)}}

@@ -88,9 +88,10 @@ func (w *WebGPU) Name() string { return "webgpu: " + w.Device.String() }
 type tensor struct {
 	shape []int
 	dt    DType
-	buf   *Buffer
-	bytes uint64 // bytes in use (a multiple of 4)
+	buf   *Buffer // nil once settled
+	bytes uint64  // bytes in use (a multiple of 4)
 	freed bool
+	tex   *shadow // a settled weight's texture, its only copy (resident.go)
 }
 
 func (t *tensor) Shape() []int { return t.shape }
@@ -150,14 +151,28 @@ func (w *WebGPU) t(x Tensor) *tensor {
 // bind is the binding of a whole tensor.
 func (w *WebGPU) bind(x Tensor) binding {
 	t := w.t(x)
+	if t.buf == nil {
+		panic(heldAsTexture("binding", t))
+	}
 	return binding{buf: t.buf, offset: 0, size: max(t.bytes, 4)}
 }
 
-// Write uploads host data: []float32 into F32 or F16 tensors, []int32 into I32.
+// Write uploads host data: []float32 into F32 or F16 tensors, []uint16
+// (IEEE half bits) into F16, []int32 into I32, blocks or []float32 into
+// quantized tensors.
 func (w *WebGPU) Write(x Tensor, data any) error {
 	t := w.t(x)
+	if t.buf == nil {
+		return fmt.Errorf("%s", heldAsTexture("Write", t))
+	}
 	n := Numel(t.shape)
 	var raw []byte
+	if h, ok := data.([]uint16); ok && t.dt == F16 {
+		if len(h) != n {
+			return fmt.Errorf("gpu: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
+		}
+		return w.writeBytes(t.buf, 0, halfRows(h, t.shape))
+	}
 	switch t.dt {
 	case F32, F16:
 		f, ok := data.([]float32)
@@ -210,6 +225,9 @@ func (w *WebGPU) ReadF32(x Tensor) ([]float32, error) {
 	if t.dt == I32 {
 		return nil, fmt.Errorf("gpu: ReadF32 of an i32 tensor")
 	}
+	if t.buf == nil {
+		return nil, fmt.Errorf("%s", heldAsTexture("ReadF32", t))
+	}
 	raw, err := w.readBytes(t.buf, 0, t.bytes)
 	if err != nil {
 		return nil, err
@@ -259,6 +277,12 @@ func (w *WebGPU) ReadI32(x Tensor) ([]int32, error) {
 func (w *WebGPU) Free(x Tensor) {
 	t := w.t(x)
 	t.freed = true
+	if t.buf == nil {
+		delete(w.settled, t.tex.tex)
+		w.retire(t.tex.tex)
+		t.tex = nil
+		return
+	}
 	w.dropShadow(t.buf)
 	if w.rec.enc != nil {
 		// A recorded dispatch may still use it: the pool may hand it

@@ -15,7 +15,7 @@ import (
 )
 
 func generateCmd() *cobra.Command {
-	var mf modelFlags
+	mf := modelFlags{inference: true} // generate only runs the forward
 	var af adapterFlags
 	var file string
 	var opt model.GenerateOptions

@@ -29,7 +29,7 @@ import (
 // ends): new requests get 503, in-flight ones get --grace to finish and
 // then fail with 503.
 func serveCmd() *cobra.Command {
-	var mf modelFlags
+	mf := modelFlags{inference: true, server: true}
 	var addr, adapterFlag, mode, chatFile, logFormat string
 	var grace time.Duration
 	var opt serve.Options

@@ -30,7 +30,7 @@ import (
 // goroutines and open descriptors. It fails on a lost request, a 5xx, or
 // growth after the warm-up. It is a long run, not part of `make test`.
 func soakCmd() *cobra.Command {
-	var mf modelFlags
+	mf := modelFlags{inference: true, server: true}
 	var adapterFlag string
 	var dur, warm, every time.Duration
 	var clients, slots, maxTokens int
