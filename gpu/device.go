@@ -187,6 +187,7 @@ type Device struct {
 	texBytes  uint64            // bytes of live textures (MemStats)
 	spare     *Buffer           // spareBinding's buffer
 	settled   map[*texture]bool // settled weights' textures (resident.go)
+	writeBuf  []byte            // writeRows' host chunk, reused
 	rec       *recorder
 	prof      *profiler
 	nextFlops float64 // arithmetic of the next dispatch, declared by its op for profiles

@@ -166,12 +166,15 @@ func (w *WebGPU) Write(x Tensor, data any) error {
 		return fmt.Errorf("%s", heldAsTexture("Write", t))
 	}
 	n := Numel(t.shape)
+	r, c := rowsCols(t.shape)
 	var raw []byte
 	if h, ok := data.([]uint16); ok && t.dt == F16 {
 		if len(h) != n {
 			return fmt.Errorf("gpu: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
 		}
-		return w.writeBytes(t.buf, 0, halfRows(h, t.shape))
+		return w.writeRows(t.buf, 0, r, 4*((c+1)/2), func(dst []byte, r0 int) {
+			halfRows(dst, r0, c, func(i int) uint16 { return h[i] })
+		})
 	}
 	switch t.dt {
 	case F32, F16:
@@ -179,28 +182,22 @@ func (w *WebGPU) Write(x Tensor, data any) error {
 		if !ok || len(f) != n {
 			return fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
 		}
-		if t.dt == F32 {
-			raw = make([]byte, 4*n)
-			for i, v := range f {
-				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-			}
-		} else {
-			r, c := rowsCols(t.shape)
-			cp := (c + 1) / 2 * 2
-			raw = make([]byte, 2*r*cp)
-			for i := 0; i < r; i++ {
-				for j := 0; j < c; j++ {
-					binary.LittleEndian.PutUint16(raw[2*(i*cp+j):], F32ToF16(f[i*c+j]))
-				}
-			}
+		if t.dt == F16 {
+			return w.writeRows(t.buf, 0, r, 4*((c+1)/2), func(dst []byte, r0 int) {
+				halfRows(dst, r0, c, func(i int) uint16 { return F32ToF16(f[i]) })
+			})
 		}
+		return w.writeRows(t.buf, 0, r, 4*c, func(dst []byte, r0 int) {
+			for i, v := range f[r0*c : r0*c+len(dst)/4] {
+				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+			}
+		})
 	case Q8_0, Q4_0, Q4_K:
 		blocks, err := QuantBlocks(t.dt, t.shape, data)
 		if err != nil {
 			return err
 		}
 		f, _ := t.dt.Quant()
-		r, c := rowsCols(t.shape)
 		raw = packQuantRows(f, blocks, r, c)
 	case I32:
 		v, ok := data.([]int32)

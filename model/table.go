@@ -307,7 +307,7 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 // releaseEvery is how many bytes of host data UploadOptions.Release drops
 // between two returns of memory to the operating system (each a full
 // garbage collection).
-const releaseEvery = 64 << 20
+const releaseEvery = 32 << 20
 
 // uploadOne allocates and writes the host tensor of entry e; with settle, a
 // layer matrix then keeps only the device copy MatMul reads
