@@ -86,15 +86,12 @@ func TestSettleWeight(t *testing.T) {
 				t.Errorf("%v: %s of a settled weight: %v", dt, what, err)
 			}
 		}
-		// Ops that read the buffer: Embed's gather, and (quantized) the
-		// register kernels the batch-invariant server runs.
+		// Ops that read the buffer: a copy, and (quantized) the register
+		// kernels the batch-invariant server runs.
 		if dt == F32 || dt == F16 {
-			wpe := Must(w.Alloc(dt, 4, k))
-			tok, pos, dst := Must(w.Alloc(I32, 1)), Must(w.Alloc(I32, 1)), Must(w.Alloc(F32, 1, k))
-			expectPanic(t, "gpu: Embed: the "+dt.String(), func() { w.Embed(dst, wt, wpe, tok, pos) })
-			for _, x := range []Tensor{wpe, tok, pos, dst} {
-				w.Free(x)
-			}
+			other := Must(w.Alloc(dt, n, k))
+			expectPanic(t, "gpu: Copy: the "+dt.String(), func() { w.Copy(other, wt) })
+			w.Free(other)
 		} else {
 			w.BatchInvariant = true
 			expectPanic(t, "gpu: MatMul: the "+dt.String(), func() { matmul(1, x1) })
@@ -129,6 +126,72 @@ func TestSettleWeightElsewhere(t *testing.T) {
 	}
 	if _, err := w.ReadF32(wt); err != nil {
 		t.Errorf("an unsettled weight's ReadF32: %v", err)
+	}
+}
+
+// TestEmbedSettled: Embed with a settled wte (embed_tex_*.wgsl, gathering
+// from the texture) gives exactly the stored rows plus wpe's, as Embed of
+// the same table from its buffer does, at widths that are not whole
+// texels, a vocabulary that is not whole 32-row blocks, and tokens outside
+// the vocabulary (their rows left alone).
+func TestEmbedSettled(t *testing.T) {
+	w := texDevice(t)
+	rnd := normals(23)
+	const v, p = 70, 9
+	for _, dt := range []DType{F32, F16} {
+		for _, c := range []int{37, 40} {
+			wte, held := settleCase(t, w, dt, v, c, rnd)
+			plain := Must(w.Alloc(dt, v, c))
+			if err := w.Write(plain, held); err != nil {
+				t.Fatal(err)
+			}
+			wpe, wpeHeld := settleCase(t, w, dt, p, c, rnd)
+			if settled, err := w.SettleWeight(wte); err != nil || !settled {
+				t.Fatalf("%v: SettleWeight = %v, %v", dt, settled, err)
+			}
+			toks := []int32{3, 69, -1, 0, 70, 33, 32, 64}
+			pos := []int32{0, 8, 1, 2, 3, 4, 5, 6}
+			tk, ps := Must(w.Alloc(I32, len(toks))), Must(w.Alloc(I32, len(toks)))
+			if err := w.Write(tk, toks); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Write(ps, pos); err != nil {
+				t.Fatal(err)
+			}
+			poison := make([]float32, len(toks)*c)
+			for i := range poison {
+				poison[i] = -777
+			}
+			for _, table := range []struct {
+				name string
+				x    Tensor
+			}{{"texture", wte}, {"buffer", plain}} {
+				dst := Must(w.Alloc(F32, len(toks), c))
+				if err := w.Write(dst, poison); err != nil {
+					t.Fatal(err)
+				}
+				w.Embed(dst, table.x, wpe, tk, ps)
+				got, err := w.ReadF32(dst)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for m, tok := range toks {
+					for j := 0; j < c; j++ {
+						want := float32(-777)
+						if tok >= 0 && tok < v {
+							want = held[int(tok)*c+j] + wpeHeld[int(pos[m])*c+j]
+						}
+						if g := got[m*c+j]; g != want {
+							t.Fatalf("%v, C=%d, from its %s: dst[%d,%d] (token %d) = %v, want %v", dt, c, table.name, m, j, tok, g, want)
+						}
+					}
+				}
+				w.Free(dst)
+			}
+			for _, x := range []Tensor{wte, plain, wpe, tk, ps} {
+				w.Free(x)
+			}
+		}
 	}
 }
 

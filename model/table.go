@@ -131,6 +131,9 @@ type Table[W any] struct {
 	// may hold that are not weights (non-persistent buffers); loading skips
 	// them.
 	Ignore []string
+	// Head names the embedding that is also the tied output projection
+	// (MatMul's w for the logits), if any: UploadOptions.SettleHead.
+	Head string
 }
 
 // tensorEntry is one tensor of a family under a config: a table row with
@@ -283,7 +286,8 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 			t.free(b, w, layers)
 			return nil, fmt.Errorf("model: tensor %q missing", e.Name)
 		}
-		x, err := uploadOne(b, e, host[i], matDType, o.Settle)
+		settle := o.Settle && e.Role == RoleMatrix || o.SettleHead && e.Name == t.Head
+		x, err := uploadOne(b, e, host[i], matDType, settle)
 		if err != nil {
 			t.free(b, w, layers)
 			return nil, err
@@ -309,9 +313,8 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 // garbage collection).
 const releaseEvery = 32 << 20
 
-// uploadOne allocates and writes the host tensor of entry e; with settle, a
-// layer matrix then keeps only the device copy MatMul reads
-// (gpu.SettleWeight).
+// uploadOne allocates and writes the host tensor of entry e; with settle, it
+// then keeps only the device copy MatMul reads (gpu.SettleWeight).
 func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType, settle bool) (gpu.Tensor, error) {
 	dt, data, n := uploadDType(e.Role, matDType), any(h.Data), len(h.Data)
 	switch {
@@ -338,7 +341,7 @@ func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType, s
 		b.Free(x)
 		return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
 	}
-	if settle && e.Role == RoleMatrix {
+	if settle {
 		if _, err := gpu.SettleWeight(b, x); err != nil {
 			b.Free(x)
 			return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)

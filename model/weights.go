@@ -98,6 +98,7 @@ var gpt2Table = &Table[Weights]{
 			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.LnFB })},
 	},
 	Ignore: []string{"h.{l}.attn.bias", "h.{l}.attn.masked_bias"},
+	Head:   "wte.weight",
 }
 
 func gpt2Global(f func(*Weights) *gpu.Tensor) func(*Weights, int) *gpu.Tensor {
@@ -155,9 +156,15 @@ type UploadOptions struct {
 	// MatMul reads (gpu.SettleWeight: on CPU adapters its texture, the
 	// storage buffer destroyed). For a model that only runs its forward:
 	// ops that read a settled matrix's buffer (ReadF32, MatMulBackward,
-	// the storage-buffer matmuls) then fail, saying so. wte and wpe are
-	// never settled: Embed, the adapters and clustering read wte's buffer.
+	// the storage-buffer matmuls) then fail, saying so.
 	Settle bool
+	// SettleHead settles wte as well, the tied output projection (whose
+	// logits MatMul computes) and Embed's table (Embed then gathers from
+	// the texture): for a model run without an adapter, since the
+	// adapters, clustering and adapter files read wte's buffer
+	// (adapt.BaseOfModel, cluster.Features, adapt.Ops.Logits). wpe, which
+	// only Embed reads, keeps its buffer.
+	SettleHead bool
 }
 
 // UploadWith is Upload with options.

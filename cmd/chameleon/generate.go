@@ -39,6 +39,7 @@ cluster of each prompt is printed on stderr.`,
 			if err := af.check(); err != nil {
 				return err
 			}
+			mf.plainHead = !af.enabled()
 			s, err := mf.load()
 			if err != nil {
 				return err

@@ -61,6 +61,7 @@ func (o *perplexityOpts) run() error {
 	if err != nil {
 		return err
 	}
+	o.mf.plainHead = !o.af.enabled()
 	s, err := o.mf.load()
 	if err != nil {
 		return err

@@ -44,6 +44,7 @@ func serveCmd() *cobra.Command {
 			if err := checkServeOptions(&opt, ao, grace, lim, logFormat, mf.path, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
+			mf.plainHead = adapterFlag == "none"
 			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
 				return err

@@ -45,6 +45,7 @@ func soakCmd() *cobra.Command {
 				return fmt.Errorf("want --duration > --warmup >= 0, --sample > 0, --clients, --slots, --max-tokens >= 1")
 			}
 			log := cmd.ErrOrStderr()
+			mf.plainHead = adapterFlag == "none"
 			s, err := mf.load()
 			if err != nil {
 				return err
