@@ -260,7 +260,7 @@ func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
 // holds at most this much beside the tensor (on a CPU adapter, where all
 // of it is host memory, a whole-tensor staging copy was a third of a
 // GPT-2 load's peak).
-const writeChunk = 4 << 20
+const writeChunk = 1 << 20
 
 // writeRows uploads rows rows of rowBytes bytes each (a multiple of 4) into
 // b from offset, fill writing the device bytes of rows r0.. into dst (a

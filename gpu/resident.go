@@ -8,38 +8,42 @@ import "fmt"
 // from its texture copy (texture.go's shadow), never from its storage
 // buffer; and there device memory is host memory. Keeping both doubled
 // the resident weights of an inference process (GPT-2 124M f16: ~250 MB
-// of buffers plus ~250 MB of textures). SettleWeight makes the texture the
-// matrix's only copy: it packs the texture now and destroys the buffer.
+// of buffers plus ~250 MB of textures). A settled matrix has the texture
+// as its only copy: WriteSettled writes a new matrix straight into it,
+// SettleWeight packs it from a written buffer; either destroys the buffer.
 //
 // Which kernels read a settled tensor: the texture matmuls (MatMul,
 // MatMulGELU, MatMulKVStore with f32/f16 weights, and with quantized
 // weights the texture mat-vec and the unpack-then-matmul prefill), all of
-// which go through weightTexture. Everything else binds the storage
-// buffer (Embed's gather, the register/tile/gemv kernels a non-texture
+// which go through weightTexture, and Embed's gather (embed_tex_*.wgsl),
+// so a settled wte serves as both table and tied head. Everything else
+// binds the storage buffer (the register/tile/gemv kernels a non-texture
 // variant or BatchInvariant quantized MatMul would run, MatMulBackward,
-// Copy, Write, ReadF32): on a settled tensor those panic, or return an
-// error, saying that the tensor is held only as its texture; never a read
-// of a freed buffer. So only the caller knows when to settle: an inference
-// model's layer matrices (model.UploadReleasing), not wte (Embed gathers
-// from it) and not training parameters (written and read back every step).
+// the adapters' and clustering kernels, Copy, Write, ReadF32): on a settled
+// tensor those panic, or return an error, saying that the tensor is held
+// only as its texture; never a read of a freed buffer. So only the caller
+// knows what to settle: an inference model's layer matrices, and wte when
+// no adapter reads it (model.UploadOptions); not training parameters.
 
 // WeightSettler is a backend that can keep a weight matrix as the one copy
 // its inference kernels read (WebGPU on CPU adapters).
 type WeightSettler interface {
-	// SettleWeight makes the device's copy for MatMul's w the only one,
-	// dropping the other; settled is false (and nothing changes) where
-	// the backend keeps a single copy anyway or MatMul would still read
-	// the other. After a settle, t is MatMul's w only: see resident.go.
-	SettleWeight(t Tensor) (settled bool, err error)
+	// WriteSettled is Write (data as Write takes it) for MatMul's w of an
+	// inference model, writing into the device copy MatMul reads and
+	// keeping no other; settled is false where the backend keeps a
+	// single copy anyway or MatMul would still read the other (then it is
+	// a plain Write). After a settle, t is MatMul's w (and Embed's wte)
+	// only: see resident.go.
+	WriteSettled(t Tensor, data any) (settled bool, err error)
 }
 
-// SettleWeight calls b's SettleWeight if b is a WeightSettler; otherwise it
-// reports false.
-func SettleWeight(b Backend, t Tensor) (bool, error) {
+// WriteSettled calls b's WriteSettled if b is a WeightSettler, else Write;
+// settled reports which.
+func WriteSettled(b Backend, t Tensor, data any) (bool, error) {
 	if s, ok := b.(WeightSettler); ok {
-		return s.SettleWeight(t)
+		return s.WriteSettled(t, data)
 	}
-	return false, nil
+	return false, b.Write(t, data)
 }
 
 // MemStats is what a device holds: bytes of storage buffers created (in use
@@ -75,11 +79,11 @@ func (w *WebGPU) settles(dt DType, k int) bool {
 	return (dt == F32 || dt == F16) && xkt <= lim
 }
 
-// SettleWeight packs wt's texture copy and destroys its storage buffer,
-// where the texture matmuls are what reads it (see resident.go); it
-// reports false, changing nothing, elsewhere (GPUs, the browser's
-// register kernels, a matrix too large for a texture, quantized weights
-// under BatchInvariant). wt must be a 2-D matrix already written.
+// SettleWeight packs the written weight matrix wt's texture copy and
+// destroys its storage buffer, where the texture matmuls are what reads it
+// (see resident.go); it reports false, changing nothing, elsewhere (GPUs,
+// the browser's register kernels, a matrix too large for a texture,
+// quantized weights under BatchInvariant). wt must be a 2-D matrix.
 func (w *WebGPU) SettleWeight(wt Tensor) (bool, error) {
 	t := w.t(wt)
 	if t.tex != nil {
@@ -96,10 +100,64 @@ func (w *WebGPU) SettleWeight(wt Tensor) (bool, error) {
 		return false, fmt.Errorf("gpu: SettleWeight %v%v: %w", t.dt, t.shape, err)
 	}
 	delete(w.shadows, t.buf)
+	w.settle(t, s)
+	return true, nil
+}
+
+// WriteSettled writes data into the weight matrix wt (freshly allocated,
+// not yet written or read) straight into its texture copy, a chunk of rows
+// at a time through a small buffer, and destroys wt's storage buffer
+// (which was never touched, so on a CPU adapter it never took memory):
+// the matrix is never on the device twice. Where SettleWeight would not
+// settle, it is Write. On an error, wt may only be freed.
+func (w *WebGPU) WriteSettled(wt Tensor, data any) (bool, error) {
+	t := w.t(wt)
+	if t.buf == nil || len(t.shape) != 2 || !w.settles(t.dt, t.shape[1]) {
+		return false, w.Write(wt, data)
+	}
+	rows, k := t.shape[0], t.shape[1]
+	kt := texTexels(t.dt, k)
+	tw, th, ok := texFitBlocked(rows, kt, w.Limits.MaxTextureDimension2D)
+	if !ok {
+		return false, w.Write(wt, data)
+	}
+	n, rowBytes, fill, err := deviceRows(t, data)
+	if err != nil {
+		return false, err
+	}
+	if err := w.flush(); err != nil {
+		return false, err
+	}
+	tex, err := w.newTexture("weights", tw, th)
+	if err != nil {
+		return false, err
+	}
+	w.settle(t, &shadow{tex: tex, rows: rows, k: k, dt: t.dt, kt: kt})
+	per := max(1, writeChunk/rowBytes)
+	stage, err := w.pool.get(uint64(min(per, n)*rowBytes), "weight upload")
+	if err != nil {
+		return false, err
+	}
+	defer w.pool.destroy(stage) // not pooled: an upload's chunks are of sizes nothing else uses
+	for r0 := 0; r0 < n; r0 += per {
+		m := min(per, n-r0)
+		// writeRows flushes the previous chunk's pack before it writes.
+		if err := w.writeRows(stage, 0, m, rowBytes, func(dst []byte, r int) { fill(dst, r0+r) }); err != nil {
+			return false, err
+		}
+		w.pack(t.dt, binding{buf: stage, size: uint64(m * rowBytes)}, tex, m, k, kt, int(tw), r0, true)
+	}
+	if err := w.flush(); err != nil {
+		return false, fmt.Errorf("gpu: WriteSettled %v%v: %w", t.dt, t.shape, err)
+	}
+	return true, nil
+}
+
+// settle makes s the tensor's only copy, destroying its buffer.
+func (w *WebGPU) settle(t *tensor, s *shadow) {
 	w.settled[s.tex] = true
 	w.pool.destroy(t.buf)
 	t.buf, t.tex = nil, s
-	return true, nil
 }
 
 // heldAsTexture is the message for an op that needs the storage buffer of

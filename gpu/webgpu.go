@@ -165,54 +165,64 @@ func (w *WebGPU) Write(x Tensor, data any) error {
 	if t.buf == nil {
 		return fmt.Errorf("%s", heldAsTexture("Write", t))
 	}
+	rows, rowBytes, fill, err := deviceRows(t, data)
+	if err != nil {
+		return err
+	}
+	return w.writeRows(t.buf, 0, rows, rowBytes, fill)
+}
+
+// deviceRows checks data against t and returns t's device layout as rows
+// of rowBytes bytes (a multiple of 4) and fill, which writes rows r0.. of
+// data in that layout into dst (a whole number of rows), converting as it
+// goes so that no device-sized copy of the data is made (except for
+// quantized data, packed whole).
+func deviceRows(t *tensor, data any) (rows, rowBytes int, fill func(dst []byte, r0 int), err error) {
 	n := Numel(t.shape)
 	r, c := rowsCols(t.shape)
-	var raw []byte
 	if h, ok := data.([]uint16); ok && t.dt == F16 {
 		if len(h) != n {
-			return fmt.Errorf("gpu: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
+			return 0, 0, nil, fmt.Errorf("gpu: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
 		}
-		return w.writeRows(t.buf, 0, r, 4*((c+1)/2), func(dst []byte, r0 int) {
-			halfRows(dst, r0, c, func(i int) uint16 { return h[i] })
-		})
+		return r, 4 * ((c + 1) / 2), func(dst []byte, r0 int) { halfRows(dst, r0, c, func(i int) uint16 { return h[i] }) }, nil
 	}
 	switch t.dt {
 	case F32, F16:
 		f, ok := data.([]float32)
 		if !ok || len(f) != n {
-			return fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
+			return 0, 0, nil, fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
 		}
 		if t.dt == F16 {
-			return w.writeRows(t.buf, 0, r, 4*((c+1)/2), func(dst []byte, r0 int) {
+			return r, 4 * ((c + 1) / 2), func(dst []byte, r0 int) {
 				halfRows(dst, r0, c, func(i int) uint16 { return F32ToF16(f[i]) })
-			})
+			}, nil
 		}
-		return w.writeRows(t.buf, 0, r, 4*c, func(dst []byte, r0 int) {
+		return r, 4 * c, func(dst []byte, r0 int) {
 			for i, v := range f[r0*c : r0*c+len(dst)/4] {
 				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
 			}
-		})
+		}, nil
 	case Q8_0, Q4_0, Q4_K:
 		blocks, err := QuantBlocks(t.dt, t.shape, data)
 		if err != nil {
-			return err
+			return 0, 0, nil, err
 		}
 		f, _ := t.dt.Quant()
-		raw = packQuantRows(f, blocks, r, c)
+		raw := packQuantRows(f, blocks, r, c)
+		rb := 4 * quantRowWords(f, c)
+		return r, rb, func(dst []byte, r0 int) { copy(dst, raw[r0*rb:]) }, nil
 	case I32:
 		v, ok := data.([]int32)
 		if !ok || len(v) != n {
-			return fmt.Errorf("gpu: Write: i32 tensor %v needs []int32 of length %d, got %T", t.shape, n, data)
+			return 0, 0, nil, fmt.Errorf("gpu: Write: i32 tensor %v needs []int32 of length %d, got %T", t.shape, n, data)
 		}
-		raw = make([]byte, 4*n)
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(raw[4*i:], uint32(x))
-		}
+		return n, 4, func(dst []byte, r0 int) {
+			for i, x := range v[r0 : r0+len(dst)/4] {
+				binary.LittleEndian.PutUint32(dst[4*i:], uint32(x))
+			}
+		}, nil
 	}
-	if len(raw) == 0 {
-		return nil
-	}
-	return w.writeBytes(t.buf, 0, raw)
+	return 0, 0, nil, fmt.Errorf("gpu: Write: unknown dtype %v", t.dt)
 }
 
 // ReadF32 returns an F32 or F16 tensor's contents, or a quantized

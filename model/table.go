@@ -280,6 +280,9 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 	rows := t.rows()
 	w := t.New(layers)
 	released := 0
+	if o.Release {
+		debug.FreeOSMemory() // what loading left behind, before the device grows
+	}
 	for _, e := range t.entries(s, layers) {
 		i, ok := byName[e.Name]
 		if !ok {
@@ -313,8 +316,8 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 // garbage collection).
 const releaseEvery = 32 << 20
 
-// uploadOne allocates and writes the host tensor of entry e; with settle, it
-// then keeps only the device copy MatMul reads (gpu.SettleWeight).
+// uploadOne allocates and writes the host tensor of entry e; with settle,
+// into the one device copy MatMul reads (gpu.WriteSettled).
 func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType, settle bool) (gpu.Tensor, error) {
 	dt, data, n := uploadDType(e.Role, matDType), any(h.Data), len(h.Data)
 	switch {
@@ -337,15 +340,13 @@ func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType, s
 	if err != nil {
 		return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
 	}
-	if err := b.Write(x, data); err != nil {
+	write := b.Write
+	if settle {
+		write = func(x gpu.Tensor, data any) error { _, err := gpu.WriteSettled(b, x, data); return err }
+	}
+	if err := write(x, data); err != nil {
 		b.Free(x)
 		return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
-	}
-	if settle {
-		if _, err := gpu.SettleWeight(b, x); err != nil {
-			b.Free(x)
-			return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
-		}
 	}
 	return x, nil
 }
