@@ -155,8 +155,9 @@ func (w *WebGPU) Embed(dst, wte, wpe, tokens, pos Tensor) {
 	if s := w.t(wte).tex; s != nil {
 		// A settled wte (resident.go): gathered from its texture.
 		w.nextBytes = float64(m*c) * float64(2*dt.Size()+4)
+		tx, ty := w.grid1(ceilDiv(m*s.kt, 64))
 		w.dispatchTex("embed_tex_"+dt.String(), 3, 1, []binding{w.bind(wpe), w.bind(tokens), w.bind(pos), w.bind(dst)},
-			[]texBinding{{s.tex, false}}, Meta{m, c, s.rows, s.kt, int(s.tex.w)}, gx, gy, 1)
+			[]texBinding{{s.tex, false}}, Meta{m, c, s.rows, s.kt, int(s.tex.w)}, tx, ty, 1)
 		return
 	}
 	for _, ch := range w.rowChunks("Embed", wte) {

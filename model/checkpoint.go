@@ -398,27 +398,27 @@ func readSpec(family string, es []tensorEntry, src tensorSource, lay layout) ([]
 			}
 			continue
 		}
+		var err error
 		if lay.half && info.DType == tensorfile.F16 && e.Role != RoleVector {
-			h, err := src.Half(fn)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", label, err)
-			}
-			if conv {
-				h = transpose(h, want[0], want[1])
-			}
-			s.Half = h
-			continue
+			s.Half, err = readOriented(src.Half, fn, conv, want)
+		} else {
+			s.Data, err = readOriented(src.Float32, fn, conv, want)
 		}
-		data, err := src.Float32(fn)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		if conv {
-			data = transpose(data, want[0], want[1])
-		}
-		s.Data = data
 	}
 	return out, nil
+}
+
+// readOriented reads tensor fn, stored with shape stored, through read,
+// transposed to (out, in) when conv.
+func readOriented[T float32 | uint16](read func(string) ([]T, error), fn string, conv bool, stored []int) ([]T, error) {
+	v, err := read(fn)
+	if err != nil || !conv {
+		return v, err
+	}
+	return transpose(v, stored[0], stored[1]), nil
 }
 
 // checkTiedHead accepts a stored output projection only if it is wte.

@@ -11,9 +11,11 @@
 // write; group 2: wte's texture (read).
 // Meta: M, C, rows (wte's), kt, w_width. Rows whose token lies outside
 // [0, rows) are left alone, as embed_f16 leaves them.
-// Dispatch: ceil(M*C / WG) workgroups over (x, y).
+// Dispatch: one invocation per texel of the M rows gathered (it writes the
+// texel's 8 values), ceil(M*kt / WG) workgroups over (x, y).
 // Portability: unpack2x16float is core WGSL, so no shader-f16 is needed.
-const WG: u32 = 256u;
+const WG: u32 = 64u;
+const PER: u32 = 8u; // values per texel
 
 struct Meta { m: u32, c: u32, rows: u32, kt: u32, w_width: u32 }
 
@@ -27,21 +29,26 @@ struct Meta { m: u32, c: u32, rows: u32, kt: u32, w_width: u32 }
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (i >= params.m * params.c) {
+    let g = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = g / params.kt;
+    let t = g % params.kt;
+    if (row >= params.m) {
         return;
     }
-    let m = i / params.c;
-    let j = i % params.c;
-    let tok = u32(tokens[m]); // negative ids wrap past rows
+    let tok = u32(tokens[row]); // negative ids wrap past rows
     if (tok >= params.rows) {
         return;
     }
-    let word = j / 2u;
-    let l = (tok / 32u) * 32u * params.kt + (word / 4u) * 32u + tok % 32u;
+    let l = (tok / 32u) * 32u * params.kt + t * 32u + tok % 32u;
     // A var: naga indexes vectors dynamically only through a variable.
     var texel = textureLoad(wte, vec2<u32>(l % params.w_width, l / params.w_width));
     let cp = (params.c + 1u) / 2u * 2u;
-    let p = u32(pos[m]) * cp + j;
-    dst[i] = unpack2x16float(texel[word % 4u])[j & 1u] + unpack2x16float(wpe[p / 2u])[p & 1u];
+    for (var q = 0u; q < PER; q = q + 1u) {
+        let j = PER * t + q;
+        if (j >= params.c) {
+            break;
+        }
+        let p = u32(pos[row]) * cp + j;
+        dst[row * params.c + j] = unpack2x16float(texel[q / 2u])[q & 1u] + unpack2x16float(wpe[p / 2u])[p & 1u];
+    }
 }

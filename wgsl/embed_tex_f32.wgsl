@@ -9,8 +9,10 @@
 // write; group 2: wte's texture (read).
 // Meta: M, C, rows (wte's), kt, w_width. Rows whose token lies outside
 // [0, rows) are left alone, as embed_f32 leaves them.
-// Dispatch: ceil(M*C / WG) workgroups over (x, y).
-const WG: u32 = 256u;
+// Dispatch: one invocation per texel of the M rows gathered (it writes the
+// texel's 4 values), ceil(M*kt / WG) workgroups over (x, y).
+const WG: u32 = 64u;
+const PER: u32 = 4u; // values per texel
 
 struct Meta { m: u32, c: u32, rows: u32, kt: u32, w_width: u32 }
 
@@ -24,19 +26,24 @@ struct Meta { m: u32, c: u32, rows: u32, kt: u32, w_width: u32 }
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (i >= params.m * params.c) {
+    let g = (wid.y * nwg.x + wid.x) * WG + lid;
+    let row = g / params.kt;
+    let t = g % params.kt;
+    if (row >= params.m) {
         return;
     }
-    let m = i / params.c;
-    let j = i % params.c;
-    let tok = u32(tokens[m]); // negative ids wrap past rows
+    let tok = u32(tokens[row]); // negative ids wrap past rows
     if (tok >= params.rows) {
         return;
     }
-    let word = j;
-    let l = (tok / 32u) * 32u * params.kt + (word / 4u) * 32u + tok % 32u;
+    let l = (tok / 32u) * 32u * params.kt + t * 32u + tok % 32u;
     // A var: naga indexes vectors dynamically only through a variable.
     var texel = textureLoad(wte, vec2<u32>(l % params.w_width, l / params.w_width));
-    dst[i] = bitcast<f32>(texel[word % 4u]) + wpe[u32(pos[m]) * params.c + j];
+    for (var q = 0u; q < PER; q = q + 1u) {
+        let j = PER * t + q;
+        if (j >= params.c) {
+            break;
+        }
+        dst[row * params.c + j] = bitcast<f32>(texel[q]) + wpe[u32(pos[row]) * params.c + j];
+    }
 }
