@@ -60,22 +60,7 @@ func TestSettledUploadMatchesReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	oneCopy, settled := uint64(0), uint64(0)
-	for _, h := range host {
-		n := uint64(4 * gpu.Numel(h.Shape))
-		if h.Half != nil {
-			n /= 2 // f16 on the device (even rows here)
-		}
-		oneCopy += n
-		if h.Name == "wte.weight" {
-			// Its texture holds whole blocks of 32 rows.
-			settled += n / uint64(cfg.VocabSize) * uint64((cfg.VocabSize+31)/32*32)
-			oneCopy -= n
-		} else if Quantizable(h.Name) {
-			settled += n
-			oneCopy -= n
-		}
-	}
+	buffers, settled := oneCopy(cfg, host)
 	d, err := gpu.Open(gpu.Options{}) // fresh: its memory is this model's alone
 	if err != nil {
 		t.Fatalf("no WebGPU device: %v", err)
@@ -106,9 +91,9 @@ func TestSettledUploadMatchesReference(t *testing.T) {
 	}
 	bufs, texs := s1.BufferBytes-s0.BufferBytes, s1.TextureBytes-s0.TextureBytes
 	// Buffers come in size classes (at most 25% over, 256 bytes at least).
-	if texs != settled || bufs < oneCopy || bufs > oneCopy*5/4+256*uint64(len(host)) {
+	if texs != settled || bufs < buffers || bufs > buffers*5/4+256*uint64(len(host)) {
 		t.Errorf("device holds %d buffer + %d texture bytes; one copy is %d of buffers (vectors, wpe) and %d of textures (wte, layer matrices)",
-			bufs, texs, oneCopy, settled)
+			bufs, texs, buffers, settled)
 	}
 	_, wide, err := Load(path)
 	if err != nil {
@@ -135,4 +120,26 @@ func TestSettledUploadMatchesReference(t *testing.T) {
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// oneCopy is the device bytes of one copy of host's weights (f16 where
+// they are halves, rows of even length): those kept as buffers (vectors,
+// wpe) and those settled into textures (wte, in whole blocks of 32 rows,
+// and the layer matrices).
+func oneCopy(cfg Config, host []HostTensor) (buffers, textures uint64) {
+	for _, h := range host {
+		n := uint64(4 * gpu.Numel(h.Shape))
+		if h.Half != nil {
+			n /= 2
+		}
+		switch {
+		case h.Name == "wte.weight":
+			textures += n / uint64(cfg.VocabSize) * uint64((cfg.VocabSize+31)/32*32)
+		case Quantizable(h.Name):
+			textures += n
+		default:
+			buffers += n
+		}
+	}
+	return buffers, textures
 }

@@ -15,8 +15,8 @@ import (
 )
 
 func generateCmd() *cobra.Command {
-	mf := modelFlags{inference: true} // generate only runs the forward
 	var af adapterFlags
+	mf := modelFlags{inference: true, plainHead: func() bool { return !af.enabled() }} // generate only runs the forward
 	var file string
 	var opt model.GenerateOptions
 	var stops []string
@@ -39,7 +39,6 @@ cluster of each prompt is printed on stderr.`,
 			if err := af.check(); err != nil {
 				return err
 			}
-			mf.plainHead = !af.enabled()
 			s, err := mf.load()
 			if err != nil {
 				return err

@@ -29,9 +29,10 @@ type modelFlags struct {
 	// matrices keep one device copy (model.UploadOptions.Settle); commands
 	// that read the weights back or train through them leave it unset.
 	inference bool
-	// plainHead: with inference, no adapter reads wte, which is then
-	// settled too (model.UploadOptions.SettleHead).
-	plainHead bool
+	// plainHead, with inference, reports (once the flags are parsed) that
+	// no adapter reads wte, which is then settled too
+	// (model.UploadOptions.SettleHead); nil: an adapter may.
+	plainHead func() bool
 	// server: the command serves through serve.Scheduler, whose kernels
 	// must be batch invariant: set before the upload so that quantized
 	// matrices, which the server reads from their buffers, keep them.
@@ -103,7 +104,7 @@ func (f *modelFlags) load() (*session, error) {
 	if wg, ok := b.(*gpu.WebGPU); ok && f.server {
 		wg.BatchInvariant = true // as serve.NewScheduler sets it
 	}
-	w, err := model.UploadWith(b, cfg, host, dt, model.UploadOptions{Release: true, Settle: f.inference, SettleHead: f.inference && f.plainHead})
+	w, err := model.UploadWith(b, cfg, host, dt, model.UploadOptions{Release: true, Settle: f.inference, SettleHead: f.inference && f.plainHead != nil && f.plainHead()})
 	if err != nil {
 		if dev != nil {
 			dev.Close()

@@ -38,6 +38,7 @@ as when a batch is clustered in the paper.`,
 		},
 	}
 	o.mf.inference = true // perplexity only runs the forward
+	o.mf.plainHead = func() bool { return !o.af.enabled() }
 	o.mf.add(c)
 	o.af.add(c, "none", 0)
 	c.Flags().StringVar(&o.data, "data", "", "text file to score")
@@ -61,7 +62,6 @@ func (o *perplexityOpts) run() error {
 	if err != nil {
 		return err
 	}
-	o.mf.plainHead = !o.af.enabled()
 	s, err := o.mf.load()
 	if err != nil {
 		return err

@@ -29,8 +29,8 @@ import (
 // ends): new requests get 503, in-flight ones get --grace to finish and
 // then fail with 503.
 func serveCmd() *cobra.Command {
-	mf := modelFlags{inference: true, server: true}
 	var addr, adapterFlag, mode, chatFile, logFormat string
+	mf := modelFlags{inference: true, server: true, plainHead: func() bool { return adapterFlag == "none" }}
 	var grace time.Duration
 	var opt serve.Options
 	var ao serve.AdaptOptions
@@ -44,7 +44,6 @@ func serveCmd() *cobra.Command {
 			if err := checkServeOptions(&opt, ao, grace, lim, logFormat, mf.path, cmd.ErrOrStderr()); err != nil {
 				return err
 			}
-			mf.plainHead = adapterFlag == "none"
 			s, err := mf.load() // without --model: the embedded default model
 			if err != nil {
 				return err

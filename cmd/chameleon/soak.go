@@ -30,8 +30,8 @@ import (
 // goroutines and open descriptors. It fails on a lost request, a 5xx, or
 // growth after the warm-up. It is a long run, not part of `make test`.
 func soakCmd() *cobra.Command {
-	mf := modelFlags{inference: true, server: true}
 	var adapterFlag string
+	mf := modelFlags{inference: true, server: true, plainHead: func() bool { return adapterFlag == "none" }}
 	var dur, warm, every time.Duration
 	var clients, slots, maxTokens int
 	var memProfile string
@@ -45,7 +45,6 @@ func soakCmd() *cobra.Command {
 				return fmt.Errorf("want --duration > --warmup >= 0, --sample > 0, --clients, --slots, --max-tokens >= 1")
 			}
 			log := cmd.ErrOrStderr()
-			mf.plainHead = adapterFlag == "none"
 			s, err := mf.load()
 			if err != nil {
 				return err
