@@ -59,18 +59,20 @@ func (d *Device) MemStats() MemStats {
 	return MemStats{BufferBytes: d.pool.live, TextureBytes: d.texBytes}
 }
 
-// settles reports whether MatMul with w of dtype dt and row length k runs
+// settles reports whether MatMul with w of dtype dt and shape (n, k) runs
 // the texture kernels on this backend for every M (so that a settled w is
-// never asked for its buffer).
-func (w *WebGPU) settles(dt DType, k int) bool {
+// never asked for its buffer); whether w's own texture fits is the
+// caller's check.
+func (w *WebGPU) settles(dt DType, n, k int) bool {
 	if !w.HasTexRead || w.MatMulVariant != MatMulTex || k < 1 {
 		return false
 	}
 	lim := int(w.Limits.MaxTextureDimension2D)
 	if dt.Quantized() {
-		// matMulQuantTex's conditions; BatchInvariant (the server) runs
-		// the register kernels from the buffer instead.
-		return !w.BatchInvariant && k/4 <= lim
+		// matMulQuantTex's and matMulUnpacked's conditions; BatchInvariant
+		// (the server) runs the register kernels from the buffer instead.
+		_, _, unpacks := texFitBlocked(n, k/4, w.Limits.MaxTextureDimension2D)
+		return !w.BatchInvariant && k/4 <= lim && unpacks
 	}
 	xkt := texTexels(dt, k)
 	if dt == F16 {
@@ -89,7 +91,7 @@ func (w *WebGPU) SettleWeight(wt Tensor) (bool, error) {
 	if t.tex != nil {
 		return true, nil
 	}
-	if len(t.shape) != 2 || !w.settles(t.dt, t.shape[1]) {
+	if len(t.shape) != 2 || !w.settles(t.dt, t.shape[0], t.shape[1]) {
 		return false, nil
 	}
 	s, ok := w.weightTexture(wt)
@@ -112,7 +114,7 @@ func (w *WebGPU) SettleWeight(wt Tensor) (bool, error) {
 // settle, it is Write. On an error, wt may only be freed.
 func (w *WebGPU) WriteSettled(wt Tensor, data any) (bool, error) {
 	t := w.t(wt)
-	if t.buf == nil || len(t.shape) != 2 || !w.settles(t.dt, t.shape[1]) {
+	if t.buf == nil || len(t.shape) != 2 || !w.settles(t.dt, t.shape[0], t.shape[1]) {
 		return false, w.Write(wt, data)
 	}
 	rows, k := t.shape[0], t.shape[1]
@@ -163,7 +165,7 @@ func (w *WebGPU) settle(t *tensor, s *shadow) {
 // heldAsTexture is the message for an op that needs the storage buffer of
 // a settled weight.
 func heldAsTexture(op string, t *tensor) string {
-	return fmt.Sprintf("gpu: %s: the %v%v weight is held only as its texture copy (SettleWeight), "+
+	return fmt.Sprintf("gpu: %s: the %v%v weight is held only as its texture copy (settled: gpu/resident.go), "+
 		"and this op reads its storage buffer", op, t.dt, t.shape)
 }
 
