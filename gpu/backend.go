@@ -134,7 +134,8 @@ type Backend interface {
 	// tensor is larger than the device allows.
 	Alloc(dt DType, shape ...int) (Tensor, error)
 	// Write copies host data into t: []float32 for F32 and F16 tensors
-	// (converted to f16 on upload), []int32 for I32; for quantized tensors
+	// (converted to f16 on upload), or []uint16 (IEEE half bits, kept as
+	// they are) for F16, []int32 for I32; for quantized tensors
 	// []byte of ggml blocks (N rows of K/BlockSize blocks) or []float32
 	// (quantized on the host).
 	Write(t Tensor, data any) error

@@ -184,6 +184,10 @@ type Device struct {
 	unpacked  map[uint32]*texture // per-call f32 copies of quantized weights by width (quant_tex.go)
 	stagings  map[uint64]staging  // read-back buffers by size (takeStaging)
 	nextTexID uint64
+	texBytes  uint64            // bytes of live textures (MemStats)
+	spare     *Buffer           // spareBinding's buffer
+	settled   map[*texture]bool // settled weights' textures (resident.go)
+	writeBuf  []byte            // writeRows' host chunk, reused
 	rec       *recorder
 	prof      *profiler
 	nextFlops float64 // arithmetic of the next dispatch, declared by its op for profiles
@@ -269,6 +273,7 @@ func Open(opts Options) (*Device, error) {
 	d.scratch = map[uint32]*texture{}
 	d.xtex = map[int]*texture{}
 	d.unpacked = map[uint32]*texture{}
+	d.settled = map[*texture]bool{}
 	d.rec = &recorder{d: d}
 	return d, nil
 }

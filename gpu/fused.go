@@ -78,7 +78,7 @@ func (w *WebGPU) matMulGELUTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		return false
 	}
 	ep := &texEpilogue{kernels: texGELUKernels, tex: []texBinding{{out.tex, true}}, meta: Meta{out.rowsPer}}
-	w.matMulTexWith(dst, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw, ep)
+	w.matMulTexWith(dst, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, ep)
 	w.xTexWritten(out, dst)
 	return true
 }
@@ -121,7 +121,7 @@ func (w *WebGPU) matMulKVTex(qkv, x, wt, bias, kCache, vCache, start, qlen Tenso
 		out:  []binding{w.bind(kCache), w.bind(vCache)},
 		tex:  []texBinding{{ks.tex, true}, {vs.tex, true}},
 		meta: Meta{c, tq, tmax, int(ks.tex.w)}}
-	w.matMulTexWith(qkv, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw, ep)
+	w.matMulTexWith(qkv, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, ep)
 	// The copies stay current: they were written beside the buffers.
 	ks.gen, vs.gen = w.t(kCache).buf.gen, w.t(vCache).buf.gen
 	return true

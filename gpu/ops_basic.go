@@ -108,6 +108,9 @@ type rowChunk struct {
 // two on adapters with 128 MiB bindings.
 func (w *WebGPU) rowChunks(op string, x Tensor) []rowChunk {
 	t := w.t(x)
+	if t.buf == nil {
+		panic(heldAsTexture(op, t))
+	}
 	rows, _ := rowsCols(t.shape)
 	if t.bytes <= w.Limits.MaxStorageBufferBindingSize || rows <= 1 {
 		return []rowChunk{{0, rows, w.bind(x)}}
@@ -149,6 +152,14 @@ func (w *WebGPU) Embed(dst, wte, wpe, tokens, pos Tensor) {
 		name = "embed_f16"
 	}
 	gx, gy := w.grid1(ceilDiv(m*c, 256))
+	if s := w.t(wte).tex; s != nil {
+		// A settled wte (resident.go): gathered from its texture.
+		w.nextBytes = float64(m*c) * float64(2*dt.Size()+4)
+		tx, ty := w.grid1(ceilDiv(m*s.kt, 64))
+		w.dispatchTex("embed_tex_"+dt.String(), 3, 1, []binding{w.bind(wpe), w.bind(tokens), w.bind(pos), w.bind(dst)},
+			[]texBinding{{s.tex, false}}, Meta{m, c, s.rows, s.kt, int(s.tex.w)}, tx, ty, 1)
+		return
+	}
 	for _, ch := range w.rowChunks("Embed", wte) {
 		// A gather: M rows of each table read, M rows written.
 		w.nextBytes = float64(m*c) * float64(2*dt.Size()+4)

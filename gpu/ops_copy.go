@@ -7,6 +7,11 @@ import "fmt"
 // copy kernel; anything else is copied by the queue.
 func (w *WebGPU) Copy(dst, src Tensor) {
 	s, d := w.t(src), w.t(dst)
+	for _, t := range []*tensor{s, d} {
+		if t.buf == nil {
+			panic(heldAsTexture("Copy", t))
+		}
+	}
 	if s.dt != d.dt || s.bytes != d.bytes {
 		panic(fmt.Sprintf("gpu: Copy: %v%v into %v%v", s.dt, s.shape, d.dt, d.shape))
 	}

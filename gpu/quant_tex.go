@@ -38,7 +38,7 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		return true
 	}
 	w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
-	bb, hasBias := w.rowChunks("MatMul", wt)[0].b, 0 // any read-only buffer when there is no bias
+	bb, hasBias := w.spareBinding(), 0 // bound, unread, when there is no bias
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
 	}
@@ -93,6 +93,6 @@ func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k,
 	w.dispatchTex("quant_unpack_"+strings.ToLower(wt.DType().String()), 0, 0, nil, []texBinding{{s.tex, false}, {ft, true}},
 		Meta{n, k, s.kt, int(s.tex.w), ktf, int(fw)}, gx, gy, 1)
 	fs := &shadow{tex: ft, rows: n, k: k, dt: F32, kt: ktf}
-	w.matMulTexWith(dst, x, fs, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, ktf, xRowsPer, tw, nil)
+	w.matMulTexWith(dst, x, fs, bias, w.spareBinding(), m, k, n, ktf, xRowsPer, tw, nil)
 	return true
 }

@@ -249,17 +249,49 @@ func (d *Device) readBytes(b *Buffer, offset, size uint64) ([]byte, error) {
 // writeBytes uploads data into b at offset. Recorded work that reads b is
 // flushed first so the write cannot overtake it.
 func (d *Device) writeBytes(b *Buffer, offset uint64, data []byte) error {
-	if err := d.flush(); err != nil {
-		return err
-	}
 	if len(data)%4 != 0 {
 		pad := make([]byte, (len(data)+3)&^3)
 		copy(pad, data)
 		data = pad
 	}
+	return d.writeRows(b, offset, len(data)/4, 4, func(dst []byte, r0 int) { copy(dst, data[4*r0:]) })
+}
+
+// writeChunk bounds one queue write: wgpu copies each write into a staging
+// buffer that lives until the queue has run it, so a large tensor goes up
+// a piece at a time, the queue drained between pieces, and its upload
+// holds at most this much beside the tensor (on a CPU adapter, where all
+// of it is host memory, a whole-tensor staging copy was a third of a
+// GPT-2 load's peak).
+const writeChunk = 1 << 20
+
+// writeRows uploads rows rows of rowBytes bytes each (a multiple of 4) into
+// b from offset, fill writing the device bytes of rows r0.. into dst (a
+// whole number of rows) a chunk at a time. Recorded work that reads b is
+// flushed first so the write cannot overtake it.
+func (d *Device) writeRows(b *Buffer, offset uint64, rows, rowBytes int, fill func(dst []byte, r0 int)) error {
+	if err := d.flush(); err != nil {
+		return err
+	}
 	b.gen++
-	if err := queueWrite(d.queue, b.buf, offset, data); err != nil {
-		return fmt.Errorf("gpu: write buffer: %w", err)
+	if rows == 0 || rowBytes == 0 {
+		return nil
+	}
+	per := max(1, writeChunk/rowBytes)
+	if n := min(per, rows) * rowBytes; cap(d.writeBuf) < n {
+		d.writeBuf = make([]byte, n) // kept: a garbage chunk per tensor was as large as the weights
+	}
+	buf := d.writeBuf
+	for r0 := 0; r0 < rows; r0 += per {
+		chunk := buf[:min(per, rows-r0)*rowBytes]
+		fill(chunk, r0)
+		if err := queueWrite(d.queue, b.buf, offset+uint64(r0*rowBytes), chunk); err != nil {
+			return fmt.Errorf("gpu: write buffer: %w", err)
+		}
+		if r0+per < rows {
+			d.queue.Submit() // runs the write, so that wait frees its staging copy
+			d.wait()
+		}
 	}
 	return d.Lost()
 }

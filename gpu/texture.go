@@ -117,6 +117,7 @@ func (d *Device) newTexture(label string, w, h uint32) (*texture, error) {
 		return nil, fmt.Errorf("gpu: texture view %s: %w", label, err)
 	}
 	d.nextTexID++
+	d.texBytes += 16 * uint64(w) * uint64(h)
 	return &texture{tex: tx, view: v, w: w, h: h, id: d.nextTexID, d: d}, nil
 }
 
@@ -129,6 +130,7 @@ func (t *texture) release() {
 		}
 	}
 	t.groups = nil
+	t.d.texBytes -= 16 * uint64(t.w) * uint64(t.h)
 	t.view.Release()
 	t.tex.Release()
 }
@@ -158,7 +160,10 @@ func (d *Device) releaseTextures() {
 	for _, t := range d.rec.pendingTex {
 		t.release()
 	}
-	d.shadows, d.scratch, d.xtex, d.unpacked, d.rec.pendingTex = nil, nil, nil, nil, nil
+	for t := range d.settled {
+		t.release()
+	}
+	d.shadows, d.scratch, d.xtex, d.unpacked, d.rec.pendingTex, d.settled = nil, nil, nil, nil, nil, nil
 }
 
 // texFit lays rows of kt texels out in a texture: rowsPer matrix rows per
@@ -223,6 +228,9 @@ func texTexels(dt DType, k int) int {
 // texture (the caller then uses buffer kernels).
 func (w *WebGPU) weightTexture(wt Tensor) (*shadow, bool) {
 	t := w.t(wt)
+	if t.tex != nil {
+		return t.tex, true // settled: the texture is its only copy
+	}
 	rows, k := rowsCols(t.shape)
 	kt := texTexels(t.dt, k)
 	s := w.shadows[t.buf]
@@ -382,7 +390,7 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !ok {
 		return false
 	}
-	w.matMulTexWith(dst, x, s, bias, w.rowChunks("MatMul", wt)[0].b, m, k, n, xkt, xRowsPer, tw, nil)
+	w.matMulTexWith(dst, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, nil)
 	return true
 }
 

@@ -97,9 +97,10 @@ func (w *WebGPU) Name() string { return "webgpu: " + w.Device.String() }
 type tensor struct {
 	shape []int
 	dt    DType
-	buf   *Buffer
-	bytes uint64 // bytes in use (a multiple of 4)
+	buf   *Buffer // nil once settled
+	bytes uint64  // bytes in use (a multiple of 4)
 	freed bool
+	tex   *shadow // a settled weight's texture, its only copy (resident.go)
 }
 
 func (t *tensor) Shape() []int { return t.shape }
@@ -159,57 +160,78 @@ func (w *WebGPU) t(x Tensor) *tensor {
 // bind is the binding of a whole tensor.
 func (w *WebGPU) bind(x Tensor) binding {
 	t := w.t(x)
+	if t.buf == nil {
+		panic(heldAsTexture("binding", t))
+	}
 	return binding{buf: t.buf, offset: 0, size: max(t.bytes, 4)}
 }
 
-// Write uploads host data: []float32 into F32 or F16 tensors, []int32 into I32.
+// Write uploads host data: []float32 into F32 or F16 tensors, []uint16
+// (IEEE half bits) into F16, []int32 into I32, blocks or []float32 into
+// quantized tensors.
 func (w *WebGPU) Write(x Tensor, data any) error {
 	t := w.t(x)
+	if t.buf == nil {
+		return fmt.Errorf("%s", heldAsTexture("Write", t))
+	}
+	rows, rowBytes, fill, err := deviceRows(t, data)
+	if err != nil {
+		return err
+	}
+	return w.writeRows(t.buf, 0, rows, rowBytes, fill)
+}
+
+// deviceRows checks data against t and returns t's device layout as rows
+// of rowBytes bytes (a multiple of 4) and fill, which writes rows r0.. of
+// data in that layout into dst (a whole number of rows), converting as it
+// goes so that no device-sized copy of the data is made (except for
+// quantized data, packed whole).
+func deviceRows(t *tensor, data any) (rows, rowBytes int, fill func(dst []byte, r0 int), err error) {
 	n := Numel(t.shape)
-	var raw []byte
+	r, c := rowsCols(t.shape)
+	if h, ok := data.([]uint16); ok && t.dt == F16 {
+		if len(h) != n {
+			return 0, 0, nil, fmt.Errorf("gpu: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
+		}
+		return r, 4 * ((c + 1) / 2), func(dst []byte, r0 int) { halfRows(dst, r0, c, func(i int) uint16 { return h[i] }) }, nil
+	}
 	switch t.dt {
 	case F32, F16:
 		f, ok := data.([]float32)
 		if !ok || len(f) != n {
-			return fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
+			return 0, 0, nil, fmt.Errorf("gpu: Write: %v tensor %v needs []float32 of length %d, got %T", t.dt, t.shape, n, data)
 		}
-		if t.dt == F32 {
-			raw = make([]byte, 4*n)
-			for i, v := range f {
-				binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
-			}
-		} else {
-			r, c := rowsCols(t.shape)
-			cp := (c + 1) / 2 * 2
-			raw = make([]byte, 2*r*cp)
-			for i := 0; i < r; i++ {
-				for j := 0; j < c; j++ {
-					binary.LittleEndian.PutUint16(raw[2*(i*cp+j):], F32ToF16(f[i*c+j]))
-				}
-			}
+		if t.dt == F16 {
+			return r, 4 * ((c + 1) / 2), func(dst []byte, r0 int) {
+				halfRows(dst, r0, c, func(i int) uint16 { return F32ToF16(f[i]) })
+			}, nil
 		}
+		return r, 4 * c, func(dst []byte, r0 int) {
+			for i, v := range f[r0*c : r0*c+len(dst)/4] {
+				binary.LittleEndian.PutUint32(dst[4*i:], math.Float32bits(v))
+			}
+		}, nil
 	case Q8_0, Q4_0, Q4_K:
 		blocks, err := QuantBlocks(t.dt, t.shape, data)
 		if err != nil {
-			return err
+			return 0, 0, nil, err
 		}
 		f, _ := t.dt.Quant()
-		r, c := rowsCols(t.shape)
-		raw = packQuantRows(f, blocks, r, c)
+		raw := packQuantRows(f, blocks, r, c)
+		rb := 4 * quantRowWords(f, c)
+		return r, rb, func(dst []byte, r0 int) { copy(dst, raw[r0*rb:]) }, nil
 	case I32:
 		v, ok := data.([]int32)
 		if !ok || len(v) != n {
-			return fmt.Errorf("gpu: Write: i32 tensor %v needs []int32 of length %d, got %T", t.shape, n, data)
+			return 0, 0, nil, fmt.Errorf("gpu: Write: i32 tensor %v needs []int32 of length %d, got %T", t.shape, n, data)
 		}
-		raw = make([]byte, 4*n)
-		for i, x := range v {
-			binary.LittleEndian.PutUint32(raw[4*i:], uint32(x))
-		}
+		return n, 4, func(dst []byte, r0 int) {
+			for i, x := range v[r0 : r0+len(dst)/4] {
+				binary.LittleEndian.PutUint32(dst[4*i:], uint32(x))
+			}
+		}, nil
 	}
-	if len(raw) == 0 {
-		return nil
-	}
-	return w.writeBytes(t.buf, 0, raw)
+	return 0, 0, nil, fmt.Errorf("gpu: Write: unknown dtype %v", t.dt)
 }
 
 // ReadF32 returns an F32 or F16 tensor's contents, or a quantized
@@ -218,6 +240,9 @@ func (w *WebGPU) ReadF32(x Tensor) ([]float32, error) {
 	t := w.t(x)
 	if t.dt == I32 {
 		return nil, fmt.Errorf("gpu: ReadF32 of an i32 tensor")
+	}
+	if t.buf == nil {
+		return nil, fmt.Errorf("%s", heldAsTexture("ReadF32", t))
 	}
 	raw, err := w.readBytes(t.buf, 0, t.bytes)
 	if err != nil {
@@ -268,6 +293,12 @@ func (w *WebGPU) ReadI32(x Tensor) ([]int32, error) {
 func (w *WebGPU) Free(x Tensor) {
 	t := w.t(x)
 	t.freed = true
+	if t.buf == nil {
+		delete(w.settled, t.tex.tex)
+		w.retire(t.tex.tex)
+		t.tex = nil
+		return
+	}
 	w.dropShadow(t.buf)
 	if w.rec.enc != nil {
 		// A recorded dispatch may still use it: the pool may hand it

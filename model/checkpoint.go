@@ -49,22 +49,34 @@ const (
 // Hugging Face checkpoint (LoadHF); a *.gguf file, or any file starting with
 // the GGUF magic, is GGUF (LoadGGUF); a *.safetensors file is read with the
 // config.json in the same directory.
-func Load(path string) (Config, []HostTensor, error) {
+func Load(path string) (Config, []HostTensor, error) { return LoadWith(path, LoadOptions{}) }
+
+// LoadOptions say how a loader holds the tensors it returns.
+type LoadOptions struct {
+	// Half keeps the matrices and embeddings that a checkpoint stores as
+	// F16 as their halves (HostTensor.Half, Data nil) instead of widening
+	// them to float32: half the host memory, for a caller that uploads
+	// them (Upload takes either) and reads no Data (Dequantize widens).
+	Half bool
+}
+
+// LoadWith is Load with options.
+func LoadWith(path string, o LoadOptions) (Config, []HostTensor, error) {
 	st, err := os.Stat(path)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: checkpoint: %w", err)
 	}
 	if st.IsDir() {
-		return LoadHF(path)
+		return loadHFFiles(filepath.Join(path, hfConfigFile), filepath.Join(path, hfWeightsFile), o)
 	}
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".gguf":
-		return LoadGGUF(path)
+		return loadGGUFFile(path, o)
 	case ".safetensors":
-		return loadHFFiles(filepath.Join(filepath.Dir(path), hfConfigFile), path)
+		return loadHFFiles(filepath.Join(filepath.Dir(path), hfConfigFile), path, o)
 	}
 	if hasGGUFMagic(path) {
-		return LoadGGUF(path)
+		return loadGGUFFile(path, o)
 	}
 	return Config{}, nil, fmt.Errorf("model: %s: not a checkpoint Chameleon knows: want a Hugging Face directory "+
 		"(%s + %s), a .safetensors file with %s beside it, or a .gguf file", path, hfConfigFile, hfWeightsFile, hfConfigFile)
@@ -87,10 +99,10 @@ func hasGGUFMagic(path string) bool {
 // Conv1D weights, stored (in, out), are transposed to (out, in). See the file
 // comment for what is validated.
 func LoadHF(dir string) (Config, []HostTensor, error) {
-	return loadHFFiles(filepath.Join(dir, hfConfigFile), filepath.Join(dir, hfWeightsFile))
+	return loadHFFiles(filepath.Join(dir, hfConfigFile), filepath.Join(dir, hfWeightsFile), LoadOptions{})
 }
 
-func loadHFFiles(configPath, weightsPath string) (Config, []HostTensor, error) {
+func loadHFFiles(configPath, weightsPath string, o LoadOptions) (Config, []HostTensor, error) {
 	cf, err := os.Open(configPath)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
@@ -109,7 +121,7 @@ func loadHFFiles(configPath, weightsPath string) (Config, []HostTensor, error) {
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: %w", err)
 	}
-	return loadHF(cfgJSON, configPath, f, st.Size(), weightsPath)
+	return loadHF(cfgJSON, configPath, f, st.Size(), weightsPath, o)
 }
 
 // maxConfigBytes bounds config.json: GPT-2's is under 1 KB, and the file is
@@ -147,7 +159,10 @@ func hfMissingHint(dir string) string {
 // LoadHFFS is LoadHF over a file system whose root is the checkpoint
 // directory (the browser build serves it over HTTP). A model.safetensors that
 // does not implement io.ReaderAt is read into memory first.
-func LoadHFFS(fsys fs.FS) (Config, []HostTensor, error) {
+func LoadHFFS(fsys fs.FS) (Config, []HostTensor, error) { return LoadHFFSWith(fsys, LoadOptions{}) }
+
+// LoadHFFSWith is LoadHFFS with options.
+func LoadHFFSWith(fsys fs.FS, o LoadOptions) (Config, []HostTensor, error) {
 	cf, err := fsys.Open(hfConfigFile)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: reading the checkpoint's config: %w", err)
@@ -178,12 +193,12 @@ func LoadHFFS(fsys fs.FS) (Config, []HostTensor, error) {
 		}
 		r, size = bytes.NewReader(b), int64(len(b))
 	}
-	return loadHF(cfgJSON, hfConfigFile, r, size, hfWeightsFile)
+	return loadHF(cfgJSON, hfConfigFile, r, size, hfWeightsFile, o)
 }
 
 // loadHF validates and decodes a safetensors file against its config.json;
 // the names are for messages.
-func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name string) (Config, []HostTensor, error) {
+func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name string, o LoadOptions) (Config, []HostTensor, error) {
 	cfg, requireHead, err := parseHFConfig(cfgJSON)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: %s: %w", cfgName, err)
@@ -205,6 +220,7 @@ func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name stri
 	if err != nil {
 		return fail(err)
 	}
+	lay.half = o.Half
 	if requireHead && head == "" {
 		return fail(errors.New("config.json sets tie_word_embeddings to false but there is no lm_head.weight; " +
 			"Chameleon ties the output projection to wte"))
@@ -235,6 +251,7 @@ func loadHF(cfgJSON []byte, cfgName string, r io.ReaderAt, size int64, name stri
 type layout struct {
 	file  map[string]string // project name -> name in the file
 	inOut bool              // Conv1D weights are stored (in, out), as HF does
+	half  bool              // F16 matrices and embeddings kept as halves (LoadOptions.Half)
 }
 
 // label names a tensor in messages: its file name, plus the project name
@@ -317,6 +334,7 @@ type tensorSource interface {
 	Info(name string) (tensorfile.TensorInfo, bool)
 	Float32(name string) ([]float32, error)
 	Float32Chunks(name string, fn func(first int64, vals []float32) error) error
+	Half(name string) ([]uint16, error)
 	CheckFinite(name string) error
 }
 
@@ -380,16 +398,27 @@ func readSpec(family string, es []tensorEntry, src tensorSource, lay layout) ([]
 			}
 			continue
 		}
-		data, err := src.Float32(fn)
+		var err error
+		if lay.half && info.DType == tensorfile.F16 && e.Role != RoleVector {
+			s.Half, err = readOriented(src.Half, fn, conv, want)
+		} else {
+			s.Data, err = readOriented(src.Float32, fn, conv, want)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", label, err)
 		}
-		if conv {
-			data = transpose(data, want[0], want[1])
-		}
-		s.Data = data
 	}
 	return out, nil
+}
+
+// readOriented reads tensor fn, stored with shape stored, through read,
+// transposed to (out, in) when conv.
+func readOriented[T float32 | uint16](read func(string) ([]T, error), fn string, conv bool, stored []int) ([]T, error) {
+	v, err := read(fn)
+	if err != nil || !conv {
+		return v, err
+	}
+	return transpose(v, stored[0], stored[1]), nil
 }
 
 // checkTiedHead accepts a stored output projection only if it is wte.
@@ -404,9 +433,10 @@ func checkTiedHead(src tensorSource, head string, wte HostTensor) error {
 	return src.Float32Chunks(head, func(first int64, vals []float32) error {
 		for j, v := range vals {
 			i := int(first) + j
-			if math.Float32bits(v) != math.Float32bits(wte.Data[i]) {
+			w := wte.value(i)
+			if math.Float32bits(v) != math.Float32bits(w) {
 				return fmt.Errorf("%s differs from %s at element %d (%g vs %g): Chameleon ties the output projection "+
-					"to wte and cannot load an untied head", head, wte.Name, i, v, wte.Data[i])
+					"to wte and cannot load an untied head", head, wte.Name, i, v, w)
 			}
 		}
 		return nil
@@ -422,9 +452,9 @@ func isConv1D(name string) bool {
 
 // transpose returns the (cols, rows) transpose of the row-major (rows, cols)
 // matrix src, walking it in cache-sized tiles.
-func transpose(src []float32, rows, cols int) []float32 {
+func transpose[T float32 | uint16](src []T, rows, cols int) []T {
 	const tile = 32
-	dst := make([]float32, len(src))
+	dst := make([]T, len(src))
 	for i0 := 0; i0 < rows; i0 += tile {
 		for j0 := 0; j0 < cols; j0 += tile {
 			for i := i0; i < min(i0+tile, rows); i++ {

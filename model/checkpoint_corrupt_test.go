@@ -350,7 +350,7 @@ func loadCase(c corruptCase) (cfg Config, host []HostTensor, err error) {
 		}
 		return cfg, host, err
 	}
-	return loadHF(c.conf, hfConfigFile, bytes.NewReader(c.data), int64(len(c.data)), hfWeightsFile)
+	return loadHF(c.conf, hfConfigFile, bytes.NewReader(c.data), int64(len(c.data)), hfWeightsFile, LoadOptions{})
 }
 
 // TestCorruptCheckpoints loads every corruptCases file and checks that none
@@ -412,7 +412,7 @@ func TestSizesCheckedBeforeAllocation(t *testing.T) {
 		load      func() error
 	}{
 		{"config.json", "n_layer", func() error {
-			_, _, err := loadHF(big, hfConfigFile, bytes.NewReader(st), int64(len(st)), hfWeightsFile)
+			_, _, err := loadHF(big, hfConfigFile, bytes.NewReader(st), int64(len(st)), hfWeightsFile, LoadOptions{})
 			return err
 		}},
 		{"gguf", ggufKeyBlocks, func() error {

@@ -33,7 +33,7 @@ func FuzzLoadHF(f *testing.F) {
 	f.Add([]byte(`{}`), st[:len(st)/2])
 	f.Fuzz(func(t *testing.T, conf, weights []byte) {
 		before := heapAllocated()
-		cfg, host, err := loadHF(conf, hfConfigFile, bytes.NewReader(weights), int64(len(weights)), hfWeightsFile)
+		cfg, host, err := loadHF(conf, hfConfigFile, bytes.NewReader(weights), int64(len(weights)), hfWeightsFile, LoadOptions{})
 		if got := heapAllocated() - before; got > loadBound(len(conf)+len(weights)) {
 			t.Fatalf("loading %d + %d bytes allocated %d", len(conf), len(weights), got)
 		}

@@ -96,7 +96,9 @@ type GGUFOptions struct {
 
 // LoadGGUF reads a GGUF GPT-2 checkpoint (see the file comment for names,
 // orientation and metadata); validation is as for LoadHF.
-func LoadGGUF(path string) (Config, []HostTensor, error) {
+func LoadGGUF(path string) (Config, []HostTensor, error) { return loadGGUFFile(path, LoadOptions{}) }
+
+func loadGGUFFile(path string, o LoadOptions) (Config, []HostTensor, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: %w", err)
@@ -106,7 +108,7 @@ func LoadGGUF(path string) (Config, []HostTensor, error) {
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: %w", err)
 	}
-	cfg, host, err := loadGGUF(f, st.Size())
+	cfg, host, err := loadGGUF(f, st.Size(), o)
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: %s: %w", path, err)
 	}
@@ -115,14 +117,14 @@ func LoadGGUF(path string) (Config, []HostTensor, error) {
 
 // LoadGGUFReader is LoadGGUF over the size bytes of r.
 func LoadGGUFReader(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
-	cfg, host, err := loadGGUF(r, size)
+	cfg, host, err := loadGGUF(r, size, LoadOptions{})
 	if err != nil {
 		return Config{}, nil, fmt.Errorf("model: gguf checkpoint: %w", err)
 	}
 	return cfg, host, nil
 }
 
-func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
+func loadGGUF(r io.ReaderAt, size int64, o LoadOptions) (Config, []HostTensor, error) {
 	f, err := tensorfile.ReadGGUF(r, size)
 	if err != nil {
 		return Config{}, nil, err
@@ -140,7 +142,7 @@ func loadGGUF(r io.ReaderAt, size int64) (Config, []HostTensor, error) {
 		return Config{}, nil, err
 	}
 	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer)
-	lay := layout{file: map[string]string{}}
+	lay := layout{file: map[string]string{}, half: o.Half}
 	want := map[string]bool{}
 	for _, e := range es {
 		lay.file[e.Name] = e.GGUF

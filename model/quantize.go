@@ -64,12 +64,16 @@ func keepBlocks(s *HostTensor, r Role, src tensorSource, fn string, info tensorf
 	return true, nil
 }
 
-// Dequantize returns host with every tensor that carries Blocks decoded to
-// float32 Data (the others shared, not copied).
+// Dequantize returns host with every tensor that carries Blocks decoded, or
+// Half widened, to float32 Data (the others shared, not copied).
 func Dequantize(host []HostTensor) []HostTensor {
 	out := make([]HostTensor, len(host))
 	for i, h := range host {
 		out[i] = h
+		if h.Half != nil {
+			out[i].Data, out[i].Half = widen(h.Half), nil
+			continue
+		}
 		if h.Blocks == nil {
 			continue
 		}
@@ -82,13 +86,22 @@ func Dequantize(host []HostTensor) []HostTensor {
 }
 
 // QuantizedBytes sums the device-independent size of the host tensors'
-// weights: blocks as stored, float data at 4 bytes a value.
+// weights: blocks as stored, float data at 4 bytes a value, halves at 2.
 func QuantizedBytes(host []HostTensor) int {
 	n := 0
 	for _, h := range host {
-		n += len(h.Blocks) + 4*len(h.Data)
+		n += len(h.Blocks) + 4*len(h.Data) + 2*len(h.Half)
 	}
 	return n
+}
+
+// widen returns halves as float32 values.
+func widen(h []uint16) []float32 {
+	out := make([]float32, len(h))
+	for i, v := range h {
+		out[i] = gpu.F16ToF32(v)
+	}
+	return out
 }
 
 // ggufQuantFileType is llama.cpp's general.file_type for a file whose layer

@@ -131,6 +131,9 @@ type Table[W any] struct {
 	// may hold that are not weights (non-persistent buffers); loading skips
 	// them.
 	Ignore []string
+	// Head names the embedding that is also the tied output projection
+	// (MatMul's w for the logits), if any: UploadOptions.SettleHead.
+	Head string
 }
 
 // tensorEntry is one tensor of a family under a config: a table row with
@@ -267,10 +270,9 @@ func (t *Table[W]) free(b gpu.Backend, w *W, layers int) {
 	})
 }
 
-// upload puts host tensors on b in the fields of a new W: see Upload and
-// UploadReleasing (release). On an error, what was already allocated is
-// freed.
-func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor, matDType gpu.DType, release bool) (*W, error) {
+// upload puts host tensors on b in the fields of a new W: see UploadWith.
+// On an error, what was already allocated is freed.
+func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor, matDType gpu.DType, o UploadOptions) (*W, error) {
 	byName := map[string]int{}
 	for i, h := range host {
 		byName[h.Name] = i
@@ -278,45 +280,58 @@ func (t *Table[W]) upload(b gpu.Backend, s Sizes, layers int, host []HostTensor,
 	rows := t.rows()
 	w := t.New(layers)
 	released := 0
+	if o.Release {
+		debug.FreeOSMemory() // what loading left behind, before the device grows
+	}
 	for _, e := range t.entries(s, layers) {
 		i, ok := byName[e.Name]
 		if !ok {
 			t.free(b, w, layers)
 			return nil, fmt.Errorf("model: tensor %q missing", e.Name)
 		}
-		x, err := uploadOne(b, e, host[i], matDType)
+		settle := o.Settle && e.Role == RoleMatrix || o.SettleHead && e.Name == t.Head
+		x, err := uploadOne(b, e, host[i], matDType, settle)
 		if err != nil {
 			t.free(b, w, layers)
 			return nil, err
 		}
 		*rows[e.row].Field(w, e.layer) = x
-		if release {
-			released += 4*len(host[i].Data) + len(host[i].Blocks)
-			host[i].Data, host[i].Blocks = nil, nil
+		if o.Release {
+			released += 4*len(host[i].Data) + len(host[i].Blocks) + 2*len(host[i].Half)
+			host[i].Data, host[i].Blocks, host[i].Half = nil, nil, nil
 			if released >= releaseEvery {
 				debug.FreeOSMemory()
 				released = 0
 			}
 		}
 	}
-	if release && released > 0 {
+	if o.Release && released > 0 {
 		debug.FreeOSMemory()
 	}
 	return w, nil
 }
 
-// releaseEvery is how many bytes of host data UploadReleasing drops
+// releaseEvery is how many bytes of host data UploadOptions.Release drops
 // between two returns of memory to the operating system (each a full
 // garbage collection).
-const releaseEvery = 64 << 20
+const releaseEvery = 32 << 20
 
-// uploadOne allocates and writes the host tensor of entry e.
-func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType) (gpu.Tensor, error) {
-	dt, data := uploadDType(e.Role, matDType), any(h.Data)
-	if h.Blocks != nil {
-		dt, data = h.Quant, h.Blocks
-	} else if len(h.Data) != gpu.Numel(e.Shape) {
-		return nil, fmt.Errorf("model: tensor %q has shape %v (%d values), config wants %v", e.Name, h.Shape, len(h.Data), e.Shape)
+// uploadOne allocates and writes the host tensor of entry e; with settle,
+// into the one device copy MatMul reads (gpu.WriteSettled).
+func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType, settle bool) (gpu.Tensor, error) {
+	dt, data, n := uploadDType(e.Role, matDType), any(h.Data), len(h.Data)
+	switch {
+	case h.Blocks != nil:
+		dt, data, n = h.Quant, h.Blocks, gpu.Numel(e.Shape)
+	case h.Half != nil && dt == gpu.F16:
+		data, n = h.Half, len(h.Half)
+	case h.Half != nil:
+		// Another device dtype (f32, or quantized at load): widened one
+		// tensor at a time.
+		data, n = widen(h.Half), len(h.Half)
+	}
+	if n != gpu.Numel(e.Shape) {
+		return nil, fmt.Errorf("model: tensor %q has shape %v (%d values), config wants %v", e.Name, h.Shape, n, e.Shape)
 	}
 	if !slices.Equal(h.Shape, e.Shape) {
 		return nil, fmt.Errorf("model: tensor %q has shape %v, config wants %v", e.Name, h.Shape, e.Shape)
@@ -325,7 +340,11 @@ func uploadOne(b gpu.Backend, e tensorEntry, h HostTensor, matDType gpu.DType) (
 	if err != nil {
 		return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
 	}
-	if err := b.Write(x, data); err != nil {
+	write := b.Write
+	if settle {
+		write = func(x gpu.Tensor, data any) error { _, err := gpu.WriteSettled(b, x, data); return err }
+	}
+	if err := write(x, data); err != nil {
 		b.Free(x)
 		return nil, fmt.Errorf("model: tensor %q: %w", e.Name, err)
 	}

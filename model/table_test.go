@@ -346,7 +346,7 @@ func TestTableSecondFamily(t *testing.T) {
 		t.Error("ignored is wrong")
 	}
 	b := &counting{Backend: ref.New(), live: map[gpu.Tensor]bool{}}
-	w, err := toyTable.upload(b, s, layers, host, gpu.F16, true)
+	w, err := toyTable.upload(b, s, layers, host, gpu.F16, UploadOptions{Release: true})
 	if err != nil {
 		t.Fatal(err)
 	}

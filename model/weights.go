@@ -37,6 +37,18 @@ type HostTensor struct {
 	// quantized on the device (model/quantize.go).
 	Quant  gpu.DType
 	Blocks []byte
+	// Half, when set, holds the tensor's values as IEEE half bits (an F16
+	// checkpoint tensor loaded with LoadOptions.Half), and Data is nil:
+	// Upload writes them to an F16 tensor as they are.
+	Half []uint16
+}
+
+// value is element i of h's Data or Half.
+func (h HostTensor) value(i int) float32 {
+	if h.Half != nil {
+		return gpu.F16ToF32(h.Half[i])
+	}
+	return h.Data[i]
 }
 
 // gpt2Table is GPT-2's weight table (model/table.go): every tensor's
@@ -86,6 +98,7 @@ var gpt2Table = &Table[Weights]{
 			Field: gpt2Global(func(w *Weights) *gpu.Tensor { return &w.LnFB })},
 	},
 	Ignore: []string{"h.{l}.attn.bias", "h.{l}.attn.masked_bias"},
+	Head:   "wte.weight",
 }
 
 func gpt2Global(f func(*Weights) *gpu.Tensor) func(*Weights, int) *gpu.Tensor {
@@ -113,28 +126,53 @@ func RandomInit(cfg Config, seed uint64) []HostTensor {
 // Upload puts host tensors on b as Weights; matrices and embeddings in
 // matDType (F32, F16, or a quantized type for the layer matrices, whose
 // embeddings then go in F16), vectors in F32; tensors that carry Blocks
-// stay in their own quantized type. Every tensor's shape is checked
+// stay in their own quantized type, and tensors that carry Half go to an
+// F16 tensor as they are (widened only for another dtype). Every tensor's shape is checked
 // against cfg and errors name the tensor; on an error nothing stays
 // allocated.
 func Upload(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*Weights, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, false)
+	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, UploadOptions{})
 }
 
-// UploadReleasing is Upload for a caller that keeps no host copy: each
-// host tensor's data is dropped (Data and Blocks set to nil in host) once
-// it is on the device, and the freed memory goes back to the operating
-// system as the upload goes, so the weights are never held twice over
-// (on a CPU adapter, where device memory is host memory, that was most of
-// a load's peak). On an error the host tensors not yet uploaded keep their
-// data.
+// UploadReleasing is UploadWith with Release: for a caller that keeps no
+// host copy.
 func UploadReleasing(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType) (*Weights, error) {
+	return UploadWith(b, cfg, host, matDType, UploadOptions{Release: true})
+}
+
+// UploadOptions say what Upload leaves on the host and on the device.
+type UploadOptions struct {
+	// Release drops each host tensor's data (Data, Blocks and Half set to
+	// nil in host) once it is on the device, and hands the freed memory
+	// back to the operating system as the upload goes, so the weights are
+	// never held twice over (on a CPU adapter, where device memory is host
+	// memory, that was most of a load's peak). On an error the host
+	// tensors not yet uploaded keep their data.
+	Release bool
+	// Settle keeps each layer matrix (RoleMatrix) as the one device copy
+	// MatMul reads (gpu.SettleWeight: on CPU adapters its texture, the
+	// storage buffer destroyed). For a model that only runs its forward:
+	// ops that read a settled matrix's buffer (ReadF32, MatMulBackward,
+	// the storage-buffer matmuls) then fail, saying so.
+	Settle bool
+	// SettleHead settles wte as well, the tied output projection (whose
+	// logits MatMul computes) and Embed's table (Embed then gathers from
+	// the texture): for a model run without an adapter, since the
+	// adapters, clustering and adapter files read wte's buffer
+	// (adapt.BaseOfModel, cluster.Features, adapt.Ops.Logits). wpe, which
+	// only Embed reads, keeps its buffer.
+	SettleHead bool
+}
+
+// UploadWith is Upload with options.
+func UploadWith(b gpu.Backend, cfg Config, host []HostTensor, matDType gpu.DType, o UploadOptions) (*Weights, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, true)
+	return gpt2Table.upload(b, cfg.sizes(), cfg.NLayer, host, matDType, o)
 }
 
 // Tensors lists w's tensors in checkpoint (TensorSpec) order.

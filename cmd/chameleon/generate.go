@@ -15,8 +15,8 @@ import (
 )
 
 func generateCmd() *cobra.Command {
-	var mf modelFlags
 	var af adapterFlags
+	mf := modelFlags{inference: true, plainHead: func() bool { return !af.enabled() }} // generate only runs the forward
 	var file string
 	var opt model.GenerateOptions
 	var stops []string

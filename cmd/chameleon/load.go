@@ -25,6 +25,18 @@ type modelFlags struct {
 	path  string // --model
 	dtype string // --dtype: weight dtype on the device
 	cpu   bool   // --cpu: the plain-Go reference backend
+	// inference: the command only runs the model's forward, so its layer
+	// matrices keep one device copy (model.UploadOptions.Settle); commands
+	// that read the weights back or train through them leave it unset.
+	inference bool
+	// plainHead, with inference, reports (once the flags are parsed) that
+	// no adapter reads wte, which is then settled too
+	// (model.UploadOptions.SettleHead); nil: an adapter may.
+	plainHead func() bool
+	// server: the command serves through serve.Scheduler, whose kernels
+	// must be batch invariant: set before the upload so that quantized
+	// matrices, which the server reads from their buffers, keep them.
+	server bool
 }
 
 func (f *modelFlags) add(c *cobra.Command) {
@@ -78,7 +90,7 @@ func (f *modelFlags) load() (*session, error) {
 		}
 		dt = gpu.QuantDType(q)
 	}
-	cfg, host, tok, err := f.read()
+	cfg, host, tok, err := f.readWith(model.LoadOptions{Half: true}) // halves go to the device as they are
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +101,10 @@ func (f *modelFlags) load() (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := model.UploadReleasing(b, cfg, host, dt)
+	if wg, ok := b.(*gpu.WebGPU); ok && f.server {
+		wg.BatchInvariant = true // as serve.NewScheduler sets it
+	}
+	w, err := model.UploadWith(b, cfg, host, dt, model.UploadOptions{Release: true, Settle: f.inference, SettleHead: f.inference && f.plainHead != nil && f.plainHead()})
 	if err != nil {
 		if dev != nil {
 			dev.Close()
@@ -102,6 +117,11 @@ func (f *modelFlags) load() (*session, error) {
 // read reads the --model checkpoint and its tokenizer, or the embedded
 // default model when no --model is given.
 func (f *modelFlags) read() (model.Config, []model.HostTensor, *tokenizer.Tokenizer, error) {
+	return f.readWith(model.LoadOptions{})
+}
+
+// readWith is read with the loader's options.
+func (f *modelFlags) readWith(o model.LoadOptions) (model.Config, []model.HostTensor, *tokenizer.Tokenizer, error) {
 	if f.path == "" {
 		fsys, err := defaults.Model()
 		if errors.Is(err, defaults.ErrMissing) {
@@ -110,7 +130,7 @@ func (f *modelFlags) read() (model.Config, []model.HostTensor, *tokenizer.Tokeni
 		if err != nil {
 			return model.Config{}, nil, nil, err
 		}
-		cfg, host, err := model.LoadHFFS(fsys)
+		cfg, host, err := model.LoadHFFSWith(fsys, o)
 		if err != nil {
 			return model.Config{}, nil, nil, fmt.Errorf("default model: %w", err)
 		}
@@ -120,7 +140,7 @@ func (f *modelFlags) read() (model.Config, []model.HostTensor, *tokenizer.Tokeni
 		}
 		return cfg, host, tok, nil
 	}
-	cfg, host, err := model.Load(f.path)
+	cfg, host, err := model.LoadWith(f.path, o)
 	if err != nil {
 		return model.Config{}, nil, nil, err
 	}

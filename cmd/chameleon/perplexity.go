@@ -37,6 +37,8 @@ as when a batch is clustered in the paper.`,
 			return o.run()
 		},
 	}
+	o.mf.inference = true // perplexity only runs the forward
+	o.mf.plainHead = func() bool { return !o.af.enabled() }
 	o.mf.add(c)
 	o.af.add(c, "none", 0)
 	c.Flags().StringVar(&o.data, "data", "", "text file to score")

@@ -29,8 +29,8 @@ import (
 // ends): new requests get 503, in-flight ones get --grace to finish and
 // then fail with 503.
 func serveCmd() *cobra.Command {
-	var mf modelFlags
 	var addr, adapterFlag, mode, chatFile, logFormat string
+	mf := modelFlags{inference: true, server: true, plainHead: func() bool { return adapterFlag == "none" }}
 	var grace time.Duration
 	var opt serve.Options
 	var ao serve.AdaptOptions

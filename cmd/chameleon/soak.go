@@ -30,8 +30,8 @@ import (
 // goroutines and open descriptors. It fails on a lost request, a 5xx, or
 // growth after the warm-up. It is a long run, not part of `make test`.
 func soakCmd() *cobra.Command {
-	var mf modelFlags
 	var adapterFlag string
+	mf := modelFlags{inference: true, server: true, plainHead: func() bool { return adapterFlag == "none" }}
 	var dur, warm, every time.Duration
 	var clients, slots, maxTokens int
 	var memProfile string

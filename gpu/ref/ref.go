@@ -78,10 +78,19 @@ func (*Backend) Alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
 	return t, nil
 }
 
-// Write copies host data into t.
+// Write copies host data into t ([]uint16 halves into an F16 tensor too).
 func (*Backend) Write(x gpu.Tensor, data any) error {
 	t := tt(x)
 	n := gpu.Numel(t.shape)
+	if h, ok := data.([]uint16); ok && t.dt == gpu.F16 {
+		if len(h) != n {
+			return fmt.Errorf("ref: Write: f16 tensor %v needs %d halves, got %d", t.shape, n, len(h))
+		}
+		for i, v := range h {
+			t.F[i] = gpu.F16ToF32(v)
+		}
+		return nil
+	}
 	switch t.dt {
 	case gpu.F32, gpu.F16:
 		v, ok := data.([]float32)

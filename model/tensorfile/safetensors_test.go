@@ -310,6 +310,42 @@ func TestFloat32Chunks(t *testing.T) {
 	}
 }
 
+// TestHalf reads an F16 tensor larger than the chunk buffer as its halves,
+// which widen to Float32's values; other dtypes are refused by name.
+func TestHalf(t *testing.T) {
+	n := chunkBytes/2 + 333
+	rng := rand.New(rand.NewPCG(7, 7))
+	vals := make([]float32, n)
+	for i := range vals {
+		vals[i] = float32(rng.NormFloat64())
+	}
+	h16, err := FromFloat32("h", F16, []int{n}, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f32, err := FromFloat32("w", F32, []int{3}, vals[:3])
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := readST(t, writeST(t, []Tensor{h16, f32}, nil))
+	got, err := f.Half("h")
+	if err != nil || len(got) != n {
+		t.Fatalf("Half: %d values, err %v; want %d", len(got), err, n)
+	}
+	wide, err := f.Float32("h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range got {
+		if F16ToF32(h) != wide[i] || h != F32ToF16(vals[i]) {
+			t.Fatalf("Half[%d] = %#04x (%v), Float32 gives %v, the value was %v", i, h, F16ToF32(h), wide[i], vals[i])
+		}
+	}
+	if _, err := f.Half("w"); err == nil || !strings.Contains(err.Error(), `"w" has dtype F32, not F16`) {
+		t.Errorf("Half of an F32 tensor: %v", err)
+	}
+}
+
 func TestWriteSafetensorsErrors(t *testing.T) {
 	ok := Tensor{Name: "a", DType: F32, Shape: []int{1}, Data: make([]byte, 4)}
 	for _, c := range []struct {

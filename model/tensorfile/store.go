@@ -355,3 +355,27 @@ func byteSize(dt DType, dims []uint64, inner int, limit uint64) (size uint64, ok
 	}
 	return lo, true, ""
 }
+
+// Half reads the named F16 tensor as its IEEE half bits, without widening
+// (half the memory of Float32), in row-major order; any other dtype is an
+// error. The file is read a chunk at a time into the result.
+func (s *tensors) Half(name string) ([]uint16, error) {
+	t, err := s.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	if t.DType != F16 {
+		return nil, fmt.Errorf("%s: tensor %q has dtype %v, not F16", s.format, t.Name, t.DType)
+	}
+	out := make([]uint16, t.Size/2)
+	err = s.chunks(t, func(first int64, b []byte) error {
+		for i := range len(b) / 2 {
+			out[first+int64(i)] = binary.LittleEndian.Uint16(b[2*i:])
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
