@@ -87,12 +87,13 @@ func (r *CacheResult) WritePNG(path string) error {
 	p.Y.Label.Text = "change in nats/token (lower is better)"
 	p.Add(plotter.NewGrid())
 	palette := []color.Color{color.RGBA{R: 90, G: 90, B: 90, A: 255}, color.RGBA{R: 200, G: 120, A: 255}, color.RGBA{B: 200, A: 255},
-		color.RGBA{R: 200, A: 255}, color.RGBA{R: 140, G: 60, B: 140, A: 255}, color.RGBA{G: 140, A: 255}}
+		color.RGBA{R: 200, A: 255}, color.RGBA{R: 140, G: 60, B: 140, A: 255}, color.RGBA{G: 140, A: 255},
+		color.RGBA{R: 90, G: 170, B: 200, A: 255}}
 	var names []string
 	for si, st := range r.Streams {
 		names = append(names, st.Name)
 		for ri, x := range st.Rows {
-			xpos := float64(si) + (float64(ri)-float64(len(st.Rows)-1)/2)*0.13
+			xpos := float64(si) + (float64(ri)-float64(len(st.Rows)-1)/2)*0.1
 			pts := plotter.XYs{{X: xpos, Y: x.Diff.Mean}}
 			s, err := plotter.NewScatter(pts)
 			if err != nil {
@@ -116,6 +117,15 @@ func (r *CacheResult) WritePNG(path string) error {
 		}
 	}
 	p.NominalX(names...)
+	// The legend sits above the data: room for it on top of the highest
+	// interval.
+	hi := 0.0
+	for _, st := range r.Streams {
+		for _, x := range st.Rows {
+			hi = max(hi, x.Diff.Hi)
+		}
+	}
+	p.Y.Max = hi + 0.06*float64(len(cacheVariants))*(hi-p.Y.Min+0.01)/1.5
 	p.Legend.Top = true
 	p.Legend.Left = true
 	return p.Save(9*vg.Inch, 6*vg.Inch, path)
