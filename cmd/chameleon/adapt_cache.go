@@ -48,16 +48,11 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				return err
 			}
-			s, err := mf.load()
+			s, a, err := mf.loadWithAdapter(adapterSpec)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			a, err := loadAdapter(adapterSpec, s.m)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
 			sv := map[string]*adaptrun.Served{}
 			for _, split := range []string{"validation", "test", "harm"} {
 				if split == "harm" && len(w.Splits[split]) == 0 {
@@ -84,6 +79,22 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	return c
+}
+
+// loadWithAdapter loads the model and the adapter spec names (as
+// loadAdapter reads it) and says which adapter on stderr.
+func (f *modelFlags) loadWithAdapter(spec string) (*session, *adapt.Adapter, error) {
+	s, err := f.load()
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err := loadAdapter(spec, s.m)
+	if err != nil {
+		s.close()
+		return nil, nil, err
+	}
+	fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
+	return s, a, nil
 }
 
 // writeCacheReport prints the cache's tables and writes them with the JSON

@@ -40,16 +40,11 @@ held-out ones.`,
 			if err != nil {
 				return err
 			}
-			s, err := mf.load()
+			s, a, err := mf.loadWithAdapter(adapterSpec)
 			if err != nil {
 				return err
 			}
 			defer s.close()
-			a, err := loadAdapter(adapterSpec, s.m)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(os.Stderr, "adapter: %s\n", describeAdapter(a.Meta))
 			var all []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
