@@ -58,7 +58,8 @@ var files embed.FS
 // programmer error.
 //
 // A line `//#include FRAGMENT KEY=VALUE ...` is replaced by the text of
-// FRAGMENT.wgsli (its leading // comment block dropped) with every KEY
+// FRAGMENT.wgsli (its leading // comment block dropped, up to any include
+// line) with every KEY
 // replaced by VALUE: kernels that share a long body (the unrolled matmul
 // main loops) keep one copy of it. Fragments may include fragments, up to
 // maxIncludeDepth deep.
@@ -94,7 +95,8 @@ func expand(name, src string, depth int) string {
 			panic(fmt.Sprintf("wgsl: kernel %s includes unknown fragment %q", name, f[0]))
 		}
 		body := string(frag)
-		for strings.HasPrefix(body, "//") { // the fragment's header comment
+		// The fragment's header comment (an include line may start the body).
+		for strings.HasPrefix(body, "//") && !strings.HasPrefix(body, "//#include ") {
 			_, body, _ = strings.Cut(body, "\n")
 		}
 		var subst []string
