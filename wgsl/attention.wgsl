@@ -31,30 +31,11 @@ const DMAX4: u32 = 32u; // head size up to 128, as vec4s
 const KB: u32 = 16u;
 const NEG: f32 = -3.0e38; // a finite -infinity: exp(NEG - m) == 0, NEG - NEG == 0
 
-struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32 }
-
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> kcache: array<f32>;
-@group(0) @binding(2) var<storage, read> vcache: array<f32>;
-@group(0) @binding(3) var<storage, read> start: array<i32>;
-@group(0) @binding(4) var<storage, read> qlen: array<i32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
+//#include attention_cache_bindings
 
 //#include attention_kv4
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let id = wid.y * nwg.x + wid.x;
-    let nqb = params.nqb;
-    let nh = params.nhead;
-    if (id >= params.nseq * nh * nqb) {
-        return;
-    }
-    let qb = id % nqb;
-    let h = (id / nqb) % nh;
-    let bl = id / (nqb * nh);
+//#include attention_block ROWBLOCK=qb
     let b = params.seq_base + bl;
     let i = qb * WG + lid;
     if (i >= params.tq) {

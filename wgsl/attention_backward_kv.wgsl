@@ -28,34 +28,11 @@ struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, nhead: u32, d: u32, nqb
 @group(0) @binding(5) var<storage, read_write> dqkv: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-fn ldqkv(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(qkv[row + min(e, dm1)], qkv[row + min(e + 1u, dm1)],
-                     qkv[row + min(e + 2u, dm1)], qkv[row + min(e + 3u, dm1)]);
-}
+//#include attention_ld4 LD4NAME=ldqkv LD4BUF=qkv
 
-fn lddout(row: u32, e: u32, dm1: u32) -> vec4<f32> {
-    return vec4<f32>(dout[row + min(e, dm1)], dout[row + min(e + 1u, dm1)],
-                     dout[row + min(e + 2u, dm1)], dout[row + min(e + 3u, dm1)]);
-}
+//#include attention_ld4 LD4NAME=lddout LD4BUF=dout
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let id = wid.y * nwg.x + wid.x;
-    let nqb = params.nqb;
-    let nh = params.nhead;
-    if (id >= params.nseq * nh * nqb) {
-        return;
-    }
-    let jb = id % nqb;
-    let h = (id / nqb) % nh;
-    let bl = id / (nqb * nh);
-    let j = jb * WG + lid;
-    let tq = params.tq;
-    if (j >= tq) {
-        return;
-    }
-    let c = params.c;
+//#include attention_train_block QBLK=jb QROW=j
     let c3 = 3u * c;
     let d = params.d;
     let d4 = (d + 3u) / 4u;

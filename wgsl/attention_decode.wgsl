@@ -22,15 +22,7 @@
 // here runs ~ (p/(KB*WG))*(2*ceil(D/4)+1) iterations, enough for ~500k keys at D = 64.
 //#include attention_decode_head
 
-struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32 }
-
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> kcache: array<f32>;
-@group(0) @binding(2) var<storage, read> vcache: array<f32>;
-@group(0) @binding(3) var<storage, read> start: array<i32>;
-@group(0) @binding(4) var<storage, read> qlen: array<i32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
+//#include attention_cache_bindings
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -24,15 +24,7 @@ const DMAX4: u32 = 32u; // head size up to 128, as vec4s
 const KB: u32 = 16u; // keys per online-softmax step: as attention.wgsl
 const NEG: f32 = -3.0e38; // a finite -infinity: exp(NEG - m) == 0, NEG - NEG == 0
 
-struct Meta { nseq: u32, seq_base: u32, tq: u32, c: u32, tmax: u32, nhead: u32, d: u32, nqb: u32, scale: f32 }
-
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> kcache: array<f32>;
-@group(0) @binding(2) var<storage, read> vcache: array<f32>;
-@group(0) @binding(3) var<storage, read> start: array<i32>;
-@group(0) @binding(4) var<storage, read> qlen: array<i32>;
-@group(0) @binding(5) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
+//#include attention_cache_bindings
 
 //#include attention_kv4
 
