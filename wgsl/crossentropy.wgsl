@@ -24,12 +24,7 @@ var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
 var<workgroup> target_sh: i32;
 
-fn at(base: u32, j: u32) -> f32 {
-    if (j < params.v) {
-        return logits[base + j];
-    }
-    return LOWEST;
-}
+//#include rowmax_at ATBUF=logits
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -50,30 +45,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         return; // uniform: t came through workgroupUniformLoad
     }
     let base = row * params.v;
-    var m = LOWEST;
-    var s = 0.0;
-    for (var j = lid; j < params.v; j = j + 4u * WG) {
-        let x0 = at(base, j);
-        let x1 = at(base, j + WG);
-        let x2 = at(base, j + 2u * WG);
-        let x3 = at(base, j + 3u * WG);
-        let mn = max(m, max(max(x0, x1), max(x2, x3)));
-        s = s * exp(m - mn) + ((exp(x0 - mn) + exp(x1 - mn)) + (exp(x2 - mn) + exp(x3 - mn)));
-        m = mn;
-    }
-    red_m[lid] = m;
-    red_s[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) {
-            let m1 = red_m[lid];
-            let m2 = red_m[lid + k];
-            let mn = max(m1, m2);
-            red_s[lid] = red_s[lid] * exp(m1 - mn) + red_s[lid + k] * exp(m2 - mn);
-            red_m[lid] = mn;
-        }
-        workgroupBarrier();
-    }
+//#include rowmax_scan4
     if (lid == 0u) {
         dst[out] = log(red_s[0]) - (logits[base + u32(t)] - red_m[0]);
     }

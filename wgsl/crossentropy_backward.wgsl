@@ -50,19 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         s = s * exp(m - mn) + exp(x - mn);
         m = mn;
     }
-    red_m[lid] = m;
-    red_s[lid] = s;
-    workgroupBarrier();
-    for (var k = WG / 2u; k > 0u; k = k / 2u) {
-        if (lid < k) {
-            let m1 = red_m[lid];
-            let m2 = red_m[lid + k];
-            let mn = max(m1, m2);
-            red_s[lid] = red_s[lid] * exp(m1 - mn) + red_s[lid + k] * exp(m2 - mn);
-            red_m[lid] = mn;
-        }
-        workgroupBarrier();
-    }
+//#include rowmax_reduce
     // p = exp(x - max) / sum: x - max is exact for nearby values, whereas
     // x - (max + log(sum)) would carry lse's rounding (ulp(1000) = 6e-5),
     // which p - 1 at the target magnifies.
