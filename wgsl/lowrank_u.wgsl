@@ -21,20 +21,7 @@ struct Meta { m: u32, c: u32, r: u32, k: u32, a_off: u32, a_stride: u32, has_clu
 @group(0) @binding(3) var<storage, read_write> u: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (i >= params.m * params.r) {
-        return;
-    }
-    let m = i / params.r;
-    let j = i % params.r;
-    var c = 0;
-    if (params.has_cluster != 0u) {
-        c = cluster[m];
-    }
-    var s = 0.0;
+//#include lowrank_rank_entry
     if (c >= 0 && u32(c) < params.k) {
         let ab = params.a_off + u32(c) * params.a_stride + j * params.c;
         let hb = m * params.c;
