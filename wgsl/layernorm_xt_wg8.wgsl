@@ -20,15 +20,5 @@ struct Meta { rows: u32, c: u32, eps: f32, rows_per: u32 }
 //#include layernorm_head
     // Four channels a texel; each value is the expression layernorm.wgsl
     // stores, so dst holds the same bits.
-    let kt = params.c / 4u;
-    for (var q = lid; q < kt; q = q + WG) {
-        var v = vec4<f32>();
-        for (var e = 0u; e < 4u; e = e + 1u) {
-            let j = 4u * q + e;
-            let y = (x[base + j] - mean) * rstd * gamma[j] + beta[j];
-            dst[base + j] = y;
-            v[e] = y;
-        }
-        textureStore(xt, vec2<u32>((row % params.rows_per) * kt + q, row / params.rows_per), bitcast<vec4<u32>>(v));
-    }
+//#include layernorm_xt_store XIN=x[base+j]
 }
