@@ -23,15 +23,7 @@ struct Meta { b: u32, t: u32, c: u32, row_base: u32, row_count: u32, accumulate:
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = (wid.y * nwg.x + wid.x) * WG + lid;
-    if (i >= params.b * params.c) {
-        return;
-    }
-    let s = i / params.c;
-    let j = i % params.c;
+//#include feature_sum_start
     let len = u32(clamp(lengths[s], 0, i32(params.t)));
     var acc = 0.0;
     if (params.accumulate != 0u) {

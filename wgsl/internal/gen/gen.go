@@ -98,6 +98,7 @@ func Files(dir string) ([]File, error) {
 	for _, k := range regKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + regMatMul(k)})
 	}
+	out = append(out, File{"matmul_backward_reg.wgsl", Header + regBackward()})
 	twins, err := twins(dir)
 	if err != nil {
 		return nil, err

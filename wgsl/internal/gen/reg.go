@@ -187,8 +187,13 @@ func regAccumulators(p func(string, ...any), k regKernel) {
 // regFMARows writes, for every row r, v<r> = vec4(x[x<r> + k]) and its
 // fma into the row's four accumulators with b0..b3.
 func regFMARows(p func(string, ...any), k regKernel, indent string) {
-	for r := 0; r < k.RM; r++ {
-		p("%slet v%d = vec4<f32>(x[x%d + k]);\n", indent, r, r)
+	regFMARowsOf(p, k.RM, indent, func(r int) string { return fmt.Sprintf("x[x%d + k]", r) })
+}
+
+// regFMARowsOf is regFMARows over rows rows, row r's value load(r).
+func regFMARowsOf(p func(string, ...any), rows int, indent string, load func(r int) string) {
+	for r := 0; r < rows; r++ {
+		p("%slet v%d = vec4<f32>(%s);\n", indent, r, load(r))
 		p("%s%s\n", indent, rowUpdate(func(q int) string { return fmt.Sprintf("a%d_%d = fma(v%d, b%d, a%d_%d);", r, q, r, q, r, q) }))
 	}
 }
