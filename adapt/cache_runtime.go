@@ -40,6 +40,7 @@ type planCache struct {
 	Weights []CacheWeights // per pool
 	pools   []*TokenCounts
 	own     []*TokenCounts // per plan sequence: the tokens seen so far
+	pending [][]int32      // the tokens of the forward being begun (Observe)
 	dirty   bool
 	ownT    gpu.Tensor // (N, V) own counts on the device
 	poolT   gpu.Tensor // (G, V)
@@ -212,16 +213,22 @@ func (p *Plan) CacheAdapter(on []bool) (model.Adapter, error) {
 type cacheAdapter struct{ planAdapter }
 
 // Observe implements model.TokenObserver: the forward's new tokens join
-// their sequences' own counts.
+// their sequences' own counts when Begin accepts the forward.
 func (a cacheAdapter) Observe(tokens [][]int32) error {
+	a.p.cache.pending = tokens
+	return nil
+}
+
+// commit adds the observed tokens to their sequences' own counts.
+func (a cacheAdapter) commit() {
 	c := a.p.cache
-	for s, ts := range tokens {
+	for s, ts := range c.pending {
 		if i := a.planSeq(int32(s)); i >= 0 && i < len(c.own) && len(ts) > 0 {
 			c.own[i].Add(ts...)
 			c.dirty = true
 		}
 	}
-	return nil
+	c.pending = nil
 }
 
 // Begin implements model.Adapter: the plan's pass, then the cache's
@@ -231,10 +238,12 @@ func (a cacheAdapter) Begin(rows, head []int32) (model.Pass, error) {
 	seen := map[int32]bool{}
 	for _, s := range head {
 		if s >= 0 && seen[s] {
+			c.pending = nil // the forward does not run: its tokens are not seen
 			return nil, fmt.Errorf("adapt: the token cache mixes one logits row per sequence (generation), and this forward asks for several of sequence %d", s)
 		}
 		seen[s] = true
 	}
+	a.commit()
 	b, v := p.rt.M.B, p.rt.M.Cfg.VocabSize
 	if c.dirty {
 		dense := make([]float32, len(c.own)*v)

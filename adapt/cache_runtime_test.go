@@ -103,6 +103,15 @@ func TestCacheGenerate(t *testing.T) {
 		if _, err := m.Score(prompts[1:3], nil, ad); err == nil {
 			t.Errorf("%s: scoring every position through the cache: no error", name)
 		}
+		// The refused forward's tokens were not counted: every sequence's
+		// own counts still hold exactly its prompt and the generated tokens
+		// that went through the model.
+		for i, g := range out {
+			want := len(prompts[i]) + len(g.Tokens) - 1 // the last generated token never went through the model
+			if got := p.cache.own[i].Total; int(got) != want {
+				t.Errorf("%s prompt %d: own counts hold %v tokens, want %d", name, i, got, want)
+			}
+		}
 		gens = append(gens, toks)
 		p.Free()
 		rt.Free()
