@@ -15,6 +15,9 @@ import (
 // context's counts, the pool's prompts and the plan's chosen weights; both
 // backends generate the same tokens; a forward asking for several logits
 // rows of one sequence is refused.
+//
+// (Over 80 lines: one generation per backend, then the host mixture
+// recomputed at every step of every prompt, then the refusal.)
 func TestCacheGenerate(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)

@@ -14,6 +14,10 @@ import (
 	"github.com/chameleon-llm/chameleon/model"
 )
 
+// generateCmd is `chameleon generate`.
+//
+// (Over 80 lines: its flag declarations and the one path from prompts to
+// printed generations, with the adapter's plan and the token cache on it.)
 func generateCmd() *cobra.Command {
 	var af adapterFlags
 	mf := modelFlags{inference: true, plainHead: func() bool { return !af.enabled() }} // generate only runs the forward
