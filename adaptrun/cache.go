@@ -68,8 +68,12 @@ type CacheResult struct {
 	BetaVal map[string]float64 `json:"beta_val"` // validation nats/token against base, per beta tried
 	Streams []CacheStream      `json:"streams"`
 	Roles   map[string]string  `json:"roles"`
-	Order   []string           `json:"order"`
-	Config  map[string]any     `json:"config"`
+	// SeedMeans are, per row, the last stream's nats/token against base
+	// under each k-means (and random-batch) seed, this result's first
+	// (AddSeed appends the others).
+	SeedMeans map[string][]float64 `json:"seed_means,omitempty"`
+	Order     []string             `json:"order"`
+	Config    map[string]any       `json:"config"`
 }
 
 // cacheVariant is one way to score a stream.
@@ -275,6 +279,20 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 		res.Streams = append(res.Streams, st)
 	}
 	return res, nil
+}
+
+// AddSeed records other's last-stream figures (the same windows under
+// another seed) beside this result's.
+func (r *CacheResult) AddSeed(other *CacheResult) {
+	if r.SeedMeans == nil {
+		r.SeedMeans = map[string][]float64{}
+		for _, x := range r.Streams[len(r.Streams)-1].Rows {
+			r.SeedMeans[x.Name] = []float64{x.Diff.Mean}
+		}
+	}
+	for _, x := range other.Streams[len(other.Streams)-1].Rows {
+		r.SeedMeans[x.Name] = append(r.SeedMeans[x.Name], x.Diff.Mean)
+	}
 }
 
 // cacheRow summarises one variant's scores against the base model.

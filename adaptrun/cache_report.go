@@ -42,6 +42,20 @@ func (r *CacheResult) Markdown(w io.Writer) {
 		return
 	}
 	st := r.Streams[len(r.Streams)-1]
+	if n := len(r.SeedMeans[st.Rows[0].Name]); n > 1 {
+		fmt.Fprintf(w, "\nUnder other k-means and random-batch seeds, %s (nats/token against the base model; seed 1 is the table above):\n\n| row |", st.Name)
+		for i := range n {
+			fmt.Fprintf(w, " seed %d |", i+1)
+		}
+		fmt.Fprintf(w, "\n|---|%s\n", strings.Repeat("---|", n))
+		for _, x := range st.Rows {
+			fmt.Fprintf(w, "| %s |", x.Name)
+			for _, v := range r.SeedMeans[x.Name] {
+				fmt.Fprintf(w, " %+.4f |", v)
+			}
+			fmt.Fprintln(w)
+		}
+	}
 	var doms []string
 	for _, d := range r.Order {
 		if _, ok := st.Rows[0].PerDomain[d]; ok {

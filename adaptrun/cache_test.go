@@ -97,6 +97,17 @@ func TestEvalCache(t *testing.T) {
 	if len(st.Pairs) != len(cachePairs) || math.Abs(st.Pairs[0].Diff.Mean-(clu.Diff.Mean-own.Diff.Mean)) > 1e-9 {
 		t.Fatalf("pairs %+v: want cluster minus own = %v", st.Pairs, clu.Diff.Mean-own.Diff.Mean)
 	}
+	// Another seed's figures sit beside the first's.
+	o2 := o
+	o2.Seed = 2
+	res2, err := EvalCache(synthServed("validation", 8, 1), synthServed("test", 16, 2), synthServed("harm", 16, 3), roles, []string{"lang", "known"}, o2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.AddSeed(res2)
+	if sm := res.SeedMeans[clu.Name]; len(sm) != 2 || sm[0] != res.Streams[2].Rows[2].Diff.Mean || sm[1] != res2.Streams[2].Rows[2].Diff.Mean {
+		t.Fatalf("seed means %v", sm)
+	}
 	dir := t.TempDir()
 	if err := res.WritePNG(filepath.Join(dir, "c.png")); err != nil {
 		t.Fatal(err)

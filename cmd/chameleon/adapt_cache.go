@@ -17,7 +17,7 @@ import (
 func adaptCacheCmd() *cobra.Command {
 	var mf modelFlags
 	var adapterSpec, windowsIn, out string
-	var batch, iters int
+	var batch, iters, seeds int
 	c := &cobra.Command{
 		Use:   "cache --windows FILE --out DIR",
 		Short: "Evaluate the token cache: each cluster of a batch mixes its members' own tokens and its prompts into the output, with weights chosen on its prompts",
@@ -63,10 +63,18 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 					return err
 				}
 			}
-			res, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
-				adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: 1, Bootstrap: iters})
-			if err != nil {
-				return err
+			var res *adaptrun.CacheResult
+			for seed := 1; seed <= max(seeds, 1); seed++ {
+				r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
+					adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters})
+				if err != nil {
+					return err
+				}
+				if res == nil {
+					res = r
+				} else {
+					res.AddSeed(r)
+				}
 			}
 			return writeCacheReport(res, out)
 		},
@@ -78,6 +86,7 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 	fl.StringVar(&out, "out", "", "directory for cache.md, cache.json.gz and cache.png")
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
+	fl.IntVar(&seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
 	return c
 }
 
