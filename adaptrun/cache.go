@@ -17,7 +17,8 @@ import (
 // members' prompts alone, and the positions after the prompt are scored
 // under the mixture. The controls that could show the gain is something
 // else: the per-sequence cache (no pooling), pooling over random batches,
-// and each cluster given another cluster's pool and weights.
+// each cluster given another cluster's pool and weights, and pools without
+// the windows that may be a window's neighbours in its document.
 
 // CacheOpts configure EvalCache.
 type CacheOpts struct {
