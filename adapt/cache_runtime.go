@@ -147,17 +147,7 @@ func (p *Plan) cachePools(batch int) ([][]int, error) {
 		}
 		return [][]int{all}, nil
 	}
-	ops := cluster.NewRefOps()
-	c := len(p.Features) / n
-	x, err := ops.Alloc(gpu.F32, n, c)
-	if err != nil {
-		return nil, err
-	}
-	defer ops.Free(x)
-	if err := ops.Write(x, p.Features); err != nil {
-		return nil, err
-	}
-	res, err := cluster.KMeans(ops, x, cluster.Config{K: cluster.DefaultK(n, batch), Seed: 1})
+	res, err := cluster.KMeansHost(p.Features, len(p.Features)/n, cluster.Config{K: cluster.DefaultK(n, batch), Seed: 1})
 	if err != nil {
 		return nil, err
 	}

@@ -262,16 +262,7 @@ func (r *Runtime) kmeans(ft gpu.Tensor, feats []float32, cfg cluster.Config) (*c
 	if r.DeviceKMeans || n > HostKMeansMax {
 		return cluster.KMeans(r.cops, ft, cfg)
 	}
-	host := cluster.NewRefOps()
-	x, err := host.Alloc(gpu.F32, ft.Shape()...)
-	if err != nil {
-		return nil, err
-	}
-	defer host.Free(x)
-	if err := host.Write(x, feats); err != nil {
-		return nil, err
-	}
-	return cluster.KMeans(host, x, cfg)
+	return cluster.KMeansHost(feats, ft.Shape()[1], cfg)
 }
 
 // MeanFeatures is the hyper-network input of each of k clusters: the mean

@@ -8,7 +8,6 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
-	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/train"
 )
@@ -134,23 +133,9 @@ func meanOf(f []float32, dim int, members []int) []float32 {
 }
 
 // kmeans clusters the (N, dim) features on the host (the plain-Go
-// reference of the WGSL k-means).
+// reference of the WGSL k-means), k at most N.
 func kmeans(f []float32, dim, k int, seed uint64) (*cluster.Result, error) {
-	rb := ref.New()
-	ops, err := cluster.OpsFor(rb)
-	if err != nil {
-		return nil, err
-	}
-	n := len(f) / dim
-	x, err := ops.Alloc(gpu.F32, n, dim)
-	if err != nil {
-		return nil, err
-	}
-	defer ops.Free(x)
-	if err := ops.Write(x, f); err != nil {
-		return nil, err
-	}
-	return cluster.KMeans(ops, x, cluster.Config{K: min(k, n), Seed: seed})
+	return cluster.KMeansHost(f, dim, cluster.Config{K: min(k, len(f)/dim), Seed: seed})
 }
 
 // uniform gives every member cluster c.

@@ -161,13 +161,7 @@ func (s *Served) row(name string, keep func(d string) bool, iters int) (ServedRo
 // stream: the serving picture, where the plan decides which inputs to
 // adapt.
 func MixedRow(iters int, ss ...*Served) ServedRow {
-	all := &Served{}
-	for _, s := range ss {
-		all.Domains = append(all.Domains, s.Domains...)
-		all.Base, all.Adapted = concatScores(all.Base, s.Base), concatScores(all.Adapted, s.Adapted)
-		all.Kept = append(all.Kept, s.Kept...)
-	}
-	r, _ := all.row(mixedName, func(string) bool { return true }, iters)
+	r, _ := concatServed(ss...).row(mixedName, func(string) bool { return true }, iters)
 	return r
 }
 

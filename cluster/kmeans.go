@@ -52,6 +52,25 @@ func checkFinite(x []float32, c int) error {
 // DefaultK is ceil(n / batchSize): as many clusters as batches of batchSize.
 func DefaultK(n, batchSize int) int { return ceilDiv(n, batchSize) }
 
+// KMeansHost is KMeans of the (N, dim) features f on the plain-Go
+// reference ops: for the small batches where a device round trip costs
+// more than the clustering.
+func KMeansHost(f []float32, dim int, cfg Config) (*Result, error) {
+	if dim < 1 || len(f)%dim != 0 {
+		return nil, fmt.Errorf("cluster: %d feature values are not rows of %d", len(f), dim)
+	}
+	ops := NewRefOps()
+	x, err := ops.Alloc(gpu.F32, len(f)/dim, dim)
+	if err != nil {
+		return nil, err
+	}
+	defer ops.Free(x)
+	if err := ops.Write(x, f); err != nil {
+		return nil, err
+	}
+	return KMeans(ops, x, cfg)
+}
+
 // KMeans clusters the rows of x (N, C) F32 (features on ops): k-means++
 // seeding, then Lloyd iterations on ops until no assignment changes or
 // cfg.MaxIter. It fails if a feature is not finite, if K is not in [1, N], or
