@@ -41,6 +41,8 @@ type planCache struct {
 	pools   []*TokenCounts
 	own     []*TokenCounts // per plan sequence: the tokens seen so far
 	pending [][]int32      // the tokens of the forward being begun (Observe)
+	prompts [][]int32      // per plan sequence: its prompt
+	lp      [][]float32    // per plan sequence: its prompt's losses under the plan
 	dirty   bool
 	ownT    gpu.Tensor // (N, V) own counts on the device
 	poolT   gpu.Tensor // (G, V)
@@ -50,20 +52,11 @@ type planCache struct {
 // EnableCache gives the plan's CacheAdapter its token cache: seqs are the
 // plan's sequences' prompts, pooled by k-means on the plan's features in
 // groups of at most batch (all in one pool for an adapter without
-// features).
+// features). The weights are chosen on the prompts' per-position losses
+// under the plan, which it computes (one scoring forward).
 func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
-	if err := cfg.Check(); err != nil {
-		return err
-	}
-	m := p.rt.M
-	n, v := len(p.Cluster), m.Cfg.VocabSize
-	if len(seqs) != n || len(cfg.Prior) != v {
-		return fmt.Errorf("adapt: cache: %d prompts for a plan of %d, a prior of %d for a vocabulary of %d", len(seqs), n, len(cfg.Prior), v)
-	}
-	c := &planCache{cfg: cfg, Group: make([]int, n), own: make([]*TokenCounts, n)}
-	groups, err := p.cachePools(max(batch, 1))
-	if err != nil {
-		return err
+	if len(seqs) != len(p.Cluster) {
+		return fmt.Errorf("adapt: cache: %d prompts for a plan of %d", len(seqs), len(p.Cluster))
 	}
 	// Each prompt's per-position losses under the plan (prompts of one
 	// token have none).
@@ -74,15 +67,42 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 			scored, ss = append(scored, i), append(ss, s)
 		}
 	}
-	lp := make([][]float32, n)
+	lp := make([][]float32, len(seqs))
 	if len(ss) > 0 {
-		sc, err := m.Score(ss, nil, p.AdapterOf(scored, nil))
+		sc, err := p.rt.M.Score(ss, nil, p.AdapterOf(scored, nil))
 		if err != nil {
 			return err
 		}
 		for j, i := range scored {
 			lp[i] = sc[j].Losses
 		}
+	}
+	return p.EnableCacheLosses(seqs, lp, cfg, batch)
+}
+
+// EnableCacheLosses is EnableCache with the prompts' per-position losses
+// under the plan already computed (lp[i][j]: the loss of seqs[i][j+1], at
+// least len-1 of them; nil for a prompt of one token), as a caller that
+// scored the prompts has them.
+func (p *Plan) EnableCacheLosses(seqs [][]int32, lp [][]float32, cfg CacheConfig, batch int) error {
+	if err := cfg.Check(); err != nil {
+		return err
+	}
+	m := p.rt.M
+	n, v := len(p.Cluster), m.Cfg.VocabSize
+	if len(seqs) != n || len(lp) != n || len(cfg.Prior) != v {
+		return fmt.Errorf("adapt: cache: %d prompts and %d loss rows for a plan of %d, a prior of %d for a vocabulary of %d",
+			len(seqs), len(lp), n, len(cfg.Prior), v)
+	}
+	for i, s := range seqs {
+		if len(lp[i]) < len(s)-1 {
+			return fmt.Errorf("adapt: cache: prompt %d has %d tokens and %d losses", i, len(s), len(lp[i]))
+		}
+	}
+	c := &planCache{cfg: cfg, Group: make([]int, n), own: make([]*TokenCounts, n), prompts: seqs, lp: padLosses(seqs, lp)}
+	groups, err := p.cachePools(max(batch, 1))
+	if err != nil {
+		return err
 	}
 	poolHost := make([]float32, len(groups)*v)
 	for gi, g := range groups {
@@ -115,13 +135,39 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 		return err
 	}
 	if c.poolT, err = uploadF32(b, poolHost, len(groups), v); err != nil {
+		c.free(b)
 		return err
 	}
 	if c.ownT, err = uploadF32(b, make([]float32, n*v), n, v); err != nil {
+		c.free(b)
 		return err
 	}
 	p.cache = c
 	return nil
+}
+
+// CacheHeldOut is each prompt's summed loss (nats) under the token cache,
+// scored as the weights were chosen: positions 0 .. len-2, its own counts
+// its tokens so far, its pool the other members' prompts (never itself).
+// It is what the cache would have done for each prompt's own text; the
+// weights were chosen with the prompt among its pool's members, so it is
+// not a held-out measure of the weights.
+func (p *Plan) CacheHeldOut() ([]float64, error) {
+	c := p.cache
+	if c == nil {
+		return nil, fmt.Errorf("adapt: the plan has no token cache (EnableCache)")
+	}
+	out := make([]float64, len(c.prompts))
+	for i, s := range c.prompts {
+		if len(s) < 2 {
+			continue
+		}
+		g := c.Group[i]
+		pool := c.pools[g].Clone()
+		pool.Remove(s...)
+		out[i], _ = c.Weights[g].SequenceLoss(s, c.lp[i], 0, len(s)-1, pool, c.cfg)
+	}
+	return out, nil
 }
 
 // padLosses gives a prompt without per-position losses (one token) zero

@@ -125,3 +125,94 @@ func TestCacheGenerate(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheHeldOut: each prompt's cache loss from the plan is the mixture
+// recomputed here from the plan's own per-position losses, with its pool
+// rebuilt from the other members' prompts (never itself); the plan's
+// weights are those chosen from the same losses; losses given to
+// EnableCacheLosses that are too short are refused.
+//
+// (Over 80 lines: the plan and its losses computed here, then every
+// prompt's mixture rebuilt and its pool's weights chosen again.)
+func TestCacheHeldOut(t *testing.T) {
+	f := newRTFixture(t)
+	a := f.hyperAdapter(t, nil)
+	prompts, _ := f.prompts(7, 3)
+	m := f.models["ref"]
+	rt, err := NewRuntime(m, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Free()
+	p, err := rt.Plan(prompts, PlanOptions{K: 3, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if _, err := p.CacheHeldOut(); err == nil {
+		t.Fatal("CacheHeldOut before EnableCache: no error")
+	}
+	cfg := UniformCache(rtCfg.VocabSize)
+	short := make([][]float32, len(prompts))
+	if err := p.EnableCacheLosses(prompts, short, cfg, 4); err == nil {
+		t.Fatal("missing losses: no error")
+	}
+	var scored []int
+	var ss [][]int32
+	for i, s := range prompts {
+		if len(s) >= 2 {
+			scored, ss = append(scored, i), append(ss, s)
+		}
+	}
+	sc, err := m.Score(ss, nil, p.AdapterOf(scored, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := make([][]float32, len(prompts))
+	base := make([]float64, len(prompts))
+	for j, i := range scored {
+		lp[i], base[i] = sc[j].Losses, sc[j].NLL
+	}
+	if err := p.EnableCache(prompts, cfg, 4); err != nil { // computes the same losses itself
+		t.Fatal(err)
+	}
+	got, err := p.CacheHeldOut()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mixed, pooled := false, false
+	for i, s := range prompts {
+		g, w, _ := p.CacheWeightsOf(i)
+		others := &TokenCounts{}
+		var members [][]int32
+		var memberLP [][]float32
+		for j := range prompts {
+			if gj, _, _ := p.CacheWeightsOf(j); gj == g {
+				members, memberLP = append(members, prompts[j]), append(memberLP, lp[j])
+				if j != i {
+					others.Add(prompts[j]...)
+				}
+			}
+		}
+		if len(s) < 2 {
+			if got[i] != 0 {
+				t.Errorf("prompt %d of one token: cache loss %v", i, got[i])
+			}
+			continue
+		}
+		want, _ := w.SequenceLoss(s, lp[i], 0, len(s)-1, others, cfg)
+		if math.Abs(got[i]-want) > 1e-6*math.Max(1, math.Abs(want)) {
+			t.Errorf("prompt %d: cache loss %.6f, recomputed %.6f", i, got[i], want)
+		}
+		if w.Own+w.Pool > 0 && math.Abs(base[i]-got[i]) > 1e-3 {
+			mixed = true
+		}
+		pooled = pooled || w.Pool > 0
+		if chosen, err := ChooseCacheWeights(members, padLosses(members, memberLP), true, cfg); err != nil || chosen != w {
+			t.Errorf("prompt %d: plan weights %+v, chosen from the same losses %+v (%v)", i, w, chosen, err)
+		}
+	}
+	if !mixed || !pooled {
+		t.Errorf("no prompt's loss moved under the cache (%v) or no pool has a weight (%v): the test shows nothing", mixed, pooled)
+	}
+}

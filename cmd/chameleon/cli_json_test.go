@@ -73,7 +73,8 @@ func TestCLIJSON(t *testing.T) {
 			}
 		case "run":
 			p, _ := m["prompts"].([]any)
-			if len(p) != 2 || !(p[0].(map[string]any)["adapted_perplexity"].(float64) > 1) {
+			if len(p) != 2 || !(p[0].(map[string]any)["adapted_perplexity"].(float64) > 1) ||
+				!(p[0].(map[string]any)["cached_perplexity"].(float64) > 1) || len(m["cache_pools"].([]any)) == 0 {
 				t.Errorf("run: %s", out)
 			}
 		case "inspect":

@@ -62,10 +62,12 @@ multi-domain set of sample prompts (code, prose, scripture, man pages, email, qu
      hidden states of the base model over each prompt) and shows which
      prompts went together, with the domains they were written as (the clustering
      never sees these labels);
-  2. scores each prompt's own text (next-token perplexity) with the base model and with
-     its cluster's low-rank update, per prompt and pooled per cluster;
-  3. continues every prompt greedily, without and with adaptation, all prompts in one
-     batch, each with its own cluster's update.
+  2. scores each prompt's own text (next-token perplexity) with the base model, with
+     its cluster's low-rank update, and with the update and the token cache (the
+     prompt's own tokens so far and its pool's other prompts mixed into the output:
+     chameleon adapt cache), per prompt and pooled per cluster;
+  3. continues every prompt greedily, without adaptation, with it, and with it and the
+     token cache, all prompts in one batch, each with its own cluster's update.
 The adapted scores condition on the whole prompt's feature (as in the paper, the batch
 is clustered on its inputs), so they are not a held-out measure: see ` + "`chameleon adapt bench`" + `.
 With an adapter that self-checks (the default does), a prompt keeps its update only where
@@ -129,9 +131,12 @@ type runReport struct {
 	MaxTokens int          `json:"max_tokens"`
 	Clusters  []runCluster `json:"clusters"`
 	Gated     []int        `json:"gated_prompts"`
-	Prompts   []runPrompt  `json:"prompts"`
-	All       runPool      `json:"all"`
-	Seconds   runTimes     `json:"seconds"`
+	// CachePools are the token cache's pools (the plan's prompts grouped
+	// by their features, as many groups as clusters) and their weights.
+	CachePools []runCachePool `json:"cache_pools"`
+	Prompts    []runPrompt    `json:"prompts"`
+	All        runPool        `json:"all"`
+	Seconds    runTimes       `json:"seconds"`
 }
 
 type modelSummary struct {
@@ -153,16 +158,28 @@ type runPool struct {
 	Tokens            int     `json:"tokens"`
 	BasePerplexity    float64 `json:"base_perplexity"`
 	AdaptedPerplexity float64 `json:"adapted_perplexity"`
+	// CachedPerplexity is the adapted model with the token cache: each
+	// prompt's own tokens so far and its pool's other prompts mixed in.
+	CachedPerplexity float64 `json:"cached_perplexity"`
+}
+
+type runCachePool struct {
+	Pool       int     `json:"pool"`
+	Prompts    []int   `json:"prompts"`
+	Own        float64 `json:"own_weight"`
+	PoolWeight float64 `json:"pool_weight"`
 }
 
 type runPrompt struct {
-	Index   int    `json:"index"`
-	Domain  string `json:"domain"`
-	Text    string `json:"text"`
-	Cluster int    `json:"cluster"`
+	Index     int    `json:"index"`
+	Domain    string `json:"domain"`
+	Text      string `json:"text"`
+	Cluster   int    `json:"cluster"`
+	CachePool int    `json:"cache_pool"`
 	runPool
 	BaseContinuation    string `json:"base_continuation"`
 	AdaptedContinuation string `json:"adapted_continuation"`
+	CachedContinuation  string `json:"cached_continuation"`
 }
 
 type runTimes struct {
@@ -170,6 +187,7 @@ type runTimes struct {
 	Plan         float64 `json:"plan"`
 	ScoreBase    float64 `json:"score_base"`
 	ScoreAdapted float64 `json:"score_adapted"`
+	Cache        float64 `json:"cache"` // the token cache's pools and weights
 	Generate     float64 `json:"generate"`
 	Total        float64 `json:"total"`
 }
@@ -213,6 +231,13 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	}
 	adaptedTime := time.Since(t2) - baseTime
 
+	tc := time.Now()
+	cached, err := enableRunCache(plan, ids, adapted, m.Cfg.VocabSize)
+	if err != nil {
+		return err
+	}
+	cacheTime := time.Since(tc)
+
 	t3 := time.Now()
 	opt := model.GenerateOptions{MaxTokens: maxTokens, StopAtEOT: true} // greedy
 	plain, err := m.Generate(s.tok, ids, opt)
@@ -224,12 +249,20 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	if err != nil {
 		return err
 	}
+	if opt.Adapter, err = plan.CacheAdapter(nil); err != nil {
+		return err
+	}
+	withCache, err := m.Generate(s.tok, ids, opt)
+	if err != nil {
+		return err
+	}
 	genTime := time.Since(t3)
 
-	rep := runReportOf(s, rt.Meta, plan, samples, [2][]model.SequenceScore{base, adapted}, [2][]model.Generation{plain, withAd})
+	rep := runReportOf(s, rt.Meta, plan, samples, [3][]model.SequenceScore{base, adapted, cached},
+		[3][]model.Generation{plain, withAd, withCache})
 	rep.Mode, rep.MaxTokens = af.mode, maxTokens
 	rep.Seconds = runTimes{Load: loaded.Seconds(), Plan: planTime.Seconds(), ScoreBase: baseTime.Seconds(),
-		ScoreAdapted: adaptedTime.Seconds(), Generate: genTime.Seconds(), Total: time.Since(t0).Seconds()}
+		ScoreAdapted: adaptedTime.Seconds(), Cache: cacheTime.Seconds(), Generate: genTime.Seconds(), Total: time.Since(t0).Seconds()}
 	if asJSON {
 		return printJSON(os.Stdout, rep)
 	}
@@ -237,17 +270,44 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	return nil
 }
 
+// enableRunCache turns on the plan's token cache over the prompts ids,
+// pooled in as many groups as the plan has clusters, the weights chosen on
+// the adapted per-position losses already computed, and returns each
+// prompt's score under the cache (its pool without itself: CacheHeldOut).
+func enableRunCache(plan *adapt.Plan, ids [][]int32, adapted []model.SequenceScore, vocab int) ([]model.SequenceScore, error) {
+	lp := make([][]float32, len(ids))
+	for i := range adapted {
+		lp[i] = adapted[i].Losses
+	}
+	k := max(plan.K, 1)
+	if err := plan.EnableCacheLosses(ids, lp, adapt.UniformCache(vocab), (len(ids)+k-1)/k); err != nil {
+		return nil, err
+	}
+	nll, err := plan.CacheHeldOut()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]model.SequenceScore, len(ids))
+	for i := range out {
+		out[i] = model.SequenceScore{NLL: nll[i], Tokens: adapted[i].Tokens}
+	}
+	return out, nil
+}
+
 // runReportOf is the run report's clusters, prompts and pools from the
-// plan, the scores (base, adapted) and the continuations (base, adapted).
-func runReportOf(s *session, meta adapt.Meta, plan *adapt.Plan, samples []sample, scores [2][]model.SequenceScore, gens [2][]model.Generation) runReport {
+// plan, the scores (base, adapted, adapted with the token cache) and the
+// continuations (the same three).
+func runReportOf(s *session, meta adapt.Meta, plan *adapt.Plan, samples []sample, scores [3][]model.SequenceScore, gens [3][]model.Generation) runReport {
 	m := s.m
 	pool := func(ps []int) runPool { // 1-based prompts
-		var b, a model.SequenceScore
+		var sum [3]model.SequenceScore
 		for _, p := range ps {
-			b.NLL, b.Tokens = b.NLL+scores[0][p-1].NLL, b.Tokens+scores[0][p-1].Tokens
-			a.NLL, a.Tokens = a.NLL+scores[1][p-1].NLL, a.Tokens+scores[1][p-1].Tokens
+			for j := range sum {
+				sum[j].NLL, sum[j].Tokens = sum[j].NLL+scores[j][p-1].NLL, sum[j].Tokens+scores[j][p-1].Tokens
+			}
 		}
-		return runPool{Tokens: b.Tokens, BasePerplexity: b.Perplexity(), AdaptedPerplexity: a.Perplexity()}
+		return runPool{Tokens: sum[0].Tokens, BasePerplexity: sum[0].Perplexity(), AdaptedPerplexity: sum[1].Perplexity(),
+			CachedPerplexity: sum[2].Perplexity()}
 	}
 	rep := runReport{Device: s.label, Adapter: describeAdapter(meta), Static: meta.Kind != adapt.KindHyper,
 		K: plan.K, Gated: []int{},
@@ -268,8 +328,15 @@ func runReportOf(s *session, meta adapt.Meta, plan *adapt.Plan, samples []sample
 		if plan.Cluster[i] < 0 {
 			rep.Gated = append(rep.Gated, i+1)
 		}
+		g, w, _ := plan.CacheWeightsOf(i)
+		if g >= len(rep.CachePools) {
+			rep.CachePools = append(rep.CachePools, make([]runCachePool, g+1-len(rep.CachePools))...)
+		}
+		cp := &rep.CachePools[g]
+		cp.Pool, cp.Prompts, cp.Own, cp.PoolWeight = g, append(cp.Prompts, i+1), w.Own, w.Pool
 		rep.Prompts = append(rep.Prompts, runPrompt{Index: i + 1, Domain: sm.domain, Text: sm.text, Cluster: plan.Cluster[i],
-			runPool: pool([]int{i + 1}), BaseContinuation: string(gens[0][i].Text), AdaptedContinuation: string(gens[1][i].Text)})
+			CachePool: g, runPool: pool([]int{i + 1}), BaseContinuation: string(gens[0][i].Text),
+			AdaptedContinuation: string(gens[1][i].Text), CachedContinuation: string(gens[2][i].Text)})
 	}
 	rep.All = pool(every) // every prompt, those the gate kept at the base model too
 	return rep
@@ -302,22 +369,31 @@ func printRun(rep runReport) {
 		fmt.Printf("  kept at the base model by the adapter's gate or self-check (cluster -1): %s\n", joinInts(rep.Gated))
 	}
 
-	fmt.Println("\nPerplexity of each prompt's own text (lower is better):")
+	fmt.Println("\nToken cache pools (the prompts grouped by k-means on their features; each prompt's own tokens so far and")
+	fmt.Println("its pool's other prompts are mixed into the adapted model's next-token distribution, the two weights")
+	fmt.Println("chosen per pool on its own prompts, so the +cache scores below are in-sample for the weights):")
+	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  pool\tprompts\town\tpool")
+	for _, c := range rep.CachePools {
+		fmt.Fprintf(tw, "  %d\t%s\t%.2f\t%.2f\n", c.Pool, joinInts(c.Prompts), c.Own, c.PoolWeight)
+	}
+	tw.Flush()
+
+	fmt.Println("\nPerplexity of each prompt's own text (lower is better; changes against base; +cache: adapted with the")
+	fmt.Println("token cache, each prompt's pool without the prompt itself):")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  #\tdomain\tcluster\ttokens\tbase\tadapted\tchange\t")
+	fmt.Fprintln(tw, "  #\tdomain\tcluster\ttokens\tbase\tadapted\tchange\t+cache\tchange\t")
 	for _, p := range rep.Prompts {
-		fmt.Fprintf(tw, "  %d\t%s\t%d\t%d\t%.2f\t%.2f\t%s\t\n", p.Index, p.Domain, p.Cluster, p.Tokens,
-			p.BasePerplexity, p.AdaptedPerplexity, change(p.BasePerplexity, p.AdaptedPerplexity))
+		fmt.Fprintf(tw, "  %d\t%s\t%d\t%d\t%s\t\n", p.Index, p.Domain, p.Cluster, p.Tokens, pplColumns(p.runPool))
 	}
 	tw.Flush()
 	fmt.Println("\nPer cluster (pooled over its prompts' tokens):")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "  cluster\tprompts\ttokens\tbase\tadapted\tchange\t")
+	fmt.Fprintln(tw, "  cluster\tprompts\ttokens\tbase\tadapted\tchange\t+cache\tchange\t")
 	for _, c := range rep.Clusters {
-		fmt.Fprintf(tw, "  %d\t%d\t%d\t%.2f\t%.2f\t%s\t\n", c.Cluster, len(c.Prompts), c.Tokens, c.BasePerplexity, c.AdaptedPerplexity, change(c.BasePerplexity, c.AdaptedPerplexity))
+		fmt.Fprintf(tw, "  %d\t%d\t%d\t%s\t\n", c.Cluster, len(c.Prompts), c.Tokens, pplColumns(c.runPool))
 	}
-	a := rep.All
-	fmt.Fprintf(tw, "  all\t%d\t%d\t%.2f\t%.2f\t%s\t\n", len(rep.Prompts), a.Tokens, a.BasePerplexity, a.AdaptedPerplexity, change(a.BasePerplexity, a.AdaptedPerplexity))
+	fmt.Fprintf(tw, "  all\t%d\t%d\t%s\t\n", len(rep.Prompts), rep.All.Tokens, pplColumns(rep.All))
 	tw.Flush()
 
 	fmt.Printf("\nGreedy continuations (%d tokens; all prompts in one batch, each with its own cluster's update):\n", rep.MaxTokens)
@@ -325,10 +401,18 @@ func printRun(rep runReport) {
 		fmt.Printf("\n[%d] %s, cluster %d: %s\n", p.Index, p.Domain, p.Cluster, oneLine(tail(p.Text, 60)))
 		fmt.Printf("    base:    %s\n", oneLine(p.BaseContinuation))
 		fmt.Printf("    adapted: %s\n", oneLine(p.AdaptedContinuation))
+		fmt.Printf("    +cache:  %s\n", oneLine(p.CachedContinuation))
 	}
 	t := rep.Seconds
-	fmt.Printf("\nload %s, plan %s, scoring %s (base) + %s (adapted), generation %s; total %s\n", ms(t.Load), ms(t.Plan),
-		ms(t.ScoreBase), ms(t.ScoreAdapted), ms(t.Generate), ms(t.Total))
+	fmt.Printf("\nload %s, plan %s, scoring %s (base) + %s (adapted), cache %s, generation %s; total %s\n", ms(t.Load), ms(t.Plan),
+		ms(t.ScoreBase), ms(t.ScoreAdapted), ms(t.Cache), ms(t.Generate), ms(t.Total))
+}
+
+// pplColumns are a pool's perplexity columns: base, adapted, change,
+// with the cache, change (tab-separated; changes against base).
+func pplColumns(p runPool) string {
+	return fmt.Sprintf("%.2f\t%.2f\t%s\t%.2f\t%s", p.BasePerplexity, p.AdaptedPerplexity, change(p.BasePerplexity, p.AdaptedPerplexity),
+		p.CachedPerplexity, change(p.BasePerplexity, p.CachedPerplexity))
 }
 
 // change is the relative change from a to b, signed, in percent.

@@ -77,12 +77,12 @@ func TestCLIRun(t *testing.T) {
 	}
 	// One perplexity row per prompt with positive, finite numbers, and an
 	// overall row; the random adapter does change the scores.
-	pplRow := regexp.MustCompile(`(?m)^\s+(\d+)\s+([a-z]+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([+-][\d.]+)%\s*$`)
+	pplRow := regexp.MustCompile(`(?m)^\s+(\d+)\s+([a-z]+)\s+(-?\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+([+-][\d.]+)%\s+([\d.]+)\s+([+-][\d.]+)%\s*$`)
 	prows := pplRow.FindAllStringSubmatch(out, -1)
 	if len(prows) != len(samples) {
 		t.Fatalf("%d perplexity rows, want %d:\n%s", len(prows), len(samples), out)
 	}
-	changed := false
+	changed, cached := false, false
 	for i, r := range prows {
 		if r[2] != samples[i].domain {
 			t.Errorf("row %d domain %q, want %q", i+1, r[2], samples[i].domain)
@@ -93,9 +93,10 @@ func TestCLIRun(t *testing.T) {
 			t.Errorf("row %d: perplexities %v and %v", i+1, b, a)
 		}
 		changed = changed || r[7] != "+0.0"
+		cached = cached || r[8] != r[6]
 	}
-	if !changed {
-		t.Error("the adapter changed no prompt's perplexity")
+	if !changed || !cached {
+		t.Errorf("the adapter (%v) or the token cache (%v) changed no prompt's perplexity", changed, cached)
 	}
 	if !regexp.MustCompile(`(?m)^\s+all\s+` + strconv.Itoa(len(samples)) + `\s`).MatchString(out) {
 		t.Errorf("no overall row:\n%s", out)
@@ -105,6 +106,9 @@ func TestCLIRun(t *testing.T) {
 	}
 	if c := strings.Count(out, "    adapted: "); c != len(samples) {
 		t.Errorf("%d adapted continuations, want %d", c, len(samples))
+	}
+	if c := strings.Count(out, "    +cache:  "); c != len(samples) {
+		t.Errorf("%d continuations with the cache, want %d", c, len(samples))
 	}
 
 	// On a small prompt set (the reference backend is slow): the two
@@ -122,7 +126,7 @@ func TestCLIRun(t *testing.T) {
 		t.Fatalf("perplexity rows: reference\n%s\nwebgpu\n%s", cpu, gpu)
 	}
 	for i := range pc {
-		for _, col := range []int{5, 6} {
+		for _, col := range []int{5, 6, 8} {
 			x, _ := strconv.ParseFloat(pc[i][col], 64)
 			y, _ := strconv.ParseFloat(pg[i][col], 64)
 			if math.Abs(x-y) > 0.01*x {
