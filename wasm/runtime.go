@@ -392,6 +392,7 @@ func jsGenerate(this js.Value, args []js.Value) any {
 		StopAtEOT: optBool(o, "stopAtEOT", true),
 	}
 	adapted := optBool(o, "adapt", false)
+	cache := adapted && optBool(o, "cache", false)
 	po := planOptions(o)
 	return promise(func() (any, error) {
 		ids, err := loadedIDs(prompts)
@@ -406,6 +407,12 @@ func jsGenerate(this js.Value, args []js.Value) any {
 			}
 			defer p.Free()
 			opt.Adapter = p.Adapter(nil)
+			if cache {
+				if opt.Adapter, err = cacheAdapter(p, ids); err != nil {
+					return nil, err
+				}
+				res["cache"] = cacheJS(p, len(ids))
+			}
 			pj := planJS(p)
 			sc, err := scores(ids, p)
 			if err != nil {
@@ -437,6 +444,27 @@ func jsGenerate(this js.Value, args []js.Value) any {
 		res["tokensPerSec"] = float64(n) / max(secs, 1e-9)
 		return js.ValueOf(res), nil
 	})
+}
+
+// cacheAdapter turns on the plan's token cache over the prompts (pools of
+// at most adapt.DefaultBatchSize by the plan's features, a uniform prior:
+// what chameleon generate --cache runs) and returns its adapter.
+func cacheAdapter(p *adapt.Plan, ids [][]int32) (model.Adapter, error) {
+	if err := p.EnableCache(ids, adapt.UniformCache(state.m.Cfg.VocabSize), adapt.DefaultBatchSize); err != nil {
+		return nil, err
+	}
+	return p.CacheAdapter(nil)
+}
+
+// cacheJS is the token cache's per-prompt pool and weights: {pool, own,
+// poolWeight}, arrays over the prompts.
+func cacheJS(p *adapt.Plan, n int) js.Value {
+	pool, own, pw := make([]any, n), make([]any, n), make([]any, n)
+	for i := range n {
+		g, w, _ := p.CacheWeightsOf(i)
+		pool[i], own[i], pw[i] = g, w.Own, w.Pool
+	}
+	return js.ValueOf(map[string]any{"pool": pool, "own": own, "poolWeight": pw})
 }
 
 // jsLogits: logits(text) -> {t, v, data}: the base model's logits at every

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +18,10 @@ import (
 
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tokenizer"
 )
 
 // What TestDemoInBrowser reads off the page and the steps it repeats there.
@@ -151,6 +156,104 @@ type demoRun struct {
 		K      int   `json:"k"`
 	} `json:"plan"`
 	TokensPerSec float64 `json:"tokensPerSec"`
+	Cache        *struct {
+		Pool       []int     `json:"pool"`
+		Own        []float64 `json:"own"`
+		PoolWeight []float64 `json:"poolWeight"`
+	} `json:"cache"`
+}
+
+// cachePrompts are the prompts of the run with the token cache: each
+// repeats itself, so that the cache's own counts help it and its weights
+// move the greedy tokens (the short demo prompts choose no cache at all).
+var cachePrompts = []string{
+	"one two three one two three one two three one two",
+	"red green blue red green blue red green blue red",
+	"alpha beta gamma alpha beta gamma alpha beta gamma",
+}
+
+// cachedDemoRun fills the prompt boxes with cachePrompts, ticks the page's
+// "token cache" box, clicks "generate with and without adaptation"
+// (greedy, seed 1), then unticks the box and puts the demo prompts back
+// (setPrompts): the adapted run mixes the token cache in.
+func cachedDemoRun(t *testing.T, bctx context.Context, fail func(string, ...any), setPrompts string) lastRun {
+	t.Helper()
+	fill := fmt.Sprintf(`(() => {
+		const want = %s;
+		document.querySelectorAll("#prompts textarea").forEach((t, i) => { t.value = i < want.length ? want[i] : ""; });
+	})()`, jsStrings(cachePrompts))
+	if err := chromedp.Do(bctx,
+		chromedp.Evaluate[chromedp.Void](fill),
+		chromedp.SetValue("#temperature", "0"),
+		chromedp.SetValue("#seed", "1"),
+		chromedp.Evaluate[chromedp.Void](`document.querySelector("#cache").checked = true; demo.last = null`),
+		chromedp.Click("#gen-both"),
+	); err != nil {
+		fail("driving the page (token cache): %v", err)
+	}
+	r, err := chromedp.Run(bctx, chromedp.Poll[lastRun](`demo.last && demo.last.done ? demo.last : null`,
+		chromedp.WithPollingInterval(200*time.Millisecond), chromedp.WithPollingTimeout(time.Minute)))
+	if err != nil || r.Error != "" || len(r.Runs) != 2 || r.Runs[1].Cache == nil {
+		fail("generation with the token cache in the page: %v %q (%d runs)", err, r.Error, len(r.Runs))
+	}
+	if err := chromedp.Do(bctx, chromedp.Evaluate[chromedp.Void](`document.querySelector("#cache").checked = false`),
+		chromedp.Evaluate[chromedp.Void](setPrompts)); err != nil {
+		fail("unticking the token cache: %v", err)
+	}
+	return r
+}
+
+// checkCachedRun: the page's run with the token cache over cachePrompts
+// gave each prompt the native plan's pool and weights and, greedy, its
+// tokens, and the cache changed some token of the adapted run without it
+// (else this would show nothing).
+//
+// (Over 80 lines: the native plan, its run without and with the cache,
+// then every prompt's pool, weights and tokens against the page's.)
+func checkCachedRun(t *testing.T, m *model.Model, tok *tokenizer.Tokenizer, rt *adapt.Runtime, got lastRun) {
+	t.Helper()
+	ids := make([][]int32, len(cachePrompts))
+	for i, p := range cachePrompts {
+		ids[i] = tok.Encode(p)
+	}
+	plan, err := rt.Plan(ids, adapt.PlanOptions{Mode: adapt.ModeBatch, K: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Free()
+	opt := model.GenerateOptions{MaxTokens: demoMaxTokens, Seed: 1, StopAtEOT: true, Adapter: plan.Adapter(nil)}
+	adapted, err := m.Generate(tok, ids, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := plan.EnableCache(ids, adapt.UniformCache(m.Cfg.VocabSize), adapt.DefaultBatchSize); err != nil {
+		t.Fatal(err)
+	}
+	if opt.Adapter, err = plan.CacheAdapter(nil); err != nil {
+		t.Fatal(err)
+	}
+	gens, err := m.Generate(tok, ids, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := got.Runs[1].Cache
+	if len(c.Pool) != len(ids) || len(got.Runs[1].Results) != len(ids) {
+		t.Fatalf("the page's cached run has %d pools and %d results for %d prompts", len(c.Pool), len(got.Runs[1].Results), len(ids))
+	}
+	differs := false
+	for i := range ids {
+		differs = differs || !slices.Equal(gens[i].Tokens, adapted[i].Tokens)
+		g, w, _ := plan.CacheWeightsOf(i)
+		if c.Pool[i] != g || math.Abs(c.Own[i]-w.Own) > 1e-9 || math.Abs(c.PoolWeight[i]-w.Pool) > 1e-9 {
+			t.Errorf("prompt %d: page's cache pool %d weights %v/%v, native %d %+v", i+1, c.Pool[i], c.Own[i], c.PoolWeight[i], g, w)
+		}
+		if b := got.Runs[1].Results[i].Tokens; !slices.Equal(b, gens[i].Tokens) {
+			t.Errorf("prompt %d with the token cache: browser tokens %v, native %v", i+1, b, gens[i].Tokens)
+		}
+	}
+	if !differs {
+		t.Error("the token cache changed no token of the adapted run: the test does not exercise it")
+	}
 }
 
 // lastRun is window.demo.last: the outcome of the last click on a

@@ -249,6 +249,8 @@ func TestDemoInBrowser(t *testing.T) {
 		fail("sampled generation in the page: %v %q", err, sampled.Error)
 	}
 
+	cached := cachedDemoRun(t, bctx, fail, setPrompts)
+
 	// A prompt over the context: a message on the page, not in the console.
 	long := strings.Repeat("word ", cfg.NCtx+5)
 	if err := chromedp.Do(bctx,
@@ -382,6 +384,7 @@ func TestDemoInBrowser(t *testing.T) {
 		}
 		differs = differs || !slices.Equal(gens[i].Tokens, agens[i].Tokens)
 	}
+	checkCachedRun(t, m, tok, rt, cached)
 	sopt := model.GenerateOptions{MaxTokens: demoMaxTokens, Seed: 5, StopAtEOT: true, Sample: gpu.SampleParams{Temperature: 0.8, TopP: 1}}
 	sgens, err := m.Generate(tok, ids, sopt)
 	if err != nil {

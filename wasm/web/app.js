@@ -193,6 +193,7 @@ function options(adapted) {
     seed: +$("seed").value,
     k: +$("clusters").value,
     adapt: adapted,
+    cache: adapted && $("cache").checked,
   };
 }
 
@@ -407,6 +408,10 @@ function statLine(res) {
     const a = demo.info.adapter;
     s += ` (hyper-network, rank ${a.rank}, alpha ${a.alpha}, ${res.plan.k} cluster${res.plan.k === 1 ? "" : "s"}: ` +
       res.plan.assign.map((c, i) => `prompt ${i + 1}→${c < 0 ? "base" : c + 1}`).join(", ") + ")";
+    if (res.cache) {
+      s += "; token cache: " + res.cache.pool.map((g, i) =>
+        `prompt ${i + 1} pool ${g + 1} (own ${res.cache.own[i].toFixed(2)}, pool ${res.cache.poolWeight[i].toFixed(2)})`).join(", ");
+    }
   }
   return s;
 }
