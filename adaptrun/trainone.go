@@ -31,27 +31,41 @@ func TrainOne(tb gpu.TrainBackend, mdl *model.Model, base adapt.Base, m Method, 
 	} else if tr, err = Train(tb, mdl.W.Wte, base, m, d, o, progress); err != nil {
 		return nil, err
 	}
+	if _, err := GateAndSelfCheck(tr, d, fit, o.Batch); err != nil {
+		return nil, err
+	}
+	return tr, nil
+}
+
+// GateAndSelfCheck gives a trained hyper adapter, or a LoRA trained with
+// features (and so with the centroids of its own training windows), the
+// gate of its training windows d (and of the pretraining windows fit) and
+// the self-check, as the runtime serves them; a LoRA also gets its
+// centroids in the file. It reports whether the adapter was one of these
+// (the others are left as they are).
+func GateAndSelfCheck(tr *Trained, d, fit *Set, batch int) (bool, error) {
 	switch {
-	case m.Kind == KindLoRA && tr.Cents != nil:
+	case tr.M.Kind == KindLoRA && tr.Cents != nil && tr.Adapter.TrainingCentroids() == nil:
 		// A LoRA with Features stores the centroids of its own training
 		// windows, so that it can be gated and self-checked like a
 		// hyper-network: the benchmark's fair control, shipped.
 		a := tr.Adapter
-		a.Meta.Features, a.Meta.Centroids = m.Features, tr.Cents.K
+		a.Meta.Features, a.Meta.Centroids = tr.M.Features, tr.Cents.K
 		a.Tensors = append(a.Tensors, model.HostTensor{Name: adapt.CentroidsTensor, Shape: []int{tr.Cents.K, tr.Cents.C}, Data: tr.Cents.Data})
 		if err := a.Validate(); err != nil {
-			return nil, err
+			return false, err
 		}
-	case m.Kind != KindHyper:
-		return tr, nil
+	case tr.M.Kind == KindLoRA && tr.Cents != nil:
+	case tr.M.Kind != KindHyper:
+		return false, nil
 	}
-	g, err := GateFor(tr.Adapter, d, fit, o.Batch)
+	g, err := GateFor(tr.Adapter, d, fit, batch)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	if err := tr.Adapter.SetGate(g); err != nil {
-		return nil, err
+		return false, err
 	}
 	tr.Adapter.Meta.SelfCheck = true
-	return tr, nil
+	return true, nil
 }

@@ -22,6 +22,7 @@ func TestTrainOne(t *testing.T) {
 		{Method{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}}, true},
 		{Method{Name: "deep", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Deep: []string{train.SiteQKV}}, true},
 		{Method{Name: "lora", Kind: KindLoRA, Rank: 2}, false},
+		{Method{Name: "lora-gated", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureBoth}, true},
 	} {
 		steps := 0
 		tr, err := TrainOne(tb, m, base, tc.meth, sets.Train, sets.Fit, o, func(step, _ int, _ float64) { steps = step })
@@ -38,6 +39,17 @@ func TestTrainOne(t *testing.T) {
 		}
 		if err := tr.Adapter.Validate(); err != nil {
 			t.Errorf("%s: %v", tc.meth.Name, err)
+		}
+		// Gating again (as adapt bench does for the files it saves)
+		// keeps one centroids tensor and the same gate.
+		n := len(tr.Adapter.Tensors)
+		ok, err := GateAndSelfCheck(tr, sets.Train, sets.Fit, o.Batch)
+		if err != nil || ok != tc.gated || len(tr.Adapter.Tensors) != n || tr.Adapter.Meta.GateRadius != meta.GateRadius {
+			t.Errorf("%s: gated again: %v %v, %d tensors (was %d), radius %v (was %v)", tc.meth.Name, ok, err,
+				len(tr.Adapter.Tensors), n, tr.Adapter.Meta.GateRadius, meta.GateRadius)
+		}
+		if tc.gated && tr.Adapter.TrainingCentroids() == nil {
+			t.Errorf("%s: no training centroids in the file", tc.meth.Name)
 		}
 	}
 }

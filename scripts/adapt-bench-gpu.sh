@@ -11,14 +11,17 @@
 #
 # Run there from the repository root with OUT set:
 #   scripts/adapt-bench-gpu.sh [PHASE[,PHASE...]|all] [head seconds] [deep seconds] [score seconds]
-# PHASE is head, deep, score or overhead.
+# PHASE is head, deep, score, cache or overhead.
 # Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
 # OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
 # partial bench-partial.json when a phase ran out of time), the first
-# seed's hyper-network adapter files with their gate and self-check
-# (OUT/hyper-*.safetensors, decoder updates included) and, phase score (in
+# seed's hyper-network and gated LoRA adapter files with their gate and
+# self-check (OUT/hyper-*.safetensors, decoder updates included;
+# OUT/lora*.safetensors) and, phase score (in
 # all too), each of those files and the default scored through the
 # inference path (OUT/score-*.json: adapt score on the test and harm splits)
+# and, phase cache (in all too), the token cache on top of the default and
+# the saved hyper-hidden and LoRA files (OUT/cache-*/: adapt cache, one seed)
 # and, phase overhead (in all too), the decoder-update overhead of a random
 # adapter on GPT-2 124M (OUT/overhead-*.json: head only, qkv, all sites).
 # With 15 minutes of device time a session, run `head,overhead` in
@@ -62,7 +65,7 @@ if want head; then
 	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
 		--methods "${HEAD_METHODS:-lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched,hyper-hybrid,hyper-hybrid-full}" > "$OUT/head/log" 2>&1
 	echo "head: exit $?" >> "$OUT/info.txt"
-	mv "$OUT"/head/hyper-*.safetensors "$OUT/" 2>/dev/null
+	mv "$OUT"/head/hyper-*.safetensors "$OUT"/head/lora*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"
 fi
 if want deep; then
@@ -74,12 +77,24 @@ if want deep; then
 	tar czf "$OUT/deep.tgz" -C "$OUT" deep && rm -rf "$OUT/deep"
 fi
 if want score; then
-	for f in default "$OUT"/hyper-*.safetensors ${SCORE_ADAPTERS:-}; do
+	for f in default "$OUT"/hyper-*.safetensors "$OUT"/lora*.safetensors ${SCORE_ADAPTERS:-}; do
 		[ "$f" = default ] || [ -f "$f" ] || continue
 		name=$(basename "$f" .safetensors)
 		timeout "$score_s" $CH adapt score --adapter "$f" --windows "${WINDOWS:-.gpu/windows.json.gz}" --dtype f32 --json \
 			> "$OUT/score-$name.json" 2> "$OUT/score-$name.log"
 		echo "score $name: exit $?" >> "$OUT/info.txt"
+	done
+fi
+if want cache; then
+	# The token cache on top of each saved adapter (the default, the
+	# hyper-networks, the gated LoRAs): does the cluster cache add to a
+	# parameter-matched LoRA as it adds to the hyper-network?
+	for f in default "$OUT"/hyper-hidden.safetensors "$OUT"/lora-matched.safetensors "$OUT"/lora.safetensors ${CACHE_ADAPTERS:-}; do
+		[ "$f" = default ] || [ -f "$f" ] || continue
+		name=$(basename "$f" .safetensors)
+		timeout "${CACHE_S:-150}" $CH adapt cache --adapter "$f" --windows "${WINDOWS:-.gpu/windows.json.gz}" --dtype f32 \
+			--seeds 1 --out "$OUT/cache-$name" > "$OUT/cache-$name.log" 2>&1
+		echo "cache $name: exit $?" >> "$OUT/info.txt"
 	done
 fi
 if want overhead; then

@@ -48,7 +48,7 @@ scored. The pretraining and held-out domains' test windows check that the
 adapters do no harm where they were not trained.
 
 Writes OUT/bench.md, OUT/bench.json, OUT/bench.png and the first seed's
-hyper-network of every ChamaleonLLM method (OUT/<method>.safetensors).
+hyper-network of every ChamaleonLLM method and the gated LoRAs (OUT/<method>.safetensors).
 --save-windows writes the windows (token ids) so that a machine without the
 corpus can run the benchmark with --windows.`,
 		Args: cobra.NoArgs,
@@ -245,26 +245,26 @@ func barProgress(bar *progressbar.ProgressBar, plain func(step, steps int, desc 
 	}
 }
 
-// saveFirstAdapters writes the first seed's adapter of every hyper method
+// saveFirstAdapters writes the first seed's adapter of every hyper method,
+// and of every LoRA trained with features (the gated control),
 // (OUT/<method key>.safetensors) with its gate and self-check, as adapt
-// train writes them.
+// train writes them: files adapt score and adapt cache can serve.
 func saveFirstAdapters(firsts map[string]*adaptrun.Trained, known map[string]adaptrun.Method, sets adaptrun.Sets, batch int, out string) error {
 	for name, tr := range firsts {
-		if tr.M.Kind != adaptrun.KindHyper || tr.Adapter == nil {
+		if tr.Adapter == nil {
 			continue
 		}
 		for key, m := range known {
 			if m.Name != name {
 				continue
 			}
-			g, err := adaptrun.GateFor(tr.Adapter, sets.Train, sets.Fit, batch)
+			ok, err := adaptrun.GateAndSelfCheck(tr, sets.Train, sets.Fit, batch)
 			if err != nil {
 				return err
 			}
-			if err := tr.Adapter.SetGate(g); err != nil {
-				return err
+			if !ok {
+				continue
 			}
-			tr.Adapter.Meta.SelfCheck = true
 			if err := adapt.Save(filepath.Join(out, key+".safetensors"), tr.Adapter); err != nil {
 				return err
 			}
