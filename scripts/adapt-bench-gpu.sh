@@ -73,7 +73,7 @@ if want deep; then
 	timeout "$deep_s" $CH adapt bench "${common[@]}" --out "$OUT/deep" \
 		--methods "${DEEP_METHODS:-lora-qkv,hyper-qkv,hyper-v3}" > "$OUT/deep/log" 2>&1
 	echo "deep: exit $?" >> "$OUT/info.txt"
-	mv "$OUT"/deep/hyper-*.safetensors "$OUT/" 2>/dev/null
+	mv "$OUT"/deep/hyper-*.safetensors "$OUT"/deep/lora*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/deep.tgz" -C "$OUT" deep && rm -rf "$OUT/deep"
 fi
 if want score; then
