@@ -20,6 +20,8 @@ type Config struct {
 var Configs = map[string]Config{
 	"gpt2":        {VocabSize: 50257, NCtx: 1024, NEmbd: 768, NHead: 12, NLayer: 12, LNEps: 1e-5},
 	"gpt2-medium": {VocabSize: 50257, NCtx: 1024, NEmbd: 1024, NHead: 16, NLayer: 24, LNEps: 1e-5},
+	"gpt2-large":  {VocabSize: 50257, NCtx: 1024, NEmbd: 1280, NHead: 20, NLayer: 36, LNEps: 1e-5},
+	"gpt2-xl":     {VocabSize: 50257, NCtx: 1024, NEmbd: 1600, NHead: 25, NLayer: 48, LNEps: 1e-5},
 	"tiny":        {VocabSize: 50257, NCtx: 256, NEmbd: 128, NHead: 4, NLayer: 2, LNEps: 1e-5},
 }
 

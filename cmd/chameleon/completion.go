@@ -31,7 +31,7 @@ var commandFlagValues = map[string][]string{
 	"serve adapt-mode": {"online", "window"},
 	"convert dtype":    {"f32", "f16", "bf16"},
 	"init dtype":       {"f32", "f16", "bf16"},
-	"init config":      {"gpt2", "gpt2-medium", "tiny"},
+	"init config":      {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny"},
 	"train config":     nil, // configNames() + custom, in registerCompletions
 }
 
