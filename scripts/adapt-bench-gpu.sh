@@ -11,7 +11,8 @@
 #
 # Run there from the repository root with OUT set:
 #   scripts/adapt-bench-gpu.sh [PHASE[,PHASE...]|all] [head seconds] [deep seconds] [score seconds]
-# PHASE is head, deep, score, cache or overhead.
+# PHASE is head, deep, score, cache, decode (issue 17's decode tables) or
+# overhead.
 # Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
 # OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
 # partial bench-partial.json when a phase ran out of time), the first
@@ -96,6 +97,27 @@ if want cache; then
 			--seeds 1 --out "$OUT/cache-$name" > "$OUT/cache-$name.log" 2>&1
 		echo "cache $name: exit $?" >> "$OUT/info.txt"
 	done
+fi
+if want decode; then
+	# Issue 17's decode tables on the card: GPT-2 124M (random f16 weights,
+	# quantized from them) at batch 1 and 8, dispatches per token and the
+	# measured ceilings in the JSON; with XL=1 the GPT-2 XL shape at batch 1
+	# too (its random weights take minutes to make on the host). With
+	# .gpu/conformance.test.xz present (go test -c ./gpu/conformance), the
+	# kernels' conformance on the card first.
+	if [ -f .gpu/conformance.test.xz ]; then
+		unpack conformance.test
+		(cd /tmp && timeout 120 /tmp/conformance.test -test.count 1) > "$OUT/conformance.log" 2>&1
+		echo "conformance: exit $?" >> "$OUT/info.txt"
+	fi
+	timeout "${DECODE_S:-240}" $CH bench --config gpt2 --batches 1,8 --dtype f16,q8_0,q4_0 --decode 64 --reps 5 --json \
+		> "$OUT/decode-gpt2.json" 2> "$OUT/decode-gpt2.log"
+	echo "decode gpt2: exit $?" >> "$OUT/info.txt"
+	if [ -n "${XL:-}" ]; then
+		timeout "${XL_S:-300}" $CH bench --config gpt2-xl --batches 1 --dtype f16,q4_0 --decode 32 --reps 3 --json \
+			> "$OUT/decode-gpt2-xl.json" 2> "$OUT/decode-gpt2-xl.log"
+		echo "decode gpt2-xl: exit $?" >> "$OUT/info.txt"
+	fi
 fi
 if want overhead; then
 	# The decoder-update overhead on the card (the 5% target is for qkv):
