@@ -25,7 +25,12 @@ type Runtime struct {
 	// DeviceKMeans runs every plan's k-means on the device, however small
 	// the batch (see HostKMeansMax).
 	DeviceKMeans bool
-	ops          Ops
+	// SeparateSiteExpand runs each adapted decoder site as the forward's
+	// MatMul and then the update's expand (model.Pass.Linear), never the
+	// matmul with the expand as its epilogue (Ops.SiteMatMul): the
+	// fallback, for A/B benchmarks and tests. Both give the same bits.
+	SeparateSiteExpand bool
+	ops                Ops
 	cops         cluster.Ops
 	hyper        *HyperNet
 	static       *Static
