@@ -33,6 +33,10 @@ var siteCases = []factorCase{
 // fused and the separate path: the fused one must record exactly the
 // dispatches of the plain MatMul (the expand costs none) and store the
 // separate path's bits.
+//
+// (Over 80 lines: one case's inputs feed the reference, both paths under
+// both variants and the dispatch counts; split, they would be passed
+// around as a dozen tensors.)
 func confSiteMatMul(t conformance.T, p *conformance.Pair) {
 	ro, go_ := New(p.Ref), New(p.Got)
 	gw, _ := go_.(*WebGPUOps)
