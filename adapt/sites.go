@@ -15,9 +15,11 @@ import (
 //
 //	y[m] = x[m] W + b + alpha * B_c (A_c x[m]),  c = cluster[m]
 //
-// through two kernels per site, Ops.LowRankU (u = alpha A_c x, rows of
-// many clusters in one dispatch) and Ops.AddLowRank (y += B_c u): the
-// shrink and expand halves of SGMV. A site's pair is
+// through Ops.LowRankU (u = alpha A_c x, rows of many clusters in one
+// dispatch) and Ops.SiteMatMul (the site's matmul with y += B_c u as its
+// epilogue where a fused kernel exists, else the matmul and
+// Ops.AddLowRank): the shrink and expand halves of SGMV, the expand in
+// the matmul's dispatches (planPass.MatMul). A site's pair is
 //   - generated (hyper adapters): its own last layer on the hyper-network's
 //     last hidden layer, Linear(Hn, R*in + out*R), packed as the head's;
 //   - static (lora adapters, and hyper adapters with StaticSites: the
