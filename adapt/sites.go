@@ -287,8 +287,8 @@ func (a planAdapter) Begin(rows, head []int32) (model.Pass, error) {
 }
 
 // Linear implements model.Pass: y += alpha B_c (A_c x) for every adapted
-// row, after the forward's matmul wrote y (the separate path: MatMul skips
-// the site only where Runtime.SeparateSiteExpand is set).
+// row, after the forward's matmul wrote y: the separate path, which the
+// forward takes where MatMul declines the site (Runtime.SeparateSiteExpand).
 func (q *planPass) Linear(s model.Site, y, x gpu.Tensor) error {
 	f, cl, u, err := q.shrink(s, x)
 	if err != nil || u == nil {
