@@ -29,7 +29,9 @@ var siteCases = []factorCase{
 
 // confSiteMatMul checks SiteMatMul (f32 and f16 weights, with and without
 // bias) against the reference, MatMul then AddLowRank. On WebGPU it runs
-// under the texture (CPU adapters' default) and tile matmul variants, the
+// under the texture (CPU adapters' default), tile and register matmul
+// variants (the register one takes M <= 2 to the mat-vec kernel, which has
+// no fused form: there the separate path runs either way), the
 // fused and the separate path: the fused one must record exactly the
 // dispatches of the plain MatMul (the expand costs none) and store the
 // separate path's bits.
@@ -42,7 +44,7 @@ func confSiteMatMul(t conformance.T, p *conformance.Pair) {
 	gw, _ := go_.(*WebGPUOps)
 	variants := []string{""}
 	if gw != nil {
-		variants = []string{gw.MatMulVariant, gpu.MatMulTileOnly}
+		variants = []string{gw.MatMulVariant, gpu.MatMulTileOnly, gpu.MatMulReg}
 		defer func(v string) { gw.MatMulVariant, gw.SeparateExpand = v, false }(gw.MatMulVariant)
 	}
 	for ci, fc := range siteCases {
@@ -98,7 +100,7 @@ func confSiteMatMul(t conformance.T, p *conformance.Pair) {
 						t.Errorf("%s %s separate=%v: %v", what, variant, separate, err)
 					}
 					fam := gpu.MatMulFamily(variant, fc.m)
-					if gw != nil && !separate && (fam == "tex" || fam == "tile") && n1-n0 != plain {
+					if gw != nil && !separate && (fam == "tex" || fam == "tile" || fam == "reg") && n1-n0 != plain {
 						t.Errorf("%s %s: fused SiteMatMul recorded %d dispatches, the matmul alone %d", what, variant, n1-n0, plain)
 					}
 					if gw != nil && separate && n1-n0 <= plain {

@@ -10,8 +10,9 @@ import (
 // site's y = x·wᵀ + bias and the expand of its update, y[m] += B_c u[m]
 // (package adapt's SGMV), in one kernel that writes y once, where the
 // separate expand (lowrank_add_tiled) reads and writes y again. The
-// kernels are twins of the texture matmuls (CPU adapters, wgsl.TexKernels'
-// "lr") and of the tile matmul (GPUs, matmul_tile_*_lr); each stores what
+// kernels are twins of the texture and register matmuls (CPU adapters,
+// wgsl.TexKernels' "lr", matmul_reg_*_lr) and of the tile matmul (GPUs,
+// matmul_tile_*_lr); each stores what
 // its matmul and lowrank_add_tiled store, bit for bit (the update is summed
 // apart, from zero in rank order, and added to the biased output last), so
 // the fused and the separate path, and BatchInvariant, agree exactly.
@@ -61,12 +62,13 @@ func checkLowRankUpdate(lr LowRankUpdate, m, n int) {
 }
 
 // MatMulLowRank: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N) + B_c u per row, in
-// the matmul's own dispatches, where MatMul would run the texture family
-// (CPU adapters) or the tile family (GPUs, M > MatMulGemvMaxM or
-// BatchInvariant) with f32 or f16 weights and the rows fit one storage
-// binding. Elsewhere (the mat-vec and register families, quantized
-// weights) it records nothing and returns false: the caller then runs
-// MatMul and the separate expand. It panics on a shape or dtype mismatch
+// the matmul's own dispatches, where MatMul would run the texture or the
+// register family (CPU adapters: matmul_tex*_lr, matmul_reg_*_lr) or the
+// tile family (GPUs, M > MatMulGemvMaxM or BatchInvariant:
+// matmul_tile_*_lr) with f32 or f16 weights and the rows fit one storage
+// binding. Elsewhere (the mat-vec families, quantized weights) it records
+// nothing and returns false: the caller then runs MatMul and the separate
+// expand. It panics on a shape or dtype mismatch
 // (MatMul's checks, and u (M, R), cluster (M), B holding K factors).
 func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	m, k, n := MatMulDims(dst, x, wt, bias)
@@ -92,11 +94,15 @@ func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	if w.BatchInvariant {
 		fm = max(m, MatMulGemvMaxM+1)
 	}
-	switch MatMulFamily(w.MatMulVariant, fm) {
+	fam := MatMulFamily(w.MatMulVariant, fm)
+	if fam == "tex" && !w.HasTexRead {
+		fam = MatMulFamily(MatMulReg, fm) // MatMul's fallback
+	}
+	switch fam {
 	case "tex":
 		return w.matMulLowRankTex(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: texLRKernels, in: in, meta: meta})
-	case "tile":
-		kern := matKernels["tile"][dt]
+	case "tile", "reg":
+		kern := matKernels[fam][dt]
 		kw := k
 		if dt == F16 {
 			kw = (k + 1) / 2
