@@ -13,9 +13,12 @@ package wgsl
 //   - the texture matmul kernels of TexKernels below: register blocks of up
 //     to 32 x 16 outputs per invocation written out in full;
 //   - the register-blocked CPU-adapter matmuls matmul_reg_* (f32, f16 and
-//     the quantized formats) and the fused low-rank logits kernels
+//     the quantized formats), the fused low-rank logits kernels
 //     lowrank_matmul_f32/f16 built on the same block
-//     (wgsl/internal/gen/reg.go);
+//     (wgsl/internal/gen/reg.go) and the decoder sites' twins with the
+//     low-rank expand as the epilogue, matmul_reg_*_lr (reg_lr.go; the
+//     texture kernels' "lr" twins and matmul_tile_*_lr are their
+//     counterparts);
 //   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
 //   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
 //     layernorms' _wg8 copies).
