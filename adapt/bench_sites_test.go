@@ -61,11 +61,14 @@ func sitesModel(b *testing.B, w *gpu.WebGPU) (*model.Model, Base, [][]int32) {
 // BenchmarkSitesForward measures what generated per-row updates of block
 // sites at every layer add to a whole forward of the default model's shape
 // (random f32 weights, batch 32 x 256, rank 8, two clusters), with the
-// plain update kernels and with the tiled ones, in one process: each round
-// runs the plain forward and the adapted forward with each kernel set, in
-// an order that rotates from round to round (the plan is made once,
-// outside the timing). It reports the medians of the rounds' added time in
-// percent of the plain forward, by wall clock and by process CPU time.
+// tiled update kernels, each site's expand apart from its matmul
+// ("tiled", Runtime.SeparateSiteExpand) and as the matmul's epilogue
+// ("fused"), in one process: each round runs the plain forward and the
+// adapted forward both ways, in an order that rotates from round to round
+// (the plan is made once, outside the timing). It reports the medians of
+// the rounds' added time in percent of the plain forward, by wall clock
+// and by process CPU time. (The plain update kernels, UpdatePlain, are no
+// longer run: their figures are in BENCHMARKS.md.)
 func BenchmarkSitesForward(b *testing.B) {
 	w := gputest.Backend(b)
 	m, base, toks := sitesModel(b, w)
@@ -83,7 +86,6 @@ func BenchmarkSitesForward(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		ops := rt.ops.(*WebGPUOps)
 		pass := func(ad model.Adapter) {
 			for i := range cache.Len {
 				cache.Len[i] = 0
@@ -102,8 +104,8 @@ func BenchmarkSitesForward(b *testing.B) {
 			run  func()
 		}{
 			{"base", func() { pass(nil) }},
-			{"plain", func() { ops.Update = UpdatePlain; pass(plan.Adapter(nil)) }},
-			{"tiled", func() { ops.Update = UpdateAuto; pass(plan.Adapter(nil)) }},
+			{"tiled", func() { rt.SeparateSiteExpand = true; pass(plan.Adapter(nil)) }},
+			{"fused", func() { rt.SeparateSiteExpand = false; pass(plan.Adapter(nil)) }},
 		}
 		name := strings.ReplaceAll(sites, ",", "+")
 		b.Run(name, func(b *testing.B) {
@@ -131,7 +133,6 @@ func BenchmarkSitesForward(b *testing.B) {
 			}
 			b.ReportMetric(slices.Min(wall[0]), "base-min-s")
 		})
-		ops.Update = UpdateAuto
 		plan.Free()
 		rt.Free()
 	}

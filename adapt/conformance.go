@@ -20,6 +20,7 @@ func Conformance() []conformance.Case {
 	return []conformance.Case{
 		{Name: "Logits", Fn: confLogits},
 		{Name: "LowRankKernels", Fn: confLowRankKernels},
+		{Name: "SiteMatMul", Fn: confSiteMatMul},
 		{Name: "ReLU", Fn: confReLU},
 		{Name: "LowRankBackward", Fn: confLowRankBackward},
 		{Name: "ReLUBackward", Fn: confReLUBackward},

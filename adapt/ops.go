@@ -48,6 +48,10 @@ type Ops interface {
 	Backend() gpu.Backend
 	LowRankU(u, h gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32)
 	AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) error
+	// SiteMatMul: y(M,V) = x(M,C) · w(V,C)ᵀ + bias(V), then y += B_c u(M,R)
+	// per row (AddLowRank): a decoder site's matmul and the expand of its
+	// update, one kernel where the backend has one (ops_site.go).
+	SiteMatMul(y, x, w, bias, u gpu.Tensor, f Factors, cluster gpu.Tensor) error
 	AddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32)
 	ReLU(dst, x, mask gpu.Tensor)
 	ReLUBackward(dx, dy, x, mask gpu.Tensor)

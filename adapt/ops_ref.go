@@ -44,6 +44,14 @@ func (o *RefOps) AddLowRank(dst, u gpu.Tensor, f Factors, cluster gpu.Tensor) er
 	return nil
 }
 
+// SiteMatMul implements Ops with the plain-Go references: the backend's
+// MatMul, then AddLowRank.
+func (o *RefOps) SiteMatMul(y, x, w, bias, u gpu.Tensor, f Factors, cluster gpu.Tensor) error {
+	checkSiteMatMul(y, x, w, bias, u, f, cluster)
+	o.Host.MatMul(y, x, w, bias)
+	return o.AddLowRank(y, u, f, cluster)
+}
+
 // AddLowRankT implements Ops with the plain-Go reference.
 func (o *RefOps) AddLowRankT(dst, du gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) {
 	checkAddLowRankT(dst, du, f, cluster)

@@ -15,6 +15,10 @@ type WebGPUOps struct {
 	// Update selects LowRankU's and AddLowRank's kernels: UpdateAuto,
 	// UpdateTiled or UpdatePlain (ops_update.go).
 	Update string
+	// SeparateExpand runs SiteMatMul as MatMul then AddLowRank even where
+	// a fused kernel exists (ops_site.go): the fallback, kept for A/B
+	// benchmarks and tests.
+	SeparateExpand bool
 }
 
 // Backend is the device the ops run on.

@@ -3,6 +3,7 @@ package adapt
 import (
 	"fmt"
 	"math"
+	"os"
 
 	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -25,12 +26,19 @@ type Runtime struct {
 	// DeviceKMeans runs every plan's k-means on the device, however small
 	// the batch (see HostKMeansMax).
 	DeviceKMeans bool
-	ops          Ops
-	cops         cluster.Ops
-	hyper        *HyperNet
-	static       *Static
-	pair         *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
-	sites        map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
+	// SeparateSiteExpand runs each adapted decoder site as the forward's
+	// MatMul and then the update's expand (model.Pass.Linear), never the
+	// matmul with the expand as its epilogue (Ops.SiteMatMul): the
+	// fallback, for A/B benchmarks and tests. Both give the same bits.
+	// NewRuntime sets it where env CHAMELEON_SEPARATE_EXPAND=1 (e.g. for
+	// `chameleon bench --adapter` on a lent GPU).
+	SeparateSiteExpand bool
+	ops                Ops
+	cops               cluster.Ops
+	hyper              *HyperNet
+	static             *Static
+	pair               *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	sites              map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 	// noSharedPass makes a self-checked plan run its three forwards apart
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.
@@ -51,7 +59,7 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Runtime{Meta: a.Meta, M: m, ops: New(m.B), cops: cops}
+	r := &Runtime{Meta: a.Meta, M: m, ops: New(m.B), cops: cops, SeparateSiteExpand: os.Getenv("CHAMELEON_SEPARATE_EXPAND") == "1"}
 	switch a.Meta.Kind {
 	case KindHyper:
 		r.hyper, err = a.UploadHyper(m.B)

@@ -15,9 +15,11 @@ import (
 //
 //	y[m] = x[m] W + b + alpha * B_c (A_c x[m]),  c = cluster[m]
 //
-// through two kernels per site, Ops.LowRankU (u = alpha A_c x, rows of
-// many clusters in one dispatch) and Ops.AddLowRank (y += B_c u): the
-// shrink and expand halves of SGMV. A site's pair is
+// through Ops.LowRankU (u = alpha A_c x, rows of many clusters in one
+// dispatch) and Ops.SiteMatMul (the site's matmul with y += B_c u as its
+// epilogue where a fused kernel exists, else the matmul and
+// Ops.AddLowRank): the shrink and expand halves of SGMV, the expand in
+// the matmul's dispatches (planPass.MatMul). A site's pair is
 //   - generated (hyper adapters): its own last layer on the hyper-network's
 //     last hidden layer, Linear(Hn, R*in + out*R), packed as the head's;
 //   - static (lora adapters, and hyper adapters with StaticSites: the
@@ -284,25 +286,52 @@ func (a planAdapter) Begin(rows, head []int32) (model.Pass, error) {
 	return pass, nil
 }
 
-// Linear implements model.Pass: y += alpha B_c (A_c x) for every adapted row.
+// Linear implements model.Pass: y += alpha B_c (A_c x) for every adapted
+// row, after the forward's matmul wrote y: the separate path, which the
+// forward takes where MatMul declines the site (Runtime.SeparateSiteExpand).
 func (q *planPass) Linear(s model.Site, y, x gpu.Tensor) error {
+	f, cl, u, err := q.shrink(s, x)
+	if err != nil || u == nil {
+		return err
+	}
+	return q.p.rt.ops.AddLowRank(y, u, f, cl)
+}
+
+// MatMul implements model.MatMulPass: site s's matmul and its update in
+// Ops.SiteMatMul (the shrink, then the matmul with the expand as its
+// epilogue where a fused kernel exists), unless the plan does not update
+// s or Runtime.SeparateSiteExpand asks for the forward's MatMul and Linear.
+func (q *planPass) MatMul(s model.Site, y, x, w, bias gpu.Tensor) (bool, error) {
+	if q.p.rt.SeparateSiteExpand || !q.Updates(s) {
+		return false, nil
+	}
+	f, cl, u, err := q.shrink(s, x)
+	if err != nil {
+		return true, err
+	}
+	return true, q.p.rt.ops.SiteMatMul(y, x, w, bias, u, f, cl)
+}
+
+// shrink records site s's shrink of its input x, u = alpha A_c x, and
+// returns the site's factors, the rows' clusters and u (nil: the pass does
+// not update s).
+func (q *planPass) shrink(s model.Site, x gpu.Tensor) (Factors, gpu.Tensor, gpu.Tensor, error) {
 	f, ok := q.p.siteF[s]
 	if !ok || q.rows == nil {
-		return nil
+		return f, nil, nil, nil
 	}
 	cl := q.rows
 	if q.rows0 != nil {
 		cl = q.rows0
 	}
-	b := q.p.rt.M.B
 	m, _ := rows(x)
-	u, err := b.Alloc(gpu.F32, m, f.R)
+	u, err := q.p.rt.M.B.Alloc(gpu.F32, m, f.R)
 	if err != nil {
-		return fmt.Errorf("adapt: site %d.%s: %w", s.Layer, s.Name, err)
+		return f, nil, nil, fmt.Errorf("adapt: site %d.%s: %w", s.Layer, s.Name, err)
 	}
 	q.live = append(q.live, u)
 	q.p.rt.ops.LowRankU(u, x, f, cl, q.p.Alpha)
-	return q.p.rt.ops.AddLowRank(y, u, f, cl)
+	return f, cl, u, nil
 }
 
 // Updates implements model.Pass: the sites the plan adapts, when some row

@@ -24,6 +24,8 @@ import (
 // through model.ForwardAdapted on the reference backend and on WebGPU, for
 // generated sites, the paper's v3 (static sites, generated head) and
 // static LoRA, with rows of two clusters and an unadapted row in one batch.
+// On WebGPU the sites run with their update's expand fused into the
+// matmul (the default) and apart (checkSeparateExpand).
 //
 // (Over 80 lines: one file round trip per placement, each checked on both
 // backends against the in-memory net.)
@@ -121,6 +123,9 @@ func TestDeepAdapterFile(t *testing.T) {
 				}
 				copy(p.Cluster, g.Cluster)
 				got := logitsWith(t, mb, bt.Tokens, p.Adapter(nil))
+				if mb == wm {
+					checkSeparateExpand(t, mb, rt, p, bt.Tokens, got)
+				}
 				p.Free()
 				rt.Free()
 				var worst, moved float64
@@ -181,4 +186,32 @@ func logitsWith(t *testing.T, mb *model.Model, toks [][]int32, ad model.Adapter)
 		t.Fatal(err)
 	}
 	return d
+}
+
+// checkSeparateExpand runs plan p's forward of toks on WebGPU again with
+// the sites' matmul and expand apart (Runtime.SeparateSiteExpand): the
+// logits must be fused's (got), bit for bit, and the fused forward must
+// have recorded fewer dispatches (one expand fewer per adapted site).
+func checkSeparateExpand(t *testing.T, mb *model.Model, rt *adapt.Runtime, p *adapt.Plan, toks [][]int32, got []float32) {
+	t.Helper()
+	counts := func(sep bool) ([]float32, uint64) {
+		rt.SeparateSiteExpand = sep
+		defer func() { rt.SeparateSiteExpand = false }()
+		c := mb.B.(gpu.Counter)
+		n0 := c.Counts().Dispatches
+		out := logitsWith(t, mb, toks, p.Adapter(nil))
+		return out, c.Counts().Dispatches - n0
+	}
+	fused, nf := counts(false)
+	sep, ns := counts(true)
+	t.Logf("dispatches of the forward: fused %d, separate %d", nf, ns)
+	if !slices.Equal(fused, got) {
+		t.Errorf("the fused forward is not deterministic")
+	}
+	if !slices.Equal(sep, fused) {
+		t.Errorf("logits with the sites' expand apart differ from the fused forward's")
+	}
+	if nf >= ns {
+		t.Errorf("the fused forward recorded %d dispatches, the separate one %d: the fused kernels did not run", nf, ns)
+	}
 }

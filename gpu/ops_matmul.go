@@ -240,10 +240,12 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 
 // matExtra is what a fused variant of a matmul kernel binds beyond the
 // plain kernel's: buffers read after bias, and the layer-norm epsilon
-// (Meta's field after tile_base; unused by the plain kernels).
+// (Meta's field after tile_base; unused by the plain kernels), then any
+// further Meta fields.
 type matExtra struct {
-	in  []binding
-	eps float32
+	in   []binding
+	eps  float32
+	meta Meta // Meta fields after eps
 }
 
 // matRows is a run of rows of a matmul's x (M,K) and dst (M,N) bound as
@@ -300,7 +302,7 @@ func (w *WebGPU) matMulRows(name string, kern matKernel, m, k, n, kw int, xb, db
 			w.nextFlops = 2 * float64(m) * float64(k) * float64(ch.n) * float64(cnt) / float64(total)
 			bs := append(append([]binding{xb, ch.b, bb}, ex.in...), db)
 			w.dispatch(name, 3+len(ex.in), 1, bs,
-				Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0, ex.eps}, gx, gy, 1)
+				append(Meta{m, k, n, ch.start, ch.n, hasBias, tilesN, kw, t0, ex.eps}, ex.meta...), gx, gy, 1)
 			if cnt < total {
 				// A slice of a long matmul on a CPU adapter: submit it now.
 				if err := w.flush(); err != nil {

@@ -355,6 +355,8 @@ func texKernelTables() (plain, gelu, kv map[DType][]texMatKernel) {
 			out = gelu
 		case "kv":
 			out = kv
+		case "lr":
+			continue // MatMulLowRank's (matmul_lowrank.go)
 		}
 		out[dt] = append(out[dt], texMatKernel{k.Name, k.RM, k.RN * k.WG})
 	}

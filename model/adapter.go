@@ -58,7 +58,8 @@ type Adapter interface {
 type Pass interface {
 	// Linear adds site s's update to its output y (rows, out), given the
 	// layer's input x (rows, in); the forward calls it after every block
-	// site's matmul (and the bias), before anything reads y.
+	// site's matmul (and the bias), before anything reads y, except where
+	// the pass's MatMulPass.MatMul ran the site.
 	Linear(s Site, y, x gpu.Tensor) error
 	// Updates reports whether Linear changes site s's output in this
 	// pass. Where it does not, the forward may fuse what follows the
@@ -73,6 +74,16 @@ type Pass interface {
 	// End releases what Begin made; the forward calls it once recorded,
 	// on every path.
 	End()
+}
+
+// MatMulPass is a Pass that may run a block site's matmul itself, with
+// its update (e.g. the update's expand as the matmul kernel's epilogue, so
+// that y is written once).
+type MatMulPass interface {
+	// MatMul computes site s's output y = x·Wᵀ + bias with the pass's
+	// update, in place of the forward's MatMul and Linear; done false
+	// leaves both to the forward.
+	MatMul(s Site, y, x, w, bias gpu.Tensor) (done bool, err error)
 }
 
 // TokenObserver is an Adapter that is shown each forward's new tokens

@@ -193,12 +193,21 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 		}
 		defer pass.End()
 	}
-	// linear runs one block site: y = x·W + b, then the adapter's update.
+	// linear runs one block site: y = x·W + b, then the adapter's update
+	// (or both in the pass's own MatMul, where it has one and takes s).
 	var perr error
+	mp, _ := pass.(MatMulPass)
 	linear := func(l int, site string, y, x, w, bias gpu.Tensor) {
+		s := Site{Layer: l, Name: site}
+		if mp != nil && perr == nil {
+			done, err := mp.MatMul(s, y, x, w, bias)
+			if perr = err; done || err != nil {
+				return
+			}
+		}
 		be.MatMul(y, x, w, bias)
 		if pass != nil && perr == nil {
-			perr = pass.Linear(Site{Layer: l, Name: site}, y, x)
+			perr = pass.Linear(s, y, x)
 		}
 	}
 	a := blockActs{

@@ -11,8 +11,8 @@
 #
 # Run there from the repository root with OUT set:
 #   scripts/adapt-bench-gpu.sh [PHASE[,PHASE...]|all] [head seconds] [deep seconds] [score seconds]
-# PHASE is head, deep, score, cache, decode (issue 17's decode tables) or
-# overhead.
+# PHASE is head, deep, score, cache, decode (issue 17's decode tables),
+# overhead or sitebench.
 # Writes OUT/info.txt (devices, the adapt kernels' conformance on the card),
 # OUT/head.tgz and OUT/deep.tgz (bench.json, bench.md, bench.png, logs; a
 # partial bench-partial.json when a phase ran out of time), the first
@@ -24,7 +24,11 @@
 # and, phase cache (in all too), the token cache on top of the default and
 # the saved hyper-hidden and LoRA files (OUT/cache-*/: adapt cache, one seed)
 # and, phase overhead (in all too), the decoder-update overhead of a random
-# adapter on GPT-2 124M (OUT/overhead-*.json: head only, qkv, all sites).
+# adapter on GPT-2 124M (OUT/overhead-*.json: head only, qkv, all sites,
+# the sites' expand fused into their matmul and, -separate, apart) and,
+# phase sitebench (in all too), the site kernels' benchmarks
+# (OUT/sitebench.txt). For the update overhead alone: `overhead,sitebench`
+# (about 9 minutes: 5 bench runs of up to 120 s, then up to 210 s).
 # With 15 minutes of device time a session, run `head,overhead` in
 # one call (about 8 minutes), then `deep` and `score` in a later session.
 set -uo pipefail
@@ -121,12 +125,28 @@ if want decode; then
 fi
 if want overhead; then
 	# The decoder-update overhead on the card (the 5% target is for qkv):
-	# GPT-2 124M shape, random f16 weights, a random rank-8 hyper-network.
+	# GPT-2 124M shape, random f16 weights, a random rank-8 hyper-network,
+	# batch 32 x 256. Each site set twice: the sites' expand fused into
+	# their matmul (matmul_tile_*_lr, the default) and apart
+	# (CHAMELEON_SEPARATE_EXPAND=1: MatMul, then lowrank_add_tiled).
 	for sites in none attn.qkv attn.qkv,attn.proj,mlp.fc,mlp.fc2; do
-		args=(--config gpt2 --adapter random --adapter-rank 8 --reps 5 --json)
-		[ "$sites" = none ] || args+=(--adapter-sites "$sites")
-		timeout 120 $CH bench "${args[@]}" > "$OUT/overhead-${sites//,/+}.json" 2> "$OUT/overhead-${sites//,/+}.log"
-		echo "overhead $sites: exit $?" >> "$OUT/info.txt"
+		for sep in 0 1; do
+			[ "$sites" = none ] && [ $sep = 1 ] && continue
+			args=(--config gpt2 --adapter random --adapter-rank 8 --reps 5 --json)
+			[ "$sites" = none ] || args+=(--adapter-sites "$sites")
+			name=${sites//,/+}
+			[ $sep = 1 ] && name+=-separate
+			CHAMELEON_SEPARATE_EXPAND=$sep timeout 120 $CH bench "${args[@]}" > "$OUT/overhead-$name.json" 2> "$OUT/overhead-$name.log"
+			echo "overhead $name: exit $?" >> "$OUT/info.txt"
+		done
 	done
+fi
+if want sitebench; then
+	# The site kernels on the card, fused against separate in one process
+	# (BENCHMARKS.md, Updates inside the decoder, [d2] and [d3]): the default
+	# model's shape, f32, M = 32 x 256; conformance of SiteMatMul first.
+	(cd /tmp && timeout 60 /tmp/adapt.test -test.run 'TestConformance/SiteMatMul' -test.count 1 &&
+		timeout 150 /tmp/adapt.test -test.run '^$' -test.bench 'SiteUpdate|SitesForward' -test.benchtime 5x) > "$OUT/sitebench.txt" 2>&1
+	echo "sitebench: exit $?" >> "$OUT/info.txt"
 fi
 ls -la "$OUT"

@@ -4,15 +4,15 @@
 // workgroup memory per step along K and every invocation accumulates a
 // 4 x 4 block of outputs from them (16 FMAs per 8 workgroup-memory reads).
 // Bindings: x(M,K) f32, w(n_count,K) f32 (the chunk of w's rows starting
-// at n_base), bias(N) f32 (any tensor when has_bias = 0) read; dst(M,N) f32
-// write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n, kw (unused),
-// tile_base.
+// at n_base), bias(N) f32 (any tensor when has_bias = 0) read; dst(M,N) f32 write. Meta: M, K, N, n_base, n_count,
+// has_bias, tiles_n, kw (unused), tile_base.
 // Dispatch: tiles_n * ceil(M/BM) workgroups over (x, y); linear id
 // t = tile_base + wid.y * nwg.x + wid.x is tile (t % tiles_n, t / tiles_n).
 // Portability: 2 x 4 KiB of workgroup memory, 256 invocations; every
 // barrier is reached in uniform control flow. Out-of-range rows and k are
 // staged as zeros, so any M, K, N work.
-//#include matmul_tile_body W_ELEM=f32
+//#include matmul_tile_decl W_ELEM=f32
+//#include matmul_tile_body
 
 // w_at is w[row, k] of the bound chunk.
 fn w_at(row: u32, k: u32) -> f32 {

@@ -12,7 +12,8 @@
 // t = tile_base + wid.y * nwg.x + wid.x is tile (t % tiles_n, t / tiles_n).
 // Portability: 2 x 4 KiB of workgroup memory, 256 invocations; every
 // barrier is reached in uniform control flow.
-//#include matmul_tile_body W_ELEM=u32
+//#include matmul_tile_decl W_ELEM=u32
+//#include matmul_tile_body
 //#include quant_q4_k
 
 // w_at is w[row, k] of the bound chunk, dequantized.

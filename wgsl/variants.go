@@ -13,9 +13,12 @@ package wgsl
 //   - the texture matmul kernels of TexKernels below: register blocks of up
 //     to 32 x 16 outputs per invocation written out in full;
 //   - the register-blocked CPU-adapter matmuls matmul_reg_* (f32, f16 and
-//     the quantized formats) and the fused low-rank logits kernels
+//     the quantized formats), the fused low-rank logits kernels
 //     lowrank_matmul_f32/f16 built on the same block
-//     (wgsl/internal/gen/reg.go);
+//     (wgsl/internal/gen/reg.go) and the decoder sites' twins with the
+//     low-rank expand as the epilogue, matmul_reg_*_lr (reg_lr.go; the
+//     texture kernels' "lr" twins and matmul_tile_*_lr are their
+//     counterparts);
 //   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
 //   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
 //     layernorms' _wg8 copies).
@@ -38,13 +41,16 @@ type TexKernel struct {
 	// Epi names the epilogue: "" stores x·wᵀ + bias; "gelu" (MatMulGELU)
 	// stores gelu of it into dst and, as the next matmul's x, into a third
 	// texture (N a multiple of 8); "kv" (MatMulKVStore) also stores the key
-	// and value columns of qkv into the KV cache and its texture copies.
+	// and value columns of qkv into the KV cache and its texture copies;
+	// "lr" (MatMulLowRank) adds each row's low-rank update B_c u after the
+	// bias (a decoder site's expand in its matmul's epilogue).
 	Epi string
 }
 
 // TexKernels are the generated kernels: one for single-row products
 // (decode at batch 1), one for up to 8 rows, one for everything larger;
-// then the same blocks with the GELU epilogue, and with the KV store.
+// then the same blocks with the GELU epilogue, with the KV store, and
+// with the low-rank update.
 // Blocks and texels per pass chosen by interleaved timings on lavapipe
 // (BENCHMARKS.md): two f32 texels per pass pay at 16 x 16 (the loop's
 // per-output load, blend and store then serve 8 products, not 4), not at
@@ -68,4 +74,10 @@ var TexKernels = []TexKernel{
 	{"matmul_tex1_f16_kv", true, 1, 32, 8, 1, "kv"},
 	{"matmul_tex8_f16_kv", true, 8, 32, 8, 1, "kv"},
 	{"matmul_tex_f16_kv", true, 32, 16, 8, 1, "kv"},
+	{"matmul_tex1_f32_lr", false, 1, 32, 8, 1, "lr"},
+	{"matmul_tex8_f32_lr", false, 8, 32, 8, 1, "lr"},
+	{"matmul_tex_f32_lr", false, 16, 16, 8, 2, "lr"},
+	{"matmul_tex1_f16_lr", true, 1, 32, 8, 1, "lr"},
+	{"matmul_tex8_f16_lr", true, 8, 32, 8, 1, "lr"},
+	{"matmul_tex_f16_lr", true, 32, 16, 8, 1, "lr"},
 }

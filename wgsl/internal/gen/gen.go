@@ -61,12 +61,14 @@ type Twin struct {
 }
 
 // Fusion is what a fused variant of a kernel adds to it: a layer norm of
-// x as the prologue, GELU or a residual add as the epilogue.
+// x as the prologue, GELU, a residual add or a per-row low-rank update as
+// the epilogue.
 type Fusion struct {
-	Suffix string // "" for the plain kernel, else "_ln", "_ln_gelu", "_res"
+	Suffix string // "" for the plain kernel, else "_ln", "_ln_gelu", "_res", "_lr"
 	LN     bool   // x is layer-normed as it is read (gamma, beta, eps)
 	GELU   bool   // the output put through GELU
 	Res    bool   // a residual tensor added to the output
+	LR     bool   // each row's low-rank update B_c u added to the output
 }
 
 // Fusions lists the fused variants a template is executed for beside the
@@ -78,6 +80,10 @@ var Fusions = map[string][]Fusion{
 		{Suffix: "_ln", LN: true},
 		{Suffix: "_ln_gelu", LN: true, GELU: true},
 		{Suffix: "_res", Res: true},
+	},
+	// A decoder site's matmul with its update's expand (gpu.WebGPU.MatMulLowRank).
+	"matmul_tile": {
+		{Suffix: "_lr", LR: true},
 	},
 }
 

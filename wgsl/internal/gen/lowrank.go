@@ -45,8 +45,9 @@ func lowRankClusters(p func(string, ...any), k wgsl.LowRankKernel, rowEnd string
 
 // lowRankPassOpen writes the start of the loop over the distinct clusters
 // of the block's rows r0..: each pass takes the first pending row's
-// cluster c and the set sel of the rows in it.
-func lowRankPassOpen(p func(string, ...any), k wgsl.LowRankKernel, indent string) {
+// cluster c and the set sel of the rows in it. The block's zeroed vec4
+// accumulators are named acc<row>_<q>.
+func lowRankPassOpen(p func(string, ...any), k wgsl.LowRankKernel, indent, acc string) {
 	p("%svar cl: array<u32, %d>;\n", indent, k.RM)
 	p("%svar todo = 0u; // bit i: row r0+i still waits for its cluster's pass\n", indent)
 	p("%sfor (var i = 0u; i < RM; i = i + 1u) {\n", indent)
@@ -58,7 +59,7 @@ func lowRankPassOpen(p func(string, ...any), k wgsl.LowRankKernel, indent string
 			if q > 0 {
 				p(" ")
 			}
-			p("var a%d_%d = vec4<f32>(0.0);", r, q)
+			p("var %s%d_%d = vec4<f32>(0.0);", acc, r, q)
 		}
 		p("\n")
 	}
@@ -72,14 +73,14 @@ func lowRankPassOpen(p func(string, ...any), k wgsl.LowRankKernel, indent string
 }
 
 // lowRankFMA writes, for each row of the block in sel, the update of its
-// accumulators a<r>_<q> by the row's value (an expression of the row
+// accumulators acc<r>_<q> by the row's value (an expression of the row
 // index) times the vec4s v<q>.
-func lowRankFMA(p func(string, ...any), k wgsl.LowRankKernel, indent string, value func(r int) string) {
+func lowRankFMA(p func(string, ...any), k wgsl.LowRankKernel, indent, acc string, value func(r int) string) {
 	for r := 0; r < k.RM; r++ {
 		p("%sif ((sel & %du) != 0u) {\n", indent, 1<<r)
 		p("%s    let s = vec4<f32>(%s);\n%s   ", indent, value(r), indent)
 		for q := 0; q < k.RN/4; q++ {
-			p(" a%d_%d = fma(s, v%d, a%d_%d);", r, q, q, r, q)
+			p(" %s%d_%d = fma(s, v%d, %s%d_%d);", acc, r, q, q, acc, r, q)
 		}
 		p("\n%s}\n", indent)
 	}
@@ -179,11 +180,11 @@ func lowRankShrink(p func(string, ...any), k wgsl.LowRankKernel) {
 	p("    if (r0 >= params.m) {\n        return;\n    }\n")
 	p("    let cc = params.c;\n")
 	lowRankOffsets(p, k, "j0", "params.r - 1u", "cc")
-	lowRankPassOpen(p, k, "    ")
+	lowRankPassOpen(p, k, "    ", "a")
 	p("        let ab = params.a_off + c * params.a_stride;\n")
 	p("        for (var i = 0u; i < cc; i = i + 1u) {\n")
 	lowRankGather(p, k, "            ", "a", "ab + i")
-	lowRankFMA(p, k, "            ", func(r int) string { return fmt.Sprintf("h[(r0 + %du) * cc + i]", r) })
+	lowRankFMA(p, k, "            ", "a", func(r int) string { return fmt.Sprintf("h[(r0 + %du) * cc + i]", r) })
 	p("        }\n    }\n")
 	lowRankPuts(p, k, "    ", "put", "j0")
 	p("}\n")
@@ -213,11 +214,11 @@ func lowRankSplit(p func(string, ...any), k wgsl.LowRankKernel) {
 	p("    let j0 = (blk %% params.rank_blocks) * RB;\n")
 	p("    let cc = params.c;\n")
 	lowRankOffsets(p, k, "j0", "params.r - 1u", "cc")
-	lowRankPassOpen(p, k, "    ")
+	lowRankPassOpen(p, k, "    ", "a")
 	p("        let ab = params.a_off + c * params.a_stride;\n")
 	p("        for (var i = lid; i < cc; i = i + WG) {\n")
 	lowRankGather(p, k, "            ", "a", "ab + i")
-	lowRankFMA(p, k, "            ", func(r int) string { return fmt.Sprintf("h[(r0 + %du) * cc + i]", r) })
+	lowRankFMA(p, k, "            ", "a", func(r int) string { return fmt.Sprintf("h[(r0 + %du) * cc + i]", r) })
 	p("        }\n    }\n")
 	for r := 0; r < k.RM; r++ {
 		for q := 0; q < k.RN/4; q++ {
@@ -286,11 +287,11 @@ func lowRankExpand(p func(string, ...any), k wgsl.LowRankKernel) {
 	p("    if (c0 >= params.n) {\n        return;\n    }\n")
 	p("    let rr = params.r;\n")
 	lowRankOffsets(p, k, "c0", "params.n - 1u", "rr")
-	lowRankPassOpen(p, k, "    ")
+	lowRankPassOpen(p, k, "    ", "a")
 	p("        let bb = params.b_off + c * params.b_stride;\n")
 	p("        for (var j = 0u; j < rr; j = j + 1u) {\n")
 	lowRankGather(p, k, "            ", "b", "bb + j")
-	lowRankFMA(p, k, "            ", func(r int) string { return fmt.Sprintf("u[(r0 + %du) * rr + j]", r) })
+	lowRankFMA(p, k, "            ", "a", func(r int) string { return fmt.Sprintf("u[(r0 + %du) * rr + j]", r) })
 	p("        }\n    }\n")
 	for r := 0; r < k.RM; r++ {
 		p("    if (cl[%d] != NONE) {\n", r)

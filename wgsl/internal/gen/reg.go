@@ -25,6 +25,9 @@ type regKernel struct {
 	// base block plus the per-cluster update as an epilogue, its own
 	// bindings, and all of N (no weight chunks).
 	LowRank bool
+	// Site: the plain kernel with a decoder site's low-rank expand as its
+	// epilogue (matmul_reg_*_lr, gpu.WebGPU.MatMulLowRank; reg_lr.go).
+	Site bool
 }
 
 // regTX is the invocations of a workgroup, along N.
@@ -44,6 +47,8 @@ var regKernels = []regKernel{
 	{Name: "matmul_reg_q4_k", W: "q4_k", RM: 8},
 	{Name: "lowrank_matmul_f32", W: "f32", RM: 16, LowRank: true},
 	{Name: "lowrank_matmul_f16", W: "f16", RM: 8, LowRank: true},
+	{Name: "matmul_reg_f32_lr", W: "f32", RM: 16, Site: true},
+	{Name: "matmul_reg_f16_lr", W: "f16", RM: 8, Site: true},
 }
 
 func (k regKernel) quantized() bool { return k.W != "f32" && k.W != "f16" }
@@ -72,6 +77,8 @@ func regMatMul(k regKernel) string {
 	var s strings.Builder
 	p := func(format string, a ...any) { fmt.Fprintf(&s, format, a...) }
 	switch {
+	case k.Site:
+		regSiteDoc(p, k)
 	case k.LowRank:
 		lowRankMatMulDoc(p, k)
 	case k.quantized():
@@ -95,6 +102,11 @@ func regMatMul(k regKernel) string {
 	if k.LowRank {
 		lowRankMatMulEpilogue(p, k)
 	}
+	if k.Site {
+		regSiteEpilogue(p, k)
+		p("}\n")
+		return s.String()
+	}
 	for r := 0; r < k.RM; r++ {
 		for q := 0; q < k.rn()/4; q++ {
 			p("    put(r0 + %du, c0 + %du, a%d_%d);\n", r, 4*q, r, q)
@@ -107,6 +119,9 @@ func regMatMul(k regKernel) string {
 // regDecl writes the constants, Meta, bindings and helpers before main.
 func regDecl(p func(string, ...any), k regKernel) {
 	switch {
+	case k.Site:
+		regSiteDecl(p, k)
+		return
 	case k.quantized():
 		// The Meta and bindings of every quantized matmul, then the format's
 		// dequantization (q_sc, q_deq, q_klo, q_khi), shared with the tile
