@@ -1,24 +1,32 @@
 package gpu
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
+	"github.com/chameleon-llm/chameleon/wgsl"
+)
 
 // matMulQuantTex is MatMul with quantized w through textures, for CPU
 // adapters, where texture loads are far cheaper than storage loads
 // (texture.go): w's packed rows are copied once into a texture
-// (weightTexture). Up to quantTexRowsMax rows of x (decode) run the texture
-// mat-vec (matmul_qtex1_*.wgsl, one dispatch per row), which dequantizes
-// in registers; more rows (prefill) dequantize w into a per-call f32 texture (quant_unpack_*.wgsl, exact
-// weights) and run the f32 texture matmuls, whose register blocks reuse
-// each weight for up to 16 rows: the unpacking costs one pass over w, the
-// storage-buffer register kernels several times more on lavapipe.
+// (weightTexture). Decode runs texture mat-vecs that dequantize in
+// registers: one row of x runs matmul_qtex1_*.wgsl, 2 to quantTexRowsMax
+// rows the multi-row matmul_qtex8_*.wgsl, which dequantizes each block of
+// w once per 8 rows. More rows (prefill) dequantize w into a per-call f32
+// texture (quant_unpack_*.wgsl, exact weights) and run the f32 texture
+// matmuls, whose register blocks reuse each weight for up to 16 rows: the
+// unpacking costs one pass over w, the storage-buffer register kernels
+// several times more on lavapipe.
 // It returns false, having recorded nothing, when it does not apply: no
 // texture reads, a matrix that does not fit a texture, or BatchInvariant
 // (the texture kernels sum in another order than the register kernels the
 // server then runs, so a row alone would not equal the same row in a batch).
-// quantTexRowsMax is the most rows of x that run the texture mat-vec once
-// per row; from there unpacking w once and running the f32 texture matmul
-// costs less (GPT-2 124M on lavapipe, BENCHMARKS.md).
-const quantTexRowsMax = 8
+// quantTexRowsMax is the most rows of x that run the texture mat-vecs; at
+// 16 rows (two row blocks) they still run ~2x faster than unpacking
+// (BenchmarkMatMulQuant on lavapipe, BENCHMARKS.md).
+const quantTexRowsMax = 16
 
 func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !w.HasTexRead || w.BatchInvariant || k/4 > int(w.Limits.MaxTextureDimension2D) {
@@ -42,26 +50,68 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
 	}
+	if m > 1 {
+		w.matMulQuantTexRows(dst, xtex, wt, s, bb, hasBias, m, k, n)
+		return true
+	}
 	const bn = 64 // columns per workgroup (the kernel's BN)
 	name := "matmul_qtex1_" + strings.ToLower(wt.DType().String())
 	tilesN := ceilDiv(n, bn)
 	step := max(1, min(tilesN, int(texSubmitFlops/(2*float64(bn)*float64(k)))))
-	for r := 0; r < m; r++ {
-		for t0 := 0; t0 < tilesN; t0 += step {
-			cnt := min(step, tilesN-t0)
-			gx, gy := w.grid1(cnt)
-			w.nextFlops = 2 * float64(k) * float64(n) * float64(cnt) / float64(tilesN)
-			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(xkt)*16) * float64(cnt) / float64(tilesN)
-			w.dispatchTex(name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
-				Meta{n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, r}, gx, gy, 1)
-			if cnt < tilesN {
-				if err := w.flush(); err != nil {
-					w.rec.fail(err)
-				}
+	for t0 := 0; t0 < tilesN; t0 += step {
+		cnt := min(step, tilesN-t0)
+		gx, gy := w.grid1(cnt)
+		w.nextFlops = 2 * float64(k) * float64(n) * float64(cnt) / float64(tilesN)
+		w.nextBytes = (float64(s.rows*s.kt)*16 + float64(xkt)*16) * float64(cnt) / float64(tilesN)
+		w.dispatchTex(name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
+			Meta{n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, 0}, gx, gy, 1)
+		if cnt < tilesN {
+			if err := w.flush(); err != nil {
+				w.rec.fail(err)
 			}
 		}
 	}
 	return true
+}
+
+// qtexKernels are the multi-row quantized texture mat-vecs by weight
+// dtype (wgsl.QTexKernels): each workgroup covers bm rows and bn columns.
+var qtexKernels = func() map[DType]texMatKernel {
+	out := map[DType]texMatKernel{}
+	for _, k := range wgsl.QTexKernels {
+		f, err := quant.Parse(k.DT)
+		if err != nil {
+			panic("gpu: wgsl.QTexKernels: " + err.Error())
+		}
+		out[QuantDType(f)] = texMatKernel{k.Name, k.RM, k.RN * k.WG}
+	}
+	return out
+}()
+
+// matMulQuantTexRows records the multi-row quantized texture mat-vec
+// (matmul_qtex8_*.wgsl) of the m rows of x already in xtex (one row per
+// texture row): every block of w is read and dequantized once per bm rows.
+func (w *WebGPU) matMulQuantTexRows(dst Tensor, xtex *texture, wt Tensor, s *shadow, bb binding, hasBias, m, k, n int) {
+	kern, ok := qtexKernels[wt.DType()]
+	if !ok {
+		panic(fmt.Sprintf("gpu: MatMul: no multi-row texture kernel for %v weights", wt.DType()))
+	}
+	tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(m, kern.bm)
+	total := tilesN * tilesM
+	step := max(1, min(total, int(texSubmitFlops/(2*float64(kern.bm)*float64(kern.bn)*float64(k)))))
+	for t0 := 0; t0 < total; t0 += step {
+		cnt := min(step, total-t0)
+		gx, gy := w.grid1(cnt)
+		w.nextFlops = 2 * float64(m) * float64(k) * float64(n) * float64(cnt) / float64(total)
+		w.nextBytes = (float64(s.rows*s.kt)*16*float64(tilesM) + float64(m*k/4)*16) * float64(cnt) / float64(total)
+		w.dispatchTex(kern.name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
+			Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0}, gx, gy, 1)
+		if cnt < total {
+			if err := w.flush(); err != nil {
+				w.rec.fail(err)
+			}
+		}
+	}
 }
 
 // matMulUnpacked dequantizes w's texture s into an f32 texture in the

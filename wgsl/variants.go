@@ -17,6 +17,8 @@ package wgsl
 //     lowrank_matmul_f32/f16 built on the same block
 //     (wgsl/internal/gen/reg.go);
 //   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
+//   - the multi-row quantized texture mat-vecs of QTexKernels (qtex.go,
+//     wgsl/internal/gen/qtex.go), on matmul_qtex1's dequant fragments;
 //   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
 //     layernorms' _wg8 copies).
 // TestGenerated fails when a committed file differs from what the generator
