@@ -1,7 +1,6 @@
 package gpu
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu/quant"
@@ -12,9 +11,10 @@ import (
 // adapters, where texture loads are far cheaper than storage loads
 // (texture.go): w's packed rows are copied once into a texture
 // (weightTexture). Decode runs texture mat-vecs that dequantize in
-// registers: one row of x runs matmul_qtex1_*.wgsl, 2 to quantTexRowsMax
-// rows the multi-row matmul_qtex8_*.wgsl, which dequantizes each block of
-// w once per 8 rows. More rows (prefill) dequantize w into a per-call f32
+// registers (wgsl.QTexKernels): one row of x runs matmul_qtex1_*.wgsl, 2
+// to quantTexRowsMax rows matmul_qtex8_*.wgsl, which dequantizes each
+// block of w once per 8 rows; x is read from the texture its producer
+// wrote (xtex.go) where there is one, else packed into one. More rows (prefill) dequantize w into a per-call f32
 // texture (quant_unpack_*.wgsl, exact weights) and run the f32 texture
 // matmuls, whose register blocks reuse each weight for up to 16 rows: the
 // unpacking costs one pass over w, the storage-buffer register kernels
@@ -39,62 +39,31 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if m > quantTexRowsMax {
 		return w.matMulUnpacked(dst, x, wt, s, bias, m, k, n)
 	}
-	xkt := k / 4
-	xtex, err := w.scratchTexture(uint32(xkt), uint32(m))
-	if err != nil {
-		w.rec.fail(err)
-		return true
+	// x: one row per texture row unless the op that produced it wrote it
+	// into its texture (xtex.go), in the texture matmuls' layout.
+	xkt, xrp := k/4, 1
+	xtex, held := w.xTexHeld(x, m, k)
+	if held {
+		xrp, _, _, _ = texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
+	} else {
+		var err error
+		if xtex, err = w.scratchTexture(uint32(xkt), uint32(m)); err != nil {
+			w.rec.fail(err)
+			return true
+		}
+		w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
 	}
-	w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
 	bb, hasBias := w.spareBinding(), 0 // bound, unread, when there is no bias
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
 	}
-	if m > 1 {
-		w.matMulQuantTexRows(dst, xtex, wt, s, bb, hasBias, m, k, n)
-		return true
-	}
-	const bn = 64 // columns per workgroup (the kernel's BN)
-	name := "matmul_qtex1_" + strings.ToLower(wt.DType().String())
-	tilesN := ceilDiv(n, bn)
-	step := max(1, min(tilesN, int(texSubmitFlops/(2*float64(bn)*float64(k)))))
-	for t0 := 0; t0 < tilesN; t0 += step {
-		cnt := min(step, tilesN-t0)
-		gx, gy := w.grid1(cnt)
-		w.nextFlops = 2 * float64(k) * float64(n) * float64(cnt) / float64(tilesN)
-		w.nextBytes = (float64(s.rows*s.kt)*16 + float64(xkt)*16) * float64(cnt) / float64(tilesN)
-		w.dispatchTex(name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
-			Meta{n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, 0}, gx, gy, 1)
-		if cnt < tilesN {
-			if err := w.flush(); err != nil {
-				w.rec.fail(err)
-			}
+	ks := qtexKernels[wt.DType()]
+	kern := ks[len(ks)-1]
+	for _, kc := range ks {
+		if m <= kc.bm {
+			kern = kc
+			break
 		}
-	}
-	return true
-}
-
-// qtexKernels are the multi-row quantized texture mat-vecs by weight
-// dtype (wgsl.QTexKernels): each workgroup covers bm rows and bn columns.
-var qtexKernels = func() map[DType]texMatKernel {
-	out := map[DType]texMatKernel{}
-	for _, k := range wgsl.QTexKernels {
-		f, err := quant.Parse(k.DT)
-		if err != nil {
-			panic("gpu: wgsl.QTexKernels: " + err.Error())
-		}
-		out[QuantDType(f)] = texMatKernel{k.Name, k.RM, k.RN * k.WG}
-	}
-	return out
-}()
-
-// matMulQuantTexRows records the multi-row quantized texture mat-vec
-// (matmul_qtex8_*.wgsl) of the m rows of x already in xtex (one row per
-// texture row): every block of w is read and dequantized once per bm rows.
-func (w *WebGPU) matMulQuantTexRows(dst Tensor, xtex *texture, wt Tensor, s *shadow, bb binding, hasBias, m, k, n int) {
-	kern, ok := qtexKernels[wt.DType()]
-	if !ok {
-		panic(fmt.Sprintf("gpu: MatMul: no multi-row texture kernel for %v weights", wt.DType()))
 	}
 	tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(m, kern.bm)
 	total := tilesN * tilesM
@@ -103,16 +72,33 @@ func (w *WebGPU) matMulQuantTexRows(dst Tensor, xtex *texture, wt Tensor, s *sha
 		cnt := min(step, total-t0)
 		gx, gy := w.grid1(cnt)
 		w.nextFlops = 2 * float64(m) * float64(k) * float64(n) * float64(cnt) / float64(total)
-		w.nextBytes = (float64(s.rows*s.kt)*16*float64(tilesM) + float64(m*k/4)*16) * float64(cnt) / float64(total)
+		w.nextBytes = (float64(s.rows*s.kt)*16*float64(tilesM) + float64(m*xkt)*16) * float64(cnt) / float64(total)
 		w.dispatchTex(kern.name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
-			Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0}, gx, gy, 1)
+			Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, xrp}, gx, gy, 1)
 		if cnt < total {
 			if err := w.flush(); err != nil {
 				w.rec.fail(err)
 			}
 		}
 	}
+	return true
 }
+
+// qtexKernels are the quantized texture mat-vecs by weight dtype, smallest
+// row block first (wgsl.QTexKernels): the first whose bm covers M runs,
+// else the last, over several row blocks; each workgroup covers bm rows
+// and bn columns.
+var qtexKernels = func() map[DType][]texMatKernel {
+	out := map[DType][]texMatKernel{}
+	for _, k := range wgsl.QTexKernels {
+		f, err := quant.Parse(k.DT)
+		if err != nil {
+			panic("gpu: wgsl.QTexKernels: " + err.Error())
+		}
+		out[QuantDType(f)] = append(out[QuantDType(f)], texMatKernel{k.Name, k.RM, k.RN * k.WG})
+	}
+	return out
+}()
 
 // matMulUnpacked dequantizes w's texture s into an f32 texture in the
 // weights' blocked layout and runs the f32 texture matmul on it.

@@ -1,10 +1,9 @@
 package wgsl
 
-// QTexKernel describes one generated multi-row quantized texture mat-vec
-// (wgsl/internal/gen/qtex.go): the CPU-adapter decode kernel for batches
-// of more than one row, with quantized weights (GGUF Q8_0, Q4_0, Q4_K)
-// read from a texture and dequantized in registers once for all the rows
-// of an invocation's block.
+// QTexKernel describes one generated quantized texture mat-vec
+// (wgsl/internal/gen/qtex.go): the CPU-adapter decode kernel for quantized
+// weights (GGUF Q8_0, Q4_0, Q4_K) read from a texture and dequantized in
+// registers once for all the rows of an invocation's block.
 type QTexKernel struct {
 	Name string
 	DT   string // the quantized format: "q8_0", "q4_0" or "q4_k"
@@ -13,10 +12,14 @@ type QTexKernel struct {
 	WG   int    // invocations per workgroup, along N
 }
 
-// QTexKernels are the multi-row quantized texture mat-vecs, one per
-// format: 8 rows (a decode batch of 8 in one pass over the weights) by 8
-// columns an invocation, the column block of matmul_qtex1.
+// QTexKernels are the quantized texture mat-vecs by format, smallest row
+// block first: matmul_qtex1_* for one row (decode at batch 1),
+// matmul_qtex8_* for more (a decode batch of 8 in one pass over the
+// weights), both 8 columns an invocation.
 var QTexKernels = []QTexKernel{
+	{"matmul_qtex1_q8_0", "q8_0", 1, 8, 8},
+	{"matmul_qtex1_q4_0", "q4_0", 1, 8, 8},
+	{"matmul_qtex1_q4_k", "q4_k", 1, 8, 8},
 	{"matmul_qtex8_q8_0", "q8_0", 8, 8, 8},
 	{"matmul_qtex8_q4_0", "q4_0", 8, 8, 8},
 	{"matmul_qtex8_q4_k", "q4_k", 8, 8, 8},

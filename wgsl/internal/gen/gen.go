@@ -96,7 +96,7 @@ func Files(dir string) ([]File, error) {
 		out = append(out, File{k.Name + ".wgsl", Header + lowRankKernel(k)})
 	}
 	for _, k := range wgsl.QTexKernels {
-		out = append(out, File{k.Name + ".wgsl", Header + qtexMulti(k)})
+		out = append(out, File{k.Name + ".wgsl", Header + qtexMatVec(k)})
 	}
 	for _, k := range regKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + regMatMul(k)})
