@@ -95,18 +95,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     var a5_0 = 0.0; var a5_1 = 0.0; var a5_2 = 0.0; var a5_3 = 0.0; var a5_4 = 0.0; var a5_5 = 0.0; var a5_6 = 0.0; var a5_7 = 0.0;
     var a6_0 = 0.0; var a6_1 = 0.0; var a6_2 = 0.0; var a6_3 = 0.0; var a6_4 = 0.0; var a6_5 = 0.0; var a6_6 = 0.0; var a6_7 = 0.0;
     var a7_0 = 0.0; var a7_1 = 0.0; var a7_2 = 0.0; var a7_3 = 0.0; var a7_4 = 0.0; var a7_5 = 0.0; var a7_6 = 0.0; var a7_7 = 0.0;
-    for (var g = 0u; g < nb; g = g + 8u) {
-        // The scale texel of blocks g .. g+7, per column.
-        let ps = wpos(c0, qt_texels(g, nb).z);
-        let s0 = textureLoad(wt, ps);
-        let s1 = textureLoad(wt, ps + vec2<u32>(1u, 0u));
-        let s2 = textureLoad(wt, ps + vec2<u32>(2u, 0u));
-        let s3 = textureLoad(wt, ps + vec2<u32>(3u, 0u));
-        let s4 = textureLoad(wt, ps + vec2<u32>(4u, 0u));
-        let s5 = textureLoad(wt, ps + vec2<u32>(5u, 0u));
-        let s6 = textureLoad(wt, ps + vec2<u32>(6u, 0u));
-        let s7 = textureLoad(wt, ps + vec2<u32>(7u, 0u));
-        for (var b = g; b < min(g + 8u, nb); b = b + 1u) {
+    {
+        for (var b = 0u; b < nb; b = b + 1u) {
+            let ps = wpos(c0, qt_texels(b, nb).z);
+            let s0 = textureLoad(wt, ps);
+            let s1 = textureLoad(wt, ps + vec2<u32>(1u, 0u));
+            let s2 = textureLoad(wt, ps + vec2<u32>(2u, 0u));
+            let s3 = textureLoad(wt, ps + vec2<u32>(3u, 0u));
+            let s4 = textureLoad(wt, ps + vec2<u32>(4u, 0u));
+            let s5 = textureLoad(wt, ps + vec2<u32>(5u, 0u));
+            let s6 = textureLoad(wt, ps + vec2<u32>(6u, 0u));
+            let s7 = textureLoad(wt, ps + vec2<u32>(7u, 0u));
             let x0 = array<vec4<f32>, 8>(xtex(y0, 8u * b + 0u), xtex(y0, 8u * b + 1u), xtex(y0, 8u * b + 2u), xtex(y0, 8u * b + 3u), xtex(y0, 8u * b + 4u), xtex(y0, 8u * b + 5u), xtex(y0, 8u * b + 6u), xtex(y0, 8u * b + 7u));
             let x1 = array<vec4<f32>, 8>(xtex(y1, 8u * b + 0u), xtex(y1, 8u * b + 1u), xtex(y1, 8u * b + 2u), xtex(y1, 8u * b + 3u), xtex(y1, 8u * b + 4u), xtex(y1, 8u * b + 5u), xtex(y1, 8u * b + 6u), xtex(y1, 8u * b + 7u));
             let x2 = array<vec4<f32>, 8>(xtex(y2, 8u * b + 0u), xtex(y2, 8u * b + 1u), xtex(y2, 8u * b + 2u), xtex(y2, 8u * b + 3u), xtex(y2, 8u * b + 4u), xtex(y2, 8u * b + 5u), xtex(y2, 8u * b + 6u), xtex(y2, 8u * b + 7u));

@@ -10,6 +10,9 @@ type QTexKernel struct {
 	RM   int    // rows of x per invocation (and per workgroup)
 	RN   int    // output columns per invocation; divides TexBlock
 	WG   int    // invocations per workgroup, along N
+	// Group: blocks are visited in groups of 8 that share one scale texel
+	// per column, loaded once per group (else once per block).
+	Group bool
 }
 
 // QTexKernels are the quantized texture mat-vecs by format, smallest row
@@ -17,10 +20,10 @@ type QTexKernel struct {
 // matmul_qtex8_* for more (a decode batch of 8 in one pass over the
 // weights), both 8 columns an invocation.
 var QTexKernels = []QTexKernel{
-	{"matmul_qtex1_q8_0", "q8_0", 1, 8, 8},
-	{"matmul_qtex1_q4_0", "q4_0", 1, 8, 8},
-	{"matmul_qtex1_q4_k", "q4_k", 1, 8, 8},
-	{"matmul_qtex8_q8_0", "q8_0", 8, 8, 8},
-	{"matmul_qtex8_q4_0", "q4_0", 8, 8, 8},
-	{"matmul_qtex8_q4_k", "q4_k", 8, 8, 8},
+	{"matmul_qtex1_q8_0", "q8_0", 1, 8, 8, true},
+	{"matmul_qtex1_q4_0", "q4_0", 1, 8, 8, true},
+	{"matmul_qtex1_q4_k", "q4_k", 1, 8, 8, true},
+	{"matmul_qtex8_q8_0", "q8_0", 8, 8, 8, false},
+	{"matmul_qtex8_q4_0", "q4_0", 8, 8, 8, false},
+	{"matmul_qtex8_q4_k", "q4_k", 8, 8, 8, false},
 }

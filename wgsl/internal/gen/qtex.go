@@ -103,13 +103,21 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 		}
 		return fmt.Sprintf(" + vec2<u32>(%du, 0u)", j)
 	}
-	p("    for (var g = 0u; g < nb; g = g + 8u) {\n")
-	p("        // The scale texel of blocks g .. g+7, per column.\n")
-	p("        let ps = wpos(c0, qt_texels(g, nb).z);\n")
-	for j := 0; j < k.RN; j++ {
-		p("        let s%d = textureLoad(wt, ps%s);\n", j, off(j))
+	if k.Group {
+		p("    for (var g = 0u; g < nb; g = g + 8u) {\n")
+		p("        // The scale texel of blocks g .. g+7, per column.\n")
+		p("        let ps = wpos(c0, qt_texels(g, nb).z);\n")
+		for j := 0; j < k.RN; j++ {
+			p("        let s%d = textureLoad(wt, ps%s);\n", j, off(j))
+		}
+		p("        for (var b = g; b < min(g + 8u, nb); b = b + 1u) {\n")
+	} else {
+		p("    {\n        for (var b = 0u; b < nb; b = b + 1u) {\n")
+		p("            let ps = wpos(c0, qt_texels(b, nb).z);\n")
+		for j := 0; j < k.RN; j++ {
+			p("            let s%d = textureLoad(wt, ps%s);\n", j, off(j))
+		}
 	}
-	p("        for (var b = g; b < min(g + 8u, nb); b = b + 1u) {\n")
 	for r := 0; r < k.RM; r++ {
 		p("            let x%d = array<vec4<f32>, 8>(", r)
 		for i := 0; i < 8; i++ {
