@@ -97,6 +97,7 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 		}
 		p("\n")
 	}
+	offset := k.DT != "q8_0" // weights with an offset: the block's sum of x is needed
 	off := func(j int) string {
 		if j == 0 {
 			return ""
@@ -127,6 +128,9 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 			p("xtex(y%d, 8u * b + %du)", r, i)
 		}
 		p(");\n")
+		if offset {
+			p("            let xs%d = dot(x%d[0] + x%d[1] + x%d[2] + x%d[3] + x%d[4] + x%d[5] + x%d[6] + x%d[7], vec4<f32>(1.0));\n", r, r, r, r, r, r, r, r, r)
+		}
 	}
 	p("            let ti = qt_texels(b, nb);\n")
 	p("            let p0 = wpos(c0, ti.x);\n")
@@ -140,13 +144,18 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 			q1 = "textureLoad(wt, p1" + off(j) + ")"
 		}
 		p("            let q%d = textureLoad(wt, p0%s);\n", j, off(j))
-		p("            let v%d = qt_deq(q%d, %s, s%d, b);\n", j, j, q1, j)
+		p("            let v%d = qt_raw(q%d, %s, b);\n", j, j, q1)
+		p("            let ab%d = qt_ab(s%d, b);\n", j, j)
 		for r := 0; r < k.RM; r++ {
 			var d []string
 			for i := 0; i < 8; i++ {
 				d = append(d, fmt.Sprintf("dot(x%d[%d], v%d[%d])", r, i, j, i))
 			}
-			p("            a%d_%d = a%d_%d + (%s);\n", r, j, r, j, strings.Join(d, " + "))
+			o := ""
+			if offset {
+				o = fmt.Sprintf(" + ab%d.y * xs%d", j, r)
+			}
+			p("            a%d_%d = a%d_%d + (ab%d.x * (%s)%s);\n", r, j, r, j, j, strings.Join(d, " + "), o)
 		}
 	}
 	p("        }\n    }\n")
