@@ -13,7 +13,7 @@
 // copied once per weight version; x row r's K/4 texels at ((r % x_rows_per) *
 // K/4, r / x_rows_per), written by the op that produced x (gpu/xtex.go) or
 // packed per call.
-// Each invocation owns 1 rows x 8 columns. Its blocks are visited in groups
+// Each invocation owns 1 rows x 32 columns. Its blocks are visited in groups
 // of 8, which share one scale texel per column (Q8_0, Q4_0: the f16 scales of
 // 8 blocks; Q4_K: the super-block's header), loaded once per group; per block
 // it loads each row's 8 texels of x, then per column the block's value texels
@@ -23,13 +23,13 @@
 // (M,N) f32 write; group 2 x texture, w texture. Meta: M, N, K (a multiple of
 // 32), kt, w_width, has_bias, tiles_n, tile_base, x_rows_per. Dispatch:
 // workgroups over (x, y); tile t = tile_base + wid.y * nwg.x + wid.x covers
-// rows (t / tiles_n)*1.. and columns (t % tiles_n)*64.., tiles_n =
-// ceil(N/64); rows past M are clamped for loading and skipped when storing.
+// rows (t / tiles_n)*1.. and columns (t % tiles_n)*256.., tiles_n =
+// ceil(N/256); rows past M are clamped for loading and skipped when storing.
 //#include quant_tex_q4_0
 const TX: u32 = 8u; // invocations per workgroup, along N
 const BM: u32 = 1u; // rows per workgroup
-const RN: u32 = 8u; // columns per invocation
-const BN: u32 = 64u; // columns per workgroup (TX * RN)
+const RN: u32 = 32u; // columns per invocation
+const BN: u32 = 256u; // columns per workgroup (TX * RN)
 
 struct Meta { m: u32, n: u32, k: u32, kt: u32, w_width: u32, has_bias: u32, tiles_n: u32, tile_base: u32, x_rows_per: u32 }
 
@@ -73,14 +73,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let t = params.tile_base + wid.y * nwg.x + wid.x;
     let r0 = (t / params.tiles_n) * BM;
-    let c0 = (t % params.tiles_n) * BN + lid * 8u;
+    let c0 = (t % params.tiles_n) * BN + lid * 32u;
     if (r0 >= params.m || c0 >= params.n) {
         return;
     }
     let lr = params.m - 1u;
     let y0 = xrow(min(r0 + 0u, lr));
     let nb = params.k / 32u;
-    var a0_0 = 0.0; var a0_1 = 0.0; var a0_2 = 0.0; var a0_3 = 0.0; var a0_4 = 0.0; var a0_5 = 0.0; var a0_6 = 0.0; var a0_7 = 0.0;
+    var a0_0 = 0.0; var a0_1 = 0.0; var a0_2 = 0.0; var a0_3 = 0.0; var a0_4 = 0.0; var a0_5 = 0.0; var a0_6 = 0.0; var a0_7 = 0.0; var a0_8 = 0.0; var a0_9 = 0.0; var a0_10 = 0.0; var a0_11 = 0.0; var a0_12 = 0.0; var a0_13 = 0.0; var a0_14 = 0.0; var a0_15 = 0.0; var a0_16 = 0.0; var a0_17 = 0.0; var a0_18 = 0.0; var a0_19 = 0.0; var a0_20 = 0.0; var a0_21 = 0.0; var a0_22 = 0.0; var a0_23 = 0.0; var a0_24 = 0.0; var a0_25 = 0.0; var a0_26 = 0.0; var a0_27 = 0.0; var a0_28 = 0.0; var a0_29 = 0.0; var a0_30 = 0.0; var a0_31 = 0.0;
     for (var g = 0u; g < nb; g = g + 8u) {
         // The scale texel of blocks g .. g+7, per column.
         let ps = wpos(c0, qt_texels(g, nb).z);
@@ -92,6 +92,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         let s5 = textureLoad(wt, ps + vec2<u32>(5u, 0u));
         let s6 = textureLoad(wt, ps + vec2<u32>(6u, 0u));
         let s7 = textureLoad(wt, ps + vec2<u32>(7u, 0u));
+        let s8 = textureLoad(wt, ps + vec2<u32>(8u, 0u));
+        let s9 = textureLoad(wt, ps + vec2<u32>(9u, 0u));
+        let s10 = textureLoad(wt, ps + vec2<u32>(10u, 0u));
+        let s11 = textureLoad(wt, ps + vec2<u32>(11u, 0u));
+        let s12 = textureLoad(wt, ps + vec2<u32>(12u, 0u));
+        let s13 = textureLoad(wt, ps + vec2<u32>(13u, 0u));
+        let s14 = textureLoad(wt, ps + vec2<u32>(14u, 0u));
+        let s15 = textureLoad(wt, ps + vec2<u32>(15u, 0u));
+        let s16 = textureLoad(wt, ps + vec2<u32>(16u, 0u));
+        let s17 = textureLoad(wt, ps + vec2<u32>(17u, 0u));
+        let s18 = textureLoad(wt, ps + vec2<u32>(18u, 0u));
+        let s19 = textureLoad(wt, ps + vec2<u32>(19u, 0u));
+        let s20 = textureLoad(wt, ps + vec2<u32>(20u, 0u));
+        let s21 = textureLoad(wt, ps + vec2<u32>(21u, 0u));
+        let s22 = textureLoad(wt, ps + vec2<u32>(22u, 0u));
+        let s23 = textureLoad(wt, ps + vec2<u32>(23u, 0u));
+        let s24 = textureLoad(wt, ps + vec2<u32>(24u, 0u));
+        let s25 = textureLoad(wt, ps + vec2<u32>(25u, 0u));
+        let s26 = textureLoad(wt, ps + vec2<u32>(26u, 0u));
+        let s27 = textureLoad(wt, ps + vec2<u32>(27u, 0u));
+        let s28 = textureLoad(wt, ps + vec2<u32>(28u, 0u));
+        let s29 = textureLoad(wt, ps + vec2<u32>(29u, 0u));
+        let s30 = textureLoad(wt, ps + vec2<u32>(30u, 0u));
+        let s31 = textureLoad(wt, ps + vec2<u32>(31u, 0u));
         for (var b = g; b < min(g + 8u, nb); b = b + 1u) {
             let x0 = array<vec4<f32>, 8>(xtex(y0, 8u * b + 0u), xtex(y0, 8u * b + 1u), xtex(y0, 8u * b + 2u), xtex(y0, 8u * b + 3u), xtex(y0, 8u * b + 4u), xtex(y0, 8u * b + 5u), xtex(y0, 8u * b + 6u), xtex(y0, 8u * b + 7u));
             let xs0 = dot(x0[0] + x0[1] + x0[2] + x0[3] + x0[4] + x0[5] + x0[6] + x0[7], vec4<f32>(1.0));
@@ -129,7 +153,103 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let v7 = qt_raw(q7, q7, b);
             let ab7 = qt_ab(s7, b);
             a0_7 = a0_7 + (ab7.x * (dot(x0[0], v7[0]) + dot(x0[1], v7[1]) + dot(x0[2], v7[2]) + dot(x0[3], v7[3]) + dot(x0[4], v7[4]) + dot(x0[5], v7[5]) + dot(x0[6], v7[6]) + dot(x0[7], v7[7])) + ab7.y * xs0);
+            let q8 = textureLoad(wt, p0 + vec2<u32>(8u, 0u));
+            let v8 = qt_raw(q8, q8, b);
+            let ab8 = qt_ab(s8, b);
+            a0_8 = a0_8 + (ab8.x * (dot(x0[0], v8[0]) + dot(x0[1], v8[1]) + dot(x0[2], v8[2]) + dot(x0[3], v8[3]) + dot(x0[4], v8[4]) + dot(x0[5], v8[5]) + dot(x0[6], v8[6]) + dot(x0[7], v8[7])) + ab8.y * xs0);
+            let q9 = textureLoad(wt, p0 + vec2<u32>(9u, 0u));
+            let v9 = qt_raw(q9, q9, b);
+            let ab9 = qt_ab(s9, b);
+            a0_9 = a0_9 + (ab9.x * (dot(x0[0], v9[0]) + dot(x0[1], v9[1]) + dot(x0[2], v9[2]) + dot(x0[3], v9[3]) + dot(x0[4], v9[4]) + dot(x0[5], v9[5]) + dot(x0[6], v9[6]) + dot(x0[7], v9[7])) + ab9.y * xs0);
+            let q10 = textureLoad(wt, p0 + vec2<u32>(10u, 0u));
+            let v10 = qt_raw(q10, q10, b);
+            let ab10 = qt_ab(s10, b);
+            a0_10 = a0_10 + (ab10.x * (dot(x0[0], v10[0]) + dot(x0[1], v10[1]) + dot(x0[2], v10[2]) + dot(x0[3], v10[3]) + dot(x0[4], v10[4]) + dot(x0[5], v10[5]) + dot(x0[6], v10[6]) + dot(x0[7], v10[7])) + ab10.y * xs0);
+            let q11 = textureLoad(wt, p0 + vec2<u32>(11u, 0u));
+            let v11 = qt_raw(q11, q11, b);
+            let ab11 = qt_ab(s11, b);
+            a0_11 = a0_11 + (ab11.x * (dot(x0[0], v11[0]) + dot(x0[1], v11[1]) + dot(x0[2], v11[2]) + dot(x0[3], v11[3]) + dot(x0[4], v11[4]) + dot(x0[5], v11[5]) + dot(x0[6], v11[6]) + dot(x0[7], v11[7])) + ab11.y * xs0);
+            let q12 = textureLoad(wt, p0 + vec2<u32>(12u, 0u));
+            let v12 = qt_raw(q12, q12, b);
+            let ab12 = qt_ab(s12, b);
+            a0_12 = a0_12 + (ab12.x * (dot(x0[0], v12[0]) + dot(x0[1], v12[1]) + dot(x0[2], v12[2]) + dot(x0[3], v12[3]) + dot(x0[4], v12[4]) + dot(x0[5], v12[5]) + dot(x0[6], v12[6]) + dot(x0[7], v12[7])) + ab12.y * xs0);
+            let q13 = textureLoad(wt, p0 + vec2<u32>(13u, 0u));
+            let v13 = qt_raw(q13, q13, b);
+            let ab13 = qt_ab(s13, b);
+            a0_13 = a0_13 + (ab13.x * (dot(x0[0], v13[0]) + dot(x0[1], v13[1]) + dot(x0[2], v13[2]) + dot(x0[3], v13[3]) + dot(x0[4], v13[4]) + dot(x0[5], v13[5]) + dot(x0[6], v13[6]) + dot(x0[7], v13[7])) + ab13.y * xs0);
+            let q14 = textureLoad(wt, p0 + vec2<u32>(14u, 0u));
+            let v14 = qt_raw(q14, q14, b);
+            let ab14 = qt_ab(s14, b);
+            a0_14 = a0_14 + (ab14.x * (dot(x0[0], v14[0]) + dot(x0[1], v14[1]) + dot(x0[2], v14[2]) + dot(x0[3], v14[3]) + dot(x0[4], v14[4]) + dot(x0[5], v14[5]) + dot(x0[6], v14[6]) + dot(x0[7], v14[7])) + ab14.y * xs0);
+            let q15 = textureLoad(wt, p0 + vec2<u32>(15u, 0u));
+            let v15 = qt_raw(q15, q15, b);
+            let ab15 = qt_ab(s15, b);
+            a0_15 = a0_15 + (ab15.x * (dot(x0[0], v15[0]) + dot(x0[1], v15[1]) + dot(x0[2], v15[2]) + dot(x0[3], v15[3]) + dot(x0[4], v15[4]) + dot(x0[5], v15[5]) + dot(x0[6], v15[6]) + dot(x0[7], v15[7])) + ab15.y * xs0);
+            let q16 = textureLoad(wt, p0 + vec2<u32>(16u, 0u));
+            let v16 = qt_raw(q16, q16, b);
+            let ab16 = qt_ab(s16, b);
+            a0_16 = a0_16 + (ab16.x * (dot(x0[0], v16[0]) + dot(x0[1], v16[1]) + dot(x0[2], v16[2]) + dot(x0[3], v16[3]) + dot(x0[4], v16[4]) + dot(x0[5], v16[5]) + dot(x0[6], v16[6]) + dot(x0[7], v16[7])) + ab16.y * xs0);
+            let q17 = textureLoad(wt, p0 + vec2<u32>(17u, 0u));
+            let v17 = qt_raw(q17, q17, b);
+            let ab17 = qt_ab(s17, b);
+            a0_17 = a0_17 + (ab17.x * (dot(x0[0], v17[0]) + dot(x0[1], v17[1]) + dot(x0[2], v17[2]) + dot(x0[3], v17[3]) + dot(x0[4], v17[4]) + dot(x0[5], v17[5]) + dot(x0[6], v17[6]) + dot(x0[7], v17[7])) + ab17.y * xs0);
+            let q18 = textureLoad(wt, p0 + vec2<u32>(18u, 0u));
+            let v18 = qt_raw(q18, q18, b);
+            let ab18 = qt_ab(s18, b);
+            a0_18 = a0_18 + (ab18.x * (dot(x0[0], v18[0]) + dot(x0[1], v18[1]) + dot(x0[2], v18[2]) + dot(x0[3], v18[3]) + dot(x0[4], v18[4]) + dot(x0[5], v18[5]) + dot(x0[6], v18[6]) + dot(x0[7], v18[7])) + ab18.y * xs0);
+            let q19 = textureLoad(wt, p0 + vec2<u32>(19u, 0u));
+            let v19 = qt_raw(q19, q19, b);
+            let ab19 = qt_ab(s19, b);
+            a0_19 = a0_19 + (ab19.x * (dot(x0[0], v19[0]) + dot(x0[1], v19[1]) + dot(x0[2], v19[2]) + dot(x0[3], v19[3]) + dot(x0[4], v19[4]) + dot(x0[5], v19[5]) + dot(x0[6], v19[6]) + dot(x0[7], v19[7])) + ab19.y * xs0);
+            let q20 = textureLoad(wt, p0 + vec2<u32>(20u, 0u));
+            let v20 = qt_raw(q20, q20, b);
+            let ab20 = qt_ab(s20, b);
+            a0_20 = a0_20 + (ab20.x * (dot(x0[0], v20[0]) + dot(x0[1], v20[1]) + dot(x0[2], v20[2]) + dot(x0[3], v20[3]) + dot(x0[4], v20[4]) + dot(x0[5], v20[5]) + dot(x0[6], v20[6]) + dot(x0[7], v20[7])) + ab20.y * xs0);
+            let q21 = textureLoad(wt, p0 + vec2<u32>(21u, 0u));
+            let v21 = qt_raw(q21, q21, b);
+            let ab21 = qt_ab(s21, b);
+            a0_21 = a0_21 + (ab21.x * (dot(x0[0], v21[0]) + dot(x0[1], v21[1]) + dot(x0[2], v21[2]) + dot(x0[3], v21[3]) + dot(x0[4], v21[4]) + dot(x0[5], v21[5]) + dot(x0[6], v21[6]) + dot(x0[7], v21[7])) + ab21.y * xs0);
+            let q22 = textureLoad(wt, p0 + vec2<u32>(22u, 0u));
+            let v22 = qt_raw(q22, q22, b);
+            let ab22 = qt_ab(s22, b);
+            a0_22 = a0_22 + (ab22.x * (dot(x0[0], v22[0]) + dot(x0[1], v22[1]) + dot(x0[2], v22[2]) + dot(x0[3], v22[3]) + dot(x0[4], v22[4]) + dot(x0[5], v22[5]) + dot(x0[6], v22[6]) + dot(x0[7], v22[7])) + ab22.y * xs0);
+            let q23 = textureLoad(wt, p0 + vec2<u32>(23u, 0u));
+            let v23 = qt_raw(q23, q23, b);
+            let ab23 = qt_ab(s23, b);
+            a0_23 = a0_23 + (ab23.x * (dot(x0[0], v23[0]) + dot(x0[1], v23[1]) + dot(x0[2], v23[2]) + dot(x0[3], v23[3]) + dot(x0[4], v23[4]) + dot(x0[5], v23[5]) + dot(x0[6], v23[6]) + dot(x0[7], v23[7])) + ab23.y * xs0);
+            let q24 = textureLoad(wt, p0 + vec2<u32>(24u, 0u));
+            let v24 = qt_raw(q24, q24, b);
+            let ab24 = qt_ab(s24, b);
+            a0_24 = a0_24 + (ab24.x * (dot(x0[0], v24[0]) + dot(x0[1], v24[1]) + dot(x0[2], v24[2]) + dot(x0[3], v24[3]) + dot(x0[4], v24[4]) + dot(x0[5], v24[5]) + dot(x0[6], v24[6]) + dot(x0[7], v24[7])) + ab24.y * xs0);
+            let q25 = textureLoad(wt, p0 + vec2<u32>(25u, 0u));
+            let v25 = qt_raw(q25, q25, b);
+            let ab25 = qt_ab(s25, b);
+            a0_25 = a0_25 + (ab25.x * (dot(x0[0], v25[0]) + dot(x0[1], v25[1]) + dot(x0[2], v25[2]) + dot(x0[3], v25[3]) + dot(x0[4], v25[4]) + dot(x0[5], v25[5]) + dot(x0[6], v25[6]) + dot(x0[7], v25[7])) + ab25.y * xs0);
+            let q26 = textureLoad(wt, p0 + vec2<u32>(26u, 0u));
+            let v26 = qt_raw(q26, q26, b);
+            let ab26 = qt_ab(s26, b);
+            a0_26 = a0_26 + (ab26.x * (dot(x0[0], v26[0]) + dot(x0[1], v26[1]) + dot(x0[2], v26[2]) + dot(x0[3], v26[3]) + dot(x0[4], v26[4]) + dot(x0[5], v26[5]) + dot(x0[6], v26[6]) + dot(x0[7], v26[7])) + ab26.y * xs0);
+            let q27 = textureLoad(wt, p0 + vec2<u32>(27u, 0u));
+            let v27 = qt_raw(q27, q27, b);
+            let ab27 = qt_ab(s27, b);
+            a0_27 = a0_27 + (ab27.x * (dot(x0[0], v27[0]) + dot(x0[1], v27[1]) + dot(x0[2], v27[2]) + dot(x0[3], v27[3]) + dot(x0[4], v27[4]) + dot(x0[5], v27[5]) + dot(x0[6], v27[6]) + dot(x0[7], v27[7])) + ab27.y * xs0);
+            let q28 = textureLoad(wt, p0 + vec2<u32>(28u, 0u));
+            let v28 = qt_raw(q28, q28, b);
+            let ab28 = qt_ab(s28, b);
+            a0_28 = a0_28 + (ab28.x * (dot(x0[0], v28[0]) + dot(x0[1], v28[1]) + dot(x0[2], v28[2]) + dot(x0[3], v28[3]) + dot(x0[4], v28[4]) + dot(x0[5], v28[5]) + dot(x0[6], v28[6]) + dot(x0[7], v28[7])) + ab28.y * xs0);
+            let q29 = textureLoad(wt, p0 + vec2<u32>(29u, 0u));
+            let v29 = qt_raw(q29, q29, b);
+            let ab29 = qt_ab(s29, b);
+            a0_29 = a0_29 + (ab29.x * (dot(x0[0], v29[0]) + dot(x0[1], v29[1]) + dot(x0[2], v29[2]) + dot(x0[3], v29[3]) + dot(x0[4], v29[4]) + dot(x0[5], v29[5]) + dot(x0[6], v29[6]) + dot(x0[7], v29[7])) + ab29.y * xs0);
+            let q30 = textureLoad(wt, p0 + vec2<u32>(30u, 0u));
+            let v30 = qt_raw(q30, q30, b);
+            let ab30 = qt_ab(s30, b);
+            a0_30 = a0_30 + (ab30.x * (dot(x0[0], v30[0]) + dot(x0[1], v30[1]) + dot(x0[2], v30[2]) + dot(x0[3], v30[3]) + dot(x0[4], v30[4]) + dot(x0[5], v30[5]) + dot(x0[6], v30[6]) + dot(x0[7], v30[7])) + ab30.y * xs0);
+            let q31 = textureLoad(wt, p0 + vec2<u32>(31u, 0u));
+            let v31 = qt_raw(q31, q31, b);
+            let ab31 = qt_ab(s31, b);
+            a0_31 = a0_31 + (ab31.x * (dot(x0[0], v31[0]) + dot(x0[1], v31[1]) + dot(x0[2], v31[2]) + dot(x0[3], v31[3]) + dot(x0[4], v31[4]) + dot(x0[5], v31[5]) + dot(x0[6], v31[6]) + dot(x0[7], v31[7])) + ab31.y * xs0);
         }
     }
-    put(r0 + 0u, c0 + 0u, a0_0); put(r0 + 0u, c0 + 1u, a0_1); put(r0 + 0u, c0 + 2u, a0_2); put(r0 + 0u, c0 + 3u, a0_3); put(r0 + 0u, c0 + 4u, a0_4); put(r0 + 0u, c0 + 5u, a0_5); put(r0 + 0u, c0 + 6u, a0_6); put(r0 + 0u, c0 + 7u, a0_7);
+    put(r0 + 0u, c0 + 0u, a0_0); put(r0 + 0u, c0 + 1u, a0_1); put(r0 + 0u, c0 + 2u, a0_2); put(r0 + 0u, c0 + 3u, a0_3); put(r0 + 0u, c0 + 4u, a0_4); put(r0 + 0u, c0 + 5u, a0_5); put(r0 + 0u, c0 + 6u, a0_6); put(r0 + 0u, c0 + 7u, a0_7); put(r0 + 0u, c0 + 8u, a0_8); put(r0 + 0u, c0 + 9u, a0_9); put(r0 + 0u, c0 + 10u, a0_10); put(r0 + 0u, c0 + 11u, a0_11); put(r0 + 0u, c0 + 12u, a0_12); put(r0 + 0u, c0 + 13u, a0_13); put(r0 + 0u, c0 + 14u, a0_14); put(r0 + 0u, c0 + 15u, a0_15); put(r0 + 0u, c0 + 16u, a0_16); put(r0 + 0u, c0 + 17u, a0_17); put(r0 + 0u, c0 + 18u, a0_18); put(r0 + 0u, c0 + 19u, a0_19); put(r0 + 0u, c0 + 20u, a0_20); put(r0 + 0u, c0 + 21u, a0_21); put(r0 + 0u, c0 + 22u, a0_22); put(r0 + 0u, c0 + 23u, a0_23); put(r0 + 0u, c0 + 24u, a0_24); put(r0 + 0u, c0 + 25u, a0_25); put(r0 + 0u, c0 + 26u, a0_26); put(r0 + 0u, c0 + 27u, a0_27); put(r0 + 0u, c0 + 28u, a0_28); put(r0 + 0u, c0 + 29u, a0_29); put(r0 + 0u, c0 + 30u, a0_30); put(r0 + 0u, c0 + 31u, a0_31);
 }

@@ -13,7 +13,7 @@
 // copied once per weight version; x row r's K/4 texels at ((r % x_rows_per) *
 // K/4, r / x_rows_per), written by the op that produced x (gpu/xtex.go) or
 // packed per call.
-// Each invocation owns 8 rows x 8 columns. Its blocks are visited in groups
+// Each invocation owns 8 rows x 32 columns. Its blocks are visited in groups
 // of 8, which share one scale texel per column (Q8_0, Q4_0: the f16 scales of
 // 8 blocks; Q4_K: the super-block's header), loaded once per group; per block
 // it loads each row's 8 texels of x, then per column the block's value texels
@@ -23,13 +23,13 @@
 // (M,N) f32 write; group 2 x texture, w texture. Meta: M, N, K (a multiple of
 // 32), kt, w_width, has_bias, tiles_n, tile_base, x_rows_per. Dispatch:
 // workgroups over (x, y); tile t = tile_base + wid.y * nwg.x + wid.x covers
-// rows (t / tiles_n)*8.. and columns (t % tiles_n)*64.., tiles_n =
-// ceil(N/64); rows past M are clamped for loading and skipped when storing.
+// rows (t / tiles_n)*8.. and columns (t % tiles_n)*256.., tiles_n =
+// ceil(N/256); rows past M are clamped for loading and skipped when storing.
 //#include quant_tex_q8_0
 const TX: u32 = 8u; // invocations per workgroup, along N
 const BM: u32 = 8u; // rows per workgroup
-const RN: u32 = 8u; // columns per invocation
-const BN: u32 = 64u; // columns per workgroup (TX * RN)
+const RN: u32 = 32u; // columns per invocation
+const BN: u32 = 256u; // columns per workgroup (TX * RN)
 
 struct Meta { m: u32, n: u32, k: u32, kt: u32, w_width: u32, has_bias: u32, tiles_n: u32, tile_base: u32, x_rows_per: u32 }
 
@@ -73,7 +73,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
         @builtin(local_invocation_index) lid: u32) {
     let t = params.tile_base + wid.y * nwg.x + wid.x;
     let r0 = (t / params.tiles_n) * BM;
-    let c0 = (t % params.tiles_n) * BN + lid * 8u;
+    let c0 = (t % params.tiles_n) * BN + lid * 32u;
     if (r0 >= params.m || c0 >= params.n) {
         return;
     }
@@ -87,14 +87,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let y6 = xrow(min(r0 + 6u, lr));
     let y7 = xrow(min(r0 + 7u, lr));
     let nb = params.k / 32u;
-    var a0_0 = 0.0; var a0_1 = 0.0; var a0_2 = 0.0; var a0_3 = 0.0; var a0_4 = 0.0; var a0_5 = 0.0; var a0_6 = 0.0; var a0_7 = 0.0;
-    var a1_0 = 0.0; var a1_1 = 0.0; var a1_2 = 0.0; var a1_3 = 0.0; var a1_4 = 0.0; var a1_5 = 0.0; var a1_6 = 0.0; var a1_7 = 0.0;
-    var a2_0 = 0.0; var a2_1 = 0.0; var a2_2 = 0.0; var a2_3 = 0.0; var a2_4 = 0.0; var a2_5 = 0.0; var a2_6 = 0.0; var a2_7 = 0.0;
-    var a3_0 = 0.0; var a3_1 = 0.0; var a3_2 = 0.0; var a3_3 = 0.0; var a3_4 = 0.0; var a3_5 = 0.0; var a3_6 = 0.0; var a3_7 = 0.0;
-    var a4_0 = 0.0; var a4_1 = 0.0; var a4_2 = 0.0; var a4_3 = 0.0; var a4_4 = 0.0; var a4_5 = 0.0; var a4_6 = 0.0; var a4_7 = 0.0;
-    var a5_0 = 0.0; var a5_1 = 0.0; var a5_2 = 0.0; var a5_3 = 0.0; var a5_4 = 0.0; var a5_5 = 0.0; var a5_6 = 0.0; var a5_7 = 0.0;
-    var a6_0 = 0.0; var a6_1 = 0.0; var a6_2 = 0.0; var a6_3 = 0.0; var a6_4 = 0.0; var a6_5 = 0.0; var a6_6 = 0.0; var a6_7 = 0.0;
-    var a7_0 = 0.0; var a7_1 = 0.0; var a7_2 = 0.0; var a7_3 = 0.0; var a7_4 = 0.0; var a7_5 = 0.0; var a7_6 = 0.0; var a7_7 = 0.0;
+    var a0_0 = 0.0; var a0_1 = 0.0; var a0_2 = 0.0; var a0_3 = 0.0; var a0_4 = 0.0; var a0_5 = 0.0; var a0_6 = 0.0; var a0_7 = 0.0; var a0_8 = 0.0; var a0_9 = 0.0; var a0_10 = 0.0; var a0_11 = 0.0; var a0_12 = 0.0; var a0_13 = 0.0; var a0_14 = 0.0; var a0_15 = 0.0; var a0_16 = 0.0; var a0_17 = 0.0; var a0_18 = 0.0; var a0_19 = 0.0; var a0_20 = 0.0; var a0_21 = 0.0; var a0_22 = 0.0; var a0_23 = 0.0; var a0_24 = 0.0; var a0_25 = 0.0; var a0_26 = 0.0; var a0_27 = 0.0; var a0_28 = 0.0; var a0_29 = 0.0; var a0_30 = 0.0; var a0_31 = 0.0;
+    var a1_0 = 0.0; var a1_1 = 0.0; var a1_2 = 0.0; var a1_3 = 0.0; var a1_4 = 0.0; var a1_5 = 0.0; var a1_6 = 0.0; var a1_7 = 0.0; var a1_8 = 0.0; var a1_9 = 0.0; var a1_10 = 0.0; var a1_11 = 0.0; var a1_12 = 0.0; var a1_13 = 0.0; var a1_14 = 0.0; var a1_15 = 0.0; var a1_16 = 0.0; var a1_17 = 0.0; var a1_18 = 0.0; var a1_19 = 0.0; var a1_20 = 0.0; var a1_21 = 0.0; var a1_22 = 0.0; var a1_23 = 0.0; var a1_24 = 0.0; var a1_25 = 0.0; var a1_26 = 0.0; var a1_27 = 0.0; var a1_28 = 0.0; var a1_29 = 0.0; var a1_30 = 0.0; var a1_31 = 0.0;
+    var a2_0 = 0.0; var a2_1 = 0.0; var a2_2 = 0.0; var a2_3 = 0.0; var a2_4 = 0.0; var a2_5 = 0.0; var a2_6 = 0.0; var a2_7 = 0.0; var a2_8 = 0.0; var a2_9 = 0.0; var a2_10 = 0.0; var a2_11 = 0.0; var a2_12 = 0.0; var a2_13 = 0.0; var a2_14 = 0.0; var a2_15 = 0.0; var a2_16 = 0.0; var a2_17 = 0.0; var a2_18 = 0.0; var a2_19 = 0.0; var a2_20 = 0.0; var a2_21 = 0.0; var a2_22 = 0.0; var a2_23 = 0.0; var a2_24 = 0.0; var a2_25 = 0.0; var a2_26 = 0.0; var a2_27 = 0.0; var a2_28 = 0.0; var a2_29 = 0.0; var a2_30 = 0.0; var a2_31 = 0.0;
+    var a3_0 = 0.0; var a3_1 = 0.0; var a3_2 = 0.0; var a3_3 = 0.0; var a3_4 = 0.0; var a3_5 = 0.0; var a3_6 = 0.0; var a3_7 = 0.0; var a3_8 = 0.0; var a3_9 = 0.0; var a3_10 = 0.0; var a3_11 = 0.0; var a3_12 = 0.0; var a3_13 = 0.0; var a3_14 = 0.0; var a3_15 = 0.0; var a3_16 = 0.0; var a3_17 = 0.0; var a3_18 = 0.0; var a3_19 = 0.0; var a3_20 = 0.0; var a3_21 = 0.0; var a3_22 = 0.0; var a3_23 = 0.0; var a3_24 = 0.0; var a3_25 = 0.0; var a3_26 = 0.0; var a3_27 = 0.0; var a3_28 = 0.0; var a3_29 = 0.0; var a3_30 = 0.0; var a3_31 = 0.0;
+    var a4_0 = 0.0; var a4_1 = 0.0; var a4_2 = 0.0; var a4_3 = 0.0; var a4_4 = 0.0; var a4_5 = 0.0; var a4_6 = 0.0; var a4_7 = 0.0; var a4_8 = 0.0; var a4_9 = 0.0; var a4_10 = 0.0; var a4_11 = 0.0; var a4_12 = 0.0; var a4_13 = 0.0; var a4_14 = 0.0; var a4_15 = 0.0; var a4_16 = 0.0; var a4_17 = 0.0; var a4_18 = 0.0; var a4_19 = 0.0; var a4_20 = 0.0; var a4_21 = 0.0; var a4_22 = 0.0; var a4_23 = 0.0; var a4_24 = 0.0; var a4_25 = 0.0; var a4_26 = 0.0; var a4_27 = 0.0; var a4_28 = 0.0; var a4_29 = 0.0; var a4_30 = 0.0; var a4_31 = 0.0;
+    var a5_0 = 0.0; var a5_1 = 0.0; var a5_2 = 0.0; var a5_3 = 0.0; var a5_4 = 0.0; var a5_5 = 0.0; var a5_6 = 0.0; var a5_7 = 0.0; var a5_8 = 0.0; var a5_9 = 0.0; var a5_10 = 0.0; var a5_11 = 0.0; var a5_12 = 0.0; var a5_13 = 0.0; var a5_14 = 0.0; var a5_15 = 0.0; var a5_16 = 0.0; var a5_17 = 0.0; var a5_18 = 0.0; var a5_19 = 0.0; var a5_20 = 0.0; var a5_21 = 0.0; var a5_22 = 0.0; var a5_23 = 0.0; var a5_24 = 0.0; var a5_25 = 0.0; var a5_26 = 0.0; var a5_27 = 0.0; var a5_28 = 0.0; var a5_29 = 0.0; var a5_30 = 0.0; var a5_31 = 0.0;
+    var a6_0 = 0.0; var a6_1 = 0.0; var a6_2 = 0.0; var a6_3 = 0.0; var a6_4 = 0.0; var a6_5 = 0.0; var a6_6 = 0.0; var a6_7 = 0.0; var a6_8 = 0.0; var a6_9 = 0.0; var a6_10 = 0.0; var a6_11 = 0.0; var a6_12 = 0.0; var a6_13 = 0.0; var a6_14 = 0.0; var a6_15 = 0.0; var a6_16 = 0.0; var a6_17 = 0.0; var a6_18 = 0.0; var a6_19 = 0.0; var a6_20 = 0.0; var a6_21 = 0.0; var a6_22 = 0.0; var a6_23 = 0.0; var a6_24 = 0.0; var a6_25 = 0.0; var a6_26 = 0.0; var a6_27 = 0.0; var a6_28 = 0.0; var a6_29 = 0.0; var a6_30 = 0.0; var a6_31 = 0.0;
+    var a7_0 = 0.0; var a7_1 = 0.0; var a7_2 = 0.0; var a7_3 = 0.0; var a7_4 = 0.0; var a7_5 = 0.0; var a7_6 = 0.0; var a7_7 = 0.0; var a7_8 = 0.0; var a7_9 = 0.0; var a7_10 = 0.0; var a7_11 = 0.0; var a7_12 = 0.0; var a7_13 = 0.0; var a7_14 = 0.0; var a7_15 = 0.0; var a7_16 = 0.0; var a7_17 = 0.0; var a7_18 = 0.0; var a7_19 = 0.0; var a7_20 = 0.0; var a7_21 = 0.0; var a7_22 = 0.0; var a7_23 = 0.0; var a7_24 = 0.0; var a7_25 = 0.0; var a7_26 = 0.0; var a7_27 = 0.0; var a7_28 = 0.0; var a7_29 = 0.0; var a7_30 = 0.0; var a7_31 = 0.0;
     {
         for (var b = 0u; b < nb; b = b + 1u) {
             let ps = wpos(c0, qt_texels(b, nb).z);
@@ -106,6 +106,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             let s5 = textureLoad(wt, ps + vec2<u32>(5u, 0u));
             let s6 = textureLoad(wt, ps + vec2<u32>(6u, 0u));
             let s7 = textureLoad(wt, ps + vec2<u32>(7u, 0u));
+            let s8 = textureLoad(wt, ps + vec2<u32>(8u, 0u));
+            let s9 = textureLoad(wt, ps + vec2<u32>(9u, 0u));
+            let s10 = textureLoad(wt, ps + vec2<u32>(10u, 0u));
+            let s11 = textureLoad(wt, ps + vec2<u32>(11u, 0u));
+            let s12 = textureLoad(wt, ps + vec2<u32>(12u, 0u));
+            let s13 = textureLoad(wt, ps + vec2<u32>(13u, 0u));
+            let s14 = textureLoad(wt, ps + vec2<u32>(14u, 0u));
+            let s15 = textureLoad(wt, ps + vec2<u32>(15u, 0u));
+            let s16 = textureLoad(wt, ps + vec2<u32>(16u, 0u));
+            let s17 = textureLoad(wt, ps + vec2<u32>(17u, 0u));
+            let s18 = textureLoad(wt, ps + vec2<u32>(18u, 0u));
+            let s19 = textureLoad(wt, ps + vec2<u32>(19u, 0u));
+            let s20 = textureLoad(wt, ps + vec2<u32>(20u, 0u));
+            let s21 = textureLoad(wt, ps + vec2<u32>(21u, 0u));
+            let s22 = textureLoad(wt, ps + vec2<u32>(22u, 0u));
+            let s23 = textureLoad(wt, ps + vec2<u32>(23u, 0u));
+            let s24 = textureLoad(wt, ps + vec2<u32>(24u, 0u));
+            let s25 = textureLoad(wt, ps + vec2<u32>(25u, 0u));
+            let s26 = textureLoad(wt, ps + vec2<u32>(26u, 0u));
+            let s27 = textureLoad(wt, ps + vec2<u32>(27u, 0u));
+            let s28 = textureLoad(wt, ps + vec2<u32>(28u, 0u));
+            let s29 = textureLoad(wt, ps + vec2<u32>(29u, 0u));
+            let s30 = textureLoad(wt, ps + vec2<u32>(30u, 0u));
+            let s31 = textureLoad(wt, ps + vec2<u32>(31u, 0u));
             let x0 = array<vec4<f32>, 8>(xtex(y0, 8u * b + 0u), xtex(y0, 8u * b + 1u), xtex(y0, 8u * b + 2u), xtex(y0, 8u * b + 3u), xtex(y0, 8u * b + 4u), xtex(y0, 8u * b + 5u), xtex(y0, 8u * b + 6u), xtex(y0, 8u * b + 7u));
             let x1 = array<vec4<f32>, 8>(xtex(y1, 8u * b + 0u), xtex(y1, 8u * b + 1u), xtex(y1, 8u * b + 2u), xtex(y1, 8u * b + 3u), xtex(y1, 8u * b + 4u), xtex(y1, 8u * b + 5u), xtex(y1, 8u * b + 6u), xtex(y1, 8u * b + 7u));
             let x2 = array<vec4<f32>, 8>(xtex(y2, 8u * b + 0u), xtex(y2, 8u * b + 1u), xtex(y2, 8u * b + 2u), xtex(y2, 8u * b + 3u), xtex(y2, 8u * b + 4u), xtex(y2, 8u * b + 5u), xtex(y2, 8u * b + 6u), xtex(y2, 8u * b + 7u));
@@ -205,14 +229,278 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
             a5_7 = a5_7 + (ab7.x * (dot(x5[0], v7[0]) + dot(x5[1], v7[1]) + dot(x5[2], v7[2]) + dot(x5[3], v7[3]) + dot(x5[4], v7[4]) + dot(x5[5], v7[5]) + dot(x5[6], v7[6]) + dot(x5[7], v7[7])));
             a6_7 = a6_7 + (ab7.x * (dot(x6[0], v7[0]) + dot(x6[1], v7[1]) + dot(x6[2], v7[2]) + dot(x6[3], v7[3]) + dot(x6[4], v7[4]) + dot(x6[5], v7[5]) + dot(x6[6], v7[6]) + dot(x6[7], v7[7])));
             a7_7 = a7_7 + (ab7.x * (dot(x7[0], v7[0]) + dot(x7[1], v7[1]) + dot(x7[2], v7[2]) + dot(x7[3], v7[3]) + dot(x7[4], v7[4]) + dot(x7[5], v7[5]) + dot(x7[6], v7[6]) + dot(x7[7], v7[7])));
+            let q8 = textureLoad(wt, p0 + vec2<u32>(8u, 0u));
+            let v8 = qt_raw(q8, textureLoad(wt, p1 + vec2<u32>(8u, 0u)), b);
+            let ab8 = qt_ab(s8, b);
+            a0_8 = a0_8 + (ab8.x * (dot(x0[0], v8[0]) + dot(x0[1], v8[1]) + dot(x0[2], v8[2]) + dot(x0[3], v8[3]) + dot(x0[4], v8[4]) + dot(x0[5], v8[5]) + dot(x0[6], v8[6]) + dot(x0[7], v8[7])));
+            a1_8 = a1_8 + (ab8.x * (dot(x1[0], v8[0]) + dot(x1[1], v8[1]) + dot(x1[2], v8[2]) + dot(x1[3], v8[3]) + dot(x1[4], v8[4]) + dot(x1[5], v8[5]) + dot(x1[6], v8[6]) + dot(x1[7], v8[7])));
+            a2_8 = a2_8 + (ab8.x * (dot(x2[0], v8[0]) + dot(x2[1], v8[1]) + dot(x2[2], v8[2]) + dot(x2[3], v8[3]) + dot(x2[4], v8[4]) + dot(x2[5], v8[5]) + dot(x2[6], v8[6]) + dot(x2[7], v8[7])));
+            a3_8 = a3_8 + (ab8.x * (dot(x3[0], v8[0]) + dot(x3[1], v8[1]) + dot(x3[2], v8[2]) + dot(x3[3], v8[3]) + dot(x3[4], v8[4]) + dot(x3[5], v8[5]) + dot(x3[6], v8[6]) + dot(x3[7], v8[7])));
+            a4_8 = a4_8 + (ab8.x * (dot(x4[0], v8[0]) + dot(x4[1], v8[1]) + dot(x4[2], v8[2]) + dot(x4[3], v8[3]) + dot(x4[4], v8[4]) + dot(x4[5], v8[5]) + dot(x4[6], v8[6]) + dot(x4[7], v8[7])));
+            a5_8 = a5_8 + (ab8.x * (dot(x5[0], v8[0]) + dot(x5[1], v8[1]) + dot(x5[2], v8[2]) + dot(x5[3], v8[3]) + dot(x5[4], v8[4]) + dot(x5[5], v8[5]) + dot(x5[6], v8[6]) + dot(x5[7], v8[7])));
+            a6_8 = a6_8 + (ab8.x * (dot(x6[0], v8[0]) + dot(x6[1], v8[1]) + dot(x6[2], v8[2]) + dot(x6[3], v8[3]) + dot(x6[4], v8[4]) + dot(x6[5], v8[5]) + dot(x6[6], v8[6]) + dot(x6[7], v8[7])));
+            a7_8 = a7_8 + (ab8.x * (dot(x7[0], v8[0]) + dot(x7[1], v8[1]) + dot(x7[2], v8[2]) + dot(x7[3], v8[3]) + dot(x7[4], v8[4]) + dot(x7[5], v8[5]) + dot(x7[6], v8[6]) + dot(x7[7], v8[7])));
+            let q9 = textureLoad(wt, p0 + vec2<u32>(9u, 0u));
+            let v9 = qt_raw(q9, textureLoad(wt, p1 + vec2<u32>(9u, 0u)), b);
+            let ab9 = qt_ab(s9, b);
+            a0_9 = a0_9 + (ab9.x * (dot(x0[0], v9[0]) + dot(x0[1], v9[1]) + dot(x0[2], v9[2]) + dot(x0[3], v9[3]) + dot(x0[4], v9[4]) + dot(x0[5], v9[5]) + dot(x0[6], v9[6]) + dot(x0[7], v9[7])));
+            a1_9 = a1_9 + (ab9.x * (dot(x1[0], v9[0]) + dot(x1[1], v9[1]) + dot(x1[2], v9[2]) + dot(x1[3], v9[3]) + dot(x1[4], v9[4]) + dot(x1[5], v9[5]) + dot(x1[6], v9[6]) + dot(x1[7], v9[7])));
+            a2_9 = a2_9 + (ab9.x * (dot(x2[0], v9[0]) + dot(x2[1], v9[1]) + dot(x2[2], v9[2]) + dot(x2[3], v9[3]) + dot(x2[4], v9[4]) + dot(x2[5], v9[5]) + dot(x2[6], v9[6]) + dot(x2[7], v9[7])));
+            a3_9 = a3_9 + (ab9.x * (dot(x3[0], v9[0]) + dot(x3[1], v9[1]) + dot(x3[2], v9[2]) + dot(x3[3], v9[3]) + dot(x3[4], v9[4]) + dot(x3[5], v9[5]) + dot(x3[6], v9[6]) + dot(x3[7], v9[7])));
+            a4_9 = a4_9 + (ab9.x * (dot(x4[0], v9[0]) + dot(x4[1], v9[1]) + dot(x4[2], v9[2]) + dot(x4[3], v9[3]) + dot(x4[4], v9[4]) + dot(x4[5], v9[5]) + dot(x4[6], v9[6]) + dot(x4[7], v9[7])));
+            a5_9 = a5_9 + (ab9.x * (dot(x5[0], v9[0]) + dot(x5[1], v9[1]) + dot(x5[2], v9[2]) + dot(x5[3], v9[3]) + dot(x5[4], v9[4]) + dot(x5[5], v9[5]) + dot(x5[6], v9[6]) + dot(x5[7], v9[7])));
+            a6_9 = a6_9 + (ab9.x * (dot(x6[0], v9[0]) + dot(x6[1], v9[1]) + dot(x6[2], v9[2]) + dot(x6[3], v9[3]) + dot(x6[4], v9[4]) + dot(x6[5], v9[5]) + dot(x6[6], v9[6]) + dot(x6[7], v9[7])));
+            a7_9 = a7_9 + (ab9.x * (dot(x7[0], v9[0]) + dot(x7[1], v9[1]) + dot(x7[2], v9[2]) + dot(x7[3], v9[3]) + dot(x7[4], v9[4]) + dot(x7[5], v9[5]) + dot(x7[6], v9[6]) + dot(x7[7], v9[7])));
+            let q10 = textureLoad(wt, p0 + vec2<u32>(10u, 0u));
+            let v10 = qt_raw(q10, textureLoad(wt, p1 + vec2<u32>(10u, 0u)), b);
+            let ab10 = qt_ab(s10, b);
+            a0_10 = a0_10 + (ab10.x * (dot(x0[0], v10[0]) + dot(x0[1], v10[1]) + dot(x0[2], v10[2]) + dot(x0[3], v10[3]) + dot(x0[4], v10[4]) + dot(x0[5], v10[5]) + dot(x0[6], v10[6]) + dot(x0[7], v10[7])));
+            a1_10 = a1_10 + (ab10.x * (dot(x1[0], v10[0]) + dot(x1[1], v10[1]) + dot(x1[2], v10[2]) + dot(x1[3], v10[3]) + dot(x1[4], v10[4]) + dot(x1[5], v10[5]) + dot(x1[6], v10[6]) + dot(x1[7], v10[7])));
+            a2_10 = a2_10 + (ab10.x * (dot(x2[0], v10[0]) + dot(x2[1], v10[1]) + dot(x2[2], v10[2]) + dot(x2[3], v10[3]) + dot(x2[4], v10[4]) + dot(x2[5], v10[5]) + dot(x2[6], v10[6]) + dot(x2[7], v10[7])));
+            a3_10 = a3_10 + (ab10.x * (dot(x3[0], v10[0]) + dot(x3[1], v10[1]) + dot(x3[2], v10[2]) + dot(x3[3], v10[3]) + dot(x3[4], v10[4]) + dot(x3[5], v10[5]) + dot(x3[6], v10[6]) + dot(x3[7], v10[7])));
+            a4_10 = a4_10 + (ab10.x * (dot(x4[0], v10[0]) + dot(x4[1], v10[1]) + dot(x4[2], v10[2]) + dot(x4[3], v10[3]) + dot(x4[4], v10[4]) + dot(x4[5], v10[5]) + dot(x4[6], v10[6]) + dot(x4[7], v10[7])));
+            a5_10 = a5_10 + (ab10.x * (dot(x5[0], v10[0]) + dot(x5[1], v10[1]) + dot(x5[2], v10[2]) + dot(x5[3], v10[3]) + dot(x5[4], v10[4]) + dot(x5[5], v10[5]) + dot(x5[6], v10[6]) + dot(x5[7], v10[7])));
+            a6_10 = a6_10 + (ab10.x * (dot(x6[0], v10[0]) + dot(x6[1], v10[1]) + dot(x6[2], v10[2]) + dot(x6[3], v10[3]) + dot(x6[4], v10[4]) + dot(x6[5], v10[5]) + dot(x6[6], v10[6]) + dot(x6[7], v10[7])));
+            a7_10 = a7_10 + (ab10.x * (dot(x7[0], v10[0]) + dot(x7[1], v10[1]) + dot(x7[2], v10[2]) + dot(x7[3], v10[3]) + dot(x7[4], v10[4]) + dot(x7[5], v10[5]) + dot(x7[6], v10[6]) + dot(x7[7], v10[7])));
+            let q11 = textureLoad(wt, p0 + vec2<u32>(11u, 0u));
+            let v11 = qt_raw(q11, textureLoad(wt, p1 + vec2<u32>(11u, 0u)), b);
+            let ab11 = qt_ab(s11, b);
+            a0_11 = a0_11 + (ab11.x * (dot(x0[0], v11[0]) + dot(x0[1], v11[1]) + dot(x0[2], v11[2]) + dot(x0[3], v11[3]) + dot(x0[4], v11[4]) + dot(x0[5], v11[5]) + dot(x0[6], v11[6]) + dot(x0[7], v11[7])));
+            a1_11 = a1_11 + (ab11.x * (dot(x1[0], v11[0]) + dot(x1[1], v11[1]) + dot(x1[2], v11[2]) + dot(x1[3], v11[3]) + dot(x1[4], v11[4]) + dot(x1[5], v11[5]) + dot(x1[6], v11[6]) + dot(x1[7], v11[7])));
+            a2_11 = a2_11 + (ab11.x * (dot(x2[0], v11[0]) + dot(x2[1], v11[1]) + dot(x2[2], v11[2]) + dot(x2[3], v11[3]) + dot(x2[4], v11[4]) + dot(x2[5], v11[5]) + dot(x2[6], v11[6]) + dot(x2[7], v11[7])));
+            a3_11 = a3_11 + (ab11.x * (dot(x3[0], v11[0]) + dot(x3[1], v11[1]) + dot(x3[2], v11[2]) + dot(x3[3], v11[3]) + dot(x3[4], v11[4]) + dot(x3[5], v11[5]) + dot(x3[6], v11[6]) + dot(x3[7], v11[7])));
+            a4_11 = a4_11 + (ab11.x * (dot(x4[0], v11[0]) + dot(x4[1], v11[1]) + dot(x4[2], v11[2]) + dot(x4[3], v11[3]) + dot(x4[4], v11[4]) + dot(x4[5], v11[5]) + dot(x4[6], v11[6]) + dot(x4[7], v11[7])));
+            a5_11 = a5_11 + (ab11.x * (dot(x5[0], v11[0]) + dot(x5[1], v11[1]) + dot(x5[2], v11[2]) + dot(x5[3], v11[3]) + dot(x5[4], v11[4]) + dot(x5[5], v11[5]) + dot(x5[6], v11[6]) + dot(x5[7], v11[7])));
+            a6_11 = a6_11 + (ab11.x * (dot(x6[0], v11[0]) + dot(x6[1], v11[1]) + dot(x6[2], v11[2]) + dot(x6[3], v11[3]) + dot(x6[4], v11[4]) + dot(x6[5], v11[5]) + dot(x6[6], v11[6]) + dot(x6[7], v11[7])));
+            a7_11 = a7_11 + (ab11.x * (dot(x7[0], v11[0]) + dot(x7[1], v11[1]) + dot(x7[2], v11[2]) + dot(x7[3], v11[3]) + dot(x7[4], v11[4]) + dot(x7[5], v11[5]) + dot(x7[6], v11[6]) + dot(x7[7], v11[7])));
+            let q12 = textureLoad(wt, p0 + vec2<u32>(12u, 0u));
+            let v12 = qt_raw(q12, textureLoad(wt, p1 + vec2<u32>(12u, 0u)), b);
+            let ab12 = qt_ab(s12, b);
+            a0_12 = a0_12 + (ab12.x * (dot(x0[0], v12[0]) + dot(x0[1], v12[1]) + dot(x0[2], v12[2]) + dot(x0[3], v12[3]) + dot(x0[4], v12[4]) + dot(x0[5], v12[5]) + dot(x0[6], v12[6]) + dot(x0[7], v12[7])));
+            a1_12 = a1_12 + (ab12.x * (dot(x1[0], v12[0]) + dot(x1[1], v12[1]) + dot(x1[2], v12[2]) + dot(x1[3], v12[3]) + dot(x1[4], v12[4]) + dot(x1[5], v12[5]) + dot(x1[6], v12[6]) + dot(x1[7], v12[7])));
+            a2_12 = a2_12 + (ab12.x * (dot(x2[0], v12[0]) + dot(x2[1], v12[1]) + dot(x2[2], v12[2]) + dot(x2[3], v12[3]) + dot(x2[4], v12[4]) + dot(x2[5], v12[5]) + dot(x2[6], v12[6]) + dot(x2[7], v12[7])));
+            a3_12 = a3_12 + (ab12.x * (dot(x3[0], v12[0]) + dot(x3[1], v12[1]) + dot(x3[2], v12[2]) + dot(x3[3], v12[3]) + dot(x3[4], v12[4]) + dot(x3[5], v12[5]) + dot(x3[6], v12[6]) + dot(x3[7], v12[7])));
+            a4_12 = a4_12 + (ab12.x * (dot(x4[0], v12[0]) + dot(x4[1], v12[1]) + dot(x4[2], v12[2]) + dot(x4[3], v12[3]) + dot(x4[4], v12[4]) + dot(x4[5], v12[5]) + dot(x4[6], v12[6]) + dot(x4[7], v12[7])));
+            a5_12 = a5_12 + (ab12.x * (dot(x5[0], v12[0]) + dot(x5[1], v12[1]) + dot(x5[2], v12[2]) + dot(x5[3], v12[3]) + dot(x5[4], v12[4]) + dot(x5[5], v12[5]) + dot(x5[6], v12[6]) + dot(x5[7], v12[7])));
+            a6_12 = a6_12 + (ab12.x * (dot(x6[0], v12[0]) + dot(x6[1], v12[1]) + dot(x6[2], v12[2]) + dot(x6[3], v12[3]) + dot(x6[4], v12[4]) + dot(x6[5], v12[5]) + dot(x6[6], v12[6]) + dot(x6[7], v12[7])));
+            a7_12 = a7_12 + (ab12.x * (dot(x7[0], v12[0]) + dot(x7[1], v12[1]) + dot(x7[2], v12[2]) + dot(x7[3], v12[3]) + dot(x7[4], v12[4]) + dot(x7[5], v12[5]) + dot(x7[6], v12[6]) + dot(x7[7], v12[7])));
+            let q13 = textureLoad(wt, p0 + vec2<u32>(13u, 0u));
+            let v13 = qt_raw(q13, textureLoad(wt, p1 + vec2<u32>(13u, 0u)), b);
+            let ab13 = qt_ab(s13, b);
+            a0_13 = a0_13 + (ab13.x * (dot(x0[0], v13[0]) + dot(x0[1], v13[1]) + dot(x0[2], v13[2]) + dot(x0[3], v13[3]) + dot(x0[4], v13[4]) + dot(x0[5], v13[5]) + dot(x0[6], v13[6]) + dot(x0[7], v13[7])));
+            a1_13 = a1_13 + (ab13.x * (dot(x1[0], v13[0]) + dot(x1[1], v13[1]) + dot(x1[2], v13[2]) + dot(x1[3], v13[3]) + dot(x1[4], v13[4]) + dot(x1[5], v13[5]) + dot(x1[6], v13[6]) + dot(x1[7], v13[7])));
+            a2_13 = a2_13 + (ab13.x * (dot(x2[0], v13[0]) + dot(x2[1], v13[1]) + dot(x2[2], v13[2]) + dot(x2[3], v13[3]) + dot(x2[4], v13[4]) + dot(x2[5], v13[5]) + dot(x2[6], v13[6]) + dot(x2[7], v13[7])));
+            a3_13 = a3_13 + (ab13.x * (dot(x3[0], v13[0]) + dot(x3[1], v13[1]) + dot(x3[2], v13[2]) + dot(x3[3], v13[3]) + dot(x3[4], v13[4]) + dot(x3[5], v13[5]) + dot(x3[6], v13[6]) + dot(x3[7], v13[7])));
+            a4_13 = a4_13 + (ab13.x * (dot(x4[0], v13[0]) + dot(x4[1], v13[1]) + dot(x4[2], v13[2]) + dot(x4[3], v13[3]) + dot(x4[4], v13[4]) + dot(x4[5], v13[5]) + dot(x4[6], v13[6]) + dot(x4[7], v13[7])));
+            a5_13 = a5_13 + (ab13.x * (dot(x5[0], v13[0]) + dot(x5[1], v13[1]) + dot(x5[2], v13[2]) + dot(x5[3], v13[3]) + dot(x5[4], v13[4]) + dot(x5[5], v13[5]) + dot(x5[6], v13[6]) + dot(x5[7], v13[7])));
+            a6_13 = a6_13 + (ab13.x * (dot(x6[0], v13[0]) + dot(x6[1], v13[1]) + dot(x6[2], v13[2]) + dot(x6[3], v13[3]) + dot(x6[4], v13[4]) + dot(x6[5], v13[5]) + dot(x6[6], v13[6]) + dot(x6[7], v13[7])));
+            a7_13 = a7_13 + (ab13.x * (dot(x7[0], v13[0]) + dot(x7[1], v13[1]) + dot(x7[2], v13[2]) + dot(x7[3], v13[3]) + dot(x7[4], v13[4]) + dot(x7[5], v13[5]) + dot(x7[6], v13[6]) + dot(x7[7], v13[7])));
+            let q14 = textureLoad(wt, p0 + vec2<u32>(14u, 0u));
+            let v14 = qt_raw(q14, textureLoad(wt, p1 + vec2<u32>(14u, 0u)), b);
+            let ab14 = qt_ab(s14, b);
+            a0_14 = a0_14 + (ab14.x * (dot(x0[0], v14[0]) + dot(x0[1], v14[1]) + dot(x0[2], v14[2]) + dot(x0[3], v14[3]) + dot(x0[4], v14[4]) + dot(x0[5], v14[5]) + dot(x0[6], v14[6]) + dot(x0[7], v14[7])));
+            a1_14 = a1_14 + (ab14.x * (dot(x1[0], v14[0]) + dot(x1[1], v14[1]) + dot(x1[2], v14[2]) + dot(x1[3], v14[3]) + dot(x1[4], v14[4]) + dot(x1[5], v14[5]) + dot(x1[6], v14[6]) + dot(x1[7], v14[7])));
+            a2_14 = a2_14 + (ab14.x * (dot(x2[0], v14[0]) + dot(x2[1], v14[1]) + dot(x2[2], v14[2]) + dot(x2[3], v14[3]) + dot(x2[4], v14[4]) + dot(x2[5], v14[5]) + dot(x2[6], v14[6]) + dot(x2[7], v14[7])));
+            a3_14 = a3_14 + (ab14.x * (dot(x3[0], v14[0]) + dot(x3[1], v14[1]) + dot(x3[2], v14[2]) + dot(x3[3], v14[3]) + dot(x3[4], v14[4]) + dot(x3[5], v14[5]) + dot(x3[6], v14[6]) + dot(x3[7], v14[7])));
+            a4_14 = a4_14 + (ab14.x * (dot(x4[0], v14[0]) + dot(x4[1], v14[1]) + dot(x4[2], v14[2]) + dot(x4[3], v14[3]) + dot(x4[4], v14[4]) + dot(x4[5], v14[5]) + dot(x4[6], v14[6]) + dot(x4[7], v14[7])));
+            a5_14 = a5_14 + (ab14.x * (dot(x5[0], v14[0]) + dot(x5[1], v14[1]) + dot(x5[2], v14[2]) + dot(x5[3], v14[3]) + dot(x5[4], v14[4]) + dot(x5[5], v14[5]) + dot(x5[6], v14[6]) + dot(x5[7], v14[7])));
+            a6_14 = a6_14 + (ab14.x * (dot(x6[0], v14[0]) + dot(x6[1], v14[1]) + dot(x6[2], v14[2]) + dot(x6[3], v14[3]) + dot(x6[4], v14[4]) + dot(x6[5], v14[5]) + dot(x6[6], v14[6]) + dot(x6[7], v14[7])));
+            a7_14 = a7_14 + (ab14.x * (dot(x7[0], v14[0]) + dot(x7[1], v14[1]) + dot(x7[2], v14[2]) + dot(x7[3], v14[3]) + dot(x7[4], v14[4]) + dot(x7[5], v14[5]) + dot(x7[6], v14[6]) + dot(x7[7], v14[7])));
+            let q15 = textureLoad(wt, p0 + vec2<u32>(15u, 0u));
+            let v15 = qt_raw(q15, textureLoad(wt, p1 + vec2<u32>(15u, 0u)), b);
+            let ab15 = qt_ab(s15, b);
+            a0_15 = a0_15 + (ab15.x * (dot(x0[0], v15[0]) + dot(x0[1], v15[1]) + dot(x0[2], v15[2]) + dot(x0[3], v15[3]) + dot(x0[4], v15[4]) + dot(x0[5], v15[5]) + dot(x0[6], v15[6]) + dot(x0[7], v15[7])));
+            a1_15 = a1_15 + (ab15.x * (dot(x1[0], v15[0]) + dot(x1[1], v15[1]) + dot(x1[2], v15[2]) + dot(x1[3], v15[3]) + dot(x1[4], v15[4]) + dot(x1[5], v15[5]) + dot(x1[6], v15[6]) + dot(x1[7], v15[7])));
+            a2_15 = a2_15 + (ab15.x * (dot(x2[0], v15[0]) + dot(x2[1], v15[1]) + dot(x2[2], v15[2]) + dot(x2[3], v15[3]) + dot(x2[4], v15[4]) + dot(x2[5], v15[5]) + dot(x2[6], v15[6]) + dot(x2[7], v15[7])));
+            a3_15 = a3_15 + (ab15.x * (dot(x3[0], v15[0]) + dot(x3[1], v15[1]) + dot(x3[2], v15[2]) + dot(x3[3], v15[3]) + dot(x3[4], v15[4]) + dot(x3[5], v15[5]) + dot(x3[6], v15[6]) + dot(x3[7], v15[7])));
+            a4_15 = a4_15 + (ab15.x * (dot(x4[0], v15[0]) + dot(x4[1], v15[1]) + dot(x4[2], v15[2]) + dot(x4[3], v15[3]) + dot(x4[4], v15[4]) + dot(x4[5], v15[5]) + dot(x4[6], v15[6]) + dot(x4[7], v15[7])));
+            a5_15 = a5_15 + (ab15.x * (dot(x5[0], v15[0]) + dot(x5[1], v15[1]) + dot(x5[2], v15[2]) + dot(x5[3], v15[3]) + dot(x5[4], v15[4]) + dot(x5[5], v15[5]) + dot(x5[6], v15[6]) + dot(x5[7], v15[7])));
+            a6_15 = a6_15 + (ab15.x * (dot(x6[0], v15[0]) + dot(x6[1], v15[1]) + dot(x6[2], v15[2]) + dot(x6[3], v15[3]) + dot(x6[4], v15[4]) + dot(x6[5], v15[5]) + dot(x6[6], v15[6]) + dot(x6[7], v15[7])));
+            a7_15 = a7_15 + (ab15.x * (dot(x7[0], v15[0]) + dot(x7[1], v15[1]) + dot(x7[2], v15[2]) + dot(x7[3], v15[3]) + dot(x7[4], v15[4]) + dot(x7[5], v15[5]) + dot(x7[6], v15[6]) + dot(x7[7], v15[7])));
+            let q16 = textureLoad(wt, p0 + vec2<u32>(16u, 0u));
+            let v16 = qt_raw(q16, textureLoad(wt, p1 + vec2<u32>(16u, 0u)), b);
+            let ab16 = qt_ab(s16, b);
+            a0_16 = a0_16 + (ab16.x * (dot(x0[0], v16[0]) + dot(x0[1], v16[1]) + dot(x0[2], v16[2]) + dot(x0[3], v16[3]) + dot(x0[4], v16[4]) + dot(x0[5], v16[5]) + dot(x0[6], v16[6]) + dot(x0[7], v16[7])));
+            a1_16 = a1_16 + (ab16.x * (dot(x1[0], v16[0]) + dot(x1[1], v16[1]) + dot(x1[2], v16[2]) + dot(x1[3], v16[3]) + dot(x1[4], v16[4]) + dot(x1[5], v16[5]) + dot(x1[6], v16[6]) + dot(x1[7], v16[7])));
+            a2_16 = a2_16 + (ab16.x * (dot(x2[0], v16[0]) + dot(x2[1], v16[1]) + dot(x2[2], v16[2]) + dot(x2[3], v16[3]) + dot(x2[4], v16[4]) + dot(x2[5], v16[5]) + dot(x2[6], v16[6]) + dot(x2[7], v16[7])));
+            a3_16 = a3_16 + (ab16.x * (dot(x3[0], v16[0]) + dot(x3[1], v16[1]) + dot(x3[2], v16[2]) + dot(x3[3], v16[3]) + dot(x3[4], v16[4]) + dot(x3[5], v16[5]) + dot(x3[6], v16[6]) + dot(x3[7], v16[7])));
+            a4_16 = a4_16 + (ab16.x * (dot(x4[0], v16[0]) + dot(x4[1], v16[1]) + dot(x4[2], v16[2]) + dot(x4[3], v16[3]) + dot(x4[4], v16[4]) + dot(x4[5], v16[5]) + dot(x4[6], v16[6]) + dot(x4[7], v16[7])));
+            a5_16 = a5_16 + (ab16.x * (dot(x5[0], v16[0]) + dot(x5[1], v16[1]) + dot(x5[2], v16[2]) + dot(x5[3], v16[3]) + dot(x5[4], v16[4]) + dot(x5[5], v16[5]) + dot(x5[6], v16[6]) + dot(x5[7], v16[7])));
+            a6_16 = a6_16 + (ab16.x * (dot(x6[0], v16[0]) + dot(x6[1], v16[1]) + dot(x6[2], v16[2]) + dot(x6[3], v16[3]) + dot(x6[4], v16[4]) + dot(x6[5], v16[5]) + dot(x6[6], v16[6]) + dot(x6[7], v16[7])));
+            a7_16 = a7_16 + (ab16.x * (dot(x7[0], v16[0]) + dot(x7[1], v16[1]) + dot(x7[2], v16[2]) + dot(x7[3], v16[3]) + dot(x7[4], v16[4]) + dot(x7[5], v16[5]) + dot(x7[6], v16[6]) + dot(x7[7], v16[7])));
+            let q17 = textureLoad(wt, p0 + vec2<u32>(17u, 0u));
+            let v17 = qt_raw(q17, textureLoad(wt, p1 + vec2<u32>(17u, 0u)), b);
+            let ab17 = qt_ab(s17, b);
+            a0_17 = a0_17 + (ab17.x * (dot(x0[0], v17[0]) + dot(x0[1], v17[1]) + dot(x0[2], v17[2]) + dot(x0[3], v17[3]) + dot(x0[4], v17[4]) + dot(x0[5], v17[5]) + dot(x0[6], v17[6]) + dot(x0[7], v17[7])));
+            a1_17 = a1_17 + (ab17.x * (dot(x1[0], v17[0]) + dot(x1[1], v17[1]) + dot(x1[2], v17[2]) + dot(x1[3], v17[3]) + dot(x1[4], v17[4]) + dot(x1[5], v17[5]) + dot(x1[6], v17[6]) + dot(x1[7], v17[7])));
+            a2_17 = a2_17 + (ab17.x * (dot(x2[0], v17[0]) + dot(x2[1], v17[1]) + dot(x2[2], v17[2]) + dot(x2[3], v17[3]) + dot(x2[4], v17[4]) + dot(x2[5], v17[5]) + dot(x2[6], v17[6]) + dot(x2[7], v17[7])));
+            a3_17 = a3_17 + (ab17.x * (dot(x3[0], v17[0]) + dot(x3[1], v17[1]) + dot(x3[2], v17[2]) + dot(x3[3], v17[3]) + dot(x3[4], v17[4]) + dot(x3[5], v17[5]) + dot(x3[6], v17[6]) + dot(x3[7], v17[7])));
+            a4_17 = a4_17 + (ab17.x * (dot(x4[0], v17[0]) + dot(x4[1], v17[1]) + dot(x4[2], v17[2]) + dot(x4[3], v17[3]) + dot(x4[4], v17[4]) + dot(x4[5], v17[5]) + dot(x4[6], v17[6]) + dot(x4[7], v17[7])));
+            a5_17 = a5_17 + (ab17.x * (dot(x5[0], v17[0]) + dot(x5[1], v17[1]) + dot(x5[2], v17[2]) + dot(x5[3], v17[3]) + dot(x5[4], v17[4]) + dot(x5[5], v17[5]) + dot(x5[6], v17[6]) + dot(x5[7], v17[7])));
+            a6_17 = a6_17 + (ab17.x * (dot(x6[0], v17[0]) + dot(x6[1], v17[1]) + dot(x6[2], v17[2]) + dot(x6[3], v17[3]) + dot(x6[4], v17[4]) + dot(x6[5], v17[5]) + dot(x6[6], v17[6]) + dot(x6[7], v17[7])));
+            a7_17 = a7_17 + (ab17.x * (dot(x7[0], v17[0]) + dot(x7[1], v17[1]) + dot(x7[2], v17[2]) + dot(x7[3], v17[3]) + dot(x7[4], v17[4]) + dot(x7[5], v17[5]) + dot(x7[6], v17[6]) + dot(x7[7], v17[7])));
+            let q18 = textureLoad(wt, p0 + vec2<u32>(18u, 0u));
+            let v18 = qt_raw(q18, textureLoad(wt, p1 + vec2<u32>(18u, 0u)), b);
+            let ab18 = qt_ab(s18, b);
+            a0_18 = a0_18 + (ab18.x * (dot(x0[0], v18[0]) + dot(x0[1], v18[1]) + dot(x0[2], v18[2]) + dot(x0[3], v18[3]) + dot(x0[4], v18[4]) + dot(x0[5], v18[5]) + dot(x0[6], v18[6]) + dot(x0[7], v18[7])));
+            a1_18 = a1_18 + (ab18.x * (dot(x1[0], v18[0]) + dot(x1[1], v18[1]) + dot(x1[2], v18[2]) + dot(x1[3], v18[3]) + dot(x1[4], v18[4]) + dot(x1[5], v18[5]) + dot(x1[6], v18[6]) + dot(x1[7], v18[7])));
+            a2_18 = a2_18 + (ab18.x * (dot(x2[0], v18[0]) + dot(x2[1], v18[1]) + dot(x2[2], v18[2]) + dot(x2[3], v18[3]) + dot(x2[4], v18[4]) + dot(x2[5], v18[5]) + dot(x2[6], v18[6]) + dot(x2[7], v18[7])));
+            a3_18 = a3_18 + (ab18.x * (dot(x3[0], v18[0]) + dot(x3[1], v18[1]) + dot(x3[2], v18[2]) + dot(x3[3], v18[3]) + dot(x3[4], v18[4]) + dot(x3[5], v18[5]) + dot(x3[6], v18[6]) + dot(x3[7], v18[7])));
+            a4_18 = a4_18 + (ab18.x * (dot(x4[0], v18[0]) + dot(x4[1], v18[1]) + dot(x4[2], v18[2]) + dot(x4[3], v18[3]) + dot(x4[4], v18[4]) + dot(x4[5], v18[5]) + dot(x4[6], v18[6]) + dot(x4[7], v18[7])));
+            a5_18 = a5_18 + (ab18.x * (dot(x5[0], v18[0]) + dot(x5[1], v18[1]) + dot(x5[2], v18[2]) + dot(x5[3], v18[3]) + dot(x5[4], v18[4]) + dot(x5[5], v18[5]) + dot(x5[6], v18[6]) + dot(x5[7], v18[7])));
+            a6_18 = a6_18 + (ab18.x * (dot(x6[0], v18[0]) + dot(x6[1], v18[1]) + dot(x6[2], v18[2]) + dot(x6[3], v18[3]) + dot(x6[4], v18[4]) + dot(x6[5], v18[5]) + dot(x6[6], v18[6]) + dot(x6[7], v18[7])));
+            a7_18 = a7_18 + (ab18.x * (dot(x7[0], v18[0]) + dot(x7[1], v18[1]) + dot(x7[2], v18[2]) + dot(x7[3], v18[3]) + dot(x7[4], v18[4]) + dot(x7[5], v18[5]) + dot(x7[6], v18[6]) + dot(x7[7], v18[7])));
+            let q19 = textureLoad(wt, p0 + vec2<u32>(19u, 0u));
+            let v19 = qt_raw(q19, textureLoad(wt, p1 + vec2<u32>(19u, 0u)), b);
+            let ab19 = qt_ab(s19, b);
+            a0_19 = a0_19 + (ab19.x * (dot(x0[0], v19[0]) + dot(x0[1], v19[1]) + dot(x0[2], v19[2]) + dot(x0[3], v19[3]) + dot(x0[4], v19[4]) + dot(x0[5], v19[5]) + dot(x0[6], v19[6]) + dot(x0[7], v19[7])));
+            a1_19 = a1_19 + (ab19.x * (dot(x1[0], v19[0]) + dot(x1[1], v19[1]) + dot(x1[2], v19[2]) + dot(x1[3], v19[3]) + dot(x1[4], v19[4]) + dot(x1[5], v19[5]) + dot(x1[6], v19[6]) + dot(x1[7], v19[7])));
+            a2_19 = a2_19 + (ab19.x * (dot(x2[0], v19[0]) + dot(x2[1], v19[1]) + dot(x2[2], v19[2]) + dot(x2[3], v19[3]) + dot(x2[4], v19[4]) + dot(x2[5], v19[5]) + dot(x2[6], v19[6]) + dot(x2[7], v19[7])));
+            a3_19 = a3_19 + (ab19.x * (dot(x3[0], v19[0]) + dot(x3[1], v19[1]) + dot(x3[2], v19[2]) + dot(x3[3], v19[3]) + dot(x3[4], v19[4]) + dot(x3[5], v19[5]) + dot(x3[6], v19[6]) + dot(x3[7], v19[7])));
+            a4_19 = a4_19 + (ab19.x * (dot(x4[0], v19[0]) + dot(x4[1], v19[1]) + dot(x4[2], v19[2]) + dot(x4[3], v19[3]) + dot(x4[4], v19[4]) + dot(x4[5], v19[5]) + dot(x4[6], v19[6]) + dot(x4[7], v19[7])));
+            a5_19 = a5_19 + (ab19.x * (dot(x5[0], v19[0]) + dot(x5[1], v19[1]) + dot(x5[2], v19[2]) + dot(x5[3], v19[3]) + dot(x5[4], v19[4]) + dot(x5[5], v19[5]) + dot(x5[6], v19[6]) + dot(x5[7], v19[7])));
+            a6_19 = a6_19 + (ab19.x * (dot(x6[0], v19[0]) + dot(x6[1], v19[1]) + dot(x6[2], v19[2]) + dot(x6[3], v19[3]) + dot(x6[4], v19[4]) + dot(x6[5], v19[5]) + dot(x6[6], v19[6]) + dot(x6[7], v19[7])));
+            a7_19 = a7_19 + (ab19.x * (dot(x7[0], v19[0]) + dot(x7[1], v19[1]) + dot(x7[2], v19[2]) + dot(x7[3], v19[3]) + dot(x7[4], v19[4]) + dot(x7[5], v19[5]) + dot(x7[6], v19[6]) + dot(x7[7], v19[7])));
+            let q20 = textureLoad(wt, p0 + vec2<u32>(20u, 0u));
+            let v20 = qt_raw(q20, textureLoad(wt, p1 + vec2<u32>(20u, 0u)), b);
+            let ab20 = qt_ab(s20, b);
+            a0_20 = a0_20 + (ab20.x * (dot(x0[0], v20[0]) + dot(x0[1], v20[1]) + dot(x0[2], v20[2]) + dot(x0[3], v20[3]) + dot(x0[4], v20[4]) + dot(x0[5], v20[5]) + dot(x0[6], v20[6]) + dot(x0[7], v20[7])));
+            a1_20 = a1_20 + (ab20.x * (dot(x1[0], v20[0]) + dot(x1[1], v20[1]) + dot(x1[2], v20[2]) + dot(x1[3], v20[3]) + dot(x1[4], v20[4]) + dot(x1[5], v20[5]) + dot(x1[6], v20[6]) + dot(x1[7], v20[7])));
+            a2_20 = a2_20 + (ab20.x * (dot(x2[0], v20[0]) + dot(x2[1], v20[1]) + dot(x2[2], v20[2]) + dot(x2[3], v20[3]) + dot(x2[4], v20[4]) + dot(x2[5], v20[5]) + dot(x2[6], v20[6]) + dot(x2[7], v20[7])));
+            a3_20 = a3_20 + (ab20.x * (dot(x3[0], v20[0]) + dot(x3[1], v20[1]) + dot(x3[2], v20[2]) + dot(x3[3], v20[3]) + dot(x3[4], v20[4]) + dot(x3[5], v20[5]) + dot(x3[6], v20[6]) + dot(x3[7], v20[7])));
+            a4_20 = a4_20 + (ab20.x * (dot(x4[0], v20[0]) + dot(x4[1], v20[1]) + dot(x4[2], v20[2]) + dot(x4[3], v20[3]) + dot(x4[4], v20[4]) + dot(x4[5], v20[5]) + dot(x4[6], v20[6]) + dot(x4[7], v20[7])));
+            a5_20 = a5_20 + (ab20.x * (dot(x5[0], v20[0]) + dot(x5[1], v20[1]) + dot(x5[2], v20[2]) + dot(x5[3], v20[3]) + dot(x5[4], v20[4]) + dot(x5[5], v20[5]) + dot(x5[6], v20[6]) + dot(x5[7], v20[7])));
+            a6_20 = a6_20 + (ab20.x * (dot(x6[0], v20[0]) + dot(x6[1], v20[1]) + dot(x6[2], v20[2]) + dot(x6[3], v20[3]) + dot(x6[4], v20[4]) + dot(x6[5], v20[5]) + dot(x6[6], v20[6]) + dot(x6[7], v20[7])));
+            a7_20 = a7_20 + (ab20.x * (dot(x7[0], v20[0]) + dot(x7[1], v20[1]) + dot(x7[2], v20[2]) + dot(x7[3], v20[3]) + dot(x7[4], v20[4]) + dot(x7[5], v20[5]) + dot(x7[6], v20[6]) + dot(x7[7], v20[7])));
+            let q21 = textureLoad(wt, p0 + vec2<u32>(21u, 0u));
+            let v21 = qt_raw(q21, textureLoad(wt, p1 + vec2<u32>(21u, 0u)), b);
+            let ab21 = qt_ab(s21, b);
+            a0_21 = a0_21 + (ab21.x * (dot(x0[0], v21[0]) + dot(x0[1], v21[1]) + dot(x0[2], v21[2]) + dot(x0[3], v21[3]) + dot(x0[4], v21[4]) + dot(x0[5], v21[5]) + dot(x0[6], v21[6]) + dot(x0[7], v21[7])));
+            a1_21 = a1_21 + (ab21.x * (dot(x1[0], v21[0]) + dot(x1[1], v21[1]) + dot(x1[2], v21[2]) + dot(x1[3], v21[3]) + dot(x1[4], v21[4]) + dot(x1[5], v21[5]) + dot(x1[6], v21[6]) + dot(x1[7], v21[7])));
+            a2_21 = a2_21 + (ab21.x * (dot(x2[0], v21[0]) + dot(x2[1], v21[1]) + dot(x2[2], v21[2]) + dot(x2[3], v21[3]) + dot(x2[4], v21[4]) + dot(x2[5], v21[5]) + dot(x2[6], v21[6]) + dot(x2[7], v21[7])));
+            a3_21 = a3_21 + (ab21.x * (dot(x3[0], v21[0]) + dot(x3[1], v21[1]) + dot(x3[2], v21[2]) + dot(x3[3], v21[3]) + dot(x3[4], v21[4]) + dot(x3[5], v21[5]) + dot(x3[6], v21[6]) + dot(x3[7], v21[7])));
+            a4_21 = a4_21 + (ab21.x * (dot(x4[0], v21[0]) + dot(x4[1], v21[1]) + dot(x4[2], v21[2]) + dot(x4[3], v21[3]) + dot(x4[4], v21[4]) + dot(x4[5], v21[5]) + dot(x4[6], v21[6]) + dot(x4[7], v21[7])));
+            a5_21 = a5_21 + (ab21.x * (dot(x5[0], v21[0]) + dot(x5[1], v21[1]) + dot(x5[2], v21[2]) + dot(x5[3], v21[3]) + dot(x5[4], v21[4]) + dot(x5[5], v21[5]) + dot(x5[6], v21[6]) + dot(x5[7], v21[7])));
+            a6_21 = a6_21 + (ab21.x * (dot(x6[0], v21[0]) + dot(x6[1], v21[1]) + dot(x6[2], v21[2]) + dot(x6[3], v21[3]) + dot(x6[4], v21[4]) + dot(x6[5], v21[5]) + dot(x6[6], v21[6]) + dot(x6[7], v21[7])));
+            a7_21 = a7_21 + (ab21.x * (dot(x7[0], v21[0]) + dot(x7[1], v21[1]) + dot(x7[2], v21[2]) + dot(x7[3], v21[3]) + dot(x7[4], v21[4]) + dot(x7[5], v21[5]) + dot(x7[6], v21[6]) + dot(x7[7], v21[7])));
+            let q22 = textureLoad(wt, p0 + vec2<u32>(22u, 0u));
+            let v22 = qt_raw(q22, textureLoad(wt, p1 + vec2<u32>(22u, 0u)), b);
+            let ab22 = qt_ab(s22, b);
+            a0_22 = a0_22 + (ab22.x * (dot(x0[0], v22[0]) + dot(x0[1], v22[1]) + dot(x0[2], v22[2]) + dot(x0[3], v22[3]) + dot(x0[4], v22[4]) + dot(x0[5], v22[5]) + dot(x0[6], v22[6]) + dot(x0[7], v22[7])));
+            a1_22 = a1_22 + (ab22.x * (dot(x1[0], v22[0]) + dot(x1[1], v22[1]) + dot(x1[2], v22[2]) + dot(x1[3], v22[3]) + dot(x1[4], v22[4]) + dot(x1[5], v22[5]) + dot(x1[6], v22[6]) + dot(x1[7], v22[7])));
+            a2_22 = a2_22 + (ab22.x * (dot(x2[0], v22[0]) + dot(x2[1], v22[1]) + dot(x2[2], v22[2]) + dot(x2[3], v22[3]) + dot(x2[4], v22[4]) + dot(x2[5], v22[5]) + dot(x2[6], v22[6]) + dot(x2[7], v22[7])));
+            a3_22 = a3_22 + (ab22.x * (dot(x3[0], v22[0]) + dot(x3[1], v22[1]) + dot(x3[2], v22[2]) + dot(x3[3], v22[3]) + dot(x3[4], v22[4]) + dot(x3[5], v22[5]) + dot(x3[6], v22[6]) + dot(x3[7], v22[7])));
+            a4_22 = a4_22 + (ab22.x * (dot(x4[0], v22[0]) + dot(x4[1], v22[1]) + dot(x4[2], v22[2]) + dot(x4[3], v22[3]) + dot(x4[4], v22[4]) + dot(x4[5], v22[5]) + dot(x4[6], v22[6]) + dot(x4[7], v22[7])));
+            a5_22 = a5_22 + (ab22.x * (dot(x5[0], v22[0]) + dot(x5[1], v22[1]) + dot(x5[2], v22[2]) + dot(x5[3], v22[3]) + dot(x5[4], v22[4]) + dot(x5[5], v22[5]) + dot(x5[6], v22[6]) + dot(x5[7], v22[7])));
+            a6_22 = a6_22 + (ab22.x * (dot(x6[0], v22[0]) + dot(x6[1], v22[1]) + dot(x6[2], v22[2]) + dot(x6[3], v22[3]) + dot(x6[4], v22[4]) + dot(x6[5], v22[5]) + dot(x6[6], v22[6]) + dot(x6[7], v22[7])));
+            a7_22 = a7_22 + (ab22.x * (dot(x7[0], v22[0]) + dot(x7[1], v22[1]) + dot(x7[2], v22[2]) + dot(x7[3], v22[3]) + dot(x7[4], v22[4]) + dot(x7[5], v22[5]) + dot(x7[6], v22[6]) + dot(x7[7], v22[7])));
+            let q23 = textureLoad(wt, p0 + vec2<u32>(23u, 0u));
+            let v23 = qt_raw(q23, textureLoad(wt, p1 + vec2<u32>(23u, 0u)), b);
+            let ab23 = qt_ab(s23, b);
+            a0_23 = a0_23 + (ab23.x * (dot(x0[0], v23[0]) + dot(x0[1], v23[1]) + dot(x0[2], v23[2]) + dot(x0[3], v23[3]) + dot(x0[4], v23[4]) + dot(x0[5], v23[5]) + dot(x0[6], v23[6]) + dot(x0[7], v23[7])));
+            a1_23 = a1_23 + (ab23.x * (dot(x1[0], v23[0]) + dot(x1[1], v23[1]) + dot(x1[2], v23[2]) + dot(x1[3], v23[3]) + dot(x1[4], v23[4]) + dot(x1[5], v23[5]) + dot(x1[6], v23[6]) + dot(x1[7], v23[7])));
+            a2_23 = a2_23 + (ab23.x * (dot(x2[0], v23[0]) + dot(x2[1], v23[1]) + dot(x2[2], v23[2]) + dot(x2[3], v23[3]) + dot(x2[4], v23[4]) + dot(x2[5], v23[5]) + dot(x2[6], v23[6]) + dot(x2[7], v23[7])));
+            a3_23 = a3_23 + (ab23.x * (dot(x3[0], v23[0]) + dot(x3[1], v23[1]) + dot(x3[2], v23[2]) + dot(x3[3], v23[3]) + dot(x3[4], v23[4]) + dot(x3[5], v23[5]) + dot(x3[6], v23[6]) + dot(x3[7], v23[7])));
+            a4_23 = a4_23 + (ab23.x * (dot(x4[0], v23[0]) + dot(x4[1], v23[1]) + dot(x4[2], v23[2]) + dot(x4[3], v23[3]) + dot(x4[4], v23[4]) + dot(x4[5], v23[5]) + dot(x4[6], v23[6]) + dot(x4[7], v23[7])));
+            a5_23 = a5_23 + (ab23.x * (dot(x5[0], v23[0]) + dot(x5[1], v23[1]) + dot(x5[2], v23[2]) + dot(x5[3], v23[3]) + dot(x5[4], v23[4]) + dot(x5[5], v23[5]) + dot(x5[6], v23[6]) + dot(x5[7], v23[7])));
+            a6_23 = a6_23 + (ab23.x * (dot(x6[0], v23[0]) + dot(x6[1], v23[1]) + dot(x6[2], v23[2]) + dot(x6[3], v23[3]) + dot(x6[4], v23[4]) + dot(x6[5], v23[5]) + dot(x6[6], v23[6]) + dot(x6[7], v23[7])));
+            a7_23 = a7_23 + (ab23.x * (dot(x7[0], v23[0]) + dot(x7[1], v23[1]) + dot(x7[2], v23[2]) + dot(x7[3], v23[3]) + dot(x7[4], v23[4]) + dot(x7[5], v23[5]) + dot(x7[6], v23[6]) + dot(x7[7], v23[7])));
+            let q24 = textureLoad(wt, p0 + vec2<u32>(24u, 0u));
+            let v24 = qt_raw(q24, textureLoad(wt, p1 + vec2<u32>(24u, 0u)), b);
+            let ab24 = qt_ab(s24, b);
+            a0_24 = a0_24 + (ab24.x * (dot(x0[0], v24[0]) + dot(x0[1], v24[1]) + dot(x0[2], v24[2]) + dot(x0[3], v24[3]) + dot(x0[4], v24[4]) + dot(x0[5], v24[5]) + dot(x0[6], v24[6]) + dot(x0[7], v24[7])));
+            a1_24 = a1_24 + (ab24.x * (dot(x1[0], v24[0]) + dot(x1[1], v24[1]) + dot(x1[2], v24[2]) + dot(x1[3], v24[3]) + dot(x1[4], v24[4]) + dot(x1[5], v24[5]) + dot(x1[6], v24[6]) + dot(x1[7], v24[7])));
+            a2_24 = a2_24 + (ab24.x * (dot(x2[0], v24[0]) + dot(x2[1], v24[1]) + dot(x2[2], v24[2]) + dot(x2[3], v24[3]) + dot(x2[4], v24[4]) + dot(x2[5], v24[5]) + dot(x2[6], v24[6]) + dot(x2[7], v24[7])));
+            a3_24 = a3_24 + (ab24.x * (dot(x3[0], v24[0]) + dot(x3[1], v24[1]) + dot(x3[2], v24[2]) + dot(x3[3], v24[3]) + dot(x3[4], v24[4]) + dot(x3[5], v24[5]) + dot(x3[6], v24[6]) + dot(x3[7], v24[7])));
+            a4_24 = a4_24 + (ab24.x * (dot(x4[0], v24[0]) + dot(x4[1], v24[1]) + dot(x4[2], v24[2]) + dot(x4[3], v24[3]) + dot(x4[4], v24[4]) + dot(x4[5], v24[5]) + dot(x4[6], v24[6]) + dot(x4[7], v24[7])));
+            a5_24 = a5_24 + (ab24.x * (dot(x5[0], v24[0]) + dot(x5[1], v24[1]) + dot(x5[2], v24[2]) + dot(x5[3], v24[3]) + dot(x5[4], v24[4]) + dot(x5[5], v24[5]) + dot(x5[6], v24[6]) + dot(x5[7], v24[7])));
+            a6_24 = a6_24 + (ab24.x * (dot(x6[0], v24[0]) + dot(x6[1], v24[1]) + dot(x6[2], v24[2]) + dot(x6[3], v24[3]) + dot(x6[4], v24[4]) + dot(x6[5], v24[5]) + dot(x6[6], v24[6]) + dot(x6[7], v24[7])));
+            a7_24 = a7_24 + (ab24.x * (dot(x7[0], v24[0]) + dot(x7[1], v24[1]) + dot(x7[2], v24[2]) + dot(x7[3], v24[3]) + dot(x7[4], v24[4]) + dot(x7[5], v24[5]) + dot(x7[6], v24[6]) + dot(x7[7], v24[7])));
+            let q25 = textureLoad(wt, p0 + vec2<u32>(25u, 0u));
+            let v25 = qt_raw(q25, textureLoad(wt, p1 + vec2<u32>(25u, 0u)), b);
+            let ab25 = qt_ab(s25, b);
+            a0_25 = a0_25 + (ab25.x * (dot(x0[0], v25[0]) + dot(x0[1], v25[1]) + dot(x0[2], v25[2]) + dot(x0[3], v25[3]) + dot(x0[4], v25[4]) + dot(x0[5], v25[5]) + dot(x0[6], v25[6]) + dot(x0[7], v25[7])));
+            a1_25 = a1_25 + (ab25.x * (dot(x1[0], v25[0]) + dot(x1[1], v25[1]) + dot(x1[2], v25[2]) + dot(x1[3], v25[3]) + dot(x1[4], v25[4]) + dot(x1[5], v25[5]) + dot(x1[6], v25[6]) + dot(x1[7], v25[7])));
+            a2_25 = a2_25 + (ab25.x * (dot(x2[0], v25[0]) + dot(x2[1], v25[1]) + dot(x2[2], v25[2]) + dot(x2[3], v25[3]) + dot(x2[4], v25[4]) + dot(x2[5], v25[5]) + dot(x2[6], v25[6]) + dot(x2[7], v25[7])));
+            a3_25 = a3_25 + (ab25.x * (dot(x3[0], v25[0]) + dot(x3[1], v25[1]) + dot(x3[2], v25[2]) + dot(x3[3], v25[3]) + dot(x3[4], v25[4]) + dot(x3[5], v25[5]) + dot(x3[6], v25[6]) + dot(x3[7], v25[7])));
+            a4_25 = a4_25 + (ab25.x * (dot(x4[0], v25[0]) + dot(x4[1], v25[1]) + dot(x4[2], v25[2]) + dot(x4[3], v25[3]) + dot(x4[4], v25[4]) + dot(x4[5], v25[5]) + dot(x4[6], v25[6]) + dot(x4[7], v25[7])));
+            a5_25 = a5_25 + (ab25.x * (dot(x5[0], v25[0]) + dot(x5[1], v25[1]) + dot(x5[2], v25[2]) + dot(x5[3], v25[3]) + dot(x5[4], v25[4]) + dot(x5[5], v25[5]) + dot(x5[6], v25[6]) + dot(x5[7], v25[7])));
+            a6_25 = a6_25 + (ab25.x * (dot(x6[0], v25[0]) + dot(x6[1], v25[1]) + dot(x6[2], v25[2]) + dot(x6[3], v25[3]) + dot(x6[4], v25[4]) + dot(x6[5], v25[5]) + dot(x6[6], v25[6]) + dot(x6[7], v25[7])));
+            a7_25 = a7_25 + (ab25.x * (dot(x7[0], v25[0]) + dot(x7[1], v25[1]) + dot(x7[2], v25[2]) + dot(x7[3], v25[3]) + dot(x7[4], v25[4]) + dot(x7[5], v25[5]) + dot(x7[6], v25[6]) + dot(x7[7], v25[7])));
+            let q26 = textureLoad(wt, p0 + vec2<u32>(26u, 0u));
+            let v26 = qt_raw(q26, textureLoad(wt, p1 + vec2<u32>(26u, 0u)), b);
+            let ab26 = qt_ab(s26, b);
+            a0_26 = a0_26 + (ab26.x * (dot(x0[0], v26[0]) + dot(x0[1], v26[1]) + dot(x0[2], v26[2]) + dot(x0[3], v26[3]) + dot(x0[4], v26[4]) + dot(x0[5], v26[5]) + dot(x0[6], v26[6]) + dot(x0[7], v26[7])));
+            a1_26 = a1_26 + (ab26.x * (dot(x1[0], v26[0]) + dot(x1[1], v26[1]) + dot(x1[2], v26[2]) + dot(x1[3], v26[3]) + dot(x1[4], v26[4]) + dot(x1[5], v26[5]) + dot(x1[6], v26[6]) + dot(x1[7], v26[7])));
+            a2_26 = a2_26 + (ab26.x * (dot(x2[0], v26[0]) + dot(x2[1], v26[1]) + dot(x2[2], v26[2]) + dot(x2[3], v26[3]) + dot(x2[4], v26[4]) + dot(x2[5], v26[5]) + dot(x2[6], v26[6]) + dot(x2[7], v26[7])));
+            a3_26 = a3_26 + (ab26.x * (dot(x3[0], v26[0]) + dot(x3[1], v26[1]) + dot(x3[2], v26[2]) + dot(x3[3], v26[3]) + dot(x3[4], v26[4]) + dot(x3[5], v26[5]) + dot(x3[6], v26[6]) + dot(x3[7], v26[7])));
+            a4_26 = a4_26 + (ab26.x * (dot(x4[0], v26[0]) + dot(x4[1], v26[1]) + dot(x4[2], v26[2]) + dot(x4[3], v26[3]) + dot(x4[4], v26[4]) + dot(x4[5], v26[5]) + dot(x4[6], v26[6]) + dot(x4[7], v26[7])));
+            a5_26 = a5_26 + (ab26.x * (dot(x5[0], v26[0]) + dot(x5[1], v26[1]) + dot(x5[2], v26[2]) + dot(x5[3], v26[3]) + dot(x5[4], v26[4]) + dot(x5[5], v26[5]) + dot(x5[6], v26[6]) + dot(x5[7], v26[7])));
+            a6_26 = a6_26 + (ab26.x * (dot(x6[0], v26[0]) + dot(x6[1], v26[1]) + dot(x6[2], v26[2]) + dot(x6[3], v26[3]) + dot(x6[4], v26[4]) + dot(x6[5], v26[5]) + dot(x6[6], v26[6]) + dot(x6[7], v26[7])));
+            a7_26 = a7_26 + (ab26.x * (dot(x7[0], v26[0]) + dot(x7[1], v26[1]) + dot(x7[2], v26[2]) + dot(x7[3], v26[3]) + dot(x7[4], v26[4]) + dot(x7[5], v26[5]) + dot(x7[6], v26[6]) + dot(x7[7], v26[7])));
+            let q27 = textureLoad(wt, p0 + vec2<u32>(27u, 0u));
+            let v27 = qt_raw(q27, textureLoad(wt, p1 + vec2<u32>(27u, 0u)), b);
+            let ab27 = qt_ab(s27, b);
+            a0_27 = a0_27 + (ab27.x * (dot(x0[0], v27[0]) + dot(x0[1], v27[1]) + dot(x0[2], v27[2]) + dot(x0[3], v27[3]) + dot(x0[4], v27[4]) + dot(x0[5], v27[5]) + dot(x0[6], v27[6]) + dot(x0[7], v27[7])));
+            a1_27 = a1_27 + (ab27.x * (dot(x1[0], v27[0]) + dot(x1[1], v27[1]) + dot(x1[2], v27[2]) + dot(x1[3], v27[3]) + dot(x1[4], v27[4]) + dot(x1[5], v27[5]) + dot(x1[6], v27[6]) + dot(x1[7], v27[7])));
+            a2_27 = a2_27 + (ab27.x * (dot(x2[0], v27[0]) + dot(x2[1], v27[1]) + dot(x2[2], v27[2]) + dot(x2[3], v27[3]) + dot(x2[4], v27[4]) + dot(x2[5], v27[5]) + dot(x2[6], v27[6]) + dot(x2[7], v27[7])));
+            a3_27 = a3_27 + (ab27.x * (dot(x3[0], v27[0]) + dot(x3[1], v27[1]) + dot(x3[2], v27[2]) + dot(x3[3], v27[3]) + dot(x3[4], v27[4]) + dot(x3[5], v27[5]) + dot(x3[6], v27[6]) + dot(x3[7], v27[7])));
+            a4_27 = a4_27 + (ab27.x * (dot(x4[0], v27[0]) + dot(x4[1], v27[1]) + dot(x4[2], v27[2]) + dot(x4[3], v27[3]) + dot(x4[4], v27[4]) + dot(x4[5], v27[5]) + dot(x4[6], v27[6]) + dot(x4[7], v27[7])));
+            a5_27 = a5_27 + (ab27.x * (dot(x5[0], v27[0]) + dot(x5[1], v27[1]) + dot(x5[2], v27[2]) + dot(x5[3], v27[3]) + dot(x5[4], v27[4]) + dot(x5[5], v27[5]) + dot(x5[6], v27[6]) + dot(x5[7], v27[7])));
+            a6_27 = a6_27 + (ab27.x * (dot(x6[0], v27[0]) + dot(x6[1], v27[1]) + dot(x6[2], v27[2]) + dot(x6[3], v27[3]) + dot(x6[4], v27[4]) + dot(x6[5], v27[5]) + dot(x6[6], v27[6]) + dot(x6[7], v27[7])));
+            a7_27 = a7_27 + (ab27.x * (dot(x7[0], v27[0]) + dot(x7[1], v27[1]) + dot(x7[2], v27[2]) + dot(x7[3], v27[3]) + dot(x7[4], v27[4]) + dot(x7[5], v27[5]) + dot(x7[6], v27[6]) + dot(x7[7], v27[7])));
+            let q28 = textureLoad(wt, p0 + vec2<u32>(28u, 0u));
+            let v28 = qt_raw(q28, textureLoad(wt, p1 + vec2<u32>(28u, 0u)), b);
+            let ab28 = qt_ab(s28, b);
+            a0_28 = a0_28 + (ab28.x * (dot(x0[0], v28[0]) + dot(x0[1], v28[1]) + dot(x0[2], v28[2]) + dot(x0[3], v28[3]) + dot(x0[4], v28[4]) + dot(x0[5], v28[5]) + dot(x0[6], v28[6]) + dot(x0[7], v28[7])));
+            a1_28 = a1_28 + (ab28.x * (dot(x1[0], v28[0]) + dot(x1[1], v28[1]) + dot(x1[2], v28[2]) + dot(x1[3], v28[3]) + dot(x1[4], v28[4]) + dot(x1[5], v28[5]) + dot(x1[6], v28[6]) + dot(x1[7], v28[7])));
+            a2_28 = a2_28 + (ab28.x * (dot(x2[0], v28[0]) + dot(x2[1], v28[1]) + dot(x2[2], v28[2]) + dot(x2[3], v28[3]) + dot(x2[4], v28[4]) + dot(x2[5], v28[5]) + dot(x2[6], v28[6]) + dot(x2[7], v28[7])));
+            a3_28 = a3_28 + (ab28.x * (dot(x3[0], v28[0]) + dot(x3[1], v28[1]) + dot(x3[2], v28[2]) + dot(x3[3], v28[3]) + dot(x3[4], v28[4]) + dot(x3[5], v28[5]) + dot(x3[6], v28[6]) + dot(x3[7], v28[7])));
+            a4_28 = a4_28 + (ab28.x * (dot(x4[0], v28[0]) + dot(x4[1], v28[1]) + dot(x4[2], v28[2]) + dot(x4[3], v28[3]) + dot(x4[4], v28[4]) + dot(x4[5], v28[5]) + dot(x4[6], v28[6]) + dot(x4[7], v28[7])));
+            a5_28 = a5_28 + (ab28.x * (dot(x5[0], v28[0]) + dot(x5[1], v28[1]) + dot(x5[2], v28[2]) + dot(x5[3], v28[3]) + dot(x5[4], v28[4]) + dot(x5[5], v28[5]) + dot(x5[6], v28[6]) + dot(x5[7], v28[7])));
+            a6_28 = a6_28 + (ab28.x * (dot(x6[0], v28[0]) + dot(x6[1], v28[1]) + dot(x6[2], v28[2]) + dot(x6[3], v28[3]) + dot(x6[4], v28[4]) + dot(x6[5], v28[5]) + dot(x6[6], v28[6]) + dot(x6[7], v28[7])));
+            a7_28 = a7_28 + (ab28.x * (dot(x7[0], v28[0]) + dot(x7[1], v28[1]) + dot(x7[2], v28[2]) + dot(x7[3], v28[3]) + dot(x7[4], v28[4]) + dot(x7[5], v28[5]) + dot(x7[6], v28[6]) + dot(x7[7], v28[7])));
+            let q29 = textureLoad(wt, p0 + vec2<u32>(29u, 0u));
+            let v29 = qt_raw(q29, textureLoad(wt, p1 + vec2<u32>(29u, 0u)), b);
+            let ab29 = qt_ab(s29, b);
+            a0_29 = a0_29 + (ab29.x * (dot(x0[0], v29[0]) + dot(x0[1], v29[1]) + dot(x0[2], v29[2]) + dot(x0[3], v29[3]) + dot(x0[4], v29[4]) + dot(x0[5], v29[5]) + dot(x0[6], v29[6]) + dot(x0[7], v29[7])));
+            a1_29 = a1_29 + (ab29.x * (dot(x1[0], v29[0]) + dot(x1[1], v29[1]) + dot(x1[2], v29[2]) + dot(x1[3], v29[3]) + dot(x1[4], v29[4]) + dot(x1[5], v29[5]) + dot(x1[6], v29[6]) + dot(x1[7], v29[7])));
+            a2_29 = a2_29 + (ab29.x * (dot(x2[0], v29[0]) + dot(x2[1], v29[1]) + dot(x2[2], v29[2]) + dot(x2[3], v29[3]) + dot(x2[4], v29[4]) + dot(x2[5], v29[5]) + dot(x2[6], v29[6]) + dot(x2[7], v29[7])));
+            a3_29 = a3_29 + (ab29.x * (dot(x3[0], v29[0]) + dot(x3[1], v29[1]) + dot(x3[2], v29[2]) + dot(x3[3], v29[3]) + dot(x3[4], v29[4]) + dot(x3[5], v29[5]) + dot(x3[6], v29[6]) + dot(x3[7], v29[7])));
+            a4_29 = a4_29 + (ab29.x * (dot(x4[0], v29[0]) + dot(x4[1], v29[1]) + dot(x4[2], v29[2]) + dot(x4[3], v29[3]) + dot(x4[4], v29[4]) + dot(x4[5], v29[5]) + dot(x4[6], v29[6]) + dot(x4[7], v29[7])));
+            a5_29 = a5_29 + (ab29.x * (dot(x5[0], v29[0]) + dot(x5[1], v29[1]) + dot(x5[2], v29[2]) + dot(x5[3], v29[3]) + dot(x5[4], v29[4]) + dot(x5[5], v29[5]) + dot(x5[6], v29[6]) + dot(x5[7], v29[7])));
+            a6_29 = a6_29 + (ab29.x * (dot(x6[0], v29[0]) + dot(x6[1], v29[1]) + dot(x6[2], v29[2]) + dot(x6[3], v29[3]) + dot(x6[4], v29[4]) + dot(x6[5], v29[5]) + dot(x6[6], v29[6]) + dot(x6[7], v29[7])));
+            a7_29 = a7_29 + (ab29.x * (dot(x7[0], v29[0]) + dot(x7[1], v29[1]) + dot(x7[2], v29[2]) + dot(x7[3], v29[3]) + dot(x7[4], v29[4]) + dot(x7[5], v29[5]) + dot(x7[6], v29[6]) + dot(x7[7], v29[7])));
+            let q30 = textureLoad(wt, p0 + vec2<u32>(30u, 0u));
+            let v30 = qt_raw(q30, textureLoad(wt, p1 + vec2<u32>(30u, 0u)), b);
+            let ab30 = qt_ab(s30, b);
+            a0_30 = a0_30 + (ab30.x * (dot(x0[0], v30[0]) + dot(x0[1], v30[1]) + dot(x0[2], v30[2]) + dot(x0[3], v30[3]) + dot(x0[4], v30[4]) + dot(x0[5], v30[5]) + dot(x0[6], v30[6]) + dot(x0[7], v30[7])));
+            a1_30 = a1_30 + (ab30.x * (dot(x1[0], v30[0]) + dot(x1[1], v30[1]) + dot(x1[2], v30[2]) + dot(x1[3], v30[3]) + dot(x1[4], v30[4]) + dot(x1[5], v30[5]) + dot(x1[6], v30[6]) + dot(x1[7], v30[7])));
+            a2_30 = a2_30 + (ab30.x * (dot(x2[0], v30[0]) + dot(x2[1], v30[1]) + dot(x2[2], v30[2]) + dot(x2[3], v30[3]) + dot(x2[4], v30[4]) + dot(x2[5], v30[5]) + dot(x2[6], v30[6]) + dot(x2[7], v30[7])));
+            a3_30 = a3_30 + (ab30.x * (dot(x3[0], v30[0]) + dot(x3[1], v30[1]) + dot(x3[2], v30[2]) + dot(x3[3], v30[3]) + dot(x3[4], v30[4]) + dot(x3[5], v30[5]) + dot(x3[6], v30[6]) + dot(x3[7], v30[7])));
+            a4_30 = a4_30 + (ab30.x * (dot(x4[0], v30[0]) + dot(x4[1], v30[1]) + dot(x4[2], v30[2]) + dot(x4[3], v30[3]) + dot(x4[4], v30[4]) + dot(x4[5], v30[5]) + dot(x4[6], v30[6]) + dot(x4[7], v30[7])));
+            a5_30 = a5_30 + (ab30.x * (dot(x5[0], v30[0]) + dot(x5[1], v30[1]) + dot(x5[2], v30[2]) + dot(x5[3], v30[3]) + dot(x5[4], v30[4]) + dot(x5[5], v30[5]) + dot(x5[6], v30[6]) + dot(x5[7], v30[7])));
+            a6_30 = a6_30 + (ab30.x * (dot(x6[0], v30[0]) + dot(x6[1], v30[1]) + dot(x6[2], v30[2]) + dot(x6[3], v30[3]) + dot(x6[4], v30[4]) + dot(x6[5], v30[5]) + dot(x6[6], v30[6]) + dot(x6[7], v30[7])));
+            a7_30 = a7_30 + (ab30.x * (dot(x7[0], v30[0]) + dot(x7[1], v30[1]) + dot(x7[2], v30[2]) + dot(x7[3], v30[3]) + dot(x7[4], v30[4]) + dot(x7[5], v30[5]) + dot(x7[6], v30[6]) + dot(x7[7], v30[7])));
+            let q31 = textureLoad(wt, p0 + vec2<u32>(31u, 0u));
+            let v31 = qt_raw(q31, textureLoad(wt, p1 + vec2<u32>(31u, 0u)), b);
+            let ab31 = qt_ab(s31, b);
+            a0_31 = a0_31 + (ab31.x * (dot(x0[0], v31[0]) + dot(x0[1], v31[1]) + dot(x0[2], v31[2]) + dot(x0[3], v31[3]) + dot(x0[4], v31[4]) + dot(x0[5], v31[5]) + dot(x0[6], v31[6]) + dot(x0[7], v31[7])));
+            a1_31 = a1_31 + (ab31.x * (dot(x1[0], v31[0]) + dot(x1[1], v31[1]) + dot(x1[2], v31[2]) + dot(x1[3], v31[3]) + dot(x1[4], v31[4]) + dot(x1[5], v31[5]) + dot(x1[6], v31[6]) + dot(x1[7], v31[7])));
+            a2_31 = a2_31 + (ab31.x * (dot(x2[0], v31[0]) + dot(x2[1], v31[1]) + dot(x2[2], v31[2]) + dot(x2[3], v31[3]) + dot(x2[4], v31[4]) + dot(x2[5], v31[5]) + dot(x2[6], v31[6]) + dot(x2[7], v31[7])));
+            a3_31 = a3_31 + (ab31.x * (dot(x3[0], v31[0]) + dot(x3[1], v31[1]) + dot(x3[2], v31[2]) + dot(x3[3], v31[3]) + dot(x3[4], v31[4]) + dot(x3[5], v31[5]) + dot(x3[6], v31[6]) + dot(x3[7], v31[7])));
+            a4_31 = a4_31 + (ab31.x * (dot(x4[0], v31[0]) + dot(x4[1], v31[1]) + dot(x4[2], v31[2]) + dot(x4[3], v31[3]) + dot(x4[4], v31[4]) + dot(x4[5], v31[5]) + dot(x4[6], v31[6]) + dot(x4[7], v31[7])));
+            a5_31 = a5_31 + (ab31.x * (dot(x5[0], v31[0]) + dot(x5[1], v31[1]) + dot(x5[2], v31[2]) + dot(x5[3], v31[3]) + dot(x5[4], v31[4]) + dot(x5[5], v31[5]) + dot(x5[6], v31[6]) + dot(x5[7], v31[7])));
+            a6_31 = a6_31 + (ab31.x * (dot(x6[0], v31[0]) + dot(x6[1], v31[1]) + dot(x6[2], v31[2]) + dot(x6[3], v31[3]) + dot(x6[4], v31[4]) + dot(x6[5], v31[5]) + dot(x6[6], v31[6]) + dot(x6[7], v31[7])));
+            a7_31 = a7_31 + (ab31.x * (dot(x7[0], v31[0]) + dot(x7[1], v31[1]) + dot(x7[2], v31[2]) + dot(x7[3], v31[3]) + dot(x7[4], v31[4]) + dot(x7[5], v31[5]) + dot(x7[6], v31[6]) + dot(x7[7], v31[7])));
         }
     }
-    put(r0 + 0u, c0 + 0u, a0_0); put(r0 + 0u, c0 + 1u, a0_1); put(r0 + 0u, c0 + 2u, a0_2); put(r0 + 0u, c0 + 3u, a0_3); put(r0 + 0u, c0 + 4u, a0_4); put(r0 + 0u, c0 + 5u, a0_5); put(r0 + 0u, c0 + 6u, a0_6); put(r0 + 0u, c0 + 7u, a0_7);
-    put(r0 + 1u, c0 + 0u, a1_0); put(r0 + 1u, c0 + 1u, a1_1); put(r0 + 1u, c0 + 2u, a1_2); put(r0 + 1u, c0 + 3u, a1_3); put(r0 + 1u, c0 + 4u, a1_4); put(r0 + 1u, c0 + 5u, a1_5); put(r0 + 1u, c0 + 6u, a1_6); put(r0 + 1u, c0 + 7u, a1_7);
-    put(r0 + 2u, c0 + 0u, a2_0); put(r0 + 2u, c0 + 1u, a2_1); put(r0 + 2u, c0 + 2u, a2_2); put(r0 + 2u, c0 + 3u, a2_3); put(r0 + 2u, c0 + 4u, a2_4); put(r0 + 2u, c0 + 5u, a2_5); put(r0 + 2u, c0 + 6u, a2_6); put(r0 + 2u, c0 + 7u, a2_7);
-    put(r0 + 3u, c0 + 0u, a3_0); put(r0 + 3u, c0 + 1u, a3_1); put(r0 + 3u, c0 + 2u, a3_2); put(r0 + 3u, c0 + 3u, a3_3); put(r0 + 3u, c0 + 4u, a3_4); put(r0 + 3u, c0 + 5u, a3_5); put(r0 + 3u, c0 + 6u, a3_6); put(r0 + 3u, c0 + 7u, a3_7);
-    put(r0 + 4u, c0 + 0u, a4_0); put(r0 + 4u, c0 + 1u, a4_1); put(r0 + 4u, c0 + 2u, a4_2); put(r0 + 4u, c0 + 3u, a4_3); put(r0 + 4u, c0 + 4u, a4_4); put(r0 + 4u, c0 + 5u, a4_5); put(r0 + 4u, c0 + 6u, a4_6); put(r0 + 4u, c0 + 7u, a4_7);
-    put(r0 + 5u, c0 + 0u, a5_0); put(r0 + 5u, c0 + 1u, a5_1); put(r0 + 5u, c0 + 2u, a5_2); put(r0 + 5u, c0 + 3u, a5_3); put(r0 + 5u, c0 + 4u, a5_4); put(r0 + 5u, c0 + 5u, a5_5); put(r0 + 5u, c0 + 6u, a5_6); put(r0 + 5u, c0 + 7u, a5_7);
-    put(r0 + 6u, c0 + 0u, a6_0); put(r0 + 6u, c0 + 1u, a6_1); put(r0 + 6u, c0 + 2u, a6_2); put(r0 + 6u, c0 + 3u, a6_3); put(r0 + 6u, c0 + 4u, a6_4); put(r0 + 6u, c0 + 5u, a6_5); put(r0 + 6u, c0 + 6u, a6_6); put(r0 + 6u, c0 + 7u, a6_7);
-    put(r0 + 7u, c0 + 0u, a7_0); put(r0 + 7u, c0 + 1u, a7_1); put(r0 + 7u, c0 + 2u, a7_2); put(r0 + 7u, c0 + 3u, a7_3); put(r0 + 7u, c0 + 4u, a7_4); put(r0 + 7u, c0 + 5u, a7_5); put(r0 + 7u, c0 + 6u, a7_6); put(r0 + 7u, c0 + 7u, a7_7);
+    put(r0 + 0u, c0 + 0u, a0_0); put(r0 + 0u, c0 + 1u, a0_1); put(r0 + 0u, c0 + 2u, a0_2); put(r0 + 0u, c0 + 3u, a0_3); put(r0 + 0u, c0 + 4u, a0_4); put(r0 + 0u, c0 + 5u, a0_5); put(r0 + 0u, c0 + 6u, a0_6); put(r0 + 0u, c0 + 7u, a0_7); put(r0 + 0u, c0 + 8u, a0_8); put(r0 + 0u, c0 + 9u, a0_9); put(r0 + 0u, c0 + 10u, a0_10); put(r0 + 0u, c0 + 11u, a0_11); put(r0 + 0u, c0 + 12u, a0_12); put(r0 + 0u, c0 + 13u, a0_13); put(r0 + 0u, c0 + 14u, a0_14); put(r0 + 0u, c0 + 15u, a0_15); put(r0 + 0u, c0 + 16u, a0_16); put(r0 + 0u, c0 + 17u, a0_17); put(r0 + 0u, c0 + 18u, a0_18); put(r0 + 0u, c0 + 19u, a0_19); put(r0 + 0u, c0 + 20u, a0_20); put(r0 + 0u, c0 + 21u, a0_21); put(r0 + 0u, c0 + 22u, a0_22); put(r0 + 0u, c0 + 23u, a0_23); put(r0 + 0u, c0 + 24u, a0_24); put(r0 + 0u, c0 + 25u, a0_25); put(r0 + 0u, c0 + 26u, a0_26); put(r0 + 0u, c0 + 27u, a0_27); put(r0 + 0u, c0 + 28u, a0_28); put(r0 + 0u, c0 + 29u, a0_29); put(r0 + 0u, c0 + 30u, a0_30); put(r0 + 0u, c0 + 31u, a0_31);
+    put(r0 + 1u, c0 + 0u, a1_0); put(r0 + 1u, c0 + 1u, a1_1); put(r0 + 1u, c0 + 2u, a1_2); put(r0 + 1u, c0 + 3u, a1_3); put(r0 + 1u, c0 + 4u, a1_4); put(r0 + 1u, c0 + 5u, a1_5); put(r0 + 1u, c0 + 6u, a1_6); put(r0 + 1u, c0 + 7u, a1_7); put(r0 + 1u, c0 + 8u, a1_8); put(r0 + 1u, c0 + 9u, a1_9); put(r0 + 1u, c0 + 10u, a1_10); put(r0 + 1u, c0 + 11u, a1_11); put(r0 + 1u, c0 + 12u, a1_12); put(r0 + 1u, c0 + 13u, a1_13); put(r0 + 1u, c0 + 14u, a1_14); put(r0 + 1u, c0 + 15u, a1_15); put(r0 + 1u, c0 + 16u, a1_16); put(r0 + 1u, c0 + 17u, a1_17); put(r0 + 1u, c0 + 18u, a1_18); put(r0 + 1u, c0 + 19u, a1_19); put(r0 + 1u, c0 + 20u, a1_20); put(r0 + 1u, c0 + 21u, a1_21); put(r0 + 1u, c0 + 22u, a1_22); put(r0 + 1u, c0 + 23u, a1_23); put(r0 + 1u, c0 + 24u, a1_24); put(r0 + 1u, c0 + 25u, a1_25); put(r0 + 1u, c0 + 26u, a1_26); put(r0 + 1u, c0 + 27u, a1_27); put(r0 + 1u, c0 + 28u, a1_28); put(r0 + 1u, c0 + 29u, a1_29); put(r0 + 1u, c0 + 30u, a1_30); put(r0 + 1u, c0 + 31u, a1_31);
+    put(r0 + 2u, c0 + 0u, a2_0); put(r0 + 2u, c0 + 1u, a2_1); put(r0 + 2u, c0 + 2u, a2_2); put(r0 + 2u, c0 + 3u, a2_3); put(r0 + 2u, c0 + 4u, a2_4); put(r0 + 2u, c0 + 5u, a2_5); put(r0 + 2u, c0 + 6u, a2_6); put(r0 + 2u, c0 + 7u, a2_7); put(r0 + 2u, c0 + 8u, a2_8); put(r0 + 2u, c0 + 9u, a2_9); put(r0 + 2u, c0 + 10u, a2_10); put(r0 + 2u, c0 + 11u, a2_11); put(r0 + 2u, c0 + 12u, a2_12); put(r0 + 2u, c0 + 13u, a2_13); put(r0 + 2u, c0 + 14u, a2_14); put(r0 + 2u, c0 + 15u, a2_15); put(r0 + 2u, c0 + 16u, a2_16); put(r0 + 2u, c0 + 17u, a2_17); put(r0 + 2u, c0 + 18u, a2_18); put(r0 + 2u, c0 + 19u, a2_19); put(r0 + 2u, c0 + 20u, a2_20); put(r0 + 2u, c0 + 21u, a2_21); put(r0 + 2u, c0 + 22u, a2_22); put(r0 + 2u, c0 + 23u, a2_23); put(r0 + 2u, c0 + 24u, a2_24); put(r0 + 2u, c0 + 25u, a2_25); put(r0 + 2u, c0 + 26u, a2_26); put(r0 + 2u, c0 + 27u, a2_27); put(r0 + 2u, c0 + 28u, a2_28); put(r0 + 2u, c0 + 29u, a2_29); put(r0 + 2u, c0 + 30u, a2_30); put(r0 + 2u, c0 + 31u, a2_31);
+    put(r0 + 3u, c0 + 0u, a3_0); put(r0 + 3u, c0 + 1u, a3_1); put(r0 + 3u, c0 + 2u, a3_2); put(r0 + 3u, c0 + 3u, a3_3); put(r0 + 3u, c0 + 4u, a3_4); put(r0 + 3u, c0 + 5u, a3_5); put(r0 + 3u, c0 + 6u, a3_6); put(r0 + 3u, c0 + 7u, a3_7); put(r0 + 3u, c0 + 8u, a3_8); put(r0 + 3u, c0 + 9u, a3_9); put(r0 + 3u, c0 + 10u, a3_10); put(r0 + 3u, c0 + 11u, a3_11); put(r0 + 3u, c0 + 12u, a3_12); put(r0 + 3u, c0 + 13u, a3_13); put(r0 + 3u, c0 + 14u, a3_14); put(r0 + 3u, c0 + 15u, a3_15); put(r0 + 3u, c0 + 16u, a3_16); put(r0 + 3u, c0 + 17u, a3_17); put(r0 + 3u, c0 + 18u, a3_18); put(r0 + 3u, c0 + 19u, a3_19); put(r0 + 3u, c0 + 20u, a3_20); put(r0 + 3u, c0 + 21u, a3_21); put(r0 + 3u, c0 + 22u, a3_22); put(r0 + 3u, c0 + 23u, a3_23); put(r0 + 3u, c0 + 24u, a3_24); put(r0 + 3u, c0 + 25u, a3_25); put(r0 + 3u, c0 + 26u, a3_26); put(r0 + 3u, c0 + 27u, a3_27); put(r0 + 3u, c0 + 28u, a3_28); put(r0 + 3u, c0 + 29u, a3_29); put(r0 + 3u, c0 + 30u, a3_30); put(r0 + 3u, c0 + 31u, a3_31);
+    put(r0 + 4u, c0 + 0u, a4_0); put(r0 + 4u, c0 + 1u, a4_1); put(r0 + 4u, c0 + 2u, a4_2); put(r0 + 4u, c0 + 3u, a4_3); put(r0 + 4u, c0 + 4u, a4_4); put(r0 + 4u, c0 + 5u, a4_5); put(r0 + 4u, c0 + 6u, a4_6); put(r0 + 4u, c0 + 7u, a4_7); put(r0 + 4u, c0 + 8u, a4_8); put(r0 + 4u, c0 + 9u, a4_9); put(r0 + 4u, c0 + 10u, a4_10); put(r0 + 4u, c0 + 11u, a4_11); put(r0 + 4u, c0 + 12u, a4_12); put(r0 + 4u, c0 + 13u, a4_13); put(r0 + 4u, c0 + 14u, a4_14); put(r0 + 4u, c0 + 15u, a4_15); put(r0 + 4u, c0 + 16u, a4_16); put(r0 + 4u, c0 + 17u, a4_17); put(r0 + 4u, c0 + 18u, a4_18); put(r0 + 4u, c0 + 19u, a4_19); put(r0 + 4u, c0 + 20u, a4_20); put(r0 + 4u, c0 + 21u, a4_21); put(r0 + 4u, c0 + 22u, a4_22); put(r0 + 4u, c0 + 23u, a4_23); put(r0 + 4u, c0 + 24u, a4_24); put(r0 + 4u, c0 + 25u, a4_25); put(r0 + 4u, c0 + 26u, a4_26); put(r0 + 4u, c0 + 27u, a4_27); put(r0 + 4u, c0 + 28u, a4_28); put(r0 + 4u, c0 + 29u, a4_29); put(r0 + 4u, c0 + 30u, a4_30); put(r0 + 4u, c0 + 31u, a4_31);
+    put(r0 + 5u, c0 + 0u, a5_0); put(r0 + 5u, c0 + 1u, a5_1); put(r0 + 5u, c0 + 2u, a5_2); put(r0 + 5u, c0 + 3u, a5_3); put(r0 + 5u, c0 + 4u, a5_4); put(r0 + 5u, c0 + 5u, a5_5); put(r0 + 5u, c0 + 6u, a5_6); put(r0 + 5u, c0 + 7u, a5_7); put(r0 + 5u, c0 + 8u, a5_8); put(r0 + 5u, c0 + 9u, a5_9); put(r0 + 5u, c0 + 10u, a5_10); put(r0 + 5u, c0 + 11u, a5_11); put(r0 + 5u, c0 + 12u, a5_12); put(r0 + 5u, c0 + 13u, a5_13); put(r0 + 5u, c0 + 14u, a5_14); put(r0 + 5u, c0 + 15u, a5_15); put(r0 + 5u, c0 + 16u, a5_16); put(r0 + 5u, c0 + 17u, a5_17); put(r0 + 5u, c0 + 18u, a5_18); put(r0 + 5u, c0 + 19u, a5_19); put(r0 + 5u, c0 + 20u, a5_20); put(r0 + 5u, c0 + 21u, a5_21); put(r0 + 5u, c0 + 22u, a5_22); put(r0 + 5u, c0 + 23u, a5_23); put(r0 + 5u, c0 + 24u, a5_24); put(r0 + 5u, c0 + 25u, a5_25); put(r0 + 5u, c0 + 26u, a5_26); put(r0 + 5u, c0 + 27u, a5_27); put(r0 + 5u, c0 + 28u, a5_28); put(r0 + 5u, c0 + 29u, a5_29); put(r0 + 5u, c0 + 30u, a5_30); put(r0 + 5u, c0 + 31u, a5_31);
+    put(r0 + 6u, c0 + 0u, a6_0); put(r0 + 6u, c0 + 1u, a6_1); put(r0 + 6u, c0 + 2u, a6_2); put(r0 + 6u, c0 + 3u, a6_3); put(r0 + 6u, c0 + 4u, a6_4); put(r0 + 6u, c0 + 5u, a6_5); put(r0 + 6u, c0 + 6u, a6_6); put(r0 + 6u, c0 + 7u, a6_7); put(r0 + 6u, c0 + 8u, a6_8); put(r0 + 6u, c0 + 9u, a6_9); put(r0 + 6u, c0 + 10u, a6_10); put(r0 + 6u, c0 + 11u, a6_11); put(r0 + 6u, c0 + 12u, a6_12); put(r0 + 6u, c0 + 13u, a6_13); put(r0 + 6u, c0 + 14u, a6_14); put(r0 + 6u, c0 + 15u, a6_15); put(r0 + 6u, c0 + 16u, a6_16); put(r0 + 6u, c0 + 17u, a6_17); put(r0 + 6u, c0 + 18u, a6_18); put(r0 + 6u, c0 + 19u, a6_19); put(r0 + 6u, c0 + 20u, a6_20); put(r0 + 6u, c0 + 21u, a6_21); put(r0 + 6u, c0 + 22u, a6_22); put(r0 + 6u, c0 + 23u, a6_23); put(r0 + 6u, c0 + 24u, a6_24); put(r0 + 6u, c0 + 25u, a6_25); put(r0 + 6u, c0 + 26u, a6_26); put(r0 + 6u, c0 + 27u, a6_27); put(r0 + 6u, c0 + 28u, a6_28); put(r0 + 6u, c0 + 29u, a6_29); put(r0 + 6u, c0 + 30u, a6_30); put(r0 + 6u, c0 + 31u, a6_31);
+    put(r0 + 7u, c0 + 0u, a7_0); put(r0 + 7u, c0 + 1u, a7_1); put(r0 + 7u, c0 + 2u, a7_2); put(r0 + 7u, c0 + 3u, a7_3); put(r0 + 7u, c0 + 4u, a7_4); put(r0 + 7u, c0 + 5u, a7_5); put(r0 + 7u, c0 + 6u, a7_6); put(r0 + 7u, c0 + 7u, a7_7); put(r0 + 7u, c0 + 8u, a7_8); put(r0 + 7u, c0 + 9u, a7_9); put(r0 + 7u, c0 + 10u, a7_10); put(r0 + 7u, c0 + 11u, a7_11); put(r0 + 7u, c0 + 12u, a7_12); put(r0 + 7u, c0 + 13u, a7_13); put(r0 + 7u, c0 + 14u, a7_14); put(r0 + 7u, c0 + 15u, a7_15); put(r0 + 7u, c0 + 16u, a7_16); put(r0 + 7u, c0 + 17u, a7_17); put(r0 + 7u, c0 + 18u, a7_18); put(r0 + 7u, c0 + 19u, a7_19); put(r0 + 7u, c0 + 20u, a7_20); put(r0 + 7u, c0 + 21u, a7_21); put(r0 + 7u, c0 + 22u, a7_22); put(r0 + 7u, c0 + 23u, a7_23); put(r0 + 7u, c0 + 24u, a7_24); put(r0 + 7u, c0 + 25u, a7_25); put(r0 + 7u, c0 + 26u, a7_26); put(r0 + 7u, c0 + 27u, a7_27); put(r0 + 7u, c0 + 28u, a7_28); put(r0 + 7u, c0 + 29u, a7_29); put(r0 + 7u, c0 + 30u, a7_30); put(r0 + 7u, c0 + 31u, a7_31);
 }

@@ -18,12 +18,15 @@ type QTexKernel struct {
 // QTexKernels are the quantized texture mat-vecs by format, smallest row
 // block first: matmul_qtex1_* for one row (decode at batch 1),
 // matmul_qtex8_* for more (a decode batch of 8 in one pass over the
-// weights), both 8 columns an invocation.
+// weights), both 32 columns an invocation, as the f16 texture mat-vecs:
+// a block's x is then loaded once per 32 columns (8 and 16 columns ran
+// no faster at one row and ~1.2-1.35x slower at eight, q8_0 and q4_0 on
+// GPT-2's 768x3072, BenchmarkMatMulQuant interleaved on lavapipe).
 var QTexKernels = []QTexKernel{
-	{"matmul_qtex1_q8_0", "q8_0", 1, 8, 8, true},
-	{"matmul_qtex1_q4_0", "q4_0", 1, 8, 8, true},
-	{"matmul_qtex1_q4_k", "q4_k", 1, 8, 8, true},
-	{"matmul_qtex8_q8_0", "q8_0", 8, 8, 8, false},
-	{"matmul_qtex8_q4_0", "q4_0", 8, 8, 8, false},
-	{"matmul_qtex8_q4_k", "q4_k", 8, 8, 8, false},
+	{"matmul_qtex1_q8_0", "q8_0", 1, 32, 8, true},
+	{"matmul_qtex1_q4_0", "q4_0", 1, 32, 8, true},
+	{"matmul_qtex1_q4_k", "q4_k", 1, 32, 8, true},
+	{"matmul_qtex8_q8_0", "q8_0", 8, 32, 8, false},
+	{"matmul_qtex8_q4_0", "q4_0", 8, 32, 8, false},
+	{"matmul_qtex8_q4_k", "q4_k", 8, 32, 8, false},
 }
