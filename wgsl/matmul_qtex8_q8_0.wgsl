@@ -13,12 +13,13 @@
 // copied once per weight version; x row r's K/4 texels at ((r % x_rows_per) *
 // K/4, r / x_rows_per), written by the op that produced x (gpu/xtex.go) or
 // packed per call.
-// Each invocation owns 8 rows x 32 columns. Its blocks are visited in groups
-// of 8, which share one scale texel per column (Q8_0, Q4_0: the f16 scales of
-// 8 blocks; Q4_K: the super-block's header), loaded once per group; per block
-// it loads each row's 8 texels of x, then per column the block's value texels
-// (one for Q4_0, two otherwise), dequantizes them once and takes their dot
-// product with every row's x.
+// Each invocation owns 8 rows x 32 columns. Per block it loads each column's
+// scale texel (Q8_0, Q4_0: the f16 scales of 8 blocks; Q4_K: the
+// super-block's header). For each block it loads each row's 8 texels of x,
+// then per column the block's value texels (one for Q4_0, two otherwise),
+// decodes them once (qt_raw) and takes their dot product with every row's x,
+// scaled once per block (qt_ab: weight = raw*scale + offset, the offset times
+// the row's sum of x over the block).
 // Bindings: group 0 bias(N) f32 (any tensor when has_bias = 0) read, dst
 // (M,N) f32 write; group 2 x texture, w texture. Meta: M, N, K (a multiple of
 // 32), kt, w_width, has_bias, tiles_n, tile_base, x_rows_per. Dispatch:

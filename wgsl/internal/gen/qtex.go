@@ -9,11 +9,11 @@ import (
 
 // qtexMatVec returns the WGSL source of a quantized texture mat-vec
 // (wgsl.QTexKernels): RM rows of x by RN columns of w per invocation, w's
-// blocks dequantized in registers by the format's texture fragment
-// (quant_tex_<DT>.wgsli: qt_texels, qt_deq), each block loaded and
-// dequantized once for all RM rows. Each output's sum is the same
-// expression at every RM (a block's eight dot products added, then added
-// to the accumulator), so a row's result does not depend on its batch.
+// blocks decoded in registers by the format's texture fragment
+// (quant_tex_<DT>.wgsli: qt_texels, qt_raw, qt_ab), each block loaded and
+// decoded once for all RM rows. Each output adds, per block, the block's
+// scale times the dot product of its raw values with x, plus its offset
+// times the sum of x over the block (the same expression at every RM).
 func qtexMatVec(k wgsl.QTexKernel) string {
 	if wgsl.TexBlock%k.RN != 0 || k.RM < 1 || k.RM > 16 {
 		panic(fmt.Sprintf("wgsl: %s: RN = %d must divide %d, RM = %d must be in 1..16", k.Name, k.RN, wgsl.TexBlock, k.RM))
@@ -31,11 +31,16 @@ func qtexMatVec(k wgsl.QTexKernel) string {
 		"i.e. (L % w_width, L / w_width)), copied once per weight version; x row r's K/4 texels at "+
 		"((r % x_rows_per) * K/4, r / x_rows_per), written by the op that produced x (gpu/xtex.go) or "+
 		"packed per call."))
-	p("%s", comment(fmt.Sprintf("Each invocation owns %d rows x %d columns. Its blocks are visited in groups "+
-		"of 8, which share one scale texel per column (Q8_0, Q4_0: the f16 scales of 8 blocks; Q4_K: the "+
-		"super-block's header), loaded once per group; per block it loads each row's 8 texels of x, then per "+
-		"column the block's value texels (one for Q4_0, two otherwise), dequantizes them once and takes their "+
-		"dot product with every row's x.", k.RM, k.RN)))
+	scales := "Per block it loads each column's scale texel (Q8_0, Q4_0: the f16 scales of 8 blocks; Q4_K: " +
+		"the super-block's header)"
+	if k.Group {
+		scales = "Its blocks are visited in groups of 8, which share one scale texel per column (Q8_0, Q4_0: " +
+			"the f16 scales of 8 blocks; Q4_K: the super-block's header), loaded once per group"
+	}
+	p("%s", comment(fmt.Sprintf("Each invocation owns %d rows x %d columns. %s. For each block it loads each "+
+		"row's 8 texels of x, then per column the block's value texels (one for Q4_0, two otherwise), decodes them "+
+		"once (qt_raw) and takes their dot product with every row's x, scaled once per block (qt_ab: weight = "+
+		"raw*scale + offset, the offset times the row's sum of x over the block).", k.RM, k.RN, scales)))
 	p("%s", comment(fmt.Sprintf("Bindings: group 0 bias(N) f32 (any tensor when has_bias = 0) read, dst (M,N) "+
 		"f32 write; group 2 x texture, w texture. Meta: M, N, K (a multiple of 32), kt, w_width, has_bias, "+
 		"tiles_n, tile_base, x_rows_per. Dispatch: workgroups over (x, y); tile t = tile_base + wid.y * nwg.x + "+
