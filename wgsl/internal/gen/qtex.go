@@ -143,6 +143,22 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 	if !one {
 		p("            let p1 = wpos(c0, ti.y);\n")
 	}
+	qtexColumns(p, k, offset, one, off)
+	p("        }\n    }\n")
+	for r := 0; r < k.RM; r++ {
+		p("   ")
+		for j := 0; j < k.RN; j++ {
+			p(" put(r0 + %du, c0 + %du, a%d_%d);", r, j, r, j)
+		}
+		p("\n")
+	}
+	p("}\n")
+}
+
+// qtexColumns writes the block step of each of kernel k's columns: load
+// and decode its values, then add its scaled dot product with each row's x
+// (and the offset times the row's sum of x, for formats with an offset).
+func qtexColumns(p func(string, ...any), k wgsl.QTexKernel, offset, one bool, off func(int) string) {
 	for j := 0; j < k.RN; j++ {
 		q1 := fmt.Sprintf("q%d", j)
 		if !one {
@@ -163,13 +179,4 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 			p("            a%d_%d = a%d_%d + (ab%d.x * (%s)%s);\n", r, j, r, j, j, strings.Join(d, " + "), o)
 		}
 	}
-	p("        }\n    }\n")
-	for r := 0; r < k.RM; r++ {
-		p("   ")
-		for j := 0; j < k.RN; j++ {
-			p(" put(r0 + %du, c0 + %du, a%d_%d);", r, j, r, j)
-		}
-		p("\n")
-	}
-	p("}\n")
 }
