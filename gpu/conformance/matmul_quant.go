@@ -118,7 +118,11 @@ func testMatMulQuant(t T, p *Pair) {
 			// A float32 sum of K products is within K·2⁻²³ of the exact
 			// sum of their magnitudes (Wilkinson's bound): rigorous, so
 			// extreme scales cannot make the test flaky, and still far
-			// below what a misplaced weight or scale gives.
+			// below what a misplaced weight or scale gives. (The texture
+			// mat-vecs sum a block's raw values, then scale, and add the
+			// offset times the block's sum of x: for Q4_0 and Q4_K the two
+			// terms can cancel, so there the bound is a margin the error
+			// stays far inside on random blocks, not a proof.)
 			bound := make([]float64, c.m*c.n)
 			for i := 0; i < c.m; i++ {
 				for j := 0; j < c.n; j++ {
