@@ -189,7 +189,8 @@ func (w *WebGPU) tileStep(total int, perTile float64) int {
 //
 // Quantized w (Q8_0, Q4_0, Q4_K) runs kernels of the same families that
 // dequantize each weight in registers; where the variant says "tex" it
-// takes the texture mat-vec at M = 1 and the register family otherwise.
+// takes the texture mat-vecs (decode) or dequantizes into a texture
+// (prefill), else the register family (quant_tex.go).
 //
 // Every kernel family binds x, w, bias, dst and a Meta of
 // {M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base}: the
@@ -209,7 +210,7 @@ func (w *WebGPU) MatMul(dst, x, wt, bias Tensor) {
 	}
 	fam := MatMulFamily(w.MatMulVariant, fm)
 	if fam == "tex" && wt.DType().Quantized() {
-		// Quantized blocks: the texture mat-vec at M = 1, else the
+		// Quantized blocks: the texture mat-vecs or unpacking, else the
 		// register kernels reading them from storage (quant_tex.go).
 		if w.matMulQuantTex(dst, x, wt, bias, m, k, n) {
 			return

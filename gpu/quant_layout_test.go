@@ -13,7 +13,7 @@ import (
 // kernels' hard-coded 32-row weight blocks match the texture layout's.
 func TestQuantLayout(t *testing.T) {
 	if wgsl.TexBlock != 32 {
-		t.Fatalf("wgsl.TexBlock is %d: matmul_qtex1.wgsli and quant_unpack.wgsli assume blocks of 32 rows", wgsl.TexBlock)
+		t.Fatalf("wgsl.TexBlock is %d: the quantized texture mat-vecs and quant_unpack.wgsli assume blocks of 32 rows", wgsl.TexBlock)
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, f := range quant.Formats {

@@ -1,24 +1,32 @@
 package gpu
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/chameleon-llm/chameleon/gpu/quant"
+	"github.com/chameleon-llm/chameleon/wgsl"
+)
 
 // matMulQuantTex is MatMul with quantized w through textures, for CPU
 // adapters, where texture loads are far cheaper than storage loads
 // (texture.go): w's packed rows are copied once into a texture
-// (weightTexture). Up to quantTexRowsMax rows of x (decode) run the texture
-// mat-vec (matmul_qtex1_*.wgsl, one dispatch per row), which dequantizes
-// in registers; more rows (prefill) dequantize w into a per-call f32 texture (quant_unpack_*.wgsl, exact
-// weights) and run the f32 texture matmuls, whose register blocks reuse
-// each weight for up to 16 rows: the unpacking costs one pass over w, the
-// storage-buffer register kernels several times more on lavapipe.
+// (weightTexture). Decode runs texture mat-vecs that dequantize in
+// registers (wgsl.QTexKernels): one row of x runs matmul_qtex1_*.wgsl, 2
+// to quantTexRowsMax rows matmul_qtex8_*.wgsl, which dequantizes each
+// block of w once per 8 rows; x is read from the texture its producer
+// wrote (xtex.go) where there is one, else packed into one. More rows (prefill) dequantize w into a per-call f32
+// texture (quant_unpack_*.wgsl, exact weights) and run the f32 texture
+// matmuls, whose register blocks reuse each weight for up to 16 rows: the
+// unpacking costs one pass over w, the storage-buffer register kernels
+// several times more on lavapipe.
 // It returns false, having recorded nothing, when it does not apply: no
 // texture reads, a matrix that does not fit a texture, or BatchInvariant
 // (the texture kernels sum in another order than the register kernels the
 // server then runs, so a row alone would not equal the same row in a batch).
-// quantTexRowsMax is the most rows of x that run the texture mat-vec once
-// per row; from there unpacking w once and running the f32 texture matmul
-// costs less (GPT-2 124M on lavapipe, BENCHMARKS.md).
-const quantTexRowsMax = 8
+// quantTexRowsMax is the most rows of x that run the texture mat-vecs; at
+// 16 rows (two row blocks) they still run ~2x faster than unpacking
+// (BenchmarkMatMulQuant on lavapipe, BENCHMARKS.md).
+const quantTexRowsMax = 16
 
 func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !w.HasTexRead || w.BatchInvariant || k/4 > int(w.Limits.MaxTextureDimension2D) {
@@ -31,38 +39,66 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if m > quantTexRowsMax {
 		return w.matMulUnpacked(dst, x, wt, s, bias, m, k, n)
 	}
-	xkt := k / 4
-	xtex, err := w.scratchTexture(uint32(xkt), uint32(m))
-	if err != nil {
-		w.rec.fail(err)
-		return true
+	// x: one row per texture row unless the op that produced it wrote it
+	// into its texture (xtex.go), in the texture matmuls' layout.
+	xkt, xrp := k/4, 1
+	xtex, held := w.xTexHeld(x, m, k)
+	if held {
+		xrp, _, _, _ = texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
+	} else {
+		var err error
+		if xtex, err = w.scratchTexture(uint32(xkt), uint32(m)); err != nil {
+			w.rec.fail(err)
+			return true
+		}
+		w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
 	}
-	w.pack(F32, w.bind(x), xtex, m, k, xkt, 1, 0, false)
 	bb, hasBias := w.spareBinding(), 0 // bound, unread, when there is no bias
 	if bias != nil {
 		bb, hasBias = w.bind(bias), 1
 	}
-	const bn = 64 // columns per workgroup (the kernel's BN)
-	name := "matmul_qtex1_" + strings.ToLower(wt.DType().String())
-	tilesN := ceilDiv(n, bn)
-	step := max(1, min(tilesN, int(texSubmitFlops/(2*float64(bn)*float64(k)))))
-	for r := 0; r < m; r++ {
-		for t0 := 0; t0 < tilesN; t0 += step {
-			cnt := min(step, tilesN-t0)
-			gx, gy := w.grid1(cnt)
-			w.nextFlops = 2 * float64(k) * float64(n) * float64(cnt) / float64(tilesN)
-			w.nextBytes = (float64(s.rows*s.kt)*16 + float64(xkt)*16) * float64(cnt) / float64(tilesN)
-			w.dispatchTex(name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
-				Meta{n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, r}, gx, gy, 1)
-			if cnt < tilesN {
-				if err := w.flush(); err != nil {
-					w.rec.fail(err)
-				}
+	ks := qtexKernels[wt.DType()]
+	kern := ks[len(ks)-1]
+	for _, kc := range ks {
+		if m <= kc.bm {
+			kern = kc
+			break
+		}
+	}
+	tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(m, kern.bm)
+	total := tilesN * tilesM
+	step := max(1, min(total, int(texSubmitFlops/(2*float64(kern.bm)*float64(kern.bn)*float64(k)))))
+	for t0 := 0; t0 < total; t0 += step {
+		cnt := min(step, total-t0)
+		gx, gy := w.grid1(cnt)
+		w.nextFlops = 2 * float64(m) * float64(k) * float64(n) * float64(cnt) / float64(total)
+		w.nextBytes = (float64(s.rows*s.kt)*16*float64(tilesM) + float64(m*xkt)*16) * float64(cnt) / float64(total)
+		w.dispatchTex(kern.name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
+			Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, xrp}, gx, gy, 1)
+		if cnt < total {
+			if err := w.flush(); err != nil {
+				w.rec.fail(err)
 			}
 		}
 	}
 	return true
 }
+
+// qtexKernels are the quantized texture mat-vecs by weight dtype, smallest
+// row block first (wgsl.QTexKernels): the first whose bm covers M runs,
+// else the last, over several row blocks; each workgroup covers bm rows
+// and bn columns.
+var qtexKernels = func() map[DType][]texMatKernel {
+	out := map[DType][]texMatKernel{}
+	for _, k := range wgsl.QTexKernels {
+		f, err := quant.Parse(k.DT)
+		if err != nil {
+			panic("gpu: wgsl.QTexKernels: " + err.Error())
+		}
+		out[QuantDType(f)] = append(out[QuantDType(f)], texMatKernel{k.Name, k.RM, k.RN * k.WG})
+	}
+	return out
+}()
 
 // matMulUnpacked dequantizes w's texture s into an f32 texture in the
 // weights' blocked layout and runs the f32 texture matmul on it.

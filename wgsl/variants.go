@@ -20,6 +20,8 @@ package wgsl
 //     texture kernels' "lr" twins and matmul_tile_*_lr are their
 //     counterparts);
 //   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
+//   - the multi-row quantized texture mat-vecs of QTexKernels (qtex.go,
+//     wgsl/internal/gen/qtex.go), on matmul_qtex1's dequant fragments;
 //   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
 //     layernorms' _wg8 copies).
 // TestGenerated fails when a committed file differs from what the generator

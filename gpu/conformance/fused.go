@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/quant"
 )
 
 func init() {
@@ -85,14 +86,20 @@ func testMatMulGELU(t T, p *Pair) {
 // WebGPU backend's texture matmuls read from a texture the producer wrote,
 // gpu/xtex.go) followed by that matmul, so the copy is checked through its
 // consumer: LayerNorm, AddLayerNorm, MatMulGELU and decode Attention, each
-// then MatMul with f32 and f16 weights; then the orders in which a copy
+// then MatMul with f32, f16 and quantized weights; then the orders in which a copy
 // goes stale: its buffer written again by another op, and the texture
 // taken by another x of the same width before the matmul runs.
 func testProducedX(t T, p *Pair) {
-	for _, sz := range [][2]int{{1, 768}, {3, 64}, {8, 16}, {33, 40}, {5, 20}} {
+	for _, sz := range [][2]int{{1, 768}, {3, 64}, {8, 16}, {33, 40}, {5, 20}, {12, 256}} {
 		m, c := sz[0], sz[1]
 		for _, dt := range []gpu.DType{gpu.F32, gpu.F16} {
 			p.producedX(t, m, c, 136, dt)
+		}
+		// Quantized weights: the texture mat-vecs read the copy too.
+		for _, f := range quant.Formats {
+			if c%f.BlockSize() == 0 {
+				p.producedX(t, m, c, 256, gpu.QuantDType(f))
+			}
 		}
 	}
 	p.producedAttention(t, 3, 64, 4, 9)

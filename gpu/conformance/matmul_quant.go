@@ -15,7 +15,8 @@ func init() {
 
 // quantCases: K of one block, of an odd number of blocks (a row's scales
 // end in half a word), and GPT-2's widths; N and M of partial register
-// blocks, tiles, mat-vec groups and texture blocks of 32 rows.
+// blocks, tiles, mat-vec groups, texture blocks of 32 rows and every M of
+// a decode batch from 1 to 9.
 var quantCases = []struct{ m, k, n int }{
 	{1, 32, 1},
 	{2, 96, 130},
@@ -27,6 +28,18 @@ var quantCases = []struct{ m, k, n int }{
 	{1, 3072, 200},
 	{1, 768, 129}, // M = 1: the texture mat-vec on CPU adapters
 	{1, 512, 67},
+	// M = 2..16: the multi-row texture mat-vec (8-row blocks) on CPU
+	// adapters, with partial row blocks (M = 9, 12) and N off the 64-column
+	// workgroup and 8-column invocation blocks.
+	{2, 64, 33},
+	{3, 512, 70},
+	{4, 256, 67},
+	{5, 96, 129},
+	{6, 768, 1},
+	{7, 256, 300},
+	{9, 512, 65},
+	{12, 256, 77},
+	{16, 96, 64},
 }
 
 // RandomQuantBlocks returns n random blocks of format f: random values
@@ -105,7 +118,11 @@ func testMatMulQuant(t T, p *Pair) {
 			// A float32 sum of K products is within K·2⁻²³ of the exact
 			// sum of their magnitudes (Wilkinson's bound): rigorous, so
 			// extreme scales cannot make the test flaky, and still far
-			// below what a misplaced weight or scale gives.
+			// below what a misplaced weight or scale gives. (The texture
+			// mat-vecs sum a block's raw values, then scale, and add the
+			// offset times the block's sum of x: for Q4_0 and Q4_K the two
+			// terms can cancel, so there the bound is a margin the error
+			// stays far inside on random blocks, not a proof.)
 			bound := make([]float64, c.m*c.n)
 			for i := 0; i < c.m; i++ {
 				for j := 0; j < c.n; j++ {

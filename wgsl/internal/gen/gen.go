@@ -101,6 +101,9 @@ func Files(dir string) ([]File, error) {
 	for _, k := range wgsl.LowRankKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + lowRankKernel(k)})
 	}
+	for _, k := range wgsl.QTexKernels {
+		out = append(out, File{k.Name + ".wgsl", Header + qtexMatVec(k)})
+	}
 	for _, k := range regKernels {
 		out = append(out, File{k.Name + ".wgsl", Header + regMatMul(k)})
 	}
