@@ -65,12 +65,7 @@ intervals. Writes cache.md, cache.json.gz and cache.png.`,
 					return err
 				}
 			}
-			// The served memory's replay joins run-time clusters within the
-			// gate's radius, as chameleon serve --cache does.
-			var mem adapt.MemoryConfig
-			if g := a.Gate(); g != nil {
-				mem.Radius = g.Radius
-			}
+			mem := replayMemoryConfig(a)
 			var res *adaptrun.CacheResult
 			for seed := 1; seed <= max(seeds, 1); seed++ {
 				r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
@@ -166,4 +161,14 @@ func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split
 	})
 	_ = bar.Finish()
 	return sv, err
+}
+
+// replayMemoryConfig is the served memory's config for the replay: run-time
+// clusters within the gate's radius, as chameleon serve --cache joins them.
+func replayMemoryConfig(a *adapt.Adapter) adapt.MemoryConfig {
+	var mem adapt.MemoryConfig
+	if g := a.Gate(); g != nil {
+		mem.Radius = g.Radius
+	}
+	return mem
 }
