@@ -83,11 +83,11 @@ type MemorySnapshot struct {
 
 // MemoryStats describe a memory's size.
 type MemoryStats struct {
-	Clusters    int // pools holding at least one prompt
-	RunClusters int // run-time clusters (empty ones included)
-	Prompts     int // prompts pooled, over all pools
-	Tokens      int // their tokens
-	Evicted     int // run-time clusters evicted so far
+	Clusters    int `json:"clusters"`     // pools holding at least one prompt
+	RunClusters int `json:"run_clusters"` // run-time clusters (empty ones included)
+	Prompts     int `json:"prompts"`      // prompts pooled, over all pools
+	Tokens      int `json:"tokens"`       // their tokens
+	Evicted     int `json:"evicted"`      // run-time clusters evicted so far
 }
 
 type memCluster struct {

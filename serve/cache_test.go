@@ -328,4 +328,7 @@ func TestCacheErrorsAndConcurrency(t *testing.T) {
 	if st := s.Scheduler().Stats(); st.Memory == nil || st.Memory.Prompts != n {
 		t.Fatalf("memory %+v, want %d prompts", st.Memory, n)
 	}
+	if code, body := get(t, url+"/health"); code != 200 || !strings.Contains(body, fmt.Sprintf(`"prompts":%d`, n)) {
+		t.Errorf("/health: %d %s: want the memory's %d prompts", code, body, n)
+	}
 }
