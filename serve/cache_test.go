@@ -332,3 +332,68 @@ func TestCacheErrorsAndConcurrency(t *testing.T) {
 		t.Errorf("/health: %d %s: want the memory's %d prompts", code, body, n)
 	}
 }
+
+// Adaptive.PromptLosses scores a prompt through its cluster's update (the
+// reference backend's Score through that centroid's plan; not the base
+// model's) and one with adaptation off through the base model, and leaves
+// the serving plan's slot clusters as they were.
+func TestAdaptivePromptLosses(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	ad := newAdaptive(t, m, a, AdaptOptions{})
+	c, err := ad.NewCache(3, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.FreeCache(c)
+	prompts := [][]int32{tok.Encode(adaptPrompts[0]), tok.Encode(adaptPrompts[1]), {7}}
+	cl, err := ad.RT.AssignCentroids(prompts[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ad.PromptLosses(prompts, []Adapter{{On: true, Cluster: cl[0]}, {On: false, Cluster: -1}, {On: true, Cluster: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || len(got[2]) != 0 || len(ad.plan.Cluster) != 3 || ad.plan.Cluster[0] != -1 {
+		t.Fatalf("losses %d rows (the one-token prompt's %d), plan clusters %v after", len(got), len(got[2]), ad.plan.Cluster)
+	}
+	rm := refTiny(t)
+	rrt, err := adapt.NewRuntime(rm, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rrt.Free()
+	all, err := rrt.CentroidPlan(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Free()
+	if err := all.SetClusters([]int{cl[0]}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := rm.Score(prompts[:1], nil, all.Adapter(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := rm.Score(prompts[:2], nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := false
+	for j, w := range want[0].Losses {
+		if math.Abs(float64(got[0][j]-w)) > 2e-3 {
+			t.Fatalf("adapted prompt, position %d: loss %v, reference %v", j, got[0][j], w)
+		}
+		moved = moved || math.Abs(float64(w-base[0].Losses[j])) > 1e-2
+	}
+	for j, w := range base[1].Losses {
+		if math.Abs(float64(got[1][j]-w)) > 2e-3 {
+			t.Fatalf("unadapted prompt, position %d: loss %v, base %v", j, got[1][j], w)
+		}
+	}
+	if !moved {
+		t.Fatal("the update does not move the prompt's losses: the test cannot tell adapted from base")
+	}
+}
