@@ -1,6 +1,7 @@
 package adapt
 
 import (
+	"math"
 	"math/rand/v2"
 	"reflect"
 	"sync"
@@ -129,4 +130,82 @@ func counts(c *TokenCounts) map[int32]float64 {
 	out := map[int32]float64{}
 	c.Each(func(y int32, n float64) { out[y] = n })
 	return out
+}
+
+// BenchmarkCacheMemoryAdmit is one admission to a full pool (64 prompts
+// of 64 tokens over a GPT-2 vocabulary): the snapshot, the join and the
+// weights' re-choice, the host work the server adds per admitted prompt.
+func BenchmarkCacheMemoryAdmit(b *testing.B) {
+	m, err := NewCacheMemory(UniformCache(50257), MemoryConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ps [][]int32
+	var ls [][]float32
+	for range 128 {
+		p, lp := memPrompt(rng, int32(rng.IntN(50000)), 64)
+		ps, ls = append(ps, p), append(ls, lp)
+	}
+	for i := range 64 {
+		if _, err := m.Admit(0, nil, ps[i], ls[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := m.Admit(0, nil, ps[i%128], ls[i%128]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// ChooseCacheWeights (per-position terms computed once) picks exactly the
+// pair that minimises its definition: the summed SequenceLoss of every
+// member with the other members' prompts as the pool.
+func TestChooseCacheWeightsDefinition(t *testing.T) {
+	cfg := UniformCache(40)
+	rng := rand.New(rand.NewPCG(5, 6))
+	for trial := range 20 {
+		n := 1 + rng.IntN(6)
+		var ps [][]int32
+		var ls [][]float32
+		for range n {
+			p, lp := memPrompt(rng, int32(rng.IntN(30)), 1+rng.IntN(12))
+			for j := range lp {
+				lp[j] = float32(rng.Float64() * 5)
+			}
+			ps, ls = append(ps, p), append(ls, lp)
+		}
+		usePool := trial%3 != 0
+		got, err := ChooseCacheWeights(ps, ls, usePool, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, wantLoss := CacheWeights{}, math.Inf(1)
+		for _, o := range cfg.Grid {
+			for _, q := range cfg.Grid {
+				if o+q > cfg.MaxTotal || (q > 0 && (!usePool || n < 2)) {
+					continue
+				}
+				w, sum := CacheWeights{Own: o, Pool: q}, 0.0
+				for i, p := range ps {
+					var pool TokenCounts
+					for k, r := range ps {
+						if k != i {
+							pool.Add(r...)
+						}
+					}
+					l, _ := w.SequenceLoss(p, ls[i], 0, len(p)-1, &pool, cfg)
+					sum += l
+				}
+				if sum < wantLoss {
+					want, wantLoss = w, sum
+				}
+			}
+		}
+		if got != want {
+			t.Fatalf("trial %d (%d prompts): chose %+v, the definition %+v", trial, n, got, want)
+		}
+	}
 }
