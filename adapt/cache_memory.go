@@ -3,6 +3,7 @@ package adapt
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 )
 
@@ -46,6 +47,12 @@ type MemoryConfig struct {
 	Window   int     // prompts a pool keeps (the most recent); default DefaultMemoryWindow
 	Clusters int     // run-time clusters kept (least recently used evicted); default DefaultMemoryClusters
 	Radius   float64 // squared feature distance within which an input joins a run-time cluster; 0: any (one run-time cluster)
+	// WithSelf chooses an input's weights at its admission over its pool's
+	// prompts AND its own prompt (whose term is scored against the pool it
+	// is served with), instead of taking the pool's weights, chosen over
+	// the pool's prompts alone: a new pool then gets the own-only weight
+	// its prompt supports rather than none.
+	WithSelf bool
 }
 
 // Defaults of MemoryConfig.
@@ -144,6 +151,13 @@ func (m *CacheMemory) Admit(trained int, feat []float32, prompt []int32, lp []fl
 	}
 	c.used = m.clock
 	snap := MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}
+	if m.mc.WithSelf {
+		w, err := ChooseCacheWeights(append(slices.Clip(c.prompts), prompt), append(slices.Clip(c.losses), lp[:max(len(prompt)-1, 0)]), true, m.cfg)
+		if err != nil {
+			return MemorySnapshot{}, err
+		}
+		snap.Weights = w
+	}
 	c.join(prompt, lp[:max(len(prompt)-1, 0)], m.mc.Window, m.cfg)
 	return snap, nil
 }

@@ -209,3 +209,28 @@ func TestChooseCacheWeightsDefinition(t *testing.T) {
 		}
 	}
 }
+
+// With WithSelf an input's weights are chosen over its pool's prompts and
+// its own: a new pool gets its prompt's own-only weight.
+func TestCacheMemoryWithSelf(t *testing.T) {
+	cfg := UniformCache(32)
+	m, err := NewCacheMemory(cfg, MemoryConfig{WithSelf: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var ps [][]int32
+	var ls [][]float32
+	for i := range 4 {
+		p, lp := memPrompt(rng, 0, 12)
+		snap, err := m.Admit(0, nil, p, lp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := ChooseCacheWeights(append(ps, p), append(ls, lp), true, cfg)
+		if snap.Weights != want || snap.Prompts != i || (i == 0 && want.Own == 0) {
+			t.Fatalf("admission %d: %+v, want weights %+v over the pool and itself", i, snap, want)
+		}
+		ps, ls = append(ps, p), append(ls, lp)
+	}
+}

@@ -65,7 +65,7 @@ type CachePair struct {
 }
 
 // cachePairs are the comparisons each stream reports, by variant index.
-var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {9, 8}, {9, 5}}
+var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {9, 8}, {9, 5}, {10, 9}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -93,6 +93,7 @@ type cacheVariant struct {
 	// other's last: windows are consecutive cuts of a domain's stream, so
 	// a true neighbour always matches, and a few others do by chance).
 	noNeighbours bool
+	withSelf     bool // memory: adapt.MemoryConfig.WithSelf
 }
 
 var cacheVariants = []cacheVariant{
@@ -108,6 +109,8 @@ var cacheVariants = []cacheVariant{
 	{name: "served memory: own + its memory cluster's earlier prompts (arrival order)", role: RoleMethod, groups: "memory", cache: true, pool: true},
 	{name: "adapter + own-only cache", role: RoleControl, adapted: true, groups: "single", cache: true},
 	{name: "adapter + served memory (arrival order; chameleon serve --cache)", role: RoleMethod, adapted: true, groups: "memory", cache: true, pool: true},
+	{name: "adapter + served memory, weights chosen with the admitted prompt", role: RoleMethod, adapted: true, groups: "memory", cache: true,
+		pool: true, withSelf: true},
 }
 
 // concatServed pools scored splits into one stream.
@@ -174,7 +177,9 @@ func scoreCache(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) (
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
 	ws := make([]adapt.CacheWeights, n)
 	if v.groups == "memory" {
-		return replayMemory(s, lps, cfg, o)
+		mo := o
+		mo.Memory.WithSelf = v.withSelf
+		return replayMemory(s, lps, cfg, mo)
 	}
 	groups, borrow, err := cacheGroups(s, v.groups, o)
 	if err != nil {
