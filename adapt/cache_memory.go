@@ -25,8 +25,10 @@ import (
 // it stands BEFORE the input's own prompt joins: the pool it is served
 // with excludes itself (its prompt is in its own counts anyway), as in the
 // leave-one-out choice of the weights, and what it generates depends only
-// on the memory at its admission. A pool that is empty (a new cluster)
-// has weights zero: the served model's p unchanged.
+// on the memory at its admission. The weights are the pool's (chosen on
+// its prompts alone; an empty pool's are zero: p unchanged), or with
+// MemoryConfig.WithSelf chosen at admission over the pool's prompts and
+// the input's own, its own term scored against the pool it is served with.
 //
 // Methods are safe for concurrent use.
 type CacheMemory struct {

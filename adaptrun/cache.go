@@ -65,7 +65,7 @@ type CachePair struct {
 }
 
 // cachePairs are the comparisons each stream reports, by variant index.
-var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {9, 8}, {9, 5}, {10, 9}}
+var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -106,11 +106,13 @@ var cacheVariants = []cacheVariant{
 	{name: "control: the cluster cache without possible document neighbours in the pool", role: RoleControl, groups: "cluster", cache: true,
 		pool: true, noNeighbours: true},
 	// The server's cache memory replayed in arrival order (cache_memory.go).
-	{name: "served memory: own + its memory cluster's earlier prompts (arrival order)", role: RoleMethod, groups: "memory", cache: true, pool: true},
+	{name: "served memory (own + its memory cluster's earlier prompts, arrival order), the pool's own weights", role: RoleControl, groups: "memory",
+		cache: true, pool: true},
 	{name: "adapter + own-only cache", role: RoleControl, adapted: true, groups: "single", cache: true},
-	{name: "adapter + served memory (arrival order; chameleon serve --cache)", role: RoleMethod, adapted: true, groups: "memory", cache: true, pool: true},
-	{name: "adapter + served memory, weights chosen with the admitted prompt", role: RoleMethod, adapted: true, groups: "memory", cache: true,
-		pool: true, withSelf: true},
+	{name: "adapter + served memory, the pool's own weights", role: RoleControl, adapted: true, groups: "memory", cache: true, pool: true},
+	{name: "adapter + served memory, weights chosen with the admitted prompt (chameleon serve --cache)", role: RoleMethod, adapted: true,
+		groups: "memory", cache: true, pool: true, withSelf: true},
+	{name: "served memory, weights chosen with the admitted prompt", role: RoleMethod, groups: "memory", cache: true, pool: true, withSelf: true},
 }
 
 // concatServed pools scored splits into one stream.

@@ -48,8 +48,8 @@ func argmax(x []float64) int {
 // A served greedy completion with the cache (base model: one global pool)
 // gives each token the host mixture of the reference backend's logits of
 // its whole context, with its own tokens so far, the pool of the earlier
-// requests' prompts and the weights chosen on them (leave-one-out) as its
-// extension reports; at some step each of "no pool", "no own counts" and
+// requests' prompts and the weights chosen (leave-one-out) on them and its
+// own prompt, as its extension reports; at some step each of "no pool", "no own counts" and
 // "no cache" would have served another log-probability, so dropping any
 // of them fails the test.
 //
@@ -76,13 +76,14 @@ func TestCacheServedMatchesHostMixture(t *testing.T) {
 		if e == nil || e.Cache == nil {
 			t.Fatalf("%q: no cache in the extension: %s", p, r.Body)
 		}
-		w := adapt.CacheWeights{}
+		sc, err := rm.Score([][]int32{ids}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
 		pool := &adapt.TokenCounts{}
-		if len(hist) > 0 {
-			var err error
-			if w, err = adapt.ChooseCacheWeights(hist, hl, true, cfg); err != nil {
-				t.Fatal(err)
-			}
+		w, err := adapt.ChooseCacheWeights(append(hist[:len(hist):len(hist)], ids), append(hl[:len(hl):len(hl)], sc[0].Losses), true, cfg)
+		if err != nil {
+			t.Fatal(err)
 		}
 		for _, h := range hist {
 			pool.Add(h...)
@@ -117,10 +118,6 @@ func TestCacheServedMatchesHostMixture(t *testing.T) {
 		}
 		if want := string(tok.Decode(seq[len(ids):])); c.Text != want {
 			t.Errorf("%q: served %q, host greedy %q", p, c.Text, want)
-		}
-		sc, err := rm.Score([][]int32{ids}, nil, nil)
-		if err != nil {
-			t.Fatal(err)
 		}
 		hist, hl = append(hist, ids), append(hl, sc[0].Losses)
 	}
