@@ -157,22 +157,47 @@ func ChooseCacheWeights(prompts [][]int32, lp [][]float32, usePool bool, cfg Cac
 		}
 		all.Add(p...)
 	}
+	// Per member and position, the model's probability of the next token
+	// and the two caches' (the pool without the member): every pair's
+	// loss is then arithmetic on these, the same sums SequenceLoss makes.
+	terms := make([][][3]float64, len(prompts))
+	hasPool := make([]bool, len(prompts))
+	for i, p := range prompts {
+		all.Remove(p...)
+		hasPool[i] = all.Total != 0
+		var own TokenCounts
+		for j := 0; j < len(p)-1; j++ {
+			own.Add(p[j])
+			y := p[j+1]
+			terms[i] = append(terms[i], [3]float64{math.Exp(-float64(lp[i][j])), own.Prob(y, cfg), all.Prob(y, cfg)})
+		}
+		all.Add(p...)
+	}
 	best, bestLoss := CacheWeights{}, math.Inf(1)
 	for _, own := range cfg.Grid {
 		for _, pool := range cfg.Grid {
 			if own+pool > cfg.MaxTotal || (pool > 0 && (!usePool || len(prompts) < 2)) {
 				continue
 			}
-			w := CacheWeights{Own: own, Pool: pool}
 			sum := 0.0
-			for i, p := range prompts {
-				all.Remove(p...)
-				l, _ := w.SequenceLoss(p, lp[i], 0, len(p)-1, &all, cfg)
-				all.Add(p...)
+			for i := range prompts {
+				wp := pool
+				if !hasPool[i] {
+					wp = 0 // nothing to mix in: the weight stays with p
+				}
+				l := 0.0
+				for _, x := range terms[i] {
+					p := (1 - own - wp) * x[0]
+					p += own * x[1]
+					if hasPool[i] {
+						p += wp * x[2]
+					}
+					l -= math.Log(p)
+				}
 				sum += l
 			}
 			if sum < bestLoss {
-				best, bestLoss = w, sum
+				best, bestLoss = CacheWeights{Own: own, Pool: pool}, sum
 			}
 		}
 	}

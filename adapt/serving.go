@@ -2,6 +2,7 @@ package adapt
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/cluster"
@@ -163,4 +164,40 @@ func (r *Runtime) ClusterSeqs(seqs [][]int32, k int, seed uint64) (assign []int,
 		return nil, nil, err
 	}
 	return res.Assign, MeanFeatures(feats, res.Assign, k, r.FeatureWidth()), nil
+}
+
+// HostFeatures are the sequences' features of the adapter's kind on the
+// host, (N, FeatureWidth()) row-major: the cache memory's keys for inputs
+// without a training centroid.
+func (r *Runtime) HostFeatures(seqs [][]int32) ([]float32, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	ft, host, err := r.features(seqs)
+	if err != nil {
+		return nil, err
+	}
+	r.cops.Free(ft)
+	return host, nil
+}
+
+// NearestOpen is feature x's nearest training centroid, or -1 when the
+// adapter stores none or its gate keeps x at the base model (the online
+// assignment without the self-check).
+func (r *Runtime) NearestOpen(x []float32) int {
+	if r.Centroids == nil || r.Gate.Closed(r.Centroids, x) {
+		return -1
+	}
+	best, bestD := -1, math.Inf(1)
+	for k := range r.Centroids.K {
+		var s float64
+		for j, v := range r.Centroids.Row(k) {
+			e := float64(x[j]) - float64(v)
+			s += e * e
+		}
+		if s < bestD {
+			best, bestD = k, s
+		}
+	}
+	return best
 }

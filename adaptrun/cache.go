@@ -27,6 +27,10 @@ type CacheOpts struct {
 	Batch     int       // windows a cluster batch
 	Seed      uint64    // k-means and the random batches
 	Bootstrap int       // resamples of each interval
+	// Memory bounds the served cache memory's replay (adapt.CacheMemory):
+	// its radius is the adapter's gate radius, its window and cluster
+	// bound the server's defaults.
+	Memory adapt.MemoryConfig
 }
 
 // CacheRow is one row of a stream's table.
@@ -61,7 +65,7 @@ type CachePair struct {
 }
 
 // cachePairs are the comparisons each stream reports, by variant index.
-var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}}
+var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -81,7 +85,7 @@ type CacheResult struct {
 type cacheVariant struct {
 	name, role string
 	adapted    bool   // the adapter's losses under the cache, not the base model's
-	groups     string // "single", "cluster", "random", "shuffled"
+	groups     string // "single", "cluster", "random", "shuffled", "memory" (replayMemory)
 	cache      bool   // false: no cache (the adapter alone)
 	pool       bool
 	// noNeighbours drops from a window's pool the prompts of windows that
@@ -89,6 +93,7 @@ type cacheVariant struct {
 	// other's last: windows are consecutive cuts of a domain's stream, so
 	// a true neighbour always matches, and a few others do by chance).
 	noNeighbours bool
+	withSelf     bool // memory: adapt.MemoryConfig.WithSelf
 }
 
 var cacheVariants = []cacheVariant{
@@ -100,6 +105,14 @@ var cacheVariants = []cacheVariant{
 	{name: "adapter + cache (own + cluster's prompts)", role: RoleMethod, adapted: true, groups: "cluster", cache: true, pool: true},
 	{name: "control: the cluster cache without possible document neighbours in the pool", role: RoleControl, groups: "cluster", cache: true,
 		pool: true, noNeighbours: true},
+	// The server's cache memory replayed in arrival order (cache_memory.go).
+	{name: "served memory (own + its memory cluster's earlier prompts, arrival order), the pool's own weights", role: RoleControl, groups: "memory",
+		cache: true, pool: true},
+	{name: "adapter + own-only cache", role: RoleControl, adapted: true, groups: "single", cache: true},
+	{name: "adapter + served memory, the pool's own weights", role: RoleControl, adapted: true, groups: "memory", cache: true, pool: true},
+	{name: "adapter + served memory, weights chosen with the admitted prompt (chameleon serve --cache)", role: RoleMethod, adapted: true,
+		groups: "memory", cache: true, pool: true, withSelf: true},
+	{name: "served memory, weights chosen with the admitted prompt", role: RoleMethod, groups: "memory", cache: true, pool: true, withSelf: true},
 }
 
 // concatServed pools scored splits into one stream.
@@ -108,7 +121,7 @@ func concatServed(ss ...*Served) *Served {
 	for _, s := range ss {
 		all.Domains = append(all.Domains, s.Domains...)
 		all.Base, all.Adapted = concatScores(all.Base, s.Base), concatScores(all.Adapted, s.Adapted)
-		all.Kept = append(all.Kept, s.Kept...)
+		all.Kept, all.Cluster = append(all.Kept, s.Kept...), append(all.Cluster, s.Cluster...)
 		all.BaseTok, all.AdaptedTok = append(all.BaseTok, s.BaseTok...), append(all.AdaptedTok, s.AdaptedTok...)
 		all.Tokens, all.Features = append(all.Tokens, s.Tokens...), append(all.Features, s.Features...)
 		all.Prompt = s.Prompt
@@ -165,6 +178,11 @@ func scoreCache(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) (
 	n, p := len(s.Tokens), s.Prompt
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
 	ws := make([]adapt.CacheWeights, n)
+	if v.groups == "memory" {
+		mo := o
+		mo.Memory.WithSelf = v.withSelf
+		return replayMemory(s, lps, cfg, mo)
+	}
 	groups, borrow, err := cacheGroups(s, v.groups, o)
 	if err != nil {
 		return out, nil, err

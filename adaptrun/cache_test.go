@@ -123,3 +123,58 @@ func TestEvalCache(t *testing.T) {
 	}
 	_ = adapt.DefaultCacheGrid
 }
+
+// TestReplayMemory: the served memory's replay scores each window with
+// the pool of the windows of its run-time cluster (here its domain: the
+// features lie far apart) that arrived before it, and the weights chosen
+// on exactly those prompts.
+func TestReplayMemory(t *testing.T) {
+	s := synthServed("test", 12, 4)
+	cfg := adapt.UniformCache(64)
+	o := CacheOpts{Seed: 3, Memory: adapt.MemoryConfig{Radius: 0.5, Window: 5}}
+	sc, ws, err := replayMemory(s, s.BaseTok, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.Prompt
+	var seen []int
+	pooled := 0
+	for _, i := range rand.New(rand.NewPCG(o.Seed, 0x3e3)).Perm(len(s.Tokens)) {
+		var prompts [][]int32
+		var lp [][]float32
+		for _, j := range seen {
+			if s.Domains[j] == s.Domains[i] {
+				prompts, lp = append(prompts, s.Tokens[j][:p]), append(lp, s.BaseTok[j][:p-1])
+			}
+		}
+		prompts, lp = prompts[max(0, len(prompts)-5):], lp[max(0, len(lp)-5):]
+		var pool adapt.TokenCounts
+		w := adapt.CacheWeights{}
+		for _, q := range prompts {
+			pool.Add(q...)
+		}
+		if len(prompts) > 0 {
+			w, _ = adapt.ChooseCacheWeights(prompts, lp, true, cfg)
+		}
+		want, _ := w.SequenceLoss(s.Tokens[i], s.BaseTok[i], p-1, len(s.BaseTok[i]), &pool, cfg)
+		if ws[i] != w || math.Abs(sc.Loss[i]-want) > 1e-9 {
+			t.Fatalf("window %d: weights %+v loss %v, want %+v %v", i, ws[i], sc.Loss[i], w, want)
+		}
+		if w.Pool > 0 {
+			pooled++
+		}
+		seen = append(seen, i)
+	}
+	if pooled == 0 {
+		t.Fatal("no window used its pool")
+	}
+	// Trained clusters key the memory where the plan kept the window.
+	s.Cluster = make([]int, len(s.Tokens))
+	if _, _, err := replayMemory(s, s.BaseTok, cfg, o); err != nil {
+		t.Fatal(err)
+	}
+	s.Cluster = s.Cluster[:3]
+	if _, _, err := replayMemory(s, s.BaseTok, cfg, o); err == nil {
+		t.Fatal("clusters of another length: no error")
+	}
+}

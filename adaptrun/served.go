@@ -22,6 +22,10 @@ type Served struct {
 	Base    Scores   `json:"base"`
 	Adapted Scores   `json:"adapted"`
 	Kept    []bool   `json:"kept"` // the plan adapted the window (the gate and self-check let it through)
+	// Cluster is each window's training centroid in the plan (-1: the
+	// gate or self-check kept it at the base model; nil: a plan without
+	// centroids), which keys the served cache memory's replay.
+	Cluster []int `json:"-"`
 	// Per window, the losses (nats) of every position, prompt included
 	// (j predicts token j+1), without and with the plan, the tokens, and
 	// the features the plan computed from the prompt (nil for an adapter
@@ -74,6 +78,9 @@ func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 					out.Base = appendScored(out.Base, base[i].Losses, prompt)
 					out.Adapted = appendScored(out.Adapted, ad[i].Losses, prompt)
 					out.Kept = append(out.Kept, plan.Cluster[i] >= 0)
+					if mode == adapt.ModeOnline {
+						out.Cluster = append(out.Cluster, plan.Cluster[i])
+					}
 					out.BaseTok, out.AdaptedTok = append(out.BaseTok, base[i].Losses), append(out.AdaptedTok, ad[i].Losses)
 					out.Tokens = append(out.Tokens, w.Tokens)
 					if c := len(plan.Features) / len(chunk); c > 0 {

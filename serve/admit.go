@@ -15,8 +15,11 @@ import (
 // adapted run younger than Options.AdaptWindow is held back with the queue
 // behind it: admit then returns how long until it may go.
 func (s *Scheduler) admit() time.Duration {
-	var fresh []int // slots admitted now with adaptation on
-	defer func() { s.group(fresh) }()
+	var fresh, all []int // slots admitted now with adaptation on, and all of them
+	defer func() {
+		s.group(fresh)
+		s.cacheAdmit(all)
+	}()
 	// The window of this round: once the oldest held run's window has
 	// closed, every adapted run submitted before that moment joins it (each
 	// run's own age would split requests sent together into rounds a few
@@ -59,6 +62,7 @@ func (s *Scheduler) admit() time.Duration {
 			adapt: Adapter{On: t.Adapter.On, Cluster: -1},
 		}
 		s.cache.Len[b] = 0
+		all = append(all, b)
 		if t.Adapter.On {
 			fresh = append(fresh, b)
 			s.met.sequences.WithLabelValues("adapted").Inc()

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -92,4 +93,21 @@ func (m *metrics) bind(s *Scheduler) {
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Namespace: "chameleon", Name: "queue_depth", Help: "Requests waiting for a slot.",
 	}, func() float64 { return float64(s.Stats().Queued) }))
+	if s.tc == nil {
+		return
+	}
+	for _, g := range []struct {
+		name, help string
+		f          func(adapt.MemoryStats) int
+	}{
+		{"cache_memory_clusters", "Token cache memory: pools holding at least one prompt.", func(m adapt.MemoryStats) int { return m.Clusters }},
+		{"cache_memory_run_clusters", "Token cache memory: run-time clusters (inputs without a training centroid).", func(m adapt.MemoryStats) int { return m.RunClusters }},
+		{"cache_memory_prompts", "Token cache memory: prompts pooled over all pools.", func(m adapt.MemoryStats) int { return m.Prompts }},
+		{"cache_memory_tokens", "Token cache memory: tokens of the pooled prompts.", func(m adapt.MemoryStats) int { return m.Tokens }},
+	} {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chameleon", Name: g.name, Help: g.help},
+			func() float64 { return float64(g.f(s.tc.mem.Stats())) }))
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "chameleon", Name: "cache_memory_evictions_total",
+		Help: "Token cache memory: run-time clusters evicted (least recently used)."}, func() float64 { return float64(s.tc.mem.Stats().Evicted) }))
 }

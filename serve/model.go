@@ -58,3 +58,47 @@ func (b Base) Adapts() bool { return false }
 func (b Base) Group([][]int32, []int) ([]int, error) {
 	return nil, fmt.Errorf("serve: the base model does not adapt")
 }
+
+// PromptLosses implements CacheModel: the base model's losses.
+func (b Base) PromptLosses(prompts [][]int32, _ []Adapter) ([][]float32, error) {
+	return promptLosses(b.M, prompts, func([]int) model.Adapter { return nil })
+}
+
+// MemoryKeys implements CacheModel: without an adapter every prompt goes
+// to the memory's one global pool.
+func (b Base) MemoryKeys(prompts [][]int32, _ []Adapter) ([]int, [][]float32, error) {
+	trained := make([]int, len(prompts))
+	for i := range trained {
+		trained[i] = -1
+	}
+	return trained, make([][]float32, len(prompts)), nil
+}
+
+// MemoryRadius implements CacheModel (no run-time clusters).
+func (b Base) MemoryRadius() float64 { return 0 }
+
+// promptLosses scores the prompts of two tokens or more with m through
+// the adapter head(index) gives for them (index: their positions in
+// prompts); shorter prompts get no losses.
+func promptLosses(m *model.Model, prompts [][]int32, head func(index []int) model.Adapter) ([][]float32, error) {
+	out := make([][]float32, len(prompts))
+	var idx []int
+	var seqs [][]int32
+	for i, p := range prompts {
+		out[i] = []float32{}
+		if len(p) >= 2 {
+			idx, seqs = append(idx, i), append(seqs, p)
+		}
+	}
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	sc, err := m.Score(seqs, nil, head(idx))
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		out[i] = sc[j].Losses
+	}
+	return out, nil
+}

@@ -31,6 +31,23 @@ type Options struct {
 	// clustering); it delays the queue behind it too. 0: a window is
 	// whatever arrived during the previous step.
 	AdaptWindow time.Duration
+	// Cache turns on the token cache as a cluster memory (cache.go, the
+	// package doc): each sequence's next-token distribution mixes in its
+	// own tokens and the prompts of earlier requests of its cluster. Off
+	// by default: it makes a request's output depend on earlier requests
+	// and pools their prompts' tokens across clients. The model must be a
+	// CacheModel (Base and Adaptive are).
+	Cache bool
+	// CacheWindow is how many recent prompts each memory pool keeps;
+	// default adapt.DefaultMemoryWindow (64).
+	CacheWindow int
+	// CacheClusters bounds the memory's run-time clusters (least recently
+	// used evicted); default adapt.DefaultMemoryClusters (64).
+	CacheClusters int
+	// CacheRadius is the squared feature distance within which an input
+	// without a training centroid joins a run-time cluster; 0: the
+	// adapter's gate radius (none: every such input joins one cluster).
+	CacheRadius float64
 
 	// The HTTP layer's options (Server only).
 
@@ -57,10 +74,17 @@ func (o Options) check() error {
 		v    int64
 	}{{"Slots", int64(o.Slots)}, {"PrefillChunk", int64(o.PrefillChunk)}, {"MaxTokens", int64(o.MaxTokens)},
 		{"MaxN", int64(o.MaxN)}, {"MaxChoices", int64(o.MaxChoices)}, {"MaxLogprobs", int64(o.MaxLogprobs)},
-		{"MaxBodyBytes", o.MaxBodyBytes}, {"RetryAfter", int64(o.RetryAfter)}, {"AdaptWindow", int64(o.AdaptWindow)}} {
+		{"MaxBodyBytes", o.MaxBodyBytes}, {"RetryAfter", int64(o.RetryAfter)}, {"AdaptWindow", int64(o.AdaptWindow)},
+		{"CacheWindow", int64(o.CacheWindow)}, {"CacheClusters", int64(o.CacheClusters)}} {
 		if f.v < 0 {
 			return fmt.Errorf("serve: Options.%s is %d: want a positive value (0: the default)", f.name, f.v)
 		}
+	}
+	if !(o.CacheRadius >= 0) {
+		return fmt.Errorf("serve: Options.CacheRadius is %g: want a squared distance >= 0 (0: the gate's radius)", o.CacheRadius)
+	}
+	if !o.Cache && (o.CacheWindow != 0 || o.CacheClusters != 0 || o.CacheRadius != 0) {
+		return fmt.Errorf("serve: Options.CacheWindow, CacheClusters and CacheRadius configure the token cache: set Options.Cache too")
 	}
 	if o.Queue < 0 && o.Queue != NoQueue {
 		return fmt.Errorf("serve: Options.Queue is %d: want a positive value (0: the default; NoQueue: none)", o.Queue)

@@ -40,6 +40,9 @@ type Extension struct {
 	// has none), "request" ("adapt": false) or "gate" (the adapter's gate
 	// or its self-check kept the base model for this prompt).
 	Reason string `json:"reason,omitempty"`
+	// Cache is the choice's token cache (chameleon serve --cache): its
+	// memory pool and the weights it was admitted with; absent when off.
+	Cache *CacheInfo `json:"cache,omitempty"`
 }
 
 // Logprobs are OpenAI's legacy per-token log-probabilities. Log-probs are
@@ -109,6 +112,7 @@ func (c *choiceBuilder) add(s *Server, ev Event) {
 		c.finish = ev.Finish
 	}
 	c.ext = s.extension(ev.Adapter)
+	c.ext.Cache = ev.Cache
 	if !c.lp {
 		return
 	}

@@ -35,6 +35,8 @@ type Event struct {
 	// Adapter is the sequence's adaptation: On as asked, Cluster as
 	// grouped at admission (-1: the base model's logits).
 	Adapter Adapter
+	// Cache is the sequence's token cache snapshot (nil: Options.Cache off).
+	Cache *CacheInfo
 }
 
 // TokenInfo is one generated token with its log-probabilities.

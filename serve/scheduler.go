@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 	"github.com/chameleon-llm/chameleon/model/tokenizer"
@@ -36,6 +37,7 @@ type Scheduler struct {
 
 	// Owned by the loop goroutine.
 	cache *model.Cache
+	tc    *tokenCache // Options.Cache: the token cache (nil: off)
 	slots []*seq
 	rate  rateWindow
 }
@@ -53,6 +55,7 @@ type seq struct {
 	infos  []TokenInfo // with logprobs: one per generated token
 	ntok   int         // generated tokens (<|endoftext|> not counted)
 	adapt  Adapter     // its adaptation: On from the task, Cluster from Model.Group
+	cache  *CacheInfo  // its token cache's snapshot (nil: off)
 }
 
 // runState is the scheduler's bookkeeping of a run (loop goroutine only,
@@ -62,6 +65,7 @@ type runState struct {
 	admitted  int // choices given a slot so far
 	finished  int // choices done
 	first     bool
+	snaps     map[int]*cacheSnap // Options.Cache: per prompt, its admission to the memory
 }
 
 // NewScheduler allocates the cache and starts the loop goroutine.
@@ -84,6 +88,13 @@ func newScheduler(m Model, tok *tokenizer.Tokenizer, opt Options, met *metrics) 
 	if err != nil {
 		return nil, fmt.Errorf("serve: KV cache of %d slots x %d tokens: %w (use fewer --slots)", opt.Slots, cfg.NCtx, err)
 	}
+	var tc *tokenCache
+	if opt.Cache {
+		if tc, err = newTokenCache(m, opt); err != nil {
+			m.FreeCache(cache)
+			return nil, err
+		}
+	}
 	if met == nil {
 		met = newMetrics(nil)
 	}
@@ -93,6 +104,7 @@ func newScheduler(m Model, tok *tokenizer.Tokenizer, opt Options, met *metrics) 
 		abort: make(chan struct{}),
 		done:  make(chan struct{}),
 		cache: cache,
+		tc:    tc,
 		slots: make([]*seq, opt.Slots),
 	}
 	met.bind(s)
@@ -108,6 +120,8 @@ type Stats struct {
 	Queued  int   // requests waiting (a partly admitted one included)
 	Running int   // sequences in slots
 	Steps   int64 // forward steps run so far
+	// Memory is the token cache memory's size (nil: Options.Cache off).
+	Memory *adapt.MemoryStats
 }
 
 // Stats returns the current load.
@@ -115,7 +129,11 @@ func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	q := len(s.queue)
 	s.mu.Unlock()
-	return Stats{Queued: q, Running: int(s.running.Load()), Steps: s.steps.Load()}
+	st := Stats{Queued: q, Running: int(s.running.Load()), Steps: s.steps.Load()}
+	if ms, ok := s.MemoryStats(); ok {
+		st.Memory = &ms
+	}
+	return st
 }
 
 // Health is nil while the scheduler serves; else why not (the device was
@@ -212,6 +230,9 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 func (s *Scheduler) loop() {
 	defer close(s.done)
 	defer s.m.FreeCache(s.cache)
+	if s.tc != nil {
+		defer s.tc.free()
+	}
 	for {
 		select {
 		case <-s.abort:
@@ -288,6 +309,9 @@ func (s *Scheduler) free(b int) {
 	if s.slots[b] != nil {
 		s.slots[b] = nil
 		s.cache.Len[b] = 0
+		if s.tc != nil {
+			s.tc.on[b] = false
+		}
 		s.running.Add(-1)
 	}
 }

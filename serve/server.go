@@ -145,6 +145,9 @@ func (s *Server) healthz(w http.ResponseWriter) {
 	st := s.sched.Stats()
 	body := map[string]any{"model": s.opt.ModelName, "backend": s.backend, "slots": s.opt.Slots,
 		"queued": st.Queued, "running": st.Running, "adapts": s.adapts}
+	if st.Memory != nil { // --cache: the token cache memory's size
+		body["cache_memory"] = st.Memory
+	}
 	if err := s.sched.Health(); err != nil {
 		body["status"], body["error"] = "unavailable", err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, body)

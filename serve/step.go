@@ -85,6 +85,14 @@ func (s *Scheduler) forward(tokens [][]int32, adapt []Adapter, sampling []int) (
 		return nil, nil, err
 	}
 	defer s.m.Backend().Free(logits)
+	if s.tc != nil {
+		mixed, err := s.tc.mix(logits, tokens)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer s.m.Backend().Free(mixed)
+		logits = mixed
+	}
 	return s.sample(logits, sampling)
 }
 
@@ -148,7 +156,7 @@ func (s *Scheduler) accept(b int, id int32, lp []float32) {
 // event releases what it can of q's text as an event.
 func (s *Scheduler) event(q *seq, final bool) Event {
 	from, to := q.text.Release(final)
-	ev := Event{Index: q.index, Text: q.text.Text()[from:to:to], Adapter: q.adapt}
+	ev := Event{Index: q.index, Text: q.text.Text()[from:to:to], Adapter: q.adapt, Cache: q.cache}
 	if q.infos != nil {
 		i, j := q.text.TokensIn(from, to)
 		ev.Tokens = q.infos[i:j:j]

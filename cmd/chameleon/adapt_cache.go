@@ -29,8 +29,10 @@ its cluster (k-means on the plan's prompt features, batches of --batch), the
 two weights chosen per cluster on its members' prompts (leave-one-out) and the
 prior's weight on validation. Rows: the adapter alone, the per-sequence cache,
 the cluster cache, two controls (random batches, another cluster's pool) and
-the adapter with the cluster cache, on each split and on both in one stream,
-with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
+the adapter with the cluster cache, and the server's cache memory (chameleon
+serve --cache) replayed over each stream in a random arrival order (seeded as
+the k-means), on each split and on both in one stream, with paired bootstrap
+intervals. Writes cache.md, cache.json.gz and cache.png.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -63,10 +65,11 @@ with paired bootstrap intervals. Writes cache.md, cache.json.gz and cache.png.`,
 					return err
 				}
 			}
+			mem := replayMemoryConfig(a)
 			var res *adaptrun.CacheResult
 			for seed := 1; seed <= max(seeds, 1); seed++ {
 				r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
-					adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters})
+					adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters, Memory: mem})
 				if err != nil {
 					return err
 				}
@@ -158,4 +161,14 @@ func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split
 	})
 	_ = bar.Finish()
 	return sv, err
+}
+
+// replayMemoryConfig is the served memory's config for the replay: run-time
+// clusters within the gate's radius, as chameleon serve --cache joins them.
+func replayMemoryConfig(a *adapt.Adapter) adapt.MemoryConfig {
+	var mem adapt.MemoryConfig
+	if g := a.Gate(); g != nil {
+		mem.Radius = g.Radius
+	}
+	return mem
 }

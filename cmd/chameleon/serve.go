@@ -76,6 +76,9 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return err
 			}
+			if opt.Cache {
+				fmt.Fprintln(cmd.ErrOrStderr(), "chameleon: token cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens it pools")
+			}
 			announceServe(cmd.ErrOrStderr(), srv, ln, s)
 			return serveUntilSignal(cmd, srv, hs, cl, grace)
 		},
@@ -96,6 +99,7 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
 	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
 	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
+	addCacheFlags(c, &opt)
 	f.StringVar(&chatFile, "chat-template", "", "Jinja chat template FILE for /v1/chat/completions (default: the model's own, GGUF tokenizer.chat_template or tokenizer_config.json, else a plain-text User:/Assistant: transcript)")
 	f.StringSliceVar(&opt.CORSOrigins, "cors-origin", nil, "origins a browser page may call from, e.g. http://localhost:3000, or * (repeatable; default none: no CORS)")
 	f.StringVar(&opt.APIKey, "api-key", "", "require Authorization: Bearer KEY on every route but /health and /healthz (default: $CHAMELEON_API_KEY; empty: no key)")
@@ -215,6 +219,12 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 			return fmt.Errorf("%s %d: want at least %d%s", f.flag, f.v, f.min, f.note)
 		}
 	}
+	if !opt.Cache && (opt.CacheWindow != 0 || opt.CacheClusters != 0 || opt.CacheRadius != 0) {
+		return fmt.Errorf("--cache-window, --cache-clusters and --cache-radius configure the token cache: add --cache")
+	}
+	if opt.CacheWindow < 0 || opt.CacheClusters < 0 || !(opt.CacheRadius >= 0) {
+		return fmt.Errorf("--cache-window %d, --cache-clusters %d, --cache-radius %g: want values of 0 or more (0: the default)", opt.CacheWindow, opt.CacheClusters, opt.CacheRadius)
+	}
 	if grace < 0 || opt.AdaptWindow < 0 {
 		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
 	}
@@ -262,4 +272,16 @@ func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (s
 	}
 	fmt.Fprintf(log, "chameleon: adapting with %s: %v (a request opts out with \"adapt\": false)\n", spec, ad)
 	return ad, nil
+}
+
+// addCacheFlags adds the token cache memory's flags (serve.Options.Cache).
+func addCacheFlags(c *cobra.Command, opt *serve.Options) {
+	f := c.Flags()
+	f.BoolVar(&opt.Cache, "cache", false, "token cache as a cluster memory: mix into each request's next-token distribution its own tokens and the "+
+		"prompts of EARLIER requests of its cluster (weights chosen on those prompts). Off by default: with it, a request's output depends on "+
+		"what other clients sent before it, and the tokens of their prompts influence it (do not enable it across clients who must not affect or "+
+		"learn from one another)")
+	f.IntVar(&opt.CacheWindow, "cache-window", 0, "--cache: recent prompts each memory cluster keeps (0: 64)")
+	f.IntVar(&opt.CacheClusters, "cache-clusters", 0, "--cache: run-time clusters kept for inputs without a training centroid, least recently used evicted (0: 64)")
+	f.Float64Var(&opt.CacheRadius, "cache-radius", 0, "--cache: squared feature distance within which such an input joins a run-time cluster (0: the adapter's gate radius)")
 }

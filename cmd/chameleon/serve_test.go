@@ -244,6 +244,7 @@ func TestServeFlagsRefused(t *testing.T) {
 		{"--queue", "-1"}, {"--slots", "-5"}, {"--slots", "0"}, {"--max-n", "0"}, {"--max-body", "0"},
 		{"--prefill-chunk", "0"}, {"--max-tokens", "-1"}, {"--cluster-size", "-2"}, {"--grace", "-1s"},
 		{"--body-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "0s"}, {"--max-conns", "-1"},
+		{"--cache-window", "4"}, {"--cache-radius", "-1", "--cache"}, {"--cache-clusters", "-1", "--cache"},
 	} {
 		c := serveCmd()
 		c.SetArgs(append(args, "--addr", "127.0.0.1:0"))

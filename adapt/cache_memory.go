@@ -1,0 +1,300 @@
+package adapt
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+)
+
+// CacheMemory is the token cache for inputs that arrive one by one (a
+// server), where a pool cannot be a batch's k-means cluster: a memory of
+// pools keyed by clusters found at inference time. An input the adapter
+// assigns to a training centroid uses that centroid's pool; an input with
+// no such cluster (the gate keeps it at the base model: far from every
+// centroid) joins the nearest run-time cluster whose running-mean centroid
+// lies within Radius (squared distance) of its feature, or starts a new
+// one (leader clustering); at most Clusters run-time clusters are kept,
+// the least recently used evicted. An input without a feature (a model
+// without an adapter) uses the one global pool.
+//
+// Each pool keeps its Window most recent prompts, their token counts and
+// their per-position losses under the served model, and re-chooses its
+// weights (ChooseCacheWeights, leave-one-out over its prompts) whenever a
+// prompt joins or leaves. Admit hands the input a snapshot of its pool as
+// it stands BEFORE the input's own prompt joins: the pool it is served
+// with excludes itself (its prompt is in its own counts anyway), as in the
+// leave-one-out choice of the weights, and what it generates depends only
+// on the memory at its admission. The weights are the pool's (chosen on
+// its prompts alone; an empty pool's are zero: p unchanged), or with
+// MemoryConfig.WithSelf chosen at admission over the pool's prompts and
+// the input's own, its own term scored against the pool it is served with.
+//
+// Methods are safe for concurrent use.
+type CacheMemory struct {
+	cfg CacheConfig
+	mc  MemoryConfig
+
+	mu      sync.Mutex
+	trained map[int]*memCluster
+	run     []*memCluster // run-time clusters, any order
+	global  *memCluster
+	clock   uint64 // admissions so far: the LRU's time
+	nextRun int    // the next run-time cluster's serial
+	evicted int
+}
+
+// MemoryConfig bounds a CacheMemory.
+type MemoryConfig struct {
+	Window   int     // prompts a pool keeps (the most recent); default DefaultMemoryWindow
+	Clusters int     // run-time clusters kept (least recently used evicted); default DefaultMemoryClusters
+	Radius   float64 // squared feature distance within which an input joins a run-time cluster; 0: any (one run-time cluster)
+	// WithSelf chooses an input's weights at its admission over its pool's
+	// prompts AND its own prompt (whose term is scored against the pool it
+	// is served with), instead of taking the pool's weights, chosen over
+	// the pool's prompts alone: a new pool then gets the own-only weight
+	// its prompt supports rather than none.
+	WithSelf bool
+}
+
+// Defaults of MemoryConfig.
+const (
+	DefaultMemoryWindow   = 64
+	DefaultMemoryClusters = 64
+)
+
+// MemoryKey names a memory pool: a training centroid's (Trained >= 0), a
+// run-time cluster's (Run >= 0, serials never reused), or the global pool
+// (both -1).
+type MemoryKey struct {
+	Trained int `json:"trained"`
+	Run     int `json:"run"`
+}
+
+func (k MemoryKey) String() string {
+	switch {
+	case k.Trained >= 0:
+		return fmt.Sprintf("centroid %d", k.Trained)
+	case k.Run >= 0:
+		return fmt.Sprintf("run-time cluster %d", k.Run)
+	}
+	return "global"
+}
+
+// MemorySnapshot is what an admitted input is served with: its pool's
+// counts (a copy) and weights as they stood before it joined.
+type MemorySnapshot struct {
+	Key     MemoryKey
+	Pool    *TokenCounts
+	Weights CacheWeights
+	Prompts int // prompts in the pool
+}
+
+// MemoryStats describe a memory's size.
+type MemoryStats struct {
+	Clusters    int `json:"clusters"`     // pools holding at least one prompt
+	RunClusters int `json:"run_clusters"` // run-time clusters (empty ones included)
+	Prompts     int `json:"prompts"`      // prompts pooled, over all pools
+	Tokens      int `json:"tokens"`       // their tokens
+	Evicted     int `json:"evicted"`      // run-time clusters evicted so far
+}
+
+type memCluster struct {
+	key      MemoryKey
+	prompts  [][]int32   // oldest first
+	losses   [][]float32 // per prompt: its per-position losses (len - 1)
+	counts   TokenCounts
+	w        CacheWeights
+	centroid []float64 // run-time clusters: the running mean of their members' features
+	members  int       // features averaged into centroid
+	used     uint64
+}
+
+// NewCacheMemory returns an empty memory.
+func NewCacheMemory(cfg CacheConfig, mc MemoryConfig) (*CacheMemory, error) {
+	if err := cfg.Check(); err != nil {
+		return nil, err
+	}
+	if mc.Window < 0 || mc.Clusters < 0 || mc.Radius < 0 || math.IsNaN(mc.Radius) {
+		return nil, fmt.Errorf("adapt: cache memory: window %d, clusters %d, radius %g: want values >= 0 (0: the default)", mc.Window, mc.Clusters, mc.Radius)
+	}
+	if mc.Window == 0 {
+		mc.Window = DefaultMemoryWindow
+	}
+	if mc.Clusters == 0 {
+		mc.Clusters = DefaultMemoryClusters
+	}
+	return &CacheMemory{cfg: cfg, mc: mc, trained: map[int]*memCluster{}}, nil
+}
+
+// Config is the memory's cache config.
+func (m *CacheMemory) Config() CacheConfig { return m.cfg }
+
+// Admit serves one input and then remembers its prompt: trained is its
+// training centroid (-1: none), feat its feature (nil: none, the global
+// pool when trained is -1 too), lp the served model's per-position losses
+// of prompt (len(prompt) - 1 of them, lp[j] the loss of prompt[j+1]). It
+// returns the snapshot of the input's pool taken before the prompt joined.
+func (m *CacheMemory) Admit(trained int, feat []float32, prompt []int32, lp []float32) (MemorySnapshot, error) {
+	if len(lp) < len(prompt)-1 {
+		return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: a prompt of %d tokens with %d losses", len(prompt), len(lp))
+	}
+	for _, t := range prompt {
+		if t < 0 || int(t) >= len(m.cfg.Prior) {
+			return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: token %d outside the vocabulary of %d", t, len(m.cfg.Prior))
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.clock++
+	c, err := m.find(trained, feat)
+	if err != nil {
+		return MemorySnapshot{}, err
+	}
+	c.used = m.clock
+	snap := MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}
+	if m.mc.WithSelf {
+		w, err := ChooseCacheWeights(append(slices.Clip(c.prompts), prompt), append(slices.Clip(c.losses), lp[:max(len(prompt)-1, 0)]), true, m.cfg)
+		if err != nil {
+			return MemorySnapshot{}, err
+		}
+		snap.Weights = w
+	}
+	c.join(prompt, lp[:max(len(prompt)-1, 0)], m.mc.Window, m.cfg)
+	return snap, nil
+}
+
+// find returns the input's pool, creating (and evicting) as needed. m.mu held.
+func (m *CacheMemory) find(trained int, feat []float32) (*memCluster, error) {
+	switch {
+	case trained >= 0:
+		c := m.trained[trained]
+		if c == nil {
+			c = &memCluster{key: MemoryKey{Trained: trained, Run: -1}}
+			m.trained[trained] = c
+		}
+		return c, nil
+	case feat == nil:
+		if m.global == nil {
+			m.global = &memCluster{key: MemoryKey{Trained: -1, Run: -1}}
+		}
+		return m.global, nil
+	}
+	best, bestD := -1, math.Inf(1)
+	for i, c := range m.run {
+		if len(c.centroid) != len(feat) {
+			return nil, fmt.Errorf("adapt: cache memory: a feature of width %d for clusters of width %d", len(feat), len(c.centroid))
+		}
+		if d := sqDist(c.centroid, feat); d < bestD {
+			best, bestD = i, d
+		}
+	}
+	if best >= 0 && (m.mc.Radius == 0 || bestD <= m.mc.Radius) {
+		c := m.run[best]
+		c.members++
+		for j, x := range feat {
+			c.centroid[j] += (float64(x) - c.centroid[j]) / float64(c.members)
+		}
+		return c, nil
+	}
+	if len(m.run) >= m.mc.Clusters {
+		lru := 0
+		for i, c := range m.run {
+			if c.used < m.run[lru].used {
+				lru = i
+			}
+		}
+		m.run = append(m.run[:lru], m.run[lru+1:]...)
+		m.evicted++
+	}
+	c := &memCluster{key: MemoryKey{Trained: -1, Run: m.nextRun}, centroid: make([]float64, len(feat)), members: 1}
+	m.nextRun++
+	for j, x := range feat {
+		c.centroid[j] = float64(x)
+	}
+	m.run = append(m.run, c)
+	return c, nil
+}
+
+func sqDist(c []float64, x []float32) float64 {
+	var s float64
+	for j, v := range x {
+		e := float64(v) - c[j]
+		s += e * e
+	}
+	return s
+}
+
+// join adds a prompt to the pool, drops the oldest beyond window and
+// re-chooses the weights.
+func (c *memCluster) join(prompt []int32, lp []float32, window int, cfg CacheConfig) {
+	c.prompts = append(c.prompts, append([]int32(nil), prompt...))
+	c.losses = append(c.losses, append([]float32(nil), lp...))
+	c.counts.Add(prompt...)
+	for len(c.prompts) > window {
+		c.counts.Remove(c.prompts[0]...)
+		c.prompts, c.losses = c.prompts[1:], c.losses[1:]
+	}
+	w, err := ChooseCacheWeights(c.prompts, c.losses, true, cfg)
+	if err != nil {
+		panic("adapt: cache memory: " + err.Error()) // the lengths were checked in Admit
+	}
+	c.w = w
+}
+
+// Stats describe the memory's size now.
+func (m *CacheMemory) Stats() MemoryStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := MemoryStats{RunClusters: len(m.run), Evicted: m.evicted}
+	add := func(c *memCluster) {
+		if c != nil && len(c.prompts) > 0 {
+			s.Clusters++
+			s.Prompts += len(c.prompts)
+			s.Tokens += int(c.counts.Total)
+		}
+	}
+	for _, c := range m.trained {
+		add(c)
+	}
+	for _, c := range m.run {
+		add(c)
+	}
+	add(m.global)
+	return s
+}
+
+// Pool is a copy of key's pool now (ok false: no such pool, or evicted).
+func (m *CacheMemory) Pool(key MemoryKey) (MemorySnapshot, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var c *memCluster
+	switch {
+	case key.Trained >= 0:
+		c = m.trained[key.Trained]
+	case key.Run >= 0:
+		for _, x := range m.run {
+			if x.key == key {
+				c = x
+			}
+		}
+	default:
+		c = m.global
+	}
+	if c == nil {
+		return MemorySnapshot{}, false
+	}
+	return MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}, true
+}
+
+// Count is the pool's count of token y.
+func (c *TokenCounts) Count(y int32) float64 { return c.n[y] }
+
+// Each calls f for every token with a nonzero count.
+func (c *TokenCounts) Each(f func(y int32, n float64)) {
+	for t, v := range c.n {
+		if v != 0 {
+			f(t, v)
+		}
+	}
+}

@@ -1,0 +1,88 @@
+package serve
+
+import (
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Adaptive's half of the token cache memory (CacheModel).
+
+// PromptLosses implements CacheModel: each prompt's losses through its
+// own cluster's updates (the base model where ad[i] is off or has none),
+// with the serving plan's factors; the plan's slot clusters are restored
+// before it returns.
+func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, error) {
+	saved := slices.Clone(a.plan.Cluster)
+	defer func() {
+		if err := a.plan.SetClusters(saved); err != nil {
+			panic(err) // they were the plan's own
+		}
+	}()
+	cl := make([]int, len(prompts))
+	for i := range cl {
+		cl[i] = -1
+		if ad[i].On && ad[i].Cluster >= 0 {
+			cl[i] = ad[i].Cluster
+		}
+	}
+	if err := a.plan.SetClusters(cl); err != nil {
+		return nil, err
+	}
+	return promptLosses(a.M, prompts, func(index []int) model.Adapter { return a.plan.AdapterOf(index, nil) })
+}
+
+// MemoryKeys implements CacheModel. Online: an adapted prompt's pool is
+// its training centroid's; one with adaptation off gets its nearest
+// centroid unless the gate closes; a prompt the gate (or self-check) keeps
+// at the base model is keyed by its feature (a run-time cluster). Window:
+// every prompt by its feature (a window's k-means rows are no lasting
+// identity). Static: the one global pool.
+func (a *Adaptive) MemoryKeys(prompts [][]int32, ad []Adapter) ([]int, [][]float32, error) {
+	n := len(prompts)
+	trained, feats := make([]int, n), make([][]float32, n)
+	var need []int
+	for i := range trained {
+		trained[i] = -1
+		switch {
+		case a.Mode == AdaptStatic:
+		case a.Mode == AdaptOnline && ad[i].On && ad[i].Cluster >= 0:
+			trained[i] = ad[i].Cluster
+		default:
+			need = append(need, i)
+		}
+	}
+	if len(need) == 0 {
+		return trained, feats, nil
+	}
+	seqs := make([][]int32, len(need))
+	for j, i := range need {
+		seqs[j] = prompts[i]
+	}
+	host, err := a.RT.HostFeatures(seqs)
+	if err != nil {
+		return nil, nil, err
+	}
+	c := len(host) / len(need)
+	for j, i := range need {
+		f := host[j*c : (j+1)*c : (j+1)*c]
+		if a.Mode == AdaptOnline && !ad[i].On {
+			if trained[i] = a.RT.NearestOpen(f); trained[i] >= 0 {
+				continue
+			}
+		}
+		feats[i] = f
+	}
+	return trained, feats, nil
+}
+
+// MemoryRadius implements CacheModel: the gate's radius.
+func (a *Adaptive) MemoryRadius() float64 {
+	if a.Mode == AdaptStatic || a.RT.Gate == nil {
+		return 0
+	}
+	return a.RT.Gate.Radius
+}
+
+var _ CacheModel = (*Adaptive)(nil)
+var _ CacheModel = Base{}

@@ -1,0 +1,301 @@
+package serve
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// The token cache as a cluster memory (Options.Cache; the package doc
+// describes it). tokenCache is the scheduler's half: the memory, and per
+// slot the request's own counts and its pool snapshot on the device; the
+// mixture runs after ForwardLast on every row, one LogSoftmax and one
+// adapt.Ops.CacheMix per step, each row reading only its slot's counts.
+
+// CacheModel is what Options.Cache asks of a Model: prompts' losses under
+// the served model (the memory chooses its weights on them) and the keys
+// of the memory's pools. Base and Adaptive implement it.
+type CacheModel interface {
+	// PromptLosses returns per prompt the served model's loss (nats) of
+	// each token after the first (len - 1 values), with adaptation ad[i]
+	// (Cluster as grouped at admission).
+	PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, error)
+	// MemoryKeys returns per prompt its training centroid (-1: none) and
+	// its feature (nil: none; with no centroid either, the global pool).
+	MemoryKeys(prompts [][]int32, ad []Adapter) (trained []int, feats [][]float32, err error)
+	// MemoryRadius is the default radius (squared feature distance) of the
+	// memory's run-time clusters: the adapter's gate radius, 0 for none.
+	MemoryRadius() float64
+}
+
+// CacheInfo describes a choice's token cache (Extension.Cache).
+type CacheInfo struct {
+	Pool        string  `json:"pool"`         // its memory pool: "centroid K", "run-time cluster K" or "global"
+	PoolPrompts int     `json:"pool_prompts"` // earlier prompts in the pool at its admission
+	Own         float64 `json:"own"`          // the weight of its own tokens
+	PoolWeight  float64 `json:"pool_weight"`  // the weight of the pool
+}
+
+// tokenCache is the scheduler's token cache (loop goroutine only, but
+// the memory, which Stats reads too).
+type tokenCache struct {
+	mem  *adapt.CacheMemory
+	cm   CacheModel
+	ops  adapt.Ops
+	v    int
+	beta float32
+	// Per slot: own and pool counts (slots, V) on the host and device,
+	// their totals, the weights, and whether the slot's sequence uses the
+	// cache.
+	own, pool           []float32
+	ownT, poolT, priorT gpu.Tensor
+	ownDirty, poolDirty bool
+	ownTotal, poolTotal []float64
+	w                   []adapt.CacheWeights
+	on                  []bool
+}
+
+// newTokenCache checks that m can run the cache and allocates its state
+// for slots sequences.
+func newTokenCache(m Model, opt Options) (*tokenCache, error) {
+	cm, ok := m.(CacheModel)
+	if !ok {
+		return nil, fmt.Errorf("serve: Options.Cache: this model (%T) cannot score prompts for the token cache (serve a Base or an Adaptive)", m)
+	}
+	v := m.Config().VocabSize
+	cfg := adapt.UniformCache(v)
+	radius := opt.CacheRadius
+	if radius == 0 {
+		radius = cm.MemoryRadius()
+	}
+	mem, err := adapt.NewCacheMemory(cfg, adapt.MemoryConfig{Window: opt.CacheWindow, Clusters: opt.CacheClusters, Radius: radius,
+		WithSelf: true}) // on the benchmark's stream, -0.029 nats/token against the pool's own weights (docs/adapt-bench/cache)
+	if err != nil {
+		return nil, fmt.Errorf("serve: token cache: %w", err)
+	}
+	tc := &tokenCache{mem: mem, cm: cm, v: v, beta: float32(cfg.Beta),
+		own: make([]float32, opt.Slots*v), pool: make([]float32, opt.Slots*v),
+		ownTotal: make([]float64, opt.Slots), poolTotal: make([]float64, opt.Slots),
+		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots)}
+	if err := tc.alloc(m.Backend(), cfg.Prior); err != nil {
+		tc.free()
+		return nil, err
+	}
+	return tc, nil
+}
+
+// alloc puts the counts and the prior on the device.
+func (tc *tokenCache) alloc(b gpu.Backend, prior []float64) (err error) {
+	defer func() {
+		if r := recover(); r != nil { // a backend without the adaptation kernels
+			err = fmt.Errorf("serve: token cache: %v", r)
+		}
+	}()
+	tc.ops = adapt.New(b)
+	slots := len(tc.on)
+	up := func(data []float32, shape ...int) (gpu.Tensor, error) {
+		t, err := b.Alloc(gpu.F32, shape...)
+		if err != nil {
+			return nil, fmt.Errorf("serve: token cache: %w", err)
+		}
+		return t, b.Write(t, data)
+	}
+	p := make([]float32, tc.v)
+	for i, x := range prior {
+		p[i] = float32(x)
+	}
+	if tc.priorT, err = up(p, tc.v); err != nil {
+		return err
+	}
+	if tc.ownT, err = up(tc.own, slots, tc.v); err != nil {
+		return err
+	}
+	tc.poolT, err = up(tc.pool, slots, tc.v)
+	return err
+}
+
+func (tc *tokenCache) free() {
+	for _, t := range []gpu.Tensor{tc.ownT, tc.poolT, tc.priorT} {
+		if t != nil && tc.ops != nil {
+			tc.ops.Free(t)
+		}
+	}
+	tc.ownT, tc.poolT, tc.priorT = nil, nil, nil
+}
+
+// cacheSnap is a prompt's admission to the memory, shared by the choices
+// of that prompt.
+type cacheSnap struct {
+	snap adapt.MemorySnapshot
+	info *CacheInfo
+}
+
+// install gives slot b a fresh sequence with snapshot c: own counts
+// empty, the pool's counts and weights as admitted.
+func (tc *tokenCache) install(b int, c *cacheSnap) {
+	v := tc.v
+	clear(tc.own[b*v : (b+1)*v])
+	row := tc.pool[b*v : (b+1)*v]
+	clear(row)
+	c.snap.Pool.Each(func(y int32, n float64) { row[y] = float32(n) })
+	tc.ownTotal[b], tc.poolTotal[b] = 0, c.snap.Pool.Total
+	tc.w[b], tc.on[b] = c.snap.Weights, true
+	tc.ownDirty, tc.poolDirty = true, true
+}
+
+// mix turns the step's logits (slots, V) into the cache's mixture of
+// log-probabilities (the caller frees both): the tokens fed this step join
+// their slots' own counts first (a row predicts the token after them).
+func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, error) {
+	v, slots := tc.v, len(tc.on)
+	for b, ts := range tokens {
+		if tc.on[b] && len(ts) > 0 {
+			for _, t := range ts {
+				tc.own[b*v+int(t)]++
+			}
+			tc.ownTotal[b] += float64(len(ts))
+			tc.ownDirty = true
+		}
+	}
+	b := tc.ops.Backend()
+	if tc.ownDirty {
+		if err := b.Write(tc.ownT, tc.own); err != nil {
+			return nil, err
+		}
+		tc.ownDirty = false
+	}
+	if tc.poolDirty {
+		if err := b.Write(tc.poolT, tc.pool); err != nil {
+			return nil, err
+		}
+		tc.poolDirty = false
+	}
+	orow, prow := make([]int, slots), make([]int, slots)
+	for r := range slots {
+		orow[r], prow[r] = -1, -1
+		if tc.on[r] {
+			orow[r], prow[r] = r, r
+		}
+	}
+	rp, err := b.Alloc(gpu.F32, slots, 6)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free(rp)
+	if err := b.Write(rp, adapt.CacheRowParams(orow, prow, tc.w, tc.ownTotal, tc.poolTotal)); err != nil {
+		return nil, err
+	}
+	lp, err := b.Alloc(gpu.F32, slots, v)
+	if err != nil {
+		return nil, err
+	}
+	defer b.Free(lp)
+	dst, err := b.Alloc(gpu.F32, slots, v)
+	if err != nil {
+		return nil, err
+	}
+	b.LogSoftmax(lp, logits)
+	tc.ops.CacheMix(dst, lp, tc.ownT, tc.poolT, tc.priorT, rp, tc.beta)
+	return dst, nil
+}
+
+// cacheAdmit admits the prompts of the sequences just put into slots
+// (after group gave them clusters) to the memory, in admission order, and
+// installs each slot's snapshot; the choices of one prompt share the
+// snapshot its first choice got. On an error their runs fail.
+func (s *Scheduler) cacheAdmit(slots []int) {
+	tc := s.tc
+	if tc == nil {
+		return
+	}
+	type todo struct {
+		run *Run
+		pi  int
+	}
+	var need []todo
+	var prompts [][]int32
+	var ads []Adapter
+	for _, b := range slots {
+		q := s.slots[b]
+		if q == nil { // failed in group
+			continue
+		}
+		pi := q.index / q.run.task.N
+		if q.run.state.snaps == nil {
+			q.run.state.snaps = map[int]*cacheSnap{}
+		}
+		if _, ok := q.run.state.snaps[pi]; ok || slices.Contains(need, todo{q.run, pi}) {
+			continue
+		}
+		need, prompts, ads = append(need, todo{q.run, pi}), append(prompts, q.prompt), append(ads, q.adapt)
+	}
+	err := s.cacheSnapshots(prompts, ads, func(i int, c *cacheSnap) { need[i].run.state.snaps[need[i].pi] = c })
+	if err != nil {
+		if errors.Is(err, gpu.ErrDeviceLost) {
+			s.stepFailed(err)
+			return
+		}
+		s.met.failed.Inc()
+	}
+	for _, b := range slots {
+		q := s.slots[b]
+		if q == nil {
+			continue
+		}
+		c := q.run.state.snaps[q.index/q.run.task.N]
+		if c == nil {
+			q.run.end(fmt.Errorf("serve: token cache: %w", err))
+			s.free(b)
+			continue
+		}
+		q.cache = c.info
+		tc.install(b, c)
+	}
+}
+
+// cacheSnapshots scores the prompts, finds their pools and admits them to
+// the memory in order, handing each snapshot to put; a programmer error's
+// panic is recovered into an error.
+func (s *Scheduler) cacheSnapshots(prompts [][]int32, ads []Adapter, put func(i int, c *cacheSnap)) (err error) {
+	if len(prompts) == 0 {
+		return nil
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("serve: internal error: %v", r)
+		}
+	}()
+	tc := s.tc
+	lps, err := tc.cm.PromptLosses(prompts, ads)
+	if err != nil {
+		return err
+	}
+	trained, feats, err := tc.cm.MemoryKeys(prompts, ads)
+	if err != nil {
+		return err
+	}
+	if len(lps) != len(prompts) || len(trained) != len(prompts) || len(feats) != len(prompts) {
+		return fmt.Errorf("serve: internal error: %d prompts, %d loss rows, %d keys, %d features", len(prompts), len(lps), len(trained), len(feats))
+	}
+	for i, p := range prompts {
+		snap, err := tc.mem.Admit(trained[i], feats[i], p, lps[i])
+		if err != nil {
+			return err
+		}
+		put(i, &cacheSnap{snap: snap, info: &CacheInfo{Pool: snap.Key.String(), PoolPrompts: snap.Prompts,
+			Own: snap.Weights.Own, PoolWeight: snap.Weights.Pool}})
+	}
+	return nil
+}
+
+// MemoryStats is the token cache memory's size (ok false: Options.Cache
+// is off).
+func (s *Scheduler) MemoryStats() (adapt.MemoryStats, bool) {
+	if s.tc == nil {
+		return adapt.MemoryStats{}, false
+	}
+	return s.tc.mem.Stats(), true
+}
