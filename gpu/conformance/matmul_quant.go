@@ -84,6 +84,9 @@ func (p *Pair) RandomQuantBlocks(f quant.Format, n int) []byte {
 // testMatMulQuant checks the quantized matmul kernels of every family
 // against the reference (dequantize exactly, dot in float64) on random
 // blocks with extreme scales, and the dequantizing read-back.
+//
+// (Over 80 lines: every case under every kernel variant, then the
+// read-back, each with its own failure message.)
 func testMatMulQuant(t T, p *Pair) {
 	variants, force, restore := matMulVariants(p)
 	defer restore()
