@@ -100,7 +100,7 @@ func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	}
 	switch fam {
 	case "tex":
-		return w.matMulLowRankTex(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: texLRKernels, in: in, meta: meta})
+		return w.matMulTexEp(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: texLRKernels, in: in, meta: meta})
 	case "tile", "reg":
 		kern := matKernels[fam][dt]
 		kw := k
@@ -112,26 +112,4 @@ func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 		return true
 	}
 	return false
-}
-
-// matMulLowRankTex records MatMulLowRank as texture kernels (as matMulTex
-// records MatMul), or returns false having recorded nothing.
-func (w *WebGPU) matMulLowRankTex(dst, x, wt, bias Tensor, m, k, n int, ep *texEpilogue) bool {
-	if !w.HasTexRead {
-		return false
-	}
-	xkt := texTexels(wt.DType(), k)
-	if wt.DType() == F16 {
-		xkt *= 2
-	}
-	xRowsPer, tw, _, ok := texFit(1, xkt, int(w.Limits.MaxTextureDimension2D), w.Limits.MaxTextureDimension2D)
-	if !ok {
-		return false
-	}
-	s, ok := w.weightTexture(wt)
-	if !ok {
-		return false
-	}
-	w.matMulTexWith(dst, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, ep)
-	return true
 }

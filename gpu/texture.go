@@ -376,6 +376,12 @@ const texSubmitFlops = 1 << 31
 // matMulTex is MatMul through textures. It returns false, having recorded
 // nothing, when w does not fit a texture.
 func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
+	return w.matMulTexEp(dst, x, wt, bias, m, k, n, nil)
+}
+
+// matMulTexEp is matMulTex with the epilogue ep (nil: bias only), e.g. a
+// site's low-rank update (MatMulLowRank).
+func (w *WebGPU) matMulTexEp(dst, x, wt, bias Tensor, m, k, n int, ep *texEpilogue) bool {
 	if !w.HasTexRead {
 		return false
 	}
@@ -392,7 +398,7 @@ func (w *WebGPU) matMulTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 	if !ok {
 		return false
 	}
-	w.matMulTexWith(dst, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, nil)
+	w.matMulTexWith(dst, x, s, bias, w.spareBinding(), m, k, n, xkt, xRowsPer, tw, ep)
 	return true
 }
 

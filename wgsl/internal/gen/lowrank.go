@@ -86,6 +86,23 @@ func lowRankFMA(p func(string, ...any), k wgsl.LowRankKernel, indent, acc string
 	}
 }
 
+// lowRankEpilogueSums writes a matmul epilogue's low-rank sums of the
+// block's rows, accumulators l<row>_<q>: one pass over the ranks per
+// distinct cluster among the rows, reading B's columns from col0 to at most
+// colLast (lowRankOffsets) and u's row of each.
+func lowRankEpilogueSums(p func(string, ...any), lk wgsl.LowRankKernel, col0, colLast string) {
+	p("    // The low-rank update of the block's rows: one pass over the ranks\n")
+	p("    // per distinct cluster among them.\n")
+	p("    let rr = params.r;\n")
+	lowRankOffsets(p, lk, col0, colLast, "rr")
+	lowRankPassOpen(p, lk, "    ", "l")
+	p("        let bb = params.b_off + c * params.b_stride;\n")
+	p("        for (var j = 0u; j < rr; j = j + 1u) {\n")
+	lowRankGather(p, lk, "            ", "lrb", "bb + j")
+	lowRankFMA(p, lk, "            ", "l", func(r int) string { return fmt.Sprintf("u[(r0 + %du) * rr + j]", r) })
+	p("        }\n    }\n")
+}
+
 // lowRankGather writes the vec4s v<q> = (src[base + off<4q>], ...,
 // src[base + off<4q+3>]).
 func lowRankGather(p func(string, ...any), k wgsl.LowRankKernel, indent, src, base string) {

@@ -1,10 +1,6 @@
 package gen
 
-import (
-	"fmt"
-
-	"github.com/chameleon-llm/chameleon/wgsl"
-)
+import "github.com/chameleon-llm/chameleon/wgsl"
 
 // The register matmuls' low-rank twins (regKernel.Site: matmul_reg_*_lr):
 // the plain f32/f16 kernel with a decoder site's expand y[m] += B_c u[m]
@@ -89,16 +85,7 @@ func regSiteDecl(p func(string, ...any), k regKernel) {
 // l<row>_<q> and the stores.
 func regSiteEpilogue(p func(string, ...any), k regKernel) {
 	lk := regSiteBlock(k)
-	p("    // The low-rank update of the block's rows: one pass over the ranks\n")
-	p("    // per distinct cluster among them.\n")
-	p("    let rr = params.r;\n")
-	lowRankOffsets(p, lk, "params.n_base + c0", "params.n - 1u", "rr")
-	lowRankPassOpen(p, lk, "    ", "l")
-	p("        let bb = params.b_off + c * params.b_stride;\n")
-	p("        for (var j = 0u; j < rr; j = j + 1u) {\n")
-	lowRankGather(p, lk, "            ", "lrb", "bb + j")
-	lowRankFMA(p, lk, "            ", "l", func(r int) string { return fmt.Sprintf("u[(r0 + %du) * rr + j]", r) })
-	p("        }\n    }\n")
+	lowRankEpilogueSums(p, lk, "params.n_base + c0", "params.n - 1u")
 	for r := 0; r < k.RM; r++ {
 		for q := 0; q < k.rn()/4; q++ {
 			p("    put(r0 + %du, c0 + %du, a%d_%d, cl[%d] != NONE, l%d_%d);\n", r, 4*q, r, q, r, r, q)

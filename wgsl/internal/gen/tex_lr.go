@@ -1,10 +1,6 @@
 package gen
 
-import (
-	"fmt"
-
-	"github.com/chameleon-llm/chameleon/wgsl"
-)
+import "github.com/chameleon-llm/chameleon/wgsl"
 
 // The texture matmuls' low-rank epilogue (wgsl.TexKernel Epi "lr"): the
 // expand of the per-row update inside the decoder, y[m] += B_c u[m], done
@@ -28,16 +24,7 @@ func texLowRankKernel(k wgsl.TexKernel) wgsl.LowRankKernel {
 // row's cluster (NONE: no update).
 func texLowRank(p func(string, ...any), k wgsl.TexKernel) {
 	lk := texLowRankKernel(k)
-	p("    // The low-rank update of the block's rows: one pass over the ranks\n")
-	p("    // per distinct cluster among them.\n")
-	p("    let rr = params.r;\n")
-	lowRankOffsets(p, lk, "c0", "lc", "rr")
-	lowRankPassOpen(p, lk, "    ", "l")
-	p("        let bb = params.b_off + c * params.b_stride;\n")
-	p("        for (var j = 0u; j < rr; j = j + 1u) {\n")
-	lowRankGather(p, lk, "            ", "lrb", "bb + j")
-	lowRankFMA(p, lk, "            ", "l", func(r int) string { return fmt.Sprintf("u[(r0 + %du) * rr + j]", r) })
-	p("        }\n    }\n")
+	lowRankEpilogueSums(p, lk, "c0", "lc")
 }
 
 // texPutLR writes cluster_of and put for the low-rank kernels: the plain
