@@ -18,6 +18,7 @@ import (
 type promptPass struct {
 	hidden []float32   // (N, C)
 	base   []float64   // per sequence: summed loss of tokens 1..len-1 (sequences of 2+ tokens)
+	losses [][]float32 // per sequence: the losses base sums, per position (nil: fewer than 2 tokens)
 	rows   [][]float32 // per sequence (len, C); nil unless kept
 }
 
@@ -43,7 +44,7 @@ func (r *Runtime) sharedPass(seqs [][]int32) bool {
 func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 	m := r.M
 	n, c := len(seqs), m.Cfg.NEmbd
-	pp := &promptPass{hidden: make([]float32, n*c), base: make([]float64, n)}
+	pp := &promptPass{hidden: make([]float32, n*c), base: make([]float64, n), losses: make([][]float32, n)}
 	if keepRows {
 		pp.rows = make([][]float32, n)
 	}
@@ -84,7 +85,7 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 			return nil, err
 		}
 		for k, i := range scored {
-			pp.base[i] = sc[k].NLL
+			pp.base[i], pp.losses[i] = sc[k].NLL, sc[k].Losses
 		}
 		if err := normaliseMeans(pp.hidden, c, scored, func(k int) int { return len(toks[k]) }); err != nil {
 			return nil, err
@@ -125,11 +126,12 @@ func (tapPass) End()                                            {}
 // the base model's: right for an adapter without block sites, whose update
 // is the head's alone). Batches keep the logits under 64 MiB, as
 // Model.ScoreChunked does.
-func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, error) {
+func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, [][]float32, error) {
 	m := p.rt.M
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	maxRows := max(1, (64<<20)/(4*v))
 	out := make([]float64, len(idx))
+	per := make([][]float32, len(idx))
 	for a := 0; a < len(idx); {
 		b, nr := a, 0
 		for b < len(idx) && (b == a || nr+len(seqs[idx[b]]) <= maxRows) {
@@ -142,7 +144,7 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 		for k := a; k < b; k++ {
 			s := seqs[idx[k]]
 			if len(rows[idx[k]]) != len(s)*c {
-				return nil, fmt.Errorf("adapt: self-check: sequence %d has %d hidden values for %d tokens", idx[k], len(rows[idx[k]]), len(s))
+				return nil, nil, fmt.Errorf("adapt: self-check: sequence %d has %d hidden values for %d tokens", idx[k], len(rows[idx[k]]), len(s))
 			}
 			h = append(h, rows[idx[k]]...)
 			for t := range s {
@@ -155,20 +157,22 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 		}
 		ls, err := p.scoreHead(idx[a:b], h, tg, head)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for r, l := range ls {
 			if tg[r] < 0 {
 				continue
 			}
 			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-				return nil, fmt.Errorf("adapt: self-check: non-finite adapted loss in sequence %d", idx[a+int(head[r])])
+				return nil, nil, fmt.Errorf("adapt: self-check: non-finite adapted loss in sequence %d", idx[a+int(head[r])])
 			}
-			out[int(head[r])+a] += float64(l)
+			j := int(head[r]) + a
+			out[j] += float64(l)
+			per[j] = append(per[j], l)
 		}
 		a = b
 	}
-	return out, nil
+	return out, per, nil
 }
 
 // scoreHead runs the plan's head on hidden rows h (rows, C) whose sequence
@@ -253,7 +257,10 @@ func (pp *promptPass) hiddenMeans() []float32 {
 // shared base forward, basePass) the base losses are pp's and, for an
 // update of the head alone, the adapted ones come from pp's hidden rows
 // (no forward); without it, it costs two forwards over the sequences.
-func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
+// With pp and a head-only update it also returns each sequence's
+// per-position losses under the decision (pp.decided), which a caller can
+// reuse instead of scoring the sequences again; else nil.
+func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
 	m := p.rt.M
 	var idx []int
 	var check [][]int32
@@ -271,7 +278,7 @@ func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
 		idx, check = append(idx, i), append(check, s)
 	}
 	if len(check) == 0 {
-		return nil
+		return pp.decided(nil), nil
 	}
 	base := make([]float64, len(idx))
 	if pp != nil {
@@ -281,32 +288,57 @@ func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) error {
 	} else {
 		sc, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
 		if err != nil {
-			return fmt.Errorf("adapt: self-check: %w", err)
+			return nil, fmt.Errorf("adapt: self-check: %w", err)
 		}
 		for j := range sc {
 			base[j] = sc[j].NLL
 		}
 	}
 	var adapted []float64
+	var per [][]float32
 	if pp != nil && pp.rows != nil {
 		var err error
-		if adapted, err = p.headScores(idx, seqs, pp.rows); err != nil {
-			return err
+		if adapted, per, err = p.headScores(idx, seqs, pp.rows); err != nil {
+			return nil, err
 		}
 	} else {
 		sc, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
 		if err != nil {
-			return fmt.Errorf("adapt: self-check: %w", err)
+			return nil, fmt.Errorf("adapt: self-check: %w", err)
 		}
 		adapted = make([]float64, len(sc))
 		for j := range sc {
 			adapted[j] = sc[j].NLL
 		}
 	}
+	kept := map[int][]float32{}
 	for j, i := range idx {
 		if !(adapted[j] < base[j]) {
 			p.Cluster[i] = -1
+		} else if per != nil {
+			kept[i] = per[j]
 		}
 	}
-	return nil
+	if per == nil {
+		return nil, nil
+	}
+	return pp.decided(kept), nil
+}
+
+// decided is each sequence's per-position losses under the self-check's
+// decision, as far as the shared pass knows them: kept[i] for a sequence
+// that keeps its update, the base model's losses for the others (nil for
+// fewer than 2 tokens). It is nil without a pass.
+func (pp *promptPass) decided(kept map[int][]float32) [][]float32 {
+	if pp == nil {
+		return nil
+	}
+	out := make([][]float32, len(pp.losses))
+	for i, l := range pp.losses {
+		out[i] = l
+		if k, ok := kept[i]; ok {
+			out[i] = k
+		}
+	}
+	return out
 }

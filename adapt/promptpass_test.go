@@ -86,7 +86,7 @@ func TestSelfCheckSharedPass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hs, err := free.headScores(idx, prompts, pp.rows)
+			hs, per, err := free.headScores(idx, prompts, pp.rows)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -97,6 +97,14 @@ func TestSelfCheckSharedPass(t *testing.T) {
 				}
 				if d := math.Abs(sc[0].NLL - hs[j]); d > 1e-5*math.Max(1, sc[0].NLL) {
 					t.Fatalf("%s %s: prompt %d: adapted loss %g from the hidden rows, %g from the adapted forward", name, kind, i, hs[j], sc[0].NLL)
+				}
+				if len(per[j]) != len(sc[0].Losses) {
+					t.Fatalf("%s %s: prompt %d: %d per-position losses from the hidden rows, %d from the forward", name, kind, i, len(per[j]), len(sc[0].Losses))
+				}
+				for q, l := range sc[0].Losses {
+					if math.Abs(float64(l-per[j][q])) > 1e-4*math.Max(1, float64(l)) {
+						t.Fatalf("%s %s: prompt %d position %d: adapted loss %g from the hidden rows, %g from the forward", name, kind, i, q, per[j][q], l)
+					}
 				}
 			}
 			free.Free()
@@ -123,14 +131,15 @@ func TestSelfCheckSharedPass(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			as, err := rc.AssignCentroids(prompts)
+			as, lp, err := rc.AssignCentroidsLosses(prompts)
 			if err != nil {
 				t.Fatal(err)
 			}
+			checkAssignedLosses(t, name+" "+kind, rc, prompts, as, lp)
 			rc.noSharedPass = true
-			bs, err := rc.AssignCentroids(prompts)
-			if err != nil {
-				t.Fatal(err)
+			bs, blp, err := rc.AssignCentroidsLosses(prompts)
+			if err != nil || blp != nil {
+				t.Fatalf("without the shared pass: %v, losses %v (want none: no pass knows them)", err, blp != nil)
 			}
 			for i := range as {
 				if as[i] != bs[i] {
@@ -139,6 +148,54 @@ func TestSelfCheckSharedPass(t *testing.T) {
 			}
 			rc.Free()
 		}
+	}
+}
+
+// checkAssignedLosses: the per-position losses AssignCentroidsLosses
+// returns are each prompt's forward through its assigned centroid's update,
+// or the base model's where it assigned -1, and some prompt of each kind is
+// there (else the check shows nothing).
+func checkAssignedLosses(t *testing.T, what string, rt *Runtime, prompts [][]int32, as []int, lp [][]float32) {
+	t.Helper()
+	if len(lp) != len(prompts) {
+		t.Fatalf("%s: %d loss rows for %d prompts", what, len(lp), len(prompts))
+	}
+	p, err := rt.PlanMeans(len(prompts), rt.Centroids.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if err := p.SetClusters(as); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[bool]bool{}
+	for i, s := range prompts {
+		if len(s) < 2 {
+			if lp[i] != nil {
+				t.Errorf("%s: prompt %d of %d token(s) has losses", what, i, len(s))
+			}
+			continue
+		}
+		var ad model.Adapter
+		if as[i] >= 0 {
+			ad = p.AdapterFrom(i, nil)
+		}
+		sc, err := rt.M.Score([][]int32{s}, nil, ad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kinds[as[i] >= 0] = true
+		if len(lp[i]) != len(sc[0].Losses) {
+			t.Fatalf("%s: prompt %d (cluster %d): %d losses, the forward %d", what, i, as[i], len(lp[i]), len(sc[0].Losses))
+		}
+		for q, l := range sc[0].Losses {
+			if math.Abs(float64(l-lp[i][q])) > 1e-4*math.Max(1, float64(l)) {
+				t.Fatalf("%s: prompt %d (cluster %d) position %d: loss %g returned, %g from the forward", what, i, as[i], q, lp[i][q], l)
+			}
+		}
+	}
+	if !kinds[true] {
+		t.Logf("%s: every prompt kept the base model; the adapted losses were not checked", what)
 	}
 }
 

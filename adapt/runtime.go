@@ -246,7 +246,7 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 		return nil, err
 	}
 	if !o.Ungated && r.Meta.SelfCheck {
-		if err := p.selfCheck(seqs, pp); err != nil {
+		if _, err := p.selfCheck(seqs, pp); err != nil {
 			p.Free()
 			return nil, err
 		}

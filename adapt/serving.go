@@ -63,49 +63,63 @@ func (r *Runtime) CentroidPlan(slots int) (*Plan, error) {
 // the assignment kernel; -1 for a sequence the adapter's gate (or its
 // self-check) keeps at the base model.
 func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
+	as, _, err := r.AssignCentroidsLosses(seqs)
+	return as, err
+}
+
+// AssignCentroidsLosses is AssignCentroids that also returns, when its
+// self-check's shared base pass knows them (a self-checked adapter with
+// hidden-state features and no block sites), each sequence's per-position
+// losses (nats; the loss of seqs[i][j+1] at j) under the assignment it
+// returns: through its centroid's update, or the base model's for -1 (nil
+// rows for sequences of fewer than 2 tokens; nil when not known).
+func (r *Runtime) AssignCentroidsLosses(seqs [][]int32) ([]int, [][]float32, error) {
 	if r.Centroids == nil {
-		return nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
+		return nil, nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
 	}
 	if len(seqs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	pp, err := r.checkPass(seqs, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer r.cops.Free(ft)
 	as, err := r.Centroids.AssignOn(r.cops, ft)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	r.closeGate(as, feats)
+	var lp [][]float32
 	if r.Meta.SelfCheck {
-		if err := r.checkClusters(seqs, as, r.Centroids.Data, pp); err != nil {
-			return nil, err
+		if lp, err = r.checkClusters(seqs, as, r.Centroids.Data, pp); err != nil {
+			return nil, nil, err
 		}
 	}
-	return as, nil
+	return as, lp, nil
 }
 
 // checkClusters runs the self-check on clusters cl of seqs (set to -1
 // where it fails) with a plan of the given means (nil: a static adapter's
-// fixed factors) and the shared base pass pp (nil: none).
-func (r *Runtime) checkClusters(seqs [][]int32, cl []int, means []float32, pp *promptPass) error {
+// fixed factors) and the shared base pass pp (nil: none), returning the
+// per-position losses under its decision that the pass knows (selfCheck).
+func (r *Runtime) checkClusters(seqs [][]int32, cl []int, means []float32, pp *promptPass) ([][]float32, error) {
 	p, err := r.PlanMeans(len(seqs), means)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer p.Free()
 	copy(p.Cluster, cl)
-	if err := p.selfCheck(seqs, pp); err != nil {
-		return err
+	lp, err := p.selfCheck(seqs, pp)
+	if err != nil {
+		return nil, err
 	}
 	copy(cl, p.Cluster)
-	return nil
+	return lp, nil
 }
 
 // StaticClusters is each sequence's cluster under a LoRA adapter: 0, its
@@ -138,7 +152,7 @@ func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
 		r.closeGate(cl, feats)
 	}
 	if r.Meta.SelfCheck {
-		if err := r.checkClusters(seqs, cl, nil, pp); err != nil {
+		if _, err := r.checkClusters(seqs, cl, nil, pp); err != nil {
 			return nil, err
 		}
 	}

@@ -13,6 +13,44 @@ import (
 // with the serving plan's factors; the plan's slot clusters are restored
 // before it returns.
 func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, error) {
+	known := a.grouped
+	a.grouped = nil // one admission's: the prompts' slices may be reused later
+	out := make([][]float32, len(prompts))
+	var rest []int
+	for i, p := range prompts {
+		cl := -1
+		if ad[i].On {
+			cl = ad[i].Cluster
+		}
+		if len(p) >= 2 {
+			if g, ok := known[&p[0]]; ok && g.n == len(p) && g.cluster == cl {
+				out[i] = g.losses
+				continue
+			}
+		}
+		rest = append(rest, i)
+	}
+	if len(rest) == 0 {
+		return out, nil
+	}
+	sub := make([][]int32, len(rest))
+	subAd := make([]Adapter, len(rest))
+	for j, i := range rest {
+		sub[j], subAd[j] = prompts[i], ad[i]
+	}
+	lp, err := a.scorePrompts(sub, subAd)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range rest {
+		out[i] = lp[j]
+	}
+	return out, nil
+}
+
+// scorePrompts is each prompt's per-position losses through its own
+// cluster's update: one scoring forward.
+func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, error) {
 	saved := slices.Clone(a.plan.Cluster)
 	defer func() {
 		if err := a.plan.SetClusters(saved); err != nil {

@@ -394,3 +394,76 @@ func TestAdaptivePromptLosses(t *testing.T) {
 		t.Fatal("the update does not move the prompt's losses: the test cannot tell adapted from base")
 	}
 }
+
+// TestAdaptiveGroupLossesReused: for a self-checked adapter with
+// hidden-state features (the shipped default's kind), online Group keeps
+// the per-position losses its self-check computed, and PromptLosses takes
+// them for the prompts Group assigned instead of scoring them again; they
+// are what that scoring forward gives.
+func TestAdaptiveGroupLossesReused(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	a.Meta.Features, a.Meta.SelfCheck = adapt.FeatureHidden, true
+	ad := newAdaptive(t, m, a, AdaptOptions{})
+	if ad.Mode != AdaptOnline {
+		t.Fatalf("mode %v, want online", ad.Mode)
+	}
+	c, err := ad.NewCache(4, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.FreeCache(c)
+	prompts := [][]int32{tok.Encode(adaptPrompts[0]), tok.Encode(adaptPrompts[1]), tok.Encode(adaptPrompts[2]), {7}}
+	cl, err := ad.Group(prompts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := ad.grouped
+	if len(known) != 3 {
+		t.Fatalf("Group kept losses of %d prompts, want the 3 of 2+ tokens", len(known))
+	}
+	ads := make([]Adapter, len(prompts))
+	for i := range ads {
+		ads[i] = Adapter{On: true, Cluster: cl[i]}
+	}
+	got, err := ad.PromptLosses(prompts, ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad.grouped != nil {
+		t.Error("PromptLosses left Group's losses for a later admission")
+	}
+	want, err := ad.scorePrompts(prompts, ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted := false
+	for i, p := range prompts[:3] {
+		if g := known[&p[0]]; len(got[i]) == 0 || &got[i][0] != &g.losses[0] {
+			t.Errorf("prompt %d: PromptLosses scored it again instead of taking Group's losses", i)
+		}
+		adapted = adapted || cl[i] >= 0
+		for j, w := range want[i] {
+			if math.Abs(float64(got[i][j]-w)) > 1e-4*math.Max(1, float64(w)) {
+				t.Fatalf("prompt %d (cluster %d) position %d: Group's loss %v, the scoring forward's %v", i, cl[i], j, got[i][j], w)
+			}
+		}
+	}
+	if len(got[3]) != 0 {
+		t.Errorf("the one-token prompt has %d losses", len(got[3]))
+	}
+	if !adapted {
+		t.Log("the self-check kept every prompt at the base model: only base losses were compared")
+	}
+	// A prompt Group did not see (or under another cluster) is scored.
+	ads[0].Cluster = (cl[0] + 1) % 4
+	ad.grouped = known
+	again, err := ad.PromptLosses(prompts[:1], ads[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if &again[0][0] == &known[&prompts[0][0]].losses[0] {
+		t.Error("a prompt under another cluster took Group's losses")
+	}
+}
