@@ -25,6 +25,8 @@ package quant
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 )
 
 // Format is a block-quantised weight format.
@@ -177,13 +179,46 @@ func putF16(b []byte, v float32) {
 // Quantize encodes src (a whole number of blocks) into dst (its block
 // bytes). Values must be finite, and a block's scale must fit a half (the
 // block's largest magnitude below about 127*65504 for Q8_0); otherwise it
-// returns an error naming the block.
+// returns an error naming the first such block. Blocks are independent, so
+// a large tensor is encoded by several goroutines, each its own range of
+// blocks: the bytes are the same as one goroutine's.
 func Quantize(f Format, dst []byte, src []float32) error {
 	bs, bb := f.BlockSize(), f.BlockBytes()
 	if len(src)%bs != 0 || len(src)/bs*bb != len(dst) {
 		return fmt.Errorf("quant: Quantize %v: %d weights are not whole blocks of %d, or %d bytes do not hold them", f, len(src), bs, len(dst))
 	}
-	for b := 0; b < len(src)/bs; b++ {
+	nb := len(src) / bs
+	workers := min(runtime.GOMAXPROCS(0), nb/quantChunkMin)
+	if workers <= 1 {
+		return quantizeBlocks(f, dst, src, 0, nb)
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		lo, hi := w*nb/workers, (w+1)*nb/workers
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[w] = quantizeBlocks(f, dst, src, lo, hi)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs { // ranges in order: the first bad block's error
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// quantChunkMin is the fewest blocks worth a goroutine of Quantize.
+const quantChunkMin = 4096
+
+// quantizeBlocks encodes blocks [lo, hi) of src into dst, stopping at the
+// first block it cannot encode.
+func quantizeBlocks(f Format, dst []byte, src []float32, lo, hi int) error {
+	bs, bb := f.BlockSize(), f.BlockBytes()
+	for b := lo; b < hi; b++ {
 		in, out := src[b*bs:(b+1)*bs], dst[b*bb:(b+1)*bb]
 		for i, v := range in {
 			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {

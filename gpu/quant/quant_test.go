@@ -1,8 +1,12 @@
 package quant
 
 import (
+	"bytes"
+	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -242,4 +246,41 @@ func TestQ4_0ScaleSearch(t *testing.T) {
 		t.Fatalf("scale search: squared error %g against the plain rule's %g (want at least 5%% lower)", seNew, sePlain)
 	}
 	t.Logf("relative squared error: %.4f of the plain rule's", seNew/sePlain)
+}
+
+// TestQuantizeParallel: a tensor large enough for several goroutines
+// encodes to the bytes of one goroutine's block-by-block pass, for every
+// format; with bad blocks in two goroutines' ranges the error names the
+// first.
+func TestQuantizeParallel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, f := range []Format{Q8_0, Q4_0, Q4_K} {
+		nb := 4 * quantChunkMin // at least 4 ranges when GOMAXPROCS allows; 2 on a 2-core machine
+		src := make([]float32, nb*f.BlockSize())
+		for i := range src {
+			src[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		got := make([]byte, nb*f.BlockBytes())
+		if err := Quantize(f, got, src); err != nil {
+			t.Fatal(err)
+		}
+		want := make([]byte, len(got))
+		if err := quantizeBlocks(f, want, src, 0, nb); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%v: the parallel encoding differs from one pass", f)
+		}
+		bad := []int{nb - 3, nb/4 + 1} // the later range's first
+		for _, b := range bad {
+			src[b*f.BlockSize()+5] = float32(math.NaN())
+		}
+		err := Quantize(f, got, src)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("block %d:", bad[1])) {
+			t.Errorf("%v: bad blocks %v: error %v, want block %d named", f, bad, err, bad[1])
+		}
+	}
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Log("one processor: Quantize ran one goroutine")
+	}
 }
