@@ -205,7 +205,8 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 // cacheAdmit admits the prompts of the sequences just put into slots
 // (after group gave them clusters) to the memory, in admission order, and
 // installs each slot's snapshot; the choices of one prompt share the
-// snapshot its first choice got. On an error their runs fail.
+// snapshot its first choice got. A task with NoCache is neither admitted
+// nor mixed. On an error their runs fail.
 func (s *Scheduler) cacheAdmit(slots []int) {
 	tc := s.tc
 	if tc == nil {
@@ -221,6 +222,9 @@ func (s *Scheduler) cacheAdmit(slots []int) {
 	for _, b := range slots {
 		q := s.slots[b]
 		if q == nil { // failed in group
+			continue
+		}
+		if q.run.task.NoCache {
 			continue
 		}
 		pi := q.index / q.run.task.N
@@ -243,6 +247,10 @@ func (s *Scheduler) cacheAdmit(slots []int) {
 	for _, b := range slots {
 		q := s.slots[b]
 		if q == nil {
+			continue
+		}
+		if q.run.task.NoCache {
+			tc.on[b] = false // the base distribution: no own or pool counts mixed in
 			continue
 		}
 		c := q.run.state.snaps[q.index/q.run.task.N]

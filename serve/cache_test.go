@@ -467,3 +467,61 @@ func TestAdaptiveGroupLossesReused(t *testing.T) {
 		t.Error("a prompt under another cluster took Group's losses")
 	}
 }
+
+// TestCacheOptOut: on a server with the memory, a request with "cache":
+// false is served without the cache (each greedy token the base model's
+// own log-probability, though the memory holds pools it would mix in) and
+// its prompt joins no pool; "cache": true on a server without the memory
+// is a 400 naming the field.
+func TestCacheOptOut(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	_, url := testServer(t, Base{m}, tok, Options{Slots: 2, Cache: true})
+	rm := refTiny(t)
+	for _, p := range cachePrompts[:2] { // the memory now holds two prompts
+		if r := post(context.Background(), t, url, cacheReq(p)); r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	}
+	p := cachePrompts[2]
+	body := map[string]any{"prompt": p, "max_tokens": 5, "temperature": 0, "logprobs": 1, "cache": false}
+	r := post(context.Background(), t, url, body)
+	if r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
+	}
+	c := r.C.Choices[0]
+	if c.Chameleon != nil && c.Chameleon.Cache != nil {
+		t.Errorf("an opted-out request reports a cache: %s", mustJSON(c.Chameleon))
+	}
+	seq := tok.Encode(p)
+	for step, got := range c.Logprobs.TokenLogprobs {
+		lp := refLogProbs(t, rm, seq, nil)
+		best := argmax(lp)
+		if math.Abs(float64(*got)-lp[best]) > 2e-3 {
+			t.Fatalf("token %d: served logprob %.5f, the base model's %.5f", step, *got, lp[best])
+		}
+		seq = append(seq, int32(best))
+	}
+	if got := metricValue(t, url, "chameleon_cache_memory_prompts"); got != 2 {
+		t.Errorf("memory prompts %g after the opted-out request, want 2", got)
+	}
+	// The same request in the memory: it is mixed (else the check above
+	// could not tell the opt-out from a cache that does nothing here).
+	delete(body, "cache")
+	r2 := post(context.Background(), t, url, body)
+	if r2.Status != 200 || r2.C.Choices[0].Chameleon == nil || r2.C.Choices[0].Chameleon.Cache == nil {
+		t.Fatalf("%d %s", r2.Status, r2.Body)
+	}
+	if w := r2.C.Choices[0].Chameleon.Cache; w.Own+w.PoolWeight == 0 {
+		t.Errorf("the request in the memory got zero weights (%+v): the opt-out check shows nothing", *w)
+	}
+
+	_, plain := testServer(t, Base{m}, tok, Options{Slots: 1})
+	bad := post(context.Background(), t, plain, map[string]any{"prompt": p, "max_tokens": 2, "cache": true})
+	if bad.Status != 400 || !strings.Contains(string(bad.Body), "cache_unavailable") {
+		t.Errorf("cache: true without the memory: %d %s", bad.Status, bad.Body)
+	}
+	if ok := post(context.Background(), t, plain, map[string]any{"prompt": p, "max_tokens": 2, "cache": false}); ok.Status != 200 {
+		t.Errorf("cache: false without the memory: %d %s", ok.Status, ok.Body)
+	}
+}

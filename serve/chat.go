@@ -201,6 +201,7 @@ type ChatCompletionRequest struct {
 	} `json:"stream_options"`
 	User  string `json:"user"`
 	Adapt *bool  `json:"adapt"`
+	Cache *bool  `json:"cache"` // as CompletionRequest.Cache
 
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	PresencePenalty  *float64           `json:"presence_penalty"`
@@ -213,7 +214,7 @@ func (c *ChatCompletionRequest) completion(prompt string) (*CompletionRequest, *
 	p, _ := json.Marshal(prompt)
 	req := &CompletionRequest{Model: c.Model, Prompt: p, MaxTokens: c.MaxTokens, Temperature: c.Temperature,
 		TopP: c.TopP, TopK: c.TopK, Stop: c.Stop, Seed: c.Seed, N: c.N, Stream: c.Stream, StreamOptions: c.StreamOptions,
-		User: c.User, Adapt: c.Adapt, FrequencyPenalty: c.FrequencyPenalty, PresencePenalty: c.PresencePenalty,
+		User: c.User, Adapt: c.Adapt, Cache: c.Cache, FrequencyPenalty: c.FrequencyPenalty, PresencePenalty: c.PresencePenalty,
 		LogitBias: c.LogitBias}
 	if c.MaxCompletionTokens != nil {
 		req.MaxTokens = c.MaxCompletionTokens

@@ -66,7 +66,10 @@
 // call with a per-row cluster tensor; unadapted rows get cluster -1, which
 // is the base model's logits bit for bit. A request turns adaptation off
 // with the extension field "adapt": false (default true on a server with an
-// adapter; "adapt": true on one without is a 400). Metrics:
+// adapter; "adapt": true on one without is a 400), and, on a server with
+// the token cache memory, keeps itself out of the memory with "cache":
+// false (served without the cache, its prompt joins no pool; "cache":
+// true on a server without the memory is a 400). Metrics:
 // chameleon_clusters_per_batch (gauge) and chameleon_step_clusters
 // (histogram) count the distinct adaptations per step (unadapted sequences
 // count as one), chameleon_sequences_total{adaptation="adapted"|"base"} the

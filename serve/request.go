@@ -42,6 +42,11 @@ type CompletionRequest struct {
 	// model's logits on a server that adapts (default true there); true
 	// on a server without an adapter is refused.
 	Adapt *bool `json:"adapt"`
+	// Cache is an extension: false keeps this request out of the token
+	// cache memory on a server that runs one (serve --cache): it is
+	// served without the cache and its prompt joins no pool; true on a
+	// server without the memory is refused.
+	Cache *bool `json:"cache"`
 
 	FrequencyPenalty *float64           `json:"frequency_penalty"`
 	PresencePenalty  *float64           `json:"presence_penalty"`
@@ -243,7 +248,7 @@ func (req *CompletionRequest) unsupported() *APIError {
 type requestLimits struct {
 	MaxN, MaxTokens, MaxLogprobs, MaxChoices int
 	Context, Vocab                           int
-	Adapts                                   bool
+	Adapts, Caches                           bool
 	ModelName                                string
 }
 
@@ -269,6 +274,12 @@ func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t
 			return nil, nil, false, badRequest("adapt", "adaptation_unavailable", "adapt: this server serves %q without an adapter", l.ModelName)
 		}
 		t.Adapter.On = *req.Adapt
+	}
+	if req.Cache != nil {
+		if *req.Cache && !l.Caches {
+			return nil, nil, false, badRequest("cache", "cache_unavailable", "cache: this server runs no token cache memory (serve --cache)")
+		}
+		t.NoCache = !*req.Cache
 	}
 	if req.N != nil {
 		if *req.N < 1 || *req.N > l.MaxN {

@@ -21,6 +21,9 @@ type Task struct {
 	Stop      []string         // a sequence ends before the first of these
 	Logprobs  int              // < 0: none; else the sampled token's logprob and this many top ones
 	Adapter   Adapter          // adaptation of every sequence of the task
+	// NoCache keeps the task out of the token cache memory (Options.Cache):
+	// served without the cache, its prompts join no pool.
+	NoCache bool
 }
 
 // Event is what the scheduler reports about one sequence (choice).

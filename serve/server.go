@@ -258,7 +258,7 @@ func (s *Server) validate(body *CompletionRequest, chat bool) (*request, *APIErr
 		return nil, e
 	}
 	l := requestLimits{MaxN: s.opt.MaxN, MaxTokens: s.opt.MaxTokens, MaxLogprobs: s.opt.MaxLogprobs, MaxChoices: s.opt.MaxChoices,
-		Context: s.cfg.NCtx, Vocab: min(s.cfg.VocabSize, s.tok.VocabSize()), Adapts: s.adapts, ModelName: s.opt.ModelName}
+		Context: s.cfg.NCtx, Vocab: min(s.cfg.VocabSize, s.tok.VocabSize()), Adapts: s.adapts, Caches: s.opt.Cache, ModelName: s.opt.ModelName}
 	var e *APIError
 	if req.task, req.prompts, req.usage, e = body.task(l, s.tok); e != nil {
 		return nil, e
