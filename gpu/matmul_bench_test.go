@@ -29,6 +29,25 @@ func randSlice(r *rand.Rand, n int, std float64) []float32 {
 }
 
 // reportMatMul reports GFLOP/s (2·M·N·K per op) and GB/s (bytes of w, x
+// timeMatMul times w.MatMul(dst, x, wt, bias) (M x K by N x K weights of
+// wBytes), one warm-up call first, and reports it (reportMatMul).
+func timeMatMul(b *testing.B, w *gpu.WebGPU, dst, x, wt, bias gpu.Tensor, m, k, n int, wBytes float64) {
+	w.MatMul(dst, x, wt, bias)
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	c0 := cpuSeconds()
+	for i := 0; i < b.N; i++ {
+		w.MatMul(dst, x, wt, bias)
+	}
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	b.StopTimer()
+	reportMatMul(b, m, k, n, wBytes, c0)
+}
+
 // and dst per op) from the benchmark's elapsed time.
 func reportMatMul(b *testing.B, m, k, n int, wBytes float64, cpu0 float64) {
 	sec := b.Elapsed().Seconds() / float64(b.N)
@@ -74,20 +93,7 @@ func BenchmarkMatMul(b *testing.B) {
 					old := w.MatMulVariant
 					defer func() { w.MatMulVariant = old }()
 					w.MatMulVariant = v
-					w.MatMul(dst, x, wt, bias)
-					if err := w.Flush(); err != nil {
-						b.Fatal(err)
-					}
-					b.ResetTimer()
-					c0 := cpuSeconds()
-					for i := 0; i < b.N; i++ {
-						w.MatMul(dst, x, wt, bias)
-					}
-					if err := w.Flush(); err != nil {
-						b.Fatal(err)
-					}
-					b.StopTimer()
-					reportMatMul(b, m, k, n, wBytes, c0)
+					timeMatMul(b, w, dst, x, wt, bias, m, k, n, wBytes)
 				})
 			}
 			w.Free(x)

@@ -41,20 +41,7 @@ func BenchmarkMatMulQuant(b *testing.B) {
 				wBytes = float64(n) * float64(k) / float64(f.BlockSize()) * float64(f.BlockBytes())
 			}
 			b.Run(fmt.Sprintf("%dx%dx%d/%v", m, k, n, dt), func(b *testing.B) {
-				w.MatMul(dst, x, wt, nil)
-				if err := w.Flush(); err != nil {
-					b.Fatal(err)
-				}
-				b.ResetTimer()
-				c0 := cpuSeconds()
-				for i := 0; i < b.N; i++ {
-					w.MatMul(dst, x, wt, nil)
-				}
-				if err := w.Flush(); err != nil {
-					b.Fatal(err)
-				}
-				b.StopTimer()
-				reportMatMul(b, m, k, n, wBytes, c0)
+				timeMatMul(b, w, dst, x, wt, nil, m, k, n, wBytes)
 			})
 			w.Free(x)
 			w.Free(wt)

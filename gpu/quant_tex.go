@@ -58,13 +58,7 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		bb, hasBias = w.bind(bias), 1
 	}
 	ks := qtexKernels[wt.DType()]
-	kern := ks[len(ks)-1]
-	for _, kc := range ks {
-		if m <= kc.bm {
-			kern = kc
-			break
-		}
-	}
+	kern := texKernelFor(ks, m)
 	tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(m, kern.bm)
 	total := tilesN * tilesM
 	step := max(1, min(total, int(texSubmitFlops/(2*float64(kern.bm)*float64(kern.bn)*float64(k)))))

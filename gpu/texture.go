@@ -334,6 +334,17 @@ type texMatKernel struct {
 	bm, bn int
 }
 
+// texKernelFor is the first of ks (ordered by rows a block) whose block
+// holds m rows, else the last.
+func texKernelFor(ks []texMatKernel, m int) texMatKernel {
+	for _, kc := range ks {
+		if m <= kc.bm {
+			return kc
+		}
+	}
+	return ks[len(ks)-1]
+}
+
 // texMatKernels by weight dtype, smallest block first (the order of
 // wgsl.TexKernels): the first whose bm covers M is used, the last one for
 // anything larger. Blocks come from the generator's table, so the grid
@@ -447,13 +458,7 @@ func (w *WebGPU) matMulTexWith(dst, x Tensor, s *shadow, bias Tensor, spare bind
 		if ep != nil {
 			ks = ep.kernels[s.dt]
 		}
-		kern := ks[len(ks)-1]
-		for _, kc := range ks {
-			if rm <= kc.bm {
-				kern = kc
-				break
-			}
-		}
+		kern := texKernelFor(ks, rm)
 		tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(rm, kern.bm)
 		total := tilesN * tilesM
 		step := total
