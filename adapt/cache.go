@@ -114,6 +114,13 @@ func (c *TokenCounts) Prob(y int32, cfg CacheConfig) float64 {
 type CacheWeights struct {
 	Own  float64 `json:"own"`
 	Pool float64 `json:"pool"`
+	// The neural cache's weights and key sharpness (ncache.go; zero for
+	// the token cache alone). ThetaIndex is Theta's row in the terms the
+	// weights were chosen on.
+	NeuralOwn  float64 `json:"neural_own,omitempty"`
+	NeuralPool float64 `json:"neural_pool,omitempty"`
+	Theta      float64 `json:"theta,omitempty"`
+	ThetaIndex int     `json:"-"`
 }
 
 // SequenceLoss scores positions [from, to) of a sequence under the cache:

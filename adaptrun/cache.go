@@ -31,6 +31,8 @@ type CacheOpts struct {
 	// its radius is the adapter's gate radius, its window and cluster
 	// bound the server's defaults.
 	Memory adapt.MemoryConfig
+	// Thetas are the neural cache's key sharpnesses (nil: adapt.DefaultThetas).
+	Thetas []float64
 }
 
 // CacheRow is one row of a stream's table.
@@ -65,7 +67,8 @@ type CachePair struct {
 }
 
 // cachePairs are the comparisons each stream reports, by variant index.
-var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9}}
+var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9},
+	{13, 12}, {13, 14}, {13, 2}, {13, 16}, {18, 17}, {18, 5}, {18, 0}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -94,6 +97,9 @@ type cacheVariant struct {
 	// a true neighbour always matches, and a few others do by chance).
 	noNeighbours bool
 	withSelf     bool // memory: adapt.MemoryConfig.WithSelf
+	// neural adds the neural cache (ncache.go): keys from the hidden
+	// states, own and (with pool) the cluster's prompts'.
+	neural bool
 }
 
 var cacheVariants = []cacheVariant{
@@ -113,6 +119,18 @@ var cacheVariants = []cacheVariant{
 	{name: "adapter + served memory, weights chosen with the admitted prompt (chameleon serve --cache)", role: RoleMethod, adapted: true,
 		groups: "memory", cache: true, pool: true, withSelf: true},
 	{name: "served memory, weights chosen with the admitted prompt", role: RoleMethod, groups: "memory", cache: true, pool: true, withSelf: true},
+	// The neural cache (ncache.go), beside the token cache's counts.
+	{name: "neural cache: own positions and tokens only (per sequence)", role: RoleControl, groups: "single", cache: true, neural: true},
+	{name: "neural cache: own + the cluster's prompts (ChamaleonLLM+ neural cache)", role: RoleMethod, groups: "cluster", cache: true,
+		pool: true, neural: true},
+	{name: "control: neural, own + a random batch's prompts", role: RoleControl, groups: "random", cache: true, pool: true, neural: true},
+	{name: "control: neural, own + another cluster's prompts and weights", role: RoleControl, groups: "shuffled", cache: true, pool: true,
+		neural: true},
+	{name: "control: the neural cluster cache without possible document neighbours in the pool", role: RoleControl, groups: "cluster",
+		cache: true, pool: true, noNeighbours: true, neural: true},
+	{name: "adapter + neural cache, own only", role: RoleControl, adapted: true, groups: "single", cache: true, neural: true},
+	{name: "adapter + neural cache (own + the cluster's prompts)", role: RoleMethod, adapted: true, groups: "cluster", cache: true,
+		pool: true, neural: true},
 }
 
 // concatServed pools scored splits into one stream.
@@ -124,6 +142,7 @@ func concatServed(ss ...*Served) *Served {
 		all.Kept, all.Cluster = append(all.Kept, s.Kept...), append(all.Cluster, s.Cluster...)
 		all.BaseTok, all.AdaptedTok = append(all.BaseTok, s.BaseTok...), append(all.AdaptedTok, s.AdaptedTok...)
 		all.Tokens, all.Features = append(all.Tokens, s.Tokens...), append(all.Features, s.Features...)
+		all.BaseHidden, all.AdaptedHidden = append(all.BaseHidden, s.BaseHidden...), append(all.AdaptedHidden, s.AdaptedHidden...)
 		all.Prompt = s.Prompt
 	}
 	return all
@@ -178,6 +197,9 @@ func scoreCache(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) (
 	n, p := len(s.Tokens), s.Prompt
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
 	ws := make([]adapt.CacheWeights, n)
+	if v.neural {
+		return scoreNeural(s, v, cfg, o)
+	}
 	if v.groups == "memory" {
 		mo := o
 		mo.Memory.WithSelf = v.withSelf
@@ -231,7 +253,7 @@ func withoutNeighbours(pool *adapt.TokenCounts, toks [][]int32, i int, g []int, 
 	var drop []int
 	for _, j := range g {
 		b := toks[j]
-		if j != i && (b[0] == a[len(a)-1] || a[0] == b[len(b)-1]) {
+		if j != i && mayNeighbour(a, b) {
 			drop = append(drop, j)
 		}
 	}
@@ -277,7 +299,12 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 	}
 	for _, s := range streams {
 		st := CacheStream{Name: s.Split, Windows: len(s.Tokens), BasePPL: math.Exp(s.Base.Mean(nil))}
-		for _, v := range cacheVariants {
+		at := map[int]int{} // variant index -> row index
+		for vi, v := range cacheVariants {
+			if v.neural && len(s.BaseHidden) != len(s.Tokens) {
+				continue // scored without hidden states (ScoreServed): no neural rows
+			}
+			at[vi] = len(st.Rows)
 			var sc Scores
 			var ws []adapt.CacheWeights
 			var err error
@@ -292,7 +319,12 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 			st.Rows = append(st.Rows, cacheRow(v, s, sc, ws, roles, o.Bootstrap))
 		}
 		for _, pr := range cachePairs {
-			a, b := st.Rows[pr[0]], st.Rows[pr[1]]
+			ia, oka := at[pr[0]]
+			ib, okb := at[pr[1]]
+			if !oka || !okb {
+				continue
+			}
+			a, b := st.Rows[ia], st.Rows[ib]
 			st.Pairs = append(st.Pairs, CachePair{A: a.Name, B: b.Name, Diff: PairedBootstrap(a.scores, b.scores, o.Bootstrap, 2)})
 		}
 		res.Streams = append(res.Streams, st)
@@ -336,6 +368,9 @@ func cacheRow(v cacheVariant, s *Served, sc Scores, ws []adapt.CacheWeights, rol
 	for _, w := range ws {
 		r.MeanWeights.Own += w.Own / float64(len(ws))
 		r.MeanWeights.Pool += w.Pool / float64(len(ws))
+		r.MeanWeights.NeuralOwn += w.NeuralOwn / float64(len(ws))
+		r.MeanWeights.NeuralPool += w.NeuralPool / float64(len(ws))
+		r.MeanWeights.Theta += w.Theta / float64(len(ws))
 	}
 	return r
 }

@@ -34,11 +34,28 @@ type Served struct {
 	Tokens              [][]int32   `json:"-"`
 	Features            [][]float32 `json:"-"`
 	Prompt              int         `json:"-"`
+	// Per window, the final hidden states (ln_f output, unit rows) of its
+	// positions that have a loss, without and with the plan: the neural
+	// cache's keys and queries (ScoreServedHidden only; one slice when the
+	// plan leaves them unchanged, as a head-only update does).
+	BaseHidden, AdaptedHidden [][]float32 `json:"-"`
 }
 
 // ScoreServed scores windows ws (prompt tokens of features each, the rest
 // scored) with a on m in batches of batch windows.
 func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
+	return scoreServed(m, a, split, ws, prompt, batch, false, progress)
+}
+
+// ScoreServedHidden is ScoreServed that also keeps every window's final
+// hidden states (Served.BaseHidden, AdaptedHidden) for the neural cache.
+func ScoreServedHidden(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
+	return scoreServed(m, a, split, ws, prompt, batch, true, progress)
+}
+
+// Over 80 lines: one batch's plan, its two scoring forwards and the
+// bookkeeping of every per-window field read in one place.
+func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, hidden bool, progress func(done, total int)) (*Served, error) {
 	if a.Meta.Kind == adapt.KindExperts {
 		return nil, fmt.Errorf("adaptrun: an experts adapter needs each window's domain: score it in adapt bench")
 	}
@@ -70,10 +87,19 @@ func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 		}
 		// Every position is scored (the cache learns from the prompt's);
 		// the figures sum the positions after the prompt only.
-		base, err := m.Score(seqs, nil, nil)
+		var baseTap, adTap *hiddenTap
+		var baseAd, adAd model.Adapter = nil, plan.Adapter(nil)
+		if hidden {
+			baseTap, adTap = &hiddenTap{b: m.B}, &hiddenTap{b: m.B, inner: adAd}
+			baseAd, adAd = baseTap, adTap
+		}
+		base, err := m.Score(seqs, nil, baseAd)
 		if err == nil {
 			var ad []model.SequenceScore
-			if ad, err = m.Score(seqs, nil, plan.Adapter(nil)); err == nil {
+			if ad, err = m.Score(seqs, nil, adAd); err == nil {
+				if hidden {
+					out.addHidden(baseTap.h, adTap.h, seqs, m.Cfg.NEmbd)
+				}
 				for i, w := range chunk {
 					out.Base = appendScored(out.Base, base[i].Losses, prompt)
 					out.Adapted = appendScored(out.Adapted, ad[i].Losses, prompt)

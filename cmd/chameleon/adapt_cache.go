@@ -61,7 +61,7 @@ intervals. Writes cache.md, cache.json.gz and cache.png.`,
 					fmt.Fprintln(os.Stderr, "adapt cache: the windows have no harm split (pretraining and held-out domains): scoring the adaptation domains only")
 					continue
 				}
-				if sv[split], err = scoreServedWithBar(s, a, w, split, batch); err != nil {
+				if sv[split], err = scoreServedWithBar(s, a, w, split, batch, true); err != nil {
 					return err
 				}
 			}
@@ -146,15 +146,20 @@ func cachePrior(w *adaptrun.Windows) ([]float64, error) {
 }
 
 // scoreServedWithBar scores one split of w through the inference path
-// (adaptrun.ScoreServed) with a progress bar.
-func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split string, batch int) (*adaptrun.Served, error) {
+// (adaptrun.ScoreServed; with hidden, ScoreServedHidden, which keeps the
+// hidden states the neural cache reads) with a progress bar.
+func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split string, batch int, hidden bool) (*adaptrun.Served, error) {
 	ws := w.Splits[split]
 	if len(ws) == 0 {
 		return nil, fmt.Errorf("the windows file has no %q split", split)
 	}
 	bar := newBar("scoring "+split, "windows")
 	plain := logProgress(os.Stderr, 30*time.Second)
-	sv, err := adaptrun.ScoreServed(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
+	score := adaptrun.ScoreServed
+	if hidden {
+		score = adaptrun.ScoreServedHidden
+	}
+	sv, err := score(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
 		bar.ChangeMax(total)
 		_ = bar.Set(done)
 		plain(done, total, "scoring "+split)

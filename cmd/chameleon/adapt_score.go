@@ -48,7 +48,7 @@ held-out ones.`,
 			var all []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
-				sv, err := scoreServedWithBar(s, a, w, split, batch)
+				sv, err := scoreServedWithBar(s, a, w, split, batch, false)
 				if err != nil {
 					return fmt.Errorf("--splits: %w", err)
 				}
