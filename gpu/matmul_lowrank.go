@@ -11,11 +11,14 @@ import (
 // (package adapt's SGMV), in one kernel that writes y once, where the
 // separate expand (lowrank_add_tiled) reads and writes y again. The
 // kernels are twins of the texture and register matmuls (CPU adapters,
-// wgsl.TexKernels' "lr", matmul_reg_*_lr) and of the tile matmul (GPUs,
-// matmul_tile_*_lr); each stores what
-// its matmul and lowrank_add_tiled store, bit for bit (the update is summed
-// apart, from zero in rank order, and added to the biased output last), so
-// the fused and the separate path, and BatchInvariant, agree exactly.
+// wgsl.TexKernels' "lr", matmul_reg_*_lr), of the quantized texture
+// mat-vecs (wgsl.QTexKernels' LR ones), of the tile matmul (GPUs,
+// matmul_tile_*_lr) and of the mat-vecs of decode (matmul_coop_*_lr on
+// GPUs, matmul_gemv_*_lr; f32, f16 and quantized weights); each stores
+// what its matmul and lowrank_add_tiled store, bit for bit (the update is
+// summed apart, from zero in rank order, and added to the biased output
+// last), so the fused and the separate path, and BatchInvariant, agree
+// exactly.
 
 // LowRankUpdate is the update MatMulLowRank adds: row m of the output
 // gets B_c u[m] (c = Cluster[m]; nothing where c lies outside [0, K)).
