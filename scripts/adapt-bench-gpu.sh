@@ -143,7 +143,7 @@ if want overhead; then
 fi
 if want sitebench; then
 	# The site kernels on the card, fused against separate in one process
-	# (BENCHMARKS.md, Updates inside the decoder, [d2], [d3] and [d5]): the
+	# (BENCHMARKS.md, Updates inside the decoder, [d2], [d3] and [d4]): the
 	# default model's shape, f32, M = 32 x 256, and an adapted decode step
 	# (8 sequences; Q8_0 and f32; the coop mat-vec, the card's decode
 	# kernel, and gemv); conformance of SiteMatMul and the decode check first.
