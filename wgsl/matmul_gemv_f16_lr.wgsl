@@ -16,8 +16,8 @@
 // Bindings: x(M,K) f32, w(n_count,kw) u32 (the chunk of w's rows starting
 // at n_base), bias(N) f32 (any tensor when has_bias = 0), u(M,R) f32,
 // cluster(M) i32 (any tensor when has_cluster = 0), lrb f32 read; dst(M,N) f32
-// write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base, eps (unused), R, K (clusters), b_off, b_stride,
-// has_cluster.
+// write. Meta: M, K, N, n_base, n_count, has_bias, tiles_n, kw, tile_base,
+// eps (unused), R, K (clusters), b_off, b_stride, has_cluster.
 // Dispatch: tiles_n * ceil(M/8) workgroups over (x, y), tiles_n =
 // ceil(n_count / (WG*RN)); tile t = tile_base + wid.y * nwg.x + wid.x covers
 // columns (t % tiles_n)*WG*RN.. and rows (t / tiles_n)*8 .. +8.
