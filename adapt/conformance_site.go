@@ -42,11 +42,10 @@ func siteDTypes(c int) []gpu.DType {
 
 // siteFused reports whether gpu.WebGPU.MatMulLowRank has a twin for the
 // kernel family that variant runs for m rows of w's dtype dt: all but the
-// quantized register and tile matmuls (on an adapter with texture reads,
-// as the conformance adapters are).
+// quantized register matmuls (on an adapter with texture reads, as the
+// conformance adapters are).
 func siteFused(variant string, m int, dt gpu.DType) bool {
-	fam := gpu.MatMulFamily(variant, m)
-	return !dt.Quantized() || fam == "tex" || fam == "coop" || fam == "gemv"
+	return !dt.Quantized() || gpu.MatMulFamily(variant, m) != "reg"
 }
 
 // siteInputs are one siteCases entry's operands on both backends.

@@ -13,9 +13,9 @@ import (
 // a site's update on lavapipe (BENCHMARKS.md, Updates inside the decoder).
 // Fused, gpu.WebGPU.MatMulLowRank stores the same bits in the matmul's
 // own dispatches: the texture kernels on CPU adapters, the tile kernel and
-// the decode mat-vecs on GPUs, with f32 or f16 weights, and the mat-vecs
-// and quantized texture mat-vecs with quantized ones (the register and
-// tile matmuls of quantized weights have no twin: there the two ops run).
+// the decode mat-vecs on GPUs, at every weight type (the register matmuls
+// of quantized weights, the browser's, have no twin: there the two ops
+// run).
 
 // checkSiteMatMul validates SiteMatMul's operands (panics on a mismatch)
 // and returns M, V.

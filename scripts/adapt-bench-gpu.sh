@@ -147,7 +147,7 @@ if want sitebench; then
 	# default model's shape, f32, M = 32 x 256, and an adapted decode step
 	# (8 sequences; Q8_0 and f32; the coop mat-vec, the card's decode
 	# kernel, and gemv); conformance of SiteMatMul and the decode check first.
-	(cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestConformance/SiteMatMul|TestSitesDecode' -test.count 1 &&
+	(cd /tmp && timeout 90 /tmp/adapt.test -test.run '(TestConformance|TestSitesDecode)/SiteMatMul' -test.count 1 &&
 		timeout 200 /tmp/adapt.test -test.run '^$' -test.bench 'SiteUpdate|SitesForward|SitesDecode' -test.benchtime 5x) > "$OUT/sitebench.txt" 2>&1
 	echo "sitebench: exit $?" >> "$OUT/info.txt"
 fi

@@ -26,28 +26,7 @@
 // Portability: 2 x 4 KiB of workgroup memory, 256 invocations; every
 // barrier is reached in uniform control flow. Out-of-range rows and k are
 // staged as zeros, so any M, K, N work.
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
-//#include matmul_lr
-
-// put stores columns c..c+3 of row r of the bound chunk, those that exist,
-// each plus the row's low-rank update where the row has one.
-fn put(r: u32, c: u32, v: vec4<f32>) {
-    var o = v;
-    let g = params.n_base + c; // w's row (and B_c's) of column c
-    let cl = cluster_of(r);
-    if (cl != NONE) {
-        o = o + lr_sum4(r, cl, g);
-    }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c + j < params.n_count) {
-            dst[r * params.n + g + j] = o[j];
-        }
-    }
-}
+//#include matmul_tile_decl_lr W_ELEM=u32
 //#include matmul_tile_body
 
 // w_at is w[row, k] of the bound chunk, unpacked from its f16 pair.

@@ -87,6 +87,7 @@ var Fusions = map[string][]Fusion{
 	"matmul_tile":   {siteLR},
 	"matmul_gemv":   {siteLR},
 	"matmul_coop_q": {siteLR},
+	"matmul_tile_q": {siteLR},
 	"matmul_gemv_q": {siteLR},
 }
 
