@@ -40,14 +40,6 @@ func siteDTypes(c int) []gpu.DType {
 	return out
 }
 
-// siteFused reports whether gpu.WebGPU.MatMulLowRank has a twin for the
-// kernel family that variant runs for m rows of w's dtype dt: all but the
-// quantized register matmuls (on an adapter with texture reads, as the
-// conformance adapters are).
-func siteFused(variant string, m int, dt gpu.DType) bool {
-	return !dt.Quantized() || gpu.MatMulFamily(variant, m) != "reg"
-}
-
 // siteInputs are one siteCases entry's operands on both backends.
 type siteInputs struct {
 	fc       factorCase
@@ -60,10 +52,10 @@ type siteInputs struct {
 // reference, MatMul then AddLowRank. On WebGPU it runs under the texture
 // (CPU adapters' default), tile, register, cooperative mat-vec and mat-vec
 // matmul variants (the last two forced at every M, so that lavapipe runs
-// the GPUs' decode kernels), the fused and the separate path: where
-// MatMulLowRank has a twin for the variant's kernel (siteFused) the fused
-// path must record exactly the dispatches of the plain MatMul (the expand
-// costs none), elsewhere more; both must store the same bits.
+// the GPUs' decode kernels), the fused and the separate path: every
+// family has its twin, so the fused path must record exactly the
+// dispatches of the plain MatMul (the expand
+// costs none), the separate path more; both must store the same bits.
 func confSiteMatMul(t conformance.T, p *conformance.Pair) {
 	gw, _ := New(p.Got).(*WebGPUOps)
 	variants := []string{""}
@@ -147,10 +139,11 @@ func confSiteDType(t conformance.T, p *conformance.Pair, in siteInputs, dt gpu.D
 			if gw == nil {
 				continue
 			}
-			if fused := !separate && siteFused(variant, fc.m, dt); fused && n != plain {
+			if !separate && n != plain {
 				t.Errorf("%s %s: fused SiteMatMul recorded %d dispatches, the matmul alone %d", what, variant, n, plain)
-			} else if !fused && n <= plain {
-				t.Errorf("%s %s separate=%v: SiteMatMul recorded %d dispatches, the matmul alone %d: no expand?", what, variant, separate, n, plain)
+			}
+			if separate && n <= plain {
+				t.Errorf("%s %s: separate SiteMatMul recorded %d dispatches, the matmul alone %d: no expand?", what, variant, n, plain)
 			}
 		}
 		if gw != nil && !slices.Equal(runs[0], runs[1]) {

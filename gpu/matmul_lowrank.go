@@ -14,8 +14,8 @@ import (
 // wgsl.TexKernels' "lr", matmul_reg_*_lr), of the quantized texture
 // mat-vecs (wgsl.QTexKernels' LR ones), of the tile matmul (GPUs,
 // matmul_tile_*_lr) and of the mat-vecs of decode (matmul_coop_*_lr on
-// GPUs, matmul_gemv_*_lr); the last three at f32, f16 and the quantized
-// formats, the register twins at f32 and f16. Each stores
+// GPUs, matmul_gemv_*_lr), all at f32, f16 and the quantized formats.
+// Each stores
 // what its matmul and lowrank_add_tiled store, bit for bit (the update is
 // summed apart, from zero in rank order, and added to the biased output
 // last), so the fused and the separate path, and BatchInvariant, agree
@@ -85,13 +85,12 @@ var siteLRKernels = func() map[DType][]texMatKernel {
 // coopFits, the texture fallbacks), replaced by its _lr twin. Twins exist
 // for the texture matmuls (f32, f16: matmul_tex*_lr), the quantized
 // texture mat-vecs (matmul_qtex*_lr; with more rows than they take, the
-// f32 texture twins on the unpacked weights), the register matmuls with
-// f32 or f16 weights (matmul_reg_*_lr), and the tile matmul and the
-// mat-vec families at every weight dtype (matmul_tile_*_lr: GPUs, M >
-// MatMulGemvMaxM; matmul_coop_*_lr, matmul_gemv_*_lr: decode on GPUs, M
-// <= MatMulGemvMaxM). Where MatMul would run a kernel without a twin (the
-// register matmuls of quantized weights), or x, dst, u or B do not fit one
-// storage binding, it
+// f32 texture twins on the unpacked weights), and the register, tile and
+// mat-vec families at every weight dtype (matmul_reg_*_lr: the browser;
+// matmul_tile_*_lr: GPUs, M > MatMulGemvMaxM; matmul_coop_*_lr,
+// matmul_gemv_*_lr: decode on GPUs, M <= MatMulGemvMaxM). Where x, dst, u
+// or B do not fit one storage binding (MatMul then cuts x and dst into
+// runs of rows, which the twins do not take), it
 // records nothing and returns false: the caller then runs MatMul and the
 // separate expand. It panics on a shape or dtype mismatch (MatMul's
 // checks, and u (M, R), cluster (M), B holding K factors).
@@ -136,9 +135,6 @@ func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	}
 	if fam == "coop" && !coopFits(k, dt) {
 		fam = "gemv"
-	}
-	if dt.Quantized() && fam == "reg" {
-		return false // no quantized register twin
 	}
 	kern := matKernels[fam][dt]
 	kw := k
