@@ -18,14 +18,20 @@ var sitesCfg = model.Config{VocabSize: 4096, NCtx: 256, NEmbd: 256, NHead: 8, NL
 // randomSitesAdapter is a rank-r hyper-network adapter for base that also
 // generates updates of sites (comma-separated) at every layer, its weights
 // drawn at random (for timing, where the values do not matter).
-func randomSitesAdapter(b *testing.B, base Base, r int, sites string) *Adapter {
+func randomSitesAdapter(b testing.TB, base Base, r int, sites string) *Adapter {
+	return randomSitesAdapterStd(b, base, r, sites, 0.02)
+}
+
+// randomSitesAdapterStd is randomSitesAdapter with the site generators'
+// weights drawn with standard deviation std.
+func randomSitesAdapterStd(b testing.TB, base Base, r int, sites string, std float64) *Adapter {
 	hc := DefaultHyper(base.Config.NEmbd, base.Config.VocabSize, r)
 	meta := Meta{Kind: KindHyper, Rank: r, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base,
 		Sites: strings.Split(sites, ",")}
 	a := &Adapter{Meta: meta, Tensors: InitHyper(hc, 1)}
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, t := range meta.Spec()[len(a.Tensors):] {
-		t.Data = randn(rng, gpu.Numel(t.Shape), 0.02)
+		t.Data = randn(rng, gpu.Numel(t.Shape), std)
 		a.Tensors = append(a.Tensors, t)
 	}
 	if err := a.Validate(); err != nil {

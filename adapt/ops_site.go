@@ -12,8 +12,9 @@ import (
 // writes y once more after the matmul wrote it, the cost that remained of
 // a site's update on lavapipe (BENCHMARKS.md, Updates inside the decoder).
 // Fused, gpu.WebGPU.MatMulLowRank stores the same bits in the matmul's
-// own dispatches: the texture kernels on CPU adapters, the tile kernel on
-// GPUs, with f32 or f16 weights.
+// own dispatches: the texture kernels on CPU adapters, the register ones
+// in the browser, the tile kernel and the decode mat-vecs on GPUs, at
+// every weight type.
 
 // checkSiteMatMul validates SiteMatMul's operands (panics on a mismatch)
 // and returns M, V.

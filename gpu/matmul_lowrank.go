@@ -11,11 +11,15 @@ import (
 // (package adapt's SGMV), in one kernel that writes y once, where the
 // separate expand (lowrank_add_tiled) reads and writes y again. The
 // kernels are twins of the texture and register matmuls (CPU adapters,
-// wgsl.TexKernels' "lr", matmul_reg_*_lr) and of the tile matmul (GPUs,
-// matmul_tile_*_lr); each stores what
-// its matmul and lowrank_add_tiled store, bit for bit (the update is summed
-// apart, from zero in rank order, and added to the biased output last), so
-// the fused and the separate path, and BatchInvariant, agree exactly.
+// wgsl.TexKernels' "lr", matmul_reg_*_lr), of the quantized texture
+// mat-vecs (wgsl.QTexKernels' LR ones), of the tile matmul (GPUs,
+// matmul_tile_*_lr) and of the mat-vecs of decode (matmul_coop_*_lr on
+// GPUs, matmul_gemv_*_lr), all at f32, f16 and the quantized formats.
+// Each stores
+// what its matmul and lowrank_add_tiled store, bit for bit (the update is
+// summed apart, from zero in rank order, and added to the biased output
+// last), so the fused and the separate path, and BatchInvariant, agree
+// exactly.
 
 // LowRankUpdate is the update MatMulLowRank adds: row m of the output
 // gets B_c u[m] (c = Cluster[m]; nothing where c lies outside [0, K)).
@@ -61,23 +65,43 @@ func checkLowRankUpdate(lr LowRankUpdate, m, n int) {
 	}
 }
 
+// siteLRKernels are MatMulLowRank's texture kernels by weight dtype: the
+// f32 and f16 texture matmuls' twins and the quantized texture mat-vecs'
+// (whose prefill path runs the f32 ones on the unpacked weights).
+var siteLRKernels = func() map[DType][]texMatKernel {
+	out := map[DType][]texMatKernel{}
+	for dt, ks := range texLRKernels {
+		out[dt] = ks
+	}
+	for dt, ks := range qtexLRKernels {
+		out[dt] = ks
+	}
+	return out
+}()
+
 // MatMulLowRank: dst(M,N) = x(M,K) · w(N,K)ᵀ + bias(N) + B_c u per row, in
-// the matmul's own dispatches, where MatMul would run the texture or the
-// register family (CPU adapters: matmul_tex*_lr, matmul_reg_*_lr) or the
-// tile family (GPUs, M > MatMulGemvMaxM or BatchInvariant:
-// matmul_tile_*_lr) with f32 or f16 weights and the rows fit one storage
-// binding. Elsewhere (the mat-vec families, quantized weights) it records
-// nothing and returns false: the caller then runs MatMul and the separate
-// expand. It panics on a shape or dtype mismatch
-// (MatMul's checks, and u (M, R), cluster (M), B holding K factors).
+// the matmul's own dispatches: the kernel MatMul would run for these
+// operands (the same family choice: MatMulVariant, M, BatchInvariant,
+// coopFits, the texture fallbacks), replaced by its _lr twin. Twins exist
+// for the texture matmuls (f32, f16: matmul_tex*_lr), the quantized
+// texture mat-vecs (matmul_qtex*_lr; with more rows than they take, the
+// f32 texture twins on the unpacked weights), and the register, tile and
+// mat-vec families at every weight dtype (matmul_reg_*_lr: the browser;
+// matmul_tile_*_lr: GPUs, M > MatMulGemvMaxM; matmul_coop_*_lr,
+// matmul_gemv_*_lr: decode on GPUs, M <= MatMulGemvMaxM). Where x, dst, u
+// or B do not fit one storage binding (MatMul then cuts x and dst into
+// runs of rows, which the twins do not take), it
+// records nothing and returns false: the caller then runs MatMul and the
+// separate expand. It panics on a shape or dtype mismatch (MatMul's
+// checks, and u (M, R), cluster (M), B holding K factors).
 func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	m, k, n := MatMulDims(dst, x, wt, bias)
 	checkLowRankUpdate(lr, m, n)
 	if m == 0 || n == 0 {
 		return true
 	}
-	dt := wt.DType()
-	if dt != F32 && dt != F16 || len(w.matRowChunks(x, dst, m, k, n)) != 1 {
+	rows := w.matRowChunks(x, dst, m, k, n)
+	if len(rows) != 1 {
 		return false
 	}
 	lim := w.Limits.MaxStorageBufferBindingSize
@@ -90,26 +114,36 @@ func (w *WebGPU) MatMulLowRank(dst, x, wt, bias Tensor, lr LowRankUpdate) bool {
 	}
 	in := []binding{w.bind(lr.U), w.bind(cl), w.bind(lr.B)}
 	meta := Meta{lr.R, lr.K, lr.BOff, lr.BStride, hasCl}
+	dt := wt.DType()
 	fm := m
 	if w.BatchInvariant {
 		fm = max(m, MatMulGemvMaxM+1)
 	}
+	// MatMul's family choice, step by step.
 	fam := MatMulFamily(w.MatMulVariant, fm)
-	if fam == "tex" && !w.HasTexRead {
-		fam = MatMulFamily(MatMulReg, fm) // MatMul's fallback
-	}
-	switch fam {
-	case "tex":
-		return w.matMulTexEp(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: texLRKernels, in: in, meta: meta})
-	case "tile", "reg":
-		kern := matKernels[fam][dt]
-		kw := k
-		if dt == F16 {
-			kw = (k + 1) / 2
+	if fam == "tex" && dt.Quantized() {
+		if w.matMulQuantTexEp(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: siteLRKernels, in: in, meta: meta}) {
+			return true
 		}
-		rows := w.matRowChunks(x, dst, m, k, n)
-		w.matMulRows(kern.name+"_lr", kern, m, k, n, kw, rows[0].x, rows[0].dst, wt, bias, &matExtra{in: in, meta: meta})
-		return true
+		fam = MatMulFamily(MatMulReg, fm)
 	}
-	return false
+	if fam == "tex" {
+		if w.matMulTexEp(dst, x, wt, bias, m, k, n, &texEpilogue{kernels: siteLRKernels, in: in, meta: meta}) {
+			return true
+		}
+		fam = MatMulFamily(MatMulReg, fm)
+	}
+	if fam == "coop" && !coopFits(k, dt) {
+		fam = "gemv"
+	}
+	kern := matKernels[fam][dt]
+	kw := k
+	if dt == F16 {
+		kw = (k + 1) / 2
+	}
+	if f, ok := dt.Quant(); ok {
+		kw = quantRowWords(f, k)
+	}
+	w.matMulRows(kern.name+"_lr", kern, m, k, n, kw, rows[0].x, rows[0].dst, wt, bias, &matExtra{in: in, meta: meta})
+	return true
 }

@@ -29,6 +29,14 @@ import (
 const quantTexRowsMax = 16
 
 func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
+	return w.matMulQuantTexEp(dst, x, wt, bias, m, k, n, nil)
+}
+
+// matMulQuantTexEp is matMulQuantTex with the epilogue ep (nil: bias
+// only): ep.kernels holds the mat-vecs' twins by quantized dtype and, for
+// the unpacked path, the f32 texture matmuls' (MatMulLowRank's). With ep
+// the caller has checked that x is one chunk of rows.
+func (w *WebGPU) matMulQuantTexEp(dst, x, wt, bias Tensor, m, k, n int, ep *texEpilogue) bool {
 	if !w.HasTexRead || w.BatchInvariant || k/4 > int(w.Limits.MaxTextureDimension2D) {
 		return false
 	}
@@ -37,7 +45,7 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		return false
 	}
 	if m > quantTexRowsMax {
-		return w.matMulUnpacked(dst, x, wt, s, bias, m, k, n)
+		return w.matMulUnpacked(dst, x, wt, s, bias, m, k, n, ep)
 	}
 	// x: one row per texture row unless the op that produced it wrote it
 	// into its texture (xtex.go), in the texture matmuls' layout.
@@ -58,6 +66,12 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		bb, hasBias = w.bind(bias), 1
 	}
 	ks := qtexKernels[wt.DType()]
+	bs, meta, nIn := []binding{bb, w.bind(dst)}, Meta{}, 1
+	if ep != nil {
+		ks = ep.kernels[wt.DType()]
+		bs = append(append([]binding{bb}, ep.in...), w.bind(dst))
+		meta, nIn = ep.meta, 1+len(ep.in)
+	}
 	kern := texKernelFor(ks, m)
 	tilesN, tilesM := ceilDiv(n, kern.bn), ceilDiv(m, kern.bm)
 	total := tilesN * tilesM
@@ -67,8 +81,8 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 		gx, gy := w.grid1(cnt)
 		w.nextFlops = 2 * float64(m) * float64(k) * float64(n) * float64(cnt) / float64(total)
 		w.nextBytes = (float64(s.rows*s.kt)*16*float64(tilesM) + float64(m*xkt)*16) * float64(cnt) / float64(total)
-		w.dispatchTex(kern.name, 1, 1, []binding{bb, w.bind(dst)}, []texBinding{{xtex, false}, {s.tex, false}},
-			Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, xrp}, gx, gy, 1)
+		w.dispatchTex(kern.name, nIn, 1, bs, []texBinding{{xtex, false}, {s.tex, false}},
+			append(Meta{m, n, k, s.kt, int(s.tex.w), hasBias, tilesN, t0, xrp}, meta...), gx, gy, 1)
 		if cnt < total {
 			if err := w.flush(); err != nil {
 				w.rec.fail(err)
@@ -81,22 +95,31 @@ func (w *WebGPU) matMulQuantTex(dst, x, wt, bias Tensor, m, k, n int) bool {
 // qtexKernels are the quantized texture mat-vecs by weight dtype, smallest
 // row block first (wgsl.QTexKernels): the first whose bm covers M runs,
 // else the last, over several row blocks; each workgroup covers bm rows
-// and bn columns.
-var qtexKernels = func() map[DType][]texMatKernel {
-	out := map[DType][]texMatKernel{}
+// and bn columns. qtexLRKernels are their low-rank twins (MatMulLowRank).
+var qtexKernels, qtexLRKernels = qtexKernelTables()
+
+// qtexKernelTables sorts wgsl.QTexKernels by weight dtype, in their order:
+// the plain kernels and the low-rank twins.
+func qtexKernelTables() (plain, lr map[DType][]texMatKernel) {
+	plain, lr = map[DType][]texMatKernel{}, map[DType][]texMatKernel{}
 	for _, k := range wgsl.QTexKernels {
 		f, err := quant.Parse(k.DT)
 		if err != nil {
 			panic("gpu: wgsl.QTexKernels: " + err.Error())
 		}
+		out := plain
+		if k.LR {
+			out = lr
+		}
 		out[QuantDType(f)] = append(out[QuantDType(f)], texMatKernel{k.Name, k.RM, k.RN * k.WG})
 	}
-	return out
-}()
+	return plain, lr
+}
 
 // matMulUnpacked dequantizes w's texture s into an f32 texture in the
-// weights' blocked layout and runs the f32 texture matmul on it.
-func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k, n int) bool {
+// weights' blocked layout and runs the f32 texture matmul on it (with the
+// epilogue ep, when not nil).
+func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k, n int, ep *texEpilogue) bool {
 	ktf := k / 4
 	fw, fh, ok := texFitBlocked(n, ktf, w.Limits.MaxTextureDimension2D)
 	if !ok {
@@ -123,6 +146,6 @@ func (w *WebGPU) matMulUnpacked(dst, x, wt Tensor, s *shadow, bias Tensor, m, k,
 	w.dispatchTex("quant_unpack_"+strings.ToLower(wt.DType().String()), 0, 0, nil, []texBinding{{s.tex, false}, {ft, true}},
 		Meta{n, k, s.kt, int(s.tex.w), ktf, int(fw)}, gx, gy, 1)
 	fs := &shadow{tex: ft, rows: n, k: k, dt: F32, kt: ktf}
-	w.matMulTexWith(dst, x, fs, bias, w.spareBinding(), m, k, n, ktf, xRowsPer, tw, nil)
+	w.matMulTexWith(dst, x, fs, bias, w.spareBinding(), m, k, n, ktf, xRowsPer, tw, ep)
 	return true
 }

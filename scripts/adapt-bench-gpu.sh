@@ -28,7 +28,7 @@
 # the sites' expand fused into their matmul and, -separate, apart) and,
 # phase sitebench (in all too), the site kernels' benchmarks
 # (OUT/sitebench.txt). For the update overhead alone: `overhead,sitebench`
-# (about 9 minutes: 5 bench runs of up to 120 s, then up to 210 s).
+# (about 10 minutes: 5 bench runs of up to 120 s, then up to 290 s).
 # With 15 minutes of device time a session, run `head,overhead` in
 # one call (about 8 minutes), then `deep` and `score` in a later session.
 set -uo pipefail
@@ -143,10 +143,12 @@ if want overhead; then
 fi
 if want sitebench; then
 	# The site kernels on the card, fused against separate in one process
-	# (BENCHMARKS.md, Updates inside the decoder, [d2] and [d3]): the default
-	# model's shape, f32, M = 32 x 256; conformance of SiteMatMul first.
-	(cd /tmp && timeout 60 /tmp/adapt.test -test.run 'TestConformance/SiteMatMul' -test.count 1 &&
-		timeout 150 /tmp/adapt.test -test.run '^$' -test.bench 'SiteUpdate|SitesForward' -test.benchtime 5x) > "$OUT/sitebench.txt" 2>&1
+	# (BENCHMARKS.md, Updates inside the decoder, [d2], [d3] and [d4]): the
+	# default model's shape, f32, M = 32 x 256, and an adapted decode step
+	# (8 sequences; Q8_0 and f32; the coop mat-vec, the card's decode
+	# kernel, and gemv); conformance of SiteMatMul and the decode check first.
+	(cd /tmp && timeout 90 /tmp/adapt.test -test.run '(TestConformance|TestSitesDecode)/SiteMatMul' -test.count 1 &&
+		timeout 200 /tmp/adapt.test -test.run '^$' -test.bench 'SiteUpdate|SitesForward|SitesDecode' -test.benchtime 5x) > "$OUT/sitebench.txt" 2>&1
 	echo "sitebench: exit $?" >> "$OUT/info.txt"
 fi
 ls -la "$OUT"

@@ -19,7 +19,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<u32> DST_BINDING=3
+//#include matmul_coop_decl W_ELEM=vec4<u32> DST_BINDING=3 META=matmul_coop_meta
 
 // h4 is the four f16 weights packed in words a and b, in order.
 fn h4(a: u32, b: u32) -> vec4<f32> {

@@ -21,7 +21,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<u32> DST_BINDING=4
+//#include matmul_coop_decl W_ELEM=vec4<u32> DST_BINDING=4 META=matmul_coop_meta
 @group(0) @binding(3) var<storage, read> res: array<f32>;
 
 // h4 is the four f16 weights packed in words a and b, in order.

@@ -18,7 +18,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<f32> DST_BINDING=3
+//#include matmul_coop_decl W_ELEM=vec4<f32> DST_BINDING=3 META=matmul_coop_meta
 
 //#include matmul_coop_start Q_WORDS=params.k/4u
     for (var i = lid; i < q; i = i + WG) {

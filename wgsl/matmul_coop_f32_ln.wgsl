@@ -23,7 +23,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=vec4<f32> DST_BINDING=5
+//#include matmul_coop_decl W_ELEM=vec4<f32> DST_BINDING=5 META=matmul_coop_meta
 @group(0) @binding(3) var<storage, read> gamma: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> beta: array<vec4<f32>>;
 

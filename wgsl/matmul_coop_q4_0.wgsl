@@ -14,7 +14,7 @@
 // columns (t % tiles_n)*RN .. +RN and rows (t / tiles_n)*MB .. +MB.
 // Portability: 8 KiB of workgroup memory, log2(WG) + 1 barriers, each
 // reached in workgroup-uniform control flow.
-//#include matmul_coop_decl W_ELEM=u32 DST_BINDING=3
+//#include matmul_coop_decl W_ELEM=u32 DST_BINDING=3 META=matmul_coop_meta
 //#include quant_q4_0
 //#include matmul_coop_start Q_WORDS=params.kw
 //#include matmul_coop_q_body

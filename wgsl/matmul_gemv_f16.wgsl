@@ -19,7 +19,6 @@
 const WG: u32 = 64u;
 const RN: u32 = 4u;
 const MB: u32 = 8u; // rows of x per workgroup
-
 struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32 }
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -28,22 +27,7 @@ struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, 
 @group(0) @binding(3) var<storage, read_write> dst: array<f32>;
 @group(1) @binding(0) var<uniform> params: Meta;
 
-// store writes the 4 columns from c of row r that exist.
-fn store(r: u32, c: u32, v: vec4<f32>) {
-    if (r >= params.m) {
-        return;
-    }
-    for (var j = 0u; j < RN; j = j + 1u) {
-        if (c + j < params.n_count) {
-            let col = params.n_base + c + j;
-            var o = v[j];
-            if (params.has_bias != 0u) {
-                o = o + bias[col];
-            }
-            dst[r * params.n + col] = o;
-        }
-    }
-}
+//#include matmul_gemv_store
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

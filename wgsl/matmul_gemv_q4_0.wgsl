@@ -14,5 +14,5 @@
 // Portability: no workgroup memory, no barriers.
 //#include matmul_q_decl
 //#include quant_q4_0
-//#include matmul_gemv_q
+//#include matmul_gemv_q STORE=matmul_gemv_store
 }

@@ -26,58 +26,7 @@
 // Portability: 2 x 4 KiB of workgroup memory, 256 invocations; every
 // barrier is reached in uniform control flow. Out-of-range rows and k are
 // staged as zeros, so any M, K, N work.
-const NONE: u32 = 0xffffffffu; // cluster of a row that gets no update
-
-struct Meta { m: u32, k: u32, n: u32, n_base: u32, n_count: u32, has_bias: u32, tiles_n: u32, kw: u32, tile_base: u32, eps: f32, r: u32, n_clusters: u32, b_off: u32, b_stride: u32, has_cluster: u32 }
-
-@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> w: array<u32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read> u: array<f32>;
-@group(0) @binding(4) var<storage, read> cluster: array<i32>;
-@group(0) @binding(5) var<storage, read> lrb: array<f32>;
-@group(0) @binding(6) var<storage, read_write> dst: array<f32>;
-@group(1) @binding(0) var<uniform> params: Meta;
-
-// cluster_of is row r's cluster, or NONE for one whose cluster lies
-// outside [0, K) (-1: no update).
-fn cluster_of(r: u32) -> u32 {
-    var c = 0;
-    if (params.has_cluster != 0u) {
-        c = cluster[r];
-    }
-    if (c < 0 || u32(c) >= params.n_clusters) {
-        return NONE;
-    }
-    return u32(c);
-}
-
-// put stores columns c..c+3 of row r of the bound chunk, those that exist,
-// each plus the row's low-rank update where the row has one.
-fn put(r: u32, c: u32, v: vec4<f32>) {
-    var o = v;
-    let g = params.n_base + c; // w's row (and B_c's) of column c
-    let cl = cluster_of(r);
-    if (cl != NONE) {
-        let rr = params.r;
-        let last = params.n - 1u;
-        let bb = params.b_off + cl * params.b_stride;
-        let o0 = min(g, last) * rr;
-        let o1 = min(g + 1u, last) * rr;
-        let o2 = min(g + 2u, last) * rr;
-        let o3 = min(g + 3u, last) * rr;
-        var l = vec4<f32>(0.0);
-        for (var j = 0u; j < rr; j = j + 1u) {
-            l = fma(vec4<f32>(u[r * rr + j]), vec4<f32>(lrb[bb + o0 + j], lrb[bb + o1 + j], lrb[bb + o2 + j], lrb[bb + o3 + j]), l);
-        }
-        o = o + l;
-    }
-    for (var j = 0u; j < 4u; j = j + 1u) {
-        if (c + j < params.n_count) {
-            dst[r * params.n + g + j] = o[j];
-        }
-    }
-}
+//#include matmul_tile_decl_lr W_ELEM=u32
 //#include matmul_tile_body
 
 // w_at is w[row, k] of the bound chunk, unpacked from its f16 pair.

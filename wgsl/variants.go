@@ -10,6 +10,10 @@ package wgsl
 //     share one source);
 //   - NAME_q8_0.wgsl, NAME_q4_0.wgsl and NAME_q4_k.wgsl from each
 //     NAME_q.wgsl.tmpl (.DT and .QDT name the format);
+//   - the fused variants of templates listed in gen.Fusions, among them the
+//     decoder sites' low-rank twins matmul_tile_*_lr, matmul_coop_*_lr
+//     and matmul_gemv_*_lr (every weight type; their epilogue is the
+//     matmul_lr.wgsli fragment);
 //   - the texture matmul kernels of TexKernels below: register blocks of up
 //     to 32 x 16 outputs per invocation written out in full;
 //   - the register-blocked CPU-adapter matmuls matmul_reg_* (f32, f16 and
@@ -20,8 +24,9 @@ package wgsl
 //     texture kernels' "lr" twins and matmul_tile_*_lr are their
 //     counterparts);
 //   - the tiled low-rank kernels of LowRankKernels (lowrank.go);
-//   - the multi-row quantized texture mat-vecs of QTexKernels (qtex.go,
-//     wgsl/internal/gen/qtex.go), on matmul_qtex1's dequant fragments;
+//   - the quantized texture mat-vecs of QTexKernels and their low-rank
+//     twins (qtex.go, wgsl/internal/gen/qtex.go and qtex_lr.go), on the
+//     quant_tex_* dequant fragments;
 //   - workgroup-size variants of plain kernels (sample_wg64.wgsl, the
 //     layernorms' _wg8 copies).
 // TestGenerated fails when a committed file differs from what the generator

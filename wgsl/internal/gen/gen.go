@@ -72,20 +72,27 @@ type Fusion struct {
 }
 
 // Fusions lists the fused variants a template is executed for beside the
-// plain one (templates not named here: the plain one only): the decode
+// plain one (templates not named here: the plain one only), by template
+// name (NAME_q for the quantized ones, executed per format): the decode
 // mat-vec's forms that a GPT-2 block needs (gpu.WebGPU.LayerNormMatMul,
-// MatMulAdd). Quantized twins have no fused forms.
+// MatMulAdd), and a decoder site's matmul with its update's expand
+// (gpu.WebGPU.MatMulLowRank; wgsl/matmul_lr.wgsli).
 var Fusions = map[string][]Fusion{
 	"matmul_coop": {
 		{Suffix: "_ln", LN: true},
 		{Suffix: "_ln_gelu", LN: true, GELU: true},
 		{Suffix: "_res", Res: true},
+		siteLR,
 	},
-	// A decoder site's matmul with its update's expand (gpu.WebGPU.MatMulLowRank).
-	"matmul_tile": {
-		{Suffix: "_lr", LR: true},
-	},
+	"matmul_tile":   {siteLR},
+	"matmul_gemv":   {siteLR},
+	"matmul_coop_q": {siteLR},
+	"matmul_tile_q": {siteLR},
+	"matmul_gemv_q": {siteLR},
 }
+
+// siteLR is the low-rank twin of a matmul (gpu.WebGPU.MatMulLowRank).
+var siteLR = Fusion{Suffix: "_lr", LR: true}
 
 // quantFormats are the quantized weight formats a NAME_q.wgsl.tmpl is
 // executed for, with their GGUF names.
@@ -141,7 +148,9 @@ func twins(dir string) ([]File, error) {
 		var tws []Twin
 		if q, ok := strings.CutSuffix(base, "_q"); ok {
 			for _, f := range quantFormats {
-				tws = append(tws, Twin{Name: q + "_" + f[0], DT: f[0], QDT: f[1]})
+				for _, fu := range append([]Fusion{{}}, Fusions[base]...) {
+					tws = append(tws, Twin{Name: q + "_" + f[0] + fu.Suffix, DT: f[0], QDT: f[1], Fusion: fu})
+				}
 			}
 		} else {
 			for _, dt := range []string{"f32", "f16"} {

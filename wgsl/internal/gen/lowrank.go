@@ -31,15 +31,21 @@ func lowRankKernel(k wgsl.LowRankKernel) string {
 	return s.String()
 }
 
-// lowRankClusters writes cluster_of and the code that reads the block's
-// clusters into cl and marks the rows with an update in todo.
+// lowRankClusters writes cluster_of, rows past rowEnd and clusters
+// outside [0, params.k) giving NONE.
 func lowRankClusters(p func(string, ...any), k wgsl.LowRankKernel, rowEnd string) {
+	lowRankClustersOf(p, rowEnd, "params.k")
+}
+
+// lowRankClustersOf writes cluster_of, rows past rowEnd and clusters
+// outside [0, count) giving NONE.
+func lowRankClustersOf(p func(string, ...any), rowEnd, count string) {
 	p("// cluster_of is row r's cluster, or NONE for a row past the end or one\n")
 	p("// whose cluster lies outside [0, K) (-1: no update).\n")
 	p("fn cluster_of(r: u32) -> u32 {\n")
 	p("    if (r >= %s) {\n        return NONE;\n    }\n", rowEnd)
 	p("    var c = 0;\n    if (params.has_cluster != 0u) {\n        c = cluster[r];\n    }\n")
-	p("    if (c < 0 || u32(c) >= params.k) {\n        return NONE;\n    }\n")
+	p("    if (c < 0 || u32(c) >= %s) {\n        return NONE;\n    }\n", count)
 	p("    return u32(c);\n}\n\n")
 }
 

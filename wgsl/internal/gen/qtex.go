@@ -46,24 +46,35 @@ func qtexMatVec(k wgsl.QTexKernel) string {
 		"tiles_n, tile_base, x_rows_per. Dispatch: workgroups over (x, y); tile t = tile_base + wid.y * nwg.x + "+
 		"wid.x covers rows (t / tiles_n)*%d.. and columns (t %% tiles_n)*%d.., tiles_n = ceil(N/%d); rows "+
 		"past M are clamped for loading and skipped when storing.", k.RM, k.WG*k.RN, k.WG*k.RN)))
+	if k.LR {
+		p("%s", qtexDocLR(k))
+		p("%s", comment("Low-rank bindings: group 0 in the order bias, u(M,R) f32, cluster(M) i32 (any tensor "+
+			"when has_cluster = 0: every row in cluster 0), lrb f32, dst; Meta goes on with R, K (n_clusters), "+
+			"b_off, b_stride, has_cluster."))
+	}
 	p("//#include quant_tex_%s\n", k.DT)
 	p("const TX: u32 = %du; // invocations per workgroup, along N\n", k.WG)
 	p("const BM: u32 = %du; // rows per workgroup\n", k.RM)
 	p("const RN: u32 = %du; // columns per invocation\n", k.RN)
 	p("const BN: u32 = %du; // columns per workgroup (TX * RN)\n\n", k.WG*k.RN)
-	p("struct Meta { m: u32, n: u32, k: u32, kt: u32, w_width: u32, has_bias: u32, tiles_n: u32, tile_base: u32, x_rows_per: u32 }\n\n")
-	p("@group(0) @binding(0) var<storage, read> bias: array<f32>;\n")
-	p("@group(0) @binding(1) var<storage, read_write> dst: array<f32>;\n")
+	meta := "m: u32, n: u32, k: u32, kt: u32, w_width: u32, has_bias: u32, tiles_n: u32, tile_base: u32, x_rows_per: u32"
+	if k.LR {
+		qtexDeclLR(p, meta)
+	} else {
+		p("struct Meta { %s }\n\n", meta)
+		p("@group(0) @binding(0) var<storage, read> bias: array<f32>;\n")
+		p("@group(0) @binding(1) var<storage, read_write> dst: array<f32>;\n")
+	}
 	p("@group(1) @binding(0) var<uniform> params: Meta;\n")
 	p("@group(2) @binding(0) var xt: texture_storage_2d<rgba32uint, read>;\n")
 	p("@group(2) @binding(1) var wt: texture_storage_2d<rgba32uint, read>;\n\n")
-	qtexHelpers(p)
+	qtexHelpers(p, k)
 	qtexMain(p, k)
 	return s.String()
 }
 
 // qtexHelpers writes the mat-vecs' helper functions.
-func qtexHelpers(p func(string, ...any)) {
+func qtexHelpers(p func(string, ...any), k wgsl.QTexKernel) {
 	p("// wpos is the texel holding texel t of packed row c0: since c0 %% RN == 0\n")
 	p("// and RN divides 32 (and the texture width), rows c0 .. c0+RN-1 are the\n")
 	p("// RN texels from there along x. Rows past N in the last block are in the\n")
@@ -76,6 +87,10 @@ func qtexHelpers(p func(string, ...any)) {
 	p("    return vec2<u32>((r %% params.x_rows_per) * (params.k / 4u), r / params.x_rows_per);\n}\n\n")
 	p("fn xtex(p: vec2<u32>, t: u32) -> vec4<f32> {\n")
 	p("    return bitcast<vec4<f32>>(textureLoad(xt, vec2<u32>(p.x + t, p.y)));\n}\n\n")
+	if k.LR {
+		qtexPutLR(p, k)
+		return
+	}
 	p("// put stores output (r, c) if it exists, plus the bias.\n")
 	p("fn put(r: u32, c: u32, v: f32) {\n")
 	p("    if (r < params.m && c < params.n) {\n")
@@ -145,6 +160,11 @@ func qtexMain(p func(string, ...any), k wgsl.QTexKernel) {
 	}
 	qtexColumns(p, k, offset, one, off)
 	p("        }\n    }\n")
+	if k.LR {
+		qtexStoresLR(p, k)
+		p("}\n")
+		return
+	}
 	for r := 0; r < k.RM; r++ {
 		p("   ")
 		for j := 0; j < k.RN; j++ {

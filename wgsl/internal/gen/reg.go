@@ -49,6 +49,9 @@ var regKernels = []regKernel{
 	{Name: "lowrank_matmul_f16", W: "f16", RM: 8, LowRank: true},
 	{Name: "matmul_reg_f32_lr", W: "f32", RM: 16, Site: true},
 	{Name: "matmul_reg_f16_lr", W: "f16", RM: 8, Site: true},
+	{Name: "matmul_reg_q8_0_lr", W: "q8_0", RM: 8, Site: true},
+	{Name: "matmul_reg_q4_0_lr", W: "q4_0", RM: 8, Site: true},
+	{Name: "matmul_reg_q4_k_lr", W: "q4_k", RM: 8, Site: true},
 }
 
 func (k regKernel) quantized() bool { return k.W != "f32" && k.W != "f16" }
