@@ -94,7 +94,7 @@ func TestEvalCache(t *testing.T) {
 	}
 	// The paired comparisons are the rows' own differences.
 	st := res.Streams[0]
-	if len(st.Pairs) != len(cachePairs) || math.Abs(st.Pairs[0].Diff.Mean-(clu.Diff.Mean-own.Diff.Mean)) > 1e-9 {
+	if len(st.Pairs) != len(cachePairs)-neuralPairs() || math.Abs(st.Pairs[0].Diff.Mean-(clu.Diff.Mean-own.Diff.Mean)) > 1e-9 {
 		t.Fatalf("pairs %+v: want cluster minus own = %v", st.Pairs, clu.Diff.Mean-own.Diff.Mean)
 	}
 	// Another seed's figures sit beside the first's.
@@ -176,5 +176,86 @@ func TestReplayMemory(t *testing.T) {
 	s.Cluster = s.Cluster[:3]
 	if _, _, err := replayMemory(s, s.BaseTok, cfg, o); err == nil {
 		t.Fatal("clusters of another length: no error")
+	}
+}
+
+// neuralPairs counts the pairs that need a neural row (absent without
+// hidden states).
+func neuralPairs() int {
+	n := 0
+	for _, pr := range cachePairs {
+		if cacheVariants[pr[0]].neural || cacheVariants[pr[1]].neural {
+			n++
+		}
+	}
+	return n
+}
+
+// withHidden gives synthServed's windows hidden states: each position's
+// is its token's direction (plus a little noise), and the "lang" windows
+// follow one fixed successor per token (a language with fixed bigrams),
+// so a key with the query's token carries the next token: what the
+// neural cache reads and the token cache cannot.
+func withHidden(s *Served, seed uint64) *Served {
+	const c = 64
+	rng := rand.New(rand.NewPCG(seed, 9))
+	succ := rand.New(rand.NewPCG(77, 1)).Perm(8)
+	for i, toks := range s.Tokens {
+		if s.Domains[i] == "lang" {
+			toks[0] = int32(rng.IntN(8))
+			for j := 1; j < len(toks); j++ {
+				toks[j] = int32(succ[toks[j-1]])
+			}
+		}
+		h := make([]float32, (len(toks)-1)*c)
+		for j := range len(toks) - 1 {
+			h[j*c+int(toks[j])] = 1
+			for k := range c {
+				h[j*c+k] += 0.05 * float32(rng.NormFloat64())
+			}
+		}
+		u := adapt.UnitRows(h, c)
+		s.BaseHidden, s.AdaptedHidden = append(s.BaseHidden, u), append(s.AdaptedHidden, u)
+	}
+	return s
+}
+
+// TestEvalNeuralCache: with hidden states, the neural rows appear; on the
+// language of fixed bigrams the neural cache beats the token cache, its
+// cluster's prompts beat its own positions alone, the controls lose to
+// the clusters, and the domain the model knows keeps its loss.
+func TestEvalNeuralCache(t *testing.T) {
+	uni := make([]float64, 64)
+	for i := range uni {
+		uni[i] = 1.0 / 64
+	}
+	roles := map[string]string{"lang": RoleHeldOut, "known": RolePretrain}
+	o := CacheOpts{Prior: uni, Betas: []float64{4}, Batch: 8, Seed: 1, Bootstrap: 100, Thetas: []float64{5, 20}}
+	res, err := EvalCache(withHidden(synthServed("validation", 8, 1), 1), withHidden(synthServed("test", 16, 2), 2), nil, roles,
+		[]string{"lang", "known"}, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := res.Streams[0]
+	if len(st.Rows) != len(cacheVariants) || len(st.Pairs) != len(cachePairs) {
+		t.Fatalf("%d rows and %d pairs, want %d and %d", len(st.Rows), len(st.Pairs), len(cacheVariants), len(cachePairs))
+	}
+	row := func(i int) CacheRow { return st.Rows[i] }
+	tokClu, nOwn, nClu, nRnd, nShuf := row(2), row(12), row(13), row(14), row(15)
+	if !(nClu.PerDomain["lang"] < nOwn.PerDomain["lang"] && nOwn.PerDomain["lang"] < tokClu.PerDomain["lang"]) {
+		t.Fatalf("lang: neural cluster %v, neural own %v, token cluster cache %v", nClu.PerDomain["lang"], nOwn.PerDomain["lang"],
+			tokClu.PerDomain["lang"])
+	}
+	if math.Abs(nClu.PerDomain["known"]) > 0.02 {
+		t.Fatalf("known: the neural cluster cache moved the loss by %v", nClu.PerDomain["known"])
+	}
+	if nClu.MeanWeights.NeuralPool <= 0 || nClu.MeanWeights.Theta <= 0 {
+		t.Fatalf("no neural pool weight chosen: %+v", nClu.MeanWeights)
+	}
+	if !(nRnd.Diff.Mean > nClu.Diff.Mean && nShuf.Diff.Mean > nClu.Diff.Mean) {
+		t.Fatalf("neural cluster %v, random %v, shuffled %v", nClu.Diff.Mean, nRnd.Diff.Mean, nShuf.Diff.Mean)
+	}
+	if d := st.Pairs[11].Diff.Mean - (nClu.Diff.Mean - nOwn.Diff.Mean); math.Abs(d) > 1e-9 {
+		t.Fatalf("pair %+v is not the rows' difference", st.Pairs[11])
 	}
 }
