@@ -365,12 +365,19 @@ func cacheRow(v cacheVariant, s *Served, sc Scores, ws []adapt.CacheWeights, rol
 			}
 		}
 	}
+	nth := 0 // windows with a neural weight: Theta is their mean
 	for _, w := range ws {
 		r.MeanWeights.Own += w.Own / float64(len(ws))
 		r.MeanWeights.Pool += w.Pool / float64(len(ws))
 		r.MeanWeights.NeuralOwn += w.NeuralOwn / float64(len(ws))
 		r.MeanWeights.NeuralPool += w.NeuralPool / float64(len(ws))
-		r.MeanWeights.Theta += w.Theta / float64(len(ws))
+		if w.Theta > 0 {
+			r.MeanWeights.Theta += w.Theta
+			nth++
+		}
+	}
+	if nth > 0 {
+		r.MeanWeights.Theta /= float64(nth)
 	}
 	return r
 }

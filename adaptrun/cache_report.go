@@ -27,11 +27,13 @@ func (r *CacheResult) Markdown(w io.Writer) {
 	fmt.Fprintln(w, ")")
 	for _, st := range r.Streams {
 		fmt.Fprintf(w, "\n**%s** (%d windows, base perplexity %.2f)\n\n", st.Name, st.Windows, st.BasePPL)
-		fmt.Fprintln(w, "| row | nats/token vs base [95%] | perplexity | adaptation | pretraining | held-out | mean weights own / pool |")
-		fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+		fmt.Fprintln(w, "| row | nats/token vs base [95%] | perplexity | adaptation | pretraining | held-out | mean weights own / pool | neural own / pool, theta (mean where used) |")
+		fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
 		for _, x := range st.Rows {
-			fmt.Fprintf(w, "| %s | %+.4f [%+.4f, %+.4f] | %.2f | %s | %s | %s | %.3f / %.3f |\n", x.Name, x.Diff.Mean, x.Diff.Lo, x.Diff.Hi, x.PPL,
-				roleCell(x, RoleAdapt), roleCell(x, RolePretrain), roleCell(x, RoleHeldOut), x.MeanWeights.Own, x.MeanWeights.Pool)
+			mw := x.MeanWeights
+			fmt.Fprintf(w, "| %s | %+.4f [%+.4f, %+.4f] | %.2f | %s | %s | %s | %.3f / %.3f | %.3f / %.3f, %.1f |\n", x.Name, x.Diff.Mean, x.Diff.Lo,
+				x.Diff.Hi, x.PPL, roleCell(x, RoleAdapt), roleCell(x, RolePretrain), roleCell(x, RoleHeldOut), mw.Own, mw.Pool, mw.NeuralOwn,
+				mw.NeuralPool, mw.Theta)
 		}
 		fmt.Fprintln(w)
 		for _, pr := range st.Pairs {
