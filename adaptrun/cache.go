@@ -68,7 +68,7 @@ type CachePair struct {
 
 // cachePairs are the comparisons each stream reports, by variant index.
 var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9},
-	{13, 12}, {13, 14}, {13, 2}, {13, 16}, {18, 17}, {18, 5}, {18, 0}}
+	{13, 12}, {13, 14}, {13, 2}, {13, 16}, {18, 17}, {18, 5}, {18, 0}, {13, 19}, {19, 12}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -100,6 +100,10 @@ type cacheVariant struct {
 	// neural adds the neural cache (ncache.go): keys from the hidden
 	// states, own and (with pool) the cluster's prompts'.
 	neural bool
+	// noVerbatim drops from the neural pool every key whose span of
+	// verbatimSpan tokens (ending with its value) occurs in the scored
+	// window: what is left is help from similar contexts, not copies.
+	noVerbatim bool
 }
 
 var cacheVariants = []cacheVariant{
@@ -131,6 +135,8 @@ var cacheVariants = []cacheVariant{
 	{name: "adapter + neural cache, own only", role: RoleControl, adapted: true, groups: "single", cache: true, neural: true},
 	{name: "adapter + neural cache (own + the cluster's prompts)", role: RoleMethod, adapted: true, groups: "cluster", cache: true,
 		pool: true, neural: true},
+	{name: "control: the neural cluster cache without pool keys that repeat an 8-token span of the window", role: RoleControl,
+		groups: "cluster", cache: true, pool: true, neural: true, noVerbatim: true},
 }
 
 // concatServed pools scored splits into one stream.

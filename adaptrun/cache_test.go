@@ -255,6 +255,11 @@ func TestEvalNeuralCache(t *testing.T) {
 	if !(nRnd.Diff.Mean > nClu.Diff.Mean && nShuf.Diff.Mean > nClu.Diff.Mean) {
 		t.Fatalf("neural cluster %v, random %v, shuffled %v", nClu.Diff.Mean, nRnd.Diff.Mean, nShuf.Diff.Mean)
 	}
+	// The language repeats one cycle: every pool key repeats a span of
+	// the window, so without them the cluster's pool is gone.
+	if nv := row(19); !(nv.PerDomain["lang"] > nClu.PerDomain["lang"]) {
+		t.Fatalf("lang: without verbatim spans %v, neural cluster %v", nv.PerDomain["lang"], nClu.PerDomain["lang"])
+	}
 	if d := st.Pairs[11].Diff.Mean - (nClu.Diff.Mean - nOwn.Diff.Mean); math.Abs(d) > 1e-9 {
 		t.Fatalf("pair %+v is not the rows' difference", st.Pairs[11])
 	}

@@ -71,7 +71,11 @@ func scoreNeural(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) 
 					}
 				}
 			}
-			t, err := neuralTerms(s, lps, hid, i, others, len(lps[i]), cfg, thetas)
+			var drop func(j, k int) bool
+			if v.noVerbatim {
+				drop = verbatimIn(s.Tokens[i], s.Tokens)
+			}
+			t, err := neuralTermsExcept(s, lps, hid, i, others, len(lps[i]), cfg, thetas, drop)
 			if err != nil {
 				return err
 			}
@@ -109,6 +113,13 @@ func forEach(n int, f func(i int) error) error {
 // neuralTerms are window i's terms over its positions [0, l): own counts
 // and keys its own, the pools the prompts of others (i itself skipped).
 func neuralTerms(s *Served, lps, hid [][]float32, i int, others []int, l int, cfg adapt.CacheConfig, thetas []float64) (*adapt.MixTerms, error) {
+	return neuralTermsExcept(s, lps, hid, i, others, l, cfg, thetas, nil)
+}
+
+// neuralTermsExcept is neuralTerms without the pool keys drop(j, k)
+// rejects (window j's position k; nil: none).
+func neuralTermsExcept(s *Served, lps, hid [][]float32, i int, others []int, l int, cfg adapt.CacheConfig, thetas []float64,
+	drop func(j, k int) bool) (*adapt.MixTerms, error) {
 	p := s.Prompt
 	c := len(hid[i]) / len(lps[i])
 	var pool adapt.TokenCounts
@@ -118,8 +129,12 @@ func neuralTerms(s *Served, lps, hid [][]float32, i int, others []int, l int, cf
 			continue
 		}
 		pool.Add(s.Tokens[j][:p]...)
-		if err := keys.Add(hid[j][:(p-1)*c], s.Tokens[j][1:p]); err != nil {
-			return nil, err
+		for k := range p - 1 {
+			if drop == nil || !drop(j, k) {
+				if err := keys.Add(hid[j][k*c:(k+1)*c], s.Tokens[j][k+1:k+2]); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	t := &adapt.MixTerms{}
@@ -135,4 +150,29 @@ func neuralTerms(s *Served, lps, hid [][]float32, i int, others []int, l int, cf
 // matches, and a few others do by chance).
 func mayNeighbour(a, b []int32) bool {
 	return b[0] == a[len(a)-1] || a[0] == b[len(b)-1]
+}
+
+// verbatimSpan is the length of the token spans the no-verbatim control
+// matches: a key whose span (its position's verbatimSpan-1 tokens up to
+// it and its value) occurs anywhere in the scored window is dropped.
+const verbatimSpan = 8
+
+// verbatimIn returns the control's filter for window a: pool key (j, k)
+// is dropped when toks[j][k+2-verbatimSpan .. k+1] occurs in a.
+func verbatimIn(a []int32, toks [][]int32) func(j, k int) bool {
+	spans := map[string]bool{}
+	key := func(x []int32) string {
+		b := make([]byte, 0, 4*len(x))
+		for _, t := range x {
+			b = append(b, byte(t), byte(t>>8), byte(t>>16), byte(t>>24))
+		}
+		return string(b)
+	}
+	for e := verbatimSpan; e <= len(a); e++ {
+		spans[key(a[e-verbatimSpan:e])] = true
+	}
+	return func(j, k int) bool {
+		e := k + 2
+		return e >= verbatimSpan && spans[key(toks[j][e-verbatimSpan:e])]
+	}
 }
