@@ -10,7 +10,8 @@ import (
 
 // neuralMixCases are confNeuralMix's shapes: rows M, width C, vocabulary
 // V (not a multiple of the workgroup but one), pool keys, own keys per
-// row (more than a workgroup's 256 in two of them), and GPT-2's head.
+// row (a row's keys outnumber the workgroup's 256 in two), and GPT-2's
+// head.
 var neuralMixCases = []struct{ m, c, v, pool, own int }{
 	{1, 8, 7, 3, 2},
 	{5, 64, 300, 40, 17},
@@ -80,28 +81,7 @@ func confNeuralMix(t conformance.T, p *conformance.Pair) {
 			lp[m*sh.v+m%sh.v] += 25 // a near-certain token
 		}
 		logSoftmaxRows(lp, sh.v)
-		var rows []NeuralRow
-		for m := range sh.m {
-			r := NeuralRow{OwnOff: sh.pool + m*sh.own, OwnLen: sh.own - m%3, Theta: []float64{5, 10, 20, 40, 100}[m%5],
-				Own: []float64{0.1, 0.3, 0.05}[m%3], Pool: []float64{0.2, 0, 0.1, 0.4}[m%4], Slot: sh.pool + sh.m*sh.own + m}
-			r.PoolOff = p.Rng.IntN(sh.pool)
-			r.PoolLen = 1 + p.Rng.IntN(sh.pool-r.PoolOff)
-			switch m % 7 {
-			case 2:
-				r.OwnLen = 0
-			case 4:
-				r.PoolLen = 0
-			case 5:
-				r.Own, r.Pool = 0, 0 // off, writing its slot
-			case 6:
-				r.Own, r.Pool, r.Slot = 0, 0, -1 // off
-			}
-			if m == 0 && sh.m > 1 {
-				r.Slot = -1
-			}
-			rows = append(rows, r)
-		}
-		rp, most := NeuralRowParams(rows)
+		rp, most := NeuralRowParams(neuralMixRows(p, sh.m, sh.pool, sh.own))
 		in := []conformance.Tensors{p.Upload(t, gpu.F32, h, sh.m, sh.c), p.Upload(t, gpu.F32, keys, kn, sh.c),
 			p.Upload(t, gpu.I32, vals, kn), p.Upload(t, gpu.F32, rp, sh.m, 8), p.Upload(t, gpu.F32, lp, sh.m, sh.v)}
 		for _, run := range []struct {
@@ -126,4 +106,33 @@ func confNeuralMix(t conformance.T, p *conformance.Pair) {
 		t.Errorf("NeuralMix with C=%d: no error", NeuralMaxC+1)
 	}
 	p.Free(wide...)
+}
+
+// neuralMixRows are confNeuralMix's rows over a key buffer of pool keys,
+// own keys per row and then one slot per row: own ranges of own, own-1 or
+// own-2 keys, random pool ranges, weights and thetas varying by row, rows
+// with no own keys, no pool keys, off with a slot, or off (by m % 7).
+func neuralMixRows(p *conformance.Pair, nrows, pool, own int) []NeuralRow {
+	var rows []NeuralRow
+	for m := range nrows {
+		r := NeuralRow{OwnOff: pool + m*own, OwnLen: own - m%3, Theta: []float64{5, 10, 20, 40, 100}[m%5],
+			Own: []float64{0.1, 0.3, 0.05}[m%3], Pool: []float64{0.2, 0, 0.1, 0.4}[m%4], Slot: pool + nrows*own + m}
+		r.PoolOff = p.Rng.IntN(pool)
+		r.PoolLen = 1 + p.Rng.IntN(pool-r.PoolOff)
+		switch m % 7 {
+		case 2:
+			r.OwnLen = 0
+		case 4:
+			r.PoolLen = 0
+		case 5:
+			r.Own, r.Pool = 0, 0 // off, writing its slot
+		case 6:
+			r.Own, r.Pool, r.Slot = 0, 0, -1 // off
+		}
+		if m == 0 && nrows > 1 {
+			r.Slot = -1
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
