@@ -165,7 +165,7 @@ func (p *Plan) enableCache(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig,
 		return err
 	}
 	if hid != nil {
-		if c.neural, err = newPlanNeural(b, groups, seqs, hid, m.Cfg.NEmbd, m.Cfg.NCtx); err != nil {
+		if c.neural, err = newPlanNeural(b, groups, seqs, hid, m.Cfg.NEmbd, v, m.Cfg.NCtx); err != nil {
 			c.free(b)
 			return err
 		}

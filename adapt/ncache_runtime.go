@@ -70,12 +70,20 @@ func neuralWeights(g []int, seqs [][]int32, lp, hid [][]float32, c int, cfg Cach
 }
 
 // newPlanNeural builds the key buffer for the pools groups of seqs (hid as
-// for neuralWeights) on b, own blocks of capacity ctx.
-func newPlanNeural(b gpu.Backend, groups [][]int, seqs [][]int32, hid [][]float32, c, ctx int) (*planNeural, error) {
+// for neuralWeights) on b, own blocks of capacity ctx, for a vocabulary of
+// v. It refuses a pool whose keys, with a full context of own keys, are
+// more than ncache_mix's loops take (found here, not in the middle of a
+// generation).
+func newPlanNeural(b gpu.Backend, groups [][]int, seqs [][]int32, hid [][]float32, c, v, ctx int) (*planNeural, error) {
 	n := len(seqs)
 	nc := &planNeural{c: c, cap: ctx, poolOff: make([]int, n), poolLen: make([]int, n), ownOff: make([]int, n),
 		written: make([]int, n), tokens: make([][]int32, n)}
 	kn := n * ctx
+	for i, h := range hid {
+		if len(h)/c >= ctx {
+			return nil, fmt.Errorf("adapt: neural cache: prompt %d has %d keys for a context of %d", i, len(h)/c, ctx)
+		}
+	}
 	for _, g := range groups {
 		for a, i := range g {
 			kn += len(hid[i]) / c * min(2, len(g)-a)
@@ -104,6 +112,10 @@ func newPlanNeural(b gpu.Backend, groups [][]int, seqs [][]int32, hid [][]float3
 		start[len(ring)] = len(vals)
 		for a, i := range g {
 			nc.poolOff[i], nc.poolLen[i] = start[a+1], total-len(hid[i])/c
+			if most := nc.poolLen[i] + ctx; neuralLoops(c, v, most) > neuralLoopCap {
+				return nil, fmt.Errorf("adapt: neural cache: a pool of %d prompt positions and a context of %d are %d keys, more than the kernel takes at width %d: fewer or shorter prompts per pool",
+					nc.poolLen[i], ctx, most, c)
+			}
 		}
 	}
 	for i := range seqs {

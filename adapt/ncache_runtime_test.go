@@ -2,10 +2,12 @@ package adapt
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/gpu/conformance"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -183,5 +185,69 @@ func TestNeuralCacheSteps(t *testing.T) {
 		m.FreeCache(kv)
 		p.Free()
 		rt.Free()
+	}
+}
+
+// TestNeuralKeyBuffer: each member's pool range in the key buffer holds
+// exactly the other members' prompt keys and values (the ring, from the
+// next member on), a lone member's is empty, each own block holds its
+// prompt's keys and values and then unknown values (-1) up to the
+// context; a pool with more keys than ncache_mix's loops take is refused.
+func TestNeuralKeyBuffer(t *testing.T) {
+	b := ref.New()
+	const c, v, ctx = 4, 50, 20
+	r := rand.New(rand.NewPCG(1, 1))
+	lens := []int{5, 1, 9, 3}
+	seqs, hid := make([][]int32, len(lens)), make([][]float32, len(lens))
+	for i, l := range lens {
+		for range l {
+			seqs[i] = append(seqs[i], int32(r.IntN(v)))
+		}
+		hid[i] = UnitRows(randn(r, (l-1)*c, 1), c)
+	}
+	groups := [][]int{{0, 2, 3}, {1}}
+	nc, err := newPlanNeural(b, groups, seqs, hid, c, v, ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.free(b)
+	keys, err := b.ReadF32(nc.keysT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vals, err := b.ReadI32(nc.valsT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range groups {
+		for a, i := range g {
+			var wantK []float32
+			var wantV []int32
+			for j := 1; j < len(g); j++ {
+				o := g[(a+j)%len(g)]
+				wantK, wantV = append(wantK, hid[o]...), append(wantV, seqs[o][1:]...)
+			}
+			off, n := nc.poolOff[i], nc.poolLen[i]
+			if n != len(wantV) || !slices.Equal(vals[off:off+n], wantV) || !slices.Equal(keys[off*c:(off+n)*c], wantK) {
+				t.Errorf("sequence %d: pool range [%d, +%d) holds %v, want the others' %v", i, off, n, vals[off:off+n], wantV)
+			}
+			o, l := nc.ownOff[i], lens[i]-1
+			if nc.written[i] != l || !slices.Equal(keys[o*c:(o+l)*c], hid[i]) || !slices.Equal(vals[o:o+l], seqs[i][1:]) {
+				t.Errorf("sequence %d: own block does not start with its prompt's %d keys", i, l)
+			}
+			for q := o + l; q < o+ctx; q++ {
+				if vals[q] != -1 {
+					t.Errorf("sequence %d: own slot %d has value %d before any token", i, q-o, vals[q])
+				}
+			}
+		}
+	}
+	// One prompt of 60,000 positions (in a context that long) is a pool of
+	// more keys than the kernel's loops take at width 4.
+	long := make([]int32, 60001)
+	big, err := newPlanNeural(b, [][]int{{0, 1}}, [][]int32{{1, 2}, long}, [][]float32{make([]float32, c), make([]float32, 60000*c)}, c, v, len(long))
+	if err == nil {
+		big.free(b)
+		t.Fatal("a pool of 60,000 keys: no error")
 	}
 }

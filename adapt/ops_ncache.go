@@ -27,6 +27,12 @@ const neuralLoopCap = 60000
 // neuralWG is ncache_mix's workgroup size (WG in the kernel).
 const neuralWG = 256
 
+// neuralLoops is ncache_mix's loop iterations per invocation for rows of
+// width c over v tokens with at most n keys (its header's count).
+func neuralLoops(c, v, n int) int {
+	return 2*ceilDiv(c, neuralWG) + ceilDiv(n, neuralWG)*c + n + 2*ceilDiv(v, neuralWG)
+}
+
 // NeuralRow is one row's parameters of NeuralMix: its own and pool key
 // ranges in the key buffer, the key sharpness, the weights c (Own) and d
 // (Pool) of q_nOwn and q_nPool, and the key slot its unit query is
@@ -84,7 +90,7 @@ func checkNeuralMix(dst, h, keys, vals, rowParams gpu.Tensor, maxKeys int) (m, c
 	if c > NeuralMaxC {
 		return 0, 0, 0, 0, fmt.Errorf("adapt: NeuralMix: hidden width %d, at most %d", c, NeuralMaxC)
 	}
-	if it := 2*ceilDiv(c, neuralWG) + ceilDiv(maxKeys, neuralWG)*c + maxKeys + 2*ceilDiv(v, neuralWG); it > neuralLoopCap {
+	if it := neuralLoops(c, v, maxKeys); it > neuralLoopCap {
 		return 0, 0, 0, 0, fmt.Errorf("adapt: NeuralMix: %d keys of width %d over %d tokens need %d loop iterations per invocation, at most %d",
 			maxKeys, c, v, it, neuralLoopCap)
 	}
