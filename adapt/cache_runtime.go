@@ -44,22 +44,24 @@ type planCache struct {
 	prompts [][]int32      // per plan sequence: its prompt
 	lp      [][]float32    // per plan sequence: its prompt's losses under the plan
 	dirty   bool
-	ownT    gpu.Tensor // (N, V) own counts on the device
-	poolT   gpu.Tensor // (G, V)
-	priorT  gpu.Tensor // (V)
+	ownT    gpu.Tensor  // (N, V) own counts on the device
+	poolT   gpu.Tensor  // (G, V)
+	priorT  gpu.Tensor  // (V)
+	neural  *planNeural // the neural cache (nil: the token cache alone)
 }
 
-// EnableCache gives the plan's CacheAdapter its token cache: seqs are the
-// plan's sequences' prompts, pooled by k-means on the plan's features in
-// groups of at most batch (all in one pool for an adapter without
-// features). The weights are chosen on the prompts' per-position losses
+// EnableCache gives the plan's CacheAdapter its token cache and its
+// neural cache (ncache_runtime.go): seqs are the plan's sequences'
+// prompts, pooled by k-means on the plan's features in groups of at most
+// batch (all in one pool for an adapter without features). The weights
+// are chosen on the prompts' per-position losses and final hidden states
 // under the plan, which it computes (one scoring forward).
 func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 	if len(seqs) != len(p.Cluster) {
 		return fmt.Errorf("adapt: cache: %d prompts for a plan of %d", len(seqs), len(p.Cluster))
 	}
-	// Each prompt's per-position losses under the plan (prompts of one
-	// token have none).
+	// Each prompt's per-position losses and unit hidden states under the
+	// plan (prompts of one token have none).
 	var scored []int
 	var ss [][]int32
 	for i, s := range seqs {
@@ -67,24 +69,39 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 			scored, ss = append(scored, i), append(ss, s)
 		}
 	}
-	lp := make([][]float32, len(seqs))
+	lp, hid := make([][]float32, len(seqs)), make([][]float32, len(seqs))
 	if len(ss) > 0 {
-		sc, err := p.rt.M.Score(ss, nil, p.AdapterOf(scored, nil))
+		m := p.rt.M
+		tap := &planTap{inner: p.AdapterOf(scored, nil), b: m.B}
+		sc, err := m.Score(ss, nil, tap)
 		if err != nil {
 			return err
 		}
+		c := m.Cfg.NEmbd
+		tq := len(tap.h) / (c * len(ss))
 		for j, i := range scored {
 			lp[i] = sc[j].Losses
+			hid[i] = UnitRows(tap.h[j*tq*c:(j*tq+len(ss[j])-1)*c], c)
 		}
 	}
-	return p.EnableCacheLosses(seqs, lp, cfg, batch)
+	return p.enableCache(seqs, lp, hid, cfg, batch)
 }
 
 // EnableCacheLosses is EnableCache with the prompts' per-position losses
 // under the plan already computed (lp[i][j]: the loss of seqs[i][j+1], at
 // least len-1 of them; nil for a prompt of one token), as a caller that
-// scored the prompts has them.
+// scored the prompts has them; without hidden states, it gives the token
+// cache alone.
 func (p *Plan) EnableCacheLosses(seqs [][]int32, lp [][]float32, cfg CacheConfig, batch int) error {
+	return p.enableCache(seqs, lp, nil, cfg, batch)
+}
+
+// enableCache sets up the caches: with hid (each prompt's unit hidden
+// states at positions 0 .. len-2) the neural cache too.
+//
+// Over 80 lines: the checks, the pools and their weights, then the count
+// tensors and the key buffer, each freed on a later failure.
+func (p *Plan) enableCache(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig, batch int) error {
 	if err := cfg.Check(); err != nil {
 		return err
 	}
@@ -114,7 +131,12 @@ func (p *Plan) EnableCacheLosses(seqs [][]int32, lp [][]float32, cfg CacheConfig
 			pool.Add(seqs[i]...)
 			prompts, losses = append(prompts, seqs[i]), append(losses, lp[i])
 		}
-		w, err := ChooseCacheWeights(prompts, padLosses(prompts, losses), true, cfg)
+		var w CacheWeights
+		if hid != nil {
+			w, err = neuralWeights(g, seqs, c.lp, hid, m.Cfg.NEmbd, cfg)
+		} else {
+			w, err = ChooseCacheWeights(prompts, padLosses(prompts, losses), true, cfg)
+		}
 		if err != nil {
 			return err
 		}
@@ -142,6 +164,15 @@ func (p *Plan) EnableCacheLosses(seqs [][]int32, lp [][]float32, cfg CacheConfig
 		c.free(b)
 		return err
 	}
+	if hid != nil {
+		if c.neural, err = newPlanNeural(b, groups, seqs, hid, m.Cfg.NEmbd, v, m.Cfg.NCtx); err != nil {
+			c.free(b)
+			return err
+		}
+	}
+	if p.cache != nil {
+		p.cache.free(b) // enabled again: the new cache replaces it
+	}
 	p.cache = c
 	return nil
 }
@@ -156,6 +187,9 @@ func (p *Plan) CacheHeldOut() ([]float64, error) {
 	c := p.cache
 	if c == nil {
 		return nil, fmt.Errorf("adapt: the plan has no token cache (EnableCache)")
+	}
+	if c.neural != nil {
+		return nil, fmt.Errorf("adapt: the plan has the neural cache (EnableCache), which CacheHeldOut does not score: EnableCacheLosses gives the token cache alone")
 	}
 	out := make([]float64, len(c.prompts))
 	for i, s := range c.prompts {
@@ -222,6 +256,9 @@ func (c *planCache) free(b gpu.Backend) {
 			b.Free(t)
 		}
 	}
+	if c.neural != nil {
+		c.neural.free(b)
+	}
 }
 
 // CacheWeightsOf is sequence i's pool and its weights (ok false without
@@ -262,6 +299,9 @@ func (a cacheAdapter) commit() {
 		if i := a.planSeq(int32(s)); i >= 0 && i < len(c.own) && len(ts) > 0 {
 			c.own[i].Add(ts...)
 			c.dirty = true
+			if c.neural != nil {
+				c.neural.observe(i, ts)
+			}
 		}
 	}
 	c.pending = nil
@@ -304,23 +344,33 @@ func (a cacheAdapter) Begin(rows, head []int32) (model.Pass, error) {
 			ot[r], pt[r] = c.own[i].Total, c.pools[g].Total
 		}
 	}
+	var ns *neuralStep
+	if c.neural != nil {
+		var err error
+		if ns, err = c.neural.rows(b, head, a.planSeq, c.Group, c.Weights, ws); err != nil {
+			return nil, err
+		}
+	}
 	rp, err := uploadF32(b, CacheRowParams(orow, prow, ws, ot, pt), len(head), 6)
-	if err != nil {
-		return nil, err
-	}
-	inner, err := a.planAdapter.Begin(rows, head)
-	if err != nil {
+	if err == nil {
+		var inner model.Pass
+		if inner, err = a.planAdapter.Begin(rows, head); err == nil {
+			return &cachePass{Pass: inner, p: p, rp: rp, neural: ns}, nil
+		}
 		b.Free(rp)
-		return nil, err
 	}
-	return &cachePass{Pass: inner, p: p, rp: rp}, nil
+	if ns != nil {
+		b.Free(ns.rp)
+	}
+	return nil, err
 }
 
 // cachePass is the plan's pass with the mixture after its logits.
 type cachePass struct {
 	model.Pass
-	p  *Plan
-	rp gpu.Tensor
+	p      *Plan
+	rp     gpu.Tensor
+	neural *neuralStep // nil: the token cache alone
 }
 
 // Logits implements model.Pass: the plan's logits (or the tied
@@ -343,6 +393,15 @@ func (c *cachePass) Logits(dst, h gpu.Tensor) (bool, error) {
 	pc := c.p.cache
 	rt.ops.CacheMix(dst, lp, pc.ownT, pc.poolT, pc.priorT, c.rp, float32(pc.cfg.Beta))
 	b.Free(lp)
+	if ns := c.neural; ns != nil {
+		nc := pc.neural
+		if err := rt.ops.NeuralMix(dst, h, nc.keysT, nc.valsT, ns.rp, ns.most); err != nil {
+			return false, err
+		}
+		for _, w := range ns.written {
+			nc.written[w[0]] = max(nc.written[w[0]], w[1])
+		}
+	}
 	return true, nil
 }
 
@@ -350,4 +409,7 @@ func (c *cachePass) Logits(dst, h gpu.Tensor) (bool, error) {
 func (c *cachePass) End() {
 	c.Pass.End()
 	c.p.rt.M.B.Free(c.rp)
+	if c.neural != nil {
+		c.p.rt.M.B.Free(c.neural.rp)
+	}
 }

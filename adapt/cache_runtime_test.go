@@ -11,10 +11,11 @@ import (
 
 // TestCacheGenerate: greedy generation through CacheAdapter picks, at
 // every step, the argmax of the mixture computed on the host from the
-// plan's own logits (no cache) of the whole context so far, with the
-// context's counts, the pool's prompts and the plan's chosen weights; both
-// backends generate the same tokens; a forward asking for several logits
-// rows of one sequence is refused.
+// plan's own logits and hidden states (no cache) of the whole context so
+// far, with the context's counts and keys, the pool's prompts and the
+// plan's chosen weights (cacheHost.mixture, token and neural caches);
+// both backends generate the same tokens; a forward asking for several
+// logits rows of one sequence is refused.
 //
 // (Over 80 lines: one generation per backend, then the host mixture
 // recomputed at every step of every prompt, then the refusal.)
@@ -55,46 +56,26 @@ func TestCacheGenerate(t *testing.T) {
 			t.Fatal(err)
 		}
 		anyPool := false
+		host := newCacheHost(t, m, p, prompts, cfg)
 		var toks [][]int32
 		for i, g := range out {
-			gi, w, ok := p.CacheWeightsOf(i)
+			_, w, ok := p.CacheWeightsOf(i)
 			if !ok {
 				t.Fatal("no cache weights")
 			}
 			anyPool = anyPool || w.Pool > 0
-			pool := &TokenCounts{}
-			for j := range prompts {
-				if pj, _, _ := p.CacheWeightsOf(j); pj == gi {
-					pool.Add(prompts[j]...)
-				}
-			}
+			t.Logf("%s prompt %d: weights %+v", name, i, w)
 			ctx := slices.Clone(prompts[i])
 			for step, id := range g.Tokens {
-				lg := forwardWith(t, m, [][]int32{ctx}, p.AdapterFrom(i, nil))
-				row := lg[(len(ctx)-1)*v : len(ctx)*v]
-				mx := row[0]
-				for _, x := range row {
-					mx = max(mx, x)
-				}
-				sum := 0.0
-				for _, x := range row {
-					sum += math.Exp(float64(x - mx))
-				}
-				own := &TokenCounts{}
-				own.Add(ctx...)
-				best, bestY, got := math.Inf(-1), -1, 0.0
-				for y := range v {
-					pr := (1 - w.Own - w.Pool) * math.Exp(float64(row[y]-mx)) / sum
-					pr += w.Own*own.Prob(int32(y), cfg) + w.Pool*pool.Prob(int32(y), cfg)
-					if l := math.Log(pr); l > best {
-						best, bestY = l, y
-					}
-					if int32(y) == id {
-						got = math.Log(pr)
+				mix := host.mixture(t, i, ctx, w)
+				bestY := 0
+				for y, l := range mix {
+					if l > mix[bestY] {
+						bestY = y
 					}
 				}
-				if int32(bestY) != id && best-got > 1e-4 {
-					t.Fatalf("%s prompt %d step %d: generated %d (log p' %.5f), the host mixture's argmax is %d (%.5f); weights %+v", name, i, step, id, got, bestY, best, w)
+				if int32(bestY) != id && mix[bestY]-mix[id] > 1e-4 {
+					t.Fatalf("%s prompt %d step %d: generated %d (log p' %.5f), the host mixture's argmax is %d (%.5f); weights %+v", name, i, step, id, mix[id], bestY, mix[bestY], w)
 				}
 				ctx = append(ctx, id)
 			}
@@ -173,7 +154,13 @@ func TestCacheHeldOut(t *testing.T) {
 	for j, i := range scored {
 		lp[i], base[i] = sc[j].Losses, sc[j].NLL
 	}
-	if err := p.EnableCache(prompts, cfg, 4); err != nil { // computes the same losses itself
+	if err := p.EnableCache(prompts, cfg, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.CacheHeldOut(); err == nil {
+		t.Fatal("CacheHeldOut of the neural cache: no error")
+	}
+	if err := p.EnableCacheLosses(prompts, lp, cfg, 4); err != nil { // the token cache alone
 		t.Fatal(err)
 	}
 	got, err := p.CacheHeldOut()

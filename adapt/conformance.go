@@ -25,6 +25,7 @@ func Conformance() []conformance.Case {
 		{Name: "LowRankBackward", Fn: confLowRankBackward},
 		{Name: "ReLUBackward", Fn: confReLUBackward},
 		{Name: "CacheMix", Fn: confCacheMix},
+		{Name: "NeuralMix", Fn: confNeuralMix},
 	}
 }
 

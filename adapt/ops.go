@@ -65,6 +65,14 @@ type Ops interface {
 	// row its own row, its pool row (negative: none), the two weights and
 	// the two rows' totals (CacheRowParams builds them).
 	CacheMix(dst, lp, own, pool, prior, rowParams gpu.Tensor, beta float32)
+	// NeuralMix: the neural cache's mixture (ops_ncache.go), in place
+	// over rows of log-probabilities dst (M, V): row m's unit query
+	// h[m] / |h[m]| (h (M, C)) reads its own and pool ranges of keys
+	// (Kn, C) unit rows with next tokens vals (Kn) I32, and may write
+	// itself to a key slot; rowParams (M, 8) as NeuralRowParams packs
+	// them, maxKeys the most keys of a row. It returns an error for C
+	// over NeuralMaxC or more keys than the kernel's loops take.
+	NeuralMix(dst, h, keys, vals, rowParams gpu.Tensor, maxKeys int) error
 }
 
 // CacheRowParams packs CacheMix's per-row parameters: row m reads own

@@ -159,3 +159,69 @@ func RefCacheMix(dst, lp, own, pool, prior, rp []float32, v int, beta float32) {
 		}
 	}
 }
+
+// RefNeuralMix is ncache_mix's reference (Ops.NeuralMix): for each row m
+// of h (rows of c) with parameters rp[8m:8m+8], the unit query is written
+// to keys' slot row when the slot is >= 0, and with weights c or d
+// nonzero the row of dst (rows of v) becomes log((1-c-d) exp(dst) +
+// c q_own + d q_pool) over its key ranges (clamped as the kernel clamps
+// them, to the keys and s in all), in float64.
+func RefNeuralMix(dst, h, keys []float32, vals []int32, rp []float32, c, v, s int) {
+	kn := len(vals)
+	u := make([]float64, c)
+	for m := 0; m < len(h)/c; m++ {
+		p := rp[8*m : 8*m+8]
+		theta, cw, dw := float64(p[4]), float64(p[5]), float64(p[6])
+		mix := cw != 0 || dw != 0
+		if p[7] < 0 && !mix {
+			continue
+		}
+		var ss float64
+		for _, x := range h[m*c : (m+1)*c] {
+			ss += float64(x) * float64(x)
+		}
+		inv := 0.0
+		if ss > 0 {
+			inv = 1 / math.Sqrt(ss)
+		}
+		for i, x := range h[m*c : (m+1)*c] {
+			u[i] = float64(x) * inv
+			if p[7] >= 0 {
+				keys[int(p[7])*c+i] = float32(u[i])
+			}
+		}
+		if !mix {
+			continue
+		}
+		at := func(x float32) int { return int(max(x, 0)) }
+		oo := min(at(p[0]), kn)
+		ol := min(at(p[1]), kn-oo, s)
+		po := min(at(p[2]), kn)
+		pl := min(at(p[3]), kn-po, s-ol)
+		add := map[int]float64{}
+		for _, r := range []struct {
+			off, n int
+			w      float64
+		}{{oo, ol, cw}, {po, pl, dw}} {
+			e := make([]float64, r.n)
+			den := 0.0
+			for k := range e {
+				dot := 0.0
+				for i, x := range keys[(r.off+k)*c : (r.off+k+1)*c] {
+					dot += u[i] * float64(x)
+				}
+				e[k] = math.Exp(theta * (dot - 1))
+				den += e[k]
+			}
+			for k, x := range e {
+				if y := int(vals[r.off+k]); y >= 0 && y < v {
+					add[y] += r.w * x / den
+				}
+			}
+		}
+		row := dst[m*v : (m+1)*v]
+		for j, x := range row {
+			row[j] = float32(math.Log((1-cw-dw)*math.Exp(float64(x)) + add[j]))
+		}
+	}
+}

@@ -104,11 +104,11 @@ cluster of each prompt is printed on stderr.`,
 	c.Flags().BoolVar(&eot, "stop-at-eot", true, "stop at <|endoftext|>")
 	c.Flags().BoolVar(&truncate, "truncate", false, "keep the last tokens of prompts longer than the context instead of failing")
 	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object when done instead of streaming text (docs/cli-json.md)")
-	c.Flags().BoolVar(&cache, "cache", false, "the token cache (chameleon adapt cache): mix each prompt's own tokens so far and its cluster's prompts into the output, the weights chosen per cluster on the prompts (needs --adapter)")
+	c.Flags().BoolVar(&cache, "cache", false, "the token and neural caches (chameleon adapt cache): mix each prompt's own tokens so far and its cluster's prompts into the output, by counts and by final hidden states, the weights chosen per cluster on the prompts (needs --adapter)")
 	return c
 }
 
-// cacheAdapter turns on the plan's token cache over prompts ids (pools of
+// cacheAdapter turns on the plan's token and neural caches over prompts ids (pools of
 // at most adapt.DefaultBatchSize by the plan's features, a uniform prior)
 // and returns the adapter that runs it; with show, each pool's inputs and
 // weights are printed on stderr.
@@ -124,7 +124,9 @@ func cacheAdapter(plan *adapt.Plan, ids [][]int32, vocab int, show bool) (model.
 			pools[g], ws[g] = append(pools[g], i+1), w
 		}
 		for g := range len(pools) {
-			fmt.Fprintf(os.Stderr, "token cache pool %d: inputs %s, weights own %.2f pool %.2f\n", g, joinInts(pools[g]), ws[g].Own, ws[g].Pool)
+			w := ws[g]
+			fmt.Fprintf(os.Stderr, "cache pool %d: inputs %s, weights own %.2f pool %.2f neural own %.2f neural pool %.2f theta %g\n",
+				g, joinInts(pools[g]), w.Own, w.Pool, w.NeuralOwn, w.NeuralPool, w.Theta)
 		}
 	}
 	return plan.CacheAdapter(nil)
