@@ -72,16 +72,12 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 	lp, hid := make([][]float32, len(seqs)), make([][]float32, len(seqs))
 	if len(ss) > 0 {
 		m := p.rt.M
-		tap := &planTap{inner: p.AdapterOf(scored, nil), b: m.B}
-		sc, err := m.Score(ss, nil, tap)
+		sc, h, err := ScoreHidden(m, ss, p.AdapterOf(scored, nil))
 		if err != nil {
 			return err
 		}
-		c := m.Cfg.NEmbd
-		tq := len(tap.h) / (c * len(ss))
 		for j, i := range scored {
-			lp[i] = sc[j].Losses
-			hid[i] = UnitRows(tap.h[j*tq*c:(j*tq+len(ss[j])-1)*c], c)
+			lp[i], hid[i] = sc[j].Losses, h[j]
 		}
 	}
 	return p.enableCache(seqs, lp, hid, cfg, batch)

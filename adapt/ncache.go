@@ -237,3 +237,40 @@ func TokenTerms(t *MixTerms, toks []int32, lp []float32, pool *TokenCounts, cfg 
 	}
 	return nil
 }
+
+// PoolPrompt is a prompt lent to a pool: its tokens (the token cache
+// counts them all) and the unit hidden states of its first
+// len(Hidden)/C positions (the neural cache's keys, whose values are the
+// tokens that followed).
+type PoolPrompt struct {
+	Tokens []int32
+	Hidden []float32
+}
+
+// PoolTerms builds a sequence's terms over its positions [0, l): toks, its
+// losses lp and unit hidden states hid (l rows of width c) with others as
+// its pools. keep, if set, says which keys (others[m]'s position k) the
+// neural pool takes.
+func PoolTerms(toks []int32, lp, hid []float32, l, c int, others []PoolPrompt, keep func(m, k int) bool, cfg CacheConfig,
+	thetas []float64) (*MixTerms, error) {
+	if len(lp) < l || len(hid) < l*c || len(toks) < l+1 {
+		return nil, fmt.Errorf("adapt: cache: %d positions of %d tokens, %d losses and %d hidden values of width %d", l, len(toks), len(lp), len(hid), c)
+	}
+	var pool TokenCounts
+	keys := &NeuralKeys{C: c}
+	for m, o := range others {
+		pool.Add(o.Tokens...)
+		for k := range len(o.Hidden) / c {
+			if keep == nil || keep(m, k) {
+				if err := keys.Add(o.Hidden[k*c:(k+1)*c], o.Tokens[k+1:k+2]); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	t := &MixTerms{}
+	if err := TokenTerms(t, toks, lp[:l], &pool, cfg); err != nil {
+		return nil, err
+	}
+	return t, NeuralTerms(t, hid[:l*c], toks[1:l+1], keys, c, thetas)
+}

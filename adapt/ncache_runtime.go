@@ -44,23 +44,14 @@ type planNeural struct {
 func neuralWeights(g []int, seqs [][]int32, lp, hid [][]float32, c int, cfg CacheConfig) (CacheWeights, error) {
 	members := make([]*MixTerms, 0, len(g))
 	for _, i := range g {
-		var pool TokenCounts
-		keys := &NeuralKeys{C: c}
+		var others []PoolPrompt
 		for _, j := range g {
-			if j == i {
-				continue
-			}
-			pool.Add(seqs[j]...)
-			if err := keys.Add(hid[j], seqs[j][1:len(hid[j])/c+1]); err != nil {
-				return CacheWeights{}, err
+			if j != i {
+				others = append(others, PoolPrompt{Tokens: seqs[j], Hidden: hid[j]})
 			}
 		}
-		l := max(len(seqs[i])-1, 0)
-		t := &MixTerms{}
-		if err := TokenTerms(t, seqs[i], lp[i][:l], &pool, cfg); err != nil {
-			return CacheWeights{}, err
-		}
-		if err := NeuralTerms(t, hid[i], seqs[i][1:l+1], keys, c, DefaultThetas); err != nil {
+		t, err := PoolTerms(seqs[i], lp[i], hid[i], max(len(seqs[i])-1, 0), c, others, nil, cfg, DefaultThetas)
+		if err != nil {
 			return CacheWeights{}, err
 		}
 		members = append(members, t)
@@ -211,42 +202,25 @@ func (nc *planNeural) rows(b gpu.Backend, head []int32, seqOf func(int32) int, g
 	return st, nil
 }
 
-// planTap is an adapter that reads back the final hidden states its
-// forward's head sees (every logits row) before inner's pass (the plan's)
-// computes the logits.
-type planTap struct {
-	inner model.Adapter
-	b     gpu.Backend
-	h     []float32
-}
-
-// Begin implements model.Adapter.
-func (t *planTap) Begin(rows, head []int32) (model.Pass, error) {
-	in, err := t.inner.Begin(rows, head)
+// ScoreHidden is m.Score(seqs, nil, ad) (ad nil: the base model) that
+// also returns each sequence's final hidden states (the ln_f output the
+// head reads) at the positions that have a loss, 0 .. len-2, as unit rows:
+// the neural cache's keys and queries.
+func ScoreHidden(m *model.Model, seqs [][]int32, ad model.Adapter) ([]model.SequenceScore, [][]float32, error) {
+	var hs []float32
+	tap := &hiddenTap{inner: ad, f: func(h gpu.Tensor, _ []int32) (err error) {
+		hs, err = m.B.ReadF32(h)
+		return err
+	}}
+	sc, err := m.Score(seqs, nil, tap)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &planTapPass{Pass: in, t: t}, nil
-}
-
-type planTapPass struct {
-	model.Pass
-	t *planTap
-}
-
-// MatMul keeps the inner pass's fused site matmuls.
-func (p *planTapPass) MatMul(s model.Site, y, x, w, bias gpu.Tensor) (bool, error) {
-	if mp, ok := p.Pass.(model.MatMulPass); ok {
-		return mp.MatMul(s, y, x, w, bias)
+	c := m.Cfg.NEmbd
+	tq := len(hs) / (c * len(seqs))
+	hid := make([][]float32, len(seqs))
+	for i, s := range seqs {
+		hid[i] = UnitRows(hs[i*tq*c:(i*tq+len(s)-1)*c], c)
 	}
-	return false, nil
-}
-
-// Logits implements model.Pass.
-func (p *planTapPass) Logits(dst, h gpu.Tensor) (bool, error) {
-	var err error
-	if p.t.h, err = p.t.b.ReadF32(h); err != nil {
-		return false, err
-	}
-	return p.Pass.Logits(dst, h)
+	return sc, hid, nil
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/conformance"
 	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
@@ -35,9 +36,13 @@ func newCacheHost(t *testing.T, m *model.Model, p *Plan, prompts [][]int32, cfg 
 // forward runs ctx alone through plan sequence i's adapter: its logits
 // (L, V) and unit hidden states (L, C).
 func (h *cacheHost) forward(t *testing.T, i int, ctx []int32) ([]float32, []float32) {
-	tap := &planTap{inner: h.p.AdapterFrom(i, nil), b: h.m.B}
+	var hs []float32
+	tap := &hiddenTap{inner: h.p.AdapterFrom(i, nil), f: func(x gpu.Tensor, _ []int32) (err error) {
+		hs, err = h.m.B.ReadF32(x)
+		return err
+	}}
 	lg := forwardWith(t, h.m, [][]int32{ctx}, tap)
-	return lg, UnitRows(tap.h, h.m.Cfg.NEmbd)
+	return lg, UnitRows(hs, h.m.Cfg.NEmbd)
 }
 
 // mixture is log p'(y) over the vocabulary for plan sequence i after

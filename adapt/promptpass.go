@@ -59,7 +59,7 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 	}
 	if len(toks) > 0 {
 		sc, err := m.ScoreChunked(toks, func(first int) model.Adapter {
-			return hiddenTap(func(h gpu.Tensor, seq []int32) error {
+			return &hiddenTap{f: func(h gpu.Tensor, seq []int32) error {
 				hs, err := m.B.ReadF32(h)
 				if err != nil {
 					return err
@@ -79,7 +79,7 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 					}
 				}
 				return nil
-			})
+			}}
 		})
 		if err != nil {
 			return nil, err
@@ -103,23 +103,62 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 	return pp, nil
 }
 
-// hiddenTap is a model.Adapter that reads the final hidden states of a
-// forward (f gets them with each row's sequence) and leaves the logits to
-// the model: the forward and its scores stay the base model's.
-type hiddenTap func(h gpu.Tensor, seq []int32) error
-
-// Begin implements model.Adapter.
-func (f hiddenTap) Begin(_, head []int32) (model.Pass, error) { return tapPass{f, head}, nil }
-
-type tapPass struct {
-	f    hiddenTap
-	head []int32
+// hiddenTap is a model.Adapter that hands f the final hidden states of a
+// forward (the ln_f output the head reads, with each row's sequence) and
+// then leaves the logits to inner's pass (nil: to the model, so the
+// forward and its scores stay the base model's).
+type hiddenTap struct {
+	f     func(h gpu.Tensor, seq []int32) error
+	inner model.Adapter
 }
 
-func (tapPass) Updates(model.Site) bool                         { return false }
-func (tapPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
-func (p tapPass) Logits(_, h gpu.Tensor) (bool, error)          { return false, p.f(h, p.head) }
-func (tapPass) End()                                            {}
+// Begin implements model.Adapter.
+func (t *hiddenTap) Begin(rows, head []int32) (model.Pass, error) {
+	p := &tapPass{t: t, head: head}
+	if t.inner != nil {
+		var err error
+		if p.inner, err = t.inner.Begin(rows, head); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+type tapPass struct {
+	t     *hiddenTap
+	head  []int32
+	inner model.Pass // nil: the base model
+}
+
+func (p *tapPass) Updates(s model.Site) bool { return p.inner != nil && p.inner.Updates(s) }
+
+func (p *tapPass) Linear(s model.Site, y, x gpu.Tensor) error {
+	if p.inner == nil {
+		return nil
+	}
+	return p.inner.Linear(s, y, x)
+}
+
+// MatMul keeps the inner pass's fused site matmuls.
+func (p *tapPass) MatMul(s model.Site, y, x, w, bias gpu.Tensor) (bool, error) {
+	if mp, ok := p.inner.(model.MatMulPass); ok {
+		return mp.MatMul(s, y, x, w, bias)
+	}
+	return false, nil
+}
+
+func (p *tapPass) Logits(dst, h gpu.Tensor) (bool, error) {
+	if err := p.t.f(h, p.head); err != nil || p.inner == nil {
+		return false, err
+	}
+	return p.inner.Logits(dst, h)
+}
+
+func (p *tapPass) End() {
+	if p.inner != nil {
+		p.inner.End()
+	}
+}
 
 // headScores is, for each plan sequence idx[k], its summed next-token loss
 // under the plan's update computed from its final hidden rows (rows[idx[k]],

@@ -122,26 +122,18 @@ func neuralTermsExcept(s *Served, lps, hid [][]float32, i int, others []int, l i
 	drop func(j, k int) bool) (*adapt.MixTerms, error) {
 	p := s.Prompt
 	c := len(hid[i]) / len(lps[i])
-	var pool adapt.TokenCounts
-	keys := &adapt.NeuralKeys{C: c}
+	var lent []adapt.PoolPrompt
+	var from []int // lent[m] is window from[m]'s prompt
 	for _, j := range others {
-		if j == i {
-			continue
-		}
-		pool.Add(s.Tokens[j][:p]...)
-		for k := range p - 1 {
-			if drop == nil || !drop(j, k) {
-				if err := keys.Add(hid[j][k*c:(k+1)*c], s.Tokens[j][k+1:k+2]); err != nil {
-					return nil, err
-				}
-			}
+		if j != i {
+			lent, from = append(lent, adapt.PoolPrompt{Tokens: s.Tokens[j][:p], Hidden: hid[j][:(p-1)*c]}), append(from, j)
 		}
 	}
-	t := &adapt.MixTerms{}
-	if err := adapt.TokenTerms(t, s.Tokens[i], lps[i][:l], &pool, cfg); err != nil {
-		return nil, err
+	var keep func(m, k int) bool
+	if drop != nil {
+		keep = func(m, k int) bool { return !drop(from[m], k) }
 	}
-	return t, adapt.NeuralTerms(t, hid[i][:l*c], s.Tokens[i][1:l+1], keys, c, thetas)
+	return adapt.PoolTerms(s.Tokens[i], lps[i], hid[i], l, c, lent, keep, cfg, thetas)
 }
 
 // mayNeighbour says whether windows a and b may be neighbours in their

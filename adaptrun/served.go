@@ -47,6 +47,16 @@ func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 	return scoreServed(m, a, split, ws, prompt, batch, false, progress)
 }
 
+// score is m.Score, with each sequence's unit hidden states when hidden
+// (adapt.ScoreHidden).
+func score(m *model.Model, seqs [][]int32, ad model.Adapter, hidden bool) ([]model.SequenceScore, [][]float32, error) {
+	if hidden {
+		return adapt.ScoreHidden(m, seqs, ad)
+	}
+	sc, err := m.Score(seqs, nil, ad)
+	return sc, nil, err
+}
+
 // ScoreServedHidden is ScoreServed that also keeps every window's final
 // hidden states (Served.BaseHidden, AdaptedHidden) for the neural cache.
 func ScoreServedHidden(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
@@ -87,19 +97,12 @@ func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 		}
 		// Every position is scored (the cache learns from the prompt's);
 		// the figures sum the positions after the prompt only.
-		var baseTap, adTap *hiddenTap
-		var baseAd, adAd model.Adapter = nil, plan.Adapter(nil)
-		if hidden {
-			baseTap, adTap = &hiddenTap{b: m.B}, &hiddenTap{b: m.B, inner: adAd}
-			baseAd, adAd = baseTap, adTap
-		}
-		base, err := m.Score(seqs, nil, baseAd)
+		base, bh, err := score(m, seqs, nil, hidden)
 		if err == nil {
 			var ad []model.SequenceScore
-			if ad, err = m.Score(seqs, nil, adAd); err == nil {
-				if hidden {
-					out.addHidden(baseTap.h, adTap.h, seqs, m.Cfg.NEmbd)
-				}
+			var ah [][]float32
+			if ad, ah, err = score(m, seqs, plan.Adapter(nil), hidden); err == nil {
+				out.addHidden(bh, ah)
 				for i, w := range chunk {
 					out.Base = appendScored(out.Base, base[i].Losses, prompt)
 					out.Adapted = appendScored(out.Adapted, ad[i].Losses, prompt)
