@@ -63,7 +63,7 @@ func TestCacheGenerate(t *testing.T) {
 			if !ok {
 				t.Fatal("no cache weights")
 			}
-			anyPool = anyPool || w.Pool > 0
+			anyPool = anyPool || w.Pool > 0 || w.NeuralPool > 0
 			t.Logf("%s prompt %d: weights %+v", name, i, w)
 			ctx := slices.Clone(prompts[i])
 			for step, id := range g.Tokens {
@@ -82,7 +82,7 @@ func TestCacheGenerate(t *testing.T) {
 			toks = append(toks, g.Tokens)
 		}
 		if !anyPool {
-			t.Errorf("%s: no pool chose a weight, though each group's prompts share three token ids", name)
+			t.Errorf("%s: no pool (token or neural) chose a weight, though each group's prompts share three token ids", name)
 		}
 		if _, err := m.Score(prompts[1:3], nil, ad); err == nil {
 			t.Errorf("%s: scoring every position through the cache: no error", name)
