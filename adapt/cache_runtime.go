@@ -2,6 +2,7 @@ package adapt
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -48,6 +49,7 @@ type planCache struct {
 	poolT   gpu.Tensor  // (G, V)
 	priorT  gpu.Tensor  // (V)
 	neural  *planNeural // the neural cache (nil: the token cache alone)
+	heldOut []float64   // with the neural cache: CacheHeldOut's losses, from the weights' choice
 }
 
 // EnableCache gives the plan's CacheAdapter its token cache and its
@@ -72,7 +74,7 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 	lp, hid := make([][]float32, len(seqs)), make([][]float32, len(seqs))
 	if len(ss) > 0 {
 		m := p.rt.M
-		sc, h, err := ScoreHidden(m, ss, p.AdapterOf(scored, nil))
+		sc, h, err := ScoreHiddenChunked(m, ss, func(first, end int) model.Adapter { return p.AdapterOf(scored[first:end], nil) })
 		if err != nil {
 			return err
 		}
@@ -90,6 +92,23 @@ func (p *Plan) EnableCache(seqs [][]int32, cfg CacheConfig, batch int) error {
 // cache alone.
 func (p *Plan) EnableCacheLosses(seqs [][]int32, lp [][]float32, cfg CacheConfig, batch int) error {
 	return p.enableCache(seqs, lp, nil, cfg, batch)
+}
+
+// EnableCacheScored is EnableCache with the prompts' per-position losses
+// and unit hidden states under the plan already computed, as
+// ScoreHiddenChunked gives them (hid[i]: len-1 rows of the model's width;
+// nil for a prompt of one token): the token and neural caches.
+func (p *Plan) EnableCacheScored(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig, batch int) error {
+	c := p.rt.M.Cfg.NEmbd
+	if len(hid) != len(seqs) {
+		return fmt.Errorf("adapt: cache: %d hidden-state rows for %d prompts", len(hid), len(seqs))
+	}
+	for i, s := range seqs {
+		if want := max(len(s)-1, 0) * c; len(hid[i]) != want {
+			return fmt.Errorf("adapt: cache: prompt %d has %d tokens and %d hidden values, want %d (width %d)", i, len(s), len(hid[i]), want, c)
+		}
+	}
+	return p.enableCache(seqs, lp, hid, cfg, batch)
 }
 
 // enableCache sets up the caches: with hid (each prompt's unit hidden
@@ -113,6 +132,9 @@ func (p *Plan) enableCache(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig,
 		}
 	}
 	c := &planCache{cfg: cfg, Group: make([]int, n), own: make([]*TokenCounts, n), prompts: seqs, lp: padLosses(seqs, lp)}
+	if hid != nil {
+		c.heldOut = make([]float64, n)
+	}
 	groups, err := p.cachePools(max(batch, 1))
 	if err != nil {
 		return err
@@ -129,7 +151,13 @@ func (p *Plan) enableCache(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig,
 		}
 		var w CacheWeights
 		if hid != nil {
-			w, err = neuralWeights(g, seqs, c.lp, hid, m.Cfg.NEmbd, cfg)
+			var terms []*MixTerms
+			w, terms, err = neuralWeights(g, seqs, c.lp, hid, m.Cfg.NEmbd, cfg)
+			for j, i := range g {
+				if err == nil && len(seqs[i]) >= 2 {
+					c.heldOut[i] = w.MixLoss(terms[j], 0, len(seqs[i])-1)
+				}
+			}
 		} else {
 			w, err = ChooseCacheWeights(prompts, padLosses(prompts, losses), true, cfg)
 		}
@@ -173,9 +201,10 @@ func (p *Plan) enableCache(seqs [][]int32, lp, hid [][]float32, cfg CacheConfig,
 	return nil
 }
 
-// CacheHeldOut is each prompt's summed loss (nats) under the token cache,
-// scored as the weights were chosen: positions 0 .. len-2, its own counts
-// its tokens so far, its pool the other members' prompts (never itself).
+// CacheHeldOut is each prompt's summed loss (nats) under the cache, scored
+// as the weights were chosen: positions 0 .. len-2, its own counts (and
+// keys) its tokens so far, its pool the other members' prompts (never
+// itself).
 // It is what the cache would have done for each prompt's own text; the
 // weights were chosen with the prompt among its pool's members, so it is
 // not a held-out measure of the weights.
@@ -184,8 +213,8 @@ func (p *Plan) CacheHeldOut() ([]float64, error) {
 	if c == nil {
 		return nil, fmt.Errorf("adapt: the plan has no token cache (EnableCache)")
 	}
-	if c.neural != nil {
-		return nil, fmt.Errorf("adapt: the plan has the neural cache (EnableCache), which CacheHeldOut does not score: EnableCacheLosses gives the token cache alone")
+	if c.heldOut != nil {
+		return slices.Clone(c.heldOut), nil
 	}
 	out := make([]float64, len(c.prompts))
 	for i, s := range c.prompts {

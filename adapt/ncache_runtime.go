@@ -41,7 +41,8 @@ type planNeural struct {
 // neuralWeights chooses pool g's weights: the token and neural caches'
 // terms of every member with the member out of both pools (hid[i]: its
 // unit hidden states at positions 0 .. len-2, lp[i] its losses there).
-func neuralWeights(g []int, seqs [][]int32, lp, hid [][]float32, c int, cfg CacheConfig) (CacheWeights, error) {
+// It returns the members' terms too (in g's order).
+func neuralWeights(g []int, seqs [][]int32, lp, hid [][]float32, c int, cfg CacheConfig) (CacheWeights, []*MixTerms, error) {
 	members := make([]*MixTerms, 0, len(g))
 	for _, i := range g {
 		var others []PoolPrompt
@@ -52,12 +53,12 @@ func neuralWeights(g []int, seqs [][]int32, lp, hid [][]float32, c int, cfg Cach
 		}
 		t, err := PoolTerms(seqs[i], lp[i], hid[i], max(len(seqs[i])-1, 0), c, others, nil, cfg, DefaultThetas)
 		if err != nil {
-			return CacheWeights{}, err
+			return CacheWeights{}, nil, err
 		}
 		members = append(members, t)
 	}
 	allow := MixChoice{Own: true, Pool: len(g) > 1, NeuralOwn: true, NeuralPool: len(g) > 1}
-	return ChooseMixWeights(members, allow, cfg, DefaultThetas), nil
+	return ChooseMixWeights(members, allow, cfg, DefaultThetas), members, nil
 }
 
 // newPlanNeural builds the key buffer for the pools groups of seqs (hid as
@@ -221,6 +222,22 @@ func ScoreHidden(m *model.Model, seqs [][]int32, ad model.Adapter) ([]model.Sequ
 	hid := make([][]float32, len(seqs))
 	for i, s := range seqs {
 		hid[i] = UnitRows(hs[i*tq*c:(i*tq+len(s)-1)*c], c)
+	}
+	return sc, hid, nil
+}
+
+// ScoreHiddenChunked is ScoreHidden over the batches of m.ScoreChunks(seqs)
+// (each forward's logits under 64 MiB): adapterOf(first, end) is the
+// adapter of the batch of sequences [first, end) (nil: the base model).
+func ScoreHiddenChunked(m *model.Model, seqs [][]int32, adapterOf func(first, end int) model.Adapter) ([]model.SequenceScore, [][]float32, error) {
+	var sc []model.SequenceScore
+	var hid [][]float32
+	for _, c := range m.ScoreChunks(seqs) {
+		s, h, err := ScoreHidden(m, seqs[c[0]:c[1]], adapterOf(c[0], c[1]))
+		if err != nil {
+			return nil, nil, err
+		}
+		sc, hid = append(sc, s...), append(hid, h...)
 	}
 	return sc, hid, nil
 }

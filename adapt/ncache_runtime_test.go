@@ -21,6 +21,9 @@ type cacheHost struct {
 	prompts [][]int32
 	cfg     CacheConfig
 	hid     [][]float32 // per prompt: unit hidden states at positions 0 .. len-2
+	// heldOut leaves the prompt itself out of its token pool (CacheHeldOut's
+	// scoring; generation's pool counts it).
+	heldOut bool
 }
 
 func newCacheHost(t *testing.T, m *model.Model, p *Plan, prompts [][]int32, cfg CacheConfig) *cacheHost {
@@ -66,7 +69,9 @@ func (h *cacheHost) mixture(t *testing.T, i int, ctx []int32, w CacheWeights) []
 	poolKeys := &NeuralKeys{C: c}
 	for j, s := range h.prompts {
 		if gj, _, _ := h.p.CacheWeightsOf(j); gj == g {
-			pool.Add(s...)
+			if j != i || !h.heldOut {
+				pool.Add(s...)
+			}
 			if j != i {
 				if err := poolKeys.Add(h.hid[j], s[1:]); err != nil {
 					t.Fatal(err)

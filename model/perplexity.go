@@ -238,13 +238,28 @@ func (m *Model) Score(seqs [][]int32, from []int, ad Adapter) ([]SequenceScore, 
 }
 
 // ScoreChunked is Score over as many forwards as it takes to keep each
-// one's logits under 64 MiB: consecutive sequences are batched while
-// longest x count rows fit. adapterOf(first) gives the adapter of the
-// batch starting at sequence first (its sequences are that batch's; nil:
-// the base model).
+// one's logits under 64 MiB (ScoreChunks). adapterOf(first) gives the
+// adapter of the batch starting at sequence first (its sequences are that
+// batch's; nil: the base model).
 func (m *Model) ScoreChunked(seqs [][]int32, adapterOf func(first int) Adapter) ([]SequenceScore, error) {
-	maxRows := max(1, (64<<20)/(4*m.Cfg.VocabSize))
 	var out []SequenceScore
+	for _, c := range m.ScoreChunks(seqs) {
+		sc, err := m.Score(seqs[c[0]:c[1]], nil, adapterOf(c[0]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sc...)
+	}
+	return out, nil
+}
+
+// ScoreChunks splits seqs, in order, into the batches [first, end) that
+// ScoreChunked scores one forward each: consecutive sequences are batched
+// while longest x count rows of logits fit in 64 MiB (one sequence a
+// batch at least).
+func (m *Model) ScoreChunks(seqs [][]int32) [][2]int {
+	maxRows := max(1, (64<<20)/(4*m.Cfg.VocabSize))
+	var out [][2]int
 	for first := 0; first < len(seqs); {
 		end, longest := first, 0
 		for end < len(seqs) {
@@ -255,12 +270,8 @@ func (m *Model) ScoreChunked(seqs [][]int32, adapterOf func(first int) Adapter) 
 			longest = l
 			end++
 		}
-		sc, err := m.Score(seqs[first:end], nil, adapterOf(first))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sc...)
+		out = append(out, [2]int{first, end})
 		first = end
 	}
-	return out, nil
+	return out
 }

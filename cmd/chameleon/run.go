@@ -158,8 +158,9 @@ type runPool struct {
 	Tokens            int     `json:"tokens"`
 	BasePerplexity    float64 `json:"base_perplexity"`
 	AdaptedPerplexity float64 `json:"adapted_perplexity"`
-	// CachedPerplexity is the adapted model with the token cache: each
-	// prompt's own tokens so far and its pool's other prompts mixed in.
+	// CachedPerplexity is the adapted model with the token and neural
+	// caches: each prompt's own tokens so far and its pool's other prompts
+	// mixed in.
 	CachedPerplexity float64 `json:"cached_perplexity"`
 }
 
@@ -168,6 +169,9 @@ type runCachePool struct {
 	Prompts    []int   `json:"prompts"`
 	Own        float64 `json:"own_weight"`
 	PoolWeight float64 `json:"pool_weight"`
+	NeuralOwn  float64 `json:"neural_own_weight"`
+	NeuralPool float64 `json:"neural_pool_weight"`
+	Theta      float64 `json:"theta"` // the neural cache's sharpness (0: no neural weight)
 }
 
 type runPrompt struct {
@@ -187,7 +191,7 @@ type runTimes struct {
 	Plan         float64 `json:"plan"`
 	ScoreBase    float64 `json:"score_base"`
 	ScoreAdapted float64 `json:"score_adapted"`
-	Cache        float64 `json:"cache"` // the token cache's pools and weights
+	Cache        float64 `json:"cache"` // the caches' pools, weights and key buffer
 	Generate     float64 `json:"generate"`
 	Total        float64 `json:"total"`
 }
@@ -225,14 +229,15 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 		return err
 	}
 	baseTime := time.Since(t2)
-	adapted, err := m.ScoreChunked(ids, func(first int) model.Adapter { return plan.AdapterFrom(first, nil) })
+	// The adapted scores with the final hidden states: the neural cache's keys.
+	adapted, hid, err := adapt.ScoreHiddenChunked(m, ids, func(first, _ int) model.Adapter { return plan.AdapterFrom(first, nil) })
 	if err != nil {
 		return err
 	}
 	adaptedTime := time.Since(t2) - baseTime
 
 	tc := time.Now()
-	cached, err := enableRunCache(plan, ids, adapted, m.Cfg.VocabSize)
+	cached, err := enableRunCache(plan, ids, adapted, hid, m.Cfg.VocabSize)
 	if err != nil {
 		return err
 	}
@@ -270,17 +275,18 @@ func runDemo(s *session, rt *adapt.Runtime, samples []sample, af adapterFlags, m
 	return nil
 }
 
-// enableRunCache turns on the plan's token cache over the prompts ids,
-// pooled in as many groups as the plan has clusters, the weights chosen on
-// the adapted per-position losses already computed, and returns each
-// prompt's score under the cache (its pool without itself: CacheHeldOut).
-func enableRunCache(plan *adapt.Plan, ids [][]int32, adapted []model.SequenceScore, vocab int) ([]model.SequenceScore, error) {
+// enableRunCache turns on the plan's token and neural caches over the
+// prompts ids, pooled in as many groups as the plan has clusters, the
+// weights chosen on the adapted per-position losses and hidden states
+// already computed, and returns each prompt's score under the cache (its
+// pool without itself: CacheHeldOut).
+func enableRunCache(plan *adapt.Plan, ids [][]int32, adapted []model.SequenceScore, hid [][]float32, vocab int) ([]model.SequenceScore, error) {
 	lp := make([][]float32, len(ids))
 	for i := range adapted {
 		lp[i] = adapted[i].Losses
 	}
 	k := max(plan.K, 1)
-	if err := plan.EnableCacheLosses(ids, lp, adapt.UniformCache(vocab), (len(ids)+k-1)/k); err != nil {
+	if err := plan.EnableCacheScored(ids, lp, hid, adapt.UniformCache(vocab), (len(ids)+k-1)/k); err != nil {
 		return nil, err
 	}
 	nll, err := plan.CacheHeldOut()
@@ -334,6 +340,7 @@ func runReportOf(s *session, meta adapt.Meta, plan *adapt.Plan, samples []sample
 		}
 		cp := &rep.CachePools[g]
 		cp.Pool, cp.Prompts, cp.Own, cp.PoolWeight = g, append(cp.Prompts, i+1), w.Own, w.Pool
+		cp.NeuralOwn, cp.NeuralPool, cp.Theta = w.NeuralOwn, w.NeuralPool, w.Theta
 		rep.Prompts = append(rep.Prompts, runPrompt{Index: i + 1, Domain: sm.domain, Text: sm.text, Cluster: plan.Cluster[i],
 			CachePool: g, runPool: pool([]int{i + 1}), BaseContinuation: string(gens[0][i].Text),
 			AdaptedContinuation: string(gens[1][i].Text), CachedContinuation: string(gens[2][i].Text)})
@@ -369,18 +376,20 @@ func printRun(rep runReport) {
 		fmt.Printf("  kept at the base model by the adapter's gate or self-check (cluster -1): %s\n", joinInts(rep.Gated))
 	}
 
-	fmt.Println("\nToken cache pools (the prompts grouped by k-means on their features; each prompt's own tokens so far and")
-	fmt.Println("its pool's other prompts are mixed into the adapted model's next-token distribution, the two weights")
-	fmt.Println("chosen per pool on its own prompts, so the +cache scores below are in-sample for the weights):")
+	fmt.Println("\nCache pools (the prompts grouped by k-means on their features). Mixed into the adapted model's next-token")
+	fmt.Println("distribution: the token counts of each prompt's own text so far (own) and of its pool's other prompts")
+	fmt.Println("(pool), and a neural cache: the tokens that followed the positions, own and pool's, whose final hidden")
+	fmt.Println("states are nearest the query's (sharpness theta). The weights are chosen per pool on its own prompts,")
+	fmt.Println("so the +cache scores below are in-sample for the weights:")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  pool\tprompts\town\tpool")
+	fmt.Fprintln(tw, "  pool\tprompts\town\tpool\tneural own\tneural pool\ttheta")
 	for _, c := range rep.CachePools {
-		fmt.Fprintf(tw, "  %d\t%s\t%.2f\t%.2f\n", c.Pool, joinInts(c.Prompts), c.Own, c.PoolWeight)
+		fmt.Fprintf(tw, "  %d\t%s\t%.2f\t%.2f\t%.2f\t%.2f\t%g\n", c.Pool, joinInts(c.Prompts), c.Own, c.PoolWeight, c.NeuralOwn, c.NeuralPool, c.Theta)
 	}
 	tw.Flush()
 
 	fmt.Println("\nPerplexity of each prompt's own text (lower is better; changes against base; +cache: adapted with the")
-	fmt.Println("token cache, each prompt's pool without the prompt itself):")
+	fmt.Println("token and neural caches, each prompt's pools without the prompt itself):")
 	tw = tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "  #\tdomain\tcluster\ttokens\tbase\tadapted\tchange\t+cache\tchange\t")
 	for _, p := range rep.Prompts {
