@@ -14,6 +14,9 @@ import (
 // prompts, never itself); EnableCacheScored chooses the weights that
 // EnableCache does; hidden states of the wrong shape are refused. Both
 // backends.
+//
+// (Over 80 lines: per backend the plan, its scores and the refusal, then
+// every prompt's positions recomputed on the host.)
 func TestCacheHeldOutNeural(t *testing.T) {
 	f := newRTFixture(t)
 	a := f.hyperAdapter(t, nil)
