@@ -24,15 +24,7 @@ func TestCacheHeldOutNeural(t *testing.T) {
 	prompts[0] = append(prompts[0], prompts[3]...)
 	cfg := UniformCache(rtCfg.VocabSize)
 	for _, name := range []string{"ref", "webgpu"} {
-		m := f.models[name]
-		rt, err := NewRuntime(m, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := rt.Plan(prompts, PlanOptions{K: 3, Seed: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, p := f.models[name], f.plan(t, name, a, prompts)
 		if err := p.EnableCache(prompts, cfg, 4); err != nil {
 			t.Fatal(err)
 		}
@@ -94,7 +86,5 @@ func TestCacheHeldOutNeural(t *testing.T) {
 		if !neural {
 			t.Errorf("%s: no pool chose a neural weight: the test shows nothing of the neural cache", name)
 		}
-		p.Free()
-		rt.Free()
 	}
 }

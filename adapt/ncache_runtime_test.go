@@ -137,15 +137,7 @@ func TestNeuralCacheSteps(t *testing.T) {
 	cfg := UniformCache(rtCfg.VocabSize)
 	v := rtCfg.VocabSize
 	for _, name := range []string{"ref", "webgpu"} {
-		m := f.models[name]
-		rt, err := NewRuntime(m, a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := rt.Plan(prompts, PlanOptions{K: 3, Seed: 2})
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, p := f.models[name], f.plan(t, name, a, prompts)
 		if err := p.EnableCache(prompts, cfg, 4); err != nil {
 			t.Fatal(err)
 		}
@@ -193,8 +185,6 @@ func TestNeuralCacheSteps(t *testing.T) {
 			step = next
 		}
 		m.FreeCache(kv)
-		p.Free()
-		rt.Free()
 	}
 }
 

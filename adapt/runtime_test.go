@@ -106,6 +106,23 @@ func (f *rtFixture) hostFeature(seq []int32) []float64 {
 }
 
 // hyperAdapter is a hyper adapter for f's model with centroids stored.
+// plan is a runtime of a on backend name's model and its plan of prompts
+// (K 3, seed 2), both freed when the test ends.
+func (f *rtFixture) plan(t *testing.T, name string, a *Adapter, prompts [][]int32) *Plan {
+	t.Helper()
+	rt, err := NewRuntime(f.models[name], a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Free)
+	p, err := rt.Plan(prompts, PlanOptions{K: 3, Seed: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Free)
+	return p
+}
+
 func (f *rtFixture) hyperAdapter(t *testing.T, cents []float32) *Adapter {
 	t.Helper()
 	a := &Adapter{
