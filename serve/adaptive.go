@@ -226,6 +226,12 @@ func (a *Adaptive) FreeCache(c *model.Cache) { a.M.FreeCache(c) }
 // ForwardLast runs the step with each slot's adaptation: slot b's rows
 // get cluster ad[b].Cluster when ad[b].On, else the base logits.
 func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (gpu.Tensor, error) {
+	return a.forwardLast(c, tokens, ad, nil)
+}
+
+// forwardLast is ForwardLast, copying the final hidden states into hidden
+// (nil: none).
+func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
 	cl := a.slotClusters
 	if len(ad) != len(cl) {
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %d adaptations for a plan of %d slots", len(ad), len(cl)))
@@ -239,7 +245,11 @@ func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (
 	if err := a.plan.SetClusters(cl); err != nil { // the scheduler gave a slot a cluster outside the pool
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %v", err))
 	}
-	return a.M.ForwardAdapted(c, tokens, true, a.plan.Adapter(nil))
+	var pa model.Adapter = a.plan.Adapter(nil)
+	if hidden != nil {
+		pa = hiddenCopy{inner: pa, dst: hidden, b: a.M.B}
+	}
+	return a.M.ForwardAdapted(c, tokens, true, pa)
 }
 
 // Group gives the newly admitted adapted prompts their clusters: the

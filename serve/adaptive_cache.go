@@ -3,6 +3,7 @@ package serve
 import (
 	"slices"
 
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -51,6 +52,35 @@ func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, e
 // scorePrompts is each prompt's per-position losses through its own
 // cluster's update: one scoring forward.
 func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, error) {
+	var out [][]float32
+	err := a.withClusters(prompts, ad, func(head func([]int) model.Adapter) (err error) {
+		out, err = promptLosses(a.M, prompts, head)
+		return err
+	})
+	return out, err
+}
+
+// PromptHidden implements NeuralModel: each prompt's losses and unit
+// hidden states through its own cluster's update (one scoring forward; the
+// losses Group found are not reused, since it kept no hidden states).
+func (a *Adaptive) PromptHidden(prompts [][]int32, ad []Adapter) ([][]float32, [][]float32, error) {
+	var lp, hid [][]float32
+	err := a.withClusters(prompts, ad, func(head func([]int) model.Adapter) (err error) {
+		lp, hid, err = promptHidden(a.M, prompts, head)
+		return err
+	})
+	return lp, hid, err
+}
+
+// ForwardLastHidden implements NeuralModel.
+func (a *Adaptive) ForwardLastHidden(c *model.Cache, tokens [][]int32, ad []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
+	return a.forwardLast(c, tokens, ad, hidden)
+}
+
+// withClusters runs f with the plan's sequences set to the prompts'
+// clusters (head(index) the adapter of prompts[index]); the plan's slot
+// clusters are restored before it returns.
+func (a *Adaptive) withClusters(prompts [][]int32, ad []Adapter, f func(head func(index []int) model.Adapter) error) error {
 	saved := slices.Clone(a.plan.Cluster)
 	defer func() {
 		if err := a.plan.SetClusters(saved); err != nil {
@@ -65,9 +95,9 @@ func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, e
 		}
 	}
 	if err := a.plan.SetClusters(cl); err != nil {
-		return nil, err
+		return err
 	}
-	return promptLosses(a.M, prompts, func(index []int) model.Adapter { return a.plan.AdapterOf(index, nil) })
+	return f(func(index []int) model.Adapter { return a.plan.AdapterOf(index, nil) })
 }
 
 // MemoryKeys implements CacheModel. Online: an adapted prompt's pool is
@@ -122,5 +152,5 @@ func (a *Adaptive) MemoryRadius() float64 {
 	return a.RT.Gate.Radius
 }
 
-var _ CacheModel = (*Adaptive)(nil)
-var _ CacheModel = Base{}
+var _ NeuralModel = (*Adaptive)(nil)
+var _ NeuralModel = Base{}
