@@ -232,12 +232,23 @@ func (c cacheGated) MemoryRadius() float64 { return c.cm.MemoryRadius() }
 // served alone after H equals X served after H while Y and Z, admitted
 // after it, run beside it (their pools include X; X's does not include
 // them).
-func TestCacheBatchInvariant(t *testing.T) {
+func TestCacheBatchInvariant(t *testing.T) { cacheBatchInvariant(t, false) }
+
+// cacheBatchInvariant is TestCacheBatchInvariant, with the neural cache
+// or without.
+//
+// Over 80 lines: two servers, the second with three requests released
+// step by step.
+func cacheBatchInvariant(t *testing.T, neural bool) {
 	be := gputest.Backend(t)
 	run := func(others bool) Choice {
 		m, tok := tinyModel(t, be)
 		g := newGated(Base{m}, false)
-		s, url := testServer(t, cacheGated{g, Base{m}}, tok, Options{Slots: 4, Cache: true})
+		var gm Model = cacheGated{g, Base{m}}
+		if neural {
+			gm = neuralGated{g, Base{m}}
+		}
+		s, url := testServer(t, gm, tok, Options{Slots: 4, Cache: true, CacheNeural: neural})
 		if r := post(context.Background(), t, url, cacheReq(cachePrompts[0])); r.Status != 200 {
 			t.Fatalf("H: %d %s", r.Status, r.Body)
 		}

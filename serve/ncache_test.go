@@ -3,9 +3,11 @@ package serve
 import (
 	"context"
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/model"
 )
@@ -179,5 +181,104 @@ func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
 	}
 	if got := metricValue(t, url, "chameleon_cache_memory_keys"); got != float64(keys) {
 		t.Errorf("memory keys %g, want %d", got, keys)
+	}
+}
+
+// neuralGated is a gated model that runs the neural cache through nm.
+type neuralGated struct {
+	*gated
+	nm NeuralModel
+}
+
+func (c neuralGated) PromptLosses(p [][]int32, ad []Adapter) ([][]float32, error) {
+	return c.nm.PromptLosses(p, ad)
+}
+func (c neuralGated) PromptHidden(p [][]int32, ad []Adapter) ([][]float32, [][]float32, error) {
+	return c.nm.PromptHidden(p, ad)
+}
+func (c neuralGated) MemoryKeys(p [][]int32, ad []Adapter) ([]int, [][]float32, error) {
+	return c.nm.MemoryKeys(p, ad)
+}
+func (c neuralGated) MemoryRadius() float64 { return c.nm.MemoryRadius() }
+func (c neuralGated) ForwardLastHidden(k *model.Cache, tokens [][]int32, ad []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
+	if err := c.step(); err != nil {
+		return nil, err
+	}
+	return c.nm.ForwardLastHidden(k, tokens, ad, hidden)
+}
+
+// With the neural cache too, a request's output does not depend on its
+// batch (TestCacheBatchInvariant's scenario): every row reads only its
+// slot's key region.
+func TestNeuralCacheBatchInvariant(t *testing.T) { cacheBatchInvariant(t, true) }
+
+// An adapted server with the neural cache (gated hyper adapter: run-time
+// clusters; its pass under the hidden-state copy) reports each choice's
+// neural weights, and a pool keeps at most CacheKeys keys, its oldest
+// prompts evicted, the newest kept even when longer; bad options and
+// sizes the device cannot hold are refused at start, naming what to
+// change.
+//
+// Over 80 lines: the bounded pool's table, then the refusals.
+func TestNeuralCacheAdaptiveBounded(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	gatedA := *a
+	if err := gatedA.SetGate(&adapt.Gate{Radius: 1e-6}); err != nil {
+		t.Fatal(err)
+	}
+	ad := newAdaptive(t, m, &gatedA, AdaptOptions{})
+	const maxKeys = 12
+	s, url := testServer(t, ad, tok, Options{Slots: 2, Cache: true, CacheNeural: true, CacheKeys: maxKeys, CacheClusters: 1, CacheRadius: 100})
+	var kept [][]int32 // the pool's prompts, oldest first
+	neural := false
+	for i, p := range []string{cachePrompts[0], cachePrompts[0], cachePrompts[0], cachePrompts[0], "red " + cachePrompts[0] + " " + cachePrompts[1]} {
+		ids := tok.Encode(p)
+		r := post(context.Background(), t, url, cacheReq(p))
+		if r.Status != 200 {
+			t.Fatalf("request %d: %d %s", i, r.Status, r.Body)
+		}
+		e := r.C.Choices[0].Chameleon
+		keys := 0
+		for _, k := range kept {
+			keys += len(k) - 1
+		}
+		if e == nil || e.Cache == nil || e.Cache.Pool != "run-time cluster 0" || e.Cache.PoolPrompts != len(kept) || e.Cache.PoolKeys != keys {
+			t.Fatalf("request %d: extension %s, want run-time cluster 0 with %d prompts and %d keys", i, mustJSON(e), len(kept), keys)
+		}
+		if w := e.Cache; (w.NeuralOwn > 0 || w.NeuralPool > 0) != (w.Theta > 0) {
+			t.Fatalf("request %d: neural weights %g, %g with theta %g", i, w.NeuralOwn, w.NeuralPool, w.Theta)
+		}
+		neural = neural || e.Cache.NeuralOwn > 0 || e.Cache.NeuralPool > 0
+		kept, keys = append(kept, ids), keys+len(ids)-1
+		for len(kept) > 1 && keys > maxKeys {
+			keys -= len(kept[0]) - 1
+			kept = kept[1:]
+		}
+		if st := s.Scheduler().Stats(); st.Memory == nil || st.Memory.Keys != keys || st.Memory.Prompts != len(kept) {
+			t.Fatalf("request %d: memory %+v, want %d keys of %d prompts", i, st.Memory, keys, len(kept))
+		}
+	}
+	if len(kept) != 1 || !neural {
+		t.Errorf("the long prompt should be kept alone (%d prompts kept), and some request mixed the neural cache (%v)", len(kept), neural)
+	}
+
+	rm := refTiny(t)
+	for _, c := range []struct {
+		m    Model
+		opt  Options
+		want string
+	}{
+		{Base{rm}, Options{CacheNeural: true}, "set Options.Cache"},
+		{Base{rm}, Options{Cache: true, CacheKeys: 10}, "set Options.CacheNeural"},
+		{Base{rm}, Options{Cache: true, CacheNeural: true, CacheKeys: -1}, "CacheKeys"},
+		{cacheGated{newGated(Base{rm}, false), Base{rm}}, Options{Cache: true, CacheNeural: true}, "cannot give its hidden states"},
+		{Base{rm}, Options{Slots: 1, Cache: true, CacheNeural: true, CacheKeys: 300000}, "storage binding"},
+		{Base{rm}, Options{Slots: 1, Cache: true, CacheNeural: true, CacheKeys: 50000}, "loop iterations"},
+	} {
+		if _, err := New(c.m, tok, c.opt); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: error %v, want one naming %q", c.opt, err, c.want)
+		}
 	}
 }
