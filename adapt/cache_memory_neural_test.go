@@ -221,3 +221,33 @@ func TestCacheMemoryNeuralRefusals(t *testing.T) {
 		t.Fatalf("first admission: %v, %+v", err, s.Keys)
 	}
 }
+
+// BenchmarkCacheMemoryAdmitNeural is one admission to a full pool of the
+// default bound (2048 keys: 32 prompts of 65 tokens, hidden width 256, the
+// default model's), the weights chosen with the prompt in.
+func BenchmarkCacheMemoryAdmitNeural(b *testing.B) {
+	const c, n = 256, 65
+	m, err := NewCacheMemory(UniformCache(4096), MemoryConfig{WithSelf: true, Width: c})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	var ps [][]int32
+	var ls, hs [][]float32
+	for range 64 {
+		p, lp := memPrompt(rng, int32(rng.IntN(4000)), n)
+		ps, ls, hs = append(ps, p), append(ls, lp), append(hs, memHidden(rng, n-1, c))
+	}
+	for i := range 40 {
+		if _, err := m.AdmitHidden(-1, nil, ps[i], ls[i], hs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		if _, err := m.AdmitHidden(-1, nil, ps[i%64], ls[i%64], hs[i%64]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}

@@ -205,15 +205,12 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 		}
 	}
 	b := tc.ops.Backend()
-	ws := tc.w
-	var nrp []float32
-	most := 0
-	if tc.nc != nil {
-		if err := tc.nc.upload(b); err != nil {
-			return nil, err
-		}
-		ws = slices.Clone(tc.w)
-		nrp, most = tc.nc.rows(tc.on, tokens, tc.w, ws)
+	ws, nrpT, most, err := tc.neuralStep(tokens)
+	if err != nil {
+		return nil, err
+	}
+	if nrpT != nil {
+		defer b.Free(nrpT)
 	}
 	if tc.ownDirty {
 		if err := b.Write(tc.ownT, tc.own); err != nil {
@@ -251,19 +248,6 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 	if err != nil {
 		return nil, err
 	}
-	var nrpT gpu.Tensor
-	if nrp != nil {
-		if nrpT, err = b.Alloc(gpu.F32, slots, 8); err == nil {
-			err = b.Write(nrpT, nrp)
-		}
-		if nrpT != nil {
-			defer b.Free(nrpT)
-		}
-		if err != nil {
-			b.Free(dst)
-			return nil, err
-		}
-	}
 	b.LogSoftmax(lp, logits)
 	tc.ops.CacheMix(dst, lp, tc.ownT, tc.poolT, tc.priorT, rp, tc.beta)
 	if nrpT != nil {
@@ -273,6 +257,31 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 		}
 	}
 	return dst, nil
+}
+
+// neuralStep is the token weights CacheMix runs with this step (tc.w, or
+// rescaled for the neural cache) and with the neural cache NeuralMix's row
+// parameters on the device (the caller frees them) and their most keys;
+// the keys' values go up first if they changed.
+func (tc *tokenCache) neuralStep(tokens [][]int32) ([]adapt.CacheWeights, gpu.Tensor, int, error) {
+	if tc.nc == nil {
+		return tc.w, nil, 0, nil
+	}
+	b := tc.ops.Backend()
+	if err := tc.nc.upload(b); err != nil {
+		return nil, nil, 0, err
+	}
+	ws := slices.Clone(tc.w)
+	rp, most := tc.nc.rows(tc.on, tokens, tc.w, ws)
+	t, err := b.Alloc(gpu.F32, len(tc.on), 8)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if err := b.Write(t, rp); err != nil {
+		b.Free(t)
+		return nil, nil, 0, err
+	}
+	return ws, t, most, nil
 }
 
 // cacheAdmit admits the prompts of the sequences just put into slots

@@ -76,13 +76,7 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return err
 			}
-			if opt.Cache {
-				what := "token cache memory"
-				if opt.CacheNeural {
-					what = "token and neural cache memory"
-				}
-				fmt.Fprintf(cmd.ErrOrStderr(), "chameleon: %s on (--cache): each request's output depends on earlier requests, whose prompts' tokens (and hidden states) it pools\n", what)
-			}
+			announceCache(cmd.ErrOrStderr(), opt)
 			announceServe(cmd.ErrOrStderr(), srv, ln, s)
 			return serveUntilSignal(cmd, srv, hs, cl, grace)
 		},
@@ -285,6 +279,16 @@ func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (s
 	}
 	fmt.Fprintf(log, "chameleon: adapting with %s: %v (a request opts out with \"adapt\": false)\n", spec, ad)
 	return ad, nil
+}
+
+// announceCache warns that the cache memory is on.
+func announceCache(w io.Writer, opt serve.Options) {
+	switch {
+	case opt.CacheNeural:
+		fmt.Fprintln(w, "chameleon: token and neural cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens and hidden states it pools")
+	case opt.Cache:
+		fmt.Fprintln(w, "chameleon: token cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens it pools")
+	}
 }
 
 // addCacheFlags adds the token cache memory's flags (serve.Options.Cache).
