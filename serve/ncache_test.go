@@ -282,3 +282,118 @@ func TestNeuralCacheAdaptiveBounded(t *testing.T) {
 		}
 	}
 }
+
+// unitRow is x scaled to unit length.
+func unitRow(x []float32) []float32 { return adapt.UnitRows(x, len(x)) }
+
+// Adaptive's hidden states are its adapted forward's: PromptHidden's rows
+// and ForwardLastHidden's copy of the last position equal the reference
+// backend's through the same centroid's plan (an adapter with block sites,
+// which move the hidden states), the base model's with adaptation off, and
+// ForwardLastHidden's logits equal ForwardLast's.
+//
+// Over 80 lines: the served side, the reference side, then the three
+// comparisons.
+func TestAdaptiveHiddenStates(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7, model.SiteQKV, model.SiteFC2)
+	ad := newAdaptive(t, m, a, AdaptOptions{})
+	c := m.Cfg.NEmbd
+	prompts := [][]int32{tok.Encode(adaptPrompts[0]), tok.Encode(adaptPrompts[1])}
+	cl, err := ad.RT.AssignCentroids(prompts[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ads := []Adapter{{On: true, Cluster: cl[0]}, {On: false, Cluster: -1}}
+	_, hid, err := ad.PromptHidden(prompts, ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache, err := ad.NewCache(2, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.FreeCache(cache)
+	hT := gpu.Must(be.Alloc(gpu.F32, 2, c))
+	defer be.Free(hT)
+	lt, err := ad.ForwardLastHidden(cache, prompts, ads, hT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logits, err := be.ReadF32(lt)
+	be.Free(lt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := be.ReadF32(hT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache2, err := ad.NewCache(2, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ad.FreeCache(cache2)
+	lt2, err := ad.ForwardLast(cache2, prompts, ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := be.ReadF32(lt2)
+	be.Free(lt2)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	rm := refTiny(t)
+	rrt, err := adapt.NewRuntime(rm, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rrt.Free()
+	plan, err := rrt.CentroidPlan(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plan.Free()
+	if err := plan.SetClusters([]int{cl[0]}); err != nil {
+		t.Fatal(err)
+	}
+	ext := func(p []int32) [][]int32 { return [][]int32{append(p[:len(p):len(p)], 0)} } // every position's hidden state
+	_, want0, err := adapt.ScoreHidden(rm, ext(prompts[0]), plan.Adapter(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, base0, err := adapt.ScoreHidden(rm, ext(prompts[0]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, want1, err := adapt.ScoreHidden(rm, ext(prompts[1]), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := false
+	for i, want := range [][]float32{want0[0], want1[0]} {
+		l := len(prompts[i])
+		check := func(what string, got, w []float32) {
+			for j := range w {
+				if math.Abs(float64(got[j]-w[j])) > 2e-3 {
+					t.Fatalf("prompt %d, %s: value %d is %v, reference %v", i, what, j, got[j], w[j])
+				}
+			}
+		}
+		check("PromptHidden", hid[i], want[:(l-1)*c])
+		check("ForwardLastHidden's last position", unitRow(last[i*c:(i+1)*c]), want[(l-1)*c:l*c])
+	}
+	for j, w := range want0[0] {
+		moved = moved || math.Abs(float64(w-base0[0][j])) > 1e-2
+	}
+	if !moved {
+		t.Fatal("the block sites do not move the hidden states: the test cannot tell adapted from base")
+	}
+	for j, w := range plain {
+		if math.Abs(float64(logits[j]-w)) > 1e-3*(1+math.Abs(float64(w))) {
+			t.Fatalf("logit %d: %v with the copy, %v without", j, logits[j], w)
+		}
+	}
+}
