@@ -80,13 +80,22 @@ func refHidden(t *testing.T, m *model.Model, seq []int32) []float32 {
 // the four weights and theta chosen by leave-one-out over the pool with
 // its prompt in, as its extension reports. At some step the mixture
 // without the neural caches would have served another log-probability.
+// With short prefill chunks too (rows of a partial prompt mix as well, and
+// must leave the own keys as they are).
+func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
+	t.Run("one prefill chunk", func(t *testing.T) { neuralHostMixture(t, 0) })
+	t.Run("prefill chunks of 3", func(t *testing.T) { neuralHostMixture(t, 3) }) // rows of partial prompts run too
+}
+
+// neuralHostMixture is TestNeuralCacheServedMatchesHostMixture with
+// prefill chunks of chunk tokens (0: the default).
 //
 // Over 80 lines: per request, the snapshot and weights' check, then the
 // reference greedy under the host mixture and its neural-free alternative.
-func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
+func neuralHostMixture(t *testing.T, chunk int) {
 	be := gputest.Backend(t)
 	m, tok := tinyModel(t, be)
-	_, url := testServer(t, Base{m}, tok, Options{Slots: 2, Cache: true, CacheNeural: true})
+	_, url := testServer(t, Base{m}, tok, Options{Slots: 2, Cache: true, CacheNeural: true, PrefillChunk: chunk})
 	rm := refTiny(t)
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	cfg := adapt.UniformCache(v)
@@ -140,7 +149,6 @@ func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
 		if e.Cache.Pool != "global" || e.Cache.PoolPrompts != i || e.Cache.PoolKeys != poolKeys.Len() || got != w {
 			t.Fatalf("%q: cache %s, want the global pool of %d prompts and %d keys with weights %+v", p, mustJSON(e.Cache), i, poolKeys.Len(), w)
 		}
-		t.Logf("%q: weights %+v", p, w)
 		neural = neural || w.NeuralOwn > 0 || w.NeuralPool > 0
 		seq := append([]int32(nil), ids...)
 		for step := 0; step < len(ch.Logprobs.TokenLogprobs); step++ {

@@ -58,7 +58,9 @@ type Options struct {
 	// CacheKeys bounds the neural keys each pool keeps (oldest prompts
 	// evicted); default adapt.DefaultMemoryKeys (2048). The device holds
 	// Slots x (max(CacheKeys, NCtx) + NCtx) keys of NEmbd floats, which must
-	// fit a 128 MiB storage binding.
+	// fit a 128 MiB storage binding; the host up to CacheKeys x NEmbd
+	// floats (and 64 bytes of sums per key) per pool, over the trained
+	// centroids' pools and CacheClusters run-time ones.
 	CacheKeys int
 
 	// The HTTP layer's options (Server only).
