@@ -62,8 +62,8 @@ type MemoryConfig struct {
 	Width int
 	// NeuralKeys bounds the keys (prompt positions) a pool keeps with the
 	// neural cache, its oldest prompts evicted; default DefaultMemoryKeys.
-	// A pool holds NeuralKeys x Width float32 keys and 2 x len(thetas)
-	// float64 sums per key.
+	// A pool holds NeuralKeys x Width float32 keys and 3 x len(thetas) + 2
+	// float64 terms per key (112 bytes with DefaultThetas).
 	NeuralKeys int
 }
 

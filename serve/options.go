@@ -59,7 +59,7 @@ type Options struct {
 	// evicted); default adapt.DefaultMemoryKeys (2048). The device holds
 	// Slots x (max(CacheKeys, NCtx) + NCtx) keys of NEmbd floats, which must
 	// fit a 128 MiB storage binding; the host up to CacheKeys x NEmbd
-	// floats (and 64 bytes of sums per key) per pool, over the trained
+	// floats (and 112 bytes of float64 terms per key) per pool, over the trained
 	// centroids' pools and CacheClusters run-time ones.
 	CacheKeys int
 
