@@ -30,8 +30,8 @@ type slotNeural struct {
 	vals                    []int32
 	dirty                   bool
 	// Per slot: pool keys, own keys written (prompt and queries), tokens
-	// fed so far.
-	poolLen, written, fed []int
+	// fed so far, its prompt's length.
+	poolLen, written, fed, prompt []int
 }
 
 // newSlotNeural sizes and allocates the key buffer for slots sequences of
@@ -46,7 +46,7 @@ func newSlotNeural(ops adapt.Ops, slots, ctx, poolKeys, c, v int) (*slotNeural, 
 	}
 	pc := max(poolKeys, ctx) // a pool's newest prompt stays even when longer than its bound
 	nc := &slotNeural{c: c, ctx: ctx, poolCap: pc, region: pc + ctx, rw: rw,
-		poolLen: make([]int, slots), written: make([]int, slots), fed: make([]int, slots)}
+		poolLen: make([]int, slots), written: make([]int, slots), fed: make([]int, slots), prompt: make([]int, slots)}
 	kn := slots * nc.region
 	if bytes := kn * c * 4; bytes > neuralKeyBytes {
 		return nil, fmt.Errorf("serve: neural cache: %d slots x (%d pool + %d own keys) of width %d need %d bytes, over the %d of a storage binding: "+
@@ -146,7 +146,7 @@ func (nc *slotNeural) install(b int, keys *adapt.NeuralKeys, prompt []int32, hid
 	}
 	copy(vals, keys.V)
 	copy(vals[nc.poolCap:], prompt[1:l+1])
-	nc.poolLen[b], nc.written[b], nc.fed[b] = n, l, 0
+	nc.poolLen[b], nc.written[b], nc.fed[b], nc.prompt[b] = n, l, 0, len(prompt)
 	nc.dirty = true
 	return nil
 }
@@ -165,15 +165,17 @@ func (nc *slotNeural) feed(b int, ts []int32) {
 	}
 }
 
-// rows is the step's NeuralMix rows of the slots on that were fed tokens
-// (weights w); ws[b] becomes the token cache's weights to run CacheMix
-// with. It returns the rows' parameters and the most keys of a row.
+// rows is the step's NeuralMix rows of the slots on whose whole prompt is
+// in (weights w): a row in the middle of its prompt's prefill samples
+// nothing, and its keys are the prompt's already. ws[b] becomes the token
+// cache's weights to run CacheMix with. It returns the rows' parameters
+// and the most keys of a row.
 func (nc *slotNeural) rows(on []bool, tokens [][]int32, w, ws []adapt.CacheWeights) ([]float32, int) {
 	rows := make([]adapt.NeuralRow, len(on))
 	for b := range rows {
 		rows[b] = adapt.NeuralRow{Slot: -1}
 		l := nc.fed[b]
-		if !on[b] || l == 0 || len(tokens[b]) == 0 {
+		if !on[b] || l < nc.prompt[b] || len(tokens[b]) == 0 {
 			continue
 		}
 		own := b*nc.region + nc.poolCap

@@ -80,11 +80,11 @@ func refHidden(t *testing.T, m *model.Model, seq []int32) []float32 {
 // the four weights and theta chosen by leave-one-out over the pool with
 // its prompt in, as its extension reports. At some step the mixture
 // without the neural caches would have served another log-probability.
-// With short prefill chunks too (rows of a partial prompt mix as well, and
-// must leave the own keys as they are).
+// With short prefill chunks too (the rows of a partial prompt skip the
+// neural mix, and the row of its last chunk writes its first query key).
 func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
 	t.Run("one prefill chunk", func(t *testing.T) { neuralHostMixture(t, 0) })
-	t.Run("prefill chunks of 3", func(t *testing.T) { neuralHostMixture(t, 3) }) // rows of partial prompts run too
+	t.Run("prefill chunks of 3", func(t *testing.T) { neuralHostMixture(t, 3) })
 }
 
 // neuralHostMixture is TestNeuralCacheServedMatchesHostMixture with
