@@ -29,6 +29,9 @@ import (
 // its prompts alone; an empty pool's are zero: p unchanged), or with
 // MemoryConfig.WithSelf chosen at admission over the pool's prompts and
 // the input's own, its own term scored against the pool it is served with.
+// With MemoryConfig.Width the pools also keep their prompts' hidden states
+// for the neural cache (cache_memory_neural.go): AdmitHidden's snapshot
+// carries the pool's keys and all four weights.
 //
 // Methods are safe for concurrent use.
 type CacheMemory struct {
