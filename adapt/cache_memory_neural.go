@@ -24,7 +24,9 @@ import (
 // product per member: O(L_pool L_new C) per join, not PoolTerms' O(P^2 L^2
 // C) per choice), and an evicted prompt's contributions are subtracted
 // the same way. A member whose pool holds no keys has its sums set to
-// exactly zero (no cancellation residue). Its own-key term, P and the own
+// exactly zero, and one whose sums a subtraction took nearly all of (the
+// evicted keys were far closer to its queries than those left) has them
+// recomputed over the keys left: no cancellation residue. Its own-key term, P and the own
 // token term do not depend on the pool and are computed once, at its
 // join; the pool token term comes from the pool's counts at each choice.
 //
@@ -72,12 +74,18 @@ func newNeuralMember(prompt []int32, lp, hid []float32, c int, cfg CacheConfig, 
 	return nm, nil
 }
 
+// cancelTol: a subtraction that leaves a sum below this fraction of what
+// it took away leaves mostly rounding residue (float64's 1e-16 of the
+// larger part), and the member's sums are recomputed instead.
+const cancelTol = 1e-6
+
 // pairSums adds (sign +1) or subtracts (-1) the contributions of b's keys to
-// a's sums and, when both, of a's keys to b's.
-func pairSums(a, b *neuralMember, c int, thetas []float64, sign float64, both bool) {
+// a's sums and, when both, of a's keys to b's. Subtracting, it reports
+// whether some sum of a lost all but a cancelTol part of itself.
+func pairSums(a, b *neuralMember, c int, thetas []float64, sign float64, both bool) (cancelled bool) {
 	la, lb := len(a.next), len(b.next)
 	if la == 0 || lb == 0 {
-		return
+		return false
 	}
 	sim := make([]float32, la*lb)
 	blas32.Gemm(blas.NoTrans, blas.Trans, 1, blas32.General{Rows: la, Cols: c, Stride: c, Data: a.hid},
@@ -87,8 +95,10 @@ func pairSums(a, b *neuralMember, c int, thetas []float64, sign float64, both bo
 		for j := range la {
 			row := sim[j*lb : (j+1)*lb]
 			yj := a.next[j]
+			moved := 0.0
 			for k, s := range row {
 				e := sign * math.Exp(th*(float64(s)-1))
+				moved += e
 				ad[j] += e
 				if b.next[k] == yj {
 					an[j] += e
@@ -100,6 +110,7 @@ func pairSums(a, b *neuralMember, c int, thetas []float64, sign float64, both bo
 					}
 				}
 			}
+			cancelled = cancelled || (sign < 0 && ad[j] < -cancelTol*moved)
 		}
 	}
 	a.keys += int(sign) * lb
@@ -108,11 +119,16 @@ func pairSums(a, b *neuralMember, c int, thetas []float64, sign float64, both bo
 	}
 	for _, m := range []*neuralMember{a, b} {
 		if m.keys == 0 {
-			for ti := range thetas {
-				clear(m.num[ti])
-				clear(m.den[ti])
-			}
+			m.clearSums()
 		}
+	}
+	return cancelled && a.keys > 0
+}
+
+func (nm *neuralMember) clearSums() {
+	for ti := range nm.num {
+		clear(nm.num[ti])
+		clear(nm.den[ti])
 	}
 }
 
@@ -161,8 +177,17 @@ func (c *memCluster) neuralEvict(window, maxKeys, width int, thetas []float64) {
 		c.counts.Remove(c.prompts[0]...)
 		c.prompts, c.losses, c.nm = c.prompts[1:], c.losses[1:], c.nm[1:]
 		c.keys -= len(old.next)
-		for _, o := range c.nm {
-			pairSums(o, old, width, thetas, -1, false)
+		for i, o := range c.nm {
+			if pairSums(o, old, width, thetas, -1, false) {
+				// Recompute: the sums over the other members' keys.
+				o.clearSums()
+				o.keys = 0
+				for k, x := range c.nm {
+					if k != i {
+						pairSums(o, x, width, thetas, 1, false)
+					}
+				}
+			}
 		}
 		c.stale = true
 	}

@@ -44,13 +44,18 @@ func fromScratch(t *testing.T, ps [][]int32, ls, hs [][]float32, c int, cfg Cach
 	return out
 }
 
+// closeTerms reports the first position where a and b differ by more
+// than 1e-9 relative (a NaN differs from everything).
 func closeTerms(a, b []float64) (int, bool) {
+	if len(a) != len(b) {
+		return 0, false
+	}
 	for j := range a {
-		if math.Abs(a[j]-b[j]) > 1e-9*(1+math.Abs(b[j])) || len(a) != len(b) {
+		if !(math.Abs(a[j]-b[j]) <= 1e-9*(1+math.Abs(b[j]))) {
 			return j, false
 		}
 	}
-	return 0, len(a) == len(b)
+	return 0, true
 }
 
 // The memory's incremental terms equal PoolTerms' from scratch over the
@@ -249,5 +254,57 @@ func BenchmarkCacheMemoryAdmitNeural(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// A member whose pool lost keys much closer to its queries than those
+// left (the same prompt sent many times, then other text) keeps exact
+// terms: subtracting the evicted keys' large sums would leave rounding
+// residue far above what is left, and the memory recomputes such a
+// member's sums instead.
+func TestCacheMemoryNeuralEvictCancellation(t *testing.T) {
+	const c = 4
+	cfg := UniformCache(32)
+	m, err := NewCacheMemory(cfg, MemoryConfig{Window: 3, WithSelf: true, Width: c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	near := func(n int, dir float32) []float32 { // rows close to dir * e1
+		h := make([]float32, n*c)
+		for r := range n {
+			h[r*c] = dir
+			h[r*c+1+rng.IntN(c-1)] = 1e-3 * float32(rng.Float64())
+		}
+		return UnitRows(h, c)
+	}
+	var ps [][]int32
+	var ls, hs [][]float32
+	admit := func(n int, dir float32) {
+		p, lp := memPrompt(rng, 0, n)
+		h := near(n-1, dir)
+		if _, err := m.AdmitHidden(-1, nil, p, lp, h); err != nil {
+			t.Fatal(err)
+		}
+		ps, ls, hs = append(ps, p), append(ls, lp), append(hs, h)
+		if len(ps) > 3 {
+			ps, ls, hs = ps[1:], ls[1:], hs[1:]
+		}
+	}
+	admit(30, 1)  // keys on e1, evicted first
+	admit(8, 1)   // the member whose queries sit on e1
+	admit(8, -1)  // far keys
+	admit(8, -1)  // evicts the first: the second's pool is left with keys at similarity -1
+	cl := m.global
+	terms := fromScratch(t, ps, ls, hs, c, cfg)
+	for j, nm := range cl.nm {
+		cl.counts.Remove(ps[j]...)
+		got := nm.terms(&cl.counts, cfg)
+		cl.counts.Add(ps[j]...)
+		for ti := range DefaultThetas {
+			if at, ok := closeTerms(got.NPool[ti], terms[j].NPool[ti]); !ok {
+				t.Fatalf("member %d, theta %g, position %d: incremental pool term %v, from scratch %v", j, DefaultThetas[ti], at, got.NPool[ti][at], terms[j].NPool[ti][at])
+			}
+		}
 	}
 }
