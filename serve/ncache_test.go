@@ -9,6 +9,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -80,20 +81,21 @@ func refHidden(t *testing.T, m *model.Model, seq []int32) []float32 {
 // the four weights and theta chosen by leave-one-out over the pool with
 // its prompt in, as its extension reports. At some step the mixture
 // without the neural caches would have served another log-probability.
-// With short prefill chunks too (the rows of a partial prompt skip the
-// neural mix, and the row of its last chunk writes its first query key).
+// Served on WebGPU and on the reference backend, and with short prefill
+// chunks (the rows of a partial prompt skip the neural mix, and the row of
+// its last chunk writes its first query key).
 func TestNeuralCacheServedMatchesHostMixture(t *testing.T) {
-	t.Run("one prefill chunk", func(t *testing.T) { neuralHostMixture(t, 0) })
-	t.Run("prefill chunks of 3", func(t *testing.T) { neuralHostMixture(t, 3) })
+	t.Run("one prefill chunk", func(t *testing.T) { neuralHostMixture(t, gputest.Backend(t), 0) })
+	t.Run("prefill chunks of 3", func(t *testing.T) { neuralHostMixture(t, gputest.Backend(t), 3) })
+	t.Run("reference backend", func(t *testing.T) { neuralHostMixture(t, ref.New(), 0) })
 }
 
-// neuralHostMixture is TestNeuralCacheServedMatchesHostMixture with
-// prefill chunks of chunk tokens (0: the default).
+// neuralHostMixture is TestNeuralCacheServedMatchesHostMixture served on
+// be with prefill chunks of chunk tokens (0: the default).
 //
 // Over 80 lines: per request, the snapshot and weights' check, then the
 // reference greedy under the host mixture and its neural-free alternative.
-func neuralHostMixture(t *testing.T, chunk int) {
-	be := gputest.Backend(t)
+func neuralHostMixture(t *testing.T, be gpu.Backend, chunk int) {
 	m, tok := tinyModel(t, be)
 	_, url := testServer(t, Base{m}, tok, Options{Slots: 2, Cache: true, CacheNeural: true, PrefillChunk: chunk})
 	rm := refTiny(t)
