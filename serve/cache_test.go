@@ -10,6 +10,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // cachePrompts share their words: each pool's prompts predict the next.
@@ -296,7 +297,8 @@ func cacheBatchInvariant(t *testing.T, neural bool) {
 }
 
 // Bad cache options and models get clear errors; concurrent requests and
-// metric reads share the memory safely (run with -race).
+// metric reads share the memory safely, with the neural cache too (run
+// with -race).
 func TestCacheErrorsAndConcurrency(t *testing.T) {
 	m := refTiny(t)
 	tok := tinyTok
@@ -315,7 +317,16 @@ func TestCacheErrorsAndConcurrency(t *testing.T) {
 			t.Errorf("%+v: error %v, want one naming %q", c.opt, err, c.want)
 		}
 	}
-	s, url := testServer(t, Base{m}, tok, Options{Slots: 3, Cache: true})
+	for _, neural := range []bool{false, true} {
+		cacheConcurrency(t, m, neural)
+	}
+}
+
+// cacheConcurrency sends concurrent requests and metric reads to a server
+// with the memory (and the neural cache).
+func cacheConcurrency(t *testing.T, m *model.Model, neural bool) {
+	tok := tinyTok
+	s, url := testServer(t, Base{m}, tok, Options{Slots: 3, Cache: true, CacheNeural: neural})
 	var wg sync.WaitGroup
 	const n = 6
 	for i := range n {
