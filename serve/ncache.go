@@ -185,11 +185,13 @@ func (nc *slotNeural) rows(on []bool, tokens [][]int32, w, ws []adapt.CacheWeigh
 			r.Slot = own + l - 1
 			nc.written[b] = l // the kernel writes it this step
 		}
-		if r.OwnLen <= 0 {
-			r.Own = 0
+		// A range without weight, or a weight without keys, is neither
+		// scanned nor mixed (the kernel's work is per key).
+		if r.OwnLen <= 0 || r.Own == 0 {
+			r.Own, r.OwnLen = 0, 0
 		}
-		if r.PoolLen <= 0 {
-			r.Pool = 0
+		if r.PoolLen <= 0 || r.Pool == 0 {
+			r.Pool, r.PoolLen = 0, 0
 		}
 		rows[b], ws[b] = r, adapt.NeuralRescale(ws[b], r.Own, r.Pool)
 	}
