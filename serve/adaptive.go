@@ -62,17 +62,19 @@ type Adaptive struct {
 	// step, -1 for the base model, handed to plan.SetClusters.
 	slotClusters []int
 	// grouped holds what the last online Group learned of its prompts'
-	// per-position losses (adapt.Runtime.AssignCentroidsLosses), for the
-	// token cache's PromptLosses to take instead of scoring them again.
+	// per-position losses and hidden states
+	// (adapt.Runtime.AssignCentroidsHidden), for the cache memory's
+	// PromptLosses and PromptHidden to take instead of scoring them again.
 	grouped map[*int32]groupedLosses
 }
 
 // groupedLosses are one prompt's per-position losses under the cluster
-// Group gave it.
+// Group gave it, and its unit hidden states (nil: not known).
 type groupedLosses struct {
 	n       int // the prompt's length
 	cluster int
 	losses  []float32
+	hid     []float32
 }
 
 // NewAdaptive loads adapter a on m's backend. It refuses an adapter made
@@ -262,13 +264,17 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	case AdaptStatic:
 		return a.RT.StaticClusters(prompts) // the one pair, or the base model where a gated LoRA's gate or self-check says so
 	case AdaptOnline:
-		cl, lp, err := a.RT.AssignCentroidsLosses(prompts)
+		cl, lp, hid, err := a.RT.AssignCentroidsHidden(prompts)
 		a.grouped = nil
 		if err == nil && lp != nil {
 			a.grouped = make(map[*int32]groupedLosses, len(prompts))
 			for i, p := range prompts {
 				if len(p) >= 2 {
-					a.grouped[&p[0]] = groupedLosses{n: len(p), cluster: cl[i], losses: lp[i]}
+					g := groupedLosses{n: len(p), cluster: cl[i], losses: lp[i]}
+					if hid != nil {
+						g.hid = hid[i]
+					}
+					a.grouped[&p[0]] = g
 				}
 			}
 		}

@@ -19,15 +19,9 @@ func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, e
 	out := make([][]float32, len(prompts))
 	var rest []int
 	for i, p := range prompts {
-		cl := -1
-		if ad[i].On {
-			cl = ad[i].Cluster
-		}
-		if len(p) >= 2 {
-			if g, ok := known[&p[0]]; ok && g.n == len(p) && g.cluster == cl {
-				out[i] = g.losses
-				continue
-			}
+		if g, ok := a.known(known, p, ad[i]); ok {
+			out[i] = g.losses
+			continue
 		}
 		rest = append(rest, i)
 	}
@@ -61,15 +55,55 @@ func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, e
 }
 
 // PromptHidden implements NeuralModel: each prompt's losses and unit
-// hidden states through its own cluster's update (one scoring forward; the
-// losses Group found are not reused, since it kept no hidden states).
+// hidden states through its own cluster's update, taken from what the
+// last online Group learned of them where it did (the same prompt, the
+// same cluster), else from one scoring forward.
 func (a *Adaptive) PromptHidden(prompts [][]int32, ad []Adapter) ([][]float32, [][]float32, error) {
-	var lp, hid [][]float32
-	err := a.withClusters(prompts, ad, func(head func([]int) model.Adapter) (err error) {
-		lp, hid, err = promptHidden(a.M, prompts, head)
+	known := a.grouped
+	a.grouped = nil // one admission's: the prompts' slices may be reused later
+	lp, hid := make([][]float32, len(prompts)), make([][]float32, len(prompts))
+	var rest []int
+	for i, p := range prompts {
+		if g, ok := a.known(known, p, ad[i]); ok && g.hid != nil {
+			lp[i], hid[i] = g.losses, g.hid
+			continue
+		}
+		rest = append(rest, i)
+	}
+	if len(rest) == 0 {
+		return lp, hid, nil
+	}
+	sub := make([][]int32, len(rest))
+	subAd := make([]Adapter, len(rest))
+	for j, i := range rest {
+		sub[j], subAd[j] = prompts[i], ad[i]
+	}
+	var slp, shid [][]float32
+	err := a.withClusters(sub, subAd, func(head func([]int) model.Adapter) (err error) {
+		slp, shid, err = promptHidden(a.M, sub, head)
 		return err
 	})
-	return lp, hid, err
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range rest {
+		lp[i], hid[i] = slp[j], shid[j]
+	}
+	return lp, hid, nil
+}
+
+// known is what Group learned of prompt p under adaptation ad (ok false:
+// nothing, or under another cluster).
+func (a *Adaptive) known(known map[*int32]groupedLosses, p []int32, ad Adapter) (groupedLosses, bool) {
+	cl := -1
+	if ad.On {
+		cl = ad.Cluster
+	}
+	if len(p) < 2 {
+		return groupedLosses{}, false
+	}
+	g, ok := known[&p[0]]
+	return g, ok && g.n == len(p) && g.cluster == cl
 }
 
 // ForwardLastHidden implements NeuralModel.

@@ -407,3 +407,60 @@ func TestAdaptiveHiddenStates(t *testing.T) {
 		}
 	}
 }
+
+// For a self-checked adapter with hidden-state features and no block sites
+// (the shipped default's kind), PromptHidden takes the hidden states and
+// losses online Group's base pass kept instead of scoring the prompts
+// again, and they are what that scoring forward gives.
+func TestAdaptiveGroupHiddenReused(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	a.Meta.Features, a.Meta.SelfCheck = adapt.FeatureHidden, true
+	ad := newAdaptive(t, m, a, AdaptOptions{})
+	c := m.Cfg.NEmbd
+	prompts := [][]int32{tok.Encode(adaptPrompts[0]), tok.Encode(adaptPrompts[1]), tok.Encode(adaptPrompts[2]), {7}}
+	cl, err := ad.Group(prompts, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := ad.grouped
+	ads := make([]Adapter, len(prompts))
+	for i := range ads {
+		ads[i] = Adapter{On: true, Cluster: cl[i]}
+	}
+	lp, hid, err := ad.PromptHidden(prompts, ads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ad.grouped != nil {
+		t.Error("PromptHidden left Group's states for a later admission")
+	}
+	var wantLp, wantHid [][]float32
+	err = ad.withClusters(prompts, ads, func(head func([]int) model.Adapter) (err error) {
+		wantLp, wantHid, err = promptHidden(ad.M, prompts, head)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range prompts[:3] {
+		g := known[&p[0]]
+		if len(g.hid) == 0 || len(hid[i]) != (len(p)-1)*c || &hid[i][0] != &g.hid[0] || &lp[i][0] != &g.losses[0] {
+			t.Fatalf("prompt %d: PromptHidden scored it again instead of taking Group's states", i)
+		}
+		for j, w := range wantHid[i] {
+			if math.Abs(float64(hid[i][j]-w)) > 1e-4 {
+				t.Fatalf("prompt %d value %d: Group's hidden state %v, the scoring forward's %v", i, j, hid[i][j], w)
+			}
+		}
+		for j, w := range wantLp[i] {
+			if math.Abs(float64(lp[i][j]-w)) > 1e-4*math.Max(1, float64(w)) {
+				t.Fatalf("prompt %d position %d: Group's loss %v, the scoring forward's %v", i, j, lp[i][j], w)
+			}
+		}
+	}
+	if len(hid[3]) != 0 || len(lp[3]) != 0 {
+		t.Errorf("the one-token prompt has %d hidden values and %d losses", len(hid[3]), len(lp[3]))
+	}
+}
