@@ -116,8 +116,9 @@
 // Neural cache (ncache.go, ncache_model.go; Options.CacheNeural, on with
 // `chameleon serve --cache` unless --cache-neural=false). The memory's
 // pools also keep their prompts' unit final hidden states (the ln_f output
-// the head reads, from the admission's scoring forward:
-// NeuralModel.PromptHidden) as keys, each valued by the token that
+// the head reads: NeuralModel.PromptHidden, from the online assignment's
+// self-check pass where it kept them, else one scoring forward) as keys,
+// each valued by the token that
 // followed it, at most CacheKeys positions a pool (oldest prompts evicted,
 // the newest kept); the mixture gains q_nOwn and q_nPool (package adapt's
 // neural cache), its four weights and theta chosen at admission by
