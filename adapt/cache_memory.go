@@ -29,11 +29,15 @@ import (
 // its prompts alone; an empty pool's are zero: p unchanged), or with
 // MemoryConfig.WithSelf chosen at admission over the pool's prompts and
 // the input's own, its own term scored against the pool it is served with.
+// With MemoryConfig.Width the pools also keep their prompts' hidden states
+// for the neural cache (cache_memory_neural.go): AdmitHidden's snapshot
+// carries the pool's keys and all four weights.
 //
 // Methods are safe for concurrent use.
 type CacheMemory struct {
-	cfg CacheConfig
-	mc  MemoryConfig
+	cfg    CacheConfig
+	mc     MemoryConfig
+	thetas []float64 // the neural cache's (DefaultThetas)
 
 	mu      sync.Mutex
 	trained map[int]*memCluster
@@ -55,6 +59,15 @@ type MemoryConfig struct {
 	// the pool's prompts alone: a new pool then gets the own-only weight
 	// its prompt supports rather than none.
 	WithSelf bool
+	// Width > 0 gives the memory the neural cache (cache_memory_neural.go)
+	// over hidden states of that width: AdmitHidden then takes each
+	// prompt's unit hidden states, and Admit is refused.
+	Width int
+	// NeuralKeys bounds the keys (prompt positions) a pool keeps with the
+	// neural cache, its oldest prompts evicted; default DefaultMemoryKeys.
+	// A pool holds NeuralKeys x Width float32 keys and 3 x len(thetas) + 2
+	// float64 terms per key (112 bytes with DefaultThetas).
+	NeuralKeys int
 }
 
 // Defaults of MemoryConfig.
@@ -86,6 +99,7 @@ func (k MemoryKey) String() string {
 type MemorySnapshot struct {
 	Key     MemoryKey
 	Pool    *TokenCounts
+	Keys    *NeuralKeys // the neural cache's pool keys (nil: a memory without it)
 	Weights CacheWeights
 	Prompts int // prompts in the pool
 }
@@ -97,6 +111,7 @@ type MemoryStats struct {
 	Prompts     int `json:"prompts"`      // prompts pooled, over all pools
 	Tokens      int `json:"tokens"`       // their tokens
 	Evicted     int `json:"evicted"`      // run-time clusters evicted so far
+	Keys        int `json:"keys"`         // neural cache keys held, over all pools
 }
 
 type memCluster struct {
@@ -108,6 +123,11 @@ type memCluster struct {
 	centroid []float64 // run-time clusters: the running mean of their members' features
 	members  int       // features averaged into centroid
 	used     uint64
+	// The neural cache's (nil, 0 without it): per prompt its state, the
+	// keys held, and whether w must be re-chosen.
+	nm    []*neuralMember
+	keys  int
+	stale bool
 }
 
 // NewCacheMemory returns an empty memory.
@@ -115,8 +135,15 @@ func NewCacheMemory(cfg CacheConfig, mc MemoryConfig) (*CacheMemory, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	if mc.Window < 0 || mc.Clusters < 0 || mc.Radius < 0 || math.IsNaN(mc.Radius) {
-		return nil, fmt.Errorf("adapt: cache memory: window %d, clusters %d, radius %g: want values >= 0 (0: the default)", mc.Window, mc.Clusters, mc.Radius)
+	if mc.Window < 0 || mc.Clusters < 0 || mc.Radius < 0 || math.IsNaN(mc.Radius) || mc.Width < 0 || mc.NeuralKeys < 0 {
+		return nil, fmt.Errorf("adapt: cache memory: window %d, clusters %d, radius %g, width %d, keys %d: want values >= 0 (0: the default)",
+			mc.Window, mc.Clusters, mc.Radius, mc.Width, mc.NeuralKeys)
+	}
+	if mc.Width == 0 && mc.NeuralKeys != 0 {
+		return nil, fmt.Errorf("adapt: cache memory: %d neural keys without a hidden width (MemoryConfig.Width)", mc.NeuralKeys)
+	}
+	if mc.Width > 0 && mc.NeuralKeys == 0 {
+		mc.NeuralKeys = DefaultMemoryKeys
 	}
 	if mc.Window == 0 {
 		mc.Window = DefaultMemoryWindow
@@ -124,7 +151,7 @@ func NewCacheMemory(cfg CacheConfig, mc MemoryConfig) (*CacheMemory, error) {
 	if mc.Clusters == 0 {
 		mc.Clusters = DefaultMemoryClusters
 	}
-	return &CacheMemory{cfg: cfg, mc: mc, trained: map[int]*memCluster{}}, nil
+	return &CacheMemory{cfg: cfg, mc: mc, thetas: DefaultThetas, trained: map[int]*memCluster{}}, nil
 }
 
 // Config is the memory's cache config.
@@ -136,6 +163,18 @@ func (m *CacheMemory) Config() CacheConfig { return m.cfg }
 // of prompt (len(prompt) - 1 of them, lp[j] the loss of prompt[j+1]). It
 // returns the snapshot of the input's pool taken before the prompt joined.
 func (m *CacheMemory) Admit(trained int, feat []float32, prompt []int32, lp []float32) (MemorySnapshot, error) {
+	return m.AdmitHidden(trained, feat, prompt, lp, nil)
+}
+
+// AdmitHidden is Admit for a memory with the neural cache
+// (MemoryConfig.Width > 0): hid holds the prompt's unit hidden states at
+// positions 0 .. len-2 ((len - 1) * Width values; ScoreHidden's), and the
+// snapshot the pool's keys and all four weights. A memory without it
+// takes hid nil.
+func (m *CacheMemory) AdmitHidden(trained int, feat []float32, prompt []int32, lp, hid []float32) (MemorySnapshot, error) {
+	if (hid == nil) != (m.mc.Width == 0) {
+		return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: hidden states given: %v, the memory's width %d (hidden states go with a width > 0)", hid != nil, m.mc.Width)
+	}
 	if len(lp) < len(prompt)-1 {
 		return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: a prompt of %d tokens with %d losses", len(prompt), len(lp))
 	}
@@ -152,6 +191,9 @@ func (m *CacheMemory) Admit(trained int, feat []float32, prompt []int32, lp []fl
 		return MemorySnapshot{}, err
 	}
 	c.used = m.clock
+	if m.mc.Width > 0 {
+		return m.admitNeural(c, prompt, lp, hid)
+	}
 	snap := MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}
 	if m.mc.WithSelf {
 		w, err := ChooseCacheWeights(append(slices.Clip(c.prompts), prompt), append(slices.Clip(c.losses), lp[:max(len(prompt)-1, 0)]), true, m.cfg)
@@ -252,6 +294,7 @@ func (m *CacheMemory) Stats() MemoryStats {
 			s.Clusters++
 			s.Prompts += len(c.prompts)
 			s.Tokens += int(c.counts.Total)
+			s.Keys += c.keys
 		}
 	}
 	for _, c := range m.trained {
@@ -284,7 +327,11 @@ func (m *CacheMemory) Pool(key MemoryKey) (MemorySnapshot, bool) {
 	if c == nil {
 		return MemorySnapshot{}, false
 	}
-	return MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}, true
+	snap := MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}
+	if m.mc.Width > 0 {
+		snap.Keys, snap.Weights = c.neuralKeys(m.mc.Width), c.poolWeights(m.cfg, m.thetas)
+	}
+	return snap, true
 }
 
 // Count is the pool's count of token y.

@@ -3,6 +3,8 @@ package adapt
 import (
 	"fmt"
 	"math"
+	"runtime"
+	"sync"
 
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
@@ -172,8 +174,42 @@ type MixChoice struct{ Own, Pool, NeuralOwn, NeuralPool bool }
 // loss over every member's prompt positions [0, n) (terms built with the
 // member left out of every pool), trying each weight of cfg.Grid for each
 // allowed component, the total at most cfg.MaxTotal; ties go to the
-// smaller weights and the earlier theta.
+// smaller weights and the earlier theta. The candidates' losses are summed
+// on GOMAXPROCS goroutines, each exactly as alone (member by member, in
+// order), and compared in candidate order: the choice does not depend on
+// the parallelism.
 func ChooseMixWeights(members []*MixTerms, allow MixChoice, cfg CacheConfig, thetas []float64) CacheWeights {
+	cands := mixCandidates(allow, cfg, thetas)
+	loss := make([]float64, len(cands))
+	workers := min(runtime.GOMAXPROCS(0), len(cands))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(cands); i += workers {
+				sum := 0.0
+				for _, m := range members {
+					sum += cands[i].MixLoss(m, 0, len(m.P))
+				}
+				loss[i] = sum
+			}
+		}()
+	}
+	wg.Wait()
+	best, bestLoss := CacheWeights{}, math.Inf(1)
+	for i, w := range cands {
+		if loss[i] < bestLoss {
+			best, bestLoss = w, loss[i]
+		}
+	}
+	return best
+}
+
+// mixCandidates lists ChooseMixWeights' candidates in its tie-breaking
+// order: theta, then the own, pool, neural own and neural pool weights in
+// grid order.
+func mixCandidates(allow MixChoice, cfg CacheConfig, thetas []float64) []CacheWeights {
 	grid := func(ok bool) []float64 {
 		if ok {
 			return cfg.Grid
@@ -184,7 +220,7 @@ func ChooseMixWeights(members []*MixTerms, allow MixChoice, cfg CacheConfig, the
 	if allow.NeuralOwn || allow.NeuralPool {
 		nth = len(thetas)
 	}
-	best, bestLoss := CacheWeights{}, math.Inf(1)
+	var out []CacheWeights
 	for ti := range nth {
 		for _, a := range grid(allow.Own) {
 			for _, b := range grid(allow.Pool) {
@@ -199,19 +235,13 @@ func ChooseMixWeights(members []*MixTerms, allow MixChoice, cfg CacheConfig, the
 						} else if ti > 0 {
 							continue // the same mixture as theta 0's
 						}
-						sum := 0.0
-						for _, m := range members {
-							sum += w.MixLoss(m, 0, len(m.P))
-						}
-						if sum < bestLoss {
-							best, bestLoss = w, sum
-						}
+						out = append(out, w)
 					}
 				}
 			}
 		}
 	}
-	return best
+	return out
 }
 
 // TokenTerms fills t's model and token-cache rows for a sequence toks

@@ -204,3 +204,47 @@ func TestUnitRows(t *testing.T) {
 		t.Fatalf("UnitRows: %v", u)
 	}
 }
+
+// ChooseMixWeights' parallel sums choose what one goroutine summing every
+// candidate in order chooses, bit for bit, ties included.
+func TestChooseMixWeightsParallel(t *testing.T) {
+	cfg := UniformCache(16)
+	rng := rand.New(rand.NewPCG(9, 9))
+	for trial := range 6 {
+		var members []*MixTerms
+		for range 2 + trial {
+			l := 5 + rng.IntN(20)
+			m := &MixTerms{}
+			row := func() []float64 {
+				x := make([]float64, l)
+				for j := range x {
+					x[j] = rng.Float64()
+					if trial%2 == 1 && j%3 == 0 {
+						x[j] = 0.25 // repeated values: exact ties between candidates
+					}
+				}
+				return x
+			}
+			m.P, m.UOwn, m.UPool = row(), row(), row()
+			for range DefaultThetas {
+				m.NOwn, m.NPool = append(m.NOwn, row()), append(m.NPool, row())
+			}
+			members = append(members, m)
+		}
+		for _, allow := range []MixChoice{{true, true, true, true}, {Own: true, NeuralOwn: true}, {Own: true, Pool: true}} {
+			want, bestLoss := CacheWeights{}, math.Inf(1)
+			for _, w := range mixCandidates(allow, cfg, DefaultThetas) {
+				sum := 0.0
+				for _, m := range members {
+					sum += w.MixLoss(m, 0, len(m.P))
+				}
+				if sum < bestLoss {
+					want, bestLoss = w, sum
+				}
+			}
+			if got := ChooseMixWeights(members, allow, cfg, DefaultThetas); got != want {
+				t.Fatalf("trial %d, %+v: parallel %+v, serial %+v", trial, allow, got, want)
+			}
+		}
+	}
+}

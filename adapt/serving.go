@@ -74,33 +74,60 @@ func (r *Runtime) AssignCentroids(seqs [][]int32) ([]int, error) {
 // returns: through its centroid's update, or the base model's for -1 (nil
 // rows for sequences of fewer than 2 tokens; nil when not known).
 func (r *Runtime) AssignCentroidsLosses(seqs [][]int32) ([]int, [][]float32, error) {
+	as, lp, _, err := r.assignCentroids(seqs, false)
+	return as, lp, err
+}
+
+// AssignCentroidsHidden is AssignCentroidsLosses that also returns, where
+// it returns the losses, each sequence's unit final hidden states at
+// positions 0 .. len-2 (ScoreHidden's rows; empty for a sequence of one
+// token): its self-check's base pass kept them, and with an update of the
+// head alone they are those of every cluster's forward (nil when not
+// known).
+func (r *Runtime) AssignCentroidsHidden(seqs [][]int32) ([]int, [][]float32, [][]float32, error) {
+	return r.assignCentroids(seqs, true)
+}
+
+// assignCentroids is AssignCentroidsLosses, with the hidden states when
+// hidden is set.
+func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float32, [][]float32, error) {
 	if r.Centroids == nil {
-		return nil, nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
+		return nil, nil, nil, fmt.Errorf("adapt: online assignment needs training centroids; this adapter stores none")
 	}
 	if len(seqs) == 0 {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	pp, err := r.checkPass(seqs, true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	defer r.cops.Free(ft)
 	as, err := r.Centroids.AssignOn(r.cops, ft)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	r.closeGate(as, feats)
-	var lp [][]float32
+	var lp, hid [][]float32
 	if r.Meta.SelfCheck {
 		if lp, err = r.checkClusters(seqs, as, r.Centroids.Data, pp); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return as, lp, nil
+	if hidden && lp != nil && pp != nil && pp.rows != nil {
+		c := r.M.Cfg.NEmbd
+		hid = make([][]float32, len(seqs))
+		for i, s := range seqs {
+			hid[i] = []float32{}
+			if n := (len(s) - 1) * c; n > 0 && len(pp.rows[i]) >= n {
+				hid[i] = UnitRows(pp.rows[i][:n], c)
+			}
+		}
+	}
+	return as, lp, hid, nil
 }
 
 // checkClusters runs the self-check on clusters cl of seqs (set to -1

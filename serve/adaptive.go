@@ -62,17 +62,19 @@ type Adaptive struct {
 	// step, -1 for the base model, handed to plan.SetClusters.
 	slotClusters []int
 	// grouped holds what the last online Group learned of its prompts'
-	// per-position losses (adapt.Runtime.AssignCentroidsLosses), for the
-	// token cache's PromptLosses to take instead of scoring them again.
+	// per-position losses and hidden states
+	// (adapt.Runtime.AssignCentroidsHidden), for the cache memory's
+	// PromptLosses and PromptHidden to take instead of scoring them again.
 	grouped map[*int32]groupedLosses
 }
 
 // groupedLosses are one prompt's per-position losses under the cluster
-// Group gave it.
+// Group gave it, and its unit hidden states (nil: not known).
 type groupedLosses struct {
 	n       int // the prompt's length
 	cluster int
 	losses  []float32
+	hid     []float32
 }
 
 // NewAdaptive loads adapter a on m's backend. It refuses an adapter made
@@ -226,6 +228,12 @@ func (a *Adaptive) FreeCache(c *model.Cache) { a.M.FreeCache(c) }
 // ForwardLast runs the step with each slot's adaptation: slot b's rows
 // get cluster ad[b].Cluster when ad[b].On, else the base logits.
 func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (gpu.Tensor, error) {
+	return a.forwardLast(c, tokens, ad, nil)
+}
+
+// forwardLast is ForwardLast, copying the final hidden states into hidden
+// (nil: none).
+func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
 	cl := a.slotClusters
 	if len(ad) != len(cl) {
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %d adaptations for a plan of %d slots", len(ad), len(cl)))
@@ -239,7 +247,11 @@ func (a *Adaptive) ForwardLast(c *model.Cache, tokens [][]int32, ad []Adapter) (
 	if err := a.plan.SetClusters(cl); err != nil { // the scheduler gave a slot a cluster outside the pool
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %v", err))
 	}
-	return a.M.ForwardAdapted(c, tokens, true, a.plan.Adapter(nil))
+	var pa model.Adapter = a.plan.Adapter(nil)
+	if hidden != nil {
+		pa = hiddenCopy{inner: pa, dst: hidden, b: a.M.B}
+	}
+	return a.M.ForwardAdapted(c, tokens, true, pa)
 }
 
 // Group gives the newly admitted adapted prompts their clusters: the
@@ -252,13 +264,17 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	case AdaptStatic:
 		return a.RT.StaticClusters(prompts) // the one pair, or the base model where a gated LoRA's gate or self-check says so
 	case AdaptOnline:
-		cl, lp, err := a.RT.AssignCentroidsLosses(prompts)
+		cl, lp, hid, err := a.RT.AssignCentroidsHidden(prompts)
 		a.grouped = nil
 		if err == nil && lp != nil {
 			a.grouped = make(map[*int32]groupedLosses, len(prompts))
 			for i, p := range prompts {
 				if len(p) >= 2 {
-					a.grouped[&p[0]] = groupedLosses{n: len(p), cluster: cl[i], losses: lp[i]}
+					g := groupedLosses{n: len(p), cluster: cl[i], losses: lp[i]}
+					if hid != nil {
+						g.hid = hid[i]
+					}
+					a.grouped[&p[0]] = g
 				}
 			}
 		}

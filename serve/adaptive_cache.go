@@ -3,6 +3,7 @@ package serve
 import (
 	"slices"
 
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -18,15 +19,9 @@ func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, e
 	out := make([][]float32, len(prompts))
 	var rest []int
 	for i, p := range prompts {
-		cl := -1
-		if ad[i].On {
-			cl = ad[i].Cluster
-		}
-		if len(p) >= 2 {
-			if g, ok := known[&p[0]]; ok && g.n == len(p) && g.cluster == cl {
-				out[i] = g.losses
-				continue
-			}
+		if g, ok := a.known(known, p, ad[i]); ok {
+			out[i] = g.losses
+			continue
 		}
 		rest = append(rest, i)
 	}
@@ -51,6 +46,75 @@ func (a *Adaptive) PromptLosses(prompts [][]int32, ad []Adapter) ([][]float32, e
 // scorePrompts is each prompt's per-position losses through its own
 // cluster's update: one scoring forward.
 func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, error) {
+	var out [][]float32
+	err := a.withClusters(prompts, ad, func(head func([]int) model.Adapter) (err error) {
+		out, err = promptLosses(a.M, prompts, head)
+		return err
+	})
+	return out, err
+}
+
+// PromptHidden implements NeuralModel: each prompt's losses and unit
+// hidden states through its own cluster's update, taken from what the
+// last online Group learned of them where it did (the same prompt, the
+// same cluster), else from one scoring forward.
+func (a *Adaptive) PromptHidden(prompts [][]int32, ad []Adapter) ([][]float32, [][]float32, error) {
+	known := a.grouped
+	a.grouped = nil // one admission's: the prompts' slices may be reused later
+	lp, hid := make([][]float32, len(prompts)), make([][]float32, len(prompts))
+	var rest []int
+	for i, p := range prompts {
+		if g, ok := a.known(known, p, ad[i]); ok && g.hid != nil {
+			lp[i], hid[i] = g.losses, g.hid
+			continue
+		}
+		rest = append(rest, i)
+	}
+	if len(rest) == 0 {
+		return lp, hid, nil
+	}
+	sub := make([][]int32, len(rest))
+	subAd := make([]Adapter, len(rest))
+	for j, i := range rest {
+		sub[j], subAd[j] = prompts[i], ad[i]
+	}
+	var slp, shid [][]float32
+	err := a.withClusters(sub, subAd, func(head func([]int) model.Adapter) (err error) {
+		slp, shid, err = promptHidden(a.M, sub, head)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for j, i := range rest {
+		lp[i], hid[i] = slp[j], shid[j]
+	}
+	return lp, hid, nil
+}
+
+// known is what Group learned of prompt p under adaptation ad (ok false:
+// nothing, or under another cluster).
+func (a *Adaptive) known(known map[*int32]groupedLosses, p []int32, ad Adapter) (groupedLosses, bool) {
+	cl := -1
+	if ad.On {
+		cl = ad.Cluster
+	}
+	if len(p) < 2 {
+		return groupedLosses{}, false
+	}
+	g, ok := known[&p[0]]
+	return g, ok && g.n == len(p) && g.cluster == cl
+}
+
+// ForwardLastHidden implements NeuralModel.
+func (a *Adaptive) ForwardLastHidden(c *model.Cache, tokens [][]int32, ad []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
+	return a.forwardLast(c, tokens, ad, hidden)
+}
+
+// withClusters runs f with the plan's sequences set to the prompts'
+// clusters (head(index) the adapter of prompts[index]); the plan's slot
+// clusters are restored before it returns.
+func (a *Adaptive) withClusters(prompts [][]int32, ad []Adapter, f func(head func(index []int) model.Adapter) error) error {
 	saved := slices.Clone(a.plan.Cluster)
 	defer func() {
 		if err := a.plan.SetClusters(saved); err != nil {
@@ -65,9 +129,9 @@ func (a *Adaptive) scorePrompts(prompts [][]int32, ad []Adapter) ([][]float32, e
 		}
 	}
 	if err := a.plan.SetClusters(cl); err != nil {
-		return nil, err
+		return err
 	}
-	return promptLosses(a.M, prompts, func(index []int) model.Adapter { return a.plan.AdapterOf(index, nil) })
+	return f(func(index []int) model.Adapter { return a.plan.AdapterOf(index, nil) })
 }
 
 // MemoryKeys implements CacheModel. Online: an adapted prompt's pool is
@@ -122,5 +186,5 @@ func (a *Adaptive) MemoryRadius() float64 {
 	return a.RT.Gate.Radius
 }
 
-var _ CacheModel = (*Adaptive)(nil)
-var _ CacheModel = Base{}
+var _ NeuralModel = (*Adaptive)(nil)
+var _ NeuralModel = Base{}

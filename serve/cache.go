@@ -37,6 +37,13 @@ type CacheInfo struct {
 	PoolPrompts int     `json:"pool_prompts"` // earlier prompts in the pool at its admission
 	Own         float64 `json:"own"`          // the weight of its own tokens
 	PoolWeight  float64 `json:"pool_weight"`  // the weight of the pool
+	// The neural cache's (Options.CacheNeural; absent without it): the
+	// pool's keys at its admission, the weights of its own and the pool's
+	// keys, and the keys' sharpness theta.
+	PoolKeys   int     `json:"pool_keys,omitempty"`
+	NeuralOwn  float64 `json:"neural_own,omitempty"`
+	NeuralPool float64 `json:"neural_pool,omitempty"`
+	Theta      float64 `json:"theta,omitempty"`
 }
 
 // tokenCache is the scheduler's token cache (loop goroutine only, but
@@ -56,6 +63,9 @@ type tokenCache struct {
 	ownTotal, poolTotal []float64
 	w                   []adapt.CacheWeights
 	on                  []bool
+	// The neural cache (Options.CacheNeural; nil: off).
+	nm NeuralModel
+	nc *slotNeural
 }
 
 // newTokenCache checks that m can run the cache and allocates its state
@@ -71,18 +81,36 @@ func newTokenCache(m Model, opt Options) (*tokenCache, error) {
 	if radius == 0 {
 		radius = cm.MemoryRadius()
 	}
-	mem, err := adapt.NewCacheMemory(cfg, adapt.MemoryConfig{Window: opt.CacheWindow, Clusters: opt.CacheClusters, Radius: radius,
-		WithSelf: true}) // on the benchmark's stream, -0.029 nats/token against the pool's own weights (docs/adapt-bench/cache)
+	mc := adapt.MemoryConfig{Window: opt.CacheWindow, Clusters: opt.CacheClusters, Radius: radius,
+		WithSelf: true} // on the benchmark's stream, -0.029 nats/token against the pool's own weights (docs/adapt-bench/cache)
+	var nm NeuralModel
+	if opt.CacheNeural {
+		if nm, ok = m.(NeuralModel); !ok {
+			return nil, fmt.Errorf("serve: Options.CacheNeural: this model (%T) cannot give its hidden states for the neural cache (serve a Base or an Adaptive)", m)
+		}
+		mc.Width, mc.NeuralKeys = m.Config().NEmbd, opt.CacheKeys
+	}
+	mem, err := adapt.NewCacheMemory(cfg, mc)
 	if err != nil {
 		return nil, fmt.Errorf("serve: token cache: %w", err)
 	}
 	tc := &tokenCache{mem: mem, cm: cm, v: v, beta: float32(cfg.Beta),
 		own: make([]float32, opt.Slots*v), pool: make([]float32, opt.Slots*v),
 		ownTotal: make([]float64, opt.Slots), poolTotal: make([]float64, opt.Slots),
-		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots)}
+		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots), nm: nm}
 	if err := tc.alloc(m.Backend(), cfg.Prior); err != nil {
 		tc.free()
 		return nil, err
+	}
+	if nm != nil {
+		keys := mc.NeuralKeys
+		if keys == 0 {
+			keys = adapt.DefaultMemoryKeys
+		}
+		if tc.nc, err = newSlotNeural(tc.ops, opt.Slots, m.Config().NCtx, keys, m.Config().NEmbd, v); err != nil {
+			tc.free()
+			return nil, err
+		}
 	}
 	return tc, nil
 }
@@ -124,6 +152,10 @@ func (tc *tokenCache) free() {
 		}
 	}
 	tc.ownT, tc.poolT, tc.priorT = nil, nil, nil
+	if tc.nc != nil {
+		tc.nc.free(tc.ops.Backend())
+		tc.nc = nil
+	}
 }
 
 // cacheSnap is a prompt's admission to the memory, shared by the choices
@@ -131,11 +163,13 @@ func (tc *tokenCache) free() {
 type cacheSnap struct {
 	snap adapt.MemorySnapshot
 	info *CacheInfo
+	hid  []float32 // the neural cache's: the prompt's unit hidden states (its own keys)
 }
 
-// install gives slot b a fresh sequence with snapshot c: own counts
-// empty, the pool's counts and weights as admitted.
-func (tc *tokenCache) install(b int, c *cacheSnap) {
+// install gives slot b a fresh sequence of prompt with snapshot c: own
+// counts empty, the pool's counts and weights as admitted, and with the
+// neural cache the pool's keys and the prompt's own.
+func (tc *tokenCache) install(b int, prompt []int32, c *cacheSnap) error {
 	v := tc.v
 	clear(tc.own[b*v : (b+1)*v])
 	row := tc.pool[b*v : (b+1)*v]
@@ -144,6 +178,13 @@ func (tc *tokenCache) install(b int, c *cacheSnap) {
 	tc.ownTotal[b], tc.poolTotal[b] = 0, c.snap.Pool.Total
 	tc.w[b], tc.on[b] = c.snap.Weights, true
 	tc.ownDirty, tc.poolDirty = true, true
+	if tc.nc != nil {
+		if err := tc.nc.install(b, c.snap.Keys, prompt, c.hid); err != nil {
+			tc.on[b] = false
+			return err
+		}
+	}
+	return nil
 }
 
 // mix turns the step's logits (slots, V) into the cache's mixture of
@@ -158,9 +199,19 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 			}
 			tc.ownTotal[b] += float64(len(ts))
 			tc.ownDirty = true
+			if tc.nc != nil {
+				tc.nc.feed(b, ts)
+			}
 		}
 	}
 	b := tc.ops.Backend()
+	ws, nrpT, most, err := tc.neuralStep(tokens)
+	if err != nil {
+		return nil, err
+	}
+	if nrpT != nil {
+		defer b.Free(nrpT)
+	}
 	if tc.ownDirty {
 		if err := b.Write(tc.ownT, tc.own); err != nil {
 			return nil, err
@@ -185,7 +236,7 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 		return nil, err
 	}
 	defer b.Free(rp)
-	if err := b.Write(rp, adapt.CacheRowParams(orow, prow, tc.w, tc.ownTotal, tc.poolTotal)); err != nil {
+	if err := b.Write(rp, adapt.CacheRowParams(orow, prow, ws, tc.ownTotal, tc.poolTotal)); err != nil {
 		return nil, err
 	}
 	lp, err := b.Alloc(gpu.F32, slots, v)
@@ -199,7 +250,38 @@ func (tc *tokenCache) mix(logits gpu.Tensor, tokens [][]int32) (gpu.Tensor, erro
 	}
 	b.LogSoftmax(lp, logits)
 	tc.ops.CacheMix(dst, lp, tc.ownT, tc.poolT, tc.priorT, rp, tc.beta)
+	if nrpT != nil {
+		if err := tc.ops.NeuralMix(dst, tc.nc.hidT, tc.nc.keysT, tc.nc.valsT, nrpT, most); err != nil {
+			b.Free(dst)
+			return nil, err
+		}
+	}
 	return dst, nil
+}
+
+// neuralStep is the token weights CacheMix runs with this step (tc.w, or
+// rescaled for the neural cache) and with the neural cache NeuralMix's row
+// parameters on the device (the caller frees them) and their most keys;
+// the keys' values go up first if they changed.
+func (tc *tokenCache) neuralStep(tokens [][]int32) ([]adapt.CacheWeights, gpu.Tensor, int, error) {
+	if tc.nc == nil {
+		return tc.w, nil, 0, nil
+	}
+	b := tc.ops.Backend()
+	if err := tc.nc.upload(b); err != nil {
+		return nil, nil, 0, err
+	}
+	ws := slices.Clone(tc.w)
+	rp, most := tc.nc.rows(tc.on, tokens, tc.w, ws)
+	t, err := b.Alloc(gpu.F32, len(tc.on), 8)
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	if err := b.Write(t, rp); err != nil {
+		b.Free(t)
+		return nil, nil, 0, err
+	}
+	return ws, t, most, nil
 }
 
 // cacheAdmit admits the prompts of the sequences just put into slots
@@ -260,7 +342,10 @@ func (s *Scheduler) cacheAdmit(slots []int) {
 			continue
 		}
 		q.cache = c.info
-		tc.install(b, c)
+		if err := tc.install(b, q.prompt, c); err != nil {
+			q.run.end(err)
+			s.free(b)
+		}
 	}
 }
 
@@ -277,7 +362,13 @@ func (s *Scheduler) cacheSnapshots(prompts [][]int32, ads []Adapter, put func(i 
 		}
 	}()
 	tc := s.tc
-	lps, err := tc.cm.PromptLosses(prompts, ads)
+	var lps, hids [][]float32
+	if tc.nm != nil {
+		lps, hids, err = tc.nm.PromptHidden(prompts, ads)
+	} else {
+		lps, err = tc.cm.PromptLosses(prompts, ads)
+		hids = make([][]float32, len(prompts))
+	}
 	if err != nil {
 		return err
 	}
@@ -285,16 +376,21 @@ func (s *Scheduler) cacheSnapshots(prompts [][]int32, ads []Adapter, put func(i 
 	if err != nil {
 		return err
 	}
-	if len(lps) != len(prompts) || len(trained) != len(prompts) || len(feats) != len(prompts) {
-		return fmt.Errorf("serve: internal error: %d prompts, %d loss rows, %d keys, %d features", len(prompts), len(lps), len(trained), len(feats))
+	if len(lps) != len(prompts) || len(hids) != len(prompts) || len(trained) != len(prompts) || len(feats) != len(prompts) {
+		return fmt.Errorf("serve: internal error: %d prompts, %d loss rows, %d hidden rows, %d keys, %d features", len(prompts), len(lps), len(hids), len(trained), len(feats))
 	}
 	for i, p := range prompts {
-		snap, err := tc.mem.Admit(trained[i], feats[i], p, lps[i])
+		snap, err := tc.mem.AdmitHidden(trained[i], feats[i], p, lps[i], hids[i])
 		if err != nil {
 			return err
 		}
-		put(i, &cacheSnap{snap: snap, info: &CacheInfo{Pool: snap.Key.String(), PoolPrompts: snap.Prompts,
-			Own: snap.Weights.Own, PoolWeight: snap.Weights.Pool}})
+		w := snap.Weights
+		info := &CacheInfo{Pool: snap.Key.String(), PoolPrompts: snap.Prompts, Own: w.Own, PoolWeight: w.Pool,
+			NeuralOwn: w.NeuralOwn, NeuralPool: w.NeuralPool, Theta: w.Theta}
+		if snap.Keys != nil {
+			info.PoolKeys = snap.Keys.Len()
+		}
+		put(i, &cacheSnap{snap: snap, info: info, hid: hids[i]})
 	}
 	return nil
 }

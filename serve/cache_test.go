@@ -10,6 +10,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // cachePrompts share their words: each pool's prompts predict the next.
@@ -232,12 +233,23 @@ func (c cacheGated) MemoryRadius() float64 { return c.cm.MemoryRadius() }
 // served alone after H equals X served after H while Y and Z, admitted
 // after it, run beside it (their pools include X; X's does not include
 // them).
-func TestCacheBatchInvariant(t *testing.T) {
+func TestCacheBatchInvariant(t *testing.T) { cacheBatchInvariant(t, false) }
+
+// cacheBatchInvariant is TestCacheBatchInvariant, with the neural cache
+// or without.
+//
+// Over 80 lines: two servers, the second with three requests released
+// step by step.
+func cacheBatchInvariant(t *testing.T, neural bool) {
 	be := gputest.Backend(t)
 	run := func(others bool) Choice {
 		m, tok := tinyModel(t, be)
 		g := newGated(Base{m}, false)
-		s, url := testServer(t, cacheGated{g, Base{m}}, tok, Options{Slots: 4, Cache: true})
+		var gm Model = cacheGated{g, Base{m}}
+		if neural {
+			gm = neuralGated{g, Base{m}}
+		}
+		s, url := testServer(t, gm, tok, Options{Slots: 4, Cache: true, CacheNeural: neural})
 		if r := post(context.Background(), t, url, cacheReq(cachePrompts[0])); r.Status != 200 {
 			t.Fatalf("H: %d %s", r.Status, r.Body)
 		}
@@ -285,7 +297,8 @@ func TestCacheBatchInvariant(t *testing.T) {
 }
 
 // Bad cache options and models get clear errors; concurrent requests and
-// metric reads share the memory safely (run with -race).
+// metric reads share the memory safely, with the neural cache too (run
+// with -race).
 func TestCacheErrorsAndConcurrency(t *testing.T) {
 	m := refTiny(t)
 	tok := tinyTok
@@ -304,7 +317,16 @@ func TestCacheErrorsAndConcurrency(t *testing.T) {
 			t.Errorf("%+v: error %v, want one naming %q", c.opt, err, c.want)
 		}
 	}
-	s, url := testServer(t, Base{m}, tok, Options{Slots: 3, Cache: true})
+	for _, neural := range []bool{false, true} {
+		cacheConcurrency(t, m, neural)
+	}
+}
+
+// cacheConcurrency sends concurrent requests and metric reads to a server
+// with the memory (and the neural cache).
+func cacheConcurrency(t *testing.T, m *model.Model, neural bool) {
+	tok := tinyTok
+	s, url := testServer(t, Base{m}, tok, Options{Slots: 3, Cache: true, CacheNeural: neural})
 	var wg sync.WaitGroup
 	const n = 6
 	for i := range n {

@@ -112,4 +112,28 @@
 // same. The cost of the feature is cross-request influence: a request's
 // output depends on what earlier clients sent, and their prompts' tokens
 // shape it, which is why it is opt-in.
+//
+// Neural cache (ncache.go, ncache_model.go; Options.CacheNeural, on with
+// `chameleon serve --cache` unless --cache-neural=false). The memory's
+// pools also keep their prompts' unit final hidden states (the ln_f output
+// the head reads: NeuralModel.PromptHidden, from the online assignment's
+// self-check pass where it kept them, else one scoring forward) as keys,
+// each valued by the token that
+// followed it, at most CacheKeys positions a pool (oldest prompts evicted,
+// the newest kept); the mixture gains q_nOwn and q_nPool (package adapt's
+// neural cache), its four weights and theta chosen at admission by
+// leave-one-out over the pool with the prompt in, from terms the memory
+// keeps incrementally. The snapshot carries the pool's keys. On the device
+// one key buffer holds per slot its snapshot's pool keys (written at
+// install) and an own block as long as the context: the prompt's keys,
+// then one per step, the row's query, written by adapt.Ops.NeuralMix,
+// whose value (the next token) is set when it is fed. Each step runs
+// through NeuralModel.ForwardLastHidden (a pass copies the final hidden
+// states; it turns the fused head off, so logits equal ForwardLast's to
+// rounding), then CacheMix with the token weights rescaled and NeuralMix,
+// each row reading only its slot's region. The buffer is Slots x
+// (max(CacheKeys, NCtx) + NCtx) keys of NEmbd floats; a size over the 128
+// MiB storage binding or NeuralMix's loops is refused at start. The
+// extension adds pool_keys, neural_own, neural_pool and theta; /metrics
+// chameleon_cache_memory_keys.
 package serve

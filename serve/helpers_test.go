@@ -224,6 +224,15 @@ func (g *gated) open() {
 }
 
 func (g *gated) ForwardLast(c *model.Cache, tokens [][]int32, adapt []Adapter) (gpu.Tensor, error) {
+	if err := g.step(); err != nil {
+		return nil, err
+	}
+	return g.Model.ForwardLast(c, tokens, adapt)
+}
+
+// step waits for a permit while gating, counts the step and returns the
+// failure injected for it.
+func (g *gated) step() error {
 	g.mu.Lock()
 	for g.gating && g.permits == 0 {
 		g.cond.Wait()
@@ -235,11 +244,9 @@ func (g *gated) ForwardLast(c *model.Cache, tokens [][]int32, adapt []Adapter) (
 	n := g.steps
 	g.mu.Unlock()
 	if g.fail != nil {
-		if err := g.fail(n); err != nil {
-			return nil, err
-		}
+		return g.fail(n)
 	}
-	return g.Model.ForwardLast(c, tokens, adapt)
+	return nil
 }
 
 func str(s string) *string { return &s }

@@ -104,6 +104,7 @@ func (m *metrics) bind(s *Scheduler) {
 		{"cache_memory_run_clusters", "Token cache memory: run-time clusters (inputs without a training centroid).", func(m adapt.MemoryStats) int { return m.RunClusters }},
 		{"cache_memory_prompts", "Token cache memory: prompts pooled over all pools.", func(m adapt.MemoryStats) int { return m.Prompts }},
 		{"cache_memory_tokens", "Token cache memory: tokens of the pooled prompts.", func(m adapt.MemoryStats) int { return m.Tokens }},
+		{"cache_memory_keys", "Token cache memory: neural cache keys (prompt positions' hidden states) held over all pools; 0 without the neural cache.", func(m adapt.MemoryStats) int { return m.Keys }},
 	} {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "chameleon", Name: g.name, Help: g.help},
 			func() float64 { return float64(g.f(s.tc.mem.Stats())) }))

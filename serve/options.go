@@ -48,6 +48,20 @@ type Options struct {
 	// without a training centroid joins a run-time cluster; 0: the
 	// adapter's gate radius (none: every such input joins one cluster).
 	CacheRadius float64
+	// CacheNeural adds the neural cache to the memory (ncache.go): each
+	// pool also keeps its prompts' final hidden states as keys, and every
+	// sequence mixes in what followed contexts like its current one, in
+	// its own text and in its pool (four weights and a key sharpness
+	// chosen per pool by leave-one-out). The model must be a NeuralModel
+	// (Base and Adaptive are).
+	CacheNeural bool
+	// CacheKeys bounds the neural keys each pool keeps (oldest prompts
+	// evicted); default adapt.DefaultMemoryKeys (2048). The device holds
+	// Slots x (max(CacheKeys, NCtx) + NCtx) keys of NEmbd floats, which must
+	// fit a 128 MiB storage binding; the host up to CacheKeys x NEmbd
+	// floats (and 112 bytes of float64 terms per key) per pool, over the trained
+	// centroids' pools and CacheClusters run-time ones.
+	CacheKeys int
 
 	// The HTTP layer's options (Server only).
 
@@ -75,7 +89,7 @@ func (o Options) check() error {
 	}{{"Slots", int64(o.Slots)}, {"PrefillChunk", int64(o.PrefillChunk)}, {"MaxTokens", int64(o.MaxTokens)},
 		{"MaxN", int64(o.MaxN)}, {"MaxChoices", int64(o.MaxChoices)}, {"MaxLogprobs", int64(o.MaxLogprobs)},
 		{"MaxBodyBytes", o.MaxBodyBytes}, {"RetryAfter", int64(o.RetryAfter)}, {"AdaptWindow", int64(o.AdaptWindow)},
-		{"CacheWindow", int64(o.CacheWindow)}, {"CacheClusters", int64(o.CacheClusters)}} {
+		{"CacheWindow", int64(o.CacheWindow)}, {"CacheClusters", int64(o.CacheClusters)}, {"CacheKeys", int64(o.CacheKeys)}} {
 		if f.v < 0 {
 			return fmt.Errorf("serve: Options.%s is %d: want a positive value (0: the default)", f.name, f.v)
 		}
@@ -85,6 +99,12 @@ func (o Options) check() error {
 	}
 	if !o.Cache && (o.CacheWindow != 0 || o.CacheClusters != 0 || o.CacheRadius != 0) {
 		return fmt.Errorf("serve: Options.CacheWindow, CacheClusters and CacheRadius configure the token cache: set Options.Cache too")
+	}
+	if !o.Cache && o.CacheNeural {
+		return fmt.Errorf("serve: Options.CacheNeural adds the neural cache to the token cache memory: set Options.Cache too")
+	}
+	if !o.CacheNeural && o.CacheKeys != 0 {
+		return fmt.Errorf("serve: Options.CacheKeys bounds the neural cache's keys: set Options.CacheNeural too")
 	}
 	if o.Queue < 0 && o.Queue != NoQueue {
 		return fmt.Errorf("serve: Options.Queue is %d: want a positive value (0: the default; NoQueue: none)", o.Queue)

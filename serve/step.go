@@ -80,7 +80,12 @@ func (s *Scheduler) forward(tokens [][]int32, adapt []Adapter, sampling []int) (
 			err = fmt.Errorf("serve: internal error: %v", r)
 		}
 	}()
-	logits, err := s.m.ForwardLast(s.cache, tokens, adapt)
+	var logits gpu.Tensor
+	if s.tc != nil && s.tc.nc != nil {
+		logits, err = s.tc.nm.ForwardLastHidden(s.cache, tokens, adapt, s.tc.nc.hidT)
+	} else {
+		logits, err = s.m.ForwardLast(s.cache, tokens, adapt)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

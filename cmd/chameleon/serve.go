@@ -76,9 +76,7 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return err
 			}
-			if opt.Cache {
-				fmt.Fprintln(cmd.ErrOrStderr(), "chameleon: token cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens it pools")
-			}
+			announceCache(cmd.ErrOrStderr(), opt)
 			announceServe(cmd.ErrOrStderr(), srv, ln, s)
 			return serveUntilSignal(cmd, srv, hs, cl, grace)
 		},
@@ -225,6 +223,15 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 	if opt.CacheWindow < 0 || opt.CacheClusters < 0 || !(opt.CacheRadius >= 0) {
 		return fmt.Errorf("--cache-window %d, --cache-clusters %d, --cache-radius %g: want values of 0 or more (0: the default)", opt.CacheWindow, opt.CacheClusters, opt.CacheRadius)
 	}
+	switch {
+	case opt.CacheKeys < 0:
+		return fmt.Errorf("--cache-keys %d: want a value of 0 or more (0: the default)", opt.CacheKeys)
+	case opt.CacheKeys != 0 && !opt.Cache:
+		return fmt.Errorf("--cache-keys bounds the neural cache of the token cache memory: add --cache")
+	case opt.CacheKeys != 0 && !opt.CacheNeural:
+		return fmt.Errorf("--cache-keys bounds the neural cache, which --cache-neural=false turns off")
+	}
+	opt.CacheNeural = opt.CacheNeural && opt.Cache // on by default with --cache
 	if grace < 0 || opt.AdaptWindow < 0 {
 		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
 	}
@@ -274,6 +281,16 @@ func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (s
 	return ad, nil
 }
 
+// announceCache warns that the cache memory is on.
+func announceCache(w io.Writer, opt serve.Options) {
+	switch {
+	case opt.CacheNeural:
+		fmt.Fprintln(w, "chameleon: token and neural cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens and hidden states it pools")
+	case opt.Cache:
+		fmt.Fprintln(w, "chameleon: token cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens it pools")
+	}
+}
+
 // addCacheFlags adds the token cache memory's flags (serve.Options.Cache).
 func addCacheFlags(c *cobra.Command, opt *serve.Options) {
 	f := c.Flags()
@@ -284,4 +301,8 @@ func addCacheFlags(c *cobra.Command, opt *serve.Options) {
 	f.IntVar(&opt.CacheWindow, "cache-window", 0, "--cache: recent prompts each memory cluster keeps (0: 64)")
 	f.IntVar(&opt.CacheClusters, "cache-clusters", 0, "--cache: run-time clusters kept for inputs without a training centroid, least recently used evicted (0: 64)")
 	f.Float64Var(&opt.CacheRadius, "cache-radius", 0, "--cache: squared feature distance within which such an input joins a run-time cluster (0: the adapter's gate radius)")
+	f.BoolVar(&opt.CacheNeural, "cache-neural", true, "--cache: add the neural cache: each pool also keeps its prompts' final hidden states as keys, and a request mixes in the tokens that "+
+		"followed contexts like its current one, in its own text and in its pool (=false: the token cache alone)")
+	f.IntVar(&opt.CacheKeys, "cache-keys", 0, "--cache: neural keys (prompt positions) each memory cluster keeps, oldest prompts evicted (0: 2048); "+
+		"the device holds --slots x (max(this, context) + context) keys, at most 128 MiB")
 }

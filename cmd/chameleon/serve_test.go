@@ -245,6 +245,7 @@ func TestServeFlagsRefused(t *testing.T) {
 		{"--prefill-chunk", "0"}, {"--max-tokens", "-1"}, {"--cluster-size", "-2"}, {"--grace", "-1s"},
 		{"--body-timeout", "0s"}, {"--idle-timeout", "-1s"}, {"--write-timeout", "0s"}, {"--max-conns", "-1"},
 		{"--cache-window", "4"}, {"--cache-radius", "-1", "--cache"}, {"--cache-clusters", "-1", "--cache"},
+		{"--cache-keys", "100"}, {"--cache-keys", "-1", "--cache"}, {"--cache-keys", "100", "--cache", "--cache-neural=false"},
 	} {
 		c := serveCmd()
 		c.SetArgs(append(args, "--addr", "127.0.0.1:0"))
@@ -258,5 +259,25 @@ func TestServeFlagsRefused(t *testing.T) {
 	opt := serve.Options{Slots: 2, Queue: 0, PrefillChunk: 1, MaxN: 1, MaxBodyBytes: 1}
 	if err := checkServeFlags(&opt, serve.AdaptOptions{}, 0); err != nil || opt.Queue != serve.NoQueue {
 		t.Errorf("--queue 0: %v, queue %d, want serve.NoQueue", err, opt.Queue)
+	}
+}
+
+// --cache brings the neural cache unless --cache-neural=false; without
+// --cache the flag's default is no request for it.
+func TestServeCacheNeuralDefault(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want bool
+	}{{[]string{"--cache"}, true}, {[]string{"--cache", "--cache-neural=false"}, false}, {nil, false}} {
+		cmd := serveCmd()
+		if err := cmd.ParseFlags(c.args); err != nil {
+			t.Fatal(err)
+		}
+		opt := serve.Options{Slots: 1, Queue: 1, PrefillChunk: 1, MaxN: 1, MaxBodyBytes: 1}
+		opt.Cache, _ = cmd.Flags().GetBool("cache")
+		opt.CacheNeural, _ = cmd.Flags().GetBool("cache-neural")
+		if err := checkServeFlags(&opt, serve.AdaptOptions{}, 0); err != nil || opt.CacheNeural != c.want {
+			t.Errorf("%v: %v, neural %v, want %v", c.args, err, opt.CacheNeural, c.want)
+		}
 	}
 }

@@ -78,6 +78,21 @@ func (*Backend) Alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
 	return t, nil
 }
 
+// WriteAt implements gpu.RangeWriter.
+func (*Backend) WriteAt(x gpu.Tensor, off int, data any) error {
+	if _, err := gpu.CheckWriteAt(x, off, data); err != nil {
+		return err
+	}
+	t := tt(x)
+	switch d := data.(type) {
+	case []float32:
+		copy(t.F[off:], d)
+	case []int32:
+		copy(t.I[off:], d)
+	}
+	return nil
+}
+
 // Write copies host data into t ([]uint16 halves into an F16 tensor too).
 func (*Backend) Write(x gpu.Tensor, data any) error {
 	t := tt(x)
