@@ -68,7 +68,8 @@ type CachePair struct {
 
 // cachePairs are the comparisons each stream reports, by variant index.
 var cachePairs = [][2]int{{2, 1}, {2, 3}, {5, 0}, {7, 1}, {7, 2}, {11, 1}, {11, 2}, {11, 7}, {10, 8}, {10, 5}, {10, 9},
-	{13, 12}, {13, 14}, {13, 2}, {13, 16}, {18, 17}, {18, 5}, {18, 0}, {13, 19}, {19, 12}}
+	{13, 12}, {13, 14}, {13, 2}, {13, 16}, {18, 17}, {18, 5}, {18, 0}, {13, 19}, {19, 12},
+	{21, 10}, {21, 17}, {21, 18}, {20, 12}}
 
 // CacheResult is EvalCache's report.
 type CacheResult struct {
@@ -88,7 +89,7 @@ type CacheResult struct {
 type cacheVariant struct {
 	name, role string
 	adapted    bool   // the adapter's losses under the cache, not the base model's
-	groups     string // "single", "cluster", "random", "shuffled", "memory" (replayMemory)
+	groups     string // "single", "cluster", "random", "shuffled", "memory" (replayMemory, replayMemoryNeural)
 	cache      bool   // false: no cache (the adapter alone)
 	pool       bool
 	// noNeighbours drops from a window's pool the prompts of windows that
@@ -137,6 +138,11 @@ var cacheVariants = []cacheVariant{
 		pool: true, neural: true},
 	{name: "control: the neural cluster cache without pool keys that repeat an 8-token span of the window", role: RoleControl,
 		groups: "cluster", cache: true, pool: true, neural: true, noVerbatim: true},
+	// The server's memory with the neural cache (replayMemoryNeural).
+	{name: "neural served memory (own + its memory cluster's earlier prompts, arrival order), weights chosen with the admitted prompt",
+		role: RoleMethod, groups: "memory", cache: true, pool: true, withSelf: true, neural: true},
+	{name: "adapter + neural served memory, weights chosen with the admitted prompt (chameleon serve --cache)", role: RoleMethod,
+		adapted: true, groups: "memory", cache: true, pool: true, withSelf: true, neural: true},
 }
 
 // concatServed pools scored splits into one stream.

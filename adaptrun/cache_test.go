@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -262,5 +263,71 @@ func TestEvalNeuralCache(t *testing.T) {
 	}
 	if d := st.Pairs[11].Diff.Mean - (nClu.Diff.Mean - nOwn.Diff.Mean); math.Abs(d) > 1e-9 {
 		t.Fatalf("pair %+v is not the rows' difference", st.Pairs[11])
+	}
+}
+
+// TestReplayMemoryNeural: the served memory's replay with the neural cache
+// scores each window with the counts and keys of the windows of its
+// run-time cluster (its domain) that arrived before it, at most the
+// window's 5, and the weights chosen, with the window's own prompt in, by
+// leave-one-out on exactly those prompts and its own, all rebuilt here
+// from scratch (adapt.PoolTerms, ChooseMixWeights).
+func TestReplayMemoryNeural(t *testing.T) {
+	s := withHidden(synthServed("test", 12, 4), 4)
+	cfg := adapt.UniformCache(64)
+	o := CacheOpts{Seed: 3, Memory: adapt.MemoryConfig{Radius: 0.5, Window: 5, WithSelf: true}}
+	sc, ws, err := replayMemoryNeural(s, s.BaseTok, s.BaseHidden, cfg, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, c, th := s.Prompt, len(s.BaseHidden[0])/len(s.BaseTok[0]), adapt.DefaultThetas
+	lend := func(js []int) []adapt.PoolPrompt {
+		var out []adapt.PoolPrompt
+		for _, j := range js {
+			out = append(out, adapt.PoolPrompt{Tokens: s.Tokens[j][:p], Hidden: s.BaseHidden[j][:(p-1)*c]})
+		}
+		return out
+	}
+	var seen []int
+	neural := 0
+	for _, i := range rand.New(rand.NewPCG(o.Seed, 0x3e3)).Perm(len(s.Tokens)) {
+		var pool []int
+		for _, j := range seen {
+			if s.Domains[j] == s.Domains[i] {
+				pool = append(pool, j)
+			}
+		}
+		pool = pool[max(0, len(pool)-5):]
+		members := append(slices.Clone(pool), i)
+		var terms []*adapt.MixTerms
+		for _, m := range members {
+			rest := slices.DeleteFunc(slices.Clone(members), func(j int) bool { return j == m })
+			tm, err := adapt.PoolTerms(s.Tokens[m][:p], s.BaseTok[m], s.BaseHidden[m], p-1, c, lend(rest), nil, cfg, th)
+			if err != nil {
+				t.Fatal(err)
+			}
+			terms = append(terms, tm)
+		}
+		multi := len(members) > 1
+		w := adapt.ChooseMixWeights(terms, adapt.MixChoice{Own: true, Pool: multi, NeuralOwn: true, NeuralPool: multi}, cfg, th)
+		l := len(s.BaseTok[i])
+		tm, err := adapt.PoolTerms(s.Tokens[i], s.BaseTok[i], s.BaseHidden[i], l, c, lend(pool), nil, cfg, th)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := w.MixLoss(tm, p-1, l)
+		if ws[i] != w || math.Abs(sc.Loss[i]-want) > 1e-6*math.Max(1, math.Abs(want)) || sc.N[i] != l-(p-1) {
+			t.Fatalf("window %d: weights %+v loss %v (%d tokens), want %+v %v", i, ws[i], sc.Loss[i], sc.N[i], w, want)
+		}
+		if w.NeuralPool > 0 {
+			neural++
+		}
+		seen = append(seen, i)
+	}
+	if neural == 0 {
+		t.Fatal("no window gave its neural pool a weight")
+	}
+	if _, _, err := replayMemoryNeural(s, s.BaseTok, s.BaseHidden[:3], cfg, o); err == nil {
+		t.Fatal("hidden states for 3 of the windows: no error")
 	}
 }

@@ -26,6 +26,11 @@ func scoreNeural(s *Served, v cacheVariant, cfg adapt.CacheConfig, o CacheOpts) 
 	if len(hid) != n {
 		return Scores{}, nil, fmt.Errorf("adaptrun: neural cache: %d of %d windows have hidden states (ScoreServedHidden)", len(hid), n)
 	}
+	if v.groups == "memory" {
+		mo := o
+		mo.Memory.WithSelf = v.withSelf
+		return replayMemoryNeural(s, lps, hid, cfg, mo)
+	}
 	thetas := o.Thetas
 	if len(thetas) == 0 {
 		thetas = adapt.DefaultThetas
