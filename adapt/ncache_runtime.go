@@ -22,8 +22,9 @@ import (
 // own slot; that key's value, the next token, is set when the forward
 // that runs the token is observed.
 
-// neuralKeyBytes bounds the key buffer: WebGPU's default storage binding.
-const neuralKeyBytes = 128 << 20
+// NeuralKeyBytes bounds a neural cache's key buffer (a plan's, a
+// server's): WebGPU's default storage binding, lavapipe's limit too.
+const NeuralKeyBytes = 128 << 20
 
 // planNeural is a plan's neural cache.
 type planNeural struct {
@@ -81,9 +82,9 @@ func newPlanNeural(b gpu.Backend, groups [][]int, seqs [][]int32, hid [][]float3
 			kn += len(hid[i]) / c * min(2, len(g)-a)
 		}
 	}
-	if bytes := kn * c * 4; bytes > neuralKeyBytes {
+	if bytes := kn * c * 4; bytes > NeuralKeyBytes {
 		return nil, fmt.Errorf("adapt: neural cache: %d keys of width %d (%d prompts, a context of %d) need %d bytes, over %d: run fewer prompts at a time",
-			kn, c, n, ctx, bytes, neuralKeyBytes)
+			kn, c, n, ctx, bytes, NeuralKeyBytes)
 	}
 	keys := make([]float32, 0, kn*c)
 	vals := make([]int32, 0, kn)

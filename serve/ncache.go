@@ -19,10 +19,6 @@ import (
 // NeuralMix mixes in each row's own and pool keys, every row reading only
 // its slot's region.
 
-// neuralKeyBytes bounds the key buffer: WebGPU's default storage binding
-// (lavapipe's limit too).
-const neuralKeyBytes = 128 << 20
-
 type slotNeural struct {
 	c, ctx, poolCap, region int
 	keysT, valsT, hidT      gpu.Tensor // (slots*region, C) keys, (slots*region) I32 values, (slots, C) the step's hidden states
@@ -48,10 +44,10 @@ func newSlotNeural(ops adapt.Ops, slots, ctx, poolKeys, c, v int) (*slotNeural, 
 	nc := &slotNeural{c: c, ctx: ctx, poolCap: pc, region: pc + ctx, rw: rw,
 		poolLen: make([]int, slots), written: make([]int, slots), fed: make([]int, slots), prompt: make([]int, slots)}
 	kn := slots * nc.region
-	if bytes := kn * c * 4; bytes > neuralKeyBytes {
+	if bytes := kn * c * 4; bytes > adapt.NeuralKeyBytes {
 		return nil, fmt.Errorf("serve: neural cache: %d slots x (%d pool + %d own keys) of width %d need %d bytes, over the %d of a storage binding: "+
 			"lower the slots, the pool keys (--cache-keys, Options.CacheKeys) or turn the neural cache off (--cache-neural=false)",
-			slots, pc, ctx, c, bytes, neuralKeyBytes)
+			slots, pc, ctx, c, bytes, adapt.NeuralKeyBytes)
 	}
 	nc.vals = make([]int32, kn)
 	for i := range nc.vals {
