@@ -32,7 +32,10 @@ the cluster cache, two controls (random batches, another cluster's pool) and
 the adapter with the cluster cache, and the server's cache memory (chameleon
 serve --cache) replayed over each stream in a random arrival order (seeded as
 the k-means), on each split and on both in one stream, with paired bootstrap
-intervals. Writes cache.md, cache.json.gz and cache.png.`,
+intervals. The neural cache's rows (keys: the served forward's final hidden
+states, own positions and the cluster's prompts; with its controls) and the
+server's memory with the neural cache replayed the same way follow. Writes
+cache.md, cache.json.gz and cache.png.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
