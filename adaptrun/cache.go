@@ -33,6 +33,9 @@ type CacheOpts struct {
 	Memory adapt.MemoryConfig
 	// Thetas are the neural cache's key sharpnesses (nil: adapt.DefaultThetas).
 	Thetas []float64
+	// Progress, if set, hears after each row of each stream: rows done of
+	// total, and the stream.
+	Progress func(done, total int, stream string)
 }
 
 // CacheRow is one row of a stream's table.
@@ -309,11 +312,18 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 	if harm != nil {
 		streams = append(streams, harm, concatServed(test, harm))
 	}
+	done, total := 0, len(streams)*len(cacheVariants)
+	tick := func(stream string) {
+		if done++; o.Progress != nil {
+			o.Progress(done, total, stream)
+		}
+	}
 	for _, s := range streams {
 		st := CacheStream{Name: s.Split, Windows: len(s.Tokens), BasePPL: math.Exp(s.Base.Mean(nil))}
 		at := map[int]int{} // variant index -> row index
 		for vi, v := range cacheVariants {
 			if v.neural && len(s.BaseHidden) != len(s.Tokens) {
+				tick(s.Split)
 				continue // scored without hidden states (ScoreServed): no neural rows
 			}
 			at[vi] = len(st.Rows)
@@ -329,7 +339,9 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 				sc = s.Adapted
 			}
 			st.Rows = append(st.Rows, cacheRow(v, s, sc, ws, roles, o.Bootstrap))
+			tick(s.Split)
 		}
+
 		for _, pr := range cachePairs {
 			ia, oka := at[pr[0]]
 			ib, okb := at[pr[1]]

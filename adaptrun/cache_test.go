@@ -232,10 +232,15 @@ func TestEvalNeuralCache(t *testing.T) {
 	}
 	roles := map[string]string{"lang": RoleHeldOut, "known": RolePretrain}
 	o := CacheOpts{Prior: uni, Betas: []float64{4}, Batch: 8, Seed: 1, Bootstrap: 100, Thetas: []float64{5, 20}}
+	var heard [][2]int
+	o.Progress = func(done, total int, stream string) { heard = append(heard, [2]int{done, total}) }
 	res, err := EvalCache(withHidden(synthServed("validation", 8, 1), 1), withHidden(synthServed("test", 16, 2), 2), nil, roles,
 		[]string{"lang", "known"}, o)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(cacheVariants); len(heard) != n || heard[0] != [2]int{1, n} || heard[n-1] != [2]int{n, n} {
+		t.Fatalf("progress heard %v, want 1 .. %d of %d", heard, n, n)
 	}
 	st := res.Streams[0]
 	if len(st.Rows) != len(cacheVariants) || len(st.Pairs) != len(cachePairs) {

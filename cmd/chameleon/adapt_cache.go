@@ -68,19 +68,9 @@ cache.md, cache.json.gz and cache.png.`,
 					return err
 				}
 			}
-			mem := replayMemoryConfig(a)
-			var res *adaptrun.CacheResult
-			for seed := 1; seed <= max(seeds, 1); seed++ {
-				r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
-					adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters, Memory: mem})
-				if err != nil {
-					return err
-				}
-				if res == nil {
-					res = r
-				} else {
-					res.AddSeed(r)
-				}
+			res, err := evalCacheSeeds(sv, w, prior, batch, iters, seeds, replayMemoryConfig(a))
+			if err != nil {
+				return err
 			}
 			return writeCacheReport(res, out)
 		},
@@ -94,6 +84,35 @@ cache.md, cache.json.gz and cache.png.`,
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	fl.IntVar(&seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
 	return c
+}
+
+// evalCacheSeeds runs adaptrun.EvalCache on the scored splits sv under
+// each k-means (and random-batch) seed 1 .. seeds, a bar per seed, the
+// first seed's result with the others' figures added.
+func evalCacheSeeds(sv map[string]*adaptrun.Served, w *adaptrun.Windows, prior []float64, batch, iters, seeds int,
+	mem adapt.MemoryConfig) (*adaptrun.CacheResult, error) {
+	var res *adaptrun.CacheResult
+	for seed := 1; seed <= max(seeds, 1); seed++ {
+		desc := fmt.Sprintf("cache rows, seed %d of %d", seed, max(seeds, 1))
+		bar, plain := newBar(desc, "rows"), logProgress(os.Stderr, 30*time.Second)
+		r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
+			adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters, Memory: mem,
+				Progress: func(done, total int, stream string) {
+					bar.ChangeMax(total)
+					_ = bar.Set(done)
+					plain(done, total, desc+" ("+stream+")")
+				}})
+		_ = bar.Finish()
+		if err != nil {
+			return nil, err
+		}
+		if res == nil {
+			res = r
+		} else {
+			res.AddSeed(r)
+		}
+	}
+	return res, nil
 }
 
 // loadWithAdapter loads the model and the adapter spec names (as
