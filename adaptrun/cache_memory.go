@@ -28,14 +28,7 @@ func replayMemory(s *Served, lps [][]float32, cfg adapt.CacheConfig, o CacheOpts
 		return out, nil, err
 	}
 	for _, i := range rand.New(rand.NewPCG(o.Seed, 0x3e3)).Perm(n) {
-		trained := -1
-		if s.Cluster != nil {
-			trained = s.Cluster[i]
-		}
-		var feat []float32
-		if s.Features != nil {
-			feat = s.Features[i]
-		}
+		trained, feat := s.memoryKey(i)
 		snap, err := mem.Admit(trained, feat, s.Tokens[i][:p], lps[i][:p-1])
 		if err != nil {
 			return out, nil, err
@@ -79,14 +72,7 @@ func replayMemoryNeural(s *Served, lps, hid [][]float32, cfg adapt.CacheConfig, 
 	for lo := 0; lo < n; lo += run {
 		idx := order[lo:min(lo+run, n)]
 		for k, i := range idx {
-			trained := -1
-			if s.Cluster != nil {
-				trained = s.Cluster[i]
-			}
-			var feat []float32
-			if s.Features != nil {
-				feat = s.Features[i]
-			}
+			trained, feat := s.memoryKey(i)
 			if snaps[k], err = mem.AdmitHidden(trained, feat, s.Tokens[i][:p], lps[i][:p-1], hid[i][:(p-1)*c]); err != nil {
 				return out, nil, err
 			}
@@ -110,4 +96,18 @@ func replayMemoryNeural(s *Served, lps, hid [][]float32, cfg adapt.CacheConfig, 
 		}
 	}
 	return out, ws, nil
+}
+
+// memoryKey is window i's key in the served memory: its training centroid
+// (-1: none, the gate kept it) and its feature (nil: none).
+func (s *Served) memoryKey(i int) (int, []float32) {
+	trained := -1
+	if s.Cluster != nil {
+		trained = s.Cluster[i]
+	}
+	var feat []float32
+	if s.Features != nil {
+		feat = s.Features[i]
+	}
+	return trained, feat
 }
