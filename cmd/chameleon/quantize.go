@@ -48,14 +48,10 @@ func quantizeCmd() *cobra.Command {
 			}
 			var se, ss float64
 			n := 0
-			for i := range back {
-				if !model.Quantizable(back[i].Name) {
+			for _, h := range model.Dequantize(back) {
+				if !model.Quantizable(h.Name) {
 					continue
 				}
-				// One tensor widened at a time: a whole GPT-2 XL read back
-				// as float32 would be another 6 GB on the host.
-				h := model.Dequantize(back[i : i+1])[0]
-				back[i] = model.HostTensor{}
 				n++
 				for i, v := range h.Data {
 					d := float64(v - orig[h.Name][i])
