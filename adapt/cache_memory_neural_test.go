@@ -291,10 +291,10 @@ func TestCacheMemoryNeuralEvictCancellation(t *testing.T) {
 			ps, ls, hs = ps[1:], ls[1:], hs[1:]
 		}
 	}
-	admit(30, 1)  // keys on e1, evicted first
-	admit(8, 1)   // the member whose queries sit on e1
-	admit(8, -1)  // far keys
-	admit(8, -1)  // evicts the first: the second's pool is left with keys at similarity -1
+	admit(30, 1) // keys on e1, evicted first
+	admit(8, 1)  // the member whose queries sit on e1
+	admit(8, -1) // far keys
+	admit(8, -1) // evicts the first: the second's pool is left with keys at similarity -1
 	cl := m.global
 	terms := fromScratch(t, ps, ls, hs, c, cfg)
 	for j, nm := range cl.nm {
