@@ -2,6 +2,7 @@ package adaptrun
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/train"
@@ -52,6 +53,21 @@ func Methods(r int, f string, nAdapt int, matchedRank int) map[string]Method {
 		"hyper-all": {Name: "ChamaleonLLM+ generated in qkv, proj, fc, fc2 + head", Kind: KindHyper, Rank: r, Features: f,
 			Hidden: []int{64, 32}, Recluster: true, Deep: []string{train.SiteQKV, train.SiteProj, train.SiteFC, train.SiteFC2}},
 	}
+}
+
+// MatchedRank is the rank of a LoRA of the output projection (C x V) with
+// as many parameters as the hyper method pm for one cluster: the
+// parameter-matched LoRA's rank (272 for the head-only hyper-network at
+// C=256, V=4096, r=8).
+func MatchedRank(pm Method, c, v int) int {
+	return max(1, int(math.Round(float64(pm.Params(c, v, 1))/float64(c+v))))
+}
+
+// MatchedMethods is Methods with the parameter-matched LoRA matched to
+// the head-only hyper-network of the same rank and features, as `adapt
+// bench` and `adapt train` both mean it.
+func MatchedMethods(r int, f string, nAdapt, c, v int) map[string]Method {
+	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
 }
 
 // MethodNames lists Methods' names for help texts and errors.

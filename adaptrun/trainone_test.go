@@ -1,6 +1,7 @@
 package adaptrun
 
 import (
+	"math"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -51,5 +52,23 @@ func TestTrainOne(t *testing.T) {
 		if tc.gated && tr.Adapter.TrainingCentroids() == nil {
 			t.Errorf("%s: no training centroids in the file", tc.meth.Name)
 		}
+	}
+}
+
+// TestMatchedRank: the parameter-matched LoRA that `adapt train` and
+// `adapt bench` both build has the head-only hyper-network's parameters at
+// the default shape (C=256, V=4096, r=8: rank 272), not the rank flag's.
+func TestMatchedRank(t *testing.T) {
+	m := MatchedMethods(8, adapt.FeatureBoth, 6, 256, 4096)
+	lm, hb := m["lora-matched"], m["hyper-both"]
+	if lm.Rank != 272 {
+		t.Fatalf("matched rank %d, want 272", lm.Rank)
+	}
+	lp, hp := lm.Params(256, 4096, 1), hb.Params(256, 4096, 1)
+	if d := math.Abs(float64(lp-hp)) / float64(hp); d > float64(256+4096)/2/float64(hp) {
+		t.Fatalf("LoRA %d parameters against the hyper-network's %d", lp, hp)
+	}
+	if m["lora"].Rank != 8 {
+		t.Fatalf("plain LoRA rank %d", m["lora"].Rank)
 	}
 }

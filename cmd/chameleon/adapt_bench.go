@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -209,8 +208,7 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if !ok || pm.Kind != adaptrun.KindHyper {
 		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, adaptrun.MethodNames)
 	}
-	matched := max(1, int(math.Round(float64(pm.Params(cfgC, cfgV, 1))/float64(cfgC+cfgV))))
-	known = adaptrun.Methods(o.rank, o.features, nAdapt, matched)
+	known = adaptrun.Methods(o.rank, o.features, nAdapt, adaptrun.MatchedRank(pm, cfgC, cfgV))
 	for _, n := range strings.Split(o.methods, ",") {
 		m, ok := known[strings.TrimSpace(n)]
 		if !ok {

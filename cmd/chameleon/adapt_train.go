@@ -109,7 +109,7 @@ func (o *adaptTrainOpts) run() error {
 		return err
 	}
 	d := sets.Train
-	m, ok := adaptrun.Methods(o.rank, o.features, len(d.Domains), o.rank)[o.method]
+	m, ok := adaptrun.MatchedMethods(o.rank, o.features, len(d.Domains), s.m.Cfg.NEmbd, s.m.Cfg.VocabSize)[o.method]
 	if !ok {
 		return fmt.Errorf("--method %q: want one of %s", o.method, adaptrun.MethodNames)
 	}
