@@ -415,6 +415,10 @@ func (d *Device) Close() {
 	for _, p := range d.pipelines {
 		p.release()
 	}
+	if d.metaBGL != nil {
+		d.metaBGL.Release()
+		d.metaBGL = nil
+	}
 	d.pool.release()
 	if d.prof != nil {
 		d.prof.release()
