@@ -210,10 +210,10 @@ func (nc *planNeural) rows(b gpu.Backend, head []int32, seqOf func(int32) int, g
 // the neural cache's keys and queries.
 func ScoreHidden(m *model.Model, seqs [][]int32, ad model.Adapter) ([]model.SequenceScore, [][]float32, error) {
 	var hs []float32
-	tap := &hiddenTap{inner: ad, f: func(h gpu.Tensor, _ []int32) (err error) {
+	tap := TapHidden(ad, func(h gpu.Tensor, _ []int32) (err error) {
 		hs, err = m.B.ReadF32(h)
 		return err
-	}}
+	})
 	sc, err := m.Score(seqs, nil, tap)
 	if err != nil {
 		return nil, nil, err

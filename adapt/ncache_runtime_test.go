@@ -40,10 +40,10 @@ func newCacheHost(t *testing.T, m *model.Model, p *Plan, prompts [][]int32, cfg 
 // (L, V) and unit hidden states (L, C).
 func (h *cacheHost) forward(t *testing.T, i int, ctx []int32) ([]float32, []float32) {
 	var hs []float32
-	tap := &hiddenTap{inner: h.p.AdapterFrom(i, nil), f: func(x gpu.Tensor, _ []int32) (err error) {
+	tap := TapHidden(h.p.AdapterFrom(i, nil), func(x gpu.Tensor, _ []int32) (err error) {
 		hs, err = h.m.B.ReadF32(x)
 		return err
-	}}
+	})
 	lg := forwardWith(t, h.m, [][]int32{ctx}, tap)
 	return lg, UnitRows(hs, h.m.Cfg.NEmbd)
 }

@@ -59,7 +59,7 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 	}
 	if len(toks) > 0 {
 		sc, err := m.ScoreChunked(toks, func(first int) model.Adapter {
-			return &hiddenTap{f: func(h gpu.Tensor, seq []int32) error {
+			return TapHidden(nil, func(h gpu.Tensor, seq []int32) error {
 				hs, err := m.B.ReadF32(h)
 				if err != nil {
 					return err
@@ -79,7 +79,7 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 					}
 				}
 				return nil
-			}}
+			})
 		})
 		if err != nil {
 			return nil, err
@@ -103,21 +103,48 @@ func (r *Runtime) basePass(seqs [][]int32, keepRows bool) (*promptPass, error) {
 	return pp, nil
 }
 
-// hiddenTap is a model.Adapter that hands f the final hidden states of a
-// forward (the ln_f output the head reads, with each row's sequence) and
-// then leaves the logits to inner's pass (nil: to the model, so the
-// forward and its scores stay the base model's).
-type hiddenTap struct {
-	f     func(h gpu.Tensor, seq []int32) error
-	inner model.Adapter
+// HiddenTap is a model.Adapter that hands each forward's final hidden
+// states (the ln_f output the head reads) on before the logits, and
+// leaves everything else to Inner's pass (nil: the base model, so the
+// forward and its scores stay the base model's). It forwards Observe to
+// an Inner that is a model.TokenObserver.
+type HiddenTap struct {
+	Inner model.Adapter
+	// Open runs in Begin with the forward's head rows (each row's
+	// sequence), before the forward records a kernel, so uploads belong
+	// there. It returns use, which gets the hidden states (head rows, C),
+	// and done (nil: nothing), which runs at the pass's End.
+	Open func(head []int32) (use func(h gpu.Tensor) error, done func(), err error)
+}
+
+// TapHidden is a HiddenTap that calls f with the hidden states and each
+// row's sequence.
+func TapHidden(inner model.Adapter, f func(h gpu.Tensor, head []int32) error) *HiddenTap {
+	return &HiddenTap{Inner: inner, Open: func(head []int32) (func(gpu.Tensor) error, func(), error) {
+		return func(h gpu.Tensor) error { return f(h, head) }, nil, nil
+	}}
+}
+
+// Observe implements model.TokenObserver for an Inner that is one.
+func (t *HiddenTap) Observe(tokens [][]int32) error {
+	if o, ok := t.Inner.(model.TokenObserver); ok {
+		return o.Observe(tokens)
+	}
+	return nil
 }
 
 // Begin implements model.Adapter.
-func (t *hiddenTap) Begin(rows, head []int32) (model.Pass, error) {
-	p := &tapPass{t: t, head: head}
-	if t.inner != nil {
-		var err error
-		if p.inner, err = t.inner.Begin(rows, head); err != nil {
+func (t *HiddenTap) Begin(rows, head []int32) (model.Pass, error) {
+	use, done, err := t.Open(head)
+	if err != nil {
+		return nil, err
+	}
+	p := &tapPass{use: use, done: done}
+	if t.Inner != nil {
+		if p.inner, err = t.Inner.Begin(rows, head); err != nil {
+			if done != nil {
+				done()
+			}
 			return nil, err
 		}
 	}
@@ -125,8 +152,8 @@ func (t *hiddenTap) Begin(rows, head []int32) (model.Pass, error) {
 }
 
 type tapPass struct {
-	t     *hiddenTap
-	head  []int32
+	use   func(h gpu.Tensor) error
+	done  func()
 	inner model.Pass // nil: the base model
 }
 
@@ -148,7 +175,7 @@ func (p *tapPass) MatMul(s model.Site, y, x, w, bias gpu.Tensor) (bool, error) {
 }
 
 func (p *tapPass) Logits(dst, h gpu.Tensor) (bool, error) {
-	if err := p.t.f(h, p.head); err != nil || p.inner == nil {
+	if err := p.use(h); err != nil || p.inner == nil {
 		return false, err
 	}
 	return p.inner.Logits(dst, h)
@@ -157,6 +184,9 @@ func (p *tapPass) Logits(dst, h gpu.Tensor) (bool, error) {
 func (p *tapPass) End() {
 	if p.inner != nil {
 		p.inner.End()
+	}
+	if p.done != nil {
+		p.done()
 	}
 }
 

@@ -249,7 +249,7 @@ func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, h
 	}
 	var pa model.Adapter = a.plan.Adapter(nil)
 	if hidden != nil {
-		pa = hiddenCopy{inner: pa, dst: hidden, b: a.M.B}
+		pa = copyHidden(pa, hidden, a.M.B)
 	}
 	return a.M.ForwardAdapted(c, tokens, true, pa)
 }

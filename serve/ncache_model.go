@@ -34,7 +34,7 @@ func (b Base) PromptHidden(prompts [][]int32, _ []Adapter) ([][]float32, [][]flo
 // model's, computed apart from the final layer norm (a pass turns the
 // fused head off): equal to ForwardLast's to rounding.
 func (b Base) ForwardLastHidden(c *model.Cache, tokens [][]int32, _ []Adapter, hidden gpu.Tensor) (gpu.Tensor, error) {
-	return b.M.ForwardAdapted(c, tokens, true, hiddenCopy{dst: hidden, b: b.M.B})
+	return b.M.ForwardAdapted(c, tokens, true, copyHidden(nil, hidden, b.M.B))
 }
 
 // promptHidden is promptLosses with the prompts' unit hidden states (none
@@ -62,83 +62,25 @@ func promptHidden(m *model.Model, prompts [][]int32, head func(index []int) mode
 	return lp, hid, nil
 }
 
-// hiddenCopy is a model.Adapter that copies each forward's final hidden
-// states (head rows, C) into dst and leaves the rest to inner's pass (nil:
-// the base model).
-type hiddenCopy struct {
-	inner model.Adapter
-	dst   gpu.Tensor
-	b     gpu.Backend
-}
-
-// Observe implements model.TokenObserver for an inner adapter that is one.
-func (h hiddenCopy) Observe(tokens [][]int32) error {
-	if o, ok := h.inner.(model.TokenObserver); ok {
-		return o.Observe(tokens)
-	}
-	return nil
-}
-
-// Begin implements model.Adapter: the copy's row index goes up here,
-// before the forward records a kernel.
-func (h hiddenCopy) Begin(rows, head []int32) (model.Pass, error) {
-	idx := make([]int32, len(head))
-	for i := range idx {
-		idx[i] = int32(i)
-	}
-	t, err := h.b.Alloc(gpu.I32, len(idx))
-	if err != nil {
-		return nil, err
-	}
-	if err := h.b.Write(t, idx); err != nil {
-		h.b.Free(t)
-		return nil, err
-	}
-	p := &copyPass{h: h, idx: t}
-	if h.inner != nil {
-		if p.inner, err = h.inner.Begin(rows, head); err != nil {
-			h.b.Free(t)
-			return nil, err
+// copyHidden is a model.Adapter that copies each forward's final hidden
+// states (head rows, C) into the first rows of dst and leaves the rest to
+// inner's pass (nil: the base model). The copy's row index goes up before
+// the forward records a kernel.
+func copyHidden(inner model.Adapter, dst gpu.Tensor, b gpu.Backend) *adapt.HiddenTap {
+	return &adapt.HiddenTap{Inner: inner, Open: func(head []int32) (func(gpu.Tensor) error, func(), error) {
+		ids := make([]int32, len(head))
+		for i := range ids {
+			ids[i] = int32(i)
 		}
-	}
-	return p, nil
-}
-
-type copyPass struct {
-	h     hiddenCopy
-	idx   gpu.Tensor
-	inner model.Pass // nil: the base model
-}
-
-func (p *copyPass) Updates(s model.Site) bool { return p.inner != nil && p.inner.Updates(s) }
-
-func (p *copyPass) Linear(s model.Site, y, x gpu.Tensor) error {
-	if p.inner == nil {
-		return nil
-	}
-	return p.inner.Linear(s, y, x)
-}
-
-// MatMul keeps the inner pass's fused site matmuls.
-func (p *copyPass) MatMul(s model.Site, y, x, w, bias gpu.Tensor) (bool, error) {
-	if mp, ok := p.inner.(model.MatMulPass); ok {
-		return mp.MatMul(s, y, x, w, bias)
-	}
-	return false, nil
-}
-
-// Logits copies h, then leaves the logits to the inner pass or the model.
-func (p *copyPass) Logits(dst, h gpu.Tensor) (bool, error) {
-	p.h.b.Rows(p.h.dst, h, p.idx)
-	if p.inner == nil {
-		return false, nil
-	}
-	return p.inner.Logits(dst, h)
-}
-
-func (p *copyPass) End() {
-	if p.inner != nil {
-		p.inner.End()
-	}
-	p.h.b.Free(p.idx)
+		idx, err := b.Alloc(gpu.I32, len(ids))
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := b.Write(idx, ids); err != nil {
+			b.Free(idx)
+			return nil, nil, err
+		}
+		use := func(h gpu.Tensor) error { b.Rows(dst, h, idx); return nil }
+		return use, func() { b.Free(idx) }, nil
+	}}
 }
