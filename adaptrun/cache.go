@@ -36,6 +36,14 @@ type CacheOpts struct {
 	// Progress, if set, hears after each row of each stream: rows done of
 	// total, and the stream.
 	Progress func(done, total int, stream string)
+	// AdaptedOnly scores only the rows with the adapter (the rows without
+	// it are the base model's, the same for every adapter): for comparing
+	// adapters (CacheResult.Versus).
+	AdaptedOnly bool
+	// KeepScores writes each row's per-window losses into the result
+	// (CacheRow.PerWindow), so that another run can be compared with it
+	// window by window.
+	KeepScores bool
 }
 
 // CacheRow is one row of a stream's table.
@@ -48,7 +56,9 @@ type CacheRow struct {
 	PerRole   map[string]float64 `json:"per_role"`
 	// MeanWeights are the clusters' chosen weights averaged over windows.
 	MeanWeights adapt.CacheWeights `json:"mean_weights"`
-	scores      Scores
+	// PerWindow are the row's losses per window (CacheOpts.KeepScores).
+	PerWindow *Scores `json:"per_window,omitempty"`
+	scores    Scores
 }
 
 // CacheStream is one stream's rows.
@@ -86,6 +96,8 @@ type CacheResult struct {
 	SeedMeans map[string][]float64 `json:"seed_means,omitempty"`
 	Order     []string             `json:"order"`
 	Config    map[string]any       `json:"config"`
+	// Against compares the rows with another run's (Versus).
+	Against *CacheVersus `json:"against,omitempty"`
 }
 
 // cacheVariant is one way to score a stream.
@@ -322,7 +334,7 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 		st := CacheStream{Name: s.Split, Windows: len(s.Tokens), BasePPL: math.Exp(s.Base.Mean(nil))}
 		at := map[int]int{} // variant index -> row index
 		for vi, v := range cacheVariants {
-			if v.neural && len(s.BaseHidden) != len(s.Tokens) {
+			if v.neural && len(s.BaseHidden) != len(s.Tokens) || o.AdaptedOnly && !v.adapted {
 				tick(s.Split)
 				continue // scored without hidden states (ScoreServed): no neural rows
 			}
@@ -339,6 +351,9 @@ func EvalCache(val, test, harm *Served, roles map[string]string, order []string,
 				sc = s.Adapted
 			}
 			st.Rows = append(st.Rows, cacheRow(v, s, sc, ws, roles, o.Bootstrap))
+			if o.KeepScores {
+				st.Rows[len(st.Rows)-1].PerWindow = &sc
+			}
 			tick(s.Split)
 		}
 

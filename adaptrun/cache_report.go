@@ -72,6 +72,7 @@ func (r *CacheResult) Markdown(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
+	r.markdownVersus(w)
 }
 
 func roleCell(x CacheRow, role string) string {

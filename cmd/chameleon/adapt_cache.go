@@ -16,8 +16,9 @@ import (
 // benchmark's windows through the inference path (adaptrun.EvalCache).
 func adaptCacheCmd() *cobra.Command {
 	var mf modelFlags
-	var adapterSpec, windowsIn, out string
+	var adapterSpec, windowsIn, out, versus string
 	var batch, iters, seeds int
+	var ro cacheRunOpts
 	c := &cobra.Command{
 		Use:   "cache --windows FILE --out DIR",
 		Short: "Evaluate the token cache: each cluster of a batch mixes its members' own tokens and its prompts into the output, with weights chosen on its prompts",
@@ -35,7 +36,13 @@ the k-means), on each split and on both in one stream, with paired bootstrap
 intervals. The neural cache's rows (keys: the served forward's final hidden
 states, own positions and the cluster's prompts; with its controls) and the
 server's memory with the neural cache replayed the same way follow. Writes
-cache.md, cache.json.gz and cache.png.`,
+cache.md, cache.json.gz and cache.png.
+
+To compare two adapters window by window: run one with --per-window (and
+--adapted-only, which skips the rows without the adapter: the base model's,
+the same for both), then the other with --versus the first's cache.json.gz;
+its report adds, for every row in both, this run minus that one with a paired
+interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -68,9 +75,21 @@ cache.md, cache.json.gz and cache.png.`,
 					return err
 				}
 			}
-			res, err := evalCacheSeeds(sv, w, prior, batch, iters, seeds, replayMemoryConfig(a))
+			var other *adaptrun.CacheResult
+			if versus != "" {
+				if other, err = adaptrun.LoadCacheResult(versus); err != nil {
+					return err
+				}
+				ro.perWindow = true
+			}
+			res, err := evalCacheSeeds(sv, w, prior, batch, iters, seeds, replayMemoryConfig(a), ro)
 			if err != nil {
 				return err
+			}
+			if other != nil {
+				if err := res.Versus(other, versus, iters); err != nil {
+					return err
+				}
 			}
 			return writeCacheReport(res, out)
 		},
@@ -83,20 +102,29 @@ cache.md, cache.json.gz and cache.png.`,
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	fl.IntVar(&seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
+	fl.BoolVar(&ro.adaptedOnly, "adapted-only", false, "score only the rows with the adapter (for comparing adapters: the others are the base model's)")
+	fl.BoolVar(&ro.perWindow, "per-window", false, "keep every row's per-window losses in cache.json.gz (what --versus compares)")
+	fl.StringVar(&versus, "versus", "", "another run's cache.json.gz (written with --per-window, same windows): add this run minus that one, row by row, paired over windows")
 	return c
+}
+
+// cacheRunOpts are adapt cache's switches for comparing adapters.
+type cacheRunOpts struct {
+	adaptedOnly, perWindow bool
 }
 
 // evalCacheSeeds runs adaptrun.EvalCache on the scored splits sv under
 // each k-means (and random-batch) seed 1 .. seeds, a bar per seed, the
 // first seed's result with the others' figures added.
 func evalCacheSeeds(sv map[string]*adaptrun.Served, w *adaptrun.Windows, prior []float64, batch, iters, seeds int,
-	mem adapt.MemoryConfig) (*adaptrun.CacheResult, error) {
+	mem adapt.MemoryConfig, ro cacheRunOpts) (*adaptrun.CacheResult, error) {
 	var res *adaptrun.CacheResult
 	for seed := 1; seed <= max(seeds, 1); seed++ {
 		desc := fmt.Sprintf("cache rows, seed %d of %d", seed, max(seeds, 1))
 		bar, plain := newBar(desc, "rows"), logProgress(os.Stderr, 30*time.Second)
 		r, err := adaptrun.EvalCache(sv["validation"], sv["test"], sv["harm"], w.Roles, w.Order,
 			adaptrun.CacheOpts{Prior: prior, Betas: []float64{0.5, 1, 4}, Batch: batch, Seed: uint64(seed), Bootstrap: iters, Memory: mem,
+				AdaptedOnly: ro.adaptedOnly, KeepScores: ro.perWindow,
 				Progress: func(done, total int, stream string) {
 					bar.ChangeMax(total)
 					_ = bar.Set(done)
