@@ -66,6 +66,8 @@ type tokenCache struct {
 	// The neural cache (Options.CacheNeural; nil: off).
 	nm NeuralModel
 	nc *slotNeural
+	// adm admits prompts to mem off the loop (cache_admit.go).
+	adm *admitter
 }
 
 // newTokenCache checks that m can run the cache and allocates its state
@@ -97,7 +99,7 @@ func newTokenCache(m Model, opt Options) (*tokenCache, error) {
 	tc := &tokenCache{mem: mem, cm: cm, v: v, beta: float32(cfg.Beta),
 		own: make([]float32, opt.Slots*v), pool: make([]float32, opt.Slots*v),
 		ownTotal: make([]float64, opt.Slots), poolTotal: make([]float64, opt.Slots),
-		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots), nm: nm}
+		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots), nm: nm, adm: newAdmitter(mem)}
 	if err := tc.alloc(m.Backend(), cfg.Prior); err != nil {
 		tc.free()
 		return nil, err
@@ -146,6 +148,10 @@ func (tc *tokenCache) alloc(b gpu.Backend, prior []float64) (err error) {
 }
 
 func (tc *tokenCache) free() {
+	if tc.adm != nil {
+		tc.adm.close()
+		tc.adm = nil
+	}
 	for _, t := range []gpu.Tensor{tc.ownT, tc.poolT, tc.priorT} {
 		if t != nil && tc.ops != nil {
 			tc.ops.Free(t)
@@ -285,21 +291,18 @@ func (tc *tokenCache) neuralStep(tokens [][]int32) ([]adapt.CacheWeights, gpu.Te
 }
 
 // cacheAdmit admits the prompts of the sequences just put into slots
-// (after group gave them clusters) to the memory, in admission order, and
-// installs each slot's snapshot; the choices of one prompt share the
-// snapshot its first choice got. A task with NoCache is neither admitted
-// nor mixed. On an error their runs fail.
+// (after group gave them clusters) to the memory, in admission order: the
+// device half here, the memory's on the admitter (cache_admit.go), which
+// installs each slot's snapshot when it is done; until then the slot sits
+// out the steps. The choices of one prompt share the snapshot its first
+// choice got. A task with NoCache is neither admitted nor mixed. On an
+// error their runs fail.
 func (s *Scheduler) cacheAdmit(slots []int) {
 	tc := s.tc
 	if tc == nil {
 		return
 	}
-	type todo struct {
-		run *Run
-		pi  int
-	}
-	var need []todo
-	var prompts [][]int32
+	var job admitJob
 	var ads []Adapter
 	for _, b := range slots {
 		q := s.slots[b]
@@ -307,90 +310,73 @@ func (s *Scheduler) cacheAdmit(slots []int) {
 			continue
 		}
 		if q.run.task.NoCache {
+			tc.on[b] = false // the base distribution: no own or pool counts mixed in
 			continue
+		}
+		st := &q.run.state
+		if st.snaps == nil {
+			st.snaps, st.pending = map[int]*cacheSnap{}, map[int]bool{}
 		}
 		pi := q.index / q.run.task.N
-		if q.run.state.snaps == nil {
-			q.run.state.snaps = map[int]*cacheSnap{}
-		}
-		if _, ok := q.run.state.snaps[pi]; ok || slices.Contains(need, todo{q.run, pi}) {
+		if c := st.snaps[pi]; c != nil {
+			s.cacheInstall(b, q, c)
 			continue
 		}
-		need, prompts, ads = append(need, todo{q.run, pi}), append(prompts, q.prompt), append(ads, q.adapt)
+		q.cacheWait = true
+		if !st.pending[pi] {
+			st.pending[pi] = true
+			job.keys, job.prompts, ads = append(job.keys, snapKey{q.run, pi}), append(job.prompts, q.prompt), append(ads, q.adapt)
+		}
 	}
-	err := s.cacheSnapshots(prompts, ads, func(i int, c *cacheSnap) { need[i].run.state.snaps[need[i].pi] = c })
-	if err != nil {
+	if len(job.keys) == 0 {
+		return
+	}
+	if err := s.cacheDevice(&job, ads); err != nil {
 		if errors.Is(err, gpu.ErrDeviceLost) {
 			s.stepFailed(err)
 			return
 		}
 		s.met.failed.Inc()
+		for _, k := range job.keys {
+			delete(k.run.state.pending, k.pi)
+		}
+		for b, q := range s.slots {
+			if q != nil && q.cacheWait && slices.Contains(job.keys, snapKey{q.run, q.index / q.run.task.N}) {
+				q.cacheWait = false
+				q.run.end(fmt.Errorf("serve: token cache: %w", err))
+				s.free(b)
+			}
+		}
+		return
 	}
-	for _, b := range slots {
-		q := s.slots[b]
-		if q == nil {
-			continue
-		}
-		if q.run.task.NoCache {
-			tc.on[b] = false // the base distribution: no own or pool counts mixed in
-			continue
-		}
-		c := q.run.state.snaps[q.index/q.run.task.N]
-		if c == nil {
-			q.run.end(fmt.Errorf("serve: token cache: %w", err))
-			s.free(b)
-			continue
-		}
-		q.cache = c.info
-		if err := tc.install(b, q.prompt, c); err != nil {
-			q.run.end(err)
-			s.free(b)
-		}
-	}
+	tc.adm.submit(job)
 }
 
-// cacheSnapshots scores the prompts, finds their pools and admits them to
-// the memory in order, handing each snapshot to put; a programmer error's
-// panic is recovered into an error.
-func (s *Scheduler) cacheSnapshots(prompts [][]int32, ads []Adapter, put func(i int, c *cacheSnap)) (err error) {
-	if len(prompts) == 0 {
-		return nil
-	}
+// cacheDevice is an admission's device half: the prompts' losses (and
+// hidden states) under the served model and their memory keys, into job;
+// a programmer error's panic is recovered into an error.
+func (s *Scheduler) cacheDevice(job *admitJob, ads []Adapter) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("serve: internal error: %v", r)
 		}
 	}()
-	tc := s.tc
-	var lps, hids [][]float32
+	tc, n := s.tc, len(job.prompts)
 	if tc.nm != nil {
-		lps, hids, err = tc.nm.PromptHidden(prompts, ads)
+		job.lps, job.hids, err = tc.nm.PromptHidden(job.prompts, ads)
 	} else {
-		lps, err = tc.cm.PromptLosses(prompts, ads)
-		hids = make([][]float32, len(prompts))
+		job.lps, err = tc.cm.PromptLosses(job.prompts, ads)
+		job.hids = make([][]float32, n)
 	}
 	if err != nil {
 		return err
 	}
-	trained, feats, err := tc.cm.MemoryKeys(prompts, ads)
-	if err != nil {
+	if job.trained, job.feats, err = tc.cm.MemoryKeys(job.prompts, ads); err != nil {
 		return err
 	}
-	if len(lps) != len(prompts) || len(hids) != len(prompts) || len(trained) != len(prompts) || len(feats) != len(prompts) {
-		return fmt.Errorf("serve: internal error: %d prompts, %d loss rows, %d hidden rows, %d keys, %d features", len(prompts), len(lps), len(hids), len(trained), len(feats))
-	}
-	for i, p := range prompts {
-		snap, err := tc.mem.AdmitHidden(trained[i], feats[i], p, lps[i], hids[i])
-		if err != nil {
-			return err
-		}
-		w := snap.Weights
-		info := &CacheInfo{Pool: snap.Key.String(), PoolPrompts: snap.Prompts, Own: w.Own, PoolWeight: w.Pool,
-			NeuralOwn: w.NeuralOwn, NeuralPool: w.NeuralPool, Theta: w.Theta}
-		if snap.Keys != nil {
-			info.PoolKeys = snap.Keys.Len()
-		}
-		put(i, &cacheSnap{snap: snap, info: info, hid: hids[i]})
+	if len(job.lps) != n || len(job.hids) != n || len(job.trained) != n || len(job.feats) != n {
+		return fmt.Errorf("serve: internal error: %d prompts, %d loss rows, %d hidden rows, %d keys, %d features",
+			n, len(job.lps), len(job.hids), len(job.trained), len(job.feats))
 	}
 	return nil
 }

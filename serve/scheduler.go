@@ -56,6 +56,9 @@ type seq struct {
 	ntok   int         // generated tokens (<|endoftext|> not counted)
 	adapt  Adapter     // its adaptation: On from the task, Cluster from Model.Group
 	cache  *CacheInfo  // its token cache's snapshot (nil: off)
+	// cacheWait: its prompt's admission to the cache memory is not done
+	// yet (cache_admit.go); it sits out the steps until then.
+	cacheWait bool
 }
 
 // runState is the scheduler's bookkeeping of a run (loop goroutine only,
@@ -66,6 +69,7 @@ type runState struct {
 	finished  int // choices done
 	first     bool
 	snaps     map[int]*cacheSnap // Options.Cache: per prompt, its admission to the memory
+	pending   map[int]bool       // Options.Cache: prompts whose admission the admitter has in hand
 }
 
 // NewScheduler allocates the cache and starts the loop goroutine.
@@ -108,6 +112,9 @@ func newScheduler(m Model, tok *tokenizer.Tokenizer, opt Options, met *metrics) 
 		slots: make([]*seq, opt.Slots),
 	}
 	met.bind(s)
+	if tc != nil {
+		tc.adm.kick = s.wake
+	}
 	go s.loop()
 	return s, nil
 }
@@ -241,6 +248,7 @@ func (s *Scheduler) loop() {
 		default:
 		}
 		s.sweep()
+		s.cacheDeliver()
 		wait := s.admit()
 		if s.running.Load() == 0 {
 			s.mu.Lock()
@@ -263,6 +271,13 @@ func (s *Scheduler) loop() {
 				case <-tm.C:
 				}
 				tm.Stop()
+			}
+			continue
+		}
+		if !s.stepReady() { // every running slot waits for its cache snapshot
+			select {
+			case <-s.kick:
+			case <-s.abort:
 			}
 			continue
 		}

@@ -18,7 +18,7 @@ func (s *Scheduler) step() {
 	adapt := make([]Adapter, B)
 	var sampling []int // slots that sample after this step
 	for b, q := range s.slots {
-		if q == nil {
+		if q == nil || q.cacheWait {
 			continue
 		}
 		adapt[b] = q.adapt
