@@ -44,8 +44,8 @@ type admitDone struct {
 
 // admitter runs admission jobs in order on its own goroutine.
 type admitter struct {
-	mem  *adapt.CacheMemory
-	kick func() // wakes the scheduler loop when results are in
+	mem    *adapt.CacheMemory
+	kick   func() // wakes the scheduler loop when results are in
 	mu     sync.Mutex
 	hook   func() // if set (tests), runs before each prompt's admission
 	cond   *sync.Cond
