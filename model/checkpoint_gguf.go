@@ -92,6 +92,11 @@ type GGUFOptions struct {
 	// (Jinja source, as llama.cpp's converter copies it from
 	// tokenizer_config.json).
 	ChatTemplate string
+	// Converted, if set, hears of each tensor converted on write (not
+	// those written as they came): its name, its values and the bytes
+	// written for them in dtype dt (chameleon quantize measures the
+	// quantization error here, a tensor at a time).
+	Converted func(name string, values []float32, dt tensorfile.DType, data []byte)
 }
 
 // LoadGGUF reads a GGUF GPT-2 checkpoint (see the file comment for names,
@@ -288,7 +293,7 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 			blocks[h.Name] = h
 		}
 	}
-	ordered, err := checkHost(cfg, Dequantize(host))
+	ordered, err := checkHost(cfg, host) // halves and blocks stay as they are until their tensor is written
 	if err != nil {
 		return err
 	}
@@ -327,7 +332,7 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 	if opt.ChatTemplate != "" {
 		meta = append(meta, tensorfile.KV{Key: GGUFKeyChatTemplate, Value: opt.ChatTemplate})
 	}
-	ts, err := ggufTensors(cfg, ordered, blocks, dt, qf, quantized, opt.TiedOutput)
+	ts, err := ggufTensors(cfg, ordered, blocks, dt, qf, quantized, opt)
 	if err != nil {
 		return err
 	}
@@ -337,9 +342,9 @@ func SaveGGUFWith(path string, cfg Config, host []HostTensor, dtype string, opt 
 // ggufTensors are SaveGGUFWith's tensors: ordered (TensorSpec order) under
 // their GGUF names, vectors F32, the others in dt, the layer matrices
 // (RoleMatrix) in qf when quantized, taken from blocks as they are when
-// those already hold qf; output.weight after wte when tiedOutput.
+// those already hold qf; output.weight after wte when opt.TiedOutput.
 func ggufTensors(cfg Config, ordered []HostTensor, blocks map[string]HostTensor, dt tensorfile.DType,
-	qf quant.Format, quantized, tiedOutput bool) ([]tensorfile.Tensor, error) {
+	qf quant.Format, quantized bool, opt GGUFOptions) ([]tensorfile.Tensor, error) {
 	es := gpt2Table.entries(cfg.sizes(), cfg.NLayer) // ordered's order
 	ts := make([]tensorfile.Tensor, 0, len(ordered)+1)
 	for i, h := range ordered {
@@ -352,16 +357,30 @@ func ggufTensors(cfg Config, ordered []HostTensor, blocks map[string]HostTensor,
 			tdt = tensorfile.FromQuantFormat(qf)
 		}
 		t := tensorfile.Tensor{Name: e.GGUF, DType: tdt, Shape: h.Shape}
-		if b, ok := blocks[h.Name]; ok && b.Quant == gpu.QuantDType(qf) && quantize {
+		if b, ok := blocks[h.Name]; quantize && ok && b.Quant == gpu.QuantDType(qf) {
 			t.Data = b.Blocks
 		} else {
-			var err error
-			if t, err = tensorfile.FromFloat32(e.GGUF, tdt, h.Shape, h.Data); err != nil {
-				return nil, fmt.Errorf("model: %w", err)
+			// Converted when the writer reaches it: one tensor's values
+			// in memory at a time (GPT-2 XL's f32 values are 6 GB).
+			t.Produce = func() ([]byte, error) {
+				v := h.Values()
+				if h.Blocks != nil {
+					if j, x, bad := (HostTensor{Data: v}).firstNonFinite(); bad {
+						return nil, fmt.Errorf("model: saving: %s element %d is %v", h.Name, j, x)
+					}
+				}
+				x, err := tensorfile.FromFloat32(e.GGUF, tdt, h.Shape, v)
+				if err != nil {
+					return nil, fmt.Errorf("model: %w", err)
+				}
+				if opt.Converted != nil {
+					opt.Converted(h.Name, v, tdt, x.Data)
+				}
+				return x.Data, nil
 			}
 		}
 		ts = append(ts, t)
-		if tiedOutput && h.Name == "wte.weight" {
+		if opt.TiedOutput && h.Name == "wte.weight" {
 			t.Name = ggufHead
 			ts = append(ts, t)
 		}

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -50,7 +49,7 @@ func SaveHF(dir string, cfg Config, host []HostTensor, dtype string) error {
 	if err != nil {
 		return err
 	}
-	ordered, err := checkHost(cfg, host)
+	ordered, err := checkHost(cfg, Dequantize(host))
 	if err != nil {
 		return err
 	}
@@ -111,14 +110,12 @@ func checkHost(cfg Config, host []HostTensor) ([]HostTensor, error) {
 		if !ok {
 			return nil, fmt.Errorf("model: saving: tensor %s missing", s.Name)
 		}
-		if !slices.Equal(h.Shape, s.Shape) || len(h.Data) != gpu.Numel(s.Shape) {
+		if !slices.Equal(h.Shape, s.Shape) || h.Blocks == nil && h.count() != gpu.Numel(s.Shape) {
 			return nil, fmt.Errorf("model: saving: %s has shape %v (%d values), config wants %v",
-				s.Name, h.Shape, len(h.Data), s.Shape)
+				s.Name, h.Shape, h.count(), s.Shape)
 		}
-		for j, v := range h.Data {
-			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
-				return nil, fmt.Errorf("model: saving: %s element %d is %v", s.Name, j, v)
-			}
+		if j, v, ok := h.firstNonFinite(); ok {
+			return nil, fmt.Errorf("model: saving: %s element %d is %v", s.Name, j, v)
 		}
 		out[i] = h
 		delete(byName, s.Name)

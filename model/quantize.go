@@ -19,6 +19,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/quant"
@@ -83,6 +84,37 @@ func Dequantize(host []HostTensor) []HostTensor {
 		out[i].Quant, out[i].Blocks = 0, nil
 	}
 	return out
+}
+
+// Values returns h's values as float32: Data as it is, Half widened,
+// Blocks dequantized (one tensor at a time, where Dequantize widens a
+// whole checkpoint).
+func (h HostTensor) Values() []float32 {
+	return Dequantize([]HostTensor{h})[0].Data
+}
+
+// count is the number of values h holds (Data or Half; 0 for blocks).
+func (h HostTensor) count() int {
+	if h.Half != nil {
+		return len(h.Half)
+	}
+	return len(h.Data)
+}
+
+// firstNonFinite finds the first NaN or infinite value of h's Data or
+// Half (blocks are checked where they are dequantized).
+func (h HostTensor) firstNonFinite() (int, float32, bool) {
+	for j, v := range h.Data {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			return j, v, true
+		}
+	}
+	for j, b := range h.Half {
+		if b&0x7c00 == 0x7c00 {
+			return j, gpu.F16ToF32(b), true
+		}
+	}
+	return 0, 0, false
 }
 
 // QuantizedBytes sums the device-independent size of the host tensors'

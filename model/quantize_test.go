@@ -3,6 +3,7 @@ package model
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -173,4 +174,68 @@ func TestQuantizeRejects(t *testing.T) {
 	if w.Wte.DType() != gpu.F16 || w.Layers[0].AttnW.DType() != gpu.Q8_0 || w.Layers[0].AttnB.DType() != gpu.F32 {
 		t.Errorf("dtypes: wte %v, attn %v, bias %v", w.Wte.DType(), w.Layers[0].AttnW.DType(), w.Layers[0].AttnB.DType())
 	}
+}
+
+// TestSaveGGUFFromHalves: saving from halves (an f16 checkpoint loaded
+// with LoadOptions.Half, as chameleon quantize reads it) or from blocks
+// writes the very bytes that saving their widened values does, though no
+// tensor is widened before the writer reaches it; a non-finite half is
+// refused by name.
+func TestSaveGGUFFromHalves(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.gguf")
+	if err := SaveGGUF(src, quantCfg, RandomInit(quantCfg, 3), "f16"); err != nil {
+		t.Fatal(err)
+	}
+	_, halves, err := LoadWith(src, LoadOptions{Half: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(halves, func(h HostTensor) bool { return h.Half != nil }) {
+		t.Fatal("the f16 checkpoint loaded without halves")
+	}
+	q8 := filepath.Join(dir, "q8.gguf")
+	if err := SaveGGUF(q8, quantCfg, halves, "q8_0"); err != nil {
+		t.Fatal(err)
+	}
+	_, blocks, err := LoadGGUF(q8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name  string
+		host  []HostTensor
+		dtype string
+	}{{"halves", halves, "q4_0"}, {"halves", halves, "f32"}, {"blocks", blocks, "q4_k"}, {"blocks", blocks, "f16"}} {
+		a, b := filepath.Join(dir, "a.gguf"), filepath.Join(dir, "b.gguf")
+		if err := SaveGGUF(a, quantCfg, c.host, c.dtype); err != nil {
+			t.Fatal(err)
+		}
+		if err := SaveGGUF(b, quantCfg, Dequantize(c.host), c.dtype); err != nil {
+			t.Fatal(err)
+		}
+		if x, y := readFile(t, a), readFile(t, b); !slices.Equal(x, y) {
+			t.Fatalf("%s to %s: %d bytes against %d from the widened values, or other bytes", c.name, c.dtype, len(x), len(y))
+		}
+	}
+	bad := slices.Clone(halves)
+	for i, h := range bad {
+		if h.Half != nil {
+			bad[i].Half = slices.Clone(h.Half)
+			bad[i].Half[5] = 0x7e00 // NaN
+			if err := SaveGGUF(filepath.Join(dir, "bad.gguf"), quantCfg, bad, "q8_0"); err == nil || !strings.Contains(err.Error(), h.Name+" element 5") {
+				t.Fatalf("a NaN half: %v", err)
+			}
+			break
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -175,19 +175,26 @@ func saveModel(out string, cfg model.Config, host []model.HostTensor, dtype stri
 	return saveModelChat(out, cfg, host, dtype, tok, "")
 }
 
+// ggufOptions are the options a GGUF checkpoint of the project is written
+// with: the tokenizer (unless the embedding is padded past it), the tied
+// output copy llama.cpp's converter writes, and chat's template if any.
+func ggufOptions(cfg model.Config, tok *tokenizer.Tokenizer, chat string) model.GGUFOptions {
+	opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true, ChatTemplate: chat}
+	if tok.VocabSize() != cfg.VocabSize {
+		// A padded embedding: the file cannot list a token per row.
+		fmt.Fprintf(os.Stderr, "chameleon: the tokenizer has %d tokens for %d embedding rows; writing the GGUF without it\n",
+			tok.VocabSize(), cfg.VocabSize)
+		opt.Tokenizer = nil
+	}
+	return opt
+}
+
 // saveModelChat is saveModel that also stores a chat template when chat is
 // not "": GGUF's tokenizer.chat_template, or tokenizer_config.json's
 // chat_template in a directory.
 func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *tokenizer.Tokenizer, chat string) error {
 	if strings.HasSuffix(out, ".gguf") {
-		opt := model.GGUFOptions{Tokenizer: tok, TiedOutput: true, ChatTemplate: chat}
-		if tok.VocabSize() != cfg.VocabSize {
-			// A padded embedding: the file cannot list a token per row.
-			fmt.Fprintf(os.Stderr, "chameleon: the tokenizer has %d tokens for %d embedding rows; writing the GGUF without it\n",
-				tok.VocabSize(), cfg.VocabSize)
-			opt.Tokenizer = nil
-		}
-		return model.SaveGGUFWith(out, cfg, host, dtype, opt)
+		return model.SaveGGUFWith(out, cfg, host, dtype, ggufOptions(cfg, tok, chat))
 	}
 	if err := model.SaveHF(out, cfg, model.Dequantize(host), dtype); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/gpu/quant"
 	"github.com/chameleon-llm/chameleon/model"
+	"github.com/chameleon-llm/chameleon/model/tensorfile"
 )
 
 // quantizeCmd writes a GGUF checkpoint whose layer matrices are ggml blocks
@@ -28,36 +29,39 @@ func quantizeCmd() *cobra.Command {
 			if !strings.HasSuffix(out, ".gguf") {
 				return fmt.Errorf("--out %q: quantized checkpoints are GGUF files (name ending in .gguf)", out)
 			}
-			cfg, host, tok, err := (&modelFlags{path: in}).read()
+			// f16 weights stay halves, and each tensor is widened (a
+			// quantized input dequantized) only as it is written and
+			// checked: GPT-2 XL's f32 values alone would be 6 GB.
+			cfg, host, tok, err := (&modelFlags{path: in}).readWith(model.LoadOptions{Half: true})
 			if err != nil {
 				return err
 			}
-			host = model.Dequantize(host) // a quantized input is requantized from its values
-			if err := saveModel(out, cfg, host, strings.ToLower(f.String()), tok); err != nil {
-				return err
-			}
-			// Report what quantizing cost: the layer matrices' relative
-			// RMS error, from the file just written.
-			_, back, err := model.LoadGGUF(out)
-			if err != nil {
-				return fmt.Errorf("reading back %s: %w", out, err)
-			}
-			orig := map[string][]float32{}
-			for _, h := range host {
-				orig[h.Name] = h.Data
-			}
+			// What quantizing cost: the layer matrices' relative RMS
+			// error, measured as each is written.
 			var se, ss float64
 			n := 0
-			for _, h := range model.Dequantize(back) {
-				if !model.Quantizable(h.Name) {
-					continue
+			opt := ggufOptions(cfg, tok, "")
+			opt.Converted = func(name string, values []float32, dt tensorfile.DType, data []byte) {
+				qf, ok := dt.QuantFormat()
+				if !ok || !model.Quantizable(name) {
+					return
 				}
 				n++
-				for i, v := range h.Data {
-					d := float64(v - orig[h.Name][i])
+				back := make([]float32, len(values))
+				quant.Dequantize(qf, back, data)
+				for i, v := range back {
+					d := float64(v - values[i])
 					se += d * d
-					ss += float64(orig[h.Name][i]) * float64(orig[h.Name][i])
+					ss += float64(values[i]) * float64(values[i])
 				}
+			}
+			if err := model.SaveGGUFWith(out, cfg, host, strings.ToLower(f.String()), opt); err != nil {
+				return err
+			}
+			host = nil
+			// The file must load as a quantized checkpoint.
+			if _, _, err := model.LoadGGUF(out); err != nil {
+				return fmt.Errorf("reading back %s: %w", out, err)
 			}
 			st, err := os.Stat(out)
 			if err != nil {

@@ -3,6 +3,7 @@ package tensorfile
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"math"
 	"reflect"
 	"slices"
@@ -344,6 +345,38 @@ func TestWriteGGUFErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %q", c.name, err, c.want)
 		}
+	}
+}
+
+// TestWriteGGUFProduced: a tensor produced on write gives the file its
+// data would; a producer's wrong size or error fails the write, naming
+// the tensor; safetensors refuses produced tensors.
+func TestWriteGGUFProduced(t *testing.T) {
+	data := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	meta := []KV{{"general.alignment", uint32(32)}}
+	plain := []Tensor{{Name: "a", DType: F32, Shape: []int{2}, Data: data}, {Name: "b", DType: F16, Shape: []int{1}, Data: data[:2]}}
+	var want, got bytes.Buffer
+	if err := WriteGGUF(&want, meta, plain); err != nil {
+		t.Fatal(err)
+	}
+	lazy := slices.Clone(plain)
+	lazy[0].Data, lazy[0].Produce = nil, func() ([]byte, error) { return data, nil }
+	if err := WriteGGUF(&got, meta, lazy); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Bytes(), want.Bytes()) {
+		t.Fatal("a produced tensor wrote other bytes")
+	}
+	lazy[0].Produce = func() ([]byte, error) { return data[:6], nil }
+	if err := WriteGGUF(&bytes.Buffer{}, meta, lazy); err == nil || !strings.Contains(err.Error(), `tensor "a": produced 6 bytes, want 8`) {
+		t.Fatalf("short producer: %v", err)
+	}
+	lazy[0].Produce = func() ([]byte, error) { return nil, errors.New("boom") }
+	if err := WriteGGUF(&bytes.Buffer{}, meta, lazy); err == nil || !strings.Contains(err.Error(), `tensor "a": boom`) {
+		t.Fatalf("failing producer: %v", err)
+	}
+	if err := WriteSafetensors(&bytes.Buffer{}, lazy, nil); err == nil || !strings.Contains(err.Error(), "produced on write") {
+		t.Fatalf("safetensors with a produced tensor: %v", err)
 	}
 }
 

@@ -36,7 +36,7 @@ func WriteGGUF(w io.Writer, meta []KV, ts []Tensor) error {
 		}
 	}
 	names := make(map[string]bool, len(ts))
-	offsets := make([]uint64, len(ts))
+	offsets, sizes := make([]uint64, len(ts)), make([]uint64, len(ts))
 	var off int64
 	for i := range ts {
 		t := &ts[i]
@@ -47,11 +47,13 @@ func WriteGGUF(w io.Writer, meta []KV, ts []Tensor) error {
 		if _, ok := t.DType.GGMLType(); !ok {
 			return fmt.Errorf("gguf: tensor %q: dtype %v has no GGUF encoding", t.Name, t.DType)
 		}
-		if err := checkTensor("gguf", t); err != nil {
+		size, err := tensorSize("gguf", t)
+		if err != nil {
 			return err
 		}
+		sizes[i] = size
 		offsets[i] = uint64(off)
-		off += (int64(len(t.Data)) + align - 1) / align * align
+		off += (int64(size) + align - 1) / align * align
 	}
 
 	bw := bufio.NewWriterSize(w, 64<<10)
@@ -77,8 +79,18 @@ func WriteGGUF(w io.Writer, meta []KV, ts []Tensor) error {
 		c.u64(offsets[i])
 	}
 	c.pad(align)
-	for _, t := range ts {
-		c.bytes(t.Data)
+	for i, t := range ts {
+		data := t.Data
+		if data == nil && t.Produce != nil && c.err == nil {
+			var err error
+			if data, err = t.Produce(); err != nil {
+				return fmt.Errorf("gguf: tensor %q: %w", t.Name, err)
+			}
+			if uint64(len(data)) != sizes[i] {
+				return fmt.Errorf("gguf: tensor %q: produced %d bytes, want %d", t.Name, len(data), sizes[i])
+			}
+		}
+		c.bytes(data)
 		c.pad(align)
 	}
 	if c.err == nil {

@@ -48,6 +48,9 @@ func WriteSafetensors(w io.Writer, ts []Tensor, metadata map[string]string) erro
 		if t.DType.SafetensorsName() == "" {
 			return fmt.Errorf("safetensors: tensor %q: dtype %v has no safetensors encoding", t.Name, t.DType)
 		}
+		if t.Data == nil && t.Produce != nil {
+			return fmt.Errorf("safetensors: tensor %q: produced on write, which only WriteGGUF takes", t.Name)
+		}
 		if err := checkTensor("safetensors", t); err != nil {
 			return err
 		}

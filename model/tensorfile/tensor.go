@@ -16,6 +16,11 @@ type Tensor struct {
 	DType DType
 	Shape []int
 	Data  []byte
+	// Produce, when set and Data is nil, gives the data when the writer
+	// reaches the tensor (WriteGGUF), so a file of many large tensors is
+	// written holding one of them at a time. What it returns must have the
+	// size the dtype and shape give.
+	Produce func() ([]byte, error)
 }
 
 // FromFloat32 builds a Tensor by narrowing values to dt, which must be F32,
@@ -68,23 +73,33 @@ func FromFloat32(name string, dt DType, shape []int, values []float32) (Tensor, 
 // its dims are non-negative and its data has exactly the size its dtype and
 // shape require.
 func checkTensor(format string, t *Tensor) error {
+	_, err := tensorSize(format, t)
+	return err
+}
+
+// tensorSize checks t's dtype and shape and returns the bytes its data
+// takes; t's Data must have that length unless t is produced on write.
+func tensorSize(format string, t *Tensor) (uint64, error) {
 	if !t.DType.Valid() {
-		return fmt.Errorf("%s: tensor %q: invalid dtype %v", format, t.Name, t.DType)
+		return 0, fmt.Errorf("%s: tensor %q: invalid dtype %v", format, t.Name, t.DType)
 	}
 	dims := make([]uint64, len(t.Shape))
 	for i, d := range t.Shape {
 		if d < 0 {
-			return fmt.Errorf("%s: tensor %q: negative dim in shape %v", format, t.Name, t.Shape)
+			return 0, fmt.Errorf("%s: tensor %q: negative dim in shape %v", format, t.Name, t.Shape)
 		}
 		dims[i] = uint64(d)
 	}
 	want, ok, why := byteSize(t.DType, dims, len(dims)-1, math.MaxInt64)
 	if !ok {
-		return fmt.Errorf("%s: tensor %q: shape %s %v: %s", format, t.Name, shapeString(t.Shape), t.DType, why)
+		return 0, fmt.Errorf("%s: tensor %q: shape %s %v: %s", format, t.Name, shapeString(t.Shape), t.DType, why)
+	}
+	if t.Data == nil && t.Produce != nil {
+		return want, nil // the producer's bytes are checked when they are written
 	}
 	if uint64(len(t.Data)) != want {
-		return fmt.Errorf("%s: tensor %q: %d bytes of data, want %s %v = %d",
+		return 0, fmt.Errorf("%s: tensor %q: %d bytes of data, want %s %v = %d",
 			format, t.Name, len(t.Data), shapeString(t.Shape), t.DType, want)
 	}
-	return nil
+	return want, nil
 }
