@@ -68,6 +68,37 @@ type MemoryConfig struct {
 	// A pool holds NeuralKeys x Width float32 keys and 3 x len(thetas) + 2
 	// float64 terms per key (112 bytes with DefaultThetas).
 	NeuralKeys int
+	// MaxKeys > 0 bounds the neural keys held over all pools (the host
+	// memory's bound: KeyBytes each): after an admission the least
+	// recently used pools other than the one admitted to are evicted
+	// whole until the rest hold at most MaxKeys. 0: no bound beyond
+	// (centroids + Clusters + 1) x NeuralKeys (WorstKeys).
+	MaxKeys int
+}
+
+// KeyBytes is the host memory one neural key takes in a pool: its Width
+// float32 values and its leave-one-out terms.
+func (mc MemoryConfig) KeyBytes() int {
+	return 4*mc.Width + 8*(3*len(DefaultThetas)+2)
+}
+
+// WorstKeys is the most neural keys a memory of mc holds over all its
+// pools when the adapter has trained centroids: one pool per centroid,
+// Clusters run-time pools and the global pool, each at most NeuralKeys
+// (defaults filled in), or MaxKeys when that is less.
+func (mc MemoryConfig) WorstKeys(trained int) int {
+	keys, clusters := mc.NeuralKeys, mc.Clusters
+	if keys == 0 {
+		keys = DefaultMemoryKeys
+	}
+	if clusters == 0 {
+		clusters = DefaultMemoryClusters
+	}
+	n := (trained + clusters + 1) * keys
+	if mc.MaxKeys > 0 {
+		n = min(n, mc.MaxKeys)
+	}
+	return n
 }
 
 // Defaults of MemoryConfig.
@@ -110,7 +141,7 @@ type MemoryStats struct {
 	RunClusters int `json:"run_clusters"` // run-time clusters (empty ones included)
 	Prompts     int `json:"prompts"`      // prompts pooled, over all pools
 	Tokens      int `json:"tokens"`       // their tokens
-	Evicted     int `json:"evicted"`      // run-time clusters evicted so far
+	Evicted     int `json:"evicted"`      // pools evicted so far: run-time clusters beyond Clusters, any pool beyond MaxKeys
 	Keys        int `json:"keys"`         // neural cache keys held, over all pools
 }
 
@@ -135,9 +166,12 @@ func NewCacheMemory(cfg CacheConfig, mc MemoryConfig) (*CacheMemory, error) {
 	if err := cfg.Check(); err != nil {
 		return nil, err
 	}
-	if mc.Window < 0 || mc.Clusters < 0 || mc.Radius < 0 || math.IsNaN(mc.Radius) || mc.Width < 0 || mc.NeuralKeys < 0 {
-		return nil, fmt.Errorf("adapt: cache memory: window %d, clusters %d, radius %g, width %d, keys %d: want values >= 0 (0: the default)",
-			mc.Window, mc.Clusters, mc.Radius, mc.Width, mc.NeuralKeys)
+	if mc.Window < 0 || mc.Clusters < 0 || mc.Radius < 0 || math.IsNaN(mc.Radius) || mc.Width < 0 || mc.NeuralKeys < 0 || mc.MaxKeys < 0 {
+		return nil, fmt.Errorf("adapt: cache memory: window %d, clusters %d, radius %g, width %d, keys %d, max keys %d: want values >= 0 (0: the default)",
+			mc.Window, mc.Clusters, mc.Radius, mc.Width, mc.NeuralKeys, mc.MaxKeys)
+	}
+	if mc.Width == 0 && mc.MaxKeys != 0 {
+		return nil, fmt.Errorf("adapt: cache memory: a bound of %d neural keys without a hidden width (MemoryConfig.Width)", mc.MaxKeys)
 	}
 	if mc.Width == 0 && mc.NeuralKeys != 0 {
 		return nil, fmt.Errorf("adapt: cache memory: %d neural keys without a hidden width (MemoryConfig.Width)", mc.NeuralKeys)
@@ -192,7 +226,11 @@ func (m *CacheMemory) AdmitHidden(trained int, feat []float32, prompt []int32, l
 	}
 	c.used = m.clock
 	if m.mc.Width > 0 {
-		return m.admitNeural(c, prompt, lp, hid)
+		snap, err := m.admitNeural(c, prompt, lp, hid)
+		if err == nil {
+			m.bound(c)
+		}
+		return snap, err
 	}
 	snap := MemorySnapshot{Key: c.key, Pool: c.counts.Clone(), Weights: c.w, Prompts: len(c.prompts)}
 	if m.mc.WithSelf {
@@ -256,6 +294,54 @@ func (m *CacheMemory) find(trained int, feat []float32) (*memCluster, error) {
 	}
 	m.run = append(m.run, c)
 	return c, nil
+}
+
+// bound evicts whole least recently used pools other than keep until the
+// neural keys held are within MaxKeys. m.mu held.
+func (m *CacheMemory) bound(keep *memCluster) {
+	if m.mc.MaxKeys <= 0 {
+		return
+	}
+	for {
+		total := 0
+		var lru *memCluster
+		m.each(func(c *memCluster) {
+			total += c.keys
+			if c != keep && c.keys > 0 && (lru == nil || c.used < lru.used) {
+				lru = c
+			}
+		})
+		if total <= m.mc.MaxKeys || lru == nil {
+			return
+		}
+		m.drop(lru)
+	}
+}
+
+// each calls f on every pool. m.mu held.
+func (m *CacheMemory) each(f func(c *memCluster)) {
+	for _, c := range m.trained {
+		f(c)
+	}
+	for _, c := range m.run {
+		f(c)
+	}
+	if m.global != nil {
+		f(m.global)
+	}
+}
+
+// drop evicts pool c. m.mu held.
+func (m *CacheMemory) drop(c *memCluster) {
+	switch {
+	case c.key.Trained >= 0:
+		delete(m.trained, c.key.Trained)
+	case c.key.Run >= 0:
+		m.run = slices.DeleteFunc(m.run, func(x *memCluster) bool { return x == c })
+	default:
+		m.global = nil
+	}
+	m.evicted++
 }
 
 func sqDist(c []float64, x []float32) float64 {

@@ -308,3 +308,61 @@ func TestCacheMemoryNeuralEvictCancellation(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheMemoryMaxKeys: with MaxKeys the memory holds at most that many
+// neural keys over all its pools, evicting whole least recently used
+// pools, never the one just admitted to; a pool evicted starts empty when
+// used again. WorstKeys says the bound.
+func TestCacheMemoryMaxKeys(t *testing.T) {
+	const c, n = 4, 21 // 20 keys a prompt
+	mc := MemoryConfig{Width: c, NeuralKeys: 40, MaxKeys: 70}
+	m, err := NewCacheMemory(UniformCache(32), mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 3))
+	admit := func(trained int) MemorySnapshot {
+		t.Helper()
+		p, lp := memPrompt(rng, 0, n)
+		s, err := m.AdmitHidden(trained, nil, p, lp, memHidden(rng, n-1, c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := m.Stats(); st.Keys > mc.MaxKeys {
+			t.Fatalf("%d keys held, bound %d", st.Keys, mc.MaxKeys)
+		}
+		if _, ok := m.Pool(MemoryKey{Trained: trained, Run: -1}); !ok {
+			t.Fatalf("pool %d, just admitted to, was evicted", trained)
+		}
+		return s
+	}
+	admit(0)
+	admit(0) // pool 0: 40 keys
+	admit(1) // 60
+	admit(2) // 80 > 70: pool 0 (least recently used) goes
+	if _, ok := m.Pool(MemoryKey{Trained: 0, Run: -1}); ok {
+		t.Fatal("the least recently used pool was kept over the bound")
+	}
+	if st := m.Stats(); st.Keys != 40 || st.Evicted != 1 {
+		t.Fatalf("stats %+v, want 40 keys and 1 eviction", st)
+	}
+	admit(1) // pool 1 now 40 keys, pool 2 20: 60
+	if s := admit(0); s.Prompts != 0 || s.Keys.Len() != 0 {
+		t.Fatalf("an evicted pool came back with %d prompts, %d keys", s.Prompts, s.Keys.Len())
+	}
+	if st := m.Stats(); st.Evicted != 2 { // 80 > 70: pool 2 (used before pool 1's last admission) went
+		t.Fatalf("stats %+v, want 2 evictions", st)
+	}
+	if _, ok := m.Pool(MemoryKey{Trained: 2, Run: -1}); ok {
+		t.Fatal("pool 2, the least recently used, was kept")
+	}
+	if w := mc.WorstKeys(10); w != 70 {
+		t.Fatalf("WorstKeys with a bound: %d", w)
+	}
+	if w := (MemoryConfig{Width: c}).WorstKeys(10); w != (10+DefaultMemoryClusters+1)*DefaultMemoryKeys {
+		t.Fatalf("WorstKeys without a bound: %d", w)
+	}
+	if _, err := NewCacheMemory(UniformCache(32), MemoryConfig{MaxKeys: 10}); err == nil {
+		t.Fatal("a key bound without a width: accepted")
+	}
+}

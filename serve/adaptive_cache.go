@@ -186,5 +186,14 @@ func (a *Adaptive) MemoryRadius() float64 {
 	return a.RT.Gate.Radius
 }
 
+// MemoryCentroids is the number of training centroids whose pools the
+// memory may hold (online mode; 0 otherwise): what MemoryBound counts.
+func (a *Adaptive) MemoryCentroids() int {
+	if a.Mode != AdaptOnline || a.RT.Centroids == nil {
+		return 0
+	}
+	return a.RT.Centroids.K
+}
+
 var _ NeuralModel = (*Adaptive)(nil)
 var _ NeuralModel = Base{}

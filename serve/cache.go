@@ -50,6 +50,7 @@ type CacheInfo struct {
 // the memory, which Stats reads too).
 type tokenCache struct {
 	mem  *adapt.CacheMemory
+	mc   adapt.MemoryConfig
 	cm   CacheModel
 	ops  adapt.Ops
 	v    int
@@ -90,13 +91,13 @@ func newTokenCache(m Model, opt Options) (*tokenCache, error) {
 		if nm, ok = m.(NeuralModel); !ok {
 			return nil, fmt.Errorf("serve: Options.CacheNeural: this model (%T) cannot give its hidden states for the neural cache (serve a Base or an Adaptive)", m)
 		}
-		mc.Width, mc.NeuralKeys = m.Config().NEmbd, opt.CacheKeys
+		mc.Width, mc.NeuralKeys, mc.MaxKeys = m.Config().NEmbd, opt.CacheKeys, opt.CacheMaxKeys
 	}
 	mem, err := adapt.NewCacheMemory(cfg, mc)
 	if err != nil {
 		return nil, fmt.Errorf("serve: token cache: %w", err)
 	}
-	tc := &tokenCache{mem: mem, cm: cm, v: v, beta: float32(cfg.Beta),
+	tc := &tokenCache{mem: mem, mc: mc, cm: cm, v: v, beta: float32(cfg.Beta),
 		own: make([]float32, opt.Slots*v), pool: make([]float32, opt.Slots*v),
 		ownTotal: make([]float64, opt.Slots), poolTotal: make([]float64, opt.Slots),
 		w: make([]adapt.CacheWeights, opt.Slots), on: make([]bool, opt.Slots), nm: nm, adm: newAdmitter(mem)}
@@ -379,6 +380,23 @@ func (s *Scheduler) cacheDevice(job *admitJob, ads []Adapter) (err error) {
 			n, len(job.lps), len(job.hids), len(job.trained), len(job.feats))
 	}
 	return nil
+}
+
+// MemoryBound is the most neural keys the cache memory can hold over all
+// its pools and the host bytes they take (ok false: the neural cache is
+// off): one pool per training centroid of an online adapter, the
+// run-time clusters and the global pool, at most CacheKeys each, or
+// CacheMaxKeys in all when that is less.
+func (s *Scheduler) MemoryBound() (keys, bytes int, ok bool) {
+	if s.tc == nil || s.tc.nc == nil {
+		return 0, 0, false
+	}
+	trained := 0
+	if c, ok := s.tc.cm.(interface{ MemoryCentroids() int }); ok {
+		trained = c.MemoryCentroids()
+	}
+	keys = s.tc.mc.WorstKeys(trained)
+	return keys, keys * s.tc.mc.KeyBytes(), true
 }
 
 // MemoryStats is the token cache memory's size (ok false: Options.Cache

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 )
 
@@ -71,5 +72,45 @@ func TestCacheAdmissionOffLoop(t *testing.T) {
 	ra2, rb2 := refA.C.Choices[0].Chameleon.Cache, refB.C.Choices[0].Chameleon.Cache
 	if mustJSON(ca) != mustJSON(ra2) || mustJSON(cb) != mustJSON(rb2) {
 		t.Fatalf("cache snapshots %s / %s, want %s / %s", mustJSON(ca), mustJSON(cb), mustJSON(ra2), mustJSON(rb2))
+	}
+}
+
+// TestCacheMaxKeys: with CacheMaxKeys the served memory holds at most
+// that many neural keys over its pools (the pool a request joins
+// excepted, whatever its size), evicting least recently used pools whole;
+// MemoryBound says the bound and its bytes, and without it the
+// centroids' and run-time clusters' worst case.
+func TestCacheMaxKeys(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	const bound = 12
+	s, url := testServer(t, newAdaptive(t, m, a, AdaptOptions{}), tok, Options{Slots: 2, Cache: true, CacheNeural: true, CacheMaxKeys: bound})
+	pools := map[string]bool{}
+	for _, p := range append(adaptPrompts, adaptPrompts...) {
+		r := post(context.Background(), t, url, cacheReq(p))
+		if r.Status != 200 {
+			t.Fatalf("%q: %d %s", p, r.Status, r.Body)
+		}
+		pools[r.C.Choices[0].Chameleon.Cache.Pool] = true
+		st := s.Scheduler().Stats().Memory
+		if ids := len(tok.Encode(p)); st.Keys > max(bound, 2*(ids-1)) {
+			t.Fatalf("%d keys held after %q, bound %d", st.Keys, p, bound)
+		}
+	}
+	st := s.Scheduler().Stats().Memory
+	if len(pools) < 2 || st.Evicted == 0 {
+		t.Fatalf("pools %v, stats %+v: want evictions across pools", pools, st)
+	}
+	keys, bytes, ok := s.Scheduler().MemoryBound()
+	if !ok || keys != bound || bytes != bound*(adapt.MemoryConfig{Width: m.Cfg.NEmbd}).KeyBytes() {
+		t.Fatalf("MemoryBound %d keys, %d bytes, %v", keys, bytes, ok)
+	}
+	s2, _ := testServer(t, newAdaptive(t, m, a, AdaptOptions{}), tok, Options{Slots: 2, Cache: true, CacheNeural: true})
+	if keys, _, _ := s2.Scheduler().MemoryBound(); keys != (4+adapt.DefaultMemoryClusters+1)*adapt.DefaultMemoryKeys {
+		t.Fatalf("unbounded MemoryBound %d keys", keys)
+	}
+	if _, err := New(Base{m}, tok, Options{Slots: 2, Cache: true, CacheMaxKeys: 5}); err == nil {
+		t.Fatal("CacheMaxKeys without the neural cache: accepted")
 	}
 }

@@ -62,6 +62,11 @@ type Options struct {
 	// floats (and 112 bytes of float64 terms per key) per pool, over the trained
 	// centroids' pools and CacheClusters run-time ones.
 	CacheKeys int
+	// CacheMaxKeys bounds the neural keys the memory holds over all its
+	// pools (the host memory's bound: adapt.MemoryConfig.MaxKeys), least
+	// recently used pools evicted whole; 0: no bound beyond (centroids +
+	// CacheClusters + 1) x CacheKeys (Scheduler.MemoryBound says it).
+	CacheMaxKeys int
 
 	// The HTTP layer's options (Server only).
 
@@ -89,7 +94,8 @@ func (o Options) check() error {
 	}{{"Slots", int64(o.Slots)}, {"PrefillChunk", int64(o.PrefillChunk)}, {"MaxTokens", int64(o.MaxTokens)},
 		{"MaxN", int64(o.MaxN)}, {"MaxChoices", int64(o.MaxChoices)}, {"MaxLogprobs", int64(o.MaxLogprobs)},
 		{"MaxBodyBytes", o.MaxBodyBytes}, {"RetryAfter", int64(o.RetryAfter)}, {"AdaptWindow", int64(o.AdaptWindow)},
-		{"CacheWindow", int64(o.CacheWindow)}, {"CacheClusters", int64(o.CacheClusters)}, {"CacheKeys", int64(o.CacheKeys)}} {
+		{"CacheWindow", int64(o.CacheWindow)}, {"CacheClusters", int64(o.CacheClusters)}, {"CacheKeys", int64(o.CacheKeys)},
+		{"CacheMaxKeys", int64(o.CacheMaxKeys)}} {
 		if f.v < 0 {
 			return fmt.Errorf("serve: Options.%s is %d: want a positive value (0: the default)", f.name, f.v)
 		}
@@ -103,8 +109,8 @@ func (o Options) check() error {
 	if !o.Cache && o.CacheNeural {
 		return fmt.Errorf("serve: Options.CacheNeural adds the neural cache to the token cache memory: set Options.Cache too")
 	}
-	if !o.CacheNeural && o.CacheKeys != 0 {
-		return fmt.Errorf("serve: Options.CacheKeys bounds the neural cache's keys: set Options.CacheNeural too")
+	if !o.CacheNeural && (o.CacheKeys != 0 || o.CacheMaxKeys != 0) {
+		return fmt.Errorf("serve: Options.CacheKeys and CacheMaxKeys bound the neural cache's keys: set Options.CacheNeural too")
 	}
 	if o.Queue < 0 && o.Queue != NoQueue {
 		return fmt.Errorf("serve: Options.Queue is %d: want a positive value (0: the default; NoQueue: none)", o.Queue)

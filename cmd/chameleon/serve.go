@@ -76,7 +76,7 @@ func serveCmd() *cobra.Command {
 				srv.Shutdown(context.Background()) //nolint:errcheck // nothing was submitted
 				return err
 			}
-			announceCache(cmd.ErrOrStderr(), opt)
+			announceCache(cmd.ErrOrStderr(), opt, srv.Scheduler())
 			announceServe(cmd.ErrOrStderr(), srv, ln, s)
 			return serveUntilSignal(cmd, srv, hs, cl, grace)
 		},
@@ -230,6 +230,10 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 		return fmt.Errorf("--cache-keys bounds the neural cache of the token cache memory: add --cache")
 	case opt.CacheKeys != 0 && !opt.CacheNeural:
 		return fmt.Errorf("--cache-keys bounds the neural cache, which --cache-neural=false turns off")
+	case opt.CacheMaxKeys < 0:
+		return fmt.Errorf("--cache-max-keys %d: want a value of 0 or more (0: no bound over all pools)", opt.CacheMaxKeys)
+	case opt.CacheMaxKeys != 0 && (!opt.Cache || !opt.CacheNeural):
+		return fmt.Errorf("--cache-max-keys bounds the neural cache of the token cache memory: add --cache (and keep --cache-neural)")
 	}
 	opt.CacheNeural = opt.CacheNeural && opt.Cache // on by default with --cache
 	if grace < 0 || opt.AdaptWindow < 0 {
@@ -281,11 +285,16 @@ func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (s
 	return ad, nil
 }
 
-// announceCache warns that the cache memory is on.
-func announceCache(w io.Writer, opt serve.Options) {
+// announceCache warns that the cache memory is on, and says how much
+// host memory its neural keys can take.
+func announceCache(w io.Writer, opt serve.Options, s *serve.Scheduler) {
 	switch {
 	case opt.CacheNeural:
 		fmt.Fprintln(w, "chameleon: token and neural cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens and hidden states it pools")
+		if keys, bytes, ok := s.MemoryBound(); ok {
+			fmt.Fprintf(w, "chameleon: the cache memory holds at most %d neural keys over all its pools: %.0f MiB of host memory (--cache-keys a pool, --cache-clusters, --cache-max-keys in all)\n",
+				keys, float64(bytes)/(1<<20))
+		}
 	case opt.Cache:
 		fmt.Fprintln(w, "chameleon: token cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens it pools")
 	}
@@ -305,4 +314,6 @@ func addCacheFlags(c *cobra.Command, opt *serve.Options) {
 		"followed contexts like its current one, in its own text and in its pool (=false: the token cache alone)")
 	f.IntVar(&opt.CacheKeys, "cache-keys", 0, "--cache: neural keys (prompt positions) each memory cluster keeps, oldest prompts evicted (0: 2048); "+
 		"the device holds --slots x (max(this, context) + context) keys, at most 128 MiB")
+	f.IntVar(&opt.CacheMaxKeys, "cache-max-keys", 0, "--cache: neural keys the memory holds over all its clusters, least recently used clusters evicted whole "+
+		"(0: no bound beyond clusters x --cache-keys; the server says the bound and its host memory at start)")
 }
