@@ -1,11 +1,8 @@
 package adaptrun
 
 import (
-	"compress/gzip"
-	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 )
 
@@ -35,18 +32,9 @@ type VersusRow struct {
 // LoadCacheResult reads a result WriteJSON wrote; rows written with
 // CacheOpts.KeepScores get their per-window losses back for Versus.
 func LoadCacheResult(path string) (*CacheResult, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
-	}
 	var r CacheResult
-	if err := json.NewDecoder(z).Decode(&r); err != nil {
-		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+	if err := readGzipJSON(path, &r); err != nil {
+		return nil, err
 	}
 	for i := range r.Streams {
 		for j := range r.Streams[i].Rows {

@@ -160,20 +160,28 @@ func (w *Windows) Save(path string) error {
 	return err
 }
 
-// LoadWindows reads what Save wrote and checks it.
-func LoadWindows(path string) (*Windows, error) {
+// readGzipJSON decodes the gzipped JSON file path into v.
+func readGzipJSON(path string, v any) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
 	z, err := gzip.NewReader(f)
 	if err != nil {
-		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+		return fmt.Errorf("adaptrun: %s: %w", path, err)
 	}
+	if err := json.NewDecoder(z).Decode(v); err != nil {
+		return fmt.Errorf("adaptrun: %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadWindows reads what Save wrote and checks it.
+func LoadWindows(path string) (*Windows, error) {
 	var w Windows
-	if err := json.NewDecoder(z).Decode(&w); err != nil {
-		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
+	if err := readGzipJSON(path, &w); err != nil {
+		return nil, err
 	}
 	if w.Format != windowsFormat {
 		return nil, fmt.Errorf("adaptrun: %s: format %q, want %q", path, w.Format, windowsFormat)
