@@ -279,6 +279,16 @@ func TestRuntimeGatedLoRA(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The gated plan keeps the features its gate read (a cache's
+		// clusters come from them); the ungated one computes none.
+		if fw := rt.FeatureWidth(); len(p.Features) != len(prompts)*fw || len(free.Features) != 0 {
+			t.Fatalf("%s: plan features %d, ungated %d; want %d x %d and none", name, len(p.Features), len(free.Features), len(prompts), fw)
+		}
+		for i, s := range prompts {
+			if got, want := p.Features[i*rt.FeatureWidth():(i+1)*rt.FeatureWidth()], f.hostFeatureF32(s); maxDiff(got, want) > 1e-4 {
+				t.Fatalf("%s: prompt %d: plan feature differs from the host's", name, i)
+			}
+		}
 		closed, dropped := 0, 0
 		for i, s := range prompts {
 			if free.Cluster[i] != 0 {

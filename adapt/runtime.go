@@ -141,7 +141,7 @@ type Plan struct {
 	// which checks the range.
 	Cluster  []int
 	K        int       // clusters
-	Features []float32 // (N, C) the sequences' features (hyper adapters), host copy
+	Features []float32 // (N, C) the sequences' features (hyper adapters, and a gated LoRA's: its gate read them), host copy
 	Means    []float32 // (K, C) the hyper-network's input per cluster
 	Alpha    float32
 	factors  Factors
@@ -174,12 +174,13 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 			return p, err
 		}
 		if !o.Ungated {
-			cl, err := r.StaticClusters(seqs)
+			cl, feats, err := r.staticClusters(seqs)
 			if err != nil {
 				p.Free()
 				return nil, err
 			}
 			copy(p.Cluster, cl)
+			p.Features = feats // a gated LoRA's: what a cache's clusters come from
 		}
 		return p, nil
 	case KindExperts:

@@ -156,22 +156,30 @@ func (r *Runtime) checkClusters(seqs [][]int32, cl []int, means []float32, pp *p
 // lower the sequence's own loss. Without a gate or a self-check (and for
 // other kinds) every sequence gets 0.
 func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
+	cl, _, err := r.staticClusters(seqs)
+	return cl, err
+}
+
+// staticClusters is StaticClusters that also returns the features the
+// gate read ((N, FeatureWidth); nil without a gate).
+func (r *Runtime) staticClusters(seqs [][]int32) ([]int, []float32, error) {
 	cl := make([]int, len(seqs))
 	if r.Meta.Kind != KindLoRA || (r.Gate == nil && !r.Meta.SelfCheck) || len(seqs) == 0 {
-		return cl, nil
+		return cl, nil, nil
 	}
 	pp, err := r.checkPass(seqs, true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	var feats []float32
 	if r.Gate != nil {
 		// The gate reads host features: the shared pass's when they are
 		// the whole feature, else the features computed (and uploaded) here.
-		feats := pp.hiddenMeans()
+		feats = pp.hiddenMeans()
 		if feats == nil || r.Meta.Features != FeatureHidden {
 			ft, fs, err := r.featuresWith(seqs, feats)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			r.cops.Free(ft)
 			feats = fs
@@ -180,10 +188,10 @@ func (r *Runtime) StaticClusters(seqs [][]int32) ([]int, error) {
 	}
 	if r.Meta.SelfCheck {
 		if _, err := r.checkClusters(seqs, cl, nil, pp); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return cl, nil
+	return cl, feats, nil
 }
 
 // ClusterSeqs groups seqs into k clusters (clamped to [1, N]) by k-means on
