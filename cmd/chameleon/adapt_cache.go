@@ -16,7 +16,7 @@ import (
 // benchmark's windows through the inference path (adaptrun.EvalCache).
 func adaptCacheCmd() *cobra.Command {
 	var mf modelFlags
-	var adapterSpec, windowsIn, out, versus string
+	var adapterSpec, windowsIn, out, versus, fromJSON string
 	var batch, iters, seeds int
 	var ro cacheRunOpts
 	c := &cobra.Command{
@@ -46,6 +46,16 @@ interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
+			var other *adaptrun.CacheResult
+			if versus != "" { // read first: a wrong file fails before the scoring
+				if other, err = adaptrun.LoadCacheResult(versus); err != nil {
+					return err
+				}
+				ro.perWindow = true
+			}
+			if fromJSON != "" {
+				return redrawCache(fromJSON, other, versus, out, iters)
+			}
 			if windowsIn == "" || out == "" {
 				return fmt.Errorf("--windows (adapt bench --save-windows) and --out are required")
 			}
@@ -75,13 +85,6 @@ interval.`,
 					return err
 				}
 			}
-			var other *adaptrun.CacheResult
-			if versus != "" {
-				if other, err = adaptrun.LoadCacheResult(versus); err != nil {
-					return err
-				}
-				ro.perWindow = true
-			}
 			res, err := evalCacheSeeds(sv, w, prior, batch, iters, seeds, replayMemoryConfig(a), ro)
 			if err != nil {
 				return err
@@ -104,8 +107,30 @@ interval.`,
 	fl.IntVar(&seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
 	fl.BoolVar(&ro.adaptedOnly, "adapted-only", false, "score only the rows with the adapter (for comparing adapters: the others are the base model's)")
 	fl.BoolVar(&ro.perWindow, "per-window", false, "keep every row's per-window losses in cache.json.gz (what --versus compares)")
+	fl.StringVar(&fromJSON, "from-json", "", "redraw a run's cache.json.gz into --out instead of scoring (with --versus: compare it with another run)")
 	fl.StringVar(&versus, "versus", "", "another run's cache.json.gz (written with --per-window, same windows): add this run minus that one, row by row, paired over windows")
 	return c
+}
+
+// redrawCache writes the report of the run saved in fromJSON into out,
+// compared with other (named versus) when it is set.
+func redrawCache(fromJSON string, other *adaptrun.CacheResult, versus, out string, iters int) error {
+	if out == "" {
+		return fmt.Errorf("--out is required")
+	}
+	res, err := adaptrun.LoadCacheResult(fromJSON)
+	if err != nil {
+		return err
+	}
+	if other != nil {
+		if err := res.Versus(other, versus, iters); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	return writeCacheReport(res, out)
 }
 
 // cacheRunOpts are adapt cache's switches for comparing adapters.
