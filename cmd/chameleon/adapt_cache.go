@@ -15,10 +15,7 @@ import (
 // adaptCacheCmd evaluates the token cache (adapt.CacheWeights) on the
 // benchmark's windows through the inference path (adaptrun.EvalCache).
 func adaptCacheCmd() *cobra.Command {
-	var mf modelFlags
-	var adapterSpec, windowsIn, out, versus, fromJSON string
-	var batch, iters, seeds int
-	var ro cacheRunOpts
+	var o cacheCmdOpts
 	c := &cobra.Command{
 		Use:   "cache --windows FILE --out DIR",
 		Short: "Evaluate the token cache: each cluster of a batch mixes its members' own tokens and its prompts into the output, with weights chosen on its prompts",
@@ -46,69 +43,21 @@ interval.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
-			var other *adaptrun.CacheResult
-			if versus != "" { // read first: a wrong file fails before the scoring
-				if other, err = adaptrun.LoadCacheResult(versus); err != nil {
-					return err
-				}
-				ro.perWindow = true
-			}
-			if fromJSON != "" {
-				return redrawCache(fromJSON, other, versus, out, iters)
-			}
-			if windowsIn == "" || out == "" {
-				return fmt.Errorf("--windows (adapt bench --save-windows) and --out are required")
-			}
-			w, err := adaptrun.LoadWindows(windowsIn)
-			if err != nil {
-				return err
-			}
-			prior, err := cachePrior(w)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			s, a, err := mf.loadWithAdapter(adapterSpec)
-			if err != nil {
-				return err
-			}
-			defer s.close()
-			sv := map[string]*adaptrun.Served{}
-			for _, split := range []string{"validation", "test", "harm"} {
-				if split == "harm" && len(w.Splits[split]) == 0 {
-					fmt.Fprintln(os.Stderr, "adapt cache: the windows have no harm split (pretraining and held-out domains): scoring the adaptation domains only")
-					continue
-				}
-				if sv[split], err = scoreServedWithBar(s, a, w, split, batch, true); err != nil {
-					return err
-				}
-			}
-			res, err := evalCacheSeeds(sv, w, prior, batch, iters, seeds, replayMemoryConfig(a), ro)
-			if err != nil {
-				return err
-			}
-			if other != nil {
-				if err := res.Versus(other, versus, iters); err != nil {
-					return err
-				}
-			}
-			return writeCacheReport(res, out)
+			return o.run()
 		},
 	}
-	mf.add(c)
+	o.mf.add(c)
 	fl := c.Flags()
-	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network); its plan gives the features the clusters come from")
-	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
-	fl.StringVar(&out, "out", "", "directory for cache.md, cache.json.gz and cache.png")
-	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
-	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
-	fl.IntVar(&seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
-	fl.BoolVar(&ro.adaptedOnly, "adapted-only", false, "score only the rows with the adapter (for comparing adapters: the others are the base model's)")
-	fl.BoolVar(&ro.perWindow, "per-window", false, "keep every row's per-window losses in cache.json.gz (what --versus compares)")
-	fl.StringVar(&fromJSON, "from-json", "", "redraw a run's cache.json.gz into --out instead of scoring (with --versus: compare it with another run)")
-	fl.StringVar(&versus, "versus", "", "another run's cache.json.gz (written with --per-window, same windows): add this run minus that one, row by row, paired over windows")
+	fl.StringVar(&o.adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network); its plan gives the features the clusters come from")
+	fl.StringVar(&o.windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
+	fl.StringVar(&o.out, "out", "", "directory for cache.md, cache.json.gz and cache.png")
+	fl.IntVar(&o.batch, "batch", 16, "windows a batch (a plan, and a cluster's pool)")
+	fl.IntVar(&o.iters, "bootstrap", 1000, "bootstrap resamples of each interval")
+	fl.IntVar(&o.seeds, "seeds", 3, "k-means (and random-batch) seeds: the tables are the first's, the others' figures beside them")
+	fl.BoolVar(&o.ro.adaptedOnly, "adapted-only", false, "score only the rows with the adapter (for comparing adapters: the others are the base model's)")
+	fl.BoolVar(&o.ro.perWindow, "per-window", false, "keep every row's per-window losses in cache.json.gz (what --versus compares)")
+	fl.StringVar(&o.fromJSON, "from-json", "", "redraw a run's cache.json.gz into --out instead of scoring (with --versus: compare it with another run)")
+	fl.StringVar(&o.versus, "versus", "", "another run's cache.json.gz (written with --per-window, same windows): add this run minus that one, row by row, paired over windows")
 	return c
 }
 
@@ -136,6 +85,69 @@ func redrawCache(fromJSON string, other *adaptrun.CacheResult, versus, out strin
 // cacheRunOpts are adapt cache's switches for comparing adapters.
 type cacheRunOpts struct {
 	adaptedOnly, perWindow bool
+}
+
+// cacheCmdOpts are adapt cache's flags.
+type cacheCmdOpts struct {
+	mf                                            modelFlags
+	adapterSpec, windowsIn, out, versus, fromJSON string
+	batch, iters, seeds                           int
+	ro                                            cacheRunOpts
+}
+
+// run is adapt cache: score the splits through the adapter's plan, then
+// evaluate the caches over them (or redraw a saved run), and write the
+// report.
+func (o *cacheCmdOpts) run() (err error) {
+	var other *adaptrun.CacheResult
+	if o.versus != "" { // read first: a wrong file fails before the scoring
+		if other, err = adaptrun.LoadCacheResult(o.versus); err != nil {
+			return err
+		}
+		o.ro.perWindow = true
+	}
+	if o.fromJSON != "" {
+		return redrawCache(o.fromJSON, other, o.versus, o.out, o.iters)
+	}
+	if o.windowsIn == "" || o.out == "" {
+		return fmt.Errorf("--windows (adapt bench --save-windows) and --out are required")
+	}
+	w, err := adaptrun.LoadWindows(o.windowsIn)
+	if err != nil {
+		return err
+	}
+	prior, err := cachePrior(w)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	s, a, err := o.mf.loadWithAdapter(o.adapterSpec)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	sv := map[string]*adaptrun.Served{}
+	for _, split := range []string{"validation", "test", "harm"} {
+		if split == "harm" && len(w.Splits[split]) == 0 {
+			fmt.Fprintln(os.Stderr, "adapt cache: the windows have no harm split (pretraining and held-out domains): scoring the adaptation domains only")
+			continue
+		}
+		if sv[split], err = scoreServedWithBar(s, a, w, split, o.batch, true); err != nil {
+			return err
+		}
+	}
+	res, err := evalCacheSeeds(sv, w, prior, o.batch, o.iters, o.seeds, replayMemoryConfig(a), o.ro)
+	if err != nil {
+		return err
+	}
+	if other != nil {
+		if err := res.Versus(other, o.versus, o.iters); err != nil {
+			return err
+		}
+	}
+	return writeCacheReport(res, o.out)
 }
 
 // evalCacheSeeds runs adaptrun.EvalCache on the scored splits sv under

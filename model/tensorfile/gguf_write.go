@@ -17,23 +17,9 @@ import (
 // and bytes. (ggml itself accepts at most 4 dims and 63-byte names; this
 // package does not impose those limits.)
 func WriteGGUF(w io.Writer, meta []KV, ts []Tensor) error {
-	align := int64(GGUFDefaultAlignment)
-	keys := make(map[string]bool, len(meta))
-	for _, kv := range meta {
-		if keys[kv.Key] {
-			return fmt.Errorf("gguf: metadata key %q appears twice", kv.Key)
-		}
-		keys[kv.Key] = true
-		if err := checkValue(kv.Value, 0); err != nil {
-			return fmt.Errorf("gguf: metadata %q: %w", kv.Key, err)
-		}
-		if kv.Key == ggufAlignmentKey {
-			a, ok := kv.Value.(uint32)
-			if !ok || a == 0 || a&(a-1) != 0 {
-				return fmt.Errorf("gguf: %s is %v (%T), want a power of two stored as uint32", kv.Key, kv.Value, kv.Value)
-			}
-			align = int64(a)
-		}
+	align, err := checkMeta(meta)
+	if err != nil {
+		return err
 	}
 	names := make(map[string]bool, len(ts))
 	offsets, sizes := make([]uint64, len(ts)), make([]uint64, len(ts))
@@ -100,4 +86,28 @@ func WriteGGUF(w io.Writer, meta []KV, ts []Tensor) error {
 		return fmt.Errorf("gguf: %w", c.err)
 	}
 	return nil
+}
+
+// checkMeta refuses duplicate keys, values without a GGUF encoding and a
+// bad general.alignment, and returns the alignment the tensor data uses.
+func checkMeta(meta []KV) (int64, error) {
+	align := int64(GGUFDefaultAlignment)
+	keys := make(map[string]bool, len(meta))
+	for _, kv := range meta {
+		if keys[kv.Key] {
+			return 0, fmt.Errorf("gguf: metadata key %q appears twice", kv.Key)
+		}
+		keys[kv.Key] = true
+		if err := checkValue(kv.Value, 0); err != nil {
+			return 0, fmt.Errorf("gguf: metadata %q: %w", kv.Key, err)
+		}
+		if kv.Key == ggufAlignmentKey {
+			a, ok := kv.Value.(uint32)
+			if !ok || a == 0 || a&(a-1) != 0 {
+				return 0, fmt.Errorf("gguf: %s is %v (%T), want a power of two stored as uint32", kv.Key, kv.Value, kv.Value)
+			}
+			align = int64(a)
+		}
+	}
+	return align, nil
 }
