@@ -259,29 +259,32 @@ func (s *Scheduler) loop() {
 			}
 			if idle || s.lost != nil {
 				s.rate.idle(s.met)
-				select {
-				case <-s.kick:
-				case <-s.abort:
-				}
+				s.pause(0)
 			} else if wait > 0 { // the queue's head waits for its window to close
-				tm := time.NewTimer(wait)
-				select {
-				case <-s.kick:
-				case <-s.abort:
-				case <-tm.C:
-				}
-				tm.Stop()
+				s.pause(wait)
 			}
 			continue
 		}
 		if !s.stepReady() { // every running slot waits for its cache snapshot
-			select {
-			case <-s.kick:
-			case <-s.abort:
-			}
+			s.pause(wait)
 			continue
 		}
 		s.step()
+	}
+}
+
+// pause waits for a kick or the abort, and at most d when d > 0.
+func (s *Scheduler) pause(d time.Duration) {
+	var timeout <-chan time.Time
+	if d > 0 {
+		tm := time.NewTimer(d)
+		defer tm.Stop()
+		timeout = tm.C
+	}
+	select {
+	case <-s.kick:
+	case <-s.abort:
+	case <-timeout:
 	}
 }
 
