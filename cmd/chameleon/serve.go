@@ -217,6 +217,21 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 			return fmt.Errorf("%s %d: want at least %d%s", f.flag, f.v, f.min, f.note)
 		}
 	}
+	if err := checkCacheFlags(opt); err != nil {
+		return err
+	}
+	if grace < 0 || opt.AdaptWindow < 0 {
+		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
+	}
+	if opt.Queue == 0 {
+		opt.Queue = serve.NoQueue
+	}
+	return nil
+}
+
+// checkCacheFlags refuses cache memory flags that cannot be honoured and
+// turns the neural cache off without --cache (serve and soak).
+func checkCacheFlags(opt *serve.Options) error {
 	if !opt.Cache && (opt.CacheWindow != 0 || opt.CacheClusters != 0 || opt.CacheRadius != 0) {
 		return fmt.Errorf("--cache-window, --cache-clusters and --cache-radius configure the token cache: add --cache")
 	}
@@ -236,12 +251,6 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 		return fmt.Errorf("--cache-max-keys bounds the neural cache of the token cache memory: add --cache (and keep --cache-neural)")
 	}
 	opt.CacheNeural = opt.CacheNeural && opt.Cache // on by default with --cache
-	if grace < 0 || opt.AdaptWindow < 0 {
-		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
-	}
-	if opt.Queue == 0 {
-		opt.Queue = serve.NoQueue
-	}
 	return nil
 }
 
@@ -292,7 +301,7 @@ func announceCache(w io.Writer, opt serve.Options, s *serve.Scheduler) {
 	case opt.CacheNeural:
 		fmt.Fprintln(w, "chameleon: token and neural cache memory on (--cache): each request's output depends on earlier requests, whose prompts' tokens and hidden states it pools")
 		if keys, bytes, ok := s.MemoryBound(); ok {
-			fmt.Fprintf(w, "chameleon: the cache memory holds at most %d neural keys over all its pools: %.0f MiB of host memory (--cache-keys a pool, --cache-clusters, --cache-max-keys in all)\n",
+			fmt.Fprintf(w, "chameleon: the cache memory holds at most %d neural keys over all its pools: %.1f MiB of host memory (--cache-keys a pool, --cache-clusters, --cache-max-keys in all)\n",
 				keys, float64(bytes)/(1<<20))
 		}
 	case opt.Cache:

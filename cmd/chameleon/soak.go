@@ -35,6 +35,7 @@ func soakCmd() *cobra.Command {
 	var dur, warm, every time.Duration
 	var clients, slots, maxTokens int
 	var memProfile string
+	var opt serve.Options // the cache memory's flags (addCacheFlags)
 	c := &cobra.Command{
 		Use:   "soak [--duration 10m] [--clients 6] [--slots 4]",
 		Short: "Run the server under bounded mixed load for a while and report leaks, lost requests and 5xx",
@@ -43,6 +44,9 @@ func soakCmd() *cobra.Command {
 			defer recovered(&err)
 			if dur <= 0 || warm < 0 || warm >= dur || every <= 0 || clients < 1 || slots < 1 || maxTokens < 1 {
 				return fmt.Errorf("want --duration > --warmup >= 0, --sample > 0, --clients, --slots, --max-tokens >= 1")
+			}
+			if err := checkCacheFlags(&opt); err != nil {
+				return err
 			}
 			log := cmd.ErrOrStderr()
 			s, err := mf.load()
@@ -58,7 +62,8 @@ func soakCmd() *cobra.Command {
 				defer ad.Close()
 			}
 			// The queue holds every client: a 429 would be a lost request.
-			srv, err := serve.New(sm, s.tok, serve.Options{Slots: slots, Queue: clients})
+			opt.Slots, opt.Queue = slots, clients
+			srv, err := serve.New(sm, s.tok, opt)
 			if err != nil {
 				return err
 			}
@@ -73,6 +78,7 @@ func soakCmd() *cobra.Command {
 			}
 			go hs.Serve(cl) //nolint:errcheck // closed below
 			defer hs.Close()
+			announceCache(log, opt, srv.Scheduler())
 			r := &soak{url: "http://" + ln.Addr().String(), adapts: sm.Adapts(), maxTokens: maxTokens}
 			fmt.Fprintf(log, "soak: %s on %s, %d clients, %d slots, %v (warm-up %v), adaptation %v\n",
 				s.label, r.url, clients, slots, dur, warm, r.adapts)
@@ -99,6 +105,7 @@ func soakCmd() *cobra.Command {
 	f.IntVar(&clients, "clients", 6, "concurrent clients (the queue holds them all)")
 	f.IntVar(&slots, "slots", 4, "server slots")
 	f.IntVar(&maxTokens, "max-tokens", 24, "largest max_tokens of a request")
+	addCacheFlags(c, &opt)
 	f.StringVar(&memProfile, "memprofile", "", "write Go heap profiles to FILE.warm (at the end of the warm-up) and FILE (at the end), to compare with go tool pprof -base")
 	return c
 }
