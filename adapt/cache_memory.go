@@ -375,21 +375,14 @@ func (m *CacheMemory) Stats() MemoryStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	s := MemoryStats{RunClusters: len(m.run), Evicted: m.evicted}
-	add := func(c *memCluster) {
-		if c != nil && len(c.prompts) > 0 {
+	m.each(func(c *memCluster) {
+		if len(c.prompts) > 0 {
 			s.Clusters++
 			s.Prompts += len(c.prompts)
 			s.Tokens += int(c.counts.Total)
 			s.Keys += c.keys
 		}
-	}
-	for _, c := range m.trained {
-		add(c)
-	}
-	for _, c := range m.run {
-		add(c)
-	}
-	add(m.global)
+	})
 	return s
 }
 
