@@ -24,6 +24,8 @@ func Conformance() []conformance.Case {
 		{Name: "ReLU", Fn: confReLU},
 		{Name: "LowRankBackward", Fn: confLowRankBackward},
 		{Name: "ReLUBackward", Fn: confReLUBackward},
+		{Name: "GateFactors", Fn: confGateFactors},
+		{Name: "GateBackward", Fn: confGateBackward},
 		{Name: "CacheMix", Fn: confCacheMix},
 		{Name: "NeuralMix", Fn: confNeuralMix},
 	}

@@ -71,6 +71,11 @@ type Meta struct {
 	// static.A (1, Rs, C) and static.B (1, V, Rs) right after the
 	// hyper-network's. 0: none.
 	StaticRank int `json:"static_rank,omitempty"`
+	// Basis (hyper adapters with StaticRank = Rank): the hyper-network
+	// generates gates g_k on the static pair's components instead of a
+	// pair of its own, logits += alpha * B diag(1 + g_k) A h (the gated
+	// basis, ops_gate.go).
+	Basis bool `json:"basis,omitempty"`
 	// Centroids is the number of training-cluster centroids stored with a
 	// hyper adapter (tensor "centroids" (K, C), last), for assigning new
 	// inputs online; 0: none stored.
@@ -102,6 +107,10 @@ func (m Meta) Validate() error {
 	}
 	if m.StaticRank > 0 && m.Kind != KindHyper {
 		return fmt.Errorf("static_rank is for hyper adapters (a %s adapter is static already)", m.Kind)
+	}
+	if m.Basis && (m.Kind != KindHyper || m.StaticRank != m.Rank || len(m.Sites) > 0) {
+		return fmt.Errorf("a gated basis is a head-only hyper adapter with static_rank = rank (have %s, rank %d, static_rank %d, %d sites)",
+			m.Kind, m.Rank, m.StaticRank, len(m.Sites))
 	}
 	switch m.Kind {
 	case KindLoRA:
@@ -171,7 +180,7 @@ func gated(kind Kind) bool { return kind == KindHyper || kind == KindLoRA }
 func (m Meta) Hyper() HyperConfig {
 	c := m.Base.Config
 	in, _ := FeatureDim(m.Features, c.NEmbd)
-	return HyperConfig{C: c.NEmbd, V: c.VocabSize, In: in, Rank: m.Rank, Alpha: m.Alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+	return HyperConfig{C: c.NEmbd, V: c.VocabSize, In: in, Rank: m.Rank, Alpha: m.Alpha, Hidden: m.Hidden, Dropout: m.Dropout, Basis: m.Basis}
 }
 
 // What a hyper-network conditions on: per sequence, over its prompt's real

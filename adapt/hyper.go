@@ -23,6 +23,9 @@ type HyperConfig struct {
 	Alpha   float32 // the update's scale
 	Hidden  []int   // hidden widths H1..Hn, at least one
 	Dropout float32 // dropout probability after each hidden ReLU, in training only
+	// Basis: the last layer outputs R gates on a static basis pair
+	// (ops_gate.go) instead of a pair of its own: OutDim is R.
+	Basis bool
 }
 
 // DefaultHyper is ChamaleonLLM's hyper-network for width c, vocabulary v
@@ -54,8 +57,13 @@ func (c HyperConfig) Validate() error {
 }
 
 // OutDim is the width of the last layer: R*C + V*R (816,400 for GPT-2
-// small at R = 16).
-func (c HyperConfig) OutDim() int { return c.Rank*c.C + c.V*c.Rank }
+// small at R = 16), or R gates for a gated basis.
+func (c HyperConfig) OutDim() int {
+	if c.Basis {
+		return c.Rank
+	}
+	return c.Rank*c.C + c.V*c.Rank
+}
 
 // Dims are the layer widths from input to output: C, H1..Hn, OutDim.
 func (c HyperConfig) Dims() []int {

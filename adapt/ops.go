@@ -59,6 +59,12 @@ type Ops interface {
 	Logits(dst, h, w, bias gpu.Tensor, f Factors, cluster gpu.Tensor, alpha float32) error
 	LowRankBackward(dF Factors, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error
 	LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, cluster []int32, alpha float32) error
+	// GateFactors and GateBackward are the gated basis's (ops_gate.go):
+	// dst (K, R, C) = diag(1 + g_k) a for gates g (K, R) on a basis a
+	// of R x C values, and the backward into a's and the gates'
+	// gradients.
+	GateFactors(dst, a, g gpu.Tensor)
+	GateBackward(dA, dg, du, u, h, g gpu.Tensor, cluster []int32, alpha float32) error
 	// CacheMix: the token cache's mixture (cache.go) over rows of
 	// log-probabilities lp (M, V) into dst (M, V): own (S, V) and pool
 	// (K, V) hold token counts, prior (V) the prior, rowParams (M, 6) per

@@ -38,6 +38,7 @@ type Runtime struct {
 	hyper              *HyperNet
 	static             *Static
 	pair               *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	basis              *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
 	sites              map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 	// noSharedPass makes a self-checked plan run its three forwards apart
 	// (features, base loss, adapted loss) instead of basePass: for tests
@@ -66,6 +67,9 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 		if err == nil {
 			r.pair, err = a.UploadStaticPair(m.B)
 		}
+		if a.Meta.Basis {
+			r.pair, r.basis = nil, r.pair
+		}
 		r.Centroids = a.TrainingCentroids()
 		r.Gate = a.Gate()
 	default:
@@ -91,13 +95,15 @@ func (r *Runtime) Free() {
 	if r.static != nil {
 		r.static.Free(r.M.B)
 	}
-	if r.pair != nil {
-		r.pair.Free(r.M.B)
+	for _, p := range []*Static{r.pair, r.basis} {
+		if p != nil {
+			p.Free(r.M.B)
+		}
 	}
 	for _, u := range r.sites {
 		u.free(r.M.B)
 	}
-	r.hyper, r.static, r.pair, r.sites = nil, nil, nil, nil
+	r.hyper, r.static, r.pair, r.basis, r.sites = nil, nil, nil, nil, nil
 }
 
 // Mode is how a plan groups its sequences.
@@ -146,6 +152,7 @@ type Plan struct {
 	Alpha    float32
 	factors  Factors
 	packed   gpu.Tensor // hyper output (K, OutDim); nil for static adapters
+	gated    gpu.Tensor // a gated basis's per-cluster A_k (K, R, C)
 	// siteF are the block sites' factors; sitePacked hold the generated ones.
 	siteF      map[model.Site]Factors
 	sitePacked []gpu.Tensor
@@ -327,7 +334,26 @@ func (p *Plan) generate() error {
 		p.Free()
 		return err
 	}
+	if p.rt.basis != nil {
+		return p.gateBasis()
+	}
 	p.factors = h.Factors(p.packed)
+	return nil
+}
+
+// gateBasis makes a gated basis's factors from the generated gates
+// (p.packed, (K, R)): A_k = diag(1 + g_k) A per cluster and the one B.
+func (p *Plan) gateBasis() error {
+	bs := p.rt.basis
+	l := bs.Factors().Layout
+	var err error
+	if p.gated, err = p.rt.M.B.Alloc(gpu.F32, p.K, l.R, l.C); err != nil {
+		p.Free()
+		return fmt.Errorf("adapt: gated basis for %d clusters: %w", p.K, err)
+	}
+	p.rt.ops.GateFactors(p.gated, bs.A, p.packed)
+	l.K, l.BStride = p.K, 0
+	p.factors = Factors{Layout: l, A: p.gated, B: bs.B}
 	return nil
 }
 
@@ -349,9 +375,11 @@ func (p *Plan) SetClusters(cl []int) error {
 
 // Free releases the plan's generated factors.
 func (p *Plan) Free() {
-	if p.packed != nil {
-		p.rt.M.B.Free(p.packed)
-		p.packed = nil
+	for _, t := range []*gpu.Tensor{&p.packed, &p.gated} {
+		if *t != nil {
+			p.rt.M.B.Free(*t)
+			*t = nil
+		}
 	}
 	freeAll(p.rt.M.B, p.sitePacked)
 	p.sitePacked, p.siteF = nil, nil

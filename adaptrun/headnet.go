@@ -232,7 +232,13 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 			n.ops.ReLU(a, z, mask)
 			x = a
 		}
-		s.f = n.hyper.Factors(s.packed)
+		if n.Meta.Basis {
+			if s.f, err = s.gateBasis(bt.K); err != nil {
+				return fail(err)
+			}
+		} else {
+			s.f = n.hyper.Factors(s.packed)
+		}
 	} else {
 		s.f = n.static.Factors()
 	}
@@ -246,6 +252,9 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 		if s.cl0, err = s.upload(gpu.I32, clampClusters(bt.Cluster), m); err != nil {
 			return fail(err)
 		}
+		if n.Meta.Basis {
+			return s, nil // the pair is in the gated factors
+		}
 		if s.us, err = s.alloc(gpu.F32, m, n.Meta.StaticRank); err != nil {
 			return fail(err)
 		}
@@ -256,6 +265,52 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 		}
 	}
 	return s, nil
+}
+
+// gateBasis makes a gated basis's factors from the generated gates
+// (s.packed, (K, R)): A_k = diag(1 + g_k) A per cluster, B shared.
+func (s *stepState) gateBasis(k int) (adapt.Factors, error) {
+	n := s.n
+	pf := n.pair.Factors()
+	gated, err := s.alloc(gpu.F32, k, pf.R, pf.C)
+	if err != nil {
+		return adapt.Factors{}, err
+	}
+	n.ops.GateFactors(gated, n.pair.A, s.packed)
+	l := pf.Layout
+	l.K, l.BStride = k, 0
+	return adapt.Factors{Layout: l, A: gated, B: pf.B}, nil
+}
+
+// basisBackward records a gated basis's gradients: B's and the gated
+// shrink's input gradient du by LowRankBackwardInput over every adapted row
+// as one cluster (B is shared), then A's and the gates' (dp, the
+// network's output gradient) by GateBackward from du and the ungated
+// shrink alpha A h.
+func (s *stepState) basisBackward(dl, dp gpu.Tensor, cluster []int32) error {
+	n := s.n
+	g := len(n.grads)
+	pf := n.pair.Factors()
+	u, err := s.alloc(gpu.F32, s.m, pf.R)
+	if err != nil {
+		return err
+	}
+	n.ops.LowRankU(u, s.h, s.f, s.cl, n.Meta.Alpha)
+	du, err := s.alloc(gpu.F32, s.m, pf.R)
+	if err != nil {
+		return err
+	}
+	// dA here is a scratch write: GateBackward writes A's gradient after it.
+	if err := n.ops.LowRankBackwardInput(adapt.NewFactors(n.grads[g-2], n.grads[g-1]), du, dl, s.h, u, pf,
+		clampClusters(cluster), n.Meta.Alpha); err != nil {
+		return err
+	}
+	u0, err := s.alloc(gpu.F32, s.m, pf.R)
+	if err != nil {
+		return err
+	}
+	n.ops.LowRankU(u0, s.h, pf, s.cl0, n.Meta.Alpha)
+	return n.ops.GateBackward(n.grads[g-2], dp, du, u0, s.h, s.packed, cluster, n.Meta.Alpha)
 }
 
 // clampClusters maps every adapted row's cluster to 0 and keeps -1: the
@@ -277,6 +332,16 @@ func (s *stepState) backward(cluster []int32) error {
 		return err
 	}
 	n.B.CrossEntropyBackward(dl, s.logits, s.tg, float32(1/float64(max(s.rows, 1))))
+	if n.Meta.Basis {
+		dp, err := s.alloc(gpu.F32, s.packed.Shape()...)
+		if err != nil {
+			return err
+		}
+		if err := s.basisBackward(dl, dp, cluster); err != nil {
+			return err
+		}
+		return s.hyperBackward(dp)
+	}
 	u, err := s.alloc(gpu.F32, s.m, n.Meta.Rank)
 	if err != nil {
 		return err
@@ -300,6 +365,15 @@ func (s *stepState) backward(cluster []int32) error {
 	if err := n.ops.LowRankBackward(adapt.PackedFactors(dp, hc.Rank, hc.C, hc.V), dl, s.h, u, s.f, cluster, n.Meta.Alpha); err != nil {
 		return err
 	}
+	return s.hyperBackward(dp)
+}
+
+// hyperBackward records the hyper-network's gradients (Grads, written)
+// from its output's gradient dp, through every Linear's MatMulBackward
+// and the ReLU/dropout backward down to the first layer.
+func (s *stepState) hyperBackward(dp gpu.Tensor) error {
+	n := s.n
+	var err error
 	dOut := dp
 	for l := len(n.hyper.Layers) - 1; l >= 0; l-- {
 		L := n.hyper.Layers[l]

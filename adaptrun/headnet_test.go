@@ -15,7 +15,8 @@ import (
 
 // TestAdapterGradientsFD checks the whole head-only adapter backward
 // (cross-entropy, the low-rank update, the hyper-network's layers and
-// ReLUs, a hybrid's static pair) against central finite differences of the
+// ReLUs, a hybrid's static pair, a gated basis's pair and gates) against
+// central finite differences of the
 // mean loss, on the reference backend, with rows of several clusters and
 // unadapted rows.
 //
@@ -33,15 +34,18 @@ func TestAdapterGradientsFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
-	for _, kind := range []adapt.Kind{adapt.KindHyper, "hybrid", adapt.KindExperts} {
+	for _, kind := range []adapt.Kind{adapt.KindHyper, "hybrid", "basis", adapt.KindExperts} {
 		var meta adapt.Meta
 		var host []model.HostTensor
 		switch kind {
 		case adapt.KindHyper:
 			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
 			host = adapt.InitHyper(meta.Hyper(), 9) // non-zero B: every gradient is live
-		case "hybrid":
+		case "hybrid", "basis":
 			meta = adapt.Meta{Kind: adapt.KindHyper, Rank: 2, StaticRank: 3, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
+			if kind == "basis" {
+				meta.Rank, meta.Basis = 3, true
+			}
 			host = adapt.InitHyper(meta.Hyper(), 9)
 			pair := adapt.InitStatic(1, 3, c, v, 4)
 			pair[0].Name, pair[1].Name = adapt.StaticPairA, adapt.StaticPairB
@@ -116,8 +120,8 @@ func TestAdapterGradientsFD(t *testing.T) {
 				}
 			}
 		}
-		if kind == "hybrid" && !(staticFD > 1e-4) {
-			t.Errorf("hybrid: the static pair does not move the loss (largest finite difference %g)", staticFD)
+		if (kind == "hybrid" || kind == "basis") && !(staticFD > 1e-4) {
+			t.Errorf("%s: the static pair does not move the loss (largest finite difference %g)", kind, staticFD)
 		}
 		n.Free()
 	}

@@ -26,9 +26,24 @@ var hybridMethod = Method{Name: "hybrid", Kind: KindHyper, Rank: 2, StaticRank: 
 // adapt.Runtime and run through model.ForwardAdapted on the reference
 // backend and on WebGPU.
 //
+// The gated basis (basisMethod) runs the same checks: its gates generated
+// per cluster on the shared pair, trained on mixed-cluster batches.
+func TestHybridAdapterFile(t *testing.T) {
+	for _, meth := range []Method{hybridMethod, basisMethod} {
+		t.Run(meth.Name, func(t *testing.T) { checkAdapterFile(t, meth) })
+	}
+}
+
+// basisMethod is a small gated basis for the fixture's model.
+var basisMethod = Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden,
+	Hidden: []int{5, 3}, Recluster: true, Basis: true, Mixed: true}
+
+// checkAdapterFile is TestHybridAdapterFile for one head-only hyper
+// method with a static pair of rank 3.
+//
 // (Over 80 lines: one adapter built, written, read back and run on both
 // backends, the logits compared at each step.)
-func TestHybridAdapterFile(t *testing.T) {
+func checkAdapterFile(t *testing.T, meth Method) {
 	m, w := fixture(t)
 	set, err := Prepare(m, w, "train", 4, nil)
 	if err != nil {
@@ -39,13 +54,13 @@ func TestHybridAdapterFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
-	tr, err := Train(m.B.(gpu.TrainBackend), m.W.Wte, base, hybridMethod, set, TrainOpts{Batch: 4, Epochs: 2, LR: 3e-2, Seed: 3, Alpha: 0.7}, nil)
+	tr, err := Train(m.B.(gpu.TrainBackend), m.W.Wte, base, meth, set, TrainOpts{Batch: 4, Epochs: 2, LR: 3e-2, Seed: 3, Alpha: 0.7}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := tr.Adapter
-	if a.Meta.StaticRank != 3 || tr.NParams != hybridMethod.Params(c, v, 1) {
-		t.Fatalf("static rank %d, %d parameters: want 3 and %d", a.Meta.StaticRank, tr.NParams, hybridMethod.Params(c, v, 1))
+	if a.Meta.StaticRank != 3 || a.Meta.Basis != meth.Basis || tr.NParams != meth.Params(c, v, 1) {
+		t.Fatalf("static rank %d, basis %v, %d parameters: want 3, %v and %d", a.Meta.StaticRank, a.Meta.Basis, tr.NParams, meth.Basis, meth.Params(c, v, 1))
 	}
 	if tr.NParams-paramCount(a.HyperTensors()) != 3*(c+v) {
 		t.Errorf("the static pair holds %d parameters, want %d", tr.NParams-paramCount(a.HyperTensors()), 3*(c+v))
@@ -137,8 +152,20 @@ func TestHybridAdapterFile(t *testing.T) {
 // hyper-network's B part zero), a hybrid adapter is its static pair alone,
 // so the mean-update control (static + mean generated update, for all)
 // scores exactly as the clustered grouping does, and both differ from the
-// base model; the file refuses a static pair on a static adapter.
+// base model; the file refuses a static pair on a static adapter. A gated
+// basis whose gates do not depend on the input (the last layer's weights
+// zero, its bias not) is likewise one update for all: the mean control
+// equals the clustered grouping; the file refuses a basis whose pair's
+// rank is not its own.
 func TestHybridMeanControl(t *testing.T) {
+	for _, basis := range []bool{false, true} {
+		checkMeanControl(t, basis)
+	}
+}
+
+// checkMeanControl is TestHybridMeanControl for a hybrid (basis false) or
+// a gated basis.
+func checkMeanControl(t *testing.T, basis bool) {
 	m, w := fixture(t)
 	set, err := Prepare(m, w, "validation", 4, nil)
 	if err != nil {
@@ -151,6 +178,10 @@ func TestHybridMeanControl(t *testing.T) {
 	c := m.Cfg.NEmbd
 	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: 2, StaticRank: 3, Alpha: 0.7, Hidden: []int{5, 3}, Features: adapt.FeatureHidden,
 		Centroids: 2, Base: base}
+	meth := hybridMethod
+	if basis {
+		meta.Rank, meta.Basis, meth = 3, true, basisMethod
+	}
 	rng := rand.New(rand.NewPCG(5, 6))
 	var ts []model.HostTensor
 	for _, s := range meta.Spec() {
@@ -163,13 +194,17 @@ func TestHybridMeanControl(t *testing.T) {
 	a := &adapt.Adapter{Meta: meta, Tensors: ts}
 	hs := a.HyperTensors()
 	last := len(hs) - 2
-	rc := meta.Rank * c
-	clear(hs[last].Data[rc*hs[last].Shape[1]:])
-	clear(hs[last+1].Data[rc:])
+	if basis {
+		clear(hs[last].Data) // gates = the bias, for every input
+	} else {
+		rc := meta.Rank * c
+		clear(hs[last].Data[rc*hs[last].Shape[1]:])
+		clear(hs[last+1].Data[rc:])
+	}
 	if err := a.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	tr := &Trained{M: hybridMethod, Adapter: a, Cents: a.TrainingCentroids()}
+	tr := &Trained{M: meth, Adapter: a, Cents: a.TrainingCentroids()}
 	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
 	mean := func(g string, tr *Trained) float64 {
 		s, err := e.Score(tr, set, g, 1)
@@ -182,6 +217,14 @@ func TestHybridMeanControl(t *testing.T) {
 	t.Logf("mean update %.5f, clustered %.5f, base %.5f nats/token", mc, cl, b)
 	if math.Abs(mc-cl) > 1e-4 || math.Abs(cl-b) < 1e-3 {
 		t.Errorf("mean update %.5f, clustered %.5f, base %.5f: want the first two equal and apart from the base", mc, cl, b)
+	}
+	if basis {
+		bad := meta
+		bad.StaticRank = 2
+		if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "gated basis") {
+			t.Errorf("a gated basis with a pair of rank 2 and rank 3: %v", err)
+		}
+		return
 	}
 	bad := adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 2, StaticRank: 3, Alpha: 1, Base: base}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "static_rank") {

@@ -48,6 +48,14 @@ type Method struct {
 	// pair carries the shift common to the adaptation domains, the
 	// generated update each cluster's own.
 	StaticRank int `json:"static_rank,omitempty"`
+	// Basis (hyper, head-only): the hyper-network generates Rank gates on
+	// the components of a static pair of rank Rank instead of a pair of
+	// its own (the gated basis: logits += alpha B diag(1 + g_k) A h).
+	Basis bool `json:"basis,omitempty"`
+	// Mixed (hyper): each training step takes random windows, each with
+	// its own cluster's update (the centroid's), as a served batch mixes
+	// clusters, instead of the windows of one cluster with their mean.
+	Mixed bool `json:"mixed,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -97,27 +105,6 @@ func radius(cents *cluster.Centroids, f []float32, q float64) float64 {
 	return d[min(n-1, int(q*float64(n)))]
 }
 
-// group is a batch of windows adapted together: member i's rows use
-// update Cluster[i] in [0, K) (-1: none); a hyper-network gets Means
-// (K, feature width).
-type group struct {
-	Members []int
-	Cluster []int
-	K       int
-	Means   []float32
-}
-
-// chunks cuts idx into consecutive pieces of at most size.
-func chunks(idx []int, size int) [][]int {
-	var out [][]int
-	for len(idx) > 0 {
-		n := min(size, len(idx))
-		out = append(out, idx[:n:n])
-		idx = idx[n:]
-	}
-	return out
-}
-
 // meanOf is the mean of the rows members of the (N, dim) matrix f.
 func meanOf(f []float32, dim int, members []int) []float32 {
 	out := make([]float32, dim)
@@ -150,7 +137,7 @@ func uniform(n, c int) []int {
 // hyperConfig is m's hyper-network for a model of width c and vocabulary v.
 func (m Method) hyperConfig(c, v int, alpha float32) adapt.HyperConfig {
 	in, _ := adapt.FeatureDim(m.Features, c)
-	return adapt.HyperConfig{C: c, V: v, In: in, Rank: m.Rank, Alpha: alpha, Hidden: m.Hidden, Dropout: m.Dropout}
+	return adapt.HyperConfig{C: c, V: v, In: in, Rank: m.Rank, Alpha: alpha, Hidden: m.Hidden, Dropout: m.Dropout, Basis: m.Basis}
 }
 
 // Params is the trainable-parameter count of m on a model of width c and
@@ -161,6 +148,9 @@ func (m Method) Params(c, v, k int) int {
 		n := 0
 		for _, t := range adapt.HyperSpec(m.hyperConfig(c, v, 1)) {
 			n += gpu.Numel(t.Shape)
+		}
+		if m.Basis {
+			return n + m.Rank*(c+v)
 		}
 		return n + m.StaticRank*(c+v)
 	case KindLoRA:
@@ -193,6 +183,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	}
 	if m.StaticRank != 0 && (m.Kind != KindHyper || len(m.Deep) > 0 || m.StaticRank < 0) {
 		return nil, fmt.Errorf("adaptrun: %s: a static pair of rank %d is for head-only hyper methods", m.Name, m.StaticRank)
+	}
+	if m.Basis && (m.Kind != KindHyper || len(m.Deep) > 0 || m.StaticRank != 0) {
+		return nil, fmt.Errorf("adaptrun: %s: a gated basis is a head-only hyper method with no static rank of its own", m.Name)
 	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
@@ -276,7 +269,10 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 			return nil, err
 		}
 		meta.Kind, meta.Hidden, meta.Dropout, meta.Features = adapt.KindHyper, m.Hidden, m.Dropout, m.Features
-		meta.StaticRank = m.StaticRank
+		meta.StaticRank, meta.Basis = m.StaticRank, m.Basis
+		if m.Basis {
+			meta.StaticRank = m.Rank
+		}
 		dim := hc.InDim()
 		f := d.Feature(m.Features)
 		mu, sd = FeatureStats(f, dim)
@@ -292,6 +288,10 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 					return nil, err
 				}
 				out.Cents = res.Centroids
+				if m.Mixed {
+					epochs = append(epochs, mixedGroups(res, rng.Perm(n), o.Batch, mu, sd))
+					continue
+				}
 				var gs []group
 				for _, b := range cluster.FormBatches(res.Assign, res.Centroids.K, o.Batch) {
 					gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1,
@@ -308,11 +308,14 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		// layer (weights and bias) is zero.
 		last := len(host) - 2
 		rc := hc.Rank * hc.C
+		if m.Basis {
+			rc = 0 // every gate starts at zero: the static LoRA
+		}
 		clear(host[last].Data[rc*host[last].Shape[1]:])
 		clear(host[last+1].Data[rc:])
-		if m.StaticRank > 0 {
+		if meta.StaticRank > 0 {
 			// The static pair starts as LoRA does: A random, B zero.
-			pair := adapt.InitStatic(1, m.StaticRank, c, v, o.Seed)
+			pair := adapt.InitStatic(1, meta.StaticRank, c, v, o.Seed)
 			pair[0].Name, pair[1].Name = adapt.StaticPairA, adapt.StaticPairB
 			host = append(host, pair...)
 		}

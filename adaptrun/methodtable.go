@@ -43,6 +43,14 @@ func Methods(r int, f string, nAdapt int, matchedRank int) map[string]Method {
 		// update, this is where it shows against the matched LoRA.
 		"hyper-hybrid-full": {Name: "ChamaleonLLM+ hybrid (static r=232 + generated r=2, hidden states)", Kind: KindHyper, Rank: 2,
 			Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true, StaticRank: 232},
+		// The gated basis: a static pair of nearly the matched LoRA's rank
+		// (8 ranks fewer leave room for the gate network) whose components
+		// each cluster weighs by generated gates, trained on batches that
+		// mix clusters. At zero gates it is that LoRA; what the gates add
+		// over it is what the clustering buys.
+		"hyper-basis": {Name: fmt.Sprintf("ChamaleonLLM gated basis (r=%d, generated gates, hidden states)", max(1, matchedRank-8)),
+			Kind: KindHyper, Rank: max(1, matchedRank-8), Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true,
+			Basis: true, Mixed: true},
 		// Updates inside the decoder (the frozen base runs forward and
 		// backward every step).
 		"lora-qkv": {Name: fmt.Sprintf("LoRA r=%d in qkv + head", r), Kind: KindLoRA, Rank: r, Features: f, Deep: []string{train.SiteQKV}},
@@ -71,4 +79,4 @@ func MatchedMethods(r int, f string, nAdapt, c, v int) map[string]Method {
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, lora-qkv, hyper-v3, hyper-qkv, hyper-all"

@@ -68,7 +68,7 @@ if want head; then
 	[ -n "${SKIP_CONFORMANCE:-}" ] || (cd /tmp && timeout 90 /tmp/adapt.test -test.run 'TestConformance|TestLogitsLimits' -test.count 1) >> "$OUT/info.txt" 2>&1
 	mkdir -p "$OUT/head"
 	timeout "$head_s" $CH adapt bench "${common[@]}" --out "$OUT/head" \
-		--methods "${HEAD_METHODS:-lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched,hyper-hybrid,hyper-hybrid-full}" > "$OUT/head/log" 2>&1
+		--methods "${HEAD_METHODS:-lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched,hyper-hybrid,hyper-hybrid-full,hyper-basis}" > "$OUT/head/log" 2>&1
 	echo "head: exit $?" >> "$OUT/info.txt"
 	mv "$OUT"/head/hyper-*.safetensors "$OUT"/head/lora*.safetensors "$OUT/" 2>/dev/null
 	tar czf "$OUT/head.tgz" -C "$OUT" head && rm -rf "$OUT/head"

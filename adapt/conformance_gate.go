@@ -1,0 +1,65 @@
+package adapt
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/conformance"
+)
+
+// confGateFactors checks gate_rows materialising the gated basis's
+// per-cluster factors: one cluster and several, widths that are not a
+// multiple of the workgroup, gates near -1 (a component switched off).
+func confGateFactors(t conformance.T, p *conformance.Pair) {
+	ro, gotOps := New(p.Ref), New(p.Got)
+	for _, sh := range []struct{ k, r, c int }{{1, 1, 1}, {1, 8, 33}, {5, 7, 100}, {3, 256, 256}} {
+		a := p.Upload(t, gpu.F32, p.Randn(sh.r*sh.c, 1), 1, sh.r, sh.c)
+		gs := p.Randn(sh.k*sh.r, 0.5)
+		gs[0] = -1
+		g := p.Upload(t, gpu.F32, gs, sh.k, sh.r)
+		dst := p.Poisoned(t, gpu.F32, sh.k, sh.r, sh.c)
+		ro.GateFactors(dst.Ref, a.Ref, g.Ref)
+		gotOps.GateFactors(dst.Got, a.Got, g.Got)
+		p.Close(t, fmt.Sprintf("K=%d R=%d C=%d", sh.k, sh.r, sh.c), dst, 1e-6, 1e-6)
+		p.Free(a, g, dst)
+	}
+}
+
+// confGateBackward checks GateBackward (gate_rows on du, lowrank_grad_a
+// over the gated rows, gate_grad) on random rows with clusters in and out
+// of [0, K) (-1: no update), a nil cluster, and a cluster with no rows.
+func confGateBackward(t conformance.T, p *conformance.Pair) {
+	ro, gotOps := New(p.Ref), New(p.Got)
+	for _, sh := range []struct {
+		m, k, r, c int
+		nilCluster bool
+	}{{1, 1, 1, 1, true}, {7, 2, 3, 5, false}, {300, 4, 8, 70, false}, {1000, 3, 64, 256, false}, {129, 1, 16, 33, true}} {
+		var cl []int32
+		if !sh.nilCluster {
+			cl = p.Ints(sh.m, -1, sh.k-1) // cluster k-1 stays empty when k > 1
+		}
+		h := p.Upload(t, gpu.F32, p.Randn(sh.m*sh.c, 1), sh.m, sh.c)
+		du := p.Upload(t, gpu.F32, p.Randn(sh.m*sh.r, 1), sh.m, sh.r)
+		u := p.Upload(t, gpu.F32, p.Randn(sh.m*sh.r, 1), sh.m, sh.r)
+		g := p.Upload(t, gpu.F32, p.Randn(sh.k*sh.r, 0.5), sh.k, sh.r)
+		dA := p.Poisoned(t, gpu.F32, 1, sh.r, sh.c)
+		dg := p.Poisoned(t, gpu.F32, sh.k, sh.r)
+		for _, x := range []struct {
+			o  Ops
+			dA gpu.Tensor
+			dg gpu.Tensor
+			du gpu.Tensor
+			u  gpu.Tensor
+			h  gpu.Tensor
+			g  gpu.Tensor
+		}{{ro, dA.Ref, dg.Ref, du.Ref, u.Ref, h.Ref, g.Ref}, {gotOps, dA.Got, dg.Got, du.Got, u.Got, h.Got, g.Got}} {
+			if err := x.o.GateBackward(x.dA, x.dg, x.du, x.u, x.h, x.g, cl, 0.75); err != nil {
+				t.Fatalf("GateBackward: %v", err)
+			}
+		}
+		what := fmt.Sprintf("M=%d K=%d R=%d C=%d nil cluster=%v", sh.m, sh.k, sh.r, sh.c, sh.nilCluster)
+		p.Close(t, what+" dA", dA, 1e-4, 1e-4)
+		p.Close(t, what+" dg", dg, 1e-4, 1e-4)
+		p.Free(h, du, u, g, dA, dg)
+	}
+}
