@@ -39,10 +39,11 @@ type factorCase struct {
 	only          int  // 1: f32 weights only, 2: f16 only (to save time on GPT-2's head)
 	uniform       int  // gradient tests: > 0 puts every row in cluster uniform-1
 	runs          bool // clusters in runs of rows (as a batch's sequences), -1 runs included
+	sharedB       bool // one B for every cluster (BStride 0: the gated basis)
 }
 
 func (fc factorCase) String() string {
-	return fmt.Sprintf("M=%d C=%d V=%d R=%d K=%d packed=%v nocluster=%v", fc.m, fc.c, fc.v, fc.r, fc.k, fc.packed, fc.noCluster)
+	return fmt.Sprintf("M=%d C=%d V=%d R=%d K=%d packed=%v nocluster=%v sharedB=%v", fc.m, fc.c, fc.v, fc.r, fc.k, fc.packed, fc.noCluster, fc.sharedB)
 }
 
 // confFactors uploads random factors for fc on both backends: A ~ N(0,
@@ -60,6 +61,11 @@ func confFactors(t conformance.T, p *conformance.Pair, fc factorCase) (ref, got 
 		return PackedFactors(x.Ref, fc.r, fc.c, fc.v), PackedFactors(x.Got, fc.r, fc.c, fc.v), func() { p.Free(x) }
 	}
 	a := p.Upload(t, gpu.F32, p.Randn(fc.k*fc.r*fc.c, 1/math.Sqrt(float64(fc.c))), fc.k, fc.r, fc.c)
+	if fc.sharedB {
+		b := p.Upload(t, gpu.F32, p.Randn(fc.v*fc.r, 1/math.Sqrt(float64(fc.r))), 1, fc.v, fc.r)
+		l := Layout{K: fc.k, R: fc.r, C: fc.c, V: fc.v, AStride: fc.r * fc.c}
+		return Factors{l, a.Ref, b.Ref}, Factors{l, a.Got, b.Got}, func() { p.Free(a, b) }
+	}
 	b := p.Upload(t, gpu.F32, p.Randn(fc.k*fc.v*fc.r, 1/math.Sqrt(float64(fc.r))), fc.k, fc.v, fc.r)
 	return NewFactors(a.Ref, b.Ref), NewFactors(a.Got, b.Got), func() { p.Free(a, b) }
 }
@@ -101,6 +107,9 @@ var logitsCases = []factorCase{
 	// Long enough that a CPU adapter submits both variants in slices
 	// (tile_base and row_base offsets).
 	{m: 129, c: 3, v: 50257, r: 16, k: 3},
+	// One B for every cluster (the gated basis), both weight dtypes.
+	{m: 129, c: 64, v: 129, r: 16, k: 8, sharedB: true},
+	{m: 3, c: 768, v: 50257, r: 16, k: 3, sharedB: true, only: 2},
 }
 
 var gradCases = []factorCase{
@@ -201,6 +210,7 @@ var lowRankKernelCases = []factorCase{
 	{m: 40, c: 100, v: 24, r: 12, k: 1, noCluster: true},
 	{m: 129, c: 5, v: 50257, r: 16, k: 3, runs: true},
 	{m: 33, c: 3072, v: 768, r: 8, k: 3, packed: true, runs: true},
+	{m: 77, c: 257, v: 300, r: 17, k: 5, runs: true, sharedB: true},
 }
 
 // confLowRankKernels checks LowRankU, AddLowRank and AddLowRankT one at a
