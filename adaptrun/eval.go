@@ -69,7 +69,9 @@ type Evaluator struct {
 	// is summarised by k-means centroids at the same granularity, one per
 	// Batch windows.
 	Train, Fit *Set
-	gates      map[string][2]*cluster.Centroids
+	// Tune is GroupTuned's test-time training of a gated basis's gates.
+	Tune  Tune
+	gates map[string][2]*cluster.Centroids
 }
 
 // gateCents returns the adaptation and pretraining centroids in the
@@ -208,9 +210,12 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		for _, b := range cluster.FormBatches(as, t.Cents.K, e.Batch) {
 			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), b.Cluster), K: t.Cents.K})
 		}
-	case GroupOnline, GroupUngated, GroupChecked:
+	case GroupOnline, GroupUngated, GroupChecked, GroupTuned:
 		if err := need(KindHyper); err != nil {
 			return Scores{}, err
+		}
+		if grouping == GroupTuned && !t.Adapter.Meta.Basis {
+			return Scores{}, fmt.Errorf("adaptrun: grouping %q is for a gated basis, not %v", grouping, kindOf(t))
 		}
 		as, err := t.Cents.Assign(s.Feature(t.M.Features))
 		if err != nil {
@@ -318,7 +323,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	// The self-check: a window keeps its update only where the update
 	// lowers the loss of the window's own prompt (known at serving time
 	// after the prefill), scored from the same hidden states.
-	if grouping == GroupChecked || grouping == GroupStaticChecked {
+	if grouping == GroupChecked || grouping == GroupStaticChecked || grouping == GroupTuned {
 		ungated := GroupUngated
 		if grouping == GroupStaticChecked {
 			ungated = GroupStatic
@@ -351,7 +356,12 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	}
 	defer net.Free()
 	for _, g := range gs {
-		ls, err := net.Losses(s.batch(g, scale))
+		var ls []float32
+		if grouping == GroupTuned {
+			ls, err = net.TunedLosses(s.batch(g, scale), s.promptBatch(g), e.Tune)
+		} else {
+			ls, err = net.Losses(s.batch(g, scale))
+		}
 		if err != nil {
 			return Scores{}, err
 		}

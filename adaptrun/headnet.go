@@ -126,6 +126,9 @@ type AdapterBatch struct {
 	Cluster []int32
 	K       int
 	Means   []float32
+	// Gates (a gated basis, (K, R)): use these gates instead of the
+	// network's on Means (TunedLosses).
+	Gates []float32
 }
 
 // stepState holds one forward's device tensors for the backward.
@@ -142,6 +145,7 @@ type stepState struct {
 	xs, zs  []gpu.Tensor // hyper: each layer's input and pre-activation
 	masks   []gpu.Tensor
 	m, rows int // rows M, scored rows
+	cluster []int32
 }
 
 func (s *stepState) alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
@@ -169,12 +173,12 @@ func (s *stepState) free() { freeAll(s.n.B, s.live) }
 // each layer's buffers for the backward.)
 func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error) {
 	cfg := n.Meta.Base.Config
-	c, v := cfg.NEmbd, cfg.VocabSize
+	c := cfg.NEmbd
 	m := len(bt.Targets)
 	if len(bt.H) != m*c || len(bt.Cluster) != m {
 		return nil, fmt.Errorf("adaptrun: adapter batch with %d hidden values, %d targets and %d cluster ids (C = %d)", len(bt.H), m, len(bt.Cluster), c)
 	}
-	s := &stepState{n: n, m: m}
+	s := &stepState{n: n, m: m, cluster: clampClusters(bt.Cluster)}
 	for _, t := range bt.Targets {
 		if t >= 0 {
 			s.rows++
@@ -200,6 +204,15 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 		x, err := s.upload(gpu.F32, bt.Means, bt.K, in)
 		if err != nil {
 			return fail(err)
+		}
+		if n.Meta.Basis && bt.Gates != nil {
+			if s.packed, err = s.upload(gpu.F32, bt.Gates, bt.K, hc.OutDim()); err != nil {
+				return fail(err)
+			}
+			if s.f, err = s.gateBasis(bt.K); err != nil {
+				return fail(err)
+			}
+			return s.headLogits()
 		}
 		var masks [][]float32
 		if rng != nil && hc.Dropout > 0 {
@@ -242,6 +255,17 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 	} else {
 		s.f = n.static.Factors()
 	}
+	return s.headLogits()
+}
+
+// headLogits records the adapted logits of a forward whose factors s.f
+// are set (a hybrid's static pair added after them), freeing s on an
+// error.
+func (s *stepState) headLogits() (*stepState, error) {
+	n := s.n
+	m, v := s.m, n.Meta.Base.Config.VocabSize
+	fail := func(e error) (*stepState, error) { s.free(); return nil, e }
+	var err error
 	if s.logits, err = s.alloc(gpu.F32, m, v); err != nil {
 		return fail(err)
 	}
@@ -249,7 +273,7 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 		return fail(err)
 	}
 	if n.pair != nil {
-		if s.cl0, err = s.upload(gpu.I32, clampClusters(bt.Cluster), m); err != nil {
+		if s.cl0, err = s.upload(gpu.I32, s.cluster, m); err != nil {
 			return fail(err)
 		}
 		if n.Meta.Basis {

@@ -1,0 +1,114 @@
+package adaptrun
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// TestTunedGates checks test-time tuning of a gated basis's gates: no
+// step scores exactly as the untuned gates; steps on a batch's prompts
+// lower those prompts' loss; a window the gate keeps at the base model
+// (cluster -1) is scored the same either way; a grouping of tuned gates
+// is refused for an adapter that is not a gated basis.
+func TestTunedGates(t *testing.T) {
+	m, w := fixture(t)
+	set, err := Prepare(m, w, "validation", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{5, 3},
+		Features: adapt.FeatureHidden, Base: base}
+	rng := rand.New(rand.NewPCG(7, 8))
+	var host []model.HostTensor
+	for _, s := range meta.Spec() {
+		s.Data = make([]float32, gpu.Numel(s.Shape))
+		for i := range s.Data {
+			s.Data[i] = float32(0.3 * rng.NormFloat64())
+		}
+		host = append(host, s)
+	}
+	net, err := NewAdapterNet(m.B.(gpu.TrainBackend), m.W.Wte, meta, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Free()
+	c := m.Cfg.NEmbd
+	means := make([]float32, 2*c)
+	for i := range means {
+		means[i] = float32(rng.NormFloat64())
+	}
+	g := group{Members: []int{0, 1, 2}, Cluster: []int{1, -1, 0}, K: 2, Means: means}
+	bt, pb := set.batch(g, 1), set.promptBatch(g)
+	mean := func(ls []float32, bt AdapterBatch) float64 {
+		var s float64
+		n := 0
+		for i, tg := range bt.Targets {
+			if tg >= 0 {
+				s += float64(ls[i])
+				n++
+			}
+		}
+		return s / float64(n)
+	}
+	plain, err := net.Losses(bt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none, err := net.TunedLosses(bt, pb, Tune{Steps: 0, LR: 0.1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range plain {
+		if plain[i] != none[i] {
+			t.Fatalf("row %d: %g untuned, %g after no tuning step", i, plain[i], none[i])
+		}
+	}
+	before, err := net.Losses(pb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := net.TunedLosses(pb, pb, Tune{Steps: 8, LR: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("prompt loss %.5f untuned, %.5f tuned", mean(before, pb), mean(after, pb))
+	if !(mean(after, pb) < mean(before, pb)-1e-4) {
+		t.Errorf("tuning on the prompts did not lower their loss: %.5f -> %.5f", mean(before, pb), mean(after, pb))
+	}
+	tuned, err := net.TunedLosses(bt, pb, Tune{Steps: 8, LR: 0.05})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := len(set.Targets[g.Members[0]])
+	moved := false
+	for i := range plain {
+		kept := i >= first && i < first+len(set.Targets[g.Members[1]])
+		if kept && tuned[i] != plain[i] {
+			t.Fatalf("row %d of the window kept at the base model moved: %g -> %g", i, plain[i], tuned[i])
+		}
+		moved = moved || (!kept && tuned[i] != plain[i])
+	}
+	if !moved {
+		t.Errorf("tuning changed no adapted row's loss")
+	}
+	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1, Tune: Tune{Steps: 1, LR: 0.1}}
+	hm := meta
+	hm.Rank, hm.Basis = 2, false // a hybrid: its own pair besides the static one
+	var hh []model.HostTensor
+	for _, s := range hm.Spec() {
+		s.Data = make([]float32, gpu.Numel(s.Shape))
+		hh = append(hh, s)
+	}
+	hyb := &Trained{M: hybridMethod, Adapter: &adapt.Adapter{Meta: hm, Tensors: hh}}
+	if _, err := e.Score(hyb, set, GroupTuned, 1); err == nil {
+		t.Errorf("tuned gates for a hybrid (not a gated basis): no error")
+	}
+}
