@@ -14,8 +14,8 @@ import (
 // its gates (GroupTuned), the tuning's rate chosen on validation.
 type TuneResult struct {
 	Steps   int                `json:"steps"`
-	LRVal   map[string]float64 `json:"lr_val"` // validation nats/token against the base model, per rate tried
-	LR      float64            `json:"lr"`     // chosen
+	LRVal   map[string]float64 `json:"lr_val"`  // validation nats/token against the base model, per rate tried
+	LR      float64            `json:"lr"`      // chosen
 	Checked float64            `json:"checked"` // test nats/token against base: online, gated, self-checked
 	Tuned   float64            `json:"tuned"`   // the same with tuned gates
 	// TunedVsChecked is tuned minus checked (nats/token, paired over test

@@ -14,6 +14,8 @@ import (
 // lower those prompts' loss; a window the gate keeps at the base model
 // (cluster -1) is scored the same either way; a grouping of tuned gates
 // is refused for an adapter that is not a gated basis.
+//
+// (Over 80 lines: one random adapter and batch shared by every check.)
 func TestTunedGates(t *testing.T) {
 	m, w := fixture(t)
 	set, err := Prepare(m, w, "validation", 4, nil)
