@@ -24,6 +24,7 @@ type TuneResult struct {
 	Other          string    `json:"other,omitempty"`
 	OtherMean      float64   `json:"other_mean,omitempty"`
 	TunedVsOther   *Interval `json:"tuned_vs_other,omitempty"`
+	CheckedVsOther *Interval `json:"checked_vs_other,omitempty"`
 	// HarmChecked and HarmTuned are the harm split's perplexity change
 	// (%, pretraining and held-out domains together) against the base.
 	HarmChecked float64 `json:"harm_checked"`
@@ -119,8 +120,8 @@ func (r *TuneResult) Versus(other *CacheResult, label, row string, iters int) er
 	if len(y.scores.Loss) != len(r.TunedScores.Loss) || !slices.Equal(y.scores.N, r.TunedScores.N) {
 		return fmt.Errorf("adaptrun: versus %s: row %q scored other windows or tokens than these", label, row)
 	}
-	iv := PairedBootstrap(r.TunedScores, y.scores, iters, 3)
-	r.Other, r.OtherMean, r.TunedVsOther = label+": "+row, y.Diff.Mean, &iv
+	iv, ic := PairedBootstrap(r.TunedScores, y.scores, iters, 3), PairedBootstrap(r.CheckedScores, y.scores, iters, 3)
+	r.Other, r.OtherMean, r.TunedVsOther, r.CheckedVsOther = label+": "+row, y.Diff.Mean, &iv, &ic
 	return nil
 }
 
@@ -145,7 +146,9 @@ func (r *TuneResult) Markdown(w io.Writer) {
 	fmt.Fprintf(w, "| the same, gates tuned on the batch's prompts | %+.4f | %+.2f%% |\n", r.Tuned, r.HarmTuned)
 	fmt.Fprintf(w, "\nTuned minus untuned: %+.4f [%+.4f, %+.4f] nats/token (paired over windows).\n", r.TunedVsChecked.Mean, r.TunedVsChecked.Lo, r.TunedVsChecked.Hi)
 	if r.TunedVsOther != nil {
-		fmt.Fprintf(w, "Tuned minus %s (%+.4f): %+.4f [%+.4f, %+.4f] nats/token.\n", r.Other, r.OtherMean, r.TunedVsOther.Mean, r.TunedVsOther.Lo, r.TunedVsOther.Hi)
+		fmt.Fprintf(w, "\nAgainst %s (%+.4f nats/token against base), paired over the same windows:\n", r.Other, r.OtherMean)
+		fmt.Fprintf(w, "- untuned minus it: %+.4f [%+.4f, %+.4f]\n", r.CheckedVsOther.Mean, r.CheckedVsOther.Lo, r.CheckedVsOther.Hi)
+		fmt.Fprintf(w, "- tuned minus it: %+.4f [%+.4f, %+.4f]\n", r.TunedVsOther.Mean, r.TunedVsOther.Lo, r.TunedVsOther.Hi)
 	}
 }
 
