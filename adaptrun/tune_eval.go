@@ -8,6 +8,7 @@ import (
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
 )
 
 // TuneResult is a gated basis scored with and without test-time tuning of
@@ -156,4 +157,33 @@ func (r *TuneResult) Markdown(w io.Writer) {
 // windows.
 func pplChange(a, b Scores) float64 {
 	return 100 * (math.Exp(a.Mean(nil)-b.Mean(nil)) - 1)
+}
+
+// ZeroGateBasis is a single LoRA as a gated basis whose network gives
+// every input zero gates (its weights and biases zero): it scores exactly
+// as the LoRA until its gates are tuned, which makes it the control of
+// test-time tuning without a hyper-network. The LoRA's features,
+// training centroids and gate carry over; it needs them (a gated LoRA).
+func ZeroGateBasis(a *adapt.Adapter) (*adapt.Adapter, error) {
+	if a.Meta.Kind != adapt.KindLoRA || a.Meta.Experts != 1 || a.Meta.Features == "" || len(a.Meta.Sites) > 0 {
+		return nil, fmt.Errorf("adaptrun: a zero-gate basis is made from a gated LoRA of the output projection (have %s, %d sites, features %q)",
+			a.Meta.Kind, len(a.Meta.Sites), a.Meta.Features)
+	}
+	meta := a.Meta
+	meta.Kind, meta.Basis, meta.StaticRank, meta.Experts, meta.Hidden = adapt.KindHyper, true, a.Meta.Rank, 0, []int{1}
+	byName := map[string][]float32{}
+	for _, t := range a.Tensors {
+		byName[t.Name] = t.Data
+	}
+	spec := adapt.StaticSpec(1, a.Meta.Rank, meta.Base.Config.NEmbd, meta.Base.Config.VocabSize)
+	byName[adapt.StaticPairA], byName[adapt.StaticPairB] = byName[spec[0].Name], byName[spec[1].Name]
+	out := &adapt.Adapter{Meta: meta}
+	for _, s := range meta.Spec() {
+		s.Data = byName[s.Name]
+		if s.Data == nil {
+			s.Data = make([]float32, gpu.Numel(s.Shape)) // the gate network: zero
+		}
+		out.Tensors = append(out.Tensors, s)
+	}
+	return out, out.Validate()
 }

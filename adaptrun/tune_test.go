@@ -114,3 +114,65 @@ func TestTunedGates(t *testing.T) {
 		t.Errorf("tuned gates for a hybrid (not a gated basis): no error")
 	}
 }
+
+// TestZeroGateBasis: a gated LoRA made a zero-gate basis scores every
+// window as the LoRA does (online with its gate and self-check against
+// the LoRA's gated, self-checked rows), and other adapters are refused.
+func TestZeroGateBasis(t *testing.T) {
+	m, w := fixture(t)
+	tb := m.B.(gpu.TrainBackend)
+	train, err := Prepare(m, w, "train", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := Prepare(m, w, "validation", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lm := Method{Name: "lora", Kind: KindLoRA, Rank: 3, Features: adapt.FeatureHidden}
+	lora, err := Train(tb, m.W.Wte, base, lm, train, TrainOpts{Batch: 4, Epochs: 2, LR: 3e-2, Seed: 3, Alpha: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	want, err := e.Score(lora, val, GroupStaticChecked, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := GateAndSelfCheck(lora, train, nil, 4); !ok || err != nil {
+		t.Fatalf("gate of a LoRA with features: %v, %v", ok, err)
+	}
+	zb, err := ZeroGateBasis(lora.Adapter)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zt := &Trained{M: Method{Name: "zero-gate basis", Kind: KindHyper, Features: zb.Meta.Features, Basis: true}, Adapter: zb,
+		Cents: zb.TrainingCentroids(), Radius: lora.Radius}
+	got, err := e.Score(zt, val, GroupChecked, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := e.Score(nil, val, GroupBase, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted := 0
+	for i := range want.Loss {
+		if want.Loss[i] != bs.Loss[i] {
+			adapted++
+		}
+		if d := got.Loss[i] - want.Loss[i]; d > 1e-4 || d < -1e-4 || got.N[i] != want.N[i] {
+			t.Fatalf("window %d: %.5f over %d tokens as a zero-gate basis, %.5f over %d as the LoRA", i, got.Loss[i], got.N[i], want.Loss[i], want.N[i])
+		}
+	}
+	if adapted == 0 {
+		t.Errorf("the LoRA adapted none of %d windows: nothing compared", len(want.Loss))
+	}
+	if _, err := ZeroGateBasis(zb); err == nil {
+		t.Errorf("a zero-gate basis of a hyper adapter: no error")
+	}
+}

@@ -34,7 +34,10 @@ before the rest of each window is scored. The rate comes from --lrs by the
 validation split; test and harm are scored with it, against the untuned
 gates, with a paired bootstrap interval; --versus compares the tuned test
 losses with a row of another adapter's adapt cache result (default: the
-adapter alone) over the same windows. Writes DIR/tune.md and DIR/tune.json.`,
+adapter alone) over the same windows. A gated LoRA file is tuned as a
+zero-gate basis (its components gated, every gate starting at zero): the
+control for what the hyper-network's gates add to the tuning. Writes
+DIR/tune.md and DIR/tune.json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -72,6 +75,13 @@ adapter alone) over the same windows. Writes DIR/tune.md and DIR/tune.json.`,
 			a, err := loadAdapter(adapterSpec, s.m)
 			if err != nil {
 				return err
+			}
+			if a.Meta.Kind == adapt.KindLoRA {
+				// The control: the LoRA's own components gated, from zero.
+				if a, err = adaptrun.ZeroGateBasis(a); err != nil {
+					return err
+				}
+				fmt.Fprintf(os.Stderr, "a LoRA of rank %d: tuning gates on its components from zero (a zero-gate basis)\n", a.Meta.Rank)
 			}
 			sets, err := prepareWithBar(s, w)
 			if err != nil {
