@@ -209,9 +209,11 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 		out = append(out, fmt.Sprintf("beats the best baseline on validation (%s) with the interval below zero in >= 2 of %d seeds: %s, %d of %d",
 			r.Rows[best].Name, len(p.VsBest), mark(n >= 2 && n >= (len(p.VsBest)+1)/2), n, len(p.VsBest)))
 	}
-	for _, x := range s.Rows {
+	for xi, x := range s.Rows {
 		if x.Role == RoleBaseline || x.Role == RoleControl {
-			out = append(out, fmt.Sprintf("  vs %s: %s (%.4f vs %.4f nats/token)", x.Name, mark(p.Loss < x.Loss), p.Loss, x.Loss))
+			d := PairedBootstrap(pooled(r.Rows[pi].Test), pooled(r.Rows[xi].Test), r.Bootstrap, 9)
+			out = append(out, fmt.Sprintf("  vs %s: %s (%.4f vs %.4f nats/token; difference %+.4f [%+.4f, %+.4f])", x.Name, mark(p.Loss < x.Loss),
+				p.Loss, x.Loss, d.Mean, d.Lo, d.Hi))
 		}
 	}
 	ri := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupRandom })
