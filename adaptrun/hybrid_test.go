@@ -182,16 +182,7 @@ func checkMeanControl(t *testing.T, basis bool) {
 	if basis {
 		meta.Rank, meta.Basis, meth = 3, true, basisMethod
 	}
-	rng := rand.New(rand.NewPCG(5, 6))
-	var ts []model.HostTensor
-	for _, s := range meta.Spec() {
-		s.Data = make([]float32, gpu.Numel(s.Shape))
-		for i := range s.Data {
-			s.Data[i] = float32(0.3 * rng.NormFloat64())
-		}
-		ts = append(ts, s)
-	}
-	a := &adapt.Adapter{Meta: meta, Tensors: ts}
+	a := &adapt.Adapter{Meta: meta, Tensors: randomTensors(meta.Spec(), rand.New(rand.NewPCG(5, 6)), 0.3)}
 	hs := a.HyperTensors()
 	last := len(hs) - 2
 	if basis {

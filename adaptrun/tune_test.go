@@ -29,14 +29,7 @@ func TestTunedGates(t *testing.T) {
 	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{5, 3},
 		Features: adapt.FeatureHidden, Base: base}
 	rng := rand.New(rand.NewPCG(7, 8))
-	var host []model.HostTensor
-	for _, s := range meta.Spec() {
-		s.Data = make([]float32, gpu.Numel(s.Shape))
-		for i := range s.Data {
-			s.Data[i] = float32(0.3 * rng.NormFloat64())
-		}
-		host = append(host, s)
-	}
+	host := randomTensors(meta.Spec(), rng, 0.3)
 	net, err := NewAdapterNet(m.B.(gpu.TrainBackend), m.W.Wte, meta, host)
 	if err != nil {
 		t.Fatal(err)
@@ -104,12 +97,7 @@ func TestTunedGates(t *testing.T) {
 	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1, Tune: Tune{Steps: 1, LR: 0.1}}
 	hm := meta
 	hm.Rank, hm.Basis = 2, false // a hybrid: its own pair besides the static one
-	var hh []model.HostTensor
-	for _, s := range hm.Spec() {
-		s.Data = make([]float32, gpu.Numel(s.Shape))
-		hh = append(hh, s)
-	}
-	hyb := &Trained{M: hybridMethod, Adapter: &adapt.Adapter{Meta: hm, Tensors: hh}}
+	hyb := &Trained{M: hybridMethod, Adapter: &adapt.Adapter{Meta: hm, Tensors: randomTensors(hm.Spec(), rng, 0)}}
 	if _, err := e.Score(hyb, set, GroupTuned, 1); err == nil {
 		t.Errorf("tuned gates for a hybrid (not a gated basis): no error")
 	}
@@ -175,4 +163,16 @@ func TestZeroGateBasis(t *testing.T) {
 	if _, err := ZeroGateBasis(zb); err == nil {
 		t.Errorf("a zero-gate basis of a hyper adapter: no error")
 	}
+}
+
+// randomTensors fills spec's tensors with normal values of deviation std
+// (0: zeros).
+func randomTensors(spec []model.HostTensor, rng *rand.Rand, std float64) []model.HostTensor {
+	for i := range spec {
+		spec[i].Data = make([]float32, gpu.Numel(spec[i].Shape))
+		for j := range spec[i].Data {
+			spec[i].Data[j] = float32(std * rng.NormFloat64())
+		}
+	}
+	return spec
 }
