@@ -166,15 +166,7 @@ func TestHybridMeanControl(t *testing.T) {
 // checkMeanControl is TestHybridMeanControl for a hybrid (basis false) or
 // a gated basis.
 func checkMeanControl(t *testing.T, basis bool) {
-	m, w := fixture(t)
-	set, err := Prepare(m, w, "validation", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, set, base := fixtureSet(t, "validation")
 	c := m.Cfg.NEmbd
 	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: 2, StaticRank: 3, Alpha: 0.7, Hidden: []int{5, 3}, Features: adapt.FeatureHidden,
 		Centroids: 2, Base: base}

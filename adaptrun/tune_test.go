@@ -17,15 +17,7 @@ import (
 //
 // (Over 80 lines: one random adapter and batch shared by every check.)
 func TestTunedGates(t *testing.T) {
-	m, w := fixture(t)
-	set, err := Prepare(m, w, "validation", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, set, base := fixtureSet(t, "validation")
 	meta := adapt.Meta{Kind: adapt.KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{5, 3},
 		Features: adapt.FeatureHidden, Base: base}
 	rng := rand.New(rand.NewPCG(7, 8))
@@ -175,4 +167,20 @@ func randomTensors(spec []model.HostTensor, rng *rand.Rand, std float64) []model
 		}
 	}
 	return spec
+}
+
+// fixtureSet is the fixture's model, its split prepared in batches of 4
+// windows, and its base fingerprint.
+func fixtureSet(t *testing.T, split string) (*model.Model, *Set, adapt.Base) {
+	t.Helper()
+	m, w := fixture(t)
+	set, err := Prepare(m, w, split, 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, set, base
 }
