@@ -1,0 +1,54 @@
+// Command pairtune pairs the online rows of an adapt bench result with
+// the untuned and tuned test scores of an adapt tune result over the same
+// windows: each row minus each, nats/token, with a paired bootstrap 95%
+// interval (adaptrun.PairedBootstrap, 1000 resamples). Both sides are
+// scored by the same evaluator (the training path), so it compares two
+// adapters without the runtime's serving in between.
+//
+//	go run ./scripts/pairtune BENCH.json.gz TUNE.json
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+func main() {
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: pairtune BENCH.json[.gz] TUNE.json")
+		os.Exit(2)
+	}
+	res, err := adaptrun.ReadJSON(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var tr adaptrun.TuneResult
+	b, err := os.ReadFile(os.Args[2])
+	if err == nil {
+		err = json.Unmarshal(b, &tr)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, r := range res.Rows {
+		if r.Grouping != adaptrun.GroupChecked && r.Grouping != adaptrun.GroupOnline || len(r.Test) == 0 {
+			continue
+		}
+		for _, o := range []struct {
+			name string
+			s    adaptrun.Scores
+		}{{"the tuned run's untuned gates", tr.CheckedScores}, {"its tuned gates", tr.TunedScores}} {
+			if len(o.s.Loss) != len(r.Test[0].Loss) {
+				fmt.Fprintf(os.Stderr, "%s: %d windows, the tune result %d: not the same windows\n", r.Name, len(r.Test[0].Loss), len(o.s.Loss))
+				os.Exit(1)
+			}
+			iv := adaptrun.PairedBootstrap(r.Test[0], o.s, 1000, 3)
+			fmt.Printf("%s (%s) minus %s: %+.4f [%+.4f, %+.4f]\n", r.Name, r.Grouping, o.name, iv.Mean, iv.Lo, iv.Hi)
+		}
+	}
+}
