@@ -77,11 +77,11 @@ type Evaluator struct {
 // gateCents returns the adaptation and pretraining centroids in the
 // feature space of kind (nil when the gate has no pretraining windows).
 func (e *Evaluator) gateCents(kind string) ([2]*cluster.Centroids, error) {
+	if g, ok := e.gates[kind]; ok {
+		return g, nil // computed before, or a file's gate (TuneEval)
+	}
 	if e.Train == nil || e.Fit == nil {
 		return [2]*cluster.Centroids{}, nil
-	}
-	if g, ok := e.gates[kind]; ok {
-		return g, nil
 	}
 	g, err := gateCentroids(kind, e.Train, e.Fit, e.Batch)
 	if err != nil {
