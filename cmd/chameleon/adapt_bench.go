@@ -192,12 +192,9 @@ func (o *adaptBenchOpts) windows(s *session) (*adaptrun.Windows, error) {
 // number of adaptation domains.
 func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[string]adaptrun.Method, error) {
 	var cfg adaptrun.Config
-	for _, f := range strings.Split(o.lrs, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || !(v > 0) {
-			return cfg, nil, fmt.Errorf("--lrs %q: want positive numbers, comma-separated", o.lrs)
-		}
-		cfg.LRs = append(cfg.LRs, v)
+	var err error
+	if cfg.LRs, err = parseRates(o.lrs); err != nil {
+		return cfg, nil, err
 	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
@@ -372,4 +369,17 @@ func corpusRole(c *data.Corpus, d string) string {
 		return adaptrun.RolePretrain
 	}
 	return ""
+}
+
+// parseRates reads --lrs: positive numbers, comma-separated.
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || !(v > 0) {
+			return nil, fmt.Errorf("--lrs %q: want positive numbers, comma-separated", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -44,13 +43,9 @@ DIR/tune.md and DIR/tune.json.`,
 			if windowsIn == "" || out == "" {
 				return fmt.Errorf("--windows and --out are required")
 			}
-			var rates []float64
-			for _, f := range strings.Split(lrs, ",") {
-				v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-				if err != nil || !(v > 0) {
-					return fmt.Errorf("--lrs %q: want positive numbers, comma-separated", lrs)
-				}
-				rates = append(rates, v)
+			rates, err := parseRates(lrs)
+			if err != nil {
+				return err
 			}
 			var other *adaptrun.CacheResult
 			if versus != "" {
