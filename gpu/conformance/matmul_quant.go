@@ -109,8 +109,10 @@ func testMatMulQuant(t T, p *Pair) {
 			x := p.Upload(t, gpu.F32, xv, c.m, c.k)
 			var b Tensors
 			withBias := ci%2 == 0
+			bv := make([]float32, c.n)
 			if withBias {
-				b = p.Upload(t, gpu.F32, p.Randn(c.n, 1), c.n)
+				bv = p.Randn(c.n, 1)
+				b = p.Upload(t, gpu.F32, bv, c.n)
 			}
 			ref := p.Poisoned(t, gpu.F32, c.m, c.n)
 			p.Ref.MatMul(ref.Ref, x.Ref, w.Ref, b.Ref)
@@ -119,7 +121,8 @@ func testMatMulQuant(t T, p *Pair) {
 				t.Fatalf("%v", err)
 			}
 			// A float32 sum of K products is within K·2⁻²³ of the exact
-			// sum of their magnitudes (Wilkinson's bound): rigorous, so
+			// sum of their magnitudes (Wilkinson's bound; the bias is one
+			// more term, whose add may round too): rigorous, so
 			// extreme scales cannot make the test flaky, and still far
 			// below what a misplaced weight or scale gives. (The texture
 			// mat-vecs sum a block's raw values, then scale, and add the
@@ -129,7 +132,7 @@ func testMatMulQuant(t T, p *Pair) {
 			bound := make([]float64, c.m*c.n)
 			for i := 0; i < c.m; i++ {
 				for j := 0; j < c.n; j++ {
-					var s float64
+					s := math.Abs(float64(bv[j]))
 					for k := 0; k < c.k; k++ {
 						s += math.Abs(float64(xv[i*c.k+k]) * float64(wv[j*c.k+k]))
 					}
