@@ -73,8 +73,14 @@ func MatchedRank(pm Method, c, v int) int {
 
 // MatchedMethods is Methods with the parameter-matched LoRA matched to
 // the head-only hyper-network of the same rank and features, as `adapt
-// bench` and `adapt train` both mean it.
-func MatchedMethods(r int, f string, nAdapt, c, v int) map[string]Method {
+// bench` and `adapt train` both mean it. A budget above zero sets the
+// matched rank instead: the parameter budget, in ranks of a LoRA of the
+// output projection, that lora-matched spends whole and hyper-basis
+// spends on its pair (8 ranks fewer) and its gate network.
+func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
+	if budget > 0 {
+		return Methods(r, f, nAdapt, budget)
+	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
 }
 

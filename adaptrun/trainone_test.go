@@ -59,7 +59,7 @@ func TestTrainOne(t *testing.T) {
 // `adapt bench` both build has the head-only hyper-network's parameters at
 // the default shape (C=256, V=4096, r=8: rank 272), not the rank flag's.
 func TestMatchedRank(t *testing.T) {
-	m := MatchedMethods(8, adapt.FeatureBoth, 6, 256, 4096)
+	m := MatchedMethods(8, adapt.FeatureBoth, 6, 256, 4096, 0)
 	lm, hb := m["lora-matched"], m["hyper-both"]
 	if lm.Rank != 272 {
 		t.Fatalf("matched rank %d, want 272", lm.Rank)
@@ -70,5 +70,15 @@ func TestMatchedRank(t *testing.T) {
 	}
 	if m["lora"].Rank != 8 {
 		t.Fatalf("plain LoRA rank %d", m["lora"].Rank)
+	}
+	// A budget of 68 ranks: the LoRA takes it whole, the basis's pair 60
+	// ranks and its gate network the rest, never more than the LoRA.
+	m = MatchedMethods(8, adapt.FeatureBoth, 6, 256, 4096, 68)
+	lm, bm := m["lora-matched"], m["hyper-basis"]
+	if lm.Rank != 68 || bm.Rank != 60 {
+		t.Fatalf("budget 68: LoRA rank %d, basis rank %d; want 68 and 60", lm.Rank, bm.Rank)
+	}
+	if lp, bp := lm.Params(256, 4096, 1), bm.Params(256, 4096, 1); bp > lp {
+		t.Fatalf("budget 68: basis %d parameters, more than the LoRA's %d", bp, lp)
 	}
 }

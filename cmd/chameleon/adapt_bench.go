@@ -23,6 +23,7 @@ type adaptBenchOpts struct {
 	corpus, windowsIn, saveWindows, out, methods, primary string
 	lrs, adaptDoms, heldDoms, pretrainDoms, features      string
 	t, prompt, rank, seeds, epochs, batch, bootstrap      int
+	budget                                                int
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
 	seed                                                  uint64
@@ -54,7 +55,7 @@ corpus can run the benchmark with --windows.`,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
 			if o.fromJSON != "" {
-				return benchFromJSON(o.fromJSON, o.out, o.primary, o.rank, o.features)
+				return benchFromJSON(o.fromJSON, o.out, o.primary, o.rank, o.budget, o.features)
 			}
 			return o.run()
 		},
@@ -85,6 +86,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
+	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
 	fl.IntVar(&o.bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
 	fl.StringVar(&o.fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
@@ -205,7 +207,11 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if !ok || pm.Kind != adaptrun.KindHyper {
 		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, adaptrun.MethodNames)
 	}
-	known = adaptrun.Methods(o.rank, o.features, nAdapt, adaptrun.MatchedRank(pm, cfgC, cfgV))
+	matched := adaptrun.MatchedRank(pm, cfgC, cfgV)
+	if o.budget > 0 {
+		matched = o.budget
+	}
+	known = adaptrun.Methods(o.rank, o.features, nAdapt, matched)
 	for _, n := range strings.Split(o.methods, ",") {
 		m, ok := known[strings.TrimSpace(n)]
 		if !ok {
@@ -228,6 +234,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	}
 	return cfg, known, nil
 }
+
+// budgetUsage is --budget's help, the same for adapt bench and adapt train.
+const budgetUsage = "parameter budget of lora-matched and hyper-basis, in ranks of a LoRA of the output projection (0: the head-only hyper-network's parameters at --rank)"
 
 // barProgress reports adaptrun.Run's training steps on bar and, when
 // stderr is not a terminal, as plain lines.
@@ -305,7 +314,7 @@ func benchRoles(c *data.Corpus, adaptDoms, heldDoms, pretrainDoms string) (map[s
 
 // benchFromJSON redraws the report from earlier results: the first file's
 // rows, then every later file's trained rows (same windows and seeds).
-func benchFromJSON(files, out, primary string, rank int, features string) error {
+func benchFromJSON(files, out, primary string, rank, budget int, features string) error {
 	var res *adaptrun.Result
 	for i, f := range strings.Split(files, ",") {
 		r, err := adaptrun.ReadJSON(strings.TrimSpace(f))
@@ -328,7 +337,7 @@ func benchFromJSON(files, out, primary string, rank int, features string) error 
 		res.Seconds += r.Seconds
 	}
 	res.Primary = adaptrun.PrimaryAuto
-	if m, ok := adaptrun.Methods(rank, features, len(res.TestDomains), 1)[primary]; ok {
+	if m, ok := adaptrun.Methods(rank, features, len(res.TestDomains), max(1, budget))[primary]; ok {
 		res.Primary = m.Name
 	}
 	if out == "" {

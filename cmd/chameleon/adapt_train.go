@@ -46,6 +46,7 @@ type adaptTrainOpts struct {
 	corpus, method, out, adaptDoms, features, windows string
 	asJSON                                            bool
 	t, prompt, perDomain, fit, rank, epochs, batch    int
+	budget                                            int
 	lr                                                float64
 	alpha                                             float32
 	seed                                              uint64
@@ -86,6 +87,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.IntVar(&o.perDomain, "train", 250, "training windows per adaptation domain")
 	fl.IntVar(&o.fit, "fit", 100, "training windows per pretraining domain, for the gate's picture of the inputs the base model already serves (0: the gate keeps only its radius)")
 	fl.IntVar(&o.rank, "rank", 8, "rank of the update")
+	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (the default hyper-network's, chosen on validation by adapt bench)")
@@ -109,7 +111,7 @@ func (o *adaptTrainOpts) run() error {
 		return err
 	}
 	d := sets.Train
-	m, ok := adaptrun.MatchedMethods(o.rank, o.features, len(d.Domains), s.m.Cfg.NEmbd, s.m.Cfg.VocabSize)[o.method]
+	m, ok := adaptrun.MatchedMethods(o.rank, o.features, len(d.Domains), s.m.Cfg.NEmbd, s.m.Cfg.VocabSize, o.budget)[o.method]
 	if !ok {
 		return fmt.Errorf("--method %q: want one of %s", o.method, adaptrun.MethodNames)
 	}
