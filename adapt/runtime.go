@@ -137,6 +137,10 @@ type PlanOptions struct {
 	// Ungated adapts every sequence even where the adapter's gate or its
 	// self-check would keep it at the base model.
 	Ungated bool
+	// Tune (a gated basis only) tunes each cluster's generated gates on
+	// the plan's own sequences before making its factors (tune.go); the
+	// self-check, if any, decides with the untuned gates first.
+	Tune Tune
 }
 
 // Plan is the adaptation of a set of sequences: the cluster of each and
@@ -172,6 +176,12 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	n := len(seqs)
 	if n == 0 {
 		return nil, fmt.Errorf("adapt: plan: no sequences")
+	}
+	if err := o.Tune.Check(); err != nil {
+		return nil, fmt.Errorf("adapt: plan: %w", err)
+	}
+	if o.Tune.Steps > 0 && !r.Meta.Basis {
+		return nil, fmt.Errorf("adapt: plan: tuning is for a gated basis's gates, not a %s adapter", r.Meta.Kind)
 	}
 	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
 	switch r.Meta.Kind {
@@ -255,6 +265,12 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	}
 	if !o.Ungated && r.Meta.SelfCheck {
 		if _, err := p.selfCheck(seqs, pp); err != nil {
+			p.Free()
+			return nil, err
+		}
+	}
+	if o.Tune.Steps > 0 {
+		if err := p.tune(seqs, pp, o.Tune); err != nil {
 			p.Free()
 			return nil, err
 		}

@@ -36,15 +36,25 @@ type Served struct {
 	Prompt              int         `json:"-"`
 	// Per window, the final hidden states (ln_f output, unit rows) of its
 	// positions that have a loss, without and with the plan: the neural
-	// cache's keys and queries (ScoreServedHidden only; one slice when the
+	// cache's keys and queries (ScoreServed with Hidden only; one slice when the
 	// plan leaves them unchanged, as a head-only update does).
 	BaseHidden, AdaptedHidden [][]float32 `json:"-"`
 }
 
-// ScoreServed scores windows ws (prompt tokens of features each, the rest
-// scored) with a on m in batches of batch windows.
-func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
-	return scoreServed(m, a, split, ws, prompt, batch, false, progress)
+// ServedOpts are how ScoreServed plans and scores windows.
+type ServedOpts struct {
+	Prompt int        // tokens of a window's prompt: features come from them, the rest is scored
+	Batch  int        // windows a plan (a batch of the runtime)
+	Tune   adapt.Tune // the plans' test-time tuning of a gated basis's gates (adapt.PlanOptions.Tune)
+	// Hidden keeps every window's final hidden states (Served.BaseHidden,
+	// AdaptedHidden) for the neural cache.
+	Hidden bool
+}
+
+// ScoreServed scores windows ws (o.Prompt tokens of features each, the
+// rest scored) with a on m in plans of o.Batch windows.
+func ScoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, o ServedOpts, progress func(done, total int)) (*Served, error) {
+	return scoreServed(m, a, split, ws, o, progress)
 }
 
 // score is m.Score, with each sequence's unit hidden states when hidden
@@ -57,15 +67,10 @@ func score(m *model.Model, seqs [][]int32, ad model.Adapter, hidden bool) ([]mod
 	return sc, nil, err
 }
 
-// ScoreServedHidden is ScoreServed that also keeps every window's final
-// hidden states (Served.BaseHidden, AdaptedHidden) for the neural cache.
-func ScoreServedHidden(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, progress func(done, total int)) (*Served, error) {
-	return scoreServed(m, a, split, ws, prompt, batch, true, progress)
-}
-
 // Over 80 lines: one batch's plan, its two scoring forwards and the
 // bookkeeping of every per-window field read in one place.
-func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, prompt, batch int, hidden bool, progress func(done, total int)) (*Served, error) {
+func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, o ServedOpts, progress func(done, total int)) (*Served, error) {
+	prompt, batch, hidden := o.Prompt, o.Batch, o.Hidden
 	if a.Meta.Kind == adapt.KindExperts {
 		return nil, fmt.Errorf("adaptrun: an experts adapter needs each window's domain: score it in adapt bench")
 	}
@@ -91,7 +96,7 @@ func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, pr
 			seqs = append(seqs, w.Tokens)
 			out.Domains = append(out.Domains, w.Domain)
 		}
-		plan, err := rt.Plan(prompts, adapt.PlanOptions{Mode: mode})
+		plan, err := rt.Plan(prompts, adapt.PlanOptions{Mode: mode, Tune: o.Tune})
 		if err != nil {
 			return nil, err
 		}

@@ -26,7 +26,7 @@ func TestScoreServed(t *testing.T) {
 	a := firsts["hyper"].Adapter
 	var svs []*Served
 	for _, split := range []string{"test", "harm"} {
-		sv, err := ScoreServed(m, a, split, w.Splits[split], w.Prompt, 4, nil)
+		sv, err := ScoreServed(m, a, split, w.Splits[split], ServedOpts{Prompt: w.Prompt, Batch: 4}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -66,7 +66,7 @@ func TestScoreServed(t *testing.T) {
 		t.Fatalf("mixed stream: %+v, want %d windows and %+.6f nats/token", mixed, len(w.Splits["test"])+len(w.Splits["harm"]), (sa-sb)/float64(n))
 	}
 	checkServedCache(t, m.Cfg.NEmbd, m.Cfg.VocabSize, w, svs, mixed, func() *Served {
-		val, err := ScoreServed(m, a, "validation", w.Splits["validation"], w.Prompt, 4, nil)
+		val, err := ScoreServed(m, a, "validation", w.Splits["validation"], ServedOpts{Prompt: w.Prompt, Batch: 4}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -149,7 +149,7 @@ func TestGatedLoRAServedMatchesBench(t *testing.T) {
 	if a.Gate() == nil || a.TrainingCentroids() == nil || !a.Meta.SelfCheck {
 		t.Fatalf("TrainOne's LoRA file lacks its gate, centroids or self-check: %+v", a.Meta)
 	}
-	sv, err := ScoreServed(m, a, "test", w.Splits["test"], w.Prompt, 4, nil)
+	sv, err := ScoreServed(m, a, "test", w.Splits["test"], ServedOpts{Prompt: w.Prompt, Batch: 4}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,8 +2,8 @@ package adaptrun
 
 import (
 	"fmt"
-	"math"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
@@ -16,11 +16,8 @@ const GroupTuned = "online-tuned"
 
 // Tune is GroupTuned's test-time training: Steps Adam steps of rate LR on
 // the gates alone (the network and the pair stay fixed), each on the mean
-// loss of the batch's prompt tokens.
-type Tune struct {
-	Steps int     `json:"steps"`
-	LR    float64 `json:"lr"`
-}
+// loss of the batch's prompt tokens; the runtime's (adapt.PlanOptions.Tune).
+type Tune = adapt.Tune
 
 // promptBatch is the batch of g's windows cut to their prompts: rows j <
 // Prompt, row j predicting token j+1 while that is inside the prompt.
@@ -61,20 +58,14 @@ func (n *AdapterNet) TunedLosses(bt, pb AdapterBatch, tu Tune) ([]float32, error
 	if err != nil {
 		return nil, err
 	}
-	m1, m2 := make([]float64, len(g)), make([]float64, len(g))
+	var opt adapt.Adam
 	for step := 1; step <= tu.Steps && s.rows > 0; step++ {
 		pb.Gates = g
 		grad, err := n.gateGrad(pb)
 		if err != nil {
 			return nil, err
 		}
-		for i, d := range grad {
-			m1[i] = 0.9*m1[i] + 0.1*float64(d)
-			m2[i] = 0.999*m2[i] + 0.001*float64(d)*float64(d)
-			mh := m1[i] / (1 - math.Pow(0.9, float64(step)))
-			vh := m2[i] / (1 - math.Pow(0.999, float64(step)))
-			g[i] -= float32(tu.LR * mh / (math.Sqrt(vh) + 1e-8))
-		}
+		opt.Step(g, grad, tu.LR)
 	}
 	bt.Gates = g
 	return n.Losses(bt)

@@ -1,11 +1,13 @@
 package adaptrun
 
 import (
+	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -183,4 +185,110 @@ func fixtureSet(t *testing.T, split string) (*model.Model, *Set, adapt.Base) {
 		t.Fatal(err)
 	}
 	return m, set, base
+}
+
+// TestTunedGatesRuntime: a plan's test-time tuning (adapt.PlanOptions.Tune)
+// scores the windows' continuations as the training path's TunedLosses
+// does with the same gates, steps and rate, on the reference backend and
+// on WebGPU; tuning moves the scores; zero steps change nothing; tuning a
+// plan of an adapter that is not a gated basis, or at a bad rate, is
+// refused.
+//
+// (Over 80 lines: one trained basis scored by both paths on both
+// backends, then the refusals.)
+func TestTunedGatesRuntime(t *testing.T) {
+	m, w := fixture(t)
+	set, err := Prepare(m, w, "train", 4, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Train(m.B.(gpu.TrainBackend), m.W.Wte, base, basisMethod, set, TrainOpts{Batch: 4, Epochs: 2, LR: 3e-2, Seed: 3, Alpha: 0.7}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := tr.Adapter
+	rng := rand.New(rand.NewPCG(11, 12))
+	for i := range a.Tensors { // a network whose gates differ from zero, so tuning starts off the pair
+		if a.Tensors[i].Name != adapt.CentroidsTensor {
+			for j := range a.Tensors[i].Data {
+				a.Tensors[i].Data[j] += float32(0.2 * rng.NormFloat64())
+			}
+		}
+	}
+	members := []int{0, 1, 2}
+	var prompts, toks [][]int32
+	for _, wi := range members {
+		prompts = append(prompts, set.Windows[wi].Tokens[:set.Prompt])
+		toks = append(toks, set.Windows[wi].Tokens[:len(set.Targets[wi])])
+	}
+	tu := adapt.Tune{Steps: 4, LR: 0.05}
+	net, err := NewAdapterNet(m.B.(gpu.TrainBackend), m.W.Wte, a.Meta, append(a.HyperTensors(), a.StaticPair()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer net.Free()
+	wm, _ := fixtureOn(t, gputest.Backend(t))
+	for _, mb := range []*model.Model{m, wm} {
+		rt, err := adapt.NewRuntime(mb, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scores := func(o adapt.PlanOptions) ([]model.SequenceScore, []float32) {
+			p, err := rt.Plan(prompts, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Free()
+			sc, err := mb.Score(toks, nil, p.Adapter(nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sc, p.Means
+		}
+		plain, means := scores(adapt.PlanOptions{Mode: adapt.ModeOne})
+		none, _ := scores(adapt.PlanOptions{Mode: adapt.ModeOne, Tune: adapt.Tune{Steps: 0, LR: 0.05}})
+		tuned, _ := scores(adapt.PlanOptions{Mode: adapt.ModeOne, Tune: tu})
+		g := group{Members: members, Cluster: []int{0, 0, 0}, K: 1, Means: means}
+		want, err := net.TunedLosses(set.batch(g, 1), set.promptBatch(g), tu)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bt := set.batch(g, 1)
+		row, worst, moved := 0, 0.0, 0.0
+		for i := range members {
+			for j, l := range tuned[i].Losses {
+				if bt.Targets[row+j] < 0 {
+					continue // a prompt row: the training path scores only the rest
+				}
+				if none[i].Losses[j] != plain[i].Losses[j] {
+					t.Fatalf("%s: window %d position %d: %g untuned, %g after zero steps", mb.B.Name(), i, j, plain[i].Losses[j], none[i].Losses[j])
+				}
+				worst = max(worst, math.Abs(float64(l-want[row+j])))
+				moved = max(moved, math.Abs(float64(l-plain[i].Losses[j])))
+			}
+			row += len(set.Targets[members[i]])
+		}
+		t.Logf("%s: tuned losses differ from the training path's by up to %.2e; tuning moved them by up to %.2e", mb.B.Name(), worst, moved)
+		if worst > 1e-4 || moved < 1e-3 {
+			t.Errorf("%s: tuned losses %.2e from the training path's, moved %.2e by tuning", mb.B.Name(), worst, moved)
+		}
+		if _, err := rt.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeOne, Tune: adapt.Tune{Steps: 3, LR: -1}}); err == nil {
+			t.Errorf("%s: tuning at rate -1: no error", mb.B.Name())
+		}
+		rt.Free()
+	}
+	lora := &adapt.Adapter{Meta: adapt.Meta{Kind: adapt.KindLoRA, Experts: 1, Rank: 2, Alpha: 1, Base: base}}
+	lora.Tensors = randomTensors(lora.Meta.Spec(), rng, 0.1)
+	rt, err := adapt.NewRuntime(m, lora)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Free()
+	if _, err := rt.Plan(prompts, adapt.PlanOptions{Tune: tu}); err == nil {
+		t.Errorf("tuning a LoRA's plan: no error")
+	}
 }

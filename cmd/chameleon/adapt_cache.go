@@ -57,6 +57,7 @@ interval.`,
 	fl.BoolVar(&o.ro.adaptedOnly, "adapted-only", false, "score only the rows with the adapter (for comparing adapters: the others are the base model's)")
 	fl.BoolVar(&o.ro.perWindow, "per-window", false, "keep every row's per-window losses in cache.json.gz (what --versus compares)")
 	fl.StringVar(&o.fromJSON, "from-json", "", "redraw a run's cache.json.gz into --out instead of scoring (with --versus: compare it with another run)")
+	addTuneFlags(c, &o.tune)
 	fl.StringVar(&o.versus, "versus", "", "another run's cache.json.gz (written with --per-window, same windows): add this run minus that one, row by row, paired over windows")
 	return c
 }
@@ -93,6 +94,7 @@ type cacheCmdOpts struct {
 	adapterSpec, windowsIn, out, versus, fromJSON string
 	batch, iters, seeds                           int
 	ro                                            cacheRunOpts
+	tune                                          adapt.Tune // the plans' test-time tuning (a gated basis)
 }
 
 // run is adapt cache: score the splits through the adapter's plan, then
@@ -108,6 +110,9 @@ func (o *cacheCmdOpts) run() (err error) {
 	}
 	if o.fromJSON != "" {
 		return redrawCache(o.fromJSON, other, o.versus, o.out, o.iters)
+	}
+	if err := o.tune.Check(); err != nil {
+		return fmt.Errorf("--tune-steps/--tune-lr: %w", err)
 	}
 	if o.windowsIn == "" || o.out == "" {
 		return fmt.Errorf("--windows (adapt bench --save-windows) and --out are required")
@@ -134,7 +139,7 @@ func (o *cacheCmdOpts) run() (err error) {
 			fmt.Fprintln(os.Stderr, "adapt cache: the windows have no harm split (pretraining and held-out domains): scoring the adaptation domains only")
 			continue
 		}
-		if sv[split], err = scoreServedWithBar(s, a, w, split, o.batch, true); err != nil {
+		if sv[split], err = scoreServedWithBar(s, a, w, split, adaptrun.ServedOpts{Batch: o.batch, Tune: o.tune, Hidden: true}); err != nil {
 			return err
 		}
 	}
@@ -233,20 +238,17 @@ func cachePrior(w *adaptrun.Windows) ([]float64, error) {
 }
 
 // scoreServedWithBar scores one split of w through the inference path
-// (adaptrun.ScoreServed; with hidden, ScoreServedHidden, which keeps the
-// hidden states the neural cache reads) with a progress bar.
-func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split string, batch int, hidden bool) (*adaptrun.Served, error) {
+// (adaptrun.ScoreServed; o.Hidden keeps the hidden states the neural cache
+// reads) with a progress bar; o.Prompt is the windows'.
+func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split string, o adaptrun.ServedOpts) (*adaptrun.Served, error) {
 	ws := w.Splits[split]
 	if len(ws) == 0 {
 		return nil, fmt.Errorf("the windows file has no %q split", split)
 	}
 	bar := newBar("scoring "+split, "windows")
 	plain := logProgress(os.Stderr, 30*time.Second)
-	score := adaptrun.ScoreServed
-	if hidden {
-		score = adaptrun.ScoreServedHidden
-	}
-	sv, err := score(s.m, a, split, ws, w.Prompt, batch, func(done, total int) {
+	o.Prompt = w.Prompt
+	sv, err := adaptrun.ScoreServed(s.m, a, split, ws, o, func(done, total int) {
 		bar.ChangeMax(total)
 		_ = bar.Set(done)
 		plain(done, total, "scoring "+split)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
 
@@ -20,6 +21,7 @@ func adaptScoreCmd() *cobra.Command {
 	var adapterSpec, windowsIn, splits string
 	var batch, iters int
 	var asJSON bool
+	var tune adapt.Tune
 	c := &cobra.Command{
 		Use:   "score --adapter FILE --windows FILE",
 		Short: "Score a saved adapter on the benchmark's windows the way generate and serve run it (online assignment, gate, self-check, updates inside the decoder)",
@@ -48,7 +50,7 @@ held-out ones.`,
 			var all []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
-				sv, err := scoreServedWithBar(s, a, w, split, batch, false)
+				sv, err := scoreServedWithBar(s, a, w, split, adaptrun.ServedOpts{Batch: batch, Tune: tune})
 				if err != nil {
 					return fmt.Errorf("--splits: %w", err)
 				}
@@ -82,5 +84,6 @@ held-out ones.`,
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan)")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
+	addTuneFlags(c, &tune)
 	return c
 }

@@ -137,6 +137,13 @@ func TestCLIModelCommands(t *testing.T) {
 	if _, stderr, err := run(t, "", "generate", "--model", dir); err == nil || !strings.Contains(stderr, "no prompts") {
 		t.Errorf("no prompts: err %v, stderr %q", err, stderr)
 	}
+	// Test-time tuning: a bad rate, and an adapter that is not a gated basis.
+	if _, stderr, err := run(t, "", "generate", "--max-tokens", "2", "--adapter", "default", "--tune-steps", "2", "--tune-lr", "-1", "hi"); err == nil || !strings.Contains(stderr, "--tune-lr") {
+		t.Errorf("tuning at rate -1: err %v, stderr %q", err, stderr)
+	}
+	if _, stderr, err := run(t, "", "generate", "--max-tokens", "2", "--adapter", "default", "--tune-steps", "2", "hi"); err == nil || !strings.Contains(stderr, "gated basis") {
+		t.Errorf("tuning the default hyper-network (not a gated basis): err %v, stderr %q", err, stderr)
+	}
 
 	// Perplexity: JSON fields, and the two backends agree.
 	data := filepath.Join(t.TempDir(), "data.txt")

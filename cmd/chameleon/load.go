@@ -201,6 +201,14 @@ type adapterFlags struct {
 	mode string // --adapt-mode
 	k    int    // --clusters
 	seed uint64 // --cluster-seed
+	tune adapt.Tune
+}
+
+// addTuneFlags adds --tune-steps and --tune-lr (a gated basis's test-time
+// tuning of its gates on the plan's own prompts) into t.
+func addTuneFlags(c *cobra.Command, t *adapt.Tune) {
+	c.Flags().IntVar(&t.Steps, "tune-steps", 0, "a gated basis (adapt train --method hyper-basis): Adam steps on each cluster's generated gates against the loss of the plan's own prompts before adapting (0: none)")
+	c.Flags().Float64Var(&t.LR, "tune-lr", 0.1, "the tuning's Adam rate (adapt tune chooses one on validation)")
 }
 
 func (f *adapterFlags) add(c *cobra.Command, def string, defK int) {
@@ -208,6 +216,7 @@ func (f *adapterFlags) add(c *cobra.Command, def string, defK int) {
 	c.Flags().StringVar(&f.mode, "adapt-mode", string(adapt.ModeBatch), "how a hyper-network groups the inputs: batch (k-means over them), online (nearest training centroid) or one (a single cluster)")
 	c.Flags().IntVar(&f.k, "clusters", defK, "batch mode: number of clusters K, at most the number of inputs (0: ceil(inputs / 16), the paper's default)")
 	c.Flags().Uint64Var(&f.seed, "cluster-seed", 1, "k-means++ seed")
+	addTuneFlags(c, &f.tune)
 }
 
 // enabled reports whether an adapter was asked for.
@@ -223,12 +232,15 @@ func (f *adapterFlags) check() error {
 	if f.k < 0 {
 		return fmt.Errorf("--clusters %d: want 0 (automatic) or a positive number", f.k)
 	}
+	if err := f.tune.Check(); err != nil {
+		return fmt.Errorf("--tune-steps/--tune-lr: %w", err)
+	}
 	return nil
 }
 
 // planOptions are the flags as adapt.PlanOptions.
 func (f *adapterFlags) planOptions() adapt.PlanOptions {
-	return adapt.PlanOptions{Mode: adapt.Mode(f.mode), K: f.k, Seed: f.seed}
+	return adapt.PlanOptions{Mode: adapt.Mode(f.mode), K: f.k, Seed: f.seed, Tune: f.tune}
 }
 
 // runtime loads the adapter for m and puts it on m's backend; nil, nil
