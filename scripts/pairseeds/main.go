@@ -1,0 +1,73 @@
+// Command pairseeds compares one row of an adapt bench result with a row
+// of another (or the same) result over the same test windows, seed by
+// seed: A's seed s minus B's seed s, nats/token, with a paired bootstrap
+// 95% interval (adaptrun.PairedBootstrap, 1000 resamples), and how many
+// seeds' intervals lie below zero. Rows are picked by grouping (e.g.
+// online-checked, static-checked) among the rows of trained methods.
+//
+//	go run ./scripts/pairseeds A.json.gz GROUPING_A B.json.gz GROUPING_B
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+func main() {
+	if len(os.Args) != 5 {
+		fmt.Fprintln(os.Stderr, "usage: pairseeds A.json[.gz] GROUPING_A B.json[.gz] GROUPING_B")
+		os.Exit(2)
+	}
+	a, err := pick(os.Args[1], os.Args[2])
+	if err == nil {
+		var b adaptrun.Row
+		if b, err = pick(os.Args[3], os.Args[4]); err == nil {
+			err = compare(a, b)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pairseeds:", err)
+		os.Exit(1)
+	}
+}
+
+// pick is the one trained row of file f with grouping g.
+func pick(f, g string) (adaptrun.Row, error) {
+	res, err := adaptrun.ReadJSON(f)
+	if err != nil {
+		return adaptrun.Row{}, err
+	}
+	var found []adaptrun.Row
+	for _, r := range res.Rows {
+		if r.Method != "" && r.Grouping == g {
+			found = append(found, r)
+		}
+	}
+	if len(found) != 1 {
+		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
+	}
+	return found[0], nil
+}
+
+// compare prints a minus b per seed and the count of intervals below zero.
+func compare(a, b adaptrun.Row) error {
+	if len(a.Test) != len(b.Test) || len(a.Test) == 0 {
+		return fmt.Errorf("%d and %d seeds", len(a.Test), len(b.Test))
+	}
+	fmt.Printf("%s (%s)\nminus %s (%s), test nats/token per seed:\n", a.Name, a.Grouping, b.Name, b.Grouping)
+	below := 0
+	for s := range a.Test {
+		if len(a.Test[s].Loss) != len(b.Test[s].Loss) {
+			return fmt.Errorf("seed %d: %d and %d windows: not the same windows", s+1, len(a.Test[s].Loss), len(b.Test[s].Loss))
+		}
+		iv := adaptrun.PairedBootstrap(a.Test[s], b.Test[s], 1000, 3)
+		if iv.Hi < 0 {
+			below++
+		}
+		fmt.Printf("  seed %d: %+.4f - %+.4f = %+.4f [%+.4f, %+.4f]\n", s+1, a.Test[s].Mean(nil), b.Test[s].Mean(nil), iv.Mean, iv.Lo, iv.Hi)
+	}
+	fmt.Printf("intervals below zero: %d of %d seeds\n", below, len(a.Test))
+	return nil
+}
