@@ -408,7 +408,7 @@ func (c *cachePass) Logits(dst, h gpu.Tensor) (bool, error) {
 	}
 	b := rt.M.B
 	if !done {
-		b.MatMul(dst, h, rt.M.W.Wte, nil)
+		b.MatMul(dst, h, rt.M.W.Head(), nil)
 	}
 	lp, err := b.Alloc(gpu.F32, dst.Shape()...)
 	if err != nil {

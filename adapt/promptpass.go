@@ -295,7 +295,7 @@ func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32,
 		return nil, err
 	}
 	if !done {
-		be.MatMul(logits, hT, m.W.Wte, nil)
+		be.MatMul(logits, hT, m.W.Head(), nil)
 	}
 	be.CrossEntropy(loss, logits, tgT)
 	return be.ReadF32(loss)

@@ -349,7 +349,7 @@ func (q *planPass) Logits(dst, h gpu.Tensor) (bool, error) {
 		return false, nil
 	}
 	p := q.p
-	if err := p.rt.ops.Logits(dst, h, p.rt.M.W.Wte, nil, p.factors, q.head, p.Alpha); err != nil || p.rt.pair == nil {
+	if err := p.rt.ops.Logits(dst, h, p.rt.M.W.Head(), nil, p.factors, q.head, p.Alpha); err != nil || p.rt.pair == nil {
 		return true, err
 	}
 	f := p.rt.pair.Factors()

@@ -204,7 +204,7 @@ func (p *Plan) gateGradRows(h []float32, tg, cl []int32, scale float32) ([]float
 			return nil, err
 		}
 	}
-	if err := ops.Logits(logits, hT, m.W.Wte, nil, p.factors, clT, p.Alpha); err != nil {
+	if err := ops.Logits(logits, hT, m.W.Head(), nil, p.factors, clT, p.Alpha); err != nil {
 		return nil, err
 	}
 	tb, ok := be.(gpu.TrainBackend)

@@ -28,7 +28,7 @@ func TrainOne(tb gpu.TrainBackend, mdl *model.Model, base adapt.Base, m Method, 
 		if err != nil {
 			return nil, err
 		}
-	} else if tr, err = Train(tb, mdl.W.Wte, base, m, d, o, progress); err != nil {
+	} else if tr, err = Train(tb, mdl.W.Head(), base, m, d, o, progress); err != nil {
 		return nil, err
 	}
 	if _, err := GateAndSelfCheck(tr, d, fit, o.Batch); err != nil {

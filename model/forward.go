@@ -243,7 +243,7 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 			h = alloc(gpu.F32, B, C)
 		}
 	}
-	fusedHead := pass == nil && be.FusesBlock(gpu.Numel(shape[:len(shape)-1]), m.W.Wte)
+	fusedHead := pass == nil && be.FusesBlock(gpu.Numel(shape[:len(shape)-1]), m.W.Head())
 	if !fusedHead {
 		be.LayerNorm(h, final, m.W.LnFG, m.W.LnFB, cfg.LNEps)
 	}
@@ -264,9 +264,9 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	}
 	switch {
 	case fusedHead:
-		be.LayerNormMatMul(logits, final, m.W.LnFG, m.W.LnFB, m.W.Wte, nil, cfg.LNEps, false)
+		be.LayerNormMatMul(logits, final, m.W.LnFG, m.W.LnFB, m.W.Head(), nil, cfg.LNEps, false)
 	case !done:
-		be.MatMul(logits, h, m.W.Wte, nil)
+		be.MatMul(logits, h, m.W.Head(), nil)
 	}
 	for b, ts := range tokens {
 		c.Len[b] += len(ts)

@@ -26,6 +26,12 @@ type Weights struct {
 	LnFG, LnFB gpu.Tensor // ln_f.{weight,bias} (C)
 }
 
+// Head is the output projection (V, C) the logits are read through. GPT-2
+// ties it to the token embedding; a family with its own head returns that
+// here, and every logits path (the forward, the adapters' fused logits,
+// the self-check, tuning and the caches) reads it through Head.
+func (w *Weights) Head() gpu.Tensor { return w.Wte }
+
 // HostTensor is a named host-side tensor, shape outermost first, in the
 // project's (out, in) orientation.
 type HostTensor struct {

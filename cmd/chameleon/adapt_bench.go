@@ -131,7 +131,7 @@ func (o *adaptBenchOpts) run() error {
 	}
 	bar := newBar("training", "steps")
 	cfg.Progress = barProgress(bar, logProgress(os.Stderr, 30*time.Second))
-	e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: o.batch, Seed: 1}
+	e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Head(), Base: base, Batch: o.batch, Seed: 1}
 	for _, m := range cfg.Methods {
 		if len(m.Deep) > 0 && e.Deep == nil {
 			tm, err := train.FromModel(tb, s.m)

@@ -65,7 +65,7 @@ result was measured on. Writes DIR/gate-curve.md and DIR/gate-curve.png.`,
 			if err != nil {
 				return err
 			}
-			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
+			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Head(), Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
 			pts, err := adaptrun.GateCurve(res, method, a, sets, adapt.DefaultBatchSize, qList, e)
 			if err != nil {
 				return err

@@ -82,7 +82,7 @@ DIR/tune.md and DIR/tune.json.`,
 			if err != nil {
 				return err
 			}
-			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Wte, Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
+			e := &adaptrun.Evaluator{TB: tb, Wte: s.m.W.Head(), Base: base, Batch: adapt.DefaultBatchSize, Seed: 1}
 			res, err := adaptrun.TuneEval(e, a, sets, steps, rates, iters, func(what string) { fmt.Fprintln(os.Stderr, "scoring", what) })
 			if err != nil {
 				return err
