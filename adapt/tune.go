@@ -124,6 +124,11 @@ func (p *Plan) tuneGates(seqs [][]int32, rows [][]float32, o Tune) error {
 		if err != nil {
 			return err
 		}
+		for i, d := range grad {
+			if math.IsNaN(float64(d)) || math.IsInf(float64(d), 0) {
+				return fmt.Errorf("adapt: tuning: non-finite gradient for cluster %d's gates", i/max(1, len(grad)/p.K))
+			}
+		}
 		opt.Step(g, grad, o.LR)
 		if err := be.Write(p.packed, g); err != nil {
 			return err
