@@ -197,15 +197,7 @@ func fixtureSet(t *testing.T, split string) (*model.Model, *Set, adapt.Base) {
 // (Over 80 lines: one trained basis scored by both paths on both
 // backends, then the refusals.)
 func TestTunedGatesRuntime(t *testing.T) {
-	m, w := fixture(t)
-	set, err := Prepare(m, w, "train", 4, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOfModel(m)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, set, base := fixtureSet(t, "train")
 	tr, err := Train(m.B.(gpu.TrainBackend), m.W.Wte, base, basisMethod, set, TrainOpts{Batch: 4, Epochs: 2, LR: 3e-2, Seed: 3, Alpha: 0.7}, nil)
 	if err != nil {
 		t.Fatal(err)
