@@ -104,7 +104,9 @@ func (p *Plan) tune(seqs [][]int32, pp *promptPass, o Tune) error {
 
 // tuneGates runs o's steps on the plan's gates (p.packed) against the
 // mean loss of seqs' own next tokens, from their final hidden rows, and
-// remakes the factors (p.gated) from the tuned gates.
+// remakes the factors (p.gated) from the tuned gates. The rows go to the
+// device once, in chunks whose logits stay under 64 MiB; each step only
+// recomputes what the gates change.
 func (p *Plan) tuneGates(seqs [][]int32, rows [][]float32, o Tune) error {
 	if o.Steps == 0 {
 		return nil
@@ -114,15 +116,44 @@ func (p *Plan) tuneGates(seqs [][]int32, rows [][]float32, o Tune) error {
 		return err
 	}
 	be := p.rt.M.B
+	tb, ok := be.(gpu.TrainBackend)
+	if !ok {
+		return fmt.Errorf("adapt: tuning: the model's backend (%T) has no training ops", be)
+	}
 	g, err := be.ReadF32(p.packed)
 	if err != nil {
 		return err
 	}
-	var opt Adam
-	for range o.Steps {
-		grad, err := p.gateGrad(tr)
+	c, v := p.rt.M.Cfg.NEmbd, p.rt.M.Cfg.VocabSize
+	maxRows := max(1, (64<<20)/(4*v))
+	var chunks []*gateChunk
+	defer func() {
+		for _, ch := range chunks {
+			ch.free(be)
+		}
+	}()
+	for a := 0; a < len(tr.tg); a += maxRows {
+		b := min(a+maxRows, len(tr.tg))
+		ch, err := p.newGateChunk(tr.h[a*c:b*c], tr.tg[a:b], tr.cl[a:b])
+		if ch != nil {
+			chunks = append(chunks, ch)
+		}
 		if err != nil {
 			return err
+		}
+	}
+	scale := float32(1 / float64(tr.targets))
+	var opt Adam
+	for range o.Steps {
+		grad := make([]float32, len(g))
+		for _, ch := range chunks {
+			d, err := ch.grad(p, tb, scale)
+			if err != nil {
+				return err
+			}
+			for i, x := range d {
+				grad[i] += x
+			}
 		}
 		for i, d := range grad {
 			if math.IsNaN(float64(d)) || math.IsInf(float64(d), 0) {
@@ -138,48 +169,26 @@ func (p *Plan) tuneGates(seqs [][]int32, rows [][]float32, o Tune) error {
 	return nil
 }
 
-// gateGrad is the gradient of tr's mean next-token loss under the plan's
-// factors with respect to its gates (K, R), in batches whose logits stay
-// under 64 MiB.
-func (p *Plan) gateGrad(tr tuneRows) ([]float32, error) {
-	m := p.rt.M
-	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
-	maxRows := max(1, (64<<20)/(4*v))
-	var sum []float32
-	for a := 0; a < len(tr.tg); a += maxRows {
-		b := min(a+maxRows, len(tr.tg))
-		g, err := p.gateGradRows(tr.h[a*c:b*c], tr.tg[a:b], tr.cl[a:b], float32(1/float64(tr.targets)))
-		if err != nil {
-			return nil, err
-		}
-		if sum == nil {
-			sum = g
-			continue
-		}
-		for i, x := range g {
-			sum[i] += x
-		}
-	}
-	return sum, nil
+// gateChunk is one chunk of tuning rows on the device: the hidden rows,
+// targets and clusters (uploaded once), the ungated u0 = alpha A h (the
+// same at every step) and the scratch each step's gradient writes.
+type gateChunk struct {
+	h, tg, cl, cl0, u0            gpu.Tensor
+	logits, dl, u, du, dA, dB, dg gpu.Tensor
+	clHost, cl0Host               []int32
+	live                          []gpu.Tensor
 }
 
-// gateGradRows is the gates' gradient of scale times the summed loss of
-// rows h (len(tg), C) with targets tg (-1: none) and clusters cl: the
-// logits under the plan's factors, their cross-entropy gradient, B's
-// transpose into the rank space and GateBackward's reduction per cluster,
-// as the training path's basis backward does.
-func (p *Plan) gateGradRows(h []float32, tg, cl []int32, scale float32) ([]float32, error) {
+// newGateChunk puts rows h (len(tg), C) with targets tg (-1: none) and
+// clusters cl on the device. On an error the returned chunk (if any)
+// holds what was allocated, for the caller to free.
+func (p *Plan) newGateChunk(h []float32, tg, cl []int32) (*gateChunk, error) {
 	m := p.rt.M
-	be, ops := m.B, p.rt.ops
+	be := m.B
 	n, c, v := len(tg), m.Cfg.NEmbd, m.Cfg.VocabSize
 	pf := p.rt.basis.Factors()
 	r := pf.R
-	var live []gpu.Tensor
-	defer func() {
-		for _, t := range live {
-			be.Free(t)
-		}
-	}()
+	ch := &gateChunk{clHost: cl, cl0Host: make([]int32, n)} // cl0: every row adapted, the pair's cluster 0
 	var err error
 	alloc := func(dt gpu.DType, shape ...int) gpu.Tensor {
 		if err != nil {
@@ -190,40 +199,52 @@ func (p *Plan) gateGradRows(h []float32, tg, cl []int32, scale float32) ([]float
 			err = fmt.Errorf("adapt: tuning: %w", e)
 			return nil
 		}
-		live = append(live, t)
+		ch.live = append(ch.live, t)
 		return t
 	}
-	hT, tgT, clT, cl0T := alloc(gpu.F32, n, c), alloc(gpu.I32, n), alloc(gpu.I32, n), alloc(gpu.I32, n)
-	logits, dl := alloc(gpu.F32, n, v), alloc(gpu.F32, n, v)
-	u, du, u0 := alloc(gpu.F32, n, r), alloc(gpu.F32, n, r), alloc(gpu.F32, n, r)
-	dA, dB, dg := alloc(gpu.F32, 1, r, c), alloc(gpu.F32, 1, v, r), alloc(gpu.F32, p.packed.Shape()...)
+	ch.h, ch.tg, ch.cl, ch.cl0 = alloc(gpu.F32, n, c), alloc(gpu.I32, n), alloc(gpu.I32, n), alloc(gpu.I32, n)
+	ch.logits, ch.dl = alloc(gpu.F32, n, v), alloc(gpu.F32, n, v)
+	ch.u, ch.du, ch.u0 = alloc(gpu.F32, n, r), alloc(gpu.F32, n, r), alloc(gpu.F32, n, r)
+	ch.dA, ch.dB, ch.dg = alloc(gpu.F32, 1, r, c), alloc(gpu.F32, 1, v, r), alloc(gpu.F32, p.packed.Shape()...)
 	if err != nil {
-		return nil, err
+		return ch, err
 	}
-	cl0 := make([]int32, n) // every row adapted: the pair's cluster 0
 	for _, x := range []struct {
 		t gpu.Tensor
 		v any
-	}{{hT, h}, {tgT, tg}, {clT, cl}, {cl0T, cl0}} {
+	}{{ch.h, h}, {ch.tg, tg}, {ch.cl, cl}, {ch.cl0, ch.cl0Host}} {
 		if err := be.Write(x.t, x.v); err != nil {
-			return nil, err
+			return ch, err
 		}
 	}
-	if err := ops.Logits(logits, hT, m.W.Head(), nil, p.factors, clT, p.Alpha); err != nil {
+	p.rt.ops.LowRankU(ch.u0, ch.h, pf, ch.cl0, p.Alpha)
+	return ch, nil
+}
+
+// grad is the gates' gradient of scale times the chunk's summed loss: the
+// logits under the plan's factors, their cross-entropy gradient, B's
+// transpose into the rank space and GateBackward's reduction per cluster,
+// as the training path's basis backward does.
+func (ch *gateChunk) grad(p *Plan, tb gpu.TrainBackend, scale float32) ([]float32, error) {
+	ops := p.rt.ops
+	pf := p.rt.basis.Factors()
+	if err := ops.Logits(ch.logits, ch.h, p.rt.M.W.Head(), nil, p.factors, ch.cl, p.Alpha); err != nil {
 		return nil, err
 	}
-	tb, ok := be.(gpu.TrainBackend)
-	if !ok {
-		return nil, fmt.Errorf("adapt: tuning: the model's backend (%T) has no training ops", be)
-	}
-	tb.CrossEntropyBackward(dl, logits, tgT, scale)
-	ops.LowRankU(u, hT, p.factors, clT, p.Alpha)
-	if err := ops.LowRankBackwardInput(NewFactors(dA, dB), du, dl, hT, u, pf, cl0, p.Alpha); err != nil {
+	tb.CrossEntropyBackward(ch.dl, ch.logits, ch.tg, scale)
+	ops.LowRankU(ch.u, ch.h, p.factors, ch.cl, p.Alpha)
+	if err := ops.LowRankBackwardInput(NewFactors(ch.dA, ch.dB), ch.du, ch.dl, ch.h, ch.u, pf, ch.cl0Host, p.Alpha); err != nil {
 		return nil, err
 	}
-	ops.LowRankU(u0, hT, pf, cl0T, p.Alpha)
-	if err := ops.GateBackward(dA, dg, du, u0, hT, p.packed, cl, p.Alpha); err != nil {
+	if err := ops.GateBackward(ch.dA, ch.dg, ch.du, ch.u0, ch.h, p.packed, ch.clHost, p.Alpha); err != nil {
 		return nil, err
 	}
-	return be.ReadF32(dg)
+	return p.rt.M.B.ReadF32(ch.dg)
+}
+
+// free releases the chunk's device tensors.
+func (ch *gateChunk) free(be gpu.Backend) {
+	for _, t := range ch.live {
+		be.Free(t)
+	}
 }
