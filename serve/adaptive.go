@@ -183,11 +183,15 @@ func (a *Adaptive) K() int { return a.plan.K }
 // String describes the adaptation for logs.
 func (a *Adaptive) String() string {
 	meta := a.RT.Meta
+	kind := "hyper-network adapter"
+	if meta.Basis {
+		kind = "gated-basis adapter (generated gates on a static pair)"
+	}
 	switch a.Mode {
 	case AdaptOnline:
-		return fmt.Sprintf("hyper-network adapter, rank %d, online assignment to %d training centroids", meta.Rank, a.RT.Centroids.K)
+		return fmt.Sprintf("%s, rank %d, online assignment to %d training centroids", kind, meta.Rank, a.RT.Centroids.K)
 	case AdaptWindow:
-		return fmt.Sprintf("hyper-network adapter, rank %d, k-means over each admission window (k = ceil(n / %d))", meta.Rank, a.opt.ClusterSize)
+		return fmt.Sprintf("%s, rank %d, k-means over each admission window (k = ceil(n / %d))", kind, meta.Rank, a.opt.ClusterSize)
 	}
 	return fmt.Sprintf("%s adapter, rank %d", meta.Kind, meta.Rank)
 }

@@ -169,7 +169,8 @@ func load(files map[string][]byte, hyper []byte, dtype string) (any, error) {
 			"alpha":     rt.Meta.Alpha,
 			"hidden":    hidden,
 			"centroids": rt.Meta.Centroids,
-			"sites":     sites, // decoder layers updated at every layer besides the output projection
+			"basis":     rt.Meta.Basis, // a static pair whose components the hyper-network weighs per cluster
+			"sites":     sites,         // decoder layers updated at every layer besides the output projection
 		}
 	}
 	return js.ValueOf(info), nil

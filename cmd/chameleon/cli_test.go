@@ -141,9 +141,11 @@ func TestCLIModelCommands(t *testing.T) {
 	if _, stderr, err := run(t, "", "generate", "--max-tokens", "2", "--adapter", "default", "--tune-steps", "2", "--tune-lr", "-1", "hi"); err == nil || !strings.Contains(stderr, "--tune-lr") {
 		t.Errorf("tuning at rate -1: err %v, stderr %q", err, stderr)
 	}
-	if _, stderr, err := run(t, "", "generate", "--max-tokens", "2", "--adapter", "default", "--tune-steps", "2", "hi"); err == nil || !strings.Contains(stderr, "gated basis") {
-		t.Errorf("tuning the default hyper-network (not a gated basis): err %v, stderr %q", err, stderr)
+	if _, stderr, err := run(t, "", "generate", "--model", dir, "--max-tokens", "2", "--adapter", randomHyperFile(t, dir, 7, 0), "--tune-steps", "2", "hi"); err == nil || !strings.Contains(stderr, "gated basis") {
+		t.Errorf("tuning a hyper-network that is not a gated basis: err %v, stderr %q", err, stderr)
 	}
+	// The shipped hyper-network is a gated basis: its gates tune.
+	mustRun(t, "", "generate", "--max-tokens", "2", "--adapter", "default", "--tune-steps", "2", "--tune-lr", "0.1", "def add(a, b):\n    return", "Ich weiß nicht, ob")
 
 	// Perplexity: JSON fields, and the two backends agree.
 	data := filepath.Join(t.TempDir(), "data.txt")

@@ -135,6 +135,9 @@ func (s *demoServer) adapterNote() string {
 	if s.adapter == nil {
 		return "no adapter: generation without adaptation only"
 	}
+	if s.adapter.Basis {
+		return fmt.Sprintf("gated-basis adapter, rank %d", s.adapter.Rank)
+	}
 	return fmt.Sprintf("hyper-network adapter, rank %d", s.adapter.Rank)
 }
 

@@ -402,11 +402,16 @@ async function run(adapted, cells, col) {
   return res;
 }
 
+// adapterKind names the adapter's kind for the page.
+function adapterKind(a) {
+  return a.basis ? "gated basis (a static pair weighed per cluster by the hyper-network)" : "hyper-network";
+}
+
 function statLine(res) {
   let s = `${res.label}: ${res.tokens} tokens in ${res.seconds.toFixed(2)} s = ${res.tokensPerSec.toFixed(1)} tokens/s`;
   if (res.adapted) {
     const a = demo.info.adapter;
-    s += ` (hyper-network, rank ${a.rank}, alpha ${a.alpha}, ${res.plan.k} cluster${res.plan.k === 1 ? "" : "s"}: ` +
+    s += ` (${adapterKind(a)}, rank ${a.rank}, alpha ${a.alpha}, ${res.plan.k} cluster${res.plan.k === 1 ? "" : "s"}: ` +
       res.plan.assign.map((c, i) => `prompt ${i + 1}→${c < 0 ? "base" : c + 1}`).join(", ") + ")";
     if (res.cache) {
       s += "; token cache: " + res.cache.pool.map((g, i) =>
@@ -464,7 +469,7 @@ function showApp(info) {
   $("model-info").textContent = `${info.label}: ${info.layers} layers, width ${info.embd}, ${info.heads} heads, context ${info.context}, ` +
     `vocabulary ${info.vocab}, ${(info.params / 1e6).toFixed(1)}M parameters (${info.dtype} on the GPU)` +
     (info.cached ? ", read from the browser's cache" : "") + ". " +
-    (a ? `Adapter: hyper-network (hidden ${a.hidden.join("-")}, rank ${a.rank}, alpha ${a.alpha}${a.centroids ? ", " + a.centroids + " training centroids" : ""}).`
+    (a ? `Adapter: ${adapterKind(a)} (hidden ${a.hidden.join("-")}, rank ${a.rank}, alpha ${a.alpha}${a.centroids ? ", " + a.centroids + " training centroids" : ""}).`
        : "No adapter loaded: generation without adaptation only (start the demo with --adapter FILE).");
   $("compile").textContent = `Shader compilation: ${info.warmupSeconds.toFixed(2)} s, in a warm-up run at load time ` +
     `(every kernel the page uses, compiled by the browser); the tokens/s below are generation alone.` +
