@@ -8,7 +8,6 @@ import (
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
-	"github.com/chameleon-llm/chameleon/train"
 )
 
 // AdapterNet is an adapter being trained on a frozen base model: its
@@ -431,48 +430,6 @@ func (s *stepState) rowLosses() ([]float32, error) {
 	}
 	s.n.B.CrossEntropy(ce, s.logits, s.tg)
 	return s.n.B.ReadF32(ce)
-}
-
-// AdapterTrainer runs AdamW steps of an AdapterNet.
-type AdapterTrainer struct {
-	N     *AdapterNet
-	Opt   *train.AdamW
-	Sched train.Schedule
-	Rng   *rand.Rand // dropout masks
-}
-
-// Step runs one optimisation step on a batch and returns its mean loss and
-// the gradient norm before clipping. A non-finite loss or norm applies no
-// update and returns a *train.NonFiniteError.
-func (tr *AdapterTrainer) Step(bt AdapterBatch) (loss, norm float64, err error) {
-	s, err := tr.N.forward(bt, tr.Rng)
-	if err != nil {
-		return 0, 0, err
-	}
-	defer s.free()
-	if err := s.backward(bt.Cluster); err != nil {
-		return 0, 0, err
-	}
-	tr.Opt.GradNorm(tr.N.grads)
-	ls, err := s.rowLosses()
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, l := range ls {
-		loss += float64(l)
-	}
-	loss /= float64(max(s.rows, 1))
-	nsq, err := tr.Opt.ReadNormSq()
-	if err != nil {
-		return 0, 0, err
-	}
-	norm = math.Sqrt(nsq)
-	step := tr.Opt.Step + 1
-	if !finite(loss) || !finite(norm) {
-		return loss, norm, &train.NonFiniteError{Step: step, Loss: loss, GradNorm: norm}
-	}
-	tr.Opt.Update(tr.N.params, tr.N.grads, tr.Sched.At(step))
-	return loss, norm, nil
 }
 
 // Losses runs the adapter without dropout on a batch and returns each

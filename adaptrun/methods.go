@@ -56,6 +56,12 @@ type Method struct {
 	// its own cluster's update (the centroid's), as a served batch mixes
 	// clusters, instead of the windows of one cluster with their mean.
 	Mixed bool `json:"mixed,omitempty"`
+	// Staged (a gated basis) trains in two stages of TrainOpts.Epochs
+	// each: the static pair alone with every gate held at zero (a LoRA,
+	// trained as the LoRA baseline is), then the gate network alone on the
+	// frozen pair. What the gates add is then over a trained LoRA of the
+	// pair's rank.
+	Staged bool `json:"staged,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -187,6 +193,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	if m.Basis && (m.Kind != KindHyper || len(m.Deep) > 0 || m.StaticRank != 0) {
 		return nil, fmt.Errorf("adaptrun: %s: a gated basis is a head-only hyper method with no static rank of its own", m.Name)
 	}
+	if m.Staged && !m.Basis {
+		return nil, fmt.Errorf("adaptrun: %s: staged training is for a gated basis", m.Name)
+	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
 		return nil, fmt.Errorf("adaptrun: batch %d, epochs %d, lr %g: want positive values", o.Batch, o.Epochs, o.LR)
@@ -277,7 +286,11 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		f := d.Feature(m.Features)
 		mu, sd = FeatureStats(f, dim)
 		k := cluster.DefaultK(n, o.Batch)
-		for e := 0; e < o.Epochs; e++ {
+		nEpochs := o.Epochs
+		if m.Staged {
+			nEpochs *= 2 // the pair's epochs, then the gates'
+		}
+		for e := 0; e < nEpochs; e++ {
 			seed := o.Seed
 			if m.Recluster {
 				seed = o.Seed*1000 + uint64(e)
@@ -336,29 +349,8 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		return nil, err
 	}
 	defer net.Free()
-	opt, err := train.NewAdamWFor(tb, net.Params(), 0.9, 0.999, 1e-8, 0, 1)
-	if err != nil {
+	if err := trainHead(tb, net, m, d, o, epochs, rng, out, progress); err != nil {
 		return nil, err
-	}
-	defer opt.Free()
-	steps := 0
-	for _, gs := range epochs {
-		steps += len(gs)
-	}
-	tr := &AdapterTrainer{N: net, Opt: opt,
-		Sched: train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, steps/10), Steps: steps},
-		Rng:   rand.New(rand.NewPCG(o.Seed, 11))}
-	for _, gs := range epochs {
-		for _, gi := range rng.Perm(len(gs)) {
-			loss, _, err := tr.Step(d.batch(gs[gi], 1))
-			if err != nil {
-				return nil, fmt.Errorf("adaptrun: %s: %w", m.Name, err)
-			}
-			out.Losses = append(out.Losses, loss)
-			if progress != nil {
-				progress(len(out.Losses), steps, loss)
-			}
-		}
 	}
 	ts, err := net.Host()
 	if err != nil {

@@ -51,6 +51,13 @@ func Methods(r int, f string, nAdapt int, matchedRank int) map[string]Method {
 		"hyper-basis": {Name: fmt.Sprintf("ChamaleonLLM gated basis (r=%d, generated gates, hidden states)", max(1, matchedRank-8)),
 			Kind: KindHyper, Rank: max(1, matchedRank-8), Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true,
 			Basis: true, Mixed: true},
+		// The same gated basis trained in two stages: its pair as a LoRA
+		// (every gate at zero), then the gate network alone on the frozen
+		// pair, so that the gates start from a trained LoRA rather than
+		// shaping the pair as they learn.
+		"hyper-basis-staged": {Name: fmt.Sprintf("ChamaleonLLM gated basis, staged (r=%d: a LoRA, then generated gates on it)", max(1, matchedRank-8)),
+			Kind: KindHyper, Rank: max(1, matchedRank-8), Features: adapt.FeatureHidden, Hidden: []int{64, 16}, Recluster: true,
+			Basis: true, Mixed: true, Staged: true},
 		// Updates inside the decoder (the frozen base runs forward and
 		// backward every step).
 		"lora-qkv": {Name: fmt.Sprintf("LoRA r=%d in qkv + head", r), Kind: KindLoRA, Rank: r, Features: f, Deep: []string{train.SiteQKV}},
@@ -85,4 +92,4 @@ func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
