@@ -2,8 +2,10 @@
 // of another (or the same) result over the same test windows, seed by
 // seed: A's seed s minus B's seed s, nats/token, with a paired bootstrap
 // 95% interval (adaptrun.PairedBootstrap, 1000 resamples), and how many
-// seeds' intervals lie below zero. Rows are picked by grouping (e.g.
-// online-checked, static-checked) among the rows of trained methods.
+// seeds' intervals lie below zero. Where the two results ran different
+// numbers of seeds, the seeds both have are compared. Rows are picked by
+// grouping (e.g. online-checked, static-checked) among the rows of trained
+// methods.
 //
 //	go run ./scripts/pairseeds A.json.gz GROUPING_A B.json.gz GROUPING_B
 package main
@@ -53,12 +55,16 @@ func pick(f, g string) (adaptrun.Row, error) {
 
 // compare prints a minus b per seed and the count of intervals below zero.
 func compare(a, b adaptrun.Row) error {
-	if len(a.Test) != len(b.Test) || len(a.Test) == 0 {
-		return fmt.Errorf("%d and %d seeds", len(a.Test), len(b.Test))
+	n := min(len(a.Test), len(b.Test))
+	if n == 0 {
+		return fmt.Errorf("%d and %d seeds: nothing to pair", len(a.Test), len(b.Test))
 	}
 	fmt.Printf("%s (%s)\nminus %s (%s), test nats/token per seed:\n", a.Name, a.Grouping, b.Name, b.Grouping)
+	if len(a.Test) != len(b.Test) {
+		fmt.Printf("  (%d and %d seeds: the first %d paired)\n", len(a.Test), len(b.Test), n)
+	}
 	below := 0
-	for s := range a.Test {
+	for s := range n {
 		if len(a.Test[s].Loss) != len(b.Test[s].Loss) {
 			return fmt.Errorf("seed %d: %d and %d windows: not the same windows", s+1, len(a.Test[s].Loss), len(b.Test[s].Loss))
 		}
@@ -68,6 +74,6 @@ func compare(a, b adaptrun.Row) error {
 		}
 		fmt.Printf("  seed %d: %+.4f - %+.4f = %+.4f [%+.4f, %+.4f]\n", s+1, a.Test[s].Mean(nil), b.Test[s].Mean(nil), iv.Mean, iv.Lo, iv.Hi)
 	}
-	fmt.Printf("intervals below zero: %d of %d seeds\n", below, len(a.Test))
+	fmt.Printf("intervals below zero: %d of %d seeds\n", below, n)
 	return nil
 }
