@@ -176,6 +176,21 @@ func (m Meta) gateSpec() []model.HostTensor {
 // gated says whether adapters of this kind may carry centroids and a gate.
 func gated(kind Kind) bool { return kind == KindHyper || kind == KindLoRA }
 
+// KindLabel names the adapter's kind for people: "gated basis" (a static
+// pair whose components the hyper-network weighs per cluster),
+// "hyper-network", "static LoRA", or the kind itself.
+func (m Meta) KindLabel() string {
+	switch {
+	case m.Kind == KindHyper && m.Basis:
+		return "gated basis"
+	case m.Kind == KindHyper:
+		return "hyper-network"
+	case m.Kind == KindLoRA:
+		return "static LoRA"
+	}
+	return string(m.Kind)
+}
+
 // Hyper is the hyper-network architecture of a KindHyper adapter.
 func (m Meta) Hyper() HyperConfig {
 	c := m.Base.Config

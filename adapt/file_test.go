@@ -274,3 +274,22 @@ func TestAdapterCorruptFiles(t *testing.T) {
 		t.Error("a refused Save left a file behind")
 	}
 }
+
+// TestKindLabel: each adapter kind's name for people, a gated basis told
+// apart from other hyper adapters.
+func TestKindLabel(t *testing.T) {
+	for _, c := range []struct {
+		m    Meta
+		want string
+	}{
+		{Meta{Kind: KindHyper, Rank: 4, StaticRank: 4, Basis: true}, "gated basis"},
+		{Meta{Kind: KindHyper, Rank: 4}, "hyper-network"},
+		{Meta{Kind: KindHyper, Rank: 4, StaticRank: 8}, "hyper-network"},
+		{Meta{Kind: KindLoRA, Rank: 4}, "static LoRA"},
+		{Meta{Kind: KindExperts, Rank: 4}, "experts"},
+	} {
+		if got := c.m.KindLabel(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.m, got, c.want)
+		}
+	}
+}

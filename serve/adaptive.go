@@ -183,10 +183,7 @@ func (a *Adaptive) K() int { return a.plan.K }
 // String describes the adaptation for logs.
 func (a *Adaptive) String() string {
 	meta := a.RT.Meta
-	kind := "hyper-network adapter"
-	if meta.Basis {
-		kind = "gated-basis adapter (generated gates on a static pair)"
-	}
+	kind := meta.KindLabel() + " adapter"
 	switch a.Mode {
 	case AdaptOnline:
 		return fmt.Sprintf("%s, rank %d, online assignment to %d training centroids", kind, meta.Rank, a.RT.Centroids.K)

@@ -135,10 +135,7 @@ func (s *demoServer) adapterNote() string {
 	if s.adapter == nil {
 		return "no adapter: generation without adaptation only"
 	}
-	if s.adapter.Basis {
-		return fmt.Sprintf("gated-basis adapter, rank %d", s.adapter.Rank)
-	}
-	return fmt.Sprintf("hyper-network adapter, rank %d", s.adapter.Rank)
+	return fmt.Sprintf("%s adapter, rank %d", s.adapter.KindLabel(), s.adapter.Rank)
 }
 
 // addFile records a model file with its size and content hash.

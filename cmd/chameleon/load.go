@@ -308,16 +308,16 @@ func describeAdapter(m adapt.Meta) string {
 func describeHead(m adapt.Meta) string {
 	switch m.Kind {
 	case adapt.KindHyper:
-		s := fmt.Sprintf("hyper-network, rank %d, alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)
+		s := fmt.Sprintf("%s, rank %d, alpha %g, hidden %v", m.KindLabel(), m.Rank, m.Alpha, m.Hidden)
 		switch {
 		case m.Basis:
-			s = fmt.Sprintf("gated basis (a static pair of rank %d whose components the hyper-network weighs per cluster), alpha %g, hidden %v", m.Rank, m.Alpha, m.Hidden)
+			s += " (a static pair whose components the hyper-network weighs per cluster)"
 		case m.StaticRank > 0:
 			s += fmt.Sprintf(", plus a static pair of rank %d", m.StaticRank)
 		}
 		return s + describeGate(m)
 	case adapt.KindLoRA:
-		return fmt.Sprintf("static LoRA, rank %d, alpha %g", m.Rank, m.Alpha) + describeGate(m)
+		return fmt.Sprintf("%s, rank %d, alpha %g", m.KindLabel(), m.Rank, m.Alpha) + describeGate(m)
 	}
 	return fmt.Sprintf("%s, rank %d", m.Kind, m.Rank)
 }
