@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/adapt"
-	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
@@ -45,11 +44,9 @@ func TuneEval(e *Evaluator, a *adapt.Adapter, sets Sets, steps int, lrs []float6
 	if sets.Validation == nil || sets.Test == nil || len(lrs) == 0 || steps < 1 {
 		return nil, fmt.Errorf("adaptrun: tuning needs validation and test windows, a rate and a step")
 	}
-	tr := &Trained{M: Method{Name: "gated basis", Kind: KindHyper, Features: a.Meta.Features, Basis: true}, Adapter: a,
-		Cents: a.TrainingCentroids()}
-	if g := a.Gate(); g != nil {
-		tr.Radius = g.Radius
-		e.gates = map[string][2]*cluster.Centroids{a.Meta.Features: {g.Adapt, g.Pretrain}}
+	tr, err := fileTrained(e, a, "gated basis")
+	if err != nil {
+		return nil, err
 	}
 	say := func(s string) {
 		if progress != nil {

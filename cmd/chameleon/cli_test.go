@@ -343,6 +343,15 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if _, _, err := run(t, "", "adapt", "cache", "--model", ckpt, "--out", cacheDir); err == nil {
 		t.Error("adapt cache without --windows: no error")
 	}
+	// The benchmark's groupings and controls for the saved file.
+	ctl := t.TempDir()
+	out = mustRun(t, "", "adapt", "controls", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", ctl, "--bootstrap", "20", "--dtype", "f32")
+	if !strings.Contains(out, "control: mean update for all") || !strings.Contains(out, "clustered test batches | hyper, random batches") {
+		t.Errorf("adapt controls printed no control row or pair:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(ctl, "controls.json")); err != nil {
+		t.Errorf("adapt controls did not write controls.json: %v", err)
+	}
 }
 
 // The plain bench repeats its timed run --reps times and reports the run of
