@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/gpu"
 )
 
 // Serving: plans whose clusters are chosen up front (the training
@@ -249,4 +250,53 @@ func (r *Runtime) NearestOpen(x []float32) int {
 		}
 	}
 	return best
+}
+
+// PlanGates makes a gated basis's plan for slots sequences, all unadapted
+// (-1) until the caller sets Plan.Cluster, whose K clusters take the given
+// gates (K, R) host instead of the hyper-network's: a server's pool of
+// gates tuned on each request's prompt (Plan.Gates of a tuned plan). A
+// row's factors depend on its gates alone, so a row given the same gates
+// in another plan gets the same factors. The caller frees the plan.
+func (r *Runtime) PlanGates(slots int, gates []float32) (*Plan, error) {
+	if r.basis == nil {
+		return nil, fmt.Errorf("adapt: a plan of given gates needs a gated basis, not a %s adapter", r.Meta.Kind)
+	}
+	if len(r.Meta.Sites) > 0 {
+		return nil, fmt.Errorf("adapt: a plan of given gates covers the head alone; this adapter also updates %v", r.Meta.Sites)
+	}
+	if slots < 1 {
+		return nil, fmt.Errorf("adapt: plan for %d slots: need at least one", slots)
+	}
+	rank := r.basis.Factors().R
+	if len(gates) == 0 || len(gates)%rank != 0 {
+		return nil, fmt.Errorf("adapt: %d gate values are not (K, %d) rows with K >= 1", len(gates), rank)
+	}
+	for i, g := range gates {
+		if math.IsNaN(float64(g)) || math.IsInf(float64(g), 0) {
+			return nil, fmt.Errorf("adapt: gate %d of cluster %d is %g", i%rank, i/rank, g)
+		}
+	}
+	p := &Plan{rt: r, Cluster: make([]int, slots), Alpha: r.Meta.Alpha, K: len(gates) / rank}
+	for i := range p.Cluster {
+		p.Cluster[i] = -1
+	}
+	var err error
+	if p.packed, err = r.M.B.Alloc(gpu.F32, p.K, rank); err != nil {
+		return nil, fmt.Errorf("adapt: gates of %d clusters: %w", p.K, err)
+	}
+	if err := r.M.B.Write(p.packed, gates); err != nil {
+		p.Free()
+		return nil, err
+	}
+	return p, p.gateBasis()
+}
+
+// Gates returns a gated basis plan's gates (K, R): as the hyper-network
+// generated them, or as PlanOptions.Tune left them.
+func (p *Plan) Gates() ([]float32, error) {
+	if p.rt.basis == nil || p.packed == nil {
+		return nil, fmt.Errorf("adapt: only a gated basis's plan has gates (this is a %s adapter's)", p.rt.Meta.Kind)
+	}
+	return p.rt.M.B.ReadF32(p.packed)
 }

@@ -3,6 +3,7 @@ package adaptrun
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -267,6 +268,44 @@ func TestTunedGatesRuntime(t *testing.T) {
 		t.Logf("%s: tuned losses differ from the training path's by up to %.2e; tuning moved them by up to %.2e", mb.B.Name(), worst, moved)
 		if worst > 1e-4 || moved < 1e-3 {
 			t.Errorf("%s: tuned losses %.2e from the training path's, moved %.2e by tuning", mb.B.Name(), worst, moved)
+		}
+		// A server's pool: a plan of the tuned gates (PlanGates) scores
+		// exactly as the tuned plan.
+		tp, err := rt.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeOne, Tune: tu})
+		if err != nil {
+			t.Fatal(err)
+		}
+		gates, err := tp.Gates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool, err := rt.PlanGates(len(prompts), append(make([]float32, len(gates)), gates...)) // row 1 holds them
+		if err != nil {
+			t.Fatal(err)
+		}
+		cl := make([]int, len(prompts))
+		for i, c := range tp.Cluster {
+			cl[i] = -1
+			if c >= 0 {
+				cl[i] = c + 1
+			}
+		}
+		if err := pool.SetClusters(cl); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := mb.Score(toks, nil, pool.Adapter(nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ps {
+			if !slices.Equal(ps[i].Losses, tuned[i].Losses) {
+				t.Fatalf("%s: window %d: a plan of the tuned gates scores %v, the tuned plan %v", mb.B.Name(), i, ps[i].Losses[:3], tuned[i].Losses[:3])
+			}
+		}
+		pool.Free()
+		tp.Free()
+		if _, err := rt.PlanGates(1, []float32{1, float32(math.NaN()), 0}); err == nil {
+			t.Errorf("%s: a NaN gate: no error", mb.B.Name())
 		}
 		if _, err := rt.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeOne, Tune: adapt.Tune{Steps: 3, LR: -1}}); err == nil {
 			t.Errorf("%s: tuning at rate -1: no error", mb.B.Name())

@@ -25,6 +25,12 @@ const (
 	// AdaptStatic is a static LoRA adapter: every adapted sequence uses
 	// its one pair.
 	AdaptStatic AdaptMode = "static"
+	// AdaptTuned assigns each prompt to the nearest training centroid of a
+	// gated basis, as online, then tunes the generated gates of each
+	// cluster of an admission window on its prompts' own tokens
+	// (AdaptOptions.Tune) before the window decodes: a pool of one gate
+	// row per slot, as window mode's.
+	AdaptTuned AdaptMode = "tuned"
 )
 
 // AdaptOptions configure NewAdaptive.
@@ -36,6 +42,9 @@ type AdaptOptions struct {
 	// k = ceil(n / ClusterSize) clusters; default adapt.DefaultBatchSize.
 	ClusterSize int
 	Seed        uint64 // window mode: the k-means++ seed of every window
+	// Tune is test-time tuning of a gated basis's gates (mode tuned, the
+	// default when Steps > 0): Steps Adam steps at rate LR.
+	Tune adapt.Tune
 }
 
 // Adaptive serves a model with an adapter (package adapt): each adapted
@@ -58,6 +67,7 @@ type Adaptive struct {
 	opt   AdaptOptions
 	plan  *adapt.Plan
 	means []float32 // window mode: (slots, C) each pool row's hyper-network input; zeros when free
+	gates []float32 // tuned mode: (slots, R) each pool row's tuned gates; zeros when free
 	// slotClusters is ForwardLast's scratch: each slot's cluster this
 	// step, -1 for the base model, handed to plan.SetClusters.
 	slotClusters []int
@@ -100,7 +110,18 @@ func NewAdaptive(m *model.Model, a *adapt.Adapter, o AdaptOptions) (*Adaptive, e
 		return nil, err
 	}
 	mode := o.Mode
+	if err := o.Tune.Check(); err != nil {
+		return fail(fmt.Errorf("serve: %w", err))
+	}
 	switch {
+	case o.Tune.Steps > 0 && mode != "" && mode != AdaptTuned:
+		return fail(fmt.Errorf("serve: adaptation mode %q does not tune gates: tuning runs in mode tuned", mode))
+	case o.Tune.Steps > 0 || mode == AdaptTuned:
+		if !a.Meta.Basis || rt.Centroids == nil || o.Tune.Steps == 0 {
+			return fail(fmt.Errorf("serve: adaptation mode tuned needs a gated basis with training centroids (adapt train --method hyper-basis; this is a %s) and tuning steps (%d)",
+				a.Meta.KindLabel(), o.Tune.Steps))
+		}
+		mode = AdaptTuned
 	case a.Meta.Kind == adapt.KindLoRA:
 		if mode != "" && mode != AdaptStatic {
 			return fail(fmt.Errorf("serve: adaptation mode %q: a lora adapter has one fixed pair (mode static)", mode))
@@ -115,18 +136,18 @@ func NewAdaptive(m *model.Model, a *adapt.Adapter, o AdaptOptions) (*Adaptive, e
 	switch mode {
 	case AdaptStatic:
 		ad.plan, err = rt.PlanMeans(1, nil)
-	case AdaptOnline:
+	case AdaptOnline, AdaptTuned:
 		if rt.Centroids == nil {
 			return fail(fmt.Errorf("serve: adaptation mode online needs training centroids, and this hyper adapter stores none: use mode window"))
 		}
-		ad.plan, err = rt.CentroidPlan(1)
+		ad.plan, err = rt.CentroidPlan(1) // tuned: replaced by the pool of gates in NewCache
 	case AdaptWindow:
 		if a.Meta.Kind != adapt.KindHyper {
 			return fail(fmt.Errorf("serve: adaptation mode window needs a hyper adapter, not %s", a.Meta.Kind))
 		}
 		ad.plan, err = rt.PlanMeans(1, make([]float32, rt.FeatureWidth())) // a placeholder until NewCache sizes the pool
 	default:
-		return fail(fmt.Errorf("serve: unknown adaptation mode %q (online, window or static)", mode))
+		return fail(fmt.Errorf("serve: unknown adaptation mode %q (online, window, tuned or static)", mode))
 	}
 	if err != nil {
 		return fail(fmt.Errorf("serve: adapter: %w", err))
@@ -189,6 +210,9 @@ func (a *Adaptive) String() string {
 		return fmt.Sprintf("%s, rank %d, online assignment to %d training centroids", kind, meta.Rank, a.RT.Centroids.K)
 	case AdaptWindow:
 		return fmt.Sprintf("%s, rank %d, k-means over each admission window (k = ceil(n / %d))", kind, meta.Rank, a.opt.ClusterSize)
+	case AdaptTuned:
+		return fmt.Sprintf("%s, rank %d, online assignment to %d training centroids, each admission window's clusters tuning their gates on its prompts (%d Adam steps at %g)",
+			kind, meta.Rank, a.RT.Centroids.K, a.opt.Tune.Steps, a.opt.Tune.LR)
 	}
 	return fmt.Sprintf("%s adapter, rank %d", meta.Kind, meta.Rank)
 }
@@ -204,7 +228,8 @@ func (a *Adaptive) NewCache(slots, tmax int) (*model.Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	if a.Mode == AdaptWindow {
+	switch a.Mode {
+	case AdaptWindow:
 		means := make([]float32, slots*a.RT.FeatureWidth())
 		p, err := a.RT.PlanMeans(slots, means)
 		if err != nil {
@@ -213,6 +238,15 @@ func (a *Adaptive) NewCache(slots, tmax int) (*model.Cache, error) {
 		}
 		a.plan.Free()
 		a.plan, a.means = p, means
+	case AdaptTuned:
+		gates := make([]float32, slots*a.RT.Meta.Rank)
+		p, err := a.RT.PlanGates(slots, gates)
+		if err != nil {
+			a.M.FreeCache(c)
+			return nil, fmt.Errorf("serve: adapter gates for %d slots: %w", slots, err)
+		}
+		a.plan.Free()
+		a.plan, a.gates = p, gates
 	}
 	a.slotClusters = make([]int, slots)
 	for i := range a.slotClusters {
@@ -257,9 +291,10 @@ func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, h
 
 // Group gives the newly admitted adapted prompts their clusters: the
 // nearest training centroid (online), the one pair (static; -1 where a
-// gated LoRA keeps the base model), or in window
-// mode k-means over the prompts, each cluster getting a free pool row and
-// the hyper-network's factors for its mean feature.
+// gated LoRA keeps the base model), in window mode k-means over the
+// prompts, each cluster getting a free pool row and the hyper-network's
+// factors for its mean feature, or in tuned mode the nearest centroid's
+// gates tuned on the prompts of that centroid, each in a free pool row.
 func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	switch a.Mode {
 	case AdaptStatic:
@@ -280,6 +315,8 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 			}
 		}
 		return cl, err
+	case AdaptTuned:
+		return a.groupTuned(prompts, live)
 	}
 	n := len(prompts)
 	if n == 0 {
@@ -289,8 +326,83 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, slots := a.RT.FeatureWidth(), a.plan.K
-	k := len(means) / c
+	rows, next := a.poolRows(live, means, a.means, a.RT.FeatureWidth())
+	p, err := a.RT.PlanMeans(a.plan.K, next)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.swapPlan(p); err != nil {
+		return nil, err
+	}
+	a.means = next
+	out := make([]int, n)
+	for i, j := range assign {
+		out[i] = rows[j]
+	}
+	return out, nil
+}
+
+// groupTuned is Group in tuned mode: one plan over the new prompts
+// (online assignment, the gate, the self-check, then the tuning of each
+// assigned centroid's gates on its prompts), whose tuned gates move into
+// free pool rows.
+func (a *Adaptive) groupTuned(prompts [][]int32, live []int) ([]int, error) {
+	n := len(prompts)
+	if n == 0 {
+		return nil, nil
+	}
+	tp, err := a.RT.Plan(prompts, adapt.PlanOptions{Mode: adapt.ModeOnline, Tune: a.opt.Tune})
+	if err != nil {
+		return nil, err
+	}
+	defer tp.Free()
+	tuned, err := tp.Gates()
+	if err != nil {
+		return nil, err
+	}
+	r := len(tuned) / tp.K
+	var used []int // the centroids the prompts use, in order
+	pos := map[int]int{}
+	var rowsIn []float32
+	for _, c := range tp.Cluster {
+		if _, ok := pos[c]; c >= 0 && !ok {
+			pos[c] = len(used)
+			used = append(used, c)
+			rowsIn = append(rowsIn, tuned[c*r:(c+1)*r]...)
+		}
+	}
+	out := make([]int, n)
+	if len(used) == 0 {
+		for i := range out {
+			out[i] = -1
+		}
+		return out, nil
+	}
+	rows, next := a.poolRows(live, rowsIn, a.gates, r)
+	p, err := a.RT.PlanGates(a.plan.K, next)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.swapPlan(p); err != nil {
+		return nil, err
+	}
+	a.gates = next
+	for i, c := range tp.Cluster {
+		out[i] = -1
+		if c >= 0 {
+			out[i] = rows[pos[c]]
+		}
+	}
+	return out, nil
+}
+
+// poolRows places len(fresh)/width new rows in the pool (cur, one row of
+// width values per slot): rows that live (the clusters of sequences still
+// running) keep their values, the others are zeroed and the new rows take
+// the first free ones. It returns the pool rows the new rows got and the
+// pool's next values.
+func (a *Adaptive) poolRows(live []int, fresh, cur []float32, width int) ([]int, []float32) {
+	slots := a.plan.K
 	used := make([]bool, slots)
 	for _, r := range live {
 		if r < 0 || r >= slots {
@@ -298,34 +410,33 @@ func (a *Adaptive) Group(prompts [][]int32, live []int) ([]int, error) {
 		}
 		used[r] = true
 	}
-	next := make([]float32, slots*c) // rows no one uses stay zero
+	next := make([]float32, slots*width) // rows no one uses stay zero
 	var free []int
 	for r := 0; r < slots; r++ {
 		if used[r] {
-			copy(next[r*c:(r+1)*c], a.means[r*c:(r+1)*c])
+			copy(next[r*width:(r+1)*width], cur[r*width:(r+1)*width])
 		} else {
 			free = append(free, r)
 		}
 	}
+	k := len(fresh) / width
 	if len(free) < k {
-		panic(fmt.Sprintf("serve: Adaptive.Group: %d new clusters but %d free pool rows (%d live sequences + %d new exceed the %d slots?)", k, len(free), len(live), n, slots))
+		panic(fmt.Sprintf("serve: Adaptive.Group: %d new clusters but %d free pool rows (%d live sequences + new ones exceed the %d slots?)", k, len(free), len(live), slots))
 	}
 	for j := 0; j < k; j++ {
-		copy(next[free[j]*c:(free[j]+1)*c], means[j*c:(j+1)*c])
+		copy(next[free[j]*width:(free[j]+1)*width], fresh[j*width:(j+1)*width])
 	}
-	p, err := a.RT.PlanMeans(slots, next)
-	if err != nil {
-		return nil, err
-	}
+	return free[:k], next
+}
+
+// swapPlan makes p (a pool of the same rows) the plan, keeping every
+// slot's cluster.
+func (a *Adaptive) swapPlan(p *adapt.Plan) error {
 	if err := p.SetClusters(a.plan.Cluster); err != nil { // the same pool of slots rows
 		p.Free()
-		return nil, fmt.Errorf("serve: Adaptive.Group: %w", err)
+		return fmt.Errorf("serve: Adaptive.Group: %w", err)
 	}
 	a.plan.Free()
-	a.plan, a.means = p, next
-	out := make([]int, n)
-	for i, j := range assign {
-		out[i] = free[j]
-	}
-	return out, nil
+	a.plan = p
+	return nil
 }

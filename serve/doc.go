@@ -61,6 +61,11 @@
 //     ClusterSize), and the hyper-network on each cluster's mean; the
 //     factors live in a pool of one row per slot, reused once every
 //     sequence of a cluster has left;
+//   - tuned (a gated basis with Options.Tune, serve --tune-steps): online
+//     assignment, then each centroid the window uses has its generated
+//     gates tuned by a few Adam steps against its prompts' own tokens
+//     (adapt.PlanOptions.Tune, as generate runs it); the tuned gates take
+//     free rows of a pool of one gate row per slot (adapt.Runtime.PlanGates);
 //   - static (lora): every adapted sequence uses the one pair.
 //
 // Every step computes the logits of all rows in ONE fused adapt.Ops.Logits

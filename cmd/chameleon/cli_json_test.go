@@ -111,7 +111,7 @@ func TestCLIFlagHelpAndCompletion(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"serve", "--adapt-mode", ""}, "online\nwindow\n"},
+		{[]string{"serve", "--adapt-mode", ""}, "online\nwindow\ntuned\n"},
 		{[]string{"run", "--adapt-mode", ""}, "batch\nonline\none\n"},
 		{[]string{"convert", "--dtype", ""}, "f32\nf16\nbf16\n"},
 		{[]string{"generate", "--dtype", ""}, "f32\nf16\n"},

@@ -28,7 +28,7 @@ var flagValues = map[string][]string{
 // commandFlagValues override flagValues for one command ("command flag",
 // the command path without "chameleon ").
 var commandFlagValues = map[string][]string{
-	"serve adapt-mode": {"online", "window"},
+	"serve adapt-mode": {"online", "window", "tuned"},
 	"convert dtype":    {"f32", "f16", "bf16"},
 	"init dtype":       {"f32", "f16", "bf16"},
 	"init config":      {"gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "tiny"},

@@ -93,9 +93,11 @@ func serveCmd() *cobra.Command {
 	f.StringVar(&opt.ModelName, "name", "", "model id in the API (default: the --model file or directory name)")
 	f.DurationVar(&grace, "grace", 30*time.Second, "on SIGINT/SIGTERM, how long in-flight requests may take to finish")
 	f.StringVar(&adapterFlag, "adapter", "default", "adapter file (adapt.Save's safetensors), \"default\" (the embedded hyper-network; none embedded: no adaptation) or \"none\"")
-	f.StringVar(&mode, "adapt-mode", "", "hyper adapters: online (nearest training centroid) or window (k-means over each admission window) (default: online when the adapter stores centroids)")
+	f.StringVar(&mode, "adapt-mode", "", "hyper adapters: online (nearest training centroid), window (k-means over each admission window) or tuned (online, each admission window's clusters tuning a gated basis's gates on their prompts: --tune-steps) (default: tuned with --tune-steps, else online when the adapter stores centroids)")
 	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
 	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
+	f.IntVar(&ao.Tune.Steps, "tune-steps", 0, "a gated basis (adapt train --method hyper-basis): Adam steps on the gates of each admission window's clusters against their prompts' own tokens before decoding (0: none; mode tuned)")
+	f.Float64Var(&ao.Tune.LR, "tune-lr", 0.1, "the tuning's Adam rate (adapt tune chooses one on validation)")
 	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
 	addCacheFlags(c, &opt)
 	f.StringVar(&chatFile, "chat-template", "", "Jinja chat template FILE for /v1/chat/completions (default: the model's own, GGUF tokenizer.chat_template or tokenizer_config.json, else a plain-text User:/Assistant: transcript)")
@@ -220,6 +222,9 @@ func checkServeFlags(opt *serve.Options, ao serve.AdaptOptions, grace time.Durat
 	if err := checkCacheFlags(opt); err != nil {
 		return err
 	}
+	if err := ao.Tune.Check(); err != nil {
+		return fmt.Errorf("--tune-steps/--tune-lr: %w", err)
+	}
 	if grace < 0 || opt.AdaptWindow < 0 {
 		return fmt.Errorf("--grace %v, --adapt-window %v: want durations of 0 or more", grace, opt.AdaptWindow)
 	}
@@ -261,6 +266,9 @@ func checkCacheFlags(opt *serve.Options) error {
 func serveModel(s *session, spec string, o serve.AdaptOptions, log io.Writer) (serve.Model, error) {
 	base := serve.Base{M: s.m}
 	if spec == "none" {
+		if o.Tune.Steps > 0 || o.Mode != "" {
+			return nil, fmt.Errorf("--adapter none: --adapt-mode and --tune-steps need an adapter")
+		}
 		fmt.Fprintln(log, "chameleon: adaptation off (--adapter none)")
 		return base, nil
 	}
