@@ -196,7 +196,13 @@ func (p *tapPass) End() {
 // is the head's alone). Batches keep the logits under 64 MiB, as
 // Model.ScoreChunked does.
 func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, [][]float32, error) {
-	m := p.rt.M
+	return p.rt.rowScores(idx, seqs, rows, func(index []int) model.Adapter { return p.AdapterOf(index, nil) })
+}
+
+// rowScores is headScores through adapterOf's head (given the plan
+// sequences of the rows' batch), or the base model's when it is nil.
+func (r *Runtime) rowScores(idx []int, seqs [][]int32, rows [][]float32, adapterOf func(index []int) model.Adapter) ([]float64, [][]float32, error) {
+	m := r.M
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	maxRows := max(1, (64<<20)/(4*v))
 	out := make([]float64, len(idx))
@@ -224,7 +230,7 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 				tg, head = append(tg, next), append(head, int32(k-a))
 			}
 		}
-		ls, err := p.scoreHead(idx[a:b], h, tg, head)
+		ls, err := r.scoreHead(idx[a:b], h, tg, head, adapterOf)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -233,7 +239,7 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 				continue
 			}
 			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-				return nil, nil, fmt.Errorf("adapt: self-check: non-finite adapted loss in sequence %d", idx[a+int(head[r])])
+				return nil, nil, fmt.Errorf("adapt: self-check: non-finite loss in sequence %d", idx[a+int(head[r])])
 			}
 			j := int(head[r]) + a
 			out[j] += float64(l)
@@ -244,10 +250,11 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 	return out, per, nil
 }
 
-// scoreHead runs the plan's head on hidden rows h (rows, C) whose sequence
-// in index is head[row] and returns each row's cross-entropy against tg.
-func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32, error) {
-	m := p.rt.M
+// scoreHead runs adapterOf(index)'s head (nil: the base model's) on
+// hidden rows h (rows, C) whose sequence in index is head[row] and returns
+// each row's cross-entropy against tg.
+func (r *Runtime) scoreHead(index []int, h []float32, tg, head []int32, adapterOf func(index []int) model.Adapter) ([]float32, error) {
+	m := r.M
 	be := m.B
 	nr := len(tg)
 	var live []gpu.Tensor
@@ -285,14 +292,16 @@ func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32,
 	if err := be.Write(tgT, tg); err != nil {
 		return nil, err
 	}
-	pass, err := p.AdapterOf(index, nil).Begin(head, head)
-	if err != nil {
-		return nil, err
-	}
-	defer pass.End()
-	done, err := pass.Logits(logits, hT)
-	if err != nil {
-		return nil, err
+	done := false
+	if adapterOf != nil {
+		pass, err := adapterOf(index).Begin(head, head)
+		if err != nil {
+			return nil, err
+		}
+		defer pass.End()
+		if done, err = pass.Logits(logits, hT); err != nil {
+			return nil, err
+		}
 	}
 	if !done {
 		be.MatMul(logits, hT, m.W.Head(), nil)

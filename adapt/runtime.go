@@ -174,14 +174,8 @@ type Plan struct {
 // self-check, factors), each using the previous step's results.)
 func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	n := len(seqs)
-	if n == 0 {
-		return nil, fmt.Errorf("adapt: plan: no sequences")
-	}
-	if err := o.Tune.Check(); err != nil {
-		return nil, fmt.Errorf("adapt: plan: %w", err)
-	}
-	if o.Tune.Steps > 0 && !r.Meta.Basis {
-		return nil, fmt.Errorf("adapt: plan: tuning is for a gated basis's gates, not a %s adapter", r.Meta.Kind)
+	if err := r.checkPlan(n, o); err != nil {
+		return nil, err
 	}
 	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
 	switch r.Meta.Kind {
@@ -217,6 +211,28 @@ func (r *Runtime) Plan(seqs [][]int32, o PlanOptions) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	return r.hyperPlan(p, seqs, o, pp)
+}
+
+// checkPlan refuses a plan of n sequences under o that Plan cannot make.
+func (r *Runtime) checkPlan(n int, o PlanOptions) error {
+	if n == 0 {
+		return fmt.Errorf("adapt: plan: no sequences")
+	}
+	if err := o.Tune.Check(); err != nil {
+		return fmt.Errorf("adapt: plan: %w", err)
+	}
+	if o.Tune.Steps > 0 && !r.Meta.Basis {
+		return fmt.Errorf("adapt: plan: tuning is for a gated basis's gates, not a %s adapter", r.Meta.Kind)
+	}
+	return nil
+}
+
+// hyperPlan makes hyper adapter plan p of seqs from the base model's pass
+// over them pp (nil: none; features and the self-check then run their own
+// forwards): features, grouping, gate and self-check, factors, tuning.
+func (r *Runtime) hyperPlan(p *Plan, seqs [][]int32, o PlanOptions, pp *promptPass) (*Plan, error) {
+	n := len(seqs)
 	ft, feats, err := r.featuresWith(seqs, pp.hiddenMeans())
 	if err != nil {
 		return nil, err

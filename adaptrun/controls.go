@@ -13,7 +13,7 @@ import (
 // gate and self-check) on a test split under every grouping the benchmark
 // scores a ChamaleonLLM method by, the two controls included, and pairs
 // the rows that say what the clustering and the generated part buy. The
-// benchmark computes these rows only for the first seeds it trains; this
+// benchmark computes these rows for the seeds it trains itself; this
 // computes them for any file, so a seed trained on its own (adapt train)
 // gets the same controls.
 

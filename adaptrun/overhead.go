@@ -27,15 +27,22 @@ type Overhead struct {
 	Reps     int    `json:"reps"`
 	// Medians over the repetitions, seconds. Base: the batched prefill
 	// with the tied projection (last-position logits, greedy pick read
-	// back, as generation runs it). Adapted: the same pass preceded by the
-	// plan (features on the device, k-means, the hyper-network on each
-	// cluster's mean) and with the fused low-rank head.
+	// back, as generation runs it). Adapted: the same pass with the plan
+	// (features, k-means, the hyper-network on each cluster's mean, the
+	// gate and self-check) and the fused low-rank head, as generate runs
+	// it (adapt.Runtime.Prefill: inside the prefill where the adapter
+	// allows, PlanInPrefill). Apart: Runtime.Plan first, with the base
+	// pass of its own that hidden-state features and the self-check need,
+	// then the adapted prefill (how generate ran it until 2026-12-05).
 	BaseSeconds    float64 `json:"base_seconds"`
 	AdaptedSeconds float64 `json:"adapted_seconds"`
-	PlanSeconds    float64 `json:"plan_seconds"` // features + k-means + hyper-network
-	HeadSeconds    float64 `json:"head_seconds"` // adapted forward - base forward (the low-rank apply)
+	PlanSeconds    float64 `json:"plan_seconds"` // features + k-means + hyper-network (+ the self-check's scoring)
+	HeadSeconds    float64 `json:"head_seconds"` // adapted forward - base forward - plan (the low-rank apply)
 	Overhead       float64 `json:"overhead"`     // (adapted - base) / base
-	Target         float64 `json:"target"`       // OverheadTarget
+	PlanInPrefill  bool    `json:"plan_in_prefill"`
+	ApartSeconds   float64 `json:"apart_seconds"`
+	ApartOverhead  float64 `json:"apart_overhead"` // (apart - base) / base
+	Target         float64 `json:"target"`         // OverheadTarget
 	MeetsTarget    bool    `json:"meets_target"`
 }
 
@@ -96,33 +103,50 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, batch, seq, 
 		return r, err
 	}
 	defer done()
-	var base, adapted, plans []float64
+	var base, adapted, plans, apart []float64
 	for i := -1; i < reps; i++ { // i = -1 warms the pipelines up
 		t0 := time.Now()
 		if err := pass(nil); err != nil {
 			return r, err
 		}
 		tb := time.Since(t0).Seconds()
+		o := adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}
 		t0 = time.Now()
-		plan, err := rt.Plan(toks, adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)})
+		pf, err := rt.Prefill(toks, o)
 		if err != nil {
 			return r, err
 		}
-		tp := time.Since(t0).Seconds()
-		err = pass(plan.Adapter(nil))
+		err = pass(pf)
 		ta := time.Since(t0).Seconds()
-		r.Clusters = plan.K
+		tp := pf.PlanTime.Seconds()
+		r.PlanInPrefill = pf.FromPrefill
+		if plan := pf.Plan(); plan != nil {
+			r.Clusters = plan.K
+		}
+		pf.Free()
+		if err != nil {
+			return r, err
+		}
+		// The plan apart: Runtime.Plan's own base pass, then the prefill.
+		t0 = time.Now()
+		plan, err := rt.Plan(toks, o)
+		if err != nil {
+			return r, err
+		}
+		err = pass(plan.Adapter(nil))
+		tapart := time.Since(t0).Seconds()
 		plan.Free()
 		if err != nil {
 			return r, err
 		}
 		if i >= 0 {
-			base, adapted, plans = append(base, tb), append(adapted, ta), append(plans, tp)
+			base, adapted, plans, apart = append(base, tb), append(adapted, ta), append(plans, tp), append(apart, tapart)
 		}
 	}
-	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds = median(base), median(adapted), median(plans)
+	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.ApartSeconds = median(base), median(adapted), median(plans), median(apart)
 	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
 	r.Overhead = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
+	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target
 	return r, nil
 }

@@ -76,6 +76,15 @@ type Pass interface {
 	End()
 }
 
+// ResidualPass is a Pass that sees the residual stream after the last
+// block, (B, T, C) over every row of the forward (rows past a sequence's
+// new tokens are padding), before the final layer norm and, in a last-only
+// forward, before the head's rows are gathered: what a plan made from a
+// prompt's own prefill reads (adapt.Runtime.Prefill). It must not write x.
+type ResidualPass interface {
+	Residual(x gpu.Tensor) error
+}
+
 // MatMulPass is a Pass that may run a block site's matmul itself, with
 // its update (e.g. the update's expand as the matmul kernel's epilogue, so
 // that y is written once).

@@ -229,6 +229,9 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	} else {
 		cur = r.blocks(emb, a)
 	}
+	if rp, ok := pass.(ResidualPass); ok && perr == nil {
+		perr = rp.Residual(cur)
+	}
 	// The final layer norm and the vocabulary projection: of every row, or
 	// of each sequence's last (ForwardLast), gathered by Rows unless every
 	// sequence added exactly one token (then the rows are the last ones

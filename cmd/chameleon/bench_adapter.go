@@ -44,8 +44,12 @@ func (b *bench) runAdapter() error {
 			if !r.MeetsTarget {
 				verdict = "misses"
 			}
-			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs: features, k-means, hyper-network; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target)\n",
-				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target)
+			where := "made before the prefill"
+			if r.PlanInPrefill {
+				where = "made inside the prefill"
+			}
+			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target); with the plan's own base pass first %.3fs, %+.1f%%\n",
+				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, where, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target, r.ApartSeconds, 100*r.ApartOverhead)
 		}
 		m.W.Free(b.w)
 	}

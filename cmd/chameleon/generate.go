@@ -55,21 +55,32 @@ cluster of each prompt is printed on stderr.`,
 			if err != nil {
 				return err
 			}
-			rt, plan, err := af.plan(s.m, ids, !asJSON)
-			if err != nil {
-				return err
-			}
-			var clusters []int
-			if rt != nil {
-				defer rt.Free()
-				defer plan.Free()
-				opt.Adapter = plan.Adapter(nil)
-				clusters = plan.Cluster
-				if cache {
+			var rt *adapt.Runtime
+			var plan *adapt.Plan
+			var pf *adapt.Prefill
+			if cache {
+				if rt, plan, err = af.plan(s.m, ids, !asJSON); err != nil {
+					return err
+				}
+				if rt != nil {
+					defer rt.Free()
+					defer plan.Free()
 					if opt.Adapter, err = cacheAdapter(plan, ids, s.m.Cfg.VocabSize, !asJSON); err != nil {
 						return err
 					}
 				}
+			} else if rt, err = af.runtime(s.m); err != nil {
+				return err
+			} else if rt != nil {
+				// The plan comes from the prompts' own prefill where it can
+				// (a head-only adapter conditioned on hidden states): the
+				// prompts run through the model once, not twice.
+				defer rt.Free()
+				if pf, err = rt.Prefill(ids, af.planOptions()); err != nil {
+					return err
+				}
+				defer pf.Free()
+				opt.Adapter = pf
 			}
 			opt.Stop = stops
 			opt.StopAtEOT = eot
@@ -85,6 +96,16 @@ cluster of each prompt is printed on stderr.`,
 				return err
 			}
 			el := time.Since(t0)
+			if pf != nil {
+				plan = pf.Plan()
+				if !asJSON {
+					printClusters(os.Stderr, rt, plan, af.mode)
+				}
+			}
+			var clusters []int
+			if plan != nil {
+				clusters = plan.Cluster
+			}
 			if asJSON {
 				return printJSON(os.Stdout, generationReport(s, rt, prompts, gens, clusters, el))
 			}

@@ -1,0 +1,214 @@
+package adapt
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// Prefill: a plan made from the prompts' own prefill. An adapter that
+// updates the head alone leaves the decoder's hidden states and KV cache
+// the base model's, so the generation's prefill of the prompts is also
+// the base pass a plan needs (hidden-state features, the self-check's
+// base losses, the rows tuning reads). Runtime.Plan runs that pass on its
+// own and the generation then prefills the same prompts again: for a
+// hidden-feature adapter, the adaptation cost a whole forward. A Prefill
+// instead makes the plan inside the first forward, between the last block
+// and the head, and that forward's logits are already the adapted ones.
+
+// Prefill is a model.Adapter for generating from seqs (the prompts, as
+// the first forward's sequences, from an empty cache): that forward makes
+// the plan (Plan) from its own final hidden states and adapts its logits;
+// later forwards use the plan's adapter. Where the prefill cannot make the
+// plan (block sites, embedding-only features, a prompt over the context)
+// the plan is made up front by Runtime.Plan.
+type Prefill struct {
+	rt   *Runtime
+	seqs [][]int32
+	o    PlanOptions
+	plan *Plan
+	err  error
+	// PlanTime is the time the plan took: made up front, or inside the
+	// first forward from its residual stream (the final layer norm of
+	// every row, their read-back, the self-check's scoring, features,
+	// grouping, hyper-network and tuning).
+	PlanTime time.Duration
+	// FromPrefill says that the first forward made the plan.
+	FromPrefill bool
+}
+
+// Prefill returns the adapter that plans seqs under o during their
+// prefill (or now, where it cannot). The caller frees it (Free).
+func (r *Runtime) Prefill(seqs [][]int32, o PlanOptions) (*Prefill, error) {
+	if err := r.checkPlan(len(seqs), o); err != nil {
+		return nil, err
+	}
+	pf := &Prefill{rt: r, seqs: seqs, o: o}
+	if !r.plansInPrefill(seqs) {
+		t0 := time.Now()
+		p, err := r.Plan(seqs, o)
+		if err != nil {
+			return nil, err
+		}
+		pf.plan, pf.PlanTime = p, time.Since(t0)
+	}
+	return pf, nil
+}
+
+// plansInPrefill says whether the prefill of seqs can make their plan: a
+// hyper adapter of the head alone whose features include hidden states,
+// every prompt non-empty and within the context.
+func (r *Runtime) plansInPrefill(seqs [][]int32) bool {
+	if r.Meta.Kind != KindHyper || len(r.sites) > 0 || (r.Meta.Features != FeatureHidden && r.Meta.Features != FeatureBoth) {
+		return false
+	}
+	for _, s := range seqs {
+		if len(s) == 0 || len(s) > r.M.Cfg.NCtx {
+			return false
+		}
+	}
+	return true
+}
+
+// InPrefill reports whether the first forward makes the plan.
+func (pf *Prefill) InPrefill() bool { return pf.plan == nil && pf.err == nil }
+
+// Plan is the plan: made up front, or by the first forward (nil before).
+func (pf *Prefill) Plan() *Plan { return pf.plan }
+
+// Free releases the plan.
+func (pf *Prefill) Free() {
+	if pf.plan != nil {
+		pf.plan.Free()
+		pf.plan = nil
+	}
+}
+
+// Observe implements model.TokenObserver for a plan whose adapter is one
+// (a plan made up front, with its token cache enabled).
+func (pf *Prefill) Observe(tokens [][]int32) error {
+	if pf.plan == nil {
+		return nil
+	}
+	if o, ok := pf.plan.Adapter(nil).(model.TokenObserver); ok {
+		return o.Observe(tokens)
+	}
+	return nil
+}
+
+// Begin implements model.Adapter.
+func (pf *Prefill) Begin(rows, head []int32) (model.Pass, error) {
+	switch {
+	case pf.plan != nil:
+		return pf.plan.Adapter(nil).Begin(rows, head)
+	case pf.err != nil:
+		return nil, pf.err
+	}
+	return &prefillPass{pf: pf, rows: rows, head: head}, nil
+}
+
+// prefillPass is the first forward's pass: it leaves the blocks alone,
+// makes the plan from the residual stream and runs the plan's head.
+type prefillPass struct {
+	pf         *Prefill
+	rows, head []int32
+	inner      model.Pass
+}
+
+func (p *prefillPass) Updates(model.Site) bool                         { return false }
+func (p *prefillPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+
+// Residual makes the plan from the final hidden states of every prompt
+// position (the final layer norm of x, on the host).
+func (p *prefillPass) Residual(x gpu.Tensor) error {
+	t0 := time.Now()
+	plan, err := p.pf.rt.planFromResidual(p.pf.seqs, p.pf.o, x, p.rows)
+	p.pf.PlanTime = time.Since(t0)
+	if err != nil {
+		p.pf.err = fmt.Errorf("adapt: plan from the prefill: %w", err)
+		return p.pf.err
+	}
+	p.pf.plan, p.pf.FromPrefill = plan, true
+	p.inner, err = plan.Adapter(nil).Begin(p.rows, p.head)
+	return err
+}
+
+func (p *prefillPass) Logits(dst, h gpu.Tensor) (bool, error) {
+	if p.inner == nil {
+		return false, fmt.Errorf("adapt: a prefill plan got no residual stream before the logits")
+	}
+	return p.inner.Logits(dst, h)
+}
+
+func (p *prefillPass) End() {
+	if p.inner != nil {
+		p.inner.End()
+	}
+}
+
+// planFromResidual is Plan over seqs with the base pass taken from x, the
+// residual stream (B, T, C) of a forward of exactly seqs from an empty
+// cache (rows: each row's sequence, -1 past its tokens): its final layer
+// norm gives the rows, their means the hidden features, and, for a
+// self-check, the base head over them the base losses.
+func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, rows []int32) (*Plan, error) {
+	m := r.M
+	be := m.B
+	sh := x.Shape()
+	n, c := len(seqs), m.Cfg.NEmbd
+	if len(sh) != 3 || sh[0] != n || sh[2] != c || len(rows) != sh[0]*sh[1] {
+		return nil, fmt.Errorf("residual stream %v with %d rows for %d prompts", sh, len(rows), n)
+	}
+	tq := sh[1]
+	for b, s := range seqs {
+		for t := range tq {
+			if want := t < len(s); (rows[b*tq+t] == int32(b)) != want {
+				return nil, fmt.Errorf("the forward's sequence %d does not hold prompt %d's %d tokens from an empty cache", b, b, len(s))
+			}
+		}
+	}
+	h, err := be.Alloc(gpu.F32, sh...)
+	if err != nil {
+		return nil, err
+	}
+	defer be.Free(h)
+	be.LayerNorm(h, x, m.W.LnFG, m.W.LnFB, m.Cfg.LNEps)
+	hs, err := be.ReadF32(h)
+	if err != nil {
+		return nil, err
+	}
+	pp := &promptPass{hidden: make([]float32, n*c), base: make([]float64, n), losses: make([][]float32, n), rows: make([][]float32, n)}
+	all := make([]int, n)
+	for b, s := range seqs {
+		all[b] = b
+		pp.rows[b] = hs[b*tq*c : (b*tq+len(s))*c : (b*tq+len(s))*c]
+		dst := pp.hidden[b*c : (b+1)*c]
+		for t := range s {
+			for j, v := range pp.rows[b][t*c : (t+1)*c] {
+				dst[j] += v
+			}
+		}
+	}
+	if err := normaliseMeans(pp.hidden, c, all, func(k int) int { return len(seqs[k]) }); err != nil {
+		return nil, err
+	}
+	if r.Meta.SelfCheck && !o.Ungated {
+		var scored []int
+		for b, s := range seqs {
+			if len(s) >= 2 {
+				scored = append(scored, b)
+			}
+		}
+		base, per, err := r.rowScores(scored, seqs, pp.rows, nil)
+		if err != nil {
+			return nil, err
+		}
+		for k, b := range scored {
+			pp.base[b], pp.losses[b] = base[k], per[k]
+		}
+	}
+	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
+	return r.hyperPlan(p, seqs, o, pp)
+}

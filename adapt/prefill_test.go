@@ -1,0 +1,163 @@
+package adapt
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// TestPrefillPlan: a plan made inside the prompts' prefill (Prefill) has
+// the clusters and factors of Runtime.Plan over the same prompts, and the
+// prefill's logits, and the next decode step's, are those of Plan followed
+// by a prefill through its adapter, on both backends, for hidden and
+// embed+hidden features, with the self-check, in batch and online modes and
+// with tuning. A prompt over the context goes to Plan up front (which
+// refuses it), as does an embedding-only adapter; a forward of other
+// sequences is refused.
+//
+// (Over 80 lines: one adapter per feature kind, each plan built both ways
+// and compared step by step, on both backends.)
+func TestPrefillPlan(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, _ := f.prompts(9, 3)
+	c := rtCfg.NEmbd
+	for _, kind := range []string{FeatureHidden, FeatureBoth} {
+		in, _ := FeatureDim(kind, c)
+		k := 3
+		a := &Adapter{Meta: Meta{Kind: KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{6},
+			Features: kind, SelfCheck: true, Centroids: k, Base: f.base}}
+		for _, s := range a.Meta.Spec() {
+			s.Data = make([]float32, gpu.Numel(s.Shape))
+			for j := range s.Data {
+				s.Data[j] = float32(f.rng.NormFloat64() * 0.3)
+			}
+			if s.Name == CentroidsTensor {
+				copy(s.Data, unitRowsOf(f, k, in))
+			}
+			a.Tensors = append(a.Tensors, s)
+		}
+		if err := a.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		for name, m := range f.models {
+			rt, err := NewRuntime(m, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, o := range []PlanOptions{{K: 3, Seed: 2}, {K: 3, Seed: 2, Ungated: true}, {Mode: ModeOnline},
+				{Mode: ModeOnline, Tune: Tune{Steps: 2, LR: 0.1}}, {Mode: ModeOnline, Ungated: true, Tune: Tune{Steps: 2, LR: 0.1}}} {
+				want, err := rt.Plan(prompts, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pf, err := rt.Prefill(prompts, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !pf.InPrefill() || pf.Plan() != nil {
+					t.Fatalf("%s %s: the plan was made before the prefill", name, kind)
+				}
+				steps := func(ad model.Adapter) [][]float32 {
+					cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer m.FreeCache(cache)
+					var out [][]float32
+					next := prompts
+					for range 2 {
+						lg, err := m.ForwardAdapted(cache, next, true, ad)
+						if err != nil {
+							t.Fatal(err)
+						}
+						x, err := m.B.ReadF32(lg)
+						m.B.Free(lg)
+						if err != nil {
+							t.Fatal(err)
+						}
+						out = append(out, x)
+						next = make([][]int32, len(prompts))
+						for i := range next {
+							next[i] = []int32{int32(i % rtCfg.VocabSize)}
+						}
+					}
+					return out
+				}
+				wl, gl := steps(want.Adapter(nil)), steps(pf)
+				got := pf.Plan()
+				if got == nil || !slices.Equal(got.Cluster, want.Cluster) || got.K != want.K {
+					t.Fatalf("%s %s %+v: clusters %v, Plan's %v", name, kind, o, got.Cluster, want.Cluster)
+				}
+				if o.Ungated && slices.Contains(got.Cluster, -1) {
+					t.Fatalf("%s %s %+v: clusters %v: ungated, yet not every prompt adapted", name, kind, o, got.Cluster)
+				}
+				for s := range wl {
+					var worst float64
+					for i := range wl[s] {
+						worst = max(worst, math.Abs(float64(wl[s][i]-gl[s][i])))
+					}
+					if worst > 1e-5 {
+						t.Fatalf("%s %s %+v: step %d's logits differ from Plan's by %.2e", name, kind, o, s, worst)
+					}
+				}
+				pf.Free()
+				want.Free()
+			}
+			// A prompt over the context goes to Plan up front, which refuses
+			// it as it does without a prefill.
+			long := append(slices.Clone(prompts), make([]int32, rtCfg.NCtx+1))
+			_, perr := rt.Plan(long, PlanOptions{Mode: ModeOnline})
+			if _, err := rt.Prefill(long, PlanOptions{Mode: ModeOnline}); err == nil || perr == nil || err.Error() != perr.Error() {
+				t.Errorf("%s %s: a prompt over the context: %v, Plan's %v", name, kind, err, perr)
+			}
+			// A forward of other sequences than the prompts is refused.
+			pf, err := rt.Prefill(prompts, PlanOptions{Mode: ModeOnline})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := slices.Clone(prompts)
+			other[1] = append(slices.Clone(other[1]), 1)
+			if _, err := m.ForwardAdapted(cache, other, true, pf); err == nil {
+				t.Errorf("%s %s: a forward of other sequences made a plan", name, kind)
+			}
+			m.FreeCache(cache)
+			pf.Free()
+			rt.Free()
+		}
+	}
+	emb := f.hyperAdapter(t, nil)
+	rt, err := NewRuntime(f.models["ref"], emb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Free()
+	if pf, err := rt.Prefill(prompts, PlanOptions{K: 2}); err != nil || pf.InPrefill() {
+		t.Errorf("an embedding-feature adapter: err %v, in prefill %v", err, err == nil && pf.InPrefill())
+	} else {
+		pf.Free()
+	}
+}
+
+// unitRowsOf are k random unit rows of width in from f's generator.
+func unitRowsOf(f *rtFixture, k, in int) []float32 {
+	out := make([]float32, k*in)
+	for i := range k {
+		row := out[i*in : (i+1)*in]
+		var n float64
+		for j := range row {
+			x := f.rng.NormFloat64()
+			row[j], n = float32(x), n+x*x
+		}
+		for j := range row {
+			row[j] = float32(float64(row[j]) / math.Sqrt(n))
+		}
+	}
+	return out
+}
