@@ -179,7 +179,9 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 	if err != nil {
 		return nil, err
 	}
-	pp := &promptPass{hidden: make([]float32, n*c), base: make([]float64, n), losses: make([][]float32, n), rows: make([][]float32, n)}
+	// base stays nil: the self-check scores the base and adapted heads
+	// together from the rows (Plan.checkScores).
+	pp := &promptPass{hidden: make([]float32, n*c), losses: make([][]float32, n), rows: make([][]float32, n)}
 	all := make([]int, n)
 	for b, s := range seqs {
 		all[b] = b
@@ -193,21 +195,6 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 	}
 	if err := normaliseMeans(pp.hidden, c, all, func(k int) int { return len(seqs[k]) }); err != nil {
 		return nil, err
-	}
-	if r.Meta.SelfCheck && !o.Ungated {
-		var scored []int
-		for b, s := range seqs {
-			if len(s) >= 2 {
-				scored = append(scored, b)
-			}
-		}
-		base, per, err := r.rowScores(scored, seqs, pp.rows, nil)
-		if err != nil {
-			return nil, err
-		}
-		for k, b := range scored {
-			pp.base[b], pp.losses[b] = base[k], per[k]
-		}
 	}
 	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
 	return r.hyperPlan(p, seqs, o, pp)

@@ -161,3 +161,125 @@ func unitRowsOf(f *rtFixture, k, in int) []float32 {
 	}
 	return out
 }
+
+// TestSelfCheckLastTokens: with Runtime.CheckTokens = 3 the self-check
+// keeps a prompt's update exactly where it lowers the summed loss of the
+// prompt's last 3 predictions (computed here from the ungated plan's and
+// the base model's per-position scores), and Plan, Prefill and the
+// forwards apart agree.
+func TestSelfCheckLastTokens(t *testing.T) {
+	f := newRTFixture(t)
+	drawn, _ := f.prompts(20, 3)
+	var prompts [][]int32
+	for _, s := range drawn {
+		if len(s) >= 2 { // the base scores below need a prediction
+			prompts = append(prompts, s)
+		}
+	}
+	m := f.models["ref"]
+	o := PlanOptions{K: 3, Seed: 2}
+	// An adapter for which the last 3 predictions decide some prompt
+	// otherwise than all of them would.
+	var rt *Runtime
+	var want []int
+	for try := 0; want == nil; try++ {
+		if try == 40 {
+			t.Fatal("no adapter of 40 where the last 3 predictions change a decision")
+		}
+		a := f.hyperAdapter(t, nil)
+		a.Meta.Features, a.Meta.SelfCheck = FeatureHidden, true
+		hc := rtHyper
+		hc.In = rtCfg.NEmbd
+		a.Tensors = InitHyper(hc, f.rng.Uint64())
+		for i := range a.Tensors {
+			for j := range a.Tensors[i].Data {
+				a.Tensors[i].Data[j] *= 3 // updates that matter, unevenly across positions
+			}
+		}
+		var err error
+		if rt, err = NewRuntime(m, a); err != nil {
+			t.Fatal(err)
+		}
+		rt.CheckTokens = 3
+		last, every := selfCheckByHand(t, m, rt, prompts, o, 3)
+		if !slices.Equal(last, every) && slices.Contains(last, -1) && slices.ContainsFunc(last, func(c int) bool { return c >= 0 }) {
+			want = last
+		} else {
+			rt.Free()
+		}
+	}
+	defer rt.Free()
+	p, err := rt.Plan(prompts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Free()
+	if !slices.Equal(p.Cluster, want) {
+		t.Fatalf("Plan's self-check %v, the last 3 predictions say %v", p.Cluster, want)
+	}
+	pf, err := rt.Prefill(prompts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Free()
+	cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.FreeCache(cache)
+	lg, err := m.ForwardAdapted(cache, prompts, true, pf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.B.Free(lg)
+	if !slices.Equal(pf.Plan().Cluster, want) {
+		t.Fatalf("the prefill's self-check %v, the last 3 predictions say %v", pf.Plan().Cluster, want)
+	}
+	rt.noSharedPass = true
+	q, err := rt.Plan(prompts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Free()
+	if !slices.Equal(q.Cluster, want) {
+		t.Fatalf("the forwards apart: %v, the last 3 predictions say %v", q.Cluster, want)
+	}
+}
+
+// selfCheckByHand is the self-check's decision for each prompt from the
+// ungated plan's and the base model's per-position scores: over the last n
+// predictions, and over all of them.
+func selfCheckByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int32, o PlanOptions, n int) (last, every []int) {
+	t.Helper()
+	o.Ungated = true
+	all, err := rt.Plan(prompts, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Free()
+	base, err := m.ScoreChunked(prompts, func(int) model.Adapter { return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapted, err := m.ScoreChunked(prompts, func(first int) model.Adapter { return all.AdapterFrom(first, nil) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, every = slices.Clone(all.Cluster), slices.Clone(all.Cluster)
+	for i, s := range prompts {
+		for _, x := range []struct {
+			dst  []int
+			from int
+		}{{last, max(0, len(s)-1-n)}, {every, 0}} {
+			var b, d float64
+			for j := x.from; j < len(s)-1; j++ {
+				b += float64(base[i].Losses[j])
+				d += float64(adapted[i].Losses[j])
+			}
+			if !(d < b) {
+				x.dst[i] = -1
+			}
+		}
+	}
+	return last, every
+}

@@ -202,11 +202,32 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 // rowScores is headScores through adapterOf's head (given the plan
 // sequences of the rows' batch), or the base model's when it is nil.
 func (r *Runtime) rowScores(idx []int, seqs [][]int32, rows [][]float32, adapterOf func(index []int) model.Adapter) ([]float64, [][]float32, error) {
+	sums, per, err := r.scoreRows(idx, seqs, rows, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+		ls, err := r.scoreHead(index, h, tg, head, adapterOf)
+		return [][]float32{ls}, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return sums[0], per[0], nil
+}
+
+// rowScorer scores hidden rows h (rows, C), row r of sequence index[head[r]]
+// predicting tg[r] (-1: nothing), n ways: n per-row losses.
+type rowScorer func(index []int, h []float32, tg, head []int32) ([][]float32, error)
+
+// scoreRows runs score over the rows of the plan sequences idx (rows[i],
+// seqs[i]'s final hidden rows) in batches whose logits stay under 64 MiB,
+// as Model.ScoreChunked's do, and returns each of its n ways' summed loss
+// per sequence and per-position losses.
+func (r *Runtime) scoreRows(idx []int, seqs [][]int32, rows [][]float32, n int, score rowScorer) ([][]float64, [][][]float32, error) {
 	m := r.M
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	maxRows := max(1, (64<<20)/(4*v))
-	out := make([]float64, len(idx))
-	per := make([][]float32, len(idx))
+	sums, per := make([][]float64, n), make([][][]float32, n)
+	for w := range n {
+		sums[w], per[w] = make([]float64, len(idx)), make([][]float32, len(idx))
+	}
 	for a := 0; a < len(idx); {
 		b, nr := a, 0
 		for b < len(idx) && (b == a || nr+len(seqs[idx[b]]) <= maxRows) {
@@ -230,24 +251,87 @@ func (r *Runtime) rowScores(idx []int, seqs [][]int32, rows [][]float32, adapter
 				tg, head = append(tg, next), append(head, int32(k-a))
 			}
 		}
-		ls, err := r.scoreHead(idx[a:b], h, tg, head, adapterOf)
+		lss, err := score(idx[a:b], h, tg, head)
 		if err != nil {
 			return nil, nil, err
 		}
-		for r, l := range ls {
-			if tg[r] < 0 {
-				continue
+		for w, ls := range lss {
+			for r, l := range ls {
+				if tg[r] < 0 {
+					continue
+				}
+				if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
+					return nil, nil, fmt.Errorf("adapt: self-check: non-finite loss in sequence %d", idx[a+int(head[r])])
+				}
+				j := int(head[r]) + a
+				sums[w][j] += float64(l)
+				per[w][j] = append(per[w][j], l)
 			}
-			if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
-				return nil, nil, fmt.Errorf("adapt: self-check: non-finite loss in sequence %d", idx[a+int(head[r])])
-			}
-			j := int(head[r]) + a
-			out[j] += float64(l)
-			per[j] = append(per[j], l)
 		}
 		a = b
 	}
-	return out, per, nil
+	return sums, per, nil
+}
+
+// checkScores is, for each plan sequence idx[k] (adapted: its cluster in
+// [0, K)), its summed next-token loss and per-position losses under the
+// base model and under the plan's update, from its final hidden rows. One
+// projection onto the vocabulary serves both: the base logits' loss is
+// taken, then the low-rank update is added to them (Ops.LowRankU,
+// AddLowRank) and the loss taken again.
+func (p *Plan) checkScores(idx []int, seqs [][]int32, rows [][]float32) ([][]float64, [][][]float32, error) {
+	return p.rt.scoreRows(idx, seqs, rows, 2, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+		m := p.rt.M
+		be := m.B
+		nr := len(tg)
+		cl := make([]int32, nr)
+		for r, k := range head {
+			cl[r] = int32(p.Cluster[index[k]])
+		}
+		var live []gpu.Tensor
+		defer func() {
+			for _, t := range live {
+				be.Free(t)
+			}
+		}()
+		var err error
+		alloc := func(dt gpu.DType, shape ...int) gpu.Tensor {
+			if err != nil {
+				return nil
+			}
+			t, e := be.Alloc(dt, shape...)
+			if err = e; e == nil {
+				live = append(live, t)
+			}
+			return t
+		}
+		hT, tgT, clT := alloc(gpu.F32, nr, m.Cfg.NEmbd), alloc(gpu.I32, nr), alloc(gpu.I32, nr)
+		logits, loss, u := alloc(gpu.F32, nr, m.Cfg.VocabSize), alloc(gpu.F32, nr), alloc(gpu.F32, nr, p.factors.R)
+		if err != nil {
+			return nil, err
+		}
+		for _, x := range []struct {
+			t gpu.Tensor
+			v any
+		}{{hT, h}, {tgT, tg}, {clT, cl}} {
+			if err := be.Write(x.t, x.v); err != nil {
+				return nil, err
+			}
+		}
+		be.MatMul(logits, hT, m.W.Head(), nil)
+		be.CrossEntropy(loss, logits, tgT)
+		base, err := be.ReadF32(loss)
+		if err != nil {
+			return nil, err
+		}
+		p.rt.ops.LowRankU(u, hT, p.factors, clT, p.Alpha)
+		if err := p.rt.ops.AddLowRank(logits, u, p.factors, clT); err != nil {
+			return nil, err
+		}
+		be.CrossEntropy(loss, logits, tgT)
+		adapted, err := be.ReadF32(loss)
+		return [][]float32{base, adapted}, err
+	})
 }
 
 // scoreHead runs adapterOf(index)'s head (nil: the base model's) on
@@ -327,19 +411,45 @@ func (pp *promptPass) hiddenMeans() []float32 {
 	return pp.hidden
 }
 
+// DefaultCheckTokens is how many next-token predictions of a prompt, its
+// last, the self-check scores at most (Runtime.CheckTokens 0). Scoring a
+// prediction costs a projection onto the vocabulary, which is 18% of this
+// project's default model's forward per token and 45% of GPT-2 124M's, so
+// scoring every position of long prompts would cost the adaptation more
+// than the 5% of a forward it may add. The benchmark's prompts are 64
+// tokens (63 predictions), so its figures score every one.
+const DefaultCheckTokens = 64
+
+// checkTokens is the number of predictions the self-check scores at most
+// (0: all).
+func (r *Runtime) checkTokens() int {
+	switch {
+	case r.CheckTokens < 0:
+		return 0
+	case r.CheckTokens == 0:
+		return DefaultCheckTokens
+	}
+	return r.CheckTokens
+}
+
 // selfCheck keeps the base model (cluster -1) for every sequence whose own
 // tokens its cluster's update does not predict better than the base model
-// does (summed next-token loss): the update is used only where the
-// sequence itself is evidence for it. A sequence of fewer than 2 tokens
-// has no such evidence and keeps the base model. With pp (the plan's
-// shared base forward, basePass) the base losses are pp's and, for an
-// update of the head alone, the adapted ones come from pp's hidden rows
-// (no forward); without it, it costs two forwards over the sequences.
-// With pp and a head-only update it also returns each sequence's
-// per-position losses under the decision (pp.decided), which a caller can
+// does (summed loss of its last checkTokens next-token predictions): the
+// update is used only where the sequence itself is evidence for it. A
+// sequence of fewer than 2 tokens has no such evidence and keeps the base
+// model. With pp (the plan's shared base forward, basePass, or a
+// prefill's) and an update of the head alone, both losses come from pp's
+// hidden rows (no forward); without it, it costs two forwards over the
+// sequences. With pp and a head-only update it also returns each
+// sequence's per-position losses under the decision (pp.decided; nil for a
+// kept sequence whose prompt was scored only in part), which a caller can
 // reuse instead of scoring the sequences again; else nil.
+//
+// (Over 80 lines: three sources of the two losses (a prefill's rows, a base
+// pass, separate forwards), each cut to the same last predictions.)
 func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
 	m := p.rt.M
+	c := m.Cfg.NEmbd
 	var idx []int
 	var check [][]int32
 	for i, s := range seqs {
@@ -356,58 +466,102 @@ func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
 		idx, check = append(idx, i), append(check, s)
 	}
 	if len(check) == 0 {
-		return pp.decided(nil), nil
+		return pp.decided(nil, nil), nil
 	}
-	base := make([]float64, len(idx))
-	if pp != nil {
-		for j, i := range idx {
-			base[j] = pp.base[i]
+	// from[j]: the first prediction scored of check[j] (the one of token
+	// from+1), so that at most checkTokens are.
+	from := make([]int, len(idx))
+	var tseqs [][]int32
+	var trows [][]float32
+	if pp != nil && pp.rows != nil {
+		tseqs, trows = make([][]int32, len(seqs)), make([][]float32, len(seqs))
+	}
+	for j, s := range check {
+		if n := p.rt.checkTokens(); n > 0 && len(s)-1 > n {
+			from[j] = len(s) - 1 - n
 		}
-	} else {
+		if tseqs != nil {
+			i := idx[j]
+			tseqs[i], trows[i] = seqs[i][from[j]:], pp.rows[i][from[j]*c:]
+		}
+	}
+	sum := func(ls []float32, f int) float64 {
+		var t float64
+		for _, l := range ls[f:] {
+			t += float64(l)
+		}
+		return t
+	}
+	base, adapted := make([]float64, len(idx)), []float64(nil)
+	var per [][]float32
+	switch {
+	case pp != nil && pp.base == nil && pp.rows != nil:
+		// A pass that scored nothing yet (a prefill's): both losses from
+		// one projection of its rows.
+		sums, pers, err := p.checkScores(idx, tseqs, trows)
+		if err != nil {
+			return nil, err
+		}
+		base, adapted, per = sums[0], sums[1], pers[1]
+		for j, i := range idx {
+			if pp.losses[i] = pers[0][j]; from[j] > 0 {
+				pp.losses[i] = nil // known in part
+			}
+		}
+	case pp != nil:
+		for j, i := range idx {
+			base[j] = sum(pp.losses[i], from[j])
+		}
+	default:
 		sc, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
 		if err != nil {
 			return nil, fmt.Errorf("adapt: self-check: %w", err)
 		}
 		for j := range sc {
-			base[j] = sc[j].NLL
+			base[j] = sum(sc[j].Losses, from[j])
 		}
 	}
-	var adapted []float64
-	var per [][]float32
-	if pp != nil && pp.rows != nil {
+	switch {
+	case adapted != nil:
+	case pp != nil && pp.rows != nil:
 		var err error
-		if adapted, per, err = p.headScores(idx, seqs, pp.rows); err != nil {
+		if adapted, per, err = p.headScores(idx, tseqs, trows); err != nil {
 			return nil, err
 		}
-	} else {
+	default:
 		sc, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
 		if err != nil {
 			return nil, fmt.Errorf("adapt: self-check: %w", err)
 		}
 		adapted = make([]float64, len(sc))
 		for j := range sc {
-			adapted[j] = sc[j].NLL
+			adapted[j] = sum(sc[j].Losses, from[j])
 		}
 	}
 	kept := map[int][]float32{}
+	partial := map[int]bool{}
 	for j, i := range idx {
-		if !(adapted[j] < base[j]) {
+		switch {
+		case !(adapted[j] < base[j]):
 			p.Cluster[i] = -1
-		} else if per != nil {
+		case per != nil && from[j] > 0:
+			partial[i] = true
+		case per != nil:
 			kept[i] = per[j]
 		}
 	}
 	if per == nil {
 		return nil, nil
 	}
-	return pp.decided(kept), nil
+	return pp.decided(kept, partial), nil
 }
 
 // decided is each sequence's per-position losses under the self-check's
 // decision, as far as the shared pass knows them: kept[i] for a sequence
-// that keeps its update, the base model's losses for the others (nil for
+// that keeps its update, nil for one whose update was scored on part of
+// it only (partial[i]), the base model's losses for the others (nil for
 // fewer than 2 tokens). It is nil without a pass.
-func (pp *promptPass) decided(kept map[int][]float32) [][]float32 {
+func (pp *promptPass) decided(kept map[int][]float32, partial map[int]bool) [][]float32 {
 	if pp == nil {
 		return nil
 	}
@@ -416,6 +570,9 @@ func (pp *promptPass) decided(kept map[int][]float32) [][]float32 {
 		out[i] = l
 		if k, ok := kept[i]; ok {
 			out[i] = k
+		}
+		if partial[i] {
+			out[i] = nil
 		}
 	}
 	return out

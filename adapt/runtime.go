@@ -33,13 +33,16 @@ type Runtime struct {
 	// NewRuntime sets it where env CHAMELEON_SEPARATE_EXPAND=1 (e.g. for
 	// `chameleon bench --adapter` on a lent GPU).
 	SeparateSiteExpand bool
-	ops                Ops
-	cops               cluster.Ops
-	hyper              *HyperNet
-	static             *Static
-	pair               *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
-	basis              *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
-	sites              map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
+	// CheckTokens is how many of a prompt's last next-token predictions
+	// the self-check scores at most: 0 DefaultCheckTokens, negative all.
+	CheckTokens int
+	ops         Ops
+	cops        cluster.Ops
+	hyper       *HyperNet
+	static      *Static
+	pair        *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	basis       *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
+	sites       map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 	// noSharedPass makes a self-checked plan run its three forwards apart
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.

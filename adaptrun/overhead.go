@@ -23,8 +23,12 @@ type Overhead struct {
 	Batch    int    `json:"batch"`
 	Seq      int    `json:"seq"`
 	Clusters int    `json:"clusters"`
-	Adapter  string `json:"adapter"`
-	Reps     int    `json:"reps"`
+	Adapted  int    `json:"adapted"` // sequences the plan adapted (the gate and self-check keep the others at the base model)
+	Inputs   string `json:"inputs"`  // "random tokens" or "texts"
+	// CheckTokens is the runtime's Runtime.CheckTokens (0: the default).
+	CheckTokens int    `json:"check_tokens"`
+	Adapter     string `json:"adapter"`
+	Reps        int    `json:"reps"`
 	// Medians over the repetitions, seconds. Base: the batched prefill
 	// with the tied projection (last-position logits, greedy pick read
 	// back, as generation runs it). Adapted: the same pass with the plan
@@ -72,13 +76,16 @@ func RandomHyper(cfg model.Config, host []model.HostTensor, rank int, sites stri
 	return a, a.Validate()
 }
 
-// MeasureOverhead times reps passes of batch random sequences of seq
-// tokens with and without the adaptation a (named spec in the result; k
-// clusters a batch, 0: the runtime's default), alternating them so that
-// drift in the machine's load hits both alike. A first, untimed pair warms
-// the pipelines up.
-func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, batch, seq, k, reps int) (Overhead, error) {
-	r := Overhead{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: OverheadTarget}
+// MeasureOverhead times reps passes of batch sequences of seq tokens with
+// and without the adaptation a (named spec in the result; k clusters a
+// batch, 0: the runtime's default), alternating them so that drift in the
+// machine's load hits both alike. A first, untimed pair warms the
+// pipelines up. The sequences are the first seq tokens of texts (nil:
+// random tokens, which a gated adapter keeps at the base model, skipping
+// its self-check: real text from its domains is its working case).
+// checkTokens sets the runtime's Runtime.CheckTokens.
+func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]int32, batch, seq, k, reps, checkTokens int) (Overhead, error) {
+	r := Overhead{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: OverheadTarget, Inputs: "random tokens"}
 	if seq <= 0 || seq > m.Cfg.NCtx {
 		return r, fmt.Errorf("--seq %d: want 1 to the model's context of %d", seq, m.Cfg.NCtx)
 	}
@@ -90,9 +97,21 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, batch, seq, 
 		return r, err
 	}
 	defer rt.Free()
+	rt.CheckTokens = checkTokens
+	r.CheckTokens = checkTokens
 	rng := rand.New(rand.NewPCG(uint64(batch), uint64(seq)))
 	toks := make([][]int32, batch)
+	if texts != nil && len(texts) < batch {
+		return r, fmt.Errorf("adaptrun: %d texts for a batch of %d", len(texts), batch)
+	}
 	for i := range toks {
+		if texts != nil {
+			if len(texts[i]) < seq {
+				return r, fmt.Errorf("adaptrun: text %d has %d tokens, fewer than --seq %d", i, len(texts[i]), seq)
+			}
+			toks[i], r.Inputs = texts[i][:seq], "texts"
+			continue
+		}
 		toks[i] = make([]int32, seq)
 		for j := range toks[i] {
 			toks[i][j] = int32(rng.IntN(m.Cfg.VocabSize))
@@ -121,7 +140,12 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, batch, seq, 
 		tp := pf.PlanTime.Seconds()
 		r.PlanInPrefill = pf.FromPrefill
 		if plan := pf.Plan(); plan != nil {
-			r.Clusters = plan.K
+			r.Clusters, r.Adapted = plan.K, 0
+			for _, c := range plan.Cluster {
+				if c >= 0 {
+					r.Adapted++
+				}
+			}
 		}
 		pf.Free()
 		if err != nil {

@@ -18,7 +18,7 @@ func TestMeasureOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := MeasureOverhead(m, a, "random", 4, 8, 2, 3)
+	r, err := MeasureOverhead(m, a, "random", nil, 4, 8, 2, 3, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestMeasureOverhead(t *testing.T) {
 	if r.Target != OverheadTarget || r.MeetsTarget != (r.Overhead <= OverheadTarget) {
 		t.Errorf("target %v, meets %v for overhead %v", r.Target, r.MeetsTarget, r.Overhead)
 	}
-	if _, err := MeasureOverhead(m, a, "random", 2, m.Cfg.NCtx+1, 1, 1); err == nil || !strings.Contains(err.Error(), "context") {
+	if _, err := MeasureOverhead(m, a, "random", nil, 2, m.Cfg.NCtx+1, 1, 1, 0); err == nil || !strings.Contains(err.Error(), "context") {
 		t.Errorf("a sequence past the context: %v", err)
 	}
 }

@@ -40,6 +40,8 @@ type benchOpts struct {
 	asJSON, train, serve, quality       bool
 	plotPath                            string
 	adapterSpec, adapterSites           string
+	adapterWindows                      string
+	checkTokens                         int
 	adapterRank, clusters, reps         int
 }
 
@@ -97,6 +99,8 @@ func benchCmd() *cobra.Command {
 	f.BoolVar(&o.serve, "serve", false, "measure the completions server on loopback: requests/s and tokens/s against concurrency (--batches are the concurrency levels, --decode the tokens per request)")
 	f.StringVar(&o.plotPath, "plot", "bench-serve.png", "PNG plot of --serve throughput (empty: none)")
 	f.StringVar(&o.adapterSpec, "adapter", "none", "time the whole adaptation (features, k-means, hyper-network, low-rank head) against the plain forward of a batch (default --batches 32, --seq 256, --dtype f16): FILE, default, random (a random hyper-network for the benchmarked model) or none")
+	f.StringVar(&o.adapterWindows, "adapter-windows", "", "--adapter: time it on the test windows of FILE (adapt bench --save-windows, domains interleaved, cut to --seq) instead of random tokens, which a gated adapter keeps at the base model")
+	f.IntVar(&o.checkTokens, "check-tokens", 0, "--adapter: the self-check scores at most this many of a prompt's last predictions (0: the runtime's default, 64; -1: all)")
 	f.IntVar(&o.adapterRank, "adapter-rank", 16, "rank of the --adapter random hyper-network")
 	f.StringVar(&o.adapterSites, "adapter-sites", "", "block sites the --adapter random hyper-network also updates at every layer, comma-separated: "+strings.Join(model.DecoderSites, ","))
 	f.IntVar(&o.clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")

@@ -34,8 +34,12 @@ func (b *bench) runAdapter() error {
 			return fmt.Errorf("--adapter %s is a %s adapter: the overhead bench times the hyper-network's whole path", o.adapterSpec, a.Meta.Kind)
 		}
 		b.log("adapter: %s\n", describeAdapter(a.Meta))
+		texts, err := overheadTexts(o.adapterWindows)
+		if err != nil {
+			return err
+		}
 		for _, batch := range b.bs {
-			r, err := adaptrun.MeasureOverhead(m, a, o.adapterSpec, batch, o.seq, o.clusters, o.reps)
+			r, err := adaptrun.MeasureOverhead(m, a, o.adapterSpec, texts, batch, o.seq, o.clusters, o.reps, o.checkTokens)
 			if err != nil {
 				return err
 			}
@@ -48,10 +52,47 @@ func (b *bench) runAdapter() error {
 			if r.PlanInPrefill {
 				where = "made inside the prefill"
 			}
+			b.log("%s, %d of %d adapted; ", r.Inputs, r.Adapted, batch)
 			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target); with the plan's own base pass first %.3fs, %+.1f%%\n",
 				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, where, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target, r.ApartSeconds, 100*r.ApartOverhead)
 		}
 		m.W.Free(b.w)
 	}
 	return nil
+}
+
+// overheadTexts are the test windows of an adapt bench windows file, the
+// domains interleaved (nil for no file: random tokens).
+func overheadTexts(path string) ([][]int32, error) {
+	if path == "" {
+		return nil, nil
+	}
+	w, err := adaptrun.LoadWindows(path)
+	if err != nil {
+		return nil, err
+	}
+	by := map[string][][]int32{}
+	var doms []string
+	for _, x := range w.Splits["test"] {
+		if _, ok := by[x.Domain]; !ok {
+			doms = append(doms, x.Domain)
+		}
+		by[x.Domain] = append(by[x.Domain], x.Tokens)
+	}
+	var out [][]int32
+	for i := 0; ; i++ {
+		added := false
+		for _, d := range doms {
+			if i < len(by[d]) {
+				out, added = append(out, by[d][i]), true
+			}
+		}
+		if !added {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--adapter-windows %s: no test windows", path)
+	}
+	return out, nil
 }
