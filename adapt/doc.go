@@ -18,7 +18,10 @@
 // (sites.go: a shrink, Ops.LowRankU, and an expand, Ops.AddLowRank, per
 // site, run by tiled kernels that take rows of mixed clusters in one
 // dispatch: ops_update.go); Plan.Adapter is the model.Adapter that applies all of it in
-// prefill and decode, natively, in the server and in the browser.
+// prefill and decode, natively, in the server and in the browser. A plan
+// conditioned on hidden states needs the base model's pass over the
+// prompts; Runtime.Prefill makes it inside the generation's own prefill
+// (prefill.go), so the prompts run through the model once.
 // Adapter files (Save, Load) are safetensors with JSON metadata that pins
 // the base model, so an adapter trained for another model is refused.
 //
