@@ -46,6 +46,8 @@ type ServedOpts struct {
 	Prompt int        // tokens of a window's prompt: features come from them, the rest is scored
 	Batch  int        // windows a plan (a batch of the runtime)
 	Tune   adapt.Tune // the plans' test-time tuning of a gated basis's gates (adapt.PlanOptions.Tune)
+	// CheckTokens is the runtime's adapt.Runtime.CheckTokens (0: default).
+	CheckTokens int
 	// Hidden keeps every window's final hidden states (Served.BaseHidden,
 	// AdaptedHidden) for the neural cache.
 	Hidden bool
@@ -79,6 +81,7 @@ func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, o 
 		return nil, err
 	}
 	defer rt.Free()
+	rt.CheckTokens = o.CheckTokens
 	mode := adapt.ModeBatch
 	if rt.Centroids != nil {
 		mode = adapt.ModeOnline
