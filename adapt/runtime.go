@@ -316,32 +316,6 @@ func (r *Runtime) kmeans(ft gpu.Tensor, feats []float32, cfg cluster.Config) (*c
 	return cluster.KMeansHost(feats, ft.Shape()[1], cfg)
 }
 
-// MeanFeatures is the hyper-network input of each of k clusters: the mean
-// of its members' features (assign[i] in [0, k); others ignored), (k, c).
-// An empty cluster gets a zero row.
-func MeanFeatures(features []float32, assign []int, k, c int) []float32 {
-	sum := make([]float64, k*c)
-	cnt := make([]int, k)
-	for i, a := range assign {
-		if a < 0 || a >= k {
-			continue
-		}
-		cnt[a]++
-		for j := 0; j < c; j++ {
-			sum[a*c+j] += float64(features[i*c+j])
-		}
-	}
-	out := make([]float32, k*c)
-	for a := 0; a < k; a++ {
-		for j := 0; j < c; j++ {
-			if cnt[a] > 0 {
-				out[a*c+j] = float32(sum[a*c+j] / float64(cnt[a]))
-			}
-		}
-	}
-	return out
-}
-
 // generate runs the hyper-network on the plan's cluster means: the output
 // projection's factors and every generated block site's.
 func (p *Plan) generate() error {

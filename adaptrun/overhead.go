@@ -129,37 +129,7 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 			return r, err
 		}
 		tb := time.Since(t0).Seconds()
-		o := adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}
-		t0 = time.Now()
-		pf, err := rt.Prefill(toks, o)
-		if err != nil {
-			return r, err
-		}
-		err = pass(pf)
-		ta := time.Since(t0).Seconds()
-		tp := pf.PlanTime.Seconds()
-		r.PlanInPrefill = pf.FromPrefill
-		if plan := pf.Plan(); plan != nil {
-			r.Clusters, r.Adapted = plan.K, 0
-			for _, c := range plan.Cluster {
-				if c >= 0 {
-					r.Adapted++
-				}
-			}
-		}
-		pf.Free()
-		if err != nil {
-			return r, err
-		}
-		// The plan apart: Runtime.Plan's own base pass, then the prefill.
-		t0 = time.Now()
-		plan, err := rt.Plan(toks, o)
-		if err != nil {
-			return r, err
-		}
-		err = pass(plan.Adapter(nil))
-		tapart := time.Since(t0).Seconds()
-		plan.Free()
+		ta, tp, tapart, err := timeAdapted(rt, pass, toks, adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}, &r)
 		if err != nil {
 			return r, err
 		}
@@ -173,6 +143,44 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target
 	return r, nil
+}
+
+// timeAdapted times pass adapted by a plan of toks under o both ways: the
+// plan made inside the prefill (Runtime.Prefill, as generate runs it; ta,
+// of which the plan took tp) and the plan apart (Runtime.Plan's own base
+// pass, then the prefill; tapart). It records the plan's clusters, the
+// sequences it adapted and whether the prefill made it in r.
+func timeAdapted(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int32, o adapt.PlanOptions, r *Overhead) (ta, tp, tapart float64, err error) {
+	t0 := time.Now()
+	pf, err := rt.Prefill(toks, o)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	err = pass(pf)
+	ta = time.Since(t0).Seconds()
+	tp = pf.PlanTime.Seconds()
+	r.PlanInPrefill = pf.FromPrefill
+	if plan := pf.Plan(); plan != nil {
+		r.Clusters, r.Adapted = plan.K, 0
+		for _, c := range plan.Cluster {
+			if c >= 0 {
+				r.Adapted++
+			}
+		}
+	}
+	pf.Free()
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	t0 = time.Now()
+	plan, err := rt.Plan(toks, o)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	err = pass(plan.Adapter(nil))
+	tapart = time.Since(t0).Seconds()
+	plan.Free()
+	return ta, tp, tapart, err
 }
 
 // greedyPass returns a function that runs toks as one batched prefill from

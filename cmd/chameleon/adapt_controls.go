@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,20 +71,7 @@ DIR/controls.md and DIR/controls.json (per-window losses included).`,
 			if err != nil {
 				return err
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			var md strings.Builder
-			res.Markdown(&md)
-			if err := os.WriteFile(filepath.Join(out, "controls.md"), []byte(md.String()), 0o644); err != nil {
-				return err
-			}
-			js, err := json.Marshal(res)
-			if err == nil {
-				err = os.WriteFile(filepath.Join(out, "controls.json"), js, 0o644)
-			}
-			fmt.Print(md.String())
-			return err
+			return writeReport(out, "controls", res.Markdown, res)
 		},
 	}
 	mf.add(c)
@@ -94,4 +82,23 @@ DIR/controls.md and DIR/controls.json (per-window losses included).`,
 	fl.IntVar(&iters, "bootstrap", 1000, "paired bootstrap resamples")
 	fl.StringVar(&out, "out", "", "output dir")
 	return c
+}
+
+// writeReport writes a scoring command's report into dir: NAME.md from
+// markdown, NAME.json from v, and prints the markdown.
+func writeReport(dir, name string, markdown func(io.Writer), v any) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var md strings.Builder
+	markdown(&md)
+	if err := os.WriteFile(filepath.Join(dir, name+".md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	js, err := json.Marshal(v)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, name+".json"), js, 0o644)
+	}
+	fmt.Print(md.String())
+	return err
 }

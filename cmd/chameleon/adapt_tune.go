@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -92,20 +89,7 @@ DIR/tune.md and DIR/tune.json.`,
 					return err
 				}
 			}
-			if err := os.MkdirAll(out, 0o755); err != nil {
-				return err
-			}
-			var md strings.Builder
-			res.Markdown(&md)
-			if err := os.WriteFile(filepath.Join(out, "tune.md"), []byte(md.String()), 0o644); err != nil {
-				return err
-			}
-			js, err := json.Marshal(res)
-			if err == nil {
-				err = os.WriteFile(filepath.Join(out, "tune.json"), js, 0o644)
-			}
-			fmt.Print(md.String())
-			return err
+			return writeReport(out, "tune", res.Markdown, res)
 		},
 	}
 	mf.add(c)
