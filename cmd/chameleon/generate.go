@@ -290,6 +290,15 @@ func printClusters(w io.Writer, rt *adapt.Runtime, p *adapt.Plan, mode string) {
 			fmt.Fprintf(w, "  cluster %d: inputs %s\n", c, joinInts(ms))
 		}
 	}
+	var base []int
+	for i, c := range p.Cluster {
+		if c < 0 {
+			base = append(base, i+1)
+		}
+	}
+	if len(base) > 0 {
+		fmt.Fprintf(w, "  the base model (the gate or the self-check kept them): inputs %s\n", joinInts(base))
+	}
 }
 
 func joinInts(xs []int) string {
