@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/chameleon-llm/chameleon/gpu"
-	"github.com/chameleon-llm/chameleon/model"
 )
 
 // Scoring final hidden rows through the head: the self-check's base and
@@ -17,14 +16,8 @@ import (
 // is the head's alone). Batches keep the logits under 64 MiB, as
 // Model.ScoreChunked does.
 func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, [][]float32, error) {
-	return p.rt.rowScores(idx, seqs, rows, func(index []int) model.Adapter { return p.AdapterOf(index, nil) })
-}
-
-// rowScores is headScores through adapterOf's head (given the plan
-// sequences of the rows' batch), or the base model's when it is nil.
-func (r *Runtime) rowScores(idx []int, seqs [][]int32, rows [][]float32, adapterOf func(index []int) model.Adapter) ([]float64, [][]float32, error) {
-	sums, per, err := r.scoreRows(idx, seqs, rows, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
-		ls, err := r.scoreHead(index, h, tg, head, adapterOf)
+	sums, per, err := p.rt.scoreRows(idx, seqs, rows, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+		ls, err := p.scoreHead(index, h, tg, head)
 		return [][]float32{ls}, err
 	})
 	if err != nil {
@@ -155,11 +148,11 @@ func (p *Plan) checkScores(idx []int, seqs [][]int32, rows [][]float32) ([][]flo
 	})
 }
 
-// scoreHead runs adapterOf(index)'s head (nil: the base model's) on
-// hidden rows h (rows, C) whose sequence in index is head[row] and returns
-// each row's cross-entropy against tg.
-func (r *Runtime) scoreHead(index []int, h []float32, tg, head []int32, adapterOf func(index []int) model.Adapter) ([]float32, error) {
-	m := r.M
+// scoreHead runs the plan's head (its sequences index) on hidden rows h
+// (rows, C) whose sequence in index is head[row] and returns each row's
+// cross-entropy against tg.
+func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32, error) {
+	m := p.rt.M
 	be := m.B
 	nr := len(tg)
 	var live []gpu.Tensor
@@ -197,16 +190,14 @@ func (r *Runtime) scoreHead(index []int, h []float32, tg, head []int32, adapterO
 	if err := be.Write(tgT, tg); err != nil {
 		return nil, err
 	}
-	done := false
-	if adapterOf != nil {
-		pass, err := adapterOf(index).Begin(head, head)
-		if err != nil {
-			return nil, err
-		}
-		defer pass.End()
-		if done, err = pass.Logits(logits, hT); err != nil {
-			return nil, err
-		}
+	pass, err := p.AdapterOf(index, nil).Begin(head, head)
+	if err != nil {
+		return nil, err
+	}
+	defer pass.End()
+	done, err := pass.Logits(logits, hT)
+	if err != nil {
+		return nil, err
 	}
 	if !done {
 		be.MatMul(logits, hT, m.W.Head(), nil)

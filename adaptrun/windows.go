@@ -65,6 +65,16 @@ func (w *Windows) DomainsOf(role string) []string {
 	return out
 }
 
+// Keep drops every split but splits (a command that reads some of them
+// need not run the base model over the others).
+func (w *Windows) Keep(splits ...string) {
+	for k := range w.Splits {
+		if !slices.Contains(splits, k) {
+			delete(w.Splits, k)
+		}
+	}
+}
+
 // BuildWindows cuts the corpus into the benchmark's windows: for each
 // adaptation domain Sizes.Train, Validation and Test windows of its own
 // splits, for each pretraining and held-out domain Sizes.Harm windows of

@@ -361,18 +361,16 @@ func (a *Adaptive) groupTuned(prompts [][]int32, live []int) ([]int, error) {
 		return nil, err
 	}
 	r := len(tuned) / tp.K
-	var used []int // the centroids the prompts use, in order
-	pos := map[int]int{}
+	pos := map[int]int{} // each centroid the prompts use: its place among the new rows
 	var rowsIn []float32
 	for _, c := range tp.Cluster {
 		if _, ok := pos[c]; c >= 0 && !ok {
-			pos[c] = len(used)
-			used = append(used, c)
+			pos[c] = len(pos)
 			rowsIn = append(rowsIn, tuned[c*r:(c+1)*r]...)
 		}
 	}
 	out := make([]int, n)
-	if len(used) == 0 {
+	if len(pos) == 0 {
 		for i := range out {
 			out[i] = -1
 		}

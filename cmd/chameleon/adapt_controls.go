@@ -45,11 +45,7 @@ DIR/controls.md and DIR/controls.json (per-window losses included).`,
 			if len(w.Splits["test"]) == 0 {
 				return fmt.Errorf("--windows %s has no test split", windowsIn)
 			}
-			for split := range w.Splits {
-				if split != "test" {
-					delete(w.Splits, split)
-				}
-			}
+			w.Keep("test")
 			s, tb, base, err := mf.loadForAdapters("score the controls")
 			if err != nil {
 				return err

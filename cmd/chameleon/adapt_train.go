@@ -160,11 +160,7 @@ func (o *adaptTrainOpts) trainingSets(s *session) (adaptrun.Sets, []string, erro
 		if w, err = adaptrun.LoadWindows(o.windows); err != nil {
 			return adaptrun.Sets{}, nil, err
 		}
-		for k := range w.Splits {
-			if k != "train" && k != "fit" {
-				delete(w.Splits, k)
-			}
-		}
+		w.Keep("train", "fit")
 		roles = w.Roles
 	} else if w, roles, err = trainingWindows(s, o.corpus, o.adaptDoms, o.t, o.prompt, o.perDomain, o.fit, o.seed); err != nil {
 		return adaptrun.Sets{}, nil, err

@@ -54,11 +54,7 @@ DIR/tune.md and DIR/tune.json.`,
 			if err != nil {
 				return err
 			}
-			for split := range w.Splits {
-				if split != "validation" && split != "test" && split != "harm" {
-					delete(w.Splits, split)
-				}
-			}
+			w.Keep("validation", "test", "harm")
 			s, tb, base, err := mf.loadForAdapters("tune the gates")
 			if err != nil {
 				return err
