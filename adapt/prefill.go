@@ -154,10 +154,8 @@ func (p *prefillPass) End() {
 // norm gives the rows, their means the hidden features, and, for a
 // self-check, the base head over them the base losses.
 func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, rows []int32) (*Plan, error) {
-	m := r.M
-	be := m.B
 	sh := x.Shape()
-	n, c := len(seqs), m.Cfg.NEmbd
+	n, c := len(seqs), r.M.Cfg.NEmbd
 	if len(sh) != 3 || sh[0] != n || sh[2] != c || len(rows) != sh[0]*sh[1] {
 		return nil, fmt.Errorf("residual stream %v with %d rows for %d prompts", sh, len(rows), n)
 	}
@@ -169,13 +167,7 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 			}
 		}
 	}
-	h, err := be.Alloc(gpu.F32, sh...)
-	if err != nil {
-		return nil, err
-	}
-	defer be.Free(h)
-	be.LayerNorm(h, x, m.W.LnFG, m.W.LnFB, m.Cfg.LNEps)
-	hs, err := be.ReadF32(h)
+	hs, err := r.FinalRows(x)
 	if err != nil {
 		return nil, err
 	}

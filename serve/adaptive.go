@@ -76,6 +76,9 @@ type Adaptive struct {
 	// (adapt.Runtime.AssignCentroidsHidden), for the cache memory's
 	// PromptLosses and PromptHidden to take instead of scoring them again.
 	grouped map[*int32]groupedLosses
+	// pre follows the prompts assigned in their own prefill
+	// (adaptive_prefill.go).
+	pre slotPrefill
 }
 
 // groupedLosses are one prompt's per-position losses under the cluster
@@ -283,6 +286,9 @@ func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, h
 		panic(fmt.Sprintf("serve: Adaptive.ForwardLast: %v", err))
 	}
 	var pa model.Adapter = a.plan.Adapter(nil)
+	if pend := a.pendingSlots(tokens, ad); len(pend) > 0 {
+		pa = &assignInPrefill{a: a, tokens: tokens, pend: pend, cl: cl}
+	}
 	if hidden != nil {
 		pa = copyHidden(pa, hidden, a.M.B)
 	}

@@ -82,13 +82,20 @@ func (s *Scheduler) group(fresh []int) {
 	}
 	t0 := time.Now()
 	isFresh := make([]bool, len(s.slots))
+	for _, b := range fresh {
+		isFresh[b] = true
+	}
+	fresh = s.groupInPrefill(fresh)
+	if len(fresh) == 0 {
+		return
+	}
 	prompts := make([][]int32, len(fresh))
 	for i, b := range fresh {
-		isFresh[b], prompts[i] = true, s.slots[b].prompt
+		prompts[i] = s.slots[b].prompt
 	}
 	var live []int
 	for b, q := range s.slots {
-		if q != nil && !isFresh[b] && q.adapt.On && q.adapt.Cluster >= 0 {
+		if q != nil && !isFresh[b] && q.adapt.On && q.adapt.Cluster >= 0 { // pending slots hold no cluster yet
 			live = append(live, q.adapt.Cluster)
 		}
 	}
@@ -124,4 +131,46 @@ func (s *Scheduler) callGroup(prompts [][]int32, live []int) (cl []int, err erro
 		}
 	}()
 	return s.m.Group(prompts, live)
+}
+
+// groupInPrefill leaves to their own prefill the fresh slots whose
+// prompts the model can assign there (prefillGrouper; not with the token
+// cache, whose admission needs each prompt's cluster and losses now): they
+// get Cluster ClusterPending. It returns the slots left for Group.
+func (s *Scheduler) groupInPrefill(fresh []int) []int {
+	pg, ok := s.m.(prefillGrouper)
+	if !ok || s.tc != nil || s.opt.GroupApart {
+		return fresh
+	}
+	var rest []int
+	for _, b := range fresh {
+		if pg.GroupInPrefill(b, s.slots[b].prompt) {
+			s.slots[b].adapt.Cluster = ClusterPending
+		} else {
+			rest = append(rest, b)
+		}
+	}
+	return rest
+}
+
+// takeDecided gives the pending slots the clusters the last forward
+// decided; a slot whose assignment failed ends its run with the error.
+func (s *Scheduler) takeDecided() {
+	pg, ok := s.m.(prefillGrouper)
+	if !ok {
+		return
+	}
+	decided, failed := pg.TakeDecided()
+	for b, c := range decided {
+		if q := s.slots[b]; q != nil && q.adapt.Cluster == ClusterPending {
+			q.adapt.Cluster = c
+		}
+	}
+	for b, err := range failed {
+		if q := s.slots[b]; q != nil && q.adapt.Cluster == ClusterPending {
+			s.met.failed.Inc()
+			q.run.end(fmt.Errorf("serve: grouping for adaptation: %w", err))
+			s.free(b)
+		}
+	}
 }

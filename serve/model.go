@@ -13,7 +13,7 @@ import (
 // ignores it.
 type Adapter struct {
 	On      bool // adapt this sequence's logits
-	Cluster int  // its cluster id (Model.Group's); -1: not assigned (base logits)
+	Cluster int  // its cluster id (Model.Group's); -1: not assigned (base logits); ClusterPending: its prefill decides it
 }
 
 // Model is what the scheduler needs of a model. It is an interface so that

@@ -31,6 +31,11 @@ type Options struct {
 	// clustering); it delays the queue behind it too. 0: a window is
 	// whatever arrived during the previous step.
 	AdaptWindow time.Duration
+	// GroupApart makes an adapted prompt's online assignment run its own
+	// base pass at admission (Model.Group) even where the prompt's prefill
+	// could give it (ClusterPending): the earlier path, kept to compare
+	// against. It costs each adapted prompt a second prefill.
+	GroupApart bool
 	// Cache turns on the token cache as a cluster memory (cache.go, the
 	// package doc): each sequence's next-token distribution mixes in its
 	// own tokens and the prompts of earlier requests of its cluster. Off

@@ -49,8 +49,11 @@ func (s *Scheduler) step() {
 			q.fed += len(tokens[b])
 		}
 	}
+	s.takeDecided()
 	for i, b := range sampling {
-		s.accept(b, ids[i], lps[i])
+		if s.slots[b] != nil { // not failed by its assignment
+			s.accept(b, ids[i], lps[i])
+		}
 	}
 	s.rate.add(len(sampling), s.met)
 }

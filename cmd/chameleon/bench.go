@@ -115,8 +115,8 @@ func (o *benchOpts) adaptMode() bool { return o.adapterSpec != "" && o.adapterSp
 // emits the report.
 func (o *benchOpts) run(cmd *cobra.Command) error {
 	if o.adaptMode() {
-		if o.train || o.serve {
-			return fmt.Errorf("--adapter measures the adaptation's overhead on its own: drop --train and --serve")
+		if o.train {
+			return fmt.Errorf("--adapter measures the adaptation's overhead (with --serve: the adapted server's throughput): drop --train")
 		}
 		// The target shape unless asked otherwise.
 		for flag, set := range map[string]func(){"batches": func() { o.batches = "32" }, "seq": func() { o.seq = 256 }, "dtype": func() { o.dtypes = "f16" }} {
@@ -146,6 +146,8 @@ func (o *benchOpts) run(cmd *cobra.Command) error {
 	}
 	b.report = benchReport{Adapter: b.d.String(), Model: b.name, Params: b.cfg.Params()}
 	switch {
+	case o.adaptMode() && o.serve:
+		err = b.runServe()
 	case o.adaptMode():
 		err = b.runAdapter()
 	case o.quality:

@@ -227,6 +227,38 @@ func TestCLIBenchServe(t *testing.T) {
 	}
 }
 
+// bench --serve --adapter serves the base model and the adapter grouped
+// apart and in the prefill, level by level, on the same prompts.
+func TestCLIBenchServeAdapter(t *testing.T) {
+	png := filepath.Join(t.TempDir(), "serve.png")
+	out := mustRun(t, "", "bench", "--serve", "--adapter", "random", "--config", "tiny", "--batches", "2", "--decode", "2",
+		"--dtype", "f32", "--seq", "16", "--plot", png, "--json")
+	var rep struct {
+		Serve []struct {
+			Config   string  `json:"config"`
+			Requests int     `json:"requests"`
+			TokensS  float64 `json:"tokens_per_s"`
+			Failed   int     `json:"failed"`
+			Adapted  int     `json:"adapted"`
+		} `json:"serve"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	want := []string{"base", "adapted, grouped apart", "adapted, in the prefill"}
+	if len(rep.Serve) != len(want) {
+		t.Fatalf("bench --serve --adapter report: %+v", rep)
+	}
+	for i, r := range rep.Serve {
+		if r.Config != want[i] || r.TokensS <= 0 || r.Failed != 0 || (i > 0) != (r.Adapted == r.Requests) {
+			t.Errorf("row %d: %+v, want %q served without failures, adapted unless base", i, r, want[i])
+		}
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
+		t.Errorf("plot not written: %v", err)
+	}
+}
+
 // TestCLITrainEndToEnd builds a small corpus from a fake fortunes tree,
 // trains a tiny model for a few steps, resumes it, and generates from the
 // checkpoint: the path from `make data` to a usable model.

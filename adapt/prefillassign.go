@@ -1,0 +1,140 @@
+package adapt
+
+import (
+	"fmt"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+)
+
+// Online assignment from a chunked prefill. A server feeds each prompt a
+// chunk a step (serve's scheduler), and AssignCentroids would run the base
+// model over the admitted prompts once more before that, just for their
+// hidden states. For an adapter of the head alone the prefill's own final
+// hidden rows are those states: a PromptRows keeps what the assignment
+// needs of them as the chunks go by (their sum, the hidden feature, and
+// the rows of the predictions the self-check scores), and AssignPrefilled
+// decides each prompt's cluster in the step that feeds its last token,
+// before that step's head, as AssignCentroids would have from a pass of
+// its own.
+
+// PromptRows is one prompt's final hidden rows, fed chunk by chunk in
+// order (Feed), as far as online assignment reads them.
+type PromptRows struct {
+	Prompt []int32
+	c      int
+	fed    int
+	keep   int       // rows the self-check reads: the last keep of the prompt
+	sum    []float32 // (C) the rows' sum, in row order, as the shared base pass sums them
+	tail   []float32 // the last rows fed, at most keep
+}
+
+// AssignsInPrefill reports whether the prefill of prompt can give its
+// online assignment (PromptRows, AssignPrefilled): a hyper adapter of the
+// head alone with training centroids, whose features include hidden
+// states, and a prompt of 1 to NCtx tokens. Otherwise AssignCentroids
+// (with its own base pass) is the way.
+func (r *Runtime) AssignsInPrefill(prompt []int32) bool {
+	return r.Centroids != nil && r.plansInPrefill([][]int32{prompt})
+}
+
+// NewPromptRows starts following prompt's prefill. It fails where
+// AssignsInPrefill does not hold.
+func (r *Runtime) NewPromptRows(prompt []int32) (*PromptRows, error) {
+	if !r.AssignsInPrefill(prompt) {
+		return nil, fmt.Errorf("adapt: a prompt of %d tokens cannot be assigned from its prefill with this %s adapter (features %s, %d block sites, centroids %v)",
+			len(prompt), r.Meta.Kind, r.Meta.Features, len(r.sites), r.Centroids != nil)
+	}
+	c := r.M.Cfg.NEmbd
+	keep := len(prompt)
+	if n := r.checkTokens(); n > 0 {
+		keep = min(keep, n+1) // n predictions read n+1 rows, the last one's too
+	}
+	return &PromptRows{Prompt: prompt, c: c, keep: keep, sum: make([]float32, c)}, nil
+}
+
+// Fed is how many of the prompt's rows have been fed.
+func (p *PromptRows) Fed() int { return p.fed }
+
+// Done reports whether every row of the prompt has been fed.
+func (p *PromptRows) Done() bool { return p.fed == len(p.Prompt) }
+
+// Feed takes the final hidden rows (after the final layer norm, the base
+// model's) of the prompt's next len(rows)/C positions.
+func (p *PromptRows) Feed(rows []float32) error {
+	n := len(rows) / p.c
+	if len(rows)%p.c != 0 || p.fed+n > len(p.Prompt) {
+		return fmt.Errorf("adapt: %d hidden values fed to a prompt of %d tokens at %d rows of %d", len(rows), len(p.Prompt), p.fed, p.c)
+	}
+	for t := 0; t < n; t++ {
+		for j, v := range rows[t*p.c : (t+1)*p.c] {
+			p.sum[j] += v
+		}
+	}
+	p.fed += n
+	p.tail = append(p.tail, rows...)
+	if over := len(p.tail) - p.keep*p.c; over > 0 {
+		p.tail = append(p.tail[:0], p.tail[over:]...)
+	}
+	return nil
+}
+
+// AssignPrefilled is AssignCentroids for prompts whose every row has been
+// fed: each one's nearest training centroid from its hidden (and, for
+// FeatureBoth, embedding) features, -1 where the gate closes or the
+// self-check (on the fed rows of its last predictions) finds the update
+// no better than the base model.
+func (r *Runtime) AssignPrefilled(ps []*PromptRows) ([]int, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	n, c := len(ps), r.M.Cfg.NEmbd
+	seqs := make([][]int32, n)
+	pp := &promptPass{hidden: make([]float32, n*c), losses: make([][]float32, n), rows: make([][]float32, n)}
+	tails := make([][]int32, n)
+	all := make([]int, n)
+	for i, p := range ps {
+		if !p.Done() {
+			return nil, fmt.Errorf("adapt: prompt %d: %d of its %d rows fed", i, p.fed, len(p.Prompt))
+		}
+		if p.c != c {
+			return nil, fmt.Errorf("adapt: prompt %d was followed with rows of %d values, the model's are %d", i, p.c, c)
+		}
+		seqs[i], all[i] = p.Prompt, i
+		copy(pp.hidden[i*c:(i+1)*c], p.sum)
+		tails[i], pp.rows[i] = p.Prompt[len(p.Prompt)-p.keep:], p.tail
+	}
+	if err := normaliseMeans(pp.hidden, c, all, func(k int) int { return len(seqs[k]) }); err != nil {
+		return nil, err
+	}
+	ft, feats, err := r.featuresWith(seqs, pp.hidden)
+	if err != nil {
+		return nil, err
+	}
+	defer r.cops.Free(ft)
+	as, err := r.Centroids.AssignOn(r.cops, ft)
+	if err != nil {
+		return nil, err
+	}
+	r.closeGate(as, feats)
+	if r.Meta.SelfCheck {
+		// The self-check of the whole prompts reads only their last rows:
+		// the tails score the same predictions.
+		if _, err := r.checkClusters(tails, as, r.Centroids.Data, pp); err != nil {
+			return nil, err
+		}
+	}
+	return as, nil
+}
+
+// FinalRows is the final layer norm of a residual stream x (B, T, C), the
+// rows the head reads, on the host: what a prefill feeds PromptRows.
+func (r *Runtime) FinalRows(x gpu.Tensor) ([]float32, error) {
+	m := r.M
+	h, err := m.B.Alloc(gpu.F32, x.Shape()...)
+	if err != nil {
+		return nil, err
+	}
+	defer m.B.Free(h)
+	m.B.LayerNorm(h, x, m.W.LnFG, m.W.LnFB, m.Cfg.LNEps)
+	return m.B.ReadF32(h)
+}

@@ -1,0 +1,153 @@
+package adapt
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/model"
+)
+
+// residualRows is a model.Adapter that keeps a forward's final hidden rows
+// (Runtime.FinalRows of its residual stream) and leaves the logits to the
+// base model.
+type residualRows struct {
+	rt   *Runtime
+	rows []float32
+	tq   int
+}
+
+func (r *residualRows) Begin(_, _ []int32) (model.Pass, error) { return residualPass{r}, nil }
+
+type residualPass struct{ r *residualRows }
+
+func (residualPass) Updates(model.Site) bool                         { return false }
+func (residualPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (residualPass) Logits(gpu.Tensor, gpu.Tensor) (bool, error)     { return false, nil }
+func (residualPass) End()                                            {}
+func (p residualPass) Residual(x gpu.Tensor) error {
+	var err error
+	p.r.tq = x.Shape()[1]
+	p.r.rows, err = p.r.rt.FinalRows(x)
+	return err
+}
+
+// TestAssignPrefilled: prompts whose final hidden rows are fed a few at a
+// time (PromptRows) get from AssignPrefilled the clusters AssignCentroids
+// gives them with its own base pass: the nearest training centroid, and the
+// base model where the self-check, on the last 3 predictions, finds the
+// update no better, on both backends, for an adapter where the last 3
+// predictions decide otherwise than all of them would.
+func TestAssignPrefilled(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, _ := f.prompts(20, 3)
+	c := rtCfg.NEmbd
+	var a *Adapter
+	var want []int
+	for try := 0; want == nil; try++ {
+		if try == 40 {
+			t.Fatal("no adapter of 40 where the last 3 predictions change an assignment")
+		}
+		a = f.hyperAdapter(t, unitRowsOf(f, 3, c))
+		a.Meta.Features, a.Meta.SelfCheck = FeatureHidden, true
+		hc := rtHyper
+		hc.In = c
+		a.Tensors = append(InitHyper(hc, f.rng.Uint64()), a.Tensors[len(a.Tensors)-1])
+		for i := range a.Tensors[:len(a.Tensors)-1] {
+			for j := range a.Tensors[i].Data {
+				a.Tensors[i].Data[j] *= 3
+			}
+		}
+		rt, err := NewRuntime(f.models["ref"], a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		every, _, err := rt.AssignCentroidsLosses(prompts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt.CheckTokens = 3
+		last, err := rt.AssignCentroids(prompts)
+		rt.Free()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(last, every) && slices.Contains(last, -1) && slices.ContainsFunc(last, func(c int) bool { return c >= 0 }) {
+			want = last
+		}
+	}
+	for name, m := range f.models {
+		rt, err := NewRuntime(m, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rt.Free()
+		rt.CheckTokens = 3
+		if got, err := rt.AssignCentroids(prompts); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("%s: AssignCentroids %v (%v), the reference's %v", name, got, err, want)
+		}
+		cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tap := &residualRows{rt: rt}
+		lg, err := m.ForwardAdapted(cache, prompts, true, tap)
+		m.FreeCache(cache)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.B.Free(lg)
+		prs := make([]*PromptRows, len(prompts))
+		for i, p := range prompts {
+			if prs[i], err = rt.NewPromptRows(p); err != nil {
+				t.Fatal(err)
+			}
+			rows := tap.rows[i*tap.tq*c : (i*tap.tq+len(p))*c]
+			for at := 0; at < len(p); at += 2 { // chunks of 2 rows, as a server's prefill feeds them
+				if err := prs[i].Feed(rows[at*c : min(at+2, len(p))*c]); err != nil {
+					t.Fatal(err)
+				}
+				if done := at+2 >= len(p); prs[i].Done() != done {
+					t.Fatalf("prompt %d of %d tokens: done %v after %d", i, len(p), prs[i].Done(), prs[i].Fed())
+				}
+			}
+		}
+		got, err := rt.AssignPrefilled(prs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: assigned from the prefill %v, AssignCentroids %v", name, got, want)
+		}
+		// Misuse: rows past the prompt, a prompt not fed to its end.
+		if err := prs[1].Feed(make([]float32, c)); err == nil || !strings.Contains(err.Error(), "fed to a prompt") {
+			t.Errorf("%s: a row past the prompt: %v", name, err)
+		}
+		part, err := rt.NewPromptRows(prompts[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.AssignPrefilled([]*PromptRows{prs[0], part}); err == nil || !strings.Contains(err.Error(), "rows fed") {
+			t.Errorf("%s: a prompt not fed to its end: %v", name, err)
+		}
+	}
+	// Where the prefill cannot assign: embedding features, no centroids,
+	// an empty prompt.
+	emb := f.hyperAdapter(t, unitRowsOf(f, 3, c))
+	noCents := f.hyperAdapter(t, nil)
+	noCents.Meta.Features = FeatureHidden
+	for _, x := range []struct {
+		a      *Adapter
+		prompt []int32
+	}{{emb, prompts[1]}, {noCents, prompts[1]}, {a, nil}} {
+		rt, err := NewRuntime(f.models["ref"], x.a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rt.NewPromptRows(x.prompt); rt.AssignsInPrefill(x.prompt) || err == nil {
+			t.Errorf("features %q, centroids %d, %d tokens: assigned in the prefill (err %v)", x.a.Meta.Features, x.a.Meta.Centroids, len(x.prompt), err)
+		}
+		rt.Free()
+	}
+}
