@@ -39,6 +39,10 @@ func (p residualPass) Residual(x gpu.Tensor) error {
 // base model where the self-check, on the last 3 predictions, finds the
 // update no better, on both backends, for an adapter where the last 3
 // predictions decide otherwise than all of them would.
+//
+// (Over 80 lines: the search for such an adapter, the prefill's rows fed
+// in chunks on both backends, misuse, and the adapters the prefill cannot
+// assign for.)
 func TestAssignPrefilled(t *testing.T) {
 	f := newRTFixture(t)
 	prompts, _ := f.prompts(20, 3)
