@@ -135,6 +135,6 @@ func (r *Runtime) FinalRows(x gpu.Tensor) ([]float32, error) {
 		return nil, err
 	}
 	defer m.B.Free(h)
-	m.B.LayerNorm(h, x, m.W.LnFG, m.W.LnFB, m.Cfg.LNEps)
+	m.FinalNorm(h, x)
 	return m.B.ReadF32(h)
 }

@@ -80,7 +80,8 @@ type Pass interface {
 // block, (B, T, C) over every row of the forward (rows past a sequence's
 // new tokens are padding), before the final layer norm and, in a last-only
 // forward, before the head's rows are gathered: what a plan made from a
-// prompt's own prefill reads (adapt.Runtime.Prefill). It must not write x.
+// prompt's own prefill reads (adapt.Runtime.Prefill; Model.FinalNorm of x
+// gives the rows the head reads). It must not write x.
 type ResidualPass interface {
 	Residual(x gpu.Tensor) error
 }

@@ -43,6 +43,14 @@ func (m *Model) NewCache(nSeq, tmax int) (*Cache, error) {
 	return c, nil
 }
 
+// FinalNorm writes the final norm of residual rows x into dst (same
+// shape): the hidden states the head reads (GPT-2's ln_f). A pass that
+// reads the residual stream (ResidualPass) and wants those states calls
+// this rather than a norm of its own, so that it holds for any family.
+func (m *Model) FinalNorm(dst, x gpu.Tensor) {
+	m.B.LayerNorm(dst, x, m.W.LnFG, m.W.LnFB, m.Cfg.LNEps)
+}
+
 // Free releases the cache's tensors.
 func (m *Model) FreeCache(c *Cache) {
 	for l := range c.K {
@@ -248,7 +256,7 @@ func (m *Model) ForwardAdapted(c *Cache, tokens [][]int32, lastOnly bool, ad Ada
 	}
 	fusedHead := pass == nil && be.FusesBlock(gpu.Numel(shape[:len(shape)-1]), m.W.Head())
 	if !fusedHead {
-		be.LayerNorm(h, final, m.W.LnFG, m.W.LnFB, cfg.LNEps)
+		m.FinalNorm(h, final)
 	}
 	logits, err := be.Alloc(gpu.F32, shape...)
 	if err != nil {
