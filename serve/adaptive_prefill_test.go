@@ -3,6 +3,7 @@ package serve
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -108,5 +109,47 @@ func checkInPrefill(t *testing.T, m, rm *model.Model, tok *tokenizer.Tokenizer, 
 		if got := ad.groups > 0; got != apart {
 			t.Errorf("%s Group ran %d times", what, ad.groups)
 		}
+	}
+}
+
+// failOnce is an Adaptive whose next assignment in the prefill fails for
+// every prompt it decides.
+type failOnce struct {
+	*Adaptive
+	done bool
+}
+
+func (f *failOnce) TakeDecided() (map[int]int, map[int]error) {
+	d, failed := f.Adaptive.TakeDecided()
+	if f.done || len(d) == 0 {
+		return d, failed
+	}
+	f.done = true
+	if failed == nil {
+		failed = map[int]error{}
+	}
+	for b := range d {
+		failed[b] = fmt.Errorf("injected assignment failure")
+	}
+	return nil, failed
+}
+
+// A prompt whose assignment in the prefill fails ends its request with a
+// 500 naming the cause; the server goes on serving adapted requests.
+func TestAdaptInPrefillFailure(t *testing.T) {
+	be := gputest.Backend(t)
+	m, tok := tinyModel(t, be)
+	a := testHyper(t, m, 4, 7)
+	a.Meta.Features = adapt.FeatureHidden
+	ad := &failOnce{Adaptive: newAdaptive(t, m, a, AdaptOptions{})}
+	_, url := testServer(t, ad, tok, Options{Slots: 2, PrefillChunk: 4})
+	body := map[string]any{"prompt": adaptPrompts[2], "max_tokens": 2, "temperature": 0}
+	r := post(context.Background(), t, url, body)
+	if r.Status != 500 || !strings.Contains(r.Err.Message, "injected assignment failure") {
+		t.Fatalf("a failed assignment: %d %s", r.Status, r.Body)
+	}
+	r = post(context.Background(), t, url, body)
+	if r.Status != 200 || r.C.Choices[0].Chameleon == nil || !r.C.Choices[0].Chameleon.Adapted {
+		t.Fatalf("the next request: %d %s", r.Status, r.Body)
 	}
 }
