@@ -30,12 +30,17 @@ func (g *groupCounter) Group(prompts [][]int32, live []int) ([]int, error) {
 // first-token logprobs that the reference backend's Plan gives each prompt
 // alone, with no Group call (no base pass of their own); prompts sent
 // together, prefilled side by side, get the same; with GroupApart the
-// old path serves the same through Group.
+// old path serves the same through Group. A one-token prompt is assigned
+// from its one row, and the self-check keeps it at the base model.
 func TestAdaptOnlineInPrefill(t *testing.T) {
 	be := gputest.Backend(t)
 	m, tok := tinyModel(t, be)
 	rm := refTiny(t)
 	prompts := append([]string{"The history of the Roman Empire spans many centuries, from the founding of the city to"}, adaptPrompts...)
+	prompts = append(prompts, "A") // one token: nothing for the self-check to score
+	if n := len(tok.Encode("A")); n != 1 {
+		t.Fatalf("%q is %d tokens", "A", n)
+	}
 	for _, c := range []struct {
 		selfCheck   bool
 		checkTokens int // the self-check's last predictions (0: the default, more than these prompts have)
