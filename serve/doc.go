@@ -54,8 +54,10 @@
 // optionally held for Options.AdaptWindow), the scheduler calls
 // Model.Group once with their prompts; each gets a cluster:
 //   - online (hyper adapters storing training centroids, the default for
-//     them): the prompt's feature (mean wte embedding, L2-normalised) goes
-//     to the nearest centroid; every centroid's factors are computed once at
+//     them): the prompt's feature (its mean token embedding or mean final
+//     hidden state, L2-normalised, as the adapter says) goes to the
+//     nearest centroid, unless the adapter's gate or self-check keeps it at
+//     the base model; every centroid's factors are computed once at
 //     start;
 //   - window: k-means over the window's features, k = ceil(n /
 //     ClusterSize), and the hyper-network on each cluster's mean; the
@@ -67,6 +69,19 @@
 //     (adapt.PlanOptions.Tune, as generate runs it); the tuned gates take
 //     free rows of a pool of one gate row per slot (adapt.Runtime.PlanGates);
 //   - static (lora): every adapted sequence uses the one pair.
+//
+// Online assignment needs the prompt's features and, for a self-checked
+// adapter, its losses with and without the update: a base pass over the
+// prompt. For a head-only adapter with hidden-state features (the shipped
+// default) the scheduler's own chunked prefill is that pass
+// (adaptive_prefill.go): instead of calling Group it leaves the slot
+// pending (ClusterPending, base logits), each chunk's final hidden rows
+// feed an adapt.PromptRows, and the step that feeds the prompt's last
+// token decides its cluster (adapt.Runtime.AssignPrefilled) before that
+// step's head, so its first sampled token is adapted and the prompt runs
+// through the model once. Options.GroupApart, window and tuned modes, and
+// the token cache memory (whose admission needs the cluster at once) keep
+// Group.
 //
 // Every step computes the logits of all rows in ONE fused adapt.Ops.Logits
 // call with a per-row cluster tensor; unadapted rows get cluster -1, which
