@@ -106,43 +106,66 @@ func (pf *Prefill) Begin(rows, head []int32) (model.Pass, error) {
 	case pf.err != nil:
 		return nil, pf.err
 	}
-	return &prefillPass{pf: pf, rows: rows, head: head}, nil
+	return LateHead{Choose: pf.planFrom}.Begin(rows, head)
 }
 
-// prefillPass is the first forward's pass: it leaves the blocks alone,
-// makes the plan from the residual stream and runs the plan's head.
-type prefillPass struct {
-	pf         *Prefill
+// planFrom makes the plan from the first forward's residual stream x
+// (rows: each row's sequence), the final layer norm of every prompt
+// position on the host, and returns its adapter for that forward's head.
+func (pf *Prefill) planFrom(x gpu.Tensor, rows []int32) (model.Adapter, error) {
+	t0 := time.Now()
+	plan, err := pf.rt.planFromResidual(pf.seqs, pf.o, x, rows)
+	pf.PlanTime = time.Since(t0)
+	if err != nil {
+		pf.err = fmt.Errorf("adapt: plan from the prefill: %w", err)
+		return nil, pf.err
+	}
+	pf.plan, pf.FromPrefill = plan, true
+	return plan.Adapter(nil), nil
+}
+
+// LateHead is a model.Adapter for an update of the head alone that is
+// chosen from the forward's own residual stream: its pass leaves the
+// blocks to the base model, hands Choose the residual stream after the
+// last block (B, T, C; rows: each row's sequence, -1 for padding) and runs
+// the head of the adapter Choose returns. Prefill plans this way, and a
+// server decides its pending prompts' clusters this way.
+type LateHead struct {
+	Choose func(x gpu.Tensor, rows []int32) (model.Adapter, error)
+}
+
+// Begin implements model.Adapter.
+func (l LateHead) Begin(rows, head []int32) (model.Pass, error) {
+	return &lateHeadPass{choose: l.Choose, rows: rows, head: head}, nil
+}
+
+type lateHeadPass struct {
+	choose     func(x gpu.Tensor, rows []int32) (model.Adapter, error)
 	rows, head []int32
 	inner      model.Pass
 }
 
-func (p *prefillPass) Updates(model.Site) bool                         { return false }
-func (p *prefillPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (p *lateHeadPass) Updates(model.Site) bool                         { return false }
+func (p *lateHeadPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
 
-// Residual makes the plan from the final hidden states of every prompt
-// position (the final layer norm of x, on the host).
-func (p *prefillPass) Residual(x gpu.Tensor) error {
-	t0 := time.Now()
-	plan, err := p.pf.rt.planFromResidual(p.pf.seqs, p.pf.o, x, p.rows)
-	p.pf.PlanTime = time.Since(t0)
+// Residual chooses the adapter and begins its pass for the head.
+func (p *lateHeadPass) Residual(x gpu.Tensor) error {
+	ad, err := p.choose(x, p.rows)
 	if err != nil {
-		p.pf.err = fmt.Errorf("adapt: plan from the prefill: %w", err)
-		return p.pf.err
+		return err
 	}
-	p.pf.plan, p.pf.FromPrefill = plan, true
-	p.inner, err = plan.Adapter(nil).Begin(p.rows, p.head)
+	p.inner, err = ad.Begin(p.rows, p.head)
 	return err
 }
 
-func (p *prefillPass) Logits(dst, h gpu.Tensor) (bool, error) {
+func (p *lateHeadPass) Logits(dst, h gpu.Tensor) (bool, error) {
 	if p.inner == nil {
-		return false, fmt.Errorf("adapt: a prefill plan got no residual stream before the logits")
+		return false, fmt.Errorf("adapt: a head chosen from the residual stream got no residual stream before the logits")
 	}
 	return p.inner.Logits(dst, h)
 }
 
-func (p *prefillPass) End() {
+func (p *lateHeadPass) End() {
 	if p.inner != nil {
 		p.inner.End()
 	}

@@ -287,7 +287,7 @@ func (a *Adaptive) forwardLast(c *model.Cache, tokens [][]int32, ad []Adapter, h
 	}
 	var pa model.Adapter = a.plan.Adapter(nil)
 	if pend := a.pendingSlots(tokens, ad); len(pend) > 0 {
-		pa = &assignInPrefill{a: a, tokens: tokens, pend: pend, cl: cl}
+		pa = a.assignInPrefill(tokens, pend, cl)
 	}
 	if hidden != nil {
 		pa = copyHidden(pa, hidden, a.M.B)

@@ -95,36 +95,24 @@ func (a *Adaptive) pendingSlots(tokens [][]int32, ad []Adapter) []int {
 	return pend
 }
 
-// assignInPrefill is the adapter of a step with pending slots: its pass
-// feeds their rows from the residual stream, decides the clusters of the
-// slots whose prompt is then complete, sets them in the plan and only
-// then begins the plan's pass for the head.
-type assignInPrefill struct {
-	a      *Adaptive
-	tokens [][]int32
-	pend   []int
-	cl     []int // the step's slot clusters (a.slotClusters)
+// assignInPrefill is the adapter of a step with pending slots
+// (adapt.LateHead): from the residual stream it feeds their rows, decides
+// the clusters of the slots whose prompt is then complete, sets them in
+// the plan (cl is the step's slot clusters, a.slotClusters) and only then
+// begins the plan's pass for the head. A failed assignment (other than a
+// lost device) leaves those slots at the base model and is reported by
+// TakeDecided, so one prompt's bad input does not fail the step.
+func (a *Adaptive) assignInPrefill(tokens [][]int32, pend, cl []int) model.Adapter {
+	return adapt.LateHead{Choose: func(x gpu.Tensor, _ []int32) (model.Adapter, error) {
+		if err := a.feedPending(x, tokens, pend, cl); err != nil {
+			return nil, err
+		}
+		return a.plan.Adapter(nil), nil
+	}}
 }
 
-func (s *assignInPrefill) Begin(rows, head []int32) (model.Pass, error) {
-	return &assignPass{s: s, rows: rows, head: head}, nil
-}
-
-type assignPass struct {
-	s          *assignInPrefill
-	rows, head []int32
-	inner      model.Pass
-}
-
-func (p *assignPass) Updates(model.Site) bool                         { return false }
-func (p *assignPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
-
-// Residual feeds the pending slots' final hidden rows and decides the
-// complete ones. A failed assignment (other than a lost device) leaves
-// those slots at the base model and is reported by TakeDecided, so one
-// prompt's bad input does not fail the step.
-func (p *assignPass) Residual(x gpu.Tensor) error {
-	s, a := p.s, p.s.a
+// feedPending is assignInPrefill's work on the residual stream x.
+func (a *Adaptive) feedPending(x gpu.Tensor, tokens [][]int32, pend, cl []int) error {
 	hs, err := a.RT.FinalRows(x)
 	if err != nil {
 		return err
@@ -132,48 +120,35 @@ func (p *assignPass) Residual(x gpu.Tensor) error {
 	tq, c := x.Shape()[1], a.M.Cfg.NEmbd
 	var done []int
 	var prs []*adapt.PromptRows
-	for _, b := range s.pend {
+	for _, b := range pend {
 		pr := a.pre.rows[b]
-		if err := pr.Feed(hs[b*tq*c : (b*tq+len(s.tokens[b]))*c]); err != nil {
+		if err := pr.Feed(hs[b*tq*c : (b*tq+len(tokens[b]))*c]); err != nil {
 			return err
 		}
 		if pr.Done() {
 			done, prs = append(done, b), append(prs, pr)
 		}
 	}
-	if len(done) > 0 {
-		as, err := a.RT.AssignPrefilled(prs)
-		if errors.Is(err, gpu.ErrDeviceLost) {
-			return err
-		}
-		if a.pre.decided == nil {
-			a.pre.decided, a.pre.failed = map[int]int{}, map[int]error{}
-		}
-		for i, b := range done {
-			delete(a.pre.rows, b)
-			if err != nil {
-				a.pre.failed[b] = err
-				continue
-			}
-			a.pre.decided[b], s.cl[b] = as[i], as[i]
-		}
-		if err := a.plan.SetClusters(s.cl); err != nil {
-			return fmt.Errorf("serve: internal error: %w", err)
-		}
+	if len(done) == 0 {
+		return nil
 	}
-	p.inner, err = a.plan.Adapter(nil).Begin(p.rows, p.head)
-	return err
-}
-
-func (p *assignPass) Logits(dst, h gpu.Tensor) (bool, error) {
-	if p.inner == nil {
-		return false, fmt.Errorf("serve: internal error: a step with pending slots got no residual stream before the logits")
+	as, err := a.RT.AssignPrefilled(prs)
+	if errors.Is(err, gpu.ErrDeviceLost) {
+		return err
 	}
-	return p.inner.Logits(dst, h)
-}
-
-func (p *assignPass) End() {
-	if p.inner != nil {
-		p.inner.End()
+	if a.pre.decided == nil {
+		a.pre.decided, a.pre.failed = map[int]int{}, map[int]error{}
 	}
+	for i, b := range done {
+		delete(a.pre.rows, b)
+		if err != nil {
+			a.pre.failed[b] = err
+			continue
+		}
+		a.pre.decided[b], cl[b] = as[i], as[i]
+	}
+	if err := a.plan.SetClusters(cl); err != nil {
+		return fmt.Errorf("serve: internal error: %w", err)
+	}
+	return nil
 }
