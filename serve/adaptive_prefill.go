@@ -49,10 +49,10 @@ type slotPrefill struct {
 // GroupInPrefill implements prefillGrouper: in online mode, for a prompt
 // the runtime can assign from its prefill (adapt.Runtime.AssignsInPrefill).
 func (a *Adaptive) GroupInPrefill(b int, prompt []int32) bool {
-	if a.Mode != AdaptOnline || !a.RT.AssignsInPrefill(prompt) {
+	if a.Mode != AdaptOnline {
 		return false
 	}
-	pr, err := a.RT.NewPromptRows(prompt)
+	pr, err := a.RT.NewPromptRows(prompt) // refuses where the prefill cannot assign
 	if err != nil {
 		return false
 	}
