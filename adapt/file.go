@@ -58,6 +58,13 @@ type Meta struct {
 	// SelfCheck: plans keep a sequence's update only where it lowers the
 	// loss of the sequence's own tokens (the prompt), else the base model.
 	SelfCheck bool `json:"self_check,omitempty"`
+	// CheckStride and CheckMargin stage the self-check (CheckStages,
+	// staged.go): its first stage scores every CheckStride-th checked
+	// prediction, and a prompt whose mean difference there is below
+	// -CheckMargin nats keeps its update without the rest. Chosen on
+	// validation (`chameleon adapt stage`); 0: one stage.
+	CheckStride int     `json:"check_stride,omitempty"`
+	CheckMargin float64 `json:"check_margin,omitempty"`
 	// Sites are the decoder's block sites (model.SiteQKV, SiteProj,
 	// SiteFC, SiteFC2) updated at every layer besides the output
 	// projection; none: the output projection only (see sites.go).
@@ -101,6 +108,13 @@ func (m Meta) Validate() error {
 	}
 	if err := m.validateSites(); err != nil {
 		return err
+	}
+	st := CheckStages{Stride: m.CheckStride, Margin: m.CheckMargin}
+	if err := st.Validate(); err != nil {
+		return err
+	}
+	if st.On() && !m.SelfCheck {
+		return fmt.Errorf("a staged self-check (stride %d) without the self-check", m.CheckStride)
 	}
 	if m.StaticRank < 0 || m.StaticRank > maxRank {
 		return fmt.Errorf("static rank %d: want 0..%d", m.StaticRank, maxRank)

@@ -1,8 +1,6 @@
 package adapt
 
 import (
-	"fmt"
-
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 )
@@ -225,130 +223,6 @@ func (r *Runtime) checkTokens() int {
 		return DefaultCheckTokens
 	}
 	return r.CheckTokens
-}
-
-// selfCheck keeps the base model (cluster -1) for every sequence whose own
-// tokens its cluster's update does not predict better than the base model
-// does (summed loss of its last checkTokens next-token predictions): the
-// update is used only where the sequence itself is evidence for it. A
-// sequence of fewer than 2 tokens has no such evidence and keeps the base
-// model. With pp (the plan's shared base forward, basePass, or a
-// prefill's) and an update of the head alone, both losses come from pp's
-// hidden rows (no forward); without it, it costs two forwards over the
-// sequences. With pp and a head-only update it also returns each
-// sequence's per-position losses under the decision (pp.decided; nil for a
-// kept sequence whose prompt was scored only in part), which a caller can
-// reuse instead of scoring the sequences again; else nil.
-//
-// (Over 80 lines: three sources of the two losses (a prefill's rows, a base
-// pass, separate forwards), each cut to the same last predictions.)
-func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
-	m := p.rt.M
-	c := m.Cfg.NEmbd
-	var idx []int
-	var check [][]int32
-	for i, s := range seqs {
-		if p.Cluster[i] < 0 {
-			continue
-		}
-		if len(s) < 2 {
-			p.Cluster[i] = -1
-			continue
-		}
-		if len(s) > m.Cfg.NCtx {
-			s = s[len(s)-m.Cfg.NCtx:]
-		}
-		idx, check = append(idx, i), append(check, s)
-	}
-	if len(check) == 0 {
-		return pp.decided(nil, nil), nil
-	}
-	// from[j]: the first prediction scored of check[j] (the one of token
-	// from+1), so that at most checkTokens are.
-	from := make([]int, len(idx))
-	var tseqs [][]int32
-	var trows [][]float32
-	if pp != nil && pp.rows != nil {
-		tseqs, trows = make([][]int32, len(seqs)), make([][]float32, len(seqs))
-	}
-	for j, s := range check {
-		if n := p.rt.checkTokens(); n > 0 && len(s)-1 > n {
-			from[j] = len(s) - 1 - n
-		}
-		if tseqs != nil {
-			i := idx[j]
-			tseqs[i], trows[i] = seqs[i][from[j]:], pp.rows[i][from[j]*c:]
-		}
-	}
-	sum := func(ls []float32, f int) float64 {
-		var t float64
-		for _, l := range ls[f:] {
-			t += float64(l)
-		}
-		return t
-	}
-	base, adapted := make([]float64, len(idx)), []float64(nil)
-	var per [][]float32
-	switch {
-	case pp != nil && pp.base == nil && pp.rows != nil:
-		// A pass that scored nothing yet (a prefill's): both losses from
-		// one projection of its rows.
-		sums, pers, err := p.checkScores(idx, tseqs, trows)
-		if err != nil {
-			return nil, err
-		}
-		base, adapted, per = sums[0], sums[1], pers[1]
-		for j, i := range idx {
-			if pp.losses[i] = pers[0][j]; from[j] > 0 {
-				pp.losses[i] = nil // known in part
-			}
-		}
-	case pp != nil:
-		for j, i := range idx {
-			base[j] = sum(pp.losses[i], from[j])
-		}
-	default:
-		sc, err := m.ScoreChunked(check, func(int) model.Adapter { return nil })
-		if err != nil {
-			return nil, fmt.Errorf("adapt: self-check: %w", err)
-		}
-		for j := range sc {
-			base[j] = sum(sc[j].Losses, from[j])
-		}
-	}
-	switch {
-	case adapted != nil:
-	case pp != nil && pp.rows != nil:
-		var err error
-		if adapted, per, err = p.headScores(idx, tseqs, trows); err != nil {
-			return nil, err
-		}
-	default:
-		sc, err := m.ScoreChunked(check, func(first int) model.Adapter { return p.AdapterOf(idx[first:], nil) })
-		if err != nil {
-			return nil, fmt.Errorf("adapt: self-check: %w", err)
-		}
-		adapted = make([]float64, len(sc))
-		for j := range sc {
-			adapted[j] = sum(sc[j].Losses, from[j])
-		}
-	}
-	kept := map[int][]float32{}
-	partial := map[int]bool{}
-	for j, i := range idx {
-		switch {
-		case !(adapted[j] < base[j]):
-			p.Cluster[i] = -1
-		case per != nil && from[j] > 0:
-			partial[i] = true
-		case per != nil:
-			kept[i] = per[j]
-		}
-	}
-	if per == nil {
-		return nil, nil
-	}
-	return pp.decided(kept, partial), nil
 }
 
 // decided is each sequence's per-position losses under the self-check's

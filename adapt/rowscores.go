@@ -16,7 +16,14 @@ import (
 // is the head's alone). Batches keep the logits under 64 MiB, as
 // Model.ScoreChunked does.
 func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float64, [][]float32, error) {
-	sums, per, err := p.rt.scoreRows(idx, seqs, rows, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+	items := make([]rowItems, len(idx))
+	for j, i := range idx {
+		var err error
+		if items[j], err = windowItems(seqs[i], rows[i], nil, p.rt.M.Cfg.NEmbd); err != nil {
+			return nil, nil, fmt.Errorf("adapt: self-check: sequence %d: %w", i, err)
+		}
+	}
+	sums, per, err := p.rt.scoreRows(idx, items, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
 		ls, err := p.scoreHead(index, h, tg, head)
 		return [][]float32{ls}, err
 	})
@@ -26,15 +33,44 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 	return sums[0], per[0], nil
 }
 
+// rowItems is the hidden rows of one sequence that a scorer projects, h
+// (len(tg), C), and the token each predicts.
+type rowItems struct {
+	h  []float32
+	tg []int32
+}
+
+// windowItems is the rows of sequence s (rows: its final hidden rows,
+// (len(s), C)) at offsets offs, each predicting the next token of s; nil
+// offs: every row that predicts one (0..len(s)-2).
+func windowItems(s []int32, rows []float32, offs []int, c int) (rowItems, error) {
+	if len(rows) != len(s)*c {
+		return rowItems{}, fmt.Errorf("%d hidden values for %d tokens", len(rows), len(s))
+	}
+	if offs == nil {
+		for o := 0; o+1 < len(s); o++ {
+			offs = append(offs, o)
+		}
+	}
+	it := rowItems{h: make([]float32, 0, len(offs)*c), tg: make([]int32, len(offs))}
+	for j, o := range offs {
+		if o < 0 || o+1 >= len(s) {
+			return rowItems{}, fmt.Errorf("row %d predicts nothing in %d tokens", o, len(s))
+		}
+		it.h, it.tg[j] = append(it.h, rows[o*c:(o+1)*c]...), s[o+1]
+	}
+	return it, nil
+}
+
 // rowScorer scores hidden rows h (rows, C), row r of sequence index[head[r]]
-// predicting tg[r] (-1: nothing), n ways: n per-row losses.
+// predicting tg[r], n ways: n per-row losses.
 type rowScorer func(index []int, h []float32, tg, head []int32) ([][]float32, error)
 
-// scoreRows runs score over the rows of the plan sequences idx (rows[i],
-// seqs[i]'s final hidden rows) in batches whose logits stay under 64 MiB,
-// as Model.ScoreChunked's do, and returns each of its n ways' summed loss
-// per sequence and per-position losses.
-func (r *Runtime) scoreRows(idx []int, seqs [][]int32, rows [][]float32, n int, score rowScorer) ([][]float64, [][][]float32, error) {
+// scoreRows runs score over items (items[k]: plan sequence idx[k]'s rows)
+// in batches whose logits stay under 64 MiB, as Model.ScoreChunked's do,
+// and returns each of its n ways' summed loss per sequence and per-row
+// losses, in items' order.
+func (r *Runtime) scoreRows(idx []int, items []rowItems, n int, score rowScorer) ([][]float64, [][][]float32, error) {
 	m := r.M
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	maxRows := max(1, (64<<20)/(4*v))
@@ -44,25 +80,21 @@ func (r *Runtime) scoreRows(idx []int, seqs [][]int32, rows [][]float32, n int, 
 	}
 	for a := 0; a < len(idx); {
 		b, nr := a, 0
-		for b < len(idx) && (b == a || nr+len(seqs[idx[b]]) <= maxRows) {
-			nr += len(seqs[idx[b]])
+		for b < len(idx) && (b == a || nr+len(items[b].tg) <= maxRows) {
+			nr += len(items[b].tg)
 			b++
+		}
+		if nr == 0 {
+			a = b
+			continue
 		}
 		h := make([]float32, 0, nr*c)
 		tg := make([]int32, 0, nr)
 		head := make([]int32, 0, nr)
 		for k := a; k < b; k++ {
-			s := seqs[idx[k]]
-			if len(rows[idx[k]]) != len(s)*c {
-				return nil, nil, fmt.Errorf("adapt: self-check: sequence %d has %d hidden values for %d tokens", idx[k], len(rows[idx[k]]), len(s))
-			}
-			h = append(h, rows[idx[k]]...)
-			for t := range s {
-				next := int32(-1)
-				if t+1 < len(s) {
-					next = s[t+1]
-				}
-				tg, head = append(tg, next), append(head, int32(k-a))
+			h, tg = append(h, items[k].h...), append(tg, items[k].tg...)
+			for range items[k].tg {
+				head = append(head, int32(k-a))
 			}
 		}
 		lss, err := score(idx[a:b], h, tg, head)
@@ -71,9 +103,6 @@ func (r *Runtime) scoreRows(idx []int, seqs [][]int32, rows [][]float32, n int, 
 		}
 		for w, ls := range lss {
 			for r, l := range ls {
-				if tg[r] < 0 {
-					continue
-				}
 				if math.IsNaN(float64(l)) || math.IsInf(float64(l), 0) {
 					return nil, nil, fmt.Errorf("adapt: self-check: non-finite loss in sequence %d", idx[a+int(head[r])])
 				}
@@ -88,16 +117,16 @@ func (r *Runtime) scoreRows(idx []int, seqs [][]int32, rows [][]float32, n int, 
 }
 
 // checkScores is, for each plan sequence idx[k] (adapted: its cluster in
-// [0, K)), its summed next-token loss and per-position losses under the
-// base model and under the plan's update, from its final hidden rows. One
-// projection onto the vocabulary serves both: the base logits' loss is
-// taken, then the low-rank update is added to them (Ops.LowRankU,
-// AddLowRank) and the loss taken again.
-func (p *Plan) checkScores(idx []int, seqs [][]int32, rows [][]float32) ([][]float64, [][][]float32, error) {
-	return p.rt.scoreRows(idx, seqs, rows, 2, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+// [0, K)), the losses of items[k]'s rows under the base model and under
+// the plan's update ([0] and [1]). One projection onto the vocabulary
+// serves both: the base logits' loss is taken, then the low-rank update is
+// added to them (Ops.LowRankU, AddLowRank) and the loss taken again.
+func (p *Plan) checkScores(idx []int, items []rowItems) ([][][]float32, error) {
+	_, pers, err := p.rt.scoreRows(idx, items, 2, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
 		m := p.rt.M
 		be := m.B
 		nr := len(tg)
+		p.rt.checkRows += nr
 		cl := make([]int32, nr)
 		for r, k := range head {
 			cl[r] = int32(p.Cluster[index[k]])
@@ -120,7 +149,8 @@ func (p *Plan) checkScores(idx []int, seqs [][]int32, rows [][]float32) ([][]flo
 			return t
 		}
 		hT, tgT, clT := alloc(gpu.F32, nr, m.Cfg.NEmbd), alloc(gpu.I32, nr), alloc(gpu.I32, nr)
-		logits, loss, u := alloc(gpu.F32, nr, m.Cfg.VocabSize), alloc(gpu.F32, nr), alloc(gpu.F32, nr, p.factors.R)
+		logits, u := alloc(gpu.F32, nr, m.Cfg.VocabSize), alloc(gpu.F32, nr, p.factors.R)
+		baseLoss, adaptedLoss := alloc(gpu.F32, nr), alloc(gpu.F32, nr)
 		if err != nil {
 			return nil, err
 		}
@@ -133,19 +163,21 @@ func (p *Plan) checkScores(idx []int, seqs [][]int32, rows [][]float32) ([][]flo
 			}
 		}
 		be.MatMul(logits, hT, m.W.Head(), nil)
-		be.CrossEntropy(loss, logits, tgT)
-		base, err := be.ReadF32(loss)
-		if err != nil {
-			return nil, err
-		}
+		be.CrossEntropy(baseLoss, logits, tgT)
 		p.rt.ops.LowRankU(u, hT, p.factors, clT, p.Alpha)
 		if err := p.rt.ops.AddLowRank(logits, u, p.factors, clT); err != nil {
 			return nil, err
 		}
-		be.CrossEntropy(loss, logits, tgT)
-		adapted, err := be.ReadF32(loss)
+		be.CrossEntropy(adaptedLoss, logits, tgT)
+		// Read both after recording both: one wait for the device.
+		adapted, err := be.ReadF32(adaptedLoss)
+		if err != nil {
+			return nil, err
+		}
+		base, err := be.ReadF32(baseLoss)
 		return [][]float32{base, adapted}, err
 	})
+	return pers, err
 }
 
 // scoreHead runs the plan's head (its sequences index) on hidden rows h

@@ -36,17 +36,24 @@ type Runtime struct {
 	// CheckTokens is how many of a prompt's last next-token predictions
 	// the self-check scores at most: 0 DefaultCheckTokens, negative all.
 	CheckTokens int
-	ops         Ops
-	cops        cluster.Ops
-	hyper       *HyperNet
-	static      *Static
-	pair        *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
-	basis       *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
-	sites       map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
+	// FullCheck scores every checked prediction in one stage, ignoring
+	// the file's staged self-check (Meta.CheckStride): for A/B benchmarks
+	// and tests.
+	FullCheck bool
+	ops       Ops
+	cops      cluster.Ops
+	hyper     *HyperNet
+	static    *Static
+	pair      *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	basis     *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
+	sites     map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 	// noSharedPass makes a self-checked plan run its three forwards apart
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.
 	noSharedPass bool
+	// checkRows counts the rows the self-check projects from a prefill's
+	// hidden states (Plan.checkScores), for tests.
+	checkRows int
 }
 
 // NewRuntime checks that a was made for m (the base fingerprint) and puts
