@@ -48,6 +48,14 @@ type Overhead struct {
 	ApartOverhead  float64 `json:"apart_overhead"` // (apart - base) / base
 	Target         float64 `json:"target"`         // OverheadTarget
 	MeetsTarget    bool    `json:"meets_target"`
+	// A staged self-check (adapt.CheckStages in the file): the adapted
+	// prefill again in the same rounds with the check in one stage
+	// (Runtime.FullCheck), and the rows each projected per pass.
+	Staged            bool    `json:"staged,omitempty"`
+	FullCheckSeconds  float64 `json:"full_check_seconds,omitempty"`
+	FullCheckOverhead float64 `json:"full_check_overhead,omitempty"`
+	CheckRows         int     `json:"check_rows"`
+	FullCheckRows     int     `json:"full_check_rows,omitempty"`
 }
 
 // RandomHyper is a hyper-network adapter of rank for the model cfg/host
@@ -122,22 +130,39 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 		return r, err
 	}
 	defer done()
-	var base, adapted, plans, apart []float64
+	r.Staged = a.Meta.CheckStride > 0 && !rt.FullCheck
+	var base, adapted, plans, apart, full []float64
 	for i := -1; i < reps; i++ { // i = -1 warms the pipelines up
 		t0 := time.Now()
 		if err := pass(nil); err != nil {
 			return r, err
 		}
 		tb := time.Since(t0).Seconds()
-		ta, tp, tapart, err := timeAdapted(rt, pass, toks, adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}, &r)
+		o := adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}
+		rows := rt.CheckedRows()
+		ta, tp, tapart, err := timeAdapted(rt, pass, toks, o, &r)
 		if err != nil {
 			return r, err
 		}
+		r.CheckRows = rt.CheckedRows() - rows
+		if r.Staged {
+			tf, rows, err := timeFullCheck(rt, pass, toks, o)
+			if err != nil {
+				return r, err
+			}
+			full, r.FullCheckRows = append(full, tf), rows
+		}
 		if i >= 0 {
 			base, adapted, plans, apart = append(base, tb), append(adapted, ta), append(plans, tp), append(apart, tapart)
+		} else if r.Staged {
+			full = full[:0]
 		}
 	}
 	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.ApartSeconds = median(base), median(adapted), median(plans), median(apart)
+	if r.Staged {
+		r.FullCheckSeconds = median(full)
+		r.FullCheckOverhead = (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds
+	}
 	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
 	r.Overhead = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
@@ -181,6 +206,23 @@ func timeAdapted(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int
 	tapart = time.Since(t0).Seconds()
 	plan.Free()
 	return ta, tp, tapart, err
+}
+
+// timeFullCheck times pass adapted by a prefill's plan of toks with the
+// self-check in one stage (Runtime.FullCheck), and counts the rows it
+// projected.
+func timeFullCheck(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int32, o adapt.PlanOptions) (float64, int, error) {
+	rt.FullCheck = true
+	defer func() { rt.FullCheck = false }()
+	rows := rt.CheckedRows()
+	t0 := time.Now()
+	pf, err := rt.Prefill(toks, o)
+	if err != nil {
+		return 0, 0, err
+	}
+	err = pass(pf)
+	pf.Free()
+	return time.Since(t0).Seconds(), rt.CheckedRows() - rows, err
 }
 
 // greedyPass returns a function that runs toks as one batched prefill from

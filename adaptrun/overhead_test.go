@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -39,6 +40,34 @@ func TestMeasureOverhead(t *testing.T) {
 	}
 	if _, err := MeasureOverhead(m, a, "random", nil, 2, m.Cfg.NCtx+1, 1, 1, 0); err == nil || !strings.Contains(err.Error(), "context") {
 		t.Errorf("a sequence past the context: %v", err)
+	}
+}
+
+// A staged self-check is timed against one stage in the same rounds, and
+// projects fewer rows where its first stage keeps an update.
+func TestMeasureOverheadStaged(t *testing.T) {
+	m, w, a := stageFixture(t)
+	staged, err := WithStages(a, adapt.CheckStages{Stride: 2, Margin: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts [][]int32
+	for _, win := range w.Splits["validation"][:8] {
+		texts = append(texts, win.Tokens)
+	}
+	r, err := MeasureOverhead(m, staged, "staged", texts, 8, 32, 2, 2, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Staged || !r.PlanInPrefill || !(r.FullCheckSeconds > 0) || r.FullCheckRows == 0 || r.CheckRows >= r.FullCheckRows {
+		t.Fatalf("staged: %v in the prefill: %v, one stage %.3fs, rows %d staged against %d in one stage", r.Staged, r.PlanInPrefill, r.FullCheckSeconds, r.CheckRows, r.FullCheckRows)
+	}
+	if want := (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds; math.Abs(r.FullCheckOverhead-want) > 1e-12 {
+		t.Errorf("one-stage overhead %v, want %v", r.FullCheckOverhead, want)
+	}
+	r, err = MeasureOverhead(m, a, "one stage", texts, 8, 32, 2, 1, 0)
+	if err != nil || r.Staged || r.FullCheckRows != 0 {
+		t.Fatalf("an adapter in one stage: staged %v, %d rows in a second timing (%v)", r.Staged, r.FullCheckRows, err)
 	}
 }
 

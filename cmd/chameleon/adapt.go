@@ -9,6 +9,6 @@ func adaptCmd() *cobra.Command {
 		Use:   "adapt",
 		Short: "Train and evaluate low-rank adapters of the output projection: ChamaleonLLM's hyper-network, static LoRA, per-domain experts",
 	}
-	c.AddCommand(adaptTrainCmd(), adaptBenchCmd(), adaptScoreCmd(), adaptCacheCmd(), adaptGateCmd(), adaptGateCurveCmd(), adaptTuneCmd(), adaptControlsCmd())
+	c.AddCommand(adaptTrainCmd(), adaptBenchCmd(), adaptScoreCmd(), adaptCacheCmd(), adaptGateCmd(), adaptGateCurveCmd(), adaptTuneCmd(), adaptControlsCmd(), adaptStageCmd())
 	return c
 }

@@ -55,6 +55,10 @@ func (b *bench) runAdapter() error {
 			b.log("%s, %d of %d adapted; ", r.Inputs, r.Adapted, batch)
 			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target); with the plan's own base pass first %.3fs, %+.1f%%\n",
 				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, where, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target, r.ApartSeconds, 100*r.ApartOverhead)
+			if r.Staged {
+				b.log("  staged self-check: %d rows projected; in one stage (the same rounds) %d rows, adapted %.3fs, overhead %+.1f%%\n",
+					r.CheckRows, r.FullCheckRows, r.FullCheckSeconds, 100*r.FullCheckOverhead)
+			}
 		}
 		m.W.Free(b.w)
 	}

@@ -384,6 +384,21 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ctl, "controls.json")); err != nil {
 		t.Errorf("adapt controls did not write controls.json: %v", err)
 	}
+	// The staged self-check's choice on validation (prompts of 3
+	// predictions are too short to stage: the file keeps one stage).
+	staged, rep := filepath.Join(t.TempDir(), "staged.safetensors"), t.TempDir()
+	out = mustRun(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", staged, "--report", rep, "--batch", "2", "--dtype", "f32")
+	if !strings.Contains(out, "| one stage |") || !strings.Contains(out, "the check stays one stage") || !strings.Contains(out, "wrote "+staged) {
+		t.Errorf("adapt stage printed no table, verdict or file:\n%s", out)
+	}
+	for _, f := range []string{staged, filepath.Join(rep, "stages.md"), filepath.Join(rep, "stages.json")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("adapt stage did not write %s: %v", f, err)
+		}
+	}
+	if _, stderr, err := run(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wf); err == nil || !strings.Contains(stderr, "--out") {
+		t.Errorf("adapt stage without --out: err %v, %q", err, stderr)
+	}
 }
 
 // The plain bench repeats its timed run --reps times and reports the run of

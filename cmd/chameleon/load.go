@@ -337,6 +337,9 @@ func describeGate(m adapt.Meta) string {
 	}
 	if m.SelfCheck {
 		s += ", self-checked on each prompt"
+		if m.CheckStride > 0 {
+			s += fmt.Sprintf(" (staged: every %d-th prediction first, kept early below -%g nats)", m.CheckStride, m.CheckMargin)
+		}
 	}
 	return s
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/adaptrun"
+)
+
+func adaptStageCmd() *cobra.Command {
+	var mf modelFlags
+	var adapterSpec, windowsIn, out, report string
+	o := adaptrun.DefaultStageOpts()
+	c := &cobra.Command{
+		Use:   "stage --adapter FILE --windows FILE --out FILE",
+		Short: "Choose a staged self-check on validation and write the adapter with it",
+		Long: `The self-check scores up to 64 of a prompt's last predictions, one
+projection onto the vocabulary each, which is most of what adaptation adds
+to a prefill. A staged check scores every stride-th of them first and keeps
+the update on that evidence alone where its mean gain passes a margin;
+only the other prompts have the rest scored. This scores the windows
+file's validation (adaptation domains) and fit (pretraining domains)
+splits once with the self-check off, applies each rule of the grid to
+those losses, prints the table, and writes the adapter (--out) with the
+cheapest rule whose served change on both splits is within the
+tolerances of the one-stage check's; none: the file keeps one stage.
+No test window is read.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
+			defer recovered(&err)
+			if windowsIn == "" || out == "" {
+				return fmt.Errorf("--windows (adapt bench --save-windows) and --out (the adapter to write) are needed")
+			}
+			w, err := adaptrun.LoadWindows(windowsIn)
+			if err != nil {
+				return err
+			}
+			s, a, err := mf.loadWithAdapter(adapterSpec)
+			if err != nil {
+				return err
+			}
+			defer s.close()
+			bar := newBar("scoring", "windows")
+			plain, at := logProgress(os.Stderr, 30*time.Second), "validation"
+			choice, err := adaptrun.ChooseStages(s.m, a, w, o, func(split string, done, total int) {
+				if split != at { // a new split: its own rate and ETA
+					plain, at = logProgress(os.Stderr, 30*time.Second), split
+				}
+				bar.Describe("scoring " + split)
+				bar.ChangeMax(total)
+				_ = bar.Set(done)
+				plain(done, total, "scoring "+split)
+			})
+			_ = bar.Finish()
+			if err != nil {
+				return err
+			}
+			choice.Markdown(os.Stdout)
+			if err := writeStageReport(choice, report); err != nil {
+				return err
+			}
+			staged, err := adaptrun.WithStages(a, choice.Stages())
+			if err != nil {
+				return err
+			}
+			if err := adapt.Save(out, staged); err != nil {
+				return err
+			}
+			fmt.Printf("\nwrote %s: %s\n", out, describeAdapter(staged.Meta))
+			return nil
+		},
+	}
+	mf.add(c)
+	fl := c.Flags()
+	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network)")
+	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
+	fl.StringVar(&out, "out", "", "the adapter file to write, with the chosen rule")
+	fl.StringVar(&report, "report", "", "directory for stages.md and stages.json (optional)")
+	fl.IntSliceVar(&o.Strides, "strides", o.Strides, "first-stage strides to try")
+	fl.Float64SliceVar(&o.Margins, "margins", o.Margins, "margins to try (nats/token)")
+	fl.Float64Var(&o.TolVal, "tol-val", o.TolVal, "how much worse than the one-stage check's validation change a rule may be (nats/token)")
+	fl.Float64Var(&o.TolFit, "tol-fit", o.TolFit, "how much worse than the one-stage check's fit-split change a rule may be (nats/token)")
+	fl.IntVar(&o.Batch, "batch", o.Batch, "windows a batch (a plan)")
+	fl.IntVar(&o.CheckTokens, "check-tokens", 0, "the self-check's window, as the runtime's --check-tokens (0: 64)")
+	return c
+}
+
+// writeStageReport writes the table and its JSON into dir ("": nowhere).
+func writeStageReport(c *adaptrun.StageChoice, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, "stages.md"))
+	if err != nil {
+		return err
+	}
+	c.Markdown(f)
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return c.WriteJSON(filepath.Join(dir, "stages.json"))
+}
