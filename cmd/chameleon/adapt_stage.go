@@ -29,7 +29,11 @@ splits once with the self-check off, applies each rule of the grid to
 those losses, prints the table, and writes the adapter (--out) with the
 cheapest rule whose served change on both splits is within the
 tolerances of the one-stage check's; none: the file keeps one stage.
-No test window is read.`,
+No test window is read, and so no held-out domain: the fit split's
+pretraining windows are the only other-domain evidence, and few of them
+pass the gate. Score the written file with adapt score before shipping
+it (on the shipped default's windows the chosen rule kept the adaptation
+gain and cost held-out harm: docs/adapt-bench/staged-check).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)

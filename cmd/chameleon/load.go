@@ -338,7 +338,7 @@ func describeGate(m adapt.Meta) string {
 	if m.SelfCheck {
 		s += ", self-checked on each prompt"
 		if m.CheckStride > 0 {
-			s += fmt.Sprintf(" (staged: every %d-th prediction first, kept early below -%g nats)", m.CheckStride, m.CheckMargin)
+			s += fmt.Sprintf(" (staged: one prediction in %d first, kept early below -%g nats/token)", m.CheckStride, m.CheckMargin)
 		}
 	}
 	return s
