@@ -51,6 +51,9 @@ type Runtime struct {
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.
 	noSharedPass bool
+	// centroidCheck is checkCentroids' plan of the training centroids
+	// (nil until the first online self-check; freed by Free).
+	centroidCheck *Plan
 	// checkRows counts the rows the self-check projects from a prefill's
 	// hidden states (Plan.checkScores), for tests.
 	checkRows int
@@ -109,6 +112,10 @@ func (r *Runtime) Free() {
 		if p != nil {
 			p.Free(r.M.B)
 		}
+	}
+	if r.centroidCheck != nil {
+		r.centroidCheck.Free()
+		r.centroidCheck = nil
 	}
 	for _, u := range r.sites {
 		u.free(r.M.B)

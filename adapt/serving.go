@@ -114,7 +114,7 @@ func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float
 	r.closeGate(as, feats)
 	var lp, hid [][]float32
 	if r.Meta.SelfCheck {
-		if lp, err = r.checkClusters(seqs, as, r.Centroids.Data, pp); err != nil {
+		if lp, err = r.checkCentroids(seqs, as, pp); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -129,6 +129,28 @@ func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float
 		}
 	}
 	return as, lp, hid, nil
+}
+
+// checkCentroids is checkClusters on the training centroids (online
+// assignment's clusters) with the runtime's one plan of them: its factors
+// depend on nothing but the centroids and the hyper-network, so they are
+// made once (the first call) instead of on every assignment.
+func (r *Runtime) checkCentroids(seqs [][]int32, cl []int, pp *promptPass) ([][]float32, error) {
+	if r.centroidCheck == nil {
+		p, err := r.CentroidPlan(1)
+		if err != nil {
+			return nil, err
+		}
+		r.centroidCheck = p
+	}
+	p := *r.centroidCheck // shares the factors; never freed here
+	p.Cluster = slices.Clone(cl)
+	lp, err := p.selfCheck(seqs, pp)
+	if err != nil {
+		return nil, err
+	}
+	copy(cl, p.Cluster)
+	return lp, nil
 }
 
 // checkClusters runs the self-check on clusters cl of seqs (set to -1
