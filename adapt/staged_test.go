@@ -64,7 +64,7 @@ func TestCheckStagesRule(t *testing.T) {
 func TestStagedSelfCheck(t *testing.T) {
 	f := newRTFixture(t)
 	var prompts [][]int32
-	for i := range 16 {
+	for i := range 32 {
 		l := 17 + f.rng.IntN(rtCfg.NCtx-16)
 		s := make([]int32, l)
 		for j := range s {
@@ -80,12 +80,12 @@ func TestStagedSelfCheck(t *testing.T) {
 		var want []int
 		var scored int
 		for try := 0; want == nil; try++ {
-			if try == 40 {
-				t.Fatalf("%s: no adapter of 40 where the stages change a decision", name)
+			if try == 200 {
+				t.Fatalf("%s: no adapter of 200 where the stages change a decision", name)
 			}
 			a := f.hyperAdapter(t, nil)
 			a.Meta.Features, a.Meta.SelfCheck = FeatureHidden, true
-			a.Meta.CheckStride, a.Meta.CheckMargin = 2, 0.02
+			a.Meta.CheckStride, a.Meta.CheckMargin = 2, []float64{0, 0.02, 0.05}[try%3]
 			hc := rtHyper
 			hc.In = rtCfg.NEmbd
 			a.Tensors = InitHyper(hc, f.rng.Uint64())

@@ -80,7 +80,8 @@ type StageChoice struct {
 	Full  StageRule   `json:"full"` // the one-stage check
 	Rules []StageRule `json:"rules"`
 	// Chosen indexes Rules: the cheapest rule within both tolerances of
-	// Full (-1: none is cheaper than Full).
+	// Full (-1: none scores fewer validation predictions than Full, as
+	// when no validation window passes the gate).
 	Chosen int `json:"chosen"`
 }
 
@@ -128,6 +129,9 @@ func ChooseStages(m *model.Model, a *adapt.Adapter, w *Windows, o StageOpts, pro
 	for _, split := range []string{"validation", "fit"} {
 		ws := w.Splits[split]
 		if len(ws) == 0 {
+			if split == "fit" {
+				return nil, fmt.Errorf("adaptrun: the windows file has no fit split (training windows of the pretraining domains): choosing a staged check needs windows of other domains to price an early keep")
+			}
 			return nil, fmt.Errorf("adaptrun: the windows file has no %s split", split)
 		}
 		sv, err := ScoreServed(m, &open, split, ws, ServedOpts{Prompt: w.Prompt, Batch: o.Batch}, func(done, total int) {
@@ -147,7 +151,8 @@ func ChooseStages(m *model.Model, a *adapt.Adapter, w *Windows, o StageOpts, pro
 			r := stageRule(adapt.CheckStages{Stride: s, Margin: mg}, data)
 			c.Rules = append(c.Rules, r)
 			ok := r.Validation.Change <= c.Full.Validation.Change+o.TolVal && r.Fit.Change <= c.Full.Fit.Change+o.TolFit
-			if ok && r.Validation.Cost() < 1 && (c.Chosen < 0 || r.Validation.Cost() < c.Rules[c.Chosen].Validation.Cost()) {
+			saves := r.Validation.Scored < r.Validation.Checked // validation windows through the gate, fewer predictions scored
+			if ok && saves && (c.Chosen < 0 || r.Validation.Cost() < c.Rules[c.Chosen].Validation.Cost()) {
 				c.Chosen = len(c.Rules) - 1
 			}
 		}

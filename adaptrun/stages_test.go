@@ -102,7 +102,7 @@ func TestChooseStagesPredictsServed(t *testing.T) {
 	}
 	best := -1
 	for k, r := range c.Rules {
-		if r.Validation.Change <= c.Full.Validation.Change+o.TolVal && r.Fit.Change <= c.Full.Fit.Change+o.TolFit && r.Validation.Cost() < 1 &&
+		if r.Validation.Change <= c.Full.Validation.Change+o.TolVal && r.Fit.Change <= c.Full.Fit.Change+o.TolFit && r.Validation.Scored < r.Validation.Checked &&
 			(best < 0 || r.Validation.Cost() < c.Rules[best].Validation.Cost()) {
 			best = k
 		}

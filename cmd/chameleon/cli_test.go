@@ -384,10 +384,24 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(ctl, "controls.json")); err != nil {
 		t.Errorf("adapt controls did not write controls.json: %v", err)
 	}
-	// The staged self-check's choice on validation (prompts of 3
-	// predictions are too short to stage: the file keeps one stage).
+	// The staged self-check's choice on validation and fit windows (this
+	// corpus has no pretraining domain: its validation windows stand in
+	// for the fit split; prompts of 3 predictions are too short to stage,
+	// so the file keeps one stage).
+	if _, stderr, err := run(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", filepath.Join(t.TempDir(), "s.safetensors")); err == nil || !strings.Contains(stderr, "no fit split") {
+		t.Errorf("adapt stage without fit windows: err %v, %q", err, stderr)
+	}
+	ws, err := adaptrun.LoadWindows(wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws.Splits["fit"] = ws.Splits["validation"]
+	wfit := filepath.Join(t.TempDir(), "wfit.json.gz")
+	if err := ws.Save(wfit); err != nil {
+		t.Fatal(err)
+	}
 	staged, rep := filepath.Join(t.TempDir(), "staged.safetensors"), t.TempDir()
-	out = mustRun(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", staged, "--report", rep, "--batch", "2", "--dtype", "f32")
+	out = mustRun(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wfit, "--out", staged, "--report", rep, "--batch", "2", "--dtype", "f32")
 	if !strings.Contains(out, "| one stage |") || !strings.Contains(out, "the check stays one stage") || !strings.Contains(out, "wrote "+staged) {
 		t.Errorf("adapt stage printed no table, verdict or file:\n%s", out)
 	}
@@ -396,7 +410,7 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt stage did not write %s: %v", f, err)
 		}
 	}
-	if _, stderr, err := run(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wf); err == nil || !strings.Contains(stderr, "--out") {
+	if _, stderr, err := run(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wfit); err == nil || !strings.Contains(stderr, "--out") {
 		t.Errorf("adapt stage without --out: err %v, %q", err, stderr)
 	}
 }
