@@ -12,14 +12,7 @@ import (
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
 
-func adaptStageCmd() *cobra.Command {
-	var mf modelFlags
-	var adapterSpec, windowsIn, out, report string
-	o := adaptrun.DefaultStageOpts()
-	c := &cobra.Command{
-		Use:   "stage --adapter FILE --windows FILE --out FILE",
-		Short: "Choose a staged self-check on validation and write the adapter with it",
-		Long: `The self-check scores up to 64 of a prompt's last predictions, one
+const adaptStageLong = `The self-check scores up to 64 of a prompt's last predictions, one
 projection onto the vocabulary each, which is most of what adaptation adds
 to a prefill. A staged check scores every stride-th of them first and keeps
 the update on that evidence alone where its mean gain passes a margin;
@@ -33,8 +26,17 @@ No test window is read, and so no held-out domain: the fit split's
 pretraining windows are the only other-domain evidence, and few of them
 pass the gate. Score the written file with adapt score before shipping
 it (on the shipped default's windows the chosen rule kept the adaptation
-gain and cost held-out harm: docs/adapt-bench/staged-check).`,
-		Args: cobra.NoArgs,
+gain and cost held-out harm: docs/adapt-bench/staged-check).`
+
+func adaptStageCmd() *cobra.Command {
+	var mf modelFlags
+	var adapterSpec, windowsIn, out, report string
+	o := adaptrun.DefaultStageOpts()
+	c := &cobra.Command{
+		Use:   "stage --adapter FILE --windows FILE --out FILE",
+		Short: "Choose a staged self-check on validation and write the adapter with it",
+		Long:  adaptStageLong,
+		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
 			if windowsIn == "" || out == "" {
