@@ -237,6 +237,9 @@ func TestAdapterCorruptFiles(t *testing.T) {
 		"rank mismatch":    {write(withMeta(func(m *Meta) { m.Rank = 2 }), nil), "shape"},
 		"experts mismatch": {write(withMeta(func(m *Meta) { m.Experts = 2 }), nil), "shape"},
 		"bad fingerprint":  {write(withMeta(func(m *Meta) { m.Base.Wte = "abc" }), nil), "fingerprint"},
+		"stride of one":    {write(withMeta(func(m *Meta) { m.SelfCheck, m.CheckStride = true, 1 }), nil), "stride 1"},
+		"negative margin":  {write(withMeta(func(m *Meta) { m.SelfCheck, m.CheckStride, m.CheckMargin = true, 4, -0.1 }), nil), "margin -0.1"},
+		"stages unchecked": {write(withMeta(func(m *Meta) { m.CheckStride, m.CheckMargin = 4, 0.2 }), nil), "without the self-check"},
 		"NaN":              {write(okMeta, nan), "NaN"},
 		"missing tensor":   {write(okMeta, func(ts []tensorfile.Tensor) []tensorfile.Tensor { return ts[:1] }), "tensors"},
 		"extra tensor": {write(okMeta, func(ts []tensorfile.Tensor) []tensorfile.Tensor {
