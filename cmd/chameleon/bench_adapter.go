@@ -34,7 +34,7 @@ func (b *bench) runAdapter() error {
 			return fmt.Errorf("--adapter %s is a %s adapter: the overhead bench times the hyper-network's whole path", o.adapterSpec, a.Meta.Kind)
 		}
 		b.log("adapter: %s\n", describeAdapter(a.Meta))
-		texts, err := overheadTexts(o.adapterWindows)
+		texts, err := overheadTexts(o.adapterWindows, o.seq)
 		if err != nil {
 			return err
 		}
@@ -66,8 +66,11 @@ func (b *bench) runAdapter() error {
 }
 
 // overheadTexts are the test windows of an adapt bench windows file, the
-// domains interleaved (nil for no file: random tokens).
-func overheadTexts(path string) ([][]int32, error) {
+// domains interleaved (nil for no file: random tokens). Windows shorter
+// than seq tokens are joined, in order, with the next windows of their
+// domain until they reach it (the benchmark's are 193 tokens; the issue's
+// overhead target is a 256-token forward).
+func overheadTexts(path string, seq int) ([][]int32, error) {
 	if path == "" {
 		return nil, nil
 	}
@@ -82,6 +85,9 @@ func overheadTexts(path string) ([][]int32, error) {
 			doms = append(doms, x.Domain)
 		}
 		by[x.Domain] = append(by[x.Domain], x.Tokens)
+	}
+	for _, d := range doms {
+		by[d] = joinTo(by[d], seq)
 	}
 	var out [][]int32
 	for i := 0; ; i++ {
@@ -99,4 +105,23 @@ func overheadTexts(path string) ([][]int32, error) {
 		return nil, fmt.Errorf("--adapter-windows %s: no test windows", path)
 	}
 	return out, nil
+}
+
+// joinTo joins consecutive texts into texts of at least n tokens (a last
+// one that cannot reach n is dropped); texts already that long stay as
+// they are.
+func joinTo(texts [][]int32, n int) [][]int32 {
+	var out [][]int32
+	var cur []int32
+	for _, t := range texts {
+		if len(cur) == 0 && len(t) >= n {
+			out = append(out, t)
+			continue
+		}
+		cur = append(cur, t...)
+		if len(cur) >= n {
+			out, cur = append(out, cur), nil
+		}
+	}
+	return out
 }

@@ -141,7 +141,7 @@ func (b *bench) adaptedServers(m *model.Model) ([]servedBy, []any, error) {
 		return nil, nil, err
 	}
 	b.log("adapter: %s (%s)\n", describeAdapter(a.Meta), ad)
-	texts, err := overheadTexts(b.o.adapterWindows)
+	texts, err := overheadTexts(b.o.adapterWindows, b.o.seq)
 	if err != nil {
 		ad.Close()
 		return nil, nil, err
