@@ -201,6 +201,20 @@ func (f *modelFlags) loadWithAdapter(spec string) (*session, *adapt.Adapter, err
 	return s, a, nil
 }
 
+// loadWindowsAdapter reads the windows file, then the model and the adapter
+// for it (loadWithAdapter); the caller closes the session.
+func (f *modelFlags) loadWindowsAdapter(windows, spec string) (*adaptrun.Windows, *session, *adapt.Adapter, error) {
+	w, err := adaptrun.LoadWindows(windows)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	s, a, err := f.loadWithAdapter(spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return w, s, a, nil
+}
+
 // writeCacheReport prints the cache's tables and writes them with the JSON
 // and the plot into out.
 func writeCacheReport(res *adaptrun.CacheResult, out string) error {

@@ -38,11 +38,7 @@ held-out ones.`,
 			if windowsIn == "" {
 				return fmt.Errorf("--windows: the windows file to score (adapt bench --save-windows)")
 			}
-			w, err := adaptrun.LoadWindows(windowsIn)
-			if err != nil {
-				return err
-			}
-			s, a, err := mf.loadWithAdapter(adapterSpec)
+			w, s, a, err := mf.loadWindowsAdapter(windowsIn, adapterSpec)
 			if err != nil {
 				return err
 			}

@@ -42,11 +42,7 @@ func adaptStageCmd() *cobra.Command {
 			if windowsIn == "" || out == "" {
 				return fmt.Errorf("--windows (adapt bench --save-windows) and --out (the adapter to write) are needed")
 			}
-			w, err := adaptrun.LoadWindows(windowsIn)
-			if err != nil {
-				return err
-			}
-			s, a, err := mf.loadWithAdapter(adapterSpec)
+			w, s, a, err := mf.loadWindowsAdapter(windowsIn, adapterSpec)
 			if err != nil {
 				return err
 			}
