@@ -25,10 +25,11 @@
 # the saved hyper-hidden and LoRA files (OUT/cache-*/: adapt cache, one seed)
 # and, phase overhead (in all too), the decoder-update overhead of a random
 # adapter on GPT-2 124M (OUT/overhead-*.json: head only, qkv, all sites,
-# the sites' expand fused into their matmul and, -separate, apart) and,
+# the sites' expand fused into their matmul and, -separate, apart; and the
+# shipped default on 256-token text, overhead-default-text.json) and,
 # phase sitebench (in all too), the site kernels' benchmarks
 # (OUT/sitebench.txt). For the update overhead alone: `overhead,sitebench`
-# (about 10 minutes: 5 bench runs of up to 120 s, then up to 290 s).
+# (about 12 minutes: 6 bench runs of up to 120 s, then up to 290 s).
 # With 15 minutes of device time a session, run `head,overhead` in
 # one call (about 8 minutes), then `deep` and `score` in a later session.
 set -uo pipefail
@@ -139,7 +140,12 @@ if want overhead; then
 			CHAMELEON_SEPARATE_EXPAND=$sep timeout 120 $CH bench "${args[@]}" > "$OUT/overhead-$name.json" 2> "$OUT/overhead-$name.log"
 			echo "overhead $name: exit $?" >> "$OUT/info.txt"
 		done
-	done
+	done	# The shipped default as generate runs it, the issue's batch 32 x 256
+	# on the adaptation domains' text (test windows joined to length; the
+	# gate and self-check at work): +7.3% on lavapipe (2026-12-06).
+	timeout 120 $CH bench --adapter default --adapter-windows "${WINDOWS:-.gpu/windows.json.gz}" --batches 32 --seq 256 \
+		--dtype f32 --reps 5 --json > "$OUT/overhead-default-text.json" 2> "$OUT/overhead-default-text.log"
+	echo "overhead default on text: exit $?" >> "$OUT/info.txt"
 fi
 if want sitebench; then
 	# The site kernels on the card, fused against separate in one process
