@@ -48,6 +48,9 @@ type ServedOpts struct {
 	Tune   adapt.Tune // the plans' test-time tuning of a gated basis's gates (adapt.PlanOptions.Tune)
 	// CheckTokens is the runtime's adapt.Runtime.CheckTokens (0: default).
 	CheckTokens int
+	// FullCheck scores a staged self-check's every prediction in one stage
+	// (adapt.Runtime.FullCheck): the file's check as it was before staging.
+	FullCheck bool
 	// Hidden keeps every window's final hidden states (Served.BaseHidden,
 	// AdaptedHidden) for the neural cache.
 	Hidden bool
@@ -81,7 +84,7 @@ func scoreServed(m *model.Model, a *adapt.Adapter, split string, ws []Window, o 
 		return nil, err
 	}
 	defer rt.Free()
-	rt.CheckTokens = o.CheckTokens
+	rt.CheckTokens, rt.FullCheck = o.CheckTokens, o.FullCheck
 	mode := adapt.ModeBatch
 	if rt.Centroids != nil {
 		mode = adapt.ModeOnline

@@ -100,6 +100,18 @@ func TestChooseStagesPredictsServed(t *testing.T) {
 			}
 		}
 	}
+	// A staged file scored with FullCheck decides as the one-stage check.
+	stagedAny, err := WithStages(a, adapt.CheckStages{Stride: 2, Margin: 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := ScoreServed(m, stagedAny, "validation", w.Splits["validation"], ServedOpts{Prompt: w.Prompt, Batch: o.Batch, FullCheck: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept := countTrue(sv.Kept); kept != c.Full.Validation.Kept {
+		t.Fatalf("a staged file with FullCheck keeps %d validation windows, one stage %d", kept, c.Full.Validation.Kept)
+	}
 	best := -1
 	for k, r := range c.Rules {
 		if r.Validation.Change <= c.Full.Validation.Change+o.TolVal && r.Fit.Change <= c.Full.Fit.Change+o.TolFit && r.Validation.Scored < r.Validation.Checked &&
@@ -139,4 +151,14 @@ func TestChooseStagesPredictsServed(t *testing.T) {
 	if _, err := WithStages(&unchecked, adapt.CheckStages{Stride: 2}); err == nil {
 		t.Fatal("WithStages staged an adapter without a self-check")
 	}
+}
+
+func countTrue(bs []bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }

@@ -20,7 +20,7 @@ func adaptScoreCmd() *cobra.Command {
 	var mf modelFlags
 	var adapterSpec, windowsIn, splits string
 	var batch, iters, checkTokens int
-	var asJSON bool
+	var asJSON, fullCheck bool
 	var tune adapt.Tune
 	c := &cobra.Command{
 		Use:   "score --adapter FILE --windows FILE",
@@ -46,7 +46,7 @@ held-out ones.`,
 			var all []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
-				sv, err := scoreServedWithBar(s, a, w, split, adaptrun.ServedOpts{Batch: batch, Tune: tune, CheckTokens: checkTokens})
+				sv, err := scoreServedWithBar(s, a, w, split, adaptrun.ServedOpts{Batch: batch, Tune: tune, CheckTokens: checkTokens, FullCheck: fullCheck})
 				if err != nil {
 					return fmt.Errorf("--splits: %w", err)
 				}
@@ -79,6 +79,7 @@ held-out ones.`,
 	fl.StringVar(&splits, "splits", "test,harm", "splits to score, comma-separated")
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan)")
 	fl.IntVar(&checkTokens, "check-tokens", 0, "the self-check scores at most this many of a prompt's last predictions (0: the runtime's default, 64; -1: all)")
+	fl.BoolVar(&fullCheck, "full-check", false, "score a staged self-check (adapt stage) in one stage, as before staging")
 	fl.IntVar(&iters, "bootstrap", 1000, "bootstrap resamples of each interval")
 	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
 	addTuneFlags(c, &tune)
