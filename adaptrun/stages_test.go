@@ -59,7 +59,10 @@ func stageFixture(t *testing.T) (*model.Model, *Windows, *adapt.Adapter) {
 // kept, served change) is what the runtime does with that rule in the
 // adapter file, on both splits; the fixture has rules that decide
 // otherwise than one stage; the chosen rule is the cheapest within the
-// tolerances; the file keeps it.
+// tolerances; the file keeps it; FullCheck undoes the stages.
+//
+// (Over 80 lines: every rule served on both splits, then the choice, the
+// file and the refusals, on one scoring of the fixture.)
 func TestChooseStagesPredictsServed(t *testing.T) {
 	m, w, a := stageFixture(t)
 	o := StageOpts{Strides: []int{2, 3}, Margins: []float64{0, 0.05, 0.3}, TolVal: 0.02, TolFit: 0.02, Batch: 4}
