@@ -3,6 +3,7 @@ package adaptrun
 import (
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -139,6 +140,20 @@ func TestChooseStagesPredictsServed(t *testing.T) {
 	}
 	if got := (adapt.CheckStages{Stride: back.Meta.CheckStride, Margin: back.Meta.CheckMargin}); got != c.Stages() {
 		t.Fatalf("the file's rule %+v, chosen %+v", got, c.Stages())
+	}
+	jpath, png := filepath.Join(t.TempDir(), "stages.json"), filepath.Join(t.TempDir(), "stages.png")
+	if err := c.WriteJSON(jpath); err != nil {
+		t.Fatal(err)
+	}
+	back2, err := ReadStageChoice(jpath)
+	if err != nil || back2.Chosen != c.Chosen || len(back2.Rules) != len(c.Rules) || back2.Rules[c.Chosen] != c.Rules[c.Chosen] || back2.Full != c.Full {
+		t.Fatalf("stages.json round trip: %v, chosen %d of %d rules", err, back2.Chosen, len(back2.Rules))
+	}
+	if err := c.WritePNG(png); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(png); err != nil || st.Size() < 1000 {
+		t.Fatalf("stages.png: %v", err)
 	}
 	var md strings.Builder
 	c.Markdown(&md)

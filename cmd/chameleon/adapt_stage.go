@@ -30,7 +30,7 @@ gain and cost held-out harm: docs/adapt-bench/staged-check).`
 
 func adaptStageCmd() *cobra.Command {
 	var mf modelFlags
-	var adapterSpec, windowsIn, out, report string
+	var adapterSpec, windowsIn, out, report, fromJSON string
 	o := adaptrun.DefaultStageOpts()
 	c := &cobra.Command{
 		Use:   "stage --adapter FILE --windows FILE --out FILE",
@@ -39,6 +39,14 @@ func adaptStageCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
+			if fromJSON != "" { // redraw a saved choice
+				choice, err := adaptrun.ReadStageChoice(fromJSON)
+				if err != nil {
+					return err
+				}
+				choice.Markdown(os.Stdout)
+				return writeStageReport(choice, report)
+			}
 			if windowsIn == "" || out == "" {
 				return fmt.Errorf("--windows (adapt bench --save-windows) and --out (the adapter to write) are needed")
 			}
@@ -82,7 +90,8 @@ func adaptStageCmd() *cobra.Command {
 	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network)")
 	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
 	fl.StringVar(&out, "out", "", "the adapter file to write, with the chosen rule")
-	fl.StringVar(&report, "report", "", "directory for stages.md and stages.json (optional)")
+	fl.StringVar(&report, "report", "", "directory for stages.md, stages.json and stages.png (optional)")
+	fl.StringVar(&fromJSON, "from-json", "", "a saved stages.json to print and redraw into --report instead of scoring")
 	fl.IntSliceVar(&o.Strides, "strides", o.Strides, "first-stage strides to try")
 	fl.Float64SliceVar(&o.Margins, "margins", o.Margins, "margins to try (nats/token)")
 	fl.Float64Var(&o.TolVal, "tol-val", o.TolVal, "how much worse than the one-stage check's validation change a rule may be (nats/token)")
@@ -108,5 +117,8 @@ func writeStageReport(c *adaptrun.StageChoice, dir string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return c.WriteJSON(filepath.Join(dir, "stages.json"))
+	if err := c.WriteJSON(filepath.Join(dir, "stages.json")); err != nil {
+		return err
+	}
+	return c.WritePNG(filepath.Join(dir, "stages.png"))
 }

@@ -405,10 +405,17 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if !strings.Contains(out, "| one stage |") || !strings.Contains(out, "the check stays one stage") || !strings.Contains(out, "wrote "+staged) {
 		t.Errorf("adapt stage printed no table, verdict or file:\n%s", out)
 	}
-	for _, f := range []string{staged, filepath.Join(rep, "stages.md"), filepath.Join(rep, "stages.json")} {
+	for _, f := range []string{staged, filepath.Join(rep, "stages.md"), filepath.Join(rep, "stages.json"), filepath.Join(rep, "stages.png")} {
 		if _, err := os.Stat(f); err != nil {
 			t.Errorf("adapt stage did not write %s: %v", f, err)
 		}
+	}
+	redraw := t.TempDir()
+	if out := mustRun(t, "", "adapt", "stage", "--from-json", filepath.Join(rep, "stages.json"), "--report", redraw); !strings.Contains(out, "| one stage |") {
+		t.Errorf("adapt stage --from-json printed no table:\n%s", out)
+	}
+	if _, err := os.Stat(filepath.Join(redraw, "stages.png")); err != nil {
+		t.Errorf("adapt stage --from-json did not redraw: %v", err)
 	}
 	if _, stderr, err := run(t, "", "adapt", "stage", "--model", ckpt, "--adapter", hyper, "--windows", wfit); err == nil || !strings.Contains(stderr, "--out") {
 		t.Errorf("adapt stage without --out: err %v, %q", err, stderr)
