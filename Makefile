@@ -87,6 +87,7 @@ fuzz:
 	$(GO) test ./serve -run '^$$' -fuzz FuzzCompletionRequest -fuzztime 30s
 	$(GO) test ./serve -run '^$$' -fuzz FuzzChatRequest -fuzztime 30s
 	$(GO) test ./adaptrun -run '^$$' -fuzz FuzzLoadWindows -fuzztime 30s
+	$(GO) test ./adapt -run '^$$' -fuzz FuzzReadAdapter -fuzztime 30s
 
 clean:
 	rm -rf bin
