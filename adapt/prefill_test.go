@@ -246,10 +246,10 @@ func TestSelfCheckLastTokens(t *testing.T) {
 	}
 }
 
-// selfCheckByHand is the self-check's decision for each prompt from the
-// ungated plan's and the base model's per-position scores: over the last n
-// predictions, and over all of them.
-func selfCheckByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int32, o PlanOptions, n int) (last, every []int) {
+// ungatedLosses is the ungated plan's clusters for prompts and each
+// prompt's per-position losses under the base model and under its
+// cluster's update (nil for prompts of fewer than 2 tokens).
+func ungatedLosses(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int32, o PlanOptions) (cl []int, base, adapted [][]float32) {
 	t.Helper()
 	o.Ungated = true
 	all, err := rt.Plan(prompts, o)
@@ -257,15 +257,35 @@ func selfCheckByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int3
 		t.Fatal(err)
 	}
 	defer all.Free()
-	base, err := m.ScoreChunked(prompts, func(int) model.Adapter { return nil })
+	var long [][]int32
+	var at []int
+	for i, s := range prompts {
+		if len(s) >= 2 {
+			long, at = append(long, s), append(at, i)
+		}
+	}
+	bs, err := m.ScoreChunked(long, func(int) model.Adapter { return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
-	adapted, err := m.ScoreChunked(prompts, func(first int) model.Adapter { return all.AdapterFrom(first, nil) })
+	as, err := m.ScoreChunked(long, func(first int) model.Adapter { return all.AdapterOf(at[first:], nil) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, every = slices.Clone(all.Cluster), slices.Clone(all.Cluster)
+	base, adapted = make([][]float32, len(prompts)), make([][]float32, len(prompts))
+	for k, i := range at {
+		base[i], adapted[i] = bs[k].Losses, as[k].Losses
+	}
+	return slices.Clone(all.Cluster), base, adapted
+}
+
+// selfCheckByHand is the self-check's decision for each prompt from the
+// ungated plan's and the base model's per-position scores: over the last n
+// predictions, and over all of them.
+func selfCheckByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int32, o PlanOptions, n int) (last, every []int) {
+	t.Helper()
+	cl, base, adapted := ungatedLosses(t, m, rt, prompts, o)
+	last, every = slices.Clone(cl), slices.Clone(cl)
 	for i, s := range prompts {
 		for _, x := range []struct {
 			dst  []int
@@ -273,8 +293,8 @@ func selfCheckByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int3
 		}{{last, max(0, len(s)-1-n)}, {every, 0}} {
 			var b, d float64
 			for j := x.from; j < len(s)-1; j++ {
-				b += float64(base[i].Losses[j])
-				d += float64(adapted[i].Losses[j])
+				b += float64(base[i][j])
+				d += float64(adapted[i][j])
 			}
 			if !(d < b) {
 				x.dst[i] = -1

@@ -144,13 +144,8 @@ func (r *Runtime) checkCentroids(seqs [][]int32, cl []int, pp *promptPass) ([][]
 		r.centroidCheck = p
 	}
 	p := *r.centroidCheck // shares the factors; never freed here
-	p.Cluster = slices.Clone(cl)
-	lp, err := p.selfCheck(seqs, pp)
-	if err != nil {
-		return nil, err
-	}
-	copy(cl, p.Cluster)
-	return lp, nil
+	p.Cluster = make([]int, len(seqs))
+	return p.checkInto(seqs, cl, pp)
 }
 
 // checkClusters runs the self-check on clusters cl of seqs (set to -1
@@ -163,6 +158,12 @@ func (r *Runtime) checkClusters(seqs [][]int32, cl []int, means []float32, pp *p
 		return nil, err
 	}
 	defer p.Free()
+	return p.checkInto(seqs, cl, pp)
+}
+
+// checkInto runs p's self-check on clusters cl of seqs and writes its
+// verdict back into cl (-1 where it fails).
+func (p *Plan) checkInto(seqs [][]int32, cl []int, pp *promptPass) ([][]float32, error) {
 	copy(p.Cluster, cl)
 	lp, err := p.selfCheck(seqs, pp)
 	if err != nil {

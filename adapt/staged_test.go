@@ -160,30 +160,13 @@ func TestStagedSelfCheck(t *testing.T) {
 // first stage keeps.
 func stagedByHand(t *testing.T, m *model.Model, rt *Runtime, prompts [][]int32, o PlanOptions) (staged, full []int, scored, early int) {
 	t.Helper()
-	o.Ungated = true
-	all, err := rt.Plan(prompts, o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer all.Free()
-	var long [][]int32
-	var at []int
-	for i, s := range prompts {
-		if len(s) >= 2 {
-			long, at = append(long, s), append(at, i)
+	cl, base, adapted := ungatedLosses(t, m, rt, prompts, o)
+	staged, full = slices.Clone(cl), slices.Clone(cl)
+	for i, b := range base {
+		if b == nil {
+			continue
 		}
-	}
-	base, err := m.ScoreChunked(long, func(int) model.Adapter { return nil })
-	if err != nil {
-		t.Fatal(err)
-	}
-	staged, full = slices.Clone(all.Cluster), slices.Clone(all.Cluster)
-	for k, i := range at {
-		adapted, err := m.Score([][]int32{prompts[i]}, nil, all.AdapterFrom(i, nil))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, a := base[k].Losses, adapted[0].Losses
+		a := adapted[i]
 		keep, n := rt.stages().Decide(b, a)
 		if first := rt.stages().FirstStage(len(b)); first != nil && n == len(first) {
 			early++

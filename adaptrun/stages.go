@@ -94,10 +94,12 @@ func (c *StageChoice) Stages() adapt.CheckStages {
 	return adapt.CheckStages{Stride: r.Stride, Margin: r.Margin}
 }
 
-// checkedWindow is one open window's checked predictions' losses and its
-// scored targets' summed difference (adapted minus base).
+// checkedWindow is one open window's checked predictions' losses, the
+// one-stage check's verdict on them and its scored targets' summed
+// difference (adapted minus base).
 type checkedWindow struct {
 	base, adapted []float32
+	full          bool
 	cont          float64
 }
 
@@ -177,11 +179,13 @@ func stageDataOf(sv *Served, prompt, checkTokens int) *stageData {
 		if !sv.Kept[i] {
 			continue
 		}
-		d.open = append(d.open, checkedWindow{
+		cw := checkedWindow{
 			base:    sv.BaseTok[i][prompt-1-n : prompt-1],
 			adapted: sv.AdaptedTok[i][prompt-1-n : prompt-1],
 			cont:    sv.Adapted.Loss[i] - sv.Base.Loss[i],
-		})
+		}
+		cw.full, _ = adapt.CheckStages{}.Decide(cw.base, cw.adapted)
+		d.open = append(d.open, cw)
 	}
 	return d
 }
@@ -194,9 +198,8 @@ func stageRule(st adapt.CheckStages, data map[string]*stageData) StageRule {
 		s.Windows, s.Open = d.windows, len(d.open)
 		for _, w := range d.open {
 			keep, n := st.Decide(w.base, w.adapted)
-			full, _ := adapt.CheckStages{}.Decide(w.base, w.adapted)
 			s.Scored, s.Checked = s.Scored+n, s.Checked+len(w.base)
-			if keep == full {
+			if keep == w.full {
 				s.Agree++
 			}
 			if keep {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -219,18 +220,31 @@ func (f *modelFlags) loadWindowsAdapter(windows, spec string) (*adaptrun.Windows
 // and the plot into out.
 func writeCacheReport(res *adaptrun.CacheResult, out string) error {
 	res.Markdown(os.Stdout)
-	f, err := os.Create(filepath.Join(out, "cache.md"))
+	return writeReportFiles(res, out, "cache", ".json.gz")
+}
+
+// report is a result that writes itself as markdown, JSON and a PNG.
+type report interface {
+	Markdown(w io.Writer)
+	WriteJSON(path string) error
+	WritePNG(path string) error
+}
+
+// writeReportFiles writes r into dir as name.md, name+jsonExt and
+// name.png.
+func writeReportFiles(r report, dir, name, jsonExt string) error {
+	f, err := os.Create(filepath.Join(dir, name+".md"))
 	if err != nil {
 		return err
 	}
-	res.Markdown(f)
+	r.Markdown(f)
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := res.WriteJSON(filepath.Join(out, "cache.json.gz")); err != nil {
+	if err := r.WriteJSON(filepath.Join(dir, name+jsonExt)); err != nil {
 		return err
 	}
-	return res.WritePNG(filepath.Join(out, "cache.png"))
+	return r.WritePNG(filepath.Join(dir, name+".png"))
 }
 
 // cachePrior is the cache's prior: the unigram of the pretraining domains'

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -101,7 +100,8 @@ func adaptStageCmd() *cobra.Command {
 	return c
 }
 
-// writeStageReport writes the table and its JSON into dir ("": nowhere).
+// writeStageReport writes the table, its JSON and its plot into dir ("":
+// nowhere).
 func writeStageReport(c *adaptrun.StageChoice, dir string) error {
 	if dir == "" {
 		return nil
@@ -109,16 +109,5 @@ func writeStageReport(c *adaptrun.StageChoice, dir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	f, err := os.Create(filepath.Join(dir, "stages.md"))
-	if err != nil {
-		return err
-	}
-	c.Markdown(f)
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := c.WriteJSON(filepath.Join(dir, "stages.json")); err != nil {
-		return err
-	}
-	return c.WritePNG(filepath.Join(dir, "stages.png"))
+	return writeReportFiles(c, dir, "stages", ".json")
 }
