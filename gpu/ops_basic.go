@@ -58,10 +58,10 @@ func (w *WebGPU) LayerNorm(dst, x, gamma, beta Tensor, eps float32) {
 	w.dispatch(w.rowKernel("layernorm"), 3, 1, bs, Meta{m, c, eps}, gx, gy, 1)
 }
 
-// rowKernel names the layer-norm kernel for the adapter: name (256
-// invocations per row) or name_wg8 (8), see WebGPU.LayerNormWG.
+// rowKernel names a row-reduction kernel for the adapter: name (256
+// invocations per row) or name_wg8 (8), see WebGPU.RowWG.
 func (w *WebGPU) rowKernel(name string) string {
-	if w.LayerNormWG == 8 {
+	if w.RowWG == 8 {
 		return name + "_wg8"
 	}
 	return name

@@ -62,29 +62,49 @@ func BenchmarkVocab(b *testing.B) {
 			}
 		}
 		for _, op := range ops {
-			b.Run(fmt.Sprintf("%s/M%d", op.name, m), func(b *testing.B) {
-				// rowsF holds the uniforms for Sample and receives the
-				// losses of CrossEntropy: restore the uniforms first.
-				if err := w.Write(rowsF, uh); err != nil {
-					b.Fatal(err)
+			// The row-reduction ops run at both workgroup sizes (RowWG).
+			wgs := []int{w.RowWG}
+			if op.name == "LogSoftmax" || op.name == "CrossEntropy" {
+				wgs = []int{256, 8}
+			}
+			for _, wg := range wgs {
+				name := fmt.Sprintf("%s/M%d", op.name, m)
+				if len(wgs) > 1 {
+					name = fmt.Sprintf("%s/wg%d/M%d", op.name, wg, m)
 				}
-				op.run(w, logits, rowsF, rowsI, targets, full)
-				if err := w.Flush(); err != nil {
-					b.Fatal(err)
-				}
-				b.ResetTimer()
-				for range b.N {
-					op.run(w, logits, rowsF, rowsI, targets, full)
-					if err := w.Flush(); err != nil {
-						b.Fatal(err)
-					}
-				}
-				sec := b.Elapsed().Seconds() / float64(b.N)
-				b.ReportMetric(4*float64(m)*float64(v)/sec/1e9, "GB/s")
-			})
+				old := w.RowWG
+				w.RowWG = wg
+				benchVocabOp(b, w, name, func() { op.run(w, logits, rowsF, rowsI, targets, full) }, rowsF, uh, 4*float64(m)*float64(v))
+				w.RowWG = old
+			}
 		}
 		for _, t := range []gpu.Tensor{logits, full, rowsF, rowsI, targets} {
 			w.Free(t)
 		}
 	}
+}
+
+// benchVocabOp runs run as sub-benchmark name: a warm-up call, then timed
+// calls each followed by a Flush; bytes is what one call reads once.
+// rowsF holds the uniforms uh for Sample and receives CrossEntropy's
+// losses: they are restored first.
+func benchVocabOp(b *testing.B, w *gpu.WebGPU, name string, run func(), rowsF gpu.Tensor, uh []float32, bytes float64) {
+	b.Run(name, func(b *testing.B) {
+		if err := w.Write(rowsF, uh); err != nil {
+			b.Fatal(err)
+		}
+		run()
+		if err := w.Flush(); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		for range b.N {
+			run()
+			if err := w.Flush(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		sec := b.Elapsed().Seconds() / float64(b.N)
+		b.ReportMetric(bytes/sec/1e9, "GB/s")
+	})
 }

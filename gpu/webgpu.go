@@ -22,11 +22,12 @@ type WebGPU struct {
 	// AttentionDecodeLanes on CPU adapters, AttentionDecodeWG on GPUs
 	// (env CHAMELEON_ATTENTION_DECODE).
 	AttentionDecodeVariant string
-	// LayerNormWG is the workgroup size of the layer-norm kernels (one
-	// workgroup per row): 256 on GPUs, 8 on CPU adapters, where 8
-	// invocations are one SIMD vector and a larger workgroup's barriers cost
-	// more than a row's arithmetic. Either value may be set on any adapter.
-	LayerNormWG int
+	// RowWG is the workgroup size of the kernels that reduce each row in
+	// one workgroup (layer norms, log-softmax, cross-entropy and its
+	// backward): 256 on GPUs, 8 on CPU adapters, where 8 invocations are
+	// one SIMD vector and a larger workgroup's barriers cost more than a
+	// row's arithmetic. Either value may be set on any adapter.
+	RowWG int
 	// BatchInvariant keeps to kernels whose result for one row (one
 	// sequence) does not depend on the other rows of the call, bit for bit:
 	// MatMul takes the family of a many-row call at every M (the mat-vec
@@ -64,10 +65,10 @@ func NewWebGPU(d *Device) *WebGPU {
 	w := &WebGPU{Device: d}
 	w.MatMulVariant = defaultMatMulVariant(d)
 	w.AttentionDecodeVariant = AttentionDecodeWG
-	w.LayerNormWG = 256
+	w.RowWG = 256
 	if d.Info.Type == "cpu" {
 		w.AttentionDecodeVariant = AttentionDecodeLanes
-		w.LayerNormWG = 8
+		w.RowWG = 8
 	}
 	// Overrides, to compare kernels on one adapter (e.g. with chameleon bench).
 	if v := os.Getenv("CHAMELEON_MATMUL"); v != "" {

@@ -46,24 +46,24 @@ func testGELU(t T, p *Pair) {
 	}
 }
 
-// layerNormWGs runs f under each layer-norm workgroup size of the WebGPU
+// rowWGs runs f under each row-reduction workgroup size of the WebGPU
 // backend (once for the reference), restoring the adapter's own.
-func layerNormWGs(p *Pair, f func()) {
+func rowWGs(p *Pair, f func()) {
 	w, ok := p.Got.(*gpu.WebGPU)
 	if !ok {
 		f()
 		return
 	}
-	old := w.LayerNormWG
-	defer func() { w.LayerNormWG = old }()
+	old := w.RowWG
+	defer func() { w.RowWG = old }()
 	for _, wg := range []int{256, 8} {
-		w.LayerNormWG = wg
+		w.RowWG = wg
 		f()
 	}
 }
 
 func testLayerNorm(t T, p *Pair) {
-	layerNormWGs(p, func() { testLayerNormOnce(t, p) })
+	rowWGs(p, func() { testLayerNormOnce(t, p) })
 }
 
 // layerNormSizes are the (rows, C) the layer-norm tests run.
@@ -95,7 +95,7 @@ func testLayerNormOnce(t T, p *Pair) {
 // backend under test, against its own Add then LayerNorm bit for bit (the
 // model uses the fused op where it used the two).
 func testAddLayerNorm(t T, p *Pair) {
-	layerNormWGs(p, func() { testAddLayerNormOnce(t, p) })
+	rowWGs(p, func() { testAddLayerNormOnce(t, p) })
 }
 
 func testAddLayerNormOnce(t T, p *Pair) {

@@ -49,6 +49,10 @@ func filled[T any](n int, v T) []T {
 }
 
 func testLogSoftmax(t T, p *Pair) {
+	rowWGs(p, func() { testLogSoftmaxOnce(t, p) })
+}
+
+func testLogSoftmaxOnce(t T, p *Pair) {
 	for _, v := range vocabSizes {
 		for _, m := range vocabRows {
 			x := p.Upload(t, gpu.F32, p.logits(m, v, false), m, v)
@@ -62,6 +66,10 @@ func testLogSoftmax(t T, p *Pair) {
 }
 
 func testCrossEntropy(t T, p *Pair) {
+	rowWGs(p, func() { testCrossEntropyOnce(t, p) })
+}
+
+func testCrossEntropyOnce(t T, p *Pair) {
 	for _, v := range vocabSizes {
 		for _, m := range vocabRows {
 			tg := p.Ints(m, 0, v)

@@ -42,10 +42,16 @@ var WGVariants = []WGVariant{
 	{"layernorm_xt", "layernorm_xt_wg8", 8, ln8Why},
 	{"add_layernorm", "add_layernorm_wg8", 8, ln8Why},
 	{"add_layernorm_xt", "add_layernorm_xt_wg8", 8, ln8Why},
+	{"logsoftmax", "logsoftmax_wg8", 8, row8Why},
+	{"crossentropy", "crossentropy_wg8", 8, row8Why},
+	{"crossentropy_backward", "crossentropy_backward_wg8", 8, row8Why},
 }
 
 const ln8Why = "one SIMD vector per row on lavapipe, where the barriers of a larger " +
 	"workgroup cost more than the row's arithmetic (1.4-2x faster there)"
+
+const row8Why = "one SIMD vector per row on lavapipe, as the layer norms' _wg8 copies " +
+	"(gpu.WebGPU.RowWG), where the 256 lanes' barriers cost more than a vocabulary row's exps"
 
 // Twin is the data a template is executed with, once per weight type:
 // NAME.wgsl.tmpl for f32 and f16 weights (.F16 selects) and, for the
