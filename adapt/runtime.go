@@ -44,9 +44,13 @@ type Runtime struct {
 	cops      cluster.Ops
 	hyper     *HyperNet
 	static    *Static
-	pair      *Static                    // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
-	basis     *Static                    // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
-	sites     map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
+	pair      *Static // a hybrid hyper adapter's static pair (Meta.StaticRank), K = 1
+	basis     *Static // a gated basis's static pair (Meta.Basis), gated per cluster, K = 1
+	// basisB is the gated basis's one B as a (V, R) matrix, the layout
+	// MatMul takes its weights in: the self-check's expand of every
+	// cluster's rows as one matmul (Plan.checkScores). Nil without a basis.
+	basisB gpu.Tensor
+	sites  map[model.Site]*siteUpdate // block sites (Meta.Sites at every layer)
 	// noSharedPass makes a self-checked plan run its three forwards apart
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.
@@ -82,6 +86,9 @@ func NewRuntime(m *model.Model, a *Adapter) (*Runtime, error) {
 		}
 		if a.Meta.Basis {
 			r.pair, r.basis = nil, r.pair
+			if err == nil {
+				r.basisB, err = uploadBasisB(m.B, a)
+			}
 		}
 		r.Centroids = a.TrainingCentroids()
 		r.Gate = a.Gate()
@@ -113,6 +120,10 @@ func (r *Runtime) Free() {
 			p.Free(r.M.B)
 		}
 	}
+	if r.basisB != nil {
+		r.M.B.Free(r.basisB)
+		r.basisB = nil
+	}
 	if r.centroidCheck != nil {
 		r.centroidCheck.Free()
 		r.centroidCheck = nil
@@ -121,6 +132,28 @@ func (r *Runtime) Free() {
 		u.free(r.M.B)
 	}
 	r.hyper, r.static, r.pair, r.basis, r.sites = nil, nil, nil, nil, nil
+}
+
+// uploadBasisB puts a gated basis's B, (1, V, R) in the file, on b as a
+// (V, R) matrix.
+func uploadBasisB(b gpu.Backend, a *Adapter) (gpu.Tensor, error) {
+	host := a.StaticPair()
+	if len(host) != 2 {
+		return nil, fmt.Errorf("adapt: a gated basis without its static pair")
+	}
+	h := host[1]
+	if len(h.Shape) != 3 || h.Shape[0] != 1 || len(h.Data) != gpu.Numel(h.Shape) {
+		return nil, fmt.Errorf("adapt: gated basis B %q is %v with %d values, want (1, V, R)", h.Name, h.Shape, len(h.Data))
+	}
+	t, err := b.Alloc(gpu.F32, h.Shape[1], h.Shape[2])
+	if err != nil {
+		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
+	}
+	if err := b.Write(t, h.Data); err != nil {
+		b.Free(t)
+		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
+	}
+	return t, nil
 }
 
 // Mode is how a plan groups its sequences.
