@@ -11,6 +11,7 @@ import (
 // passes and submits. Three ops share one compute pass; the read-back's copy
 // closes it and submits; the op after it opens a second pass, submitted by
 // Flush. An op on an empty tensor dispatches nothing and is not counted.
+// The read-back and a write count their bytes.
 func TestCounts(t *testing.T) {
 	w := gputest.Backend(t)
 	a := gpu.Must(w.Alloc(gpu.F32, 5))
@@ -38,15 +39,22 @@ func TestCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	mid := w.Counts().Sub(c0)
-	if want := (gpu.Counts{Dispatches: 3, Passes: 1, Submits: 1}); mid != want {
+	if want := (gpu.Counts{Dispatches: 3, Passes: 1, Submits: 1, ReadBytes: 20}); mid != want {
 		t.Errorf("three ops and a read-back recorded %+v, want %+v", mid, want)
 	}
 	w.GELU(c, b)
 	if err := w.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if got, want := w.Counts().Sub(c0), (gpu.Counts{Dispatches: 4, Passes: 2, Submits: 2}); got != want {
+	if got, want := w.Counts().Sub(c0), (gpu.Counts{Dispatches: 4, Passes: 2, Submits: 2, ReadBytes: 20}); got != want {
 		t.Errorf("after one more op and a flush: %+v, want %+v", got, want)
+	}
+	c1 := w.Counts()
+	if err := w.Write(a, []float32{5, 4, 3, 2, 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := w.Counts().Sub(c1), (gpu.Counts{WrittenBytes: 20}); got != want {
+		t.Errorf("a write of five floats: %+v, want %+v", got, want)
 	}
 	var _ gpu.Counter = w
 }

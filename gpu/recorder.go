@@ -243,6 +243,7 @@ func (d *Device) readBytes(b *Buffer, offset, size uint64) ([]byte, error) {
 	}
 	out, err := mapRead(d, staging.buf, asz, size)
 	reuse = err == nil
+	d.rec.counts.ReadBytes += size
 	return out, err
 }
 
@@ -277,6 +278,7 @@ func (d *Device) writeRows(b *Buffer, offset uint64, rows, rowBytes int, fill fu
 	if rows == 0 || rowBytes == 0 {
 		return nil
 	}
+	d.rec.counts.WrittenBytes += uint64(rows * rowBytes)
 	per := max(1, writeChunk/rowBytes)
 	if n := min(per, rows) * rowBytes; cap(d.writeBuf) < n {
 		d.writeBuf = make([]byte, n) // kept: a garbage chunk per tensor was as large as the weights
