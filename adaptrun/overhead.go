@@ -42,12 +42,33 @@ type Overhead struct {
 	AdaptedSeconds float64 `json:"adapted_seconds"`
 	PlanSeconds    float64 `json:"plan_seconds"` // features + k-means + hyper-network (+ the self-check's scoring)
 	HeadSeconds    float64 `json:"head_seconds"` // adapted forward - base forward - plan (the low-rank apply)
-	Overhead       float64 `json:"overhead"`     // (adapted - base) / base
-	PlanInPrefill  bool    `json:"plan_in_prefill"`
-	ApartSeconds   float64 `json:"apart_seconds"`
-	ApartOverhead  float64 `json:"apart_overhead"` // (apart - base) / base
-	Target         float64 `json:"target"`         // OverheadTarget
-	MeetsTarget    bool    `json:"meets_target"`
+	// Overhead is the median over the rounds of adapted / base - 1, each
+	// round's pair timed back to back, so that drift in the machine's
+	// speed between rounds cancels (until 2026-12-06: the ratio of the
+	// medians, OverheadOfMedians).
+	Overhead          float64 `json:"overhead"`
+	OverheadOfMedians float64 `json:"overhead_of_medians"` // AdaptedSeconds / BaseSeconds - 1
+	// CPUOverhead is Overhead by the process's CPU time instead of the
+	// wall clock (CPUTimed: where it can be read): on a CPU adapter such
+	// as lavapipe, whose workers are the process's threads, it does not
+	// count time the machine gave to others; on a GPU it means nothing.
+	CPUOverhead float64 `json:"cpu_overhead"`
+	CPUTimed    bool    `json:"cpu_timed"`
+	// RoundOverheads and RoundCPUOverheads are each round's ratio, in
+	// order, so that a reader sees the spread behind the medians.
+	RoundOverheads    []float64 `json:"round_overheads"`
+	RoundCPUOverheads []float64 `json:"round_cpu_overheads,omitempty"`
+	// PlanReadBytes and PlanWrittenBytes are what the adapted pass read
+	// back from the device and wrote to it beyond the plain pass (gpu.Counts;
+	// zero on a backend that does not count): the plan's host round trips,
+	// which on a discrete GPU cross the bus.
+	PlanReadBytes    int64   `json:"plan_read_bytes"`
+	PlanWrittenBytes int64   `json:"plan_written_bytes"`
+	PlanInPrefill    bool    `json:"plan_in_prefill"`
+	ApartSeconds     float64 `json:"apart_seconds"`
+	ApartOverhead    float64 `json:"apart_overhead"` // (apart - base) / base
+	Target           float64 `json:"target"`         // OverheadTarget
+	MeetsTarget      bool    `json:"meets_target"`
 	// A staged self-check (adapt.CheckStages in the file): the adapted
 	// prefill again in the same rounds with the check in one stage
 	// (Runtime.FullCheck), and the rows each projected per pass.
@@ -131,20 +152,29 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	}
 	defer done()
 	r.Staged = a.Meta.CheckStride > 0 && !rt.FullCheck
-	var base, adapted, plans, apart, full []float64
+	var base, adapted, plans, apart, full, cpuBase, cpuAdapted []float64
+	_, r.CPUTimed = cpuSeconds()
 	for i := -1; i < reps; i++ { // i = -1 warms the pipelines up
+		c0, _ := cpuSeconds()
+		k0 := countsOf(m.B)
 		t0 := time.Now()
 		if err := pass(nil); err != nil {
 			return r, err
 		}
 		tb := time.Since(t0).Seconds()
+		kb := countsOf(m.B).Sub(k0)
+		cb, _ := cpuSeconds()
+		cb -= c0
 		o := adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}
 		rows := rt.CheckedRows()
-		ta, tp, tapart, err := timeAdapted(rt, pass, toks, o, &r)
+		ad, err := timeAdapted(rt, pass, toks, o, &r)
 		if err != nil {
 			return r, err
 		}
+		ta, tp, tapart, ca := ad.wall, ad.plan, ad.apart, ad.cpu
 		r.CheckRows = rt.CheckedRows() - rows
+		r.PlanReadBytes = int64(ad.moved.ReadBytes) - int64(kb.ReadBytes)
+		r.PlanWrittenBytes = int64(ad.moved.WrittenBytes) - int64(kb.WrittenBytes)
 		if r.Staged {
 			tf, rows, err := timeFullCheck(rt, pass, toks, o)
 			if err != nil {
@@ -154,6 +184,7 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 		}
 		if i >= 0 {
 			base, adapted, plans, apart = append(base, tb), append(adapted, ta), append(plans, tp), append(apart, tapart)
+			cpuBase, cpuAdapted = append(cpuBase, cb), append(cpuAdapted, ca)
 		} else if r.Staged {
 			full = full[:0]
 		}
@@ -164,26 +195,53 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 		r.FullCheckOverhead = (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds
 	}
 	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
-	r.Overhead = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
+	r.Overhead, r.RoundOverheads = pairedOverhead(base, adapted)
+	r.OverheadOfMedians = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
+	if r.CPUTimed = r.CPUTimed && !slices.Contains(cpuBase, 0); r.CPUTimed {
+		r.CPUOverhead, r.RoundCPUOverheads = pairedOverhead(cpuBase, cpuAdapted)
+	}
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target
 	return r, nil
 }
 
+// adaptedRound is one round's adapted pass, timeAdapted's result: the
+// plan made inside the prefill took wall seconds (plan of them in the
+// plan, cpu of process CPU time) and moved what moved records; the plan
+// apart took apart seconds.
+type adaptedRound struct {
+	wall, plan, cpu, apart float64
+	moved                  gpu.Counts
+}
+
+// countsOf is b's gpu.Counts where it counts (zero otherwise).
+func countsOf(b gpu.Backend) gpu.Counts {
+	if c, ok := b.(gpu.Counter); ok {
+		return c.Counts()
+	}
+	return gpu.Counts{}
+}
+
 // timeAdapted times pass adapted by a plan of toks under o both ways: the
-// plan made inside the prefill (Runtime.Prefill, as generate runs it; ta,
-// of which the plan took tp) and the plan apart (Runtime.Plan's own base
-// pass, then the prefill; tapart). It records the plan's clusters, the
-// sequences it adapted and whether the prefill made it in r.
-func timeAdapted(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int32, o adapt.PlanOptions, r *Overhead) (ta, tp, tapart float64, err error) {
+// plan made inside the prefill (Runtime.Prefill, as generate runs it) and
+// the plan apart (Runtime.Plan's own base pass, then the prefill). It
+// records the plan's clusters, the sequences it adapted and whether the
+// prefill made it in r.
+func timeAdapted(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int32, o adapt.PlanOptions, r *Overhead) (adaptedRound, error) {
+	var ad adaptedRound
+	c0, _ := cpuSeconds()
+	k0 := countsOf(rt.M.B)
 	t0 := time.Now()
 	pf, err := rt.Prefill(toks, o)
 	if err != nil {
-		return 0, 0, 0, err
+		return ad, err
 	}
 	err = pass(pf)
-	ta = time.Since(t0).Seconds()
-	tp = pf.PlanTime.Seconds()
+	ad.wall = time.Since(t0).Seconds()
+	ad.moved = countsOf(rt.M.B).Sub(k0)
+	ad.cpu, _ = cpuSeconds()
+	ad.cpu -= c0
+	ad.plan = pf.PlanTime.Seconds()
 	r.PlanInPrefill = pf.FromPrefill
 	if plan := pf.Plan(); plan != nil {
 		r.Clusters, r.Adapted = plan.K, 0
@@ -195,17 +253,17 @@ func timeAdapted(rt *adapt.Runtime, pass func(model.Adapter) error, toks [][]int
 	}
 	pf.Free()
 	if err != nil {
-		return 0, 0, 0, err
+		return ad, err
 	}
 	t0 = time.Now()
 	plan, err := rt.Plan(toks, o)
 	if err != nil {
-		return 0, 0, 0, err
+		return ad, err
 	}
 	err = pass(plan.Adapter(nil))
-	tapart = time.Since(t0).Seconds()
+	ad.apart = time.Since(t0).Seconds()
 	plan.Free()
-	return ta, tp, tapart, err
+	return ad, err
 }
 
 // timeFullCheck times pass adapted by a prefill's plan of toks with the
@@ -257,6 +315,16 @@ func greedyPass(m *model.Model, toks [][]int32) (pass func(ad model.Adapter) err
 		return err
 	}
 	return pass, func() { m.B.Free(ids); m.FreeCache(cache) }, nil
+}
+
+// pairedOverhead is the median over rounds i of adapted[i] / base[i] - 1,
+// and those ratios.
+func pairedOverhead(base, adapted []float64) (float64, []float64) {
+	rs := make([]float64, len(base))
+	for i, b := range base {
+		rs[i] = adapted[i]/b - 1
+	}
+	return median(rs), rs
 }
 
 // median is the middle of xs (the mean of the two middle ones for an even

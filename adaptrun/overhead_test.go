@@ -29,8 +29,11 @@ func TestMeasureOverhead(t *testing.T) {
 	if !(r.BaseSeconds > 0 && r.AdaptedSeconds > 0 && r.PlanSeconds > 0) {
 		t.Errorf("times not measured: %+v", r)
 	}
-	if want := (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds; math.Abs(r.Overhead-want) > 1e-12 {
-		t.Errorf("overhead %v, want %v", r.Overhead, want)
+	if want := (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds; math.Abs(r.OverheadOfMedians-want) > 1e-12 {
+		t.Errorf("overhead of the medians %v, want %v", r.OverheadOfMedians, want)
+	}
+	if _, ok := cpuSeconds(); ok && (!r.CPUTimed || r.CPUOverhead <= -1 || math.IsNaN(r.CPUOverhead)) {
+		t.Errorf("CPU time not measured: overhead %v (timed %v)", r.CPUOverhead, r.CPUTimed)
 	}
 	if want := r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds; math.Abs(r.HeadSeconds-want) > 1e-12 {
 		t.Errorf("head %v, want %v", r.HeadSeconds, want)
@@ -88,6 +91,17 @@ func TestRandomHyperSites(t *testing.T) {
 	}
 	if _, err := RandomHyper(m.Cfg, host, 2, "nowhere", 1); err == nil {
 		t.Error("an unknown site was accepted")
+	}
+}
+
+// TestPairedOverhead: the median of the rounds' own ratios, not the ratio
+// of the medians: a machine that slows down between rounds shifts both
+// times of a round alike.
+func TestPairedOverhead(t *testing.T) {
+	base, adapted := []float64{1, 2, 4}, []float64{1.1, 2.1, 4.8} // ratios +10%, +5%, +20%
+	got, rounds := pairedOverhead(base, adapted)
+	if math.Abs(got-0.1) > 1e-12 || len(rounds) != 3 || math.Abs(rounds[2]-0.2) > 1e-12 {
+		t.Errorf("paired overhead %v over rounds %v, want 0.1 (the ratio of the medians is 0.05) over [0.1 0.05 0.2]", got, rounds)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/adaptrun"
@@ -53,8 +54,11 @@ func (b *bench) runAdapter() error {
 				where = "made inside the prefill"
 			}
 			b.log("%s, %d of %d adapted; ", r.Inputs, r.Adapted, batch)
-			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% (%s the %.0f%% target); with the plan's own base pass first %.3fs, %+.1f%%\n",
-				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, where, r.HeadSeconds, 100*r.Overhead, verdict, 100*r.Target, r.ApartSeconds, 100*r.ApartOverhead)
+			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %.1f%% of the forward, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%%, the median of the rounds' ratios (%s the %.0f%% target; of the medians %+.1f%%%s); with the plan's own base pass first %.3fs, %+.1f%%\n",
+				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, 100*r.PlanSeconds/r.BaseSeconds, where, r.HeadSeconds,
+				100*r.Overhead, verdict, 100*r.Target, 100*r.OverheadOfMedians, cpuNote(r), r.ApartSeconds, 100*r.ApartOverhead)
+			b.log("  rounds' overheads:%s; host transfers beyond the plain pass: %.2f MB read back, %.2f MB written\n",
+				percents(r.RoundOverheads), float64(r.PlanReadBytes)/1e6, float64(r.PlanWrittenBytes)/1e6)
 			if r.Staged {
 				b.log("  staged self-check: %d rows projected; in one stage (the same rounds) %d rows, adapted %.3fs, overhead %+.1f%%\n",
 					r.CheckRows, r.FullCheckRows, r.FullCheckSeconds, 100*r.FullCheckOverhead)
@@ -63,6 +67,23 @@ func (b *bench) runAdapter() error {
 		m.W.Free(b.w)
 	}
 	return nil
+}
+
+// percents is " +1.2% -0.3% ..." for xs.
+func percents(xs []float64) string {
+	var sb strings.Builder
+	for _, x := range xs {
+		fmt.Fprintf(&sb, " %+.1f%%", 100*x)
+	}
+	return sb.String()
+}
+
+// cpuNote is ", by process CPU time +X%" where the bench could read it.
+func cpuNote(r adaptrun.Overhead) string {
+	if !r.CPUTimed {
+		return ""
+	}
+	return fmt.Sprintf(", by process CPU time %+.1f%%", 100*r.CPUOverhead)
 }
 
 // overheadTexts are the test windows of an adapt bench windows file, the
