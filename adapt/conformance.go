@@ -28,6 +28,7 @@ func Conformance() []conformance.Case {
 		{Name: "GateBackward", Fn: confGateBackward},
 		{Name: "CacheMix", Fn: confCacheMix},
 		{Name: "NeuralMix", Fn: confNeuralMix},
+		{Name: "SequenceSums", Fn: confSequenceSums},
 	}
 }
 

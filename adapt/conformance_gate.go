@@ -63,3 +63,24 @@ func confGateBackward(t conformance.T, p *conformance.Pair) {
 		p.Free(h, du, u, g, dA, dg)
 	}
 }
+
+// confSequenceSums checks seq_sums: lengths of zero, the whole T, past T
+// and negative (clamped), widths that are not a multiple of the
+// workgroup, and a prefill's size (32 prompts of 256 rows of 256).
+func confSequenceSums(t conformance.T, p *conformance.Pair) {
+	ro, gotOps := New(p.Ref), New(p.Got)
+	for _, sh := range []struct{ b, t, c int }{{1, 1, 1}, {3, 5, 7}, {4, 17, 65}, {32, 256, 256}} {
+		rows := p.Upload(t, gpu.F32, p.Randn(sh.b*sh.t*sh.c, 1), sh.b, sh.t, sh.c)
+		ls := p.Ints(sh.b, 0, sh.t)
+		ls[0] = int32(sh.t)
+		if sh.b > 2 {
+			ls[1], ls[2] = int32(sh.t+3), -2
+		}
+		lengths := p.Upload(t, gpu.I32, ls, sh.b)
+		dst := p.Poisoned(t, gpu.F32, sh.b, sh.c)
+		ro.SequenceSums(dst.Ref, rows.Ref, lengths.Ref)
+		gotOps.SequenceSums(dst.Got, rows.Got, lengths.Got)
+		p.Close(t, fmt.Sprintf("B=%d T=%d C=%d lengths %v", sh.b, sh.t, sh.c, ls[:min(3, sh.b)]), dst, 1e-5, 1e-5)
+		p.Free(rows, lengths, dst)
+	}
+}

@@ -79,6 +79,25 @@ type Ops interface {
 	// them, maxKeys the most keys of a row. It returns an error for C
 	// over NeuralMaxC or more keys than the kernel's loops take.
 	NeuralMix(dst, h, keys, vals, rowParams gpu.Tensor, maxKeys int) error
+	// SequenceSums: dst (B, C) row b is the sum of rows (B, T, C)[b, t]
+	// over t < lengths (B) I32 [b], clamped to [0, T], in order: a
+	// prefill's per-prompt sums of its final hidden rows, so that a plan
+	// reads back B x C values rather than every row.
+	SequenceSums(dst, rows, lengths gpu.Tensor)
+}
+
+// checkSequenceSums validates SequenceSums's operands (panics on a
+// mismatch) and returns B, T, C.
+func checkSequenceSums(dst, rows, lengths gpu.Tensor) (int, int, int) {
+	s := rows.Shape()
+	if len(s) != 3 {
+		panic(fmt.Sprintf("adapt: SequenceSums: rows has shape %v, want (B, T, C)", s))
+	}
+	b, t, c := s[0], s[1], s[2]
+	gpu.CheckShape("SequenceSums", "rows", rows, gpu.F32, b, t, c)
+	gpu.CheckShape("SequenceSums", "lengths", lengths, gpu.I32, b)
+	gpu.CheckShape("SequenceSums", "dst", dst, gpu.F32, b, c)
+	return b, t, c
 }
 
 // CacheRowParams packs CacheMix's per-row parameters: row m reads own

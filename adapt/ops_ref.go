@@ -64,6 +64,12 @@ func (o *RefOps) ReLU(dst, x, mask gpu.Tensor) {
 	RefReLU(o.rf(dst), o.rf(x), o.rf(mask))
 }
 
+// SequenceSums implements Ops with the plain-Go reference.
+func (o *RefOps) SequenceSums(dst, rows, lengths gpu.Tensor) {
+	_, t, c := checkSequenceSums(dst, rows, lengths)
+	RefSequenceSums(o.rf(dst), o.rf(rows), o.ri(lengths), t, c)
+}
+
 // LogitsVariant implements Ops with the plain-Go reference.
 func (o *RefOps) LogitsVariant(m int, w gpu.Tensor) string {
 	return "reference"

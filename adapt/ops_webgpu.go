@@ -49,6 +49,17 @@ func (o *WebGPUOps) ReLU(dst, x, mask gpu.Tensor) {
 	w.Dispatch("relu_mask", []gpu.Tensor{x, mk}, []gpu.Tensor{dst}, gpu.Meta{n, has}, gx, gy, 1)
 }
 
+// SequenceSums runs seq_sums, an invocation per (sequence, column).
+func (o *WebGPUOps) SequenceSums(dst, rows, lengths gpu.Tensor) {
+	b, t, c := checkSequenceSums(dst, rows, lengths)
+	if b*c == 0 {
+		return
+	}
+	w := o.WebGPU
+	gx, gy := w.Grid1(ceilDiv(b*c, 64))
+	w.Dispatch("seq_sums", []gpu.Tensor{rows, lengths}, []gpu.Tensor{dst}, gpu.Meta{b, t, c}, gx, gy, 1)
+}
+
 // LogitsVariant is the variant Logits runs for M rows with weights w:
 // the fused kernel when the adapter's matmul family for M rows is the
 // register-blocked one (CPU adapters, M > 2) and w fits one storage

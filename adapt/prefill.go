@@ -30,10 +30,15 @@ type Prefill struct {
 	o    PlanOptions
 	plan *Plan
 	err  error
+	// lens is the prompts' lengths on the device, written before the
+	// forward records anything (a write flushes recorded work, and one
+	// inside the forward would wait for it): the plan's per-prompt sums.
+	lens gpu.Tensor
 	// PlanTime is the time the plan took: made up front, or inside the
 	// first forward from its residual stream (the final layer norm of
-	// every row, their read-back, the self-check's scoring, features,
-	// grouping, hyper-network and tuning).
+	// every row, each prompt's sum of them read back, the self-check's
+	// scoring, features, grouping, hyper-network and tuning; it includes
+	// the wait for the forward recorded before it).
 	PlanTime time.Duration
 	// FromPrefill says that the first forward made the plan.
 	FromPrefill bool
@@ -46,6 +51,12 @@ func (r *Runtime) Prefill(seqs [][]int32, o PlanOptions) (*Prefill, error) {
 		return nil, err
 	}
 	pf := &Prefill{rt: r, seqs: seqs, o: o}
+	if r.plansInPrefill(seqs) && o.Tune.Steps == 0 {
+		var err error
+		if pf.lens, err = r.lengths(seqs); err != nil {
+			return nil, err
+		}
+	}
 	if !r.plansInPrefill(seqs) {
 		t0 := time.Now()
 		p, err := r.Plan(seqs, o)
@@ -80,6 +91,7 @@ func (pf *Prefill) Plan() *Plan { return pf.plan }
 
 // Free releases the plan.
 func (pf *Prefill) Free() {
+	pf.freeLens()
 	if pf.plan != nil {
 		pf.plan.Free()
 		pf.plan = nil
@@ -114,7 +126,8 @@ func (pf *Prefill) Begin(rows, head []int32) (model.Pass, error) {
 // position on the host, and returns its adapter for that forward's head.
 func (pf *Prefill) planFrom(x gpu.Tensor, rows []int32) (model.Adapter, error) {
 	t0 := time.Now()
-	plan, err := pf.rt.planFromResidual(pf.seqs, pf.o, x, rows)
+	plan, err := pf.rt.planFromResidual(pf.seqs, pf.o, x, rows, pf.lens)
+	pf.freeLens()
 	pf.PlanTime = time.Since(t0)
 	if err != nil {
 		pf.err = fmt.Errorf("adapt: plan from the prefill: %w", err)
@@ -122,6 +135,30 @@ func (pf *Prefill) planFrom(x gpu.Tensor, rows []int32) (model.Adapter, error) {
 	}
 	pf.plan, pf.FromPrefill = plan, true
 	return plan.Adapter(nil), nil
+}
+
+func (pf *Prefill) freeLens() {
+	if pf.lens != nil {
+		pf.rt.M.B.Free(pf.lens)
+		pf.lens = nil
+	}
+}
+
+// lengths puts the lengths of seqs on the device, (N) I32.
+func (r *Runtime) lengths(seqs [][]int32) (gpu.Tensor, error) {
+	ls := make([]int32, len(seqs))
+	for b, s := range seqs {
+		ls[b] = int32(len(s))
+	}
+	t, err := r.M.B.Alloc(gpu.I32, len(seqs))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.M.B.Write(t, ls); err != nil {
+		r.M.B.Free(t)
+		return nil, err
+	}
+	return t, nil
 }
 
 // LateHead is a model.Adapter for an update of the head alone that is
@@ -175,8 +212,10 @@ func (p *lateHeadPass) End() {
 // residual stream (B, T, C) of a forward of exactly seqs from an empty
 // cache (rows: each row's sequence, -1 past its tokens): its final layer
 // norm gives the rows, their means the hidden features, and, for a
-// self-check, the base head over them the base losses.
-func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, rows []int32) (*Plan, error) {
+// self-check, the base head over them the base losses. The rows stay on
+// the device (deviceRows; lens: the prompts' lengths there, nil to write
+// them now) unless tuning needs them on the host.
+func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, rows []int32, lens gpu.Tensor) (*Plan, error) {
 	sh := x.Shape()
 	n, c := len(seqs), r.M.Cfg.NEmbd
 	if len(sh) != 3 || sh[0] != n || sh[2] != c || len(rows) != sh[0]*sh[1] {
@@ -190,16 +229,44 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 			}
 		}
 	}
-	hs, err := r.FinalRows(x)
+	// base stays nil: the self-check scores the base and adapted heads
+	// together from the rows (Plan.checkScores).
+	pp := &promptPass{losses: make([][]float32, n)}
+	var err error
+	if o.Tune.Steps > 0 {
+		// Tuning reads the rows on the host.
+		err = r.hostRows(pp, seqs, x)
+	} else {
+		err = r.deviceRows(pp, seqs, x, lens)
+		if pp.dev != nil {
+			defer r.M.B.Free(pp.dev)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	// base stays nil: the self-check scores the base and adapted heads
-	// together from the rows (Plan.checkScores).
-	pp := &promptPass{hidden: make([]float32, n*c), losses: make([][]float32, n), rows: make([][]float32, n)}
 	all := make([]int, n)
-	for b, s := range seqs {
+	for b := range seqs {
 		all[b] = b
+	}
+	if err := normaliseMeans(pp.hidden, c, all, func(k int) int { return len(seqs[k]) }); err != nil {
+		return nil, err
+	}
+	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
+	return r.hyperPlan(p, seqs, o, pp)
+}
+
+// hostRows fills pp's rows and hidden sums from the residual stream x
+// (B, T, C) of a prefill of seqs: the final layer norm of every row, read
+// back.
+func (r *Runtime) hostRows(pp *promptPass, seqs [][]int32, x gpu.Tensor) error {
+	hs, err := r.FinalRows(x)
+	if err != nil {
+		return err
+	}
+	n, tq, c := len(seqs), x.Shape()[1], r.M.Cfg.NEmbd
+	pp.hidden, pp.rows = make([]float32, n*c), make([][]float32, n)
+	for b, s := range seqs {
 		pp.rows[b] = hs[b*tq*c : (b*tq+len(s))*c : (b*tq+len(s))*c]
 		dst := pp.hidden[b*c : (b+1)*c]
 		for t := range s {
@@ -208,9 +275,36 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 			}
 		}
 	}
-	if err := normaliseMeans(pp.hidden, c, all, func(k int) int { return len(seqs[k]) }); err != nil {
-		return nil, err
+	return nil
+}
+
+// deviceRows is hostRows with the rows left on the device (pp.dev, which
+// the caller frees): only each prompt's sum comes back (Ops.SequenceSums
+// over the lengths lens, (B) I32; nil: written here, which waits for the
+// forward recorded so far), B x C values instead of B x T x C, and the
+// self-check gathers the rows it scores there.
+func (r *Runtime) deviceRows(pp *promptPass, seqs [][]int32, x, lens gpu.Tensor) error {
+	be := r.M.B
+	n, tq, c := len(seqs), x.Shape()[1], r.M.Cfg.NEmbd
+	if lens == nil {
+		var err error
+		if lens, err = r.lengths(seqs); err != nil {
+			return err
+		}
+		defer be.Free(lens)
 	}
-	p := &Plan{rt: r, Cluster: make([]int, n), Alpha: r.Meta.Alpha}
-	return r.hyperPlan(p, seqs, o, pp)
+	h, err := be.Alloc(gpu.F32, n, tq, c)
+	if err != nil {
+		return err
+	}
+	pp.dev, pp.devT = h, tq
+	sums, err := be.Alloc(gpu.F32, n, c)
+	if err != nil {
+		return err
+	}
+	defer be.Free(sums)
+	r.M.FinalNorm(h, x)
+	r.ops.SequenceSums(sums, h, lens)
+	pp.hidden, err = be.ReadF32(sums)
+	return err
 }

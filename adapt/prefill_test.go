@@ -23,25 +23,8 @@ import (
 func TestPrefillPlan(t *testing.T) {
 	f := newRTFixture(t)
 	prompts, _ := f.prompts(9, 3)
-	c := rtCfg.NEmbd
 	for _, kind := range []string{FeatureHidden, FeatureBoth} {
-		in, _ := FeatureDim(kind, c)
-		k := 3
-		a := &Adapter{Meta: Meta{Kind: KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{6},
-			Features: kind, SelfCheck: true, Centroids: k, Base: f.base}}
-		for _, s := range a.Meta.Spec() {
-			s.Data = make([]float32, gpu.Numel(s.Shape))
-			for j := range s.Data {
-				s.Data[j] = float32(f.rng.NormFloat64() * 0.3)
-			}
-			if s.Name == CentroidsTensor {
-				copy(s.Data, unitRowsOf(f, k, in))
-			}
-			a.Tensors = append(a.Tensors, s)
-		}
-		if err := a.Validate(); err != nil {
-			t.Fatal(err)
-		}
+		a := prefillBasis(t, f, kind, 3)
 		for name, m := range f.models {
 			rt, err := NewRuntime(m, a)
 			if err != nil {
@@ -142,6 +125,85 @@ func TestPrefillPlan(t *testing.T) {
 		t.Errorf("an embedding-feature adapter: err %v, in prefill %v", err, err == nil && pf.InPrefill())
 	} else {
 		pf.Free()
+	}
+}
+
+// prefillBasis is a self-checked gated basis with random weights and k
+// training centroids for f's model, conditioned on kind's features.
+func prefillBasis(t *testing.T, f *rtFixture, kind string, k int) *Adapter {
+	t.Helper()
+	in, _ := FeatureDim(kind, rtCfg.NEmbd)
+	a := &Adapter{Meta: Meta{Kind: KindHyper, Rank: 3, StaticRank: 3, Basis: true, Alpha: 0.7, Hidden: []int{6},
+		Features: kind, SelfCheck: true, Centroids: k, Base: f.base}}
+	for _, s := range a.Meta.Spec() {
+		s.Data = make([]float32, gpu.Numel(s.Shape))
+		for j := range s.Data {
+			s.Data[j] = float32(f.rng.NormFloat64() * 0.3)
+		}
+		if s.Name == CentroidsTensor {
+			copy(s.Data, unitRowsOf(f, k, in))
+		}
+		a.Tensors = append(a.Tensors, s)
+	}
+	if err := a.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestPrefillReadsSums: a plan made inside the prefill reads back each
+// prompt's sum of its final hidden rows, not the rows, and its self-check
+// gathers the rows it scores on the device: the forward reads back less
+// than half the rows' bytes and writes less than the scored rows' bytes,
+// where a tuned plan (which needs the rows on the host) reads them all.
+func TestPrefillReadsSums(t *testing.T) {
+	f := newRTFixture(t)
+	prompts, _ := f.prompts(9, 3)
+	m := f.models["webgpu"]
+	rt, err := NewRuntime(m, prefillBasis(t, f, FeatureHidden, 3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Free()
+	counter, ok := m.B.(gpu.Counter)
+	if !ok {
+		t.Fatalf("%s counts nothing", m.B.Name())
+	}
+	seq := 0
+	for _, p := range prompts {
+		seq = max(seq, len(p))
+	}
+	rowBytes := uint64(len(prompts) * seq * rtCfg.NEmbd * 4)
+	for _, o := range []PlanOptions{{Mode: ModeOnline}, {Mode: ModeOnline, Tune: Tune{Steps: 1, LR: 0.1}}} {
+		pf, err := rt.Prefill(prompts, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, c0 := rt.CheckedRows(), counter.Counts()
+		lg, err := m.ForwardAdapted(cache, prompts, true, pf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.B.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		moved, checked := counter.Counts().Sub(c0), rt.CheckedRows()-rows
+		m.B.Free(lg)
+		m.FreeCache(cache)
+		if !pf.FromPrefill || checked == 0 {
+			t.Fatalf("%+v: plan in the prefill %v, %d rows self-checked: the test needs both", o, pf.FromPrefill, checked)
+		}
+		pf.Free()
+		switch tuned := o.Tune.Steps > 0; {
+		case !tuned && (moved.ReadBytes >= rowBytes/2 || moved.WrittenBytes >= uint64(checked*rtCfg.NEmbd*4)):
+			t.Errorf("%+v: %d bytes read back, %d written for %d prompt rows of %d bytes and %d checked rows", o, moved.ReadBytes, moved.WrittenBytes, len(prompts)*seq, rtCfg.NEmbd*4, checked)
+		case tuned && moved.ReadBytes < rowBytes:
+			t.Errorf("%+v: tuning read back %d bytes, fewer than the rows' %d", o, moved.ReadBytes, rowBytes)
+		}
 	}
 }
 

@@ -17,6 +17,19 @@ type promptPass struct {
 	base   []float64   // per sequence: summed loss of tokens 1..len-1 (sequences of 2+ tokens)
 	losses [][]float32 // per sequence: the losses base sums, per position (nil: fewer than 2 tokens)
 	rows   [][]float32 // per sequence (len, C); nil unless kept
+	// dev, in place of rows, holds them on the device: sequence i's row t
+	// is row i*devT + t of dev (B*devT, C) (a prefill's final layer norm,
+	// planFromResidual), which the self-check gathers there.
+	dev  gpu.Tensor
+	devT int
+}
+
+// devRows is pp's device rows (nil: none, or pp nil).
+func (pp *promptPass) devRows() gpu.Tensor {
+	if pp == nil {
+		return nil
+	}
+	return pp.dev
 }
 
 // sharedPass says whether basePass serves a self-check of seqs: the

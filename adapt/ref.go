@@ -132,6 +132,22 @@ func RefReLU(dst, x, mask []float32) {
 	}
 }
 
+// RefSequenceSums is seq_sums's reference: dst[b, j] is the float32 sum,
+// in order, of rows[b, t, j] over t < lengths[b] (clamped to [0, T]), for
+// rows of B sequences of T rows of C.
+func RefSequenceSums(dst, rows []float32, lengths []int32, t, c int) {
+	for b, l := range lengths {
+		n := min(max(int(l), 0), t)
+		out := dst[b*c : (b+1)*c]
+		clear(out)
+		for k := range n {
+			for j, v := range rows[(b*t+k)*c : (b*t+k+1)*c] {
+				out[j] += v
+			}
+		}
+	}
+}
+
 // RefCacheMix is cache_mix's reference: each element of dst (rows of v)
 // is log((1 - wo - wp) exp(lp) + wo q_own + wp q_pool) with row m's
 // parameters rp[6m:6m+6] (Ops.CacheMix), in float64.

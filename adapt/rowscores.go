@@ -23,7 +23,7 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 			return nil, nil, fmt.Errorf("adapt: self-check: sequence %d: %w", i, err)
 		}
 	}
-	sums, per, err := p.rt.scoreRows(idx, items, 1, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+	sums, per, err := p.rt.scoreRows(idx, items, nil, 1, func(index []int, h rowBatch, tg, head []int32) ([][]float32, error) {
 		ls, err := p.scoreHead(index, h, tg, head)
 		return [][]float32{ls}, err
 	})
@@ -34,10 +34,60 @@ func (p *Plan) headScores(idx []int, seqs [][]int32, rows [][]float32) ([]float6
 }
 
 // rowItems is the hidden rows of one sequence that a scorer projects, h
-// (len(tg), C), and the token each predicts.
+// (len(tg), C) on the host, or at, their rows in a device tensor (the
+// scorer's src), and the token each predicts.
 type rowItems struct {
 	h  []float32
+	at []int32
 	tg []int32
+}
+
+// deviceItems is windowItems for a sequence s whose final hidden rows are
+// rows first.. of a device tensor: the rows' indices, not their values.
+func deviceItems(s []int32, first int, offs []int) (rowItems, error) {
+	if offs == nil {
+		for o := 0; o+1 < len(s); o++ {
+			offs = append(offs, o)
+		}
+	}
+	it := rowItems{at: make([]int32, len(offs)), tg: make([]int32, len(offs))}
+	for j, o := range offs {
+		if o < 0 || o+1 >= len(s) {
+			return rowItems{}, fmt.Errorf("row %d predicts nothing in %d tokens", o, len(s))
+		}
+		it.at[j], it.tg[j] = int32(first+o), s[o+1]
+	}
+	return it, nil
+}
+
+// rowBatch is the hidden rows a scorer projects: h (rows, C) on the host,
+// or, where src is set, rows at of the device tensor src (N, C), gathered
+// on the device (Backend.Rows) with no read-back or upload of the rows.
+type rowBatch struct {
+	h   []float32
+	src gpu.Tensor
+	at  []int32
+}
+
+// upload puts the batch's n rows of width c in hT, an (n, c) tensor it
+// allocates through alloc.
+func (rb rowBatch) upload(be gpu.Backend, alloc func(gpu.DType, ...int) (gpu.Tensor, error), n, c int) (gpu.Tensor, error) {
+	hT, err := alloc(gpu.F32, n, c)
+	if err != nil {
+		return nil, err
+	}
+	if rb.src == nil {
+		return hT, be.Write(hT, rb.h)
+	}
+	at, err := alloc(gpu.I32, n)
+	if err != nil {
+		return nil, err
+	}
+	if err := be.Write(at, rb.at); err != nil {
+		return nil, err
+	}
+	be.Rows(hT, rb.src, at)
+	return hT, nil
 }
 
 // windowItems is the rows of sequence s (rows: its final hidden rows,
@@ -62,15 +112,16 @@ func windowItems(s []int32, rows []float32, offs []int, c int) (rowItems, error)
 	return it, nil
 }
 
-// rowScorer scores hidden rows h (rows, C), row r of sequence index[head[r]]
+// rowScorer scores hidden rows h, row r of sequence index[head[r]]
 // predicting tg[r], n ways: n per-row losses.
-type rowScorer func(index []int, h []float32, tg, head []int32) ([][]float32, error)
+type rowScorer func(index []int, h rowBatch, tg, head []int32) ([][]float32, error)
 
-// scoreRows runs score over items (items[k]: plan sequence idx[k]'s rows)
-// in batches whose logits stay under 64 MiB, as Model.ScoreChunked's do,
-// and returns each of its n ways' summed loss per sequence and per-row
-// losses, in items' order.
-func (r *Runtime) scoreRows(idx []int, items []rowItems, n int, score rowScorer) ([][]float64, [][][]float32, error) {
+// scoreRows runs score over items (items[k]: plan sequence idx[k]'s rows,
+// on the host, or, with src, rows of that device tensor) in batches whose
+// logits stay under 64 MiB, as Model.ScoreChunked's do, and returns each
+// of its n ways' summed loss per sequence and per-row losses, in items'
+// order.
+func (r *Runtime) scoreRows(idx []int, items []rowItems, src gpu.Tensor, n int, score rowScorer) ([][]float64, [][][]float32, error) {
 	m := r.M
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
 	maxRows := max(1, (64<<20)/(4*v))
@@ -88,11 +139,16 @@ func (r *Runtime) scoreRows(idx []int, items []rowItems, n int, score rowScorer)
 			a = b
 			continue
 		}
-		h := make([]float32, 0, nr*c)
+		h := rowBatch{src: src}
+		if src == nil {
+			h.h = make([]float32, 0, nr*c)
+		} else {
+			h.at = make([]int32, 0, nr)
+		}
 		tg := make([]int32, 0, nr)
 		head := make([]int32, 0, nr)
 		for k := a; k < b; k++ {
-			h, tg = append(h, items[k].h...), append(tg, items[k].tg...)
+			h.h, h.at, tg = append(h.h, items[k].h...), append(h.at, items[k].at...), append(tg, items[k].tg...)
 			for range items[k].tg {
 				head = append(head, int32(k-a))
 			}
@@ -124,8 +180,8 @@ func (r *Runtime) scoreRows(idx []int, items []rowItems, n int, score rowScorer)
 // clusters share one B, a single MatMulAdd with it) and the loss taken
 // again. On lavapipe the matmul took the expand of 2,048 rows at V = 4096,
 // R = 60 from 134-165 ms to 66 ms.
-func (p *Plan) checkScores(idx []int, items []rowItems) ([][][]float32, error) {
-	_, pers, err := p.rt.scoreRows(idx, items, 2, func(index []int, h []float32, tg, head []int32) ([][]float32, error) {
+func (p *Plan) checkScores(idx []int, items []rowItems, src gpu.Tensor) ([][][]float32, error) {
+	_, pers, err := p.rt.scoreRows(idx, items, src, 2, func(index []int, h rowBatch, tg, head []int32) ([][]float32, error) {
 		m := p.rt.M
 		be := m.B
 		nr := len(tg)
@@ -151,7 +207,7 @@ func (p *Plan) checkScores(idx []int, items []rowItems) ([][][]float32, error) {
 			}
 			return t
 		}
-		hT, tgT, clT := alloc(gpu.F32, nr, m.Cfg.NEmbd), alloc(gpu.I32, nr), alloc(gpu.I32, nr)
+		tgT, clT := alloc(gpu.I32, nr), alloc(gpu.I32, nr)
 		logits, u := alloc(gpu.F32, nr, m.Cfg.VocabSize), alloc(gpu.F32, nr, p.factors.R)
 		baseLoss, adaptedLoss := alloc(gpu.F32, nr), alloc(gpu.F32, nr)
 		// A gated basis shares one B among its clusters: the expand of
@@ -167,10 +223,14 @@ func (p *Plan) checkScores(idx []int, items []rowItems) ([][][]float32, error) {
 		for _, x := range []struct {
 			t gpu.Tensor
 			v any
-		}{{hT, h}, {tgT, tg}, {clT, cl}} {
+		}{{tgT, tg}, {clT, cl}} {
 			if err := be.Write(x.t, x.v); err != nil {
 				return nil, err
 			}
+		}
+		hT, err := h.upload(be, func(dt gpu.DType, shape ...int) (gpu.Tensor, error) { return alloc(dt, shape...), err }, nr, m.Cfg.NEmbd)
+		if err != nil {
+			return nil, err
 		}
 		be.MatMul(logits, hT, m.W.Head(), nil)
 		be.CrossEntropy(baseLoss, logits, tgT)
@@ -195,7 +255,7 @@ func (p *Plan) checkScores(idx []int, items []rowItems) ([][][]float32, error) {
 // scoreHead runs the plan's head (its sequences index) on hidden rows h
 // (rows, C) whose sequence in index is head[row] and returns each row's
 // cross-entropy against tg.
-func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32, error) {
+func (p *Plan) scoreHead(index []int, h rowBatch, tg, head []int32) ([]float32, error) {
 	m := p.rt.M
 	be := m.B
 	nr := len(tg)
@@ -212,7 +272,7 @@ func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32,
 		}
 		return t, err
 	}
-	hT, err := alloc(gpu.F32, nr, m.Cfg.NEmbd)
+	hT, err := h.upload(be, alloc, nr, m.Cfg.NEmbd)
 	if err != nil {
 		return nil, err
 	}
@@ -226,9 +286,6 @@ func (p *Plan) scoreHead(index []int, h []float32, tg, head []int32) ([]float32,
 	}
 	loss, err := alloc(gpu.F32, nr)
 	if err != nil {
-		return nil, err
-	}
-	if err := be.Write(hT, h); err != nil {
 		return nil, err
 	}
 	if err := be.Write(tgT, tg); err != nil {

@@ -3,6 +3,7 @@ package adapt
 import (
 	"fmt"
 
+	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -91,7 +92,7 @@ func (p *Plan) checkLosses(seqs [][]int32, pp *promptPass, idx []int, check [][]
 	c := m.Cfg.NEmbd
 	out := checked{base: make([][]float32, len(idx)), adapted: make([][]float32, len(idx)), early: make([]bool, len(idx))}
 	switch {
-	case pp != nil && pp.base == nil && pp.rows != nil:
+	case pp != nil && pp.base == nil && (pp.rows != nil || pp.dev != nil):
 		// A pass that scored nothing yet (a prefill's).
 		if err := p.prefillCheck(seqs, pp, idx, from, st, &out); err != nil {
 			return out, err
@@ -150,7 +151,12 @@ func (p *Plan) prefillCheck(seqs [][]int32, pp *promptPass, idx []int, from []in
 		for k, j := range js {
 			i := idx[j]
 			var err error
-			if it[k], err = windowItems(seqs[i][from[j]:], pp.rows[i][from[j]*c:], offs[k], c); err != nil {
+			if pp.dev != nil {
+				it[k], err = deviceItems(seqs[i][from[j]:], i*pp.devT+from[j], offs[k])
+			} else {
+				it[k], err = windowItems(seqs[i][from[j]:], pp.rows[i][from[j]*c:], offs[k], c)
+			}
+			if err != nil {
 				return nil, nil, fmt.Errorf("adapt: self-check: sequence %d: %w", i, err)
 			}
 			plan[k] = i
@@ -172,7 +178,7 @@ func (p *Plan) prefillCheck(seqs [][]int32, pp *promptPass, idx []int, from []in
 	if err != nil {
 		return err
 	}
-	pers, err := p.checkScores(idx, it)
+	pers, err := p.checkScores(idx, it, pp.devRows())
 	if err != nil {
 		return err
 	}
@@ -181,14 +187,14 @@ func (p *Plan) prefillCheck(seqs [][]int32, pp *promptPass, idx []int, from []in
 	if !staged {
 		return nil
 	}
-	return p.secondStage(seqs, idx, from, st, first, items, out)
+	return p.secondStage(seqs, idx, from, st, first, items, pp.devRows(), out)
 }
 
 // secondStage scores the rest of every sequence whose first stage (first)
 // did not keep its update (out.early) and merges both stages into window
 // order in out.
 func (p *Plan) secondStage(seqs [][]int32, idx, from []int, st CheckStages, first [][]int,
-	items func(js []int, offs [][]int) ([]int, []rowItems, error), out *checked) error {
+	items func(js []int, offs [][]int) ([]int, []rowItems, error), src gpu.Tensor, out *checked) error {
 	rest := make([][]int, len(idx))
 	var ridx []int
 	var roffs [][]int
@@ -218,7 +224,7 @@ func (p *Plan) secondStage(seqs [][]int32, idx, from []int, st CheckStages, firs
 	if err != nil {
 		return err
 	}
-	second, err := p.checkScores(plan, rits)
+	second, err := p.checkScores(plan, rits, src)
 	if err != nil {
 		return err
 	}
