@@ -2,7 +2,6 @@ package adapt
 
 import (
 	"fmt"
-	"math"
 	"os"
 
 	"github.com/chameleon-llm/chameleon/cluster"
@@ -132,28 +131,6 @@ func (r *Runtime) Free() {
 		u.free(r.M.B)
 	}
 	r.hyper, r.static, r.pair, r.basis, r.sites = nil, nil, nil, nil, nil
-}
-
-// uploadBasisB puts a gated basis's B, (1, V, R) in the file, on b as a
-// (V, R) matrix.
-func uploadBasisB(b gpu.Backend, a *Adapter) (gpu.Tensor, error) {
-	host := a.StaticPair()
-	if len(host) != 2 {
-		return nil, fmt.Errorf("adapt: a gated basis without its static pair")
-	}
-	h := host[1]
-	if len(h.Shape) != 3 || h.Shape[0] != 1 || len(h.Data) != gpu.Numel(h.Shape) {
-		return nil, fmt.Errorf("adapt: gated basis B %q is %v with %d values, want (1, V, R)", h.Name, h.Shape, len(h.Data))
-	}
-	t, err := b.Alloc(gpu.F32, h.Shape[1], h.Shape[2])
-	if err != nil {
-		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
-	}
-	if err := b.Write(t, h.Data); err != nil {
-		b.Free(t)
-		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
-	}
-	return t, nil
 }
 
 // Mode is how a plan groups its sequences.
@@ -443,74 +420,6 @@ func (p *Plan) Free() {
 		p.cache.free(p.rt.M.B)
 		p.cache = nil
 	}
-}
-
-// Project2D returns a 2-D projection of the plan's features (the first two
-// principal components, by power iteration): N (x, y) pairs for plotting
-// the clusters.
-func (p *Plan) Project2D() [][2]float64 {
-	n := len(p.Cluster)
-	if len(p.Features) == 0 || n == 0 {
-		return make([][2]float64, n)
-	}
-	c := len(p.Features) / n
-	mean := make([]float64, c)
-	for i := 0; i < n; i++ {
-		for j := 0; j < c; j++ {
-			mean[j] += float64(p.Features[i*c+j]) / float64(n)
-		}
-	}
-	x := make([][]float64, n)
-	for i := range x {
-		x[i] = make([]float64, c)
-		for j := range x[i] {
-			x[i][j] = float64(p.Features[i*c+j]) - mean[j]
-		}
-	}
-	var comps [][]float64
-	for k := 0; k < 2; k++ {
-		v := make([]float64, c)
-		for j := range v {
-			v[j] = math.Sin(float64(j*(k+1)) + 1) // a fixed start: deterministic
-		}
-		for it := 0; it < 100; it++ {
-			w := make([]float64, c)
-			for i := range x {
-				d := dot(x[i], v)
-				for j := range w {
-					w[j] += d * x[i][j]
-				}
-			}
-			for _, u := range comps { // deflate
-				d := dot(w, u)
-				for j := range w {
-					w[j] -= d * u[j]
-				}
-			}
-			nrm := math.Sqrt(dot(w, w))
-			if nrm == 0 {
-				break
-			}
-			for j := range w {
-				w[j] /= nrm
-			}
-			v = w
-		}
-		comps = append(comps, v)
-	}
-	out := make([][2]float64, n)
-	for i := range x {
-		out[i] = [2]float64{dot(x[i], comps[0]), dot(x[i], comps[1])}
-	}
-	return out
-}
-
-func dot(a, b []float64) float64 {
-	var s float64
-	for i := range a {
-		s += a[i] * b[i]
-	}
-	return s
 }
 
 // closeGate sets cluster -1 (the base model) for every sequence whose

@@ -95,3 +95,25 @@ func uploadHost(b gpu.Backend, what string, i int, h, s model.HostTensor) (gpu.T
 	}
 	return t, nil
 }
+
+// uploadBasisB puts a gated basis's B, (1, V, R) in the file, on b as a
+// (V, R) matrix.
+func uploadBasisB(b gpu.Backend, a *Adapter) (gpu.Tensor, error) {
+	host := a.StaticPair()
+	if len(host) != 2 {
+		return nil, fmt.Errorf("adapt: a gated basis without its static pair")
+	}
+	h := host[1]
+	if len(h.Shape) != 3 || h.Shape[0] != 1 || len(h.Data) != gpu.Numel(h.Shape) {
+		return nil, fmt.Errorf("adapt: gated basis B %q is %v with %d values, want (1, V, R)", h.Name, h.Shape, len(h.Data))
+	}
+	t, err := b.Alloc(gpu.F32, h.Shape[1], h.Shape[2])
+	if err != nil {
+		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
+	}
+	if err := b.Write(t, h.Data); err != nil {
+		b.Free(t)
+		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
+	}
+	return t, nil
+}

@@ -128,23 +128,12 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	defer rt.Free()
 	rt.CheckTokens = checkTokens
 	r.CheckTokens = checkTokens
-	rng := rand.New(rand.NewPCG(uint64(batch), uint64(seq)))
-	toks := make([][]int32, batch)
-	if texts != nil && len(texts) < batch {
-		return r, fmt.Errorf("adaptrun: %d texts for a batch of %d", len(texts), batch)
+	toks, err := overheadInputs(texts, batch, seq, m.Cfg.VocabSize)
+	if err != nil {
+		return r, err
 	}
-	for i := range toks {
-		if texts != nil {
-			if len(texts[i]) < seq {
-				return r, fmt.Errorf("adaptrun: text %d has %d tokens, fewer than --seq %d", i, len(texts[i]), seq)
-			}
-			toks[i], r.Inputs = texts[i][:seq], "texts"
-			continue
-		}
-		toks[i] = make([]int32, seq)
-		for j := range toks[i] {
-			toks[i][j] = int32(rng.IntN(m.Cfg.VocabSize))
-		}
+	if texts != nil {
+		r.Inputs = "texts"
 	}
 	pass, done, err := greedyPass(m, toks)
 	if err != nil {
@@ -203,6 +192,30 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target
 	return r, nil
+}
+
+// overheadInputs are batch sequences of seq tokens: the first seq of each
+// of texts, or, for nil texts, random ids below vocab.
+func overheadInputs(texts [][]int32, batch, seq, vocab int) ([][]int32, error) {
+	rng := rand.New(rand.NewPCG(uint64(batch), uint64(seq)))
+	toks := make([][]int32, batch)
+	if texts != nil && len(texts) < batch {
+		return nil, fmt.Errorf("adaptrun: %d texts for a batch of %d", len(texts), batch)
+	}
+	for i := range toks {
+		if texts != nil {
+			if len(texts[i]) < seq {
+				return nil, fmt.Errorf("adaptrun: text %d has %d tokens, fewer than --seq %d", i, len(texts[i]), seq)
+			}
+			toks[i] = texts[i][:seq]
+			continue
+		}
+		toks[i] = make([]int32, seq)
+		for j := range toks[i] {
+			toks[i][j] = int32(rng.IntN(vocab))
+		}
+	}
+	return toks, nil
 }
 
 // adaptedRound is one round's adapted pass, timeAdapted's result: the
