@@ -58,6 +58,10 @@ type Overhead struct {
 	// order, so that a reader sees the spread behind the medians.
 	RoundOverheads    []float64 `json:"round_overheads"`
 	RoundCPUOverheads []float64 `json:"round_cpu_overheads,omitempty"`
+	// OverheadCI and CPUOverheadCI are 95% bootstrap intervals of the two
+	// medians over the rounds (MedianInterval; Mean is the median).
+	OverheadCI    Interval `json:"overhead_ci"`
+	CPUOverheadCI Interval `json:"cpu_overhead_ci"`
 	// PlanReadBytes and PlanWrittenBytes are what the adapted pass read
 	// back from the device and wrote to it beyond the plain pass (gpu.Counts;
 	// zero on a backend that does not count): the plan's host round trips,
@@ -185,9 +189,11 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	}
 	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
 	r.Overhead, r.RoundOverheads = pairedOverhead(base, adapted)
+	r.OverheadCI = MedianInterval(r.RoundOverheads, 10000, 1)
 	r.OverheadOfMedians = (r.AdaptedSeconds - r.BaseSeconds) / r.BaseSeconds
 	if r.CPUTimed = r.CPUTimed && !slices.Contains(cpuBase, 0); r.CPUTimed {
 		r.CPUOverhead, r.RoundCPUOverheads = pairedOverhead(cpuBase, cpuAdapted)
+		r.CPUOverheadCI = MedianInterval(r.RoundCPUOverheads, 10000, 1)
 	}
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target

@@ -105,6 +105,26 @@ func TestPairedOverhead(t *testing.T) {
 	}
 }
 
+// TestMedianInterval: the interval holds the median, lies within the
+// sample, collapses for a constant sample and is the same for the same
+// seed.
+func TestMedianInterval(t *testing.T) {
+	xs := []float64{0.03, 0.05, 0.04, 0.2, 0.035, 0.045, 0.5}
+	iv := MedianInterval(xs, 2000, 7)
+	if iv.Mean != 0.045 || iv.Lo > iv.Mean || iv.Hi < iv.Mean || iv.Lo < 0.03 || iv.Hi > 0.5 {
+		t.Errorf("interval %+v for %v", iv, xs)
+	}
+	if iv.Hi >= 0.5 {
+		t.Errorf("one outlier of seven moved the median's interval to it: %+v", iv)
+	}
+	if again := MedianInterval(xs, 2000, 7); again != iv {
+		t.Errorf("same seed, %+v then %+v", iv, again)
+	}
+	if c := MedianInterval([]float64{0.1, 0.1, 0.1}, 100, 1); c.Lo != 0.1 || c.Hi != 0.1 {
+		t.Errorf("a constant sample: %+v", c)
+	}
+}
+
 func TestMedian(t *testing.T) {
 	xs := []float64{3, 1, 2}
 	if median(xs) != 2 || median([]float64{4, 1, 3, 2}) != 2.5 || xs[0] != 3 {

@@ -55,6 +55,33 @@ func PairedBootstrap(a, b Scores, iters int, seed uint64) Interval {
 	return iv
 }
 
+// MedianInterval is the median of xs (in Interval.Mean) with a 95%
+// bootstrap interval: the 2.5th and 97.5th percentiles of the medians of
+// iters resamples of xs drawn with replacement (seeded). xs must not be
+// empty.
+func MedianInterval(xs []float64, iters int, seed uint64) Interval {
+	if len(xs) == 0 {
+		panic("adaptrun: MedianInterval of nothing")
+	}
+	iv := Interval{Mean: median(xs)}
+	iv.Lo, iv.Hi = iv.Mean, iv.Mean
+	if iters < 1 {
+		return iv
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x3ed1))
+	stats, re := make([]float64, iters), make([]float64, len(xs))
+	for it := range stats {
+		for i := range re {
+			re[i] = xs[rng.IntN(len(xs))]
+		}
+		stats[it] = median(re)
+	}
+	slices.Sort(stats)
+	iv.Lo = stats[int(0.025*float64(iters-1))]
+	iv.Hi = stats[int(math.Ceil(0.975*float64(iters-1)))]
+	return iv
+}
+
 // pooled averages a row's per-window losses over its seeds.
 func pooled(ss []Scores) Scores {
 	out := Scores{Loss: make([]float64, len(ss[0].Loss)), N: ss[0].N}

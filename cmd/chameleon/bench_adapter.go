@@ -54,9 +54,9 @@ func (b *bench) runAdapter() error {
 				where = "made inside the prefill"
 			}
 			b.log("%s, %d of %d adapted; ", r.Inputs, r.Adapted, batch)
-			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %.1f%% of the forward, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%%, the median of the rounds' ratios (%s the %.0f%% target; of the medians %+.1f%%%s); with the plan's own base pass first %.3fs, %+.1f%%\n",
+			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %.1f%% of the forward, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% [%+.1f%%, %+.1f%%], the median of the rounds' ratios and its 95%% interval (%s the %.0f%% target; of the medians %+.1f%%%s); with the plan's own base pass first %.3fs, %+.1f%%\n",
 				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, 100*r.PlanSeconds/r.BaseSeconds, where, r.HeadSeconds,
-				100*r.Overhead, verdict, 100*r.Target, 100*r.OverheadOfMedians, cpuNote(r), r.ApartSeconds, 100*r.ApartOverhead)
+				100*r.Overhead, 100*r.OverheadCI.Lo, 100*r.OverheadCI.Hi, verdict, 100*r.Target, 100*r.OverheadOfMedians, cpuNote(r), r.ApartSeconds, 100*r.ApartOverhead)
 			b.log("  rounds' overheads:%s; host transfers beyond the plain pass: %.2f MB read back, %.2f MB written\n",
 				percents(r.RoundOverheads), float64(r.PlanReadBytes)/1e6, float64(r.PlanWrittenBytes)/1e6)
 			if r.Staged {
@@ -83,7 +83,7 @@ func cpuNote(r adaptrun.Overhead) string {
 	if !r.CPUTimed {
 		return ""
 	}
-	return fmt.Sprintf(", by process CPU time %+.1f%%", 100*r.CPUOverhead)
+	return fmt.Sprintf(", by process CPU time %+.1f%% [%+.1f%%, %+.1f%%]", 100*r.CPUOverhead, 100*r.CPUOverheadCI.Lo, 100*r.CPUOverheadCI.Hi)
 }
 
 // overheadTexts are the test windows of an adapt bench windows file, the
