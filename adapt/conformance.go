@@ -29,6 +29,7 @@ func Conformance() []conformance.Case {
 		{Name: "CacheMix", Fn: confCacheMix},
 		{Name: "NeuralMix", Fn: confNeuralMix},
 		{Name: "SequenceSums", Fn: confSequenceSums},
+		{Name: "CrossEntropyPair", Fn: confCrossEntropyPair},
 	}
 }
 

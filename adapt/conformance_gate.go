@@ -84,3 +84,55 @@ func confSequenceSums(t conformance.T, p *conformance.Pair) {
 		p.Free(rows, lengths, dst)
 	}
 }
+
+// confCrossEntropyPair checks crossentropy_pair at both row workgroup
+// sizes: vocabularies that are not a multiple of four lanes' strides,
+// masked and out-of-range targets, an offset that must cancel, and the
+// self-check's size (2,048 rows of 4,096).
+func confCrossEntropyPair(t conformance.T, p *conformance.Pair) {
+	ro, gotOps := New(p.Ref), New(p.Got)
+	w, _ := p.Got.(*gpu.WebGPU)
+	wgs := []int{0}
+	if w != nil {
+		old := w.RowWG
+		defer func() { w.RowWG = old }()
+		wgs = []int{256, 8}
+	}
+	for _, wg := range wgs {
+		if w != nil {
+			w.RowWG = wg
+		}
+		for _, sh := range [][2]int{{1, 1}, {3, 5}, {9, 1031}, {6, 50257}, {2048, 4096}} {
+			m, v := sh[0], sh[1]
+			zs := p.Randn(m*v, 3)
+			for j := range zs[:v] {
+				zs[j] += 1000 // a large offset must cancel
+			}
+			tg := p.Ints(m, 0, v)
+			for r := range tg {
+				switch {
+				case r%5 == 3:
+					tg[r] = -1
+				case r%7 == 5:
+					tg[r] = int32(v)
+				}
+			}
+			z := p.Upload(t, gpu.F32, zs, m, v)
+			d := p.Upload(t, gpu.F32, p.Randn(m*v, 1), m, v)
+			tt := p.Upload(t, gpu.I32, tg, m)
+			base, adapted := p.Poisoned(t, gpu.F32, m), p.Poisoned(t, gpu.F32, m)
+			for _, x := range []struct {
+				o                            Ops
+				base, adapted, z, d, targets gpu.Tensor
+			}{{ro, base.Ref, adapted.Ref, z.Ref, d.Ref, tt.Ref}, {gotOps, base.Got, adapted.Got, z.Got, d.Got, tt.Got}} {
+				if err := x.o.CrossEntropyPair(x.base, x.adapted, x.z, x.d, x.targets); err != nil {
+					t.Fatalf("CrossEntropyPair: %v", err)
+				}
+			}
+			what := fmt.Sprintf("RowWG %d, %dx%d", wg, m, v)
+			p.Close(t, what+" base", base, 2e-5, 2e-6)
+			p.Close(t, what+" adapted", adapted, 2e-5, 2e-6)
+			p.Free(z, d, tt, base, adapted)
+		}
+	}
+}

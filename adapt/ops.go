@@ -84,6 +84,28 @@ type Ops interface {
 	// prefill's per-prompt sums of its final hidden rows, so that a plan
 	// reads back B x C values rather than every row.
 	SequenceSums(dst, rows, lengths gpu.Tensor)
+	// CrossEntropyPair: base (M) and adapted (M) are each row's
+	// cross-entropy against targets (M) I32 under logits z (M, V) and
+	// under z + d (d (M, V): an update's logits), from one read of both;
+	// a negative target gives 0, one >= V NaN, as Backend.CrossEntropy.
+	// It fails where z is larger than one storage binding.
+	CrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) error
+}
+
+// checkCrossEntropyPair validates CrossEntropyPair's operands (panics on
+// a mismatch) and returns M, V.
+func checkCrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) (int, int) {
+	s := z.Shape()
+	if len(s) != 2 {
+		panic(fmt.Sprintf("adapt: CrossEntropyPair: z has shape %v, want (M, V)", s))
+	}
+	m, v := s[0], s[1]
+	gpu.CheckShape("CrossEntropyPair", "z", z, gpu.F32, m, v)
+	gpu.CheckShape("CrossEntropyPair", "d", d, gpu.F32, m, v)
+	gpu.CheckShape("CrossEntropyPair", "targets", targets, gpu.I32, m)
+	gpu.CheckShape("CrossEntropyPair", "base", base, gpu.F32, m)
+	gpu.CheckShape("CrossEntropyPair", "adapted", adapted, gpu.F32, m)
+	return m, v
 }
 
 // checkSequenceSums validates SequenceSums's operands (panics on a

@@ -70,6 +70,13 @@ func (o *RefOps) SequenceSums(dst, rows, lengths gpu.Tensor) {
 	RefSequenceSums(o.rf(dst), o.rf(rows), o.ri(lengths), t, c)
 }
 
+// CrossEntropyPair implements Ops with the plain-Go reference.
+func (o *RefOps) CrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) error {
+	_, v := checkCrossEntropyPair(base, adapted, z, d, targets)
+	RefCrossEntropyPair(o.rf(base), o.rf(adapted), o.rf(z), o.rf(d), o.ri(targets), v)
+	return nil
+}
+
 // LogitsVariant implements Ops with the plain-Go reference.
 func (o *RefOps) LogitsVariant(m int, w gpu.Tensor) string {
 	return "reference"

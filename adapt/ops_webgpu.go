@@ -60,6 +60,26 @@ func (o *WebGPUOps) SequenceSums(dst, rows, lengths gpu.Tensor) {
 	w.Dispatch("seq_sums", []gpu.Tensor{rows, lengths}, []gpu.Tensor{dst}, gpu.Meta{b, t, c}, gx, gy, 1)
 }
 
+// CrossEntropyPair runs crossentropy_pair, a workgroup per row (its
+// 8-lane copy where the backend's RowWG is 8, as on CPU adapters).
+func (o *WebGPUOps) CrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) error {
+	m, v := checkCrossEntropyPair(base, adapted, z, d, targets)
+	w := o.WebGPU
+	if storageBytes(z) > w.Limits.MaxStorageBufferBindingSize {
+		return fmt.Errorf("adapt: CrossEntropyPair: %d x %d logits exceed one storage binding (%d bytes)", m, v, w.Limits.MaxStorageBufferBindingSize)
+	}
+	if m == 0 {
+		return nil
+	}
+	name := "crossentropy_pair"
+	if w.RowWG == 8 {
+		name += "_wg8"
+	}
+	gx, gy := w.Grid1(m)
+	w.Dispatch(name, []gpu.Tensor{z, d, targets}, []gpu.Tensor{base, adapted}, gpu.Meta{m, v}, gx, gy, 1)
+	return nil
+}
+
 // LogitsVariant is the variant Logits runs for M rows with weights w:
 // the fused kernel when the adapter's matmul family for M rows is the
 // register-blocked one (CPU adapters, M > 2) and w fits one storage

@@ -45,6 +45,7 @@ var WGVariants = []WGVariant{
 	{"logsoftmax", "logsoftmax_wg8", 8, row8Why},
 	{"crossentropy", "crossentropy_wg8", 8, row8Why},
 	{"crossentropy_backward", "crossentropy_backward_wg8", 8, row8Why},
+	{"crossentropy_pair", "crossentropy_pair_wg8", 8, row8Why},
 }
 
 const ln8Why = "one SIMD vector per row on lavapipe, where the barriers of a larger " +
