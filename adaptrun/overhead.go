@@ -187,6 +187,13 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 		r.FullCheckSeconds = median(full)
 		r.FullCheckOverhead = (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds
 	}
+	r.summarise(base, adapted, cpuBase, cpuAdapted)
+	return r, nil
+}
+
+// summarise fills r's overheads from the medians already in it and the
+// rounds' wall-clock and CPU times.
+func (r *Overhead) summarise(base, adapted, cpuBase, cpuAdapted []float64) {
 	r.HeadSeconds = r.AdaptedSeconds - r.PlanSeconds - r.BaseSeconds
 	r.Overhead, r.RoundOverheads = pairedOverhead(base, adapted)
 	r.OverheadCI = MedianInterval(r.RoundOverheads, 10000, 1)
@@ -197,7 +204,6 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	}
 	r.ApartOverhead = (r.ApartSeconds - r.BaseSeconds) / r.BaseSeconds
 	r.MeetsTarget = r.Overhead <= r.Target
-	return r, nil
 }
 
 // overheadInputs are batch sequences of seq tokens: the first seq of each
