@@ -127,8 +127,8 @@ fi
 if want overhead; then
 	# First the issue's figure: the shipped default as generate runs it,
 	# batch 32 x 256 on the adaptation domains' text (test windows joined
-	# to length; the gate and self-check at work). +3.9% [+3.2%, +5.2%] on
-	# lavapipe over 30 rounds (2026-12-06); a forward takes milliseconds on
+	# to length; the gate and self-check at work). +3.5% [+2.9%, +4.6%] on
+	# lavapipe over 31 rounds (2026-12-06); a forward takes milliseconds on
 	# a card, so 30 rounds cost little. The JSON has every round's ratio,
 	# the interval and the plan's host transfers.
 	timeout 180 $CH bench --adapter default --adapter-windows "${WINDOWS:-.gpu/windows.json.gz}" --batches 32 --seq 256 \
