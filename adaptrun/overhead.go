@@ -75,7 +75,8 @@ type Overhead struct {
 	MeetsTarget      bool    `json:"meets_target"`
 	// A staged self-check (adapt.CheckStages in the file): the adapted
 	// prefill again in the same rounds with the check in one stage
-	// (Runtime.FullCheck), and the rows each projected per pass.
+	// (Runtime.FullCheck; its overhead paired round by round as Overhead
+	// is), and the rows each projected per pass.
 	Staged            bool    `json:"staged,omitempty"`
 	FullCheckSeconds  float64 `json:"full_check_seconds,omitempty"`
 	FullCheckOverhead float64 `json:"full_check_overhead,omitempty"`
@@ -185,7 +186,7 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 	r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, r.ApartSeconds = median(base), median(adapted), median(plans), median(apart)
 	if r.Staged {
 		r.FullCheckSeconds = median(full)
-		r.FullCheckOverhead = (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds
+		r.FullCheckOverhead, _ = pairedOverhead(base, full)
 	}
 	r.summarise(base, adapted, cpuBase, cpuAdapted)
 	return r, nil

@@ -65,8 +65,10 @@ func TestMeasureOverheadStaged(t *testing.T) {
 	if !r.Staged || !r.PlanInPrefill || !(r.FullCheckSeconds > 0) || r.FullCheckRows == 0 || r.CheckRows >= r.FullCheckRows {
 		t.Fatalf("staged: %v in the prefill: %v, one stage %.3fs, rows %d staged against %d in one stage", r.Staged, r.PlanInPrefill, r.FullCheckSeconds, r.CheckRows, r.FullCheckRows)
 	}
-	if want := (r.FullCheckSeconds - r.BaseSeconds) / r.BaseSeconds; math.Abs(r.FullCheckOverhead-want) > 1e-12 {
-		t.Errorf("one-stage overhead %v, want %v", r.FullCheckOverhead, want)
+	// The one-stage overhead is paired round by round, as Overhead is
+	// (TestPairedOverhead checks the pairing): here only that it was taken.
+	if r.FullCheckOverhead <= -1 || math.IsNaN(r.FullCheckOverhead) || r.FullCheckOverhead == 0 {
+		t.Errorf("one-stage overhead %v", r.FullCheckOverhead)
 	}
 	r, err = MeasureOverhead(m, a, "one stage", texts, 8, 32, 2, 1, 0)
 	if err != nil || r.Staged || r.FullCheckRows != 0 {
