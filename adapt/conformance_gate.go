@@ -91,17 +91,7 @@ func confSequenceSums(t conformance.T, p *conformance.Pair) {
 // self-check's size (2,048 rows of 4,096).
 func confCrossEntropyPair(t conformance.T, p *conformance.Pair) {
 	ro, gotOps := New(p.Ref), New(p.Got)
-	w, _ := p.Got.(*gpu.WebGPU)
-	wgs := []int{0}
-	if w != nil {
-		old := w.RowWG
-		defer func() { w.RowWG = old }()
-		wgs = []int{256, 8}
-	}
-	for _, wg := range wgs {
-		if w != nil {
-			w.RowWG = wg
-		}
+	conformance.RowWGs(p, func() {
 		for _, sh := range [][2]int{{1, 1}, {3, 5}, {9, 1031}, {6, 50257}, {2048, 4096}} {
 			m, v := sh[0], sh[1]
 			zs := p.Randn(m*v, 3)
@@ -129,10 +119,13 @@ func confCrossEntropyPair(t conformance.T, p *conformance.Pair) {
 					t.Fatalf("CrossEntropyPair: %v", err)
 				}
 			}
-			what := fmt.Sprintf("RowWG %d, %dx%d", wg, m, v)
+			what := fmt.Sprintf("%s, %dx%d", p.Got.Name(), m, v)
+			if w, ok := p.Got.(*gpu.WebGPU); ok {
+				what = fmt.Sprintf("RowWG %d, %dx%d", w.RowWG, m, v)
+			}
 			p.Close(t, what+" base", base, 2e-5, 2e-6)
 			p.Close(t, what+" adapted", adapted, 2e-5, 2e-6)
 			p.Free(z, d, tt, base, adapted)
 		}
-	}
+	})
 }

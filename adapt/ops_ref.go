@@ -70,10 +70,19 @@ func (o *RefOps) SequenceSums(dst, rows, lengths gpu.Tensor) {
 	RefSequenceSums(o.rf(dst), o.rf(rows), o.ri(lengths), t, c)
 }
 
-// CrossEntropyPair implements Ops with the plain-Go reference.
+// CrossEntropyPair implements Ops with the plain-Go reference: the host
+// backend's CrossEntropy of z, and of z + d formed by its Add (the f32 sum
+// the kernel forms).
 func (o *RefOps) CrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) error {
-	_, v := checkCrossEntropyPair(base, adapted, z, d, targets)
-	RefCrossEntropyPair(o.rf(base), o.rf(adapted), o.rf(z), o.rf(d), o.ri(targets), v)
+	checkCrossEntropyPair(base, adapted, z, d, targets)
+	zd, err := o.Host.Alloc(gpu.F32, z.Shape()...)
+	if err != nil {
+		return err
+	}
+	defer o.Host.Free(zd)
+	o.Host.Add(zd, z, d)
+	o.Host.CrossEntropy(base, z, targets)
+	o.Host.CrossEntropy(adapted, zd, targets)
 	return nil
 }
 

@@ -71,12 +71,8 @@ func (o *WebGPUOps) CrossEntropyPair(base, adapted, z, d, targets gpu.Tensor) er
 	if m == 0 {
 		return nil
 	}
-	name := "crossentropy_pair"
-	if w.RowWG == 8 {
-		name += "_wg8"
-	}
 	gx, gy := w.Grid1(m)
-	w.Dispatch(name, []gpu.Tensor{z, d, targets}, []gpu.Tensor{base, adapted}, gpu.Meta{m, v}, gx, gy, 1)
+	w.Dispatch(w.RowKernel("crossentropy_pair"), []gpu.Tensor{z, d, targets}, []gpu.Tensor{base, adapted}, gpu.Meta{m, v}, gx, gy, 1)
 	return nil
 }
 

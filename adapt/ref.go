@@ -148,43 +148,6 @@ func RefSequenceSums(dst, rows []float32, lengths []int32, t, c int) {
 	}
 }
 
-// RefCrossEntropyPair is crossentropy_pair's reference: for rows of v
-// logits z and updates d, base[m] and adapted[m] are the cross-entropies
-// of z[m] and of z[m] + d[m] (the sum in float32, as the kernel adds)
-// against targets[m], the log-sum-exp in float64; a negative target gives
-// 0 and one >= v NaN, to both.
-func RefCrossEntropyPair(base, adapted, z, d []float32, targets []int32, v int) {
-	row := make([]float32, v)
-	for m, t := range targets {
-		switch {
-		case t < 0:
-			base[m], adapted[m] = 0, 0
-			continue
-		case int(t) >= v:
-			base[m], adapted[m] = float32(math.NaN()), float32(math.NaN())
-			continue
-		}
-		zr, dr := z[m*v:(m+1)*v], d[m*v:(m+1)*v]
-		for j := range row {
-			row[j] = zr[j] + dr[j]
-		}
-		base[m], adapted[m] = refCE(zr, int(t)), refCE(row, int(t))
-	}
-}
-
-// refCE is a row's cross-entropy against t: log-sum-exp in float64.
-func refCE(row []float32, t int) float32 {
-	mx := math.Inf(-1)
-	for _, x := range row {
-		mx = math.Max(mx, float64(x))
-	}
-	var s float64
-	for _, x := range row {
-		s += math.Exp(float64(x) - mx)
-	}
-	return float32(math.Log(s) - (float64(row[t]) - mx))
-}
-
 // RefCacheMix is cache_mix's reference: each element of dst (rows of v)
 // is log((1 - wo - wp) exp(lp) + wo q_own + wp q_pool) with row m's
 // parameters rp[6m:6m+6] (Ops.CacheMix), in float64.

@@ -45,19 +45,31 @@ type rowItems struct {
 // deviceItems is windowItems for a sequence s whose final hidden rows are
 // rows first.. of a device tensor: the rows' indices, not their values.
 func deviceItems(s []int32, first int, offs []int) (rowItems, error) {
+	offs, err := predictingOffsets(s, offs)
+	if err != nil {
+		return rowItems{}, err
+	}
+	it := rowItems{at: make([]int32, len(offs)), tg: make([]int32, len(offs))}
+	for j, o := range offs {
+		it.at[j], it.tg[j] = int32(first+o), s[o+1]
+	}
+	return it, nil
+}
+
+// predictingOffsets is offs (nil: every row of s that predicts a token,
+// 0..len(s)-2), refused where an offset predicts nothing in s.
+func predictingOffsets(s []int32, offs []int) ([]int, error) {
 	if offs == nil {
 		for o := 0; o+1 < len(s); o++ {
 			offs = append(offs, o)
 		}
 	}
-	it := rowItems{at: make([]int32, len(offs)), tg: make([]int32, len(offs))}
-	for j, o := range offs {
+	for _, o := range offs {
 		if o < 0 || o+1 >= len(s) {
-			return rowItems{}, fmt.Errorf("row %d predicts nothing in %d tokens", o, len(s))
+			return nil, fmt.Errorf("row %d predicts nothing in %d tokens", o, len(s))
 		}
-		it.at[j], it.tg[j] = int32(first+o), s[o+1]
 	}
-	return it, nil
+	return offs, nil
 }
 
 // rowBatch is the hidden rows a scorer projects: h (rows, C) on the host,
@@ -97,16 +109,12 @@ func windowItems(s []int32, rows []float32, offs []int, c int) (rowItems, error)
 	if len(rows) != len(s)*c {
 		return rowItems{}, fmt.Errorf("%d hidden values for %d tokens", len(rows), len(s))
 	}
-	if offs == nil {
-		for o := 0; o+1 < len(s); o++ {
-			offs = append(offs, o)
-		}
+	offs, err := predictingOffsets(s, offs)
+	if err != nil {
+		return rowItems{}, err
 	}
 	it := rowItems{h: make([]float32, 0, len(offs)*c), tg: make([]int32, len(offs))}
 	for j, o := range offs {
-		if o < 0 || o+1 >= len(s) {
-			return rowItems{}, fmt.Errorf("row %d predicts nothing in %d tokens", o, len(s))
-		}
 		it.h, it.tg[j] = append(it.h, rows[o*c:(o+1)*c]...), s[o+1]
 	}
 	return it, nil

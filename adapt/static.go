@@ -100,20 +100,10 @@ func uploadHost(b gpu.Backend, what string, i int, h, s model.HostTensor) (gpu.T
 // (V, R) matrix.
 func uploadBasisB(b gpu.Backend, a *Adapter) (gpu.Tensor, error) {
 	host := a.StaticPair()
-	if len(host) != 2 {
-		return nil, fmt.Errorf("adapt: a gated basis without its static pair")
+	if len(host) != 2 || len(host[1].Shape) != 3 || host[1].Shape[0] != 1 {
+		return nil, fmt.Errorf("adapt: a gated basis without a static pair whose B is (1, V, R)")
 	}
 	h := host[1]
-	if len(h.Shape) != 3 || h.Shape[0] != 1 || len(h.Data) != gpu.Numel(h.Shape) {
-		return nil, fmt.Errorf("adapt: gated basis B %q is %v with %d values, want (1, V, R)", h.Name, h.Shape, len(h.Data))
-	}
-	t, err := b.Alloc(gpu.F32, h.Shape[1], h.Shape[2])
-	if err != nil {
-		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
-	}
-	if err := b.Write(t, h.Data); err != nil {
-		b.Free(t)
-		return nil, fmt.Errorf("adapt: gated basis B: %w", err)
-	}
-	return t, nil
+	vr := model.HostTensor{Name: h.Name, Shape: h.Shape[1:], Data: h.Data}
+	return uploadHost(b, "gated basis", 1, vr, vr)
 }

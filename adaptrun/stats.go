@@ -49,9 +49,7 @@ func PairedBootstrap(a, b Scores, iters int, seed uint64) Interval {
 		}
 		stats[it] = d / math.Max(c, 1)
 	}
-	slices.Sort(stats)
-	iv.Lo = stats[int(0.025*float64(iters-1))]
-	iv.Hi = stats[int(math.Ceil(0.975*float64(iters-1)))]
+	iv.Lo, iv.Hi = percentiles95(stats)
 	return iv
 }
 
@@ -76,10 +74,15 @@ func MedianInterval(xs []float64, iters int, seed uint64) Interval {
 		}
 		stats[it] = median(re)
 	}
-	slices.Sort(stats)
-	iv.Lo = stats[int(0.025*float64(iters-1))]
-	iv.Hi = stats[int(math.Ceil(0.975*float64(iters-1)))]
+	iv.Lo, iv.Hi = percentiles95(stats)
 	return iv
+}
+
+// percentiles95 sorts stats and returns its 2.5th and 97.5th percentiles.
+func percentiles95(stats []float64) (lo, hi float64) {
+	slices.Sort(stats)
+	n := float64(len(stats) - 1)
+	return stats[int(0.025*n)], stats[int(math.Ceil(0.975*n))]
 }
 
 // pooled averages a row's per-window losses over its seeds.

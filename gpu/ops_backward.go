@@ -235,7 +235,7 @@ func (w *WebGPU) CrossEntropyBackward(dLogits, logits, targets Tensor, scale flo
 	src, out := w.rowChunks("CrossEntropyBackward", logits), w.rowChunks("CrossEntropyBackward", dLogits)
 	for i, ch := range src {
 		gx, gy := w.grid1(ch.n)
-		w.dispatch(w.rowKernel("crossentropy_backward"), 2, 1, []binding{ch.b, w.bind(targets), out[i].b},
+		w.dispatch(w.RowKernel("crossentropy_backward"), 2, 1, []binding{ch.b, w.bind(targets), out[i].b},
 			Meta{ch.n, v, ch.start, scale}, gx, gy, 1)
 	}
 }

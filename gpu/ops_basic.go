@@ -51,16 +51,16 @@ func (w *WebGPU) LayerNorm(dst, x, gamma, beta Tensor, eps float32) {
 	bs := []binding{w.bind(x), w.bind(gamma), w.bind(beta), w.bind(dst)}
 	if xt, ok := w.xTexFor(dst); ok {
 		// dst is a texture matmul's x: write its texture too (xtex.go).
-		w.dispatchTex(w.rowKernel("layernorm_xt"), 3, 1, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
+		w.dispatchTex(w.RowKernel("layernorm_xt"), 3, 1, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
 		w.xTexWritten(xt, dst)
 		return
 	}
-	w.dispatch(w.rowKernel("layernorm"), 3, 1, bs, Meta{m, c, eps}, gx, gy, 1)
+	w.dispatch(w.RowKernel("layernorm"), 3, 1, bs, Meta{m, c, eps}, gx, gy, 1)
 }
 
-// rowKernel names a row-reduction kernel for the adapter: name (256
+// RowKernel names a row-reduction kernel for the adapter: name (256
 // invocations per row) or name_wg8 (8), see WebGPU.RowWG.
-func (w *WebGPU) rowKernel(name string) string {
+func (w *WebGPU) RowKernel(name string) string {
 	if w.RowWG == 8 {
 		return name + "_wg8"
 	}
@@ -88,11 +88,11 @@ func (w *WebGPU) AddLayerNorm(sum, dst, a, b, gamma, beta Tensor, eps float32) {
 	bs := []binding{w.bind(a), w.bind(b), w.bind(gamma), w.bind(beta), w.bind(sum), w.bind(dst)}
 	if xt, ok := w.xTexFor(dst); ok {
 		// dst is a texture matmul's x: write its texture too (xtex.go).
-		w.dispatchTex(w.rowKernel("add_layernorm_xt"), 4, 2, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
+		w.dispatchTex(w.RowKernel("add_layernorm_xt"), 4, 2, bs, []texBinding{{xt.tex, true}}, Meta{m, c, eps, xt.rowsPer}, gx, gy, 1)
 		w.xTexWritten(xt, dst)
 		return
 	}
-	w.dispatch(w.rowKernel("add_layernorm"), 4, 2, bs, Meta{m, c, eps}, gx, gy, 1)
+	w.dispatch(w.RowKernel("add_layernorm"), 4, 2, bs, Meta{m, c, eps}, gx, gy, 1)
 }
 
 // rowChunk is a run of rows [start, start+n) of a matrix bound as one

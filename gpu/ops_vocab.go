@@ -37,7 +37,7 @@ func (w *WebGPU) LogSoftmax(dst, x Tensor) {
 	src, out := w.rowChunks("LogSoftmax", x), w.rowChunks("LogSoftmax", dst)
 	for i, ch := range src {
 		gx, gy := w.grid1(ch.n)
-		w.dispatch(w.rowKernel("logsoftmax"), 1, 1, []binding{ch.b, out[i].b}, Meta{ch.n, v}, gx, gy, 1)
+		w.dispatch(w.RowKernel("logsoftmax"), 1, 1, []binding{ch.b, out[i].b}, Meta{ch.n, v}, gx, gy, 1)
 	}
 }
 
@@ -52,7 +52,7 @@ func (w *WebGPU) CrossEntropy(dst, logits, targets Tensor) {
 	checkVocabRows("CrossEntropy", "dst", dst, F32, m)
 	for _, ch := range w.rowChunks("CrossEntropy", logits) {
 		gx, gy := w.grid1(ch.n)
-		w.dispatch(w.rowKernel("crossentropy"), 2, 1, []binding{ch.b, w.bind(targets), w.bind(dst)},
+		w.dispatch(w.RowKernel("crossentropy"), 2, 1, []binding{ch.b, w.bind(targets), w.bind(dst)},
 			Meta{ch.n, v, ch.start}, gx, gy, 1)
 	}
 }

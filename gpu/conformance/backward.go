@@ -175,7 +175,7 @@ func testMatMulBackward(t T, p *Pair) {
 }
 
 func testCrossEntropyBackward(t T, p *Pair) {
-	rowWGs(p, func() { testCrossEntropyBackwardOnce(t, p) })
+	RowWGs(p, func() { testCrossEntropyBackwardOnce(t, p) })
 }
 
 func testCrossEntropyBackwardOnce(t T, p *Pair) {

@@ -46,9 +46,9 @@ func testGELU(t T, p *Pair) {
 	}
 }
 
-// rowWGs runs f under each row-reduction workgroup size of the WebGPU
+// RowWGs runs f under each row-reduction workgroup size of the WebGPU
 // backend (once for the reference), restoring the adapter's own.
-func rowWGs(p *Pair, f func()) {
+func RowWGs(p *Pair, f func()) {
 	w, ok := p.Got.(*gpu.WebGPU)
 	if !ok {
 		f()
@@ -63,7 +63,7 @@ func rowWGs(p *Pair, f func()) {
 }
 
 func testLayerNorm(t T, p *Pair) {
-	rowWGs(p, func() { testLayerNormOnce(t, p) })
+	RowWGs(p, func() { testLayerNormOnce(t, p) })
 }
 
 // layerNormSizes are the (rows, C) the layer-norm tests run.
@@ -95,7 +95,7 @@ func testLayerNormOnce(t T, p *Pair) {
 // backend under test, against its own Add then LayerNorm bit for bit (the
 // model uses the fused op where it used the two).
 func testAddLayerNorm(t T, p *Pair) {
-	rowWGs(p, func() { testAddLayerNormOnce(t, p) })
+	RowWGs(p, func() { testAddLayerNormOnce(t, p) })
 }
 
 func testAddLayerNormOnce(t T, p *Pair) {

@@ -49,7 +49,7 @@ func filled[T any](n int, v T) []T {
 }
 
 func testLogSoftmax(t T, p *Pair) {
-	rowWGs(p, func() { testLogSoftmaxOnce(t, p) })
+	RowWGs(p, func() { testLogSoftmaxOnce(t, p) })
 }
 
 func testLogSoftmaxOnce(t T, p *Pair) {
@@ -66,7 +66,7 @@ func testLogSoftmaxOnce(t T, p *Pair) {
 }
 
 func testCrossEntropy(t T, p *Pair) {
-	rowWGs(p, func() { testCrossEntropyOnce(t, p) })
+	RowWGs(p, func() { testCrossEntropyOnce(t, p) })
 }
 
 func testCrossEntropyOnce(t T, p *Pair) {
