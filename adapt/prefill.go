@@ -51,13 +51,14 @@ func (r *Runtime) Prefill(seqs [][]int32, o PlanOptions) (*Prefill, error) {
 		return nil, err
 	}
 	pf := &Prefill{rt: r, seqs: seqs, o: o}
-	if r.plansInPrefill(seqs) && o.Tune.Steps == 0 {
+	inPrefill := r.plansInPrefill(seqs)
+	if inPrefill && o.Tune.Steps == 0 {
 		var err error
 		if pf.lens, err = r.lengths(seqs); err != nil {
 			return nil, err
 		}
 	}
-	if !r.plansInPrefill(seqs) {
+	if !inPrefill {
 		t0 := time.Now()
 		p, err := r.Plan(seqs, o)
 		if err != nil {
