@@ -234,7 +234,7 @@ func (r *Runtime) planFromResidual(seqs [][]int32, o PlanOptions, x gpu.Tensor, 
 	// together from the rows (Plan.checkScores).
 	pp := &promptPass{losses: make([][]float32, n)}
 	var err error
-	if o.Tune.Steps > 0 {
+	if o.Tune.Steps > 0 || r.rowsOnHost {
 		// Tuning reads the rows on the host.
 		err = r.hostRows(pp, seqs, x)
 	} else {

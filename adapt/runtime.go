@@ -54,6 +54,10 @@ type Runtime struct {
 	// (features, base loss, adapted loss) instead of basePass: for tests
 	// that compare the two.
 	noSharedPass bool
+	// rowsOnHost makes a plan made in the prefill read its prompts' rows
+	// back as a tuned plan does (hostRows), tuned or not: for tests that
+	// weigh the transfers the device path saves.
+	rowsOnHost bool
 	// centroidCheck is checkCentroids' plan of the training centroids
 	// (nil until the first online self-check; freed by Free).
 	centroidCheck *Plan
