@@ -78,6 +78,108 @@ func (p *PromptRows) Feed(rows []float32) error {
 	return nil
 }
 
+// FeedResidual feeds prs[b] (nil: a sequence nobody follows) the final
+// hidden rows of its next ns[b] positions, rows 0..ns[b]-1 of sequence b
+// of the residual stream x (B, T, C) of a chunked prefill step. The rows
+// stay on the device: each chunk's sum (Ops.SequenceSums) and the few rows
+// the self-check will read (the prompt's last keep, gathered with
+// Backend.Rows) come back, B x C values and at most keep rows a prompt
+// instead of Runtime.FinalRows' B x T x C. Feed is the host-side
+// equivalent; the sums differ from its row-by-row ones in rounding only.
+func (r *Runtime) FeedResidual(x gpu.Tensor, prs []*PromptRows, ns []int) error {
+	sh := x.Shape()
+	c := r.M.Cfg.NEmbd
+	if len(sh) != 3 || sh[2] != c || len(prs) != sh[0] || len(ns) != sh[0] {
+		return fmt.Errorf("adapt: FeedResidual: residual stream %v for %d prompts (%d counts) of width %d", sh, len(prs), len(ns), c)
+	}
+	bsz, tq := sh[0], sh[1]
+	lens := make([]int32, bsz)
+	var at []int32 // the rows to read: b*tq + t, in slot then position order
+	for b, p := range prs {
+		if p == nil || ns[b] == 0 {
+			continue
+		}
+		switch {
+		case ns[b] < 0 || ns[b] > tq:
+			return fmt.Errorf("adapt: FeedResidual: %d rows of sequence %d in a step of %d", ns[b], b, tq)
+		case p.c != c || p.fed+ns[b] > len(p.Prompt):
+			return fmt.Errorf("adapt: %d rows of %d values fed to a prompt of %d tokens at %d rows of %d", ns[b], c, len(p.Prompt), p.fed, p.c)
+		}
+		lens[b] = int32(ns[b])
+		for t := max(0, len(p.Prompt)-p.keep-p.fed); t < ns[b]; t++ {
+			at = append(at, int32(b*tq+t))
+		}
+	}
+	be := r.M.B
+	var free []gpu.Tensor
+	defer func() {
+		for _, t := range free {
+			be.Free(t)
+		}
+	}()
+	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
+		t, err := be.Alloc(dt, shape...)
+		if err == nil {
+			free = append(free, t)
+		}
+		return t, err
+	}
+	h, err := alloc(gpu.F32, bsz, tq, c)
+	if err != nil {
+		return err
+	}
+	lensT, err := alloc(gpu.I32, bsz)
+	if err != nil {
+		return err
+	}
+	if err := be.Write(lensT, lens); err != nil {
+		return err
+	}
+	sumsT, err := alloc(gpu.F32, bsz, c)
+	if err != nil {
+		return err
+	}
+	r.M.FinalNorm(h, x)
+	r.ops.SequenceSums(sumsT, h, lensT)
+	var tails []float32
+	if len(at) > 0 {
+		tailT, err := (rowBatch{src: h, at: at}).upload(be, alloc, len(at), c)
+		if err != nil {
+			return err
+		}
+		if tails, err = be.ReadF32(tailT); err != nil {
+			return err
+		}
+	}
+	sums, err := be.ReadF32(sumsT)
+	if err != nil {
+		return err
+	}
+	for b, p := range prs {
+		if lens[b] == 0 {
+			continue
+		}
+		n := len(p.Prompt) - p.keep - p.fed // rows of this chunk before the tail
+		k := max(0, ns[b]-max(0, n))
+		p.addChunk(sums[b*c:(b+1)*c], ns[b], tails[:k*c])
+		tails = tails[k*c:]
+	}
+	return nil
+}
+
+// addChunk is Feed from a chunk's n rows' sum and its last rows (those
+// the self-check reads, tail).
+func (p *PromptRows) addChunk(sum []float32, n int, tail []float32) {
+	for j, v := range sum {
+		p.sum[j] += v
+	}
+	p.fed += n
+	p.tail = append(p.tail, tail...)
+	if over := len(p.tail) - p.keep*p.c; over > 0 {
+		p.tail = append(p.tail[:0], p.tail[over:]...)
+	}
+}
+
 // AssignPrefilled is AssignCentroids for prompts whose every row has been
 // fed: each one's nearest training centroid from its hidden (and, for
 // FeatureBoth, embedding) features, -1 where the gate closes or the

@@ -33,6 +33,86 @@ func (p residualPass) Residual(x gpu.Tensor) error {
 	return err
 }
 
+// residualFeed is a model.Adapter that feeds a step's final hidden rows
+// to the prompts it follows on the device (Runtime.FeedResidual) and
+// leaves the logits to the base model.
+type residualFeed struct {
+	rt  *Runtime
+	prs []*PromptRows
+	ns  []int
+}
+
+func (r *residualFeed) Begin(_, _ []int32) (model.Pass, error) { return feedPass{r}, nil }
+
+type feedPass struct{ r *residualFeed }
+
+func (feedPass) Updates(model.Site) bool                         { return false }
+func (feedPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (feedPass) Logits(gpu.Tensor, gpu.Tensor) (bool, error)     { return false, nil }
+func (feedPass) End()                                            {}
+func (p feedPass) Residual(x gpu.Tensor) error {
+	return p.r.rt.FeedResidual(x, p.r.prs, p.r.ns)
+}
+
+// feedChunked prefills prompts chunk tokens a step, as a server's
+// scheduler does (a finished prompt feeds nothing), feeding every step's
+// rows to the prompts' PromptRows on the device, and returns their
+// AssignPrefilled clusters and the PromptRows. Where the backend counts transfers it checks
+// that the steps read back only the sums and the rows the self-check reads.
+func feedChunked(t *testing.T, rt *Runtime, prompts [][]int32, chunk int) ([]int, []*PromptRows) {
+	t.Helper()
+	m := rt.M
+	cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.FreeCache(cache)
+	feed := &residualFeed{rt: rt, prs: make([]*PromptRows, len(prompts)), ns: make([]int, len(prompts))}
+	for i, p := range prompts {
+		if feed.prs[i], err = rt.NewPromptRows(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter, counts := m.B.(gpu.Counter)
+	var c0 gpu.Counts
+	if counts {
+		c0 = counter.Counts()
+	}
+	steps := 0
+	for at := 0; ; at += chunk {
+		step := make([][]int32, len(prompts))
+		fed := false
+		for i, p := range prompts {
+			step[i] = p[min(at, len(p)):min(at+chunk, len(p))]
+			feed.ns[i], fed = len(step[i]), fed || len(step[i]) > 0
+		}
+		if !fed {
+			break
+		}
+		lg, err := m.ForwardAdapted(cache, step, true, feed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.B.Free(lg)
+		steps++
+	}
+	if counts {
+		// Each step's sums and each prompt's last keep rows, no more.
+		want := uint64(steps * len(prompts) * rtCfg.NEmbd * 4)
+		for _, p := range feed.prs {
+			want += uint64(p.keep * rtCfg.NEmbd * 4)
+		}
+		if read := counter.Counts().Sub(c0).ReadBytes; read != want {
+			t.Errorf("%s: the chunked prefill read back %d bytes, not %d (%d steps' sums and the checked rows)", m.B.Name(), read, want, steps)
+		}
+	}
+	got, err := rt.AssignPrefilled(feed.prs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got, feed.prs
+}
+
 // TestAssignPrefilled: prompts whose final hidden rows are fed a few at a
 // time (PromptRows) get from AssignPrefilled the clusters AssignCentroids
 // gives them with its own base pass: the nearest training centroid, and the
@@ -123,6 +203,15 @@ func TestAssignPrefilled(t *testing.T) {
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: assigned from the prefill %v, AssignCentroids %v", name, got, want)
+		}
+		got, dev := feedChunked(t, rt, prompts, 2)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: assigned from the prefill's device rows %v, AssignCentroids %v", name, got, want)
+		}
+		for i := range prs {
+			if d := maxDiff(dev[i].sum, prs[i].sum); d > 1e-3 || len(dev[i].tail) != len(prs[i].tail) || maxDiff(dev[i].tail, prs[i].tail) > 1e-4 {
+				t.Errorf("%s: prompt %d fed on the device: sum %.2g from the host's, %d tail values against %d", name, i, d, len(dev[i].tail), len(prs[i].tail))
+			}
 		}
 		// Misuse: rows past the prompt, a prompt not fed to its end.
 		if err := prs[1].Feed(make([]float32, c)); err == nil || !strings.Contains(err.Error(), "fed to a prompt") {

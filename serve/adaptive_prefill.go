@@ -111,21 +111,21 @@ func (a *Adaptive) assignInPrefill(tokens [][]int32, pend, cl []int) model.Adapt
 	}}
 }
 
-// feedPending is assignInPrefill's work on the residual stream x.
+// feedPending is assignInPrefill's work on the residual stream x: the
+// pending slots' rows stay on the device but for their sums and the rows
+// their self-check reads (adapt.Runtime.FeedResidual).
 func (a *Adaptive) feedPending(x gpu.Tensor, tokens [][]int32, pend, cl []int) error {
-	hs, err := a.RT.FinalRows(x)
-	if err != nil {
+	slots, ns := make([]*adapt.PromptRows, x.Shape()[0]), make([]int, x.Shape()[0])
+	for _, b := range pend {
+		slots[b], ns[b] = a.pre.rows[b], len(tokens[b])
+	}
+	if err := a.RT.FeedResidual(x, slots, ns); err != nil {
 		return err
 	}
-	tq, c := x.Shape()[1], a.M.Cfg.NEmbd
 	var done []int
 	var prs []*adapt.PromptRows
 	for _, b := range pend {
-		pr := a.pre.rows[b]
-		if err := pr.Feed(hs[b*tq*c : (b*tq+len(tokens[b]))*c]); err != nil {
-			return err
-		}
-		if pr.Done() {
+		if pr := a.pre.rows[b]; pr.Done() {
 			done, prs = append(done, b), append(prs, pr)
 		}
 	}
