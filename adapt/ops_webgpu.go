@@ -208,18 +208,13 @@ func (o *WebGPUOps) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Te
 		return o.lowRankBackwardOne(w, c, dF, duOut, dlogits, h, u, f, alpha)
 	}
 	order, offsets := ClusterOrder(cluster, m, f.K)
-	var tmp []gpu.Tensor
-	defer func() {
-		for _, t := range tmp {
-			w.Free(t)
-		}
-	}()
+	sc := gpu.Scratch{B: w}
+	defer sc.Free()
 	up := func(v []int32) (gpu.Tensor, error) {
-		t, err := w.Alloc(gpu.I32, max(len(v), 1))
+		t, err := sc.Alloc(gpu.I32, max(len(v), 1))
 		if err != nil {
 			return nil, err
 		}
-		tmp = append(tmp, t)
 		if len(v) == 0 {
 			v = []int32{0}
 		}
@@ -242,10 +237,9 @@ func (o *WebGPUOps) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Te
 	}
 	du := duOut
 	if du == nil {
-		if du, err = w.Alloc(gpu.F32, m, f.R); err != nil {
+		if du, err = sc.Alloc(gpu.F32, m, f.R); err != nil {
 			return fmt.Errorf("adapt: LowRankBackward: %w", err)
 		}
-		tmp = append(tmp, du)
 	}
 	gx, gy := w.Grid1(ceilDiv(f.K*f.V*f.R, 64))
 	w.Dispatch("lowrank_grad_b", []gpu.Tensor{dlogits, u, orderT, offT}, []gpu.Tensor{dF.B},
@@ -267,19 +261,9 @@ func (o *WebGPUOps) LowRankBackwardInput(dF Factors, duOut, dlogits, h, u gpu.Te
 // gradient is zero.
 func (o *WebGPUOps) lowRankBackwardOne(w *gpu.WebGPU, c int, dF Factors, duOut, dlogits, h, u gpu.Tensor, f Factors, alpha float32) error {
 	m, _ := rows(h)
-	var tmp []gpu.Tensor
-	defer func() {
-		for _, t := range tmp {
-			w.Free(t)
-		}
-	}()
-	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
-		t, err := w.Alloc(dt, shape...)
-		if err == nil {
-			tmp = append(tmp, t)
-		}
-		return t, err
-	}
+	sc := gpu.Scratch{B: w}
+	defer sc.Free()
+	alloc := sc.Alloc
 	bc, err := alloc(gpu.F32, f.V, f.R)
 	if err != nil {
 		return fmt.Errorf("adapt: LowRankBackward: %w", err)

@@ -111,19 +111,9 @@ func (r *Runtime) FeedResidual(x gpu.Tensor, prs []*PromptRows, ns []int) error 
 		}
 	}
 	be := r.M.B
-	var free []gpu.Tensor
-	defer func() {
-		for _, t := range free {
-			be.Free(t)
-		}
-	}()
-	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
-		t, err := be.Alloc(dt, shape...)
-		if err == nil {
-			free = append(free, t)
-		}
-		return t, err
-	}
+	sc := gpu.Scratch{B: be}
+	defer sc.Free()
+	alloc := sc.Alloc
 	h, err := alloc(gpu.F32, bsz, tq, c)
 	if err != nil {
 		return err

@@ -200,21 +200,15 @@ func (p *Plan) checkScores(idx []int, items []rowItems, src gpu.Tensor) ([][][]f
 		for r, k := range head {
 			cl[r] = int32(p.Cluster[index[k]])
 		}
-		var live []gpu.Tensor
-		defer func() {
-			for _, t := range live {
-				be.Free(t)
-			}
-		}()
+		sc := gpu.Scratch{B: be}
+		defer sc.Free()
 		var err error
 		alloc := func(dt gpu.DType, shape ...int) gpu.Tensor {
 			if err != nil {
 				return nil
 			}
-			t, e := be.Alloc(dt, shape...)
-			if err = e; e == nil {
-				live = append(live, t)
-			}
+			var t gpu.Tensor
+			t, err = sc.Alloc(dt, shape...)
 			return t
 		}
 		tgT, clT := alloc(gpu.I32, nr), alloc(gpu.I32, nr)
@@ -274,19 +268,9 @@ func (p *Plan) scoreHead(index []int, h rowBatch, tg, head []int32) ([]float32, 
 	m := p.rt.M
 	be := m.B
 	nr := len(tg)
-	var live []gpu.Tensor
-	defer func() {
-		for _, t := range live {
-			be.Free(t)
-		}
-	}()
-	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
-		t, err := be.Alloc(dt, shape...)
-		if err == nil {
-			live = append(live, t)
-		}
-		return t, err
-	}
+	sc := gpu.Scratch{B: be}
+	defer sc.Free()
+	alloc := sc.Alloc
 	hT, err := h.upload(be, alloc, nr, m.Cfg.NEmbd)
 	if err != nil {
 		return nil, err

@@ -21,19 +21,9 @@ func (s *Scheduler) sample(logits gpu.Tensor, rows []int) (ids []int32, lps [][]
 	}
 	be := s.m.Backend()
 	V := logits.Shape()[len(logits.Shape())-1]
-	var temps []gpu.Tensor
-	defer func() {
-		for _, t := range temps {
-			be.Free(t)
-		}
-	}()
-	alloc := func(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
-		t, err := be.Alloc(dt, shape...)
-		if err == nil {
-			temps = append(temps, t)
-		}
-		return t, err
-	}
+	sc := gpu.Scratch{B: be}
+	defer sc.Free()
+	alloc := sc.Alloc
 	// gather returns the rows of logits for slots, gathered unless they are
 	// every row in order.
 	gather := func(slots []int) (gpu.Tensor, error) {
