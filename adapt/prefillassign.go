@@ -70,13 +70,23 @@ func (p *PromptRows) Feed(rows []float32) error {
 			p.sum[j] += v
 		}
 	}
+	p.advance(n, rows)
+	return nil
+}
+
+// advance counts n more rows fed, the last of which are tail, and keeps
+// the last keep rows fed.
+func (p *PromptRows) advance(n int, tail []float32) {
 	p.fed += n
-	p.tail = append(p.tail, rows...)
+	p.tail = append(p.tail, tail...)
 	if over := len(p.tail) - p.keep*p.c; over > 0 {
 		p.tail = append(p.tail[:0], p.tail[over:]...)
 	}
-	return nil
 }
+
+// tailFrom is how many of the next rows fed come before the rows the
+// self-check reads (0: all of them are read).
+func (p *PromptRows) tailFrom() int { return max(0, len(p.Prompt)-p.keep-p.fed) }
 
 // FeedResidual feeds prs[b] (nil: a sequence nobody follows) the final
 // hidden rows of its next ns[b] positions, rows 0..ns[b]-1 of sequence b
@@ -106,26 +116,25 @@ func (r *Runtime) FeedResidual(x gpu.Tensor, prs []*PromptRows, ns []int) error 
 			return fmt.Errorf("adapt: %d rows of %d values fed to a prompt of %d tokens at %d rows of %d", ns[b], c, len(p.Prompt), p.fed, p.c)
 		}
 		lens[b] = int32(ns[b])
-		for t := max(0, len(p.Prompt)-p.keep-p.fed); t < ns[b]; t++ {
+		for t := p.tailFrom(); t < ns[b]; t++ {
 			at = append(at, int32(b*tq+t))
 		}
 	}
 	be := r.M.B
 	sc := gpu.Scratch{B: be}
 	defer sc.Free()
-	alloc := sc.Alloc
-	h, err := alloc(gpu.F32, bsz, tq, c)
+	h, err := sc.Alloc(gpu.F32, bsz, tq, c)
 	if err != nil {
 		return err
 	}
-	lensT, err := alloc(gpu.I32, bsz)
+	lensT, err := sc.Alloc(gpu.I32, bsz)
 	if err != nil {
 		return err
 	}
 	if err := be.Write(lensT, lens); err != nil {
 		return err
 	}
-	sumsT, err := alloc(gpu.F32, bsz, c)
+	sumsT, err := sc.Alloc(gpu.F32, bsz, c)
 	if err != nil {
 		return err
 	}
@@ -133,7 +142,7 @@ func (r *Runtime) FeedResidual(x gpu.Tensor, prs []*PromptRows, ns []int) error 
 	r.ops.SequenceSums(sumsT, h, lensT)
 	var tails []float32
 	if len(at) > 0 {
-		tailT, err := (rowBatch{src: h, at: at}).upload(be, alloc, len(at), c)
+		tailT, err := (rowBatch{src: h, at: at}).upload(be, sc.Alloc, len(at), c)
 		if err != nil {
 			return err
 		}
@@ -149,25 +158,14 @@ func (r *Runtime) FeedResidual(x gpu.Tensor, prs []*PromptRows, ns []int) error 
 		if lens[b] == 0 {
 			continue
 		}
-		n := len(p.Prompt) - p.keep - p.fed // rows of this chunk before the tail
-		k := max(0, ns[b]-max(0, n))
-		p.addChunk(sums[b*c:(b+1)*c], ns[b], tails[:k*c])
+		for j, v := range sums[b*c : (b+1)*c] {
+			p.sum[j] += v
+		}
+		k := max(0, ns[b]-p.tailFrom()) // rows of the chunk read back
+		p.advance(ns[b], tails[:k*c])
 		tails = tails[k*c:]
 	}
 	return nil
-}
-
-// addChunk is Feed from a chunk's n rows' sum and its last rows (those
-// the self-check reads, tail).
-func (p *PromptRows) addChunk(sum []float32, n int, tail []float32) {
-	for j, v := range sum {
-		p.sum[j] += v
-	}
-	p.fed += n
-	p.tail = append(p.tail, tail...)
-	if over := len(p.tail) - p.keep*p.c; over > 0 {
-		p.tail = append(p.tail[:0], p.tail[over:]...)
-	}
 }
 
 // AssignPrefilled is AssignCentroids for prompts whose every row has been
