@@ -86,10 +86,19 @@ func MatchedRank(pm Method, c, v int) int {
 // spends on its pair (8 ranks fewer) and its gate network.
 func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
 	if budget > 0 {
-		return Methods(r, f, nAdapt, budget)
+		ms := Methods(r, f, nAdapt, budget)
+		// hyper-basis keeps 8 ranks for its gate network, more than the
+		// network takes: hyper-basis-fit spends the budget whole, on the
+		// largest pair the same network leaves room for.
+		fit := ms["hyper-basis"]
+		for fit.Rank = budget; fit.Rank > 1 && fit.Params(c, v, 1) > budget*(c+v); fit.Rank-- {
+		}
+		fit.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, generated gates, hidden states)", fit.Rank)
+		ms["hyper-basis-fit"] = fit
+		return ms
 	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"

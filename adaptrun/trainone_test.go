@@ -81,4 +81,14 @@ func TestMatchedRank(t *testing.T) {
 	if lp, bp := lm.Params(256, 4096, 1), bm.Params(256, 4096, 1); bp > lp {
 		t.Fatalf("budget 68: basis %d parameters, more than the LoRA's %d", bp, lp)
 	}
+	// hyper-basis-fit: the largest pair whose basis stays within the
+	// LoRA's parameters (63 ranks and the same gate network: 292,735
+	// against 295,936).
+	fit := m["hyper-basis-fit"]
+	lp, fp := lm.Params(256, 4096, 1), fit.Params(256, 4096, 1)
+	one := fit
+	one.Rank++
+	if fit.Rank != 63 || fp > lp || one.Params(256, 4096, 1) <= lp || !fit.Basis || fit.Hidden[0] != bm.Hidden[0] {
+		t.Fatalf("budget 68: fitted basis rank %d with %d parameters (one rank more: %d) against the LoRA's %d", fit.Rank, fp, one.Params(256, 4096, 1), lp)
+	}
 }
