@@ -224,6 +224,36 @@ func TestAssignPrefilled(t *testing.T) {
 		if _, err := rt.AssignPrefilled([]*PromptRows{prs[0], part}); err == nil || !strings.Contains(err.Error(), "rows fed") {
 			t.Errorf("%s: a prompt not fed to its end: %v", name, err)
 		}
+		// FeedResidual's misuse: rows past the prompt, more rows than the
+		// step has, a stream of another width, counts for other slots.
+		x, err := m.B.Alloc(gpu.F32, 2, 3, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide, err := m.B.Alloc(gpu.F32, 2, 3, c+1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, bad := range []struct {
+			x   gpu.Tensor
+			prs []*PromptRows
+			ns  []int
+			msg string
+		}{
+			{x, []*PromptRows{prs[1], nil}, []int{1, 0}, "fed to a prompt"},
+			{x, []*PromptRows{part, nil}, []int{4, 0}, "in a step of 3"},
+			{wide, []*PromptRows{part, nil}, []int{1, 0}, "residual stream"},
+			{x, []*PromptRows{part}, []int{1}, "residual stream"},
+		} {
+			if err := rt.FeedResidual(bad.x, bad.prs, bad.ns); err == nil || !strings.Contains(err.Error(), bad.msg) {
+				t.Errorf("%s: FeedResidual %v with %d counts: %v, want %q", name, bad.x.Shape(), len(bad.ns), err, bad.msg)
+			}
+		}
+		if part.Fed() != 0 {
+			t.Errorf("%s: refused feeds fed %d rows", name, part.Fed())
+		}
+		m.B.Free(x)
+		m.B.Free(wide)
 	}
 	// Where the prefill cannot assign: embedding features, no centroids,
 	// an empty prompt.
