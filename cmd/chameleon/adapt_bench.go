@@ -116,6 +116,12 @@ func (o *adaptBenchOpts) run() error {
 			return fmt.Errorf("the windows have no %s split", split)
 		}
 	}
+	// The flags are checked before the base model's long pass over the
+	// windows.
+	cfg, known, err := o.config(s, len(splitDomains(w.Splits["train"])))
+	if err != nil {
+		return err
+	}
 	sets, err := prepareWithBar(s, w)
 	if err != nil {
 		return err
@@ -124,10 +130,6 @@ func (o *adaptBenchOpts) run() error {
 		if st != nil {
 			fmt.Fprintf(os.Stderr, "%s: %d windows (%s)\n", st.Name, len(st.Windows), strings.Join(st.Domains, " "))
 		}
-	}
-	cfg, known, err := o.config(s, len(sets.Train.Domains))
-	if err != nil {
-		return err
 	}
 	bar := newBar("training", "steps")
 	cfg.Progress = barProgress(bar, logProgress(os.Stderr, 30*time.Second))
@@ -152,6 +154,15 @@ func (o *adaptBenchOpts) run() error {
 		return err
 	}
 	return writeBenchReport(res, o.out)
+}
+
+// splitDomains is the distinct domains of ws.
+func splitDomains(ws []adaptrun.Window) map[string]bool {
+	ds := map[string]bool{}
+	for _, x := range ws {
+		ds[x.Domain] = true
+	}
+	return ds
 }
 
 // windows reads --windows or cuts them from the corpus, and writes them to
@@ -207,11 +218,11 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if !ok || pm.Kind != adaptrun.KindHyper {
 		return cfg, nil, fmt.Errorf("--primary %q: want auto or one of the hyper methods (%s)", o.primary, adaptrun.MethodNames)
 	}
-	matched := adaptrun.MatchedRank(pm, cfgC, cfgV)
 	if o.budget > 0 {
-		matched = o.budget
+		known = adaptrun.MatchedMethods(o.rank, o.features, nAdapt, cfgC, cfgV, o.budget)
+	} else {
+		known = adaptrun.Methods(o.rank, o.features, nAdapt, adaptrun.MatchedRank(pm, cfgC, cfgV))
 	}
-	known = adaptrun.Methods(o.rank, o.features, nAdapt, matched)
 	for _, n := range strings.Split(o.methods, ",") {
 		m, ok := known[strings.TrimSpace(n)]
 		if !ok {

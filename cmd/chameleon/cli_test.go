@@ -362,6 +362,14 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	// harm split, a uniform prior).
 	wf := filepath.Join(t.TempDir(), "w.json.gz")
 	mustRun(t, "", append([]string{"adapt", "bench", "--prepare-only", "--save-windows", wf, "--train", "2", "--val", "2", "--test", "4", "--harm", "2", "--fit", "2"}, win...)...)
+	// A method it does not know is refused before the base model's pass
+	// over the windows (which prints each split's windows); the fitted
+	// basis exists only under a budget.
+	for _, m := range []string{"nosuch", "hyper-basis-fit"} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(), "--methods", m); err == nil || !strings.Contains(stderr, "unknown method") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --methods %s: err %v, %q", m, err, stderr)
+		}
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {
