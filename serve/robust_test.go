@@ -199,7 +199,15 @@ func TestServeShutdown(t *testing.T) {
 				t.Errorf("request while shutting down: %d %s", r.Status, r.Body)
 			}
 			if !finish {
-				time.Sleep(deadline)
+				// Only once Shutdown has aborted: a permit given before
+				// (a loaded machine can run the test's sleep past the
+				// deadline's timer) let the loop start a second step,
+				// which waited for a permit forever.
+				select {
+				case <-s.Scheduler().abort:
+				case <-time.After(10 * time.Second):
+					t.Fatal("Shutdown did not abort 10 s after its deadline")
+				}
 				g.allow(1) // the step in flight completes
 			}
 			err := <-shut
