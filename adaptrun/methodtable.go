@@ -83,7 +83,8 @@ func MatchedRank(pm Method, c, v int) int {
 // bench` and `adapt train` both mean it. A budget above zero sets the
 // matched rank instead: the parameter budget, in ranks of a LoRA of the
 // output projection, that lora-matched spends whole and hyper-basis
-// spends on its pair (8 ranks fewer) and its gate network.
+// spends on its pair (8 ranks fewer) and its gate network; a budget also
+// adds hyper-basis-fit, the basis with the largest pair that fits.
 func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
 	if budget > 0 {
 		ms := Methods(r, f, nAdapt, budget)
