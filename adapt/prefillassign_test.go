@@ -9,50 +9,16 @@ import (
 	"github.com/chameleon-llm/chameleon/model"
 )
 
-// residualRows is a model.Adapter that keeps a forward's final hidden rows
-// (Runtime.FinalRows of its residual stream) and leaves the logits to the
-// base model.
-type residualRows struct {
-	rt   *Runtime
-	rows []float32
-	tq   int
-}
+// residualTap is a model.Adapter whose pass hands fn the residual stream
+// after the last block and leaves the logits to the base model.
+type residualTap func(x gpu.Tensor) error
 
-func (r *residualRows) Begin(_, _ []int32) (model.Pass, error) { return residualPass{r}, nil }
-
-type residualPass struct{ r *residualRows }
-
-func (residualPass) Updates(model.Site) bool                         { return false }
-func (residualPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
-func (residualPass) Logits(gpu.Tensor, gpu.Tensor) (bool, error)     { return false, nil }
-func (residualPass) End()                                            {}
-func (p residualPass) Residual(x gpu.Tensor) error {
-	var err error
-	p.r.tq = x.Shape()[1]
-	p.r.rows, err = p.r.rt.FinalRows(x)
-	return err
-}
-
-// residualFeed is a model.Adapter that feeds a step's final hidden rows
-// to the prompts it follows on the device (Runtime.FeedResidual) and
-// leaves the logits to the base model.
-type residualFeed struct {
-	rt  *Runtime
-	prs []*PromptRows
-	ns  []int
-}
-
-func (r *residualFeed) Begin(_, _ []int32) (model.Pass, error) { return feedPass{r}, nil }
-
-type feedPass struct{ r *residualFeed }
-
-func (feedPass) Updates(model.Site) bool                         { return false }
-func (feedPass) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
-func (feedPass) Logits(gpu.Tensor, gpu.Tensor) (bool, error)     { return false, nil }
-func (feedPass) End()                                            {}
-func (p feedPass) Residual(x gpu.Tensor) error {
-	return p.r.rt.FeedResidual(x, p.r.prs, p.r.ns)
-}
+func (f residualTap) Begin(_, _ []int32) (model.Pass, error)        { return f, nil }
+func (residualTap) Updates(model.Site) bool                         { return false }
+func (residualTap) Linear(model.Site, gpu.Tensor, gpu.Tensor) error { return nil }
+func (residualTap) Logits(gpu.Tensor, gpu.Tensor) (bool, error)     { return false, nil }
+func (residualTap) End()                                            {}
+func (f residualTap) Residual(x gpu.Tensor) error                   { return f(x) }
 
 // feedChunked prefills prompts chunk tokens a step, as a server's
 // scheduler does (a finished prompt feeds nothing), feeding every step's
@@ -67,9 +33,10 @@ func feedChunked(t *testing.T, rt *Runtime, prompts [][]int32, chunk int) ([]int
 		t.Fatal(err)
 	}
 	defer m.FreeCache(cache)
-	feed := &residualFeed{rt: rt, prs: make([]*PromptRows, len(prompts)), ns: make([]int, len(prompts))}
+	prs, ns := make([]*PromptRows, len(prompts)), make([]int, len(prompts))
+	feed := residualTap(func(x gpu.Tensor) error { return rt.FeedResidual(x, prs, ns) })
 	for i, p := range prompts {
-		if feed.prs[i], err = rt.NewPromptRows(p); err != nil {
+		if prs[i], err = rt.NewPromptRows(p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -84,7 +51,7 @@ func feedChunked(t *testing.T, rt *Runtime, prompts [][]int32, chunk int) ([]int
 		fed := false
 		for i, p := range prompts {
 			step[i] = p[min(at, len(p)):min(at+chunk, len(p))]
-			feed.ns[i], fed = len(step[i]), fed || len(step[i]) > 0
+			ns[i], fed = len(step[i]), fed || len(step[i]) > 0
 		}
 		if !fed {
 			break
@@ -99,18 +66,18 @@ func feedChunked(t *testing.T, rt *Runtime, prompts [][]int32, chunk int) ([]int
 	if counts {
 		// Each step's sums and each prompt's last keep rows, no more.
 		want := uint64(steps * len(prompts) * rtCfg.NEmbd * 4)
-		for _, p := range feed.prs {
+		for _, p := range prs {
 			want += uint64(p.keep * rtCfg.NEmbd * 4)
 		}
 		if read := counter.Counts().Sub(c0).ReadBytes; read != want {
 			t.Errorf("%s: the chunked prefill read back %d bytes, not %d (%d steps' sums and the checked rows)", m.B.Name(), read, want, steps)
 		}
 	}
-	got, err := rt.AssignPrefilled(feed.prs)
+	got, err := rt.AssignPrefilled(prs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return got, feed.prs
+	return got, prs
 }
 
 // TestAssignPrefilled: prompts whose final hidden rows are fed a few at a
@@ -175,7 +142,14 @@ func TestAssignPrefilled(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tap := &residualRows{rt: rt}
+		var rows []float32
+		tq := 0
+		tap := residualTap(func(x gpu.Tensor) error {
+			var err error
+			tq = x.Shape()[1]
+			rows, err = rt.FinalRows(x)
+			return err
+		})
 		lg, err := m.ForwardAdapted(cache, prompts, true, tap)
 		m.FreeCache(cache)
 		if err != nil {
@@ -187,7 +161,7 @@ func TestAssignPrefilled(t *testing.T) {
 			if prs[i], err = rt.NewPromptRows(p); err != nil {
 				t.Fatal(err)
 			}
-			rows := tap.rows[i*tap.tq*c : (i*tap.tq+len(p))*c]
+			rows := rows[i*tq*c : (i*tq+len(p))*c]
 			for at := 0; at < len(p); at += 2 { // chunks of 2 rows, as a server's prefill feeds them
 				if err := prs[i].Feed(rows[at*c : min(at+2, len(p))*c]); err != nil {
 					t.Fatal(err)
