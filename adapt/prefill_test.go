@@ -187,20 +187,8 @@ func TestPrefillReadsSums(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer pf.Free()
-		cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.FreeCache(cache)
 		rows, c0 := rt.CheckedRows(), counter.Counts()
-		lg, err := m.ForwardAdapted(cache, prompts, true, pf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer m.B.Free(lg)
-		if err := m.B.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		forwardLast(t, m, prompts, pf)
 		got, checked := counter.Counts().Sub(c0), rt.CheckedRows()-rows
 		if !pf.FromPrefill || checked == 0 {
 			t.Fatalf("%+v: plan in the prefill %v, %d rows self-checked: the test needs both", o, pf.FromPrefill, checked)
@@ -222,6 +210,26 @@ func TestPrefillReadsSums(t *testing.T) {
 	tuned := PlanOptions{Mode: ModeOnline, Tune: Tune{Steps: 1, LR: 0.1}}
 	if got, _ := moved(tuned, false); got.ReadBytes < rowBytes {
 		t.Errorf("%+v: tuning read back %d bytes, fewer than the rows' %d", tuned, got.ReadBytes, rowBytes)
+	}
+}
+
+// forwardLast runs prompts from an empty cache adapted by ad (e.g. a
+// Prefill, which makes its plan in this forward), the last positions'
+// logits only, and waits for the device; the logits are freed.
+func forwardLast(t *testing.T, m *model.Model, prompts [][]int32, ad model.Adapter) {
+	t.Helper()
+	cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.FreeCache(cache)
+	lg, err := m.ForwardAdapted(cache, prompts, true, ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.B.Free(lg)
+	if err := m.B.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -302,16 +310,7 @@ func TestSelfCheckLastTokens(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pf.Free()
-	cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.FreeCache(cache)
-	lg, err := m.ForwardAdapted(cache, prompts, true, pf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.B.Free(lg)
+	forwardLast(t, m, prompts, pf)
 	if !slices.Equal(pf.Plan().Cluster, want) {
 		t.Fatalf("the prefill's self-check %v, the last 3 predictions say %v", pf.Plan().Cluster, want)
 	}

@@ -122,16 +122,7 @@ func TestStagedSelfCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		lg, err := m.ForwardAdapted(cache, prompts, true, pf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.B.Free(lg)
-		m.FreeCache(cache)
+		forwardLast(t, m, prompts, pf)
 		if !slices.Equal(pf.Plan().Cluster, want) {
 			t.Fatalf("%s: the prefill's staged self-check %v, the rule by hand %v", name, pf.Plan().Cluster, want)
 		}
