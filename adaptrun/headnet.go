@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -128,6 +129,9 @@ type AdapterBatch struct {
 	// Gates (a gated basis, (K, R)): use these gates instead of the
 	// network's on Means (TunedLosses).
 	Gates []float32
+	// ZeroGates (a gated basis, K or nil): the clusters whose generated
+	// gates are held at zero in this step (Method.GateDrop).
+	ZeroGates []bool
 }
 
 // stepState holds one forward's device tensors for the backward.
@@ -145,6 +149,7 @@ type stepState struct {
 	masks   []gpu.Tensor
 	m, rows int // rows M, scored rows
 	cluster []int32
+	zero    []bool // AdapterBatch.ZeroGates
 }
 
 func (s *stepState) alloc(dt gpu.DType, shape ...int) (gpu.Tensor, error) {
@@ -245,6 +250,13 @@ func (n *AdapterNet) forward(bt AdapterBatch, rng *rand.Rand) (*stepState, error
 			x = a
 		}
 		if n.Meta.Basis {
+			if len(bt.ZeroGates) != 0 && len(bt.ZeroGates) != bt.K {
+				return fail(fmt.Errorf("adaptrun: %d zero-gate flags for %d clusters", len(bt.ZeroGates), bt.K))
+			}
+			s.zero = bt.ZeroGates
+			if err := s.zeroRows(s.packed); err != nil {
+				return fail(err)
+			}
 			if s.f, err = s.gateBasis(bt.K); err != nil {
 				return fail(err)
 			}
@@ -305,6 +317,27 @@ func (s *stepState) gateBasis(k int) (adapt.Factors, error) {
 	return adapt.Factors{Layout: l, A: gated, B: pf.B}, nil
 }
 
+// zeroRows zeroes the rows of the (K, R) gates, or of their gradient, of
+// the clusters s.zero names: a dropped cluster's gates are zero, and so
+// is the gradient the gate network gets from it. The tensor is small (K
+// clusters of R gates) and goes through the host.
+func (s *stepState) zeroRows(t gpu.Tensor) error {
+	if !slices.Contains(s.zero, true) {
+		return nil
+	}
+	v, err := s.n.B.ReadF32(t)
+	if err != nil {
+		return err
+	}
+	r := len(v) / len(s.zero)
+	for k, z := range s.zero {
+		if z {
+			clear(v[k*r : (k+1)*r])
+		}
+	}
+	return s.n.B.Write(t, v)
+}
+
 // basisBackward records a gated basis's gradients: B's and the gated
 // shrink's input gradient du by LowRankBackwardInput over every adapted row
 // as one cluster (B is shared), then A's and the gates' (dp, the
@@ -361,6 +394,9 @@ func (s *stepState) backward(cluster []int32) error {
 			return err
 		}
 		if err := s.basisBackward(dl, dp, cluster); err != nil {
+			return err
+		}
+		if err := s.zeroRows(dp); err != nil {
 			return err
 		}
 		return s.hyperBackward(dp)

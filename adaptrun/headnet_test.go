@@ -3,6 +3,7 @@ package adaptrun
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +16,8 @@ import (
 
 // TestAdapterGradientsFD checks the whole head-only adapter backward
 // (cross-entropy, the low-rank update, the hyper-network's layers and
-// ReLUs, a hybrid's static pair, a gated basis's pair and gates) against
+// ReLUs, a hybrid's static pair, a gated basis's pair and gates, with one
+// cluster's gates dropped too) against
 // central finite differences of the
 // mean loss, on the reference backend, with rows of several clusters and
 // unadapted rows.
@@ -34,16 +36,16 @@ func TestAdapterGradientsFD(t *testing.T) {
 		t.Fatal(err)
 	}
 	c, v := m.Cfg.NEmbd, m.Cfg.VocabSize
-	for _, kind := range []adapt.Kind{adapt.KindHyper, "hybrid", "basis", adapt.KindExperts} {
+	for _, kind := range []adapt.Kind{adapt.KindHyper, "hybrid", "basis", "basis-drop", adapt.KindExperts} {
 		var meta adapt.Meta
 		var host []model.HostTensor
 		switch kind {
 		case adapt.KindHyper:
 			meta = adapt.Meta{Kind: kind, Rank: 2, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
 			host = adapt.InitHyper(meta.Hyper(), 9) // non-zero B: every gradient is live
-		case "hybrid", "basis":
+		case "hybrid", "basis", "basis-drop":
 			meta = adapt.Meta{Kind: adapt.KindHyper, Rank: 2, StaticRank: 3, Alpha: 0.8, Hidden: []int{5, 4}, Base: base}
-			if kind == "basis" {
+			if kind != "hybrid" {
 				meta.Rank, meta.Basis = 3, true
 			}
 			host = adapt.InitHyper(meta.Hyper(), 9)
@@ -71,6 +73,9 @@ func TestAdapterGradientsFD(t *testing.T) {
 			g.Means[i] = float32(math.Sin(float64(i)))
 		}
 		bt := d.batch(g, 1)
+		if kind == "basis-drop" {
+			bt.ZeroGates = []bool{true, false, false}
+		}
 		scored := 0
 		for _, tg := range bt.Targets {
 			if tg >= 0 {
@@ -120,16 +125,72 @@ func TestAdapterGradientsFD(t *testing.T) {
 				}
 			}
 		}
-		if (kind == "hybrid" || kind == "basis") && !(staticFD > 1e-4) {
+		if kind != adapt.KindHyper && kind != adapt.KindExperts && !(staticFD > 1e-4) {
 			t.Errorf("%s: the static pair does not move the loss (largest finite difference %g)", kind, staticFD)
+		}
+		if kind == "basis-drop" {
+			checkGateDrop(t, n, bt)
 		}
 		n.Free()
 	}
 }
 
-// TestTrainWebGPU trains every head-only kind on WebGPU and on the
-// reference from the same windows: step losses and trained parameters
-// agree, and the hyper-network's training adapts (its loss falls).
+// checkGateDrop checks what dropping cluster 0's gates (bt.ZeroGates)
+// means: the loss is the loss of the network's gates given with cluster
+// 0's row zeroed, and cluster 0's mean feature no longer moves it while
+// cluster 2's (which has rows too) does.
+func checkGateDrop(t *testing.T, n *AdapterNet, bt AdapterBatch) {
+	t.Helper()
+	loss := func(bt AdapterBatch) float64 {
+		ls, err := n.Losses(bt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		scored := 0
+		for i, l := range ls {
+			if bt.Targets[i] >= 0 {
+				sum, scored = sum+float64(l), scored+1
+			}
+		}
+		return sum / float64(scored)
+	}
+	dropped := loss(bt)
+	s, err := n.forward(AdapterBatch{H: bt.H, Targets: bt.Targets, Cluster: bt.Cluster, K: bt.K, Means: bt.Means}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gates, err := n.B.ReadF32(s.packed)
+	s.free()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(gates, func(g float32) bool { return g != 0 }) {
+		t.Fatal("every generated gate is zero: dropping some proves nothing")
+	}
+	clear(gates[:len(gates)/bt.K])
+	given := bt
+	given.ZeroGates, given.Gates = nil, gates
+	if g := loss(given); math.Abs(g-dropped) > 1e-5 {
+		t.Errorf("loss with cluster 0's gates dropped %g, with them given as zero %g", dropped, g)
+	}
+	c := len(bt.Means) / bt.K
+	for _, k := range []int{0, 2} {
+		moved := bt
+		moved.Means = slices.Clone(bt.Means)
+		for j := k * c; j < (k+1)*c; j++ {
+			moved.Means[j] += 3
+		}
+		if got, want := math.Abs(loss(moved)-dropped) > 1e-6, k != 0; got != want {
+			t.Errorf("moving cluster %d's mean feature moves the loss: %v, want %v", k, got, want)
+		}
+	}
+}
+
+// TestTrainWebGPU trains every head-only kind (and a gated basis with
+// gate dropout) on WebGPU and on the reference from the same windows:
+// step losses and trained parameters agree, and the hyper-network's
+// training adapts (its loss falls).
 func TestTrainWebGPU(t *testing.T) {
 	w := gputest.Backend(t)
 	for _, meth := range []Method{
@@ -137,6 +198,8 @@ func TestTrainWebGPU(t *testing.T) {
 		{Name: "lora", Kind: KindLoRA, Rank: 3},
 		{Name: "experts", Kind: KindExperts, Rank: 3, Features: adapt.FeatureHidden},
 		{Name: "table", Kind: KindTable, Rank: 3, Features: adapt.FeatureEmbed, K: 3},
+		{Name: "basis-drop", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5, 4}, Recluster: true,
+			Basis: true, Mixed: true, GateDrop: 0.5},
 	} {
 		var losses [2][]float64
 		var params [2][]model.HostTensor

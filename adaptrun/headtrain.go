@@ -56,7 +56,14 @@ func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOp
 		tr.Sched = train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, n/10), Steps: n}
 		for _, gs := range stage {
 			for _, gi := range rng.Perm(len(gs)) {
-				loss, _, err := tr.Step(d.batch(gs[gi], 1))
+				bt := d.batch(gs[gi], 1)
+				if m.GateDrop > 0 {
+					bt.ZeroGates = make([]bool, bt.K)
+					for k := range bt.ZeroGates {
+						bt.ZeroGates[k] = dropout.Float64() < m.GateDrop
+					}
+				}
+				loss, _, err := tr.Step(bt)
 				if err != nil {
 					opt.Free()
 					return fmt.Errorf("adaptrun: %s: %w", m.Name, err)

@@ -62,6 +62,12 @@ type Method struct {
 	// frozen pair. What the gates add is then over a trained LoRA of the
 	// pair's rank.
 	Staged bool `json:"staged,omitempty"`
+	// GateDrop (a gated basis) is the chance that a cluster of a training
+	// step gets zero gates: its rows then train the static pair alone, as
+	// a LoRA's would, and the gate network learns nothing from them. The
+	// pair must be a good update by itself, and the gates learn what each
+	// cluster adds to it (a middle way between joint and Staged training).
+	GateDrop float64 `json:"gate_drop,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.

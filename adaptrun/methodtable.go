@@ -84,7 +84,8 @@ func MatchedRank(pm Method, c, v int) int {
 // matched rank instead: the parameter budget, in ranks of a LoRA of the
 // output projection, that lora-matched spends whole and hyper-basis
 // spends on its pair (8 ranks fewer) and its gate network; a budget also
-// adds hyper-basis-fit, the basis with the largest pair that fits.
+// adds hyper-basis-fit, the basis with the largest pair that fits, and
+// hyper-basis-drop, the same trained with gate dropout (Method.GateDrop).
 func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
 	if budget > 0 {
 		ms := Methods(r, f, nAdapt, budget)
@@ -96,10 +97,14 @@ func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method
 		}
 		fit.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, generated gates, hidden states)", fit.Rank)
 		ms["hyper-basis-fit"] = fit
+		drop := fit
+		drop.GateDrop = 0.5
+		drop.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, gate dropout %.1f, hidden states)", drop.Rank, drop.GateDrop)
+		ms["hyper-basis-drop"] = drop
 		return ms
 	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit and hyper-basis-drop (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
