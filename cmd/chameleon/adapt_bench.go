@@ -247,7 +247,7 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 }
 
 // budgetUsage is --budget's help, the same for adapt bench and adapt train.
-const budgetUsage = "parameter budget of lora-matched and hyper-basis, in ranks of a LoRA of the output projection (0: the head-only hyper-network's parameters at --rank)"
+const budgetUsage = "parameter budget of lora-matched and the gated bases (hyper-basis, hyper-basis-fit, hyper-basis-drop), in ranks of a LoRA of the output projection (0: the head-only hyper-network's parameters at --rank)"
 
 // barProgress reports adaptrun.Run's training steps on bar and, when
 // stderr is not a terminal, as plain lines.
