@@ -97,13 +97,18 @@ func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method
 		}
 		fit.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, generated gates, hidden states)", fit.Rank)
 		ms["hyper-basis-fit"] = fit
-		drop := fit
-		drop.GateDrop = 0.5
-		drop.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, gate dropout %.1f, hidden states)", drop.Rank, drop.GateDrop)
-		ms["hyper-basis-drop"] = drop
+		ms["hyper-basis-drop"] = fit.WithGateDrop(0.5)
 		return ms
 	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
+}
+
+// WithGateDrop is m, a gated basis with the whole budget, trained with
+// gate dropout p (Method.GateDrop) and named for it.
+func (m Method) WithGateDrop(p float64) Method {
+	m.GateDrop = p
+	m.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, gate dropout %g, hidden states)", m.Rank, p)
+	return m
 }
 
 // MethodNames lists Methods' names for help texts and errors.

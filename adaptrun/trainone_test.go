@@ -2,6 +2,7 @@ package adaptrun
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -90,5 +91,19 @@ func TestMatchedRank(t *testing.T) {
 	one.Rank++
 	if fit.Rank != 63 || fp > lp || one.Params(256, 4096, 1) <= lp || !fit.Basis || fit.Hidden[0] != bm.Hidden[0] {
 		t.Fatalf("budget 68: fitted basis rank %d with %d parameters (one rank more: %d) against the LoRA's %d", fit.Rank, fp, one.Params(256, 4096, 1), lp)
+	}
+}
+
+// TestWithGateDrop: hyper-basis-drop is the fitted basis with gate
+// dropout 0.5, and WithGateDrop changes the rate and the name together.
+func TestWithGateDrop(t *testing.T) {
+	ms := MatchedMethods(8, adapt.FeatureHidden, 6, 256, 4096, 68)
+	fit, drop := ms["hyper-basis-fit"], ms["hyper-basis-drop"]
+	if drop.GateDrop != 0.5 || fit.GateDrop != 0 || drop.Rank != fit.Rank || drop.Params(256, 4096, 1) != fit.Params(256, 4096, 1) {
+		t.Fatalf("hyper-basis-drop: gate dropout %g, rank %d; want 0.5 on hyper-basis-fit's rank %d", drop.GateDrop, drop.Rank, fit.Rank)
+	}
+	m := drop.WithGateDrop(0.2)
+	if m.GateDrop != 0.2 || !strings.Contains(m.Name, "gate dropout 0.2") || m.Name == drop.Name {
+		t.Errorf("WithGateDrop(0.2): %g, %q", m.GateDrop, m.Name)
 	}
 }

@@ -24,6 +24,7 @@ type adaptBenchOpts struct {
 	lrs, adaptDoms, heldDoms, pretrainDoms, features      string
 	t, prompt, rank, seeds, epochs, batch, bootstrap      int
 	budget                                                int
+	gateDrop                                              float64
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
 	seed                                                  uint64
@@ -87,6 +88,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
+	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
 	fl.IntVar(&o.bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
 	fl.StringVar(&o.fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
@@ -228,6 +230,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 		if !ok {
 			return cfg, nil, fmt.Errorf("--methods: unknown method %q (%s)", n, adaptrun.MethodNames)
 		}
+		if m, err = withGateDrop(m, o.gateDrop); err != nil {
+			return cfg, nil, err
+		}
 		cfg.Methods = append(cfg.Methods, m)
 	}
 	cfg.Primary = adaptrun.PrimaryAuto
@@ -245,6 +250,21 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	}
 	return cfg, known, nil
 }
+
+// withGateDrop gives a method with gate dropout the rate --gate-drop
+// asks for (0: its own), refusing a rate outside [0, 1).
+func withGateDrop(m adaptrun.Method, p float64) (adaptrun.Method, error) {
+	if !(p >= 0 && p < 1) {
+		return m, fmt.Errorf("--gate-drop %g: want 0 <= p < 1", p)
+	}
+	if p == 0 || m.GateDrop == 0 {
+		return m, nil
+	}
+	return m.WithGateDrop(p), nil
+}
+
+// gateDropUsage is --gate-drop's help, the same for adapt bench and adapt train.
+const gateDropUsage = "gate dropout of hyper-basis-drop: the chance that a cluster of a training step gets zero gates (0: the method's own, 0.5)"
 
 // budgetUsage is --budget's help, the same for adapt bench and adapt train.
 const budgetUsage = "parameter budget of lora-matched and the gated bases (hyper-basis, hyper-basis-fit, hyper-basis-drop), in ranks of a LoRA of the output projection (0: the head-only hyper-network's parameters at --rank)"

@@ -47,6 +47,7 @@ type adaptTrainOpts struct {
 	asJSON                                            bool
 	t, prompt, perDomain, fit, rank, epochs, batch    int
 	budget                                            int
+	gateDrop                                          float64
 	lr                                                float64
 	alpha                                             float32
 	seed                                              uint64
@@ -88,6 +89,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.IntVar(&o.fit, "fit", 100, "training windows per pretraining domain, for the gate's picture of the inputs the base model already serves (0: the gate keeps only its radius)")
 	fl.IntVar(&o.rank, "rank", 8, "rank of the update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
+	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (adapt bench chooses one per method on validation: 1e-3 for hyper-hidden, 3e-3 for hyper-basis and hyper-basis-fit at --budget 68)")
@@ -114,6 +116,9 @@ func (o *adaptTrainOpts) run() error {
 	m, ok := adaptrun.MatchedMethods(o.rank, o.features, len(d.Domains), s.m.Cfg.NEmbd, s.m.Cfg.VocabSize, o.budget)[o.method]
 	if !ok {
 		return fmt.Errorf("--method %q: want one of %s", o.method, adaptrun.MethodNames)
+	}
+	if m, err = withGateDrop(m, o.gateDrop); err != nil {
+		return err
 	}
 	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
 	tbar := newBar(o.method, "steps")

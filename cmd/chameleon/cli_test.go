@@ -370,6 +370,13 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench --methods %s: err %v, %q", m, err, stderr)
 		}
 	}
+	// So is a gate dropout that is no chance.
+	for _, p := range []string{"1", "-0.1", "NaN"} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(), "--budget", "4",
+			"--methods", "hyper-basis-drop", "--gate-drop", p); err == nil || !strings.Contains(stderr, "--gate-drop") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --gate-drop %s: err %v, %q", p, err, stderr)
+		}
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {
