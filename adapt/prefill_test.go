@@ -215,18 +215,11 @@ func TestPrefillReadsSums(t *testing.T) {
 
 // forwardLast runs prompts from an empty cache adapted by ad (e.g. a
 // Prefill, which makes its plan in this forward), the last positions'
-// logits only, and waits for the device; the logits are freed.
+// logits only, and waits for the device without reading them back (the
+// transfer counts stay the plan's); the logits are freed.
 func forwardLast(t *testing.T, m *model.Model, prompts [][]int32, ad model.Adapter) {
 	t.Helper()
-	cache, err := m.NewCache(len(prompts), rtCfg.NCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.FreeCache(cache)
-	lg, err := m.ForwardAdapted(cache, prompts, true, ad)
-	if err != nil {
-		t.Fatal(err)
-	}
+	lg := adaptedForward(t, m, prompts, true, ad)
 	defer m.B.Free(lg)
 	if err := m.B.Flush(); err != nil {
 		t.Fatal(err)

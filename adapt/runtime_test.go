@@ -184,15 +184,30 @@ func capture(t *testing.T, m *model.Model, prompts [][]int32) (h []float32, seq 
 // forwardWith is the logits of every position of prompts with head.
 func forwardWith(t *testing.T, m *model.Model, prompts [][]int32, head model.Adapter) []float32 {
 	t.Helper()
-	c, err := m.NewCache(len(prompts), m.Cfg.NCtx)
+	return readForward(t, m, prompts, false, head)
+}
+
+// adaptedForward runs seqs from an empty cache, one slot each, adapted by
+// ad, and returns the logits of every position or of the last ones only;
+// the caller frees them.
+func adaptedForward(t *testing.T, m *model.Model, seqs [][]int32, last bool, ad model.Adapter) gpu.Tensor {
+	t.Helper()
+	c, err := m.NewCache(len(seqs), m.Cfg.NCtx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer m.FreeCache(c)
-	lg, err := m.ForwardAdapted(c, prompts, false, head)
+	lg, err := m.ForwardAdapted(c, seqs, last, ad)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return lg
+}
+
+// readForward is adaptedForward's logits on the host.
+func readForward(t *testing.T, m *model.Model, seqs [][]int32, last bool, ad model.Adapter) []float32 {
+	t.Helper()
+	lg := adaptedForward(t, m, seqs, last, ad)
 	defer m.B.Free(lg)
 	out, err := m.B.ReadF32(lg)
 	if err != nil {

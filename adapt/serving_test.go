@@ -48,24 +48,11 @@ func servingRuntime(t *testing.T, k int) *Runtime {
 
 var servingSeqs = [][]int32{{1, 2, 3}, {50, 51}, {7}, {90, 91, 92, 93}, {1, 2, 4}}
 
-// logitsOf runs seqs through m with head, one cache slot each.
+// logitsOf runs seqs through m with head, one cache slot each: the
+// last positions' logits.
 func logitsOf(t *testing.T, m *model.Model, seqs [][]int32, head model.Adapter) []float32 {
 	t.Helper()
-	c, err := m.NewCache(len(seqs), m.Cfg.NCtx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.FreeCache(c)
-	lt, err := m.ForwardAdapted(c, seqs, true, head)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.B.Free(lt)
-	x, err := m.B.ReadF32(lt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return x
+	return readForward(t, m, seqs, true, head)
 }
 
 // The serving helpers give the same clusters and logits as Runtime.Plan:
