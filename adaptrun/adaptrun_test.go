@@ -410,3 +410,84 @@ func prepared(t *testing.T) (*model.Model, *Windows, Sets, adapt.Base) {
 	}
 	return m, w, sets, base
 }
+
+// TestSharedGate scores a LoRA and a hyper-network, each with features of
+// its own, behind one gate in a third feature space: every gated row is
+// there again, and window by window it keeps the base model exactly where
+// that gate (computed here from the windows alone) closes and its ungated
+// update's loss elsewhere, so the two methods' gated rows differ only in
+// their updates.
+func TestSharedGate(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	cfg := Config{
+		Methods: []Method{
+			{Name: "lora", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden},
+			{Name: "hyper", Kind: KindHyper, Rank: 2, Features: adapt.FeatureBoth, Hidden: []int{6}, Recluster: true},
+		},
+		LRs: []float64{3e-2}, Seeds: 1, Primary: "hyper", Bootstrap: 10,
+		Opts: TrainOpts{Batch: 4, Epochs: 3, Alpha: 1}, SharedGates: []string{adapt.FeatureEmbed},
+	}
+	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, _, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.SharedGate != "" {
+		t.Fatalf("the evaluator kept the shared gate %q after the run", e.SharedGate)
+	}
+	row := func(method, grouping, gate string) *Row {
+		t.Helper()
+		for i, r := range res.Rows {
+			if r.Method == method && r.Grouping == grouping && r.Gate == gate {
+				return &res.Rows[i]
+			}
+		}
+		t.Fatalf("no %s row %s behind gate %q", method, grouping, gate)
+		return nil
+	}
+	// The gate from the windows alone: k-means of each side at the batch's
+	// granularity, the radius around the adaptation side's centroids.
+	gc, err := gateCentroids(adapt.FeatureEmbed, sets.Train, sets.Fit, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := adapt.Gate{Radius: radius(gc[0], sets.Train.Feature(adapt.FeatureEmbed), GateQuantile), Adapt: gc[0], Pretrain: gc[1]}
+	closed := func(s *Set, i int) bool {
+		return g.Closed(gc[0], s.Feature(adapt.FeatureEmbed)[i*s.C:(i+1)*s.C])
+	}
+	bse := res.Rows[0]
+	nClosed := 0
+	for _, c := range []struct{ gated, ungated *Row }{
+		{row("lora", GroupStaticGated, adapt.FeatureEmbed), row("lora", GroupStatic, "")},
+		{row("hyper", GroupOnline, adapt.FeatureEmbed), row("hyper", GroupUngated, "")},
+	} {
+		if c.gated.Name == row(c.gated.Method, c.gated.Grouping, "").Name {
+			t.Errorf("%s: the shared gate's row has its own gate's name", c.gated.Name)
+		}
+		for _, x := range []struct {
+			s                  *Set
+			got, ungated, base Scores
+		}{{sets.Test, c.gated.Test[0], c.ungated.Test[0], bse.Test[0]}, {sets.Harm, c.gated.Harm[0], c.ungated.Harm[0], bse.Harm[0]}} {
+			for i, l := range x.got.Loss {
+				want := x.ungated.Loss[i]
+				if closed(x.s, i) {
+					want = x.base.Loss[i]
+					nClosed++
+				}
+				if l != want {
+					t.Fatalf("%s, %s window %d: loss %g, want %g (gate closed: %v)", c.gated.Name, x.s.Name, i, l, want, closed(x.s, i))
+				}
+			}
+		}
+	}
+	if nClosed == 0 {
+		t.Fatal("the shared gate closed no window: the test shows nothing")
+	}
+	for _, r := range []*Row{row("lora", GroupStaticChecked, adapt.FeatureEmbed), row("hyper", GroupChecked, adapt.FeatureEmbed)} {
+		for i, l := range r.Test[0].Loss {
+			if closed(sets.Test, i) && l != bse.Test[0].Loss[i] {
+				t.Fatalf("%s, window %d: the gate closed it, yet loss %g is not the base's %g", r.Name, i, l, bse.Test[0].Loss[i])
+			}
+		}
+	}
+}

@@ -31,6 +31,10 @@ type Config struct {
 	Progress func(what string, step, steps int, loss float64)
 	// Checkpoint, if set, gets the result so far after every method.
 	Checkpoint func(*Result)
+	// SharedGates adds, for each feature space named, every gated row of
+	// every method again behind the one gate all methods share in that
+	// space (Evaluator.SharedGate; Row.Gate names it).
+	SharedGates []string
 }
 
 // Row is one line of the benchmark: a trained method (or none) under one
@@ -50,6 +54,9 @@ type Row struct {
 	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
 	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
 	TrainSeconds  float64            `json:"train_seconds,omitempty"`
+	// Gate is the feature space of the shared gate the row was scored
+	// behind (Config.SharedGates); empty: the adapter's own gate.
+	Gate string `json:"gate,omitempty"`
 }
 
 // Result is everything the benchmark measured; Report turns it into
@@ -131,6 +138,16 @@ func groupings(m Method) []string {
 		return []string{GroupRouted}
 	}
 	return []string{GroupOnline, GroupUngated, GroupChecked, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+}
+
+// behindGate says whether grouping g puts a gate before the update (the
+// rows a shared gate replays).
+func behindGate(g string) bool {
+	switch g {
+	case GroupOnline, GroupChecked, GroupTuned, GroupStaticGated, GroupStaticChecked:
+		return true
+	}
+	return false
 }
 
 // harmApplies says whether a grouping can score windows of domains the
@@ -282,11 +299,28 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 		if m.Kind == KindHyper && best.Cents != nil {
 			bytes += int64(len(best.Cents.Data)) * 4
 		}
+		type variant struct{ g, gate string }
+		var variants []variant
 		for _, g := range gs {
+			variants = append(variants, variant{g, ""})
+		}
+		for _, gate := range cfg.SharedGates {
+			for _, g := range gs {
+				if behindGate(g) {
+					variants = append(variants, variant{g, gate})
+				}
+			}
+		}
+		for _, x := range variants {
+			g := x.g
+			e.SharedGate = x.gate
 			row := Row{Name: rowName(m, g), Method: m.Name, Kind: m.Kind, Grouping: g, Role: rowRole(m, g),
 				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, e.Base.Config.NLayer, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
-				LR: bestLR, LRVal: lrVal, TrainSeconds: secs}
-			if g == gs[0] {
+				LR: bestLR, LRVal: lrVal, TrainSeconds: secs, Gate: x.gate}
+			if x.gate != "" {
+				row.Name += fmt.Sprintf(", behind the gate every method shares (%s features)", x.gate)
+			}
+			if g == gs[0] && x.gate == "" {
 				row.Val = bestVal
 			} else {
 				e.Seed = 1
@@ -305,6 +339,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			res.Rows = append(res.Rows, row)
 			cfg.logf("%s: test %.4f nats/token (seed 1)\n", row.Name, row.Test[0].Mean(nil))
 		}
+		e.SharedGate = ""
 		for _, tr := range trs[1:] {
 			tr.free()
 		}

@@ -70,8 +70,44 @@ type Evaluator struct {
 	// Batch windows.
 	Train, Fit *Set
 	// Tune is GroupTuned's test-time training of a gated basis's gates.
-	Tune  Tune
-	gates map[string][2]*cluster.Centroids
+	Tune Tune
+	// SharedGate, when set, names the feature space (adapt.FeatureEmbed,
+	// FeatureHidden or FeatureBoth) of one gate that every adapter's gated
+	// rows share, whatever its own features: the radius is GateQuantile of
+	// the adaptation domains' training windows around their own centroids
+	// in that space (not the adapter's training centroids), and the
+	// pretraining half is as always in that space. Its decisions then
+	// depend on the windows alone, so two methods' gated rows differ only
+	// in their updates. Empty: each adapter's own gate (its features, its
+	// training centroids' radius). Needs Train and Fit.
+	SharedGate string
+	gates      map[string][2]*cluster.Centroids
+	radii      map[string]float64
+}
+
+// sharedGate is the gate of e.SharedGate: its adaptation-side centroids
+// (the radius is taken around them), radius and pretraining centroids.
+func (e *Evaluator) sharedGate() (adapt.Gate, error) {
+	kind := e.SharedGate
+	if e.Train == nil || e.Fit == nil {
+		return adapt.Gate{}, fmt.Errorf("adaptrun: a shared gate needs the adaptation and pretraining domains' training windows")
+	}
+	if _, err := adapt.FeatureDim(kind, e.Base.Config.NEmbd); err != nil {
+		return adapt.Gate{}, err
+	}
+	gc, err := e.gateCents(kind)
+	if err != nil {
+		return adapt.Gate{}, err
+	}
+	r, ok := e.radii[kind]
+	if !ok {
+		r = radius(gc[0], e.Train.Feature(kind), GateQuantile)
+		if e.radii == nil {
+			e.radii = map[string]float64{}
+		}
+		e.radii[kind] = r
+	}
+	return adapt.Gate{Radius: r, Adapt: gc[0], Pretrain: gc[1]}, nil
 }
 
 // gateCents returns the adaptation and pretraining centroids in the
@@ -279,16 +315,14 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 	// the pretraining domains' windows than the adaptation domains', keep
 	// the base model (not for the oracle, which knows the domain, nor
 	// online-ungated, nor a LoRA's plain static row).
-	if t != nil && t.Radius > 0 && grouping != GroupOracle && grouping != GroupUngated && grouping != GroupStatic {
-		f := s.Feature(t.M.Features)
-		dim := len(f) / n
-		gc, err := e.gateCents(t.M.Features)
+	if t != nil && (t.Radius > 0 || e.SharedGate != "") && grouping != GroupOracle && grouping != GroupUngated && grouping != GroupStatic {
+		closed, err := e.gateFor(t, s)
 		if err != nil {
 			return Scores{}, err
 		}
 		for gi := range gs {
 			for j, wi := range gs[gi].Members {
-				if gated(t, gc, f[wi*dim:(wi+1)*dim]) {
+				if closed(wi) {
 					gs[gi].Cluster[j] = -1
 				}
 			}
@@ -377,6 +411,27 @@ func finiteScores(s Scores, grouping string) error {
 		}
 	}
 	return nil
+}
+
+// gateFor returns whether t's gate (or the shared gate, e.SharedGate)
+// keeps window i of s at the base model.
+func (e *Evaluator) gateFor(t *Trained, s *Set) (func(i int) bool, error) {
+	if e.SharedGate != "" {
+		g, err := e.sharedGate()
+		if err != nil {
+			return nil, err
+		}
+		f := s.Feature(e.SharedGate)
+		dim := g.Adapt.C
+		return func(i int) bool { return g.Closed(g.Adapt, f[i*dim:(i+1)*dim]) }, nil
+	}
+	f := s.Feature(t.M.Features)
+	dim := len(f) / len(s.Windows)
+	gc, err := e.gateCents(t.M.Features)
+	if err != nil {
+		return nil, err
+	}
+	return func(i int) bool { return gated(t, gc, f[i*dim:(i+1)*dim]) }, nil
 }
 
 // gated says whether feature x keeps the base model: it lies farther from

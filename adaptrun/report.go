@@ -79,7 +79,7 @@ func (r *Result) primary() string {
 	}
 	p, bv := "", math.Inf(1)
 	for _, x := range r.Rows {
-		if x.Kind == KindHyper && x.Grouping == GroupOnline && x.Val < bv {
+		if x.Kind == KindHyper && x.Grouping == GroupOnline && x.Gate == "" && x.Val < bv {
 			p, bv = x.Method, x.Val
 		}
 	}
@@ -92,7 +92,7 @@ func (r *Result) Summarise() Summary {
 	bi := find(r.Rows, func(x Row) bool { return x.Role == RoleBase })
 	oi := find(r.Rows, func(x Row) bool { return x.Role == RoleOracle })
 	primary := r.primary()
-	pi := find(r.Rows, func(x Row) bool { return x.Method == primary && x.Grouping == GroupOnline })
+	pi := find(r.Rows, func(x Row) bool { return x.Method == primary && x.Grouping == GroupOnline && x.Gate == "" })
 	best, bestVal := -1, math.Inf(1)
 	for i, x := range r.Rows {
 		if x.Role == RoleBaseline && x.Val < bestVal {
@@ -224,7 +224,7 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 		out = append(out, fmt.Sprintf("clustered or online batches beat random batches: %s (clustered - random %+.4f [%.4f, %.4f], online - random %+.4f [%.4f, %.4f] nats/token)",
 			mark(pr.Hi < 0 || po.Hi < 0), pr.Mean, pr.Lo, pr.Hi, po.Mean, po.Lo, po.Hi))
 	}
-	if ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupChecked }); ci >= 0 && len(s.Rows[ci].HarmRolePct) == 2 {
+	if ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupChecked && x.Gate == "" }); ci >= 0 && len(s.Rows[ci].HarmRolePct) == 2 {
 		c := s.Rows[ci]
 		out = append(out, fmt.Sprintf("with the self-check: %.0f%% of the gap; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
 			100*c.GapClosed, mark(c.HarmRolePct[0] <= 0.5), c.HarmRolePct[0], mark(c.HarmRolePct[1] <= 0.5), c.HarmRolePct[1]))

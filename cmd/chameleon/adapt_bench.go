@@ -25,6 +25,7 @@ type adaptBenchOpts struct {
 	t, prompt, rank, seeds, epochs, batch, bootstrap      int
 	budget                                                int
 	gateDrop                                              float64
+	sharedGates                                           string
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
 	seed                                                  uint64
@@ -89,6 +90,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
+	fl.StringVar(&o.sharedGates, "shared-gates", "", "also score every gated row behind one gate all methods share, for each feature space named (embed, hidden, embed+hidden; comma-separated): its radius around the adaptation domains' own training centroids, not an adapter's, so that the gated rows of two methods differ only in their updates")
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
 	fl.IntVar(&o.bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
 	fl.StringVar(&o.fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
@@ -234,6 +236,15 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 			return cfg, nil, err
 		}
 		cfg.Methods = append(cfg.Methods, m)
+	}
+	if o.sharedGates != "" {
+		for _, k := range strings.Split(o.sharedGates, ",") {
+			k = strings.TrimSpace(k)
+			if _, err := adapt.FeatureDim(k, cfgC); err != nil || k == "" {
+				return cfg, nil, fmt.Errorf("--shared-gates: feature space %q: want embed, hidden or embed+hidden", k)
+			}
+			cfg.SharedGates = append(cfg.SharedGates, k)
+		}
 	}
 	cfg.Primary = adaptrun.PrimaryAuto
 	if o.primary != adaptrun.PrimaryAuto {

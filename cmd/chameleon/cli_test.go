@@ -377,6 +377,13 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench --gate-drop %s: err %v, %q", p, err, stderr)
 		}
 	}
+	// And a shared gate in a feature space that does not exist.
+	for _, g := range []string{"tokens", "hidden,"} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
+			"--methods", "lora", "--shared-gates", g); err == nil || !strings.Contains(stderr, "--shared-gates") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --shared-gates %q: err %v, %q", g, err, stderr)
+		}
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {

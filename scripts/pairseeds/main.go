@@ -5,7 +5,9 @@
 // seeds' intervals lie below zero. Where the two results ran different
 // numbers of seeds, the seeds both have are compared. Rows are picked by
 // grouping (e.g. online-checked, static-checked) among the rows of trained
-// methods.
+// methods; GROUPING@FEATURES picks the row behind the gate every method
+// shares in that feature space (adapt bench --shared-gates), e.g.
+// online-checked@hidden.
 //
 //	go run ./scripts/pairseeds A.json.gz GROUPING_A B.json.gz GROUPING_B
 package main
@@ -13,6 +15,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
@@ -41,14 +44,18 @@ func pick(f, g string) (adaptrun.Row, error) {
 	if err != nil {
 		return adaptrun.Row{}, err
 	}
+	gate := ""
+	if i := strings.Index(g, "@"); i >= 0 {
+		g, gate = g[:i], g[i+1:]
+	}
 	var found []adaptrun.Row
 	for _, r := range res.Rows {
-		if r.Method != "" && r.Grouping == g {
+		if r.Method != "" && r.Grouping == g && r.Gate == gate {
 			found = append(found, r)
 		}
 	}
 	if len(found) != 1 {
-		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
+		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q behind gate %q, want one", f, len(found), g, gate)
 	}
 	return found[0], nil
 }
