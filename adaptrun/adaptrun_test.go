@@ -491,3 +491,23 @@ func TestSharedGate(t *testing.T) {
 		}
 	}
 }
+
+// TestRowMatches: GROUPING picks the row behind its own gate only,
+// GROUPING@FEATURES the row behind that shared gate only.
+func TestRowMatches(t *testing.T) {
+	own := Row{Grouping: GroupChecked}
+	shared := Row{Grouping: GroupChecked, Gate: adapt.FeatureHidden}
+	for _, c := range []struct {
+		r    Row
+		spec string
+		want bool
+	}{
+		{own, "online-checked", true}, {own, "online-checked@hidden", false},
+		{shared, "online-checked", false}, {shared, "online-checked@hidden", true},
+		{shared, "online-checked@embed", false}, {shared, "online@hidden", false},
+	} {
+		if got := c.r.Matches(c.spec); got != c.want {
+			t.Errorf("row %s behind %q matches %q: %v, want %v", c.r.Grouping, c.r.Gate, c.spec, got, c.want)
+		}
+	}
+}

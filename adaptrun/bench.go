@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/chameleon-llm/chameleon/model"
@@ -138,6 +139,15 @@ func groupings(m Method) []string {
 		return []string{GroupRouted}
 	}
 	return []string{GroupOnline, GroupUngated, GroupChecked, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+}
+
+// Matches says whether r is the row of grouping spec: GROUPING for the
+// row behind its adapter's own gate (or none), GROUPING@FEATURES for the
+// row behind the gate every method shares in that feature space
+// (Config.SharedGates), e.g. online-checked@hidden.
+func (r Row) Matches(spec string) bool {
+	g, gate, _ := strings.Cut(spec, "@")
+	return r.Grouping == g && r.Gate == gate
 }
 
 // behindGate says whether grouping g puts a gate before the update (the

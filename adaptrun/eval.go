@@ -82,13 +82,17 @@ type Evaluator struct {
 	// training centroids' radius). Needs Train and Fit.
 	SharedGate string
 	gates      map[string][2]*cluster.Centroids
-	radii      map[string]float64
+	shared     map[string]adapt.Gate // SharedGate's gate by feature space
 }
 
 // sharedGate is the gate of e.SharedGate: its adaptation-side centroids
-// (the radius is taken around them), radius and pretraining centroids.
+// (the radius is taken around them), radius and pretraining centroids,
+// made once per feature space.
 func (e *Evaluator) sharedGate() (adapt.Gate, error) {
 	kind := e.SharedGate
+	if g, ok := e.shared[kind]; ok {
+		return g, nil
+	}
 	if e.Train == nil || e.Fit == nil {
 		return adapt.Gate{}, fmt.Errorf("adaptrun: a shared gate needs the adaptation and pretraining domains' training windows")
 	}
@@ -99,15 +103,12 @@ func (e *Evaluator) sharedGate() (adapt.Gate, error) {
 	if err != nil {
 		return adapt.Gate{}, err
 	}
-	r, ok := e.radii[kind]
-	if !ok {
-		r = radius(gc[0], e.Train.Feature(kind), GateQuantile)
-		if e.radii == nil {
-			e.radii = map[string]float64{}
-		}
-		e.radii[kind] = r
+	g := adapt.Gate{Radius: radius(gc[0], e.Train.Feature(kind), GateQuantile), Adapt: gc[0], Pretrain: gc[1]}
+	if e.shared == nil {
+		e.shared = map[string]adapt.Gate{}
 	}
-	return adapt.Gate{Radius: r, Adapt: gc[0], Pretrain: gc[1]}, nil
+	e.shared[kind] = g
+	return g, nil
 }
 
 // gateCents returns the adaptation and pretraining centroids in the

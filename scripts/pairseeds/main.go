@@ -15,7 +15,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
@@ -44,18 +43,14 @@ func pick(f, g string) (adaptrun.Row, error) {
 	if err != nil {
 		return adaptrun.Row{}, err
 	}
-	gate := ""
-	if i := strings.Index(g, "@"); i >= 0 {
-		g, gate = g[:i], g[i+1:]
-	}
 	var found []adaptrun.Row
 	for _, r := range res.Rows {
-		if r.Method != "" && r.Grouping == g && r.Gate == gate {
+		if r.Method != "" && r.Matches(g) {
 			found = append(found, r)
 		}
 	}
 	if len(found) != 1 {
-		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q behind gate %q, want one", f, len(found), g, gate)
+		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
 	}
 	return found[0], nil
 }

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"strings"
 
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
@@ -56,9 +55,9 @@ func load(f, served, ungated string) (side, error) {
 		switch {
 		case r.Role == adaptrun.RoleBase:
 			s.base, ok[0] = r.Test[0], true
-		case r.Method != "" && matches(r, served):
+		case r.Method != "" && r.Matches(served):
 			s.served, ok[1] = r, true
-		case r.Method != "" && matches(r, ungated):
+		case r.Method != "" && r.Matches(ungated):
 			s.ungated, ok[2] = r, true
 		}
 	}
@@ -66,16 +65,6 @@ func load(f, served, ungated string) (side, error) {
 		return s, fmt.Errorf("%s: no base row, or no trained row of grouping %q or %q", f, served, ungated)
 	}
 	return s, nil
-}
-
-// matches says whether r is the row of grouping g (GROUPING@FEATURES: behind
-// that shared gate).
-func matches(r adaptrun.Row, g string) bool {
-	gate := ""
-	if i := strings.Index(g, "@"); i >= 0 {
-		g, gate = g[:i], g[i+1:]
-	}
-	return r.Grouping == g && r.Gate == gate
 }
 
 func run(args []string) error {
