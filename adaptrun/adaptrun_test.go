@@ -1,6 +1,7 @@
 package adaptrun
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -509,5 +510,70 @@ func TestRowMatches(t *testing.T) {
 		if got := c.r.Matches(c.spec); got != c.want {
 			t.Errorf("row %s behind %q matches %q: %v, want %v", c.r.Grouping, c.r.Gate, c.spec, got, c.want)
 		}
+	}
+}
+
+// TestEpochGrid chooses the epochs with the rate on validation: the row
+// names the pair of least validation loss, its first seed's validation is
+// that of a LoRA trained here at those epochs, and its second seed is the
+// LoRA trained at the chosen epochs, not at the others.
+func TestEpochGrid(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	lora := Method{Name: "lora", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden}
+	grid := []int{1, 4}
+	cfg := Config{Methods: []Method{lora}, LRs: []float64{1e-2, 3e-2}, EpochGrid: grid, Seeds: 2, Primary: "hyper", Bootstrap: 10,
+		Opts: TrainOpts{Batch: 4, Epochs: 1, Alpha: 1}}
+	tb := m.B.(gpu.TrainBackend)
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, _, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Rows[find(res.Rows, func(x Row) bool { return x.Method == "lora" && x.Grouping == GroupStatic })]
+	if len(r.LRVal) != 4 {
+		t.Fatalf("validation at %d grid points, want 4: %v", len(r.LRVal), r.LRVal)
+	}
+	bestKey := ""
+	for k, v := range r.LRVal {
+		if bestKey == "" || v < r.LRVal[bestKey] {
+			bestKey = k
+		}
+	}
+	if want := GridKey(r.LR, r.Epochs, grid); bestKey != want || r.Val != r.LRVal[want] {
+		t.Fatalf("chose %s (validation %.5f), want the least: %s in %v", want, r.Val, bestKey, r.LRVal)
+	}
+	other := grid[0]
+	if r.Epochs == other {
+		other = grid[1]
+	}
+	trainAt := func(seed uint64, epochs int) *Trained {
+		t.Helper()
+		tr, err := Train(tb, m.W.Wte, base, lora, sets.Train, TrainOpts{Batch: 4, Epochs: epochs, Alpha: 1, LR: r.LR, Seed: seed}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr
+	}
+	vs, err := e.Score(trainAt(1, r.Epochs), sets.Validation, GroupStatic, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if vs.Mean(nil) != r.Val {
+		t.Fatalf("first seed at %d epochs: validation %.6f here, %.6f in the row", r.Epochs, vs.Mean(nil), r.Val)
+	}
+	for _, c := range []struct {
+		epochs int
+		same   bool
+	}{{r.Epochs, true}, {other, false}} {
+		s2, err := e.Score(trainAt(2, c.epochs), sets.Test, GroupStatic, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(s2.Loss, r.Test[1].Loss) != c.same {
+			t.Fatalf("second seed: test losses equal to a LoRA trained at %d epochs: %v, want %v", c.epochs, !c.same, c.same)
+		}
+	}
+	if md := res.Markdown(res.Summarise()); !strings.Contains(md, fmt.Sprintf("%g, %d epochs |", r.LR, r.Epochs)) || !strings.Contains(md, "epochs [1 4] chosen with the rate") {
+		t.Fatalf("the report does not name the chosen epochs:\n%s", md)
 	}
 }

@@ -21,10 +21,14 @@ const (
 
 // Config configures Run.
 type Config struct {
-	Methods   []Method
-	LRs       []float64 // learning-rate grid, chosen per method on validation (first seed)
-	Seeds     int       // training seeds at the chosen rate
-	Opts      TrainOpts // Batch, Epochs, Alpha (LR and Seed are set per run)
+	Methods []Method
+	LRs     []float64 // learning-rate grid, chosen per method on validation (first seed)
+	// EpochGrid, when it has more than one value, is chosen on validation
+	// with the rate: every pair of epochs and rate trains at the first
+	// seed (empty: Opts.Epochs alone).
+	EpochGrid []int
+	Seeds     int       // training seeds at the chosen rate (and epochs)
+	Opts      TrainOpts // Batch, Epochs, Alpha (LR, Seed and, with EpochGrid, Epochs are set per run)
 	Primary   string    // the hyper method whose online row is tested against the baselines
 	Bootstrap int       // resamples of the paired bootstrap
 	Log       io.Writer
@@ -50,7 +54,8 @@ type Row struct {
 	Bytes         int64              `json:"bytes_stored"`
 	FLOPsPerToken float64            `json:"added_flops_per_token"`
 	LR            float64            `json:"lr,omitempty"`
-	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // learning rate -> validation loss (first seed)
+	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // GridKey(rate, epochs) -> validation loss (first seed)
+	Epochs        int                `json:"epochs,omitempty"`        // passes over the training windows, chosen with the rate when the grid has several
 	Val           float64            `json:"validation_loss"`         // first seed, chosen rate
 	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
 	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
@@ -70,6 +75,7 @@ type Result struct {
 	Config      Config            `json:"-"`
 	Methods     []Method          `json:"methods"`
 	LRs         []float64         `json:"lrs"`
+	EpochGrid   []int             `json:"epoch_grid,omitempty"`
 	Seeds       int               `json:"seeds"`
 	Opts        TrainOpts         `json:"opts"`
 	Primary     string            `json:"primary"`
@@ -181,7 +187,12 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	if cfg.Seeds < 1 || len(cfg.LRs) == 0 {
 		return nil, nil, fmt.Errorf("adaptrun: %d seeds and %d learning rates: need at least one of each", cfg.Seeds, len(cfg.LRs))
 	}
-	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, Seeds: cfg.Seeds,
+	for _, ep := range cfg.EpochGrid {
+		if ep < 1 {
+			return nil, nil, fmt.Errorf("adaptrun: epochs grid %v: want positive values", cfg.EpochGrid)
+		}
+	}
+	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, Seeds: cfg.Seeds,
 		Opts: cfg.Opts, Primary: cfg.Primary, Bootstrap: cfg.Bootstrap, Windows: map[string]int{},
 		TestDomains: sets.Test.Domains, TestDom: sets.Test.Dom}
 	for _, x := range sets.Test.Windows {
@@ -248,45 +259,16 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	firsts := map[string]*Trained{}
 	for _, m := range cfg.Methods {
 		gs := groupings(m)
-		lrVal := map[string]float64{}
-		var best *Trained
-		bestLR, bestVal := 0.0, math.Inf(1)
-		secs := 0.0
-		for _, lr := range cfg.LRs {
-			o := cfg.Opts
-			o.LR, o.Seed = lr, 1
-			t1 := time.Now()
-			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
-				if cfg.Progress != nil {
-					cfg.Progress(fmt.Sprintf("%s lr %g", m.Name, lr), step, steps, loss)
-				}
-			})
-			if err != nil {
-				return nil, nil, err
-			}
-			secs = time.Since(t1).Seconds()
-			e.Seed = o.Seed
-			vs, err := e.Score(tr, sets.Validation, gs[0], 1)
-			if err != nil {
-				return nil, nil, err
-			}
-			l := vs.Mean(nil)
-			lrVal[fmt.Sprint(lr)] = l
-			cfg.logf("%s lr %g: validation %.4f (%s)\n", m.Name, lr, l, gs[0])
-			if l < bestVal {
-				if best != nil {
-					best.free()
-				}
-				best, bestLR, bestVal = tr, lr, l
-			} else {
-				tr.free()
-			}
+		ch, err := e.chooseRate(m, sets, cfg, gs[0])
+		if err != nil {
+			return nil, nil, err
 		}
+		best, bestLR, bestVal, lrVal, secs := ch.best, ch.lr, ch.val, ch.vals, ch.secs
 		firsts[m.Name] = best
 		trs := []*Trained{best}
 		for s := 2; s <= cfg.Seeds; s++ {
 			o := cfg.Opts
-			o.LR, o.Seed = bestLR, uint64(s)
+			o.LR, o.Seed, o.Epochs = bestLR, uint64(s), ch.epochs
 			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
 				if cfg.Progress != nil {
 					cfg.Progress(fmt.Sprintf("%s seed %d", m.Name, s), step, steps, loss)
@@ -327,6 +309,9 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			row := Row{Name: rowName(m, g), Method: m.Name, Kind: m.Kind, Grouping: g, Role: rowRole(m, g),
 				Params: params, Bytes: bytes, FLOPsPerToken: addedFLOPs(m, g, e.Base.Config.NLayer, c, v, cfg.Opts.Batch*(w.T-w.Prompt+1)),
 				LR: bestLR, LRVal: lrVal, TrainSeconds: secs, Gate: x.gate}
+			if len(cfg.EpochGrid) > 1 {
+				row.Epochs = ch.epochs
+			}
 			if x.gate != "" {
 				row.Name += fmt.Sprintf(", behind the gate every method shares (%s features)", x.gate)
 			}
@@ -359,6 +344,75 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	}
 	res.Seconds = time.Since(t0).Seconds()
 	return res, firsts, nil
+}
+
+// choice is a method's first-seed training at the rate and epochs its
+// validation loss chose.
+type choice struct {
+	best   *Trained
+	lr     float64
+	epochs int
+	val    float64
+	vals   map[string]float64 // GridKey -> validation loss
+	secs   float64            // the chosen training's seconds
+}
+
+// GridKey names a point of the grid in Row.LRVal: the rate alone when the
+// epochs are not part of the grid, else "RATE@EPOCHS".
+func GridKey(lr float64, epochs int, grid []int) string {
+	if len(grid) > 1 {
+		return fmt.Sprintf("%g@%d", lr, epochs)
+	}
+	return fmt.Sprint(lr)
+}
+
+// chooseRate trains m at the first seed at every rate of cfg.LRs (and
+// every epochs of cfg.EpochGrid) and keeps the one with the lowest
+// validation loss under grouping g; ties keep the earlier.
+func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choice, error) {
+	eps := cfg.EpochGrid
+	if len(eps) == 0 {
+		eps = []int{cfg.Opts.Epochs}
+	}
+	c := choice{vals: map[string]float64{}, val: math.Inf(1)}
+	for _, ep := range eps {
+		for _, lr := range cfg.LRs {
+			o := cfg.Opts
+			o.LR, o.Seed, o.Epochs = lr, 1, ep
+			what := fmt.Sprintf("%s lr %g", m.Name, lr)
+			if len(eps) > 1 {
+				what += fmt.Sprintf(", %d epochs", ep)
+			}
+			t1 := time.Now()
+			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
+				if cfg.Progress != nil {
+					cfg.Progress(what, step, steps, loss)
+				}
+			})
+			if err != nil {
+				c.best.free()
+				return c, err
+			}
+			secs := time.Since(t1).Seconds()
+			e.Seed = o.Seed
+			vs, err := e.Score(tr, sets.Validation, g, 1)
+			if err != nil {
+				tr.free()
+				c.best.free()
+				return c, err
+			}
+			l := vs.Mean(nil)
+			c.vals[GridKey(lr, ep, eps)] = l
+			cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
+			if l < c.val {
+				c.best.free()
+				c.best, c.lr, c.epochs, c.val, c.secs = tr, lr, ep, l, secs
+			} else {
+				tr.free()
+			}
+		}
+	}
+	return c, nil
 }
 
 // train trains m with the path its placement needs.

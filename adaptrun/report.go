@@ -242,8 +242,12 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 // same builder from the same result.)
 func (r *Result) Markdown(s Summary) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %d epochs; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",
-		r.T, r.Prompt, r.Prompt, r.T, r.Windows, r.Seeds, r.LRs, r.Opts.Batch, r.Opts.Epochs, r.Bootstrap, r.Model, r.Seconds)
+	epochs := fmt.Sprintf("%d epochs", r.Opts.Epochs)
+	if len(r.EpochGrid) > 1 {
+		epochs = fmt.Sprintf("epochs %v chosen with the rate", r.EpochGrid)
+	}
+	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %s; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",
+		r.T, r.Prompt, r.Prompt, r.T, r.Windows, r.Seeds, r.LRs, r.Opts.Batch, epochs, r.Bootstrap, r.Model, r.Seconds)
 	b.WriteString("Test perplexity on the adaptation domains (mean over seeds), bits per byte, and the change in nats/token against the base model with its 95% interval:\n\n")
 	b.WriteString("| # | row | role | trainable params | bytes stored | added FLOPs/token |")
 	for _, d := range r.TestDomains {
@@ -316,27 +320,7 @@ func (r *Result) Markdown(s Summary) string {
 			}
 		}
 	}
-	b.WriteString("\nLearning rates (validation loss, first seed, the method's own grouping):\n\n| method | ")
-	for _, lr := range r.LRs {
-		fmt.Fprintf(&b, "%g | ", lr)
-	}
-	b.WriteString("chosen |\n|---|")
-	for range r.LRs {
-		b.WriteString("---|")
-	}
-	b.WriteString("---|\n")
-	seen := map[string]bool{}
-	for _, x := range r.Rows {
-		if x.Method == "" || seen[x.Method] {
-			continue
-		}
-		seen[x.Method] = true
-		fmt.Fprintf(&b, "| %s | ", x.Method)
-		for _, lr := range r.LRs {
-			fmt.Fprintf(&b, "%.4f | ", x.LRVal[fmt.Sprint(lr)])
-		}
-		fmt.Fprintf(&b, "%g |\n", x.LR)
-	}
+	r.writeGrid(&b)
 	b.WriteString("\nTargets:\n\n")
 	for _, t := range s.Targets {
 		b.WriteString("- " + t + "\n")
@@ -436,4 +420,50 @@ func (r *Result) WritePNG(path string, s Summary) error {
 	p.X.Label.Text = "row (numbered as in the table, base model omitted)"
 	p.Legend.Top = true
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+}
+
+// writeGrid writes the learning rates' table: each method's validation
+// loss at every rate (a line per epochs when they are part of the grid)
+// and its choice.
+func (r *Result) writeGrid(b *strings.Builder) {
+	b.WriteString("\nLearning rates (validation loss, first seed, the method's own grouping):\n\n| method | ")
+	if len(r.EpochGrid) > 1 {
+		b.WriteString("epochs | ")
+	}
+	for _, lr := range r.LRs {
+		fmt.Fprintf(b, "%g | ", lr)
+	}
+	b.WriteString("chosen |\n|---|")
+	if len(r.EpochGrid) > 1 {
+		b.WriteString("---|")
+	}
+	for range r.LRs {
+		b.WriteString("---|")
+	}
+	b.WriteString("---|\n")
+	eps := r.EpochGrid
+	if len(eps) < 2 {
+		eps = []int{r.Opts.Epochs}
+	}
+	seen := map[string]bool{}
+	for _, x := range r.Rows {
+		if x.Method == "" || seen[x.Method] {
+			continue
+		}
+		seen[x.Method] = true
+		for _, ep := range eps {
+			fmt.Fprintf(b, "| %s | ", x.Method)
+			if len(eps) > 1 {
+				fmt.Fprintf(b, "%d | ", ep)
+			}
+			for _, lr := range r.LRs {
+				fmt.Fprintf(b, "%.4f | ", x.LRVal[GridKey(lr, ep, r.EpochGrid)])
+			}
+			if x.Epochs > 0 {
+				fmt.Fprintf(b, "%g, %d epochs |\n", x.LR, x.Epochs)
+			} else {
+				fmt.Fprintf(b, "%g |\n", x.LR)
+			}
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,8 @@ type adaptBenchOpts struct {
 	mf                                                    modelFlags
 	corpus, windowsIn, saveWindows, out, methods, primary string
 	lrs, adaptDoms, heldDoms, pretrainDoms, features      string
-	t, prompt, rank, seeds, epochs, batch, bootstrap      int
+	epochs                                                string
+	t, prompt, rank, seeds, batch, bootstrap              int
 	budget                                                int
 	gateDrop                                              float64
 	sharedGates                                           string
@@ -85,7 +87,7 @@ corpus can run the benchmark with --windows.`,
 	fl.StringVar(&o.features, "features", adapt.FeatureBoth, "features the experts route by and the table clusters on (embed, hidden, embed+hidden)")
 	fl.StringVar(&o.lrs, "lrs", "3e-4,1e-3,3e-3,1e-2,3e-2", "learning-rate grid")
 	fl.IntVar(&o.seeds, "seeds", 3, "training seeds")
-	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
+	fl.StringVar(&o.epochs, "epochs", "2", "passes over the training windows; several, comma-separated (e.g. 2,4), are a grid chosen on validation with the rate")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
@@ -213,6 +215,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if cfg.LRs, err = parseRates(o.lrs); err != nil {
 		return cfg, nil, err
 	}
+	if cfg.EpochGrid, err = parseEpochs(o.epochs); err != nil {
+		return cfg, nil, err
+	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
 	pm, ok := known[o.primary]
@@ -251,7 +256,10 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 		cfg.Primary = known[o.primary].Name
 	}
 	cfg.Seeds, cfg.Bootstrap, cfg.Log = o.seeds, o.bootstrap, os.Stderr
-	cfg.Opts = adaptrun.TrainOpts{Batch: o.batch, Epochs: o.epochs, Alpha: o.alpha}
+	cfg.Opts = adaptrun.TrainOpts{Batch: o.batch, Epochs: cfg.EpochGrid[0], Alpha: o.alpha}
+	if len(cfg.EpochGrid) == 1 {
+		cfg.EpochGrid = nil
+	}
 	label, out := s.label, o.out
 	cfg.Checkpoint = func(r *adaptrun.Result) {
 		r.Model = label
@@ -420,6 +428,20 @@ func corpusRole(c *data.Corpus, d string) string {
 		return adaptrun.RolePretrain
 	}
 	return ""
+}
+
+// parseEpochs reads --epochs: positive integers, comma-separated, none
+// repeated.
+func parseEpochs(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || v < 1 || slices.Contains(out, v) {
+			return nil, fmt.Errorf("--epochs %q: want positive whole numbers, comma-separated, none repeated", s)
+		}
+		out = append(out, v)
+	}
+	return out, nil
 }
 
 // parseRates reads --lrs: positive numbers, comma-separated.

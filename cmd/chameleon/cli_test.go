@@ -384,6 +384,13 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench --shared-gates %q: err %v, %q", g, err, stderr)
 		}
 	}
+	// And an epochs grid that is not one.
+	for _, ep := range []string{"0", "2,2", "2,x", ""} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
+			"--methods", "lora", "--epochs", ep); err == nil || !strings.Contains(stderr, "--epochs") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --epochs %q: err %v, %q", ep, err, stderr)
+		}
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {
