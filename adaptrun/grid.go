@@ -1,0 +1,76 @@
+package adaptrun
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// choice is a method's first-seed training at the rate and epochs its
+// validation loss chose.
+type choice struct {
+	best   *Trained
+	lr     float64
+	epochs int
+	val    float64
+	vals   map[string]float64 // GridKey -> validation loss
+	secs   float64            // the chosen training's seconds
+}
+
+// GridKey names a point of the grid in Row.LRVal: the rate alone when the
+// epochs are not part of the grid, else "RATE@EPOCHS".
+func GridKey(lr float64, epochs int, grid []int) string {
+	if len(grid) > 1 {
+		return fmt.Sprintf("%g@%d", lr, epochs)
+	}
+	return fmt.Sprint(lr)
+}
+
+// chooseRate trains m at the first seed at every rate of cfg.LRs (and
+// every epochs of cfg.EpochGrid) and keeps the one with the lowest
+// validation loss under grouping g; ties keep the earlier.
+func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choice, error) {
+	eps := cfg.EpochGrid
+	if len(eps) == 0 {
+		eps = []int{cfg.Opts.Epochs}
+	}
+	c := choice{vals: map[string]float64{}, val: math.Inf(1)}
+	for _, ep := range eps {
+		for _, lr := range cfg.LRs {
+			o := cfg.Opts
+			o.LR, o.Seed, o.Epochs = lr, 1, ep
+			what := fmt.Sprintf("%s lr %g", m.Name, lr)
+			if len(eps) > 1 {
+				what += fmt.Sprintf(", %d epochs", ep)
+			}
+			t1 := time.Now()
+			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
+				if cfg.Progress != nil {
+					cfg.Progress(what, step, steps, loss)
+				}
+			})
+			if err != nil {
+				c.best.free()
+				return c, err
+			}
+			secs := time.Since(t1).Seconds()
+			e.Seed = o.Seed
+			vs, err := e.Score(tr, sets.Validation, g, 1)
+			if err != nil {
+				tr.free()
+				c.best.free()
+				return c, err
+			}
+			l := vs.Mean(nil)
+			c.vals[GridKey(lr, ep, eps)] = l
+			cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
+			if l < c.val {
+				c.best.free()
+				c.best, c.lr, c.epochs, c.val, c.secs = tr, lr, ep, l, secs
+			} else {
+				tr.free()
+			}
+		}
+	}
+	return c, nil
+}
