@@ -224,13 +224,32 @@ func TestRunTiny(t *testing.T) {
 	}
 	// The self-checked rows keep, window by window, the loss of the gated
 	// row (hyper: online; LoRA: gated) or the base model's.
+	// Which one is what the row's recorded prompt-loss differences say:
+	// the gated row's where the update lowered the prompt's loss.
 	for _, p := range [][2]*Row{{chk, onl}, {sck, sgt}} {
+		if len(p[0].Check) != len(p[0].Test) || len(p[0].HarmCheck) != len(p[0].Harm) || len(p[1].Check) != 0 {
+			t.Fatalf("%s: %d test and %d harm self-checks recorded for %d seeds (the gated row: %d)", p[0].Name, len(p[0].Check), len(p[0].HarmCheck), len(p[0].Test), len(p[1].Check))
+		}
+		kept := 0
 		for s := range p[0].Test {
-			for i, l := range p[0].Test[s].Loss {
-				if l != p[1].Test[s].Loss[i] && l != bse.Test[0].Loss[i] {
-					t.Fatalf("%s, seed %d window %d: loss %g is neither the gated %g nor the base %g", p[0].Name, s, i, l, p[1].Test[s].Loss[i], bse.Test[0].Loss[i])
+			for _, x := range []struct{ got, gated, base, check Scores }{
+				{p[0].Test[s], p[1].Test[s], bse.Test[0], p[0].Check[s]},
+				{p[0].Harm[s], p[1].Harm[s], bse.Harm[0], p[0].HarmCheck[s]},
+			} {
+				for i, l := range x.got.Loss {
+					want := x.base.Loss[i]
+					if x.check.Loss[i] < 0 {
+						want = x.gated.Loss[i]
+						kept++
+					}
+					if l != want || x.check.N[i] != w.Prompt-1 {
+						t.Fatalf("%s, seed %d window %d: loss %g, want %g (prompt difference %g over %d tokens)", p[0].Name, s, i, l, want, x.check.Loss[i], x.check.N[i])
+					}
 				}
 			}
+		}
+		if kept == 0 {
+			t.Fatalf("%s: the self-check kept no update: the test shows nothing", p[0].Name)
 		}
 	}
 	// The gated LoRA keeps the base model on the held-out windows (random

@@ -60,6 +60,13 @@ type Row struct {
 	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
 	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
 	TrainSeconds  float64            `json:"train_seconds,omitempty"`
+	// Check and HarmCheck are, for the self-checked rows, per seed and
+	// window, the adapted prompt's summed loss minus the base model's (Loss)
+	// and the prompt tokens scored (N), on the test and the harm windows:
+	// the self-check kept the update where Loss < 0. Other margins can be
+	// replayed from them (scripts/checkcurve).
+	Check     []Scores `json:"check,omitempty"`
+	HarmCheck []Scores `json:"harm_check,omitempty"`
 	// Gate is the feature space of the shared gate the row was scored
 	// behind (Config.SharedGates); empty: the adapter's own gate.
 	Gate string `json:"gate,omitempty"`
@@ -212,17 +219,25 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
 	e.Train, e.Fit = sets.Train, sets.Fit
 	score := func(t *Trained, grouping string, scale float32, row *Row) error {
+		e.lastCheck = nil
 		s, err := e.Score(t, sets.Test, grouping, scale)
 		if err != nil {
 			return err
 		}
 		row.Test = append(row.Test, s)
+		if e.lastCheck != nil {
+			row.Check = append(row.Check, *e.lastCheck)
+		}
 		if sets.Harm != nil && harmApplies(grouping) {
+			e.lastCheck = nil
 			h, err := e.Score(t, sets.Harm, grouping, scale)
 			if err != nil {
 				return err
 			}
 			row.Harm = append(row.Harm, h)
+			if e.lastCheck != nil {
+				row.HarmCheck = append(row.HarmCheck, *e.lastCheck)
+			}
 		}
 		return nil
 	}

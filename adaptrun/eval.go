@@ -83,6 +83,7 @@ type Evaluator struct {
 	SharedGate string
 	gates      map[string][2]*cluster.Centroids
 	shared     map[string]adapt.Gate // SharedGate's gate by feature space
+	lastCheck  *Scores               // the last self-check's prompt-loss differences (selfCheck)
 }
 
 // sharedGate is the gate of e.SharedGate: its adaptation-side centroids
@@ -355,29 +356,9 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		}
 		return out, finiteScores(out, grouping)
 	}
-	// The self-check: a window keeps its update only where the update
-	// lowers the loss of the window's own prompt (known at serving time
-	// after the prefill), scored from the same hidden states.
 	if grouping == GroupChecked || grouping == GroupStaticChecked || grouping == GroupTuned {
-		ungated := GroupUngated
-		if grouping == GroupStaticChecked {
-			ungated = GroupStatic
-		}
-		ps := promptTargets(s)
-		bs, err := e.Score(nil, ps, GroupBase, 1)
-		if err != nil {
+		if err := e.selfCheck(t, s, grouping, gs); err != nil {
 			return Scores{}, err
-		}
-		as, err := e.Score(t, ps, ungated, 1)
-		if err != nil {
-			return Scores{}, err
-		}
-		for gi := range gs {
-			for j, wi := range gs[gi].Members {
-				if !(as.Loss[wi] < bs.Loss[wi]) {
-					gs[gi].Cluster[j] = -1
-				}
-			}
 		}
 	}
 	if grouping == GroupMean {
@@ -403,6 +384,41 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		add(g, ls)
 	}
 	return out, finiteScores(out, grouping)
+}
+
+// selfCheck keeps a window's update only where the update lowers the
+// loss of the window's own prompt (known at serving time after the
+// prefill), scored from the same hidden states: the other windows of gs
+// get cluster -1 (the base model). It leaves in e.lastCheck, per window,
+// the adapted prompt's summed loss minus the base model's and the prompt
+// tokens scored (Row.Check).
+func (e *Evaluator) selfCheck(t *Trained, s *Set, grouping string, gs []group) error {
+	ungated := GroupUngated
+	if grouping == GroupStaticChecked {
+		ungated = GroupStatic
+	}
+	ps := promptTargets(s)
+	bs, err := e.Score(nil, ps, GroupBase, 1)
+	if err != nil {
+		return err
+	}
+	as, err := e.Score(t, ps, ungated, 1)
+	if err != nil {
+		return err
+	}
+	d := Scores{Loss: make([]float64, len(as.Loss)), N: slices.Clone(as.N)}
+	for i := range d.Loss {
+		d.Loss[i] = as.Loss[i] - bs.Loss[i]
+	}
+	for gi := range gs {
+		for j, wi := range gs[gi].Members {
+			if !(as.Loss[wi] < bs.Loss[wi]) {
+				gs[gi].Cluster[j] = -1
+			}
+		}
+	}
+	e.lastCheck = &d
+	return nil
 }
 
 func finiteScores(s Scores, grouping string) error {
