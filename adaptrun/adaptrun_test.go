@@ -596,3 +596,117 @@ func TestEpochGrid(t *testing.T) {
 		t.Fatalf("the report does not name the chosen epochs:\n%s", md)
 	}
 }
+
+// TestCheckSlack: each self-checked row chooses its slack on the mixed
+// validation stream (the adaptation domains' validation windows and the
+// pretraining domains'), the least loss of the grid, and its test windows
+// keep the update exactly where the prompt's loss rose by less than that
+// slack a token. Without the pretraining validation windows the choice is
+// refused.
+func TestCheckSlack(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	// Windows whose prompt counts up by two and whose rest counts up by
+	// one: the trained update raises the prompt's loss but lowers the
+	// rest's, so a slack keeps an update the plain check rejects. In
+	// validation they reward a slack; the pretraining validation windows
+	// count by two throughout, where an update kept is harm.
+	rng := rand.New(rand.NewPCG(9, 9))
+	counting := func(dom string, rest int32) Window {
+		s := make([]int32, w.T+1)
+		s[0] = int32(rng.IntN(8))
+		for j := 1; j < len(s); j++ {
+			step := rest
+			if j < w.Prompt {
+				step = 2
+			}
+			s[j] = (s[j-1] + step) % 8
+		}
+		return Window{Tokens: s, Domain: dom, Bytes: 12}
+	}
+	extra := *w
+	extra.Splits = map[string][]Window{}
+	for range 4 {
+		extra.Splits["validation"] = append(extra.Splits["validation"], counting("up", 1))
+		extra.Splits["test"] = append(extra.Splits["test"], counting("up", 1))
+		extra.Splits["harm-validation"] = append(extra.Splits["harm-validation"], counting("noise", 2))
+	}
+	for _, x := range []struct {
+		split string
+		dst   **Set
+	}{{"validation", &sets.Validation}, {"test", &sets.Test}} {
+		extra.Splits[x.split] = append(slices.Clone(w.Splits[x.split]), extra.Splits[x.split]...)
+		st, err := Prepare(m, &extra, x.split, 5, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		*x.dst = st
+	}
+	w = &extra
+	lora := Method{Name: "lora", Kind: KindLoRA, Rank: 2, Features: adapt.FeatureHidden}
+	slacks := []float64{0, 0.05, 0.3, 2}
+	cfg := Config{Methods: []Method{lora}, LRs: []float64{3e-3}, CheckSlacks: slacks, Seeds: 2, Primary: "hyper", Bootstrap: 10,
+		Opts: TrainOpts{Batch: 4, Epochs: 2, Alpha: 1}}
+	e := &Evaluator{TB: m.B.(gpu.TrainBackend), Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	if _, _, err := Run(e, sets, w, cfg); err == nil || !strings.Contains(err.Error(), "harm-validation") {
+		t.Fatalf("a slack grid without the pretraining validation windows: %v", err)
+	}
+	var err error
+	if sets.HarmVal, err = Prepare(m, w, "harm-validation", 5, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, firsts, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := func(g string) Row { return res.Rows[find(res.Rows, func(x Row) bool { return x.Method == "lora" && x.Grouping == g })] }
+	chk, gated, bse := row(GroupStaticChecked), row(GroupStaticGated), res.Rows[0]
+	if len(chk.SlackVal) != len(slacks) || gated.SlackVal != nil || e.CheckSlack != 0 {
+		t.Fatalf("slack validation %v on the checked row, %v on the gated one; the evaluator kept slack %g", chk.SlackVal, gated.SlackVal, e.CheckSlack)
+	}
+	for _, sl := range slacks {
+		if v := chk.SlackVal[fmt.Sprint(sl)]; v < chk.SlackVal[fmt.Sprint(chk.CheckSlack)] {
+			t.Fatalf("chose slack %g (%.5f) over %g (%.5f)", chk.CheckSlack, chk.SlackVal[fmt.Sprint(chk.CheckSlack)], sl, v)
+		}
+	}
+	// The chosen slack's validation loss, recomputed here.
+	e.CheckSlack, e.Seed = chk.CheckSlack, 1
+	var l float64
+	n := 0
+	for _, s := range []*Set{sets.Validation, sets.HarmVal} {
+		sc, err := e.Score(firsts["lora"], s, GroupStaticChecked, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range sc.Loss {
+			l, n = l+sc.Loss[i], n+sc.N[i]
+		}
+	}
+	e.CheckSlack = 0
+	if math.Abs(l/float64(n)-chk.SlackVal[fmt.Sprint(chk.CheckSlack)]) > 1e-12 {
+		t.Fatalf("slack %g: mixed validation %.6f here, %.6f in the row", chk.CheckSlack, l/float64(n), chk.SlackVal[fmt.Sprint(chk.CheckSlack)])
+	}
+	// Every seed's test windows follow the chosen slack, and it matters.
+	moved := 0
+	for s := range chk.Test {
+		for i, got := range chk.Test[s].Loss {
+			c := chk.Check[s]
+			want := bse.Test[0].Loss[i]
+			if c.Loss[i] < chk.CheckSlack*float64(c.N[i]) {
+				want = gated.Test[s].Loss[i]
+			}
+			if got != want {
+				t.Fatalf("seed %d window %d: loss %g, want %g at slack %g", s+1, i, got, want, chk.CheckSlack)
+			}
+			if c.Loss[i] >= 0 && got != bse.Test[0].Loss[i] {
+				moved++
+			}
+		}
+	}
+	if v := chk.SlackVal; v["0"] == v["0.05"] && v["0"] == v["0.3"] && v["0"] == v["2"] {
+		t.Fatalf("every slack reads the same on validation, %v: the choice shows nothing", v)
+	}
+	t.Logf("slack %g chosen: mixed validation %v; %d test windows kept an update the plain check rejects", chk.CheckSlack, chk.SlackVal, moved)
+	if chk.CheckSlack == 0 || moved == 0 {
+		t.Fatalf("slack %g kept no update the plain check rejects: the test shows nothing (validation %v)", chk.CheckSlack, chk.SlackVal)
+	}
+}

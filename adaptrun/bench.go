@@ -27,11 +27,16 @@ type Config struct {
 	// with the rate: every pair of epochs and rate trains at the first
 	// seed (empty: Opts.Epochs alone).
 	EpochGrid []int
-	Seeds     int       // training seeds at the chosen rate (and epochs)
-	Opts      TrainOpts // Batch, Epochs, Alpha (LR, Seed and, with EpochGrid, Epochs are set per run)
-	Primary   string    // the hyper method whose online row is tested against the baselines
-	Bootstrap int       // resamples of the paired bootstrap
-	Log       io.Writer
+	// CheckSlacks, when set, is a grid of self-check slacks
+	// (Evaluator.CheckSlack) that every self-checked row chooses from on
+	// the mixed validation stream: the adaptation domains' validation
+	// windows and the pretraining domains' (Sets.HarmVal), first seed.
+	CheckSlacks []float64
+	Seeds       int       // training seeds at the chosen rate (and epochs)
+	Opts        TrainOpts // Batch, Epochs, Alpha (LR, Seed and, with EpochGrid, Epochs are set per run)
+	Primary     string    // the hyper method whose online row is tested against the baselines
+	Bootstrap   int       // resamples of the paired bootstrap
+	Log         io.Writer
 	// Progress reports training steps (what names the run).
 	Progress func(what string, step, steps int, loss float64)
 	// Checkpoint, if set, gets the result so far after every method.
@@ -67,6 +72,10 @@ type Row struct {
 	// replayed from them (scripts/checkcurve).
 	Check     []Scores `json:"check,omitempty"`
 	HarmCheck []Scores `json:"harm_check,omitempty"`
+	// CheckSlack is the self-check's slack the row chose (Config.CheckSlacks),
+	// SlackVal each slack's loss on the mixed validation stream.
+	CheckSlack float64            `json:"check_slack,omitempty"`
+	SlackVal   map[string]float64 `json:"slack_validation,omitempty"`
 	// Gate is the feature space of the shared gate the row was scored
 	// behind (Config.SharedGates); empty: the adapter's own gate.
 	Gate string `json:"gate,omitempty"`
@@ -103,6 +112,9 @@ type Result struct {
 type Sets struct {
 	Train, Validation, Test, Harm *Set // Harm may be nil
 	Fit                           *Set // the pretraining domains' training windows, for the gate; may be nil
+	// HarmVal is the pretraining domains' validation windows, for the
+	// self-check's slack (Config.CheckSlacks); may be nil.
+	HarmVal *Set
 }
 
 // PrepareSets runs the frozen base model over every split of w that has
@@ -113,7 +125,7 @@ func PrepareSets(m *model.Model, w *Windows, batch int, progress func(split stri
 	for _, x := range []struct {
 		split string
 		dst   **Set
-	}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}, {"fit", &sets.Fit}} {
+	}{{"train", &sets.Train}, {"validation", &sets.Validation}, {"test", &sets.Test}, {"harm", &sets.Harm}, {"fit", &sets.Fit}, {"harm-validation", &sets.HarmVal}} {
 		n := len(w.Splits[x.split])
 		if n == 0 {
 			continue
@@ -163,6 +175,11 @@ func (r Row) Matches(spec string) bool {
 	return r.Grouping == g && r.Gate == gate
 }
 
+// checked says whether grouping g self-checks each update.
+func checked(g string) bool {
+	return g == GroupChecked || g == GroupStaticChecked || g == GroupTuned
+}
+
 // behindGate says whether grouping g puts a gate before the update (the
 // rows a shared gate replays).
 func behindGate(g string) bool {
@@ -199,13 +216,21 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			return nil, nil, fmt.Errorf("adaptrun: epochs grid %v: want positive values", cfg.EpochGrid)
 		}
 	}
+	for _, sl := range cfg.CheckSlacks {
+		if math.IsNaN(sl) || math.IsInf(sl, 0) {
+			return nil, nil, fmt.Errorf("adaptrun: self-check slacks %v: want finite values", cfg.CheckSlacks)
+		}
+	}
+	if len(cfg.CheckSlacks) > 0 && (sets.HarmVal == nil || len(sets.HarmVal.Windows) == 0) {
+		return nil, nil, fmt.Errorf("adaptrun: choosing the self-check's slack needs the pretraining domains' validation windows (harm-validation)")
+	}
 	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, Seeds: cfg.Seeds,
 		Opts: cfg.Opts, Primary: cfg.Primary, Bootstrap: cfg.Bootstrap, Windows: map[string]int{},
 		TestDomains: sets.Test.Domains, TestDom: sets.Test.Dom}
 	for _, x := range sets.Test.Windows {
 		res.TestBytes = append(res.TestBytes, x.Bytes)
 	}
-	for _, s := range []*Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit} {
+	for _, s := range []*Set{sets.Train, sets.Validation, sets.Test, sets.Harm, sets.Fit, sets.HarmVal} {
 		if s != nil {
 			res.Windows[s.Name] = len(s.Windows)
 		}
@@ -330,6 +355,13 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			if x.gate != "" {
 				row.Name += fmt.Sprintf(", behind the gate every method shares (%s features)", x.gate)
 			}
+			if checked(g) && len(cfg.CheckSlacks) > 0 {
+				if row.CheckSlack, row.SlackVal, err = e.chooseSlack(best, sets, g, cfg.CheckSlacks); err != nil {
+					return nil, nil, fmt.Errorf("adaptrun: %s: self-check slack: %w", row.Name, err)
+				}
+				row.Name += fmt.Sprintf(", slack %g (chosen on validation)", row.CheckSlack)
+				e.CheckSlack = row.CheckSlack
+			}
 			if g == gs[0] && x.gate == "" {
 				row.Val = bestVal
 			} else {
@@ -349,7 +381,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			res.Rows = append(res.Rows, row)
 			cfg.logf("%s: test %.4f nats/token (seed 1)\n", row.Name, row.Test[0].Mean(nil))
 		}
-		e.SharedGate = ""
+		e.SharedGate, e.CheckSlack = "", 0
 		for _, tr := range trs[1:] {
 			tr.free()
 		}

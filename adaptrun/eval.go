@@ -81,6 +81,10 @@ type Evaluator struct {
 	// in their updates. Empty: each adapter's own gate (its features, its
 	// training centroids' radius). Needs Train and Fit.
 	SharedGate string
+	// CheckSlack loosens the self-check: a window keeps its update where
+	// the update raises its prompt's loss by less than CheckSlack nats a
+	// prompt token (0: only where it lowers it).
+	CheckSlack float64
 	gates      map[string][2]*cluster.Centroids
 	shared     map[string]adapt.Gate // SharedGate's gate by feature space
 	lastCheck  *Scores               // the last self-check's prompt-loss differences (selfCheck)
@@ -388,8 +392,9 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 
 // selfCheck keeps a window's update only where the update lowers the
 // loss of the window's own prompt (known at serving time after the
-// prefill), scored from the same hidden states: the other windows of gs
-// get cluster -1 (the base model). It leaves in e.lastCheck, per window,
+// prefill), scored from the same hidden states, or raises it by less than
+// e.CheckSlack nats a token: the other windows of gs get cluster -1 (the
+// base model). It leaves in e.lastCheck, per window,
 // the adapted prompt's summed loss minus the base model's and the prompt
 // tokens scored (Row.Check).
 func (e *Evaluator) selfCheck(t *Trained, s *Set, grouping string, gs []group) error {
@@ -412,7 +417,7 @@ func (e *Evaluator) selfCheck(t *Trained, s *Set, grouping string, gs []group) e
 	}
 	for gi := range gs {
 		for j, wi := range gs[gi].Members {
-			if !(as.Loss[wi] < bs.Loss[wi]) {
+			if !(d.Loss[wi] < e.CheckSlack*float64(d.N[wi])) {
 				gs[gi].Cluster[j] = -1
 			}
 		}

@@ -74,3 +74,35 @@ func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choic
 	}
 	return c, nil
 }
+
+// chooseSlack scores t under the self-checked grouping g at every slack of
+// slacks on the mixed validation stream (the adaptation domains'
+// validation windows and the pretraining domains', tokens pooled; first
+// seed) and returns the slack of least loss (ties keep the earlier) and
+// every slack's loss. It leaves e.CheckSlack at 0.
+func (e *Evaluator) chooseSlack(t *Trained, sets Sets, g string, slacks []float64) (float64, map[string]float64, error) {
+	vals := map[string]float64{}
+	best, bestLoss := 0.0, math.Inf(1)
+	defer func() { e.CheckSlack = 0 }()
+	for _, sl := range slacks {
+		e.CheckSlack, e.Seed = sl, 1
+		var loss float64
+		n := 0
+		for _, s := range []*Set{sets.Validation, sets.HarmVal} {
+			sc, err := e.Score(t, s, g, 1)
+			if err != nil {
+				return 0, nil, err
+			}
+			for i := range sc.Loss {
+				loss += sc.Loss[i]
+				n += sc.N[i]
+			}
+		}
+		l := loss / float64(max(n, 1))
+		vals[fmt.Sprint(sl)] = l
+		if l < bestLoss {
+			best, bestLoss = sl, l
+		}
+	}
+	return best, vals, nil
+}

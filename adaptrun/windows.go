@@ -24,6 +24,11 @@ type Sizes struct {
 	Train, Validation, Test int // per adaptation domain
 	Harm                    int // test windows per pretraining and held-out domain
 	Fit                     int // training windows per pretraining domain (the gate's picture of the pretraining inputs)
+	// HarmVal is validation windows per pretraining domain: with the
+	// adaptation domains' validation windows, the mixed stream the
+	// self-check's slack is chosen on (Config.CheckSlacks). The held-out
+	// domains get none: no choice sees them.
+	HarmVal int
 }
 
 // Window is T+1 tokens of one domain: inputs Tokens[:T], next-token
@@ -47,8 +52,9 @@ type Windows struct {
 	Vocab  int               `json:"vocab"`  // the tokenizer's size, checked against the model
 	Seed   uint64            `json:"seed"`
 	// Splits: "train", "validation", "test" (adaptation domains), "harm"
-	// (test windows of the pretraining and held-out domains) and "fit"
-	// (training windows of the pretraining domains, for the gate).
+	// (test windows of the pretraining and held-out domains), "fit"
+	// (training windows of the pretraining domains, for the gate) and
+	// "harm-validation" (validation windows of the pretraining domains).
 	Splits map[string][]Window `json:"splits"`
 }
 
@@ -78,7 +84,8 @@ func (w *Windows) Keep(splits ...string) {
 // BuildWindows cuts the corpus into the benchmark's windows: for each
 // adaptation domain Sizes.Train, Validation and Test windows of its own
 // splits, for each pretraining and held-out domain Sizes.Harm windows of
-// its test split. A split's documents, each followed by <|endoftext|>, are
+// its test split, and for each pretraining domain Sizes.Fit of its
+// training split and Sizes.HarmVal of its validation split. A split's documents, each followed by <|endoftext|>, are
 // one token stream cut into consecutive windows; a seeded shuffle picks
 // which. roles maps every domain used to its role.
 func BuildWindows(c *data.Corpus, tok *tokenizer.Tokenizer, roles map[string]string, t, prompt int, sz Sizes, seed uint64) (*Windows, error) {
@@ -111,7 +118,9 @@ func BuildWindows(c *data.Corpus, tok *tokenizer.Tokenizer, roles map[string]str
 		} else {
 			jobs = []job{{"test", "harm", sz.Harm}}
 			if roles[d] == RolePretrain {
-				jobs = append(jobs, job{"train", "fit", sz.Fit})
+				// appended after the others, so that their seeds, and
+				// the windows of files cut before, stay as they were
+				jobs = append(jobs, job{"train", "fit", sz.Fit}, job{"validation", "harm-validation", sz.HarmVal})
 			}
 		}
 		for ji, j := range jobs {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,7 +28,7 @@ type adaptBenchOpts struct {
 	t, prompt, rank, seeds, batch, bootstrap              int
 	budget                                                int
 	gateDrop                                              float64
-	sharedGates                                           string
+	sharedGates, checkSlacks                              string
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
 	seed                                                  uint64
@@ -80,6 +81,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.sz.Validation, "val", 60, "validation windows per adaptation domain")
 	fl.IntVar(&o.sz.Test, "test", 150, "test windows per adaptation domain")
 	fl.IntVar(&o.sz.Harm, "harm", 60, "test windows per pretraining and held-out domain")
+	fl.IntVar(&o.sz.HarmVal, "harm-val", 60, "validation windows per pretraining domain: with the adaptation domains' validation windows, the mixed stream --check-slacks chooses on (the held-out domains get none)")
 	fl.IntVar(&o.sz.Fit, "fit", 100, "training windows per pretraining domain: the gate's picture of the inputs the base model already serves (0: no such gate)")
 	fl.Uint64Var(&o.seed, "seed", 1, "seed of window sampling")
 	fl.StringVar(&o.methods, "methods", "lora,experts,table,hyper-both,hyper-hidden,hyper-embed,hyper-paper,lora-matched", "methods, comma-separated, in the order they run")
@@ -93,6 +95,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
 	fl.StringVar(&o.sharedGates, "shared-gates", "", "also score every gated row behind one gate all methods share, for each feature space named (embed, hidden, embed+hidden; comma-separated): its radius around the adaptation domains' own training centroids, not an adapter's, so that the gated rows of two methods differ only in their updates")
+	fl.StringVar(&o.checkSlacks, "check-slacks", "", "a grid of self-check slacks, nats a prompt token, comma-separated (e.g. 0,0.02,0.05,0.1): each self-checked row keeps an update whose prompt's loss rises by less than its slack, chosen on the mixed validation stream (needs windows with the pretraining domains' validation split, --harm-val); empty: the plain check")
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
 	fl.IntVar(&o.bootstrap, "bootstrap", 1000, "paired bootstrap resamples")
 	fl.StringVar(&o.fromJSON, "from-json", "", "redraw the report from bench.json files (comma-separated: the rows of later files are added to the first's, base and temperature rows skipped) into --out, with --primary")
@@ -127,6 +130,9 @@ func (o *adaptBenchOpts) run() error {
 	cfg, known, err := o.config(s, len(splitDomains(w.Splits["train"])))
 	if err != nil {
 		return err
+	}
+	if len(cfg.CheckSlacks) > 0 && len(w.Splits["harm-validation"]) == 0 {
+		return fmt.Errorf("--check-slacks: the windows have no pretraining validation split to choose on (cut them with --harm-val > 0; windows files from before 2026-12-06 have none)")
 	}
 	sets, err := prepareWithBar(s, w)
 	if err != nil {
@@ -249,6 +255,15 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 				return cfg, nil, fmt.Errorf("--shared-gates: feature space %q: want embed, hidden or embed+hidden", k)
 			}
 			cfg.SharedGates = append(cfg.SharedGates, k)
+		}
+	}
+	if o.checkSlacks != "" {
+		for _, f := range strings.Split(o.checkSlacks, ",") {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+			if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return cfg, nil, fmt.Errorf("--check-slacks %q: want numbers >= 0, comma-separated", o.checkSlacks)
+			}
+			cfg.CheckSlacks = append(cfg.CheckSlacks, v)
 		}
 	}
 	cfg.Primary = adaptrun.PrimaryAuto

@@ -384,6 +384,14 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench --shared-gates %q: err %v, %q", g, err, stderr)
 		}
 	}
+	// And a slack grid that is not one, or one without the pretraining
+	// domains' validation windows to choose on.
+	for _, sl := range []string{"-0.1", "x", "inf", "0,0.05"} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
+			"--methods", "lora", "--check-slacks", sl); err == nil || !strings.Contains(stderr, "--check-slacks") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --check-slacks %q: err %v, %q", sl, err, stderr)
+		}
+	}
 	// And an epochs grid that is not one.
 	for _, ep := range []string{"0", "2,2", "2,x", ""} {
 		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
