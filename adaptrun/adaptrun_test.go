@@ -603,6 +603,9 @@ func TestEpochGrid(t *testing.T) {
 // keep the update exactly where the prompt's loss rose by less than that
 // slack a token. Without the pretraining validation windows the choice is
 // refused.
+//
+// (Over 80 lines: the windows that make a slack matter, then the choice,
+// its validation recomputed, and the test windows replayed, on one run.)
 func TestCheckSlack(t *testing.T) {
 	m, w, sets, base := prepared(t)
 	// Windows whose prompt counts up by two and whose rest counts up by
@@ -658,7 +661,9 @@ func TestCheckSlack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	row := func(g string) Row { return res.Rows[find(res.Rows, func(x Row) bool { return x.Method == "lora" && x.Grouping == g })] }
+	row := func(g string) Row {
+		return res.Rows[find(res.Rows, func(x Row) bool { return x.Method == "lora" && x.Grouping == g })]
+	}
 	chk, gated, bse := row(GroupStaticChecked), row(GroupStaticGated), res.Rows[0]
 	if len(chk.SlackVal) != len(slacks) || gated.SlackVal != nil || e.CheckSlack != 0 {
 		t.Fatalf("slack validation %v on the checked row, %v on the gated one; the evaluator kept slack %g", chk.SlackVal, gated.SlackVal, e.CheckSlack)
