@@ -1,20 +1,20 @@
 // Command checkcurve replays the self-check of a self-checked row of an
-// adapt bench result with other margins: a window keeps its update where
-// the update changes its prompt's loss by less than +margin nats a prompt
-// token (the benchmark's own check is margin 0: the update must lower it).
+// adapt bench result with other slacks: a window keeps its update where
+// the update changes its prompt's loss by less than +slack nats a prompt
+// token (the benchmark's own check is slack 0: the update must lower it).
 // It needs the row's recorded prompt-loss differences (Row.Check, in
 // results from 2026-12-06 on) and the gated row it was checked from (the
 // same method and gate, without the check: online for online-checked,
-// static-gated for static-checked). At margin 0 the replay must give the
+// static-gated for static-checked). At slack 0 the replay must give the
 // row's own losses exactly, window by window, or the command fails.
 //
-// For each margin it prints the share of test windows adapted, the change
+// For each slack it prints the share of test windows adapted, the change
 // in test nats/token against the base model per seed, and the perplexity
 // change on the pretraining and held-out domains (seeds pooled). Given two
-// results, it also prints A minus B per seed at each margin, one rule for
+// results, it also prints A minus B per seed at each slack, one rule for
 // both, with paired bootstrap 95% intervals.
 //
-//	go run ./scripts/checkcurve [-margins 0,0.01,0.02] A.json.gz SPEC_A [B.json.gz SPEC_B]
+//	go run ./scripts/checkcurve [-slacks 0,0.01,0.02] A.json.gz SPEC_A [B.json.gz SPEC_B]
 //
 // SPEC is GROUPING or GROUPING@FEATURES as in pairseeds, e.g.
 // online-checked@embed+hidden or static-checked@embed+hidden.
@@ -32,14 +32,14 @@ import (
 )
 
 func main() {
-	margins := flag.String("margins", "-0.02,0,0.01,0.02,0.05,0.1,0.2,inf", "margins, nats a prompt token, comma-separated (inf: no check)")
+	slacks := flag.String("slacks", "-0.02,0,0.01,0.02,0.05,0.1,0.2,inf", "slacks, nats a prompt token, comma-separated (inf: no check)")
 	flag.Parse()
 	args := flag.Args()
 	if len(args) != 2 && len(args) != 4 {
-		fmt.Fprintln(os.Stderr, "usage: checkcurve [-margins LIST] A.json[.gz] SPEC_A [B.json[.gz] SPEC_B]")
+		fmt.Fprintln(os.Stderr, "usage: checkcurve [-slacks LIST] A.json[.gz] SPEC_A [B.json[.gz] SPEC_B]")
 		os.Exit(2)
 	}
-	if err := run(*margins, args); err != nil {
+	if err := run(*slacks, args); err != nil {
 		fmt.Fprintln(os.Stderr, "checkcurve:", err)
 		os.Exit(1)
 	}
@@ -50,7 +50,7 @@ func run(list string, args []string) error {
 	for _, f := range strings.Split(list, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
 		if err != nil || math.IsNaN(v) {
-			return fmt.Errorf("-margins %q: want numbers (or inf), comma-separated", list)
+			return fmt.Errorf("-slacks %q: want numbers (or inf), comma-separated", list)
 		}
 		ms = append(ms, v)
 	}
@@ -114,12 +114,12 @@ func load(file, spec string) (*curve, error) {
 		return nil, fmt.Errorf("%s: %s has no recorded self-checks (a result from before 2026-12-06?)", file, spec)
 	}
 	c.name = c.checked.Name
-	// Margin 0 is the benchmark's own check: it must give the row's losses.
+	// Slack 0 is the benchmark's own check: it must give the row's losses.
 	for s := range c.checked.Test {
 		for _, x := range [][2]adaptrun.Scores{{c.replay(s, 0, false), c.checked.Test[s]}, {c.replay(s, 0, true), c.checked.Harm[s]}} {
 			for i := range x[0].Loss {
 				if x[0].Loss[i] != x[1].Loss[i] {
-					return nil, fmt.Errorf("%s, seed %d window %d: replayed at margin 0, loss %g; the row has %g", spec, s+1, i, x[0].Loss[i], x[1].Loss[i])
+					return nil, fmt.Errorf("%s, seed %d window %d: replayed at slack 0, loss %g; the row has %g", spec, s+1, i, x[0].Loss[i], x[1].Loss[i])
 				}
 			}
 		}
@@ -127,7 +127,7 @@ func load(file, spec string) (*curve, error) {
 	return c, nil
 }
 
-// replay is seed s's losses under margin m on the test (or harm) windows:
+// replay is seed s's losses under slack m on the test (or harm) windows:
 // the gated row's where the update's prompt loss rose by less than m a
 // token, the base model's elsewhere.
 func (c *curve) replay(s int, m float64, harm bool) adaptrun.Scores {
@@ -146,7 +146,7 @@ func (c *curve) replay(s int, m float64, harm bool) adaptrun.Scores {
 }
 
 // adapted is the share of seed s's test windows that keep an update under
-// margin m: open gate (the gated row differs from the base) and check.
+// slack m: open gate (the gated row differs from the base) and check.
 func (c *curve) adapted(s int, m float64) float64 {
 	g, b, ch := c.gated.Test[s], c.base.Test[0], c.checked.Check[s]
 	k := 0
@@ -159,7 +159,7 @@ func (c *curve) adapted(s int, m float64) float64 {
 }
 
 // harmPct is the perplexity change (%) on the harm windows of role, seeds
-// pooled, under margin m.
+// pooled, under slack m.
 func (c *curve) harmPct(m float64, role string) float64 {
 	var dl float64
 	var n int
@@ -177,7 +177,7 @@ func (c *curve) harmPct(m float64, role string) float64 {
 }
 
 func (c *curve) print(ms []float64) {
-	fmt.Printf("%s\n\n| margin | test windows adapted | test, against the base (per seed) | pretraining ppl | held-out ppl |\n|---|---|---|---|---|\n", c.name)
+	fmt.Printf("%s\n\n| slack | test windows adapted | test, against the base (per seed) | pretraining ppl | held-out ppl |\n|---|---|---|---|---|\n", c.name)
 	for _, m := range ms {
 		var ad, per []string
 		for s := range c.checked.Test {
@@ -191,7 +191,7 @@ func (c *curve) print(ms []float64) {
 	fmt.Println()
 }
 
-// pair prints a minus b per seed at each margin, one rule for both.
+// pair prints a minus b per seed at each slack, one rule for both.
 func pair(a, b *curve, ms []float64) error {
 	if len(a.base.Test[0].Loss) != len(b.base.Test[0].Loss) {
 		return fmt.Errorf("the two results scored different test windows")
@@ -202,7 +202,7 @@ func pair(a, b *curve, ms []float64) error {
 		}
 	}
 	n := min(len(a.checked.Test), len(b.checked.Test))
-	fmt.Printf("A minus B, nats/token, the same margin for both (negative: A better)\nA: %s\nB: %s\n\n| margin | per seed | below zero |\n|---|---|---|\n", a.name, b.name)
+	fmt.Printf("A minus B, nats/token, the same slack for both (negative: A better)\nA: %s\nB: %s\n\n| slack | per seed | below zero |\n|---|---|---|\n", a.name, b.name)
 	for _, m := range ms {
 		var per []string
 		below := 0
