@@ -67,7 +67,7 @@ type Row struct {
 	// Check and HarmCheck are, for the self-checked rows, per seed and
 	// window, the adapted prompt's summed loss minus the base model's (Loss)
 	// and the prompt tokens scored (N), on the test and the harm windows:
-	// the self-check kept the update where Loss < 0. Other margins can be
+	// the self-check kept the update where Loss < 0 (at slack 0). Other slacks can be
 	// replayed from them (scripts/checkcurve).
 	Check     []Scores `json:"check,omitempty"`
 	HarmCheck []Scores `json:"harm_check,omitempty"`
