@@ -5,7 +5,7 @@
 #   go build -trimpath -ldflags "-s -w" -o .gpu/chameleon ./cmd/chameleon
 #   go test -c -trimpath -ldflags "-s -w" -o .gpu/adapt.test ./adapt
 #   xz -9 .gpu/chameleon .gpu/adapt.test
-#   bin/chameleon adapt bench --t 192 --prompt 64 --train 250 --val 60 --test 150 --harm 60 \
+#   bin/chameleon adapt bench --t 192 --prompt 64 --train 250 --val 60 --test 150 --harm 60 --harm-val 60 \
 #       --save-windows .gpu/windows.json.gz --prepare-only
 #   (and Debian's Vulkan loader in .gl, as the device tool's README says)
 #
