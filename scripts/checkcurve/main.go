@@ -182,8 +182,7 @@ func (c *curve) print(ms []float64) {
 		var ad, per []string
 		for s := range c.checked.Test {
 			ad = append(ad, fmt.Sprintf("%.0f%%", 100*c.adapted(s, m)))
-			iv := adaptrun.PairedBootstrap(c.replay(s, m, false), c.base.Test[0], 0, 0)
-			per = append(per, fmt.Sprintf("%+.4f", iv.Mean))
+			per = append(per, fmt.Sprintf("%+.4f", c.replay(s, m, false).Mean(nil)-c.base.Test[0].Mean(nil)))
 		}
 		fmt.Printf("| %g | %s | %s | %+.2f%% | %+.2f%% |\n", m, strings.Join(ad, ", "), strings.Join(per, ", "),
 			c.harmPct(m, adaptrun.RolePretrain), c.harmPct(m, adaptrun.RoleHeldOut))
