@@ -26,6 +26,11 @@ type Config struct {
 	// with the rate: every pair of epochs and rate trains at the first
 	// seed (empty: Opts.Epochs alone).
 	EpochGrid []int
+	// ClusterGrid, when it has more than one value, is chosen on
+	// validation with the rate and epochs for every method trained on
+	// clusters (hyper): each value a Method.ClusterSize, every point of the
+	// grid trained at the first seed.
+	ClusterGrid []int
 	// CheckSlacks, when set, is a grid of self-check slacks
 	// (Evaluator.CheckSlack) that every self-checked row chooses from on
 	// the mixed validation stream: the adaptation domains' validation
@@ -60,6 +65,7 @@ type Row struct {
 	LR            float64            `json:"lr,omitempty"`
 	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // GridKey(rate, epochs) -> validation loss (first seed)
 	Epochs        int                `json:"epochs,omitempty"`        // passes over the training windows, chosen with the rate when the grid has several
+	ClusterSize   int                `json:"cluster_size,omitempty"`  // training windows a cluster (Method.ClusterSize), chosen with the rate when the grid has several
 	Val           float64            `json:"validation_loss"`         // first seed, chosen rate
 	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
 	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
@@ -91,6 +97,7 @@ type Result struct {
 	Methods     []Method          `json:"methods"`
 	LRs         []float64         `json:"lrs"`
 	EpochGrid   []int             `json:"epoch_grid,omitempty"`
+	ClusterGrid []int             `json:"cluster_grid,omitempty"`
 	Seeds       int               `json:"seeds"`
 	Opts        TrainOpts         `json:"opts"`
 	Primary     string            `json:"primary"`
@@ -164,6 +171,11 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			return nil, nil, fmt.Errorf("adaptrun: epochs grid %v: want positive values", cfg.EpochGrid)
 		}
 	}
+	for _, cs := range cfg.ClusterGrid {
+		if cs < 1 {
+			return nil, nil, fmt.Errorf("adaptrun: cluster sizes %v: want positive values", cfg.ClusterGrid)
+		}
+	}
 	for _, sl := range cfg.CheckSlacks {
 		if math.IsNaN(sl) || math.IsInf(sl, 0) {
 			return nil, nil, fmt.Errorf("adaptrun: self-check slacks %v: want finite values", cfg.CheckSlacks)
@@ -172,7 +184,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	if len(cfg.CheckSlacks) > 0 && (sets.HarmVal == nil || len(sets.HarmVal.Windows) == 0) {
 		return nil, nil, fmt.Errorf("adaptrun: choosing the self-check's slack needs the pretraining domains' validation windows (harm-validation)")
 	}
-	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, Seeds: cfg.Seeds,
+	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, ClusterGrid: cfg.ClusterGrid, Seeds: cfg.Seeds,
 		Opts: cfg.Opts, Primary: cfg.Primary, Bootstrap: cfg.Bootstrap, Windows: map[string]int{},
 		TestDomains: sets.Test.Domains, TestDom: sets.Test.Dom}
 	for _, x := range sets.Test.Windows {
@@ -252,6 +264,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			return nil, nil, err
 		}
 		best, bestLR, bestVal, lrVal, secs := ch.best, ch.lr, ch.val, ch.vals, ch.secs
+		m = ch.m // at the chosen cluster size
 		firsts[m.Name] = best
 		trs := []*Trained{best}
 		for s := 2; s <= cfg.Seeds; s++ {
@@ -299,6 +312,9 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 				LR: bestLR, LRVal: lrVal, TrainSeconds: secs, Gate: x.gate}
 			if len(cfg.EpochGrid) > 1 {
 				row.Epochs = ch.epochs
+			}
+			if len(clusterGrid(m, cfg)) > 1 {
+				row.ClusterSize = m.ClusterSize
 			}
 			if x.gate != "" {
 				row.Name += fmt.Sprintf(", behind the gate every method shares (%s features)", x.gate)

@@ -10,6 +10,7 @@ import (
 // validation loss chose.
 type choice struct {
 	best   *Trained
+	m      Method // the method trained: at the chosen cluster size
 	lr     float64
 	epochs int
 	val    float64
@@ -26,49 +27,76 @@ func GridKey(lr float64, epochs int, grid []int) string {
 	return fmt.Sprint(lr)
 }
 
+// ClusterKey is GridKey's key extended by the cluster size when the
+// cluster sizes are part of the grid (Config.ClusterGrid): "KEY/cSIZE".
+func ClusterKey(key string, size int, grid []int) string {
+	if len(grid) > 1 {
+		return fmt.Sprintf("%s/c%d", key, size)
+	}
+	return key
+}
+
+// clusterGrid is the cluster sizes m is trained at: cfg.ClusterGrid for a
+// method trained on clusters (hyper) when it has several, else m's own.
+func clusterGrid(m Method, cfg Config) []int {
+	if m.Kind == KindHyper && len(cfg.ClusterGrid) > 1 {
+		return cfg.ClusterGrid
+	}
+	return []int{m.ClusterSize}
+}
+
 // chooseRate trains m at the first seed at every rate of cfg.LRs (and
-// every epochs of cfg.EpochGrid) and keeps the one with the lowest
-// validation loss under grouping g; ties keep the earlier.
+// every epochs of cfg.EpochGrid, and for a hyper method every cluster
+// size of cfg.ClusterGrid) and keeps the one with the lowest validation
+// loss under grouping g; ties keep the earlier.
 func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choice, error) {
 	eps := cfg.EpochGrid
 	if len(eps) == 0 {
 		eps = []int{cfg.Opts.Epochs}
 	}
-	c := choice{vals: map[string]float64{}, val: math.Inf(1)}
-	for _, ep := range eps {
-		for _, lr := range cfg.LRs {
-			o := cfg.Opts
-			o.LR, o.Seed, o.Epochs = lr, 1, ep
-			what := fmt.Sprintf("%s lr %g", m.Name, lr)
-			if len(eps) > 1 {
-				what += fmt.Sprintf(", %d epochs", ep)
-			}
-			t1 := time.Now()
-			tr, err := e.train(m, sets.Train, o, func(step, steps int, loss float64) {
-				if cfg.Progress != nil {
-					cfg.Progress(what, step, steps, loss)
+	css := clusterGrid(m, cfg)
+	c := choice{vals: map[string]float64{}, val: math.Inf(1), m: m}
+	for _, cs := range css {
+		mc := m
+		mc.ClusterSize = cs
+		for _, ep := range eps {
+			for _, lr := range cfg.LRs {
+				o := cfg.Opts
+				o.LR, o.Seed, o.Epochs = lr, 1, ep
+				what := fmt.Sprintf("%s lr %g", m.Name, lr)
+				if len(eps) > 1 {
+					what += fmt.Sprintf(", %d epochs", ep)
 				}
-			})
-			if err != nil {
-				c.best.free()
-				return c, err
-			}
-			secs := time.Since(t1).Seconds()
-			e.Seed = o.Seed
-			vs, err := e.Score(tr, sets.Validation, g, 1)
-			if err != nil {
-				tr.free()
-				c.best.free()
-				return c, err
-			}
-			l := vs.Mean(nil)
-			c.vals[GridKey(lr, ep, eps)] = l
-			cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
-			if l < c.val {
-				c.best.free()
-				c.best, c.lr, c.epochs, c.val, c.secs = tr, lr, ep, l, secs
-			} else {
-				tr.free()
+				if len(css) > 1 {
+					what += fmt.Sprintf(", clusters of %d", cs)
+				}
+				t1 := time.Now()
+				tr, err := e.train(mc, sets.Train, o, func(step, steps int, loss float64) {
+					if cfg.Progress != nil {
+						cfg.Progress(what, step, steps, loss)
+					}
+				})
+				if err != nil {
+					c.best.free()
+					return c, err
+				}
+				secs := time.Since(t1).Seconds()
+				e.Seed = o.Seed
+				vs, err := e.Score(tr, sets.Validation, g, 1)
+				if err != nil {
+					tr.free()
+					c.best.free()
+					return c, err
+				}
+				l := vs.Mean(nil)
+				c.vals[ClusterKey(GridKey(lr, ep, eps), cs, css)] = l
+				cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
+				if l < c.val {
+					c.best.free()
+					c.best, c.m, c.lr, c.epochs, c.val, c.secs = tr, mc, lr, ep, l, secs
+				} else {
+					tr.free()
+				}
 			}
 		}
 	}

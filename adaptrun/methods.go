@@ -1,6 +1,7 @@
 package adaptrun
 
 import (
+	"cmp"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -68,6 +69,12 @@ type Method struct {
 	// pair must be a good update by itself, and the gates learn what each
 	// cluster adds to it (a middle way between joint and Staged training).
 	GateDrop float64 `json:"gate_drop,omitempty"`
+	// ClusterSize (hyper) is the number of training windows a training
+	// cluster holds on average: k-means cuts the training windows into
+	// ceil(n / ClusterSize) clusters, whose centroids the generated updates
+	// are made from and online assignment serves (0: the batch size).
+	// Larger clusters make fewer, smoother updates.
+	ClusterSize int `json:"cluster_size,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -291,7 +298,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		dim := hc.InDim()
 		f := d.Feature(m.Features)
 		mu, sd = FeatureStats(f, dim)
-		k := cluster.DefaultK(n, o.Batch)
+		k := cluster.DefaultK(n, cmp.Or(m.ClusterSize, o.Batch))
 		nEpochs := o.Epochs
 		if m.Staged {
 			nEpochs *= 2 // the pair's epochs, then the gates'

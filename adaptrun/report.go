@@ -246,6 +246,9 @@ func (r *Result) Markdown(s Summary) string {
 	if len(r.EpochGrid) > 1 {
 		epochs = fmt.Sprintf("epochs %v chosen with the rate", r.EpochGrid)
 	}
+	if len(r.ClusterGrid) > 1 {
+		epochs += fmt.Sprintf(", training clusters of %v windows chosen with the rate for the hyper-networks", r.ClusterGrid)
+	}
 	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %s; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",
 		r.T, r.Prompt, r.Prompt, r.T, r.Windows, r.Seeds, r.LRs, r.Opts.Batch, epochs, r.Bootstrap, r.Model, r.Seconds)
 	b.WriteString("Test perplexity on the adaptation domains (mean over seeds), bits per byte, and the change in nats/token against the base model with its 95% interval:\n\n")
@@ -423,26 +426,25 @@ func (r *Result) WritePNG(path string, s Summary) error {
 }
 
 // writeGrid writes the learning rates' table: each method's validation
-// loss at every rate (a line per epochs when they are part of the grid)
-// and its choice.
+// loss at every rate (a line per epochs and cluster size when they are
+// part of the grid) and its choice.
 func (r *Result) writeGrid(b *strings.Builder) {
 	b.WriteString("\nLearning rates (validation loss, first seed, the method's own grouping):\n\n| method | ")
-	if len(r.EpochGrid) > 1 {
+	byEpochs, byClusters := len(r.EpochGrid) > 1, len(r.ClusterGrid) > 1
+	if byEpochs {
 		b.WriteString("epochs | ")
+	}
+	if byClusters {
+		b.WriteString("cluster size | ")
 	}
 	for _, lr := range r.LRs {
 		fmt.Fprintf(b, "%g | ", lr)
 	}
 	b.WriteString("chosen |\n|---|")
-	if len(r.EpochGrid) > 1 {
-		b.WriteString("---|")
-	}
-	for range r.LRs {
-		b.WriteString("---|")
-	}
-	b.WriteString("---|\n")
+	b.WriteString(strings.Repeat("---|", len(r.LRs)+1+btoi(byEpochs)+btoi(byClusters)))
+	b.WriteString("\n")
 	eps := r.EpochGrid
-	if len(eps) < 2 {
+	if !byEpochs {
 		eps = []int{r.Opts.Epochs}
 	}
 	seen := map[string]bool{}
@@ -451,19 +453,49 @@ func (r *Result) writeGrid(b *strings.Builder) {
 			continue
 		}
 		seen[x.Method] = true
-		for _, ep := range eps {
-			fmt.Fprintf(b, "| %s | ", x.Method)
-			if len(eps) > 1 {
-				fmt.Fprintf(b, "%d | ", ep)
-			}
-			for _, lr := range r.LRs {
-				fmt.Fprintf(b, "%.4f | ", x.LRVal[GridKey(lr, ep, r.EpochGrid)])
-			}
-			if x.Epochs > 0 {
-				fmt.Fprintf(b, "%g, %d epochs |\n", x.LR, x.Epochs)
-			} else {
-				fmt.Fprintf(b, "%g |\n", x.LR)
+		css := []int{x.ClusterSize}
+		if byClusters && x.Kind == KindHyper {
+			css = r.ClusterGrid
+		}
+		for _, cs := range css {
+			for _, ep := range eps {
+				fmt.Fprintf(b, "| %s | ", x.Method)
+				if byEpochs {
+					fmt.Fprintf(b, "%d | ", ep)
+				}
+				if byClusters {
+					if x.Kind == KindHyper {
+						fmt.Fprintf(b, "%d | ", cs)
+					} else {
+						b.WriteString("- | ")
+					}
+				}
+				for _, lr := range r.LRs {
+					fmt.Fprintf(b, "%.4f | ", x.LRVal[ClusterKey(GridKey(lr, ep, r.EpochGrid), cs, css)])
+				}
+				b.WriteString(gridChoice(x) + " |\n")
 			}
 		}
 	}
+}
+
+// gridChoice names a row's point of the grid: its rate, and its epochs
+// and cluster size when they were chosen with it.
+func gridChoice(x Row) string {
+	s := fmt.Sprint(x.LR)
+	if x.Epochs > 0 {
+		s += fmt.Sprintf(", %d epochs", x.Epochs)
+	}
+	if x.ClusterSize > 0 {
+		s += fmt.Sprintf(", clusters of %d", x.ClusterSize)
+	}
+	return s
+}
+
+// btoi is 1 for true, 0 for false.
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }

@@ -28,6 +28,7 @@ type adaptBenchOpts struct {
 	t, prompt, rank, seeds, batch, bootstrap              int
 	budget                                                int
 	gateDrop                                              float64
+	clusterSizes                                          string
 	sharedGates, checkSlacks                              string
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
@@ -91,6 +92,7 @@ corpus can run the benchmark with --windows.`,
 	fl.IntVar(&o.seeds, "seeds", 3, "training seeds")
 	fl.StringVar(&o.epochs, "epochs", "2", "passes over the training windows; several, comma-separated (e.g. 2,4), are a grid chosen on validation with the rate")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
+	fl.StringVar(&o.clusterSizes, "cluster-sizes", "", clusterSizesUsage)
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
@@ -224,6 +226,12 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if cfg.EpochGrid, err = parseEpochs(o.epochs); err != nil {
 		return cfg, nil, err
 	}
+	var sizes []int
+	if o.clusterSizes != "" {
+		if sizes, err = parseClusterSizes(o.clusterSizes); err != nil {
+			return cfg, nil, err
+		}
+	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
 	pm, ok := known[o.primary]
@@ -245,6 +253,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 		}
 		if m, err = withGateDrop(m, o.gateDrop); err != nil {
 			return cfg, nil, err
+		}
+		if len(sizes) == 1 && m.Kind == adaptrun.KindHyper {
+			m.ClusterSize = sizes[0]
 		}
 		cfg.Methods = append(cfg.Methods, m)
 	}
@@ -274,6 +285,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	cfg.Opts = adaptrun.TrainOpts{Batch: o.batch, Epochs: cfg.EpochGrid[0], Alpha: o.alpha}
 	if len(cfg.EpochGrid) == 1 {
 		cfg.EpochGrid = nil
+	}
+	if len(sizes) > 1 {
+		cfg.ClusterGrid = sizes
 	}
 	label, out := s.label, o.out
 	cfg.Checkpoint = func(r *adaptrun.Result) {
@@ -455,6 +469,19 @@ func parseEpochs(s string) ([]int, error) {
 			return nil, fmt.Errorf("--epochs %q: want positive whole numbers, comma-separated, none repeated", s)
 		}
 		out = append(out, v)
+	}
+	return out, nil
+}
+
+// clusterSizesUsage is --cluster-sizes' help.
+const clusterSizesUsage = "training windows a cluster of the hyper-networks (k-means cuts the training windows into n/size clusters, whose centroids online assignment serves); several, comma-separated (e.g. 16,64,256), are a grid chosen on validation with the rate (empty: the batch size)"
+
+// parseClusterSizes reads --cluster-sizes: positive whole numbers,
+// comma-separated, none repeated.
+func parseClusterSizes(s string) ([]int, error) {
+	out, err := parseEpochs(s)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-sizes %q: want positive whole numbers, comma-separated, none repeated", s)
 	}
 	return out, nil
 }

@@ -46,7 +46,7 @@ type adaptTrainOpts struct {
 	corpus, method, out, adaptDoms, features, windows string
 	asJSON                                            bool
 	t, prompt, perDomain, fit, rank, epochs, batch    int
-	budget                                            int
+	budget, clusterSize                               int
 	gateDrop                                          float64
 	lr                                                float64
 	alpha                                             float32
@@ -91,6 +91,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
+	fl.IntVar(&o.clusterSize, "cluster-size", 0, "training windows a cluster of a hyper-network (k-means cuts the training windows into n/size clusters; 0: the batch size)")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (adapt bench chooses one per method on validation: 1e-3 for hyper-hidden, 3e-3 for hyper-basis and hyper-basis-fit at --budget 68)")
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
@@ -120,6 +121,10 @@ func (o *adaptTrainOpts) run() error {
 	if m, err = withGateDrop(m, o.gateDrop); err != nil {
 		return err
 	}
+	if o.clusterSize < 0 || (o.clusterSize > 0 && m.Kind != adaptrun.KindHyper) {
+		return fmt.Errorf("--cluster-size %d: want a positive size for a hyper method (0: the batch size)", o.clusterSize)
+	}
+	m.ClusterSize = o.clusterSize
 	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
 	tbar := newBar(o.method, "steps")
 	plain := logProgress(os.Stderr, 30*time.Second)

@@ -399,6 +399,18 @@ func TestCLITrainEndToEnd(t *testing.T) {
 			t.Errorf("adapt bench --epochs %q: err %v, %q", ep, err, stderr)
 		}
 	}
+	// And a cluster-size grid that is not one; adapt train refuses a size
+	// for a method that trains on no clusters.
+	for _, cs := range []string{"0", "16,16", "x", "-4"} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
+			"--methods", "lora", "--cluster-sizes", cs); err == nil || !strings.Contains(stderr, "--cluster-sizes") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --cluster-sizes %q: err %v, %q", cs, err, stderr)
+		}
+	}
+	if _, stderr, err := run(t, "", append([]string{"adapt", "train", "--method", "lora", "--cluster-size", "8",
+		"--out", filepath.Join(t.TempDir(), "a.safetensors")}, win...)...); err == nil || !strings.Contains(stderr, "--cluster-size 8") {
+		t.Errorf("adapt train --method lora --cluster-size 8: err %v, %q", err, stderr)
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {
