@@ -431,18 +431,19 @@ func (r *Result) WritePNG(path string, s Summary) error {
 func (r *Result) writeGrid(b *strings.Builder) {
 	b.WriteString("\nLearning rates (validation loss, first seed, the method's own grouping):\n\n| method | ")
 	byEpochs, byClusters := len(r.EpochGrid) > 1, len(r.ClusterGrid) > 1
+	cols := len(r.LRs) + 2 // method, rates, chosen
 	if byEpochs {
 		b.WriteString("epochs | ")
+		cols++
 	}
 	if byClusters {
 		b.WriteString("cluster size | ")
+		cols++
 	}
 	for _, lr := range r.LRs {
 		fmt.Fprintf(b, "%g | ", lr)
 	}
-	b.WriteString("chosen |\n|---|")
-	b.WriteString(strings.Repeat("---|", len(r.LRs)+1+btoi(byEpochs)+btoi(byClusters)))
-	b.WriteString("\n")
+	b.WriteString("chosen |\n|" + strings.Repeat("---|", cols) + "\n")
 	eps := r.EpochGrid
 	if !byEpochs {
 		eps = []int{r.Opts.Epochs}
@@ -490,12 +491,4 @@ func gridChoice(x Row) string {
 		s += fmt.Sprintf(", clusters of %d", x.ClusterSize)
 	}
 	return s
-}
-
-// btoi is 1 for true, 0 for false.
-func btoi(v bool) int {
-	if v {
-		return 1
-	}
-	return 0
 }

@@ -5,7 +5,6 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -226,11 +225,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if cfg.EpochGrid, err = parseEpochs(o.epochs); err != nil {
 		return cfg, nil, err
 	}
-	var sizes []int
-	if o.clusterSizes != "" {
-		if sizes, err = parseClusterSizes(o.clusterSizes); err != nil {
-			return cfg, nil, err
-		}
+	sizes, err := parseClusterSizes(o.clusterSizes)
+	if err != nil {
+		return cfg, nil, err
 	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
@@ -457,44 +454,4 @@ func corpusRole(c *data.Corpus, d string) string {
 		return adaptrun.RolePretrain
 	}
 	return ""
-}
-
-// parseEpochs reads --epochs: positive integers, comma-separated, none
-// repeated.
-func parseEpochs(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil || v < 1 || slices.Contains(out, v) {
-			return nil, fmt.Errorf("--epochs %q: want positive whole numbers, comma-separated, none repeated", s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
-
-// clusterSizesUsage is --cluster-sizes' help.
-const clusterSizesUsage = "training windows a cluster of the hyper-networks (k-means cuts the training windows into n/size clusters, whose centroids online assignment serves); several, comma-separated (e.g. 16,64,256), are a grid chosen on validation with the rate (empty: the batch size)"
-
-// parseClusterSizes reads --cluster-sizes: positive whole numbers,
-// comma-separated, none repeated.
-func parseClusterSizes(s string) ([]int, error) {
-	out, err := parseEpochs(s)
-	if err != nil {
-		return nil, fmt.Errorf("--cluster-sizes %q: want positive whole numbers, comma-separated, none repeated", s)
-	}
-	return out, nil
-}
-
-// parseRates reads --lrs: positive numbers, comma-separated.
-func parseRates(s string) ([]float64, error) {
-	var out []float64
-	for _, f := range strings.Split(s, ",") {
-		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil || !(v > 0) {
-			return nil, fmt.Errorf("--lrs %q: want positive numbers, comma-separated", s)
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }
