@@ -107,26 +107,51 @@ func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choic
 // slacks on the mixed validation stream (the adaptation domains'
 // validation windows and the pretraining domains', tokens pooled; first
 // seed) and returns the slack of least loss (ties keep the earlier) and
-// every slack's loss. It leaves e.CheckSlack at 0.
+// every slack's loss. A window's update does not depend on its batch, so
+// each set is scored once (base, gated, and the self-check's prompt
+// differences) and every slack replayed from those losses: a window keeps
+// its gated loss where its prompt's loss rose by less than the slack a
+// token, else the base model's, as Score under g at that slack does
+// (TestCheckSlack checks every slack against it). It leaves e.CheckSlack
+// at 0.
 func (e *Evaluator) chooseSlack(t *Trained, sets Sets, g string, slacks []float64) (float64, map[string]float64, error) {
-	vals := map[string]float64{}
-	best, bestLoss := 0.0, math.Inf(1)
-	defer func() { e.CheckSlack = 0 }()
-	for _, sl := range slacks {
-		e.CheckSlack, e.Seed = sl, 1
-		var loss float64
-		n := 0
-		for _, s := range []*Set{sets.Validation, sets.HarmVal} {
-			sc, err := e.Score(t, s, g, 1)
-			if err != nil {
-				return 0, nil, err
-			}
-			for i := range sc.Loss {
-				loss += sc.Loss[i]
-				n += sc.N[i]
+	open := uncheckedOf(g)
+	if open == "" {
+		return 0, nil, fmt.Errorf("adaptrun: grouping %s has no gated grouping to replay a slack from", g)
+	}
+	e.CheckSlack, e.Seed = 0, 1
+	loss := make([]float64, len(slacks))
+	n := 0
+	for _, s := range []*Set{sets.Validation, sets.HarmVal} {
+		base, err := e.Score(nil, s, GroupBase, 1)
+		if err != nil {
+			return 0, nil, err
+		}
+		gated, err := e.Score(t, s, open, 1)
+		if err != nil {
+			return 0, nil, err
+		}
+		d, err := e.checkDiffs(t, s, g)
+		if err != nil {
+			return 0, nil, err
+		}
+		for k, sl := range slacks {
+			for i := range gated.Loss {
+				if d.Loss[i] < sl*float64(d.N[i]) {
+					loss[k] += gated.Loss[i]
+				} else {
+					loss[k] += base.Loss[i]
+				}
 			}
 		}
-		l := loss / float64(max(n, 1))
+		for _, c := range gated.N {
+			n += c
+		}
+	}
+	vals := map[string]float64{}
+	best, bestLoss := 0.0, math.Inf(1)
+	for k, sl := range slacks {
+		l := loss[k] / float64(max(n, 1))
 		vals[fmt.Sprint(sl)] = l
 		if l < bestLoss {
 			best, bestLoss = sl, l

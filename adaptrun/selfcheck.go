@@ -10,22 +10,9 @@ import "slices"
 // the adapted prompt's summed loss minus the base model's and the prompt
 // tokens scored (Row.Check).
 func (e *Evaluator) selfCheck(t *Trained, s *Set, grouping string, gs []group) error {
-	ungated := GroupUngated
-	if grouping == GroupStaticChecked {
-		ungated = GroupStatic
-	}
-	ps := promptTargets(s)
-	bs, err := e.Score(nil, ps, GroupBase, 1)
+	d, err := e.checkDiffs(t, s, grouping)
 	if err != nil {
 		return err
-	}
-	as, err := e.Score(t, ps, ungated, 1)
-	if err != nil {
-		return err
-	}
-	d := Scores{Loss: make([]float64, len(as.Loss)), N: slices.Clone(as.N)}
-	for i := range d.Loss {
-		d.Loss[i] = as.Loss[i] - bs.Loss[i]
 	}
 	for gi := range gs {
 		for j, wi := range gs[gi].Members {
@@ -36,4 +23,42 @@ func (e *Evaluator) selfCheck(t *Trained, s *Set, grouping string, gs []group) e
 	}
 	e.lastCheck = &d
 	return nil
+}
+
+// checkDiffs is the self-check's evidence for every window of s: the
+// prompt's summed loss with t's ungated update (the one the self-checked
+// grouping would apply) minus the base model's, and the prompt tokens
+// scored.
+func (e *Evaluator) checkDiffs(t *Trained, s *Set, grouping string) (Scores, error) {
+	ungated := GroupUngated
+	if grouping == GroupStaticChecked {
+		ungated = GroupStatic
+	}
+	ps := promptTargets(s)
+	bs, err := e.Score(nil, ps, GroupBase, 1)
+	if err != nil {
+		return Scores{}, err
+	}
+	as, err := e.Score(t, ps, ungated, 1)
+	if err != nil {
+		return Scores{}, err
+	}
+	d := Scores{Loss: make([]float64, len(as.Loss)), N: slices.Clone(as.N)}
+	for i := range d.Loss {
+		d.Loss[i] = as.Loss[i] - bs.Loss[i]
+	}
+	return d, nil
+}
+
+// uncheckedOf is the gated grouping a self-checked grouping checks: a
+// window it keeps scores as there, the others as the base model; "" where
+// there is none to replay from (GroupTuned tunes what it applies).
+func uncheckedOf(g string) string {
+	switch g {
+	case GroupChecked:
+		return GroupOnline
+	case GroupStaticChecked:
+		return GroupStaticGated
+	}
+	return ""
 }
