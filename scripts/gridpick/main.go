@@ -4,7 +4,9 @@
 // the result whose chosen point has the least first-seed validation loss.
 // It prints every result's choice and its validation loss, and the winner,
 // so that a grid split over several runs is chosen as one. The results must
-// score the same windows.
+// score the same windows (a run whose windows file also holds the
+// pretraining domains' validation split, which only --check-slacks reads,
+// scores the same ones as a run before that split was cut).
 //
 //	go run ./scripts/gridpick A.json.gz B.json.gz ...
 package main
@@ -32,10 +34,11 @@ func main() {
 
 // point is one result's choice for a method.
 type point struct {
-	file   string
-	lr     float64
-	epochs int
-	val    float64
+	file     string
+	lr       float64
+	epochs   int
+	clusters int // training windows a cluster; 0: the batch size
+	val      float64
 }
 
 func run(files []string) error {
@@ -49,7 +52,7 @@ func run(files []string) error {
 		}
 		if first == nil {
 			first = res
-		} else if !maps.Equal(first.Windows, res.Windows) || first.T != res.T || first.Prompt != res.Prompt {
+		} else if !maps.Equal(scored(first.Windows), scored(res.Windows)) || first.T != res.T || first.Prompt != res.Prompt {
 			return fmt.Errorf("%s scores other windows than %s (%v, T %d against %v, T %d)", f, files[0], res.Windows, res.T, first.Windows, first.T)
 		}
 		seen := map[string]bool{}
@@ -62,14 +65,14 @@ func run(files []string) error {
 			if ep == 0 {
 				ep = res.Opts.Epochs
 			}
-			v, ok := r.LRVal[adaptrun.GridKey(r.LR, ep, res.EpochGrid)]
+			v, ok := r.LRVal[adaptrun.ClusterKey(adaptrun.GridKey(r.LR, ep, res.EpochGrid), r.ClusterSize, res.ClusterGrid)]
 			if !ok {
 				return fmt.Errorf("%s: %s has no validation loss at its chosen rate %g", f, r.Method, r.LR)
 			}
 			if byMethod[r.Method] == nil {
 				order = append(order, r.Method)
 			}
-			byMethod[r.Method] = append(byMethod[r.Method], point{f, r.LR, ep, v})
+			byMethod[r.Method] = append(byMethod[r.Method], point{f, r.LR, ep, r.ClusterSize, v})
 		}
 	}
 	for _, m := range order {
@@ -83,10 +86,22 @@ func run(files []string) error {
 			if p == best {
 				mark = "*"
 			}
-			fmt.Printf("  %s %d epochs, rate %g: validation %.4f  (%s)\n", mark, p.epochs, p.lr, p.val, p.file)
+			cs := "batch-sized clusters"
+			if p.clusters > 0 {
+				cs = fmt.Sprintf("clusters of %d", p.clusters)
+			}
+			fmt.Printf("  %s %d epochs, rate %g, %s: validation %.4f  (%s)\n", mark, p.epochs, p.lr, cs, p.val, p.file)
 		}
 	}
 	return nil
+}
+
+// scored is a result's window counts without the pretraining domains'
+// validation split, which no grid point is chosen on.
+func scored(w map[string]int) map[string]int {
+	out := maps.Clone(w)
+	delete(out, "harm-validation")
+	return out
 }
 
 // cmpVal orders validation losses, NaN last; ties keep the earlier file.
