@@ -9,14 +9,15 @@ import (
 	"github.com/chameleon-llm/chameleon/train"
 )
 
-// headStages are the parameter subsets (indices in net.Params()) that a
-// head adapter trains in turn, each over an equal share of the epochs:
-// every parameter at once, or for a staged gated basis (Method.Staged)
-// its static pair, with every gate held at zero because the gate
-// network's last layer starts at zero and does not move, and then the
-// gate network on the frozen pair.
+// headStages are the parameter subsets (indices in net.Params(); nil:
+// all) that a head adapter trains in turn, each over an equal share of the
+// epochs: every parameter at once, or for a staged gated basis
+// (Method.Staged) its static pair, with every gate held at zero because
+// the gate network's last layer starts at zero and does not move, and then
+// the gate network on the frozen pair; for a warm-started one
+// (Method.Warm) the pair alone and then everything.
 func headStages(net *AdapterNet, m Method) [][]int {
-	if !m.Staged {
+	if !m.Staged && !m.Warm {
 		return [][]int{nil}
 	}
 	all := make([]int, len(net.params))
@@ -24,6 +25,9 @@ func headStages(net *AdapterNet, m Method) [][]int {
 		all[i] = i
 	}
 	pair := len(all) - 2 // NewAdapterNet puts the pair's A and B last
+	if m.Warm {
+		return [][]int{all[pair:], nil}
+	}
 	return [][]int{all[pair:], all[:pair]}
 }
 

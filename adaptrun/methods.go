@@ -63,6 +63,13 @@ type Method struct {
 	// frozen pair. What the gates add is then over a trained LoRA of the
 	// pair's rank.
 	Staged bool `json:"staged,omitempty"`
+	// Warm (a gated basis) also trains in two stages of TrainOpts.Epochs
+	// each: the static pair alone with every gate held at zero (a LoRA, as
+	// in Staged), then the pair and the gate network together. The gates
+	// start from a trained LoRA and the pair keeps learning with them, so
+	// the pair gets the epochs a LoRA's validation prefers while the gates
+	// get half of them.
+	Warm bool `json:"warm,omitempty"`
 	// GateDrop (a gated basis) is the chance that a cluster of a training
 	// step gets zero gates: its rows then train the static pair alone, as
 	// a LoRA's would, and the gate network learns nothing from them. The
@@ -206,8 +213,8 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	if m.Basis && (m.Kind != KindHyper || len(m.Deep) > 0 || m.StaticRank != 0) {
 		return nil, fmt.Errorf("adaptrun: %s: a gated basis is a head-only hyper method with no static rank of its own", m.Name)
 	}
-	if m.Staged && !m.Basis {
-		return nil, fmt.Errorf("adaptrun: %s: staged training is for a gated basis", m.Name)
+	if (m.Staged || m.Warm) && !m.Basis || m.Staged && m.Warm {
+		return nil, fmt.Errorf("adaptrun: %s: staged or warm-started training is for a gated basis, one of them", m.Name)
 	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {
@@ -300,8 +307,8 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		mu, sd = FeatureStats(f, dim)
 		k := cluster.DefaultK(n, cmp.Or(m.ClusterSize, o.Batch))
 		nEpochs := o.Epochs
-		if m.Staged {
-			nEpochs *= 2 // the pair's epochs, then the gates'
+		if m.Staged || m.Warm {
+			nEpochs *= 2 // the pair's epochs, then the gates' (Warm: the gates' and the pair's)
 		}
 		for e := 0; e < nEpochs; e++ {
 			seed := o.Seed

@@ -85,7 +85,9 @@ func MatchedRank(pm Method, c, v int) int {
 // output projection, that lora-matched spends whole and hyper-basis
 // spends on its pair (8 ranks fewer) and its gate network; a budget also
 // adds hyper-basis-fit, the basis with the largest pair that fits, and
-// hyper-basis-drop, the same trained with gate dropout (Method.GateDrop).
+// hyper-basis-drop, the same trained with gate dropout (Method.GateDrop),
+// and hyper-basis-warm, the same warm-started from its pair trained as a
+// LoRA (Method.Warm).
 func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
 	if budget > 0 {
 		ms := Methods(r, f, nAdapt, budget)
@@ -98,6 +100,10 @@ func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method
 		fit.Name = fmt.Sprintf("ChamaleonLLM gated basis (r=%d, the budget whole, generated gates, hidden states)", fit.Rank)
 		ms["hyper-basis-fit"] = fit
 		ms["hyper-basis-drop"] = fit.WithGateDrop(0.5)
+		warm := fit
+		warm.Warm = true
+		warm.Name = fmt.Sprintf("ChamaleonLLM gated basis, warm-started (r=%d, the budget whole: a LoRA, then it and generated gates together)", fit.Rank)
+		ms["hyper-basis-warm"] = warm
 		return ms
 	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
@@ -112,4 +118,4 @@ func (m Method) WithGateDrop(p float64) Method {
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit and hyper-basis-drop (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit, hyper-basis-drop and hyper-basis-warm (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
