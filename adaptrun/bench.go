@@ -63,7 +63,7 @@ type Row struct {
 	Bytes         int64              `json:"bytes_stored"`
 	FLOPsPerToken float64            `json:"added_flops_per_token"`
 	LR            float64            `json:"lr,omitempty"`
-	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // GridKey(rate, epochs) -> validation loss (first seed)
+	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // ClusterKey(GridKey(rate, epochs), size) -> validation loss (first seed)
 	Epochs        int                `json:"epochs,omitempty"`        // passes over the training windows, chosen with the rate when the grid has several
 	ClusterSize   int                `json:"cluster_size,omitempty"`  // training windows a cluster (Method.ClusterSize), chosen with the rate when the grid has several
 	Val           float64            `json:"validation_loss"`         // first seed, chosen rate
