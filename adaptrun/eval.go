@@ -88,6 +88,25 @@ type Evaluator struct {
 	gates      map[string][2]*cluster.Centroids
 	shared     map[string]adapt.Gate // SharedGate's gate by feature space
 	lastCheck  *Scores               // the last self-check's prompt-loss differences (selfCheck)
+	base       map[*Set]Scores       // the base model's scores of a set (baseScores)
+}
+
+// baseScores is the base model's scores of s, computed once per set: they
+// depend on the windows alone, and every self-checked row's slack choice
+// (chooseSlack) needs those of the same validation sets.
+func (e *Evaluator) baseScores(s *Set) (Scores, error) {
+	if sc, ok := e.base[s]; ok {
+		return sc, nil
+	}
+	sc, err := e.Score(nil, s, GroupBase, 1)
+	if err != nil {
+		return Scores{}, err
+	}
+	if e.base == nil {
+		e.base = map[*Set]Scores{}
+	}
+	e.base[s] = sc
+	return sc, nil
 }
 
 // sharedGate is the gate of e.SharedGate: its adaptation-side centroids

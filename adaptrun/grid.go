@@ -108,12 +108,12 @@ func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choic
 // validation windows and the pretraining domains', tokens pooled; first
 // seed) and returns the slack of least loss (ties keep the earlier) and
 // every slack's loss. A window's update does not depend on its batch, so
-// each set is scored once (base, gated, and the self-check's prompt
-// differences) and every slack replayed from those losses: a window keeps
-// its gated loss where its prompt's loss rose by less than the slack a
-// token, else the base model's, as Score under g at that slack does
-// (TestCheckSlack checks every slack against it). It leaves e.CheckSlack
-// at 0.
+// each set is scored once (gated and the self-check's prompt differences;
+// the base model once per set for every row) and every slack replayed
+// from those losses: a window keeps its gated loss where its prompt's
+// loss rose by less than the slack a token, else the base model's, as
+// Score under g at that slack does (TestCheckSlack checks every slack
+// against it). It leaves e.CheckSlack at 0.
 func (e *Evaluator) chooseSlack(t *Trained, sets Sets, g string, slacks []float64) (float64, map[string]float64, error) {
 	open := uncheckedOf(g)
 	if open == "" {
@@ -123,7 +123,7 @@ func (e *Evaluator) chooseSlack(t *Trained, sets Sets, g string, slacks []float6
 	loss := make([]float64, len(slacks))
 	n := 0
 	for _, s := range []*Set{sets.Validation, sets.HarmVal} {
-		base, err := e.Score(nil, s, GroupBase, 1)
+		base, err := e.baseScores(s)
 		if err != nil {
 			return 0, nil, err
 		}
