@@ -31,6 +31,10 @@ type Config struct {
 	// clusters (hyper): each value a Method.ClusterSize, every point of the
 	// grid trained at the first seed.
 	ClusterGrid []int
+	// DecayGrid, when it has more than one value, is chosen on validation
+	// with the rate, epochs and cluster size for every gated basis: each
+	// value a Method.GateDecay, every point trained at the first seed.
+	DecayGrid []float64
 	// CheckSlacks, when set, is a grid of self-check slacks
 	// (Evaluator.CheckSlack) that every self-checked row chooses from on
 	// the mixed validation stream: the adaptation domains' validation
@@ -63,9 +67,10 @@ type Row struct {
 	Bytes         int64              `json:"bytes_stored"`
 	FLOPsPerToken float64            `json:"added_flops_per_token"`
 	LR            float64            `json:"lr,omitempty"`
-	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // ClusterKey(GridKey(rate, epochs), size) -> validation loss (first seed)
+	LRVal         map[string]float64 `json:"lr_validation,omitempty"` // DecayKey(ClusterKey(GridKey(rate, epochs), size), decay) -> validation loss (first seed)
 	Epochs        int                `json:"epochs,omitempty"`        // passes over the training windows, chosen with the rate when the grid has several
 	ClusterSize   int                `json:"cluster_size,omitempty"`  // training windows a cluster (Method.ClusterSize), chosen with the rate when the grid has several
+	GateDecay     float64            `json:"gate_decay,omitempty"`    // the gate network's weight decay (Method.GateDecay), chosen with the rate when the grid has several
 	Val           float64            `json:"validation_loss"`         // first seed, chosen rate
 	Test          []Scores           `json:"test"`                    // per seed, adaptation domains' test windows
 	Harm          []Scores           `json:"harm,omitempty"`          // per seed, pretraining and held-out test windows
@@ -98,6 +103,7 @@ type Result struct {
 	LRs         []float64         `json:"lrs"`
 	EpochGrid   []int             `json:"epoch_grid,omitempty"`
 	ClusterGrid []int             `json:"cluster_grid,omitempty"`
+	DecayGrid   []float64         `json:"decay_grid,omitempty"`
 	Seeds       int               `json:"seeds"`
 	Opts        TrainOpts         `json:"opts"`
 	Primary     string            `json:"primary"`
@@ -166,25 +172,10 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	if cfg.Seeds < 1 || len(cfg.LRs) == 0 {
 		return nil, nil, fmt.Errorf("adaptrun: %d seeds and %d learning rates: need at least one of each", cfg.Seeds, len(cfg.LRs))
 	}
-	for _, ep := range cfg.EpochGrid {
-		if ep < 1 {
-			return nil, nil, fmt.Errorf("adaptrun: epochs grid %v: want positive values", cfg.EpochGrid)
-		}
+	if err := cfg.checkGrids(sets); err != nil {
+		return nil, nil, err
 	}
-	for _, cs := range cfg.ClusterGrid {
-		if cs < 1 {
-			return nil, nil, fmt.Errorf("adaptrun: cluster sizes %v: want positive values", cfg.ClusterGrid)
-		}
-	}
-	for _, sl := range cfg.CheckSlacks {
-		if math.IsNaN(sl) || math.IsInf(sl, 0) {
-			return nil, nil, fmt.Errorf("adaptrun: self-check slacks %v: want finite values", cfg.CheckSlacks)
-		}
-	}
-	if len(cfg.CheckSlacks) > 0 && (sets.HarmVal == nil || len(sets.HarmVal.Windows) == 0) {
-		return nil, nil, fmt.Errorf("adaptrun: choosing the self-check's slack needs the pretraining domains' validation windows (harm-validation)")
-	}
-	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, ClusterGrid: cfg.ClusterGrid, Seeds: cfg.Seeds,
+	res := &Result{T: w.T, Prompt: w.Prompt, Roles: w.Roles, Config: cfg, Methods: cfg.Methods, LRs: cfg.LRs, EpochGrid: cfg.EpochGrid, ClusterGrid: cfg.ClusterGrid, DecayGrid: cfg.DecayGrid, Seeds: cfg.Seeds,
 		Opts: cfg.Opts, Primary: cfg.Primary, Bootstrap: cfg.Bootstrap, Windows: map[string]int{},
 		TestDomains: sets.Test.Domains, TestDom: sets.Test.Dom}
 	for _, x := range sets.Test.Windows {
@@ -264,7 +255,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			return nil, nil, err
 		}
 		best, bestLR, bestVal, lrVal, secs := ch.best, ch.lr, ch.val, ch.vals, ch.secs
-		m = ch.m // at the chosen cluster size
+		m = ch.m // at the chosen cluster size and gate decay
 		firsts[m.Name] = best
 		trs := []*Trained{best}
 		for s := 2; s <= cfg.Seeds; s++ {
@@ -315,6 +306,9 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			}
 			if len(clusterGrid(m, cfg)) > 1 {
 				row.ClusterSize = m.ClusterSize
+			}
+			if len(decayGrid(m, cfg)) > 1 {
+				row.GateDecay = m.GateDecay
 			}
 			if x.gate != "" {
 				row.Name += fmt.Sprintf(", behind the gate every method shares (%s features)", x.gate)

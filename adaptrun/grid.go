@@ -36,6 +36,24 @@ func ClusterKey(key string, size int, grid []int) string {
 	return key
 }
 
+// DecayKey is ClusterKey's key extended by the gate decay when the gate
+// decays are part of the grid (Config.DecayGrid): "KEY/dDECAY".
+func DecayKey(key string, decay float64, grid []float64) string {
+	if len(grid) > 1 {
+		return fmt.Sprintf("%s/d%g", key, decay)
+	}
+	return key
+}
+
+// decayGrid is the gate decays m is trained at: cfg.DecayGrid for a gated
+// basis when it has several, else m's own.
+func decayGrid(m Method, cfg Config) []float64 {
+	if m.Basis && len(cfg.DecayGrid) > 1 {
+		return cfg.DecayGrid
+	}
+	return []float64{m.GateDecay}
+}
+
 // clusterGrid is the cluster sizes m is trained at: cfg.ClusterGrid for a
 // method trained on clusters (hyper) when it has several, else m's own.
 func clusterGrid(m Method, cfg Config) []int {
@@ -46,61 +64,77 @@ func clusterGrid(m Method, cfg Config) []int {
 }
 
 // chooseRate trains m at the first seed at every rate of cfg.LRs (and
-// every epochs of cfg.EpochGrid, and for a hyper method every cluster
-// size of cfg.ClusterGrid) and keeps the one with the lowest validation
+// every epochs of cfg.EpochGrid, for a hyper method every cluster size of
+// cfg.ClusterGrid and for a gated basis every gate decay of
+// cfg.DecayGrid) and keeps the one with the lowest validation
 // loss under grouping g; ties keep the earlier.
 func (e *Evaluator) chooseRate(m Method, sets Sets, cfg Config, g string) (choice, error) {
 	eps := cfg.EpochGrid
 	if len(eps) == 0 {
 		eps = []int{cfg.Opts.Epochs}
 	}
-	css := clusterGrid(m, cfg)
+	css, ds := clusterGrid(m, cfg), decayGrid(m, cfg)
 	c := choice{vals: map[string]float64{}, val: math.Inf(1), m: m}
 	for _, cs := range css {
-		mc := m
-		mc.ClusterSize = cs
-		for _, ep := range eps {
-			for _, lr := range cfg.LRs {
-				o := cfg.Opts
-				o.LR, o.Seed, o.Epochs = lr, 1, ep
-				what := fmt.Sprintf("%s lr %g", m.Name, lr)
-				if len(eps) > 1 {
-					what += fmt.Sprintf(", %d epochs", ep)
-				}
-				if len(css) > 1 {
-					what += fmt.Sprintf(", clusters of %d", cs)
-				}
-				t1 := time.Now()
-				tr, err := e.train(mc, sets.Train, o, func(step, steps int, loss float64) {
-					if cfg.Progress != nil {
-						cfg.Progress(what, step, steps, loss)
-					}
-				})
-				if err != nil {
-					c.best.free()
-					return c, err
-				}
-				secs := time.Since(t1).Seconds()
-				e.Seed = o.Seed
-				vs, err := e.Score(tr, sets.Validation, g, 1)
-				if err != nil {
-					tr.free()
-					c.best.free()
-					return c, err
-				}
-				l := vs.Mean(nil)
-				c.vals[ClusterKey(GridKey(lr, ep, eps), cs, css)] = l
-				cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
-				if l < c.val {
-					c.best.free()
-					c.best, c.m, c.lr, c.epochs, c.val, c.secs = tr, mc, lr, ep, l, secs
-				} else {
-					tr.free()
-				}
+		for _, d := range ds {
+			mc := m
+			mc.ClusterSize, mc.GateDecay = cs, d
+			if err := e.choosePoints(&c, mc, sets, cfg, g, eps, css, ds); err != nil {
+				return c, err
 			}
 		}
 	}
 	return c, nil
+}
+
+// choosePoints trains mc (one cluster size and gate decay) at every
+// epochs of eps and rate of cfg.LRs and keeps in c the one with the lowest
+// validation loss under grouping g.
+func (e *Evaluator) choosePoints(c *choice, mc Method, sets Sets, cfg Config, g string, eps, css []int, ds []float64) error {
+	for _, ep := range eps {
+		for _, lr := range cfg.LRs {
+			o := cfg.Opts
+			o.LR, o.Seed, o.Epochs = lr, 1, ep
+			what := fmt.Sprintf("%s lr %g", mc.Name, lr)
+			if len(eps) > 1 {
+				what += fmt.Sprintf(", %d epochs", ep)
+			}
+			if len(css) > 1 {
+				what += fmt.Sprintf(", clusters of %d", mc.ClusterSize)
+			}
+			if len(ds) > 1 {
+				what += fmt.Sprintf(", gate decay %g", mc.GateDecay)
+			}
+			t1 := time.Now()
+			tr, err := e.train(mc, sets.Train, o, func(step, steps int, loss float64) {
+				if cfg.Progress != nil {
+					cfg.Progress(what, step, steps, loss)
+				}
+			})
+			if err != nil {
+				c.best.free()
+				return err
+			}
+			secs := time.Since(t1).Seconds()
+			e.Seed = o.Seed
+			vs, err := e.Score(tr, sets.Validation, g, 1)
+			if err != nil {
+				tr.free()
+				c.best.free()
+				return err
+			}
+			l := vs.Mean(nil)
+			c.vals[DecayKey(ClusterKey(GridKey(lr, ep, eps), mc.ClusterSize, css), mc.GateDecay, ds)] = l
+			cfg.logf("%s: validation %.4f (%s)\n", what, l, g)
+			if l < c.val {
+				c.best.free()
+				c.best, c.m, c.lr, c.epochs, c.val, c.secs = tr, mc, lr, ep, l, secs
+			} else {
+				tr.free()
+			}
+		}
+	}
+	return nil
 }
 
 // chooseSlack scores t under the self-checked grouping g at every slack of
@@ -158,4 +192,33 @@ func (e *Evaluator) chooseSlack(t *Trained, sets Sets, g string, slacks []float6
 		}
 	}
 	return best, vals, nil
+}
+
+// checkGrids refuses grids with values no training can take, and a
+// choice of the self-check's slack without the windows it is made on.
+func (cfg Config) checkGrids(sets Sets) error {
+	for _, ep := range cfg.EpochGrid {
+		if ep < 1 {
+			return fmt.Errorf("adaptrun: epochs grid %v: want positive values", cfg.EpochGrid)
+		}
+	}
+	for _, cs := range cfg.ClusterGrid {
+		if cs < 1 {
+			return fmt.Errorf("adaptrun: cluster sizes %v: want positive values", cfg.ClusterGrid)
+		}
+	}
+	for _, d := range cfg.DecayGrid {
+		if !(d >= 0) || math.IsInf(d, 0) {
+			return fmt.Errorf("adaptrun: gate decays %v: want finite values >= 0", cfg.DecayGrid)
+		}
+	}
+	for _, sl := range cfg.CheckSlacks {
+		if math.IsNaN(sl) || math.IsInf(sl, 0) {
+			return fmt.Errorf("adaptrun: self-check slacks %v: want finite values", cfg.CheckSlacks)
+		}
+	}
+	if len(cfg.CheckSlacks) > 0 && (sets.HarmVal == nil || len(sets.HarmVal.Windows) == 0) {
+		return fmt.Errorf("adaptrun: choosing the self-check's slack needs the pretraining domains' validation windows (harm-validation)")
+	}
+	return nil
 }

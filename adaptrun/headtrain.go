@@ -31,6 +31,30 @@ func headStages(net *AdapterNet, m Method) [][]int {
 	return [][]int{all[pair:], all[:pair]}
 }
 
+// gateDecayMask marks, among the parameters at indices only (nil: all),
+// the gate network's weight matrices of a gated basis: the ones
+// Method.GateDecay decays. NewAdapterNet puts the network's layers first,
+// each as its matrix then its bias; nothing else is marked (a LoRA, an
+// expert table or a hyper-network that generates its own pair decays
+// nothing).
+func gateDecayMask(net *AdapterNet, only []int) []bool {
+	gates := 0
+	if net.hyper != nil && net.pair != nil && net.Meta.Basis {
+		gates = 2 * len(net.hyper.Layers)
+	}
+	if only == nil {
+		only = make([]int, len(net.params))
+		for i := range only {
+			only[i] = i
+		}
+	}
+	mask := make([]bool, len(only))
+	for k, i := range only {
+		mask[k] = i < gates && i%2 == 0
+	}
+	return mask
+}
+
 // trainHead runs the optimisation of a head adapter over the epochs'
 // groups, stage by stage (headStages), each stage with its own AdamW and
 // learning-rate schedule; it appends every step's loss to out.Losses.
@@ -47,8 +71,12 @@ func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOp
 	dropout := rand.New(rand.NewPCG(o.Seed, 11))
 	for si, only := range stages {
 		tr := &AdapterTrainer{N: net, Only: only, Rng: dropout}
-		opt, err := train.NewAdamWFor(tb, tr.pick(net.Params()), 0.9, 0.999, 1e-8, 0, 1)
+		opt, err := train.NewAdamWFor(tb, tr.pick(net.Params()), 0.9, 0.999, 1e-8, float32(m.GateDecay), 1)
 		if err != nil {
+			return err
+		}
+		if err := opt.SetDecay(gateDecayMask(net, only)); err != nil {
+			opt.Free()
 			return err
 		}
 		stage := epochs[si*per : (si+1)*per]

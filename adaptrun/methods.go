@@ -3,6 +3,7 @@ package adaptrun
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -82,6 +83,14 @@ type Method struct {
 	// are made from and online assignment serves (0: the batch size).
 	// Larger clusters make fewer, smoother updates.
 	ClusterSize int `json:"cluster_size,omitempty"`
+	// GateDecay (a gated basis) is AdamW's decoupled weight decay on the
+	// gate network's weight matrices alone (the pair and every bias are
+	// not decayed). It shrinks the gates' dependence on the input: at a
+	// large decay every cluster gets the same gates (the last layer's
+	// bias), which makes the basis a LoRA of its pair's rank, so a decay
+	// chosen on validation moves the basis between its LoRA and its free
+	// gates.
+	GateDecay float64 `json:"gate_decay,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -215,6 +224,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	}
 	if (m.Staged || m.Warm) && !m.Basis || m.Staged && m.Warm {
 		return nil, fmt.Errorf("adaptrun: %s: staged or warm-started training is for a gated basis, one of them", m.Name)
+	}
+	if m.GateDecay != 0 && (!m.Basis || !(m.GateDecay > 0) || math.IsInf(m.GateDecay, 0)) {
+		return nil, fmt.Errorf("adaptrun: %s: gate decay %g: want a finite decay >= 0 for a gated basis", m.Name, m.GateDecay)
 	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {

@@ -249,6 +249,9 @@ func (r *Result) Markdown(s Summary) string {
 	if len(r.ClusterGrid) > 1 {
 		epochs += fmt.Sprintf(", training clusters of %v windows chosen with the rate for the hyper-networks", r.ClusterGrid)
 	}
+	if len(r.DecayGrid) > 1 {
+		epochs += fmt.Sprintf(", the gate network's weight decay %v chosen with the rate for the gated bases", r.DecayGrid)
+	}
 	fmt.Fprintf(&b, "Windows of %d tokens, the first %d the prompt (features come from it; tokens %d..%d are scored); %v windows; %d seeds; learning rates %v chosen per method on validation; batches of %d windows, %s; paired bootstrap over test windows (%d resamples). Model: %s. %.0f s.\n\n",
 		r.T, r.Prompt, r.Prompt, r.T, r.Windows, r.Seeds, r.LRs, r.Opts.Batch, epochs, r.Bootstrap, r.Model, r.Seconds)
 	b.WriteString("Test perplexity on the adaptation domains (mean over seeds), bits per byte, and the change in nats/token against the base model with its 95% interval:\n\n")
@@ -423,72 +426,4 @@ func (r *Result) WritePNG(path string, s Summary) error {
 	p.X.Label.Text = "row (numbered as in the table, base model omitted)"
 	p.Legend.Top = true
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
-}
-
-// writeGrid writes the learning rates' table: each method's validation
-// loss at every rate (a line per epochs and cluster size when they are
-// part of the grid) and its choice.
-func (r *Result) writeGrid(b *strings.Builder) {
-	b.WriteString("\nLearning rates (validation loss, first seed, the method's own grouping):\n\n| method | ")
-	byEpochs, byClusters := len(r.EpochGrid) > 1, len(r.ClusterGrid) > 1
-	cols := len(r.LRs) + 2 // method, rates, chosen
-	if byEpochs {
-		b.WriteString("epochs | ")
-		cols++
-	}
-	if byClusters {
-		b.WriteString("cluster size | ")
-		cols++
-	}
-	for _, lr := range r.LRs {
-		fmt.Fprintf(b, "%g | ", lr)
-	}
-	b.WriteString("chosen |\n|" + strings.Repeat("---|", cols) + "\n")
-	eps := r.EpochGrid
-	if !byEpochs {
-		eps = []int{r.Opts.Epochs}
-	}
-	seen := map[string]bool{}
-	for _, x := range r.Rows {
-		if x.Method == "" || seen[x.Method] {
-			continue
-		}
-		seen[x.Method] = true
-		css := []int{x.ClusterSize}
-		if byClusters && x.Kind == KindHyper {
-			css = r.ClusterGrid
-		}
-		for _, cs := range css {
-			for _, ep := range eps {
-				fmt.Fprintf(b, "| %s | ", x.Method)
-				if byEpochs {
-					fmt.Fprintf(b, "%d | ", ep)
-				}
-				if byClusters {
-					if x.Kind == KindHyper {
-						fmt.Fprintf(b, "%d | ", cs)
-					} else {
-						b.WriteString("- | ")
-					}
-				}
-				for _, lr := range r.LRs {
-					fmt.Fprintf(b, "%.4f | ", x.LRVal[ClusterKey(GridKey(lr, ep, r.EpochGrid), cs, css)])
-				}
-				b.WriteString(gridChoice(x) + " |\n")
-			}
-		}
-	}
-}
-
-// gridChoice names a row's point of the grid: its rate, and its epochs
-// and cluster size when they were chosen with it.
-func gridChoice(x Row) string {
-	s := fmt.Sprint(x.LR)
-	if x.Epochs > 0 {
-		s += fmt.Sprintf(", %d epochs", x.Epochs)
-	}
-	if x.ClusterSize > 0 {
-		s += fmt.Sprintf(", clusters of %d", x.ClusterSize)
-	}
-	return s
 }

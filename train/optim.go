@@ -3,6 +3,7 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 )
@@ -59,6 +60,17 @@ func NewAdamWFor(b gpu.TrainBackend, params []gpu.Tensor, beta1, beta2, eps, wei
 		o.decay = append(o.decay, len(p.Shape()) == 2)
 	}
 	return o, nil
+}
+
+// SetDecay replaces which parameters are decayed (by default the 2-D
+// ones): mask is aligned with the parameters the optimiser was made for,
+// e.g. an adapter's gate network decayed and its low-rank pair not.
+func (o *AdamW) SetDecay(mask []bool) error {
+	if len(mask) != len(o.decay) {
+		return fmt.Errorf("train: decay mask of %d parameters for an optimiser of %d", len(mask), len(o.decay))
+	}
+	o.decay = slices.Clone(mask)
+	return nil
 }
 
 // Free releases the optimiser's tensors.

@@ -67,6 +67,48 @@ func TestWeightDecayOnlyOnMatrices(t *testing.T) {
 	}
 }
 
+// TestSetDecay: a decay mask decays exactly the parameters it names,
+// whatever their shape (here every other parameter, 1-D ones included),
+// and a mask of the wrong length is refused.
+func TestSetDecay(t *testing.T) {
+	cfg := gpuConfigs[0]
+	host := testInit(cfg, 3, 1)
+	m := newTestModel(t, ref.New(), cfg, host)
+	opt, err := NewAdamW(m, 0.9, 0.95, 1e-8, 0.5, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer opt.Free()
+	if err := opt.SetDecay(make([]bool, len(host)+1)); err == nil {
+		t.Fatal("a mask one parameter too long was accepted")
+	}
+	mask := make([]bool, len(host))
+	for i := range mask {
+		mask[i] = i%2 == 1
+	}
+	if err := opt.SetDecay(mask); err != nil {
+		t.Fatal(err)
+	}
+	m.ZeroGrad()
+	const lr = 0.1
+	opt.Update(m.Params(), m.Grads(), lr)
+	after, err := m.Host()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, h := range host {
+		f := float32(1)
+		if mask[i] {
+			f = 1 - lr*0.5
+		}
+		for j, x := range h.Data {
+			if want := x * f; math.Abs(float64(after[i].Data[j]-want)) > 1e-7 {
+				t.Fatalf("%s[%d] (decayed %v): %g after a zero-gradient step, want %g", h.Name, j, mask[i], after[i].Data[j], want)
+			}
+		}
+	}
+}
+
 // TestBenchStep: BenchStep runs on WebGPU and reports positive rates.
 func TestBenchStep(t *testing.T) {
 	cfg := model.Config{VocabSize: 97, NCtx: 16, NEmbd: 16, NHead: 2, NLayer: 1, LNEps: 1e-5}

@@ -27,7 +27,7 @@ type adaptBenchOpts struct {
 	t, prompt, rank, seeds, batch, bootstrap              int
 	budget                                                int
 	gateDrop                                              float64
-	clusterSizes                                          string
+	clusterSizes, gateDecays                              string
 	sharedGates, checkSlacks                              string
 	sz                                                    adaptrun.Sizes
 	alpha                                                 float32
@@ -92,6 +92,7 @@ corpus can run the benchmark with --windows.`,
 	fl.StringVar(&o.epochs, "epochs", "2", "passes over the training windows; several, comma-separated (e.g. 2,4), are a grid chosen on validation with the rate")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
 	fl.StringVar(&o.clusterSizes, "cluster-sizes", "", clusterSizesUsage)
+	fl.StringVar(&o.gateDecays, "gate-decays", "", gateDecaysUsage)
 	fl.IntVar(&o.rank, "rank", 8, "rank of every low-rank update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
@@ -229,6 +230,10 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if err != nil {
 		return cfg, nil, err
 	}
+	decays, err := parseDecays(o.gateDecays)
+	if err != nil {
+		return cfg, nil, err
+	}
 	cfgC, cfgV := s.m.Cfg.NEmbd, s.m.Cfg.VocabSize
 	known := adaptrun.Methods(o.rank, o.features, nAdapt, 1)
 	pm, ok := known[o.primary]
@@ -243,18 +248,8 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	} else {
 		known = adaptrun.Methods(o.rank, o.features, nAdapt, adaptrun.MatchedRank(pm, cfgC, cfgV))
 	}
-	for _, n := range strings.Split(o.methods, ",") {
-		m, ok := known[strings.TrimSpace(n)]
-		if !ok {
-			return cfg, nil, fmt.Errorf("--methods: unknown method %q (%s)", n, adaptrun.MethodNames)
-		}
-		if m, err = withGateDrop(m, o.gateDrop); err != nil {
-			return cfg, nil, err
-		}
-		if len(sizes) == 1 && m.Kind == adaptrun.KindHyper {
-			m.ClusterSize = sizes[0]
-		}
-		cfg.Methods = append(cfg.Methods, m)
+	if cfg.Methods, err = o.pickMethods(known, sizes, decays); err != nil {
+		return cfg, nil, err
 	}
 	if o.sharedGates != "" {
 		for _, k := range strings.Split(o.sharedGates, ",") {
@@ -286,6 +281,9 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 	if len(sizes) > 1 {
 		cfg.ClusterGrid = sizes
 	}
+	if len(decays) > 1 {
+		cfg.DecayGrid = decays
+	}
 	label, out := s.label, o.out
 	cfg.Checkpoint = func(r *adaptrun.Result) {
 		r.Model = label
@@ -294,6 +292,37 @@ func (o *adaptBenchOpts) config(s *session, nAdapt int) (adaptrun.Config, map[st
 		}
 	}
 	return cfg, known, nil
+}
+
+// pickMethods is --methods' methods from known, each with --gate-drop's
+// rate, and the one cluster size and gate decay when the flags name one
+// (several are a grid, Config.ClusterGrid and DecayGrid); a gate decay
+// with no gated basis to decay is refused.
+func (o *adaptBenchOpts) pickMethods(known map[string]adaptrun.Method, sizes []int, decays []float64) ([]adaptrun.Method, error) {
+	var out []adaptrun.Method
+	var err error
+	bases := false
+	for _, n := range strings.Split(o.methods, ",") {
+		m, ok := known[strings.TrimSpace(n)]
+		if !ok {
+			return nil, fmt.Errorf("--methods: unknown method %q (%s)", n, adaptrun.MethodNames)
+		}
+		if m, err = withGateDrop(m, o.gateDrop); err != nil {
+			return nil, err
+		}
+		if len(sizes) == 1 && m.Kind == adaptrun.KindHyper {
+			m.ClusterSize = sizes[0]
+		}
+		if len(decays) == 1 && m.Basis {
+			m.GateDecay = decays[0]
+		}
+		bases = bases || m.Basis
+		out = append(out, m)
+	}
+	if len(decays) > 0 && !bases {
+		return nil, fmt.Errorf("--gate-decays %q: no gated basis among --methods %q to decay", o.gateDecays, o.methods)
+	}
+	return out, nil
 }
 
 // withGateDrop gives a method with gate dropout the rate --gate-drop

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -47,7 +48,7 @@ type adaptTrainOpts struct {
 	asJSON                                            bool
 	t, prompt, perDomain, fit, rank, epochs, batch    int
 	budget, clusterSize                               int
-	gateDrop                                          float64
+	gateDrop, gateDecay                               float64
 	lr                                                float64
 	alpha                                             float32
 	seed                                              uint64
@@ -90,6 +91,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.IntVar(&o.rank, "rank", 8, "rank of the update")
 	fl.IntVar(&o.budget, "budget", 0, budgetUsage)
 	fl.Float64Var(&o.gateDrop, "gate-drop", 0, gateDropUsage)
+	fl.Float64Var(&o.gateDecay, "gate-decay", 0, "weight decay of a gated basis's gate network (AdamW's, on its weight matrices alone)")
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&o.clusterSize, "cluster-size", 0, "training windows a cluster of a hyper-network (k-means cuts the training windows into n/size clusters; 0: the batch size)")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
@@ -125,6 +127,10 @@ func (o *adaptTrainOpts) run() error {
 		return fmt.Errorf("--cluster-size %d: want a positive size for a hyper method (0: the batch size)", o.clusterSize)
 	}
 	m.ClusterSize = o.clusterSize
+	if o.gateDecay != 0 && (!m.Basis || !(o.gateDecay > 0) || math.IsInf(o.gateDecay, 0)) {
+		return fmt.Errorf("--gate-decay %g: want a finite decay >= 0 for a gated basis (hyper-basis*)", o.gateDecay)
+	}
+	m.GateDecay = o.gateDecay
 	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
 	tbar := newBar(o.method, "steps")
 	plain := logProgress(os.Stderr, 30*time.Second)

@@ -411,6 +411,18 @@ func TestCLITrainEndToEnd(t *testing.T) {
 		"--out", filepath.Join(t.TempDir(), "a.safetensors")}, win...)...); err == nil || !strings.Contains(stderr, "--cluster-size 8") {
 		t.Errorf("adapt train --method lora --cluster-size 8: err %v, %q", err, stderr)
 	}
+	// A gate-decay grid that is not one, or one with no gated basis to
+	// decay; adapt train refuses a decay for a LoRA.
+	for _, c := range []struct{ methods, decays string }{{"hyper-basis", "-1"}, {"hyper-basis", "0,0"}, {"hyper-basis", "x"}, {"hyper-basis", "inf"}, {"lora", "0.1"}} {
+		if _, stderr, err := run(t, "", "adapt", "bench", "--model", ckpt, "--windows", wf, "--out", t.TempDir(),
+			"--methods", c.methods, "--gate-decays", c.decays); err == nil || !strings.Contains(stderr, "--gate-decays") || strings.Contains(stderr, "train: ") {
+			t.Errorf("adapt bench --methods %s --gate-decays %q: err %v, %q", c.methods, c.decays, err, stderr)
+		}
+	}
+	if _, stderr, err := run(t, "", append([]string{"adapt", "train", "--method", "lora", "--gate-decay", "0.1",
+		"--out", filepath.Join(t.TempDir(), "a.safetensors")}, win...)...); err == nil || !strings.Contains(stderr, "--gate-decay 0.1") {
+		t.Errorf("adapt train --method lora --gate-decay 0.1: err %v, %q", err, stderr)
+	}
 	cacheDir := t.TempDir()
 	out = mustRun(t, "", "adapt", "cache", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", cacheDir, "--batch", "2", "--bootstrap", "20", "--dtype", "f32")
 	if !strings.Contains(out, "ChamaleonLLM+ cache") || !strings.Contains(out, "**test**") {

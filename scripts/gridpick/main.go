@@ -37,7 +37,8 @@ type point struct {
 	file     string
 	lr       float64
 	epochs   int
-	clusters int // training windows a cluster; 0: the batch size
+	clusters int     // training windows a cluster; 0: the batch size
+	decay    float64 // the gate network's weight decay
 	val      float64
 }
 
@@ -65,14 +66,25 @@ func run(files []string) error {
 			if ep == 0 {
 				ep = res.Opts.Epochs
 			}
-			v, ok := r.LRVal[adaptrun.ClusterKey(adaptrun.GridKey(r.LR, ep, res.EpochGrid), r.ClusterSize, res.ClusterGrid)]
+			key := adaptrun.ClusterKey(adaptrun.GridKey(r.LR, ep, res.EpochGrid), r.ClusterSize, res.ClusterGrid)
+			v, ok := r.LRVal[adaptrun.DecayKey(key, r.GateDecay, res.DecayGrid)]
 			if !ok {
 				return fmt.Errorf("%s: %s has no validation loss at its chosen rate %g", f, r.Method, r.LR)
 			}
 			if byMethod[r.Method] == nil {
 				order = append(order, r.Method)
 			}
-			byMethod[r.Method] = append(byMethod[r.Method], point{f, r.LR, ep, r.ClusterSize, v})
+			// A size or decay the run did not choose is the method's own.
+			p := point{f, r.LR, ep, r.ClusterSize, r.GateDecay, v}
+			if i := slices.IndexFunc(res.Methods, func(m adaptrun.Method) bool { return m.Name == r.Method }); i >= 0 {
+				if len(res.ClusterGrid) < 2 {
+					p.clusters = res.Methods[i].ClusterSize
+				}
+				if len(res.DecayGrid) < 2 {
+					p.decay = res.Methods[i].GateDecay
+				}
+			}
+			byMethod[r.Method] = append(byMethod[r.Method], p)
 		}
 	}
 	for _, m := range order {
@@ -89,6 +101,9 @@ func run(files []string) error {
 			cs := "batch-sized clusters"
 			if p.clusters > 0 {
 				cs = fmt.Sprintf("clusters of %d", p.clusters)
+			}
+			if p.decay > 0 {
+				cs += fmt.Sprintf(", gate decay %g", p.decay)
 			}
 			fmt.Printf("  %s %d epochs, rate %g, %s: validation %.4f  (%s)\n", mark, p.epochs, p.lr, cs, p.val, p.file)
 		}
