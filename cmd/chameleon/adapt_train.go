@@ -61,7 +61,7 @@ func adaptTrainCmd() *cobra.Command {
 	o := &adaptTrainOpts{}
 	c := &cobra.Command{
 		Use:   "train --method NAME --out FILE.safetensors",
-		Short: "Train one adapter of the output projection on the adaptation domains (the shipped default's recipe: --method hyper-basis-fit --budget 68 --lr 3e-3 --dtype f32)",
+		Short: "Train one adapter of the output projection on the adaptation domains (the shipped default's recipe: --method hyper-basis-fit --budget 68 --lr 1e-2 --cluster-size 64 --dtype f32)",
 		Long: `Trains one adapter on the training split of the corpus's adaptation domains
 (--adapt-domains, default: the manifest's adapt role) with the base model
 frozen, as ` + "`chameleon adapt bench`" + ` does for every method, and writes the
@@ -95,7 +95,7 @@ layers; generate, run, perplexity and serve apply them there).`,
 	fl.IntVar(&o.epochs, "epochs", 2, "passes over the training windows")
 	fl.IntVar(&o.clusterSize, "cluster-size", 0, "training windows a cluster of a hyper-network (k-means cuts the training windows into n/size clusters; 0: the batch size)")
 	fl.IntVar(&o.batch, "batch", adapt.DefaultBatchSize, "windows a batch (the cluster batch size)")
-	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (adapt bench chooses one per method on validation: 1e-3 for hyper-hidden, 3e-3 for hyper-basis and hyper-basis-fit at --budget 68)")
+	fl.Float64Var(&o.lr, "lr", 1e-3, "peak learning rate (adapt bench chooses one per method on validation: 1e-3 for hyper-hidden, 3e-3 for hyper-basis and hyper-basis-fit at --budget 68, 1e-2 for hyper-basis-fit in clusters of 64)")
 	fl.Float32Var(&o.alpha, "alpha", 1, "scale of the update")
 	fl.Uint64Var(&o.seed, "seed", 1, "seed of window sampling, k-means, initialisation and batch order")
 	return c
