@@ -16,6 +16,25 @@ import (
 // validation loss, the adapter has as many centroids as that size cuts
 // the training windows into, and the second seed trains at that size and
 // not at the other.
+// checkSecondSeed trains mc with o (seed 2) and fails unless its online
+// test losses equal row r's second seed exactly when same: the second
+// seed trained at mc's point of the grid (what names the point).
+func checkSecondSeed(t *testing.T, e *Evaluator, sets Sets, mc Method, o TrainOpts, r Row, same bool, what string) {
+	t.Helper()
+	tr, err := Train(e.TB, e.Wte, e.Base, mc, sets.Train, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.Seed = 2
+	s2, err := e.Score(tr, sets.Test, GroupOnline, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if slices.Equal(s2.Loss, r.Test[1].Loss) != same {
+		t.Fatalf("second seed: test losses equal to a basis trained at %s: %v, want %v", what, !same, same)
+	}
+}
+
 func TestClusterGrid(t *testing.T) {
 	m, w, sets, base := prepared(t)
 	lora := Method{Name: "lora", Kind: KindLoRA, Rank: 2, Features: basisMethod.Features}
@@ -57,18 +76,7 @@ func TestClusterGrid(t *testing.T) {
 	}{{r.ClusterSize, true}, {other, false}} {
 		mc := basisMethod
 		mc.ClusterSize = c.size
-		tr, err := Train(tb, m.W.Wte, base, mc, sets.Train, TrainOpts{Batch: 4, Epochs: 1, Alpha: 1, LR: 3e-2, Seed: 2}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Seed = 2
-		s2, err := e.Score(tr, sets.Test, GroupOnline, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Equal(s2.Loss, r.Test[1].Loss) != c.same {
-			t.Fatalf("second seed: test losses equal to a basis trained in clusters of %d: %v, want %v", c.size, !c.same, c.same)
-		}
+		checkSecondSeed(t, e, sets, mc, TrainOpts{Batch: 4, Epochs: 1, Alpha: 1, LR: 3e-2, Seed: 2}, r, c.same, fmt.Sprintf("clusters of %d", c.size))
 	}
 	md := res.Markdown(res.Summarise())
 	if !strings.Contains(md, fmt.Sprintf("clusters of %d |", r.ClusterSize)) || !strings.Contains(md, "training clusters of [2 8] windows") {

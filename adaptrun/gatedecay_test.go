@@ -156,18 +156,7 @@ func TestDecayGrid(t *testing.T) {
 	}{{r.GateDecay, true}, {other, false}} {
 		mc := basisMethod
 		mc.GateDecay = c.decay
-		tr, err := Train(tb, m.W.Wte, base, mc, sets.Train, TrainOpts{Batch: 4, Epochs: 2, Alpha: 1, LR: 3e-2, Seed: 2}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.Seed = 2
-		s2, err := e.Score(tr, sets.Test, GroupOnline, 1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Equal(s2.Loss, r.Test[1].Loss) != c.same {
-			t.Fatalf("second seed: test losses equal to a basis trained at gate decay %g: %v, want %v", c.decay, !c.same, c.same)
-		}
+		checkSecondSeed(t, e, sets, mc, TrainOpts{Batch: 4, Epochs: 2, Alpha: 1, LR: 3e-2, Seed: 2}, r, c.same, fmt.Sprintf("gate decay %g", c.decay))
 	}
 	md := res.Markdown(res.Summarise())
 	if !strings.Contains(md, "gate decay |") || !strings.Contains(md, fmt.Sprintf("| %s | %g | ", basisMethod.Name, other)) ||

@@ -54,14 +54,21 @@ func TestWeightDecayOnlyOnMatrices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	checkDecayed(t, host, after, lr*0.5, func(i int) bool { return len(host[i].Shape) == 2 })
+}
+
+// checkDecayed fails unless after is host shrunk by the factor 1 - shrink
+// where decayed(i) and unchanged elsewhere: one zero-gradient AdamW step.
+func checkDecayed(t *testing.T, host, after []model.HostTensor, shrink float32, decayed func(i int) bool) {
+	t.Helper()
 	for i, h := range host {
 		f := float32(1)
-		if len(h.Shape) == 2 {
-			f = 1 - lr*0.5
+		if decayed(i) {
+			f = 1 - shrink
 		}
 		for j, x := range h.Data {
 			if want := x * f; math.Abs(float64(after[i].Data[j]-want)) > 1e-7 {
-				t.Fatalf("%s[%d]: %g after a zero-gradient step, want %g", h.Name, j, after[i].Data[j], want)
+				t.Fatalf("%s[%d] (decayed %v): %g after a zero-gradient step, want %g", h.Name, j, decayed(i), after[i].Data[j], want)
 			}
 		}
 	}
@@ -96,17 +103,7 @@ func TestSetDecay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, h := range host {
-		f := float32(1)
-		if mask[i] {
-			f = 1 - lr*0.5
-		}
-		for j, x := range h.Data {
-			if want := x * f; math.Abs(float64(after[i].Data[j]-want)) > 1e-7 {
-				t.Fatalf("%s[%d] (decayed %v): %g after a zero-gradient step, want %g", h.Name, j, mask[i], after[i].Data[j], want)
-			}
-		}
-	}
+	checkDecayed(t, host, after, lr*0.5, func(i int) bool { return mask[i] })
 }
 
 // TestBenchStep: BenchStep runs on WebGPU and reports positive rates.
