@@ -56,8 +56,9 @@ func runCmd() *cobra.Command {
 		Long: `The main demo of ChamaleonLLM's batch-aware adaptation (make run).
 
 It loads the default model and hyper-network (or --model and --adapter), takes a mixed
-multi-domain set of sample prompts (code, prose, scripture, man pages, email, quotes;
---prompts FILE for others: "domain<TAB>text" lines), and
+multi-domain set of sample prompts from the six adaptation domains, which the base model
+never saw (Python, Emacs Lisp, Vim help, speeches, licences, German; --prompts FILE for
+others: "domain<TAB>text" lines), and
   1. clusters the prompts (k-means on the adapter's features: for the default, mean final
      hidden states of the base model over each prompt) and shows which
      prompts went together, with the domains they were written as (the clustering
