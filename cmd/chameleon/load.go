@@ -208,7 +208,7 @@ type adapterFlags struct {
 // tuning of its gates on the plan's own prompts) into t.
 func addTuneFlags(c *cobra.Command, t *adapt.Tune) {
 	c.Flags().IntVar(&t.Steps, "tune-steps", 0, "a gated basis (adapt train --method hyper-basis): Adam steps on each cluster's generated gates against the loss of the plan's own prompts before adapting (0: none)")
-	c.Flags().Float64Var(&t.LR, "tune-lr", 0.1, "the tuning's Adam rate (adapt tune chooses one on validation)")
+	c.Flags().Float64Var(&t.LR, "tune-lr", 0.03, "the tuning's Adam rate (adapt tune chooses one on validation: 0.03 for the default adapter)")
 }
 
 func (f *adapterFlags) add(c *cobra.Command, def string, defK int) {

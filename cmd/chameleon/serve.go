@@ -97,7 +97,7 @@ func serveCmd() *cobra.Command {
 	f.IntVar(&ao.ClusterSize, "cluster-size", 0, "window mode: a window of n adapted sequences gets ceil(n / this) clusters (0: 16)")
 	f.Uint64Var(&ao.Seed, "adapt-seed", 0, "window mode: k-means++ seed")
 	f.IntVar(&ao.Tune.Steps, "tune-steps", 0, "a gated basis (adapt train --method hyper-basis): Adam steps on the gates of each admission window's clusters against their prompts' own tokens before decoding (0: none; mode tuned)")
-	f.Float64Var(&ao.Tune.LR, "tune-lr", 0.1, "the tuning's Adam rate (adapt tune chooses one on validation)")
+	f.Float64Var(&ao.Tune.LR, "tune-lr", 0.03, "the tuning's Adam rate (adapt tune chooses one on validation: 0.03 for the default adapter)")
 	f.DurationVar(&opt.AdaptWindow, "adapt-window", 0, "hold adapted requests this long in the queue so that those arriving together are grouped together (0: what arrived during the last step)")
 	addCacheFlags(c, &opt)
 	f.StringVar(&chatFile, "chat-template", "", "Jinja chat template FILE for /v1/chat/completions (default: the model's own, GGUF tokenizer.chat_template or tokenizer_config.json, else a plain-text User:/Assistant: transcript)")
