@@ -3,7 +3,6 @@ package adaptrun
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
 
@@ -225,8 +224,8 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	if (m.Staged || m.Warm) && !m.Basis || m.Staged && m.Warm {
 		return nil, fmt.Errorf("adaptrun: %s: staged or warm-started training is for a gated basis, one of them", m.Name)
 	}
-	if m.GateDecay != 0 && (!m.Basis || !(m.GateDecay > 0) || math.IsInf(m.GateDecay, 0)) {
-		return nil, fmt.Errorf("adaptrun: %s: gate decay %g: want a finite decay >= 0 for a gated basis", m.Name, m.GateDecay)
+	if err := m.CheckGateDecay(); err != nil {
+		return nil, err
 	}
 	c, v := base.Config.NEmbd, base.Config.VocabSize
 	if o.Batch < 1 || o.Epochs < 1 || !(o.LR > 0) {

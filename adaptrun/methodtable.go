@@ -119,3 +119,12 @@ func (m Method) WithGateDrop(p float64) Method {
 
 // MethodNames lists Methods' names for help texts and errors.
 var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit, hyper-basis-drop and hyper-basis-warm (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+
+// CheckGateDecay refuses a gate decay that is negative, not finite, or set
+// on a method that is not a gated basis.
+func (m Method) CheckGateDecay() error {
+	if m.GateDecay != 0 && (!m.Basis || !(m.GateDecay > 0) || math.IsInf(m.GateDecay, 0)) {
+		return fmt.Errorf("adaptrun: %s: gate decay %g: want a finite decay >= 0 for a gated basis", m.Name, m.GateDecay)
+	}
+	return nil
+}

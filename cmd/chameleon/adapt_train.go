@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -127,10 +126,10 @@ func (o *adaptTrainOpts) run() error {
 		return fmt.Errorf("--cluster-size %d: want a positive size for a hyper method (0: the batch size)", o.clusterSize)
 	}
 	m.ClusterSize = o.clusterSize
-	if o.gateDecay != 0 && (!m.Basis || !(o.gateDecay > 0) || math.IsInf(o.gateDecay, 0)) {
-		return fmt.Errorf("--gate-decay %g: want a finite decay >= 0 for a gated basis (hyper-basis*)", o.gateDecay)
-	}
 	m.GateDecay = o.gateDecay
+	if err := m.CheckGateDecay(); err != nil {
+		return fmt.Errorf("--gate-decay %g: %w", o.gateDecay, err)
+	}
 	fmt.Fprintf(os.Stderr, "training %s on %d windows of %s\n", m.Name, len(d.Windows), strings.Join(doms, " "))
 	tbar := newBar(o.method, "steps")
 	plain := logProgress(os.Stderr, 30*time.Second)
