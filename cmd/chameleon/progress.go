@@ -35,16 +35,32 @@ func logProgress(w io.Writer, interval time.Duration) func(step, total int, desc
 	if term.IsTerminal(int(os.Stderr.Fd())) {
 		return func(int, int, string) {}
 	}
-	start, last, first := time.Now(), time.Now(), -1
+	return plainProgress(w, interval, time.Now)
+}
+
+// plainProgress is logProgress's line writer on the clock now. A new phase
+// (the total changes, or the step goes back, as when a job's next stage
+// starts) restarts the elapsed time and the rate, so that each phase's ETA
+// is its own and not the job's earlier phases' pace.
+func plainProgress(w io.Writer, interval time.Duration, now func() time.Time) func(step, total int, desc string) {
+	start := now()
+	prevCall, last := start, time.Time{} // a phase's first step reports at once
+	first, prevStep, prevTotal := -1, 0, -1
 	return func(step, total int, desc string) {
+		t := now()
+		if first >= 0 && (total != prevTotal || step < prevStep) {
+			// the phase began when the previous one reported its last step
+			start, last, first = prevCall, time.Time{}, -1
+		}
 		if first < 0 {
 			first = step - 1 // a resumed run starts past 0: rate over this run's steps
 		}
-		if time.Since(last) < interval && step < total {
+		prevCall, prevStep, prevTotal = t, step, total
+		if t.Sub(last) < interval && step < total {
 			return
 		}
-		last = time.Now()
-		el := time.Since(start)
+		last = t
+		el := t.Sub(start)
 		eta := "?"
 		if done := step - first; done > 0 {
 			eta = (time.Duration(float64(el) / float64(done) * float64(total-step))).Round(time.Second).String()
