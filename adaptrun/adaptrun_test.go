@@ -265,6 +265,22 @@ func TestRunTiny(t *testing.T) {
 	if firsts["hyper"] == nil || firsts["hyper"].Adapter.Meta.Features != adapt.FeatureBoth || firsts["hyper"].Adapter.Meta.Centroids == 0 {
 		t.Fatalf("the first hyper adapter is missing its features or centroids")
 	}
+	// The recorded self-check evidence (the bench's evaluator scores the
+	// base model's prompts once per set, for every row and seed) is what
+	// an evaluator that has seen nothing computes for that adapter.
+	fresh := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	for _, x := range []struct {
+		s    *Set
+		want Scores
+	}{{sets.Test, chk.Check[0]}, {sets.Harm, chk.HarmCheck[0]}} {
+		d, err := fresh.checkDiffs(firsts["hyper"], x.s, GroupChecked)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(d.Loss, x.want.Loss) || !slices.Equal(d.N, x.want.N) {
+			t.Fatalf("self-check evidence of the first hyper adapter: recorded %v, recomputed %v", x.want.Loss, d.Loss)
+		}
+	}
 	sum := res.Summarise()
 	byName := map[string]RowSummary{}
 	for _, r := range sum.Rows {

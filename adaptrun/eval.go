@@ -89,6 +89,7 @@ type Evaluator struct {
 	shared     map[string]adapt.Gate // SharedGate's gate by feature space
 	lastCheck  *Scores               // the last self-check's prompt-loss differences (selfCheck)
 	base       map[*Set]Scores       // the base model's scores of a set (baseScores)
+	prompts    map[*Set]*Set         // a set's prompt targets (promptSet)
 }
 
 // baseScores is the base model's scores of s, computed once per set: they

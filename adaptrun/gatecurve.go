@@ -98,8 +98,8 @@ func GateCurve(res *Result, method string, a *adapt.Adapter, sets Sets, batch in
 	if e != nil {
 		tr := &Trained{M: Method{Name: method, Kind: KindHyper, Features: kind}, Adapter: a, Cents: cents}
 		for _, s := range []*Set{sets.Test, sets.Harm} {
-			ps := promptTargets(s)
-			bs, err := e.Score(nil, ps, GroupBase, 1)
+			ps := e.promptSet(s)
+			bs, err := e.baseScores(ps)
 			if err != nil {
 				return nil, err
 			}

@@ -34,8 +34,8 @@ func (e *Evaluator) checkDiffs(t *Trained, s *Set, grouping string) (Scores, err
 	if grouping == GroupStaticChecked {
 		ungated = GroupStatic
 	}
-	ps := promptTargets(s)
-	bs, err := e.Score(nil, ps, GroupBase, 1)
+	ps := e.promptSet(s)
+	bs, err := e.baseScores(ps)
 	if err != nil {
 		return Scores{}, err
 	}
@@ -48,6 +48,21 @@ func (e *Evaluator) checkDiffs(t *Trained, s *Set, grouping string) (Scores, err
 		d.Loss[i] = as.Loss[i] - bs.Loss[i]
 	}
 	return d, nil
+}
+
+// promptSet is promptTargets(s), made once per set, so that the base
+// model's prompt scores (baseScores) are computed once for every
+// self-checked row and seed that checks s.
+func (e *Evaluator) promptSet(s *Set) *Set {
+	if ps, ok := e.prompts[s]; ok {
+		return ps
+	}
+	if e.prompts == nil {
+		e.prompts = map[*Set]*Set{}
+	}
+	ps := promptTargets(s)
+	e.prompts[s] = ps
+	return ps
 }
 
 // uncheckedOf is the gated grouping a self-checked grouping checks: a
