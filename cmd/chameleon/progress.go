@@ -43,19 +43,21 @@ func logProgress(w io.Writer, interval time.Duration) func(step, total int, desc
 // starts) restarts the elapsed time and the rate, so that each phase's ETA
 // is its own and not the job's earlier phases' pace.
 func plainProgress(w io.Writer, interval time.Duration, now func() time.Time) func(step, total int, desc string) {
-	start := now()
-	prevCall, last := start, time.Time{} // a phase's first step reports at once
+	start, last := now(), time.Time{} // a phase's first step reports at once
 	first, prevStep, prevTotal := -1, 0, -1
 	return func(step, total int, desc string) {
 		t := now()
-		if first >= 0 && (total != prevTotal || step < prevStep) {
-			// the phase began when the previous one reported its last step
-			start, last, first = prevCall, time.Time{}, -1
+		switch {
+		case first < 0:
+			// the job's first phase began when the reporter was made; a
+			// resumed run starts past 0: rate over this run's steps
+			first = step - 1
+		case total != prevTotal || step < prevStep:
+			// a later phase: what ran between the two (an evaluation, a
+			// save) is no part of it, so its rate counts from this step
+			start, last, first = t, time.Time{}, step
 		}
-		if first < 0 {
-			first = step - 1 // a resumed run starts past 0: rate over this run's steps
-		}
-		prevCall, prevStep, prevTotal = t, step, total
+		prevStep, prevTotal = step, total
 		if t.Sub(last) < interval && step < total {
 			return
 		}
