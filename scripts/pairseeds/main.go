@@ -2,8 +2,10 @@
 // of another (or the same) result over the same test windows, seed by
 // seed: A's seed s minus B's seed s, nats/token, with a paired bootstrap
 // 95% interval (adaptrun.PairedBootstrap, 1000 resamples), and how many
-// seeds' intervals lie below zero. Where the two results ran different
-// numbers of seeds, the seeds both have are compared. Rows are picked by
+// seeds' intervals lie below zero. Results of different test windows
+// (told by each window's domain and bytes) are refused. Where the two
+// results ran different numbers of seeds, the seeds both have are
+// compared. Rows are picked by
 // grouping (e.g. online-checked, static-checked) among the rows of trained
 // methods; GROUPING@FEATURES picks the row behind the gate every method
 // shares in that feature space (adapt bench --shared-gates), e.g.
@@ -15,6 +17,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
@@ -24,11 +27,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: pairseeds A.json[.gz] GROUPING_A B.json[.gz] GROUPING_B")
 		os.Exit(2)
 	}
-	a, err := pick(os.Args[1], os.Args[2])
+	a, ra, err := pick(os.Args[1], os.Args[2])
 	if err == nil {
 		var b adaptrun.Row
-		if b, err = pick(os.Args[3], os.Args[4]); err == nil {
-			err = compare(a, b)
+		var rb *adaptrun.Result
+		if b, rb, err = pick(os.Args[3], os.Args[4]); err == nil {
+			if err = sameWindows(ra, rb); err == nil {
+				err = compare(a, b)
+			}
 		}
 	}
 	if err != nil {
@@ -37,11 +43,22 @@ func main() {
 	}
 }
 
-// pick is the one trained row of file f with grouping g.
-func pick(f, g string) (adaptrun.Row, error) {
+// sameWindows refuses two results whose test windows differ: pairing
+// window by window needs the same windows in the same order, which two
+// runs of one windows file (or of files cut alike) have. Each window's
+// domain and byte count stand for it.
+func sameWindows(a, b *adaptrun.Result) error {
+	if !slices.Equal(a.TestDom, b.TestDom) || !slices.Equal(a.TestBytes, b.TestBytes) || !slices.Equal(a.TestDomains, b.TestDomains) {
+		return fmt.Errorf("the two results' test windows differ (domains or bytes): not the same windows, nothing to pair")
+	}
+	return nil
+}
+
+// pick is the one trained row of file f with grouping g, and f's result.
+func pick(f, g string) (adaptrun.Row, *adaptrun.Result, error) {
 	res, err := adaptrun.ReadJSON(f)
 	if err != nil {
-		return adaptrun.Row{}, err
+		return adaptrun.Row{}, nil, err
 	}
 	var found []adaptrun.Row
 	for _, r := range res.Rows {
@@ -50,9 +67,9 @@ func pick(f, g string) (adaptrun.Row, error) {
 		}
 	}
 	if len(found) != 1 {
-		return adaptrun.Row{}, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
+		return adaptrun.Row{}, nil, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
 	}
-	return found[0], nil
+	return found[0], res, nil
 }
 
 // compare prints a minus b per seed and the count of intervals below zero.
