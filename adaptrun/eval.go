@@ -355,16 +355,27 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		}
 	}
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
-	add := func(g group, ls []float32) {
+	// add sums a group's per-row losses into its windows: ls holds a row
+	// for every position (scored: only for the positions with a target,
+	// in order, as Set.scoredBatch builds them).
+	add := func(g group, ls []float32, scored bool) {
 		row := 0
 		for _, wi := range g.Members {
 			for j, tg := range s.Targets[wi] {
-				if tg >= 0 {
-					out.Loss[wi] += float64(ls[row+j])
-					out.N[wi]++
+				if tg < 0 {
+					continue
 				}
+				if scored {
+					out.Loss[wi] += float64(ls[row])
+					row++
+				} else {
+					out.Loss[wi] += float64(ls[row+j])
+				}
+				out.N[wi]++
 			}
-			row += len(s.Targets[wi])
+			if !scored {
+				row += len(s.Targets[wi])
+			}
 		}
 	}
 	if t != nil && t.Deep != nil {
@@ -376,7 +387,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			if err != nil {
 				return Scores{}, err
 			}
-			add(g, ls)
+			add(g, ls, false)
 		}
 		return out, finiteScores(out, grouping)
 	}
@@ -400,12 +411,15 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		if grouping == GroupTuned {
 			ls, err = net.TunedLosses(s.batch(g, scale), s.promptBatch(g), e.Tune)
 		} else {
-			ls, err = net.Losses(s.batch(g, scale))
+			// the head acts on each position alone: positions without a
+			// target (a window's prompt; a prompt set's continuation)
+			// need no logits
+			ls, err = net.Losses(s.scoredBatch(g, scale))
 		}
 		if err != nil {
 			return Scores{}, err
 		}
-		add(g, ls)
+		add(g, ls, grouping != GroupTuned)
 	}
 	return out, finiteScores(out, grouping)
 }

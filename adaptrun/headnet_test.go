@@ -237,3 +237,62 @@ func TestTrainWebGPU(t *testing.T) {
 		}
 	}
 }
+
+// TestScoredBatch: scoring only the positions with a target (what Score
+// does) gives each of them the loss the full batch gives it, bit for bit,
+// on the reference and on WebGPU, for a trained gated basis under two
+// clusters' gates, on a window set and on its prompt targets (the
+// self-check's set, where most positions have none).
+func TestScoredBatch(t *testing.T) {
+	meth := Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true}
+	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
+		m, win := fixtureOn(t, b)
+		d, err := Prepare(m, win, "train", 5, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		base, err := adapt.BaseOfModel(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: 2, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
+		net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer net.Free()
+		dim := len(d.Feature(meth.Features)) / len(d.Windows)
+		for _, s := range []*Set{d, promptTargets(d)} {
+			members := []int{0, 1, 2, 3, 4, 5}
+			g := group{Members: members, Cluster: []int{0, 0, 0, 1, 1, 1}, K: 2,
+				Means: append(meanOf(s.Feature(meth.Features), dim, members[:3]), meanOf(s.Feature(meth.Features), dim, members[3:])...)}
+			full, err := net.Losses(s.batch(g, 0.9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			scored, err := net.Losses(s.scoredBatch(g, 0.9))
+			if err != nil {
+				t.Fatal(err)
+			}
+			row, k := 0, 0
+			for _, wi := range members {
+				for _, tg := range s.Targets[wi] {
+					if tg >= 0 {
+						if k >= len(scored) || scored[k] != full[row] {
+							t.Fatalf("%s: window %d position %d: scored %v, full batch %g", b.Name(), wi, row, scored[min(k, len(scored)-1)], full[row])
+						}
+						k++
+					}
+					row++
+				}
+			}
+			if k != len(scored) || k == 0 || k == len(full) {
+				t.Fatalf("%s: %d scored rows for %d positions with a target of %d", b.Name(), len(scored), k, len(full))
+			}
+		}
+	}
+}
