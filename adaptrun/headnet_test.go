@@ -204,19 +204,7 @@ func TestTrainWebGPU(t *testing.T) {
 		var losses [2][]float64
 		var params [2][]model.HostTensor
 		for i, b := range []gpu.Backend{ref.New(), w} {
-			m, win := fixtureOn(t, b)
-			d, err := Prepare(m, win, "train", 5, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			base, err := adapt.BaseOfModel(m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: 3, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
-			if err != nil {
-				t.Fatalf("%s on %s: %v", meth.Name, b.Name(), err)
-			}
+			_, _, tr := trainedOn(t, b, meth, 3)
 			losses[i], params[i] = tr.Losses, tr.Adapter.Tensors
 		}
 		for s := range losses[0] {
@@ -246,19 +234,7 @@ func TestTrainWebGPU(t *testing.T) {
 func TestScoredBatch(t *testing.T) {
 	meth := Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true}
 	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
-		m, win := fixtureOn(t, b)
-		d, err := Prepare(m, win, "train", 5, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base, err := adapt.BaseOfModel(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: 2, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, d, tr := trainedOn(t, b, meth, 2)
 		host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
 		net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
 		if err != nil {
@@ -295,4 +271,24 @@ func TestScoredBatch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// trainedOn trains meth for epochs on the fixture's training windows on
+// backend b (rate 1e-2, seed 5, batches of 4).
+func trainedOn(t *testing.T, b gpu.Backend, meth Method, epochs int) (*model.Model, *Set, *Trained) {
+	t.Helper()
+	m, win := fixtureOn(t, b)
+	d, err := Prepare(m, win, "train", 5, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := adapt.BaseOfModel(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: epochs, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", meth.Name, b.Name(), err)
+	}
+	return m, d, tr
 }
