@@ -196,9 +196,9 @@ func TestRunTiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// base, temperature, lora x3, experts x2, table, hyper x7, hybrid x7
-	if len(res.Rows) != 22 {
-		t.Fatalf("%d rows, want 22", len(res.Rows))
+	// base, temperature, lora x3, experts x3, table x2, hyper x8, hybrid x8
+	if len(res.Rows) != 26 {
+		t.Fatalf("%d rows, want 26", len(res.Rows))
 	}
 	// The self-checked row keeps, window by window, the gated online loss
 	// or the base model's.
@@ -281,6 +281,7 @@ func TestRunTiny(t *testing.T) {
 			t.Fatalf("self-check evidence of the first hyper adapter: recorded %v, recomputed %v", x.want.Loss, d.Loss)
 		}
 	}
+	checkSelected(t, fresh, res, sets.Test, sets.Harm, firsts["experts"])
 	sum := res.Summarise()
 	byName := map[string]RowSummary{}
 	for _, r := range sum.Rows {

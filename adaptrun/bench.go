@@ -89,6 +89,12 @@ type Row struct {
 	// Gate is the feature space of the shared gate the row was scored
 	// behind (Config.SharedGates); empty: the adapter's own gate.
 	Gate string `json:"gate,omitempty"`
+	// Selected is, for the selected rows, per seed, each test window's
+	// choice of candidate (selectByPrompt; -1: the base model), before any
+	// gate; SelectedOwn, for experts, the share of test windows that chose
+	// their own domain's expert.
+	Selected    [][]int   `json:"selected,omitempty"`
+	SelectedOwn []float64 `json:"selected_own,omitempty"`
 }
 
 // Result is everything the benchmark measured; Report turns it into
@@ -195,7 +201,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 	c, v := e.Base.Config.NEmbd, e.Base.Config.VocabSize
 	e.Train, e.Fit = sets.Train, sets.Fit
 	score := func(t *Trained, grouping string, scale float32, row *Row) error {
-		e.lastCheck = nil
+		e.lastCheck, e.lastSelect = nil, nil
 		s, err := e.Score(t, sets.Test, grouping, scale)
 		if err != nil {
 			return err
@@ -203,6 +209,13 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 		row.Test = append(row.Test, s)
 		if e.lastCheck != nil {
 			row.Check = append(row.Check, *e.lastCheck)
+		}
+		if e.lastSelect != nil {
+			row.Selected = append(row.Selected, e.lastSelect)
+			if own := ownShare(t, sets.Test, e.lastSelect); own >= 0 {
+				row.SelectedOwn = append(row.SelectedOwn, own)
+				cfg.logf("%s: %.1f%% of the test windows chose their own domain's expert\n", row.Name, 100*own)
+			}
 		}
 		if sets.Harm != nil && harmApplies(grouping) {
 			e.lastCheck = nil
@@ -339,7 +352,7 @@ func Run(e *Evaluator, sets Sets, w *Windows, cfg Config) (*Result, map[string]*
 			res.Rows = append(res.Rows, row)
 			cfg.logf("%s: test %.4f nats/token (seed 1)\n", row.Name, row.Test[0].Mean(nil))
 		}
-		e.SharedGate, e.CheckSlack = "", 0
+		e.SharedGate, e.CheckSlack, e.selections = "", 0, nil
 		for _, tr := range trs[1:] {
 			tr.free()
 		}
@@ -383,6 +396,8 @@ func rowName(m Method, g string) string {
 		return m.Name + ", oracle (domain labels)"
 	case GroupRouted:
 		return m.Name + ", routed to the nearest centroid"
+	case GroupSelected:
+		return m.Name + ", selected by each window's prompt (no labels)"
 	case GroupClustered:
 		return m.Name + ", clustered test batches"
 	case GroupOnline:

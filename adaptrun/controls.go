@@ -19,7 +19,7 @@ import (
 
 // ControlGroupings are the groupings Controls scores, in the benchmark's
 // order for a head-only hyper-network.
-var ControlGroupings = []string{GroupOnline, GroupUngated, GroupChecked, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+var ControlGroupings = []string{GroupOnline, GroupUngated, GroupChecked, GroupSelected, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
 
 // ControlPairs are the comparisons Controls reports, each the first
 // grouping minus the second (negative: the first is better).
@@ -30,6 +30,7 @@ var ControlPairs = [][2]string{
 	{GroupClustered, GroupMean},
 	{GroupClustered, GroupRandom},
 	{GroupOnline, GroupRandom},
+	{GroupSelected, GroupChecked}, // choosing among every training centroid's update by the prompt, against the nearest one's, checked
 }
 
 // ControlRow is one grouping's test figure against the base model.

@@ -25,6 +25,7 @@ const (
 	GroupRandom    = "random"         // hyper: random batches of mixed windows, their mean feature
 	GroupMean      = "mean-update"    // hyper control: the size-weighted mean of the clustered updates, for everyone
 	GroupShuffled  = "shuffled"       // hyper control: clustered, each cluster given another cluster's update
+	GroupSelected  = "selected"       // experts, table, hyper: the candidate update its own prompt prefers, or none (selected.go)
 
 	// lora with Features, the fair control for the gated hyper rows: its
 	// one update behind the same gate (training centroids of its own
@@ -88,6 +89,8 @@ type Evaluator struct {
 	gates      map[string][2]*cluster.Centroids
 	shared     map[string]adapt.Gate // SharedGate's gate by feature space
 	lastCheck  *Scores               // the last self-check's prompt-loss differences (selfCheck)
+	lastSelect []int                 // the last selection's choice per window (selectByPrompt)
+	selections map[selectKey][]int   // an adapter's choices for a set (selectByPrompt)
 	base       map[*Set]Scores       // the base model's scores of a set (baseScores)
 	prompts    map[*Set]*Set         // a set's prompt targets (promptSet)
 }
@@ -287,6 +290,12 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			gs = append(gs, group{Members: b.Seqs, Cluster: uniform(len(b.Seqs), 0), K: 1,
 				Means: slices.Clone(t.Cents.Row(b.Cluster))})
 		}
+	case GroupSelected:
+		choice, sg, err := e.selectByPrompt(t, s, meta, host)
+		if err != nil {
+			return Scores{}, err
+		}
+		gs, e.lastSelect = sg, choice
 	case GroupClustered, GroupShuffled, GroupMean:
 		if err := need(KindHyper); err != nil {
 			return Scores{}, err
@@ -355,29 +364,6 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		}
 	}
 	out := Scores{Loss: make([]float64, n), N: make([]int, n)}
-	// add sums a group's per-row losses into its windows: ls holds a row
-	// for every position (scored: only for the positions with a target,
-	// in order, as Set.scoredBatch builds them).
-	add := func(g group, ls []float32, scored bool) {
-		row := 0
-		for _, wi := range g.Members {
-			for j, tg := range s.Targets[wi] {
-				if tg < 0 {
-					continue
-				}
-				if scored {
-					out.Loss[wi] += float64(ls[row])
-					row++
-				} else {
-					out.Loss[wi] += float64(ls[row+j])
-				}
-				out.N[wi]++
-			}
-			if !scored {
-				row += len(s.Targets[wi])
-			}
-		}
-	}
 	if t != nil && t.Deep != nil {
 		for _, g := range gs {
 			if g.Means != nil {
@@ -387,7 +373,7 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 			if err != nil {
 				return Scores{}, err
 			}
-			add(g, ls, false)
+			out.add(s, g, ls, false)
 		}
 		return out, finiteScores(out, grouping)
 	}
@@ -406,20 +392,22 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		return Scores{}, err
 	}
 	defer net.Free()
-	for _, g := range gs {
-		var ls []float32
-		if grouping == GroupTuned {
-			ls, err = net.TunedLosses(s.batch(g, scale), s.promptBatch(g), e.Tune)
-		} else {
-			// the head acts on each position alone: positions without a
-			// target (a window's prompt; a prompt set's continuation)
-			// need no logits
-			ls, err = net.Losses(s.scoredBatch(g, scale))
-		}
+	if grouping != GroupTuned {
+		// the head acts on each position alone: positions without a
+		// target (a window's prompt; a prompt set's continuation) need no
+		// logits
+		out, err = scoreGroups(net, s, gs, scale)
 		if err != nil {
 			return Scores{}, err
 		}
-		add(g, ls, grouping != GroupTuned)
+		return out, finiteScores(out, grouping)
+	}
+	for _, g := range gs {
+		ls, err := net.TunedLosses(s.batch(g, scale), s.promptBatch(g), e.Tune)
+		if err != nil {
+			return Scores{}, err
+		}
+		out.add(s, g, ls, false)
 	}
 	return out, finiteScores(out, grouping)
 }

@@ -18,11 +18,11 @@ func groupings(m Method) []string {
 		}
 		return []string{GroupStatic, GroupStaticGated, GroupStaticChecked}
 	case KindExperts:
-		return []string{GroupOracle, GroupRouted}
+		return []string{GroupOracle, GroupRouted, GroupSelected}
 	case KindTable:
-		return []string{GroupRouted}
+		return []string{GroupRouted, GroupSelected}
 	}
-	return []string{GroupOnline, GroupUngated, GroupChecked, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
+	return []string{GroupOnline, GroupUngated, GroupChecked, GroupSelected, GroupClustered, GroupRandom, GroupMean, GroupShuffled}
 }
 
 // Matches says whether r is the row of grouping spec: GROUPING for the
@@ -43,7 +43,7 @@ func checked(g string) bool {
 // rows a shared gate replays).
 func behindGate(g string) bool {
 	switch g {
-	case GroupOnline, GroupChecked, GroupTuned, GroupStaticGated, GroupStaticChecked:
+	case GroupOnline, GroupChecked, GroupSelected, GroupTuned, GroupStaticGated, GroupStaticChecked:
 		return true
 	}
 	return false

@@ -2,11 +2,13 @@ package cluster
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"slices"
 
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/model/tensorfile"
@@ -133,6 +135,35 @@ func (c *Centroids) Assign(features []float32) ([]int, error) {
 				best, out[i] = d, k
 			}
 		}
+	}
+	return out, nil
+}
+
+// Nearest returns, for each feature (N, C) row-major on the host, the
+// indices of its m nearest centroids (all of them when m >= K), nearest
+// first: squared Euclidean distance, ties to the lower index, so that
+// each row's first is Assign's. It fails as Assign does, or for m < 1.
+func (c *Centroids) Nearest(features []float32, m int) ([][]int, error) {
+	if m < 1 {
+		return nil, fmt.Errorf("cluster: %d nearest centroids: want at least 1", m)
+	}
+	if c.C == 0 || len(features)%c.C != 0 {
+		return nil, fmt.Errorf("cluster: %d feature values are not rows of C = %d", len(features), c.C)
+	}
+	if err := checkFinite(features, c.C); err != nil {
+		return nil, err
+	}
+	m = min(m, c.K)
+	out := make([][]int, len(features)/c.C)
+	d := make([]float64, c.K)
+	for i := range out {
+		x := features[i*c.C : (i+1)*c.C]
+		idx := make([]int, c.K)
+		for k := range idx {
+			idx[k], d[k] = k, sqDist(x, c.Row(k))
+		}
+		slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(d[a], d[b]) })
+		out[i] = idx[:m:m]
 	}
 	return out, nil
 }

@@ -51,6 +51,47 @@ func TestCentroidsRoundTripAndAssign(t *testing.T) {
 	}
 }
 
+// TestNearest: each row's nearest centroids come in order of distance,
+// the first is Assign's, all K when m is larger, and the rule of ties
+// (the lower index first) holds for a point equidistant from two.
+func TestNearest(t *testing.T) {
+	rng := newRng(t)
+	const n, c, k = 57, 5, 6
+	xs, _ := blobs(rng, n, c, k, 0.5)
+	cs := &Centroids{K: k, C: c, Data: xs[:k*c]}
+	as, err := cs.Assign(xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []int{1, 3, k, k + 4} {
+		near, err := cs.Nearest(xs, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, nb := range near {
+			x := xs[i*c : (i+1)*c]
+			if len(nb) != min(m, k) || nb[0] != as[i] {
+				t.Fatalf("m=%d, row %d: %v (Assign %d)", m, i, nb, as[i])
+			}
+			for j := 1; j < len(nb); j++ {
+				if sqDist(x, cs.Row(nb[j-1])) > sqDist(x, cs.Row(nb[j])) || slices.Contains(nb[:j], nb[j]) {
+					t.Fatalf("m=%d, row %d: %v not in order of distance, or repeated", m, i, nb)
+				}
+			}
+		}
+	}
+	tie := &Centroids{K: 3, C: 1, Data: []float32{2, 0, -2}}
+	if near, err := tie.Nearest([]float32{1, -1}, 2); err != nil || !slices.Equal(near[0], []int{0, 1}) || !slices.Equal(near[1], []int{1, 2}) {
+		t.Fatalf("ties: %v %v", near, err)
+	}
+	if _, err := tie.Nearest([]float32{1}, 0); err == nil {
+		t.Error("Nearest with m = 0: no error")
+	}
+	if _, err := tie.Nearest([]float32{float32(nan())}, 1); err == nil {
+		t.Error("Nearest of a NaN feature: no error")
+	}
+}
+
 func TestCentroidsErrors(t *testing.T) {
 	cs := &Centroids{K: 2, C: 3, Data: []float32{1, 0, 0, 0, 1, 0}}
 	if _, err := cs.Assign([]float32{1, 2}); err == nil {

@@ -348,9 +348,9 @@ func TestCLITrainEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	// base, temperature, lora x3 (static, gated, gated and self-checked),
-	// experts x2, table, hyper x7, lora-qkv x2 (static, gated)
-	if len(res.Rows) != 17 {
-		t.Fatalf("adapt bench: %d rows, want 17", len(res.Rows))
+	// experts x3, table x2, hyper x8, lora-qkv x2 (static, gated)
+	if len(res.Rows) != 20 {
+		t.Fatalf("adapt bench: %d rows, want 20", len(res.Rows))
 	}
 	for _, f := range []string{"bench.md", "bench.png", "hyper-hidden.safetensors"} {
 		if _, err := os.Stat(filepath.Join(bench, f)); err != nil {

@@ -1,0 +1,143 @@
+package adaptrun
+
+import (
+	"math"
+	"slices"
+	"testing"
+
+	"github.com/chameleon-llm/chameleon/adapt"
+)
+
+// checkSelected checks the experts' selected row of TestRunTiny's run
+// (res; tr its first seed's experts, e an evaluator that has seen
+// nothing): each window's choice is the expert under which its prompt
+// loses least, computed again through the oracle's grouping with every
+// window labelled as that expert's domain, or the base model where no
+// expert beats it; each window, of the test (s) and held-out (h) windows,
+// scores as under the expert it chose, or as the base model where it chose
+// none or the experts' gate keeps it there; and on the
+// fixture's two domains (two counting rules) most windows choose their own.
+func checkSelected(t *testing.T, e *Evaluator, res *Result, s, h *Set, tr *Trained) {
+	t.Helper()
+	var sel, orc, bse *Row
+	for i := range res.Rows {
+		switch r := &res.Rows[i]; {
+		case r.Method == "experts" && r.Grouping == GroupSelected && r.Gate == "":
+			sel = r
+		case r.Method == "experts" && r.Grouping == GroupOracle:
+			orc = r
+		case r.Role == RoleBase:
+			bse = r
+		}
+	}
+	if sel == nil || orc == nil || bse == nil {
+		t.Fatal("no selected or oracle experts row, or no base row")
+	}
+	if len(sel.Selected) != len(sel.Test) || len(sel.SelectedOwn) != len(sel.Test) {
+		t.Fatalf("%s: %d choices and %d own-domain shares recorded for %d seeds", sel.Name, len(sel.Selected), len(sel.SelectedOwn), len(sel.Test))
+	}
+	own := 0
+	for _, x := range []struct {
+		s         *Set
+		got, base Scores
+	}{{s, sel.Test[0], bse.Test[0]}, {h, sel.Harm[0], bse.Harm[0]}} {
+		choice := checkChoices(t, e, tr, x.s, x.got, x.base)
+		if x.s == s && !slices.Equal(sel.Selected[0], choice) {
+			t.Fatalf("%s: choices %v, recomputed %v", sel.Name, sel.Selected[0], choice)
+		}
+		for i, c := range choice {
+			if x.s == s && c >= 0 && tr.Domains[c] == s.Domains[s.Dom[i]] {
+				own++
+			}
+		}
+	}
+	n := len(s.Windows)
+	if got := float64(own) / float64(n); got != sel.SelectedOwn[0] || got < 0.75 {
+		t.Fatalf("%s: %.2f of the windows chose their own domain's expert (recorded %.2f); want at least 0.75", sel.Name, got, sel.SelectedOwn[0])
+	}
+	checkSpoiled(t, e, s, tr, bse.Test[0])
+}
+
+// checkChoices checks that e's selected grouping of experts tr on s makes
+// the choices selectAgain recomputes, and that each window scores (got) as
+// under the expert it chose, or as the base model (base) where it chose
+// none or the experts' gate keeps it there. It returns the choices.
+func checkChoices(t *testing.T, e *Evaluator, tr *Trained, s *Set, got, base Scores) []int {
+	t.Helper()
+	choice, want := selectAgain(t, e, tr, s)
+	closed, err := e.gateFor(tr, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range choice {
+		ref := base.Loss[i]
+		if c >= 0 && !closed(i) {
+			ref = want[c].Loss[i]
+		}
+		if l := got.Loss[i]; math.Abs(l-ref) > 1e-6*math.Abs(ref) {
+			t.Fatalf("%s, %s window %d (choice %d): loss %g, want %g (base %g)", tr.M.Name, s.Name, i, c, l, ref, base.Loss[i])
+		}
+	}
+	return choice
+}
+
+// checkSpoiled checks the base model's side of a selection: experts tr
+// with every tensor scaled 30 times (updates far too large, and no gate)
+// help few windows' prompts, so that windows of s choose the base model
+// and score as it (base).
+func checkSpoiled(t *testing.T, e *Evaluator, s *Set, tr *Trained, base Scores) {
+	t.Helper()
+	sp := *tr
+	sp.Radius = 0
+	sp.Adapter = &adapt.Adapter{Meta: tr.Adapter.Meta}
+	for _, x := range tr.Adapter.Tensors {
+		x.Data = slices.Clone(x.Data)
+		for i := range x.Data {
+			x.Data[i] *= 30
+		}
+		sp.Adapter.Tensors = append(sp.Adapter.Tensors, x)
+	}
+	got, err := e.Score(&sp, s, GroupSelected, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	choice := checkChoices(t, e, &sp, s, got, base)
+	if !slices.Equal(e.lastSelect, choice) || slices.Index(choice, -1) < 0 {
+		t.Fatalf("spoiled experts: choices %v, recomputed %v; want some windows at the base model", e.lastSelect, choice)
+	}
+}
+
+// selectAgain is the choice selectByPrompt should make for each window of
+// s, and each expert's scores of s, computed through the oracle's
+// grouping with every window labelled as that expert's domain.
+func selectAgain(t *testing.T, e *Evaluator, tr *Trained, s *Set) ([]int, []Scores) {
+	t.Helper()
+	ps := promptTargets(s)
+	bp, err := e.Score(nil, ps, GroupBase, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(s.Windows)
+	choice, best := uniform(n, -1), slices.Clone(bp.Loss)
+	var all []Scores
+	for x := range tr.Domains {
+		for _, set := range []*Set{ps, s} {
+			as := *set
+			as.Domains, as.Dom = tr.Domains, uniform(n, x)
+			sc, err := e.Score(tr, &as, GroupOracle, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if set == s {
+				all = append(all, sc)
+				continue
+			}
+			for i, l := range sc.Loss {
+				if l < best[i] {
+					choice[i], best[i] = x, l
+				}
+			}
+		}
+	}
+	return choice, all
+}
