@@ -403,11 +403,13 @@ func (e *Evaluator) Score(t *Trained, s *Set, grouping string, scale float32) (S
 		return out, finiteScores(out, grouping)
 	}
 	for _, g := range gs {
-		ls, err := net.TunedLosses(s.batch(g, scale), s.promptBatch(g), e.Tune)
+		// the gates are tuned on the prompt rows; the scored rows then
+		// read them
+		ls, err := net.TunedLosses(s.scoredBatch(g, scale), s.promptBatch(g), e.Tune)
 		if err != nil {
 			return Scores{}, err
 		}
-		out.add(s, g, ls, false)
+		out.add(s, g, ls, true)
 	}
 	return out, finiteScores(out, grouping)
 }

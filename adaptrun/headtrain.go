@@ -88,7 +88,12 @@ func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOp
 		tr.Sched = train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, n/10), Steps: n}
 		for _, gs := range stage {
 			for _, gi := range rng.Perm(len(gs)) {
-				bt := d.batch(gs[gi], 1)
+				// the loss is a mean over the rows with a target:
+				// the others (a window's prompt) need no logits
+				bt := d.scoredBatch(gs[gi], 1)
+				if o.allRows {
+					bt = d.batch(gs[gi], 1)
+				}
 				if m.GateDrop > 0 {
 					bt.ZeroGates = make([]bool, bt.K)
 					for k := range bt.ZeroGates {

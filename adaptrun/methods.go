@@ -99,6 +99,11 @@ type TrainOpts struct {
 	LR     float64 `json:"lr"`     // peak; cosine decay to LR/10 after a short warm-up
 	Seed   uint64  `json:"seed"`
 	Alpha  float32 `json:"alpha"`
+	// allRows trains a head-only adapter on a row for every position, as
+	// before session 29, instead of the positions with a target alone (the
+	// loss is a mean over those either way): the reference the scored rows
+	// are tested against.
+	allRows bool
 }
 
 // Trained is a trained adapter with what its groupings need.
