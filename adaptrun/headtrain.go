@@ -58,7 +58,9 @@ func gateDecayMask(net *AdapterNet, only []int) []bool {
 // trainHead runs the optimisation of a head adapter over the epochs'
 // groups, stage by stage (headStages), each stage with its own AdamW and
 // learning-rate schedule; it appends every step's loss to out.Losses.
-func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOpts, epochs [][]group, rng *rand.Rand, out *Trained, progress func(step, steps int, loss float64)) error {
+// reassign, when given, makes epoch e's groups at its start instead
+// (Method.Select); nil groups keep the precomputed ones.
+func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOpts, epochs [][]group, reassign func(e int) ([]group, error), rng *rand.Rand, out *Trained, progress func(step, steps int, loss float64)) error {
 	stages := headStages(net, m)
 	if len(epochs)%len(stages) != 0 {
 		return fmt.Errorf("adaptrun: %s: %d epochs for %d stages", m.Name, len(epochs), len(stages))
@@ -86,7 +88,21 @@ func trainHead(tb gpu.TrainBackend, net *AdapterNet, m Method, d *Set, o TrainOp
 		}
 		tr.Opt = opt
 		tr.Sched = train.Schedule{LR: o.LR, MinLR: o.LR / 10, Warmup: min(20, n/10), Steps: n}
-		for _, gs := range stage {
+		for ei, gs := range stage {
+			if reassign != nil {
+				ng, err := reassign(si*per + ei)
+				if err != nil {
+					opt.Free()
+					return fmt.Errorf("adaptrun: %s: %w", m.Name, err)
+				}
+				if ng != nil {
+					if len(ng) != len(gs) {
+						opt.Free()
+						return fmt.Errorf("adaptrun: %s: epoch %d reassigned into %d batches, not %d", m.Name, si*per+ei, len(ng), len(gs))
+					}
+					gs = ng
+				}
+			}
 			for _, gi := range rng.Perm(len(gs)) {
 				// the loss is a mean over the rows with a target:
 				// the others (a window's prompt) need no logits

@@ -90,6 +90,16 @@ type Method struct {
 	// chosen on validation moves the basis between its LoRA and its free
 	// gates.
 	GateDecay float64 `json:"gate_decay,omitempty"`
+	// Select (a mixed, head-only hyper method, not staged or warm-started)
+	// trains as it is served under the selected grouping: from the second
+	// epoch on, each training window trains under the update, among those
+	// of its SelectNearest nearest centroids of the epoch's clustering,
+	// that best predicts its own prompt with the network as it stands at
+	// the epoch's start, instead of its k-means cluster's (hard EM: the
+	// windows choose their updates, the updates learn from the windows
+	// that chose them). The first epoch, whose gates or updates start
+	// alike, keeps k-means' clusters.
+	Select bool `json:"select,omitempty"`
 }
 
 // TrainOpts are the optimisation settings shared by every method.
@@ -229,6 +239,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	if (m.Staged || m.Warm) && !m.Basis || m.Staged && m.Warm {
 		return nil, fmt.Errorf("adaptrun: %s: staged or warm-started training is for a gated basis, one of them", m.Name)
 	}
+	if m.Select && (m.Kind != KindHyper || !m.Mixed || len(m.Deep) > 0 || m.Staged || m.Warm) {
+		return nil, fmt.Errorf("adaptrun: %s: training by selection is for a mixed, head-only hyper method, not staged or warm-started", m.Name)
+	}
 	if err := m.CheckGateDecay(); err != nil {
 		return nil, err
 	}
@@ -241,6 +254,7 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 	meta := adapt.Meta{Rank: m.Rank, Alpha: o.Alpha, Base: base}
 	out := &Trained{M: m, Domains: d.Domains}
 	var epochs [][]group
+	var clusterings []clustering // a mixed hyper method's, per epoch (for Select)
 	var host []model.HostTensor
 	var mu, sd []float64
 	switch m.Kind {
@@ -338,7 +352,9 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 				}
 				out.Cents = res.Centroids
 				if m.Mixed {
-					epochs = append(epochs, mixedGroups(res, rng.Perm(n), o.Batch, mu, sd))
+					perm := rng.Perm(n)
+					epochs = append(epochs, mixedGroups(res, perm, o.Batch, mu, sd))
+					clusterings = append(clusterings, clustering{res, perm})
 					continue
 				}
 				var gs []group
@@ -385,7 +401,11 @@ func train1(tb gpu.TrainBackend, wte gpu.Tensor, dt *DeepTrainer, base adapt.Bas
 		return nil, err
 	}
 	defer net.Free()
-	if err := trainHead(tb, net, m, d, o, epochs, rng, out, progress); err != nil {
+	var reassign func(int) ([]group, error)
+	if m.Select {
+		reassign = selectedEpochs(net, m, d, o.Batch, clusterings, mu, sd)
+	}
+	if err := trainHead(tb, net, m, d, o, epochs, reassign, rng, out, progress); err != nil {
 		return nil, err
 	}
 	ts, err := net.Host()

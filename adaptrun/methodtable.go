@@ -87,7 +87,8 @@ func MatchedRank(pm Method, c, v int) int {
 // adds hyper-basis-fit, the basis with the largest pair that fits, and
 // hyper-basis-drop, the same trained with gate dropout (Method.GateDrop),
 // and hyper-basis-warm, the same warm-started from its pair trained as a
-// LoRA (Method.Warm).
+// LoRA (Method.Warm), and hyper-basis-select, the same trained under the
+// updates the windows' prompts choose (Method.Select).
 func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method {
 	if budget > 0 {
 		ms := Methods(r, f, nAdapt, budget)
@@ -104,6 +105,10 @@ func MatchedMethods(r int, f string, nAdapt, c, v, budget int) map[string]Method
 		warm.Warm = true
 		warm.Name = fmt.Sprintf("ChamaleonLLM gated basis, warm-started (r=%d, the budget whole: a LoRA, then it and generated gates together)", fit.Rank)
 		ms["hyper-basis-warm"] = warm
+		sel := fit
+		sel.Select = true
+		sel.Name = fmt.Sprintf("ChamaleonLLM gated basis, trained by selection (r=%d, the budget whole: each window trains under the update its prompt chooses)", fit.Rank)
+		ms["hyper-basis-select"] = sel
 		return ms
 	}
 	return Methods(r, f, nAdapt, MatchedRank(Methods(r, f, nAdapt, 1)["hyper-both"], c, v))
@@ -118,7 +123,7 @@ func (m Method) WithGateDrop(p float64) Method {
 }
 
 // MethodNames lists Methods' names for help texts and errors.
-var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit, hyper-basis-drop and hyper-basis-warm (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
+var MethodNames = "lora, lora-matched, experts, table, hyper-paper, hyper-embed, hyper-hidden, hyper-both, hyper-hybrid, hyper-hybrid-full, hyper-basis, hyper-basis-fit, hyper-basis-drop, hyper-basis-warm and hyper-basis-select (with --budget), hyper-basis-staged, lora-qkv, hyper-v3, hyper-qkv, hyper-all"
 
 // CheckGateDecay refuses a gate decay that is negative, not finite, or set
 // on a method that is not a gated basis.

@@ -2,9 +2,11 @@ package adaptrun
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/cluster"
 	"github.com/chameleon-llm/chameleon/model"
 )
 
@@ -115,16 +117,33 @@ func (e *Evaluator) choose(t *Trained, s *Set, meta adapt.Meta, host []model.Hos
 		return nil, err
 	}
 	defer net.Free()
+	return chooseByPrompt(net, ps, k, cand, near, bs.Loss, e.Batch)
+}
+
+// chooseByPrompt returns, for each window of ps (a set scoring each
+// window's prompt, promptTargets), the candidate among its near ones (of
+// k; cand makes a group under one) with the lowest summed loss under net,
+// scored in batches of batch windows. With base (the base model's summed
+// losses), a window none of whose candidates is below it gets -1; without,
+// every window gets its best candidate.
+func chooseByPrompt(net *AdapterNet, ps *Set, k int, cand func([]int, int) group, near [][]int, base []float64, batch int) ([]int, error) {
 	by := make([][]int, k)
 	for i, nb := range near {
 		for _, x := range nb {
 			by[x] = append(by[x], i)
 		}
 	}
-	choice, best := uniform(len(s.Windows), -1), slices.Clone(bs.Loss)
+	n := len(ps.Windows)
+	choice, best := uniform(n, -1), slices.Clone(base)
+	if base == nil {
+		best = make([]float64, n)
+		for i := range best {
+			best[i] = math.Inf(1)
+		}
+	}
 	for x := range k {
 		var gs []group
-		for _, ch := range chunks(by[x], e.Batch) {
+		for _, ch := range chunks(by[x], batch) {
 			gs = append(gs, cand(ch, x))
 		}
 		sc, err := scoreGroups(net, ps, gs, 1)
@@ -134,6 +153,13 @@ func (e *Evaluator) choose(t *Trained, s *Set, meta adapt.Meta, host []model.Hos
 		for _, i := range by[x] {
 			if sc.Loss[i] < best[i] {
 				choice[i], best[i] = x, sc.Loss[i]
+			}
+		}
+	}
+	if base == nil {
+		for i, x := range choice {
+			if x < 0 { // no candidate scored finite: the nearest
+				choice[i] = near[i][0]
 			}
 		}
 	}
@@ -193,4 +219,42 @@ func ownShare(t *Trained, s *Set, choice []int) float64 {
 		}
 	}
 	return float64(own) / float64(len(choice))
+}
+
+// clustering is one training epoch's k-means clustering and the order its
+// windows are batched in (a mixed hyper method's).
+type clustering struct {
+	res  *cluster.Result
+	perm []int
+}
+
+// selectedEpochs is Method.Select's reassignment: epoch e >= 1's batches
+// (the clustering's order, mixed as mixedGroups makes them) with each
+// window under the candidate, among its SelectNearest nearest centroids of
+// that epoch's clustering, whose update (net as it stands; the centroid
+// standardised as in training) best predicts the window's prompt.
+func selectedEpochs(net *AdapterNet, m Method, d *Set, batch int, cs []clustering, mu, sd []float64) func(int) ([]group, error) {
+	ps := promptTargets(d)
+	f := d.Feature(m.Features)
+	return func(e int) ([]group, error) {
+		if e == 0 || len(cs) == 0 {
+			return nil, nil
+		}
+		c := cs[min(e, len(cs)-1)] // without Recluster, one clustering serves every epoch
+		res := c.res
+		near, err := res.Centroids.Nearest(f, SelectNearest)
+		if err != nil {
+			return nil, err
+		}
+		cand := func(ms []int, x int) group {
+			return group{Members: ms, Cluster: uniform(len(ms), 0), K: 1, Means: Standardize(res.Centroids.Row(x), mu, sd)}
+		}
+		choice, err := chooseByPrompt(net, ps, res.Centroids.K, cand, near, nil, batch)
+		if err != nil {
+			return nil, err
+		}
+		sel := *res
+		sel.Assign = choice
+		return mixedGroups(&sel, c.perm, batch, mu, sd), nil
+	}
 }

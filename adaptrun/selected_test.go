@@ -2,10 +2,14 @@ package adaptrun
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
+	"github.com/chameleon-llm/chameleon/gpu"
+	"github.com/chameleon-llm/chameleon/gpu/gputest"
+	"github.com/chameleon-llm/chameleon/gpu/ref"
 )
 
 // checkSelected checks the experts' selected row of TestRunTiny's run
@@ -140,4 +144,82 @@ func selectAgain(t *testing.T, e *Evaluator, tr *Trained, s *Set) ([]int, []Scor
 		}
 	}
 	return choice, all
+}
+
+// TestSelectedEpochs: training by selection (Method.Select) puts each
+// training window, from the second epoch on, under the centroid among its
+// nearest whose update best predicts its prompt, each window's prompt
+// scored again alone here, in the epoch's batches and order; the first
+// epoch keeps k-means' clusters; and training so runs on the reference and
+// on WebGPU.
+func TestSelectedEpochs(t *testing.T) {
+	meth := Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true, Mixed: true}
+	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
+		m, d, tr := trainedOn(t, b, meth, 2)
+		host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
+		net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer net.Free()
+		// The file's network reads raw features: standardise by nothing.
+		f := d.Feature(meth.Features)
+		dim := len(f) / len(d.Windows)
+		mu, sd := make([]float64, dim), make([]float64, dim)
+		for i := range sd {
+			sd[i] = 1
+		}
+		res, err := kmeans(f, dim, 3, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		perm := rand.New(rand.NewPCG(1, 2)).Perm(len(d.Windows))
+		reassign := selectedEpochs(net, meth, d, 4, []clustering{{res, perm}, {res, perm}}, mu, sd)
+		if gs, err := reassign(0); gs != nil || err != nil {
+			t.Fatalf("epoch 0 reassigned: %v %v", gs, err)
+		}
+		gs, err := reassign(1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps, moved := promptTargets(d), 0
+		var order []int
+		for _, g := range gs {
+			order = append(order, g.Members...)
+			for j, wi := range g.Members {
+				got := g.Means[g.Cluster[j]*dim : (g.Cluster[j]+1)*dim]
+				best, bx := math.Inf(1), -1
+				for x := range res.Centroids.K {
+					ls, err := net.Losses(ps.scoredBatch(group{Members: []int{wi}, Cluster: []int{0}, K: 1, Means: res.Centroids.Row(x)}, 1))
+					if err != nil {
+						t.Fatal(err)
+					}
+					var l float64
+					for _, v := range ls {
+						l += float64(v)
+					}
+					if l < best {
+						best, bx = l, x
+					}
+				}
+				if !slices.Equal(got, res.Centroids.Row(bx)) {
+					t.Fatalf("%s: window %d trains under %v, its prompt chooses centroid %d %v", b.Name(), wi, got, bx, res.Centroids.Row(bx))
+				}
+				if bx != res.Assign[wi] {
+					moved++
+				}
+			}
+		}
+		if !slices.Equal(order, perm) {
+			t.Fatalf("%s: the batches' order %v, the epoch's %v", b.Name(), order, perm)
+		}
+		if moved == 0 {
+			t.Fatalf("%s: every window chose its k-means cluster: the test shows nothing", b.Name())
+		}
+		sel := meth
+		sel.Select = true
+		if _, _, st := trainedOn(t, b, sel, 3); len(st.Losses) == 0 || math.IsNaN(st.Losses[len(st.Losses)-1]) {
+			t.Fatalf("%s: training by selection: losses %v", b.Name(), st.Losses)
+		}
+	}
 }

@@ -27,7 +27,7 @@ func TestStagedBasis(t *testing.T) {
 	staged.Staged = true
 	var midA, midB []float32
 	steps := 0
-	err := trainHead(tb, net, staged, set, o, [][]group{g, g, g, g}, rand.New(rand.NewPCG(3, 3)), &Trained{}, func(step, n int, _ float64) {
+	err := trainHead(tb, net, staged, set, o, [][]group{g, g, g, g}, nil, rand.New(rand.NewPCG(3, 3)), &Trained{}, func(step, n int, _ float64) {
 		steps = n
 		if step == n/2 { // the end of the pair's stage
 			if maxAbs(read(lastW)) != 0 || maxAbs(read(lastB)) != 0 {
@@ -76,7 +76,7 @@ func TestWarmBasis(t *testing.T) {
 	lastW, pairA, pairB := np-4, np-2, np-1
 	first := read(0) // the gate network's first layer
 	var midA, midB []float32
-	err := trainHead(tb, net, warm, set, o, [][]group{g, g, g, g}, rand.New(rand.NewPCG(3, 3)), &Trained{}, func(step, n int, _ float64) {
+	err := trainHead(tb, net, warm, set, o, [][]group{g, g, g, g}, nil, rand.New(rand.NewPCG(3, 3)), &Trained{}, func(step, n int, _ float64) {
 		if step == n/2 { // the end of the pair's stage
 			if maxAbs(read(lastW)) != 0 || !slices.Equal(read(0), first) {
 				t.Errorf("the gate network moved while the pair trained alone")
