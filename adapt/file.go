@@ -65,6 +65,12 @@ type Meta struct {
 	// validation (`chameleon adapt stage`); 0: one stage.
 	CheckStride int     `json:"check_stride,omitempty"`
 	CheckMargin float64 `json:"check_margin,omitempty"`
+	// Select (a head-only hyper adapter with the self-check in one stage
+	// and training centroids): online plans score each sequence's prompt
+	// under the updates of its Select nearest training centroids and keep
+	// the best, or the base model where it does not lower the prompt's
+	// loss (selectcheck.go); 0 or 1: the nearest's alone, self-checked.
+	Select int `json:"select,omitempty"`
 	// Sites are the decoder's block sites (model.SiteQKV, SiteProj,
 	// SiteFC, SiteFC2) updated at every layer besides the output
 	// projection; none: the output projection only (see sites.go).
@@ -115,6 +121,10 @@ func (m Meta) Validate() error {
 	}
 	if st.On() && !m.SelfCheck {
 		return fmt.Errorf("a staged self-check (stride %d) without the self-check", m.CheckStride)
+	}
+	if m.Select < 0 || m.Select > 1 && (m.Kind != KindHyper || !m.SelfCheck || st.On() || len(m.Sites) > 0 || m.Centroids == 0 || m.Select > m.Centroids) {
+		return fmt.Errorf("select %d: want 0 or 1, or up to the %d training centroids of a head-only hyper adapter with a one-stage self-check (have %s, self-check %v, stride %d, %d sites)",
+			m.Select, m.Centroids, m.Kind, m.SelfCheck, m.CheckStride, len(m.Sites))
 	}
 	if m.StaticRank < 0 || m.StaticRank > maxRank {
 		return fmt.Errorf("static rank %d: want 0..%d", m.StaticRank, maxRank)

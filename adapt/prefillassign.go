@@ -209,7 +209,7 @@ func (r *Runtime) AssignPrefilled(ps []*PromptRows) ([]int, error) {
 	if r.Meta.SelfCheck {
 		// The self-check of the whole prompts reads only their last rows:
 		// the tails score the same predictions.
-		if _, err := r.checkCentroids(tails, as, pp); err != nil {
+		if _, err := r.checkCentroids(tails, as, pp, feats); err != nil {
 			return nil, err
 		}
 	}

@@ -275,6 +275,7 @@ func (r *Runtime) hyperPlan(p *Plan, seqs [][]int32, o PlanOptions, pp *promptPa
 	if bs <= 0 {
 		bs = DefaultBatchSize
 	}
+	var near [][]int // Meta.Select's candidates (online plans)
 	switch o.Mode {
 	case ModeBatch, "":
 		k := o.K
@@ -298,6 +299,11 @@ func (r *Runtime) hyperPlan(p *Plan, seqs [][]int32, o PlanOptions, pp *promptPa
 		}
 		p.Cluster, p.K = as, r.Centroids.K
 		p.Means = r.Centroids.Data
+		if r.Meta.Select > 1 && !o.Ungated && r.Meta.SelfCheck {
+			if near, err = r.Centroids.Nearest(p.Features, r.Meta.Select); err != nil {
+				return nil, err
+			}
+		}
 	case ModeOne:
 		p.K = 1
 		p.Means = MeanFeatures(p.Features, p.Cluster, 1, c)
@@ -311,7 +317,11 @@ func (r *Runtime) hyperPlan(p *Plan, seqs [][]int32, o PlanOptions, pp *promptPa
 		return nil, err
 	}
 	if !o.Ungated && r.Meta.SelfCheck {
-		if _, err := p.selfCheck(seqs, pp); err != nil {
+		check := p.selfCheck
+		if near != nil {
+			check = func(seqs [][]int32, pp *promptPass) ([][]float32, error) { return p.selectCheck(seqs, pp, near) }
+		}
+		if _, err := check(seqs, pp); err != nil {
 			p.Free()
 			return nil, err
 		}

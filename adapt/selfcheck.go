@@ -22,32 +22,9 @@ import (
 // part), which a caller can reuse instead of scoring the sequences again;
 // else nil.
 func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
-	m := p.rt.M
-	var idx []int
-	var check [][]int32
-	for i, s := range seqs {
-		if p.Cluster[i] < 0 {
-			continue
-		}
-		if len(s) < 2 {
-			p.Cluster[i] = -1
-			continue
-		}
-		if len(s) > m.Cfg.NCtx {
-			s = s[len(s)-m.Cfg.NCtx:]
-		}
-		idx, check = append(idx, i), append(check, s)
-	}
+	idx, check, from := p.checkSet(seqs)
 	if len(check) == 0 {
 		return pp.decided(nil, nil), nil
-	}
-	// from[j]: the first prediction scored of check[j] (the one of token
-	// from+1), so that at most checkTokens are.
-	from := make([]int, len(idx))
-	for j, s := range check {
-		if n := p.rt.checkTokens(); n > 0 && len(s)-1 > n {
-			from[j] = len(s) - 1 - n
-		}
 	}
 	st := p.rt.stages()
 	cl, err := p.checkLosses(seqs, pp, idx, check, from, st)
@@ -70,6 +47,35 @@ func (p *Plan) selfCheck(seqs [][]int32, pp *promptPass) ([][]float32, error) {
 		return nil, nil
 	}
 	return pp.decided(kept, partial), nil
+}
+
+// checkSet is the sequences a self-check scores: those with a cluster,
+// each cut to the model's context (idx: their plan indices; check: their
+// tokens), and from each the first prediction scored (that of token
+// from+1), so that at most the runtime's checkTokens are. A sequence of
+// fewer than 2 tokens has no evidence and gets cluster -1.
+func (p *Plan) checkSet(seqs [][]int32) (idx []int, check [][]int32, from []int) {
+	m := p.rt.M
+	for i, s := range seqs {
+		if p.Cluster[i] < 0 {
+			continue
+		}
+		if len(s) < 2 {
+			p.Cluster[i] = -1
+			continue
+		}
+		if len(s) > m.Cfg.NCtx {
+			s = s[len(s)-m.Cfg.NCtx:]
+		}
+		idx, check = append(idx, i), append(check, s)
+	}
+	from = make([]int, len(idx))
+	for j, s := range check {
+		if n := p.rt.checkTokens(); n > 0 && len(s)-1 > n {
+			from[j] = len(s) - 1 - n
+		}
+	}
+	return idx, check, from
 }
 
 // checked is the self-check's losses of each checked sequence's checked

@@ -114,7 +114,7 @@ func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float
 	r.closeGate(as, feats)
 	var lp, hid [][]float32
 	if r.Meta.SelfCheck {
-		if lp, err = r.checkCentroids(seqs, as, pp); err != nil {
+		if lp, err = r.checkCentroids(seqs, as, pp, feats); err != nil {
 			return nil, nil, nil, err
 		}
 	}
@@ -135,7 +135,11 @@ func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float
 // assignment's clusters) with the runtime's one plan of them: its factors
 // depend on nothing but the centroids and the hyper-network, so they are
 // made once (the first call) instead of on every assignment.
-func (r *Runtime) checkCentroids(seqs [][]int32, cl []int, pp *promptPass) ([][]float32, error) {
+//
+// With Meta.Select, each sequence chooses among its Select nearest
+// centroids (of feats, the sequences' features) by its own tokens instead
+// (selectCheck).
+func (r *Runtime) checkCentroids(seqs [][]int32, cl []int, pp *promptPass, feats []float32) ([][]float32, error) {
 	if r.centroidCheck == nil {
 		p, err := r.CentroidPlan(1)
 		if err != nil {
@@ -145,6 +149,19 @@ func (r *Runtime) checkCentroids(seqs [][]int32, cl []int, pp *promptPass) ([][]
 	}
 	p := *r.centroidCheck // shares the factors; never freed here
 	p.Cluster = make([]int, len(seqs))
+	if r.Meta.Select > 1 {
+		near, err := r.Centroids.Nearest(feats, r.Meta.Select)
+		if err != nil {
+			return nil, err
+		}
+		copy(p.Cluster, cl)
+		lp, err := p.selectCheck(seqs, pp, near)
+		if err != nil {
+			return nil, err
+		}
+		copy(cl, p.Cluster)
+		return lp, nil
+	}
 	return p.checkInto(seqs, cl, pp)
 }
 

@@ -223,3 +223,67 @@ func TestSelectedEpochs(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectedServedMatchesBench: a gated basis's file with its gate,
+// self-check and a selection among its training centroids (adapt's
+// Meta.Select, the serving path: adapt.Runtime plans each batch from its
+// prompts) scores every test window as the benchmark's selected row scores
+// the same training from cached hidden states.
+func TestSelectedServedMatchesBench(t *testing.T) {
+	m, w, sets, base := prepared(t)
+	tb := m.B.(gpu.TrainBackend)
+	cfg := Config{Methods: []Method{basisMethod}, LRs: []float64{3e-2}, Seeds: 1, Primary: basisMethod.Name, Bootstrap: 10,
+		Opts: TrainOpts{Batch: 4, Epochs: 3, Alpha: 1}}
+	e := &Evaluator{TB: tb, Wte: m.W.Wte, Base: base, Batch: 4, Seed: 1}
+	res, firsts, err := Run(e, sets, w, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var row *Row
+	for i := range res.Rows {
+		if r := &res.Rows[i]; r.Grouping == GroupSelected && r.Gate == "" {
+			row = r
+		}
+	}
+	tr := firsts[basisMethod.Name]
+	if row == nil || tr == nil {
+		t.Fatal("no selected row or first-seed basis")
+	}
+	if ok, err := GateAndSelfCheck(tr, sets.Train, nil, 4); !ok || err != nil {
+		t.Fatalf("gate: %v %v", ok, err)
+	}
+	a := *tr.Adapter
+	a.Meta.Select = min(SelectNearest, a.Meta.Centroids)
+	if a.Meta.Select < 2 {
+		t.Fatalf("%d training centroids: nothing to select among", a.Meta.Centroids)
+	}
+	sv, err := ScoreServed(m, &a, "test", w.Splits["test"], ServedOpts{Prompt: w.Prompt, Batch: 4}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, moved := 0, 0
+	for i, l := range sv.Adapted.Loss {
+		want := row.Test[0].Loss[i]
+		if math.Abs(l-want) > 1e-4*math.Max(1, math.Abs(want)) {
+			t.Fatalf("test window %d: served %g (cluster %d), the benchmark's selected row %g (choice %d)", i, l, sv.Cluster[i], want, row.Selected[0][i])
+		}
+		if sv.Kept[i] {
+			kept++
+			if sv.Cluster[i] != row.Selected[0][i] {
+				t.Fatalf("test window %d: served under centroid %d, the benchmark chose %d", i, sv.Cluster[i], row.Selected[0][i])
+			}
+		}
+	}
+	near, err := tr.Cents.Nearest(sets.Test.Feature(basisMethod.Features), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, x := range row.Selected[0] {
+		if x >= 0 && x != near[i][0] {
+			moved++
+		}
+	}
+	if kept == 0 || moved == 0 {
+		t.Fatalf("%d test windows adapted, %d of them away from their nearest centroid: the comparison says little", kept, moved)
+	}
+}

@@ -211,7 +211,7 @@ func (o *adaptTrainOpts) trainingSets(s *session) (adaptrun.Sets, []string, erro
 func adaptGateCmd() *cobra.Command {
 	var mf modelFlags
 	var corpus, windowsIn, in, out, adaptDoms string
-	var t, prompt, perDomain, fit, batch int
+	var t, prompt, perDomain, fit, batch, selectN int
 	var seed uint64
 	var selfCheck, gateJSON bool
 	c := &cobra.Command{
@@ -259,13 +259,16 @@ func adaptGateCmd() *cobra.Command {
 			if err := a.SetGate(g); err != nil {
 				return err
 			}
-			a.Meta.SelfCheck = selfCheck
+			a.Meta.SelfCheck, a.Meta.Select = selfCheck, selectN
+			if err := a.Meta.Validate(); err != nil {
+				return fmt.Errorf("adapt gate: %w", err)
+			}
 			if err := adapt.Save(out, a); err != nil {
 				return err
 			}
 			if gateJSON {
 				return printJSON(os.Stdout, map[string]any{"out": out, "adapter": describeAdapter(a.Meta), "gate_radius": a.Meta.GateRadius,
-					"gate_adapt": a.Meta.GateAdapt, "gate_pretrain": a.Meta.GatePretrain, "self_check": a.Meta.SelfCheck})
+					"gate_adapt": a.Meta.GateAdapt, "gate_pretrain": a.Meta.GatePretrain, "self_check": a.Meta.SelfCheck, "select": a.Meta.Select})
 			}
 			fmt.Printf("%s: %s\n", out, describeAdapter(a.Meta))
 			return nil
@@ -286,6 +289,7 @@ func adaptGateCmd() *cobra.Command {
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a gate centroid summarises")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.BoolVar(&selfCheck, "self-check", true, "also keep an update only where it lowers the prompt's own loss (adapt gatecurve replays it)")
+	fl.IntVar(&selectN, "select", 0, "with --self-check: choose each prompt's update among those of its N nearest training centroids by the prompt's own loss, the base model where none lowers it (adapt bench's selected rows; 0: the nearest centroid's alone)")
 	return c
 }
 

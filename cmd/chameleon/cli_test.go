@@ -327,6 +327,19 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	// A method with updates inside the decoder writes a file that generate
 	// applies (qkv of every layer as well as the head).
 	deep := filepath.Join(t.TempDir(), "deep.safetensors")
+	// A gate with a selection among the training centroids, served.
+	gated := filepath.Join(t.TempDir(), "gated.safetensors")
+	gateArgs := []string{"adapt", "gate", "--adapter", hyper, "--out", gated, "--model", ckpt, "--corpus", corpus, "--adapt-domains", "quotes",
+		"--t", "16", "--prompt", "4", "--train", "6", "--fit", "2", "--batch", "2"}
+	if gj, ok := checkSnake(t, "adapt gate --json", mustRun(t, "", append(gateArgs, "--select", "2", "--json")...)).(map[string]any); !ok || gj["select"] != 2.0 || gj["self_check"] != true {
+		t.Errorf("adapt gate --select 2 --json: %v", gj)
+	}
+	if gen := mustRun(t, "", "generate", "--model", ckpt, "--adapter", gated, "--max-tokens", "2", "--temperature", "0", "the cat", "a mat"); !strings.Contains(gen, "a mat") {
+		t.Errorf("generate with a selecting adapter: %q", gen)
+	}
+	if _, stderr, err := run(t, "", append(gateArgs, "--select", "99")...); err == nil || !strings.Contains(stderr, "select 99") {
+		t.Errorf("adapt gate --select 99: err %v, %q", err, stderr)
+	}
 	tj := checkSnake(t, "adapt train --json", mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", deep, "--train", "4", "--epochs", "1", "--json"}, win...)...))
 	if r, ok := tj.(map[string]any); !ok || r["out"] != deep || r["steps"] == nil {
 		t.Errorf("adapt train --json: %v", tj)

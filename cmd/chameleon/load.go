@@ -340,6 +340,9 @@ func describeGate(m adapt.Meta) string {
 		if m.CheckStride > 0 {
 			s += fmt.Sprintf(" (staged: one prediction in %d first, kept early below -%g nats/token)", m.CheckStride, m.CheckMargin)
 		}
+		if m.Select > 1 {
+			s += fmt.Sprintf(", choosing among its %d nearest centroids' updates by the prompt", m.Select)
+		}
 	}
 	return s
 }
