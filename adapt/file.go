@@ -65,11 +65,9 @@ type Meta struct {
 	// validation (`chameleon adapt stage`); 0: one stage.
 	CheckStride int     `json:"check_stride,omitempty"`
 	CheckMargin float64 `json:"check_margin,omitempty"`
-	// Select (a head-only hyper adapter with the self-check in one stage
-	// and training centroids): online plans score each sequence's prompt
-	// under the updates of its Select nearest training centroids and keep
-	// the best, or the base model where it does not lower the prompt's
-	// loss (selectcheck.go); 0 or 1: the nearest's alone, self-checked.
+	// Select: online plans of a self-checked (one stage) head-only hyper
+	// adapter choose each prompt's update among its Select nearest training
+	// centroids' by the prompt's own loss (selectcheck.go); 0, 1: nearest.
 	Select int `json:"select,omitempty"`
 	// Sites are the decoder's block sites (model.SiteQKV, SiteProj,
 	// SiteFC, SiteFC2) updated at every layer besides the output

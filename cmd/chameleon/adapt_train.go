@@ -208,6 +208,8 @@ func (o *adaptTrainOpts) trainingSets(s *session) (adaptrun.Sets, []string, erro
 // adaptGateCmd gives an existing hyper adapter the gate that adapt train
 // and adapt bench store: computed from the corpus's adaptation and
 // pretraining domains' training windows.
+//
+// (Over 80 lines: the command and its flags, one after the other.)
 func adaptGateCmd() *cobra.Command {
 	var mf modelFlags
 	var corpus, windowsIn, in, out, adaptDoms string
@@ -260,10 +262,7 @@ func adaptGateCmd() *cobra.Command {
 				return err
 			}
 			a.Meta.SelfCheck, a.Meta.Select = selfCheck, selectN
-			if err := a.Meta.Validate(); err != nil {
-				return fmt.Errorf("adapt gate: %w", err)
-			}
-			if err := adapt.Save(out, a); err != nil {
+			if err := adapt.Save(out, a); err != nil { // validates: a selection it cannot serve is refused
 				return err
 			}
 			if gateJSON {
@@ -289,7 +288,7 @@ func adaptGateCmd() *cobra.Command {
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a gate centroid summarises")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.BoolVar(&selfCheck, "self-check", true, "also keep an update only where it lowers the prompt's own loss (adapt gatecurve replays it)")
-	fl.IntVar(&selectN, "select", 0, "with --self-check: choose each prompt's update among those of its N nearest training centroids by the prompt's own loss, the base model where none lowers it (adapt bench's selected rows; 0: the nearest centroid's alone)")
+	fl.IntVar(&selectN, "select", 0, "with --self-check: choose each prompt's update among its N nearest training centroids' by the prompt's own loss (0: the nearest's)")
 	return c
 }
 
