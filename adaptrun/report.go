@@ -197,8 +197,20 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 	}
 	p := s.Rows[pi]
 	out = append(out, "tested method (the ChamaleonLLM variant best on validation, online): "+p.Name)
-	out = append(out, fmt.Sprintf("online ChamaleonLLM closes >= 50%% of the base-to-experts gap: %s, %.0f%% (moonshot 80%%)",
-		mark(p.GapClosed >= 0.5), 100*p.GapClosed))
+	// gap renders a share of the base-to-experts gap, or says that the
+	// run has no oracle experts to measure it by.
+	gap := func(g float64) string {
+		if s.ExpertsGain == 0 {
+			return "not measured (no oracle experts row)"
+		}
+		return fmt.Sprintf("%.0f%%", 100*g)
+	}
+	if s.ExpertsGain == 0 {
+		out = append(out, "online ChamaleonLLM closes >= 50% of the base-to-experts gap: "+gap(0))
+	} else {
+		out = append(out, fmt.Sprintf("online ChamaleonLLM closes >= 50%% of the base-to-experts gap: %s, %s (moonshot 80%%)",
+			mark(p.GapClosed >= 0.5), gap(p.GapClosed)))
+	}
 	if best >= 0 {
 		n := 0
 		for _, iv := range p.VsBest {
@@ -226,8 +238,8 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 	}
 	if ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupChecked && x.Gate == "" }); ci >= 0 && len(s.Rows[ci].HarmRolePct) == 2 {
 		c := s.Rows[ci]
-		out = append(out, fmt.Sprintf("with the self-check: %.0f%% of the gap; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
-			100*c.GapClosed, mark(c.HarmRolePct[0] <= 0.5), c.HarmRolePct[0], mark(c.HarmRolePct[1] <= 0.5), c.HarmRolePct[1]))
+		out = append(out, fmt.Sprintf("with the self-check: %s of the gap; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
+			gap(c.GapClosed), mark(c.HarmRolePct[0] <= 0.5), c.HarmRolePct[0], mark(c.HarmRolePct[1] <= 0.5), c.HarmRolePct[1]))
 	}
 	if len(p.HarmRolePct) == 2 {
 		out = append(out, fmt.Sprintf("no harm (<= +0.5%% perplexity) on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
@@ -280,7 +292,11 @@ func (r *Result) Markdown(s Summary) string {
 			b.WriteString(" | |\n")
 			continue
 		}
-		fmt.Fprintf(&b, " %+.4f [%+.4f, %+.4f] | %.0f%% |\n", x.VsBase.Mean, x.VsBase.Lo, x.VsBase.Hi, 100*x.GapClosed)
+		g := "–" // no oracle experts in the run: no gap to close
+		if s.ExpertsGain != 0 {
+			g = fmt.Sprintf("%.0f%%", 100*x.GapClosed)
+		}
+		fmt.Fprintf(&b, " %+.4f [%+.4f, %+.4f] | %s |\n", x.VsBase.Mean, x.VsBase.Lo, x.VsBase.Hi, g)
 	}
 	fmt.Fprintf(&b, "\nAgainst the best baseline on validation (%s), per seed: difference in test nats/token with its 95%% interval (negative: better):\n\n", s.BestBaseline)
 	b.WriteString("| row | per seed | intervals below zero |\n|---|---|---|\n")

@@ -4,6 +4,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/adapt"
@@ -238,6 +239,10 @@ func TestSelectedServedMatchesBench(t *testing.T) {
 	res, firsts, err := Run(e, sets, w, cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Without oracle experts the report has no gap to measure, and says so.
+	if md := res.Markdown(res.Summarise()); !strings.Contains(md, "gap: not measured (no oracle experts row)") || strings.Contains(md, "gap: MISSED") {
+		t.Fatalf("a run without experts reports a gap:\n%s", md)
 	}
 	var row *Row
 	for i := range res.Rows {
