@@ -201,15 +201,15 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 	// run has no oracle experts to measure it by.
 	gap := func(g float64) string {
 		if s.ExpertsGain == 0 {
-			return "not measured (no oracle experts row)"
+			return "the gap not measured (no oracle experts row)"
 		}
-		return fmt.Sprintf("%.0f%%", 100*g)
+		return fmt.Sprintf("%.0f%% of the gap", 100*g)
 	}
 	if s.ExpertsGain == 0 {
-		out = append(out, "online ChamaleonLLM closes >= 50% of the base-to-experts gap: "+gap(0))
+		out = append(out, "online ChamaleonLLM closes >= 50% of the base-to-experts gap: not measured (no oracle experts row)")
 	} else {
-		out = append(out, fmt.Sprintf("online ChamaleonLLM closes >= 50%% of the base-to-experts gap: %s, %s (moonshot 80%%)",
-			mark(p.GapClosed >= 0.5), gap(p.GapClosed)))
+		out = append(out, fmt.Sprintf("online ChamaleonLLM closes >= 50%% of the base-to-experts gap: %s, %.0f%% (moonshot 80%%)",
+			mark(p.GapClosed >= 0.5), 100*p.GapClosed))
 	}
 	if best >= 0 {
 		n := 0
@@ -238,7 +238,7 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 	}
 	if ci := find(r.Rows, func(x Row) bool { return x.Method == s.Primary && x.Grouping == GroupChecked && x.Gate == "" }); ci >= 0 && len(s.Rows[ci].HarmRolePct) == 2 {
 		c := s.Rows[ci]
-		out = append(out, fmt.Sprintf("with the self-check: %s of the gap; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
+		out = append(out, fmt.Sprintf("with the self-check: %s; no harm on the pretraining domains: %s, %+.2f%%; on the held-out domains: %s, %+.2f%%",
 			gap(c.GapClosed), mark(c.HarmRolePct[0] <= 0.5), c.HarmRolePct[0], mark(c.HarmRolePct[1] <= 0.5), c.HarmRolePct[1]))
 	}
 	if len(p.HarmRolePct) == 2 {
