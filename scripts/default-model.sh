@@ -30,14 +30,15 @@ $CH train --corpus .cache/corpus --tokenizer "$W/vocab" --out "$W/train" --confi
 $CH convert --model "$W/train/checkpoint" --out "$W/model" --dtype f16
 # The hyper-network: the gated basis with the 5% budget whole (a static pair
 # of rank 63 whose components a hyper-network weighs per cluster from the
-# prompt's mean final hidden state; docs/adapt-bench/basis68-fit), learning
-# rate 3e-3 chosen on validation from {1e-3, 3e-3, 1e-2, 3e-2}, trained on the
-# adaptation domains' train split with its gate and self-check. On a GPU
-# the benchmark itself runs too (every method, 3 seeds, bootstrap intervals;
-# minutes on an H200, far too long on 2 CPU cores).
+# prompt's mean final hidden state), trained on 600 windows a domain of the
+# adaptation domains' train split in clusters of 64 windows, two epochs,
+# rate 1e-2 chosen on validation (docs/adapt-bench/data), with its gate and
+# self-check. On a GPU the benchmark itself runs too (every method, 3
+# seeds, bootstrap intervals; minutes on an H200, far too long on 2 CPU
+# cores).
 mkdir -p "$W/adapters"
-$CH adapt train --model "$W/model" --corpus .cache/corpus --method hyper-basis-fit --budget 68 --lr 3e-3 --dtype f32 \
-	--out "$W/adapters/hyper.safetensors"
+$CH adapt train --model "$W/model" --corpus .cache/corpus --method hyper-basis-fit --budget 68 --lr 1e-2 --cluster-size 64 \
+	--train 600 --epochs 2 --dtype f32 --out "$W/adapters/hyper.safetensors"
 if [ "$variant" = gpu ]; then
 	$CH adapt bench --model "$W/model" --corpus .cache/corpus --out "$W/adapt-bench"
 fi

@@ -60,7 +60,7 @@ func adaptTrainCmd() *cobra.Command {
 	o := &adaptTrainOpts{}
 	c := &cobra.Command{
 		Use:   "train --method NAME --out FILE.safetensors",
-		Short: "Train one adapter of the output projection on the adaptation domains (the shipped default's recipe: --method hyper-basis-fit --budget 68 --lr 1e-2 --cluster-size 64 --dtype f32)",
+		Short: "Train one adapter of the output projection on the adaptation domains (the shipped default's recipe: --method hyper-basis-fit --budget 68 --lr 1e-2 --cluster-size 64 --train 600 --dtype f32)",
 		Long: `Trains one adapter on the training split of the corpus's adaptation domains
 (--adapt-domains, default: the manifest's adapt role) with the base model
 frozen, as ` + "`chameleon adapt bench`" + ` does for every method, and writes the
