@@ -277,6 +277,18 @@ func TestScoredBatch(t *testing.T) {
 // backend b (rate 1e-2, seed 5, batches of 4).
 func trainedOn(t *testing.T, b gpu.Backend, meth Method, epochs int) (*model.Model, *Set, *Trained) {
 	t.Helper()
+	m, d, base := trainSetOn(t, b)
+	tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: epochs, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
+	if err != nil {
+		t.Fatalf("%s on %s: %v", meth.Name, b.Name(), err)
+	}
+	return m, d, tr
+}
+
+// trainSetOn is the fixture's model on backend b, its training windows and
+// its base.
+func trainSetOn(t *testing.T, b gpu.Backend) (*model.Model, *Set, adapt.Base) {
+	t.Helper()
 	m, win := fixtureOn(t, b)
 	d, err := Prepare(m, win, "train", 5, nil)
 	if err != nil {
@@ -286,9 +298,5 @@ func trainedOn(t *testing.T, b gpu.Backend, meth Method, epochs int) (*model.Mod
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr, err := Train(b.(gpu.TrainBackend), m.W.Wte, base, meth, d, TrainOpts{Batch: 4, Epochs: epochs, LR: 1e-2, Seed: 5, Alpha: 1}, nil)
-	if err != nil {
-		t.Fatalf("%s on %s: %v", meth.Name, b.Name(), err)
-	}
-	return m, d, tr
+	return m, d, base
 }

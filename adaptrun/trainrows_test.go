@@ -22,15 +22,8 @@ func TestTrainScoredRows(t *testing.T) {
 		{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true, Mixed: true},
 	}
 	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
-		m, win := fixtureOn(t, b)
-		d, err := Prepare(m, win, "train", 5, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		base, err := adapt.BaseOfModel(m)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m, d, base := trainSetOn(t, b)
+		var err error
 		g := group{Members: seqIdx(len(d.Windows)), Cluster: uniform(len(d.Windows), 0), K: 1}
 		if s, a := len(d.scoredBatch(g, 1).Targets), len(d.batch(g, 1).Targets); s == 0 || s == a {
 			t.Fatalf("the training windows have %d scored rows of %d: the test shows nothing", s, a)
