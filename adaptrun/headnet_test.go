@@ -235,11 +235,7 @@ func TestScoredBatch(t *testing.T) {
 	meth := Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true}
 	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
 		m, d, tr := trainedOn(t, b, meth, 2)
-		host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
-		net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
-		if err != nil {
-			t.Fatal(err)
-		}
+		net := fileNet(t, b, m, tr)
 		defer net.Free()
 		dim := len(d.Feature(meth.Features)) / len(d.Windows)
 		for _, s := range []*Set{d, promptTargets(d)} {
@@ -299,4 +295,16 @@ func trainSetOn(t *testing.T, b gpu.Backend) (*model.Model, *Set, adapt.Base) {
 		t.Fatal(err)
 	}
 	return m, d, base
+}
+
+// fileNet is the network of trained hyper adapter tr's file form (raw
+// features) on backend b; the caller frees it.
+func fileNet(t *testing.T, b gpu.Backend, m *model.Model, tr *Trained) *AdapterNet {
+	t.Helper()
+	host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
+	net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net
 }

@@ -157,11 +157,7 @@ func TestSelectedEpochs(t *testing.T) {
 	meth := Method{Name: "basis", Kind: KindHyper, Rank: 3, Features: adapt.FeatureHidden, Hidden: []int{5}, Recluster: true, Basis: true, Mixed: true}
 	for _, b := range []gpu.Backend{ref.New(), gputest.Backend(t)} {
 		m, d, tr := trainedOn(t, b, meth, 2)
-		host := append(slices.Clone(tr.Adapter.HyperTensors()), tr.Adapter.StaticPair()...)
-		net, err := NewAdapterNet(b.(gpu.TrainBackend), m.W.Wte, tr.Adapter.Meta, host)
-		if err != nil {
-			t.Fatal(err)
-		}
+		net := fileNet(t, b, m, tr)
 		defer net.Free()
 		// The file's network reads raw features: standardise by nothing.
 		f := d.Feature(meth.Features)
