@@ -40,31 +40,11 @@ func (r *Runtime) featuresWith(seqs [][]int32, hid []float32) (gpu.Tensor, []flo
 		}
 		return ft, host, nil
 	}
-	n, c := len(seqs), r.Meta.Base.Config.NEmbd
-	if hid == nil {
-		var err error
-		if hid, err = HiddenMeans(r.M, seqs); err != nil {
-			return nil, nil, err
-		}
+	host, err := r.hostFeaturesOf(kind, seqs, hid)
+	if err != nil {
+		return nil, nil, err
 	}
-	host := hid
-	if kind == FeatureBoth {
-		ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
-		if err != nil {
-			return nil, nil, err
-		}
-		emb, err := r.cops.ReadF32(ft)
-		r.cops.Free(ft)
-		if err != nil {
-			return nil, nil, err
-		}
-		host = make([]float32, 0, 2*n*c)
-		for i := range n {
-			host = append(host, emb[i*c:(i+1)*c]...)
-			host = append(host, hid[i*c:(i+1)*c]...)
-		}
-	}
-	ft, err := r.cops.Alloc(gpu.F32, n, len(host)/n)
+	ft, err := r.cops.Alloc(gpu.F32, len(seqs), len(host)/len(seqs))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,6 +53,72 @@ func (r *Runtime) featuresWith(seqs [][]int32, hid []float32) (gpu.Tensor, []flo
 		return nil, nil, err
 	}
 	return ft, host, nil
+}
+
+// hostFeaturesOf computes the sequences' features of kind (any FeatureDim
+// kind, not only the adapter's) on the host, (N, FeatureDim) row-major,
+// from the hidden-state means hid ((N, C); nil: run the forward here when
+// kind needs them).
+func (r *Runtime) hostFeaturesOf(kind string, seqs [][]int32, hid []float32) ([]float32, error) {
+	embeds := func() ([]float32, error) {
+		ft, err := cluster.Features(r.cops, r.M.W.Wte, seqs)
+		if err != nil {
+			return nil, err
+		}
+		defer r.cops.Free(ft)
+		return r.cops.ReadF32(ft)
+	}
+	switch kind {
+	case "", FeatureEmbed:
+		return embeds()
+	case FeatureHidden, FeatureBoth:
+	default:
+		return nil, fmt.Errorf("adapt: unknown features %q", kind)
+	}
+	n, c := len(seqs), r.Meta.Base.Config.NEmbd
+	if hid == nil {
+		var err error
+		if hid, err = HiddenMeans(r.M, seqs); err != nil {
+			return nil, err
+		}
+	}
+	if kind == FeatureHidden {
+		return hid, nil
+	}
+	emb, err := embeds()
+	if err != nil {
+		return nil, err
+	}
+	host := make([]float32, 0, 2*n*c)
+	for i := range n {
+		host = append(host, emb[i*c:(i+1)*c]...)
+		host = append(host, hid[i*c:(i+1)*c]...)
+	}
+	return host, nil
+}
+
+// gateFeatures are the features the stored gate reads for seqs: feats (the
+// adapter's own, (N, FeatureWidth)) unless the gate has features of its
+// own (Gate.Features), computed here from the hidden-state means hid (nil:
+// run the forward when they are needed).
+func (r *Runtime) gateFeatures(seqs [][]int32, feats, hid []float32) ([]float32, error) {
+	if r.Gate == nil || r.Gate.Features == "" {
+		return feats, nil
+	}
+	if hid == nil && r.Meta.Features == FeatureHidden {
+		hid = feats
+	}
+	return r.hostFeaturesOf(r.Gate.Features, seqs, hid)
+}
+
+// GateFeatures are the sequences' features the stored gate reads, when it
+// has features of its own (nil otherwise: it reads the adapter's, e.g.
+// HostFeatures): what NearestOpen takes beside them.
+func (r *Runtime) GateFeatures(seqs [][]int32) ([]float32, error) {
+	if r.Gate == nil || r.Gate.Features == "" || len(seqs) == 0 {
+		return nil, nil
+	}
+	return r.hostFeaturesOf(r.Gate.Features, seqs, nil)
 }
 
 // HiddenMeans is each sequence's mean final hidden state (the base model's

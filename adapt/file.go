@@ -55,6 +55,17 @@ type Meta struct {
 	GateRadius   float64 `json:"gate_radius,omitempty"`
 	GateAdapt    int     `json:"gate_adapt,omitempty"`
 	GatePretrain int     `json:"gate_pretrain,omitempty"`
+	// GateFeatures, when set, is the gate's own feature space (a
+	// FeatureDim kind, e.g. FeatureBoth for an adapter conditioned on
+	// FeatureHidden): its centroids have that width and its radius is
+	// measured around its adaptation centroids, not the training centroids,
+	// so one gate can serve adapters of any features. Empty: the adapter's.
+	GateFeatures string `json:"gate_features,omitempty"`
+	// ClusterRadius is, beside a gate of its own features, the radius the
+	// gate would have in the adapter's (around its training centroids):
+	// the scale the cache memory joins run-time clusters within
+	// (MemoryRadius).
+	ClusterRadius float64 `json:"cluster_radius,omitempty"`
 	// SelfCheck: plans keep a sequence's update only where it lowers the
 	// loss of the sequence's own tokens (the prompt), else the base model.
 	SelfCheck bool `json:"self_check,omitempty"`
@@ -162,37 +173,6 @@ func (m Meta) Validate() error {
 		return fmt.Errorf("unknown adapter kind %q (want lora, experts or hyper)", m.Kind)
 	}
 	return nil
-}
-
-// validateGate checks the training centroids and the gate (hyper and lora
-// adapters).
-func (m Meta) validateGate() error {
-	switch {
-	case m.Centroids < 0:
-		return fmt.Errorf("%s adapter with %d centroids", m.Kind, m.Centroids)
-	case m.GateRadius < 0 || math.IsNaN(m.GateRadius) || math.IsInf(m.GateRadius, 0):
-		return fmt.Errorf("gate radius %g: want a finite value >= 0", m.GateRadius)
-	case m.GateAdapt < 0 || m.GatePretrain < 0 || (m.GateAdapt == 0) != (m.GatePretrain == 0):
-		return fmt.Errorf("gate with %d adaptation and %d pretraining centroids: want both or neither", m.GateAdapt, m.GatePretrain)
-	case (m.GateRadius > 0 || m.GateAdapt > 0) && m.Centroids == 0:
-		return fmt.Errorf("a gate needs the training centroids")
-	}
-	return nil
-}
-
-// gateSpec is the training centroids' and the gate's tensors (after the
-// update's own).
-func (m Meta) gateSpec() []model.HostTensor {
-	in, _ := FeatureDim(m.Features, m.Base.Config.NEmbd)
-	var spec []model.HostTensor
-	if m.Centroids > 0 {
-		spec = append(spec, model.HostTensor{Name: CentroidsTensor, Shape: []int{m.Centroids, in}})
-	}
-	if m.GateAdapt > 0 {
-		spec = append(spec, model.HostTensor{Name: GateAdaptTensor, Shape: []int{m.GateAdapt, in}},
-			model.HostTensor{Name: GatePretrainTensor, Shape: []int{m.GatePretrain, in}})
-	}
-	return spec
 }
 
 // gated says whether adapters of this kind may carry centroids and a gate.

@@ -205,7 +205,9 @@ func (r *Runtime) AssignPrefilled(ps []*PromptRows) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.closeGate(as, feats)
+	if err := r.closeGate(as, seqs, feats, pp.hidden); err != nil {
+		return nil, err
+	}
 	if r.Meta.SelfCheck {
 		// The self-check of the whole prompts reads only their last rows:
 		// the tails score the same predictions.

@@ -311,7 +311,9 @@ func (r *Runtime) hyperPlan(p *Plan, seqs [][]int32, o PlanOptions, pp *promptPa
 		return nil, fmt.Errorf("adapt: plan: unknown mode %q (batch, online or one)", o.Mode)
 	}
 	if !o.Ungated {
-		r.closeGate(p.Cluster, p.Features)
+		if err := r.closeGate(p.Cluster, seqs, p.Features, pp.hiddenMeans()); err != nil {
+			return nil, err
+		}
 	}
 	if err := p.generate(); err != nil {
 		return nil, err
@@ -436,16 +438,23 @@ func (p *Plan) Free() {
 	}
 }
 
-// closeGate sets cluster -1 (the base model) for every sequence whose
-// feature (rows of feats) the gate keeps out.
-func (r *Runtime) closeGate(cluster []int, feats []float32) {
+// closeGate sets cluster -1 (the base model) for every sequence of seqs
+// that the gate keeps out: it reads feats (the adapter's features, rows per
+// sequence) or, for a gate with features of its own, those computed from
+// seqs and hid (the hidden-state means; nil: run the forward).
+func (r *Runtime) closeGate(cluster []int, seqs [][]int32, feats, hid []float32) error {
 	if r.Gate == nil || len(cluster) == 0 {
-		return
+		return nil
 	}
-	d := len(feats) / len(cluster)
+	gf, err := r.gateFeatures(seqs, feats, hid)
+	if err != nil {
+		return err
+	}
+	d := len(gf) / len(cluster)
 	for i := range cluster {
-		if r.Gate.Closed(r.Centroids, feats[i*d:(i+1)*d]) {
+		if r.Gate.Closed(r.Centroids, gf[i*d:(i+1)*d]) {
 			cluster[i] = -1
 		}
 	}
+	return nil
 }

@@ -111,7 +111,9 @@ func (r *Runtime) assignCentroids(seqs [][]int32, hidden bool) ([]int, [][]float
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	r.closeGate(as, feats)
+	if err := r.closeGate(as, seqs, feats, pp.hiddenMeans()); err != nil {
+		return nil, nil, nil, err
+	}
 	var lp, hid [][]float32
 	if r.Meta.SelfCheck {
 		if lp, err = r.checkCentroids(seqs, as, pp, feats); err != nil {
@@ -225,7 +227,9 @@ func (r *Runtime) staticClusters(seqs [][]int32) ([]int, []float32, error) {
 			r.cops.Free(ft)
 			feats = fs
 		}
-		r.closeGate(cl, feats)
+		if err := r.closeGate(cl, seqs, feats, pp.hiddenMeans()); err != nil {
+			return nil, nil, err
+		}
 	}
 	if r.Meta.SelfCheck {
 		if _, err := r.checkClusters(seqs, cl, nil, pp); err != nil {
@@ -273,9 +277,13 @@ func (r *Runtime) HostFeatures(seqs [][]int32) ([]float32, error) {
 
 // NearestOpen is feature x's nearest training centroid, or -1 when the
 // adapter stores none or its gate keeps x at the base model (the online
-// assignment without the self-check).
-func (r *Runtime) NearestOpen(x []float32) int {
-	if r.Centroids == nil || r.Gate.Closed(r.Centroids, x) {
+// assignment without the self-check). gx is the input's gate feature
+// (GateFeatures) for a gate with features of its own; nil: x.
+func (r *Runtime) NearestOpen(x, gx []float32) int {
+	if gx == nil {
+		gx = x
+	}
+	if r.Centroids == nil || r.Gate.Closed(r.Centroids, gx) {
 		return -1
 	}
 	best, bestD := -1, math.Inf(1)

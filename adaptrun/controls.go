@@ -71,14 +71,19 @@ func (r *ControlsResult) Row(g string) *ControlRow {
 
 // fileTrained is a saved hyper adapter as the evaluator scores a trained
 // one: its training centroids and the radius of its gate; the gate's
-// centroid halves replace the evaluator's own (e.Train, e.Fit).
+// centroid halves replace the evaluator's own (e.Train, e.Fit). A gate of
+// its own features (adapt.Gate.Features) becomes the evaluator's shared
+// gate (e.SharedGate), which every gated grouping then reads.
 func fileTrained(e *Evaluator, a *adapt.Adapter, name string) (*Trained, error) {
 	cents := a.TrainingCentroids()
 	if a.Meta.Kind != adapt.KindHyper || cents == nil {
 		return nil, fmt.Errorf("adaptrun: %s is a %s adapter without training centroids: the groupings need a hyper-network trained by adapt train or adapt bench", name, a.Meta.Kind)
 	}
 	tr := &Trained{M: Method{Name: name, Kind: KindHyper, Features: a.Meta.Features, Basis: a.Meta.Basis}, Adapter: a, Cents: cents}
-	if g := a.Gate(); g != nil {
+	switch g := a.Gate(); {
+	case g != nil && g.Features != "":
+		e.SharedGate, e.shared = g.Features, map[string]adapt.Gate{g.Features: *g}
+	case g != nil:
 		tr.Radius = g.Radius
 		e.gates = map[string][2]*cluster.Centroids{a.Meta.Features: {g.Adapt, g.Pretrain}}
 	}

@@ -59,7 +59,7 @@ func GateAndSelfCheck(tr *Trained, d, fit *Set, batch int) (bool, error) {
 	case tr.M.Kind != KindHyper:
 		return false, nil
 	}
-	g, err := GateFor(tr.Adapter, d, fit, batch)
+	g, err := GateFor(tr.Adapter, d, fit, batch, "")
 	if err != nil {
 		return false, err
 	}

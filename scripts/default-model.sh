@@ -38,7 +38,12 @@ $CH convert --model "$W/train/checkpoint" --out "$W/model" --dtype f16
 # cores).
 mkdir -p "$W/adapters"
 $CH adapt train --model "$W/model" --corpus .cache/corpus --method hyper-basis-fit --budget 68 --lr 1e-2 --cluster-size 64 \
-	--train 600 --epochs 2 --dtype f32 --out "$W/adapters/hyper.safetensors"
+	--train 600 --epochs 2 --dtype f32 --out "$W/adapters/hyper-own-gate.safetensors"
+# Its gate: the one the benchmark's primary rows read (--shared-gates
+# embed+hidden), in mean-embedding-and-hidden-state features, its radius
+# around the adaptation domains' centroids (docs/adapt-bench/served-default.md).
+$CH adapt gate --model "$W/model" --corpus .cache/corpus --adapter "$W/adapters/hyper-own-gate.safetensors" --train 600 \
+	--gate-features embed+hidden --dtype f32 --out "$W/adapters/hyper.safetensors"
 if [ "$variant" = gpu ]; then
 	$CH adapt bench --model "$W/model" --corpus .cache/corpus --out "$W/adapt-bench"
 fi

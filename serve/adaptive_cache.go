@@ -165,11 +165,22 @@ func (a *Adaptive) MemoryKeys(prompts [][]int32, ad []Adapter) ([]int, [][]float
 	if err != nil {
 		return nil, nil, err
 	}
+	var gate []float32 // a gate with features of its own reads these
+	if a.Mode == AdaptOnline {
+		if gate, err = a.RT.GateFeatures(seqs); err != nil {
+			return nil, nil, err
+		}
+	}
 	c := len(host) / len(need)
 	for j, i := range need {
 		f := host[j*c : (j+1)*c : (j+1)*c]
 		if a.Mode == AdaptOnline && !ad[i].On {
-			if trained[i] = a.RT.NearestOpen(f); trained[i] >= 0 {
+			var gx []float32
+			if gate != nil {
+				gc := len(gate) / len(need)
+				gx = gate[j*gc : (j+1)*gc]
+			}
+			if trained[i] = a.RT.NearestOpen(f, gx); trained[i] >= 0 {
 				continue
 			}
 		}
@@ -183,7 +194,7 @@ func (a *Adaptive) MemoryRadius() float64 {
 	if a.Mode == AdaptStatic || a.RT.Gate == nil {
 		return 0
 	}
-	return a.RT.Gate.Radius
+	return a.RT.Meta.MemoryRadius()
 }
 
 // MemoryCentroids is the number of training centroids whose pools the

@@ -289,8 +289,6 @@ func scoreServedWithBar(s *session, a *adapt.Adapter, w *adaptrun.Windows, split
 // clusters within the gate's radius, as chameleon serve --cache joins them.
 func replayMemoryConfig(a *adapt.Adapter) adapt.MemoryConfig {
 	var mem adapt.MemoryConfig
-	if g := a.Gate(); g != nil {
-		mem.Radius = g.Radius
-	}
+	mem.Radius = a.Meta.MemoryRadius()
 	return mem
 }

@@ -212,7 +212,7 @@ func (o *adaptTrainOpts) trainingSets(s *session) (adaptrun.Sets, []string, erro
 // (Over 80 lines: the command and its flags, one after the other.)
 func adaptGateCmd() *cobra.Command {
 	var mf modelFlags
-	var corpus, windowsIn, in, out, adaptDoms string
+	var corpus, windowsIn, in, out, adaptDoms, gateFeatures string
 	var t, prompt, perDomain, fit, batch, selectN int
 	var seed uint64
 	var selfCheck, gateJSON bool
@@ -224,6 +224,11 @@ func adaptGateCmd() *cobra.Command {
 			defer recovered(&err)
 			if in == "" || out == "" {
 				return fmt.Errorf("--adapter and --out are required")
+			}
+			if gateFeatures != "" {
+				if _, err := adapt.FeatureDim(gateFeatures, 1); err != nil {
+					return fmt.Errorf("--gate-features: %w", err)
+				}
 			}
 			s, err := mf.load()
 			if err != nil {
@@ -254,7 +259,7 @@ func adaptGateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			g, err := adaptrun.GateFor(a, sets.Train, sets.Fit, batch)
+			g, err := adaptrun.GateFor(a, sets.Train, sets.Fit, batch, gateFeatures)
 			if err != nil {
 				return err
 			}
@@ -267,7 +272,7 @@ func adaptGateCmd() *cobra.Command {
 			}
 			if gateJSON {
 				return printJSON(os.Stdout, map[string]any{"out": out, "adapter": describeAdapter(a.Meta), "gate_radius": a.Meta.GateRadius,
-					"gate_adapt": a.Meta.GateAdapt, "gate_pretrain": a.Meta.GatePretrain, "self_check": a.Meta.SelfCheck, "select": a.Meta.Select})
+					"gate_adapt": a.Meta.GateAdapt, "gate_pretrain": a.Meta.GatePretrain, "gate_features": a.Meta.GateFeatures, "self_check": a.Meta.SelfCheck, "select": a.Meta.Select})
 			}
 			fmt.Printf("%s: %s\n", out, describeAdapter(a.Meta))
 			return nil
@@ -288,6 +293,7 @@ func adaptGateCmd() *cobra.Command {
 	fl.IntVar(&batch, "batch", adapt.DefaultBatchSize, "windows a gate centroid summarises")
 	fl.Uint64Var(&seed, "seed", 1, "seed of window sampling")
 	fl.BoolVar(&selfCheck, "self-check", true, "also keep an update only where it lowers the prompt's own loss (adapt gatecurve replays it)")
+	fl.StringVar(&gateFeatures, "gate-features", "", "give the gate features of its own (embed, hidden, embed+hidden), read by the gate alone, its radius around the adaptation domains' centroids: the gate the benchmark's --shared-gates rows score (default: the adapter's features, its radius around the training centroids)")
 	fl.IntVar(&selectN, "select", 0, "with --self-check: choose each prompt's update among its N nearest training centroids' by the prompt's own loss (0: the nearest's)")
 	return c
 }

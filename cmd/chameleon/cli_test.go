@@ -340,6 +340,15 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if _, stderr, err := run(t, "", append(gateArgs, "--select", "99")...); err == nil || !strings.Contains(stderr, "select 99") {
 		t.Errorf("adapt gate --select 99: err %v, %q", err, stderr)
 	}
+	// A gate of its own features (the benchmark's shared gate) needs the
+	// pretraining domains, which this corpus lacks (adaptrun's
+	// TestSharedGateServedMatchesBench serves one); unknown features are
+	// named.
+	for _, c := range []struct{ features, want string }{{"embed+hidden", "pretraining domains"}, {"tokens", "--gate-features: unknown"}} {
+		if _, stderr, err := run(t, "", append(gateArgs, "--gate-features", c.features)...); err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("adapt gate --gate-features %s: err %v, %q", c.features, err, stderr)
+		}
+	}
 	tj := checkSnake(t, "adapt train --json", mustRun(t, "", append([]string{"adapt", "train", "--method", "hyper-qkv", "--out", deep, "--train", "4", "--epochs", "1", "--json"}, win...)...))
 	if r, ok := tj.(map[string]any); !ok || r["out"] != deep || r["steps"] == nil {
 		t.Errorf("adapt train --json: %v", tj)

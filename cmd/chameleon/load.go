@@ -332,7 +332,10 @@ func describeGate(m adapt.Meta) string {
 	if m.Centroids > 0 {
 		s += fmt.Sprintf(", %d training centroids", m.Centroids)
 	}
-	if m.GateRadius > 0 || m.GateAdapt > 0 {
+	switch {
+	case m.GateFeatures != "":
+		s += fmt.Sprintf(", gated in %s features (radius %.3g around its %d adaptation centroids, %d pretraining centroids)", m.GateFeatures, m.GateRadius, m.GateAdapt, m.GatePretrain)
+	case m.GateRadius > 0 || m.GateAdapt > 0:
 		s += fmt.Sprintf(", gated (radius %.3g, %d/%d adaptation/pretraining centroids)", m.GateRadius, m.GateAdapt, m.GatePretrain)
 	}
 	if m.SelfCheck {
