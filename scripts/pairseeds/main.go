@@ -9,15 +9,18 @@
 // grouping (e.g. online-checked, static-checked) among the rows of trained
 // methods; GROUPING@FEATURES picks the row behind the gate every method
 // shares in that feature space (adapt bench --shared-gates), e.g.
-// online-checked@hidden.
+// online-checked@hidden. METHOD:GROUPING picks among the rows of the methods
+// whose name in the result contains METHOD (e.g. "per cluster:selected@embed+hidden")
+// where a result holds several methods with that grouping.
 //
-//	go run ./scripts/pairseeds A.json.gz GROUPING_A B.json.gz GROUPING_B
+//	go run ./scripts/pairseeds A.json.gz [METHOD:]GROUPING_A B.json.gz [METHOD:]GROUPING_B
 package main
 
 import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/chameleon-llm/chameleon/adaptrun"
 )
@@ -54,20 +57,25 @@ func sameWindows(a, b *adaptrun.Result) error {
 	return nil
 }
 
-// pick is the one trained row of file f with grouping g, and f's result.
+// pick is the one trained row of file f with grouping g (of a method whose
+// name contains the part before a colon in g, if any), and f's result.
 func pick(f, g string) (adaptrun.Row, *adaptrun.Result, error) {
 	res, err := adaptrun.ReadJSON(f)
 	if err != nil {
 		return adaptrun.Row{}, nil, err
 	}
+	method, g, byMethod := strings.Cut(g, ":")
+	if !byMethod {
+		g, method = method, ""
+	}
 	var found []adaptrun.Row
 	for _, r := range res.Rows {
-		if r.Method != "" && r.Matches(g) {
+		if r.Method != "" && (!byMethod || strings.Contains(r.Method, method)) && r.Matches(g) {
 			found = append(found, r)
 		}
 	}
 	if len(found) != 1 {
-		return adaptrun.Row{}, nil, fmt.Errorf("%s: %d trained rows of grouping %q, want one", f, len(found), g)
+		return adaptrun.Row{}, nil, fmt.Errorf("%s: %d trained rows of grouping %q (method %q), want one", f, len(found), g, method)
 	}
 	return found[0], res, nil
 }
