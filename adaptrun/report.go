@@ -220,6 +220,7 @@ func (r *Result) targets(s Summary, bi, oi, pi, best int) []string {
 		}
 		out = append(out, fmt.Sprintf("beats the best baseline on validation (%s) with the interval below zero in >= 2 of %d seeds: %s, %d of %d",
 			r.Rows[best].Name, len(p.VsBest), mark(n >= 2 && n >= (len(p.VsBest)+1)/2), n, len(p.VsBest)))
+		out = append(out, r.likeForLike(s.Primary, best)...)
 	}
 	for xi, x := range s.Rows {
 		if x.Role == RoleBaseline || x.Role == RoleControl {
