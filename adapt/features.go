@@ -100,25 +100,46 @@ func (r *Runtime) hostFeaturesOf(kind string, seqs [][]int32, hid []float32) ([]
 // gateFeatures are the features the stored gate reads for seqs: feats (the
 // adapter's own, (N, FeatureWidth)) unless the gate has features of its
 // own (Gate.Features), computed here from the hidden-state means hid (nil:
-// run the forward when they are needed).
+// taken from feats when they hold them, else a forward runs).
 func (r *Runtime) gateFeatures(seqs [][]int32, feats, hid []float32) ([]float32, error) {
 	if r.Gate == nil || r.Gate.Features == "" {
 		return feats, nil
 	}
-	if hid == nil && r.Meta.Features == FeatureHidden {
-		hid = feats
+	if hid == nil {
+		hid = r.hiddenOf(feats, len(seqs))
 	}
 	return r.hostFeaturesOf(r.Gate.Features, seqs, hid)
 }
 
+// hiddenOf is the hidden-state means inside n sequences' features of the
+// adapter's kind (the whole of FeatureHidden's, the second half of each
+// row of FeatureBoth's), or nil when they hold none.
+func (r *Runtime) hiddenOf(feats []float32, n int) []float32 {
+	c := r.Meta.Base.Config.NEmbd
+	switch {
+	case feats == nil:
+		return nil
+	case r.Meta.Features == FeatureHidden:
+		return feats
+	case r.Meta.Features == FeatureBoth:
+		hid := make([]float32, 0, n*c)
+		for i := range n {
+			hid = append(hid, feats[(2*i+1)*c:(2*i+2)*c]...)
+		}
+		return hid
+	}
+	return nil
+}
+
 // GateFeatures are the sequences' features the stored gate reads, when it
-// has features of its own (nil otherwise: it reads the adapter's, e.g.
-// HostFeatures): what NearestOpen takes beside them.
-func (r *Runtime) GateFeatures(seqs [][]int32) ([]float32, error) {
+// has features of its own (nil otherwise: it reads the adapter's), from
+// feats, the same sequences' HostFeatures (their hidden-state means are
+// reused, not recomputed): what NearestOpen takes beside them.
+func (r *Runtime) GateFeatures(seqs [][]int32, feats []float32) ([]float32, error) {
 	if r.Gate == nil || r.Gate.Features == "" || len(seqs) == 0 {
 		return nil, nil
 	}
-	return r.hostFeaturesOf(r.Gate.Features, seqs, nil)
+	return r.gateFeatures(seqs, feats, nil)
 }
 
 // HiddenMeans is each sequence's mean final hidden state (the base model's

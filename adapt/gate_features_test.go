@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/chameleon-llm/chameleon/cluster"
+	"github.com/chameleon-llm/chameleon/model"
 )
 
 // TestGateFeaturesFile stores a gate of its own features (embed+hidden
@@ -169,7 +170,7 @@ func TestRuntimeGateFeatures(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gx, err := rt.GateFeatures(prompts)
+			gx, err := rt.GateFeatures(prompts, p.Features)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,6 +191,30 @@ func TestRuntimeGateFeatures(t *testing.T) {
 			}
 			p.Free()
 			rt.Free()
+		}
+	}
+}
+
+// TestHiddenOf: the hidden-state means a gate of its own features reuses
+// from the adapter's features: all of hidden ones, the second half of each
+// embed+hidden row, none of embedding means.
+func TestHiddenOf(t *testing.T) {
+	const c, n = 3, 2
+	base := Base{Config: model.Config{NEmbd: c}}
+	both := []float32{1, 2, 3, 10, 20, 30, 4, 5, 6, 40, 50, 60}
+	for _, tc := range []struct {
+		kind  string
+		feats []float32
+		want  []float32
+	}{
+		{FeatureHidden, both[:n*c], both[:n*c]},
+		{FeatureBoth, both, []float32{10, 20, 30, 40, 50, 60}},
+		{FeatureEmbed, both[:n*c], nil},
+		{FeatureBoth, nil, nil},
+	} {
+		r := &Runtime{Meta: Meta{Features: tc.kind, Base: base}}
+		if got := r.hiddenOf(tc.feats, n); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: hiddenOf = %v, want %v", tc.kind, got, tc.want)
 		}
 	}
 }

@@ -265,7 +265,7 @@ func TestSelectedServedMatchesBench(t *testing.T) {
 	kept, moved := 0, 0
 	for i, l := range sv.Adapted.Loss {
 		want := row.Test[0].Loss[i]
-		if math.Abs(l-want) > 1e-4*math.Max(1, math.Abs(want)) {
+		if !sameLoss(l, want) {
 			t.Fatalf("test window %d: served %g (cluster %d), the benchmark's selected row %g (choice %d)", i, l, sv.Cluster[i], want, row.Selected[0][i])
 		}
 		if sv.Kept[i] {

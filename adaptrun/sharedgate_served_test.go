@@ -9,6 +9,13 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 )
 
+// sameLoss says whether a window's loss served through the inference path
+// matches the benchmark's for it (relative 1e-4: the two paths run the same
+// forwards in other batches).
+func sameLoss(got, want float64) bool {
+	return math.Abs(got-want) <= 1e-4*math.Max(1, math.Abs(want))
+}
+
 // TestSharedGateServedMatchesBench: a gated basis of hidden features whose
 // file stores the benchmark's shared embed+hidden gate (GateFor with a
 // kind: adapt's Gate.Features) scores every test window through the
@@ -67,7 +74,7 @@ func TestSharedGateServedMatchesBench(t *testing.T) {
 	kept, gated := 0, 0
 	for i, l := range sv.Adapted.Loss {
 		want := row.Test[0].Loss[i]
-		if math.Abs(l-want) > 1e-4*math.Max(1, math.Abs(want)) {
+		if !sameLoss(l, want) {
 			t.Fatalf("test window %d: served %g, the benchmark's row behind the shared gate %g", i, l, want)
 		}
 		if sv.Kept[i] {
@@ -96,7 +103,7 @@ func TestSharedGateServedMatchesBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, l := range cs.Loss {
-		if want := row.Test[0].Loss[i]; math.Abs(l-want) > 1e-4*math.Max(1, math.Abs(want)) {
+		if want := row.Test[0].Loss[i]; !sameLoss(l, want) {
 			t.Fatalf("test window %d: the file scored by the evaluator %g, the benchmark's row %g", i, l, want)
 		}
 	}

@@ -167,7 +167,7 @@ func (a *Adaptive) MemoryKeys(prompts [][]int32, ad []Adapter) ([]int, [][]float
 	}
 	var gate []float32 // a gate with features of its own reads these
 	if a.Mode == AdaptOnline {
-		if gate, err = a.RT.GateFeatures(seqs); err != nil {
+		if gate, err = a.RT.GateFeatures(seqs, host); err != nil {
 			return nil, nil, err
 		}
 	}
