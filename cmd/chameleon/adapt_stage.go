@@ -49,6 +49,9 @@ func adaptStageCmd() *cobra.Command {
 			if windowsIn == "" || out == "" {
 				return fmt.Errorf("--windows (adapt bench --save-windows) and --out (the adapter to write) are needed")
 			}
+			if err := checkOutDir("--out", out); err != nil {
+				return err
+			}
 			w, s, a, err := mf.loadWindowsAdapter(windowsIn, adapterSpec)
 			if err != nil {
 				return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -102,8 +103,8 @@ layers; generate, run, perplexity and serve apply them there).`,
 
 // run trains the adapter, writes it and its loss curve, and reports.
 func (o *adaptTrainOpts) run() error {
-	if o.out == "" || !strings.HasSuffix(o.out, ".safetensors") {
-		return fmt.Errorf("--out %q: want a FILE.safetensors", o.out)
+	if err := o.check(); err != nil {
+		return err
 	}
 	s, tb, base, err := o.mf.loadForAdapters("train adapters")
 	if err != nil {
@@ -159,6 +160,34 @@ func (o *adaptTrainOpts) run() error {
 			"params": tr.NParams, "steps": len(tr.Losses), "first_loss": first, "last_loss": last, "out": filepath.Clean(o.out)})
 	}
 	fmt.Printf("%s: %d trainable parameters, %d steps, loss %.3f -> %.3f; %s\n", m.Name, tr.NParams, len(tr.Losses), first, last, filepath.Clean(o.out))
+	return nil
+}
+
+// check refuses flags the training cannot use before anything is loaded:
+// the output's name and directory, and the sizes and rate.
+func (o *adaptTrainOpts) check() error {
+	if o.out == "" || !strings.HasSuffix(o.out, ".safetensors") {
+		return fmt.Errorf("--out %q: want a FILE.safetensors", o.out)
+	}
+	if err := checkOutDir("--out", o.out); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"--rank", o.rank}, {"--epochs", o.epochs}, {"--batch", o.batch}} {
+		if err := positive(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	if o.windows == "" {
+		if err := positive("--train", o.perDomain); err != nil {
+			return err
+		}
+	}
+	if !(o.lr > 0) || math.IsInf(o.lr, 1) {
+		return fmt.Errorf("--lr %g: want a finite rate above 0", o.lr)
+	}
 	return nil
 }
 
@@ -224,6 +253,9 @@ func adaptGateCmd() *cobra.Command {
 			defer recovered(&err)
 			if in == "" || out == "" {
 				return fmt.Errorf("--adapter and --out are required")
+			}
+			if err := checkOutDir("--out", out); err != nil {
+				return err
 			}
 			if gateFeatures != "" {
 				if _, err := adapt.FeatureDim(gateFeatures, 1); err != nil {

@@ -128,6 +128,12 @@ func (o *benchOpts) run(cmd *cobra.Command) error {
 	if o.reps < 1 {
 		return fmt.Errorf("--reps %d: want at least 1", o.reps)
 	}
+	if err := positive("--prompt", o.prompt); err != nil {
+		return err
+	}
+	if err := positive("--decode", o.decode); err != nil {
+		return err
+	}
 	b := &bench{o: o}
 	var err error
 	if b.bs, err = parseBatches(o.batches); err != nil {

@@ -38,6 +38,9 @@ text. --roles picks the domains scored (default: the pretraining ones).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
+			if maxTokens < 2 { // perplexity scores the tokens after the first
+				return fmt.Errorf("--max-tokens %d: want at least 2", maxTokens)
+			}
 			s, err := mf.load()
 			if err != nil {
 				return err

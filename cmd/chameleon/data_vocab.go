@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"iter"
 	"os"
@@ -30,15 +31,25 @@ domain's validation split next to GPT-2's own vocabulary.`,
 			if out == "" {
 				return fmt.Errorf("--out is required")
 			}
+			if size < 257 {
+				return fmt.Errorf("--size %d: want at least 257 (the 256 bytes and <|endoftext|>)", size)
+			}
 			c, err := data.Open(dir)
 			if err != nil {
 				return err
 			}
+			// readErr keeps the first error reading the corpus, which
+			// would otherwise end the documents early without a word.
+			var readErr error
 			docs := func(split string, domains ...string) iter.Seq[string] {
 				return func(yield func(string) bool) {
 					for _, dom := range domains {
 						for d, err := range c.All(dom, split) {
-							if err != nil || !yield(d.Text) {
+							if err != nil {
+								readErr = cmp.Or(readErr, err)
+								return
+							}
+							if !yield(d.Text) {
 								return
 							}
 						}
@@ -48,7 +59,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 			t0 := time.Now()
 			pretrain := c.DomainsWithRole(data.RolePretrain)
 			tok, err := tokenizer.TrainBPE(docs("train", pretrain...), size, minCount)
-			if err != nil {
+			if err = cmp.Or(readErr, err); err != nil {
 				return err
 			}
 			if err := tok.WriteFiles(out); err != nil {
@@ -69,7 +80,7 @@ domain's validation split next to GPT-2's own vocabulary.`,
 				}
 				fmt.Printf("| %s | %d | %.2f | %.2f |\n", dom, nb, float64(nb)/float64(max(nt, 1)), float64(nb)/float64(max(ng, 1)))
 			}
-			return nil
+			return readErr
 		},
 	}
 	f := c.Flags()

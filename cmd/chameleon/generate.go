@@ -36,6 +36,9 @@ with its own cluster's low-rank update of the output projection, all in one batc
 cluster of each prompt is printed on stderr.`,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
+			if err := checkGenerateFlags(opt); err != nil {
+				return err
+			}
 			prompts, err := readPrompts(args, file)
 			if err != nil {
 				return err
@@ -90,12 +93,18 @@ cluster of each prompt is printed on stderr.`,
 				fmt.Print(prompts[0])
 				opt.OnText = func(_ int, b []byte) { os.Stdout.Write(b) }
 			}
+			// No sequence outgrows the context: a larger --max-tokens
+			// would only overflow the cache's length.
+			maxTokens := opt.MaxTokens
+			opt.MaxTokens = min(opt.MaxTokens, s.m.Cfg.NCtx)
 			t0 := time.Now()
 			gens, err := s.m.Generate(s.tok, ids, opt)
 			if err != nil {
 				return err
 			}
 			el := time.Since(t0)
+			// After the output (the streamed text's newline, the rate).
+			defer noteContext(os.Stderr, gens, s.m.Cfg.NCtx, maxTokens)
 			if pf != nil {
 				plan = pf.Plan()
 				if !asJSON {
@@ -235,7 +244,7 @@ func readPrompts(args []string, file string) ([]string, error) {
 	if file != "" {
 		f, err := os.Open(file)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--file: %w", err)
 		}
 		defer f.Close()
 		r = f
@@ -249,6 +258,9 @@ func readPrompts(args []string, file string) ([]string, error) {
 		}
 	}
 	if err := sc.Err(); err != nil {
+		if file != "" {
+			return nil, fmt.Errorf("--file: %w", err)
+		}
 		return nil, err
 	}
 	if len(out) == 0 {

@@ -30,8 +30,8 @@ func initCmd() *cobra.Command {
 				sort.Strings(names)
 				return fmt.Errorf("--config %q: want one of %s", name, strings.Join(names, ", "))
 			}
-			if out == "" {
-				return fmt.Errorf("--out is required")
+			if err := checkModelOut(out); err != nil {
+				return err
 			}
 			tok, err := tokenizer.NewGPT2()
 			if err != nil {
@@ -135,8 +135,8 @@ func convertCmd() *cobra.Command {
 		Use:   "convert [--model IN] --out OUT",
 		Short: "Convert between the Hugging Face layout (directory) and GGUF (.gguf file), tokenizer included; without --model, the embedded default model",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if out == "" {
-				return fmt.Errorf("--out is required")
+			if err := checkModelOut(out); err != nil {
+				return err
 			}
 			cfg, host, tok, err := (&modelFlags{path: in}).read()
 			if err != nil {
@@ -193,7 +193,7 @@ func ggufOptions(cfg model.Config, tok *tokenizer.Tokenizer, chat string) model.
 // not "": GGUF's tokenizer.chat_template, or tokenizer_config.json's
 // chat_template in a directory.
 func saveModelChat(out string, cfg model.Config, host []model.HostTensor, dtype string, tok *tokenizer.Tokenizer, chat string) error {
-	if strings.HasSuffix(out, ".gguf") {
+	if isGGUFName(out) {
 		return model.SaveGGUFWith(out, cfg, host, dtype, ggufOptions(cfg, tok, chat))
 	}
 	if err := model.SaveHF(out, cfg, model.Dequantize(host), dtype); err != nil {

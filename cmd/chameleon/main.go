@@ -47,7 +47,10 @@ func newRoot() *cobra.Command {
 	var cpuProfile string
 	root.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "",
 		"write a Go CPU profile of the command to this file (host-side time: recording, submission, waiting; read with go tool pprof)")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := checkCPUDevice(cmd); err != nil {
+			return err
+		}
 		if cpuProfile == "" {
 			return nil
 		}

@@ -58,9 +58,18 @@ func (o *perplexityOpts) run() error {
 	if err := o.af.check(); err != nil {
 		return err
 	}
+	if o.ctx < 0 {
+		return fmt.Errorf("--context %d: want 0 (the model's context) or more", o.ctx)
+	}
+	if o.stride < 0 {
+		return fmt.Errorf("--stride %d: want 0 (half the window) or more", o.stride)
+	}
+	if err := positive("--batch", o.batch); err != nil {
+		return err
+	}
 	text, err := os.ReadFile(o.data)
 	if err != nil {
-		return err
+		return fmt.Errorf("--data: %w", err)
 	}
 	s, err := o.mf.load()
 	if err != nil {

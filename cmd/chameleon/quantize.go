@@ -26,8 +26,11 @@ func quantizeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !strings.HasSuffix(out, ".gguf") {
+			if !isGGUFName(out) {
 				return fmt.Errorf("--out %q: quantized checkpoints are GGUF files (name ending in .gguf)", out)
+			}
+			if err := checkOutDir("--out", out); err != nil {
+				return err
 			}
 			// f16 weights stay halves, and each tensor is widened (a
 			// quantized input dequantized) only as it is written and

@@ -42,8 +42,8 @@ func soakCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) (err error) {
 			defer recovered(&err)
-			if dur <= 0 || warm < 0 || warm >= dur || every <= 0 || clients < 1 || slots < 1 || maxTokens < 1 {
-				return fmt.Errorf("want --duration > --warmup >= 0, --sample > 0, --clients, --slots, --max-tokens >= 1")
+			if err := checkSoakFlags(dur, warm, every, clients, slots, maxTokens); err != nil {
+				return err
 			}
 			if err := checkCacheFlags(&opt); err != nil {
 				return err
@@ -376,4 +376,26 @@ func metricCodes(url string) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// checkSoakFlags names the first of soak's flags out of range, with its
+// value.
+func checkSoakFlags(dur, warm, every time.Duration, clients, slots, maxTokens int) error {
+	switch {
+	case warm < 0:
+		return fmt.Errorf("--warmup %v: want 0 or more", warm)
+	case dur <= warm:
+		return fmt.Errorf("--duration %v: want more than --warmup %v", dur, warm)
+	case every <= 0:
+		return fmt.Errorf("--sample %v: want more than 0", every)
+	}
+	for _, f := range []struct {
+		name string
+		v    int
+	}{{"--clients", clients}, {"--slots", slots}, {"--max-tokens", maxTokens}} {
+		if err := positive(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
