@@ -18,7 +18,7 @@ import (
 // one call to adaptrun.ScoreServed.)
 func adaptScoreCmd() *cobra.Command {
 	var mf modelFlags
-	var adapterSpec, windowsIn, splits string
+	var adapterSpec, windowsIn, splits, versus string
 	var batch, iters, checkTokens int
 	var asJSON, fullCheck bool
 	var tune adapt.Tune
@@ -31,7 +31,10 @@ without the plan's updates: perplexity per domain and per role, the share
 of windows the gate and self-check let through, and a paired bootstrap
 interval of the difference. --windows is a file of adapt bench --save-windows;
 its test split holds the adaptation domains, harm the pretraining and
-held-out ones.`,
+held-out ones. With --versus, a second adapter file (e.g. the same weights
+with another gate or selection) is scored on the same windows and its rows
+minus --adapter's are printed, paired window by window: how to choose
+between two serving settings on the validation splits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			defer recovered(&err)
@@ -43,7 +46,13 @@ held-out ones.`,
 				return err
 			}
 			defer s.close()
-			var all []adaptrun.ServedRow
+			var b *adapt.Adapter
+			if versus != "" {
+				if b, err = loadAdapter(versus, s.m); err != nil {
+					return fmt.Errorf("--versus: %w", err)
+				}
+			}
+			var all, vs []adaptrun.ServedRow
 			var svs []*adaptrun.Served
 			for _, split := range strings.Split(splits, ",") {
 				sv, err := scoreServedWithBar(s, a, w, split, adaptrun.ServedOpts{Batch: batch, Tune: tune, CheckTokens: checkTokens, FullCheck: fullCheck})
@@ -57,6 +66,14 @@ held-out ones.`,
 					fmt.Printf("\n%s split, %d windows:\n\n", split, len(sv.Domains))
 					adaptrun.WriteServedMarkdown(os.Stdout, rows)
 				}
+				if b != nil {
+					v, err := scoreVersus(s, b, w, sv, adaptrun.ServedOpts{Batch: batch, Tune: tune, CheckTokens: checkTokens, FullCheck: fullCheck}, iters)
+					if err != nil {
+						return fmt.Errorf("--versus: %w", err)
+					}
+					vs = append(vs, v...)
+					printVersus(asJSON, split, adapterSpec, versus, v)
+				}
 			}
 			if len(svs) > 1 {
 				mixed := adaptrun.MixedRow(iters, svs...)
@@ -67,7 +84,11 @@ held-out ones.`,
 				}
 			}
 			if asJSON {
-				return printJSON(os.Stdout, map[string]any{"adapter": describeAdapter(a.Meta), "rows": all})
+				out := map[string]any{"adapter": describeAdapter(a.Meta), "rows": all}
+				if b != nil {
+					out["versus"], out["versus_rows"] = describeAdapter(b.Meta), vs
+				}
+				return printJSON(os.Stdout, out)
 			}
 			return nil
 		},
@@ -77,6 +98,7 @@ held-out ones.`,
 	fl.StringVar(&adapterSpec, "adapter", "default", "adapter file, or default (the embedded hyper-network)")
 	fl.StringVar(&windowsIn, "windows", "", "windows file (adapt bench --save-windows)")
 	fl.StringVar(&splits, "splits", "test,harm", "splits to score, comma-separated")
+	fl.StringVar(&versus, "versus", "", "a second adapter file scored on the same windows: its rows minus --adapter's, paired")
 	fl.IntVar(&batch, "batch", 16, "windows a batch (a plan)")
 	fl.IntVar(&checkTokens, "check-tokens", 0, "the self-check scores at most this many of a prompt's last predictions (0: the runtime's default, 64; -1: all)")
 	fl.BoolVar(&fullCheck, "full-check", false, "score a staged self-check (adapt stage) in one stage, as before staging")
@@ -84,4 +106,32 @@ held-out ones.`,
 	fl.BoolVar(&asJSON, "json", false, "print the rows as JSON")
 	addTuneFlags(c, &tune)
 	return c
+}
+
+// scoreVersus scores adapter b on sv's windows and pairs it with sv (the
+// --adapter's scores): b minus a per domain and role (adaptrun.Versus).
+func scoreVersus(s *session, b *adapt.Adapter, w *adaptrun.Windows, sv *adaptrun.Served, o adaptrun.ServedOpts, iters int) ([]adaptrun.ServedRow, error) {
+	svb, err := scoreServedWithBar(s, b, w, sv.Split, o)
+	if err != nil {
+		return nil, err
+	}
+	v, err := adaptrun.Versus(sv, svb)
+	if err != nil {
+		return nil, err
+	}
+	rows := v.Rows(w.Order, w.Roles, iters)
+	for i := range rows {
+		rows[i].Name = sv.Split + ": " + rows[i].Name
+	}
+	return rows, nil
+}
+
+// printVersus prints a split's --versus rows after its own table (nothing
+// with --json, whose object holds them).
+func printVersus(asJSON bool, split, a, b string, rows []adaptrun.ServedRow) {
+	if asJSON {
+		return
+	}
+	fmt.Printf("\n%s split, %s against %s, paired:\n\n", split, b, a)
+	adaptrun.WriteVersusMarkdown(os.Stdout, a, b, rows)
 }

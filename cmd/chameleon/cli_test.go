@@ -458,6 +458,7 @@ func TestCLITrainEndToEnd(t *testing.T) {
 	if _, _, err := run(t, "", "adapt", "cache", "--model", ckpt, "--out", cacheDir); err == nil {
 		t.Error("adapt cache without --windows: no error")
 	}
+	checkScoreVersus(t, ckpt, hyper, gated, wf)
 	// The benchmark's groupings and controls for the saved file.
 	ctl := t.TempDir()
 	out = mustRun(t, "", "adapt", "controls", "--model", ckpt, "--adapter", hyper, "--windows", wf, "--out", ctl, "--bootstrap", "20", "--dtype", "f32")
