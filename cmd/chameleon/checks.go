@@ -99,6 +99,21 @@ func checkModelOut(out string) error {
 	return nil
 }
 
+// checkNotInput refuses an --out that is the --model it reads (the same file
+// or directory): the write replaces the input, and a failure after it (the
+// quantizer's read-back) would leave neither.
+func checkNotInput(in, out string) error {
+	if in == "" {
+		return nil
+	}
+	a, errA := os.Stat(in)
+	b, errB := os.Stat(out)
+	if errA == nil && errB == nil && os.SameFile(a, b) {
+		return fmt.Errorf("--out %q is --model's own checkpoint: write to another path, then move it", out)
+	}
+	return nil
+}
+
 // positive refuses a count flag under 1.
 func positive(flag string, v int) error {
 	if v < 1 {

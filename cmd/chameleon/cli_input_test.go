@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,6 +100,17 @@ func TestCLIOutPaths(t *testing.T) {
 		t.Errorf("init --out %s: want a GGUF file, got %v (err %v)", up, st, err)
 	}
 	mustRun(t, "", "tokenize", "--model", up, "hi")
+	// Writing over the checkpoint being read is refused, and the input
+	// stays as it was.
+	before, err := os.ReadFile(up)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFail(t, "own checkpoint", "quantize", "--type", "q8_0", "--model", up, "--out", up)
+	wantFail(t, "own checkpoint", "convert", "--model", up, "--out", filepath.Join(dir, ".", "TINY.GGUF"))
+	if after, err := os.ReadFile(up); err != nil || !bytes.Equal(before, after) {
+		t.Errorf("a refused quantize or convert changed its input (err %v)", err)
+	}
 }
 
 // adapt train --rank 0 panicked inside the trainer ("internal error")

@@ -138,6 +138,9 @@ func convertCmd() *cobra.Command {
 			if err := checkModelOut(out); err != nil {
 				return err
 			}
+			if err := checkNotInput(in, out); err != nil {
+				return err
+			}
 			cfg, host, tok, err := (&modelFlags{path: in}).read()
 			if err != nil {
 				return err

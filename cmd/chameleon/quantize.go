@@ -32,6 +32,9 @@ func quantizeCmd() *cobra.Command {
 			if err := checkOutDir("--out", out); err != nil {
 				return err
 			}
+			if err := checkNotInput(in, out); err != nil {
+				return err
+			}
 			// f16 weights stay halves, and each tensor is widened (a
 			// quantized input dequantized) only as it is written and
 			// checked: GPT-2 XL's f32 values alone would be 6 GB.
