@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -48,6 +49,9 @@ func (m *Model) Generate(tok *tokenizer.Tokenizer, prompts [][]int32, opt Genera
 	if opt.MaxTokens <= 0 {
 		return nil, fmt.Errorf("model: max tokens must be positive, got %d", opt.MaxTokens)
 	}
+	if t, p := float64(opt.Sample.Temperature), float64(opt.Sample.TopP); math.IsNaN(t) || math.IsInf(t, 0) || math.IsNaN(p) {
+		return nil, fmt.Errorf("model: sampling temperature %g and top-p %g must be numbers (temperature finite)", t, p)
+	}
 	longest := 0
 	for i, p := range prompts {
 		if len(p) == 0 {
@@ -59,7 +63,7 @@ func (m *Model) Generate(tok *tokenizer.Tokenizer, prompts [][]int32, opt Genera
 		longest = max(longest, len(p))
 	}
 	B := len(prompts)
-	tmax := min(m.Cfg.NCtx, longest+opt.MaxTokens)
+	tmax := min(m.Cfg.NCtx, longest+min(opt.MaxTokens, m.Cfg.NCtx)) // no overflow near MaxInt
 	cache, err := m.NewCache(B, tmax)
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -121,6 +122,19 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 	}
 	if _, err := m.Generate(tok, [][]int32{{1}}, GenerateOptions{}); err == nil {
 		t.Error("zero max tokens accepted")
+	}
+	nan := float32(math.NaN())
+	for _, s := range []gpu.SampleParams{{Temperature: nan, TopP: 1}, {Temperature: float32(math.Inf(1)), TopP: 1}, {Temperature: 1, TopP: nan}} {
+		if _, err := m.Generate(tok, [][]int32{{1}}, GenerateOptions{MaxTokens: 1, Sample: s}); err == nil {
+			t.Errorf("sampling %+v accepted", s)
+		}
+	}
+	// A limit near the largest int stops at the context, not at an
+	// overflowed cache length.
+	if g, err := m.Generate(tok, [][]int32{{1, 2}}, GenerateOptions{MaxTokens: math.MaxInt}); err != nil {
+		t.Errorf("max tokens MaxInt: %v", err)
+	} else if g[0].Finish != "context" || len(g[0].Tokens) != cfg.NCtx-1 {
+		t.Errorf("max tokens MaxInt: finish %q after %d tokens, want context after %d", g[0].Finish, len(g[0].Tokens), cfg.NCtx-1)
 	}
 	g, err := m.Generate(tok, [][]int32{make([]int32, cfg.NCtx-2)}, GenerateOptions{MaxTokens: 10})
 	// Positions NCtx-2 and NCtx-1 are fed back; the token predicted at the
