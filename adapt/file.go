@@ -355,15 +355,19 @@ func Read(r io.ReaderAt, size int64, base Base) (*Adapter, error) {
 	if err := meta.Base.Match(base); err != nil {
 		return nil, fmt.Errorf("adapt: refusing the %s adapter: %w", meta.Kind, err)
 	}
+	if err := checkTensorCount(meta, len(f.Names())); err != nil {
+		return nil, err
+	}
 	spec := meta.Spec()
 	if names := f.Names(); len(names) != len(spec) {
-		return nil, fmt.Errorf("adapt: %s adapter of rank %d has tensors %v, want %d: %v", meta.Kind, meta.Rank, names, len(spec), specNames(spec))
+		return nil, fmt.Errorf("adapt: %s adapter of rank %d has %d tensors %s, want %d: %s",
+			meta.Kind, meta.Rank, len(names), listNames(names), len(spec), listNames(specNames(spec)))
 	}
 	for i := range spec {
 		s := &spec[i]
 		info, ok := f.Info(s.Name)
 		if !ok {
-			return nil, fmt.Errorf("adapt: tensor %q missing (file has %v)", s.Name, f.Names())
+			return nil, fmt.Errorf("adapt: tensor %q missing (file has %s)", s.Name, listNames(f.Names()))
 		}
 		if info.DType != tensorfile.F32 && info.DType != tensorfile.F16 && info.DType != tensorfile.BF16 {
 			return nil, fmt.Errorf("adapt: tensor %q has dtype %v, want F32, F16 or BF16", s.Name, info.DType)

@@ -4,6 +4,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -196,7 +197,10 @@ func readGzipJSON(path string, v any) error {
 	return nil
 }
 
-// LoadWindows reads what Save wrote and checks it.
+// LoadWindows reads what Save wrote and checks it: the window sizes, the
+// vocabulary (positive, within int32 token ids), the domains (Order lists
+// each domain of Roles once, every role is a known one, every window's
+// domain is in Order) and every window's tokens and byte count.
 func LoadWindows(path string) (*Windows, error) {
 	var w Windows
 	if err := readGzipJSON(path, &w); err != nil {
@@ -205,23 +209,66 @@ func LoadWindows(path string) (*Windows, error) {
 	if w.Format != windowsFormat {
 		return nil, fmt.Errorf("adaptrun: %s: format %q, want %q", path, w.Format, windowsFormat)
 	}
-	if w.T < 2 || w.Prompt < 1 || w.Prompt >= w.T {
-		return nil, fmt.Errorf("adaptrun: %s: windows of %d tokens with a %d-token prompt", path, w.T, w.Prompt)
+	order, err := w.checkHeader()
+	if err != nil {
+		return nil, fmt.Errorf("adaptrun: %s: %w", path, err)
 	}
 	for split, ws := range w.Splits {
 		for i, x := range ws {
-			if len(x.Tokens) != w.T+1 {
-				return nil, fmt.Errorf("adaptrun: %s: %s window %d has %d tokens, want %d", path, split, i, len(x.Tokens), w.T+1)
-			}
-			if _, ok := w.Roles[x.Domain]; !ok {
-				return nil, fmt.Errorf("adaptrun: %s: %s window %d has domain %q without a role", path, split, i, x.Domain)
-			}
-			for _, id := range x.Tokens {
-				if id < 0 || int(id) >= w.Vocab {
-					return nil, fmt.Errorf("adaptrun: %s: %s window %d holds token %d outside the vocabulary of %d", path, split, i, id, w.Vocab)
-				}
+			if err := w.checkWindow(x, order); err != nil {
+				return nil, fmt.Errorf("adaptrun: %s: %s window %d: %w", path, split, i, err)
 			}
 		}
 	}
 	return &w, nil
+}
+
+// checkHeader checks the sizes, the vocabulary and the domains of w, and
+// returns the set of domains in the order.
+func (w *Windows) checkHeader() (map[string]bool, error) {
+	if w.T < 2 || w.T >= math.MaxInt32 || w.Prompt < 1 || w.Prompt >= w.T {
+		return nil, fmt.Errorf("windows of %d tokens with a %d-token prompt: want 1 <= prompt < t < 2^31", w.T, w.Prompt)
+	}
+	if w.Vocab < 1 || w.Vocab > math.MaxInt32 {
+		return nil, fmt.Errorf("a vocabulary of %d tokens: want 1..%d (int32 token ids)", w.Vocab, math.MaxInt32)
+	}
+	order := make(map[string]bool, len(w.Order))
+	for _, d := range w.Order {
+		if order[d] {
+			return nil, fmt.Errorf("domain %q is listed twice in the order", d)
+		}
+		order[d] = true
+		if _, ok := w.Roles[d]; !ok {
+			return nil, fmt.Errorf("domain %q of the order has no role", d)
+		}
+	}
+	for d, role := range w.Roles {
+		if role != RolePretrain && role != RoleAdapt && role != RoleHeldOut {
+			return nil, fmt.Errorf("domain %q has role %q, want %s, %s or %s", d, role, RolePretrain, RoleAdapt, RoleHeldOut)
+		}
+		if !order[d] {
+			return nil, fmt.Errorf("domain %q has a role but is not in the order", d)
+		}
+	}
+	return order, nil
+}
+
+// checkWindow checks one window against w's header (order: the domains
+// of w.Order).
+func (w *Windows) checkWindow(x Window, order map[string]bool) error {
+	if len(x.Tokens) != w.T+1 {
+		return fmt.Errorf("%d tokens, want %d", len(x.Tokens), w.T+1)
+	}
+	if !order[x.Domain] {
+		return fmt.Errorf("domain %q is not in the order", x.Domain)
+	}
+	if x.Bytes < 0 {
+		return fmt.Errorf("%d bytes of scored targets, want at least 0", x.Bytes)
+	}
+	for _, id := range x.Tokens {
+		if id < 0 || int(id) >= w.Vocab {
+			return fmt.Errorf("token %d is outside the vocabulary of %d", id, w.Vocab)
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -30,8 +31,14 @@ func FuzzLoadWindows(f *testing.F) {
 		if err != nil {
 			return
 		}
+		if w.Vocab < 1 || w.T < 2 || w.Prompt < 1 || w.Prompt >= w.T || len(w.Order) != len(w.Roles) {
+			t.Fatalf("accepted vocab %d, t %d, prompt %d, order %q for roles %v", w.Vocab, w.T, w.Prompt, w.Order, w.Roles)
+		}
 		for split, ws := range w.Splits {
 			for i, x := range ws {
+				if x.Bytes < 0 || !slices.Contains(w.Order, x.Domain) {
+					t.Fatalf("%s window %d: %d bytes of domain %q accepted for order %q", split, i, x.Bytes, x.Domain, w.Order)
+				}
 				if len(x.Tokens) != w.T+1 {
 					t.Fatalf("%s window %d: %d tokens accepted for T=%d", split, i, len(x.Tokens), w.T)
 				}

@@ -3,9 +3,11 @@ package model
 // Hugging Face config.json: what LoadHF reads from it and what SaveHF writes.
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 )
 
@@ -34,6 +36,9 @@ type hfConfig struct {
 // set when the config unties the output projection, so the checkpoint must
 // hold lm_head.weight (which must still equal wte).
 func parseHFConfig(data []byte) (cfg Config, requireHead bool, err error) {
+	if err := checkConfigKeys(data); err != nil {
+		return Config{}, false, err
+	}
 	var h hfConfig
 	if err := json.Unmarshal(data, &h); err != nil {
 		return Config{}, false, fmt.Errorf("not a valid config.json: %w", err)
@@ -77,6 +82,54 @@ func parseHFConfig(data []byte) (cfg Config, requireHead bool, err error) {
 		return Config{}, false, errors.New(strings.TrimPrefix(err.Error(), "model: "))
 	}
 	return cfg, h.TieWordEmbeddings != nil && !*h.TieWordEmbeddings, nil
+}
+
+// hfConfigKeys are the json names of hfConfig's fields.
+var hfConfigKeys = func() []string {
+	t := reflect.TypeFor[hfConfig]()
+	keys := make([]string, t.NumField())
+	for i := range keys {
+		keys[i] = t.Field(i).Tag.Get("json")
+	}
+	return keys
+}()
+
+// checkConfigKeys refuses a config.json whose top-level object states a key
+// twice, or spells one of the keys Chameleon reads in another case:
+// encoding/json would take the last duplicate and match keys regardless of
+// case, where transformers ignores "N_HEAD" and reads "n_head", so either
+// could load sizes no tensor shape contradicts (n_head, the epsilon) other
+// than the ones the checkpoint was made with.
+func checkConfigKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	switch tok, err := dec.Token(); {
+	case err != nil:
+		return fmt.Errorf("not a valid config.json: %w", err)
+	case tok != json.Delim('{'):
+		return fmt.Errorf("not a valid config.json: want a JSON object, got %v", tok)
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("not a valid config.json: %w", err)
+		}
+		key := tok.(string) // inside an object the decoder only yields string keys
+		if seen[key] {
+			return fmt.Errorf("key %q appears twice", key)
+		}
+		seen[key] = true
+		for _, k := range hfConfigKeys {
+			if key != k && strings.EqualFold(key, k) {
+				return fmt.Errorf("key %q is not %q: keys are case-sensitive", key, k)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("not a valid config.json: value of %q: %w", key, err)
+		}
+	}
+	return nil // json.Unmarshal checks the rest
 }
 
 // hfConfigOut is the config.json SaveHF writes, in this key order.

@@ -27,9 +27,15 @@ var Configs = map[string]Config{
 
 // Validate reports the first inconsistency of c.
 func (c Config) Validate() error {
+	for _, f := range []struct {
+		key string
+		n   int
+	}{{"vocab_size", c.VocabSize}, {"n_positions", c.NCtx}, {"n_embd", c.NEmbd}, {"n_head", c.NHead}, {"n_layer", c.NLayer}} {
+		if f.n <= 0 {
+			return fmt.Errorf("model: config: %s is %d; every size must be positive (config %+v)", f.key, f.n, c)
+		}
+	}
 	switch {
-	case c.VocabSize <= 0 || c.NCtx <= 0 || c.NEmbd <= 0 || c.NHead <= 0 || c.NLayer <= 0:
-		return fmt.Errorf("model: config %+v: every size must be positive", c)
 	case c.NEmbd%c.NHead != 0:
 		return fmt.Errorf("model: config: n_embd %d is not a multiple of n_head %d", c.NEmbd, c.NHead)
 	case !(c.LNEps > 0) || math.IsInf(float64(c.LNEps), 0):

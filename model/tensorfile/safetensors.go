@@ -76,11 +76,8 @@ func (f *File) parseHeader(header []byte, dataStart, size int64) error {
 	f.Tensors = make([]TensorInfo, 0, len(fields))
 	for _, fl := range fields {
 		if fl.key == metadataKey {
-			if err := json.Unmarshal(fl.raw, &f.Metadata); err != nil {
-				return fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
-			}
-			if f.Metadata == nil { // "__metadata__": null
-				f.Metadata = map[string]string{}
+			if f.Metadata, err = parseMetadata(fl.raw); err != nil {
+				return err
 			}
 			continue
 		}
@@ -96,6 +93,27 @@ func (f *File) parseHeader(header []byte, dataStart, size int64) error {
 		return err
 	}
 	return f.checkOverlaps(len(f.Tensors))
+}
+
+// parseMetadata reads the __metadata__ object, refusing duplicate keys as
+// the rest of the header does; null is an empty map.
+func parseMetadata(raw json.RawMessage) (map[string]string, error) {
+	m := map[string]string{}
+	if string(raw) == "null" {
+		return m, nil
+	}
+	fields, err := objectFields(raw)
+	if err != nil {
+		return nil, fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
+	}
+	for _, fl := range fields {
+		var v string
+		if err := json.Unmarshal(fl.raw, &v); err != nil {
+			return nil, fmt.Errorf("safetensors: %s must map strings to strings: %q is %.40s", metadataKey, fl.key, fl.raw)
+		}
+		m[fl.key] = v
+	}
+	return m, nil
 }
 
 // parseEntry validates one tensor entry; the returned Offset is relative to

@@ -157,8 +157,8 @@ func parseTiktoken(data []byte) (*vocab, error) {
 // vocab.bpe (a "#version" line, then one merge "left right" per line, in
 // rank order), both in byte-to-unicode form.
 func parseEncoderBPE(encoderJSON, vocabBPE io.Reader) (*vocab, error) {
-	var enc map[string]int32
-	if err := json.NewDecoder(encoderJSON).Decode(&enc); err != nil {
+	enc, err := decodeEncoderJSON(encoderJSON)
+	if err != nil {
 		return nil, fmt.Errorf("encoder.json: %w", err)
 	}
 	tokens := make([]string, len(enc))
@@ -222,6 +222,54 @@ func parseEncoderBPE(encoderJSON, vocabBPE io.Reader) (*vocab, error) {
 		return nil, fmt.Errorf("vocab.bpe: %w", err)
 	}
 	return v, nil
+}
+
+// decodeEncoderJSON reads encoder.json's object of token text -> id,
+// refusing a token listed twice (encoding/json would keep the last id
+// silently) and anything after the object.
+func decodeEncoderJSON(r io.Reader) (map[string]int32, error) {
+	dec := json.NewDecoder(r)
+	switch tok, err := dec.Token(); {
+	case err != nil:
+		return nil, jsonErr(err)
+	case tok != json.Delim('{'):
+		return nil, fmt.Errorf("want a JSON object of token -> id, got %v", tok)
+	}
+	enc := map[string]int32{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, jsonErr(err)
+		}
+		key := tok.(string) // inside an object the decoder only yields string keys
+		var id int32
+		if err := dec.Decode(&id); err != nil {
+			return nil, fmt.Errorf("token %q: %w", key, jsonErr(err))
+		}
+		if prev, dup := enc[key]; dup {
+			return nil, fmt.Errorf("token %q appears twice, with ids %d and %d", key, prev, id)
+		}
+		enc[key] = id
+	}
+	if _, err := dec.Token(); err != nil { // the closing '}'
+		return nil, jsonErr(err)
+	}
+	switch tok, err := dec.Token(); {
+	case err == nil:
+		return nil, fmt.Errorf("unexpected %v after the JSON object", tok)
+	case err != io.EOF:
+		return nil, fmt.Errorf("after the JSON object: %w", err)
+	}
+	return enc, nil
+}
+
+// jsonErr turns a JSON decoder's io.EOF (the object is cut short) into
+// io.ErrUnexpectedEOF.
+func jsonErr(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // NewGPT2 returns GPT-2's tokenizer built from the r50k_base ranks
