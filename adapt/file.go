@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -286,28 +285,12 @@ func (a *Adapter) Write(w io.Writer) error {
 }
 
 // Save writes the adapter to path atomically (a temporary file renamed
-// into place once complete).
-func Save(path string, a *Adapter) (err error) {
+// into place once complete: tensorfile.WriteFileAtomic).
+func Save(path string, a *Adapter) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("adapt: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = a.Write(tmp); err != nil {
-		return fmt.Errorf("adapt: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("adapt: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+	if err := tensorfile.WriteFileAtomic(path, a.Write); err != nil {
 		return fmt.Errorf("adapt: %w", err)
 	}
 	return nil

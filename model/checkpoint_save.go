@@ -127,26 +127,9 @@ func checkHost(cfg Config, host []HostTensor) ([]HostTensor, error) {
 	return out, nil
 }
 
-// writeFileAtomic writes path through a temporary file in the same
-// directory, renamed into place only once fill and Close succeed.
-func writeFileAtomic(path string, fill func(io.Writer) error) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("model: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err = fill(tmp); err != nil {
-		return fmt.Errorf("model: writing %s: %w", path, err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("model: writing %s: %w", path, err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
+// writeFileAtomic writes path atomically (tensorfile.WriteFileAtomic).
+func writeFileAtomic(path string, fill func(io.Writer) error) error {
+	if err := tensorfile.WriteFileAtomic(path, fill); err != nil {
 		return fmt.Errorf("model: %w", err)
 	}
 	return nil
