@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -182,6 +183,35 @@ func ReadCheckpointConfig(dir string) (Config, error) {
 	return c, nil
 }
 
+// readMoment reads one of AdamW's moments, refusing a shape other than its
+// parameter's (a transposed matrix has as many values), a value that is
+// not finite, and a negative second moment (its square root is taken):
+// any of them would resume training on numbers it never made.
+func readMoment(sf *tensorfile.File, key string, shape []int, second bool) ([]float32, error) {
+	info, ok := sf.Info(key)
+	if !ok {
+		return nil, fmt.Errorf("%s is missing", key)
+	}
+	if !slices.Equal(info.Shape, shape) {
+		return nil, fmt.Errorf("%s has shape %v, want %v (its parameter's)", key, info.Shape, shape)
+	}
+	if err := sf.CheckFinite(key); err != nil {
+		return nil, err
+	}
+	d, err := sf.Float32(key)
+	if err != nil {
+		return nil, err
+	}
+	if second {
+		for j, x := range d {
+			if x < 0 {
+				return nil, fmt.Errorf("%s[%d] is %g: a second moment is never negative", key, j, x)
+			}
+		}
+	}
+	return d, nil
+}
+
 // loadCheckpoint checks that dir's configuration equals cfg (apart from
 // side fields), then restores the parameters, moments, step and sampler
 // state into m, opt and smp, and returns the history.
@@ -223,13 +253,9 @@ func loadCheckpoint(dir string, cfg Config, m *Model, opt *AdamW, smp *Sampler) 
 	mt, vt := opt.Moments()
 	for i, name := range m.Names() {
 		for k, dst := range []gpu.Tensor{mt[i], vt[i]} {
-			key := momentPrefix[k] + name
-			d, err := sf.Float32(key)
+			d, err := readMoment(sf, momentPrefix[k]+name, dst.Shape(), k == 1)
 			if err != nil {
 				return History{}, fmt.Errorf("train: %s: %w", path, err)
-			}
-			if len(d) != len(host[i].Data) {
-				return History{}, fmt.Errorf("train: %s: %s has %d values, want %d", path, key, len(d), len(host[i].Data))
 			}
 			if err := m.B.Write(dst, d); err != nil {
 				return History{}, err
