@@ -122,10 +122,6 @@ func (o *cacheCmdOpts) run() (err error) {
 	if err != nil {
 		return err
 	}
-	prior, err := cachePrior(w)
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(o.out, 0o755); err != nil {
 		return err
 	}
@@ -134,6 +130,15 @@ func (o *cacheCmdOpts) run() (err error) {
 		return err
 	}
 	defer s.close()
+	// The windows' vocabulary is the model's before the prior's
+	// vocabulary-sized table is made.
+	if w.Vocab != s.m.Cfg.VocabSize {
+		return fmt.Errorf("--windows %s: made with a vocabulary of %d tokens, the model has %d", o.windowsIn, w.Vocab, s.m.Cfg.VocabSize)
+	}
+	prior, err := cachePrior(w)
+	if err != nil {
+		return err
+	}
 	sv := map[string]*adaptrun.Served{}
 	for _, split := range []string{"validation", "test", "harm"} {
 		if split == "harm" && len(w.Splits[split]) == 0 {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,5 +47,26 @@ func TestAdaptCacheRedrawVersus(t *testing.T) {
 	}
 	if _, _, err := run(t, "", "adapt", "cache", "--versus", filepath.Join(dir, "missing.json.gz"), "--windows", a, "--out", out); err == nil {
 		t.Fatal("a missing --versus file: no error")
+	}
+}
+
+// adapt cache compares the windows' vocabulary with the model's before it
+// makes the prior's vocabulary-sized table (a windows file may state up to
+// 2^31-1 tokens, 16 GB of prior).
+func TestAdaptCacheVocabBeforePrior(t *testing.T) {
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	z.Write([]byte(`{"format":"chameleon-adapt-windows/1","t":3,"prompt":1,"roles":{"a":"adapt"},"order":["a"],"vocab":5,` +
+		`"splits":{"test":[{"tokens":[1,2,3,4],"domain":"a","bytes":3}]}}`))
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w := filepath.Join(t.TempDir(), "w.json.gz")
+	if err := os.WriteFile(w, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, err := run(t, "", "adapt", "cache", "--adapter", "default", "--windows", w, "--out", t.TempDir(), "--dtype", "f32")
+	if err == nil || !strings.Contains(stderr, "vocabulary of 5 tokens") || strings.Contains(stderr, "prior is uniform") {
+		t.Errorf("adapt cache on windows of another vocabulary: err %v, stderr %q", err, stderr)
 	}
 }
