@@ -180,8 +180,11 @@ func (m *ChatMessage) parse(i int) *APIError {
 
 // ChatCompletionRequest is the body of POST /v1/chat/completions. Unknown
 // fields are refused; the fields shared with CompletionRequest mean the
-// same (and the same neutral-value rule holds). logprobs is a boolean
-// here, with top_logprobs the number of alternatives per token.
+// same (and the same neutral-value rule holds), but for max_tokens, whose
+// default here is the rest of the context (OpenAI's chat API has no
+// default cap; a reply still ends at the template's stop strings).
+// logprobs is a boolean here, with top_logprobs the number of
+// alternatives per token.
 type ChatCompletionRequest struct {
 	Model               string          `json:"model"`
 	Messages            []ChatMessage   `json:"messages"`
@@ -219,6 +222,7 @@ func (c *ChatCompletionRequest) completion(prompt string) (*CompletionRequest, *
 	if c.MaxCompletionTokens != nil {
 		req.MaxTokens = c.MaxCompletionTokens
 	}
+	req.untilContext = true
 	switch {
 	case c.Logprobs != nil && *c.Logprobs:
 		k := 0
@@ -230,6 +234,22 @@ func (c *ChatCompletionRequest) completion(prompt string) (*CompletionRequest, *
 		return nil, badRequest("top_logprobs", "invalid_value", "top_logprobs needs logprobs: true")
 	}
 	return req, nil
+}
+
+// chatError rewords an error about the completion request a chat request
+// runs as in the chat request's own terms: the prompt is the rendered
+// messages, logprobs' count is top_logprobs, and max_tokens is
+// max_completion_tokens when that was the field sent.
+func (c *ChatCompletionRequest) chatError(e *APIError) {
+	e.Message = strings.Replace(e.Message, "prompt 0", "the rendered messages", 1)
+	switch {
+	case e.Param == "prompt":
+		e.Param = "messages"
+	case e.Param == "logprobs":
+		e.Param, e.Message = "top_logprobs", strings.Replace(e.Message, "logprobs", "top_logprobs", 1)
+	case e.Param == "max_tokens" && c.MaxCompletionTokens != nil:
+		e.Param, e.Message = "max_completion_tokens", strings.ReplaceAll(e.Message, "max_tokens", "max_completion_tokens")
+	}
 }
 
 // ChatCompletion is OpenAI's chat.completion object, and with Object

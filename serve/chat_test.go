@@ -184,7 +184,7 @@ func TestChatBadRequests(t *testing.T) {
 		{`{"messages":[{"role":"system","content":"x"}]}`, "messages", "chat_template_error"},
 		{`{"messages":[{"role":"user","content":"hi"}],"tools":[]}`, "tools", "unknown_field"},
 		{`{"messages":[{"role":"user","content":"hi"}],"top_logprobs":2}`, "top_logprobs", "invalid_value"},
-		{`{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0}`, "max_tokens", "invalid_value"},
+		{`{"messages":[{"role":"user","content":"hi"}],"max_completion_tokens":0}`, "max_completion_tokens", "invalid_value"},
 		{`{"messages":[{"role":"user","content":"` + strings.Repeat("hi ", 300) + `"}]}`, "messages", "context_length_exceeded"},
 		{`{"messages":[{"role":"user","content":"hi"}],"model":"other"}`, "model", "model_not_found"},
 	} {

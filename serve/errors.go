@@ -73,9 +73,19 @@ func writeError(w http.ResponseWriter, e *APIError) {
 }
 
 // writeJSON answers v with status; the error is the write's (the client
-// may be gone).
+// may be gone). v is encoded before the status goes out: a value JSON
+// cannot carry (a NaN log-probability from a broken model) is answered
+// as a 500 error, where encoding after the header left a 200 with an
+// empty body.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(map[string]*APIError{"error": {Type: "server_error", Code: "internal_error",
+			Message: fmt.Sprintf("encoding the response: %v", err)}})
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	return json.NewEncoder(w).Encode(v)
+	_, err = w.Write(append(b, '\n'))
+	return err
 }

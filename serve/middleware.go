@@ -169,8 +169,8 @@ func authorized(key string, h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(key)) != 1 {
+		got, ok := bearer(r.Header.Get("Authorization"))
+		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(key)) != 1 {
 			msg := "Incorrect API key provided. Send it as Authorization: Bearer KEY."
 			if r.Header.Get("Authorization") == "" {
 				msg = "You didn't provide an API key. Send it as Authorization: Bearer KEY."
@@ -182,4 +182,15 @@ func authorized(key string, h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// bearer returns the token of an "Authorization: Bearer TOKEN" header.
+// The scheme's name is case-insensitive (RFC 9110, section 11.1): some
+// clients send "bearer".
+func bearer(h string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(h), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	return strings.TrimSpace(token), true
 }

@@ -10,6 +10,8 @@ import (
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -17,9 +19,11 @@ import (
 )
 
 // CompletionRequest is the body of POST /v1/completions: OpenAI's legacy
-// completions request. Unknown fields are refused. Fields OpenAI defines
-// that this server does not implement are accepted only at their neutral
-// value (penalties 0, best_of 1, no logit_bias, no suffix).
+// completions request. Unknown fields are refused, and so are keys that
+// differ from a field's name only in case and repeated keys (exactKeys).
+// Fields OpenAI defines that this server does not implement are accepted
+// only at their neutral value (penalties 0, best_of 1, no logit_bias, no
+// suffix).
 type CompletionRequest struct {
 	Model       string          `json:"model"`
 	Prompt      json.RawMessage `json:"prompt"`      // string, [string], [token id] or [[token id]]
@@ -53,6 +57,11 @@ type CompletionRequest struct {
 	BestOf           *int               `json:"best_of"`
 	LogitBias        map[string]float64 `json:"logit_bias"`
 	Suffix           *string            `json:"suffix"`
+
+	// untilContext (a chat request's): without max_tokens a choice may
+	// run to the end of the context, as OpenAI's chat API and
+	// llama-server do, rather than stop at the legacy default of 16.
+	untilContext bool
 }
 
 // checkJSON refuses a body not declared as JSON (application/json,
@@ -71,7 +80,8 @@ func checkJSON(r *http.Request) *APIError {
 }
 
 // decodeJSON reads one JSON object of at most limit bytes into v, refusing
-// unknown fields.
+// unknown fields, keys that match a field only up to case, and repeated
+// keys (exactKeys).
 func decodeJSON(r *http.Request, limit int64, w http.ResponseWriter, v any) *APIError {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
@@ -98,7 +108,7 @@ func decodeJSON(r *http.Request, limit int64, w http.ResponseWriter, v any) *API
 	if dec.More() {
 		return badRequest("", "invalid_json", "unexpected data after the JSON object")
 	}
-	return nil
+	return exactKeys(body, reflect.TypeOf(v), "")
 }
 
 // jsonError explains a decoding error, naming the field when it can.
@@ -112,7 +122,7 @@ func jsonError(err error) *APIError {
 		if typ.Field == "" {
 			return badRequest("", "invalid_json", "the request must be a JSON object, got %s", typ.Value)
 		}
-		return badRequest(typ.Field, "invalid_type", "%s: got a JSON %s, want %s", typ.Field, typ.Value, jsonKind(typ.Type.String()))
+		return badRequest(typ.Field, "invalid_type", "%s: got a JSON %s, want %s", typ.Field, typ.Value, jsonKind(typ.Type))
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return badRequest("", "invalid_json", "truncated JSON")
 	}
@@ -123,19 +133,28 @@ func jsonError(err error) *APIError {
 	return badRequest("", "invalid_json", "invalid request: %v", err)
 }
 
-func jsonKind(goType string) string {
-	goType = strings.TrimPrefix(goType, "*")
-	switch goType {
-	case "int", "int64":
-		return "an integer"
-	case "float64":
-		return "a number"
-	case "bool":
-		return "a boolean"
-	case "string":
-		return "a string"
+// jsonKind names the JSON a Go type takes, for error messages (a client
+// knows JSON, not this server's Go types).
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return goType
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "a JSON value"
 }
 
 // prompts parses the prompt field: a string, an array of strings, an array
@@ -157,18 +176,44 @@ func parsePrompt(raw json.RawMessage) (texts []string, ids [][]int32, e *APIErro
 		}
 		return many, nil, nil
 	}
-	var toks []int32
-	if json.Unmarshal(raw, &toks) == nil {
+	if toks, ok := tokenIDs(raw); ok {
 		if len(toks) == 0 {
 			return nil, nil, badRequest("prompt", "empty_prompt", "prompt is an empty array")
 		}
 		return nil, [][]int32{toks}, nil
 	}
-	var tokss [][]int32
-	if json.Unmarshal(raw, &tokss) == nil && len(tokss) > 0 {
-		return nil, tokss, nil
+	var items []json.RawMessage
+	if json.Unmarshal(raw, &items) == nil && len(items) > 0 {
+		tokss := make([][]int32, len(items))
+		ok := true
+		for i, it := range items {
+			tokss[i], ok = tokenIDs(it)
+			if !ok {
+				break
+			}
+		}
+		if ok {
+			return nil, tokss, nil
+		}
 	}
 	return nil, nil, badRequest("prompt", "invalid_type", "prompt must be a string, an array of strings, an array of token ids or an array of such arrays")
+}
+
+// tokenIDs decodes a JSON array of token ids (null: none). A null id is
+// not one: encoding/json would read [1, null] as [1, 0].
+func tokenIDs(raw json.RawMessage) ([]int32, bool) {
+	var ps []*int32
+	if json.Unmarshal(raw, &ps) != nil {
+		return nil, false
+	}
+	ids := make([]int32, len(ps))
+	for i, p := range ps {
+		if p == nil {
+			return nil, false
+		}
+		ids[i] = *p
+	}
+	return ids, true
 }
 
 // parseStop parses the stop field: null, a string or an array of up to 4
@@ -182,14 +227,18 @@ func parseStop(raw json.RawMessage) ([]string, *APIError) {
 	if json.Unmarshal(raw, &one) == nil {
 		return []string{one}, nil
 	}
-	var many []string
-	if err := json.Unmarshal(raw, &many); err != nil {
+	var many []*string // a null is no string (encoding/json would read it as "")
+	if err := json.Unmarshal(raw, &many); err != nil || slices.Contains(many, nil) {
 		return nil, badRequest("stop", "invalid_type", "stop must be a string or an array of strings")
 	}
 	if len(many) > 4 {
 		return nil, badRequest("stop", "too_many_stops", "stop has %d strings, at most 4", len(many))
 	}
-	return many, nil
+	stops := make([]string, len(many))
+	for i, p := range many {
+		stops[i] = *p
+	}
+	return stops, nil
 }
 
 // sampleParams validates the sampling fields.
@@ -250,6 +299,12 @@ type requestLimits struct {
 	Context, Vocab                           int
 	Adapts, Caches                           bool
 	ModelName                                string
+	// TokenBytes is the longest token of the tokenizer, in bytes (0:
+	// unknown): a text of more than Context-1 such tokens' bytes has more
+	// tokens than the context holds, so it is refused unread: encoding
+	// one long pre-token (a word, a run of digits) is slow, and a 1 MiB
+	// word took about 2 s of CPU.
+	TokenBytes int
 }
 
 // task checks the request against l and makes its task (tok encodes text
@@ -318,6 +373,9 @@ func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t
 		return nil, nil, false, badRequest("n", "too_many_choices", "%d prompts x n = %d choices, at most %d", max(len(texts), len(ids)), n, l.MaxChoices)
 	}
 	for i, text := range texts {
+		if l.TokenBytes > 0 && len(text) > (l.Context-1)*l.TokenBytes {
+			return nil, nil, false, badRequest("prompt", "context_length_exceeded", "prompt %d has %d bytes, more than the context of %d tokens holds (a token is at most %d bytes)", i, len(text), l.Context, l.TokenBytes)
+		}
 		p := tok.EncodeWithSpecial(text)
 		if len(p) == 0 {
 			return nil, nil, false, badRequest("prompt", "empty_prompt", "prompt %d is empty", i)
@@ -337,6 +395,9 @@ func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t
 		t.Prompts = append(t.Prompts, p)
 		prompts = append(prompts, tok.Decode(p))
 	}
+	if req.MaxTokens == nil && req.untilContext {
+		t.MaxTokens = contextLeft(t.Prompts, l)
+	}
 	for i, p := range t.Prompts {
 		if len(p) >= l.Context {
 			return nil, nil, false, badRequest("prompt", "context_length_exceeded", "prompt %d has %d tokens; the context holds %d, including at least one new token", i, len(p), l.Context)
@@ -346,4 +407,15 @@ func (req *CompletionRequest) task(l requestLimits, tok *tokenizer.Tokenizer) (t
 		}
 	}
 	return t, prompts, usage, nil
+}
+
+// contextLeft is the most new tokens every prompt has room for in the
+// context, within the server's limit; at least 1, so that a prompt that
+// fills the context is refused for its own length.
+func contextLeft(prompts [][]int32, l requestLimits) int {
+	n := l.MaxTokens
+	for _, p := range prompts {
+		n = min(n, l.Context-len(p))
+	}
+	return max(1, n)
 }

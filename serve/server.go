@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +42,10 @@ type Server struct {
 	metrics   http.Handler
 	handler   http.Handler // the routes behind the log, CORS and key layers
 	nextID    atomic.Uint64
+	// maxTokenBytes is the longest token's length in bytes: a text prompt
+	// longer than the context's worth of such tokens cannot fit, and is
+	// refused before the tokenizer spends time on it.
+	maxTokenBytes int
 }
 
 // New starts a scheduler on m and returns the server. tok must cover the
@@ -57,6 +60,9 @@ func New(m Model, tok *tokenizer.Tokenizer, opt Options) (*Server, error) {
 		sched: sched, tok: tok, cfg: m.Config(), opt: sched.Options(), met: met,
 		backend: m.Backend().Name(), adapts: m.Adapts(), created: time.Now().Unix(),
 		metrics: promhttp.HandlerFor(met.reg, promhttp.HandlerOpts{}), chat: opt.Chat,
+	}
+	for id := range tok.VocabSize() {
+		s.maxTokenBytes = max(s.maxTokenBytes, len(tok.TokenBytes(int32(id))))
 	}
 	if ad, ok := m.(*Adaptive); ok {
 		s.adaptMode = string(ad.Mode) // another Model that adapts reports no mode
@@ -202,8 +208,8 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request, chat bool)
 	}
 	var body *CompletionRequest
 	var stops []string // the chat template's
+	var c ChatCompletionRequest
 	if chat {
-		var c ChatCompletionRequest
 		if e := decodeJSON(r, s.opt.MaxBodyBytes, w, &c); e != nil {
 			fail(e)
 			return
@@ -223,8 +229,8 @@ func (s *Server) completions(rw http.ResponseWriter, r *http.Request, chat bool)
 	}
 	req, e := s.validate(body, chat)
 	if e != nil {
-		if chat && e.Param == "prompt" { // the prompt is the rendered messages
-			e.Param, e.Message = "messages", strings.Replace(e.Message, "prompt 0", "the rendered messages", 1)
+		if chat {
+			c.chatError(e)
 		}
 		fail(e)
 		return
@@ -258,7 +264,8 @@ func (s *Server) validate(body *CompletionRequest, chat bool) (*request, *APIErr
 		return nil, e
 	}
 	l := requestLimits{MaxN: s.opt.MaxN, MaxTokens: s.opt.MaxTokens, MaxLogprobs: s.opt.MaxLogprobs, MaxChoices: s.opt.MaxChoices,
-		Context: s.cfg.NCtx, Vocab: min(s.cfg.VocabSize, s.tok.VocabSize()), Adapts: s.adapts, Caches: s.opt.Cache, ModelName: s.opt.ModelName}
+		Context: s.cfg.NCtx, Vocab: min(s.cfg.VocabSize, s.tok.VocabSize()), Adapts: s.adapts, Caches: s.opt.Cache, ModelName: s.opt.ModelName,
+		TokenBytes: s.maxTokenBytes}
 	var e *APIError
 	if req.task, req.prompts, req.usage, e = body.task(l, s.tok); e != nil {
 		return nil, e
