@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -132,6 +133,7 @@ func printVersus(asJSON bool, split, a, b string, rows []adaptrun.ServedRow) {
 	if asJSON {
 		return
 	}
+	a, b = filepath.Base(a), filepath.Base(b) // the table's columns name the files
 	fmt.Printf("\n%s split, %s against %s, paired:\n\n", split, b, a)
 	adaptrun.WriteVersusMarkdown(os.Stdout, a, b, rows)
 }
