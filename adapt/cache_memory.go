@@ -217,6 +217,14 @@ func (m *CacheMemory) AdmitHidden(trained int, feat []float32, prompt []int32, l
 			return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: token %d outside the vocabulary of %d", t, len(m.cfg.Prior))
 		}
 	}
+	// A NaN or Inf feature is at no distance from any centroid: it would
+	// start a run-time cluster of its own (evicting a live one) whose
+	// centroid no later input can ever reach.
+	for j, x := range feat {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return MemorySnapshot{}, fmt.Errorf("adapt: cache memory: feature value %d is %g", j, x)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.clock++

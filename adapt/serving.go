@@ -42,6 +42,13 @@ func (r *Runtime) PlanMeans(slots int, means []float32) (*Plan, error) {
 	if len(means) == 0 || len(means)%c != 0 {
 		return nil, fmt.Errorf("adapt: %d mean values are not (K, %d) rows with K >= 1", len(means), c)
 	}
+	// A NaN or Inf input makes its cluster's generated factors, and so
+	// every logit of every row given that cluster, NaN.
+	for i, x := range means {
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return nil, fmt.Errorf("adapt: mean value %d of cluster %d is %g", i%c, i/c, x)
+		}
+	}
 	p.K, p.Means = len(means)/c, slices.Clone(means)
 	if err := p.generate(); err != nil {
 		return nil, err

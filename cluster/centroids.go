@@ -188,7 +188,15 @@ func (c *Centroids) AssignOn(ops Ops, x gpu.Tensor) ([]int, error) {
 	cents := r.alloc(gpu.F32, c.K, c.C)
 	assign := r.alloc(gpu.I32, n)
 	dist := r.alloc(gpu.F32, n)
-	r.write(cents, c.Data)
+	// Scaled by a power of two where f32 squared distances would overflow
+	// or underflow (see rangeScale): the same choices as Assign's float64.
+	data := c.Data
+	if scale := rangeScale(host, data); scale != 1 {
+		data = scaled(data, scale)
+		x = r.alloc(gpu.F32, n, c.C)
+		r.write(x, scaled(host, scale))
+	}
+	r.write(cents, data)
 	if r.err != nil {
 		return nil, r.err
 	}

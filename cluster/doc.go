@@ -18,7 +18,10 @@
 // samples from are computed by the assignment kernel, one centroid at a
 // time), then Lloyd iterations until no assignment changes or MaxIter
 // (default 100). Assignment is by squared Euclidean distance, ties to the
-// lowest cluster index. Centroids are plain means (no renormalisation: on
+// lowest cluster index. Features whose largest magnitude lies outside
+// [2^-32, 2^32] are clustered scaled by a power of two (exact, and no
+// comparison changes) so that the f32 squared distances neither overflow
+// to +Inf nor underflow to 0, and the results are scaled back. Centroids are plain means (no renormalisation: on
 // unit-norm features Euclidean k-means is the natural objective, each Lloyd
 // step cannot increase it, and the mean is exactly the cluster feature the
 // hyper-network consumes); they are summed as offsets from the cluster's

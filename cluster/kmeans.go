@@ -116,7 +116,85 @@ func KMeans(ops Ops, x gpu.Tensor, cfg Config) (*Result, error) {
 	}
 	r := &run{ops: ops, x: x, host: host, n: n, c: c, k: k}
 	defer r.free()
-	return r.kmeans(cfg, maxIter)
+	scale := rangeScale(host, cfg.Init)
+	if scale != 1 {
+		if err := r.rescale(&cfg, scale); err != nil {
+			return nil, err
+		}
+	}
+	res, err := r.kmeans(cfg, maxIter)
+	if err != nil || scale == 1 {
+		return res, err
+	}
+	res.unscale(scale)
+	return res, nil
+}
+
+// Squared distances are summed in f32 on the device: coordinates much
+// larger than 1 overflow them to +Inf (every point then ties with the
+// first centroid), much smaller ones underflow them to 0 (every point
+// ties again). KMeans therefore runs on features scaled by a power of
+// two, which is exact and changes no comparison, whenever their largest
+// magnitude lies outside [minScaled, maxScaled], and scales the results
+// back.
+const (
+	minScaled = 0x1p-32
+	maxScaled = 0x1p32
+)
+
+// rangeScale is the power of two that brings the largest magnitude of the
+// values of xs into [0.5, 1), or 1 when it already lies in [minScaled,
+// maxScaled] (or every value is 0).
+func rangeScale(xs ...[]float32) float64 {
+	var big float64
+	for _, x := range xs {
+		for _, v := range x {
+			big = max(big, math.Abs(float64(v)))
+		}
+	}
+	if big == 0 || (big >= minScaled && big <= maxScaled) {
+		return 1
+	}
+	_, exp := math.Frexp(big)
+	return math.Ldexp(1, -exp)
+}
+
+// scaled returns x times scale (a power of two), nil for nil.
+func scaled(x []float32, scale float64) []float32 {
+	if x == nil {
+		return nil
+	}
+	out := make([]float32, len(x))
+	for i, v := range x {
+		out[i] = float32(float64(v) * scale)
+	}
+	return out
+}
+
+// rescale makes the run cluster its features times scale: a scaled copy
+// on the device, on the host, and of cfg.Init.
+func (r *run) rescale(cfg *Config, scale float64) error {
+	r.host = scaled(r.host, scale)
+	cfg.Init = scaled(cfg.Init, scale)
+	r.x = r.alloc(gpu.F32, r.n, r.c)
+	r.write(r.x, r.host)
+	return r.err
+}
+
+// unscale turns a result of features times scale into that of the
+// features: centroids divided by scale, distances and inertia by scale².
+// A distance past the largest float32 becomes +Inf; Inertia, a float64,
+// stays finite.
+func (res *Result) unscale(scale float64) {
+	cs := res.Centroids
+	cs.Data = scaled(cs.Data, 1/scale)
+	res.Inertia = 0
+	for i, d := range res.Dist {
+		u := float64(d) / (scale * scale)
+		res.Dist[i] = float32(u)
+		res.Inertia += u
+	}
+	cs.Meta.Inertia = res.Inertia
 }
 
 // run holds one k-means run's device tensors.
