@@ -10,8 +10,12 @@
 //	chameleon.generate({prompts, maxTokens, temperature, topK, topP, seed, stopAtEOT, adapt, mode, k}, onText?) -> Promise<run>
 //	chameleon.logits(text) -> Promise<{t, v, data: Float32Array (t*v)}>
 //	chameleon.cluster({prompts, k, mode, seed}) -> Promise<{assign, k, points}>
+//	chameleon.pageVersion: web.Version() of the page this runtime was built with
 //
-// Byte arguments are Uint8Arrays fetched by the page. Every call that
+// Byte arguments are Uint8Arrays (or ArrayBuffers) fetched by the page.
+// A call never panics out into JS: a panic inside a callback ends the Go
+// program and with it every later call of the page, so each exported
+// function recovers and reports the failure (a rejected Promise). Every call that
 // touches the GPU returns a Promise and runs on its own goroutine: buffer
 // readback awaits the browser's map promise, which must never happen inside
 // a JS callback (the page's event loop would stall). Calls run one at a
@@ -22,20 +26,40 @@ package main
 import (
 	"fmt"
 	"syscall/js"
+
+	"github.com/chameleon-llm/chameleon/wasm/web"
 )
 
 func main() {
 	api := js.Global().Get("Object").New()
-	api.Set("load", js.FuncOf(jsLoad))
-	api.Set("tokenize", js.FuncOf(jsTokenize))
-	api.Set("generate", js.FuncOf(jsGenerate))
-	api.Set("logits", js.FuncOf(jsLogits))
-	api.Set("cluster", js.FuncOf(jsCluster))
+	api.Set("load", export(jsLoad, rejected))
+	api.Set("tokenize", export(jsTokenize, func(string) js.Value { return js.Null() }))
+	api.Set("generate", export(jsGenerate, rejected))
+	api.Set("logits", export(jsLogits, rejected))
+	api.Set("cluster", export(jsCluster, rejected))
+	api.Set("pageVersion", web.Version())
 	js.Global().Set("chameleon", api)
 	if ready := js.Global().Get("onChameleonReady"); ready.Type() == js.TypeFunction {
 		ready.Invoke()
 	}
 	select {} // keep the exported functions alive
+}
+
+// export makes fn a JS function that cannot take the Go program down: a
+// panic in its synchronous part (a programmer error, or an argument of a
+// type syscall/js refuses, such as Get on a string) is recovered, logged
+// to the console, and answered with failed(message) instead.
+func export(fn func(this js.Value, args []js.Value) any, failed func(msg string) js.Value) js.Func {
+	return js.FuncOf(func(this js.Value, args []js.Value) (res any) {
+		defer func() {
+			if r := recover(); r != nil {
+				msg := fmt.Sprintf("internal error: %v", r)
+				js.Global().Get("console").Call("error", "chameleon: "+msg)
+				res = failed(msg)
+			}
+		}()
+		return fn(this, args)
+	})
 }
 
 // work serialises the GPU calls: a goroutine holds the token while it runs.
@@ -76,14 +100,27 @@ func rejected(msg string) js.Value {
 	return js.Global().Get("Promise").Call("reject", js.Global().Get("Error").New(msg))
 }
 
-// bytesOf copies a Uint8Array argument into Go memory; nil when absent.
-func bytesOf(v js.Value) []byte {
+// bytesOf copies the byte argument key of o (a Uint8Array, another
+// ArrayBuffer view, or an ArrayBuffer) into Go memory; nil when absent.
+// Anything else is an error: syscall/js would panic on it.
+func bytesOf(o js.Value, key string) ([]byte, error) {
+	v := o.Get(key)
 	if v.IsUndefined() || v.IsNull() {
-		return nil
+		return nil, nil
+	}
+	g := js.Global()
+	switch u8 := g.Get("Uint8Array"); {
+	case v.InstanceOf(u8):
+	case v.InstanceOf(g.Get("ArrayBuffer")):
+		v = u8.New(v)
+	case g.Get("ArrayBuffer").Call("isView", v).Bool():
+		v = u8.New(v.Get("buffer"), v.Get("byteOffset"), v.Get("byteLength"))
+	default:
+		return nil, fmt.Errorf("%s must be a Uint8Array or an ArrayBuffer of the file's bytes", key)
 	}
 	b := make([]byte, v.Get("length").Int())
 	js.CopyBytesToGo(b, v)
-	return b
+	return b, nil
 }
 
 // option helpers: a missing field takes the default.

@@ -55,13 +55,18 @@ func jsLoad(this js.Value, args []js.Value) any {
 		return rejected("load needs an object with the model's files")
 	}
 	o := args[0]
-	files := map[string][]byte{
-		"config.json":       bytesOf(o.Get("config")),
-		"model.safetensors": bytesOf(o.Get("weights")),
-		"encoder.json":      bytesOf(o.Get("encoder")),
-		"vocab.bpe":         bytesOf(o.Get("vocab")),
+	files := map[string][]byte{}
+	for key, name := range map[string]string{"config": "config.json", "weights": "model.safetensors", "encoder": "encoder.json", "vocab": "vocab.bpe"} {
+		b, err := bytesOf(o, key)
+		if err != nil {
+			return rejected("load: " + err.Error())
+		}
+		files[name] = b
 	}
-	hyper := bytesOf(o.Get("hyper"))
+	hyper, err := bytesOf(o, "hyper")
+	if err != nil {
+		return rejected("load: " + err.Error())
+	}
 	dtype := optString(o, "dtype", "f16")
 	return promise(func() (any, error) { return load(files, hyper, dtype) })
 }
@@ -272,9 +277,10 @@ func loaded() error {
 	return nil
 }
 
-// jsTokenize: tokenize(text) -> ids (synchronous: no GPU work).
+// jsTokenize: tokenize(text) -> ids (synchronous: no GPU work); null
+// before a model is loaded or for anything but a string.
 func jsTokenize(this js.Value, args []js.Value) any {
-	if state.tok == nil || len(args) < 1 {
+	if state.tok == nil || len(args) < 1 || args[0].Type() != js.TypeString {
 		return js.Null()
 	}
 	return ints(state.tok.Encode(args[0].String()))

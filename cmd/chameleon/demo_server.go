@@ -40,6 +40,7 @@ type demoFile struct {
 	Size int64  `json:"size"`
 	ETag string `json:"etag"` // SHA-256 of the content: the page's cache key
 	open func() (fs.File, error)
+	mod  time.Time // modification time when hashed; zero: unknown (in memory, embedded)
 }
 
 // demoServer serves the page, the wasm runtime and the model's files.
@@ -48,6 +49,7 @@ type demoServer struct {
 	files   []demoFile
 	mux     *http.ServeMux
 	adapter *adapt.Meta // nil: no adaptation
+	page    string      // web.Version(): the runtime must have been built with the same
 }
 
 // newDemoServer checks the model (and adapter) once, so that a broken file
@@ -68,7 +70,7 @@ func newDemoServer(cfg demoConfig) (*demoServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &demoServer{cfg: cfg, mux: http.NewServeMux()}
+	s := &demoServer{cfg: cfg, mux: http.NewServeMux(), page: web.Version()}
 	fromModel := func(name, role string) error {
 		return s.addFile(name, role, func() (fs.File, error) { return cfg.Model.Open(name) })
 	}
@@ -121,6 +123,7 @@ func newDemoServer(cfg demoConfig) (*demoServer, error) {
 
 	s.mux.HandleFunc("GET /{$}", s.static("index.html"))
 	s.mux.HandleFunc("GET /app.js", s.static("app.js"))
+	s.mux.HandleFunc("GET /download.js", s.static("download.js"))
 	s.mux.HandleFunc("GET /style.css", s.static("style.css"))
 	s.mux.HandleFunc("GET /chameleon.wasm", s.wasmFile("chameleon.wasm", "application/wasm"))
 	s.mux.HandleFunc("GET /wasm_exec.js", s.wasmFile("wasm_exec.js", "text/javascript; charset=utf-8"))
@@ -150,7 +153,11 @@ func (s *demoServer) addFile(name, role string, open func() (fs.File, error)) er
 	if err != nil {
 		return fmt.Errorf("model file %s: %w", name, err)
 	}
-	s.files = append(s.files, demoFile{Name: name, Role: role, Size: n, ETag: hex.EncodeToString(h.Sum(nil))[:32], open: open})
+	var mod time.Time
+	if st, err := f.Stat(); err == nil {
+		mod = st.ModTime()
+	}
+	s.files = append(s.files, demoFile{Name: name, Role: role, Size: n, ETag: hex.EncodeToString(h.Sum(nil))[:32], open: open, mod: mod})
 	return nil
 }
 
@@ -179,12 +186,14 @@ func (s *demoServer) wasmFile(name, ctype string) http.HandlerFunc {
 func (s *demoServer) manifest(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	json.NewEncoder(w).Encode(map[string]any{"label": s.cfg.Label, "dtype": s.cfg.DType, "files": s.files}) //nolint:errcheck // the client went away
+	json.NewEncoder(w).Encode(map[string]any{"label": s.cfg.Label, "dtype": s.cfg.DType, "page": s.page, "files": s.files}) //nolint:errcheck // the client went away
 }
 
 // modelFile serves one model file with its hash as ETag, so the browser's
 // HTTP cache revalidates cheaply (304) and the page's Cache API copy is
-// keyed by content.
+// keyed by content. A file changed on disk since it was hashed (and
+// checked) at startup is refused: its ETag, size and the adapter's check
+// would no longer hold, and a browser would cache it under the old hash.
 func (s *demoServer) modelFile(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	for _, f := range s.files {
@@ -197,6 +206,12 @@ func (s *demoServer) modelFile(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer file.Close()
+		if !f.mod.IsZero() {
+			if st, err := file.Stat(); err == nil && (st.Size() != f.Size || !st.ModTime().Equal(f.mod)) {
+				http.Error(w, fmt.Sprintf("model file %s changed on disk since chameleon demo started and checked it: restart the demo", name), http.StatusConflict)
+				return
+			}
+		}
 		rs, ok := file.(io.ReadSeeker)
 		if !ok {
 			b, err := io.ReadAll(file)

@@ -5,10 +5,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -111,5 +114,55 @@ func TestDemoWithoutWasm(t *testing.T) {
 	}
 	if dir, err := findWasm(""); err != nil || dir != wasmDir {
 		t.Errorf("with bin/wasm: %q, %v", dir, err)
+	}
+}
+
+// Every model file the demo answers with 200 hashes to its ETag: before, a
+// file rewritten on disk after the start (a retrained model of the same
+// shape, the same size) was served under the old hash, so the page cached
+// the new bytes as the old ones and the adapter checked at startup no
+// longer matched them. Now such a file is refused with 409 and the fix.
+func TestDemoServerModelChanged(t *testing.T) {
+	wasmDir := t.TempDir()
+	for _, n := range []string{"chameleon.wasm", "wasm_exec.js"} {
+		if err := os.WriteFile(filepath.Join(wasmDir, n), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := tinyModel(t)
+	srv, err := newDemoServer(demoConfig{Model: os.DirFS(dir), Adapter: "none", WasmDir: wasmDir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(what string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/model/model.safetensors", nil))
+		if rec.Code == http.StatusOK {
+			sum := sha256.Sum256(rec.Body.Bytes())
+			if etag := rec.Header().Get("ETag"); etag != `"`+hex.EncodeToString(sum[:])[:32]+`"` {
+				t.Errorf("%s: served with ETag %s, but its content's hash is %x", what, etag, sum[:16])
+			}
+		}
+		return rec
+	}
+	if rec := get("as started"); rec.Code != http.StatusOK {
+		t.Fatalf("as started: %d %s", rec.Code, rec.Body)
+	}
+	path := filepath.Join(dir, "model.safetensors")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 0xff // new weights, same size
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute) // a different mtime even on a coarse clock
+	if err := os.Chtimes(path, later, later); err != nil {
+		t.Fatal(err)
+	}
+	rec := get("rewritten")
+	if msg := rec.Body.String(); rec.Code != http.StatusConflict || !strings.Contains(msg, "restart") {
+		t.Errorf("rewritten: %d %q, want 409 saying to restart the demo", rec.Code, msg[:min(len(msg), 120)])
 	}
 }

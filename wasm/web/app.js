@@ -74,49 +74,6 @@ function progress(label, done, total, detail) {
   $("load-detail").textContent = detail || "";
 }
 
-const mib = (n) => (n / (1 << 20)).toFixed(1) + " MiB";
-
-// fetchBytes downloads url with progress; cacheKey (optional) stores the
-// bytes in the Cache API so a reload reads them from disk.
-async function fetchBytes(url, what, expect, onBytes, cacheKey) {
-  let cache = null;
-  if (cacheKey && window.caches) {
-    try { cache = await caches.open("chameleon-model"); } catch (e) { cache = null; } // e.g. not a secure context
-  }
-  if (cache) {
-    const hit = await cache.match(cacheKey);
-    if (hit) {
-      const b = new Uint8Array(await hit.arrayBuffer());
-      if (expect < 0 || b.length === expect) { onBytes(b.length); return { bytes: b, cached: true }; }
-      await cache.delete(cacheKey);
-    }
-  }
-  let resp;
-  try { resp = await fetch(url); } catch (e) { throw new Error(`Could not download ${what}: ${e.message}`); }
-  if (!resp.ok) throw new Error(`Could not download ${what}: HTTP ${resp.status} ${resp.statusText}`);
-  const parts = [];
-  let n = 0;
-  const reader = resp.body.getReader();
-  for (;;) {
-    let r;
-    try { r = await reader.read(); } catch (e) { throw new Error(`Download of ${what} broke off after ${mib(n)}: ${e.message}`); }
-    if (r.done) break;
-    parts.push(r.value);
-    n += r.value.length;
-    onBytes(r.value.length);
-  }
-  if (expect >= 0 && n !== expect) throw new Error(`Download of ${what} is incomplete: ${n} of ${expect} bytes`);
-  const bytes = new Uint8Array(n);
-  let off = 0;
-  for (const p of parts) { bytes.set(p, off); off += p.length; }
-  if (cache) {
-    const old = await cache.keys();
-    for (const k of old) if (new URL(k.url).pathname === new URL(cacheKey, location.href).pathname) await cache.delete(k);
-    await cache.put(cacheKey, new Response(bytes));
-  }
-  return { bytes, cached: false };
-}
-
 async function checkWebGPU() {
   if (!navigator.gpu) {
     throw new Error("This browser has no WebGPU (navigator.gpu is missing), so the model cannot run here. " +
@@ -149,6 +106,10 @@ async function loadModel() {
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     man = await r.json();
   } catch (e) { throw new Error("Could not read the model's file list (model/manifest.json): " + e.message); }
+  if (chameleon.pageVersion !== man.page) {
+    throw new Error(`The runtime chameleon.wasm was built for another version of this page (runtime ${chameleon.pageVersion || "without a version"}, ` +
+      `page ${man.page}): rebuild it with \`make wasm\` (or \`make demo\`), restart chameleon demo and reload.`);
+  }
   const total = man.files.reduce((s, f) => s + f.size, 0);
   let done = 0, cachedAll = true;
   const files = {};
@@ -156,7 +117,7 @@ async function loadModel() {
     const got = await fetchBytes("model/" + f.name, f.name, f.size, (n) => {
       done += n;
       progress(`Downloading ${man.label}…`, done, total, `${f.name}: ${mib(done)} of ${mib(total)}`);
-    }, `model/${f.name}?v=${encodeURIComponent(f.etag)}`);
+    }, `model/${f.name}?v=${encodeURIComponent(f.etag)}`, f.etag);
     cachedAll = cachedAll && got.cached;
     files[f.role] = got.bytes;
   }
@@ -197,9 +158,14 @@ function options(adapted) {
   };
 }
 
+// setBusy disables the run buttons while a run goes, and locks the prompt
+// boxes (and the buttons that add, fill or remove them), so that what the
+// page shows stays the prompts the run was given.
 function setBusy(b) {
   demo.busy = b;
-  for (const id of ["gen-base", "gen-both", "do-cluster"]) $(id).disabled = b;
+  for (const id of ["gen-base", "gen-both", "do-cluster", "add-prompt"]) $(id).disabled = b;
+  document.querySelectorAll("#prompts textarea").forEach((t) => { t.readOnly = b; });
+  document.querySelectorAll("#prompts .remove, #samples button").forEach((e) => { e.disabled = b; });
   if (!demo.info || !demo.info.adapter) { $("gen-both").disabled = true; $("do-cluster").disabled = true; }
 }
 
@@ -385,8 +351,9 @@ function outputs(texts, cols) {
   });
 }
 
-async function run(adapted, cells, col) {
-  const o = options(adapted);
+// run is one generation on the options o of the click (the same for both
+// halves of "with and without adaptation", whatever is edited meanwhile).
+async function run(o, cells, col) {
   const t0 = performance.now();
   let n = 0;
   const res = await chameleon.generate(o, (seq, text) => {
@@ -422,16 +389,17 @@ function statLine(res) {
 }
 
 async function generate(both) {
+  if (demo.busy) return;
   clearError();
-  const texts = prompts();
+  const base = options(false), texts = base.prompts, cacheOn = $("cache").checked;
   if (texts.length === 0) { clearResults(); showError("Enter at least one prompt."); return; }
   setBusy(true);
   demo.last = null;
   try {
     const cols = both ? ["base", "adapted"] : ["base"];
     const cells = outputs(texts, cols);
-    const runs = [await run(false, cells, "base")];
-    if (both) runs.push(await run(true, cells, "adapted"));
+    const runs = [await run(base, cells, "base")];
+    if (both) runs.push(await run({ ...base, adapt: true, cache: cacheOn }, cells, "adapted"));
     $("stats").textContent = runs.map(statLine).join(" · ");
     const marked = both ? highlight(cells, runs[0], runs[1]) : 0;
     demo.last = { done: true, runs, marked };
@@ -445,6 +413,7 @@ async function generate(both) {
 }
 
 async function cluster() {
+  if (demo.busy) return;
   clearError();
   setBusy(true);
   demo.lastCluster = null;
