@@ -23,6 +23,7 @@ type Overhead struct {
 	Batch    int    `json:"batch"`
 	Seq      int    `json:"seq"`
 	Clusters int    `json:"clusters"`
+	Mode     string `json:"adapt_mode"` // how the plan grouped the batch: batch (k-means, generate's default) or online (nearest training centroid, the server's)
 	Adapted  int    `json:"adapted"` // sequences the plan adapted (the gate and self-check keep the others at the base model)
 	Inputs   string `json:"inputs"`  // "random tokens" or "texts"
 	// CheckTokens is the runtime's Runtime.CheckTokens (0: the default).
@@ -117,9 +118,15 @@ func RandomHyper(cfg model.Config, host []model.HostTensor, rank int, sites stri
 // pipelines up. The sequences are the first seq tokens of texts (nil:
 // random tokens, which a gated adapter keeps at the base model, skipping
 // its self-check: real text from its domains is its working case).
-// checkTokens sets the runtime's Runtime.CheckTokens.
-func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]int32, batch, seq, k, reps, checkTokens int) (Overhead, error) {
-	r := Overhead{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: OverheadTarget, Inputs: "random tokens"}
+// checkTokens sets the runtime's Runtime.CheckTokens. mode is the plan's
+// grouping: adapt.ModeBatch (k-means, as generate runs by default) or
+// adapt.ModeOnline (each sequence's nearest training centroid, as the
+// server does, where a selection among candidates, Meta.Select, applies).
+func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]int32, batch, seq, k, reps, checkTokens int, mode adapt.Mode) (Overhead, error) {
+	r := Overhead{DType: m.W.Wte.DType().String(), Batch: batch, Seq: seq, Adapter: spec, Reps: reps, Target: OverheadTarget, Inputs: "random tokens", Mode: string(mode)}
+	if mode != adapt.ModeBatch && mode != adapt.ModeOnline {
+		return r, fmt.Errorf("adaptrun: overhead in adapt mode %q: want batch or online", mode)
+	}
 	if seq <= 0 || seq > m.Cfg.NCtx {
 		return r, fmt.Errorf("--seq %d: want 1 to the model's context of %d", seq, m.Cfg.NCtx)
 	}
@@ -159,7 +166,7 @@ func MeasureOverhead(m *model.Model, a *adapt.Adapter, spec string, texts [][]in
 		kb := countsOf(m.B).Sub(k0)
 		cb, _ := cpuSeconds()
 		cb -= c0
-		o := adapt.PlanOptions{Mode: adapt.ModeBatch, K: k, Seed: uint64(i + 2)}
+		o := adapt.PlanOptions{Mode: mode, K: k, Seed: uint64(i + 2)}
 		rows := rt.CheckedRows()
 		ad, err := timeAdapted(rt, pass, toks, o, &r)
 		if err != nil {

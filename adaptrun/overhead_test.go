@@ -19,7 +19,7 @@ func TestMeasureOverhead(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := MeasureOverhead(m, a, "random", nil, 4, 8, 2, 3, 0)
+	r, err := MeasureOverhead(m, a, "random", nil, 4, 8, 2, 3, 0, adapt.ModeBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestMeasureOverhead(t *testing.T) {
 	if r.Target != OverheadTarget || r.MeetsTarget != (r.Overhead <= OverheadTarget) {
 		t.Errorf("target %v, meets %v for overhead %v", r.Target, r.MeetsTarget, r.Overhead)
 	}
-	if _, err := MeasureOverhead(m, a, "random", nil, 2, m.Cfg.NCtx+1, 1, 1, 0); err == nil || !strings.Contains(err.Error(), "context") {
+	if _, err := MeasureOverhead(m, a, "random", nil, 2, m.Cfg.NCtx+1, 1, 1, 0, adapt.ModeBatch); err == nil || !strings.Contains(err.Error(), "context") {
 		t.Errorf("a sequence past the context: %v", err)
 	}
 }
@@ -58,7 +58,7 @@ func TestMeasureOverheadStaged(t *testing.T) {
 	for _, win := range w.Splits["validation"][:8] {
 		texts = append(texts, win.Tokens)
 	}
-	r, err := MeasureOverhead(m, staged, "staged", texts, 8, 32, 2, 2, 0)
+	r, err := MeasureOverhead(m, staged, "staged", texts, 8, 32, 2, 2, 0, adapt.ModeBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestMeasureOverheadStaged(t *testing.T) {
 	if r.FullCheckOverhead <= -1 || math.IsNaN(r.FullCheckOverhead) || r.FullCheckOverhead == 0 {
 		t.Errorf("one-stage overhead %v", r.FullCheckOverhead)
 	}
-	r, err = MeasureOverhead(m, a, "one stage", texts, 8, 32, 2, 1, 0)
+	r, err = MeasureOverhead(m, a, "one stage", texts, 8, 32, 2, 1, 0, adapt.ModeBatch)
 	if err != nil || r.Staged || r.FullCheckRows != 0 {
 		t.Fatalf("an adapter in one stage: staged %v, %d rows in a second timing (%v)", r.Staged, r.FullCheckRows, err)
 	}
@@ -131,5 +131,33 @@ func TestMedian(t *testing.T) {
 	xs := []float64{3, 1, 2}
 	if median(xs) != 2 || median([]float64{4, 1, 3, 2}) != 2.5 || xs[0] != 3 {
 		t.Error("median: want the middle (mean of the two middle ones), input untouched")
+	}
+}
+
+// Online plans (the server's grouping) are timed too, and there a selection
+// among several candidates (Meta.Select) scores more rows than the one
+// nearest centroid's check; an unknown grouping is refused.
+func TestMeasureOverheadOnline(t *testing.T) {
+	m, w, a := stageFixture(t)
+	var texts [][]int32
+	for _, win := range w.Splits["validation"][:8] {
+		texts = append(texts, win.Tokens)
+	}
+	one, err := MeasureOverhead(m, a, "nearest", texts, 8, 32, 0, 1, 0, adapt.ModeOnline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sel := *a
+	sel.Meta.Select = 3
+	three, err := MeasureOverhead(m, &sel, "select 3", texts, 8, 32, 0, 1, 0, adapt.ModeOnline)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Mode != "online" || three.Mode != "online" || one.Clusters != a.Meta.Centroids || one.CheckRows == 0 || three.CheckRows <= one.CheckRows {
+		t.Fatalf("online: modes %q %q, %d clusters (centroids %d), check rows %d nearest against %d with a selection of 3",
+			one.Mode, three.Mode, one.Clusters, a.Meta.Centroids, one.CheckRows, three.CheckRows)
+	}
+	if _, err := MeasureOverhead(m, a, "x", texts, 8, 32, 0, 1, 0, adapt.ModeOne); err == nil || !strings.Contains(err.Error(), "batch or online") {
+		t.Errorf("adapt mode one: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chameleon-llm/chameleon/adapt"
 	"github.com/chameleon-llm/chameleon/adaptrun"
 	"github.com/chameleon-llm/chameleon/defaults"
 	"github.com/chameleon-llm/chameleon/gpu"
@@ -43,6 +44,7 @@ type benchOpts struct {
 	adapterWindows                      string
 	checkTokens                         int
 	adapterRank, clusters, reps         int
+	planMode                            string
 }
 
 // bench is one run of the command: the device, the model and the report
@@ -104,6 +106,7 @@ func benchCmd() *cobra.Command {
 	f.IntVar(&o.adapterRank, "adapter-rank", 16, "rank of the --adapter random hyper-network")
 	f.StringVar(&o.adapterSites, "adapter-sites", "", "block sites the --adapter random hyper-network also updates at every layer, comma-separated: "+strings.Join(model.DecoderSites, ","))
 	f.IntVar(&o.clusters, "clusters", 0, "--adapter: k-means clusters per batch (0: ceil(batch / 16))")
+	f.StringVar(&o.planMode, "adapt-mode", string(adapt.ModeBatch), "--adapter: how the plan groups the batch: batch (k-means, as generate runs by default) or online (each prompt's nearest training centroid, as serve does; where a stored selection, adapt gate --select, applies)")
 	f.IntVar(&o.reps, "reps", 3, "timed repetitions of the prefill/decode and --adapter measurements; the median is reported (prefill/decode: the run of median decode rate, with every run's rates)")
 	return c
 }

@@ -40,7 +40,7 @@ func (b *bench) runAdapter() error {
 			return err
 		}
 		for _, batch := range b.bs {
-			r, err := adaptrun.MeasureOverhead(m, a, o.adapterSpec, texts, batch, o.seq, o.clusters, o.reps, o.checkTokens)
+			r, err := adaptrun.MeasureOverhead(m, a, o.adapterSpec, texts, batch, o.seq, o.clusters, o.reps, o.checkTokens, adapt.Mode(o.planMode))
 			if err != nil {
 				return err
 			}
@@ -54,11 +54,12 @@ func (b *bench) runAdapter() error {
 				where = "made inside the prefill"
 			}
 			b.log("%s, %d of %d adapted; ", r.Inputs, r.Adapted, batch)
-			b.log("%s batch %d x %d, %d clusters: forward %.3fs, adapted %.3fs (plan %.3fs, %.1f%% of the forward, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% [%+.1f%%, %+.1f%%], the median of the rounds' ratios and its 95%% interval (%s the %.0f%% target; of the medians %+.1f%%%s); with the plan's own base pass first %.3fs, %+.1f%%\n",
-				r.DType, batch, o.seq, r.Clusters, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, 100*r.PlanSeconds/r.BaseSeconds, where, r.HeadSeconds,
+			b.log("%s batch %d x %d, %d clusters (%s): forward %.3fs, adapted %.3fs (plan %.3fs, %.1f%% of the forward, %s: features, k-means, hyper-network, gate and self-check; low-rank head %+.3fs): overhead %+.1f%% [%+.1f%%, %+.1f%%], the median of the rounds' ratios and its 95%% interval (%s the %.0f%% target; of the medians %+.1f%%%s); with the plan's own base pass first %.3fs, %+.1f%%\n",
+				r.DType, batch, o.seq, r.Clusters, r.Mode, r.BaseSeconds, r.AdaptedSeconds, r.PlanSeconds, 100*r.PlanSeconds/r.BaseSeconds, where, r.HeadSeconds,
 				100*r.Overhead, 100*r.OverheadCI.Lo, 100*r.OverheadCI.Hi, verdict, 100*r.Target, 100*r.OverheadOfMedians, cpuNote(r), r.ApartSeconds, 100*r.ApartOverhead)
 			b.log("  rounds' overheads:%s; host transfers beyond the plain pass: %.2f MB read back, %.2f MB written\n",
 				percents(r.RoundOverheads), float64(r.PlanReadBytes)/1e6, float64(r.PlanWrittenBytes)/1e6)
+			b.log("  the self-check projected %d rows\n", r.CheckRows)
 			if r.Staged {
 				b.log("  staged self-check: %d rows projected; in one stage (the same rounds) %d rows, adapted %.3fs, overhead %+.1f%%\n",
 					r.CheckRows, r.FullCheckRows, r.FullCheckSeconds, 100*r.FullCheckOverhead)
