@@ -55,15 +55,7 @@ func TestSelectCheck(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkAssignedLosses(t, name+" select", rt, prompts, as, lp)
-		ft, feats, err := rt.features(prompts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rt.cops.Free(ft)
-		near, err := rt.Centroids.Nearest(feats, k)
-		if err != nil {
-			t.Fatal(err)
-		}
+		near := nearestCentroids(t, rt, prompts, k)
 		// loss[x][i]: prompt i's summed loss through centroid x's update.
 		p, err := rt.PlanMeans(len(prompts), rt.Centroids.Data)
 		if err != nil {
@@ -155,6 +147,19 @@ func selectMoves(t *testing.T, m *model.Model, a *Adapter, prompts [][]int32, k 
 	if err != nil {
 		t.Fatal(err)
 	}
+	near := nearestCentroids(t, rt, prompts, k)
+	for i, c := range as {
+		if c >= 0 && c != near[i][0] {
+			return true
+		}
+	}
+	return false
+}
+
+// nearestCentroids is each prompt's k nearest training centroids, nearest
+// first.
+func nearestCentroids(t *testing.T, rt *Runtime, prompts [][]int32, k int) [][]int {
+	t.Helper()
 	ft, feats, err := rt.features(prompts)
 	if err != nil {
 		t.Fatal(err)
@@ -164,10 +169,5 @@ func selectMoves(t *testing.T, m *model.Model, a *Adapter, prompts [][]int32, k 
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, c := range as {
-		if c >= 0 && c != near[i][0] {
-			return true
-		}
-	}
-	return false
+	return near
 }
