@@ -246,22 +246,8 @@ func Open(opts Options) (*Device, error) {
 		a.Release()
 	}
 	d := &Device{Info: infos[pick]}
-	// With cogentcore/webgpu v0.23.0 on lavapipe, RequestDevice fails now and
-	// then ("failed to request device": the binding drops wgpu's message),
-	// more often on an adapter whose info was queried and on a loaded
-	// machine; a freshly enumerated adapter and a retry have always
-	// succeeded, so the request is made that way, a few times.
-	var err error
-	for try := 0; try < 5; try++ {
-		if try > 0 {
-			time.Sleep(time.Duration(100*try) * time.Millisecond)
-		}
-		if err = d.request(pick, opts); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gpu: adapter %q: request device: %w", d.Info.Name, err)
+	if err := d.requestRetried(pick, opts); err != nil {
+		return nil, err
 	}
 	d.queue = d.dev.GetQueue()
 	d.Limits = limitsOf(d.dev.GetLimits().Limits)
@@ -276,6 +262,31 @@ func Open(opts Options) (*Device, error) {
 	d.settled = map[*texture]bool{}
 	d.rec = &recorder{d: d}
 	return d, nil
+}
+
+// requestRetried requests the device on adapter pick (request), retrying.
+func (d *Device) requestRetried(pick int, opts Options) error {
+	// With cogentcore/webgpu v0.23.0 on lavapipe, RequestDevice fails now and
+	// then ("failed to request device": the binding drops wgpu's message),
+	// more often on an adapter whose info was queried and on a loaded
+	// machine; a freshly enumerated adapter and a retry have always
+	// succeeded, so the request is made that way, a few times.
+	var err error
+	for try := 0; try < 5; try++ {
+		if try > 0 {
+			time.Sleep(time.Duration(100*try) * time.Millisecond)
+		}
+		if err = d.request(pick, opts); err == nil {
+			break
+		}
+	}
+	var refused *refusedError
+	if errors.As(err, &refused) {
+		return fmt.Errorf("gpu: adapter %q %w", d.Info.Name, err)
+	} else if err != nil {
+		return fmt.Errorf("gpu: adapter %q: request device: %w", d.Info.Name, err)
+	}
+	return nil
 }
 
 // request enumerates the adapters afresh and requests a device on adapter
@@ -324,8 +335,11 @@ func (d *Device) request(pick int, opts Options) error {
 	needed.MaxComputeWorkgroupSizeX = all.MaxComputeWorkgroupSizeX
 	needed.MaxComputeWorkgroupSizeY = all.MaxComputeWorkgroupSizeY
 	needed.MaxTextureDimension2D = all.MaxTextureDimension2D
-	var errs []string
+	refused := &refusedError{needed: needed}
 	for _, withFeats := range []bool{true, false} {
+		if !withFeats && len(feats) == 0 {
+			break // the same requests again
+		}
 		for i, lim := range []wgpu.Limits{all, needed, wgpu.DefaultLimits()} {
 			fs := feats
 			if !withFeats {
@@ -341,8 +355,7 @@ func (d *Device) request(pick int, opts Options) error {
 				// (markLost).
 			})
 			if err != nil {
-				errs = append(errs, fmt.Sprintf("%s limits%s: %v", []string{"adapter", "needed", "default"}[i],
-					map[bool]string{true: " with " + featureNames(fs), false: ""}[withFeats && len(fs) > 0], err))
+				refused.tries = append(refused.tries, deviceTry{[]string{"adapter", "needed", "default"}[i], featureNames(fs), err})
 				continue
 			}
 			d.Requested = []string{"adapter", "needed", "default"}[i] + " limits"
@@ -355,7 +368,7 @@ func (d *Device) request(pick int, opts Options) error {
 		}
 	}
 	a.Release()
-	return errors.New(strings.Join(errs, "; "))
+	return refused
 }
 
 func featureNames(fs []wgpu.FeatureName) string {
@@ -363,7 +376,7 @@ func featureNames(fs []wgpu.FeatureName) string {
 	for _, f := range fs {
 		out = append(out, f.String())
 	}
-	return strings.Join(out, ", ")
+	return strings.Join(out, "+")
 }
 
 // ErrDeviceLost wraps every error reported after the device was lost.

@@ -229,3 +229,48 @@ func TestUnencodableResponseIs500(t *testing.T) {
 		t.Errorf("without logprobs: %d %s", code, body)
 	}
 }
+
+// A chat message's role is one of OpenAI's (a made-up one was rendered
+// into the prompt as "Hacker: ..."), and its content is required: null or
+// missing content is refused for every role, an assistant's included
+// (null is OpenAI's for a tool-call turn, and this server takes no tool
+// calls). /tokenize parses messages the same way.
+func TestChatMessageRoleAndContent(t *testing.T) {
+	_, url, _ := refServer(t, Options{Slots: 1})
+	for _, c := range []struct{ msgs, param, code string }{
+		{`[{"role":"hacker","content":"hi"}]`, "messages[0].role", "invalid_value"},
+		{`[{"role":"user","content":"a"},{"role":"User","content":"b"}]`, "messages[1].role", "invalid_value"},
+		{`[{"role":"function","content":"hi"}]`, "messages[0].role", "invalid_value"},
+		{`[{"role":"user","content":null}]`, "messages[0].content", "missing_content"},
+		{`[{"role":"system"},{"role":"user","content":"hi"}]`, "messages[0].content", "missing_content"},
+		{`[{"role":"user","content":"hi"},{"role":"assistant","content":null}]`, "messages[1].content", "missing_content"},
+		{`[{"role":"tool","content":null}]`, "messages[0].content", "missing_content"},
+		{`[{"role":"developer","content":null}]`, "messages[0].content", "missing_content"},
+	} {
+		for _, req := range [][2]string{
+			{"/v1/chat/completions", `{"max_tokens":1,"messages":` + c.msgs + `}`},
+			{"/tokenize", `{"messages":` + c.msgs + `}`},
+		} {
+			path := req[0]
+			code, _, body := postTo(t, url, path, req[1])
+			if code != 400 {
+				t.Errorf("%s %s: %d %s, want 400", path, c.msgs, code, body)
+				continue
+			}
+			e := apiErr(t, body)
+			if e.Param != c.param || e.Code != c.code {
+				t.Errorf("%s %s: %s, want param %q code %q", path, c.msgs, body, c.param, c.code)
+			}
+			if c.code == "invalid_value" && !strings.Contains(e.Message, "system, developer, user, assistant, tool") {
+				t.Errorf("%s %s: message %q does not name the allowed roles", path, c.msgs, e.Message)
+			}
+		}
+	}
+	// Every allowed role, with string or text-part content (empty too), passes.
+	ok := `{"messages":[{"role":"system","content":"s"},{"role":"developer","content":""},` +
+		`{"role":"user","content":[{"type":"text","text":"u"}]},{"role":"assistant","content":"a"},` +
+		`{"role":"tool","content":"t"},{"role":"user","content":"hi"}],"max_tokens":1}`
+	if code, _, body := postTo(t, url, "/v1/chat/completions", ok); code != 200 {
+		t.Errorf("%s: %d %s", ok, code, body)
+	}
+}

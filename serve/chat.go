@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
@@ -135,9 +136,15 @@ func ChatTemplateFromTokenizerConfig(b []byte) (src, bos, eos string, ok bool, e
 	return "", bos, eos, false, nil
 }
 
-// ChatMessage is one message of a chat request. Content is a string, null
-// (an assistant turn that only called tools) or an array of parts of which
-// only {"type": "text", "text": ...} are accepted.
+// ChatRoles are the roles a chat message may have (OpenAI's; "function",
+// deprecated there, is not taken).
+var ChatRoles = []string{"system", "developer", "user", "assistant", "tool"}
+
+// ChatMessage is one message of a chat request. Role is one of ChatRoles.
+// Content is a string or an array of parts of which only {"type": "text",
+// "text": ...} are accepted; it is required, even of an assistant message
+// (null content is OpenAI's for an assistant turn that only called tools,
+// and this server takes no tool calls).
 type ChatMessage struct {
 	Role    string          `json:"role"`
 	Content json.RawMessage `json:"content"`
@@ -151,10 +158,14 @@ func (m *ChatMessage) parse(i int) *APIError {
 	if strings.TrimSpace(m.Role) == "" {
 		return badRequest(param+".role", "missing_role", "%s has no role", param)
 	}
+	if !slices.Contains(ChatRoles, m.Role) {
+		return badRequest(param+".role", "invalid_value", "%s.role is %q: it must be one of %s",
+			param, m.Role, strings.Join(ChatRoles, ", "))
+	}
 	raw := bytes.TrimSpace(m.Content)
 	if len(raw) == 0 || string(raw) == "null" {
-		m.text = ""
-		return nil
+		return badRequest(param+".content", "missing_content",
+			"%s (role %s) has no content: a string or an array of text parts is required", param, m.Role)
 	}
 	if json.Unmarshal(raw, &m.text) == nil {
 		return nil
