@@ -25,13 +25,21 @@ type GenerateOptions struct {
 	// Adapter, if set, adapts every step's forward (package adapt's
 	// plans); its sequences are the prompts, in order.
 	Adapter Adapter
+	// Cancel, if set, is called once before each step (the prefill and
+	// every decode step) while a sequence is unfinished. When it returns
+	// true, generation stops there: every unfinished sequence ends with
+	// Finish "cancelled", keeping the tokens (and the text, released in
+	// full to OnText) produced so far, and Generate returns no error. A
+	// Cancel that first returns true on its (n+1)th call thus leaves n
+	// tokens per unfinished sequence, the prefix of an uncancelled run.
+	Cancel func() bool
 }
 
 // Generation is one sequence's result.
 type Generation struct {
 	Tokens []int32 // every generated token id, including those that formed a stop string
 	Text   []byte  // their decoded bytes, cut before a stop string
-	Finish string  // "stop" (a stop string or <|endoftext|>), "length" (MaxTokens) or "context" (the context is full)
+	Finish string  // "stop" (a stop string or <|endoftext|>), "length" (MaxTokens), "context" (the context is full) or "cancelled" (GenerateOptions.Cancel)
 }
 
 // Generate continues each prompt (token ids, none empty) as one batch: one
@@ -100,6 +108,15 @@ func (m *Model) Generate(tok *tokenizer.Tokenizer, prompts [][]int32, opt Genera
 	step := prompts
 	u := make([]float32, B)
 	for {
+		if opt.Cancel != nil && opt.Cancel() {
+			for i := range out {
+				if !done[i] {
+					out[i].Finish = "cancelled"
+					release(i, true)
+				}
+			}
+			break
+		}
 		// The sampler's uniforms go up before the forward is recorded, so
 		// that the write does not wait for it (one round trip a step).
 		for i := range u {

@@ -143,3 +143,41 @@ func TestGenerateRejectsBadInput(t *testing.T) {
 		t.Errorf("generation at the end of the context: %+v %v", g, err)
 	}
 }
+
+// TestGenerateCancel: a Cancel that turns true on its (n+1)th call stops
+// every sequence after n tokens with Finish "cancelled", the prefix of an
+// uncancelled run, its text streamed in full; no error.
+func TestGenerateCancel(t *testing.T) {
+	tok, err := tokenizer.NewGPT2()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfigs[0]
+	m := newModel(t, ref.New(), cfg, 5, gpu.F32)
+	prompts := randomTokens(rand.New(rand.NewPCG(5, 1)), []int{3, 7}, cfg.VocabSize)
+	opt := GenerateOptions{MaxTokens: 6, Sample: gpu.SampleParams{Temperature: 0.8, TopP: 1}, Seed: 9}
+	full := generateAll(t, m, tok, prompts, opt)
+	for n := 0; n <= 7; n++ {
+		calls := 0
+		o := opt
+		o.Cancel = func() bool { calls++; return calls > n }
+		var streamed [2][]byte
+		o.OnText = func(i int, b []byte) { streamed[i] = append(streamed[i], b...) }
+		got := generateAll(t, m, tok, prompts, o)
+		want, finish, wantCalls := min(n, opt.MaxTokens), "cancelled", n+1
+		if n >= opt.MaxTokens {
+			finish, wantCalls = "length", opt.MaxTokens
+		}
+		if calls != wantCalls {
+			t.Errorf("cancel after %d: Cancel called %d times, want %d", n, calls, wantCalls)
+		}
+		for i, g := range got {
+			if g.Finish != finish || len(g.Tokens) != want || !slices.Equal(g.Tokens, full[i].Tokens[:want]) {
+				t.Errorf("cancel after %d, sequence %d: finish %q tokens %v; want %q and the first %d of %v", n, i, g.Finish, g.Tokens, finish, want, full[i].Tokens)
+			}
+			if !bytes.Equal(streamed[i], g.Text) || !bytes.HasPrefix(full[i].Text, g.Text) {
+				t.Errorf("cancel after %d, sequence %d: streamed %q, text %q, uncancelled %q", n, i, streamed[i], g.Text, full[i].Text)
+			}
+		}
+	}
+}

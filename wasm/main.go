@@ -8,6 +8,7 @@
 //	chameleon.load({config, weights, encoder?, vocab?, hyper?, dtype?}) -> Promise<info>
 //	chameleon.tokenize(text) -> [ids]
 //	chameleon.generate({prompts, maxTokens, temperature, topK, topP, seed, stopAtEOT, adapt, mode, k}, onText?) -> Promise<run>
+//	chameleon.stop() -> bool: end the running generate early (see jsStop)
 //	chameleon.logits(text) -> Promise<{t, v, data: Float32Array (t*v)}>
 //	chameleon.cluster({prompts, k, mode, seed}) -> Promise<{assign, k, points}>
 //	chameleon.pageVersion: web.Version() of the page this runtime was built with
@@ -35,6 +36,7 @@ func main() {
 	api.Set("load", export(jsLoad, rejected))
 	api.Set("tokenize", export(jsTokenize, func(string) js.Value { return js.Null() }))
 	api.Set("generate", export(jsGenerate, rejected))
+	api.Set("stop", export(jsStop, func(string) js.Value { return js.ValueOf(false) }))
 	api.Set("logits", export(jsLogits, rejected))
 	api.Set("cluster", export(jsCluster, rejected))
 	api.Set("pageVersion", web.Version())

@@ -402,6 +402,9 @@ func jsGenerate(this js.Value, args []js.Value) any {
 	cache := adapted && optBool(o, "cache", false)
 	po := planOptions(o)
 	return promise(func() (any, error) {
+		cancel, done := cancellable() // stop() ends this call early
+		defer done()
+		opt.Cancel = cancel
 		ids, err := loadedIDs(prompts)
 		if err != nil {
 			return nil, err

@@ -160,9 +160,11 @@ function options(adapted) {
 
 // setBusy disables the run buttons while a run goes, and locks the prompt
 // boxes (and the buttons that add, fill or remove them), so that what the
-// page shows stays the prompts the run was given.
+// page shows stays the prompts the run was given. Stop is enabled by
+// generate alone, for the time of its run.
 function setBusy(b) {
   demo.busy = b;
+  $("stop").disabled = true;
   for (const id of ["gen-base", "gen-both", "do-cluster", "add-prompt"]) $(id).disabled = b;
   document.querySelectorAll("#prompts textarea").forEach((t) => { t.readOnly = b; });
   document.querySelectorAll("#prompts .remove, #samples button").forEach((e) => { e.disabled = b; });
@@ -364,7 +366,10 @@ async function run(o, cells, col) {
   });
   res.label = col;
   if (res.plan) drawClusters(res.plan, o.prompts);
-  res.results.forEach((r, i) => { cells[i][col].textContent = r.text; });
+  res.results.forEach((r, i) => {
+    cells[i][col].textContent = r.text;
+    if (r.finish === "cancelled") cells[i][col].insertAdjacentHTML("afterend", '<span class="stopped"> [stopped]</span>');
+  });
   demo.runs.push(res);
   return res;
 }
@@ -395,14 +400,17 @@ async function generate(both) {
   if (texts.length === 0) { clearResults(); showError("Enter at least one prompt."); return; }
   setBusy(true);
   demo.last = null;
+  demo.stopped = false;
+  $("stop").disabled = false;
   try {
     const cols = both ? ["base", "adapted"] : ["base"];
     const cells = outputs(texts, cols);
     const runs = [await run(base, cells, "base")];
-    if (both) runs.push(await run({ ...base, adapt: true, cache: cacheOn }, cells, "adapted"));
-    $("stats").textContent = runs.map(statLine).join(" · ");
-    const marked = both ? highlight(cells, runs[0], runs[1]) : 0;
-    demo.last = { done: true, runs, marked };
+    if (both && !demo.stopped) runs.push(await run({ ...base, adapt: true, cache: cacheOn }, cells, "adapted"));
+    const stopped = demo.stopped || runs.some((r) => r.results.some((x) => x.finish === "cancelled"));
+    $("stats").textContent = runs.map(statLine).join(" · ") + (stopped ? " · stopped (Stop was clicked)" : "");
+    const marked = runs.length > 1 ? highlight(cells, runs[0], runs[1]) : 0;
+    demo.last = { done: true, runs, marked, stopped };
   } catch (e) {
     clearResults();
     showError(e.message);
@@ -458,6 +466,7 @@ function showApp(info) {
   $("gen-base").onclick = () => generate(false);
   $("gen-both").onclick = () => generate(true);
   $("do-cluster").onclick = () => cluster();
+  $("stop").onclick = () => { demo.stopped = true; $("stop").disabled = true; chameleon.stop(); };
   setBusy(false);
 }
 
