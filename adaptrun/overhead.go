@@ -24,8 +24,8 @@ type Overhead struct {
 	Seq      int    `json:"seq"`
 	Clusters int    `json:"clusters"`
 	Mode     string `json:"adapt_mode"` // how the plan grouped the batch: batch (k-means, generate's default) or online (nearest training centroid, the server's)
-	Adapted  int    `json:"adapted"` // sequences the plan adapted (the gate and self-check keep the others at the base model)
-	Inputs   string `json:"inputs"`  // "random tokens" or "texts"
+	Adapted  int    `json:"adapted"`    // sequences the plan adapted (the gate and self-check keep the others at the base model)
+	Inputs   string `json:"inputs"`     // "random tokens" or "texts"
 	// CheckTokens is the runtime's Runtime.CheckTokens (0: the default).
 	CheckTokens int    `json:"check_tokens"`
 	Adapter     string `json:"adapter"`
