@@ -29,18 +29,12 @@ import (
 // the demo server (optionally wrapped to misbehave) on loopback, and one
 // headless Chromium with WebGPU on SwiftShader, as TestDemoInBrowser runs it.
 
-// faultDemoServer builds the wasm runtime and serves a small random model
-// (GPT-2's vocabulary, context 64) with a random hyper-network.
-func faultDemoServer(t *testing.T) *demoServer {
+// saveDemoModel writes the browser tests' model into a temporary
+// directory: GPT-2's vocabulary (so the embedded and the served tokenizer
+// agree), context 64, random weights; it returns the directory, the
+// config, the weights, the tokenizer and the model's identity for adapters.
+func saveDemoModel(t *testing.T) (string, model.Config, []model.HostTensor, *tokenizer.Tokenizer, adapt.Base) {
 	t.Helper()
-	root, ok := sourceRoot()
-	if !ok {
-		t.Fatal("not inside Chameleon's source tree")
-	}
-	wasmDir := t.TempDir()
-	if err := buildWasm(context.Background(), goTool(), root, wasmDir); err != nil {
-		t.Fatal(err)
-	}
 	cfg := model.Config{VocabSize: 50257, NCtx: 64, NEmbd: 32, NHead: 2, NLayer: 2, LNEps: 1e-5}
 	host := model.RandomInit(cfg, 7)
 	dir := t.TempDir()
@@ -55,6 +49,22 @@ func faultDemoServer(t *testing.T) *demoServer {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, cfg, host, tok, base
+}
+
+// faultDemoServer builds the wasm runtime and serves a small random model
+// (GPT-2's vocabulary, context 64) with a random hyper-network.
+func faultDemoServer(t *testing.T) *demoServer {
+	t.Helper()
+	root, ok := sourceRoot()
+	if !ok {
+		t.Fatal("not inside Chameleon's source tree")
+	}
+	wasmDir := t.TempDir()
+	if err := buildWasm(context.Background(), goTool(), root, wasmDir); err != nil {
+		t.Fatal(err)
+	}
+	dir, cfg, _, _, base := saveDemoModel(t)
 	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, 2)
 	ad := &adapt.Adapter{
 		Meta:    adapt.Meta{Kind: adapt.KindHyper, Rank: hc.Rank, Alpha: hc.Alpha, Hidden: hc.Hidden, Dropout: hc.Dropout, Base: base},

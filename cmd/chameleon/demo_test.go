@@ -24,7 +24,6 @@ import (
 	"github.com/chameleon-llm/chameleon/gpu"
 	"github.com/chameleon-llm/chameleon/gpu/gputest"
 	"github.com/chameleon-llm/chameleon/model"
-	"github.com/chameleon-llm/chameleon/model/tokenizer"
 	"github.com/chameleon-llm/chameleon/serve"
 )
 
@@ -65,22 +64,9 @@ func TestDemoInBrowser(t *testing.T) {
 	}
 	t.Logf("wasm built in %v", time.Since(t0).Round(time.Millisecond))
 
-	// A small model with GPT-2's vocabulary (so the embedded and the served
-	// tokenizer agree) and a random hyper-network for it.
-	cfg := model.Config{VocabSize: 50257, NCtx: 64, NEmbd: 32, NHead: 2, NLayer: 2, LNEps: 1e-5}
-	host := model.RandomInit(cfg, 7)
-	dir := t.TempDir()
-	tok, err := tokenizer.NewGPT2()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := saveModel(dir, cfg, host, "f32", tok); err != nil {
-		t.Fatal(err)
-	}
-	base, err := adapt.BaseOf(cfg, host)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A small model with GPT-2's vocabulary and a random hyper-network
+	// for it.
+	dir, cfg, host, tok, base := saveDemoModel(t)
 	hc := adapt.DefaultHyper(cfg.NEmbd, cfg.VocabSize, 2)
 	hc.Alpha = 4
 	// Generated updates inside the decoder too (qkv and fc2 of every
