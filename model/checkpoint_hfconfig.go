@@ -3,12 +3,13 @@ package model
 // Hugging Face config.json: what LoadHF reads from it and what SaveHF writes.
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
+
+	"github.com/chameleon-llm/chameleon/model/tensorfile"
 )
 
 // hfConfig is the part of a Hugging Face GPT2Config that Chameleon reads or
@@ -101,35 +102,18 @@ var hfConfigKeys = func() []string {
 // could load sizes no tensor shape contradicts (n_head, the epsilon) other
 // than the ones the checkpoint was made with.
 func checkConfigKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	switch tok, err := dec.Token(); {
-	case err != nil:
+	fields, err := tensorfile.ObjectFields(data) // refuses a key stated twice
+	if err != nil {
 		return fmt.Errorf("not a valid config.json: %w", err)
-	case tok != json.Delim('{'):
-		return fmt.Errorf("not a valid config.json: want a JSON object, got %v", tok)
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("not a valid config.json: %w", err)
-		}
-		key := tok.(string) // inside an object the decoder only yields string keys
-		if seen[key] {
-			return fmt.Errorf("key %q appears twice", key)
-		}
-		seen[key] = true
+	for _, f := range fields {
 		for _, k := range hfConfigKeys {
-			if key != k && strings.EqualFold(key, k) {
-				return fmt.Errorf("key %q is not %q: keys are case-sensitive", key, k)
+			if f.Key != k && strings.EqualFold(f.Key, k) {
+				return fmt.Errorf("key %q is not %q: keys are case-sensitive", f.Key, k)
 			}
 		}
-		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("not a valid config.json: value of %q: %w", key, err)
-		}
 	}
-	return nil // json.Unmarshal checks the rest
+	return nil
 }
 
 // hfConfigOut is the config.json SaveHF writes, in this key order.

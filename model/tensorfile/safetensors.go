@@ -68,20 +68,20 @@ func (f *File) parseHeader(header []byte, dataStart, size int64) error {
 	if !utf8.Valid(header) {
 		return errors.New("safetensors: header is not valid UTF-8")
 	}
-	fields, err := objectFields(header)
+	fields, err := ObjectFields(header)
 	if err != nil {
 		return fmt.Errorf("safetensors: header: %w", err)
 	}
 	dataLen := size - dataStart
 	f.Tensors = make([]TensorInfo, 0, len(fields))
 	for _, fl := range fields {
-		if fl.key == metadataKey {
-			if f.Metadata, err = parseMetadata(fl.raw); err != nil {
+		if fl.Key == metadataKey {
+			if f.Metadata, err = parseMetadata(fl.Raw); err != nil {
 				return err
 			}
 			continue
 		}
-		t, err := parseEntry(fl.key, fl.raw, dataLen)
+		t, err := parseEntry(fl.Key, fl.Raw, dataLen)
 		if err != nil {
 			return err
 		}
@@ -102,16 +102,16 @@ func parseMetadata(raw json.RawMessage) (map[string]string, error) {
 	if string(raw) == "null" {
 		return m, nil
 	}
-	fields, err := objectFields(raw)
+	fields, err := ObjectFields(raw)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %s must map strings to strings: %w", metadataKey, err)
 	}
 	for _, fl := range fields {
 		var v string
-		if err := json.Unmarshal(fl.raw, &v); err != nil {
-			return nil, fmt.Errorf("safetensors: %s must map strings to strings: %q is %.40s", metadataKey, fl.key, fl.raw)
+		if err := json.Unmarshal(fl.Raw, &v); err != nil {
+			return nil, fmt.Errorf("safetensors: %s must map strings to strings: %q is %.40s", metadataKey, fl.Key, fl.Raw)
 		}
-		m[fl.key] = v
+		m[fl.Key] = v
 	}
 	return m, nil
 }
@@ -122,19 +122,19 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 	fail := func(format string, args ...any) (TensorInfo, error) {
 		return TensorInfo{}, fmt.Errorf("safetensors: tensor %q: %s", name, fmt.Sprintf(format, args...))
 	}
-	fields, err := objectFields(raw)
+	fields, err := ObjectFields(raw)
 	if err != nil {
 		return fail("%v", err)
 	}
 	var dtRaw, shapeRaw, offRaw json.RawMessage
 	for _, fl := range fields {
-		switch fl.key {
+		switch fl.Key {
 		case "dtype":
-			dtRaw = fl.raw
+			dtRaw = fl.Raw
 		case "shape":
-			shapeRaw = fl.raw
+			shapeRaw = fl.Raw
 		case "data_offsets":
-			offRaw = fl.raw
+			offRaw = fl.Raw
 		}
 	}
 	if dtRaw == nil || shapeRaw == nil || offRaw == nil {
@@ -184,16 +184,17 @@ func parseEntry(name string, raw json.RawMessage, dataLen int64) (TensorInfo, er
 	return t, nil
 }
 
-// field is one member of a JSON object, in document order.
-type field struct {
-	key string
-	raw json.RawMessage
+// Field is one member of a JSON object, in document order.
+type Field struct {
+	Key string
+	Raw json.RawMessage
 }
 
-// objectFields splits a JSON object into its members, rejecting anything
+// ObjectFields splits a JSON object into its members, rejecting anything
 // that is not exactly one object (trailing whitespace allowed) and duplicate
-// keys, which encoding/json would otherwise silently resolve to the last.
-func objectFields(data []byte) ([]field, error) {
+// keys, which encoding/json would otherwise silently resolve to the last
+// (the safetensors header, and model's config.json check).
+func ObjectFields(data []byte) ([]Field, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
@@ -202,7 +203,7 @@ func objectFields(data []byte) ([]field, error) {
 	if d, ok := tok.(json.Delim); !ok || d != '{' {
 		return nil, fmt.Errorf("want a JSON object, got %v", tok)
 	}
-	var out []field
+	var out []Field
 	seen := map[string]bool{}
 	for dec.More() {
 		tok, err := dec.Token()
@@ -218,7 +219,7 @@ func objectFields(data []byte) ([]field, error) {
 		if err := dec.Decode(&raw); err != nil {
 			return nil, fmt.Errorf("invalid JSON after key %q: %w", key, err)
 		}
-		out = append(out, field{key, raw})
+		out = append(out, Field{key, raw})
 	}
 	if _, err := dec.Token(); err != nil { // the closing '}'
 		return nil, fmt.Errorf("invalid JSON: %w", err)
